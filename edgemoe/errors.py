@@ -1,0 +1,13 @@
+"""Errors that the command line reports as one line and a non-zero exit."""
+
+
+class EdgeMoeError(Exception):
+    """Base of every error caused by bad input (config, profile, checkpoint, image...)."""
+
+
+class ConfigError(EdgeMoeError):
+    """A model config or precision profile is unknown or malformed."""
+
+
+class CheckpointError(EdgeMoeError):
+    """A checkpoint cannot be loaded into the model."""

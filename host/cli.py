@@ -1,0 +1,163 @@
+"""The ``edgemoe`` command line.
+
+Every error caused by bad input is one line on stderr and exit code 2; a
+failed verification (budgets missed) exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgemoe.errors import EdgeMoeError
+from edgemoe.models.config import DEFAULT_CONFIG, load_config
+
+from .backends import Workload, get_backend
+from .images import random_images
+from .profile import DEFAULT_PROFILE, load_profile
+from .verify import compare, layer_table, pairs, within_budget
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON to ``path`` through a temporary file: never a partial file."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise EdgeMoeError(f"cannot write {path}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _build_model(cfg, seed: int, checkpoint: str | None):
+    from edgemoe.models.checkpoint import load_checkpoint
+    from edgemoe.models.m3vit import M3ViT, random_model
+
+    if checkpoint is None:
+        return random_model(cfg, seed), []
+    model = M3ViT(cfg, seed=seed)
+    notices = load_checkpoint(model, checkpoint)
+    return model.eval(), notices
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    profile = load_profile(args.profile)
+    task = cfg.task_names[cfg.task_id(_task_arg(args.task, cfg))]
+    names = [n.strip() for n in args.backends.split(",") if n.strip()]
+    if len(names) < 2:
+        raise EdgeMoeError("--backends needs at least two backends, e.g. torch,golden")
+    backends = [get_backend(n) for n in names]
+    if args.images < 1:
+        raise EdgeMoeError("--images must be at least 1")
+    model, notices = _build_model(cfg, args.seed, args.checkpoint)
+    for n in notices:
+        print(f"notice: {n}", file=sys.stderr)
+    wl = Workload(cfg, profile, model)
+    images = random_images(cfg, args.images, args.seed)
+    outputs = {b.name: b.run(wl, images, task, record=True) for b in backends}
+
+    table = layer_table(outputs)
+    cols = [k for k in table[0] if k != "stage"] if table else []
+    print(f"{cfg.name} / {profile.name} / task {task} / seed {args.seed} / {args.images} image(s)")
+    print(
+        f"{'boundary':<16}" + "".join(f"{c:>18}" for c in cols) + "   (rel_rms; route: agreement)"
+    )
+    for row in table:
+        print(f"{row['stage']:<16}" + "".join(f"{row.get(c, float('nan')):>18.3e}" for c in cols))
+
+    result = {
+        "config": cfg.name,
+        "profile": profile.name,
+        "task": task,
+        "seed": args.seed,
+        "images": args.images,
+        "checkpoint": args.checkpoint,
+        "weight_saturations": wl.quantized.report.saturated if profile else 0,
+        "seconds": {n: o.seconds for n, o in outputs.items()},
+        "pairs": {},
+        "layers": table,
+    }
+    failed = False
+    print()
+    for a, b in pairs(names):
+        m = compare(outputs[a], outputs[b])
+        entry = m.to_dict()
+        entry["saturations"] = {
+            a: sum(outputs[a].saturations.values()),
+            b: sum(outputs[b].saturations.values()),
+        }
+        # float vs fixed point has a budget; two fixed-point backends must be identical
+        fixed = [n for n in (a, b) if n != "torch"]
+        if len(fixed) == 2:
+            entry["bit_exact"] = bool(np.array_equal(outputs[a].tokens, outputs[b].tokens))
+            missed = [] if entry["bit_exact"] else ["not bit-exact"]
+        else:
+            missed = within_budget(m, profile.budgets)
+        entry["within_budget"] = not missed
+        failed |= bool(missed)
+        result["pairs"][f"{a}-{b}"] = entry
+        verdict = "PASS" if not missed else "FAIL: " + "; ".join(missed)
+        print(
+            f"{a} vs {b}: max_abs={m.max_abs:.3e} rel_rms={m.rel_rms:.3e} cosine={m.cosine:.7f} "
+            f"routing={m.routing_agreement:.4f} ({m.routing_mismatches}/{m.routing_decisions} "
+            f"differ) saturations={entry['saturations']}  {verdict}"
+        )
+    if args.json:
+        _write_json_atomic(Path(args.json), result)
+        print(f"wrote {args.json}")
+    return 1 if failed else 0
+
+
+def _task_arg(task: str | None, cfg) -> str | int:
+    if task is None:
+        return 0
+    return int(task) if task.isdigit() else task
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="edgemoe",
+        description="M3ViT on the Edge-MoE FPGA accelerator: export, run, verify.",
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("verify", help="compare backends on a seeded model and images")
+    v.add_argument("--config", default=DEFAULT_CONFIG, help="config name or YAML path")
+    v.add_argument("--profile", default=DEFAULT_PROFILE, help="precision profile name or path")
+    v.add_argument("--task", default=None, help="task name or id (default: the first task)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the random model and images")
+    v.add_argument("--images", type=int, default=1, help="number of seeded images")
+    v.add_argument("--backends", default="torch,golden", help="comma-separated backend names")
+    v.add_argument("--checkpoint", default=None, help="M3ViT checkpoint instead of random init")
+    v.add_argument("--json", default=None, help="write the metrics as JSON here")
+    v.set_defaults(func=cmd_verify)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EdgeMoeError as e:
+        print(f"edgemoe: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgemoe: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

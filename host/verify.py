@@ -1,0 +1,96 @@
+"""Compare backends on one seeded workload: per-layer errors and final-output metrics."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backends import RunOutput
+
+
+@dataclass(frozen=True)
+class PairMetrics:
+    """Agreement of backend ``b`` with reference ``a`` on the final backbone output."""
+
+    max_abs: float
+    rel_rms: float
+    cosine: float
+    routing_agreement: float
+    routing_decisions: int
+    routing_mismatches: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def rel_rms(ref: np.ndarray, x: np.ndarray) -> float:
+    """``||x - ref||_2 / ||ref||_2``."""
+    den = float(np.linalg.norm(ref))
+    return float(np.linalg.norm(x - ref)) / den if den else float(np.linalg.norm(x))
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0 or nb == 0:
+        return 1.0 if na == nb else 0.0
+    return float(np.vdot(a.ravel(), b.ravel())) / (na * nb)
+
+
+def routing(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, int, int]:
+    """Fraction of (token, MoE block) whose chosen expert sets are identical."""
+    if not a:
+        return 1.0, 0, 0
+    same = sum(int((x == y).all(-1).sum()) for x, y in zip(a, b, strict=True))
+    total = sum(int(np.prod(x.shape[:-1])) for x in a)
+    return same / total, total, total - same
+
+
+def compare(ref: RunOutput, out: RunOutput) -> PairMetrics:
+    agree, n, miss = routing(ref.routes, out.routes)
+    return PairMetrics(
+        max_abs=float(np.abs(out.tokens - ref.tokens).max()),
+        rel_rms=rel_rms(ref.tokens, out.tokens),
+        cosine=cosine(ref.tokens, out.tokens),
+        routing_agreement=agree,
+        routing_decisions=n,
+        routing_mismatches=miss,
+    )
+
+
+def layer_table(outputs: dict[str, RunOutput]) -> list[dict]:
+    """rel_rms at every recorded boundary, each backend against the first one."""
+    names = list(outputs)
+    ref = outputs[names[0]]
+    rows = []
+    for stage, r in ref.stages.items():
+        row: dict = {"stage": stage}
+        for n in names[1:]:
+            o = outputs[n].stages.get(stage)
+            if o is None:
+                continue
+            if r.dtype == bool:
+                row[f"{names[0]}-{n}"] = float((o == r).all(-1).mean())
+            else:
+                row[f"{names[0]}-{n}"] = rel_rms(r, o)
+        rows.append(row)
+    return rows
+
+
+def pairs(names: list[str]) -> list[tuple[str, str]]:
+    return list(itertools.combinations(names, 2))
+
+
+def within_budget(m: PairMetrics, budgets: dict[str, float]) -> list[str]:
+    """The budgets ``m`` misses, as readable strings (empty when all are met)."""
+    missed = []
+    if m.rel_rms > budgets["rel_rms"]:
+        missed.append(f"rel_rms {m.rel_rms:.3g} > {budgets['rel_rms']}")
+    if m.cosine < budgets["cosine"]:
+        missed.append(f"cosine {m.cosine:.7f} < {budgets['cosine']}")
+    if m.routing_agreement < budgets["routing_agreement"]:
+        missed.append(
+            f"routing_agreement {m.routing_agreement:.4f} < {budgets['routing_agreement']}"
+        )
+    return missed

@@ -1,0 +1,268 @@
+"""Model configurations: one YAML file per config, loaded into a frozen dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgemoe.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULT_CONFIG = "m3vit-tiny-128x256"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of one M3ViT backbone (DESIGN.md §2.1).
+
+    Attributes
+    ----------
+    name : str
+        Config name (file stem).
+    image_size : tuple[int, int]
+        Input height and width in pixels; both multiples of ``patch_size``.
+    patch_size : int
+        Side of a square patch in pixels.
+    in_chans : int
+        Input channels (3: RGB).
+    embed_dim : int
+        Token width ``D``.
+    depth : int
+        Number of transformer blocks.
+    num_heads : int
+        Attention heads; ``embed_dim`` must be a multiple.
+    mlp_hidden : int
+        Hidden width of the dense MLP (even blocks).
+    moe_blocks : tuple[int, ...]
+        Indices of the blocks whose MLP is a mixture of experts.
+    num_experts : int
+        Experts per MoE block ``E``.
+    expert_hidden : int
+        Hidden width of one expert.
+    top_k : int
+        Experts chosen per token, ``1 <= top_k <= num_experts``.
+    qkv_bias : bool
+        Whether the QKV projection has a bias.
+    ln_eps : float
+        LayerNorm epsilon.
+    pixel_mean, pixel_std : tuple[float, float, float]
+        Normalisation of pixels in [0, 1], per channel.
+    tasks : tuple[tuple[str, int], ...]
+        Task names and their output channels, in task-id order.
+    """
+
+    name: str
+    image_size: tuple[int, int]
+    patch_size: int
+    in_chans: int
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_hidden: int
+    moe_blocks: tuple[int, ...]
+    num_experts: int
+    expert_hidden: int
+    top_k: int
+    qkv_bias: bool
+    ln_eps: float
+    pixel_mean: tuple[float, ...]
+    pixel_std: tuple[float, ...]
+    tasks: tuple[tuple[str, int], ...]
+
+    # -- derived shapes -------------------------------------------------
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Patch grid (rows, cols)."""
+        return (self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size)
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def num_tokens(self) -> int:
+        """Patches plus the CLS token (row 0)."""
+        return self.num_patches + 1
+
+    @property
+    def patch_dim(self) -> int:
+        """Length of one flattened patch, ``in_chans * patch_size**2``."""
+        return self.in_chans * self.patch_size**2
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(t for t, _ in self.tasks)
+
+    def task_id(self, task: str | int) -> int:
+        """Index of ``task`` (a name or an id), with a clear error if unknown."""
+        names = self.task_names
+        if isinstance(task, int) and not isinstance(task, bool):
+            if 0 <= task < len(names):
+                return task
+        elif task in names:
+            return names.index(task)
+        raise ConfigError(
+            f"unknown task {task!r} for config {self.name} (tasks: {', '.join(names)})"
+        )
+
+    def task_channels(self, task: str | int) -> int:
+        return self.tasks[self.task_id(task)][1]
+
+    def is_moe(self, block: int) -> bool:
+        return block in self.moe_blocks
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with fields changed, validated again."""
+        return _validated(dataclasses.replace(self, **changes))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["tasks"] = dict(self.tasks)
+        d["image_size"] = list(self.image_size)
+        d["moe_blocks"] = list(self.moe_blocks)
+        d["pixel_mean"] = list(self.pixel_mean)
+        d["pixel_std"] = list(self.pixel_std)
+        return d
+
+
+_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)}
+
+
+def _int(name: str, v: Any, lo: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"field {name!r} must be an integer, got {v!r}")
+    if v < lo:
+        raise ConfigError(f"field {name!r} must be >= {lo}, got {v}")
+    return v
+
+
+def _floats(name: str, v: Any, n: int) -> tuple[float, ...]:
+    if not isinstance(v, list | tuple) or len(v) != n:
+        raise ConfigError(f"field {name!r} must be a list of {n} numbers, got {v!r}")
+    out = []
+    for x in v:
+        if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+            raise ConfigError(f"field {name!r} must hold finite numbers, got {v!r}")
+        out.append(float(x))
+    return tuple(out)
+
+
+def _from_dict(d: Any, source: str) -> ModelConfig:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{source}: a config must be a YAML mapping")
+    unknown = sorted(set(d) - _FIELDS)
+    if unknown:
+        raise ConfigError(f"{source}: unknown field(s) {', '.join(map(repr, unknown))}")
+    missing = sorted(_FIELDS - set(d))
+    if missing:
+        raise ConfigError(f"{source}: missing field(s) {', '.join(map(repr, missing))}")
+    if not isinstance(d["name"], str) or not d["name"]:
+        raise ConfigError(f"{source}: field 'name' must be a non-empty string")
+    size = d["image_size"]
+    if not isinstance(size, list | tuple) or len(size) != 2:
+        raise ConfigError(f"{source}: field 'image_size' must be [height, width], got {size!r}")
+    tasks = d["tasks"]
+    if not isinstance(tasks, dict) or not tasks:
+        raise ConfigError(f"{source}: field 'tasks' must map task names to channel counts")
+    task_items = []
+    for t, c in tasks.items():
+        if not isinstance(t, str) or not t.isidentifier():
+            raise ConfigError(f"{source}: task name {t!r} must be an identifier")
+        task_items.append((t, _int(f"tasks.{t}", c)))
+    moe = d["moe_blocks"]
+    if not isinstance(moe, list | tuple):
+        raise ConfigError(f"{source}: field 'moe_blocks' must be a list of block indices")
+    if not isinstance(d["qkv_bias"], bool):
+        raise ConfigError(f"{source}: field 'qkv_bias' must be true or false")
+    eps = d["ln_eps"]
+    if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps < 1:
+        raise ConfigError(f"{source}: field 'ln_eps' must be a number in (0, 1), got {eps!r}")
+    cfg = ModelConfig(
+        name=d["name"],
+        image_size=(_int("image_size[0]", size[0]), _int("image_size[1]", size[1])),
+        patch_size=_int("patch_size", d["patch_size"]),
+        in_chans=_int("in_chans", d["in_chans"]),
+        embed_dim=_int("embed_dim", d["embed_dim"]),
+        depth=_int("depth", d["depth"]),
+        num_heads=_int("num_heads", d["num_heads"]),
+        mlp_hidden=_int("mlp_hidden", d["mlp_hidden"]),
+        moe_blocks=tuple(_int("moe_blocks[]", b, lo=0) for b in moe),
+        num_experts=_int("num_experts", d["num_experts"]),
+        expert_hidden=_int("expert_hidden", d["expert_hidden"]),
+        top_k=_int("top_k", d["top_k"]),
+        qkv_bias=d["qkv_bias"],
+        ln_eps=float(eps),
+        pixel_mean=_floats("pixel_mean", d["pixel_mean"], _int("in_chans", d["in_chans"])),
+        pixel_std=_floats("pixel_std", d["pixel_std"], d["in_chans"]),
+        tasks=tuple(task_items),
+    )
+    try:
+        return _validated(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _validated(cfg: ModelConfig) -> ModelConfig:
+    h, w = cfg.image_size
+    if h % cfg.patch_size or w % cfg.patch_size:
+        raise ConfigError(
+            f"field 'image_size' {h}x{w} is not a multiple of patch_size {cfg.patch_size}"
+        )
+    if cfg.embed_dim % cfg.num_heads:
+        raise ConfigError(
+            f"field 'num_heads' ({cfg.num_heads}) must divide embed_dim ({cfg.embed_dim})"
+        )
+    if not 1 <= cfg.top_k <= cfg.num_experts:
+        raise ConfigError(f"field 'top_k' must be in 1..num_experts={cfg.num_experts}")
+    bad = [b for b in cfg.moe_blocks if b >= cfg.depth]
+    if bad or len(set(cfg.moe_blocks)) != len(cfg.moe_blocks):
+        raise ConfigError(
+            f"field 'moe_blocks' must hold distinct indices below depth={cfg.depth}, "
+            f"got {list(cfg.moe_blocks)}"
+        )
+    if any(s <= 0 for s in cfg.pixel_std):
+        raise ConfigError("field 'pixel_std' must be positive")
+    return cfg
+
+
+def list_configs() -> list[str]:
+    """Names of the configs shipped with the package."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def load_config(name_or_path: str | Path = DEFAULT_CONFIG) -> ModelConfig:
+    """Load a config by name (``m3vit-mini``) or by path to a YAML file.
+
+    Raises
+    ------
+    ConfigError
+        The name is unknown, the file unreadable, or a field is missing or bad.
+    """
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        source = str(p)
+    else:
+        p = CONFIG_DIR / f"{name_or_path}.yaml"
+        source = str(name_or_path)
+        if not p.exists():
+            raise ConfigError(
+                f"unknown config {name_or_path!r} (known: {', '.join(list_configs())})"
+            )
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config {source}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return _from_dict(data, source)

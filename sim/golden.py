@@ -1,0 +1,344 @@
+"""Golden model: the accelerator datapath in exact integer arithmetic (numpy).
+
+This is the bit-exact specification of the HLS kernel (Contract A, DESIGN.md
+§3.1): every tensor is a raw fixed-point integer array, every narrowing rounds
+half up and saturates, and the order of operations is the hardware's where it
+matters (the single-pass softmax sweeps keys in order; MoE experts accumulate
+into the residual in ascending index).
+
+Integer matmuls go through float64 BLAS, which is exact while every partial
+sum stays below 2**53; wider operands are split into 16-bit halves whose
+products are exact, and recombined in int64 (:func:`int_matmul`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgemoe.host.fixedpoint import Fmt, narrow, rshift_round, saturate
+from edgemoe.host.profile import Profile
+from edgemoe.host.quantize import LOG2E, QuantizedModel, q_scale
+from edgemoe.models.config import ModelConfig
+
+from . import units
+
+EXACT = 2**53
+
+
+def int_matmul(x: np.ndarray, w_t: np.ndarray) -> np.ndarray:
+    """Exact ``x @ w_t`` of int64 matrices through float64 BLAS.
+
+    ``x`` is (rows, K), ``w_t`` is (K, out). When ``max|x| * max|w| * K`` could
+    reach ``2**53``, ``x`` is split as ``hi * 2**16 + lo`` (``0 <= lo < 2**16``)
+    and each half is multiplied exactly.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    w_t = np.asarray(w_t, dtype=np.int64)
+    k = x.shape[-1]
+    wmax = int(np.abs(w_t).max(initial=0))
+    xmax = int(np.abs(x).max(initial=0))
+    wf = w_t.astype(np.float64)
+    if xmax * wmax * k < EXACT:
+        return (x.astype(np.float64) @ wf).astype(np.int64)
+    lo = x & 0xFFFF
+    hi = x >> 16
+    assert (1 << 16) * wmax * k < EXACT, "int_matmul: weights too wide for a 16-bit split"
+    assert int(np.abs(hi).max()) * wmax * k < EXACT, "int_matmul: activations too wide"
+    p_lo = (lo.astype(np.float64) @ wf).astype(np.int64)
+    p_hi = (hi.astype(np.float64) @ wf).astype(np.int64)
+    return (p_hi << 16) + p_lo
+
+
+class SatCounter(dict):
+    """Saturation events per stage name (how many values hit a format's rails)."""
+
+    def sat(self, v: np.ndarray, fmt: Fmt, where: str) -> np.ndarray:
+        n = int(((v > fmt.max_raw) | (v < fmt.min_raw)).sum())
+        if n:
+            self[where] = self.get(where, 0) + n
+        return saturate(v, fmt)
+
+    @property
+    def total(self) -> int:
+        return sum(self.values())
+
+
+def linear(
+    x: np.ndarray,
+    fx: Fmt,
+    w: np.ndarray,
+    fw: Fmt,
+    b: np.ndarray | None,
+    fb: Fmt | None,
+    out: Fmt,
+    sat: SatCounter | None = None,
+    where: str = "linear",
+) -> np.ndarray:
+    """The unified linear unit: ``narrow(x @ w.T + b)`` into ``out``.
+
+    The accumulator holds ``fx.frac + fw.frac`` fraction bits and never
+    overflows (bit growth checked by :func:`accumulator_bits`); the bias is
+    aligned to it by a left shift.
+    """
+    fa = fx.frac + fw.frac
+    acc = int_matmul(x, w.T)
+    if b is not None:
+        assert fa >= fb.frac
+        acc = acc + (np.asarray(b, dtype=np.int64) << (fa - fb.frac))
+    if sat is None:
+        return narrow(acc, fa, out)
+    return sat.sat(rshift_round(acc, fa - out.frac), out, where)
+
+
+def topk_mask(logits: np.ndarray, k: int) -> np.ndarray:
+    """Top-k over the last axis, ties to the lower index (rank-based, exact)."""
+    v = logits[..., :, None]
+    u = logits[..., None, :]
+    e = logits.shape[-1]
+    lower = np.tri(e, e, -1, dtype=bool)  # lower[e_, j] = j < e_
+    rank = (u > v).sum(-1) + ((u == v) & lower).sum(-1)
+    return rank < k
+
+
+@dataclass
+class GoldenResult:
+    """Output of one golden run for a batch of images of one task.
+
+    Attributes
+    ----------
+    tokens : ndarray int64 (B, N, D)
+        Raw ``act`` values after the last block (the accelerator's output buffer).
+    stages : dict[str, ndarray]
+        Raw values at every layer boundary (keys as in :data:`STAGES`), when recorded.
+    routes : list[ndarray bool (B, N, E)]
+        Chosen experts per MoE block, in block order.
+    """
+
+    tokens: np.ndarray
+    stages: dict[str, np.ndarray] = field(default_factory=dict)
+    routes: list[np.ndarray] = field(default_factory=list)
+    saturations: dict[str, int] = field(default_factory=dict)
+
+
+#: Stage names inside a block, in execution order.
+BLOCK_STAGES = ("ln1", "qkv", "attn", "proj", "ln2", "gate", "route", "mlp")
+
+
+class Golden:
+    """The bit-exact datapath for one quantized model."""
+
+    def __init__(self, qm: QuantizedModel):
+        self.qm = qm
+        self.cfg: ModelConfig = qm.cfg
+        self.p: Profile = qm.profile
+        self.sat = SatCounter()
+
+    # -- stages -----------------------------------------------------------
+    def embed(self, patches: np.ndarray) -> np.ndarray:
+        """Patch embedding of raw uint8 patches (B, P, 3*p*p) -> tokens (B, N, D)."""
+        p, f = self.p, self.p.formats
+        B = patches.shape[0]
+        D = self.cfg.embed_dim
+        tb = self.qm["token_bias"]
+        x = patches.reshape(B * self.cfg.num_patches, -1).astype(np.int64)
+        fa = f["pixel"].frac + f["patch_weight"].frac
+        acc = int_matmul(x, self.qm["patch.w"].T).reshape(B, -1, D)
+        acc = acc + (tb[1:][None] << (fa - f["token_bias"].frac))
+        out = np.empty((B, self.cfg.num_tokens, D), dtype=np.int64)
+        out[:, 0] = self.sat.sat(
+            rshift_round(tb[0], f["token_bias"].frac - p.act.frac), p.act, "embed"
+        )
+        out[:, 1:] = self.sat.sat(rshift_round(acc, fa - p.act.frac), p.act, "embed")
+        return out
+
+    def attention(self, qkv: np.ndarray) -> np.ndarray:
+        """One-pass attention with single-pass softmax over raw Q/K/V (B, N, 3D).
+
+        Per query row the keys are swept once in order with a running max ``m``,
+        sum ``S`` and accumulator; a new max rescales both by ``2**(m_old - m_new)``.
+        Returns raw ``act`` (B, N, D), heads concatenated.
+        """
+        p = self.p
+        cfg = self.cfg
+        B, N, _ = qkv.shape
+        H, hd, D = cfg.num_heads, cfg.head_dim, cfg.embed_dim
+        fq, fs = p.attn_qkv, p.attn_score
+        q = qkv[..., :D].reshape(B, N, H, hd).transpose(0, 2, 1, 3)
+        k = qkv[..., D : 2 * D].reshape(B, N, H, hd).transpose(0, 2, 1, 3)
+        v = qkv[..., 2 * D :].reshape(B, N, H, hd).transpose(0, 2, 1, 3)
+        # q.k is exact in float64: |q|,|k| < 2**(W-1), hd terms
+        assert (1 << (2 * fq.width - 2)) * hd < EXACT
+        s = (q.astype(np.float64) @ k.transpose(0, 1, 3, 2).astype(np.float64)).astype(np.int64)
+        s = self.sat.sat(rshift_round(s, 2 * fq.frac - fs.frac), fs, "attn_score")  # B,H,Nq,Nk
+        out = units.softmax_attend(s, v, p, self.sat)
+        return out.transpose(0, 2, 1, 3).reshape(B, N, D)
+
+    def gate(
+        self, h: np.ndarray, block: int, task: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Gate of one MoE block: base-2 logits, top-k mask, gate weights (``prob``)."""
+        p, cfg = self.p, self.cfg
+        w = self.qm[f"blocks.{block}.gate.{task}.w"]
+        logits = linear(h, p.act, w, p.gate_weight, None, None, p.attn_score, self.sat, "gate")
+        mask = topk_mask(logits, cfg.top_k)
+        m = logits.max(axis=-1, keepdims=True)
+        e = units.exp2(logits - m, p.attn_score.frac, p)
+        y, ps = units.reciprocal(e.sum(axis=-1, keepdims=True), p)
+        R = p.units["newton_frac"]
+        g = saturate(units.shift_round(e * y, R + ps - p.prob.frac), p.prob)
+        return logits, mask, g
+
+    def mlp(
+        self, h: np.ndarray, pre: str, w1: str = "fc1", w2: str = "fc2", e: int | None = None
+    ) -> np.ndarray:
+        p, qm = self.p, self.qm
+
+        def t(n: str) -> np.ndarray:
+            a = qm[f"{pre}.{n}"]
+            return a if e is None else a[e]
+
+        hid = linear(h, p.act, t(f"{w1}.w"), p.weight, t(f"{w1}.b"), p.bias, p.act, self.sat, "fc1")
+        hid = units.gelu(hid, p.act, p)
+        return linear(
+            hid, p.act, t(f"{w2}.w"), p.weight, t(f"{w2}.b"), p.bias, p.act, self.sat, "fc2"
+        )
+
+    def block(self, x: np.ndarray, i: int, task: str, rec: dict | None, routes: list) -> np.ndarray:
+        p, cfg, qm = self.p, self.cfg, self.qm
+        pre = f"blocks.{i}"
+        B, N, D = x.shape
+        eps = cfg.ln_eps
+
+        def keep(name: str, v: np.ndarray) -> None:
+            if rec is not None:
+                rec[f"block{i}.{name}"] = v.copy()
+
+        h = units.layernorm(x, qm[f"{pre}.ln1.g"], qm[f"{pre}.ln1.b"], eps, p)
+        keep("ln1", h)
+        qkv = linear(
+            h.reshape(B * N, D),
+            p.act,
+            qm[f"{pre}.qkv.w"],
+            p.weight,
+            qm[f"{pre}.qkv.b"],
+            p.attn_bias,
+            p.attn_qkv,
+            self.sat,
+            "qkv",
+        )
+        qkv = qkv.reshape(B, N, 3 * D)
+        keep("qkv", qkv)
+        a = self.attention(qkv)
+        keep("attn", a)
+        y = linear(
+            a.reshape(B * N, D),
+            p.act,
+            qm[f"{pre}.proj.w"],
+            p.weight,
+            qm[f"{pre}.proj.b"],
+            p.attn_bias,
+            p.act,
+            self.sat,
+            "proj",
+        )
+        x = self.sat.sat(x + y.reshape(B, N, D), p.act, "residual")
+        keep("proj", x)
+        h = units.layernorm(x, qm[f"{pre}.ln2.g"], qm[f"{pre}.ln2.b"], eps, p)
+        keep("ln2", h)
+        if cfg.is_moe(i):
+            logits, mask, g = self.gate(h, i, task)
+            keep("gate", logits)
+            keep("route", mask)
+            routes.append(mask)
+            hf, xf = h.reshape(B * N, D), x.reshape(B * N, D).copy()
+            mf, gf = mask.reshape(B * N, -1), g.reshape(B * N, -1)
+            for e in range(cfg.num_experts):  # ascending: the hardware's order
+                rows = np.flatnonzero(mf[:, e])
+                if rows.size == 0:
+                    continue
+                ye = self.mlp(hf[rows], f"{pre}.experts", e=e)
+                xf[rows] = self.sat.sat(
+                    xf[rows] + rshift_round(gf[rows, e, None] * ye, p.prob.frac), p.act, "residual"
+                )
+            x = xf.reshape(B, N, D)
+        else:
+            y = self.mlp(h.reshape(B * N, D), pre).reshape(B, N, D)
+            x = self.sat.sat(x + y, p.act, "residual")
+        keep("mlp", x)
+        return x
+
+    def run(self, patches: np.ndarray, task: str | int, record: bool = False) -> GoldenResult:
+        """Run the backbone on raw uint8 patches (B, P, 3*p*p) for one task."""
+        task = self.cfg.task_names[self.cfg.task_id(task)]
+        rec: dict | None = {} if record else None
+        self.sat = SatCounter()
+        routes: list = []
+        x = self.embed(np.asarray(patches))
+        if rec is not None:
+            rec["embed"] = x.copy()
+        for i in range(self.cfg.depth):
+            x = self.block(x, i, task, rec, routes)
+        return GoldenResult(x, rec or {}, routes, dict(self.sat))
+
+    # -- raw -> float meaning ---------------------------------------------
+    def stage_to_float(self, name: str, raw: np.ndarray) -> np.ndarray:
+        """The float value a recorded raw stage stands for, folding undone."""
+        p, cfg = self.p, self.cfg
+        stage = name.rsplit(".", 1)[-1]
+        if stage == "route":
+            return raw
+        if stage == "qkv":
+            v = p.attn_qkv.to_float(raw)
+            v[..., : cfg.embed_dim] /= q_scale(cfg)
+            return v
+        if stage == "gate":
+            return p.attn_score.to_float(raw) / LOG2E
+        return p.act.to_float(raw)
+
+
+def accumulator_bits(cfg: ModelConfig, profile: Profile) -> dict[str, int]:
+    """Worst-case signed accumulator width (bits, sign included) of every reduction.
+
+    Each bound is ``max|a| * max|b| * K`` plus the largest aligned addend (bias,
+    per-token bias); the HLS C++ sizes its accumulators from the same numbers and
+    the tests prove they fit (int64 for golden, 48 bits for the lean profile).
+    """
+    f = profile.formats
+
+    def mag(fmt: Fmt) -> int:
+        return max(-fmt.min_raw, fmt.max_raw)
+
+    def bound(a: int, b: int, k: int, add: Fmt | None = None, shift: int = 0) -> int:
+        total = a * b * k + (0 if add is None else mag(add) << shift)
+        return total.bit_length() + 1
+
+    D, N = cfg.embed_dim, cfg.num_tokens
+    hidden = max(cfg.mlp_hidden, cfg.expert_hidden)
+    one = 1 << f["prob"].frac  # exp2 outputs and gate weights never exceed 1.0
+    w, act = mag(f["weight"]), mag(f["act"])
+    lin = f["act"].frac + f["weight"].frac
+    pe = f["pixel"].frac + f["patch_weight"].frac
+    acc = bound(one, mag(f["attn_qkv"]), N)
+    return {
+        "patch_embed": bound(
+            mag(f["pixel"]),
+            mag(f["patch_weight"]),
+            cfg.patch_dim,
+            f["token_bias"],
+            pe - f["token_bias"].frac,
+        ),
+        "linear_in_dim": bound(act, w, D, f["attn_bias"], lin - f["attn_bias"].frac),
+        "linear_in_hidden": bound(act, w, hidden, f["bias"], lin - f["bias"].frac),
+        "gate": bound(act, mag(f["gate_weight"]), D),
+        "attn_score": bound(mag(f["attn_qkv"]), mag(f["attn_qkv"]), cfg.head_dim),
+        "attn_acc": acc,
+        "attn_rescale": acc + f["prob"].frac,
+        "moe_scale": bound(one, act, 1),
+        "ln_sum": bound(act, 1, D),
+        "ln_var": bound(mag(f["ln_stat"]) * D, mag(f["ln_stat"]) * D, 1),
+        "ln_center": bound(
+            2 * act << profile.units["ln_mean_guard"], 1 << profile.units["newton_frac"], 1
+        ),
+    }
