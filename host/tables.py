@@ -71,3 +71,8 @@ def _build(units_key: tuple) -> UnitTables:
 def unit_tables(profile: Profile) -> UnitTables:
     """Tables for ``profile`` (built once per distinct set of unit widths)."""
     return _build(tuple(sorted(profile.units.items())))
+
+
+def ln_eps_raw(eps: float, profile: Profile) -> int:
+    """LayerNorm epsilon in the variance's format (``2 * ln_stat.frac`` fraction bits), >= 1."""
+    return max(1, _round(eps * 2.0 ** (2 * profile.formats["ln_stat"].frac)))

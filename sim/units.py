@@ -12,7 +12,7 @@ import numpy as np
 
 from edgemoe.host.fixedpoint import Fmt, rshift_round, saturate
 from edgemoe.host.profile import Profile
-from edgemoe.host.tables import unit_tables
+from edgemoe.host.tables import ln_eps_raw, unit_tables
 
 
 def shift_round(v: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -152,7 +152,7 @@ def layernorm(
     t2 = (xs * xs).sum(axis=-1, keepdims=True)
     gm = profile.units["ln_mean_guard"]
     mean = rdiv(s1 << gm, D)
-    eps_raw = max(1, int(np.floor(eps * 2.0 ** (2 * fs.frac) + 0.5)))
+    eps_raw = ln_eps_raw(eps, profile)
     var = rdiv(D * t2 - t1 * t1, D * D) + eps_raw
     y, h = rsqrt(var, 2 * fs.frac, profile)
     z = saturate(shift_round(((x << gm) - mean) * y, fa.frac + gm + R + h - fz.frac), fz)

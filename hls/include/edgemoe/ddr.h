@@ -1,0 +1,123 @@
+// DDR access over the m_axi bundles: burst reads and writes of packed words, and
+// (C-sim only) the byte counters per bundle that edgemoe.sim.csim returns.
+#ifndef EDGEMOE_DDR_H_
+#define EDGEMOE_DDR_H_
+
+#include "edgemoe/config.h"
+
+#ifndef __SYNTHESIS__
+#include <string.h>
+#endif
+
+namespace edgemoe {
+
+/// m_axi bundles, in the order of the top function's pointer arguments.
+enum Port { PORT_WEIGHTS = 0, PORT_IMAGES = 1, PORT_OUTPUT = 2, PORT_SCRATCH = 3, NUM_PORTS = 4 };
+
+constexpr int WORD_BYTES = AXI_BITS / 8;
+
+#ifndef __SYNTHESIS__
+/// Bytes that crossed each bundle since the last reset (C-sim instrumentation).
+struct DdrCounters {
+  uint64_t read[NUM_PORTS];
+  uint64_t written[NUM_PORTS];
+};
+
+inline DdrCounters& ddr_counters() {
+  static DdrCounters counters = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+  return counters;
+}
+#endif
+
+/// Count words moved on a port (no hardware).
+template <int PORT>
+inline void count_words(uint64_t words, bool write) {
+#ifndef __SYNTHESIS__
+  if (write) {
+    ddr_counters().written[PORT] += words * WORD_BYTES;
+  } else {
+    ddr_counters().read[PORT] += words * WORD_BYTES;
+  }
+#else
+  (void)words;
+  (void)write;
+#endif
+}
+
+/// Read n little-endian elements of BYTES bytes each (1, 2 or 4), sign-extended when
+/// SIGNED, starting at a word-aligned byte offset, in one burst.
+/// \tparam PORT bundle, for the C-sim counters
+/// \tparam BYTES element size
+/// \tparam SIGNED sign-extend (true) or zero-extend
+/// \param bus m_axi pointer
+/// \param byte_off byte offset, a multiple of WORD_BYTES
+/// \param n elements to read
+/// \param dst destination, n elements
+template <int PORT, int BYTES, bool SIGNED, typename T>
+void ddr_read(const word_t* bus, uint64_t byte_off, int n, T* dst) {
+  constexpr int PER_WORD = WORD_BYTES / BYTES;
+  const uint64_t first = byte_off / WORD_BYTES;
+  const int words = (n + PER_WORD - 1) / PER_WORD;
+  count_words<PORT>(words, false);
+#if !EDGEMOE_USE_AP_TYPES
+  // C-sim fast path: the bus words are little-endian limbs (checked in the tests).
+  const unsigned char* base = reinterpret_cast<const unsigned char*>(bus + first);
+ddr_read_fast:
+  for (int e = 0; e < n; ++e) {
+    if (BYTES == 1) {
+      dst[e] = SIGNED ? T(static_cast<int8_t>(base[e])) : T(base[e]);
+    } else if (BYTES == 2) {
+      uint16_t v;
+      memcpy(&v, base + 2 * e, 2);
+      dst[e] = SIGNED ? T(static_cast<int16_t>(v)) : T(v);
+    } else {
+      uint32_t v;
+      memcpy(&v, base + 4 * e, 4);
+      dst[e] = SIGNED ? T(static_cast<int32_t>(v)) : T(v);
+    }
+  }
+#else
+ddr_read_words:
+  for (int w = 0; w < words; ++w) {
+#pragma HLS PIPELINE II = 1  // one bus word per cycle: a single burst
+    const word_t word = bus[first + w];
+  ddr_read_lanes:
+    for (int l = 0; l < PER_WORD; ++l) {
+      const int e = w * PER_WORD + l;
+      if (e < n) {
+        const ap_uint<8 * BYTES> bits = word.range(8 * BYTES * l + 8 * BYTES - 1, 8 * BYTES * l);
+        if (SIGNED) {
+          dst[e] = T(ap_int<8 * BYTES>(bits));
+        } else {
+          dst[e] = T(bits);
+        }
+      }
+    }
+  }
+#endif
+}
+
+/// Write n 32-bit words of raw values (two's complement) at a word-aligned offset.
+template <int PORT, typename T>
+void ddr_write_i32(word_t* bus, uint64_t byte_off, int n, const T* src) {
+  constexpr int PER_WORD = WORD_BYTES / 4;
+  const uint64_t first = byte_off / WORD_BYTES;
+  const int words = (n + PER_WORD - 1) / PER_WORD;
+  count_words<PORT>(words, true);
+ddr_write_words:
+  for (int w = 0; w < words; ++w) {
+#pragma HLS PIPELINE II = 1  // one bus word per cycle: a single burst
+    word_t word = 0;
+  ddr_write_lanes:
+    for (int l = 0; l < PER_WORD; ++l) {
+      const int e = w * PER_WORD + l;
+      const ap_int<32> v = (e < n) ? ap_int<32>(wide_t(src[e])) : ap_int<32>(0);
+      word.range(32 * l + 31, 32 * l) = ap_uint<32>(v);
+    }
+    bus[first + w] = word;
+  }
+}
+
+}  // namespace edgemoe
+
+#endif  // EDGEMOE_DDR_H_

@@ -1,0 +1,48 @@
+// Reciprocal and reciprocal square root (DESIGN.md §3.4): leading-one detect to a
+// mantissa, a seed from a table, one Newton step.
+// Golden: edgemoe.sim.units.reciprocal / rsqrt.
+#ifndef EDGEMOE_NEWTON_H_
+#define EDGEMOE_NEWTON_H_
+
+#include "edgemoe/config.h"
+
+namespace edgemoe {
+
+/// 1/s for an integer s >= 1, as y * 2^-(NEWTON_FRAC + p).
+/// \param s input, >= 1
+/// \param y result mantissa, NEWTON_FRAC fraction bits, in (0.5, 1]
+/// \param p exponent: the leading-one position of s
+inline void reciprocal(wide_t s, wide_t& y, int& p) {
+  const int R = NEWTON_FRAC;
+  const int L = RECIP_LUT_BITS;
+  p = bit_length(s) - 1;
+  const wide_t m = shift_floor(s, p - R);  // in [1, 2) with R fraction bits
+  const int idx = static_cast<int>(m >> (R - L)) - (1 << L);
+  const wide_t y0 = RECIP_SEED[idx];
+  const wide_t t = shift_round(m * y0, R);
+  y = shift_round(y0 * ((wide_t(2) << R) - t), R);
+}
+
+/// 1/sqrt(v * 2^-FRAC) for raw v >= 1, as y * 2^-(NEWTON_FRAC + h).
+/// \tparam FRAC fraction bits of v
+/// \param v input, >= 1
+/// \param y result mantissa, NEWTON_FRAC fraction bits, in (0.5, 1]
+/// \param h half the (even) exponent of v
+template <int FRAC>
+inline void rsqrt(wide_t v, wide_t& y, int& h) {
+  const int R = NEWTON_FRAC;
+  const int L = RSQRT_LUT_BITS;
+  int p = bit_length(v) - 1;
+  p -= (p - FRAC) & 1;                     // make the exponent even: m in [1, 4)
+  const wide_t m = shift_floor(v, p - R);  // R fraction bits
+  const int idx = static_cast<int>(m >> (R - L + 1)) - (1 << (L - 1));
+  const wide_t y0 = RSQRT_SEED[idx];
+  const wide_t y2 = shift_round(y0 * y0, R);
+  const wide_t t = shift_round(m * y2, R);
+  y = shift_round(y0 * ((wide_t(3) << R) - t), R + 1);
+  h = (p - FRAC) >> 1;
+}
+
+}  // namespace edgemoe
+
+#endif  // EDGEMOE_NEWTON_H_

@@ -1,0 +1,82 @@
+"""Tile sizes of a build and the pre-tiled weight order the linear unit consumes.
+
+The unified linear unit (DESIGN.md §4.1) does ``LIN_IN x LIN_OUT`` MACs per
+cycle. A weight matrix ``W (out, in)`` is zero-padded to whole tiles and
+stored tile by tile, output tiles outermost, input tiles inside, each tile
+row-major as ``[i][o]`` (``LIN_IN`` rows of ``LIN_OUT`` weights): the order in
+which the kernel reads it, so every matrix is one long burst and nothing is
+re-tiled on chip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgemoe.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """Build-time sizes of the datapath.
+
+    Attributes
+    ----------
+    lin_in, lin_out : int
+        Linear-unit tile: inputs and outputs per cycle (``LIN_IN x LIN_OUT`` MACs).
+    p : int
+        Attention query rows kept on chip per key sweep (``P``).
+    axi_bits : int
+        Width of one m_axi word.
+    """
+
+    lin_in: int = 32
+    lin_out: int = 32
+    p: int = 8
+    axi_bits: int = 128
+
+    def __post_init__(self) -> None:
+        for name in ("lin_in", "lin_out", "p"):
+            v = getattr(self, name)
+            if not 1 <= v <= 256:
+                raise ConfigError(f"tile size {name}={v} outside 1..256")
+        if self.axi_bits not in (64, 128, 256, 512):
+            raise ConfigError(f"axi_bits={self.axi_bits} must be 64, 128, 256 or 512")
+
+    @property
+    def key(self) -> str:
+        return f"{self.lin_in}x{self.lin_out}-p{self.p}-axi{self.axi_bits}"
+
+
+DEFAULT_TILING = Tiling()
+
+
+def tiles(n: int, t: int) -> int:
+    return -(-n // t)
+
+
+def tile_weight(w: np.ndarray, t: Tiling) -> np.ndarray:
+    """``W (out, in)`` -> flat array in the linear unit's read order (zero padded)."""
+    o, k = w.shape
+    ot, it = tiles(o, t.lin_out), tiles(k, t.lin_in)
+    pad = np.zeros((ot * t.lin_out, it * t.lin_in), dtype=w.dtype)
+    pad[:o, :k] = w
+    # (ot, LO, it, LI) -> (ot, it, LI, LO)
+    blocks = pad.reshape(ot, t.lin_out, it, t.lin_in).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(blocks).reshape(-1)
+
+
+def untile_weight(flat: np.ndarray, shape: tuple[int, int], t: Tiling) -> np.ndarray:
+    """Inverse of :func:`tile_weight`."""
+    o, k = shape
+    ot, it = tiles(o, t.lin_out), tiles(k, t.lin_in)
+    blocks = flat.reshape(ot, it, t.lin_in, t.lin_out).transpose(0, 3, 1, 2)
+    return blocks.reshape(ot * t.lin_out, it * t.lin_in)[:o, :k]
+
+
+def pad_vector(b: np.ndarray, t: Tiling) -> np.ndarray:
+    """A bias ``(out,)`` padded to whole output tiles."""
+    out = np.zeros(tiles(len(b), t.lin_out) * t.lin_out, dtype=b.dtype)
+    out[: len(b)] = b
+    return out

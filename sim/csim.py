@@ -1,0 +1,236 @@
+"""C-sim of the HLS kernel from Python (like hls4ml's compile()/predict()).
+
+g++ builds a shared library from exactly the sources Vitis synthesises
+(``hls/src``, ``hls/include``) plus a thin C entry point, with the parameter
+header generated for the requested (config, profile, tiling). Libraries are
+cached by a hash of the sources, the header and the flags; numpy buffers hold
+the DDR images (bundle, images, output, scratch) and ctypes passes pointers.
+
+``ap_types=True`` builds with exact-width ``ap_int`` arithmetic (what synthesis
+computes); the default uses native 64-bit integers, which is much faster and
+must be bit-exact with it (tested).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgemoe.errors import EdgeMoeError
+from edgemoe.host.hls_params import MAX_IMAGES, generate, output_layout
+from edgemoe.host.kernel import ARGS
+from edgemoe.host.profile import Profile
+from edgemoe.host.tiling import DEFAULT_TILING, Tiling
+from edgemoe.models.config import ModelConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+HLS = ROOT / "hls"
+CSRC = Path(__file__).resolve().parent / "csrc"
+CACHE = Path(os.environ.get("EDGEMOE_CACHE", ROOT / "build" / "csim"))
+CXX = os.environ.get("CXX", "g++")
+CXXFLAGS = ["-std=c++17", "-O3", "-fPIC", "-shared", "-w"]
+BUNDLES = [a.bundle for a in ARGS if a.kind == "ptr"]
+
+
+class CSimError(EdgeMoeError):
+    """The C-sim library cannot be built or called."""
+
+
+def ap_types_include() -> Path:
+    """Folder with ``ap_int.h``: Vitis's own when ``XILINX_HLS`` is set, else hls4ml's copy.
+
+    hls4ml is located, not imported (importing it pulls in its whole stack).
+    """
+    xilinx = os.environ.get("XILINX_HLS")
+    if xilinx and (Path(xilinx) / "include" / "ap_int.h").exists():
+        return Path(xilinx) / "include"
+    spec = importlib.util.find_spec("hls4ml")
+    if spec is not None and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            p = Path(loc) / "templates" / "vivado" / "ap_types"
+            if (p / "ap_int.h").exists():
+                return p
+    raise CSimError("ap_int.h not found: install hls4ml==1.3.0 (make venv) or set XILINX_HLS")
+
+
+def kernel_sources() -> list[Path]:
+    """The synthesised sources: the top and every header it includes."""
+    return sorted(HLS.glob("src/*.cpp")) + sorted(HLS.glob("include/edgemoe/*.h"))
+
+
+def _key(params: str, ap_types: bool) -> str:
+    h = hashlib.sha256()
+    for p in kernel_sources() + sorted(CSRC.glob("*.cpp")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    h.update(params.encode())
+    h.update(" ".join(CXXFLAGS).encode())
+    h.update(str(ap_types).encode())
+    h.update(str(ap_types_include()).encode())
+    return h.hexdigest()[:20]
+
+
+def build(
+    cfg: ModelConfig, profile: Profile, tiling: Tiling = DEFAULT_TILING, ap_types: bool = False
+) -> Path:
+    """Build (or find in the cache) the C-sim library; returns its path."""
+    params = generate(cfg, profile, tiling)
+    key = _key(params, ap_types)
+    out_dir = CACHE / f"{cfg.name}_{profile.name}_{tiling.key}{'_ap' if ap_types else ''}_{key}"
+    lib = out_dir / "libedgemoe_csim.so"
+    if lib.exists():
+        return lib
+    if shutil.which(CXX) is None:
+        raise CSimError(f"C++ compiler {CXX!r} not found")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "params.h").write_text(params)
+    tmp = Path(tempfile.mkstemp(dir=out_dir, suffix=".so")[1])
+    cmd = [
+        CXX,
+        *CXXFLAGS,
+        f"-I{HLS / 'include'}",
+        f"-I{ap_types_include()}",
+        f'-DEDGEMOE_PARAMS_HEADER="{out_dir / "params.h"}"',
+        *(["-DEDGEMOE_AP_TYPES"] if ap_types else []),
+        *map(str, sorted(HLS.glob("src/*.cpp"))),
+        str(CSRC / "csim_api.cpp"),
+        "-o",
+        str(tmp),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        first = next((ln for ln in proc.stderr.splitlines() if "error" in ln), proc.stderr[:300])
+        raise CSimError(f"C-sim build failed: {first.strip()}")
+    os.replace(tmp, lib)
+    return lib
+
+
+@dataclass
+class CSimRun:
+    """Result of one kernel call.
+
+    Attributes
+    ----------
+    status : int
+        The kernel's return code.
+    output : ndarray int32 (num_images, tokens, width)
+        What the kernel stored: the backbone tokens, or the debug stage.
+    buffer : ndarray int32 (num_images, words per image)
+        The whole output buffer.
+    ddr_read, ddr_written : dict[str, int]
+        Bytes per m_axi bundle.
+    """
+
+    status: int
+    output: np.ndarray
+    buffer: np.ndarray
+    ddr_read: dict[str, int]
+    ddr_written: dict[str, int]
+
+
+class CSim:
+    """The kernel as a function over numpy buffers."""
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        profile: Profile,
+        tiling: Tiling = DEFAULT_TILING,
+        ap_types: bool = False,
+    ):
+        self.cfg, self.profile, self.tiling = cfg, profile, tiling
+        self.path = build(cfg, profile, tiling, ap_types)
+        lib = ctypes.CDLL(str(self.path))
+        lib.edgemoe_csim_run.restype = ctypes.c_uint32
+        lib.edgemoe_csim_run.argtypes = (
+            [ctypes.c_void_p] * 4 + [ctypes.c_uint32] * 3 + [ctypes.POINTER(ctypes.c_uint64)]
+        )
+        if lib.edgemoe_csim_word_bytes() != tiling.axi_bits // 8:
+            raise CSimError("ap_uint word layout is not plain little-endian limbs")
+        self.ap_types = bool(lib.edgemoe_csim_ap_types())
+        self._lib = lib
+
+    def run(
+        self,
+        bundle: bytes | np.ndarray,
+        patches: np.ndarray,
+        task: int,
+        debug_stop: int = 0,
+        num_images: int | None = None,
+        output: np.ndarray | None = None,
+    ) -> CSimRun:
+        """Call the kernel once.
+
+        Parameters
+        ----------
+        bundle : bytes or uint8 array
+            The weight bundle.
+        patches : uint8 (B, patches, 3*p*p)
+            Images, patch-major.
+        task : int
+            Task id register (the kernel checks its range).
+        debug_stop : int
+            0, or :func:`edgemoe.host.hls_params.debug_stop_code` of a stage.
+        num_images : int, optional
+            The register value, default ``B``; 0 or more than ``B`` tests the kernel's
+            checks (more than ``B`` is refused here unless the kernel rejects it).
+        output : int32 (B, words per image), optional
+            The output buffer; left untouched on a bad status.
+        """
+        cfg = self.cfg
+        b = len(patches)
+        n = b if num_images is None else num_images
+        if 0 < n <= MAX_IMAGES and n > b:
+            raise CSimError(f"num_images={n} but the image buffer holds {b}")
+        try:
+            stride, width = output_layout(cfg, debug_stop)
+        except ValueError:
+            stride, width = output_layout(cfg, 0)  # the kernel will refuse the stop
+        if output is None:
+            output = np.zeros((max(b, 1), stride), dtype=np.int32)
+        if output.shape[-1] < stride or output.dtype != np.int32:
+            raise CSimError(f"output buffer needs int32 rows of {stride} words")
+        bund = np.frombuffer(bytes(bundle), dtype=np.uint8) if isinstance(bundle, bytes) else bundle
+        bund = _aligned(bund)
+        imgs = _aligned(np.ascontiguousarray(patches, dtype=np.uint8).reshape(-1))
+        out = _aligned(output.reshape(-1))
+        scratch = _aligned(np.zeros(64, dtype=np.uint8))
+        counters = (ctypes.c_uint64 * 8)()
+        status = self._lib.edgemoe_csim_run(
+            bund.ctypes.data,
+            imgs.ctypes.data,
+            out.ctypes.data,
+            scratch.ctypes.data,
+            task,
+            n,
+            debug_stop,
+            counters,
+        )
+        output[...] = out.reshape(output.shape)
+        view = output[:, : cfg.num_tokens * width].reshape(len(output), cfg.num_tokens, width)
+        return CSimRun(
+            int(status),
+            view,
+            output,
+            {k: int(counters[i]) for i, k in enumerate(BUNDLES)},
+            {k: int(counters[4 + i]) for i, k in enumerate(BUNDLES)},
+        )
+
+
+def _aligned(a: np.ndarray, align: int = 64) -> np.ndarray:
+    """A copy of 1-D ``a`` whose data pointer is ``align``-byte aligned."""
+    raw = np.empty(a.nbytes + align, dtype=np.uint8)
+    off = (-raw.ctypes.data) % align
+    view = raw[off : off + a.nbytes].view(a.dtype)
+    view[...] = a.reshape(-1)
+    return view

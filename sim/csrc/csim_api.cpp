@@ -1,0 +1,39 @@
+// C entry points of the C-sim shared library (edgemoe.sim.csim, via ctypes).
+//
+// Not synthesised: it only calls the top function on host memory and hands back
+// the per-bundle DDR byte counters.
+#include <string.h>
+
+#include "edgemoe/edgemoe.h"
+
+extern "C" {
+
+/// Bytes of one m_axi word as the kernel sees it (must equal AXI_BITS / 8).
+int edgemoe_csim_word_bytes() {
+  return static_cast<int>(sizeof(edgemoe::word_t));
+}
+
+/// 1 when built with exact-width ap_int types (the synthesis arithmetic), else 0.
+int edgemoe_csim_ap_types() {
+  return EDGEMOE_USE_AP_TYPES;
+}
+
+/// Run the kernel. counters receives 8 values: bytes read per bundle (weights,
+/// images, output, scratch), then bytes written per bundle.
+uint32_t edgemoe_csim_run(const void* bundle, const void* images, void* output, void* scratch,
+                          uint32_t task, uint32_t num_images, uint32_t debug_stop,
+                          uint64_t* counters) {
+  edgemoe::DdrCounters& c = edgemoe::ddr_counters();
+  memset(&c, 0, sizeof(c));
+  const uint32_t status = edgemoe_top(
+      static_cast<const edgemoe::word_t*>(bundle), static_cast<const edgemoe::word_t*>(images),
+      static_cast<edgemoe::word_t*>(output), static_cast<edgemoe::word_t*>(scratch), task,
+      num_images, debug_stop);
+  for (int p = 0; p < edgemoe::NUM_PORTS; ++p) {
+    counters[p] = c.read[p];
+    counters[edgemoe::NUM_PORTS + p] = c.written[p];
+  }
+  return status;
+}
+
+}  // extern "C"
