@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-HLS_SOURCES := $(shell find hls -name '*.h' -o -name '*.cpp' 2>/dev/null)
+HLS_SOURCES := $(shell find hls sim/csrc -name '*.h' -o -name '*.cpp' 2>/dev/null)
 
-.PHONY: all venv test lint format demo clean
+.PHONY: all venv test lint format demo clean hls
 
 all: test
 
@@ -35,6 +35,50 @@ test: lint
 
 demo: $(STAMP)
 	$(BIN)/edgemoe verify --backends torch,golden --json demo-out/verify.json
+
+# ---- Vitis HLS: C-sim -> C-synthesis -> co-sim -> IP export, then the report check ----
+# Needs the Xilinx tools on PATH (source <Xilinx>/Vitis/<version>/settings64.sh).
+#   HLS_FLOW=classic  vitis_hls -f hls/run_hls.tcl                 (Vitis HLS 2023.2-2024.1)
+#   HLS_FLOW=tcl      vitis-run --mode hls --tcl hls/run_hls.tcl   (same script, Vitis 2024.2+)
+#   HLS_FLOW=unified  v++ -c / vitis-run --mode hls --config hls/hls_config.cfg
+# e.g. `make hls HLS_STEPS="csynth export"` skips the C-sim and the slow co-sim.
+HLS_FLOW ?= classic
+HLS_STEPS ?= csim csynth cosim export
+HLS_CLOCK_NS ?= 3.333
+HLS_TB_ARGV ?=
+HLS_BUILD ?= build/hls
+HLS_UNIFIED_DIR ?= build/hls_unified/edgemoe_top
+HLS_ENV = EDGEMOE_HLS_STEPS="$(HLS_STEPS)" EDGEMOE_HLS_BUILD="$(abspath $(HLS_BUILD))" \
+	EDGEMOE_HLS_CLOCK_NS="$(HLS_CLOCK_NS)" EDGEMOE_TB_ARGV="$(HLS_TB_ARGV)"
+HLS_CHECK = $(PYTHON) scripts/check_hls_reports.py
+hls_need = @command -v $(1) >/dev/null 2>&1 || { echo "make hls: $(1) not found on PATH \
+	(source <Xilinx>/Vitis/<version>/settings64.sh, or pick HLS_FLOW=classic|tcl|unified)" >&2; exit 1; }
+vitis_run = cd hls && vitis-run --mode hls --$(1) --config hls_config.cfg \
+	--work_dir $(abspath $(HLS_UNIFIED_DIR))$(if $(2),$(if $(HLS_TB_ARGV), "--hls.$(1).argv=$(HLS_TB_ARGV)"))
+
+hls:
+ifeq ($(HLS_FLOW),classic)
+	$(call hls_need,vitis_hls)
+	mkdir -p $(HLS_BUILD)
+	cd $(HLS_BUILD) && $(HLS_ENV) vitis_hls -f $(CURDIR)/hls/run_hls.tcl
+	$(if $(filter csynth cosim export,$(HLS_STEPS)),$(HLS_CHECK) $(HLS_BUILD)/edgemoe_top --clock-ns $(HLS_CLOCK_NS))
+else ifeq ($(HLS_FLOW),tcl)
+	$(call hls_need,vitis-run)
+	mkdir -p $(HLS_BUILD)
+	cd $(HLS_BUILD) && $(HLS_ENV) vitis-run --mode hls --tcl $(CURDIR)/hls/run_hls.tcl
+	$(if $(filter csynth cosim export,$(HLS_STEPS)),$(HLS_CHECK) $(HLS_BUILD)/edgemoe_top --clock-ns $(HLS_CLOCK_NS))
+else ifeq ($(HLS_FLOW),unified)
+	$(call hls_need,vitis-run)
+	$(if $(filter csynth,$(HLS_STEPS)),$(call hls_need,v++))
+	mkdir -p $(HLS_UNIFIED_DIR)
+	$(if $(filter csim,$(HLS_STEPS)),$(call vitis_run,csim,argv))
+	$(if $(filter csynth,$(HLS_STEPS)),cd hls && v++ -c --mode hls --config hls_config.cfg --work_dir $(abspath $(HLS_UNIFIED_DIR)))
+	$(if $(filter cosim,$(HLS_STEPS)),$(call vitis_run,cosim,argv))
+	$(if $(filter export,$(HLS_STEPS)),$(call vitis_run,package))
+	$(if $(filter csynth cosim export,$(HLS_STEPS)),$(HLS_CHECK) $(HLS_UNIFIED_DIR) --clock-ns $(HLS_CLOCK_NS))
+else
+	@echo "make hls: unknown HLS_FLOW=$(HLS_FLOW) (use classic, tcl or unified)" >&2; exit 1
+endif
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-out

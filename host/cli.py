@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -19,8 +20,11 @@ from edgemoe.errors import EdgeMoeError
 from edgemoe.models.config import DEFAULT_CONFIG, load_config
 
 from .backends import Workload, get_backend
+from .bundle import layout, pack, validate, write_atomic, write_bundle
 from .images import random_images
-from .profile import DEFAULT_PROFILE, load_profile
+from .profile import DEFAULT_PROFILE, config_hash, load_profile
+from .quantize import quantize_model
+from .tiling import Tiling
 from .verify import compare, layer_table, pairs, within_budget
 
 
@@ -122,6 +126,92 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _parse_tiling(text: str, p: int) -> Tiling:
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not m:
+        raise EdgeMoeError(f"--tiling {text!r}: expected LIN_INxLIN_OUT, e.g. 32x32")
+    t = Tiling(int(m.group(1)), int(m.group(2)), p)
+    if max(t.lin_in, t.lin_out, t.p) > 255:
+        # the header's tiling word keeps 8 bits per size
+        raise EdgeMoeError(f"--tiling {text} --p {p}: the bundle header holds sizes up to 255")
+    return t
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    profile = load_profile(args.profile)
+    tiling = _parse_tiling(args.tiling, args.p)
+    out = Path(args.out)
+    report_json = out.with_name(out.name + ".report.json")
+    report_txt = out.with_name(out.name + ".report.txt")
+    for path in (out, report_json, report_txt):
+        if path.is_dir():
+            raise EdgeMoeError(f"cannot write {path}: is a directory")
+
+    model, notices = _build_model(cfg, args.seed, args.checkpoint)
+    for n in notices:
+        print(f"notice: {n}", file=sys.stderr)
+    qm = quantize_model(model.state_dict(), cfg, profile)
+    data = pack(qm, tiling)
+    header = validate(data, cfg, profile, tiling)
+    report = qm.report
+    source = (
+        f"checkpoint {args.checkpoint}" if args.checkpoint else f"random init, seed {args.seed}"
+    )
+    meta = {
+        "config": cfg.name,
+        "profile": profile.name,
+        "profile_id": profile.id,
+        "config_hash": f"0x{config_hash(cfg, profile):08x}",
+        "tiling": {
+            "lin_in": tiling.lin_in,
+            "lin_out": tiling.lin_out,
+            "p": tiling.p,
+            "axi_bits": tiling.axi_bits,
+        },
+        "checkpoint": args.checkpoint,
+        "seed": args.seed,
+        "bundle": str(out),
+        "bundle_bytes": len(data),
+        "payload_crc32": f"0x{header.payload_crc:08x}",
+        "bundle_tensors": len(layout(cfg, profile, tiling)),
+    }
+    text = (
+        f"# {cfg.name} / {profile.name} / tiling {tiling.key} / {source}\n"
+        f"# bundle {out.name}: {len(data)} bytes, config hash {meta['config_hash']}, "
+        f"{report.saturated} saturated value(s)\n" + report.table() + "\n"
+    )
+
+    report_text = json.dumps({**meta, **report.to_dict()}, indent=2) + "\n"
+    written: list[Path] = []
+    try:
+        # three atomic writes; if a later one fails, the earlier ones go too
+        write_bundle(out, data)
+        written.append(out)
+        write_atomic(report_json, report_text.encode())
+        written.append(report_json)
+        write_atomic(report_txt, text.encode())
+        written.append(report_txt)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+
+    print(f"{cfg.name} / {profile.name} / tiling {tiling.key} / {source}")
+    print(
+        f"wrote {out}: {len(data):,} bytes, {meta['bundle_tensors']} tensors, "
+        f"config hash {meta['config_hash']}, CRC32 {meta['payload_crc32']}"
+    )
+    sat = report.saturated_tensors()
+    if sat:
+        names = ", ".join(f"{t.name} ({t.saturated})" for t in sat)
+        print(f"saturated: {report.saturated} value(s) in {len(sat)} tensor(s): {names}")
+    else:
+        print("saturated: none")
+    print(f"report: {report_json}, {report_txt}")
+    return 0
+
+
 def _task_arg(task: str | None, cfg) -> str | int:
     if task is None:
         return 0
@@ -144,6 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--checkpoint", default=None, help="M3ViT checkpoint instead of random init")
     v.add_argument("--json", default=None, help="write the metrics as JSON here")
     v.set_defaults(func=cmd_verify)
+
+    e = sub.add_parser("export", help="quantize a model and write its weight bundle + report")
+    e.add_argument("--config", required=True, help="config name or YAML path")
+    e.add_argument("--profile", required=True, help="precision profile name or path")
+    e.add_argument("--checkpoint", default=None, help="M3ViT checkpoint instead of random init")
+    e.add_argument("--seed", type=int, default=0, help="seed of the random init")
+    e.add_argument("--out", required=True, help="bundle file to write")
+    e.add_argument("--tiling", default="32x32", help="linear-unit tile LIN_INxLIN_OUT")
+    e.add_argument("--p", type=int, default=8, help="attention query rows per key sweep")
+    e.set_defaults(func=cmd_export)
     return ap
 
 

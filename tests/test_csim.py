@@ -1,0 +1,266 @@
+"""The HLS kernel in C-sim == golden, bit for bit (Contract A), plus its contracts."""
+
+import functools
+import subprocess
+
+import numpy as np
+import pytest
+
+from edgemoe.host.bundle import HEADER_STRUCT, pack
+from edgemoe.host.hls_params import DEFAULT_HEADER, STATUS, debug_stop_code, generate
+from edgemoe.host.images import random_images, to_patches
+from edgemoe.host.quantize import quantize_model
+from edgemoe.host.tiling import DEFAULT_TILING, Tiling
+from edgemoe.host.traffic import ddr_bytes
+from edgemoe.models import DEFAULT_CONFIG
+from edgemoe.models.m3vit import random_model
+from edgemoe.sim import csim
+from edgemoe.sim.golden import Golden
+from tests.conftest import cfg, model, profile
+
+
+def state(m):
+    return {k: v.detach().numpy() for k, v in m.state_dict().items()}
+
+
+@functools.cache
+def kernel(cname: str, pname: str, ap_types: bool = False) -> csim.CSim:
+    return csim.CSim(cfg(cname), profile(pname), ap_types=ap_types)
+
+
+def setup(cname, pname, seed, m=None, images=2):
+    c, p = cfg(cname), profile(pname)
+    qm = quantize_model(state(m if m is not None else model(cname, seed)), c, p)
+    patches = to_patches(random_images(c, images, seed), c)
+    return qm, pack(qm, DEFAULT_TILING), patches
+
+
+def assert_every_boundary(k: csim.CSim, qm, bundle, patches, task):
+    """Final output and every layer boundary (via debug_stop) equal golden's."""
+    c = k.cfg
+    g = Golden(qm).run(patches, task, record=True)
+    tid = c.task_id(task)
+    full = k.run(bundle, patches, tid)
+    assert full.status == 0
+    assert np.array_equal(full.output, g.tokens)
+    for stage, want in g.stages.items():
+        if stage.endswith(".route"):
+            continue
+        r = k.run(bundle, patches, tid, debug_stop=debug_stop_code(c, stage))
+        assert r.status == 0, stage
+        assert np.array_equal(r.output, want), f"first difference at {stage}"
+    return g, full
+
+
+@pytest.mark.parametrize("pname", ["edge-moe", "lean"])
+@pytest.mark.parametrize("task", ["semseg", "depth"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mini_bit_exact_every_boundary(pname, task, seed):
+    qm, bundle, patches = setup("m3vit-mini", pname, seed)
+    assert_every_boundary(kernel("m3vit-mini", pname), qm, bundle, patches, task)
+
+
+@pytest.mark.parametrize("task", ["semseg", "depth"])
+def test_tiny_bit_exact_every_boundary(task):
+    qm, bundle, patches = setup(DEFAULT_CONFIG, "lean", 0, images=1)
+    assert_every_boundary(kernel(DEFAULT_CONFIG, "lean"), qm, bundle, patches, task)
+
+
+def test_tiny_edge_moe_profile_final_output():
+    qm, bundle, patches = setup(DEFAULT_CONFIG, "edge-moe", 1, images=1)
+    g = Golden(qm).run(patches, "depth")
+    r = kernel(DEFAULT_CONFIG, "edge-moe").run(bundle, patches, 1)
+    assert r.status == 0 and np.array_equal(r.output, g.tokens)
+
+
+def test_ap_types_build_equals_native_build():
+    """The synthesis arithmetic (exact-width ap_int) and the fast C-sim path agree."""
+    for pname in ("edge-moe", "lean"):
+        qm, bundle, patches = setup("m3vit-mini", pname, 4)
+        slow = kernel("m3vit-mini", pname, ap_types=True)
+        assert slow.ap_types
+        fast = kernel("m3vit-mini", pname)
+        a = slow.run(bundle, patches, 1)
+        b = fast.run(bundle, patches, 1)
+        assert a.status == b.status == 0
+        assert np.array_equal(a.output, b.output)
+        assert a.ddr_read == b.ddr_read and a.ddr_written == b.ddr_written
+
+
+def _edge_model(mutate, **changes):
+    c = cfg("m3vit-mini").replace(**changes) if changes else cfg("m3vit-mini")
+    m = random_model(c, 9)
+    import torch
+
+    with torch.no_grad():
+        mutate(c, m)
+    return c, m
+
+
+def _zero_gates(c, m):
+    for b in c.moe_blocks:
+        for g in m.blocks[b].mlp.gate.values():
+            g.w_gate.zero_()
+
+
+def _one_expert(c, m):
+    for b in c.moe_blocks:
+        blk = m.blocks[b]
+        blk.norm2.weight.zero_()
+        blk.norm2.bias.fill_(1.0)
+        for g in blk.mlp.gate.values():
+            g.w_gate.zero_()
+            g.w_gate[:, 3] = 0.05
+
+
+@pytest.mark.parametrize(
+    "mutate, changes",
+    [
+        (_zero_gates, {}),
+        (_one_expert, {}),
+        (lambda c, m: None, {"top_k": 1}),
+        (lambda c, m: None, {"top_k": 4}),
+    ],
+    ids=["all-gates-zero", "one-expert-takes-all", "k=1", "k=E"],
+)
+def test_edge_cases_through_csim(mutate, changes):
+    c, m = _edge_model(mutate, **changes)
+    p = profile("lean")
+    qm = quantize_model(state(m), c, p)
+    patches = to_patches(random_images(c, 2, 9), c)
+    g = Golden(qm).run(patches, "semseg", record=True)
+    k = csim.CSim(c, p)
+    r = k.run(pack(qm, DEFAULT_TILING), patches, 0)
+    assert r.status == 0 and np.array_equal(r.output, g.tokens)
+    if changes.get("top_k"):
+        assert all((rt.sum(-1) == changes["top_k"]).all() for rt in g.routes)
+
+
+def _corrupt(bundle: bytes, field: int, value: int) -> bytes:
+    fields = list(HEADER_STRUCT.unpack_from(bundle))
+    fields[field] = value
+    return HEADER_STRUCT.pack(*fields) + bundle[HEADER_STRUCT.size :]
+
+
+@pytest.mark.parametrize(
+    "make, status",
+    [
+        (lambda b: (_corrupt(b, 0, 0x12345678), 0, None, 0), "BAD_MAGIC"),
+        (lambda b: (_corrupt(b, 1, 99), 0, None, 0), "BAD_VERSION"),
+        (lambda b: (_corrupt(b, 3, 0xDEADBEEF), 0, None, 0), "BAD_CONFIG_HASH"),
+        (lambda b: (_corrupt(b, 7, 0x00040808), 0, None, 0), "BAD_TILING"),
+        (lambda b: (b, 2, None, 0), "BAD_TASK"),
+        (lambda b: (b, 0, 0, 0), "BAD_IMAGE_COUNT"),
+        (lambda b: (b, 0, 5000, 0), "BAD_IMAGE_COUNT"),
+        (lambda b: (b, 0, None, 10_000), "BAD_DEBUG_STOP"),
+        (lambda b: (b, 0, None, 2 + 0 * 7 + 5), "BAD_DEBUG_STOP"),  # gate of a dense block
+    ],
+)
+def test_bad_calls_return_status_and_leave_output_untouched(make, status):
+    qm, bundle, patches = setup("m3vit-mini", "lean", 0)
+    bund, task, n, stop = make(bundle)
+    k = kernel("m3vit-mini", "lean")
+    sentinel = np.full((2, cfg("m3vit-mini").num_tokens * 3 * 32), 0x5A5A5A5A, dtype=np.int32)
+    out = sentinel.copy()
+    r = k.run(bund, patches, task, debug_stop=stop, num_images=n, output=out)
+    assert r.status == STATUS[status]
+    assert np.array_equal(out, sentinel)
+    assert r.ddr_written["gmem_output"] == 0
+
+
+@pytest.mark.parametrize("cname", ["m3vit-mini", DEFAULT_CONFIG])
+def test_ddr_bytes_equal_closed_form(cname):
+    qm, bundle, patches = setup(cname, "lean", 3, images=2)
+    c, p = cfg(cname), profile("lean")
+    g = Golden(qm).run(patches, "depth")
+    used = [[set(np.flatnonzero(rt[b].any(0))) for rt in g.routes] for b in range(2)]
+    r = kernel(cname, "lean").run(bundle, patches, 1)
+    assert (r.ddr_read, r.ddr_written) == ddr_bytes(c, p, DEFAULT_TILING, used)
+    # every weight once per image: the dense tensors alone are 2x one image's
+    assert r.ddr_read["gmem_weights"] > 2 * 0.5 * len(bundle) / (1 + c.num_experts / 4)
+
+
+def test_unused_expert_is_never_read():
+    c, m = _edge_model(_zero_gates)
+    p = profile("lean")
+    qm = quantize_model(state(m), c, p)
+    patches = to_patches(random_images(c, 1, 0), c)
+    r = csim.CSim(c, p).run(pack(qm, DEFAULT_TILING), patches, 0)
+    used = [[{0, 1}] * len(c.moe_blocks)]
+    assert (r.ddr_read, r.ddr_written) == ddr_bytes(c, p, DEFAULT_TILING, used)
+
+
+def test_other_tilings_bit_exact():
+    c, p = cfg("m3vit-mini"), profile("edge-moe")
+    qm = quantize_model(state(model("m3vit-mini", 1)), c, p)
+    patches = to_patches(random_images(c, 1, 1), c)
+    want = Golden(qm).run(patches, "semseg").tokens
+    for t in (Tiling(8, 16, 4), Tiling(24, 12, 3), Tiling(64, 8, 16)):
+        r = csim.CSim(c, p, t).run(pack(qm, t), patches, 0)
+        assert r.status == 0 and np.array_equal(r.output, want), t
+
+
+def test_committed_default_header_is_fresh():
+    want = generate(cfg(DEFAULT_CONFIG), profile("lean"), DEFAULT_TILING)
+    assert DEFAULT_HEADER.read_text() == want, (
+        "hls/include/edgemoe/params_default.h is stale: python -m edgemoe.host.hls_params"
+    )
+
+
+def test_vitis_style_top_testbench(tmp_path):
+    """hls/tb/tb_top.cpp (the Vitis csim testbench) agrees with golden on files."""
+    qm, bundle, patches = setup("m3vit-mini", "edge-moe", 2)
+    c, p = cfg("m3vit-mini"), profile("edge-moe")
+    (tmp_path / "params.h").write_text(generate(c, p))
+    exe = tmp_path / "tb_top"
+    subprocess.run(
+        [
+            csim.CXX,
+            "-std=c++17",
+            "-O2",
+            "-w",
+            f"-I{csim.HLS / 'include'}",
+            f"-I{csim.ap_types_include()}",
+            f'-DEDGEMOE_PARAMS_HEADER="{tmp_path / "params.h"}"',
+            str(csim.HLS / "tb" / "tb_top.cpp"),
+            str(csim.HLS / "src" / "edgemoe_top.cpp"),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+    )
+    (tmp_path / "bundle.bin").write_bytes(bundle)
+    patches.tofile(tmp_path / "images.bin")
+    g = Golden(qm).run(patches, "depth")
+    g.tokens.astype("<i4").tofile(tmp_path / "expected.bin")
+    run = subprocess.run(
+        [
+            str(exe),
+            str(tmp_path / "bundle.bin"),
+            str(tmp_path / "images.bin"),
+            str(tmp_path / "out.bin"),
+            "1",
+            "2",
+            "0",
+            str(tmp_path / "expected.bin"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "status 0" in run.stdout and "bit-exact" in run.stdout
+    bad = subprocess.run(
+        [
+            str(exe),
+            str(tmp_path / "bundle.bin"),
+            str(tmp_path / "images.bin"),
+            str(tmp_path / "out.bin"),
+            "0",
+            "2",
+            "0",
+            str(tmp_path / "expected.bin"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1 and "MISMATCH" in bad.stdout  # other task, other output
