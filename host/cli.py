@@ -25,7 +25,7 @@ from .images import random_images
 from .profile import DEFAULT_PROFILE, config_hash, load_profile
 from .quantize import quantize_model
 from .tiling import Tiling
-from .verify import compare, layer_table, pairs, within_budget
+from .verify import compare, first_difference, layer_table, pairs, within_budget
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
@@ -108,7 +108,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         fixed = [n for n in (a, b) if n != "torch"]
         if len(fixed) == 2:
             entry["bit_exact"] = bool(np.array_equal(outputs[a].tokens, outputs[b].tokens))
-            missed = [] if entry["bit_exact"] else ["not bit-exact"]
+            entry["first_difference"] = first_difference(outputs[a], outputs[b])
+            missed = (
+                []
+                if entry["bit_exact"]
+                else [f"not bit-exact (first difference at {entry['first_difference']})"]
+            )
         else:
             missed = within_budget(m, profile.budgets)
         entry["within_budget"] = not missed

@@ -94,3 +94,16 @@ def within_budget(m: PairMetrics, budgets: dict[str, float]) -> list[str]:
             f"routing_agreement {m.routing_agreement:.4f} < {budgets['routing_agreement']}"
         )
     return missed
+
+
+def first_difference(a: RunOutput, b: RunOutput) -> str | None:
+    """First layer boundary (in execution order) where two runs differ, else None.
+
+    Both runs must have recorded their stages; the final output counts as the
+    last boundary (``output``).
+    """
+    for stage, x in a.stages.items():
+        y = b.stages.get(stage)
+        if y is not None and not np.array_equal(x, y):
+            return stage
+    return None if np.array_equal(a.tokens, b.tokens) else "output"

@@ -1,4 +1,4 @@
-"""The golden model as an ``edgemoe.backends`` entry point."""
+"""The golden model and the C-sim as ``edgemoe.backends`` entry points."""
 
 from __future__ import annotations
 
@@ -7,9 +7,25 @@ import time
 import numpy as np
 
 from edgemoe.host.backends import RunOutput, Workload
+from edgemoe.host.bundle import pack
+from edgemoe.host.hls_params import debug_stop_code
 from edgemoe.host.images import to_patches
+from edgemoe.host.tiling import DEFAULT_TILING
 
-from .golden import Golden
+from .csim import CSim, CSimError
+from .golden import BLOCK_STAGES, Golden, stage_to_float, topk_mask
+
+
+def boundaries(cfg) -> list[str]:
+    """Every layer boundary a recording run exposes, in execution order (routes excluded)."""
+    names = ["embed"]
+    for i in range(cfg.depth):
+        for s in BLOCK_STAGES:
+            if s in ("gate", "route") and not cfg.is_moe(i):
+                continue
+            if s != "route":
+                names.append(f"block{i}.{s}")
+    return names
 
 
 class GoldenBackend:
@@ -26,3 +42,36 @@ class GoldenBackend:
         stages = {k: golden.stage_to_float(k, v) for k, v in res.stages.items()}
         tokens = wl.profile.act.to_float(res.tokens)
         return RunOutput(tokens, stages, res.routes, res.saturations, dt)
+
+
+class CSimBackend:
+    """The HLS kernel compiled with g++ (C-sim), called directly.
+
+    With ``record``, every layer boundary comes from a run stopped there
+    (``debug_stop``), and the routes from the gate-stage logits.
+    """
+
+    name = "csim"
+
+    def run(self, wl: Workload, images: np.ndarray, task: str, record: bool = False) -> RunOutput:
+        cfg, prof = wl.cfg, wl.profile
+        kernel = CSim(cfg, prof, DEFAULT_TILING)
+        bundle = pack(wl.quantized, DEFAULT_TILING)
+        patches = to_patches(images, cfg)
+        tid = cfg.task_id(task)
+        t0 = time.perf_counter()
+        full = kernel.run(bundle, patches, tid)
+        dt = time.perf_counter() - t0
+        if full.status != 0:
+            raise CSimError(f"kernel returned status {full.status}")
+        stages: dict[str, np.ndarray] = {}
+        routes = []
+        if record:
+            for name in boundaries(cfg):
+                r = kernel.run(bundle, patches, tid, debug_stop=debug_stop_code(cfg, name))
+                stages[name] = stage_to_float(cfg, prof, name, r.output.astype(np.int64))
+                if name.endswith(".gate"):
+                    mask = topk_mask(r.output.astype(np.int64), cfg.top_k)
+                    stages[name.replace(".gate", ".route")] = mask
+                    routes.append(mask)
+        return RunOutput(prof.act.to_float(full.output.astype(np.int64)), stages, routes, {}, dt)

@@ -282,20 +282,27 @@ class Golden:
             x = self.block(x, i, task, rec, routes)
         return GoldenResult(x, rec or {}, routes, dict(self.sat))
 
-    # -- raw -> float meaning ---------------------------------------------
     def stage_to_float(self, name: str, raw: np.ndarray) -> np.ndarray:
         """The float value a recorded raw stage stands for, folding undone."""
-        p, cfg = self.p, self.cfg
-        stage = name.rsplit(".", 1)[-1]
-        if stage == "route":
-            return raw
-        if stage == "qkv":
-            v = p.attn_qkv.to_float(raw)
-            v[..., : cfg.embed_dim] /= q_scale(cfg)
-            return v
-        if stage == "gate":
-            return p.attn_score.to_float(raw) / LOG2E
-        return p.act.to_float(raw)
+        return stage_to_float(self.cfg, self.p, name, raw)
+
+
+def stage_to_float(cfg: ModelConfig, p: Profile, name: str, raw: np.ndarray) -> np.ndarray:
+    """Float meaning of a raw layer-boundary tensor (``embed``, ``block{i}.{stage}``).
+
+    Q is divided by the folded ``head_dim**-0.5 * log2(e)``; gate logits by
+    ``log2(e)``; routes are returned as they are.
+    """
+    stage = name.rsplit(".", 1)[-1]
+    if stage == "route":
+        return raw
+    if stage == "qkv":
+        v = p.attn_qkv.to_float(raw)
+        v[..., : cfg.embed_dim] /= q_scale(cfg)
+        return v
+    if stage == "gate":
+        return p.attn_score.to_float(raw) / LOG2E
+    return p.act.to_float(raw)
 
 
 def accumulator_bits(cfg: ModelConfig, profile: Profile) -> dict[str, int]:

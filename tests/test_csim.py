@@ -264,3 +264,32 @@ def test_vitis_style_top_testbench(tmp_path):
         text=True,
     )
     assert bad.returncode == 1 and "MISMATCH" in bad.stdout  # other task, other output
+
+
+def test_verify_golden_vs_csim_reports_bit_exact(tmp_path, capsys):
+    import json
+
+    from edgemoe.host.cli import main
+
+    path = tmp_path / "v.json"
+    code = main(["verify", "--config", "m3vit-mini", "--profile", "edge-moe", "--backends",
+                 "golden,csim", "--json", str(path)])
+    assert code == 0, capsys.readouterr().out
+    pair = json.loads(path.read_text())["pairs"]["golden-csim"]
+    assert pair["bit_exact"] is True and pair["first_difference"] is None
+
+
+def test_first_difference_names_the_first_boundary():
+    from edgemoe.host.backends import Workload, get_backend
+    from edgemoe.host.verify import first_difference
+
+    wl = Workload(cfg("m3vit-mini"), profile("lean"), model("m3vit-mini", 0))
+    imgs = random_images(wl.cfg, 1, 0)
+    g = get_backend("golden").run(wl, imgs, "semseg", record=True)
+    c = get_backend("csim").run(wl, imgs, "semseg", record=True)
+    assert set(c.stages) == set(g.stages)
+    assert first_difference(g, c) is None
+    for later in ("block2.attn", "block2.mlp", "block3.mlp"):
+        c.stages[later] = c.stages[later] + 1.0
+    c.tokens = c.tokens + 1.0
+    assert first_difference(g, c) == "block2.attn"
