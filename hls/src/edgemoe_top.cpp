@@ -112,6 +112,13 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
   static Routing routing;
   static param_t ln_g[EMBED_DIM];
   static param_t ln_b[EMBED_DIM];
+  // The linear unit reads LIN_IN consecutive columns of a row and writes LIN_OUT
+  // consecutive columns per cycle: bank the buffers by column.
+#pragma HLS ARRAY_PARTITION variable = x cyclic factor = LIN_OUT dim = 2
+#pragma HLS ARRAY_PARTITION variable = h cyclic factor = LIN_IN dim = 2
+#pragma HLS ARRAY_PARTITION variable = wide cyclic factor = LIN_IN dim = 2
+#pragma HLS ARRAY_PARTITION variable = pix cyclic factor = LIN_IN dim = 2
+#pragma HLS BIND_STORAGE variable = wide type = ram_2p impl = uram  // the largest buffer
 
   const int stop = int(debug_stop) - 1;  // -1: none; 0: embed; 1 + 7*i + s: block i stage s
   const uint64_t out_stride =
@@ -154,7 +161,7 @@ image_loop:
       ddr_read<PORT_WEIGHTS, 2, true>(bundle, blk.ln1_b, EMBED_DIM, ln_b);
     ln1_token:
       for (int t = 0; t < NUM_TOKENS; ++t) {
-        layernorm_token<EMBED_DIM>(x[t], ln_g, ln_b, h[t]);
+        layernorm_token<EMBED_DIM, LN_LANES>(x[t], ln_g, ln_b, h[t]);
       }
       if (stop == here + STAGE_LN1) {
         write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, h, NUM_TOKENS);
@@ -202,7 +209,7 @@ image_loop:
       ddr_read<PORT_WEIGHTS, 2, true>(bundle, blk.ln2_b, EMBED_DIM, ln_b);
     ln2_token:
       for (int t = 0; t < NUM_TOKENS; ++t) {
-        layernorm_token<EMBED_DIM>(x[t], ln_g, ln_b, h[t]);
+        layernorm_token<EMBED_DIM, LN_LANES>(x[t], ln_g, ln_b, h[t]);
       }
       if (stop == here + STAGE_LN2) {
         write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, h, NUM_TOKENS);

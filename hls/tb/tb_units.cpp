@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
       for (int d = 0; d < EMBED_DIM; ++d) {
         x[d] = in[t + d];
       }
-      layernorm_token<EMBED_DIM>(x, g, b, y);
+      layernorm_token<EMBED_DIM, LN_LANES>(x, g, b, y);
       for (int d = 0; d < EMBED_DIM; ++d) {
         out.push_back(y[d]);
       }

@@ -73,6 +73,7 @@ lin_tile:
       }
     lin_clear:
       for (int r = 0; r < rows; ++r) {
+#pragma HLS PIPELINE II = 1  // LIN_OUT accumulators cleared per cycle
       lin_clear_lanes:
         for (int o = 0; o < LIN_OUT; ++o) {
           acc[r][o] = 0;
@@ -100,6 +101,7 @@ lin_tile:
     if (it == IT - 1) {
     lin_epilogue:
       for (int r = 0; r < rows; ++r) {
+#pragma HLS PIPELINE II = 1  // LIN_OUT outputs narrowed (and stored) per cycle
       lin_epilogue_lanes:
         for (int o = 0; o < LIN_OUT; ++o) {
           const int col = ot * LIN_OUT + o;

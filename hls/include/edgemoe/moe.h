@@ -33,6 +33,7 @@ moe_route_token:
     wide_t m = logits[t][0];
   moe_max:
     for (int e = 1; e < NUM_EXPERTS; ++e) {
+#pragma HLS PIPELINE II = 1  // one logit per cycle
       if (wide_t(logits[t][e]) > m) {
         m = logits[t][e];
       }
@@ -41,6 +42,7 @@ moe_route_token:
     wide_t sum = 0;
   moe_exp:
     for (int e = 0; e < NUM_EXPERTS; ++e) {
+#pragma HLS PIPELINE II = 1  // one exp2 per cycle
       p[e] = exp2_prob<ATTN_SCORE_F>(wide_t(logits[t][e]) - m);
       sum += p[e];
     }
@@ -49,6 +51,7 @@ moe_route_token:
     reciprocal(sum, y, ps);
   moe_topk:
     for (int e = 0; e < NUM_EXPERTS; ++e) {
+#pragma HLS PIPELINE II = 1  // one expert's rank per cycle (NUM_EXPERTS comparators)
       int rank = 0;
     moe_rank:
       for (int j = 0; j < NUM_EXPERTS; ++j) {

@@ -1,0 +1,409 @@
+"""Performance and resource model of the kernel (DESIGN.md §6). ESTIMATES, not synthesis.
+
+Cycles come from the loop trip counts and initiation intervals of the C++ as
+written (``hls/``), for one image; DDR bytes per stage from the same bundle
+layout the kernel reads (their sum equals the C-sim's counters: tested); the
+time of a stage is the larger of its compute time and its DDR time when the
+stage streams its weights while computing (prefetch), their sum when it does
+not. Resources: DSP48E2 from MACs x DSPs per MAC of the profile; BRAM36/URAM
+from the on-chip buffers; LUTs from a coarse per-MAC and per-buffer rate.
+
+The published Edge-MoE design (``edge-moe-published``) is modelled with the
+same machinery and its documented structure: 16x16 linear unit, P = 4,
+two-pass attention with the score matrix in DDR, 32x16-bit MACs at 2 DSPs
+each, weights re-tiled on chip and not prefetched, activations in DDR.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from edgemoe.models.config import ModelConfig
+
+from .bundle import layout
+from .profile import Profile
+from .tiling import Tiling, tiles
+
+
+@dataclass(frozen=True)
+class Board:
+    """What a board offers the kernel."""
+
+    name: str
+    part: str
+    dsp: int
+    bram36: int
+    uram: int
+    lut: int
+    ddr_gbps: float  # PS DDR peak, GB/s
+    hp_port_bits: int = 128  # PL side of one HP port
+
+    def ddr_bytes_per_cycle(self, clock_mhz: float) -> float:
+        return self.ddr_gbps * 1e9 / (clock_mhz * 1e6)
+
+
+BOARDS = {
+    # PS DDR4 64-bit at 2133 MT/s on both boards (DESIGN.md §6)
+    "zcu104": Board("zcu104", "xczu7ev-ffvc1156-2-e", 1728, 312, 96, 230_400, 17.06),
+    "zcu102": Board("zcu102", "xczu9eg-ffvb1156-2-e", 2520, 912, 0, 274_080, 17.06),
+}
+
+
+@dataclass(frozen=True)
+class Design:
+    """The knobs of one accelerator build.
+
+    Attributes
+    ----------
+    name : str
+    tiling : Tiling
+        LIN_IN x LIN_OUT, P, AXI word width.
+    dsp_per_mac : int
+        DSP48E2 per linear-unit MAC (1 when a 27x18 multiply holds it).
+    weight_ports : int
+        m_axi ports (HP ports) the weights stream through.
+    prefetch : bool
+        Next weight tile loads while the current one computes.
+    two_pass_attention : bool
+        Scores written to DDR and read back, exp evaluated twice (Edge-MoE).
+    activations_in_ddr : bool
+        Stage inputs/outputs cross DDR (Edge-MoE) instead of staying on chip.
+    """
+
+    name: str
+    tiling: Tiling
+    dsp_per_mac: int
+    weight_ports: int = 1
+    prefetch: bool = True
+    two_pass_attention: bool = False
+    activations_in_ddr: bool = False
+
+
+# Pipeline depths (cycles from first input to first output), used once per loop.
+DEPTH_MAC = 8  # multiply + adder tree of LIN_IN + accumulate
+DEPTH_EPILOGUE = 6  # narrow, GELU, store
+DEPTH_SOFTMAX = 20  # exp2, rescale, reciprocal
+DEPTH_RSQRT = 16
+
+
+def dsp_per_mac(profile: Profile) -> int:
+    """A DSP48E2 multiplies 27x18 signed: wider operands take two."""
+    a, w = profile.act.width, profile.weight.width
+    return 1 if (a <= 27 and w <= 18) or (a <= 18 and w <= 27) else 2
+
+
+def our_design(profile: Profile, tiling: Tiling) -> Design:
+    return Design("edgemoe", tiling, dsp_per_mac(profile))
+
+
+def published_design() -> Design:
+    return Design(
+        "edge-moe-published",
+        Tiling(16, 16, 4, 256),
+        dsp_per_mac=2,
+        weight_ports=1,
+        prefetch=False,
+        two_pass_attention=True,
+        activations_in_ddr=True,
+    )
+
+
+@dataclass
+class Stage:
+    """One stage of one layer: cycles, DDR bytes, time."""
+
+    layer: str
+    name: str
+    compute_cycles: int
+    ddr_bytes: int
+    overlapped: bool
+    compute_ms: float = 0.0
+    memory_ms: float = 0.0
+    ms: float = 0.0
+
+    @property
+    def bound(self) -> str:
+        return "memory" if self.memory_ms > self.compute_ms else "compute"
+
+
+@dataclass
+class Estimate:
+    config: str
+    profile: str
+    design: str
+    board: str
+    clock_mhz: float
+    stages: list[Stage] = field(default_factory=list)
+    resources: dict = field(default_factory=dict)
+
+    @property
+    def latency_ms(self) -> float:
+        return sum(s.ms for s in self.stages)
+
+    @property
+    def ddr_bytes(self) -> int:
+        return sum(s.ddr_bytes for s in self.stages)
+
+    def per_layer(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for s in self.stages:
+            d = out.setdefault(s.layer, {"compute_ms": 0.0, "memory_only_ms": 0.0, "ms": 0.0})
+            d["ms"] += s.ms
+            d["compute_ms"] += min(s.ms, s.compute_ms)
+            d["memory_only_ms"] += max(0.0, s.ms - s.compute_ms)
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "estimate": True,
+            "note": "modelled from loop trip counts and bundle sizes; nothing was synthesised",
+            "config": self.config,
+            "profile": self.profile,
+            "design": self.design,
+            "board": self.board,
+            "clock_mhz": self.clock_mhz,
+            "latency_ms": self.latency_ms,
+            "fps": 1e3 / self.latency_ms,
+            "ddr_bytes_per_image": self.ddr_bytes,
+            "resources": self.resources,
+            "fits": self.resources.get("fits"),
+            "per_layer": self.per_layer(),
+            "stages": [{**asdict(s), "bound": s.bound} for s in self.stages],
+        }
+
+
+def _linear_cycles(d: Design, rows: int, k: int, o: int) -> int:
+    """lin_tile: one row of LIN_IN x LIN_OUT MACs per cycle per tile, then per output
+    tile the accumulator clear and the epilogue, one row per cycle each."""
+    t = d.tiling
+    it, ot = tiles(k, t.lin_in), tiles(o, t.lin_out)
+    return int(it * ot * (rows + DEPTH_MAC) + ot * (2 * rows + DEPTH_EPILOGUE))
+
+
+def estimate(
+    cfg: ModelConfig,
+    profile: Profile,
+    design: Design,
+    board: Board,
+    clock_mhz: float = 300.0,
+    used_experts: list[int] | None = None,
+) -> Estimate:
+    """Estimate one image of ``cfg`` on ``board`` (one call of one image).
+
+    ``used_experts`` gives, per MoE block, how many experts received tokens
+    (default: all of them, as 129 tokens x top-2 of 16 experts give in practice);
+    each used expert then processes ``N * k / used`` tokens.
+    """
+    t = design.tiling
+    N, D, E = cfg.num_tokens, cfg.embed_dim, cfg.num_experts
+    used_per_block = iter(used_experts if used_experts is not None else [E] * len(cfg.moe_blocks))
+    size = {e.name: e.nbytes for e in layout(cfg, profile, t)}
+    word = t.axi_bits // 8
+    port_bpc = min(t.axi_bits, board.hp_port_bits) / 8  # one m_axi port on one HP port
+    ddr_bpc = board.ddr_bytes_per_cycle(clock_mhz)
+    w_bpc = min(port_bpc * design.weight_ports, ddr_bpc)  # weights arrive at most this fast
+    act_bytes = 4
+    est = Estimate(cfg.name, profile.name, design.name, board.name, clock_mhz)
+
+    def add(layer: str, name: str, cycles: float, ddr: int, overlapped: bool = True) -> None:
+        s = Stage(layer, name, int(cycles), int(ddr), overlapped)
+        s.compute_ms = s.compute_cycles / (clock_mhz * 1e3)
+        s.memory_ms = s.ddr_bytes / (w_bpc * clock_mhz * 1e3)
+        s.ms = max(s.compute_ms, s.memory_ms) if overlapped else s.compute_ms + s.memory_ms
+        est.stages.append(s)
+
+    def act_io(rows: int, cols_in: int, cols_out: int) -> int:
+        return rows * (cols_in + cols_out) * act_bytes if design.activations_in_ddr else 0
+
+    def linear(layer: str, name: str, rows: float, k: int, o: int, wbytes: int) -> None:
+        cyc = _linear_cycles(design, math.ceil(rows), k, o)
+        io = act_io(math.ceil(rows), k, o)
+        # with prefetch the next tile streams in while this one computes
+        add(layer, name, cyc, wbytes + io, overlapped=design.prefetch)
+
+    def words(nbytes: int) -> int:
+        return -(-nbytes // word) * word
+
+    # header check, pixels, token bias, then the linear map
+    add(
+        "embed",
+        "load",
+        2 + cfg.num_patches * cfg.patch_dim / word + N * D * 4 / word,
+        32 + cfg.num_patches * cfg.patch_dim + N * words(D * 4),
+    )
+    linear("embed", "patch_embed", cfg.num_patches, cfg.patch_dim, D, size["patch.w"])
+    lanes = min(t.lin_in, t.lin_out)  # LN_LANES: the activation buffers' banking
+    ln_cycles = N * (2 * tiles(D, lanes) + DEPTH_RSQRT + 2 * DEPTH_EPILOGUE)
+    if design.activations_in_ddr:
+        ln_cycles = N * (2 * D + DEPTH_RSQRT)  # Edge-MoE: one element per cycle
+    for i in range(cfg.depth):
+        layer = f"block{i}"
+        pre = f"blocks.{i}"
+        add(layer, "ln1", ln_cycles, 2 * words(2 * D) + act_io(N, D, D))
+        linear(layer, "qkv", N, D, 3 * D, size[f"{pre}.qkv.w"] + size[f"{pre}.qkv.b"])
+        heads, hd, p = cfg.num_heads, cfg.head_dim, t.p
+        blocks = tiles(N, p)
+        if design.two_pass_attention:
+            # pass 1: scores to DDR; pass 2: read back, exp again, multiply by V
+            cyc = 2 * heads * blocks * (N * hd / min(hd, 16) + p + DEPTH_SOFTMAX)
+            ddr = 2 * heads * N * N * act_bytes + act_io(N, 3 * D, D)
+            add(layer, "attention", cyc, ddr, overlapped=False)
+        else:
+            cyc = heads * blocks * (p + N + p + DEPTH_SOFTMAX + p)
+            add(layer, "attention", cyc, 0)
+        linear(layer, "proj", N, D, D, size[f"{pre}.proj.w"] + size[f"{pre}.proj.b"])
+        add(layer, "ln2", ln_cycles, 2 * words(2 * D) + act_io(N, D, D))
+        if cfg.is_moe(i):
+            linear(layer, "gate", N, D, E, size[f"{pre}.gate.{cfg.task_names[0]}.w"])
+            add(layer, "route", N * (2 * E + E), 0)
+            e0 = f"{pre}.experts.0"
+            w1 = size[f"{e0}.fc1.w"] + size[f"{e0}.fc1.b"]
+            w2 = size[f"{e0}.fc2.w"] + size[f"{e0}.fc2.b"]
+            used = next(used_per_block)
+            tpe = N * cfg.top_k / max(used, 1)
+            for _ in range(used):
+                linear(layer, "expert_fc1", tpe, D, cfg.expert_hidden, w1)
+                linear(layer, "expert_fc2", tpe, cfg.expert_hidden, D, w2)
+        else:
+            linear(layer, "fc1", N, D, cfg.mlp_hidden, size[f"{pre}.fc1.w"] + size[f"{pre}.fc1.b"])
+            linear(layer, "fc2", N, cfg.mlp_hidden, D, size[f"{pre}.fc2.w"] + size[f"{pre}.fc2.b"])
+    add("output", "write", N * D * 4 / word, N * words(D * 4))
+    est.resources = resources(cfg, profile, design, board)
+    return est
+
+
+def _bram36(depth: int, width: int) -> float:
+    """BRAM36 for one depth x width memory (best aspect ratio, BRAM18 halves)."""
+    best = math.inf
+    for d_cap, w_cap in (
+        (512, 72),
+        (1024, 36),
+        (2048, 18),
+        (4096, 9),
+        (8192, 4),
+        (16384, 2),
+        (32768, 1),
+    ):
+        n = math.ceil(depth / d_cap) * math.ceil(width / w_cap)
+        best = min(best, n)
+        half = math.ceil(depth / (d_cap // 2 if d_cap > 512 else 512)) * math.ceil(width / w_cap)
+        if depth <= d_cap // 2 and w_cap <= 36:
+            best = min(best, 0.5 * half)
+    return best
+
+
+def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) -> dict:
+    """DSP48E2, BRAM36, URAM and a coarse LUT estimate against the board's budget."""
+    t = design.tiling
+    N, D = cfg.num_tokens, cfg.embed_dim
+    act = profile.act.width
+    hidden = max(cfg.mlp_hidden, cfg.expert_hidden)
+    wide_cols = max(3 * D, hidden)
+    lin_macs = t.lin_in * t.lin_out
+    attn_macs = 2 * t.p * cfg.head_dim
+    dsp = lin_macs * design.dsp_per_mac + attn_macs + 24  # + LN, Newton units, gate scaling
+    bram = 0.0
+    uram = 0
+    # banked activation buffers (cyclic by LIN_IN / LIN_OUT columns)
+    bram += t.lin_out * _bram36(N * math.ceil(D / t.lin_out), act)  # x
+    bram += t.lin_in * _bram36(N * math.ceil(D / t.lin_in), act)  # h
+    bram += t.lin_in * _bram36(cfg.num_patches * math.ceil(cfg.patch_dim / t.lin_in), 8)  # pix
+    wide_bits = N * wide_cols * act
+    if board.uram:
+        uram += (
+            t.lin_in * math.ceil(N * math.ceil(wide_cols / t.lin_in) / 4096) * math.ceil(act / 72)
+        )
+    else:
+        bram += t.lin_in * _bram36(N * math.ceil(wide_cols / t.lin_in), act)
+    acc_bits = 48 if design.dsp_per_mac == 1 else 64
+    bram += t.lin_out * _bram36(N, acc_bits)  # accumulators, one bank per lane
+    bram += 2 * cfg.num_experts * _bram36(N, 32)  # routing queues (token, weight)
+    bram += 4  # tables, LN parameters
+    lut = int(lin_macs * 40 + attn_macs * 60 + (wide_bits / 1e4) + 25_000)
+    util = {
+        "dsp": dsp / board.dsp,
+        "bram36": bram / board.bram36,
+        "uram": (uram / board.uram) if board.uram else 0.0,
+        "lut": lut / board.lut,
+    }
+    fits = (
+        util["dsp"] <= 0.80
+        and util["bram36"] <= 0.85
+        and util["uram"] <= 0.85
+        and (util["lut"] <= 0.80)
+    )
+    return {
+        "estimate": True,
+        "dsp48e2": int(dsp),
+        "bram36": round(bram, 1),
+        "uram": int(uram),
+        "lut_estimate": lut,
+        "budget": {
+            "dsp48e2": board.dsp,
+            "bram36": board.bram36,
+            "uram": board.uram,
+            "lut": board.lut,
+        },
+        "utilisation": {k: round(v, 3) for k, v in util.items()},
+        "fits": bool(fits),
+        "fits_rule": "DSP <= 80 %, BRAM36 and URAM <= 85 %, LUT <= 80 %",
+    }
+
+
+def table(est: Estimate) -> str:
+    """Readable per-stage-kind summary and per-layer totals (labelled ESTIMATE)."""
+    lines = [
+        f"ESTIMATE (not synthesised): {est.config} / {est.profile} / design {est.design} / "
+        f"{est.board} @ {est.clock_mhz:g} MHz",
+        f"{'stage':<14} {'count':>5} {'compute ms':>11} {'memory ms':>10} {'time ms':>9}  bound",
+    ]
+    agg: dict[str, list] = {}
+    for s in est.stages:
+        a = agg.setdefault(s.name, [0, 0.0, 0.0, 0.0, 0])
+        a[0] += 1
+        a[1] += s.compute_ms
+        a[2] += s.memory_ms
+        a[3] += s.ms
+        a[4] += s.ddr_bytes
+    for name, (n, c, m, ms, _) in agg.items():
+        lines.append(
+            f"{name:<14} {n:>5} {c:>11.3f} {m:>10.3f} {ms:>9.3f}  "
+            f"{'memory' if m > c else 'compute'}"
+        )
+    r = est.resources
+    u = r["utilisation"]
+    lines += [
+        f"latency_ms (estimate) {est.latency_ms:.3f}   fps {1e3 / est.latency_ms:.1f}   "
+        f"DDR bytes/image {est.ddr_bytes:,}",
+        f"resources (estimate): DSP48E2 {r['dsp48e2']} ({u['dsp']:.0%})  BRAM36 {r['bram36']} "
+        f"({u['bram36']:.0%})  URAM {r['uram']} ({u['uram']:.0%})  LUT~{r['lut_estimate']:,} "
+        f"({u['lut']:.0%})  fits: {r['fits']}",
+    ]
+    return "\n".join(lines)
+
+
+def plot(est: Estimate, path: str) -> None:
+    """Stacked bar per layer: compute time and the memory-bound excess (ESTIMATE)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = est.per_layer()
+    names = list(layers)
+    comp = [layers[n]["compute_ms"] for n in names]
+    mem = [layers[n]["memory_only_ms"] for n in names]
+    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(names)), 4))
+    ax.bar(names, comp, label="compute-bound time")
+    ax.bar(names, mem, bottom=comp, label="memory-bound excess (DDR)")
+    ax.set_ylabel("ms per image (estimate)")
+    ax.set_title(
+        f"ESTIMATE: {est.config} / {est.design} / {est.board} @ {est.clock_mhz:g} MHz"
+        f" — {est.latency_ms:.2f} ms"
+    )
+    ax.tick_params(axis="x", rotation=60)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

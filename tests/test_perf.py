@@ -1,0 +1,103 @@
+"""Performance model (edgemoe estimate): DDR bytes agree with the C-sim, labels, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edgemoe.host.bundle import pack
+from edgemoe.host.cli import main
+from edgemoe.host.images import random_images, to_patches
+from edgemoe.host.perf import BOARDS, estimate, our_design, published_design
+from edgemoe.host.quantize import quantize_model
+from edgemoe.host.tiling import DEFAULT_TILING
+from edgemoe.models import DEFAULT_CONFIG
+from edgemoe.sim.csim import CSim
+from edgemoe.sim.golden import Golden
+from tests.conftest import cfg, model, profile
+
+
+@pytest.mark.parametrize("cname", ["m3vit-mini", DEFAULT_CONFIG])
+def test_model_ddr_bytes_equal_csim_counters(cname):
+    c, p = cfg(cname), profile("lean")
+    qm = quantize_model(
+        {k: v.detach().numpy() for k, v in model(cname, 0).state_dict().items()}, c, p
+    )
+    patches = to_patches(random_images(c, 1, 5), c)
+    routes = Golden(qm).run(patches, "semseg").routes
+    used = [int(r[0].any(0).sum()) for r in routes]
+    run = CSim(c, p).run(pack(qm, DEFAULT_TILING), patches, 0)
+    est = estimate(c, p, our_design(p, DEFAULT_TILING), BOARDS["zcu104"], used_experts=used)
+    assert est.ddr_bytes == sum(run.ddr_read.values()) + sum(run.ddr_written.values())
+
+
+def test_default_design_fits_and_is_labelled_estimate(tmp_path, capsys):
+    path = tmp_path / "e.json"
+    plot = tmp_path / "e.png"
+    assert main(["estimate", "--json", str(path), "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "ESTIMATE" in out
+    data = json.loads(path.read_text())
+    assert data["estimate"] is True and data["resources"]["estimate"] is True
+    assert data["fits"] is True and data["board"] == "zcu104"
+    assert data["latency_ms"] > 0 and data["fps"] == pytest.approx(1e3 / data["latency_ms"])
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    names = {s["name"] for s in data["stages"]}
+    assert {"qkv", "attention", "expert_fc1", "ln1"} <= names
+
+
+def test_published_design_on_zcu102(capsys):
+    assert (
+        main(
+            [
+                "estimate",
+                "--design",
+                "edge-moe-published",
+                "--board",
+                "zcu102",
+                "--profile",
+                "edge-moe",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "edge-moe-published" in out and "zcu102" in out
+    c, p = cfg(DEFAULT_CONFIG), profile("edge-moe")
+    pub = estimate(c, p, published_design(), BOARDS["zcu102"])
+    ours = estimate(
+        c, profile("lean"), our_design(profile("lean"), DEFAULT_TILING), BOARDS["zcu104"]
+    )
+    assert pub.resources["dsp48e2"] >= 16 * 16 * 2
+    assert ours.latency_ms < pub.latency_ms
+    # two-pass attention moves the score matrix through DDR
+    att = [s for s in pub.stages if s.name == "attention"]
+    assert all(s.ddr_bytes > 0 for s in att)
+
+
+def test_model_tracks_its_knobs():
+    c, p = cfg(DEFAULT_CONFIG), profile("lean")
+    from edgemoe.host.tiling import Tiling
+
+    small = estimate(c, p, our_design(p, Tiling(8, 8, 2)), BOARDS["zcu104"])
+    big = estimate(c, p, our_design(p, Tiling(32, 32, 8)), BOARDS["zcu104"])
+    assert big.resources["dsp48e2"] > small.resources["dsp48e2"]
+    assert sum(s.compute_ms for s in big.stages) < sum(s.compute_ms for s in small.stages)
+    slow = estimate(c, p, our_design(p, DEFAULT_TILING), BOARDS["zcu104"], clock_mhz=150)
+    fast = estimate(c, p, our_design(p, DEFAULT_TILING), BOARDS["zcu104"], clock_mhz=300)
+    assert slow.latency_ms > fast.latency_ms
+    assert np.isclose(slow.ddr_bytes, fast.ddr_bytes)
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--board", "vc707"], ["unknown board"]),
+        (["--tiles", "32by32"], ["--tiles"]),
+        (["--clock-mhz", "5000"], ["--clock-mhz"]),
+    ],
+)
+def test_bad_estimate_arguments(capsys, argv, words):
+    assert main(["estimate", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and all(w in err for w in words)
