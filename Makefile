@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HLS_SOURCES := $(shell find hls sim/csrc -name '*.h' -o -name '*.cpp' 2>/dev/null)
 
-.PHONY: all venv test lint format demo clean hls
+.PHONY: all venv test lint format demo clean hls bitstream rtl-test
 
 all: test
 
@@ -33,8 +33,9 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
+# The default config's sample scene through the driver + virtual board (C-sim), checked vs torch.
 demo: $(STAMP)
-	$(BIN)/edgemoe verify --backends torch,golden --json demo-out/verify.json
+	$(BIN)/edgemoe run --backend csim --check --out demo-out
 
 # ---- Vitis HLS: C-sim -> C-synthesis -> co-sim -> IP export, then the report check ----
 # Needs the Xilinx tools on PATH (source <Xilinx>/Vitis/<version>/settings64.sh).
@@ -79,6 +80,39 @@ else ifeq ($(HLS_FLOW),unified)
 else
 	@echo "make hls: unknown HLS_FLOW=$(HLS_FLOW) (use classic, tcl or unified)" >&2; exit 1
 endif
+
+# ---- Vivado: the exported IP -> ZCU104 block design -> edgemoe.bit + edgemoe.hwh ----
+# Needs vivado on PATH (same settings64.sh). The IP comes from `make hls` (run first when
+# missing); timing below zero fails the build. BUNDLE=path/to/bundle.bin is copied beside.
+VIVADO_BUILD ?= build/vivado
+OVERLAY_DIR ?= build/overlay
+VIVADO_JOBS ?= 4
+PL_MHZ ?= 300
+BUNDLE ?=
+ifeq ($(HLS_FLOW),unified)
+HLS_IP_REPO ?= $(HLS_UNIFIED_DIR)/hls/impl/ip
+else
+HLS_IP_REPO ?= $(HLS_BUILD)/edgemoe_top/solution1/impl/ip
+endif
+
+$(HLS_IP_REPO)/component.xml:
+	$(MAKE) hls
+
+bitstream: $(HLS_IP_REPO)/component.xml
+	@command -v vivado >/dev/null 2>&1 || { echo "make bitstream: vivado not found on PATH \
+	(source <Xilinx>/Vivado/<version>/settings64.sh)" >&2; exit 1; }
+	mkdir -p $(VIVADO_BUILD)
+	cd $(VIVADO_BUILD) && EDGEMOE_IP_REPO="$(abspath $(HLS_IP_REPO))" \
+		EDGEMOE_VIVADO_BUILD="$(abspath $(VIVADO_BUILD))" EDGEMOE_OVERLAY_DIR="$(abspath $(OVERLAY_DIR))" \
+		EDGEMOE_PL_MHZ=$(PL_MHZ) EDGEMOE_JOBS=$(VIVADO_JOBS) \
+		vivado -mode batch -nojournal -log vivado.log -source $(CURDIR)/scripts/vivado/build_overlay.tcl
+	$(if $(BUNDLE),cp $(BUNDLE) $(OVERLAY_DIR)/)
+	@echo "overlay: $(OVERLAY_DIR) (edgemoe.bit, edgemoe.hwh$(if $(BUNDLE), $(notdir $(BUNDLE))))"
+
+# ---- cocotb bench (sim/rtl): the transaction-level shell; RTL_DUT=rtl for Vitis's Verilog ----
+RTL_DUT ?= shell
+rtl-test: $(STAMP)
+	$(BIN)/python -m edgemoe.sim.rtl.runner --dut $(RTL_DUT)
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-out

@@ -19,8 +19,10 @@ import numpy as np
 from edgemoe.errors import EdgeMoeError
 from edgemoe.models.config import ModelConfig
 
+from .bundle import pack
 from .profile import Profile
 from .quantize import QuantizedModel, quantize_model
+from .tiling import DEFAULT_TILING
 
 ENTRY_POINT_GROUP = "edgemoe.backends"
 
@@ -43,6 +45,11 @@ class Workload:
     @cached_property
     def quantized(self) -> QuantizedModel:
         return quantize_model(self.state, self.cfg, self.profile)
+
+    @cached_property
+    def bundle(self) -> bytes:
+        """The weight bundle of the default kernel build (packed once)."""
+        return pack(self.quantized, DEFAULT_TILING)
 
 
 @dataclass

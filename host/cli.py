@@ -20,11 +20,13 @@ from edgemoe.errors import EdgeMoeError
 from edgemoe.models.config import DEFAULT_CONFIG, load_config
 
 from .backends import Workload, get_backend
+from .bench import DEFAULT_BACKENDS, MIN_RUNS, cmd_bench
 from .bundle import layout, pack, validate, write_atomic, write_bundle
 from .images import random_images
 from .profile import DEFAULT_PROFILE, config_hash, load_profile
 from .quantize import quantize_model
-from .tiling import Tiling
+from .run import add_parser as add_run_parser
+from .tiling import DEFAULT_TILING, Tiling
 from .verify import compare, first_difference, layer_table, pairs, within_budget
 
 
@@ -40,6 +42,24 @@ def _write_json_atomic(path: Path, data: dict) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2)
             f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_plot(path: Path, table: list[dict], title: str) -> None:
+    """The per-layer error plot, written atomically."""
+    from .plots import layer_error_plot
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+        os.close(fd)
+    except OSError as e:
+        raise EdgeMoeError(f"cannot write {path}: {e.strerror}") from None
+    try:
+        layer_error_plot(table, Path(tmp), title)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -128,6 +148,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         _write_json_atomic(Path(args.json), result)
         print(f"wrote {args.json}")
+    if args.plot:
+        _write_plot(Path(args.plot), table, f"{cfg.name} / {profile.name} / task {task}")
+        print(f"wrote {args.plot}")
     return 1 if failed else 0
 
 
@@ -217,6 +240,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from .perf import BOARDS, estimate, our_design, plot, published_design, table
+    from .tiling import DEFAULT_TILING, Tiling
+
+    cfg = load_config(args.config)
+    profile = load_profile(args.profile)
+    if args.board not in BOARDS:
+        raise EdgeMoeError(f"unknown board {args.board!r} (known: {', '.join(BOARDS)})")
+    if not 50 <= args.clock_mhz <= 600:
+        raise EdgeMoeError("--clock-mhz must be in 50..600")
+    if args.design == "edge-moe-published":
+        design = published_design()
+    else:
+        t = DEFAULT_TILING
+        if args.tiles:
+            try:
+                li, lo = (int(v) for v in args.tiles.lower().split("x"))
+            except ValueError:
+                raise EdgeMoeError(f"--tiles must look like 32x32, got {args.tiles!r}") from None
+            t = Tiling(li, lo, t.p, t.axi_bits)
+        if args.p:
+            t = Tiling(t.lin_in, t.lin_out, args.p, t.axi_bits)
+        design = our_design(profile, t)
+    est = estimate(cfg, profile, design, BOARDS[args.board], args.clock_mhz)
+    print(table(est))
+    if args.json:
+        _write_json_atomic(Path(args.json), est.to_dict())
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot(est, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def _task_arg(task: str | None, cfg) -> str | int:
     if task is None:
         return 0
@@ -238,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--backends", default="torch,golden", help="comma-separated backend names")
     v.add_argument("--checkpoint", default=None, help="M3ViT checkpoint instead of random init")
     v.add_argument("--json", default=None, help="write the metrics as JSON here")
+    v.add_argument("--plot", default=None, help="write the per-layer error plot (PNG) here")
     v.set_defaults(func=cmd_verify)
 
     e = sub.add_parser("export", help="quantize a model and write its weight bundle + report")
@@ -246,9 +304,38 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", default=None, help="M3ViT checkpoint instead of random init")
     e.add_argument("--seed", type=int, default=0, help="seed of the random init")
     e.add_argument("--out", required=True, help="bundle file to write")
-    e.add_argument("--tiling", default="32x32", help="linear-unit tile LIN_INxLIN_OUT")
-    e.add_argument("--p", type=int, default=8, help="attention query rows per key sweep")
+    e.add_argument(
+        "--tiling",
+        default=f"{DEFAULT_TILING.lin_in}x{DEFAULT_TILING.lin_out}",
+        help="linear-unit tile LIN_INxLIN_OUT (default: the committed kernel build)",
+    )
+    e.add_argument(
+        "--p", type=int, default=DEFAULT_TILING.p, help="attention query rows per key sweep"
+    )
     e.set_defaults(func=cmd_export)
+
+    add_run_parser(sub, DEFAULT_CONFIG, DEFAULT_PROFILE)
+    es = sub.add_parser("estimate", help="cycle, DDR and resource ESTIMATE of a design")
+    es.add_argument("--config", default=DEFAULT_CONFIG)
+    es.add_argument("--profile", default=DEFAULT_PROFILE)
+    es.add_argument("--board", default="zcu104", help="zcu104 or zcu102")
+    es.add_argument("--clock-mhz", type=float, default=300.0)
+    es.add_argument("--tiles", default=None, help="LIN_INxLIN_OUT, e.g. 32x32")
+    es.add_argument("--p", type=int, default=None, help="attention query rows P")
+    es.add_argument("--design", choices=["edgemoe", "edge-moe-published"], default="edgemoe")
+    es.add_argument("--json", default=None)
+    es.add_argument("--plot", default=None, help="stacked bar chart per layer (PNG)")
+    es.set_defaults(func=cmd_estimate)
+
+    b = sub.add_parser("bench", help="time every backend on this machine in one run")
+    b.add_argument("--config", default=DEFAULT_CONFIG, help="config name or YAML path")
+    b.add_argument("--profile", default=DEFAULT_PROFILE, help="precision profile name or path")
+    b.add_argument("--task", default=None, help="task name or id (default: the first task)")
+    b.add_argument("--seed", type=int, default=0, help="seed of the random model and image")
+    b.add_argument("--runs", type=int, default=MIN_RUNS, help=f"timed runs, >= {MIN_RUNS}")
+    b.add_argument("--backends", default=",".join(DEFAULT_BACKENDS), help="comma-separated")
+    b.add_argument("--json", default=None, help="write the results as JSON here")
+    b.set_defaults(func=cmd_bench)
     return ap
 
 

@@ -1,5 +1,8 @@
 """Export one task of M3ViT (backbone, final norm, light head) to a single ONNX file.
 
+:func:`export_backbone_onnx` exports the backbone alone (the tokens the
+accelerator computes), for benchmarking against the other backends.
+
 MoE blocks are exported on the dense path (every expert on every token, masked
 by the top-k choice), which keeps the graph static; the top-k itself is the
 rank-based :func:`~edgemoe.models.m3vit.topk_mask`, so ONNX keeps the
@@ -35,6 +38,13 @@ class TaskModel(nn.Module):
         return self.model(images, self.task)
 
 
+class BackboneModel(TaskModel):
+    """``normalised image -> backbone tokens (B, N, D)`` of one task (no final norm, no head)."""
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model.backbone(images, self.task)
+
+
 def export_onnx(model: M3ViT, task: str | int, path: str | Path, batch: int = 1) -> Path:
     """Write ``model``'s prediction of ``task`` to ``path`` as ONNX.
 
@@ -54,12 +64,30 @@ def export_onnx(model: M3ViT, task: str | int, path: str | Path, batch: int = 1)
     pathlib.Path
         ``path``. Input is named ``images``, output is named after the task.
     """
+    return _export(TaskModel(model, task).eval(), path, batch)
+
+
+def export_backbone_onnx(model: M3ViT, task: str | int, path: str | Path, batch: int = 1) -> Path:
+    """Write ``model``'s backbone for ``task`` to ``path`` as ONNX (no final norm, no head).
+
+    Parameters are those of :func:`export_onnx`; MoE blocks are exported on the
+    dense path, so the graph computes every expert on every token.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``. Input is named ``images``, output ``tokens`` ``(batch, N, D)``.
+    """
+    return _export(BackboneModel(model, task).eval(), path, batch, output_name="tokens")
+
+
+def _export(wrapper: TaskModel, path: str | Path, batch: int, output_name: str = "") -> Path:
+    model = wrapper.model
     cfg = model.cfg
-    wrapper = TaskModel(model, task).eval()
     example = (torch.zeros(batch, cfg.in_chans, *cfg.image_size),)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    names = {"input_names": ["images"], "output_names": [wrapper.task]}
+    names = {"input_names": ["images"], "output_names": [output_name or wrapper.task]}
     was_dense = model.moe_dense
     model.moe_dense = True
     try:

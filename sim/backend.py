@@ -7,7 +7,6 @@ import time
 import numpy as np
 
 from edgemoe.host.backends import RunOutput, Workload
-from edgemoe.host.bundle import pack
 from edgemoe.host.hls_params import debug_stop_code
 from edgemoe.host.images import to_patches
 from edgemoe.host.tiling import DEFAULT_TILING
@@ -51,12 +50,12 @@ class CSimBackend:
     (``debug_stop``), and the routes from the gate-stage logits.
     """
 
-    name = "csim"
+    name = "csim-direct"
 
     def run(self, wl: Workload, images: np.ndarray, task: str, record: bool = False) -> RunOutput:
         cfg, prof = wl.cfg, wl.profile
         kernel = CSim(cfg, prof, DEFAULT_TILING)
-        bundle = pack(wl.quantized, DEFAULT_TILING)
+        bundle = wl.bundle
         patches = to_patches(images, cfg)
         tid = cfg.task_id(task)
         t0 = time.perf_counter()

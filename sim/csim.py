@@ -37,7 +37,18 @@ HLS = ROOT / "hls"
 CSRC = Path(__file__).resolve().parent / "csrc"
 CACHE = Path(os.environ.get("EDGEMOE_CACHE", ROOT / "build" / "csim"))
 CXX = os.environ.get("CXX", "g++")
-CXXFLAGS = ["-std=c++17", "-O3", "-fPIC", "-shared", "-w"]
+# Every build is its own library, loaded side by side in one process: keep the
+# kernel's symbols (static buffers of inline functions included) private to it.
+CXXFLAGS = [
+    "-std=c++17",
+    "-O3",
+    "-fPIC",
+    "-shared",
+    "-w",
+    "-fvisibility=hidden",
+    "-fvisibility-inlines-hidden",
+    "-fno-gnu-unique",
+]
 BUNDLES = [a.bundle for a in ARGS if a.kind == "ptr"]
 
 
@@ -79,6 +90,40 @@ def _key(params: str, ap_types: bool) -> str:
     return h.hexdigest()[:20]
 
 
+def compile_command(
+    params_header: Path,
+    out: Path,
+    ap_types: bool = False,
+    extra_sources: tuple[Path, ...] = (),
+) -> list[str]:
+    """The g++ command that builds the C-sim shared library.
+
+    Parameters
+    ----------
+    params_header : Path
+        The generated parameter header (:func:`edgemoe.host.hls_params.generate`).
+    out : Path
+        The ``.so`` to write.
+    ap_types : bool
+        Exact-width ``ap_int`` arithmetic instead of native integers.
+    extra_sources : tuple of Path
+        More C++ files linked into the same library (the RTL shell's DPI-C glue).
+    """
+    return [
+        CXX,
+        *CXXFLAGS,
+        f"-I{HLS / 'include'}",
+        f"-I{ap_types_include()}",
+        f'-DEDGEMOE_PARAMS_HEADER="{params_header}"',
+        *(["-DEDGEMOE_AP_TYPES"] if ap_types else []),
+        *map(str, sorted(HLS.glob("src/*.cpp"))),
+        str(CSRC / "csim_api.cpp"),
+        *map(str, extra_sources),
+        "-o",
+        str(out),
+    ]
+
+
 def build(
     cfg: ModelConfig, profile: Profile, tiling: Tiling = DEFAULT_TILING, ap_types: bool = False
 ) -> Path:
@@ -94,18 +139,7 @@ def build(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "params.h").write_text(params)
     tmp = Path(tempfile.mkstemp(dir=out_dir, suffix=".so")[1])
-    cmd = [
-        CXX,
-        *CXXFLAGS,
-        f"-I{HLS / 'include'}",
-        f"-I{ap_types_include()}",
-        f'-DEDGEMOE_PARAMS_HEADER="{out_dir / "params.h"}"',
-        *(["-DEDGEMOE_AP_TYPES"] if ap_types else []),
-        *map(str, sorted(HLS.glob("src/*.cpp"))),
-        str(CSRC / "csim_api.cpp"),
-        "-o",
-        str(tmp),
-    ]
+    cmd = compile_command(out_dir / "params.h", tmp, ap_types=ap_types)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)

@@ -84,7 +84,8 @@ def test_header_fields(mini_lean):
     assert (h.magic, h.version, h.profile_id) == (MAGIC, FORMAT_VERSION, qm.profile.id)
     assert h.config_hash == config_hash(qm.cfg, qm.profile)
     assert h.header_bytes == HEADER_BYTES and h.payload_bytes == len(data) - HEADER_BYTES
-    assert (h.lin_in, h.lin_out, h.p) == (32, 32, 8)
+    t = Tiling()
+    assert (h.lin_in, h.lin_out, h.p) == (t.lin_in, t.lin_out, t.p)
     assert h.reserved == bytes(HEADER_BYTES - HEADER_STRUCT.size)
 
 

@@ -272,8 +272,19 @@ def test_verify_golden_vs_csim_reports_bit_exact(tmp_path, capsys):
     from edgemoe.host.cli import main
 
     path = tmp_path / "v.json"
-    code = main(["verify", "--config", "m3vit-mini", "--profile", "edge-moe", "--backends",
-                 "golden,csim", "--json", str(path)])
+    code = main(
+        [
+            "verify",
+            "--config",
+            "m3vit-mini",
+            "--profile",
+            "edge-moe",
+            "--backends",
+            "golden,csim",
+            "--json",
+            str(path),
+        ]
+    )
     assert code == 0, capsys.readouterr().out
     pair = json.loads(path.read_text())["pairs"]["golden-csim"]
     assert pair["bit_exact"] is True and pair["first_difference"] is None

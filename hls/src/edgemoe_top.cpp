@@ -12,25 +12,6 @@ using namespace edgemoe;  // NOLINT: this file is the kernel
 
 namespace {
 
-// Accumulator fraction bits of each linear-unit call (input F + weight F).
-constexpr int LIN_ACC_F = ACT_F + WEIGHT_F;
-constexpr int PATCH_ACC_F = PIXEL_F + PATCH_WEIGHT_F;
-constexpr int GATE_ACC_F = ACT_F + GATE_WEIGHT_F;
-
-static_assert(TOKEN_BIAS_W <= ACT_W, "token bias is staged in the activation buffer");
-static_assert(PATCH_ACC_F >= TOKEN_BIAS_F && LIN_ACC_F >= BIAS_F && LIN_ACC_F >= ATTN_BIAS_F,
-              "biases align to the accumulator by a left shift");
-
-/// Patch embedding epilogue: x[row + 1] (holding the raw token bias) becomes
-/// narrow(acc + token_bias).
-struct EmbedEpilogue {
-  act_t (*x)[EMBED_DIM];
-  void apply(int row, int col, wide_t acc, wide_t /*bias*/) {
-    const wide_t tb = x[row + 1][col];
-    x[row + 1][col] = narrow<ACT_W, PATCH_ACC_F, ACT_F>(acc + (tb << (PATCH_ACC_F - TOKEN_BIAS_F)));
-  }
-};
-
 /// Status of the header and arguments: anything but STATUS_OK leaves the output untouched.
 uint32_t check_call(const word_t* bundle, uint32_t task, uint32_t num_images, uint32_t debug_stop) {
   // Header words (edgemoe.host.bundle): magic, version | profile << 16, config hash,
@@ -104,21 +85,21 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
     return status;
   }
 
-  // On-chip working set of one image (URAM/BRAM).
-  static act_t x[NUM_TOKENS][EMBED_DIM];     // residual stream
-  static act_t h[NUM_TOKENS][EMBED_DIM];     // LN output, then attention output
-  static act_t wide[NUM_TOKENS][WIDE_COLS];  // Q/K/V, MLP hidden, gate logits
-  static pixel_t pix[NUM_PATCHES][PATCH_DIM];
-  static Routing routing;
+  // On-chip working set of one image (URAM/BRAM). The linear unit reads LIN_IN
+  // consecutive columns of a row and writes LIN_OUT consecutive columns per cycle:
+  // the buffers are banked by column.
+  static Buffers buf;
+#pragma HLS ARRAY_PARTITION variable = buf.x cyclic factor = LIN_OUT dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf.h cyclic factor = LIN_IN dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf.wide cyclic factor = LIN_IN dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf.pix cyclic factor = LIN_IN dim = 2
+#pragma HLS BIND_STORAGE variable = buf.wide type = ram_2p impl = uram  // the largest buffer
+#pragma HLS ALLOCATION function instances = linear_unit limit = 1       // ONE unified linear unit
   static param_t ln_g[EMBED_DIM];
   static param_t ln_b[EMBED_DIM];
-  // The linear unit reads LIN_IN consecutive columns of a row and writes LIN_OUT
-  // consecutive columns per cycle: bank the buffers by column.
-#pragma HLS ARRAY_PARTITION variable = x cyclic factor = LIN_OUT dim = 2
-#pragma HLS ARRAY_PARTITION variable = h cyclic factor = LIN_IN dim = 2
-#pragma HLS ARRAY_PARTITION variable = wide cyclic factor = LIN_IN dim = 2
-#pragma HLS ARRAY_PARTITION variable = pix cyclic factor = LIN_IN dim = 2
-#pragma HLS BIND_STORAGE variable = wide type = ram_2p impl = uram  // the largest buffer
+  act_t(&x)[NUM_TOKENS][EMBED_DIM] = buf.x;
+  act_t(&h)[NUM_TOKENS][EMBED_DIM] = buf.h;
+  act_t(&wide)[NUM_TOKENS][WIDE_COLS] = buf.wide;
 
   const int stop = int(debug_stop) - 1;  // -1: none; 0: embed; 1 + 7*i + s: block i stage s
   const uint64_t out_stride =
@@ -130,7 +111,7 @@ image_loop:
 
     // ---- patch embedding: token bias staged in x, then one linear map per patch ----
     ddr_read<PORT_IMAGES, 1, false>(images, uint64_t(b) * NUM_PATCHES * PATCH_DIM,
-                                    NUM_PATCHES * PATCH_DIM, &pix[0][0]);
+                                    NUM_PATCHES * PATCH_DIM, &buf.pix[0][0]);
   embed_token_bias:
     for (int t = 0; t < NUM_TOKENS; ++t) {
       ddr_read<PORT_WEIGHTS, 4, true>(bundle, OFF_TOKEN_BIAS + uint64_t(t) * EMBED_DIM * 4,
@@ -140,11 +121,9 @@ image_loop:
     for (int c = 0; c < EMBED_DIM; ++c) {
       x[0][c] = narrow<ACT_W, TOKEN_BIAS_F, ACT_F>(x[0][c]);
     }
-    {
-      RowSource<pixel_t, PATCH_DIM> src = {pix, nullptr, 0};
-      EmbedEpilogue epi = {x};
-      linear_unit<PATCH_DIM, EMBED_DIM, NUM_PATCHES>(src, NUM_PATCHES, bundle, OFF_PATCH_W, 0, epi);
-    }
+    const LinearCall embed = {IN_PIXELS,   OUT_EMBED,   PATCH_DIM, EMBED_DIM,
+                              NUM_PATCHES, OFF_PATCH_W, 0,         0};
+    linear_unit(embed, bundle, buf);
     if (stop == 0) {
       write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, x, NUM_TOKENS);
       continue;
@@ -170,13 +149,9 @@ image_loop:
       }
 
       // ---- Q, K, V ----
-      {
-        RowSource<act_t, EMBED_DIM> src = {h, nullptr, 0};
-        StoreEpilogue<ATTN_QKV_W, ATTN_QKV_F, LIN_ACC_F, ATTN_BIAS_F, false, WIDE_COLS> epi = {
-            wide};
-        linear_unit<EMBED_DIM, 3 * EMBED_DIM, NUM_TOKENS>(src, NUM_TOKENS, bundle, blk.qkv_w,
-                                                          blk.qkv_b, epi);
-      }
+      const LinearCall qkv = {IN_H,       OUT_QKV,   EMBED_DIM, 3 * EMBED_DIM,
+                              NUM_TOKENS, blk.qkv_w, blk.qkv_b, 0};
+      linear_unit(qkv, bundle, buf);
       if (stop == here + STAGE_QKV) {
         write_rows<3 * EMBED_DIM, WIDE_COLS>(output, out_off, wide, NUM_TOKENS);
         stopped = true;
@@ -192,12 +167,9 @@ image_loop:
       }
 
       // ---- proj + residual ----
-      {
-        RowSource<act_t, EMBED_DIM> src = {h, nullptr, 0};
-        ResidualEpilogue<LIN_ACC_F, ATTN_BIAS_F> epi = {x};
-        linear_unit<EMBED_DIM, EMBED_DIM, NUM_TOKENS>(src, NUM_TOKENS, bundle, blk.proj_w,
-                                                      blk.proj_b, epi);
-      }
+      const LinearCall proj = {IN_H,       OUT_PROJ,   EMBED_DIM,  EMBED_DIM,
+                               NUM_TOKENS, blk.proj_w, blk.proj_b, 0};
+      linear_unit(proj, bundle, buf);
       if (stop == here + STAGE_PROJ) {
         write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, x, NUM_TOKENS);
         stopped = true;
@@ -217,47 +189,42 @@ image_loop:
         break;
       }
 
-      RowSource<act_t, EMBED_DIM> hsrc = {h, nullptr, 0};
       if (IS_MOE[i]) {
         // ---- gate, routing ----
-        StoreEpilogue<ATTN_SCORE_W, ATTN_SCORE_F, GATE_ACC_F, 0, false, WIDE_COLS> gate_epi = {
-            wide};
-        linear_unit<EMBED_DIM, NUM_EXPERTS, NUM_TOKENS>(hsrc, NUM_TOKENS, bundle, blk.gate_w[task],
-                                                        0, gate_epi);
+        const LinearCall gate = {IN_H,       OUT_GATE,         EMBED_DIM, NUM_EXPERTS,
+                                 NUM_TOKENS, blk.gate_w[task], 0,         0};
+        linear_unit(gate, bundle, buf);
         if (stop == here + STAGE_GATE) {
           write_rows<NUM_EXPERTS, WIDE_COLS>(output, out_off, wide, NUM_TOKENS);
           stopped = true;
           break;
         }
-        route_tokens<WIDE_COLS>(wide, routing);
+        route_tokens<WIDE_COLS>(wide, buf.routing);
 
         // ---- experts in ascending index, only non-empty ones, each over its queue ----
       expert_loop:
         for (int e = 0; e < NUM_EXPERTS; ++e) {
-          const int n = routing.count[e];
+          const int n = buf.routing.count[e];
           if (n == 0) {
             continue;  // an unused expert is never read
           }
           const uint64_t base = blk.experts + uint64_t(e) * EXPERT_STRIDE;
-          RowSource<act_t, EMBED_DIM> gathered = {h, routing.token[e], 0};
-          // expert hidden rows in queue order, in the (now free) wide buffer
-          StoreEpilogue<ACT_W, ACT_F, LIN_ACC_F, BIAS_F, true, WIDE_COLS> fc1_epi = {wide};
-          linear_unit<EMBED_DIM, EXPERT_HIDDEN, NUM_TOKENS>(gathered, n, bundle, base,
-                                                            base + EXPERT_FC1_B, fc1_epi);
-          RowSource<act_t, WIDE_COLS> hid = {wide, nullptr, 0};
-          ExpertEpilogue<LIN_ACC_F, BIAS_F> fc2_epi = {x, routing.token[e], routing.weight[e]};
-          linear_unit<EXPERT_HIDDEN, EMBED_DIM, NUM_TOKENS>(hid, n, bundle, base + EXPERT_FC2_W,
-                                                            base + EXPERT_FC2_B, fc2_epi);
+          // hidden rows in queue order, in the (now free) wide buffer
+          const LinearCall fc1 = {IN_H_GATHER, OUT_GELU, EMBED_DIM,           EXPERT_HIDDEN,
+                                  n,           base,     base + EXPERT_FC1_B, e};
+          linear_unit(fc1, bundle, buf);
+          const LinearCall fc2 = {IN_WIDE, OUT_EXPERT,          EXPERT_HIDDEN,       EMBED_DIM,
+                                  n,       base + EXPERT_FC2_W, base + EXPERT_FC2_B, e};
+          linear_unit(fc2, bundle, buf);
         }
       } else {
         // ---- dense MLP ----
-        StoreEpilogue<ACT_W, ACT_F, LIN_ACC_F, BIAS_F, true, WIDE_COLS> fc1_epi = {wide};
-        linear_unit<EMBED_DIM, MLP_HIDDEN, NUM_TOKENS>(hsrc, NUM_TOKENS, bundle, blk.fc1_w,
-                                                       blk.fc1_b, fc1_epi);
-        RowSource<act_t, WIDE_COLS> hid = {wide, nullptr, 0};
-        ResidualEpilogue<LIN_ACC_F, BIAS_F> fc2_epi = {x};
-        linear_unit<MLP_HIDDEN, EMBED_DIM, NUM_TOKENS>(hid, NUM_TOKENS, bundle, blk.fc2_w,
-                                                       blk.fc2_b, fc2_epi);
+        const LinearCall fc1 = {IN_H,       OUT_GELU,  EMBED_DIM, MLP_HIDDEN,
+                                NUM_TOKENS, blk.fc1_w, blk.fc1_b, 0};
+        linear_unit(fc1, bundle, buf);
+        const LinearCall fc2 = {IN_WIDE,    OUT_RESIDUAL, MLP_HIDDEN, EMBED_DIM,
+                                NUM_TOKENS, blk.fc2_w,    blk.fc2_b,  0};
+        linear_unit(fc2, bundle, buf);
       }
       if (stop == here + STAGE_MLP) {
         write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, x, NUM_TOKENS);

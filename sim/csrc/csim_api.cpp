@@ -6,23 +6,25 @@
 
 #include "edgemoe/edgemoe.h"
 
+#define EDGEMOE_API __attribute__((visibility("default")))
+
 extern "C" {
 
 /// Bytes of one m_axi word as the kernel sees it (must equal AXI_BITS / 8).
-int edgemoe_csim_word_bytes() {
+EDGEMOE_API int edgemoe_csim_word_bytes() {
   return static_cast<int>(sizeof(edgemoe::word_t));
 }
 
 /// 1 when built with exact-width ap_int types (the synthesis arithmetic), else 0.
-int edgemoe_csim_ap_types() {
+EDGEMOE_API int edgemoe_csim_ap_types() {
   return EDGEMOE_USE_AP_TYPES;
 }
 
 /// Run the kernel. counters receives 8 values: bytes read per bundle (weights,
 /// images, output, scratch), then bytes written per bundle.
-uint32_t edgemoe_csim_run(const void* bundle, const void* images, void* output, void* scratch,
-                          uint32_t task, uint32_t num_images, uint32_t debug_stop,
-                          uint64_t* counters) {
+EDGEMOE_API uint32_t edgemoe_csim_run(const void* bundle, const void* images, void* output,
+                                      void* scratch, uint32_t task, uint32_t num_images,
+                                      uint32_t debug_stop, uint64_t* counters) {
   edgemoe::DdrCounters& c = edgemoe::ddr_counters();
   memset(&c, 0, sizeof(c));
   const uint32_t status = edgemoe_top(

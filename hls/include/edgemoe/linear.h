@@ -1,15 +1,17 @@
-// The unified linear unit (DESIGN.md §4.1): one engine for every matrix product but
-// attention's -- patch embedding, Q/K/V, proj, dense fc1/fc2, the gate, expert
-// fc1/fc2. LIN_IN x LIN_OUT MACs per cycle; weights arrive pre-tiled from DDR
-// (edgemoe.host.tiling: output tiles outermost, input tiles inside, each tile
-// [LIN_IN][LIN_OUT]) and the next tile is fetched while the current one computes.
-// What happens to a finished output tile is the epilogue's business: narrow and
-// store (optionally through GELU), add into the residual stream, or scale by a
-// gate weight and accumulate into a gathered token (MoE).
+// The unified linear unit (DESIGN.md §4.1): ONE engine, a single hardware instance,
+// for every matrix product but attention's -- patch embedding, Q/K/V, proj, dense
+// fc1/fc2, the gate, expert fc1/fc2. LIN_IN x LIN_OUT MACs per cycle; weights arrive
+// pre-tiled from DDR (edgemoe.host.tiling: output tiles outermost, input tiles
+// inside, each tile [LIN_IN][LIN_OUT]) and the next tile is fetched while the
+// current one computes. A call names where its rows come from (optionally gathered
+// through an expert queue) and what happens to a finished output tile: narrow and
+// store (optionally through GELU), add into the residual stream, or scale by the
+// gate weight and accumulate into the gathered token (MoE).
 // Golden: edgemoe.sim.golden.linear and its callers.
 #ifndef EDGEMOE_LINEAR_H_
 #define EDGEMOE_LINEAR_H_
 
+#include "edgemoe/buffers.h"
 #include "edgemoe/config.h"
 #include "edgemoe/ddr.h"
 #include "edgemoe/gelu.h"
@@ -20,60 +22,146 @@ constexpr int ceil_div(int a, int b) {
   return (a + b - 1) / b;
 }
 
-/// Rows of an on-chip buffer, optionally gathered through a token index list.
-/// \tparam T element type
-/// \tparam COLS row stride of the buffer
-template <typename T, int COLS>
-struct RowSource {
-  const T (*buf)[COLS];  ///< the buffer
-  const int* index;      ///< row r reads buf[index[r]], or buf[r + offset] when null
-  int offset;            ///< first row when not gathered
-  wide_t at(int r, int c) const { return wide_t(buf[index ? index[r] : r + offset][c]); }
+/// Where the rows of a linear-unit call come from.
+enum LinearInput {
+  IN_PIXELS,    ///< pix: raw uint8 patches
+  IN_H,         ///< h: LayerNorm or attention output
+  IN_H_GATHER,  ///< h rows listed in an expert queue
+  IN_WIDE,      ///< wide: MLP or expert hidden rows
 };
 
-/// acc[r][o] = sum_i in(r, i) * W[o][i] for r < rows, tile by tile; each finished
-/// output tile goes to epi.apply(row, col, acc, bias_raw).
-/// \tparam K input features (reduction length)
-/// \tparam O output features
-/// \tparam MAX_ROWS capacity of the row dimension
-/// \param in input rows (K valid columns)
-/// \param rows rows to process, 0..MAX_ROWS
+/// What a linear-unit call does with a finished output.
+enum LinearOutput {
+  OUT_EMBED,     ///< x[r + 1] = narrow(acc + token bias staged in x[r + 1])
+  OUT_QKV,       ///< wide = narrow to attn_qkv
+  OUT_PROJ,      ///< x += narrow(acc + attention bias)  (proj)
+  OUT_RESIDUAL,  ///< x += narrow(acc + bias)  (dense fc2)
+  OUT_GATE,      ///< wide = narrow to attn_score (gate logits, no bias)
+  OUT_GELU,      ///< wide = GELU(narrow(acc + bias))  (fc1)
+  OUT_EXPERT,    ///< x[token] += round(g * narrow(acc + bias))  (expert fc2)
+};
+
+/// One call of the unit.
+struct LinearCall {
+  LinearInput in;    ///< row source
+  LinearOutput out;  ///< epilogue
+  int k;             ///< input features (reduction length), <= WIDE_COLS or PATCH_DIM
+  int o;             ///< output features
+  int rows;          ///< rows to process, <= NUM_TOKENS
+  uint64_t w_off;    ///< byte offset of the pre-tiled weights in the bundle
+  uint64_t b_off;    ///< byte offset of the padded bias, 0 for none
+  int expert;        ///< queue for IN_H_GATHER / OUT_EXPERT
+};
+
+// Accumulator fraction bits: input F + weight F.
+constexpr int LIN_ACC_F = ACT_F + WEIGHT_F;
+constexpr int PATCH_ACC_F = PIXEL_F + PATCH_WEIGHT_F;
+constexpr int GATE_ACC_F = ACT_F + GATE_WEIGHT_F;
+constexpr int LIN_MAX_K = PATCH_DIM > WIDE_COLS ? PATCH_DIM : WIDE_COLS;
+constexpr int LIN_MAX_O = WIDE_COLS;
+
+static_assert(TOKEN_BIAS_W <= ACT_W, "token bias is staged in the activation buffer");
+static_assert(PATCH_ACC_F >= TOKEN_BIAS_F && LIN_ACC_F >= BIAS_F && LIN_ACC_F >= ATTN_BIAS_F,
+              "biases align to the accumulator by a left shift");
+
+/// Input element (r, c) of a call, 0 past the last column (padded weights are 0 too).
+inline wide_t linear_input(const LinearCall& call, const Buffers& buf, int r, int c) {
+  if (c >= call.k) {
+    return 0;
+  }
+  switch (call.in) {
+    case IN_PIXELS:
+      return wide_t(buf.pix[r][c]);
+    case IN_H:
+      return wide_t(buf.h[r][c]);
+    case IN_H_GATHER:
+      return wide_t(buf.h[buf.routing.token[call.expert][r]][c]);
+    default:
+      return wide_t(buf.wide[r][c]);
+  }
+}
+
+/// The epilogue of one output value.
+inline void linear_output(const LinearCall& call, Buffers& buf, int r, int col, wide_t acc,
+                          wide_t bias) {
+  switch (call.out) {
+    case OUT_EMBED: {
+      const wide_t tb = buf.x[r + 1][col];
+      buf.x[r + 1][col] =
+          narrow<ACT_W, PATCH_ACC_F, ACT_F>(acc + (tb << (PATCH_ACC_F - TOKEN_BIAS_F)));
+      break;
+    }
+    case OUT_QKV:
+      buf.wide[r][col] =
+          narrow<ATTN_QKV_W, LIN_ACC_F, ATTN_QKV_F>(acc + (bias << (LIN_ACC_F - ATTN_BIAS_F)));
+      break;
+    case OUT_PROJ: {
+      const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - ATTN_BIAS_F)));
+      buf.x[r][col] = saturate<ACT_W>(wide_t(buf.x[r][col]) + y);
+      break;
+    }
+    case OUT_RESIDUAL: {
+      const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
+      buf.x[r][col] = saturate<ACT_W>(wide_t(buf.x[r][col]) + y);
+      break;
+    }
+    case OUT_GATE:
+      buf.wide[r][col] = narrow<ATTN_SCORE_W, GATE_ACC_F, ATTN_SCORE_F>(acc);
+      break;
+    case OUT_GELU:
+      buf.wide[r][col] =
+          gelu<ACT_F>(narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F))));
+      break;
+    default: {  // OUT_EXPERT
+      const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
+      const int t = buf.routing.token[call.expert][r];
+      const wide_t g = buf.routing.weight[call.expert][r];
+      buf.x[t][col] = saturate<ACT_W>(wide_t(buf.x[t][col]) + shift_round(g * y, PROB_F));
+      break;
+    }
+  }
+}
+
+/// acc[r][o] = sum_i in(r, i) * W[o][i] for r < rows, tile by tile; each finished output
+/// tile goes through the call's epilogue.
+/// \param call what to compute
 /// \param bundle weight bundle (m_axi)
-/// \param w_off byte offset of the pre-tiled weights
-/// \param b_off byte offset of the padded bias vector, 0 for none
-/// \param epi epilogue
-template <int K, int O, int MAX_ROWS, typename Source, typename Epilogue>
-void linear_unit(const Source& in, int rows, const word_t* bundle, uint64_t w_off, uint64_t b_off,
-                 Epilogue& epi) {
-  constexpr int IT = ceil_div(K, LIN_IN);
-  constexpr int OT = ceil_div(O, LIN_OUT);
+/// \param buf the image's on-chip buffers (read and written per the call)
+inline void linear_unit(const LinearCall& call, const word_t* bundle, Buffers& buf) {
+#pragma HLS INLINE off  // one engine shared by every call site
   constexpr int TILE = LIN_IN * LIN_OUT;
-  static wide_t acc[MAX_ROWS][LIN_OUT];
+  static wide_t acc[NUM_TOKENS][LIN_OUT];
 #pragma HLS ARRAY_PARTITION variable = acc dim = 2 complete  // LIN_OUT lanes per cycle
   static param_t wtile[2][TILE];
 #pragma HLS ARRAY_PARTITION variable = wtile dim = 2 complete  // a whole tile per cycle
   param_t bias[LIN_OUT];
+#pragma HLS ARRAY_PARTITION variable = bias complete
   wide_t xseg[LIN_IN];
 #pragma HLS ARRAY_PARTITION variable = xseg complete
+  const int IT = ceil_div(call.k, LIN_IN);
+  const int OT = ceil_div(call.o, LIN_OUT);
 
-  ddr_read<PORT_WEIGHTS, 2, true>(bundle, w_off, TILE, wtile[0]);
+  ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.w_off, TILE, wtile[0]);
 lin_tile:
   for (int t = 0; t < OT * IT; ++t) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1024
     const int ot = t / IT;
     const int it = t % IT;
     const param_t* w = wtile[t & 1];
     if (t + 1 < OT * IT) {
       // prefetch: the next tile streams in while this one computes
-      ddr_read<PORT_WEIGHTS, 2, true>(bundle, w_off + uint64_t(t + 1) * TILE * 2, TILE,
+      ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.w_off + uint64_t(t + 1) * TILE * 2, TILE,
                                       wtile[(t + 1) & 1]);
     }
     if (it == 0) {
-      if (b_off != 0) {
-        ddr_read<PORT_WEIGHTS, 2, true>(bundle, b_off + uint64_t(ot) * LIN_OUT * 2, LIN_OUT, bias);
+      if (call.b_off != 0) {
+        ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.b_off + uint64_t(ot) * LIN_OUT * 2, LIN_OUT,
+                                        bias);
       }
     lin_clear:
-      for (int r = 0; r < rows; ++r) {
+      for (int r = 0; r < call.rows; ++r) {
 #pragma HLS PIPELINE II = 1  // LIN_OUT accumulators cleared per cycle
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
       lin_clear_lanes:
         for (int o = 0; o < LIN_OUT; ++o) {
           acc[r][o] = 0;
@@ -81,12 +169,12 @@ lin_tile:
       }
     }
   lin_row:
-    for (int r = 0; r < rows; ++r) {
+    for (int r = 0; r < call.rows; ++r) {
 #pragma HLS PIPELINE II = 1  // one row of LIN_IN x LIN_OUT MACs per cycle
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
     lin_fetch:
       for (int i = 0; i < LIN_IN; ++i) {
-        const int c = it * LIN_IN + i;
-        xseg[i] = c < K ? in.at(r, c) : wide_t(0);
+        xseg[i] = linear_input(call, buf, r, it * LIN_IN + i);
       }
     lin_mac_out:
       for (int o = 0; o < LIN_OUT; ++o) {
@@ -100,47 +188,21 @@ lin_tile:
     }
     if (it == IT - 1) {
     lin_epilogue:
-      for (int r = 0; r < rows; ++r) {
+      for (int r = 0; r < call.rows; ++r) {
 #pragma HLS PIPELINE II = 1  // LIN_OUT outputs narrowed (and stored) per cycle
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
       lin_epilogue_lanes:
         for (int o = 0; o < LIN_OUT; ++o) {
           const int col = ot * LIN_OUT + o;
-          if (col < O) {
-            epi.apply(r, col, acc[r][o], b_off != 0 ? wide_t(bias[o]) : wide_t(0));
+          if (col < call.o) {
+            linear_output(call, buf, r, col, acc[r][o],
+                          call.b_off != 0 ? wide_t(bias[o]) : wide_t(0));
           }
         }
       }
     }
   }
 }
-
-/// Narrow acc + bias into a buffer: dst[row][col] = narrow(acc + bias), then GELU.
-/// \tparam OUT_W, OUT_F output format
-/// \tparam ACC_F fraction bits of the accumulator (input F + weight F)
-/// \tparam B_F fraction bits of the bias
-/// \tparam APPLY_GELU fuse GELU on the narrowed value
-/// \tparam COLS row stride of dst
-template <int OUT_W, int OUT_F, int ACC_F, int B_F, bool APPLY_GELU, int COLS>
-struct StoreEpilogue {
-  act_t (*dst)[COLS];
-  void apply(int row, int col, wide_t acc, wide_t bias) {
-    wide_t y = narrow<OUT_W, ACC_F, OUT_F>(acc + (bias << (ACC_F - B_F)));
-    if (APPLY_GELU) {
-      y = gelu<OUT_F>(y);
-    }
-    dst[row][col] = y;
-  }
-};
-
-/// Residual add: x[row][col] = sat(x[row][col] + narrow(acc + bias)) (proj, dense fc2).
-template <int ACC_F, int B_F>
-struct ResidualEpilogue {
-  act_t (*x)[EMBED_DIM];
-  void apply(int row, int col, wide_t acc, wide_t bias) {
-    const wide_t y = narrow<ACT_W, ACC_F, ACT_F>(acc + (bias << (ACC_F - B_F)));
-    x[row][col] = saturate<ACT_W>(wide_t(x[row][col]) + y);
-  }
-};
 
 }  // namespace edgemoe
 

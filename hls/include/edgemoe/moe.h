@@ -6,18 +6,12 @@
 #ifndef EDGEMOE_MOE_H_
 #define EDGEMOE_MOE_H_
 
+#include "edgemoe/buffers.h"
 #include "edgemoe/config.h"
 #include "edgemoe/exp2.h"
 #include "edgemoe/newton.h"
 
 namespace edgemoe {
-
-/// Per-expert queues of one MoE block.
-struct Routing {
-  int count[NUM_EXPERTS];                  ///< tokens routed to each expert
-  int token[NUM_EXPERTS][NUM_TOKENS];      ///< their ids, ascending
-  wide_t weight[NUM_EXPERTS][NUM_TOKENS];  ///< their gate weights, raw prob
-};
 
 /// Route every token from its gate logits.
 /// \param logits NUM_TOKENS rows, NUM_EXPERTS raw attn_score logits (base 2)
@@ -71,19 +65,6 @@ moe_route_token:
     }
   }
 }
-
-/// Expert fc2 epilogue: x[token] = sat(x[token] + round(g * narrow(acc + bias))).
-template <int ACC_F, int B_F>
-struct ExpertEpilogue {
-  act_t (*x)[EMBED_DIM];
-  const int* token;
-  const wide_t* weight;
-  void apply(int row, int col, wide_t acc, wide_t bias) {
-    const wide_t y = narrow<ACT_W, ACC_F, ACT_F>(acc + (bias << (ACC_F - B_F)));
-    const int t = token[row];
-    x[t][col] = saturate<ACT_W>(wide_t(x[t][col]) + shift_round(weight[row] * y, PROB_F));
-  }
-};
 
 }  // namespace edgemoe
 

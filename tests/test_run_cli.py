@@ -1,0 +1,242 @@
+"""`edgemoe run`: PNGs + report.json; every bad input a one-line error and no partial file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgemoe.host.cli import main
+from tests.conftest import cfg
+
+MINI = "m3vit-mini"
+H, W = cfg(MINI).image_size
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["run", "--config", MINI, *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *words: str) -> None:
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("edgemoe: error: ")
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def leftovers(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    """Bundles exported by `edgemoe export`: mini/lean, mini/edge-moe, tiny/lean."""
+    d = tmp_path_factory.mktemp("bundles")
+    out = {}
+    for name, c, p in (
+        ("lean", MINI, "lean"),
+        ("edge-moe", MINI, "edge-moe"),
+        ("tiny", "m3vit-tiny-128x256", "lean"),
+    ):
+        path = d / f"{name}.bin"
+        assert main(["export", "--config", c, "--profile", p, "--out", str(path)]) == 0
+        out[name] = path
+    return out
+
+
+def write_image(path, size=(W, H), mode="RGB"):
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, size=(size[1], size[0], 4), dtype=np.uint8)
+    img = Image.fromarray(a, "RGBA").convert(mode)
+    img.save(path)
+    return path
+
+
+def test_run_sim_check_writes_pngs_and_report(tmp_path, capsys, bundles):
+    rgba = write_image(tmp_path / "street.png", mode="RGBA")
+    gray = write_image(tmp_path / "gray.png", size=(2 * W, H + 7), mode="L")
+    out = tmp_path / "out"
+    code, stdout, err = run(
+        capsys, "--backend", "csim", "--image", str(rgba), str(gray), "--check",
+        "--bundle", str(bundles["lean"]), "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "is RGBA, converted to RGB" in err and "is L, converted to RGB" in err
+    assert f"resized to {W}x{H}" in err
+    assert "PASS" in stdout and "FAIL" not in stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["backend"] == "csim" and report["config"] == MINI and report["profile"] == "lean"
+    assert report["status"] == "OK" and report["tasks"] == ["semseg", "depth"]
+    assert len(report["bundle"]["sha256"]) == 64 and report["bundle"]["host_check"]
+    for step in ("pack", "flush", "kernel", "invalidate", "unpack", "head", "render"):
+        assert report["times_s"][step] >= 0
+    assert report["check"]["within_budget"]
+    assert [im["name"] for im in report["images"]] == ["street", "gray"]
+    for im in report["images"]:
+        assert Image.open(out / im["input"]).size == (W, H)
+        for task, t in im["tasks"].items():
+            assert t["status"] == 0
+            c = t["check"]
+            for part in ("tokens", "task_output"):
+                assert c[part]["rel_rms"] <= report["check"]["budgets"]["rel_rms"]
+                assert c[part]["cosine"] >= report["check"]["budgets"]["cosine"]
+            for kind, f in t["files"].items():
+                img = Image.open(out / f)
+                img.verify()
+                if kind != "figure":
+                    assert Image.open(out / f).size == (W, H), f
+                    assert Image.open(out / f).mode == "RGB"
+                assert f.startswith(f"{im['name']}_{task}")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+def test_sample_scene_on_every_backend_gives_the_same_labels(tmp_path, capsys):
+    maps = {}
+    for backend in ("torch", "golden", "csim"):
+        out = tmp_path / backend
+        code, _, err = run(capsys, "--backend", backend, "--task", "semseg", "--out", str(out))
+        assert code == 0, err
+        report = json.loads((out / "report.json").read_text())
+        assert report["images"][0]["source"] == "sample scene"
+        maps[backend] = np.asarray(Image.open(out / "sample_semseg.png"))
+    assert (maps["golden"] == maps["csim"]).all()  # bit-exact backbones, same head
+    assert (maps["torch"] == maps["csim"]).mean() > 0.95
+
+
+def test_run_into_an_existing_folder_keeps_its_files(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    code, _, err = run(capsys, "--backend", "golden", "--task", "depth", "--out", str(out))
+    assert code == 0, err
+    assert "keep.txt" in leftovers(out) and "report.json" in leftovers(out)
+
+
+def _case(tmp_path, bundles, case):
+    """argv, env and the words the one-line error must contain."""
+    img = write_image(tmp_path / "in.png")
+    if case == "missing image":
+        return ["--image", str(tmp_path / "nope.png")], {}, ["nope.png", "no such file"]
+    if case == "not an image":
+        (tmp_path / "text.png").write_text("hello")
+        return ["--image", str(tmp_path / "text.png")], {}, ["text.png", "not an image"]
+    if case == "wrong size, --no-resize":
+        small = write_image(tmp_path / "small.png", size=(W + 3, H))
+        return ["--image", str(small), "--no-resize"], {}, [f"{W + 3}x{H}", "--no-resize"]
+    if case == "unknown task":
+        return ["--image", str(img), "--task", "normals"], {}, ["unknown task 'normals'"]
+    if case == "unknown backend":
+        return ["--backend", "fpga"], {}, ["unknown backend 'fpga'"]
+    data = bundles["lean"].read_bytes()
+    bad = tmp_path / "bad.bin"
+    if case == "truncated bundle":
+        bad.write_bytes(data[:-1000])
+        return ["--bundle", str(bad)], {}, ["bad.bin", "truncated"]
+    if case == "CRC mismatch":
+        b = bytearray(data)
+        b[-5] ^= 0x40
+        bad.write_bytes(bytes(b))
+        return ["--bundle", str(bad)], {}, ["CRC32", "corrupt payload"]
+    if case == "missing bundle":
+        return ["--bundle", str(tmp_path / "none.bin")], {}, ["none.bin", "no such file"]
+    if case == "bundle of another profile":
+        return ["--bundle", str(bundles["edge-moe"])], {}, ["profile id"]
+    if case == "bundle of another config":
+        return ["--bundle", str(bundles["tiny"])], {}, ["another config or profile"]
+    if case == "another profile, --no-host-check":
+        b = bytearray(bundles["edge-moe"].read_bytes())
+        b[4:8] = data[4:8]  # pass the profile-id field: the kernel's hash check must catch it
+        bad.write_bytes(bytes(b))
+        return ["--bundle", str(bad), "--no-host-check"], {}, ["status 3", "BAD_CONFIG_HASH"]
+    if case == "another config, --no-host-check":
+        return (
+            ["--bundle", str(bundles["tiny"]), "--no-host-check"],
+            {},
+            ["bundle is 36089920 bytes", "the bundle buffer of m3vit-mini / lean holds"],
+        )
+    if case == "--bundle on a backend without a driver":
+        return ["--backend", "golden", "--bundle", str(bundles["lean"])], {}, ["driver backend"]
+    if case == "unwritable --out":
+        (tmp_path / "afile").write_text("x")
+        return (
+            ["--out", str(tmp_path / "afile" / "out")],
+            {},
+            ["cannot write --out", "afile", "not a folder"],
+        )
+    if case == "--out is a file":
+        (tmp_path / "afile").write_text("x")
+        return ["--out", str(tmp_path / "afile")], {}, ["not a folder"]
+    if case == "board never finishes":
+        return ["--timeout", "0.3"], {"EDGEMOE_VBOARD_HANG": "1"}, ["did not finish within 0.3 s"]
+    raise AssertionError(case)
+
+
+CASES = [
+    "missing image",
+    "not an image",
+    "wrong size, --no-resize",
+    "unknown task",
+    "unknown backend",
+    "truncated bundle",
+    "CRC mismatch",
+    "missing bundle",
+    "bundle of another profile",
+    "bundle of another config",
+    "another profile, --no-host-check",
+    "another config, --no-host-check",
+    "--bundle on a backend without a driver",
+    "unwritable --out",
+    "--out is a file",
+    "board never finishes",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_line_and_leaves_no_file(tmp_path, capsys, monkeypatch, bundles, case):
+    argv, env, words = _case(tmp_path, bundles, case)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    before = set(leftovers(tmp_path))
+    out = tmp_path / "out"
+    if "--out" not in argv:
+        argv += ["--out", str(out)]
+    if "--backend" not in argv:
+        argv += ["--backend", "csim"]
+    code, _, err = run(capsys, *argv)
+    assert_one_line_error(code, err, *words)
+    assert code == 2
+    assert set(leftovers(tmp_path)) == before  # no --out, no staging folder
+    assert not out.exists()
+
+
+def test_verify_sim_backend_with_plot(tmp_path, capsys):
+    plot, js = tmp_path / "layers.png", tmp_path / "v.json"
+    code = main(
+        ["verify", "--config", MINI, "--backends", "torch,golden,csim",
+         "--plot", str(plot), "--json", str(js)]
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    result = json.loads(js.read_text())
+    assert result["pairs"]["golden-csim"]["bit_exact"]
+    assert Image.open(plot).format == "PNG" and Image.open(plot).size[0] >= 600
+    assert leftovers(tmp_path) == ["layers.png", "v.json"]
+
+
+@pytest.mark.slow
+def test_default_config_sim_run_check(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code = main(["run", "--backend", "csim", "--check", "--out", str(out)])
+    stdout, err = capsys.readouterr()
+    assert code == 0, stdout + err
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"] == "m3vit-tiny-128x256" and report["check"]["within_budget"]
+    h, w = cfg("m3vit-tiny-128x256").image_size
+    assert Image.open(out / "sample_semseg.png").size == (w, h)
+    assert Image.open(out / "sample_depth_overlay.png").size == (w, h)

@@ -1,0 +1,146 @@
+"""scripts/vivado/build_overlay.tcl, driven by tclsh with the Vivado commands stubbed out."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edgemoe.host.kernel import ARGS, VLNV
+
+ROOT = Path(__file__).resolve().parent.parent
+TCL = ROOT / "scripts" / "vivado" / "build_overlay.tcl"
+needs_tclsh = pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh not on PATH")
+
+# Every Vivado command the script calls records itself; get_* return their argument
+# so that calls read like the script; the run properties report a met timing.
+STUB = r"""
+set ::calls {}
+foreach cmd {create_project set_property update_ip_catalog create_bd_design create_bd_cell
+             apply_bd_automation connect_bd_net connect_bd_intf_net assign_bd_address
+             validate_bd_design save_bd_design generate_target make_wrapper add_files
+             update_compile_order launch_runs wait_on_run open_run report_timing_summary
+             current_project current_fileset get_bd_pins get_bd_intf_pins get_bd_cells
+             get_files get_runs} {
+    proc $cmd {args} [format {
+        lappend ::calls [list %s {*}$args]
+        return [lindex $args end]
+    } $cmd]
+}
+proc get_property {name obj} {
+    lappend ::calls [list get_property $name $obj]
+    switch -- $name {
+        PROGRESS { return "100%" }
+        STATUS { return "write_bitstream Complete!" }
+        STATS.WNS { return $::env(STUB_WNS) }
+        STATS.WHS { return $::env(STUB_WHS) }
+    }
+    return ""
+}
+rename exit _exit
+proc exit {{code 0}} {
+    foreach c $::calls { puts "CALL $c" }
+    puts "EXIT $code"
+    _exit $code
+}
+source [lindex $argv 0]
+"""
+
+
+def run_tcl(tmp_path: Path, wns="0.12", whs="0.01", ip=True) -> tuple[int, list[str], str]:
+    repo = tmp_path / "ip"
+    repo.mkdir()
+    if ip:
+        (repo / "component.xml").write_text("<component/>")
+    build = tmp_path / "vivado"
+    # the files Vivado would have written
+    (build / "edgemoe.runs" / "impl_1").mkdir(parents=True)
+    (build / "edgemoe.runs" / "impl_1" / "edgemoe_wrapper.bit").write_text("bit")
+    hw = build / "edgemoe.gen" / "sources_1" / "bd" / "edgemoe" / "hw_handoff"
+    hw.mkdir(parents=True)
+    (hw / "edgemoe.hwh").write_text("<hwh/>")
+    stub = tmp_path / "stub.tcl"
+    stub.write_text(STUB)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEMOE_")}
+    env.update(
+        EDGEMOE_IP_REPO=str(repo),
+        EDGEMOE_VIVADO_BUILD=str(build),
+        EDGEMOE_OVERLAY_DIR=str(tmp_path / "overlay"),
+        STUB_WNS=wns,
+        STUB_WHS=whs,
+    )
+    run = subprocess.run(
+        ["tclsh", str(stub), str(TCL)], capture_output=True, text=True, env=env, check=False
+    )
+    calls = [ln[5:] for ln in run.stdout.splitlines() if ln.startswith("CALL ")]
+    return run.returncode, calls, run.stdout + run.stderr
+
+
+@needs_tclsh
+def test_build_overlay_tcl_is_complete_tcl():
+    run = subprocess.run(
+        ["tclsh"],
+        input=f"puts [info complete {{{TCL.read_text()}}}]\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert run.stdout.strip() == "1"
+
+
+@needs_tclsh
+def test_block_design_for_the_zcu104(tmp_path):
+    code, calls, out = run_tcl(tmp_path)
+    assert code == 0, out
+    text = "\n".join(calls)
+    assert "create_project -force edgemoe" in text and "-part xczu7ev-ffvc1156-2-e" in text
+    assert "set_property board_part xilinx.com:zcu104:part0:1.1" in text
+    assert 'apply_board_preset "1"' in text or "apply_board_preset 1" in text
+    assert f"-vlnv {VLNV} edgemoe_top_0" in text
+    assert "CONFIG.PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ 300" in text
+    assert "CONFIG.PSU__USE__M_AXI_GP0 1" in text
+    assert "zynq_ultra_ps_e_0/M_AXI_HPM0_FPD" in text
+    assert "edgemoe_top_0/s_axi_control" in text
+    bundles = [a.bundle for a in ARGS if a.kind == "ptr"]
+    for hp, bundle in enumerate(bundles):
+        # its own SmartConnect, its own HP port
+        assert f"-vlnv xilinx.com:ip:smartconnect sc_{bundle}" in text
+        assert f"edgemoe_top_0/m_axi_{bundle} sc_{bundle}/S00_AXI" in text
+        assert f"sc_{bundle}/M00_AXI zynq_ultra_ps_e_0/S_AXI_HP{hp}_FPD" in text
+        assert f"CONFIG.PSU__USE__S_AXI_GP{hp + 2} 1" in text
+    assert "launch_runs impl_1 -to_step write_bitstream" in text
+    overlay = tmp_path / "overlay"
+    assert (overlay / "edgemoe.bit").exists() and (overlay / "edgemoe.hwh").exists()
+
+
+@needs_tclsh
+@pytest.mark.parametrize("wns, whs", [("-0.051", "0.02"), ("0.3", "-0.001")])
+def test_negative_slack_fails(tmp_path, wns, whs):
+    code, _, out = run_tcl(tmp_path, wns=wns, whs=whs)
+    assert code == 1 and "timing missed" in out
+    assert not (tmp_path / "overlay" / "edgemoe.bit").exists()
+
+
+@needs_tclsh
+def test_missing_ip_fails_with_a_hint(tmp_path):
+    code, calls, out = run_tcl(tmp_path, ip=False)
+    assert code == 1 and "make hls" in out
+    assert not any(c.startswith("create_project") for c in calls)
+
+
+def test_make_n_bitstream_shows_the_chain():
+    if shutil.which("make") is None:
+        pytest.skip("make not on PATH")
+    run = subprocess.run(
+        ["make", "-n", "bitstream", "BIN=.venv/bin"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "vitis_hls -f" in run.stdout  # make hls, when the IP is not there yet
+    assert "vivado -mode batch" in run.stdout and "build_overlay.tcl" in run.stdout
