@@ -203,6 +203,7 @@ def run_bench(
             hdl_toplevel=toplevel,
             test_module=BENCH_MODULE,
             test_dir=HERE,
+            results_xml=str(build_dir / "results.xml"),  # absolute: out of the tree
             build_dir=build_dir,
             testcase=testcase,
             extra_env={**bench_env, "PYTHONPATH": _pythonpath()},
