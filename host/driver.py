@@ -27,17 +27,18 @@ from edgemoe.models.config import ModelConfig
 
 from .bundle import bundle_bytes, pack, validate
 from .hls_params import (
-    DEBUG_STAGES,
     MAX_IMAGES,
     STATUS,
+    debug_boundaries,
     debug_stage_name,
     debug_stop_code,
     output_layout,
 )
 from .images import to_patches
 from .profile import Profile
-from .quantize import LOG2E, q_scale
+from .quantize import stage_to_float
 from .regmap import AP_DONE, AP_IDLE, AP_START, CTRL, RegisterMap, kernel_register_map
+from .routing import topk_mask
 from .tiling import DEFAULT_TILING, Tiling
 
 #: What a non-zero status code most likely means, for the one-line error.
@@ -347,42 +348,6 @@ def _lap(t0: float) -> float:
     return time.perf_counter() - t0
 
 
-# -- raw words -> float meaning (same folding as the golden model) -------------
-def stage_to_float(cfg: ModelConfig, profile: Profile, stage: str, raw: np.ndarray) -> np.ndarray:
-    """The float value a raw stage stands for, the folded scales undone.
-
-    ``qkv`` holds Q scaled by ``1/sqrt(head_dim) * log2(e)``; ``gate`` logits are in
-    base-2 units; everything else is in the ``act`` format.
-    """
-    raw = np.asarray(raw, dtype=np.int64)
-    kind = stage.rsplit(".", 1)[-1]
-    if kind == "qkv":
-        v = profile.attn_qkv.to_float(raw)
-        v[..., : cfg.embed_dim] /= q_scale(cfg)
-        return v
-    if kind == "gate":
-        return profile.attn_score.to_float(raw) / LOG2E
-    return profile.act.to_float(raw)
-
-
-def topk_routes(logits: np.ndarray, k: int) -> np.ndarray:
-    """Top-k expert mask over the last axis, ties to the lower expert index (the hardware's)."""
-    order = np.argsort(-np.asarray(logits), axis=-1, kind="stable")
-    mask = np.zeros(logits.shape, dtype=bool)
-    np.put_along_axis(mask, order[..., :k], True, axis=-1)
-    return mask
-
-
-def recorded_stages(cfg: ModelConfig) -> list[str]:
-    """Every layer boundary a debug stop can return, in execution order."""
-    names = ["embed"]
-    for i in range(cfg.depth):
-        for s in DEBUG_STAGES:
-            if s != "gate" or cfg.is_moe(i):
-                names.append(f"block{i}.{s}")
-    return names
-
-
 class DriverBackend:
     """An ``edgemoe.backends`` backend that runs the kernel through :class:`Accelerator`.
 
@@ -434,11 +399,11 @@ class DriverBackend:
         stages: dict[str, np.ndarray] = {}
         routes: list[np.ndarray] = []
         if record:
-            for name in recorded_stages(cfg):
+            for name in debug_boundaries(cfg):
                 raw = acc.run(images, task, debug_stop_code(cfg, name), self.timeout_s).raw
                 stages[name] = stage_to_float(cfg, wl.profile, name, raw)
                 if name.endswith(".gate"):
-                    mask = topk_routes(raw, cfg.top_k)
+                    mask = topk_mask(raw, cfg.top_k)
                     stages[name.replace(".gate", ".route")] = mask
                     routes.append(mask)
         return RunOutput(tokens, stages, routes, {}, dt)

@@ -44,6 +44,16 @@ DEBUG_STAGES = ("ln1", "qkv", "attn", "proj", "ln2", "gate", "mlp")
 MAX_IMAGES = 1024
 
 
+def debug_boundaries(cfg: ModelConfig) -> list[str]:
+    """Every layer boundary a debug stop can return, in execution order."""
+    names = ["embed"]
+    for i in range(cfg.depth):
+        for s in DEBUG_STAGES:
+            if s != "gate" or cfg.is_moe(i):
+                names.append(f"block{i}.{s}")
+    return names
+
+
 def debug_stop_code(cfg: ModelConfig, stage: str) -> int:
     """``debug_stop`` value that ends a run after ``stage``.
 

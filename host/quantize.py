@@ -221,3 +221,23 @@ def quantize_model(
 
     host = {k: _np(v) for k, v in state.items() if k.startswith(("norm.", "heads."))}
     return QuantizedModel(cfg, profile, tensors, formats, report, host)
+
+
+def stage_to_float(cfg: ModelConfig, profile: Profile, stage: str, raw: np.ndarray) -> np.ndarray:
+    """Float meaning of a raw layer-boundary tensor (``embed``, ``block{i}.{stage}``).
+
+    The folding done here is undone: Q (first ``embed_dim`` columns of ``qkv``) is
+    divided by :func:`q_scale`, gate logits by ``log2(e)``; routes are returned as
+    they are; everything else is in the ``act`` format.
+    """
+    kind = stage.rsplit(".", 1)[-1]
+    if kind == "route":
+        return raw
+    raw = np.asarray(raw, dtype=np.int64)
+    if kind == "qkv":
+        v = profile.formats["attn_qkv"].to_float(raw)
+        v[..., : cfg.embed_dim] /= q_scale(cfg)
+        return v
+    if kind == "gate":
+        return profile.formats["attn_score"].to_float(raw) / LOG2E
+    return profile.formats["act"].to_float(raw)

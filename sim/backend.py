@@ -7,24 +7,14 @@ import time
 import numpy as np
 
 from edgemoe.host.backends import RunOutput, Workload
-from edgemoe.host.hls_params import debug_stop_code
+from edgemoe.host.hls_params import debug_boundaries, debug_stop_code
 from edgemoe.host.images import to_patches
+from edgemoe.host.quantize import stage_to_float
+from edgemoe.host.routing import topk_mask
 from edgemoe.host.tiling import DEFAULT_TILING
 
 from .csim import CSim, CSimError
-from .golden import BLOCK_STAGES, Golden, stage_to_float, topk_mask
-
-
-def boundaries(cfg) -> list[str]:
-    """Every layer boundary a recording run exposes, in execution order (routes excluded)."""
-    names = ["embed"]
-    for i in range(cfg.depth):
-        for s in BLOCK_STAGES:
-            if s in ("gate", "route") and not cfg.is_moe(i):
-                continue
-            if s != "route":
-                names.append(f"block{i}.{s}")
-    return names
+from .golden import Golden
 
 
 class GoldenBackend:
@@ -66,7 +56,7 @@ class CSimBackend:
         stages: dict[str, np.ndarray] = {}
         routes = []
         if record:
-            for name in boundaries(cfg):
+            for name in debug_boundaries(cfg):
                 r = kernel.run(bundle, patches, tid, debug_stop=debug_stop_code(cfg, name))
                 stages[name] = stage_to_float(cfg, prof, name, r.output.astype(np.int64))
                 if name.endswith(".gate"):

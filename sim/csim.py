@@ -149,6 +149,42 @@ def build(
     return lib
 
 
+def build_testbench(
+    name: str,
+    cfg: ModelConfig,
+    profile: Profile,
+    out_dir: Path,
+    tiling: Tiling = DEFAULT_TILING,
+    with_kernel: bool = False,
+) -> Path:
+    """Compile ``hls/tb/<name>.cpp`` (a Vitis-style testbench with its own main()).
+
+    The same include paths and parameter header as the C-sim library; with
+    ``with_kernel`` the top function's sources are linked in too.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = out_dir / "params.h"
+    params.write_text(generate(cfg, profile, tiling))
+    exe = out_dir / name
+    cmd = [
+        CXX,
+        "-std=c++17",
+        "-O2",
+        "-w",
+        f"-I{HLS / 'include'}",
+        f"-I{ap_types_include()}",
+        f'-DEDGEMOE_PARAMS_HEADER="{params}"',
+        str(HLS / "tb" / f"{name}.cpp"),
+        *(map(str, sorted(HLS.glob("src/*.cpp"))) if with_kernel else ()),
+        "-o",
+        str(exe),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CSimError(f"testbench {name} failed to build: {proc.stderr.strip()[:300]}")
+    return exe
+
+
 @dataclass
 class CSimRun:
     """Result of one kernel call.

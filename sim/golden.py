@@ -19,7 +19,8 @@ import numpy as np
 
 from edgemoe.host.fixedpoint import Fmt, narrow, rshift_round, saturate
 from edgemoe.host.profile import Profile
-from edgemoe.host.quantize import LOG2E, QuantizedModel, q_scale
+from edgemoe.host.quantize import QuantizedModel, stage_to_float
+from edgemoe.host.routing import topk_mask
 from edgemoe.models.config import ModelConfig
 
 from . import units
@@ -90,16 +91,6 @@ def linear(
     if sat is None:
         return narrow(acc, fa, out)
     return sat.sat(rshift_round(acc, fa - out.frac), out, where)
-
-
-def topk_mask(logits: np.ndarray, k: int) -> np.ndarray:
-    """Top-k over the last axis, ties to the lower index (rank-based, exact)."""
-    v = logits[..., :, None]
-    u = logits[..., None, :]
-    e = logits.shape[-1]
-    lower = np.tri(e, e, -1, dtype=bool)  # lower[e_, j] = j < e_
-    rank = (u > v).sum(-1) + ((u == v) & lower).sum(-1)
-    return rank < k
 
 
 @dataclass
@@ -285,24 +276,6 @@ class Golden:
     def stage_to_float(self, name: str, raw: np.ndarray) -> np.ndarray:
         """The float value a recorded raw stage stands for, folding undone."""
         return stage_to_float(self.cfg, self.p, name, raw)
-
-
-def stage_to_float(cfg: ModelConfig, p: Profile, name: str, raw: np.ndarray) -> np.ndarray:
-    """Float meaning of a raw layer-boundary tensor (``embed``, ``block{i}.{stage}``).
-
-    Q is divided by the folded ``head_dim**-0.5 * log2(e)``; gate logits by
-    ``log2(e)``; routes are returned as they are.
-    """
-    stage = name.rsplit(".", 1)[-1]
-    if stage == "route":
-        return raw
-    if stage == "qkv":
-        v = p.attn_qkv.to_float(raw)
-        v[..., : cfg.embed_dim] /= q_scale(cfg)
-        return v
-    if stage == "gate":
-        return p.attn_score.to_float(raw) / LOG2E
-    return p.act.to_float(raw)
 
 
 def accumulator_bits(cfg: ModelConfig, profile: Profile) -> dict[str, int]:

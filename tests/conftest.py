@@ -32,3 +32,32 @@ def model(cfg_name: str, seed: int, style: str = "m3vit"):
 @pytest.fixture
 def mini():
     return cfg("m3vit-mini")
+
+
+def assert_one_line_error(code: int, err: str, *words: str) -> None:
+    """A bad input: exit code 2 and exactly one line on stderr naming the problem."""
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("edgemoe: error: ")
+    assert "Traceback" not in err
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def zero_gates(cfg, model) -> None:
+    """Every gate weight 0: all logits tie, every token goes to experts 0 and 1."""
+    for b in cfg.moe_blocks:
+        for g in model.blocks[b].mlp.gate.values():
+            g.w_gate.zero_()
+
+
+def one_expert_takes_all(cfg, model, expert: int = 3) -> None:
+    """LN2 outputs a constant (gamma 0, beta 1) and the gate favours one expert."""
+    for b in cfg.moe_blocks:
+        blk = model.blocks[b]
+        blk.norm2.weight.zero_()
+        blk.norm2.bias.fill_(1.0)
+        for g in blk.mlp.gate.values():
+            g.w_gate.zero_()
+            g.w_gate[:, expert] = 0.05

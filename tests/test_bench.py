@@ -11,6 +11,7 @@ import pytest
 
 from edgemoe.host import bench
 from edgemoe.host.cli import main
+from tests.conftest import assert_one_line_error
 
 FIELDS = ("ms_median", "ms_min", "ms_max", "runs", "ratio_to_torch", "peak_rss_mb")
 
@@ -19,16 +20,6 @@ def run_cli(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def assert_one_line_error(code, err, *words):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("edgemoe: error: ")
-    for w in words:
-        assert w in lines[0]
-    assert "Traceback" not in err
 
 
 @pytest.mark.slow

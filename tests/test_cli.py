@@ -10,23 +10,13 @@ import yaml
 
 from edgemoe.host.cli import main
 from edgemoe.models.m3vit import random_model
-from tests.conftest import cfg
+from tests.conftest import assert_one_line_error, cfg
 
 
 def run_cli(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def assert_one_line_error(code, err, *words):
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("edgemoe: error: ")
-    for w in words:
-        assert w in lines[0]
-    assert "Traceback" not in err
 
 
 def test_verify_writes_metrics_json(tmp_path, capsys):

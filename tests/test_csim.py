@@ -16,7 +16,7 @@ from edgemoe.models import DEFAULT_CONFIG
 from edgemoe.models.m3vit import random_model
 from edgemoe.sim import csim
 from edgemoe.sim.golden import Golden
-from tests.conftest import cfg, model, profile
+from tests.conftest import cfg, model, one_expert_takes_all, profile, zero_gates
 
 
 def state(m):
@@ -97,27 +97,11 @@ def _edge_model(mutate, **changes):
     return c, m
 
 
-def _zero_gates(c, m):
-    for b in c.moe_blocks:
-        for g in m.blocks[b].mlp.gate.values():
-            g.w_gate.zero_()
-
-
-def _one_expert(c, m):
-    for b in c.moe_blocks:
-        blk = m.blocks[b]
-        blk.norm2.weight.zero_()
-        blk.norm2.bias.fill_(1.0)
-        for g in blk.mlp.gate.values():
-            g.w_gate.zero_()
-            g.w_gate[:, 3] = 0.05
-
-
 @pytest.mark.parametrize(
     "mutate, changes",
     [
-        (_zero_gates, {}),
-        (_one_expert, {}),
+        (zero_gates, {}),
+        (one_expert_takes_all, {}),
         (lambda c, m: None, {"top_k": 1}),
         (lambda c, m: None, {"top_k": 4}),
     ],
@@ -181,7 +165,7 @@ def test_ddr_bytes_equal_closed_form(cname):
 
 
 def test_unused_expert_is_never_read():
-    c, m = _edge_model(_zero_gates)
+    c, m = _edge_model(zero_gates)
     p = profile("lean")
     qm = quantize_model(state(m), c, p)
     patches = to_patches(random_images(c, 1, 0), c)
@@ -211,24 +195,7 @@ def test_vitis_style_top_testbench(tmp_path):
     """hls/tb/tb_top.cpp (the Vitis csim testbench) agrees with golden on files."""
     qm, bundle, patches = setup("m3vit-mini", "edge-moe", 2)
     c, p = cfg("m3vit-mini"), profile("edge-moe")
-    (tmp_path / "params.h").write_text(generate(c, p))
-    exe = tmp_path / "tb_top"
-    subprocess.run(
-        [
-            csim.CXX,
-            "-std=c++17",
-            "-O2",
-            "-w",
-            f"-I{csim.HLS / 'include'}",
-            f"-I{csim.ap_types_include()}",
-            f'-DEDGEMOE_PARAMS_HEADER="{tmp_path / "params.h"}"',
-            str(csim.HLS / "tb" / "tb_top.cpp"),
-            str(csim.HLS / "src" / "edgemoe_top.cpp"),
-            "-o",
-            str(exe),
-        ],
-        check=True,
-    )
+    exe = csim.build_testbench("tb_top", c, p, tmp_path, with_kernel=True)
     (tmp_path / "bundle.bin").write_bytes(bundle)
     patches.tofile(tmp_path / "images.bin")
     g = Golden(qm).run(patches, "depth")

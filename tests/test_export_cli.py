@@ -13,7 +13,7 @@ from edgemoe.host.cli import main
 from edgemoe.host.quantize import quantize_model
 from edgemoe.host.tiling import Tiling
 from edgemoe.models.m3vit import random_model
-from tests.conftest import cfg, profile
+from tests.conftest import assert_one_line_error, cfg, profile
 
 MINI = "m3vit-mini"
 
@@ -22,16 +22,6 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(["export", *argv])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *words: str) -> None:
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("edgemoe: error: ")
-    assert "Traceback" not in err
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 def files(folder) -> list[str]:

@@ -8,11 +8,12 @@ import torch
 
 from edgemoe.host.backends import Workload, get_backend
 from edgemoe.host.images import random_images, to_patches
+from edgemoe.host.routing import topk_mask
 from edgemoe.host.verify import compare, within_budget
 from edgemoe.models.m3vit import random_model
 from edgemoe.models.m3vit import topk_mask as torch_topk
-from edgemoe.sim.golden import Golden, topk_mask
-from tests.conftest import cfg, model, profile
+from edgemoe.sim.golden import Golden
+from tests.conftest import cfg, model, one_expert_takes_all, profile, zero_gates
 
 SEEDS = (0, 1, 2)
 # Budgets of the acceptance criteria (torch vs golden, profile edge-moe)
@@ -118,12 +119,9 @@ def _check_edge(c, m, expect_routes=None):
 def test_all_gates_zero_route_to_experts_0_and_1():
     c = cfg("m3vit-mini")
 
-    def zero_gates(m):
-        for b in c.moe_blocks:
-            for g in m.blocks[b].mlp.gate.values():
-                g.w_gate.zero_()
-
-    out = _check_edge(c, _edge_case_model(c, zero_gates), np.array([True, True, False, False]))
+    out = _check_edge(
+        c, _edge_case_model(c, lambda m: zero_gates(c, m)), np.array([True, True, False, False])
+    )
     assert len(out.routes) == len(c.moe_blocks)
 
 
@@ -131,16 +129,11 @@ def test_one_expert_receives_every_token():
     """LN2 outputs a constant (gamma 0, beta 1), and the gate favours expert 3."""
     c = cfg("m3vit-mini")
 
-    def favour_3(m):
-        for b in c.moe_blocks:
-            blk = m.blocks[b]
-            blk.norm2.weight.zero_()
-            blk.norm2.bias.fill_(1.0)
-            for g in blk.mlp.gate.values():
-                g.w_gate.zero_()
-                g.w_gate[:, 3] = 0.05
-
-    _check_edge(c, _edge_case_model(c, favour_3), np.array([True, False, False, True]))
+    _check_edge(
+        c,
+        _edge_case_model(c, lambda m: one_expert_takes_all(c, m)),
+        np.array([True, False, False, True]),
+    )
 
 
 @pytest.mark.parametrize("k", [1, 4])

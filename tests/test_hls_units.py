@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from edgemoe.host.fixedpoint import Fmt
-from edgemoe.host.hls_params import generate
 from edgemoe.sim import csim, units
 from tests.conftest import cfg, profile
 
@@ -19,24 +18,7 @@ def tb_units(pname: str):
     """Build tb_units for (mini, profile) once; returns a runner."""
     c, p = cfg("m3vit-mini"), profile(pname)
     out = csim.CACHE / f"tb_units_{pname}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "params.h").write_text(generate(c, p))
-    exe = out / "tb_units"
-    subprocess.run(
-        [
-            csim.CXX,
-            "-std=c++17",
-            "-O2",
-            "-w",
-            f"-I{csim.HLS / 'include'}",
-            f"-I{csim.ap_types_include()}",
-            f'-DEDGEMOE_PARAMS_HEADER="{out / "params.h"}"',
-            str(csim.HLS / "tb" / "tb_units.cpp"),
-            "-o",
-            str(exe),
-        ],
-        check=True,
-    )
+    exe = csim.build_testbench("tb_units", c, p, out)
 
     def run(unit: str, values: np.ndarray) -> np.ndarray:
         src, dst = out / f"{unit}.in", out / f"{unit}.out"

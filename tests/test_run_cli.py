@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from edgemoe.host.cli import main
-from tests.conftest import cfg
+from tests.conftest import assert_one_line_error, cfg
 
 MINI = "m3vit-mini"
 H, W = cfg(MINI).image_size
@@ -19,15 +19,6 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(["run", "--config", MINI, *argv])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *words: str) -> None:
-    assert code != 0
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("edgemoe: error: ")
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 def leftovers(folder) -> list[str]:
