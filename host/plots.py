@@ -124,7 +124,10 @@ def task_figure(
 
         classes = semseg_classes(output.shape[0])
         handles = [Patch(color=np.array(classes[c][1]) / 255, label=classes[c][0]) for c in present]
-        fig.legend(handles=handles, loc="outside right center", fontsize=7, frameon=False)
+        ncol = 2 if len(handles) > 10 else 1  # keep a long legend inside the figure height
+        fig.legend(
+            handles=handles, loc="outside right center", fontsize=7, frameon=False, ncol=ncol
+        )
     else:
         from matplotlib import colors
 
