@@ -270,8 +270,9 @@ class CSim:
             output = np.zeros((max(b, 1), stride), dtype=np.int32)
         if output.shape[-1] < stride or output.dtype != np.int32:
             raise CSimError(f"output buffer needs int32 rows of {stride} words")
-        bund = np.frombuffer(bytes(bundle), dtype=np.uint8) if isinstance(bundle, bytes) else bundle
-        bund = _aligned(bund)
+        bund = _aligned(
+            np.frombuffer(bundle, dtype=np.uint8) if isinstance(bundle, bytes) else bundle
+        )
         imgs = _aligned(np.ascontiguousarray(patches, dtype=np.uint8).reshape(-1))
         out = _aligned(output.reshape(-1))
         scratch = _aligned(np.zeros(64, dtype=np.uint8))
@@ -286,7 +287,8 @@ class CSim:
             debug_stop,
             counters,
         )
-        output[...] = out.reshape(output.shape)
+        if not np.shares_memory(out, output):
+            output[...] = out.reshape(output.shape)
         view = output[:, : cfg.num_tokens * width].reshape(len(output), cfg.num_tokens, width)
         return CSimRun(
             int(status),
@@ -298,9 +300,13 @@ class CSim:
 
 
 def _aligned(a: np.ndarray, align: int = 64) -> np.ndarray:
-    """A copy of 1-D ``a`` whose data pointer is ``align``-byte aligned."""
-    raw = np.empty(a.nbytes + align, dtype=np.uint8)
+    """1-D ``a`` itself when its data is ``align``-byte aligned and contiguous, else an
+    aligned copy (the kernel's bus words want aligned host memory)."""
+    flat = a.reshape(-1)
+    if flat.ctypes.data % align == 0 and flat.flags.c_contiguous:
+        return flat
+    raw = np.empty(flat.nbytes + align, dtype=np.uint8)
     off = (-raw.ctypes.data) % align
-    view = raw[off : off + a.nbytes].view(a.dtype)
-    view[...] = a.reshape(-1)
+    view = raw[off : off + flat.nbytes].view(flat.dtype)
+    view[...] = flat
     return view
