@@ -31,7 +31,7 @@ softmax_init_acc:
   }
 }
 
-/// Fold key j into a row: e = exp2(-|s - m|); on a new max rescale by e and add 1,
+/// Fold key j into a row: e = exp2(-|s - m|); when s raises the max, rescale by e and add 1,
 /// else add e. S = round(S * c) + p; acc = round(acc * c) + p * v; m = max(m, s).
 /// \param s raw score of this row against key j
 /// \param v value row j, raw attn_qkv
