@@ -46,7 +46,13 @@ demo: $(STAMP)
 HLS_FLOW ?= classic
 HLS_STEPS ?= csim csynth cosim export
 HLS_CLOCK_NS ?= 3.333
-HLS_TB_ARGV ?=
+# The testbench (hls/tb/tb_top.cpp) runs one seeded image of the default build and
+# compares with the golden model bit for bit; its files come from edgemoe.sim.tbdata.
+HLS_TB_DIR ?= build/hls_tb
+HLS_TB_FILES = $(abspath $(HLS_TB_DIR))
+HLS_TB_ARGV ?= $(HLS_TB_FILES)/bundle.bin $(HLS_TB_FILES)/images.bin $(HLS_TB_FILES)/output.bin \
+	0 1 0 $(HLS_TB_FILES)/expected.bin
+HLS_TB_DATA = $(if $(filter csim cosim,$(HLS_STEPS)),$(BIN)/python -m edgemoe.sim.tbdata --out $(HLS_TB_DIR))
 HLS_BUILD ?= build/hls
 HLS_UNIFIED_DIR ?= build/hls_unified/edgemoe_top
 HLS_ENV = EDGEMOE_HLS_STEPS="$(HLS_STEPS)" EDGEMOE_HLS_BUILD="$(abspath $(HLS_BUILD))" \
@@ -57,20 +63,23 @@ hls_need = @command -v $(1) >/dev/null 2>&1 || { echo "make hls: $(1) not found 
 vitis_run = cd hls && vitis-run --mode hls --$(1) --config hls_config.cfg \
 	--work_dir $(abspath $(HLS_UNIFIED_DIR))$(if $(2),$(if $(HLS_TB_ARGV), "--hls.$(1).argv=$(HLS_TB_ARGV)"))
 
-hls:
+hls: $(STAMP)
 ifeq ($(HLS_FLOW),classic)
 	$(call hls_need,vitis_hls)
+	$(HLS_TB_DATA)
 	mkdir -p $(HLS_BUILD)
 	cd $(HLS_BUILD) && $(HLS_ENV) vitis_hls -f $(CURDIR)/hls/run_hls.tcl
 	$(if $(filter csynth cosim export,$(HLS_STEPS)),$(HLS_CHECK) $(HLS_BUILD)/edgemoe_top --clock-ns $(HLS_CLOCK_NS))
 else ifeq ($(HLS_FLOW),tcl)
 	$(call hls_need,vitis-run)
+	$(HLS_TB_DATA)
 	mkdir -p $(HLS_BUILD)
 	cd $(HLS_BUILD) && $(HLS_ENV) vitis-run --mode hls --tcl $(CURDIR)/hls/run_hls.tcl
 	$(if $(filter csynth cosim export,$(HLS_STEPS)),$(HLS_CHECK) $(HLS_BUILD)/edgemoe_top --clock-ns $(HLS_CLOCK_NS))
 else ifeq ($(HLS_FLOW),unified)
 	$(call hls_need,vitis-run)
 	$(if $(filter csynth,$(HLS_STEPS)),$(call hls_need,v++))
+	$(HLS_TB_DATA)
 	mkdir -p $(HLS_UNIFIED_DIR)
 	$(if $(filter csim,$(HLS_STEPS)),$(call vitis_run,csim,argv))
 	$(if $(filter csynth,$(HLS_STEPS)),cd hls && v++ -c --mode hls --config hls_config.cfg --work_dir $(abspath $(HLS_UNIFIED_DIR)))

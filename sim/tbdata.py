@@ -1,0 +1,66 @@
+"""Input files for the Vitis csim/cosim testbench (hls/tb/tb_top.cpp).
+
+Writes ``bundle.bin``, ``images.bin`` (uint8, patch-major) and ``expected.bin``
+(the golden model's int32 output) for one seeded model and image, so that
+``make hls`` can run the C++ testbench with a bit-exact check against golden.
+
+Usage: ``python -m edgemoe.sim.tbdata --out DIR [--config C] [--profile P] [--task T]``;
+prints the testbench's command-line arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edgemoe.host.bundle import pack
+from edgemoe.host.images import random_images, to_patches
+from edgemoe.host.profile import DEFAULT_PROFILE, load_profile
+from edgemoe.host.quantize import quantize_model
+from edgemoe.host.tiling import DEFAULT_TILING
+from edgemoe.models.config import DEFAULT_CONFIG, load_config
+
+from .golden import Golden
+
+
+def write(out: Path, config: str, profile: str, task: int, seed: int) -> list[str]:
+    """Write the three files; return the testbench argv."""
+    from edgemoe.models.m3vit import random_model
+
+    cfg, prof = load_config(config), load_profile(profile)
+    model = random_model(cfg, seed)
+    qm = quantize_model({k: v.detach().numpy() for k, v in model.state_dict().items()}, cfg, prof)
+    patches = to_patches(random_images(cfg, 1, seed), cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bundle.bin").write_bytes(pack(qm, DEFAULT_TILING))
+    patches.tofile(out / "images.bin")
+    Golden(qm).run(patches, task).tokens.astype("<i4").tofile(out / "expected.bin")
+    files = {
+        n: str((out / f"{n}.bin").resolve()) for n in ("bundle", "images", "output", "expected")
+    }
+    return [
+        files["bundle"],
+        files["images"],
+        files["output"],
+        str(task),
+        "1",
+        "0",
+        files["expected"],
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m edgemoe.sim.tbdata")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--config", default=DEFAULT_CONFIG)
+    ap.add_argument("--profile", default=DEFAULT_PROFILE)
+    ap.add_argument("--task", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    print(" ".join(write(Path(a.out), a.config, a.profile, a.task, a.seed)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
