@@ -154,10 +154,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _parse_tiling(text: str, p: int) -> Tiling:
+def _parse_tiling(text: str, p: int, flag: str = "--tiling") -> Tiling:
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
     if not m:
-        raise EdgeMoeError(f"--tiling {text!r}: expected LIN_INxLIN_OUT, e.g. 32x32")
+        raise EdgeMoeError(f"{flag} {text!r}: expected LIN_INxLIN_OUT, e.g. 32x32")
     t = Tiling(int(m.group(1)), int(m.group(2)), p)
     if max(t.lin_in, t.lin_out, t.p) > 255:
         # the header's tiling word keeps 8 bits per size
@@ -242,7 +242,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     from .perf import BOARDS, estimate, our_design, plot, published_design, table
-    from .tiling import DEFAULT_TILING, Tiling
 
     cfg = load_config(args.config)
     profile = load_profile(args.profile)
@@ -253,16 +252,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if args.design == "edge-moe-published":
         design = published_design()
     else:
-        t = DEFAULT_TILING
-        if args.tiles:
-            try:
-                li, lo = (int(v) for v in args.tiles.lower().split("x"))
-            except ValueError:
-                raise EdgeMoeError(f"--tiles must look like 32x32, got {args.tiles!r}") from None
-            t = Tiling(li, lo, t.p, t.axi_bits)
-        if args.p:
-            t = Tiling(t.lin_in, t.lin_out, args.p, t.axi_bits)
-        design = our_design(profile, t)
+        d = DEFAULT_TILING
+        tiles = args.tiles or f"{d.lin_in}x{d.lin_out}"
+        design = our_design(profile, _parse_tiling(tiles, args.p or d.p, "--tiles"))
     est = estimate(cfg, profile, design, BOARDS[args.board], args.clock_mhz)
     print(table(est))
     if args.json:

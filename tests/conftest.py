@@ -61,3 +61,17 @@ def one_expert_takes_all(cfg, model, expert: int = 3) -> None:
         for g in blk.mlp.gate.values():
             g.w_gate.zero_()
             g.w_gate[:, expert] = 0.05
+
+
+def tcl_is_complete(text: str) -> bool:
+    """Whether tclsh parses ``text`` as complete Tcl (balanced braces, quotes, brackets)."""
+    import subprocess
+
+    run = subprocess.run(
+        ["tclsh"],
+        input=f"puts [info complete {{{text}}}]\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return run.stdout.strip() == "1"

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from edgemoe.host.kernel import TOP, VLNV
+from tests.conftest import tcl_is_complete
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_HLS = ROOT / "hls" / "run_hls.tcl"
@@ -441,15 +442,7 @@ def _option(call: list[str], name: str) -> str:
 
 @needs_tclsh
 def test_run_hls_tcl_is_complete_tcl():
-    text = RUN_HLS.read_text()
-    run = subprocess.run(
-        ["tclsh"],
-        input=f"puts [info complete {{{text}}}]\n",
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert run.stdout.strip() == "1"
+    assert tcl_is_complete(RUN_HLS.read_text())
 
 
 @needs_tclsh

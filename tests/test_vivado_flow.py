@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgemoe.host.kernel import ARGS, VLNV
+from tests.conftest import tcl_is_complete
 
 ROOT = Path(__file__).resolve().parent.parent
 TCL = ROOT / "scripts" / "vivado" / "build_overlay.tcl"
@@ -81,14 +82,7 @@ def run_tcl(tmp_path: Path, wns="0.12", whs="0.01", ip=True) -> tuple[int, list[
 
 @needs_tclsh
 def test_build_overlay_tcl_is_complete_tcl():
-    run = subprocess.run(
-        ["tclsh"],
-        input=f"puts [info complete {{{TCL.read_text()}}}]\n",
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert run.stdout.strip() == "1"
+    assert tcl_is_complete(TCL.read_text())
 
 
 @needs_tclsh
