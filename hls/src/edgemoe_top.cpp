@@ -108,6 +108,7 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
 image_loop:
   for (uint32_t b = 0; b < num_images; ++b) {
     const uint64_t out_off = uint64_t(b) * out_stride;
+    linear_prefetch().valid = false;  // nothing fetched ahead survives into another image
 
     // ---- patch embedding: token bias staged in x, then one linear map per patch ----
     ddr_read<PORT_IMAGES, 1, false>(images, uint64_t(b) * NUM_PATCHES * PATCH_DIM,
@@ -121,8 +122,8 @@ image_loop:
     for (int c = 0; c < EMBED_DIM; ++c) {
       x[0][c] = narrow<ACT_W, TOKEN_BIAS_F, ACT_F>(x[0][c]);
     }
-    const LinearCall embed = {IN_PIXELS,   OUT_EMBED,   PATCH_DIM, EMBED_DIM,
-                              NUM_PATCHES, OFF_PATCH_W, 0,         0};
+    const LinearCall embed = {IN_PIXELS,   OUT_EMBED, PATCH_DIM, EMBED_DIM, NUM_PATCHES,
+                              OFF_PATCH_W, 0,         0,         0};
     linear_unit(embed, bundle, buf);
     if (stop == 0) {
       write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, x, NUM_TOKENS);
@@ -149,8 +150,9 @@ image_loop:
       }
 
       // ---- Q, K, V ----
-      const LinearCall qkv = {IN_H,       OUT_QKV,   EMBED_DIM, 3 * EMBED_DIM,
-                              NUM_TOKENS, blk.qkv_w, blk.qkv_b, 0};
+      // proj's first tile is fetched during qkv's last one (it waits out the attention)
+      const LinearCall qkv = {IN_H,      OUT_QKV,   EMBED_DIM, 3 * EMBED_DIM, NUM_TOKENS,
+                              blk.qkv_w, blk.qkv_b, 0,         blk.proj_w};
       linear_unit(qkv, bundle, buf);
       if (stop == here + STAGE_QKV) {
         write_rows<3 * EMBED_DIM, WIDE_COLS>(output, out_off, wide, NUM_TOKENS);
@@ -167,8 +169,8 @@ image_loop:
       }
 
       // ---- proj + residual ----
-      const LinearCall proj = {IN_H,       OUT_PROJ,   EMBED_DIM,  EMBED_DIM,
-                               NUM_TOKENS, blk.proj_w, blk.proj_b, 0};
+      const LinearCall proj = {IN_H,       OUT_PROJ,   EMBED_DIM, EMBED_DIM, NUM_TOKENS,
+                               blk.proj_w, blk.proj_b, 0,         0};
       linear_unit(proj, bundle, buf);
       if (stop == here + STAGE_PROJ) {
         write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, x, NUM_TOKENS);
@@ -191,8 +193,8 @@ image_loop:
 
       if (IS_MOE[i]) {
         // ---- gate, routing ----
-        const LinearCall gate = {IN_H,       OUT_GATE,         EMBED_DIM, NUM_EXPERTS,
-                                 NUM_TOKENS, blk.gate_w[task], 0,         0};
+        const LinearCall gate = {
+            IN_H, OUT_GATE, EMBED_DIM, NUM_EXPERTS, NUM_TOKENS, blk.gate_w[task], 0, 0, 0};
         linear_unit(gate, bundle, buf);
         if (stop == here + STAGE_GATE) {
           write_rows<NUM_EXPERTS, WIDE_COLS>(output, out_off, wide, NUM_TOKENS);
@@ -210,20 +212,31 @@ image_loop:
           }
           const uint64_t base = blk.experts + uint64_t(e) * EXPERT_STRIDE;
           // hidden rows in queue order, in the (now free) wide buffer
-          const LinearCall fc1 = {IN_H_GATHER, OUT_GELU, EMBED_DIM,           EXPERT_HIDDEN,
-                                  n,           base,     base + EXPERT_FC1_B, e};
+          // the next non-empty expert's first tile streams in during this one's last
+          int next = e + 1;
+        expert_next:
+          while (next < NUM_EXPERTS && buf.routing.count[next] == 0) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = NUM_EXPERTS
+            ++next;
+          }
+          const uint64_t next_fc1 =
+              next < NUM_EXPERTS ? blk.experts + uint64_t(next) * EXPERT_STRIDE : 0;
+          const LinearCall fc1 = {IN_H_GATHER,         OUT_GELU, EMBED_DIM,
+                                  EXPERT_HIDDEN,       n,        base,
+                                  base + EXPERT_FC1_B, e,        base + EXPERT_FC2_W};
           linear_unit(fc1, bundle, buf);
           const LinearCall fc2 = {IN_WIDE, OUT_EXPERT,          EXPERT_HIDDEN,       EMBED_DIM,
-                                  n,       base + EXPERT_FC2_W, base + EXPERT_FC2_B, e};
+                                  n,       base + EXPERT_FC2_W, base + EXPERT_FC2_B, e,
+                                  next_fc1};
           linear_unit(fc2, bundle, buf);
         }
       } else {
         // ---- dense MLP ----
-        const LinearCall fc1 = {IN_H,       OUT_GELU,  EMBED_DIM, MLP_HIDDEN,
-                                NUM_TOKENS, blk.fc1_w, blk.fc1_b, 0};
+        const LinearCall fc1 = {IN_H,      OUT_GELU,  EMBED_DIM, MLP_HIDDEN, NUM_TOKENS,
+                                blk.fc1_w, blk.fc1_b, 0,         blk.fc2_w};
         linear_unit(fc1, bundle, buf);
-        const LinearCall fc2 = {IN_WIDE,    OUT_RESIDUAL, MLP_HIDDEN, EMBED_DIM,
-                                NUM_TOKENS, blk.fc2_w,    blk.fc2_b,  0};
+        const LinearCall fc2 = {IN_WIDE,   OUT_RESIDUAL, MLP_HIDDEN, EMBED_DIM, NUM_TOKENS,
+                                blk.fc2_w, blk.fc2_b,    0,          0};
         linear_unit(fc2, bundle, buf);
       }
       if (stop == here + STAGE_MLP) {

@@ -43,15 +43,30 @@ enum LinearOutput {
 
 /// One call of the unit.
 struct LinearCall {
-  LinearInput in;    ///< row source
-  LinearOutput out;  ///< epilogue
-  int k;             ///< input features (reduction length), <= WIDE_COLS or PATCH_DIM
-  int o;             ///< output features
-  int rows;          ///< rows to process, <= NUM_TOKENS
-  uint64_t w_off;    ///< byte offset of the pre-tiled weights in the bundle
-  uint64_t b_off;    ///< byte offset of the padded bias, 0 for none
-  int expert;        ///< queue for IN_H_GATHER / OUT_EXPERT
+  LinearInput in;       ///< row source
+  LinearOutput out;     ///< epilogue
+  int k;                ///< input features (reduction length), <= WIDE_COLS or PATCH_DIM
+  int o;                ///< output features
+  int rows;             ///< rows to process, <= NUM_TOKENS
+  uint64_t w_off;       ///< byte offset of the pre-tiled weights in the bundle
+  uint64_t b_off;       ///< byte offset of the padded bias, 0 for none
+  int expert;           ///< queue for IN_H_GATHER / OUT_EXPERT
+  uint64_t next_w_off;  ///< first weight tile of the call that follows, fetched during this
+                        ///< call's last tile (e.g. the next expert); 0 for none
 };
+
+/// A first weight tile fetched ahead by the previous call (cross-call prefetch).
+struct LinearPrefetch {
+  bool valid;      ///< a tile is waiting
+  uint64_t w_off;  ///< which call's first tile it is
+  int buf;         ///< which half of the ping-pong buffer holds it
+};
+
+/// The unit's prefetch state; cleared at the start of every image.
+inline LinearPrefetch& linear_prefetch() {
+  static LinearPrefetch state = {false, 0, 0};
+  return state;
+}
 
 // Accumulator fraction bits: input F + weight F.
 constexpr int LIN_ACC_F = ACT_F + WEIGHT_F;
@@ -141,17 +156,30 @@ inline void linear_unit(const LinearCall& call, const word_t* bundle, Buffers& b
   const int IT = ceil_div(call.k, LIN_IN);
   const int OT = ceil_div(call.o, LIN_OUT);
 
-  ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.w_off, TILE, wtile[0]);
+  LinearPrefetch& ahead = linear_prefetch();
+  int b0 = 0;  // ping-pong half of tile 0
+  if (ahead.valid && ahead.w_off == call.w_off) {
+    b0 = ahead.buf;  // the previous call already fetched it
+  } else {
+    ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.w_off, TILE, wtile[0]);
+  }
+  ahead.valid = false;
 lin_tile:
   for (int t = 0; t < OT * IT; ++t) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 1024
     const int ot = t / IT;
     const int it = t % IT;
-    const param_t* w = wtile[t & 1];
+    const param_t* w = wtile[(t + b0) & 1];
     if (t + 1 < OT * IT) {
       // prefetch: the next tile streams in while this one computes
       ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.w_off + uint64_t(t + 1) * TILE * 2, TILE,
-                                      wtile[(t + 1) & 1]);
+                                      wtile[(t + 1 + b0) & 1]);
+    } else if (call.next_w_off != 0) {
+      // last tile: fetch the next call's first tile (the next expert's weights)
+      ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.next_w_off, TILE, wtile[(t + 1 + b0) & 1]);
+      ahead.valid = true;
+      ahead.w_off = call.next_w_off;
+      ahead.buf = (t + 1 + b0) & 1;
     }
     if (it == 0) {
       if (call.b_off != 0) {
