@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 
 from edgemoe.models.config import ModelConfig
 
-from .bundle import layout
 from .profile import Profile
 from .tiling import Tiling, tiles
+from .traffic import HEADER_READ, image_traffic
 
 
 @dataclass(frozen=True)
@@ -197,8 +197,15 @@ def estimate(
     """
     t = design.tiling
     N, D, E = cfg.num_tokens, cfg.embed_dim, cfg.num_experts
-    used_per_block = iter(used_experts if used_experts is not None else [E] * len(cfg.moe_blocks))
-    size = {e.name: e.nbytes for e in layout(cfg, profile, t)}
+    used_counts = used_experts if used_experts is not None else [E] * len(cfg.moe_blocks)
+    used_per_block = iter(used_counts)
+    # DDR bytes per stage: the kernel's own closed form (edgemoe.host.traffic), summed
+    # over bundles; experts all have one size, so experts 0..used-1 stand for the chosen
+    traffic: dict[tuple[str, str], int] = {}
+    for (layer, stage, _), n in image_traffic(
+        cfg, profile, t, [set(range(u)) for u in used_counts]
+    ).items():
+        traffic[(layer, stage)] = traffic.get((layer, stage), 0) + n
     word = t.axi_bits // 8
     port_bpc = min(t.axi_bits, board.hp_port_bits) / 8  # one m_axi port on one HP port
     ddr_bpc = board.ddr_bytes_per_cycle(clock_mhz)
@@ -216,32 +223,28 @@ def estimate(
     def act_io(rows: int, cols_in: int, cols_out: int) -> int:
         return rows * (cols_in + cols_out) * act_bytes if design.activations_in_ddr else 0
 
-    def linear(layer: str, name: str, rows: float, k: int, o: int, wbytes: int) -> None:
+    def linear(layer: str, name: str, rows: float, k: int, o: int, key: str = "") -> None:
         cyc = _linear_cycles(design, math.ceil(rows), k, o)
         io = act_io(math.ceil(rows), k, o)
         # with prefetch the next tile streams in while this one computes
-        add(layer, name, cyc, wbytes + io, overlapped=design.prefetch)
-
-    def words(nbytes: int) -> int:
-        return -(-nbytes // word) * word
+        add(layer, name, cyc, traffic[(layer, key or name)] + io, overlapped=design.prefetch)
 
     # header check, pixels, token bias, then the linear map
     add(
         "embed",
         "load",
         2 + cfg.num_patches * cfg.patch_dim / word + N * D * 4 / word,
-        32 + cfg.num_patches * cfg.patch_dim + N * words(D * 4),
+        HEADER_READ + traffic[("embed", "load")],
     )
-    linear("embed", "patch_embed", cfg.num_patches, cfg.patch_dim, D, size["patch.w"])
+    linear("embed", "patch_embed", cfg.num_patches, cfg.patch_dim, D)
     lanes = min(t.lin_in, t.lin_out)  # LN_LANES: the activation buffers' banking
     ln_cycles = N * (2 * tiles(D, lanes) + DEPTH_RSQRT + 2 * DEPTH_EPILOGUE)
     if design.activations_in_ddr:
         ln_cycles = N * (2 * D + DEPTH_RSQRT)  # Edge-MoE: one element per cycle
     for i in range(cfg.depth):
         layer = f"block{i}"
-        pre = f"blocks.{i}"
-        add(layer, "ln1", ln_cycles, 2 * words(2 * D) + act_io(N, D, D))
-        linear(layer, "qkv", N, D, 3 * D, size[f"{pre}.qkv.w"] + size[f"{pre}.qkv.b"])
+        add(layer, "ln1", ln_cycles, traffic[(layer, "ln1")] + act_io(N, D, D))
+        linear(layer, "qkv", N, D, 3 * D)
         heads, hd, p = cfg.num_heads, cfg.head_dim, t.p
         blocks = tiles(N, p)
         if design.two_pass_attention:
@@ -252,23 +255,20 @@ def estimate(
         else:
             cyc = heads * blocks * (p + N + p + DEPTH_SOFTMAX + p)
             add(layer, "attention", cyc, 0)
-        linear(layer, "proj", N, D, D, size[f"{pre}.proj.w"] + size[f"{pre}.proj.b"])
-        add(layer, "ln2", ln_cycles, 2 * words(2 * D) + act_io(N, D, D))
+        linear(layer, "proj", N, D, D)
+        add(layer, "ln2", ln_cycles, traffic[(layer, "ln2")] + act_io(N, D, D))
         if cfg.is_moe(i):
-            linear(layer, "gate", N, D, E, size[f"{pre}.gate.{cfg.task_names[0]}.w"])
+            linear(layer, "gate", N, D, E)
             add(layer, "route", N * (2 * E + E), 0)
-            e0 = f"{pre}.experts.0"
-            w1 = size[f"{e0}.fc1.w"] + size[f"{e0}.fc1.b"]
-            w2 = size[f"{e0}.fc2.w"] + size[f"{e0}.fc2.b"]
             used = next(used_per_block)
             tpe = N * cfg.top_k / max(used, 1)
-            for _ in range(used):
-                linear(layer, "expert_fc1", tpe, D, cfg.expert_hidden, w1)
-                linear(layer, "expert_fc2", tpe, cfg.expert_hidden, D, w2)
+            for e in range(used):
+                linear(layer, "expert_fc1", tpe, D, cfg.expert_hidden, f"expert{e}_fc1")
+                linear(layer, "expert_fc2", tpe, cfg.expert_hidden, D, f"expert{e}_fc2")
         else:
-            linear(layer, "fc1", N, D, cfg.mlp_hidden, size[f"{pre}.fc1.w"] + size[f"{pre}.fc1.b"])
-            linear(layer, "fc2", N, cfg.mlp_hidden, D, size[f"{pre}.fc2.w"] + size[f"{pre}.fc2.b"])
-    add("output", "write", N * D * 4 / word, N * words(D * 4))
+            linear(layer, "fc1", N, D, cfg.mlp_hidden)
+            linear(layer, "fc2", N, cfg.mlp_hidden, D)
+    add("output", "write", N * D * 4 / word, traffic[("output", "write")])
     est.resources = resources(cfg, profile, design, board)
     return est
 

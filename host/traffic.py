@@ -41,6 +41,48 @@ def _ceil_words(nbytes: int, t: Tiling) -> int:
     return -(-nbytes // w) * w
 
 
+def image_traffic(
+    cfg: ModelConfig, profile: Profile, t: Tiling, used: Sequence[set[int]]
+) -> dict[tuple[str, str, str], int]:
+    """DDR bytes of one image by (layer, stage, bundle), in execution order.
+
+    ``used`` gives, per MoE block, the experts that at least one token chose;
+    expert stages are keyed ``expert{e}_fc1`` / ``expert{e}_fc2``. Reads and the
+    one write (``output``/``write`` on ``gmem_output``) are told apart by stage.
+    The call's header read (:data:`HEADER_READ`) is not included.
+    """
+    size = {e.name: e.nbytes for e in layout(cfg, profile, t)}
+    D, N = cfg.embed_dim, cfg.num_tokens
+    ln = 2 * _ceil_words(2 * D, t)  # gamma and beta
+
+    def tensors(pre: str, names: tuple[str, ...]) -> int:
+        return sum(size[f"{pre}.{n}"] for n in names)
+
+    out: dict[tuple[str, str, str], int] = {
+        ("embed", "load", "gmem_images"): cfg.num_patches * cfg.patch_dim,
+        ("embed", "load", "gmem_weights"): N * _ceil_words(4 * D, t),  # token bias
+        ("embed", "patch_embed", "gmem_weights"): size["patch.w"],
+    }
+    moe = iter(used)
+    for i in range(cfg.depth):
+        layer, pre = f"block{i}", f"blocks.{i}"
+        out[(layer, "ln1", "gmem_weights")] = ln
+        out[(layer, "qkv", "gmem_weights")] = tensors(pre, ("qkv.w", "qkv.b"))
+        out[(layer, "proj", "gmem_weights")] = tensors(pre, ("proj.w", "proj.b"))
+        out[(layer, "ln2", "gmem_weights")] = ln
+        if cfg.is_moe(i):
+            out[(layer, "gate", "gmem_weights")] = size[f"{pre}.gate.{cfg.task_names[0]}.w"]
+            for e in sorted(next(moe)):
+                ex = f"{pre}.experts.{e}"
+                out[(layer, f"expert{e}_fc1", "gmem_weights")] = tensors(ex, ("fc1.w", "fc1.b"))
+                out[(layer, f"expert{e}_fc2", "gmem_weights")] = tensors(ex, ("fc2.w", "fc2.b"))
+        else:
+            out[(layer, "fc1", "gmem_weights")] = tensors(pre, ("fc1.w", "fc1.b"))
+            out[(layer, "fc2", "gmem_weights")] = tensors(pre, ("fc2.w", "fc2.b"))
+    out[("output", "write", "gmem_output")] = N * _ceil_words(4 * D, t)
+    return out
+
+
 def ddr_bytes(
     cfg: ModelConfig,
     profile: Profile,
@@ -58,28 +100,11 @@ def ddr_bytes(
     -------
     read, written : dict bundle name -> bytes
     """
-    size = {e.name: e.nbytes for e in layout(cfg, profile, t)}
-    D, N = cfg.embed_dim, cfg.num_tokens
     bundles = [a.bundle for a in ARGS if a.kind == "ptr"]
     read = dict.fromkeys(bundles, 0)
     written = dict.fromkeys(bundles, 0)
     read["gmem_weights"] = HEADER_READ
     for per_image in used_experts:
-        w = N * _ceil_words(4 * D, t) + size["patch.w"]
-        moe = iter(per_image)
-        for i in range(cfg.depth):
-            pre = f"blocks.{i}"
-            w += 4 * _ceil_words(2 * D, t)
-            w += sum(size[f"{pre}.{n}"] for n in ("qkv.w", "qkv.b", "proj.w", "proj.b"))
-            if cfg.is_moe(i):
-                w += size[f"{pre}.gate.{cfg.task_names[0]}.w"]
-                for e in next(moe):
-                    w += sum(
-                        size[f"{pre}.experts.{e}.{n}"] for n in ("fc1.w", "fc1.b", "fc2.w", "fc2.b")
-                    )
-            else:
-                w += sum(size[f"{pre}.{n}"] for n in ("fc1.w", "fc1.b", "fc2.w", "fc2.b"))
-        read["gmem_weights"] += w
-        read["gmem_images"] += cfg.num_patches * cfg.patch_dim
-        written["gmem_output"] += N * _ceil_words(4 * D, t)
+        for (_, stage, bundle), n in image_traffic(cfg, profile, t, per_image).items():
+            (written if stage == "write" else read)[bundle] += n
     return read, written

@@ -258,17 +258,22 @@ def tokens(run: Run, cfg, width: int) -> np.ndarray:
     return run.output[:, :n].reshape(len(run.output), cfg.num_tokens, width)
 
 
+async def run_bit_exact(bench, name: str, images: int, seed: int, task: str) -> None:
+    """Run seeded images through the DUT; the output must equal golden bit for bit."""
+    cfg, qm, patches = inputs(images, seed)
+    run = await bench.run(bundle_of(CONFIG, PROFILE), patches, cfg.task_id(task))
+    record(name, run)
+    assert run.status == STATUS["OK"]
+    want = Golden(qm).run(patches, task).tokens
+    assert np.array_equal(tokens(run, cfg, cfg.embed_dim), want)
+
+
 @cocotb.test()
 async def one_image_bit_exact(dut):
     """One image, whole backbone: output == golden, bit for bit."""
     bench = Bench(dut)
     await bench.reset()
-    cfg, qm, patches = inputs(1, 0)
-    run = await bench.run(bundle_of(CONFIG, PROFILE), patches, cfg.task_id("semseg"))
-    record("one_image", run)
-    assert run.status == STATUS["OK"]
-    want = Golden(qm).run(patches, "semseg").tokens
-    assert np.array_equal(tokens(run, cfg, cfg.embed_dim), want)
+    await run_bit_exact(bench, "one_image", images=1, seed=0, task="semseg")
 
 
 @cocotb.test()
@@ -277,12 +282,7 @@ async def back_pressure_two_images(dut):
     bench = Bench(dut)
     bench.back_pressure(0.4, seed=7)
     await bench.reset()
-    cfg, qm, patches = inputs(2, 3)
-    run = await bench.run(bundle_of(CONFIG, PROFILE), patches, cfg.task_id("depth"))
-    record("back_pressure_two_images", run)
-    assert run.status == STATUS["OK"]
-    want = Golden(qm).run(patches, "depth").tokens
-    assert np.array_equal(tokens(run, cfg, cfg.embed_dim), want)
+    await run_bit_exact(bench, "back_pressure_two_images", images=2, seed=3, task="depth")
 
 
 @cocotb.test()
