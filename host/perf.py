@@ -174,11 +174,14 @@ class Estimate:
 
 
 def _linear_cycles(d: Design, rows: int, k: int, o: int) -> int:
-    """lin_tile: one row of LIN_IN x LIN_OUT MACs per cycle per tile, then per output
-    tile the accumulator clear and the epilogue, one row per cycle each."""
+    """lin_tile: one pass of ``rows`` cycles per weight tile (a row of LIN_IN x LIN_OUT
+    MACs per cycle); the first input tile starts the accumulators at zero and the last
+    one runs the epilogue in the same pass, which only deepens that pass's pipeline."""
     t = d.tiling
     it, ot = tiles(k, t.lin_in), tiles(o, t.lin_out)
-    return int(it * ot * (rows + DEPTH_MAC) + ot * (2 * rows + DEPTH_EPILOGUE))
+    if not d.prefetch:  # Edge-MoE: separate clear and drain passes per output tile
+        return int(it * ot * (rows + DEPTH_MAC) + ot * (2 * rows + DEPTH_EPILOGUE))
+    return int(it * ot * (rows + DEPTH_MAC) + ot * DEPTH_EPILOGUE)
 
 
 def estimate(
@@ -238,7 +241,8 @@ def estimate(
     )
     linear("embed", "patch_embed", cfg.num_patches, cfg.patch_dim, D)
     lanes = min(t.lin_in, t.lin_out)  # LN_LANES: the activation buffers' banking
-    ln_cycles = N * (2 * tiles(D, lanes) + DEPTH_RSQRT + 2 * DEPTH_EPILOGUE)
+    # layernorm_rows: two flat pipelines over all tokens, each draining once
+    ln_cycles = 2 * N * tiles(D, lanes) + DEPTH_RSQRT + 2 * DEPTH_EPILOGUE
     if design.activations_in_ddr:
         ln_cycles = N * (2 * D + DEPTH_RSQRT)  # Edge-MoE: one element per cycle
     for i in range(cfg.depth):

@@ -139,10 +139,7 @@ image_loop:
       // ---- LN1 ----
       ddr_read<PORT_WEIGHTS, 2, true>(bundle, blk.ln1_g, EMBED_DIM, ln_g);
       ddr_read<PORT_WEIGHTS, 2, true>(bundle, blk.ln1_b, EMBED_DIM, ln_b);
-    ln1_token:
-      for (int t = 0; t < NUM_TOKENS; ++t) {
-        layernorm_token<EMBED_DIM, LN_LANES>(x[t], ln_g, ln_b, h[t]);
-      }
+      layernorm_rows<NUM_TOKENS, EMBED_DIM, LN_LANES>(x, ln_g, ln_b, h, NUM_TOKENS);
       if (stop == here + STAGE_LN1) {
         write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, h, NUM_TOKENS);
         stopped = true;
@@ -181,10 +178,7 @@ image_loop:
       // ---- LN2 ----
       ddr_read<PORT_WEIGHTS, 2, true>(bundle, blk.ln2_g, EMBED_DIM, ln_g);
       ddr_read<PORT_WEIGHTS, 2, true>(bundle, blk.ln2_b, EMBED_DIM, ln_b);
-    ln2_token:
-      for (int t = 0; t < NUM_TOKENS; ++t) {
-        layernorm_token<EMBED_DIM, LN_LANES>(x[t], ln_g, ln_b, h[t]);
-      }
+      layernorm_rows<NUM_TOKENS, EMBED_DIM, LN_LANES>(x, ln_g, ln_b, h, NUM_TOKENS);
       if (stop == here + STAGE_LN2) {
         write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, h, NUM_TOKENS);
         stopped = true;

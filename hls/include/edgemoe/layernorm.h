@@ -1,5 +1,5 @@
-// LayerNorm of one token (DESIGN.md §3.4): one streaming pass for the statistics,
-// rsqrt, then normalise the buffered token. Golden: edgemoe.sim.units.layernorm.
+// LayerNorm (DESIGN.md §3.4): one streaming pass for the statistics, rsqrt, then
+// normalise the buffered tokens. Golden: edgemoe.sim.units.layernorm.
 #ifndef EDGEMOE_LAYERNORM_H_
 #define EDGEMOE_LAYERNORM_H_
 
@@ -7,6 +7,58 @@
 #include "edgemoe/newton.h"
 
 namespace edgemoe {
+
+/// Per-token statistics, ready for the normalise pass: z = ((x << GM) - mean) * y >> shift.
+struct LnStats {
+  wide_t mean;  ///< round(S1 * 2^GM / D)
+  wide_t y;     ///< rsqrt(var) mantissa, NEWTON_FRAC fraction bits
+  int shift;    ///< right shift taking centred * y to ln_norm
+};
+
+/// Add LANES elements of one token, starting at d0, to the exact sums S1, T1, T2.
+template <int D, int LANES>
+inline void ln_accumulate(const act_t x[D], int d0, wide_t& s1, wide_t& t1, wide_t& t2) {
+ln_stats_lanes:
+  for (int l = 0; l < LANES; ++l) {
+    const int d = d0 + l;
+    if (d < D) {
+      const wide_t v = x[d];
+      const wide_t xs = saturate<LN_STAT_W>(shift_round(v, ACT_F - LN_STAT_F));
+      s1 += v;
+      t1 += xs;
+      t2 += xs * xs;
+    }
+  }
+}
+
+/// mean and rsqrt(var + eps) from the sums of one token.
+template <int D>
+inline LnStats ln_finish(wide_t s1, wide_t t1, wide_t t2) {
+  const int GM = LN_MEAN_GUARD;
+  LnStats st;
+  st.mean = div_round(s1 << GM, D);
+  const wide_t var = div_round(wide_t(D) * t2 - t1 * t1, wide_t(D) * D) + LN_EPS_RAW;
+  int h;
+  rsqrt<2 * LN_STAT_F>(var, st.y, h);
+  st.shift = ACT_F + GM + NEWTON_FRAC + h - LN_NORM_F;
+  return st;
+}
+
+/// Normalise LANES elements of one token, starting at d0.
+template <int D, int LANES>
+inline void ln_normalise(const act_t x[D], const LnStats& st, const param_t gamma[D],
+                         const param_t beta[D], int d0, act_t out[D]) {
+ln_normalise_lanes:
+  for (int l = 0; l < LANES; ++l) {
+    const int d = d0 + l;
+    if (d < D) {
+      const wide_t centred = (wide_t(x[d]) << LN_MEAN_GUARD) - st.mean;
+      const wide_t z = saturate<LN_NORM_W>(shift_round(centred * st.y, st.shift));
+      const wide_t acc = z * wide_t(gamma[d]) + (wide_t(beta[d]) << LN_NORM_F);
+      out[d] = saturate<ACT_W>(shift_round(acc, LN_NORM_F + LN_F - ACT_F));
+    }
+  }
+}
 
 /// out = (x - mean) * rstd * gamma + beta over the D elements of one token.
 ///
@@ -21,44 +73,56 @@ namespace edgemoe {
 template <int D, int LANES>
 void layernorm_token(const act_t x[D], const param_t gamma[D], const param_t beta[D],
                      act_t out[D]) {
-  const int GM = LN_MEAN_GUARD;
   wide_t s1 = 0;
   wide_t t1 = 0;
   wide_t t2 = 0;
 ln_stats:
   for (int d0 = 0; d0 < D; d0 += LANES) {
 #pragma HLS PIPELINE II = 1  // LANES elements per cycle; exact integer sums, any order
-  ln_stats_lanes:
-    for (int l = 0; l < LANES; ++l) {
-      const int d = d0 + l;
-      if (d < D) {
-        const wide_t v = x[d];
-        const wide_t xs = saturate<LN_STAT_W>(shift_round(v, ACT_F - LN_STAT_F));
-        s1 += v;
-        t1 += xs;
-        t2 += xs * xs;
-      }
-    }
+    ln_accumulate<D, LANES>(x, d0, s1, t1, t2);
   }
-  const wide_t mean = div_round(s1 << GM, D);
-  const wide_t var = div_round(wide_t(D) * t2 - t1 * t1, wide_t(D) * D) + LN_EPS_RAW;
-  wide_t y;
-  int h;
-  rsqrt<2 * LN_STAT_F>(var, y, h);
-  const int zshift = ACT_F + GM + NEWTON_FRAC + h - LN_NORM_F;
+  const LnStats st = ln_finish<D>(s1, t1, t2);
 ln_normalise:
   for (int d0 = 0; d0 < D; d0 += LANES) {
 #pragma HLS PIPELINE II = 1  // LANES independent elements per cycle
-  ln_normalise_lanes:
-    for (int l = 0; l < LANES; ++l) {
-      const int d = d0 + l;
-      if (d < D) {
-        const wide_t centred = (wide_t(x[d]) << GM) - mean;
-        const wide_t z = saturate<LN_NORM_W>(shift_round(centred * y, zshift));
-        const wide_t acc = z * wide_t(gamma[d]) + (wide_t(beta[d]) << LN_NORM_F);
-        out[d] = saturate<ACT_W>(shift_round(acc, LN_NORM_F + LN_F - ACT_F));
-      }
+    ln_normalise<D, LANES>(x, st, gamma, beta, d0, out);
+  }
+}
+
+/// LayerNorm of the first `rows` tokens, as two flat pipelines over all of them (the
+/// same arithmetic as layernorm_token): the statistics pass feeds one rsqrt per token
+/// into a per-token table, then the normalise pass reads it. Neither pass drains
+/// between tokens, so a block costs about 2 * rows * ceil(D / LANES) cycles.
+template <int ROWS, int D, int LANES>
+void layernorm_rows(const act_t x[ROWS][D], const param_t gamma[D], const param_t beta[D],
+                    act_t out[ROWS][D], int rows) {
+  constexpr int CH = (D + LANES - 1) / LANES;  // cycles per token
+  static LnStats st[ROWS];
+  wide_t s1 = 0;
+  wide_t t1 = 0;
+  wide_t t2 = 0;
+ln_rows_stats:
+  for (int i = 0; i < rows * CH; ++i) {
+#pragma HLS PIPELINE II = 1  // LANES elements per cycle; one rsqrt issued per token
+#pragma HLS LOOP_TRIPCOUNT min = CH max = ROWS * CH
+    const int t = i / CH;
+    const int c = i % CH;
+    if (c == 0) {
+      s1 = 0;
+      t1 = 0;
+      t2 = 0;
     }
+    ln_accumulate<D, LANES>(x[t], c * LANES, s1, t1, t2);
+    if (c == CH - 1) {
+      st[t] = ln_finish<D>(s1, t1, t2);
+    }
+  }
+ln_rows_normalise:
+  for (int i = 0; i < rows * CH; ++i) {
+#pragma HLS PIPELINE II = 1  // LANES independent elements per cycle
+#pragma HLS LOOP_TRIPCOUNT min = CH max = ROWS * CH
+    const int t = i / CH;
+    ln_normalise<D, LANES>(x[t], st[t], gamma, beta, (i % CH) * LANES, out[t]);
   }
 }
 

@@ -137,8 +137,10 @@ inline void linear_output(const LinearCall& call, Buffers& buf, int r, int col, 
   }
 }
 
-/// acc[r][o] = sum_i in(r, i) * W[o][i] for r < rows, tile by tile; each finished output
-/// tile goes through the call's epilogue.
+/// acc[r][o] = sum_i in(r, i) * W[o][i] for r < rows, tile by tile: one pass over the rows
+/// per weight tile. The first input tile of an output tile starts the accumulators from
+/// zero and the last feeds the sums straight into the call's epilogue, so no pass is
+/// spent clearing accumulators or draining them.
 /// \param call what to compute
 /// \param bundle weight bundle (m_axi)
 /// \param buf the image's on-chip buffers (read and written per the call)
@@ -181,24 +183,15 @@ lin_tile:
       ahead.w_off = call.next_w_off;
       ahead.buf = (t + 1 + b0) & 1;
     }
-    if (it == 0) {
-      if (call.b_off != 0) {
-        ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.b_off + uint64_t(ot) * LIN_OUT * 2, LIN_OUT,
-                                        bias);
-      }
-    lin_clear:
-      for (int r = 0; r < call.rows; ++r) {
-#pragma HLS PIPELINE II = 1  // LIN_OUT accumulators cleared per cycle
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
-      lin_clear_lanes:
-        for (int o = 0; o < LIN_OUT; ++o) {
-          acc[r][o] = 0;
-        }
-      }
+    const bool first = it == 0;      // accumulators start from zero: no clearing pass
+    const bool last = it == IT - 1;  // the epilogue runs in the same pass as the last MACs
+    if (first && call.b_off != 0) {
+      ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.b_off + uint64_t(ot) * LIN_OUT * 2, LIN_OUT,
+                                      bias);
     }
   lin_row:
     for (int r = 0; r < call.rows; ++r) {
-#pragma HLS PIPELINE II = 1  // one row of LIN_IN x LIN_OUT MACs per cycle
+#pragma HLS PIPELINE II = 1  // a row of LIN_IN x LIN_OUT MACs (+ LIN_OUT epilogues) per cycle
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
     lin_fetch:
       for (int i = 0; i < LIN_IN; ++i) {
@@ -206,26 +199,16 @@ lin_tile:
       }
     lin_mac_out:
       for (int o = 0; o < LIN_OUT; ++o) {
-        wide_t sum = acc[r][o];
+        wide_t sum = first ? wide_t(0) : acc[r][o];
       lin_mac_in:
         for (int i = 0; i < LIN_IN; ++i) {
           sum += xseg[i] * wide_t(w[i * LIN_OUT + o]);
         }
-        acc[r][o] = sum;
-      }
-    }
-    if (it == IT - 1) {
-    lin_epilogue:
-      for (int r = 0; r < call.rows; ++r) {
-#pragma HLS PIPELINE II = 1  // LIN_OUT outputs narrowed (and stored) per cycle
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
-      lin_epilogue_lanes:
-        for (int o = 0; o < LIN_OUT; ++o) {
-          const int col = ot * LIN_OUT + o;
-          if (col < call.o) {
-            linear_output(call, buf, r, col, acc[r][o],
-                          call.b_off != 0 ? wide_t(bias[o]) : wide_t(0));
-          }
+        const int col = ot * LIN_OUT + o;
+        if (!last) {
+          acc[r][o] = sum;
+        } else if (col < call.o) {
+          linear_output(call, buf, r, col, sum, call.b_off != 0 ? wide_t(bias[o]) : wide_t(0));
         }
       }
     }
