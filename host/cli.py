@@ -22,6 +22,7 @@ from edgemoe.models.config import DEFAULT_CONFIG, load_config
 from .backends import Workload, get_backend
 from .bench import DEFAULT_BACKENDS, MIN_RUNS, cmd_bench
 from .bundle import layout, pack, validate, write_atomic, write_bundle
+from .hls_params import MAX_IMAGES
 from .images import random_images
 from .profile import DEFAULT_PROFILE, config_hash, load_profile
 from .quantize import quantize_model
@@ -241,7 +242,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from .perf import BOARDS, estimate, our_design, plot, published_design, table
+    from .perf import BOARDS, batch_curve, estimate, our_design, plot, published_design, table
 
     cfg = load_config(args.config)
     profile = load_profile(args.profile)
@@ -255,10 +256,18 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         d = DEFAULT_TILING
         tiles = args.tiles or f"{d.lin_in}x{d.lin_out}"
         design = our_design(profile, _parse_tiling(tiles, args.p or d.p, "--tiles"))
-    est = estimate(cfg, profile, design, BOARDS[args.board], args.clock_mhz)
+    if not 1 <= args.batch <= MAX_IMAGES:
+        raise EdgeMoeError(f"--batch must be in 1..{MAX_IMAGES}")
+    board = BOARDS[args.board]
+    est = estimate(cfg, profile, design, board, args.clock_mhz, batch=args.batch)
+    curve = batch_curve(cfg, profile, design, board, args.clock_mhz)
     print(table(est))
+    print(
+        "images per call -> ESTIMATED ms per image (call ms): "
+        + ", ".join(f"{c['batch']} -> {c['ms_per_image']:.2f} ({c['call_ms']:.1f})" for c in curve)
+    )
     if args.json:
-        _write_json_atomic(Path(args.json), est.to_dict())
+        _write_json_atomic(Path(args.json), {**est.to_dict(), "batch_curve": curve})
         print(f"wrote {args.json}")
     if args.plot:
         plot(est, args.plot)
@@ -315,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--tiles", default=None, help="LIN_INxLIN_OUT, e.g. 32x32")
     es.add_argument("--p", type=int, default=None, help="attention query rows P")
     es.add_argument("--design", choices=["edgemoe", "edge-moe-published"], default="edgemoe")
+    es.add_argument(
+        "--batch", type=int, default=1, help="images per call (more than 1: expert-major)"
+    )
     es.add_argument("--json", default=None)
     es.add_argument("--plot", default=None, help="stacked bar chart per layer (PNG)")
     es.set_defaults(func=cmd_estimate)

@@ -39,6 +39,7 @@ from .profile import Profile
 from .quantize import stage_to_float
 from .regmap import AP_DONE, AP_IDLE, AP_START, CTRL, RegisterMap, kernel_register_map
 from .routing import topk_mask
+from .scratch import scratch_bytes
 from .tiling import DEFAULT_TILING, Tiling
 
 #: What a non-zero status code most likely means, for the one-line error.
@@ -166,7 +167,8 @@ class Accelerator:
         self.bundle_buf = board.allocate(bundle_bytes(cfg, profile, tiling))
         self.images_buf = board.allocate(max_images * self._image_bytes)
         self.output_buf = board.allocate(max_images * self._out_words * 4)
-        self.scratch_buf = board.allocate(self._out_words * 4)
+        # expert-major batches park each image of a group here (edgemoe.host.scratch)
+        self.scratch_buf = board.allocate(scratch_bytes(cfg, tiling, max_images))
         self.bundle_sha256: str | None = None
 
     # -- the weight bundle ---------------------------------------------------

@@ -20,6 +20,7 @@ from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
 
 from .bundle import FORMAT_VERSION, HEADER_BYTES, MAGIC, bundle_bytes, layout
 from .profile import DEFAULT_PROFILE, FORMAT_NAMES, Profile, config_hash, load_profile
+from .scratch import MAX_BATCH, scratch_layout
 from .tables import ln_eps_raw, unit_tables
 from .tiling import DEFAULT_TILING, Tiling, tiles
 
@@ -261,6 +262,12 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
     for k, s in enumerate(DEBUG_STAGES):
         w(f"constexpr int STAGE_{s.upper()} = {k};")
     w(f"constexpr uint32_t MAX_IMAGES = {MAX_IMAGES};")
+    sl = scratch_layout(cfg, t)
+    w("/// Expert-major batched mode: images per group and one image's scratch slot")
+    w("/// (edgemoe.host.scratch).")
+    w(f"constexpr int MAX_BATCH = {MAX_BATCH};")
+    for k in ("x", "h", "count", "token", "weight", "list_stride", "slot"):
+        w(f"constexpr uint64_t SCRATCH_{k.upper()} = {getattr(sl, k)}ull;")
     w("/// Largest output row of a debug stop, in words (the qkv stage).")
     w(f"constexpr int MAX_STAGE_WIDTH = {_max_stage_width(cfg)};")
     w(f"constexpr int OUT_TILES_MAX = {max(tiles(n, t.lin_out) for n in _outs(cfg))};")

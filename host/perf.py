@@ -22,8 +22,9 @@ from dataclasses import asdict, dataclass, field
 from edgemoe.models.config import ModelConfig
 
 from .profile import Profile
+from .scratch import MAX_BATCH, batched
 from .tiling import Tiling, tiles
-from .traffic import HEADER_READ, image_traffic
+from .traffic import HEADER_READ, group_traffic, image_traffic
 
 
 @dataclass(frozen=True)
@@ -134,24 +135,33 @@ class Estimate:
     design: str
     board: str
     clock_mhz: float
+    batch: int = 1  # images in the call
     stages: list[Stage] = field(default_factory=list)
     resources: dict = field(default_factory=dict)
 
     @property
-    def latency_ms(self) -> float:
+    def call_ms(self) -> float:
+        """The whole call: every image of the batch."""
         return sum(s.ms for s in self.stages)
 
     @property
+    def latency_ms(self) -> float:
+        """Per image: the call's time over its images (one image: its latency)."""
+        return self.call_ms / self.batch
+
+    @property
     def ddr_bytes(self) -> int:
+        """Bytes of the whole call, every bundle."""
         return sum(s.ddr_bytes for s in self.stages)
 
     def per_layer(self) -> dict[str, dict[str, float]]:
+        """ms per image spent in each layer: compute-bound time and DDR-bound excess."""
         out: dict[str, dict[str, float]] = {}
         for s in self.stages:
             d = out.setdefault(s.layer, {"compute_ms": 0.0, "memory_only_ms": 0.0, "ms": 0.0})
-            d["ms"] += s.ms
-            d["compute_ms"] += min(s.ms, s.compute_ms)
-            d["memory_only_ms"] += max(0.0, s.ms - s.compute_ms)
+            d["ms"] += s.ms / self.batch
+            d["compute_ms"] += min(s.ms, s.compute_ms) / self.batch
+            d["memory_only_ms"] += max(0.0, s.ms - s.compute_ms) / self.batch
         return out
 
     def to_dict(self) -> dict:
@@ -163,9 +173,11 @@ class Estimate:
             "design": self.design,
             "board": self.board,
             "clock_mhz": self.clock_mhz,
+            "batch": self.batch,
             "latency_ms": self.latency_ms,
+            "call_ms": self.call_ms,
             "fps": 1e3 / self.latency_ms,
-            "ddr_bytes_per_image": self.ddr_bytes,
+            "ddr_bytes_per_image": self.ddr_bytes / self.batch,
             "resources": self.resources,
             "fits": self.resources.get("fits"),
             "per_layer": self.per_layer(),
@@ -184,6 +196,13 @@ def _linear_cycles(d: Design, rows: int, k: int, o: int) -> int:
     return int(it * ot * (rows + DEPTH_MAC) + ot * DEPTH_EPILOGUE)
 
 
+def balanced_counts(cfg: ModelConfig, used: int) -> list[int]:
+    """Tokens per expert when ``N * k`` choices spread evenly over experts 0..used-1."""
+    used = max(1, min(used, cfg.num_experts))
+    q, r = divmod(cfg.num_tokens * cfg.top_k, used)
+    return [q + (e < r) for e in range(used)] + [0] * (cfg.num_experts - used)
+
+
 def estimate(
     cfg: ModelConfig,
     profile: Profile,
@@ -191,90 +210,160 @@ def estimate(
     board: Board,
     clock_mhz: float = 300.0,
     used_experts: list[int] | None = None,
+    batch: int = 1,
+    counts: list[list[list[int]]] | None = None,
 ) -> Estimate:
-    """Estimate one image of ``cfg`` on ``board`` (one call of one image).
+    """Estimate one kernel call of ``batch`` images of ``cfg`` on ``board``.
 
-    ``used_experts`` gives, per MoE block, how many experts received tokens
-    (default: all of them, as 129 tokens x top-2 of 16 experts give in practice);
-    each used expert then processes ``N * k / used`` tokens.
+    Routing: ``counts[b][m][e]`` (tokens image ``b`` sends to expert ``e`` at its
+    ``m``-th MoE block, e.g. from golden) when given, which also sets ``batch``;
+    else every image spreads its ``N * k`` choices evenly over the first
+    ``used_experts[m]`` experts (default: all of them, as 129 tokens x top-2 of 16
+    experts give in practice). One image runs image-major; more run expert-major in
+    groups (edgemoe.host.scratch): experts once per group and NUM_TOKENS queued
+    tokens, images parked in scratch in between (serial, on the scratch port).
     """
     t = design.tiling
     N, D, E = cfg.num_tokens, cfg.embed_dim, cfg.num_experts
-    used_counts = used_experts if used_experts is not None else [E] * len(cfg.moe_blocks)
-    used_per_block = iter(used_counts)
-    # DDR bytes per stage: the kernel's own closed form (edgemoe.host.traffic), summed
-    # over bundles; experts all have one size, so experts 0..used-1 stand for the chosen
-    traffic: dict[tuple[str, str], int] = {}
-    for (layer, stage, _), n in image_traffic(
-        cfg, profile, t, [set(range(u)) for u in used_counts]
-    ).items():
-        traffic[(layer, stage)] = traffic.get((layer, stage), 0) + n
+    moe_blocks = [i for i in range(cfg.depth) if cfg.is_moe(i)]
+    if counts is None:
+        used = used_experts if used_experts is not None else [E] * len(moe_blocks)
+        counts = [[balanced_counts(cfg, u) for u in used] for _ in range(max(1, batch))]
+    batch = len(counts)
+    expert_major = batched(cfg, batch)
     word = t.axi_bits // 8
     port_bpc = min(t.axi_bits, board.hp_port_bits) / 8  # one m_axi port on one HP port
     ddr_bpc = board.ddr_bytes_per_cycle(clock_mhz)
     w_bpc = min(port_bpc * design.weight_ports, ddr_bpc)  # weights arrive at most this fast
+    s_bpc = min(port_bpc, ddr_bpc)  # the scratch port
     act_bytes = 4
-    est = Estimate(cfg.name, profile.name, design.name, board.name, clock_mhz)
+    est = Estimate(cfg.name, profile.name, design.name, board.name, clock_mhz, batch=batch)
 
-    def add(layer: str, name: str, cycles: float, ddr: int, overlapped: bool = True) -> None:
+    def add(
+        layer: str, name: str, cycles: float, ddr: int, overlapped: bool = True, bpc: float = 0
+    ) -> None:
         s = Stage(layer, name, int(cycles), int(ddr), overlapped)
         s.compute_ms = s.compute_cycles / (clock_mhz * 1e3)
-        s.memory_ms = s.ddr_bytes / (w_bpc * clock_mhz * 1e3)
+        s.memory_ms = s.ddr_bytes / ((bpc or w_bpc) * clock_mhz * 1e3)
         s.ms = max(s.compute_ms, s.memory_ms) if overlapped else s.compute_ms + s.memory_ms
         est.stages.append(s)
 
     def act_io(rows: int, cols_in: int, cols_out: int) -> int:
         return rows * (cols_in + cols_out) * act_bytes if design.activations_in_ddr else 0
 
-    def linear(layer: str, name: str, rows: float, k: int, o: int, key: str = "") -> None:
+    def linear(layer: str, name: str, rows: float, k: int, o: int, ddr: int) -> None:
         cyc = _linear_cycles(design, math.ceil(rows), k, o)
         io = act_io(math.ceil(rows), k, o)
         # with prefetch the next tile streams in while this one computes
-        add(layer, name, cyc, traffic[(layer, key or name)] + io, overlapped=design.prefetch)
+        add(layer, name, cyc, ddr + io, overlapped=design.prefetch)
 
-    # header check, pixels, token bias, then the linear map
-    add(
-        "embed",
-        "load",
-        2 + cfg.num_patches * cfg.patch_dim / word + N * D * 4 / word,
-        HEADER_READ + traffic[("embed", "load")],
-    )
-    linear("embed", "patch_embed", cfg.num_patches, cfg.patch_dim, D)
-    lanes = min(t.lin_in, t.lin_out)  # LN_LANES: the activation buffers' banking
-    # layernorm_rows: two flat pipelines over all tokens, each draining once
-    ln_cycles = 2 * N * tiles(D, lanes) + DEPTH_RSQRT + 2 * DEPTH_EPILOGUE
-    if design.activations_in_ddr:
-        ln_cycles = N * (2 * D + DEPTH_RSQRT)  # Edge-MoE: one element per cycle
-    for i in range(cfg.depth):
-        layer = f"block{i}"
-        add(layer, "ln1", ln_cycles, traffic[(layer, "ln1")] + act_io(N, D, D))
-        linear(layer, "qkv", N, D, 3 * D)
-        heads, hd, p = cfg.num_heads, cfg.head_dim, t.p
-        blocks = tiles(N, p)
-        if design.two_pass_attention:
-            # pass 1: scores to DDR; pass 2: read back, exp again, multiply by V
-            cyc = 2 * heads * blocks * (N * hd / min(hd, 16) + p + DEPTH_SOFTMAX)
-            ddr = 2 * heads * N * N * act_bytes + act_io(N, 3 * D, D)
-            add(layer, "attention", cyc, ddr, overlapped=False)
-        else:
-            cyc = heads * blocks * (p + N + p + DEPTH_SOFTMAX + p)
-            add(layer, "attention", cyc, 0)
-        linear(layer, "proj", N, D, D)
-        add(layer, "ln2", ln_cycles, traffic[(layer, "ln2")] + act_io(N, D, D))
-        if cfg.is_moe(i):
-            linear(layer, "gate", N, D, E)
-            add(layer, "route", N * (2 * E + E), 0)
-            used = next(used_per_block)
-            tpe = N * cfg.top_k / max(used, 1)
-            for e in range(used):
-                linear(layer, "expert_fc1", tpe, D, cfg.expert_hidden, f"expert{e}_fc1")
-                linear(layer, "expert_fc2", tpe, cfg.expert_hidden, D, f"expert{e}_fc2")
-        else:
-            linear(layer, "fc1", N, D, cfg.mlp_hidden)
-            linear(layer, "fc2", N, cfg.mlp_hidden, D)
-    add("output", "write", N * D * 4 / word, traffic[("output", "write")])
+    def ln_cycles(rows: int) -> int:
+        if design.activations_in_ddr:
+            return rows * (2 * D + DEPTH_RSQRT)  # Edge-MoE: one element per cycle
+        # layernorm_rows: two flat pipelines over the rows, each draining once
+        lanes = min(t.lin_in, t.lin_out)  # LN_LANES: the activation buffers' banking
+        return 2 * rows * tiles(D, lanes) + DEPTH_RSQRT + 2 * DEPTH_EPILOGUE
+
+    def one_image(img: list[list[int]]) -> None:
+        """Every stage of one image; its experts too unless they run per group."""
+        sets = [set() if expert_major else {e for e, n in enumerate(q) if n} for q in img]
+        traffic = image_traffic(cfg, profile, t, sets)
+
+        def tr(layer: str, stage: str) -> int:
+            return sum(n for (ly, st, _), n in traffic.items() if (ly, st) == (layer, stage))
+
+        # header check, pixels, token bias, then the linear map
+        add(
+            "embed",
+            "load",
+            2 + cfg.num_patches * cfg.patch_dim / word + N * D * 4 / word,
+            tr("embed", "load"),
+        )
+        linear(
+            "embed", "patch_embed", cfg.num_patches, cfg.patch_dim, D, tr("embed", "patch_embed")
+        )
+        ln = ln_cycles(N)
+        queues = iter(img)
+        for i in range(cfg.depth):
+            layer = f"block{i}"
+            add(layer, "ln1", ln, tr(layer, "ln1") + act_io(N, D, D))
+            linear(layer, "qkv", N, D, 3 * D, tr(layer, "qkv"))
+            heads, hd, p = cfg.num_heads, cfg.head_dim, t.p
+            blocks = tiles(N, p)
+            if design.two_pass_attention:
+                # pass 1: scores to DDR; pass 2: read back, exp again, multiply by V
+                cyc = 2 * heads * blocks * (N * hd / min(hd, 16) + p + DEPTH_SOFTMAX)
+                ddr = 2 * heads * N * N * act_bytes + act_io(N, 3 * D, D)
+                add(layer, "attention", cyc, ddr, overlapped=False)
+            else:
+                cyc = heads * blocks * (p + N + p + DEPTH_SOFTMAX + p)
+                add(layer, "attention", cyc, 0)
+            linear(layer, "proj", N, D, D, tr(layer, "proj"))
+            add(layer, "ln2", ln, tr(layer, "ln2") + act_io(N, D, D))
+            if cfg.is_moe(i):
+                linear(layer, "gate", N, D, E, tr(layer, "gate"))
+                add(layer, "route", N * (2 * E + E), 0)
+                q = next(queues)
+                if not expert_major:
+                    for e, n in enumerate(q):
+                        if n:
+                            fc1, fc2 = tr(layer, f"expert{e}_fc1"), tr(layer, f"expert{e}_fc2")
+                            linear(layer, "expert_fc1", n, D, cfg.expert_hidden, fc1)
+                            linear(layer, "expert_fc2", n, cfg.expert_hidden, D, fc2)
+            else:
+                linear(layer, "fc1", N, D, cfg.mlp_hidden, tr(layer, "fc1"))
+                linear(layer, "fc2", N, cfg.mlp_hidden, D, tr(layer, "fc2"))
+        add("output", "write", N * D * 4 / word, tr("output", "write"))
+
+    def one_group(group: list[list[list[int]]]) -> None:
+        """The expert-major part of a group: parking in scratch and the experts."""
+        traffic = group_traffic(cfg, profile, t, group)
+        for m, i in enumerate(moe_blocks):
+            layer = f"block{i}"
+            for stage in ("park", "gather", "scatter", "resume"):
+                ddr = sum(n for (ly, st, _), n in traffic.items() if (ly, st) == (layer, stage))
+                add(layer, stage, 0, ddr, False, s_bpc)
+            for e in range(E):
+                total = sum(img[m][e] for img in group)
+                if not total:
+                    continue
+                chunks = [min(N, total - c) for c in range(0, total, N)]
+                for fc, k, o in (("fc1", D, cfg.expert_hidden), ("fc2", cfg.expert_hidden, D)):
+                    cyc = sum(_linear_cycles(design, r, k, o) for r in chunks)
+                    ddr = traffic[(layer, f"expert{e}_{fc}", "gmem_weights")]
+                    add(layer, f"expert_{fc}", cyc, ddr)
+
+    for img in counts:
+        one_image(img)
+    if expert_major:
+        for g in range(0, batch, MAX_BATCH):
+            one_group(counts[g : g + MAX_BATCH])
+    est.stages[0].ddr_bytes += HEADER_READ  # the call's header check
     est.resources = resources(cfg, profile, design, board)
     return est
+
+
+def batch_curve(
+    cfg: ModelConfig,
+    profile: Profile,
+    design: Design,
+    board: Board,
+    clock_mhz: float = 300.0,
+    batches: tuple[int, ...] = (1, 2, 4, 8, 16),
+) -> list[dict]:
+    """ESTIMATED ms per image and per call against the images per call."""
+    out = []
+    for b in batches:
+        e = estimate(cfg, profile, design, board, clock_mhz, batch=b)
+        out.append(
+            {
+                "batch": b,
+                "ms_per_image": e.latency_ms,
+                "call_ms": e.call_ms,
+                "ddr_bytes_per_image": e.ddr_bytes / b,
+            }
+        )
+    return out
 
 
 def _bram36(depth: int, width: int) -> float:
@@ -359,8 +448,10 @@ def table(est: Estimate) -> str:
     """Readable per-stage-kind summary and per-layer totals (labelled ESTIMATE)."""
     lines = [
         f"ESTIMATE (not synthesised): {est.config} / {est.profile} / design {est.design} / "
-        f"{est.board} @ {est.clock_mhz:g} MHz",
-        f"{'stage':<14} {'count':>5} {'compute ms':>11} {'memory ms':>10} {'time ms':>9}  bound",
+        f"{est.board} @ {est.clock_mhz:g} MHz, {est.batch} image(s) per call"
+        + (" (expert-major)" if est.batch > 1 else ""),
+        f"{'stage':<14} {'count':>5} {'compute ms':>11} {'memory ms':>10} {'time ms':>9}  bound"
+        + ("   (whole call)" if est.batch > 1 else ""),
     ]
     agg: dict[str, list] = {}
     for s in est.stages:
@@ -378,8 +469,8 @@ def table(est: Estimate) -> str:
     r = est.resources
     u = r["utilisation"]
     lines += [
-        f"latency_ms (estimate) {est.latency_ms:.3f}   fps {1e3 / est.latency_ms:.1f}   "
-        f"DDR bytes/image {est.ddr_bytes:,}",
+        f"latency_ms per image (estimate) {est.latency_ms:.3f}   call_ms {est.call_ms:.3f}   "
+        f"fps {1e3 / est.latency_ms:.1f}   DDR bytes/image {est.ddr_bytes / est.batch:,.0f}",
         f"resources (estimate): DSP48E2 {r['dsp48e2']} ({u['dsp']:.0%})  BRAM36 {r['bram36']} "
         f"({u['bram36']:.0%})  URAM {r['uram']} ({u['uram']:.0%})  LUT~{r['lut_estimate']:,} "
         f"({u['lut']:.0%})  fits: {r['fits']}",
@@ -401,7 +492,7 @@ def plot(est: Estimate, path: str) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(names)), 4))
     ax.bar(names, comp, label="compute-bound time")
     ax.bar(names, mem, bottom=comp, label="memory-bound excess (DDR)")
-    ax.set_ylabel("ms per image (estimate)")
+    ax.set_ylabel(f"ms per image (estimate, {est.batch} per call)")
     ax.set_title(
         f"ESTIMATE: {est.config} / {est.design} / {est.board} @ {est.clock_mhz:g} MHz"
         f" — {est.latency_ms:.2f} ms"

@@ -15,6 +15,9 @@ Bytes per m_axi bundle for a whole run (``debug_stop = 0``)::
     output   = B * N * ceil_w(4 D)                 written once, 32-bit words
     scratch  = 0
 
+for one image, or any debug stop (image-major). A call of more images runs
+expert-major in groups (edgemoe.host.scratch): experts are read once per group
+and ``NUM_TOKENS`` queued tokens, and images park in scratch (:func:`group_traffic`).
 ``|t|`` is a tensor's stored size in the bundle (pre-tiled, padded to whole
 tiles: edgemoe.host.bundle.layout) and ``ceil_w`` rounds up to whole bus words.
 Every weight crosses DDR once per image; an expert no token chose is never read;
@@ -31,9 +34,12 @@ from edgemoe.models.config import ModelConfig
 from .bundle import layout
 from .kernel import ARGS
 from .profile import Profile
+from .scratch import MAX_BATCH, batched, row_bytes
 from .tiling import Tiling
 
 HEADER_READ = 32
+#: Stages whose bytes are writes; every other stage reads.
+WRITE_STAGES = ("write", "park", "scatter")
 
 
 def _ceil_words(nbytes: int, t: Tiling) -> int:
@@ -83,18 +89,73 @@ def image_traffic(
     return out
 
 
+def group_traffic(
+    cfg: ModelConfig, profile: Profile, t: Tiling, counts: Sequence[Sequence[Sequence[int]]]
+) -> dict[tuple[str, str, str], int]:
+    """DDR bytes of one expert-major group (edgemoe.host.scratch) by (layer, stage, bundle).
+
+    ``counts[b][m][e]``: tokens image ``b`` routes to expert ``e`` at its ``m``-th MoE
+    block. Per image, every stage but the experts costs what :func:`image_traffic` says;
+    per MoE block the group adds::
+
+        park     per image: x and h rows, the counts, each non-empty queue (token, weight)
+        gather   per expert and image: its queue; per queued token: h and x rows
+        scatter  per queued token: its x row
+        resume   per image: x rows
+        experts  per expert with Q > 0 queued tokens in the group:
+                 ceil(Q / N) x (|fc1.w| + |fc1.b| + |fc2.w| + |fc2.b|)
+    """
+    size = {e.name: e.nbytes for e in layout(cfg, profile, t)}
+    N, E = cfg.num_tokens, cfg.num_experts
+    row = row_bytes(cfg, t)
+    out: dict[tuple[str, str, str], int] = {}
+
+    def add(key: tuple[str, str, str], n: int) -> None:
+        out[key] = out.get(key, 0) + n
+
+    for img in counts:
+        for k, n in image_traffic(cfg, profile, t, [set() for _ in img]).items():
+            add(k, n)
+    for m, i in enumerate(b for b in range(cfg.depth) if cfg.is_moe(b)):
+        layer, pre = f"block{i}", f"blocks.{i}"
+        for img in counts:
+            q = img[m]
+            add((layer, "park", "gmem_scratch"), 2 * N * row + _ceil_words(4 * E, t))
+            add((layer, "park", "gmem_scratch"), sum(2 * _ceil_words(4 * n, t) for n in q if n))
+            add((layer, "gather", "gmem_scratch"), _ceil_words(4 * E, t))
+            add(
+                (layer, "gather", "gmem_scratch"),
+                sum(2 * (_ceil_words(4 * n, t) + n * row) for n in q if n),
+            )
+            add((layer, "scatter", "gmem_scratch"), sum(q) * row)
+            add((layer, "resume", "gmem_scratch"), N * row)
+        for e in range(E):
+            total = sum(img[m][e] for img in counts)
+            if total:
+                ex = f"{pre}.experts.{e}"
+                chunks = -(-total // N)
+                for fc in ("fc1", "fc2"):
+                    add(
+                        (layer, f"expert{e}_{fc}", "gmem_weights"),
+                        chunks * (size[f"{ex}.{fc}.w"] + size[f"{ex}.{fc}.b"]),
+                    )
+    return out
+
+
 def ddr_bytes(
     cfg: ModelConfig,
     profile: Profile,
     t: Tiling,
-    used_experts: Sequence[Sequence[set[int]]],
+    counts: Sequence[Sequence[Sequence[int]]],
 ) -> tuple[dict[str, int], dict[str, int]]:
-    """Bytes read and written per bundle for one call over ``len(used_experts)`` images.
+    """Bytes read and written per bundle by one whole call (``debug_stop = 0``).
 
     Parameters
     ----------
-    used_experts : per image, per MoE block (in block order), the set of experts
-        that at least one token chose.
+    counts : per image, per MoE block (in block order), the tokens routed to each
+        expert. One image runs image-major (:func:`image_traffic`), more run
+        expert-major in groups of :data:`~edgemoe.host.scratch.MAX_BATCH`
+        (:func:`group_traffic`).
 
     Returns
     -------
@@ -104,7 +165,17 @@ def ddr_bytes(
     read = dict.fromkeys(bundles, 0)
     written = dict.fromkeys(bundles, 0)
     read["gmem_weights"] = HEADER_READ
-    for per_image in used_experts:
-        for (_, stage, bundle), n in image_traffic(cfg, profile, t, per_image).items():
-            (written if stage == "write" else read)[bundle] += n
+    if batched(cfg, len(counts)):
+        parts = [
+            group_traffic(cfg, profile, t, counts[g : g + MAX_BATCH])
+            for g in range(0, len(counts), MAX_BATCH)
+        ]
+    else:
+        parts = [
+            image_traffic(cfg, profile, t, [{e for e, n in enumerate(q) if n} for q in img])
+            for img in counts
+        ]
+    for part in parts:
+        for (_, stage, bundle), n in part.items():
+            (written if stage in WRITE_STAGES else read)[bundle] += n
     return read, written

@@ -29,6 +29,7 @@ from edgemoe.errors import EdgeMoeError
 from edgemoe.host.hls_params import MAX_IMAGES, generate, output_layout
 from edgemoe.host.kernel import ARGS
 from edgemoe.host.profile import Profile
+from edgemoe.host.scratch import scratch_bytes
 from edgemoe.host.tiling import DEFAULT_TILING, Tiling
 from edgemoe.models.config import ModelConfig
 
@@ -275,7 +276,7 @@ class CSim:
         )
         imgs = _aligned(np.ascontiguousarray(patches, dtype=np.uint8).reshape(-1))
         out = _aligned(output.reshape(-1))
-        scratch = _aligned(np.zeros(64, dtype=np.uint8))
+        scratch = _aligned(np.zeros(scratch_bytes(cfg, self.tiling, n), dtype=np.uint8))
         counters = (ctypes.c_uint64 * 8)()
         status = self._lib.edgemoe_csim_run(
             bund.ctypes.data,

@@ -39,6 +39,7 @@ from edgemoe.host.regmap import (
     RegisterMap,
     kernel_register_map,
 )
+from edgemoe.host.scratch import scratch_bytes
 from edgemoe.host.tiling import DEFAULT_TILING, Tiling
 from edgemoe.models.config import ModelConfig
 
@@ -261,7 +262,9 @@ class VirtualBoard:
             stride, _ = output_layout(cfg, 0)
         size = bundle_bytes(cfg, self.profile, self.tiling)
         bundle = self.ddr.resolve(a["bundle"], size, "gmem_weights")
-        self.ddr.resolve(a["scratch"], 4, "gmem_scratch")
+        self.ddr.resolve(
+            a["scratch"], scratch_bytes(cfg, self.tiling, n if valid_n else 1), "gmem_scratch"
+        )
         if valid_n:
             images = self.ddr.resolve(a["images"], n * image_bytes, "gmem_images")
             out = self.ddr.resolve(a["output"], n * stride * 4, "gmem_output")

@@ -6,10 +6,11 @@ import subprocess
 import numpy as np
 import pytest
 
-from edgemoe.host.bundle import HEADER_STRUCT, pack
+from edgemoe.host.bundle import HEADER_STRUCT, layout, pack
 from edgemoe.host.hls_params import DEFAULT_HEADER, STATUS, debug_stop_code, generate
 from edgemoe.host.images import random_images, to_patches
 from edgemoe.host.quantize import quantize_model
+from edgemoe.host.scratch import MAX_BATCH
 from edgemoe.host.tiling import DEFAULT_TILING, Tiling
 from edgemoe.host.traffic import ddr_bytes
 from edgemoe.models import DEFAULT_CONFIG
@@ -111,7 +112,7 @@ def test_edge_cases_through_csim(mutate, changes):
     c, m = _edge_model(mutate, **changes)
     p = profile("lean")
     qm = quantize_model(state(m), c, p)
-    patches = to_patches(random_images(c, 2, 9), c)
+    patches = to_patches(random_images(c, 2, 9), c)  # 2 images: expert-major
     g = Golden(qm).run(patches, "semseg", record=True)
     k = csim.CSim(c, p)
     r = k.run(pack(qm, DEFAULT_TILING), patches, 0)
@@ -152,26 +153,65 @@ def test_bad_calls_return_status_and_leave_output_untouched(make, status):
     assert r.ddr_written["gmem_output"] == 0
 
 
+def expert_counts(g, images):
+    """Per image, per MoE block: tokens routed to each expert (from golden's routes)."""
+    return [[rt[b].sum(0).tolist() for rt in g.routes] for b in range(images)]
+
+
 @pytest.mark.parametrize("cname", ["m3vit-mini", DEFAULT_CONFIG])
-def test_ddr_bytes_equal_closed_form(cname):
-    qm, bundle, patches = setup(cname, "lean", 3, images=2)
+@pytest.mark.parametrize("images", [1, 3])
+def test_ddr_bytes_equal_closed_form(cname, images):
+    qm, bundle, patches = setup(cname, "lean", 3, images=images)
     c, p = cfg(cname), profile("lean")
     g = Golden(qm).run(patches, "depth")
-    used = [[set(np.flatnonzero(rt[b].any(0))) for rt in g.routes] for b in range(2)]
     r = kernel(cname, "lean").run(bundle, patches, 1)
-    assert (r.ddr_read, r.ddr_written) == ddr_bytes(c, p, DEFAULT_TILING, used)
-    # every weight once per image: the dense tensors alone are 2x one image's
-    assert r.ddr_read["gmem_weights"] > 2 * 0.5 * len(bundle) / (1 + c.num_experts / 4)
+    assert r.status == 0 and np.array_equal(r.output, g.tokens)
+    assert (r.ddr_read, r.ddr_written) == ddr_bytes(c, p, DEFAULT_TILING, expert_counts(g, images))
+    if images == 1:  # image-major: every weight once per image, scratch untouched
+        assert r.ddr_read["gmem_scratch"] == r.ddr_written["gmem_scratch"] == 0
+        assert r.ddr_read["gmem_weights"] > 0.5 * len(bundle) / (1 + c.num_experts / 4)
 
 
 def test_unused_expert_is_never_read():
     c, m = _edge_model(zero_gates)
     p = profile("lean")
     qm = quantize_model(state(m), c, p)
-    patches = to_patches(random_images(c, 1, 0), c)
-    r = csim.CSim(c, p).run(pack(qm, DEFAULT_TILING), patches, 0)
-    used = [[{0, 1}] * len(c.moe_blocks)]
-    assert (r.ddr_read, r.ddr_written) == ddr_bytes(c, p, DEFAULT_TILING, used)
+    for images in (1, 2):  # image-major and expert-major
+        patches = to_patches(random_images(c, images, 0), c)
+        r = csim.CSim(c, p).run(pack(qm, DEFAULT_TILING), patches, 0)
+        counts = [[[c.num_tokens] * 2 + [0] * (c.num_experts - 2)] * len(c.moe_blocks)] * images
+        assert (r.ddr_read, r.ddr_written) == ddr_bytes(c, p, DEFAULT_TILING, counts)
+
+
+def test_expert_major_reads_each_expert_once_per_group():
+    """Tiny, 4 images: the group reads the experts of 4 images about once, not 4 times."""
+    qm, bundle, patches = setup(DEFAULT_CONFIG, "lean", 5, images=4)
+    c, p = cfg(DEFAULT_CONFIG), profile("lean")
+    k = kernel(DEFAULT_CONFIG, "lean")
+    group = k.run(bundle, patches, 0)
+    single = [k.run(bundle, patches[b : b + 1], 0) for b in range(4)]
+    # the same tokens, bit for bit, as four image-major calls
+    assert np.array_equal(group.output, np.concatenate([s.output for s in single]))
+    experts = sum(e.nbytes for e in layout(c, p, DEFAULT_TILING) if ".experts." in e.name) // len(
+        c.moe_blocks
+    )
+    per_image = sum(s.ddr_read["gmem_weights"] for s in single)
+    saved = per_image - group.ddr_read["gmem_weights"]
+    # 4 x 129 x 2 / 16 = 64.5 queued tokens per expert: one chunk, so 3 of 4 reads saved
+    assert saved >= 0.7 * 3 * len(c.moe_blocks) * experts
+    assert group.ddr_written["gmem_scratch"] > 0
+
+
+def test_expert_major_groups_of_max_batch():
+    """More images than MAX_BATCH: two groups, still golden bit for bit."""
+    c, p = cfg("m3vit-mini"), profile("lean")
+    qm = quantize_model(state(model("m3vit-mini", 4)), c, p)
+    n = MAX_BATCH + 2
+    patches = to_patches(random_images(c, n, 4), c)
+    g = Golden(qm).run(patches, "semseg")
+    r = kernel("m3vit-mini", "lean").run(pack(qm, DEFAULT_TILING), patches, 0)
+    assert r.status == 0 and np.array_equal(r.output, g.tokens)
+    assert (r.ddr_read, r.ddr_written) == ddr_bytes(c, p, DEFAULT_TILING, expert_counts(g, n))
 
 
 def test_other_tilings_bit_exact():

@@ -8,7 +8,7 @@ import pytest
 from edgemoe.host.bundle import pack
 from edgemoe.host.cli import main
 from edgemoe.host.images import random_images, to_patches
-from edgemoe.host.perf import BOARDS, estimate, our_design, published_design
+from edgemoe.host.perf import BOARDS, batch_curve, estimate, our_design, published_design
 from edgemoe.host.quantize import quantize_model
 from edgemoe.host.tiling import DEFAULT_TILING
 from edgemoe.models import DEFAULT_CONFIG
@@ -18,17 +18,37 @@ from tests.conftest import cfg, model, profile
 
 
 @pytest.mark.parametrize("cname", ["m3vit-mini", DEFAULT_CONFIG])
-def test_model_ddr_bytes_equal_csim_counters(cname):
+@pytest.mark.parametrize("images", [1, 3])
+def test_model_ddr_bytes_equal_csim_counters(cname, images):
+    """Image-major (1 image) and expert-major (3 images): model bytes == C-sim counters."""
     c, p = cfg(cname), profile("lean")
     qm = quantize_model(
         {k: v.detach().numpy() for k, v in model(cname, 0).state_dict().items()}, c, p
     )
-    patches = to_patches(random_images(c, 1, 5), c)
+    patches = to_patches(random_images(c, images, 5), c)
     routes = Golden(qm).run(patches, "semseg").routes
-    used = [int(r[0].any(0).sum()) for r in routes]
+    counts = [[r[b].sum(0).tolist() for r in routes] for b in range(images)]
     run = CSim(c, p).run(pack(qm, DEFAULT_TILING), patches, 0)
-    est = estimate(c, p, our_design(p, DEFAULT_TILING), BOARDS["zcu104"], used_experts=used)
+    est = estimate(c, p, our_design(p, DEFAULT_TILING), BOARDS["zcu104"], counts=counts)
+    assert est.batch == images
     assert est.ddr_bytes == sum(run.ddr_read.values()) + sum(run.ddr_written.values())
+    if images == 1:  # the per-block "used experts" shorthand gives the same bytes
+        used = [int(r[0].any(0).sum()) for r in routes]
+        by_used = estimate(c, p, our_design(p, DEFAULT_TILING), BOARDS["zcu104"], used_experts=used)
+        assert by_used.ddr_bytes == est.ddr_bytes
+
+
+def test_batch_curve_reads_experts_once_per_group():
+    c, p = cfg(DEFAULT_CONFIG), profile("lean")
+    d = our_design(p, DEFAULT_TILING)
+    curve = batch_curve(c, p, d, BOARDS["zcu104"], batches=(1, 8))
+    one, eight = curve
+    # experts are about 28 MB of the 36 MB an image reads; at 8 images they are shared
+    assert eight["ddr_bytes_per_image"] < 0.5 * one["ddr_bytes_per_image"]
+    assert eight["ms_per_image"] < one["ms_per_image"]
+    assert eight["call_ms"] == pytest.approx(8 * eight["ms_per_image"])
+    e8 = estimate(c, p, d, BOARDS["zcu104"], batch=8)
+    assert {"park", "gather", "scatter", "resume"} <= {s.name for s in e8.stages}
 
 
 def test_default_design_fits_and_is_labelled_estimate(tmp_path, capsys):
@@ -42,6 +62,9 @@ def test_default_design_fits_and_is_labelled_estimate(tmp_path, capsys):
     assert data["fits"] is True and data["board"] == "zcu104"
     assert data["latency_ms"] > 0 and data["fps"] == pytest.approx(1e3 / data["latency_ms"])
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data["batch"] == 1 and data["call_ms"] == data["latency_ms"]
+    assert [c["batch"] for c in data["batch_curve"]] == [1, 2, 4, 8, 16]
+    assert "images per call" in out
     names = {s["name"] for s in data["stages"]}
     assert {"qkv", "attention", "expert_fc1", "ln1"} <= names
 

@@ -3,8 +3,18 @@
 // Per image: patch embedding -> DEPTH blocks (LN1, QKV, attention, proj + residual,
 // LN2, dense MLP or MoE + residual) -> the tokens before the final norm, written
 // to the output buffer. Activations stay on chip; the weight bundle streams from
-// DDR, each tensor (and each used expert) once per image. debug_stop ends every
-// image after one stage and leaves that stage in the output buffer.
+// DDR. debug_stop ends every image after one stage and leaves that stage in the
+// output buffer.
+//
+// Two schedules, one result (bit for bit):
+// - image-major (one image, or any debug stop): each image runs every block in turn;
+//   every tensor and every used expert crosses DDR once per image.
+// - expert-major (num_images > 1): images run in groups of up to MAX_BATCH. Each image
+//   runs on chip up to the routing of the next MoE block and parks its residual
+//   stream, LN2 output and expert queues in its scratch slot; then the experts run
+//   in ascending index over the queued tokens of the whole group, NUM_TOKENS at a
+//   time, so an expert's weights cross DDR once per NUM_TOKENS queued tokens instead
+//   of once per image. A token still receives its experts in ascending order.
 // Golden: edgemoe.sim.golden.Golden.run. Contract: bit-exact.
 #include "edgemoe/edgemoe.h"
 
@@ -63,6 +73,296 @@ write_rows_loop:
   }
 }
 
+/// Copy n rows of EMBED_DIM values between an on-chip buffer and a scratch region.
+constexpr uint64_t SCRATCH_ROW = uint64_t(ceil_div(EMBED_DIM * 4, WORD_BYTES)) * WORD_BYTES;
+
+void spill_rows(word_t* scratch, uint64_t off, const act_t rows[NUM_TOKENS][EMBED_DIM]) {
+spill_rows_loop:
+  for (int t = 0; t < NUM_TOKENS; ++t) {
+    ddr_write_i32<PORT_SCRATCH>(scratch, off + uint64_t(t) * SCRATCH_ROW, EMBED_DIM, rows[t]);
+  }
+}
+
+void fill_rows(const word_t* scratch, uint64_t off, act_t rows[NUM_TOKENS][EMBED_DIM]) {
+fill_rows_loop:
+  for (int t = 0; t < NUM_TOKENS; ++t) {
+    ddr_read<PORT_SCRATCH, 4, true>(scratch, off + uint64_t(t) * SCRATCH_ROW, EMBED_DIM, rows[t]);
+  }
+}
+
+/// What one call of the kernel works on: its buffers and arguments.
+struct Run {
+  const word_t* bundle;
+  const word_t* images;
+  word_t* output;
+  word_t* scratch;
+  uint32_t task;
+  int stop;             ///< -1: none; 0: embed; 1 + 7*i + s: block i stage s
+  uint64_t out_stride;  ///< output bytes per image
+};
+
+/// Patch embedding of image b into x: token bias staged in x, then one linear map.
+void embed_image(const Run& run, uint32_t b, Buffers& buf) {
+  linear_prefetch().valid = false;  // nothing fetched ahead survives into another image
+  ddr_read<PORT_IMAGES, 1, false>(run.images, uint64_t(b) * NUM_PATCHES * PATCH_DIM,
+                                  NUM_PATCHES * PATCH_DIM, &buf.pix[0][0]);
+embed_token_bias:
+  for (int t = 0; t < NUM_TOKENS; ++t) {
+    ddr_read<PORT_WEIGHTS, 4, true>(run.bundle, OFF_TOKEN_BIAS + uint64_t(t) * EMBED_DIM * 4,
+                                    EMBED_DIM, buf.x[t]);
+  }
+embed_cls:
+  for (int c = 0; c < EMBED_DIM; ++c) {
+    buf.x[0][c] = narrow<ACT_W, TOKEN_BIAS_F, ACT_F>(buf.x[0][c]);
+  }
+  const LinearCall embed = {IN_PIXELS,   OUT_EMBED, PATCH_DIM, EMBED_DIM, NUM_PATCHES,
+                            OFF_PATCH_W, 0,         0,         0};
+  linear_unit(embed, run.bundle, buf);
+}
+
+/// The experts of one MoE block for the image on chip, over its own queues.
+void experts_image(const Run& run, const BlockOffsets& blk, Buffers& buf) {
+expert_loop:
+  for (int e = 0; e < NUM_EXPERTS; ++e) {
+    const int n = buf.routing.count[e];
+    if (n == 0) {
+      continue;  // an unused expert is never read
+    }
+    const uint64_t base = blk.experts + uint64_t(e) * EXPERT_STRIDE;
+    // the next non-empty expert's first tile streams in during this one's last
+    int next = e + 1;
+  expert_next:
+    while (next < NUM_EXPERTS && buf.routing.count[next] == 0) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = NUM_EXPERTS
+      ++next;
+    }
+    const uint64_t next_fc1 = next < NUM_EXPERTS ? blk.experts + uint64_t(next) * EXPERT_STRIDE : 0;
+    // hidden rows in queue order, in the (now free) wide buffer
+    const LinearCall fc1 = {IN_H_GATHER,         OUT_GELU, EMBED_DIM,
+                            EXPERT_HIDDEN,       n,        base,
+                            base + EXPERT_FC1_B, e,        base + EXPERT_FC2_W};
+    linear_unit(fc1, run.bundle, buf);
+    const LinearCall fc2 = {IN_WIDE, OUT_EXPERT,          EXPERT_HIDDEN,       EMBED_DIM,
+                            n,       base + EXPERT_FC2_W, base + EXPERT_FC2_B, e,
+                            next_fc1};
+    linear_unit(fc2, run.bundle, buf);
+  }
+}
+
+/// Park the image on chip after the routing of a MoE block: x, h (the experts' input:
+/// x itself changes as experts add into it) and its queues.
+void park_image(const Run& run, uint64_t slot, const Buffers& buf) {
+  spill_rows(run.scratch, slot + SCRATCH_X, buf.x);
+  spill_rows(run.scratch, slot + SCRATCH_H, buf.h);
+  ddr_write_i32<PORT_SCRATCH>(run.scratch, slot + SCRATCH_COUNT, NUM_EXPERTS, buf.routing.count);
+park_queues:
+  for (int e = 0; e < NUM_EXPERTS; ++e) {
+    const int n = buf.routing.count[e];
+    if (n > 0) {
+      const uint64_t lst = uint64_t(e) * SCRATCH_LIST_STRIDE;
+      ddr_write_i32<PORT_SCRATCH>(run.scratch, slot + SCRATCH_TOKEN + lst, n, buf.routing.token[e]);
+      ddr_write_i32<PORT_SCRATCH>(run.scratch, slot + SCRATCH_WEIGHT + lst, n,
+                                  buf.routing.weight[e]);
+    }
+  }
+}
+
+/// Run blocks [from, DEPTH) on the image on chip (image b of the call).
+///
+/// \param park true in the expert-major schedule: stop after the routing of the first
+///        MoE block met, park the image in its scratch slot and return that block
+/// \return DEPTH when the backbone is done, -1 when a debug stop wrote the output,
+///         else the MoE block the image is parked at
+int run_blocks(const Run& run, uint32_t b, uint64_t slot, int from, bool park, Buffers& buf) {
+  static param_t ln_g[EMBED_DIM];
+  static param_t ln_b[EMBED_DIM];
+  act_t(&x)[NUM_TOKENS][EMBED_DIM] = buf.x;
+  act_t(&h)[NUM_TOKENS][EMBED_DIM] = buf.h;
+  act_t(&wide)[NUM_TOKENS][WIDE_COLS] = buf.wide;
+  const uint64_t out_off = uint64_t(b) * run.out_stride;
+  const int stop = run.stop;
+
+block_loop:
+  for (int i = from; i < DEPTH; ++i) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = DEPTH
+    const BlockOffsets& blk = BLOCK[i];
+    const int here = 1 + i * STAGES_PER_BLOCK;
+
+    // ---- LN1 ----
+    ddr_read<PORT_WEIGHTS, 2, true>(run.bundle, blk.ln1_g, EMBED_DIM, ln_g);
+    ddr_read<PORT_WEIGHTS, 2, true>(run.bundle, blk.ln1_b, EMBED_DIM, ln_b);
+    layernorm_rows<NUM_TOKENS, EMBED_DIM, LN_LANES>(x, ln_g, ln_b, h, NUM_TOKENS);
+    if (stop == here + STAGE_LN1) {
+      write_rows<EMBED_DIM, EMBED_DIM>(run.output, out_off, h, NUM_TOKENS);
+      return -1;
+    }
+
+    // ---- Q, K, V ----
+    // proj's first tile is fetched during qkv's last one (it waits out the attention)
+    const LinearCall qkv = {IN_H,      OUT_QKV,   EMBED_DIM, 3 * EMBED_DIM, NUM_TOKENS,
+                            blk.qkv_w, blk.qkv_b, 0,         blk.proj_w};
+    linear_unit(qkv, run.bundle, buf);
+    if (stop == here + STAGE_QKV) {
+      write_rows<3 * EMBED_DIM, WIDE_COLS>(run.output, out_off, wide, NUM_TOKENS);
+      return -1;
+    }
+
+    // ---- attention (output in h) ----
+    attention(wide, h);
+    if (stop == here + STAGE_ATTN) {
+      write_rows<EMBED_DIM, EMBED_DIM>(run.output, out_off, h, NUM_TOKENS);
+      return -1;
+    }
+
+    // ---- proj + residual ----
+    const LinearCall proj = {IN_H,       OUT_PROJ,   EMBED_DIM, EMBED_DIM, NUM_TOKENS,
+                             blk.proj_w, blk.proj_b, 0,         0};
+    linear_unit(proj, run.bundle, buf);
+    if (stop == here + STAGE_PROJ) {
+      write_rows<EMBED_DIM, EMBED_DIM>(run.output, out_off, x, NUM_TOKENS);
+      return -1;
+    }
+
+    // ---- LN2 ----
+    ddr_read<PORT_WEIGHTS, 2, true>(run.bundle, blk.ln2_g, EMBED_DIM, ln_g);
+    ddr_read<PORT_WEIGHTS, 2, true>(run.bundle, blk.ln2_b, EMBED_DIM, ln_b);
+    layernorm_rows<NUM_TOKENS, EMBED_DIM, LN_LANES>(x, ln_g, ln_b, h, NUM_TOKENS);
+    if (stop == here + STAGE_LN2) {
+      write_rows<EMBED_DIM, EMBED_DIM>(run.output, out_off, h, NUM_TOKENS);
+      return -1;
+    }
+
+    if (IS_MOE[i]) {
+      // ---- gate, routing ----
+      const LinearCall gate = {
+          IN_H, OUT_GATE, EMBED_DIM, NUM_EXPERTS, NUM_TOKENS, blk.gate_w[run.task], 0, 0, 0};
+      linear_unit(gate, run.bundle, buf);
+      if (stop == here + STAGE_GATE) {
+        write_rows<NUM_EXPERTS, WIDE_COLS>(run.output, out_off, wide, NUM_TOKENS);
+        return -1;
+      }
+      route_tokens<WIDE_COLS>(wide, buf.routing);
+      if (park) {
+        park_image(run, slot, buf);
+        return i;
+      }
+      // ---- experts in ascending index, only non-empty ones, each over its queue ----
+      experts_image(run, blk, buf);
+    } else {
+      // ---- dense MLP ----
+      const LinearCall fc1 = {IN_H,      OUT_GELU,  EMBED_DIM, MLP_HIDDEN, NUM_TOKENS,
+                              blk.fc1_w, blk.fc1_b, 0,         blk.fc2_w};
+      linear_unit(fc1, run.bundle, buf);
+      const LinearCall fc2 = {IN_WIDE,   OUT_RESIDUAL, MLP_HIDDEN, EMBED_DIM, NUM_TOKENS,
+                              blk.fc2_w, blk.fc2_b,    0,          0};
+      linear_unit(fc2, run.bundle, buf);
+    }
+    if (stop == here + STAGE_MLP) {
+      write_rows<EMBED_DIM, EMBED_DIM>(run.output, out_off, x, NUM_TOKENS);
+      return -1;
+    }
+  }
+  return DEPTH;
+}
+
+/// One chunk of an expert's batched queue: up to NUM_TOKENS (image, token) rows gathered
+/// into h and x, fc1 + GELU, fc2 scaled into x, then x scattered back to the slots.
+void expert_chunk(const Run& run, uint64_t base, int e, int rows, uint64_t next_w_off,
+                  const int img[NUM_TOKENS], const int tok[NUM_TOKENS], Buffers& buf) {
+  const LinearCall fc1 = {IN_H_GATHER,         OUT_GELU, EMBED_DIM,
+                          EXPERT_HIDDEN,       rows,     base,
+                          base + EXPERT_FC1_B, e,        base + EXPERT_FC2_W};
+  linear_unit(fc1, run.bundle, buf);
+  const LinearCall fc2 = {IN_WIDE,   OUT_EXPERT,          EXPERT_HIDDEN,       EMBED_DIM,
+                          rows,      base + EXPERT_FC2_W, base + EXPERT_FC2_B, e,
+                          next_w_off};
+  linear_unit(fc2, run.bundle, buf);
+expert_scatter:
+  for (int r = 0; r < rows; ++r) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
+    const uint64_t at =
+        uint64_t(img[r]) * SCRATCH_SLOT + SCRATCH_X + uint64_t(tok[r]) * SCRATCH_ROW;
+    ddr_write_i32<PORT_SCRATCH>(run.scratch, at, EMBED_DIM, buf.x[r]);
+  }
+}
+
+/// The experts of MoE block i over a group of parked images (expert-major).
+void experts_group(const Run& run, int i, int group, Buffers& buf) {
+  static int count[MAX_BATCH][NUM_EXPERTS];
+  int total[NUM_EXPERTS];
+  static int tok_list[NUM_TOKENS];
+  static wide_t weight_list[NUM_TOKENS];
+  static int img[NUM_TOKENS];  // where chunk row r came from
+  static int tok[NUM_TOKENS];
+  const BlockOffsets& blk = BLOCK[i];
+  linear_prefetch().valid = false;
+
+group_totals_clear:
+  for (int e = 0; e < NUM_EXPERTS; ++e) {
+    total[e] = 0;
+  }
+group_counts:
+  for (int b = 0; b < group; ++b) {
+#pragma HLS LOOP_TRIPCOUNT min = 2 max = MAX_BATCH
+    ddr_read<PORT_SCRATCH, 4, true>(run.scratch, uint64_t(b) * SCRATCH_SLOT + SCRATCH_COUNT,
+                                    NUM_EXPERTS, count[b]);
+  group_totals:
+    for (int e = 0; e < NUM_EXPERTS; ++e) {
+      total[e] += count[b][e];
+    }
+  }
+
+group_expert:
+  for (int e = 0; e < NUM_EXPERTS; ++e) {
+    if (total[e] == 0) {
+      continue;  // no image of the group chose it: never read
+    }
+    const uint64_t base = blk.experts + uint64_t(e) * EXPERT_STRIDE;
+    int next = e + 1;
+  group_expert_next:
+    while (next < NUM_EXPERTS && total[next] == 0) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = NUM_EXPERTS
+      ++next;
+    }
+    const uint64_t next_fc1 = next < NUM_EXPERTS ? blk.experts + uint64_t(next) * EXPERT_STRIDE : 0;
+    int rows = 0;  // rows gathered into the current chunk
+    int done = 0;  // queued tokens of this expert gathered so far
+  group_image:
+    for (int b = 0; b < group; ++b) {
+#pragma HLS LOOP_TRIPCOUNT min = 2 max = MAX_BATCH
+      const int n = count[b][e];
+      if (n == 0) {
+        continue;
+      }
+      const uint64_t slot = uint64_t(b) * SCRATCH_SLOT;
+      const uint64_t lst = uint64_t(e) * SCRATCH_LIST_STRIDE;
+      ddr_read<PORT_SCRATCH, 4, true>(run.scratch, slot + SCRATCH_TOKEN + lst, n, tok_list);
+      ddr_read<PORT_SCRATCH, 4, true>(run.scratch, slot + SCRATCH_WEIGHT + lst, n, weight_list);
+    group_gather:
+      for (int j = 0; j < n; ++j) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
+        const int t = tok_list[j];
+        const uint64_t row = uint64_t(t) * SCRATCH_ROW;
+        ddr_read<PORT_SCRATCH, 4, true>(run.scratch, slot + SCRATCH_H + row, EMBED_DIM,
+                                        buf.h[rows]);
+        ddr_read<PORT_SCRATCH, 4, true>(run.scratch, slot + SCRATCH_X + row, EMBED_DIM,
+                                        buf.x[rows]);
+        img[rows] = b;
+        tok[rows] = t;
+        buf.routing.token[e][rows] = rows;  // the chunk is its own queue
+        buf.routing.weight[e][rows] = weight_list[j];
+        ++rows;
+        ++done;
+        if (rows == NUM_TOKENS || done == total[e]) {
+          // the next call is this expert's next chunk, or the next expert
+          expert_chunk(run, base, e, rows, done == total[e] ? next_fc1 : base, img, tok, buf);
+          rows = 0;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
@@ -73,12 +373,12 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
     gmem_images max_read_burst_length = 256
 #pragma HLS INTERFACE m_axi port = output offset = slave bundle = \
     gmem_output max_write_burst_length = 256
-#pragma HLS INTERFACE m_axi port = scratch offset = slave bundle = gmem_scratch
+#pragma HLS INTERFACE m_axi port = scratch offset = slave bundle = \
+    gmem_scratch max_read_burst_length = 64 max_write_burst_length = 64
 #pragma HLS INTERFACE s_axilite port = task
 #pragma HLS INTERFACE s_axilite port = num_images
 #pragma HLS INTERFACE s_axilite port = debug_stop
 #pragma HLS INTERFACE s_axilite port = return
-  (void)scratch;  // reserved for the batched (expert-major) mode, DESIGN.md §4.5
 
   const uint32_t status = check_call(bundle, task, num_images, debug_stop);
   if (status != STATUS_OK) {
@@ -95,152 +395,65 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
 #pragma HLS ARRAY_PARTITION variable = buf.pix cyclic factor = LIN_IN dim = 2
 #pragma HLS BIND_STORAGE variable = buf.wide type = ram_2p impl = uram  // the largest buffer
 #pragma HLS ALLOCATION function instances = linear_unit limit = 1       // ONE unified linear unit
-  static param_t ln_g[EMBED_DIM];
-  static param_t ln_b[EMBED_DIM];
-  act_t(&x)[NUM_TOKENS][EMBED_DIM] = buf.x;
-  act_t(&h)[NUM_TOKENS][EMBED_DIM] = buf.h;
-  act_t(&wide)[NUM_TOKENS][WIDE_COLS] = buf.wide;
 
-  const int stop = int(debug_stop) - 1;  // -1: none; 0: embed; 1 + 7*i + s: block i stage s
-  const uint64_t out_stride =
-      stop < 0 ? uint64_t(NUM_TOKENS) * EMBED_DIM * 4 : uint64_t(NUM_TOKENS) * MAX_STAGE_WIDTH * 4;
+  Run run;
+  run.bundle = bundle;
+  run.images = images;
+  run.output = output;
+  run.scratch = scratch;
+  run.task = task;
+  run.stop = int(debug_stop) - 1;
+  run.out_stride = run.stop < 0 ? uint64_t(NUM_TOKENS) * EMBED_DIM * 4
+                                : uint64_t(NUM_TOKENS) * MAX_STAGE_WIDTH * 4;
+  const bool expert_major = num_images > 1 && run.stop < 0 && NUM_MOE_BLOCKS > 0;
 
-image_loop:
-  for (uint32_t b = 0; b < num_images; ++b) {
-    const uint64_t out_off = uint64_t(b) * out_stride;
-    linear_prefetch().valid = false;  // nothing fetched ahead survives into another image
-
-    // ---- patch embedding: token bias staged in x, then one linear map per patch ----
-    ddr_read<PORT_IMAGES, 1, false>(images, uint64_t(b) * NUM_PATCHES * PATCH_DIM,
-                                    NUM_PATCHES * PATCH_DIM, &buf.pix[0][0]);
-  embed_token_bias:
-    for (int t = 0; t < NUM_TOKENS; ++t) {
-      ddr_read<PORT_WEIGHTS, 4, true>(bundle, OFF_TOKEN_BIAS + uint64_t(t) * EMBED_DIM * 4,
-                                      EMBED_DIM, x[t]);
+  if (!expert_major) {
+  image_loop:
+    for (uint32_t b = 0; b < num_images; ++b) {
+      embed_image(run, b, buf);
+      if (run.stop == 0) {
+        write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(b) * run.out_stride, buf.x, NUM_TOKENS);
+        continue;
+      }
+      if (run_blocks(run, b, 0, 0, false, buf) == DEPTH) {
+        write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(b) * run.out_stride, buf.x, NUM_TOKENS);
+      }
     }
-  embed_cls:
-    for (int c = 0; c < EMBED_DIM; ++c) {
-      x[0][c] = narrow<ACT_W, TOKEN_BIAS_F, ACT_F>(x[0][c]);
+    return STATUS_OK;
+  }
+
+group_loop:
+  for (uint32_t g0 = 0; g0 < num_images; g0 += MAX_BATCH) {
+    const int group = num_images - g0 < uint32_t(MAX_BATCH) ? int(num_images - g0) : MAX_BATCH;
+    int at = 0;  // the MoE block every image of the group is parked at
+  group_first:
+    for (int b = 0; b < group; ++b) {
+#pragma HLS LOOP_TRIPCOUNT min = 2 max = MAX_BATCH
+      embed_image(run, g0 + b, buf);
+      at = run_blocks(run, g0 + b, uint64_t(b) * SCRATCH_SLOT, 0, true, buf);
+      if (at == DEPTH) {  // no MoE block to park at
+        write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(g0 + b) * run.out_stride, buf.x,
+                                         NUM_TOKENS);
+      }
     }
-    const LinearCall embed = {IN_PIXELS,   OUT_EMBED, PATCH_DIM, EMBED_DIM, NUM_PATCHES,
-                              OFF_PATCH_W, 0,         0,         0};
-    linear_unit(embed, bundle, buf);
-    if (stop == 0) {
-      write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, x, NUM_TOKENS);
-      continue;
-    }
-
-    bool stopped = false;
-  block_loop:
-    for (int i = 0; i < DEPTH; ++i) {
-      const BlockOffsets& blk = BLOCK[i];
-      const int here = 1 + i * STAGES_PER_BLOCK;
-
-      // ---- LN1 ----
-      ddr_read<PORT_WEIGHTS, 2, true>(bundle, blk.ln1_g, EMBED_DIM, ln_g);
-      ddr_read<PORT_WEIGHTS, 2, true>(bundle, blk.ln1_b, EMBED_DIM, ln_b);
-      layernorm_rows<NUM_TOKENS, EMBED_DIM, LN_LANES>(x, ln_g, ln_b, h, NUM_TOKENS);
-      if (stop == here + STAGE_LN1) {
-        write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, h, NUM_TOKENS);
-        stopped = true;
-        break;
-      }
-
-      // ---- Q, K, V ----
-      // proj's first tile is fetched during qkv's last one (it waits out the attention)
-      const LinearCall qkv = {IN_H,      OUT_QKV,   EMBED_DIM, 3 * EMBED_DIM, NUM_TOKENS,
-                              blk.qkv_w, blk.qkv_b, 0,         blk.proj_w};
-      linear_unit(qkv, bundle, buf);
-      if (stop == here + STAGE_QKV) {
-        write_rows<3 * EMBED_DIM, WIDE_COLS>(output, out_off, wide, NUM_TOKENS);
-        stopped = true;
-        break;
-      }
-
-      // ---- attention (output in h) ----
-      attention(wide, h);
-      if (stop == here + STAGE_ATTN) {
-        write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, h, NUM_TOKENS);
-        stopped = true;
-        break;
-      }
-
-      // ---- proj + residual ----
-      const LinearCall proj = {IN_H,       OUT_PROJ,   EMBED_DIM, EMBED_DIM, NUM_TOKENS,
-                               blk.proj_w, blk.proj_b, 0,         0};
-      linear_unit(proj, bundle, buf);
-      if (stop == here + STAGE_PROJ) {
-        write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, x, NUM_TOKENS);
-        stopped = true;
-        break;
-      }
-
-      // ---- LN2 ----
-      ddr_read<PORT_WEIGHTS, 2, true>(bundle, blk.ln2_g, EMBED_DIM, ln_g);
-      ddr_read<PORT_WEIGHTS, 2, true>(bundle, blk.ln2_b, EMBED_DIM, ln_b);
-      layernorm_rows<NUM_TOKENS, EMBED_DIM, LN_LANES>(x, ln_g, ln_b, h, NUM_TOKENS);
-      if (stop == here + STAGE_LN2) {
-        write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, h, NUM_TOKENS);
-        stopped = true;
-        break;
-      }
-
-      if (IS_MOE[i]) {
-        // ---- gate, routing ----
-        const LinearCall gate = {
-            IN_H, OUT_GATE, EMBED_DIM, NUM_EXPERTS, NUM_TOKENS, blk.gate_w[task], 0, 0, 0};
-        linear_unit(gate, bundle, buf);
-        if (stop == here + STAGE_GATE) {
-          write_rows<NUM_EXPERTS, WIDE_COLS>(output, out_off, wide, NUM_TOKENS);
-          stopped = true;
-          break;
+  group_moe:
+    while (at < DEPTH) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_MOE_BLOCKS
+      experts_group(run, at, group, buf);
+      int next = DEPTH;
+    group_resume:
+      for (int b = 0; b < group; ++b) {
+#pragma HLS LOOP_TRIPCOUNT min = 2 max = MAX_BATCH
+        const uint64_t slot = uint64_t(b) * SCRATCH_SLOT;
+        linear_prefetch().valid = false;
+        fill_rows(scratch, slot + SCRATCH_X, buf.x);
+        next = run_blocks(run, g0 + b, slot, at + 1, true, buf);
+        if (next == DEPTH) {
+          write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(g0 + b) * run.out_stride, buf.x,
+                                           NUM_TOKENS);
         }
-        route_tokens<WIDE_COLS>(wide, buf.routing);
-
-        // ---- experts in ascending index, only non-empty ones, each over its queue ----
-      expert_loop:
-        for (int e = 0; e < NUM_EXPERTS; ++e) {
-          const int n = buf.routing.count[e];
-          if (n == 0) {
-            continue;  // an unused expert is never read
-          }
-          const uint64_t base = blk.experts + uint64_t(e) * EXPERT_STRIDE;
-          // hidden rows in queue order, in the (now free) wide buffer
-          // the next non-empty expert's first tile streams in during this one's last
-          int next = e + 1;
-        expert_next:
-          while (next < NUM_EXPERTS && buf.routing.count[next] == 0) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = NUM_EXPERTS
-            ++next;
-          }
-          const uint64_t next_fc1 =
-              next < NUM_EXPERTS ? blk.experts + uint64_t(next) * EXPERT_STRIDE : 0;
-          const LinearCall fc1 = {IN_H_GATHER,         OUT_GELU, EMBED_DIM,
-                                  EXPERT_HIDDEN,       n,        base,
-                                  base + EXPERT_FC1_B, e,        base + EXPERT_FC2_W};
-          linear_unit(fc1, bundle, buf);
-          const LinearCall fc2 = {IN_WIDE, OUT_EXPERT,          EXPERT_HIDDEN,       EMBED_DIM,
-                                  n,       base + EXPERT_FC2_W, base + EXPERT_FC2_B, e,
-                                  next_fc1};
-          linear_unit(fc2, bundle, buf);
-        }
-      } else {
-        // ---- dense MLP ----
-        const LinearCall fc1 = {IN_H,      OUT_GELU,  EMBED_DIM, MLP_HIDDEN, NUM_TOKENS,
-                                blk.fc1_w, blk.fc1_b, 0,         blk.fc2_w};
-        linear_unit(fc1, bundle, buf);
-        const LinearCall fc2 = {IN_WIDE,   OUT_RESIDUAL, MLP_HIDDEN, EMBED_DIM, NUM_TOKENS,
-                                blk.fc2_w, blk.fc2_b,    0,          0};
-        linear_unit(fc2, bundle, buf);
       }
-      if (stop == here + STAGE_MLP) {
-        write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, x, NUM_TOKENS);
-        stopped = true;
-        break;
-      }
-    }
-    if (!stopped) {
-      write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, x, NUM_TOKENS);
+      at = next;
     }
   }
   return STATUS_OK;

@@ -51,7 +51,9 @@ int main(int argc, char** argv) {
   const size_t per_image = size_t(NUM_TOKENS) * MAX_STAGE_WIDTH * 4;
   const size_t images_in_buffer = num_images ? num_images : 1;
   std::vector<word_t> output(images_in_buffer * per_image / WORD_BYTES + 1, word_t(0));
-  std::vector<word_t> scratch(4, word_t(0));
+  // expert-major calls park up to MAX_BATCH images in scratch (edgemoe.host.scratch)
+  const size_t group = images_in_buffer < size_t(MAX_BATCH) ? images_in_buffer : MAX_BATCH;
+  std::vector<word_t> scratch(group * SCRATCH_SLOT / WORD_BYTES + 1, word_t(0));
 
   const uint32_t status = edgemoe_top(bundle.data(), images.data(), output.data(), scratch.data(),
                                       task, num_images, debug_stop);

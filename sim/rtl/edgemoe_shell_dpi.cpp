@@ -68,6 +68,12 @@ uint64_t output_bytes(uint32_t n) {
   return uint64_t(n) * edgemoe::NUM_TOKENS * edgemoe::MAX_STAGE_WIDTH * 4;
 }
 
+/// Bytes of scratch an expert-major run parks its group in (edgemoe.host.scratch).
+uint64_t scratch_bytes(uint32_t n) {
+  return uint64_t(n < uint32_t(edgemoe::MAX_BATCH) ? n : edgemoe::MAX_BATCH) *
+         edgemoe::SCRATCH_SLOT;
+}
+
 }  // namespace
 
 // The library is built with hidden visibility; these are what Verilator links against.
@@ -129,6 +135,7 @@ void edgemoe_shell_put(int buf, long long word, const uint32_t* data) {
 
 /// Run the kernel on the fetched buffers; returns its status code.
 ///
+/// Scratch starts empty: the kernel reads back only what it parked there itself.
 /// The kernel runs twice, over outputs pre-filled with 0x00 and with 0xFF: a byte
 /// it wrote reads the same after both runs, a byte it left alone does not. Those
 /// bytes (and nothing else) are written back, as the real kernel would.
@@ -138,7 +145,8 @@ int edgemoe_shell_run(int task, int num_images, int debug_stop) {
   reserve(m.buf[edgemoe::PORT_WEIGHTS], edgemoe::BUNDLE_BYTES);
   reserve(m.buf[edgemoe::PORT_IMAGES],
           valid_image_count(n) ? uint64_t(n) * edgemoe::NUM_PATCHES * edgemoe::PATCH_DIM : 1);
-  const uint64_t out_size[NUM_PORTS] = {0, 0, valid_image_count(n) ? output_bytes(n) : 1, 64};
+  const uint64_t out_size[NUM_PORTS] = {0, 0, valid_image_count(n) ? output_bytes(n) : 1,
+                                        valid_image_count(n) ? scratch_bytes(n) : 64};
   std::vector<uint8_t> fill[2][NUM_PORTS];
   uint32_t status[2];
   for (int pass = 0; pass < 2; ++pass) {

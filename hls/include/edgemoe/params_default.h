@@ -238,6 +238,16 @@ constexpr int STAGE_LN2 = 4;
 constexpr int STAGE_GATE = 5;
 constexpr int STAGE_MLP = 6;
 constexpr uint32_t MAX_IMAGES = 1024;
+/// Expert-major batched mode: images per group and one image's scratch slot
+/// (edgemoe.host.scratch).
+constexpr int MAX_BATCH = 16;
+constexpr uint64_t SCRATCH_X = 0ull;
+constexpr uint64_t SCRATCH_H = 99072ull;
+constexpr uint64_t SCRATCH_COUNT = 198144ull;
+constexpr uint64_t SCRATCH_TOKEN = 198208ull;
+constexpr uint64_t SCRATCH_WEIGHT = 207424ull;
+constexpr uint64_t SCRATCH_LIST_STRIDE = 576ull;
+constexpr uint64_t SCRATCH_SLOT = 216640ull;
 /// Largest output row of a debug stop, in words (the qkv stage).
 constexpr int MAX_STAGE_WIDTH = 576;
 constexpr int OUT_TILES_MAX = 24;
