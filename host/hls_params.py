@@ -43,6 +43,9 @@ STATUS = {
 #: ``debug_stop = 1 + depth * STAGES_PER_BLOCK`` is after the embedding... see below).
 DEBUG_STAGES = ("ln1", "qkv", "attn", "proj", "ln2", "gate", "mlp")
 MAX_IMAGES = 1024
+#: Attention rows interleaved per row unit: covers the running-state update chain
+#: (exp2, multiply, round, add) so each unit issues one update per cycle.
+ATTN_INTERLEAVE = 4
 
 
 def debug_boundaries(cfg: ModelConfig) -> list[str]:
@@ -187,6 +190,8 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
     w(f"constexpr int LIN_IN = {t.lin_in};")
     w(f"constexpr int LIN_OUT = {t.lin_out};")
     w(f"constexpr int ATTN_P = {t.p};")
+    w("/// Query rows each attention row unit serves in turn (its update chain's latency).")
+    w(f"constexpr int ATTN_L = {ATTN_INTERLEAVE};")
     w(f"constexpr int AXI_BITS = {t.axi_bits};")
     w("")
     w("// ---- bundle (edgemoe.host.bundle) ----")

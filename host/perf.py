@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 from edgemoe.models.config import ModelConfig
 
+from .hls_params import ATTN_INTERLEAVE
 from .profile import Profile
 from .scratch import MAX_BATCH, batched
 from .tiling import Tiling, tiles
@@ -185,15 +186,27 @@ class Estimate:
         }
 
 
-def _linear_cycles(d: Design, rows: int, k: int, o: int) -> int:
-    """lin_tile: one pass of ``rows`` cycles per weight tile (a row of LIN_IN x LIN_OUT
-    MACs per cycle); the first input tile starts the accumulators at zero and the last
-    one runs the epilogue in the same pass, which only deepens that pass's pipeline."""
+def _linear_cycles(
+    d: Design, rows: int, k: int, o: int, first_ready: bool = False, chained: bool = False
+) -> int:
+    """linear_unit: one pass per weight tile of max(rows, tile words) cycles -- a row of
+    LIN_IN x LIN_OUT MACs and a bus word of the next tile per cycle -- plus its pipeline
+    depth; per output tile the bias words and the epilogue's extra depth (the first input
+    tile starts the accumulators at zero, the last runs the epilogue in the same pass).
+    The first tile is read up front unless the previous call fetched it
+    (``first_ready``); the last pass fetches the next call's first tile when
+    ``chained``."""
     t = d.tiling
     it, ot = tiles(k, t.lin_in), tiles(o, t.lin_out)
     if not d.prefetch:  # Edge-MoE: separate clear and drain passes per output tile
         return int(it * ot * (rows + DEPTH_MAC) + ot * (2 * rows + DEPTH_EPILOGUE))
-    return int(it * ot * (rows + DEPTH_MAC) + ot * DEPTH_EPILOGUE)
+    word = t.axi_bits // 8
+    words = t.lin_in * t.lin_out * 2 // word
+    bias = -(-t.lin_out * 2 // word)
+    passes = (it * ot - 1) * max(rows, words) + (max(rows, words) if chained else rows)
+    return int(
+        passes + it * ot * DEPTH_MAC + ot * (bias + DEPTH_EPILOGUE) + (0 if first_ready else words)
+    )
 
 
 def balanced_counts(cfg: ModelConfig, used: int) -> list[int]:
@@ -251,8 +264,17 @@ def estimate(
     def act_io(rows: int, cols_in: int, cols_out: int) -> int:
         return rows * (cols_in + cols_out) * act_bytes if design.activations_in_ddr else 0
 
-    def linear(layer: str, name: str, rows: float, k: int, o: int, ddr: int) -> None:
-        cyc = _linear_cycles(design, math.ceil(rows), k, o)
+    def linear(
+        layer: str,
+        name: str,
+        rows: float,
+        k: int,
+        o: int,
+        ddr: int,
+        first_ready: bool = False,
+        chained: bool = False,
+    ) -> None:
+        cyc = _linear_cycles(design, math.ceil(rows), k, o, first_ready, chained)
         io = act_io(math.ceil(rows), k, o)
         # with prefetch the next tile streams in while this one computes
         add(layer, name, cyc, ddr + io, overlapped=design.prefetch)
@@ -287,32 +309,37 @@ def estimate(
         for i in range(cfg.depth):
             layer = f"block{i}"
             add(layer, "ln1", ln, tr(layer, "ln1") + act_io(N, D, D))
-            linear(layer, "qkv", N, D, 3 * D, tr(layer, "qkv"))
+            linear(layer, "qkv", N, D, 3 * D, tr(layer, "qkv"), chained=True)
             heads, hd, p = cfg.num_heads, cfg.head_dim, t.p
-            blocks = tiles(N, p)
             if design.two_pass_attention:
+                blocks = tiles(N, p)
                 # pass 1: scores to DDR; pass 2: read back, exp again, multiply by V
                 cyc = 2 * heads * blocks * (N * hd / min(hd, 16) + p + DEPTH_SOFTMAX)
                 ddr = 2 * heads * N * N * act_bytes + act_io(N, 3 * D, D)
                 add(layer, "attention", cyc, ddr, overlapped=False)
             else:
-                cyc = heads * blocks * (p + N + p + DEPTH_SOFTMAX + p)
-                add(layer, "attention", cyc, 0)
-            linear(layer, "proj", N, D, D, tr(layer, "proj"))
+                # per sweep of ATTN_P x ATTN_L rows: load them (II 2: a row spans the
+                # column banks twice), the first key, N keys of ATTN_L cycles, drain,
+                # store (II 2)
+                rows = p * ATTN_INTERLEAVE
+                sweep = 4 * rows + ATTN_INTERLEAVE * (N + 1) + DEPTH_SOFTMAX
+                add(layer, "attention", heads * tiles(N, rows) * sweep, 0)
+            linear(layer, "proj", N, D, D, tr(layer, "proj"), first_ready=True)
             add(layer, "ln2", ln, tr(layer, "ln2") + act_io(N, D, D))
             if cfg.is_moe(i):
                 linear(layer, "gate", N, D, E, tr(layer, "gate"))
                 add(layer, "route", N * (2 * E + E), 0)
                 q = next(queues)
                 if not expert_major:
-                    for e, n in enumerate(q):
-                        if n:
-                            fc1, fc2 = tr(layer, f"expert{e}_fc1"), tr(layer, f"expert{e}_fc2")
-                            linear(layer, "expert_fc1", n, D, cfg.expert_hidden, fc1)
-                            linear(layer, "expert_fc2", n, cfg.expert_hidden, D, fc2)
+                    run = [e for e, n in enumerate(q) if n]  # ascending, each fetched ahead
+                    for e in run:
+                        fc1, fc2 = tr(layer, f"expert{e}_fc1"), tr(layer, f"expert{e}_fc2")
+                        h, more = cfg.expert_hidden, e != run[-1]
+                        linear(layer, "expert_fc1", q[e], D, h, fc1, e != run[0], True)
+                        linear(layer, "expert_fc2", q[e], h, D, fc2, True, more)
             else:
-                linear(layer, "fc1", N, D, cfg.mlp_hidden, tr(layer, "fc1"))
-                linear(layer, "fc2", N, cfg.mlp_hidden, D, tr(layer, "fc2"))
+                linear(layer, "fc1", N, D, cfg.mlp_hidden, tr(layer, "fc1"), chained=True)
+                linear(layer, "fc2", N, cfg.mlp_hidden, D, tr(layer, "fc2"), first_ready=True)
         add("output", "write", N * D * 4 / word, tr("output", "write"))
 
     def one_group(group: list[list[list[int]]]) -> None:
@@ -323,13 +350,17 @@ def estimate(
             for stage in ("park", "gather", "scatter", "resume"):
                 ddr = sum(n for (ly, st, _), n in traffic.items() if (ly, st) == (layer, stage))
                 add(layer, stage, 0, ddr, False, s_bpc)
-            for e in range(E):
+            run = [e for e in range(E) if any(img[m][e] for img in group)]
+            for e in run:
                 total = sum(img[m][e] for img in group)
-                if not total:
-                    continue
                 chunks = [min(N, total - c) for c in range(0, total, N)]
-                for fc, k, o in (("fc1", D, cfg.expert_hidden), ("fc2", cfg.expert_hidden, D)):
-                    cyc = sum(_linear_cycles(design, r, k, o) for r in chunks)
+                h = cfg.expert_hidden
+                for fc, k, o in (("fc1", D, h), ("fc2", h, D)):
+                    cyc = 0
+                    for c, r in enumerate(chunks):  # every call's first tile comes ahead
+                        ready = fc == "fc2" or c > 0 or e != run[0]
+                        more = fc == "fc1" or c + 1 < len(chunks) or e != run[-1]
+                        cyc += _linear_cycles(design, r, k, o, ready, more)
                     ddr = traffic[(layer, f"expert{e}_{fc}", "gmem_weights")]
                     add(layer, f"expert_{fc}", cyc, ddr)
 

@@ -45,6 +45,12 @@ class Tiling:
                 raise ConfigError(f"tile size {name}={v} outside 1..255")
         if self.axi_bits not in (64, 128, 256, 512):
             raise ConfigError(f"axi_bits={self.axi_bits} must be 64, 128, 256 or 512")
+        if (2 * self.lin_in * self.lin_out) % (self.axi_bits // 8):
+            # the linear unit fetches a tile one bus word per cycle, tiles back to back
+            raise ConfigError(
+                f"a {self.lin_in}x{self.lin_out} tile of 16-bit weights is not whole "
+                f"{self.axi_bits}-bit words"
+            )
 
     @property
     def key(self) -> str:

@@ -1,8 +1,12 @@
 // Attention with reordering and single-pass softmax (DESIGN.md §4.2).
 //
-// For each head, ATTN_P query rows and their accumulators stay on chip; K and V
-// are swept once per block of ATTN_P queries, key by key, every row updating a
-// running max m, sum S and accumulator (one exp2 per score, no score matrix).
+// For each head, ATTN_ROWS query rows and their running state stay on chip; K and V
+// are swept once per ATTN_ROWS queries, key by key, every row updating a running
+// max m, sum S and accumulator (one exp2 per score, no score matrix). ATTN_P row
+// units each serve ATTN_L rows in turn: a row's update (exp2, then a multiply-add
+// into its state) is a loop-carried chain of about ATTN_L cycles, so interleaving
+// ATTN_L independent rows keeps every unit busy at II = 1 while the bus still
+// delivers exactly one K/V row every ATTN_L cycles, whatever ATTN_P is.
 // Golden: edgemoe.sim.units.softmax_attend and edgemoe.sim.golden.Golden.attention.
 #ifndef EDGEMOE_ATTENTION_H_
 #define EDGEMOE_ATTENTION_H_
@@ -12,6 +16,11 @@
 #include "edgemoe/newton.h"
 
 namespace edgemoe {
+
+/// Query rows per sweep of K and V: ATTN_P row units x ATTN_L rows each.
+constexpr int ATTN_ROWS = ATTN_P * ATTN_L;
+/// K and V columns fetched per cycle: a key row arrives over ATTN_L cycles.
+constexpr int ATTN_KV_PART = (HEAD_DIM + ATTN_L - 1) / ATTN_L;
 
 /// Running state of one query row of the single-pass softmax.
 struct SoftmaxRow {
@@ -32,19 +41,28 @@ softmax_init_acc:
 }
 
 /// Fold key j into a row: e = exp2(-|s - m|); when s raises the max, rescale by e and add 1,
-/// else add e. S = round(S * c) + p; acc = round(acc * c) + p * v; m = max(m, s).
+/// else add e. S = round(S * c) + p; acc = round(acc * c) + p * v; m = max(m, s), with
+/// (c, p) = (e, 1) on a new max and (1, e) otherwise.
 /// \param s raw score of this row against key j
 /// \param v value row j, raw attn_qkv
 inline void softmax_row_update(SoftmaxRow& row, wide_t s, const act_t v[HEAD_DIM]) {
   const bool is_new = s > row.m;
   const wide_t e = exp2_prob<ATTN_SCORE_F>(-abs_wide(s - row.m));
-  const wide_t c = is_new ? e : wide_t(ONE);
-  const wide_t p = is_new ? wide_t(ONE) : e;
-  row.sum = shift_round(row.sum * c, PROB_F) + p;
+  // one multiplier per element: round(x * 1.0) is x exactly, and 1.0 * v is v shifted
+  if (is_new) {
+    row.sum = shift_round(row.sum * e, PROB_F) + ONE;
+  } else {
+    row.sum = row.sum + e;
+  }
 softmax_acc:
   for (int d = 0; d < HEAD_DIM; ++d) {
 #pragma HLS UNROLL  // HEAD_DIM multiply-adds per key
-    row.acc[d] = shift_round(row.acc[d] * c, PROB_F) + p * wide_t(v[d]);
+    const wide_t vd = v[d];
+    if (is_new) {
+      row.acc[d] = shift_round(row.acc[d] * e, PROB_F) + (vd << PROB_F);
+    } else {
+      row.acc[d] = row.acc[d] + e * vd;
+    }
   }
   if (is_new) {
     row.m = s;
@@ -77,51 +95,84 @@ attn_dot:
   return narrow<ATTN_SCORE_W, 2 * ATTN_QKV_F, ATTN_SCORE_F>(dot);
 }
 
+/// Fetch part `part` (of ATTN_L) of key row j of head h: K and V, ATTN_KV_PART columns each.
+inline void attn_fetch_kv(const act_t qkv[NUM_TOKENS][WIDE_COLS], int j, int h, int part,
+                          act_t k[HEAD_DIM], act_t v[HEAD_DIM]) {
+attn_fetch_kv_elems:
+  for (int i = 0; i < ATTN_KV_PART; ++i) {
+    const int d = part * ATTN_KV_PART + i;
+    if (d < HEAD_DIM) {
+      k[d] = qkv[j][EMBED_DIM + h * HEAD_DIM + d];
+      v[d] = qkv[j][2 * EMBED_DIM + h * HEAD_DIM + d];
+    }
+  }
+}
+
 /// Multi-head attention over one image's Q/K/V.
 /// \param qkv NUM_TOKENS rows of 3 * EMBED_DIM raw attn_qkv values (q | k | v, heads
 ///            contiguous inside each), stride WIDE_COLS
 /// \param out NUM_TOKENS rows of EMBED_DIM raw act values, heads concatenated
 inline void attention(const act_t qkv[NUM_TOKENS][WIDE_COLS], act_t out[NUM_TOKENS][EMBED_DIM]) {
-  static SoftmaxRow rows[ATTN_P];
-  act_t q[ATTN_P][HEAD_DIM];
-  act_t kv_k[HEAD_DIM];
-  act_t kv_v[HEAD_DIM];
+  // row i of a sweep (query q0 + i) lives in unit i % ATTN_P, slot i / ATTN_P
+  static SoftmaxRow rows[ATTN_L][ATTN_P];
+#pragma HLS ARRAY_PARTITION variable = rows dim = 2 complete  // ATTN_P row units
+  static act_t q[ATTN_L][ATTN_P][HEAD_DIM];
+#pragma HLS ARRAY_PARTITION variable = q dim = 2 complete  // each unit reads its query row
+#pragma HLS ARRAY_PARTITION variable = q dim = 3 complete  // whole, every cycle
+  act_t kv_k[2][HEAD_DIM];  // ping-pong: key j in use, key j + 1 arriving part by part
+  act_t kv_v[2][HEAD_DIM];
+#pragma HLS ARRAY_PARTITION variable = kv_k complete
+#pragma HLS ARRAY_PARTITION variable = kv_v complete
   act_t res[HEAD_DIM];
 attn_head:
   for (int h = 0; h < NUM_HEADS; ++h) {
-  attn_query_block:
-    for (int q0 = 0; q0 < NUM_TOKENS; q0 += ATTN_P) {
+  attn_sweep:
+    for (int q0 = 0; q0 < NUM_TOKENS; q0 += ATTN_ROWS) {
     attn_load_queries:
-      for (int r = 0; r < ATTN_P; ++r) {
-        softmax_row_init(rows[r]);
+      for (int i = 0; i < ATTN_ROWS; ++i) {
+#pragma HLS PIPELINE II = 2  // HEAD_DIM columns of the column-banked buffer per row
+        SoftmaxRow& row = rows[i / ATTN_P][i % ATTN_P];
+        softmax_row_init(row);
       attn_load_query_elems:
         for (int d = 0; d < HEAD_DIM; ++d) {
-          q[r][d] = (q0 + r < NUM_TOKENS) ? qkv[q0 + r][h * HEAD_DIM + d] : act_t(0);
+          q[i / ATTN_P][i % ATTN_P][d] =
+              (q0 + i < NUM_TOKENS) ? qkv[q0 + i][h * HEAD_DIM + d] : act_t(0);
         }
       }
-      // One sweep over the keys per block of ATTN_P queries; on chip the rows start
-      // staggered by one cycle so each cycle consumes exactly one K/V row.
+    attn_first_key:
+      for (int part = 0; part < ATTN_L; ++part) {
+#pragma HLS PIPELINE II = 1
+        attn_fetch_kv(qkv, 0, h, part, kv_k[0], kv_v[0]);
+      }
+      // One sweep over the keys: cycle (j, l) updates slot l of every unit with key j and
+      // fetches part l of key j + 1, so K and V stream at one row per ATTN_L cycles.
     attn_key:
-      for (int j = 0; j < NUM_TOKENS; ++j) {
-      attn_key_elems:
-        for (int d = 0; d < HEAD_DIM; ++d) {
-          kv_k[d] = qkv[j][EMBED_DIM + h * HEAD_DIM + d];
-          kv_v[d] = qkv[j][2 * EMBED_DIM + h * HEAD_DIM + d];
+      for (int jl = 0; jl < NUM_TOKENS * ATTN_L; ++jl) {
+#pragma HLS PIPELINE II = 1  // one row update per unit per cycle
+                             // a row's state is next updated ATTN_L iterations later
+#pragma HLS DEPENDENCE variable = rows inter RAW distance = ATTN_L true
+        const int j = jl / ATTN_L;
+        const int l = jl % ATTN_L;
+        const int cur = j & 1;
+        if (j + 1 < NUM_TOKENS) {
+          attn_fetch_kv(qkv, j + 1, h, l, kv_k[cur ^ 1], kv_v[cur ^ 1]);
         }
-      attn_row:
+      attn_unit:
         for (int r = 0; r < ATTN_P; ++r) {
-          if (q0 + r < NUM_TOKENS) {
-            softmax_row_update(rows[r], attention_score(q[r], kv_k), kv_v);
+#pragma HLS UNROLL  // ATTN_P row units
+          if (q0 + l * ATTN_P + r < NUM_TOKENS) {
+            softmax_row_update(rows[l][r], attention_score(q[l][r], kv_k[cur]), kv_v[cur]);
           }
         }
       }
     attn_store:
-      for (int r = 0; r < ATTN_P; ++r) {
-        if (q0 + r < NUM_TOKENS) {
-          softmax_row_finish(rows[r], res);
+      for (int i = 0; i < ATTN_ROWS; ++i) {
+#pragma HLS PIPELINE II = 2  // HEAD_DIM results into the column-banked buffer per row
+        if (q0 + i < NUM_TOKENS) {
+          softmax_row_finish(rows[i / ATTN_P][i % ATTN_P], res);
         attn_store_elems:
           for (int d = 0; d < HEAD_DIM; ++d) {
-            out[q0 + r][h * HEAD_DIM + d] = res[d];
+            out[q0 + i][h * HEAD_DIM + d] = res[d];
           }
         }
       }

@@ -138,15 +138,19 @@ inline void linear_output(const LinearCall& call, Buffers& buf, int r, int col, 
 }
 
 /// acc[r][o] = sum_i in(r, i) * W[o][i] for r < rows, tile by tile: one pass over the rows
-/// per weight tile. The first input tile of an output tile starts the accumulators from
-/// zero and the last feeds the sums straight into the call's epilogue, so no pass is
-/// spent clearing accumulators or draining them.
+/// per weight tile, which also streams in the next tile (so a pass lasts at least a
+/// tile's bus words: queues shorter than that are bound by the bus). The first input tile of an
+/// output tile starts the accumulators from zero and the last feeds the sums straight into the
+/// call's epilogue, so no pass is spent clearing accumulators or draining them.
 /// \param call what to compute
 /// \param bundle weight bundle (m_axi)
 /// \param buf the image's on-chip buffers (read and written per the call)
 inline void linear_unit(const LinearCall& call, const word_t* bundle, Buffers& buf) {
 #pragma HLS INLINE off  // one engine shared by every call site
   constexpr int TILE = LIN_IN * LIN_OUT;
+  constexpr int WEIGHTS_PER_WORD = WORD_BYTES / 2;
+  constexpr int TILE_WORDS = TILE / WEIGHTS_PER_WORD;
+  static_assert(TILE % WEIGHTS_PER_WORD == 0, "a weight tile is whole bus words");
   static wide_t acc[NUM_TOKENS][LIN_OUT];
 #pragma HLS ARRAY_PARTITION variable = acc dim = 2 complete  // LIN_OUT lanes per cycle
   static param_t wtile[2][TILE];
@@ -172,16 +176,17 @@ lin_tile:
     const int ot = t / IT;
     const int it = t % IT;
     const param_t* w = wtile[(t + b0) & 1];
-    if (t + 1 < OT * IT) {
-      // prefetch: the next tile streams in while this one computes
-      ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.w_off + uint64_t(t + 1) * TILE * 2, TILE,
-                                      wtile[(t + 1 + b0) & 1]);
-    } else if (call.next_w_off != 0) {
-      // last tile: fetch the next call's first tile (the next expert's weights)
-      ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.next_w_off, TILE, wtile[(t + 1 + b0) & 1]);
+    // The next tile streams into the other half, one bus word per cycle of this tile's
+    // pass: the next tile of this call, or during the last one the first tile of the call
+    // that follows (e.g. the next expert's weights).
+    const int nb = (t + 1 + b0) & 1;
+    const bool more = t + 1 < OT * IT;
+    const uint64_t next_off = more ? call.w_off + uint64_t(t + 1) * TILE * 2 : call.next_w_off;
+    const int fetch = (more || call.next_w_off != 0) ? TILE_WORDS : 0;
+    if (!more && call.next_w_off != 0) {
       ahead.valid = true;
       ahead.w_off = call.next_w_off;
-      ahead.buf = (t + 1 + b0) & 1;
+      ahead.buf = nb;
     }
     const bool first = it == 0;      // accumulators start from zero: no clearing pass
     const bool last = it == IT - 1;  // the epilogue runs in the same pass as the last MACs
@@ -189,10 +194,18 @@ lin_tile:
       ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.b_off + uint64_t(ot) * LIN_OUT * 2, LIN_OUT,
                                       bias);
     }
+    const int pass = call.rows > fetch ? call.rows : fetch;  // a short queue waits for the bus
   lin_row:
-    for (int r = 0; r < call.rows; ++r) {
-#pragma HLS PIPELINE II = 1  // a row of LIN_IN x LIN_OUT MACs (+ LIN_OUT epilogues) per cycle
+    for (int r = 0; r < pass; ++r) {
+#pragma HLS PIPELINE II = 1  // a row of MACs (+ epilogues) and a bus word per cycle
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
+      if (r < fetch) {
+        ddr_read<PORT_WEIGHTS, 2, true>(bundle, next_off + uint64_t(r) * WORD_BYTES,
+                                        WEIGHTS_PER_WORD, &wtile[nb][r * WEIGHTS_PER_WORD]);
+      }
+      if (r >= call.rows) {
+        continue;
+      }
     lin_fetch:
       for (int i = 0; i < LIN_IN; ++i) {
         xseg[i] = linear_input(call, buf, r, it * LIN_IN + i);

@@ -172,6 +172,8 @@ constexpr int ACC_LN_CENTER_BITS = 52;
 constexpr int LIN_IN = 24;
 constexpr int LIN_OUT = 32;
 constexpr int ATTN_P = 4;
+/// Query rows each attention row unit serves in turn (its update chain's latency).
+constexpr int ATTN_L = 4;
 constexpr int AXI_BITS = 128;
 
 // ---- bundle (edgemoe.host.bundle) ----
