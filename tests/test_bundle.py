@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from edgemoe.errors import ConfigError
 from edgemoe.host.bundle import (
     FORMAT_VERSION,
     HEADER_BYTES,
@@ -61,14 +62,21 @@ def with_field(data: bytes, index: int, value: int) -> bytes:
 
 @pytest.mark.parametrize("pname", ["edge-moe", "lean"])
 @pytest.mark.parametrize(
-    "tiling", [Tiling(), Tiling(24, 20, 4), Tiling(7, 5, 3)], ids=lambda t: t.key
+    "tiling", [Tiling(), Tiling(24, 20, 4), Tiling(12, 6, 3)], ids=lambda t: t.key
 )
 def test_mini_round_trip_is_exact(pname, tiling):
-    """Padding (24x20, 7x5 do not divide the sizes) and expert stacking undone exactly."""
+    """Padding (24x20, 12x6 do not divide the sizes) and expert stacking undone exactly."""
     qm = quantized(MINI, pname)
     data = pack(qm, tiling)
     assert len(data) == bundle_bytes(qm.cfg, qm.profile, tiling)
     assert_same_tensors(unpack(data, qm.cfg, qm.profile, tiling), qm.tensors)
+
+
+def test_tiles_must_be_whole_bus_words():
+    # the linear unit streams tiles back to back, one bus word per cycle
+    with pytest.raises(ConfigError, match="7x5 tile of 16-bit weights is not whole 128-bit"):
+        Tiling(7, 5, 3)
+    assert Tiling(7, 8, 3, axi_bits=64).key == "7x8-p3-axi64"
 
 
 def test_tiny_round_trip_is_exact():
