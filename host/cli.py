@@ -255,7 +255,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     else:
         d = DEFAULT_TILING
         tiles = args.tiles or f"{d.lin_in}x{d.lin_out}"
-        design = our_design(profile, _parse_tiling(tiles, args.p or d.p, "--tiles"))
+        if not 1 <= args.weight_ports <= 4:
+            raise EdgeMoeError("--weight-ports must be in 1..4 (the ZCU104's HP ports)")
+        tiling = _parse_tiling(tiles, args.p or d.p, "--tiles")
+        design = our_design(profile, tiling, args.weight_ports)
     if not 1 <= args.batch <= MAX_IMAGES:
         raise EdgeMoeError(f"--batch must be in 1..{MAX_IMAGES}")
     board = BOARDS[args.board]
@@ -326,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--design", choices=["edgemoe", "edge-moe-published"], default="edgemoe")
     es.add_argument(
         "--batch", type=int, default=1, help="images per call (more than 1: expert-major)"
+    )
+    es.add_argument(
+        "--weight-ports",
+        type=int,
+        default=1,
+        help="what-if: weights striped over this many HP ports (the kernel as built: 1)",
     )
     es.add_argument("--json", default=None)
     es.add_argument("--plot", default=None, help="stacked bar chart per layer (PNG)")

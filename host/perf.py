@@ -95,8 +95,12 @@ def dsp_per_mac(profile: Profile) -> int:
     return 1 if (a <= 27 and w <= 18) or (a <= 18 and w <= 27) else 2
 
 
-def our_design(profile: Profile, tiling: Tiling) -> Design:
-    return Design("edgemoe", tiling, dsp_per_mac(profile))
+def our_design(profile: Profile, tiling: Tiling, weight_ports: int = 1) -> Design:
+    """The kernel as built (``weight_ports=1``); more ports is a what-if: the weights
+    striped over several m_axi bundles, which the four-pointer control contract
+    (DESIGN.md §4.6) does not have."""
+    name = "edgemoe" if weight_ports == 1 else f"edgemoe-whatif-{weight_ports}-weight-ports"
+    return Design(name, tiling, dsp_per_mac(profile), weight_ports=weight_ports)
 
 
 def published_design() -> Design:
@@ -201,7 +205,7 @@ def _linear_cycles(
     if not d.prefetch:  # Edge-MoE: separate clear and drain passes per output tile
         return int(it * ot * (rows + DEPTH_MAC) + ot * (2 * rows + DEPTH_EPILOGUE))
     word = t.axi_bits // 8
-    words = t.lin_in * t.lin_out * 2 // word
+    words = -(-t.lin_in * t.lin_out * 2 // (word * d.weight_ports))  # cycles per tile on the bus
     bias = -(-t.lin_out * 2 // word)
     passes = (it * ot - 1) * max(rows, words) + (max(rows, words) if chained else rows)
     return int(

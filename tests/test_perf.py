@@ -124,3 +124,17 @@ def test_bad_estimate_arguments(capsys, argv, words):
     assert main(["estimate", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and all(w in err for w in words)
+
+
+def test_weight_ports_what_if_is_labelled_and_bounded_by_ddr(capsys):
+    c, p = cfg(DEFAULT_CONFIG), profile("lean")
+    built = estimate(c, p, our_design(p, DEFAULT_TILING), BOARDS["zcu104"])
+    four = estimate(c, p, our_design(p, DEFAULT_TILING, weight_ports=4), BOARDS["zcu104"])
+    assert four.design == "edgemoe-whatif-4-weight-ports"
+    assert four.latency_ms < built.latency_ms
+    # four 4.8 GB/s ports exceed the 17 GB/s of PS DDR: DDR is the cap
+    experts = sum(s.memory_ms for s in four.stages if s.name.startswith("expert_"))
+    expert_bytes = sum(s.ddr_bytes for s in four.stages if s.name.startswith("expert_"))
+    assert experts == pytest.approx(expert_bytes / 17.06e9 * 1e3)
+    assert main(["estimate", "--weight-ports", "5"]) == 2
+    assert "--weight-ports must be in 1..4" in capsys.readouterr().err
