@@ -261,14 +261,18 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         design = our_design(profile, tiling, args.weight_ports)
     if not 1 <= args.batch <= MAX_IMAGES:
         raise EdgeMoeError(f"--batch must be in 1..{MAX_IMAGES}")
+    ours = args.design != "edge-moe-published"
+    if args.batch > 1 and not ours:
+        raise EdgeMoeError("--batch: the published design has no expert-major batched mode")
     board = BOARDS[args.board]
     est = estimate(cfg, profile, design, board, args.clock_mhz, batch=args.batch)
-    curve = batch_curve(cfg, profile, design, board, args.clock_mhz)
     print(table(est))
-    print(
-        "images per call -> ESTIMATED ms per image (call ms): "
-        + ", ".join(f"{c['batch']} -> {c['ms_per_image']:.2f} ({c['call_ms']:.1f})" for c in curve)
-    )
+    curve = batch_curve(cfg, profile, design, board, args.clock_mhz) if ours else None
+    if curve:
+        per = ", ".join(
+            f"{c['batch']} -> {c['ms_per_image']:.2f} ({c['call_ms']:.1f})" for c in curve
+        )
+        print(f"images per call -> ESTIMATED ms per image (call ms): {per}")
     if args.json:
         _write_json_atomic(Path(args.json), {**est.to_dict(), "batch_curve": curve})
         print(f"wrote {args.json}")

@@ -1,7 +1,8 @@
 """Performance and resource model of the kernel (DESIGN.md §6). ESTIMATES, not synthesis.
 
 Cycles come from the loop trip counts and initiation intervals of the C++ as
-written (``hls/``), for one image; DDR bytes per stage from the same bundle
+written (``hls/``), for one call of ``batch`` images (one: image-major; more:
+expert-major, edgemoe.host.scratch); DDR bytes per stage from the same bundle
 layout the kernel reads (their sum equals the C-sim's counters: tested); the
 time of a stage is the larger of its compute time and its DDR time when the
 stage streams its weights while computing (prefetch), their sum when it does
@@ -172,7 +173,10 @@ class Estimate:
     def to_dict(self) -> dict:
         return {
             "estimate": True,
-            "note": "modelled from loop trip counts and bundle sizes; nothing was synthesised",
+            "note": (
+                "modelled from loop trip counts and bundle sizes; nothing was synthesised. "
+                "latency_ms is per image: call_ms / batch"
+            ),
             "config": self.config,
             "profile": self.profile,
             "design": self.design,
@@ -448,6 +452,9 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
     bram += t.lin_out * _bram36(N, acc_bits)  # accumulators, one bank per lane
     bram += 2 * cfg.num_experts * _bram36(N, 32)  # routing queues (token, weight)
     bram += 4  # tables, LN parameters
+    # expert-major groups: per-image expert counts, one queue's (token, weight), the
+    # chunk's (image, token) rows
+    bram += _bram36(MAX_BATCH * cfg.num_experts, 32) + 4 * _bram36(N, 32)
     lut = int(lin_macs * 40 + attn_macs * 60 + (wide_bits / 1e4) + 25_000)
     util = {
         "dsp": dsp / board.dsp,

@@ -86,6 +86,9 @@ def test_published_design_on_zcu102(capsys):
     )
     out = capsys.readouterr().out
     assert "edge-moe-published" in out and "zcu102" in out
+    assert "images per call" not in out  # no batched mode in the published design
+    assert main(["estimate", "--design", "edge-moe-published", "--batch", "2"]) == 2
+    assert "no expert-major batched mode" in capsys.readouterr().err
     c, p = cfg(DEFAULT_CONFIG), profile("edge-moe")
     pub = estimate(c, p, published_design(), BOARDS["zcu102"])
     ours = estimate(
