@@ -46,13 +46,16 @@ demo: $(STAMP)
 HLS_FLOW ?= classic
 HLS_STEPS ?= csim csynth cosim export
 HLS_CLOCK_NS ?= 3.333
-# The testbench (hls/tb/tb_top.cpp) runs one seeded image of the default build and
-# compares with the golden model bit for bit; its files come from edgemoe.sim.tbdata.
+# The testbench (hls/tb/tb_top.cpp) runs HLS_TB_IMAGES seeded images of the default
+# build (1: the image-major schedule; 2 or more: expert-major) and compares with the
+# golden model bit for bit; its files come from edgemoe.sim.tbdata.
 HLS_TB_DIR ?= build/hls_tb
+HLS_TB_IMAGES ?= 1
 HLS_TB_FILES = $(abspath $(HLS_TB_DIR))
 HLS_TB_ARGV ?= $(HLS_TB_FILES)/bundle.bin $(HLS_TB_FILES)/images.bin $(HLS_TB_FILES)/output.bin \
-	0 1 0 $(HLS_TB_FILES)/expected.bin
-HLS_TB_DATA = $(if $(filter csim cosim,$(HLS_STEPS)),$(BIN)/python -m edgemoe.sim.tbdata --out $(HLS_TB_DIR))
+	0 $(HLS_TB_IMAGES) 0 $(HLS_TB_FILES)/expected.bin
+HLS_TB_DATA = $(if $(filter csim cosim,$(HLS_STEPS)),$(BIN)/python -m edgemoe.sim.tbdata \
+	--out $(HLS_TB_DIR) --images $(HLS_TB_IMAGES))
 HLS_BUILD ?= build/hls
 HLS_UNIFIED_DIR ?= build/hls_unified/edgemoe_top
 HLS_ENV = EDGEMOE_HLS_STEPS="$(HLS_STEPS)" EDGEMOE_HLS_BUILD="$(abspath $(HLS_BUILD))" \

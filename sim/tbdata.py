@@ -1,11 +1,12 @@
 """Input files for the Vitis csim/cosim testbench (hls/tb/tb_top.cpp).
 
 Writes ``bundle.bin``, ``images.bin`` (uint8, patch-major) and ``expected.bin``
-(the golden model's int32 output) for one seeded model and image, so that
+(the golden model's int32 output) for one seeded model and ``--images`` images
+(default 1: the image-major schedule; 2 or more: the expert-major one), so that
 ``make hls`` can run the C++ testbench with a bit-exact check against golden.
 
-Usage: ``python -m edgemoe.sim.tbdata --out DIR [--config C] [--profile P] [--task T]``;
-prints the testbench's command-line arguments.
+Usage: ``python -m edgemoe.sim.tbdata --out DIR [--config C] [--profile P] [--task T]
+[--images N]``; prints the testbench's command-line arguments.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ from edgemoe.models.config import DEFAULT_CONFIG, load_config
 from .golden import Golden
 
 
-def write(out: Path, config: str, profile: str, task: int, seed: int) -> list[str]:
+def write(out: Path, config: str, profile: str, task: int, seed: int, images: int = 1) -> list[str]:
     """Write the three files; return the testbench argv."""
     from edgemoe.models.m3vit import random_model
 
     cfg, prof = load_config(config), load_profile(profile)
     model = random_model(cfg, seed)
     qm = quantize_model({k: v.detach().numpy() for k, v in model.state_dict().items()}, cfg, prof)
-    patches = to_patches(random_images(cfg, 1, seed), cfg)
+    patches = to_patches(random_images(cfg, images, seed), cfg)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bundle.bin").write_bytes(pack(qm, DEFAULT_TILING))
     patches.tofile(out / "images.bin")
@@ -44,7 +45,7 @@ def write(out: Path, config: str, profile: str, task: int, seed: int) -> list[st
         files["images"],
         files["output"],
         str(task),
-        "1",
+        str(images),
         "0",
         files["expected"],
     ]
@@ -57,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default=DEFAULT_PROFILE)
     ap.add_argument("--task", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--images", type=int, default=1, help="2 or more: expert-major schedule")
     a = ap.parse_args(argv)
-    print(" ".join(write(Path(a.out), a.config, a.profile, a.task, a.seed)))
+    if not 1 <= a.images <= 16:
+        ap.error("--images must be in 1..16")
+    print(" ".join(write(Path(a.out), a.config, a.profile, a.task, a.seed, a.images)))
     return 0
 
 

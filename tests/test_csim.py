@@ -313,11 +313,13 @@ def test_first_difference_names_the_first_boundary():
     assert first_difference(g, c) == "block2.attn"
 
 
-def test_make_hls_testbench_data_passes_the_testbench(tmp_path):
-    """The files `make hls` hands the Vitis testbench (edgemoe.sim.tbdata) pass it bit-exactly."""
+@pytest.mark.parametrize("images", [1, 3])
+def test_make_hls_testbench_data_passes_the_testbench(tmp_path, images):
+    """The files `make hls` hands the Vitis testbench (edgemoe.sim.tbdata) pass it bit-exactly,
+    in both schedules."""
     from edgemoe.sim import tbdata
 
-    argv = tbdata.write(tmp_path / "data", "m3vit-mini", "lean", task=1, seed=3)
+    argv = tbdata.write(tmp_path / "data", "m3vit-mini", "lean", task=1, seed=3, images=images)
     exe = csim.build_testbench(
         "tb_top", cfg("m3vit-mini"), profile("lean"), tmp_path, with_kernel=True
     )
