@@ -303,7 +303,7 @@ group_totals_clear:
   }
 group_counts:
   for (int b = 0; b < group; ++b) {
-#pragma HLS LOOP_TRIPCOUNT min = 2 max = MAX_BATCH
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BATCH
     ddr_read<PORT_SCRATCH, 4, true>(run.scratch, uint64_t(b) * SCRATCH_SLOT + SCRATCH_COUNT,
                                     NUM_EXPERTS, count[b]);
   group_totals:
@@ -329,7 +329,7 @@ group_expert:
     int done = 0;  // queued tokens of this expert gathered so far
   group_image:
     for (int b = 0; b < group; ++b) {
-#pragma HLS LOOP_TRIPCOUNT min = 2 max = MAX_BATCH
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BATCH
       const int n = count[b][e];
       if (n == 0) {
         continue;
@@ -428,7 +428,7 @@ group_loop:
     int at = 0;  // the MoE block every image of the group is parked at
   group_first:
     for (int b = 0; b < group; ++b) {
-#pragma HLS LOOP_TRIPCOUNT min = 2 max = MAX_BATCH
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BATCH
       embed_image(run, g0 + b, buf);
       at = run_blocks(run, g0 + b, uint64_t(b) * SCRATCH_SLOT, 0, true, buf);
       if (at == DEPTH) {  // no MoE block to park at
@@ -443,7 +443,7 @@ group_loop:
       int next = DEPTH;
     group_resume:
       for (int b = 0; b < group; ++b) {
-#pragma HLS LOOP_TRIPCOUNT min = 2 max = MAX_BATCH
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BATCH
         const uint64_t slot = uint64_t(b) * SCRATCH_SLOT;
         linear_prefetch().valid = false;
         fill_rows(scratch, slot + SCRATCH_X, buf.x);
