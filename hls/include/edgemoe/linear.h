@@ -159,6 +159,8 @@ inline void linear_unit(const LinearCall& call, const word_t* bundle, Buffers& b
 #pragma HLS ARRAY_PARTITION variable = bias complete
   wide_t xseg[LIN_IN];
 #pragma HLS ARRAY_PARTITION variable = xseg complete
+  wide_t sums[LIN_OUT];  // one row's LIN_OUT dot products of this tile
+#pragma HLS ARRAY_PARTITION variable = sums complete
   const int IT = ceil_div(call.k, LIN_IN);
   const int OT = ceil_div(call.o, LIN_OUT);
 
@@ -210,18 +212,30 @@ lin_tile:
       for (int i = 0; i < LIN_IN; ++i) {
         xseg[i] = linear_input(call, buf, r, it * LIN_IN + i);
       }
-    lin_mac_out:
+    lin_mac_init:
       for (int o = 0; o < LIN_OUT; ++o) {
-        wide_t sum = first ? wide_t(0) : acc[r][o];
-      lin_mac_in:
-        for (int i = 0; i < LIN_IN; ++i) {
-          sum += xseg[i] * wide_t(w[i * LIN_OUT + o]);
+        sums[o] = first ? wide_t(0) : acc[r][o];
+      }
+    lin_mac_in:
+      for (int i = 0; i < LIN_IN; ++i) {
+      lin_mac_out:
+        for (int o = 0; o < LIN_OUT; ++o) {
+          sums[o] += xseg[i] * wide_t(w[i * LIN_OUT + o]);
         }
-        const int col = ot * LIN_OUT + o;
-        if (!last) {
-          acc[r][o] = sum;
-        } else if (col < call.o) {
-          linear_output(call, buf, r, col, sum, call.b_off != 0 ? wide_t(bias[o]) : wide_t(0));
+      }
+      if (!last) {
+      lin_keep:
+        for (int o = 0; o < LIN_OUT; ++o) {
+          acc[r][o] = sums[o];
+        }
+      } else {
+      lin_epilogue:
+        for (int o = 0; o < LIN_OUT; ++o) {
+          const int col = ot * LIN_OUT + o;
+          if (col < call.o) {
+            linear_output(call, buf, r, col, sums[o],
+                          call.b_off != 0 ? wide_t(bias[o]) : wide_t(0));
+          }
         }
       }
     }
