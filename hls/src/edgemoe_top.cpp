@@ -90,26 +90,23 @@ fill_rows_loop:
   }
 }
 
-/// What one call of the kernel works on: its buffers and arguments.
+/// The scalar arguments of one call that every stage needs. (The m_axi pointers are
+/// passed as plain arguments: HLS traces each one to its port.)
 struct Run {
-  const word_t* bundle;
-  const word_t* images;
-  word_t* output;
-  word_t* scratch;
   uint32_t task;
   int stop;             ///< -1: none; 0: embed; 1 + 7*i + s: block i stage s
   uint64_t out_stride;  ///< output bytes per image
 };
 
 /// Patch embedding of image b into x: token bias staged in x, then one linear map.
-void embed_image(const Run& run, uint32_t b, Buffers& buf) {
+void embed_image(const word_t* bundle, const word_t* images, uint32_t b, Buffers& buf) {
   linear_prefetch().valid = false;  // nothing fetched ahead survives into another image
-  ddr_read<PORT_IMAGES, 1, false>(run.images, uint64_t(b) * NUM_PATCHES * PATCH_DIM,
+  ddr_read<PORT_IMAGES, 1, false>(images, uint64_t(b) * NUM_PATCHES * PATCH_DIM,
                                   NUM_PATCHES * PATCH_DIM, &buf.pix[0][0]);
 embed_token_bias:
   for (int t = 0; t < NUM_TOKENS; ++t) {
-    ddr_read<PORT_WEIGHTS, 4, true>(run.bundle, OFF_TOKEN_BIAS + uint64_t(t) * EMBED_DIM * 4,
-                                    EMBED_DIM, buf.x[t]);
+    ddr_read<PORT_WEIGHTS, 4, true>(bundle, OFF_TOKEN_BIAS + uint64_t(t) * EMBED_DIM * 4, EMBED_DIM,
+                                    buf.x[t]);
   }
 embed_cls:
   for (int c = 0; c < EMBED_DIM; ++c) {
@@ -117,11 +114,11 @@ embed_cls:
   }
   const LinearCall embed = {IN_PIXELS,   OUT_EMBED, PATCH_DIM, EMBED_DIM, NUM_PATCHES,
                             OFF_PATCH_W, 0,         0,         0};
-  linear_unit(embed, run.bundle, buf);
+  linear_unit(embed, bundle, buf);
 }
 
 /// The experts of one MoE block for the image on chip, over its own queues.
-void experts_image(const Run& run, const BlockOffsets& blk, Buffers& buf) {
+void experts_image(const word_t* bundle, const BlockOffsets& blk, Buffers& buf) {
 expert_loop:
   for (int e = 0; e < NUM_EXPERTS; ++e) {
     const int n = buf.routing.count[e];
@@ -141,28 +138,27 @@ expert_loop:
     const LinearCall fc1 = {IN_H_GATHER,         OUT_GELU, EMBED_DIM,
                             EXPERT_HIDDEN,       n,        base,
                             base + EXPERT_FC1_B, e,        base + EXPERT_FC2_W};
-    linear_unit(fc1, run.bundle, buf);
+    linear_unit(fc1, bundle, buf);
     const LinearCall fc2 = {IN_WIDE, OUT_EXPERT,          EXPERT_HIDDEN,       EMBED_DIM,
                             n,       base + EXPERT_FC2_W, base + EXPERT_FC2_B, e,
                             next_fc1};
-    linear_unit(fc2, run.bundle, buf);
+    linear_unit(fc2, bundle, buf);
   }
 }
 
 /// Park the image on chip after the routing of a MoE block: x, h (the experts' input:
 /// x itself changes as experts add into it) and its queues.
-void park_image(const Run& run, uint64_t slot, const Buffers& buf) {
-  spill_rows(run.scratch, slot + SCRATCH_X, buf.x);
-  spill_rows(run.scratch, slot + SCRATCH_H, buf.h);
-  ddr_write_i32<PORT_SCRATCH>(run.scratch, slot + SCRATCH_COUNT, NUM_EXPERTS, buf.routing.count);
+void park_image(word_t* scratch, uint64_t slot, const Buffers& buf) {
+  spill_rows(scratch, slot + SCRATCH_X, buf.x);
+  spill_rows(scratch, slot + SCRATCH_H, buf.h);
+  ddr_write_i32<PORT_SCRATCH>(scratch, slot + SCRATCH_COUNT, NUM_EXPERTS, buf.routing.count);
 park_queues:
   for (int e = 0; e < NUM_EXPERTS; ++e) {
     const int n = buf.routing.count[e];
     if (n > 0) {
       const uint64_t lst = uint64_t(e) * SCRATCH_LIST_STRIDE;
-      ddr_write_i32<PORT_SCRATCH>(run.scratch, slot + SCRATCH_TOKEN + lst, n, buf.routing.token[e]);
-      ddr_write_i32<PORT_SCRATCH>(run.scratch, slot + SCRATCH_WEIGHT + lst, n,
-                                  buf.routing.weight[e]);
+      ddr_write_i32<PORT_SCRATCH>(scratch, slot + SCRATCH_TOKEN + lst, n, buf.routing.token[e]);
+      ddr_write_i32<PORT_SCRATCH>(scratch, slot + SCRATCH_WEIGHT + lst, n, buf.routing.weight[e]);
     }
   }
 }
@@ -173,7 +169,8 @@ park_queues:
 ///        MoE block met, park the image in its scratch slot and return that block
 /// \return DEPTH when the backbone is done, -1 when a debug stop wrote the output,
 ///         else the MoE block the image is parked at
-int run_blocks(const Run& run, uint32_t b, uint64_t slot, int from, bool park, Buffers& buf) {
+int run_blocks(const word_t* bundle, word_t* output, word_t* scratch, const Run& run, uint32_t b,
+               uint64_t slot, int from, bool park, Buffers& buf) {
   static param_t ln_g[EMBED_DIM];
   static param_t ln_b[EMBED_DIM];
   act_t(&x)[NUM_TOKENS][EMBED_DIM] = buf.x;
@@ -189,11 +186,11 @@ block_loop:
     const int here = 1 + i * STAGES_PER_BLOCK;
 
     // ---- LN1 ----
-    ddr_read<PORT_WEIGHTS, 2, true>(run.bundle, blk.ln1_g, EMBED_DIM, ln_g);
-    ddr_read<PORT_WEIGHTS, 2, true>(run.bundle, blk.ln1_b, EMBED_DIM, ln_b);
+    ddr_read<PORT_WEIGHTS, 2, true>(bundle, blk.ln1_g, EMBED_DIM, ln_g);
+    ddr_read<PORT_WEIGHTS, 2, true>(bundle, blk.ln1_b, EMBED_DIM, ln_b);
     layernorm_rows<NUM_TOKENS, EMBED_DIM, LN_LANES>(x, ln_g, ln_b, h, NUM_TOKENS);
     if (stop == here + STAGE_LN1) {
-      write_rows<EMBED_DIM, EMBED_DIM>(run.output, out_off, h, NUM_TOKENS);
+      write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, h, NUM_TOKENS);
       return -1;
     }
 
@@ -201,34 +198,34 @@ block_loop:
     // proj's first tile is fetched during qkv's last one (it waits out the attention)
     const LinearCall qkv = {IN_H,      OUT_QKV,   EMBED_DIM, 3 * EMBED_DIM, NUM_TOKENS,
                             blk.qkv_w, blk.qkv_b, 0,         blk.proj_w};
-    linear_unit(qkv, run.bundle, buf);
+    linear_unit(qkv, bundle, buf);
     if (stop == here + STAGE_QKV) {
-      write_rows<3 * EMBED_DIM, WIDE_COLS>(run.output, out_off, wide, NUM_TOKENS);
+      write_rows<3 * EMBED_DIM, WIDE_COLS>(output, out_off, wide, NUM_TOKENS);
       return -1;
     }
 
     // ---- attention (output in h) ----
     attention(wide, h);
     if (stop == here + STAGE_ATTN) {
-      write_rows<EMBED_DIM, EMBED_DIM>(run.output, out_off, h, NUM_TOKENS);
+      write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, h, NUM_TOKENS);
       return -1;
     }
 
     // ---- proj + residual ----
     const LinearCall proj = {IN_H,       OUT_PROJ,   EMBED_DIM, EMBED_DIM, NUM_TOKENS,
                              blk.proj_w, blk.proj_b, 0,         0};
-    linear_unit(proj, run.bundle, buf);
+    linear_unit(proj, bundle, buf);
     if (stop == here + STAGE_PROJ) {
-      write_rows<EMBED_DIM, EMBED_DIM>(run.output, out_off, x, NUM_TOKENS);
+      write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, x, NUM_TOKENS);
       return -1;
     }
 
     // ---- LN2 ----
-    ddr_read<PORT_WEIGHTS, 2, true>(run.bundle, blk.ln2_g, EMBED_DIM, ln_g);
-    ddr_read<PORT_WEIGHTS, 2, true>(run.bundle, blk.ln2_b, EMBED_DIM, ln_b);
+    ddr_read<PORT_WEIGHTS, 2, true>(bundle, blk.ln2_g, EMBED_DIM, ln_g);
+    ddr_read<PORT_WEIGHTS, 2, true>(bundle, blk.ln2_b, EMBED_DIM, ln_b);
     layernorm_rows<NUM_TOKENS, EMBED_DIM, LN_LANES>(x, ln_g, ln_b, h, NUM_TOKENS);
     if (stop == here + STAGE_LN2) {
-      write_rows<EMBED_DIM, EMBED_DIM>(run.output, out_off, h, NUM_TOKENS);
+      write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, h, NUM_TOKENS);
       return -1;
     }
 
@@ -236,29 +233,29 @@ block_loop:
       // ---- gate, routing ----
       const LinearCall gate = {
           IN_H, OUT_GATE, EMBED_DIM, NUM_EXPERTS, NUM_TOKENS, blk.gate_w[run.task], 0, 0, 0};
-      linear_unit(gate, run.bundle, buf);
+      linear_unit(gate, bundle, buf);
       if (stop == here + STAGE_GATE) {
-        write_rows<NUM_EXPERTS, WIDE_COLS>(run.output, out_off, wide, NUM_TOKENS);
+        write_rows<NUM_EXPERTS, WIDE_COLS>(output, out_off, wide, NUM_TOKENS);
         return -1;
       }
       route_tokens<WIDE_COLS>(wide, buf.routing);
       if (park) {
-        park_image(run, slot, buf);
+        park_image(scratch, slot, buf);
         return i;
       }
       // ---- experts in ascending index, only non-empty ones, each over its queue ----
-      experts_image(run, blk, buf);
+      experts_image(bundle, blk, buf);
     } else {
       // ---- dense MLP ----
       const LinearCall fc1 = {IN_H,      OUT_GELU,  EMBED_DIM, MLP_HIDDEN, NUM_TOKENS,
                               blk.fc1_w, blk.fc1_b, 0,         blk.fc2_w};
-      linear_unit(fc1, run.bundle, buf);
+      linear_unit(fc1, bundle, buf);
       const LinearCall fc2 = {IN_WIDE,   OUT_RESIDUAL, MLP_HIDDEN, EMBED_DIM, NUM_TOKENS,
                               blk.fc2_w, blk.fc2_b,    0,          0};
-      linear_unit(fc2, run.bundle, buf);
+      linear_unit(fc2, bundle, buf);
     }
     if (stop == here + STAGE_MLP) {
-      write_rows<EMBED_DIM, EMBED_DIM>(run.output, out_off, x, NUM_TOKENS);
+      write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, x, NUM_TOKENS);
       return -1;
     }
   }
@@ -267,27 +264,28 @@ block_loop:
 
 /// One chunk of an expert's batched queue: up to NUM_TOKENS (image, token) rows gathered
 /// into h and x, fc1 + GELU, fc2 scaled into x, then x scattered back to the slots.
-void expert_chunk(const Run& run, uint64_t base, int e, int rows, uint64_t next_w_off,
-                  const int img[NUM_TOKENS], const int tok[NUM_TOKENS], Buffers& buf) {
+void expert_chunk(const word_t* bundle, word_t* scratch, uint64_t base, int e, int rows,
+                  uint64_t next_w_off, const int img[NUM_TOKENS], const int tok[NUM_TOKENS],
+                  Buffers& buf) {
   const LinearCall fc1 = {IN_H_GATHER,         OUT_GELU, EMBED_DIM,
                           EXPERT_HIDDEN,       rows,     base,
                           base + EXPERT_FC1_B, e,        base + EXPERT_FC2_W};
-  linear_unit(fc1, run.bundle, buf);
+  linear_unit(fc1, bundle, buf);
   const LinearCall fc2 = {IN_WIDE,   OUT_EXPERT,          EXPERT_HIDDEN,       EMBED_DIM,
                           rows,      base + EXPERT_FC2_W, base + EXPERT_FC2_B, e,
                           next_w_off};
-  linear_unit(fc2, run.bundle, buf);
+  linear_unit(fc2, bundle, buf);
 expert_scatter:
   for (int r = 0; r < rows; ++r) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
     const uint64_t at =
         uint64_t(img[r]) * SCRATCH_SLOT + SCRATCH_X + uint64_t(tok[r]) * SCRATCH_ROW;
-    ddr_write_i32<PORT_SCRATCH>(run.scratch, at, EMBED_DIM, buf.x[r]);
+    ddr_write_i32<PORT_SCRATCH>(scratch, at, EMBED_DIM, buf.x[r]);
   }
 }
 
 /// The experts of MoE block i over a group of parked images (expert-major).
-void experts_group(const Run& run, int i, int group, Buffers& buf) {
+void experts_group(const word_t* bundle, word_t* scratch, int i, int group, Buffers& buf) {
   static int count[MAX_BATCH][NUM_EXPERTS];
   int total[NUM_EXPERTS];
   static int tok_list[NUM_TOKENS];
@@ -304,7 +302,7 @@ group_totals_clear:
 group_counts:
   for (int b = 0; b < group; ++b) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BATCH
-    ddr_read<PORT_SCRATCH, 4, true>(run.scratch, uint64_t(b) * SCRATCH_SLOT + SCRATCH_COUNT,
+    ddr_read<PORT_SCRATCH, 4, true>(scratch, uint64_t(b) * SCRATCH_SLOT + SCRATCH_COUNT,
                                     NUM_EXPERTS, count[b]);
   group_totals:
     for (int e = 0; e < NUM_EXPERTS; ++e) {
@@ -336,17 +334,15 @@ group_expert:
       }
       const uint64_t slot = uint64_t(b) * SCRATCH_SLOT;
       const uint64_t lst = uint64_t(e) * SCRATCH_LIST_STRIDE;
-      ddr_read<PORT_SCRATCH, 4, true>(run.scratch, slot + SCRATCH_TOKEN + lst, n, tok_list);
-      ddr_read<PORT_SCRATCH, 4, true>(run.scratch, slot + SCRATCH_WEIGHT + lst, n, weight_list);
+      ddr_read<PORT_SCRATCH, 4, true>(scratch, slot + SCRATCH_TOKEN + lst, n, tok_list);
+      ddr_read<PORT_SCRATCH, 4, true>(scratch, slot + SCRATCH_WEIGHT + lst, n, weight_list);
     group_gather:
       for (int j = 0; j < n; ++j) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
         const int t = tok_list[j];
         const uint64_t row = uint64_t(t) * SCRATCH_ROW;
-        ddr_read<PORT_SCRATCH, 4, true>(run.scratch, slot + SCRATCH_H + row, EMBED_DIM,
-                                        buf.h[rows]);
-        ddr_read<PORT_SCRATCH, 4, true>(run.scratch, slot + SCRATCH_X + row, EMBED_DIM,
-                                        buf.x[rows]);
+        ddr_read<PORT_SCRATCH, 4, true>(scratch, slot + SCRATCH_H + row, EMBED_DIM, buf.h[rows]);
+        ddr_read<PORT_SCRATCH, 4, true>(scratch, slot + SCRATCH_X + row, EMBED_DIM, buf.x[rows]);
         img[rows] = b;
         tok[rows] = t;
         buf.routing.token[e][rows] = rows;  // the chunk is its own queue
@@ -355,7 +351,8 @@ group_expert:
         ++done;
         if (rows == NUM_TOKENS || done == total[e]) {
           // the next call is this expert's next chunk, or the next expert
-          expert_chunk(run, base, e, rows, done == total[e] ? next_fc1 : base, img, tok, buf);
+          expert_chunk(bundle, scratch, base, e, rows, done == total[e] ? next_fc1 : base, img, tok,
+                       buf);
           rows = 0;
         }
       }
@@ -397,10 +394,10 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
 #pragma HLS ALLOCATION function instances = linear_unit limit = 1       // ONE unified linear unit
 
   Run run;
-  run.bundle = bundle;
-  run.images = images;
-  run.output = output;
-  run.scratch = scratch;
+  bundle = bundle;
+  images = images;
+  output = output;
+  scratch = scratch;
   run.task = task;
   run.stop = int(debug_stop) - 1;
   run.out_stride = run.stop < 0 ? uint64_t(NUM_TOKENS) * EMBED_DIM * 4
@@ -410,12 +407,12 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
   if (!expert_major) {
   image_loop:
     for (uint32_t b = 0; b < num_images; ++b) {
-      embed_image(run, b, buf);
+      embed_image(bundle, images, b, buf);
       if (run.stop == 0) {
         write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(b) * run.out_stride, buf.x, NUM_TOKENS);
         continue;
       }
-      if (run_blocks(run, b, 0, 0, false, buf) == DEPTH) {
+      if (run_blocks(bundle, output, scratch, run, b, 0, 0, false, buf) == DEPTH) {
         write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(b) * run.out_stride, buf.x, NUM_TOKENS);
       }
     }
@@ -429,8 +426,9 @@ group_loop:
   group_first:
     for (int b = 0; b < group; ++b) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BATCH
-      embed_image(run, g0 + b, buf);
-      at = run_blocks(run, g0 + b, uint64_t(b) * SCRATCH_SLOT, 0, true, buf);
+      embed_image(bundle, images, g0 + b, buf);
+      at = run_blocks(bundle, output, scratch, run, g0 + b, uint64_t(b) * SCRATCH_SLOT, 0, true,
+                      buf);
       if (at == DEPTH) {  // no MoE block to park at
         write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(g0 + b) * run.out_stride, buf.x,
                                          NUM_TOKENS);
@@ -439,7 +437,7 @@ group_loop:
   group_moe:
     while (at < DEPTH) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_MOE_BLOCKS
-      experts_group(run, at, group, buf);
+      experts_group(bundle, scratch, at, group, buf);
       int next = DEPTH;
     group_resume:
       for (int b = 0; b < group; ++b) {
@@ -447,7 +445,7 @@ group_loop:
         const uint64_t slot = uint64_t(b) * SCRATCH_SLOT;
         linear_prefetch().valid = false;
         fill_rows(scratch, slot + SCRATCH_X, buf.x);
-        next = run_blocks(run, g0 + b, slot, at + 1, true, buf);
+        next = run_blocks(bundle, output, scratch, run, g0 + b, slot, at + 1, true, buf);
         if (next == DEPTH) {
           write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(g0 + b) * run.out_stride, buf.x,
                                            NUM_TOKENS);
