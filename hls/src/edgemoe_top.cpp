@@ -117,7 +117,39 @@ embed_cls:
   linear_unit(embed, bundle, buf);
 }
 
-/// The experts of one MoE block for the image on chip, over its own queues.
+/// The first expert after e that receives tokens (count > 0), or NUM_EXPERTS.
+int next_used(const int count[NUM_EXPERTS], int e) {
+  int next = e + 1;
+expert_next:
+  while (next < NUM_EXPERTS && count[next] == 0) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = NUM_EXPERTS
+    ++next;
+  }
+  return next;
+}
+
+/// Where expert e of a MoE block starts in the bundle; 0 (no call) past the last.
+uint64_t expert_base(const BlockOffsets& blk, int e) {
+  return e < NUM_EXPERTS ? blk.experts + uint64_t(e) * EXPERT_STRIDE : 0;
+}
+
+/// Expert e over the `rows` rows of its queue in buf.routing: fc1 + GELU into the (now
+/// free) wide buffer, then fc2 scaled by each row's gate weight into its token of x.
+/// \param next_w_off the call that follows, whose first tile fc2's last one fetches
+void run_expert(const word_t* bundle, uint64_t base, int e, int rows, uint64_t next_w_off,
+                Buffers& buf) {
+  const LinearCall fc1 = {IN_H_GATHER,         OUT_GELU, EMBED_DIM,
+                          EXPERT_HIDDEN,       rows,     base,
+                          base + EXPERT_FC1_B, e,        base + EXPERT_FC2_W};
+  linear_unit(fc1, bundle, buf);
+  const LinearCall fc2 = {IN_WIDE,   OUT_EXPERT,          EXPERT_HIDDEN,       EMBED_DIM,
+                          rows,      base + EXPERT_FC2_W, base + EXPERT_FC2_B, e,
+                          next_w_off};
+  linear_unit(fc2, bundle, buf);
+}
+
+/// The experts of one MoE block for the image on chip, over its own queues: only
+/// non-empty ones, in ascending index, each fetching the next one's first tile ahead.
 void experts_image(const word_t* bundle, const BlockOffsets& blk, Buffers& buf) {
 expert_loop:
   for (int e = 0; e < NUM_EXPERTS; ++e) {
@@ -125,24 +157,8 @@ expert_loop:
     if (n == 0) {
       continue;  // an unused expert is never read
     }
-    const uint64_t base = blk.experts + uint64_t(e) * EXPERT_STRIDE;
-    // the next non-empty expert's first tile streams in during this one's last
-    int next = e + 1;
-  expert_next:
-    while (next < NUM_EXPERTS && buf.routing.count[next] == 0) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = NUM_EXPERTS
-      ++next;
-    }
-    const uint64_t next_fc1 = next < NUM_EXPERTS ? blk.experts + uint64_t(next) * EXPERT_STRIDE : 0;
-    // hidden rows in queue order, in the (now free) wide buffer
-    const LinearCall fc1 = {IN_H_GATHER,         OUT_GELU, EMBED_DIM,
-                            EXPERT_HIDDEN,       n,        base,
-                            base + EXPERT_FC1_B, e,        base + EXPERT_FC2_W};
-    linear_unit(fc1, bundle, buf);
-    const LinearCall fc2 = {IN_WIDE, OUT_EXPERT,          EXPERT_HIDDEN,       EMBED_DIM,
-                            n,       base + EXPERT_FC2_W, base + EXPERT_FC2_B, e,
-                            next_fc1};
-    linear_unit(fc2, bundle, buf);
+    const uint64_t next_fc1 = expert_base(blk, next_used(buf.routing.count, e));
+    run_expert(bundle, expert_base(blk, e), e, n, next_fc1, buf);
   }
 }
 
@@ -267,14 +283,7 @@ block_loop:
 void expert_chunk(const word_t* bundle, word_t* scratch, uint64_t base, int e, int rows,
                   uint64_t next_w_off, const int img[NUM_TOKENS], const int tok[NUM_TOKENS],
                   Buffers& buf) {
-  const LinearCall fc1 = {IN_H_GATHER,         OUT_GELU, EMBED_DIM,
-                          EXPERT_HIDDEN,       rows,     base,
-                          base + EXPERT_FC1_B, e,        base + EXPERT_FC2_W};
-  linear_unit(fc1, bundle, buf);
-  const LinearCall fc2 = {IN_WIDE,   OUT_EXPERT,          EXPERT_HIDDEN,       EMBED_DIM,
-                          rows,      base + EXPERT_FC2_W, base + EXPERT_FC2_B, e,
-                          next_w_off};
-  linear_unit(fc2, bundle, buf);
+  run_expert(bundle, base, e, rows, next_w_off, buf);
 expert_scatter:
   for (int r = 0; r < rows; ++r) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
@@ -315,14 +324,8 @@ group_expert:
     if (total[e] == 0) {
       continue;  // no image of the group chose it: never read
     }
-    const uint64_t base = blk.experts + uint64_t(e) * EXPERT_STRIDE;
-    int next = e + 1;
-  group_expert_next:
-    while (next < NUM_EXPERTS && total[next] == 0) {
-#pragma HLS LOOP_TRIPCOUNT min = 0 max = NUM_EXPERTS
-      ++next;
-    }
-    const uint64_t next_fc1 = next < NUM_EXPERTS ? blk.experts + uint64_t(next) * EXPERT_STRIDE : 0;
+    const uint64_t base = expert_base(blk, e);
+    const uint64_t next_fc1 = expert_base(blk, next_used(total, e));
     int rows = 0;  // rows gathered into the current chunk
     int done = 0;  // queued tokens of this expert gathered so far
   group_image:

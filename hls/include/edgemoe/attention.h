@@ -42,7 +42,7 @@ softmax_init_acc:
 
 /// Fold key j into a row: e = exp2(-|s - m|); when s raises the max, rescale by e and add 1,
 /// else add e. S = round(S * c) + p; acc = round(acc * c) + p * v; m = max(m, s), with
-/// (c, p) = (e, 1) on a new max and (1, e) otherwise.
+/// (c, p) = (e, 1) when s raises the max and (1, e) otherwise.
 /// \param s raw score of this row against key j
 /// \param v value row j, raw attn_qkv
 inline void softmax_row_update(SoftmaxRow& row, wide_t s, const act_t v[HEAD_DIM]) {
