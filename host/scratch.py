@@ -15,9 +15,9 @@ One slot per image of a group, every region aligned to 64 bytes::
     token   E lists of N words             their token ids, ascending
     weight  E lists of N words             their gate weights (raw prob)
 
-The kernel's offsets (``SCRATCH_*`` in the parameter header) come from here. h is parked rather than
-recomputed from x at gather time because x already holds the lower experts'
-contributions by then.
+The kernel's offsets (``SCRATCH_*`` in the parameter header) come from here.
+h is parked rather than recomputed from x at gather time because by then x
+already holds the contributions of the experts with lower indices.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def row_bytes(cfg: ModelConfig, t: Tiling) -> int:
 class ScratchLayout:
     """Byte offsets inside one image's slot, and the slot size."""
 
+    row: int  # bytes from one token row to the next
     x: int
     h: int
     count: int
@@ -63,7 +64,9 @@ def scratch_layout(cfg: ModelConfig, t: Tiling) -> ScratchLayout:
     count = 2 * rows
     token = count + _align(4 * e)
     weight = token + e * lst
-    return ScratchLayout(0, rows, count, token, weight, lst, _align(weight + e * lst))
+    return ScratchLayout(
+        row_bytes(cfg, t), 0, rows, count, token, weight, lst, _align(weight + e * lst)
+    )
 
 
 def batched(cfg: ModelConfig, num_images: int, debug_stop: int = 0) -> bool:

@@ -73,9 +73,8 @@ write_rows_loop:
   }
 }
 
-/// Copy n rows of EMBED_DIM values between an on-chip buffer and a scratch region.
-constexpr uint64_t SCRATCH_ROW = uint64_t(ceil_div(EMBED_DIM * 4, WORD_BYTES)) * WORD_BYTES;
-
+/// Copy the NUM_TOKENS rows of EMBED_DIM values between an on-chip buffer and a scratch
+/// region (rows SCRATCH_ROW bytes apart).
 void spill_rows(word_t* scratch, uint64_t off, const act_t rows[NUM_TOKENS][EMBED_DIM]) {
 spill_rows_loop:
   for (int t = 0; t < NUM_TOKENS; ++t) {

@@ -243,6 +243,7 @@ constexpr uint32_t MAX_IMAGES = 1024;
 /// Expert-major batched mode: images per group and one image's scratch slot
 /// (edgemoe.host.scratch).
 constexpr int MAX_BATCH = 16;
+constexpr uint64_t SCRATCH_ROW = 768ull;
 constexpr uint64_t SCRATCH_X = 0ull;
 constexpr uint64_t SCRATCH_H = 99072ull;
 constexpr uint64_t SCRATCH_COUNT = 198144ull;
