@@ -217,6 +217,11 @@ def _linear_cycles(
     )
 
 
+def _stage_bytes(traffic: dict[tuple[str, str, str], int], layer: str, stage: str) -> int:
+    """Bytes of one (layer, stage) of a traffic table, every bundle."""
+    return sum(n for (ly, st, _), n in traffic.items() if (ly, st) == (layer, stage))
+
+
 def balanced_counts(cfg: ModelConfig, used: int) -> list[int]:
     """Tokens per expert when ``N * k`` choices spread evenly over experts 0..used-1."""
     used = max(1, min(used, cfg.num_experts))
@@ -300,14 +305,15 @@ def estimate(
         traffic = image_traffic(cfg, profile, t, sets)
 
         def tr(layer: str, stage: str) -> int:
-            return sum(n for (ly, st, _), n in traffic.items() if (ly, st) == (layer, stage))
+            return _stage_bytes(traffic, layer, stage)
 
-        # header check, pixels, token bias, then the linear map
+        # (the call's header check,) pixels, token bias, then the linear map
+        header = 0 if est.stages else HEADER_READ
         add(
             "embed",
             "load",
             2 + cfg.num_patches * cfg.patch_dim / word + N * D * 4 / word,
-            tr("embed", "load"),
+            header + tr("embed", "load"),
         )
         linear(
             "embed", "patch_embed", cfg.num_patches, cfg.patch_dim, D, tr("embed", "patch_embed")
@@ -356,8 +362,7 @@ def estimate(
         for m, i in enumerate(moe_blocks):
             layer = f"block{i}"
             for stage in ("park", "gather", "scatter", "resume"):
-                ddr = sum(n for (ly, st, _), n in traffic.items() if (ly, st) == (layer, stage))
-                add(layer, stage, 0, ddr, False, s_bpc)
+                add(layer, stage, 0, _stage_bytes(traffic, layer, stage), False, s_bpc)
             run = [e for e in range(E) if any(img[m][e] for img in group)]
             for e in run:
                 total = sum(img[m][e] for img in group)
@@ -377,7 +382,6 @@ def estimate(
     if expert_major:
         for g in range(0, batch, MAX_BATCH):
             one_group(counts[g : g + MAX_BATCH])
-    est.stages[0].ddr_bytes += HEADER_READ  # the call's header check
     est.resources = resources(cfg, profile, design, board)
     return est
 
