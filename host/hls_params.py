@@ -271,7 +271,7 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
     w("/// Expert-major batched mode: images per group and one image's scratch slot")
     w("/// (edgemoe.host.scratch).")
     w(f"constexpr int MAX_BATCH = {MAX_BATCH};")
-    for k in ("row", "x", "h", "count", "token", "weight", "list_stride", "slot"):
+    for k in ("row", "h", "count", "token", "weight", "list_stride", "slot"):
         w(f"constexpr uint64_t SCRATCH_{k.upper()} = {getattr(sl, k)}ull;")
     w("/// Largest output row of a debug stop, in words (the qkv stage).")
     w(f"constexpr int MAX_STAGE_WIDTH = {_max_stage_width(cfg)};")

@@ -247,7 +247,7 @@ def estimate(
     ``used_experts[m]`` experts (default: all of them, as 129 tokens x top-2 of 16
     experts give in practice). One image runs image-major; more run expert-major in
     groups (edgemoe.host.scratch): experts once per group and NUM_TOKENS queued
-    tokens, images parked in scratch in between (serial, on the scratch port).
+    tokens, images parked in between (serial, on the output and scratch ports).
     """
     t = design.tiling
     N, D, E = cfg.num_tokens, cfg.embed_dim, cfg.num_experts
@@ -362,7 +362,10 @@ def estimate(
         for m, i in enumerate(moe_blocks):
             layer = f"block{i}"
             for stage in ("park", "gather", "scatter", "resume"):
-                add(layer, stage, 0, _stage_bytes(traffic, layer, stage), False, s_bpc)
+                # the output and scratch ports move their words side by side
+                ports = [n for (ly, st, _), n in traffic.items() if (ly, st) == (layer, stage)]
+                ddr = sum(ports)
+                add(layer, stage, 0, ddr, False, s_bpc * ddr / max(ports))
             run = [e for e in range(E) if any(img[m][e] for img in group)]
             for e in run:
                 total = sum(img[m][e] for img in group)

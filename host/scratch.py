@@ -2,14 +2,15 @@
 
 A kernel call of ``num_images > 1`` (and no ``debug_stop``) runs its images in
 groups of up to :data:`MAX_BATCH`. Inside a group, each image runs on chip up to
-the routing of the next MoE block, then leaves its state in its scratch slot; the
-experts then run expert-major over the whole group, each expert's weights read
-once per :data:`~edgemoe.models.config.ModelConfig.num_tokens` queued tokens
-rather than once per image; then every image resumes from its slot.
+the routing of the next MoE block, then parks its state: the residual stream x
+in its own output slot (the final tokens overwrite it; rows of ``row`` bytes),
+the rest in its scratch slot, so parking uses two ports side by side. The experts
+then run expert-major over the whole group, each expert's weights read once per
+:data:`~edgemoe.models.config.ModelConfig.num_tokens` queued tokens rather than
+once per image; then every image resumes.
 
-One slot per image of a group, every region aligned to 64 bytes::
+One scratch slot per image of a group, every region aligned to 64 bytes::
 
-    x       N rows of ceil_w(4 D) bytes    residual stream (32-bit raw act)
     h       N rows of ceil_w(4 D) bytes    LN2 output, the experts' input
     count   E words                        tokens routed to each expert
     token   E lists of N words             their token ids, ascending
@@ -47,8 +48,7 @@ def row_bytes(cfg: ModelConfig, t: Tiling) -> int:
 class ScratchLayout:
     """Byte offsets inside one image's slot, and the slot size."""
 
-    row: int  # bytes from one token row to the next
-    x: int
+    row: int  # bytes from one token row to the next (also in the output slot)
     h: int
     count: int
     token: int
@@ -61,12 +61,10 @@ def scratch_layout(cfg: ModelConfig, t: Tiling) -> ScratchLayout:
     n, e = cfg.num_tokens, cfg.num_experts
     rows = _align(n * row_bytes(cfg, t))
     lst = _align(4 * n)
-    count = 2 * rows
+    count = rows
     token = count + _align(4 * e)
     weight = token + e * lst
-    return ScratchLayout(
-        row_bytes(cfg, t), 0, rows, count, token, weight, lst, _align(weight + e * lst)
-    )
+    return ScratchLayout(row_bytes(cfg, t), 0, count, token, weight, lst, _align(weight + e * lst))
 
 
 def batched(cfg: ModelConfig, num_images: int, debug_stop: int = 0) -> bool:

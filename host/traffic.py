@@ -98,10 +98,12 @@ def group_traffic(
     block. Per image, every stage but the experts costs what :func:`image_traffic` says;
     per MoE block the group adds::
 
-        park     per image: x and h rows, the counts, each non-empty queue (token, weight)
-        gather   per expert and image: its queue; per queued token: h and x rows
-        scatter  per queued token: its x row
-        resume   per image: x rows
+        park     per image: x rows (to its output slot), h rows, the counts and each
+                 non-empty queue (token, weight) to scratch
+        gather   per expert and image: its queue; per queued token: its x row (output
+                 slot) and h row (scratch)
+        scatter  per queued token: its x row (output slot)
+        resume   per image: x rows (output slot)
         experts  per expert with Q > 0 queued tokens in the group:
                  ceil(Q / N) x (|fc1.w| + |fc1.b| + |fc2.w| + |fc2.b|)
     """
@@ -120,15 +122,13 @@ def group_traffic(
         layer, pre = f"block{i}", f"blocks.{i}"
         for img in counts:
             q = img[m]
-            add((layer, "park", "gmem_scratch"), 2 * N * row + _ceil_words(4 * E, t))
-            add((layer, "park", "gmem_scratch"), sum(2 * _ceil_words(4 * n, t) for n in q if n))
-            add((layer, "gather", "gmem_scratch"), _ceil_words(4 * E, t))
-            add(
-                (layer, "gather", "gmem_scratch"),
-                sum(2 * (_ceil_words(4 * n, t) + n * row) for n in q if n),
-            )
-            add((layer, "scatter", "gmem_scratch"), sum(q) * row)
-            add((layer, "resume", "gmem_scratch"), N * row)
+            lists = sum(2 * _ceil_words(4 * n, t) for n in q if n)
+            add((layer, "park", "gmem_output"), N * row)
+            add((layer, "park", "gmem_scratch"), N * row + _ceil_words(4 * E, t) + lists)
+            add((layer, "gather", "gmem_output"), sum(q) * row)
+            add((layer, "gather", "gmem_scratch"), _ceil_words(4 * E, t) + lists + sum(q) * row)
+            add((layer, "scatter", "gmem_output"), sum(q) * row)
+            add((layer, "resume", "gmem_output"), N * row)
         for e in range(E):
             total = sum(img[m][e] for img in counts)
             if total:

@@ -11,7 +11,8 @@
 //   every tensor and every used expert crosses DDR once per image.
 // - expert-major (num_images > 1): images run in groups of up to MAX_BATCH. Each image
 //   runs on chip up to the routing of the next MoE block and parks its residual
-//   stream, LN2 output and expert queues in its scratch slot; then the experts run
+//   stream in its output slot, its LN2 output and expert queues in its scratch slot
+//   (two ports side by side); then the experts run
 //   in ascending index over the queued tokens of the whole group, NUM_TOKENS at a
 //   time, so an expert's weights cross DDR once per NUM_TOKENS queued tokens instead
 //   of once per image. A token still receives its experts in ascending order.
@@ -73,19 +74,34 @@ write_rows_loop:
   }
 }
 
-/// Copy the NUM_TOKENS rows of EMBED_DIM values between an on-chip buffer and a scratch
-/// region (rows SCRATCH_ROW bytes apart).
-void spill_rows(word_t* scratch, uint64_t off, const act_t rows[NUM_TOKENS][EMBED_DIM]) {
-spill_rows_loop:
-  for (int t = 0; t < NUM_TOKENS; ++t) {
-    ddr_write_i32<PORT_SCRATCH>(scratch, off + uint64_t(t) * SCRATCH_ROW, EMBED_DIM, rows[t]);
+/// A token row of 32-bit values in bus words (rows are whole words: see write_rows).
+constexpr int ROW_LANES = WORD_BYTES / 4;
+constexpr int ROW_WORDS = EMBED_DIM / ROW_LANES;
+static_assert(ROW_WORDS * ROW_LANES == EMBED_DIM && ROW_WORDS * WORD_BYTES == SCRATCH_ROW,
+              "token rows are whole bus words");
+
+/// Park one token of an image: its x row in the image's output slot, its h row in its
+/// scratch slot; a bus word on each port per cycle.
+void park_row(word_t* output, uint64_t x_at, word_t* scratch, uint64_t h_at,
+              const act_t x[EMBED_DIM], const act_t h[EMBED_DIM]) {
+park_row_words:
+  for (int w = 0; w < ROW_WORDS; ++w) {
+#pragma HLS PIPELINE II = 1  // one bus word on each port per cycle
+    const uint64_t at = uint64_t(w) * WORD_BYTES;
+    ddr_write_i32<PORT_OUTPUT>(output, x_at + at, ROW_LANES, &x[w * ROW_LANES]);
+    ddr_write_i32<PORT_SCRATCH>(scratch, h_at + at, ROW_LANES, &h[w * ROW_LANES]);
   }
 }
 
-void fill_rows(const word_t* scratch, uint64_t off, act_t rows[NUM_TOKENS][EMBED_DIM]) {
-fill_rows_loop:
-  for (int t = 0; t < NUM_TOKENS; ++t) {
-    ddr_read<PORT_SCRATCH, 4, true>(scratch, off + uint64_t(t) * SCRATCH_ROW, EMBED_DIM, rows[t]);
+/// Gather one parked token: x from the output slot and h from scratch, likewise.
+void gather_row(const word_t* output, uint64_t x_at, const word_t* scratch, uint64_t h_at,
+                act_t x[EMBED_DIM], act_t h[EMBED_DIM]) {
+gather_row_words:
+  for (int w = 0; w < ROW_WORDS; ++w) {
+#pragma HLS PIPELINE II = 1  // one bus word on each port per cycle
+    const uint64_t at = uint64_t(w) * WORD_BYTES;
+    ddr_read<PORT_OUTPUT, 4, true>(output, x_at + at, ROW_LANES, &x[w * ROW_LANES]);
+    ddr_read<PORT_SCRATCH, 4, true>(scratch, h_at + at, ROW_LANES, &h[w * ROW_LANES]);
   }
 }
 
@@ -161,11 +177,16 @@ expert_loop:
   }
 }
 
-/// Park the image on chip after the routing of a MoE block: x, h (the experts' input:
-/// x itself changes as experts add into it) and its queues.
-void park_image(word_t* scratch, uint64_t slot, const Buffers& buf) {
-  spill_rows(scratch, slot + SCRATCH_X, buf.x);
-  spill_rows(scratch, slot + SCRATCH_H, buf.h);
+/// Park the image on chip after the routing of a MoE block: x in its output slot (the
+/// final tokens overwrite it), h (the experts' input: x itself changes as experts add
+/// into it) and its queues in its scratch slot.
+void park_image(word_t* output, uint64_t out_off, word_t* scratch, uint64_t slot,
+                const Buffers& buf) {
+park_tokens:
+  for (int t = 0; t < NUM_TOKENS; ++t) {
+    park_row(output, out_off + uint64_t(t) * SCRATCH_ROW, scratch,
+             slot + SCRATCH_H + uint64_t(t) * SCRATCH_ROW, buf.x[t], buf.h[t]);
+  }
   ddr_write_i32<PORT_SCRATCH>(scratch, slot + SCRATCH_COUNT, NUM_EXPERTS, buf.routing.count);
 park_queues:
   for (int e = 0; e < NUM_EXPERTS; ++e) {
@@ -255,7 +276,7 @@ block_loop:
       }
       route_tokens<WIDE_COLS>(wide, buf.routing);
       if (park) {
-        park_image(scratch, slot, buf);
+        park_image(output, out_off, scratch, slot, buf);
         return i;
       }
       // ---- experts in ascending index, only non-empty ones, each over its queue ----
@@ -278,22 +299,24 @@ block_loop:
 }
 
 /// One chunk of an expert's batched queue: up to NUM_TOKENS (image, token) rows gathered
-/// into h and x, fc1 + GELU, fc2 scaled into x, then x scattered back to the slots.
-void expert_chunk(const word_t* bundle, word_t* scratch, uint64_t base, int e, int rows,
-                  uint64_t next_w_off, const int img[NUM_TOKENS], const int tok[NUM_TOKENS],
-                  Buffers& buf) {
+/// into h and x, fc1 + GELU, fc2 scaled into x, then x back to the images' output slots.
+/// \param out_base output offset of the group's first image
+void expert_chunk(const word_t* bundle, word_t* output, uint64_t out_base, uint64_t base, int e,
+                  int rows, uint64_t next_w_off, const int img[NUM_TOKENS],
+                  const int tok[NUM_TOKENS], Buffers& buf) {
   run_expert(bundle, base, e, rows, next_w_off, buf);
 expert_scatter:
   for (int r = 0; r < rows; ++r) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
     const uint64_t at =
-        uint64_t(img[r]) * SCRATCH_SLOT + SCRATCH_X + uint64_t(tok[r]) * SCRATCH_ROW;
-    ddr_write_i32<PORT_SCRATCH>(scratch, at, EMBED_DIM, buf.x[r]);
+        out_base + uint64_t(img[r]) * NUM_TOKENS * SCRATCH_ROW + uint64_t(tok[r]) * SCRATCH_ROW;
+    ddr_write_i32<PORT_OUTPUT>(output, at, EMBED_DIM, buf.x[r]);
   }
 }
 
 /// The experts of MoE block i over a group of parked images (expert-major).
-void experts_group(const word_t* bundle, word_t* scratch, int i, int group, Buffers& buf) {
+void experts_group(const word_t* bundle, word_t* output, uint64_t out_base, word_t* scratch, int i,
+                   int group, Buffers& buf) {
   static int count[MAX_BATCH][NUM_EXPERTS];
   int total[NUM_EXPERTS];
   static int tok_list[NUM_TOKENS];
@@ -343,8 +366,8 @@ group_expert:
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
         const int t = tok_list[j];
         const uint64_t row = uint64_t(t) * SCRATCH_ROW;
-        ddr_read<PORT_SCRATCH, 4, true>(scratch, slot + SCRATCH_H + row, EMBED_DIM, buf.h[rows]);
-        ddr_read<PORT_SCRATCH, 4, true>(scratch, slot + SCRATCH_X + row, EMBED_DIM, buf.x[rows]);
+        gather_row(output, out_base + uint64_t(b) * NUM_TOKENS * SCRATCH_ROW + row, scratch,
+                   slot + SCRATCH_H + row, buf.x[rows], buf.h[rows]);
         img[rows] = b;
         tok[rows] = t;
         buf.routing.token[e][rows] = rows;  // the chunk is its own queue
@@ -353,8 +376,8 @@ group_expert:
         ++done;
         if (rows == NUM_TOKENS || done == total[e]) {
           // the next call is this expert's next chunk, or the next expert
-          expert_chunk(bundle, scratch, base, e, rows, done == total[e] ? next_fc1 : base, img, tok,
-                       buf);
+          expert_chunk(bundle, output, out_base, base, e, rows, done == total[e] ? next_fc1 : base,
+                       img, tok, buf);
           rows = 0;
         }
       }
@@ -439,14 +462,19 @@ group_loop:
   group_moe:
     while (at < DEPTH) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_MOE_BLOCKS
-      experts_group(bundle, scratch, at, group, buf);
+      experts_group(bundle, output, uint64_t(g0) * run.out_stride, scratch, at, group, buf);
       int next = DEPTH;
     group_resume:
       for (int b = 0; b < group; ++b) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BATCH
         const uint64_t slot = uint64_t(b) * SCRATCH_SLOT;
         linear_prefetch().valid = false;
-        fill_rows(scratch, slot + SCRATCH_X, buf.x);
+      resume_tokens:
+        for (int t = 0; t < NUM_TOKENS; ++t) {
+          ddr_read<PORT_OUTPUT, 4, true>(
+              output, uint64_t(g0 + b) * run.out_stride + uint64_t(t) * SCRATCH_ROW, EMBED_DIM,
+              buf.x[t]);
+        }
         next = run_blocks(bundle, output, scratch, run, g0 + b, slot, at + 1, true, buf);
         if (next == DEPTH) {
           write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(g0 + b) * run.out_stride, buf.x,

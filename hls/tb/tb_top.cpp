@@ -66,7 +66,11 @@ int main(int argc, char** argv) {
          (unsigned long long)c.written[0], (unsigned long long)c.written[1],
          (unsigned long long)c.written[2], (unsigned long long)c.written[3]);
 
-  const size_t out_bytes = c.written[PORT_OUTPUT];
+  // a whole run leaves num_images x tokens x dim words (expert-major calls also park x
+  // there on the way); a debug stop writes just its stage
+  const size_t out_bytes = status == STATUS_OK && debug_stop == 0
+                               ? size_t(num_images) * NUM_TOKENS * EMBED_DIM * 4
+                               : size_t(c.written[PORT_OUTPUT]);
   FILE* f = fopen(argv[3], "wb");
   if (!f || fwrite(output.data(), 1, out_bytes, f) != out_bytes) {
     fprintf(stderr, "cannot write %s\n", argv[3]);

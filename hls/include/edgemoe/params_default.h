@@ -244,13 +244,12 @@ constexpr uint32_t MAX_IMAGES = 1024;
 /// (edgemoe.host.scratch).
 constexpr int MAX_BATCH = 16;
 constexpr uint64_t SCRATCH_ROW = 768ull;
-constexpr uint64_t SCRATCH_X = 0ull;
-constexpr uint64_t SCRATCH_H = 99072ull;
-constexpr uint64_t SCRATCH_COUNT = 198144ull;
-constexpr uint64_t SCRATCH_TOKEN = 198208ull;
-constexpr uint64_t SCRATCH_WEIGHT = 207424ull;
+constexpr uint64_t SCRATCH_H = 0ull;
+constexpr uint64_t SCRATCH_COUNT = 99072ull;
+constexpr uint64_t SCRATCH_TOKEN = 99136ull;
+constexpr uint64_t SCRATCH_WEIGHT = 108352ull;
 constexpr uint64_t SCRATCH_LIST_STRIDE = 576ull;
-constexpr uint64_t SCRATCH_SLOT = 216640ull;
+constexpr uint64_t SCRATCH_SLOT = 117568ull;
 /// Largest output row of a debug stop, in words (the qkv stage).
 constexpr int MAX_STAGE_WIDTH = 576;
 constexpr int OUT_TILES_MAX = 24;
