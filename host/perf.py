@@ -354,18 +354,28 @@ def estimate(
             else:
                 linear(layer, "fc1", N, D, cfg.mlp_hidden, tr(layer, "fc1"), chained=True)
                 linear(layer, "fc2", N, cfg.mlp_hidden, D, tr(layer, "fc2"), first_ready=True)
-        add("output", "write", N * D * 4 / word, tr("output", "write"))
+        if not (expert_major and cfg.is_moe(cfg.depth - 1)):  # else the experts wrote it
+            add("output", "write", N * D * 4 / word, tr("output", "write"))
 
     def one_group(group: list[list[list[int]]]) -> None:
         """The expert-major part of a group: parking in scratch and the experts."""
         traffic = group_traffic(cfg, profile, t, group)
         for m, i in enumerate(moe_blocks):
             layer = f"block{i}"
-            for stage in ("park", "gather", "scatter", "resume"):
-                # the output and scratch ports move their words side by side
-                ports = [n for (ly, st, _), n in traffic.items() if (ly, st) == (layer, stage)]
-                ddr = sum(ports)
-                add(layer, stage, 0, ddr, False, s_bpc * ddr / max(ports))
+
+            # Serial bytes of each step: parking sends x (output slot) beside h and the
+            # queues (scratch) and takes the next image's x back on the read channel;
+            # gathering reads x beside h; only the first image's x comes back on its own.
+            serial = {
+                "park": traffic.get((layer, "park", "gmem_scratch"), 0),
+                "gather": traffic.get((layer, "gather", "gmem_scratch"), 0),
+                "scatter": traffic.get((layer, "scatter", "gmem_output"), 0),
+                "resume": traffic.get((layer, "resume", "gmem_output"), 0) // len(group),
+            }
+            for stage, n in serial.items():
+                ddr = _stage_bytes(traffic, layer, stage)
+                if ddr:
+                    add(layer, stage, 0, ddr, False, s_bpc * ddr / n)
             run = [e for e in range(E) if any(img[m][e] for img in group)]
             for e in run:
                 total = sum(img[m][e] for img in group)

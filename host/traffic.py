@@ -103,7 +103,8 @@ def group_traffic(
         gather   per expert and image: its queue; per queued token: its x row (output
                  slot) and h row (scratch)
         scatter  per queued token: its x row (output slot)
-        resume   per image: x rows (output slot)
+        resume   per image: x rows (output slot); none after the last block, whose
+                 experts leave the final tokens in the output slots (nor its write)
         experts  per expert with Q > 0 queued tokens in the group:
                  ceil(Q / N) x (|fc1.w| + |fc1.b| + |fc2.w| + |fc2.b|)
     """
@@ -115,9 +116,11 @@ def group_traffic(
     def add(key: tuple[str, str, str], n: int) -> None:
         out[key] = out.get(key, 0) + n
 
+    last_moe = cfg.is_moe(cfg.depth - 1)
     for img in counts:
         for k, n in image_traffic(cfg, profile, t, [set() for _ in img]).items():
-            add(k, n)
+            if not (last_moe and k[1] == "write"):
+                add(k, n)
     for m, i in enumerate(b for b in range(cfg.depth) if cfg.is_moe(b)):
         layer, pre = f"block{i}", f"blocks.{i}"
         for img in counts:
@@ -128,7 +131,8 @@ def group_traffic(
             add((layer, "gather", "gmem_output"), sum(q) * row)
             add((layer, "gather", "gmem_scratch"), _ceil_words(4 * E, t) + lists + sum(q) * row)
             add((layer, "scatter", "gmem_output"), sum(q) * row)
-            add((layer, "resume", "gmem_output"), N * row)
+            if i + 1 < cfg.depth:
+                add((layer, "resume", "gmem_output"), N * row)
         for e in range(E):
             total = sum(img[m][e] for img in counts)
             if total:

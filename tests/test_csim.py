@@ -202,6 +202,19 @@ def test_expert_major_reads_each_expert_once_per_group():
     assert group.ddr_written["gmem_scratch"] > 0
 
 
+@pytest.mark.parametrize("moe_blocks", [(0, 2), (2,)], ids=["first-and-third", "third-only"])
+def test_expert_major_with_dense_blocks_after_the_last_moe(moe_blocks):
+    """Images resume after the last MoE block and finish the dense blocks on chip."""
+    c = cfg("m3vit-mini").replace(moe_blocks=moe_blocks)
+    p = profile("lean")
+    qm = quantize_model(state(random_model(c, 6)), c, p)
+    patches = to_patches(random_images(c, 3, 6), c)
+    g = Golden(qm).run(patches, "depth")
+    r = csim.CSim(c, p).run(pack(qm, DEFAULT_TILING), patches, 1)
+    assert r.status == 0 and np.array_equal(r.output, g.tokens)
+    assert (r.ddr_read, r.ddr_written) == ddr_bytes(c, p, DEFAULT_TILING, expert_counts(g, 3))
+
+
 def test_expert_major_groups_of_max_batch():
     """More images than MAX_BATCH: two groups, still golden bit for bit."""
     c, p = cfg("m3vit-mini"), profile("lean")

@@ -80,16 +80,20 @@ constexpr int ROW_WORDS = EMBED_DIM / ROW_LANES;
 static_assert(ROW_WORDS * ROW_LANES == EMBED_DIM && ROW_WORDS * WORD_BYTES == SCRATCH_ROW,
               "token rows are whole bus words");
 
-/// Park one token of an image: its x row in the image's output slot, its h row in its
-/// scratch slot; a bus word on each port per cycle.
-void park_row(word_t* output, uint64_t x_at, word_t* scratch, uint64_t h_at,
-              const act_t x[EMBED_DIM], const act_t h[EMBED_DIM]) {
+/// Park one token of an image: its x row to the image's output slot and its h row to its
+/// scratch slot, and, when `resume`, load the same row of the next image's parked x into
+/// x (each word is sent before it is replaced); a bus word on each channel per cycle.
+void park_row(word_t* output, uint64_t x_at, word_t* scratch, uint64_t h_at, bool resume,
+              uint64_t next_at, act_t x[EMBED_DIM], const act_t h[EMBED_DIM]) {
 park_row_words:
   for (int w = 0; w < ROW_WORDS; ++w) {
-#pragma HLS PIPELINE II = 1  // one bus word on each port per cycle
+#pragma HLS PIPELINE II = 1  // one bus word on each channel per cycle
     const uint64_t at = uint64_t(w) * WORD_BYTES;
     ddr_write_i32<PORT_OUTPUT>(output, x_at + at, ROW_LANES, &x[w * ROW_LANES]);
     ddr_write_i32<PORT_SCRATCH>(scratch, h_at + at, ROW_LANES, &h[w * ROW_LANES]);
+    if (resume) {
+      ddr_read<PORT_OUTPUT, 4, true>(output, next_at + at, ROW_LANES, &x[w * ROW_LANES]);
+    }
   }
 }
 
@@ -179,13 +183,15 @@ expert_loop:
 
 /// Park the image on chip after the routing of a MoE block: x in its output slot (the
 /// final tokens overwrite it), h (the experts' input: x itself changes as experts add
-/// into it) and its queues in its scratch slot.
-void park_image(word_t* output, uint64_t out_off, word_t* scratch, uint64_t slot,
-                const Buffers& buf) {
+/// into it) and its queues in its scratch slot. With `resume`, the next image's parked x
+/// comes back into x in the same pass (the read channel is free while parking writes).
+void park_image(word_t* output, uint64_t out_off, word_t* scratch, uint64_t slot, bool resume,
+                uint64_t next_off, Buffers& buf) {
 park_tokens:
   for (int t = 0; t < NUM_TOKENS; ++t) {
-    park_row(output, out_off + uint64_t(t) * SCRATCH_ROW, scratch,
-             slot + SCRATCH_H + uint64_t(t) * SCRATCH_ROW, buf.x[t], buf.h[t]);
+    const uint64_t row = uint64_t(t) * SCRATCH_ROW;
+    park_row(output, out_off + row, scratch, slot + SCRATCH_H + row, resume, next_off + row,
+             buf.x[t], buf.h[t]);
   }
   ddr_write_i32<PORT_SCRATCH>(scratch, slot + SCRATCH_COUNT, NUM_EXPERTS, buf.routing.count);
 park_queues:
@@ -202,11 +208,11 @@ park_queues:
 /// Run blocks [from, DEPTH) on the image on chip (image b of the call).
 ///
 /// \param park true in the expert-major schedule: stop after the routing of the first
-///        MoE block met, park the image in its scratch slot and return that block
+///        MoE block met and return that block (the caller parks the image)
 /// \return DEPTH when the backbone is done, -1 when a debug stop wrote the output,
 ///         else the MoE block the image is parked at
-int run_blocks(const word_t* bundle, word_t* output, word_t* scratch, const Run& run, uint32_t b,
-               uint64_t slot, int from, bool park, Buffers& buf) {
+int run_blocks(const word_t* bundle, word_t* output, const Run& run, uint32_t b, int from,
+               bool park, Buffers& buf) {
   static param_t ln_g[EMBED_DIM];
   static param_t ln_b[EMBED_DIM];
   act_t(&x)[NUM_TOKENS][EMBED_DIM] = buf.x;
@@ -276,8 +282,7 @@ block_loop:
       }
       route_tokens<WIDE_COLS>(wide, buf.routing);
       if (park) {
-        park_image(output, out_off, scratch, slot, buf);
-        return i;
+        return i;  // the caller parks the image (expert-major)
       }
       // ---- experts in ascending index, only non-empty ones, each over its queue ----
       experts_image(bundle, blk, buf);
@@ -437,7 +442,7 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
         write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(b) * run.out_stride, buf.x, NUM_TOKENS);
         continue;
       }
-      if (run_blocks(bundle, output, scratch, run, b, 0, 0, false, buf) == DEPTH) {
+      if (run_blocks(bundle, output, run, b, 0, false, buf) == DEPTH) {
         write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(b) * run.out_stride, buf.x, NUM_TOKENS);
       }
     }
@@ -447,38 +452,54 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
 group_loop:
   for (uint32_t g0 = 0; g0 < num_images; g0 += MAX_BATCH) {
     const int group = num_images - g0 < uint32_t(MAX_BATCH) ? int(num_images - g0) : MAX_BATCH;
-    int at = 0;  // the MoE block every image of the group is parked at
+    int at = DEPTH;  // the MoE block every image of the group is parked at
   group_first:
     for (int b = 0; b < group; ++b) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BATCH
+      const uint64_t out_off = uint64_t(g0 + b) * run.out_stride;
       embed_image(bundle, images, g0 + b, buf);
-      at = run_blocks(bundle, output, scratch, run, g0 + b, uint64_t(b) * SCRATCH_SLOT, 0, true,
-                      buf);
+      at = run_blocks(bundle, output, run, g0 + b, 0, true, buf);
       if (at == DEPTH) {  // no MoE block to park at
-        write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(g0 + b) * run.out_stride, buf.x,
-                                         NUM_TOKENS);
+        write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.x, NUM_TOKENS);
+      } else {
+        park_image(output, out_off, scratch, uint64_t(b) * SCRATCH_SLOT, false, 0, buf);
       }
     }
   group_moe:
     while (at < DEPTH) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_MOE_BLOCKS
       experts_group(bundle, output, uint64_t(g0) * run.out_stride, scratch, at, group, buf);
+      if (at + 1 == DEPTH) {
+        break;  // the last block: the experts left the final tokens in the output slots
+      }
       int next = DEPTH;
     group_resume:
       for (int b = 0; b < group; ++b) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BATCH
-        const uint64_t slot = uint64_t(b) * SCRATCH_SLOT;
-        linear_prefetch().valid = false;
-      resume_tokens:
-        for (int t = 0; t < NUM_TOKENS; ++t) {
-          ddr_read<PORT_OUTPUT, 4, true>(
-              output, uint64_t(g0 + b) * run.out_stride + uint64_t(t) * SCRATCH_ROW, EMBED_DIM,
-              buf.x[t]);
+        const uint64_t out_off = uint64_t(g0 + b) * run.out_stride;
+        if (b == 0) {  // later images come back while the one before them parks
+        resume_tokens:
+          for (int t = 0; t < NUM_TOKENS; ++t) {
+            ddr_read<PORT_OUTPUT, 4, true>(output, out_off + uint64_t(t) * SCRATCH_ROW, EMBED_DIM,
+                                           buf.x[t]);
+          }
         }
-        next = run_blocks(bundle, output, scratch, run, g0 + b, slot, at + 1, true, buf);
+        linear_prefetch().valid = false;
+        next = run_blocks(bundle, output, run, g0 + b, at + 1, true, buf);
+        const bool more = b + 1 < group;
         if (next == DEPTH) {
-          write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(g0 + b) * run.out_stride, buf.x,
-                                           NUM_TOKENS);
+          write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.x, NUM_TOKENS);
+          if (more) {
+          resume_next_tokens:
+            for (int t = 0; t < NUM_TOKENS; ++t) {
+              ddr_read<PORT_OUTPUT, 4, true>(output,
+                                             out_off + run.out_stride + uint64_t(t) * SCRATCH_ROW,
+                                             EMBED_DIM, buf.x[t]);
+            }
+          }
+        } else {
+          park_image(output, out_off, scratch, uint64_t(b) * SCRATCH_SLOT, more,
+                     out_off + run.out_stride, buf);
         }
       }
       at = next;
