@@ -88,6 +88,7 @@ DEPTH_MAC = 8  # multiply + adder tree of LIN_IN + accumulate
 DEPTH_EPILOGUE = 6  # narrow, GELU, store
 DEPTH_SOFTMAX = 20  # exp2, rescale, reciprocal
 DEPTH_RSQRT = 16
+DEPTH_ROUTE = 40  # max tree, exp2, reciprocal, ranks
 
 
 def dsp_per_mac(profile: Profile) -> int:
@@ -342,7 +343,10 @@ def estimate(
             add(layer, "ln2", ln, tr(layer, "ln2") + act_io(N, D, D))
             if cfg.is_moe(i):
                 linear(layer, "gate", N, D, E, tr(layer, "gate"))
-                add(layer, "route", N * (2 * E + E), 0)
+                if design.activations_in_ddr:  # Edge-MoE: an expert per cycle, three passes
+                    add(layer, "route", N * 3 * E, 0)
+                else:  # route_tokens: one token per cycle
+                    add(layer, "route", N + DEPTH_ROUTE, 0)
                 q = next(queues)
                 if not expert_major:
                     run = [e for e, n in enumerate(q) if n]  # ascending, each fetched ahead
@@ -451,7 +455,9 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
     wide_cols = max(3 * D, hidden)
     lin_macs = t.lin_in * t.lin_out
     attn_macs = 2 * t.p * cfg.head_dim
-    dsp = lin_macs * design.dsp_per_mac + attn_macs + 24  # + LN, Newton units, gate scaling
+    # + LN, Newton units, gate scaling; routing: an exp2 interpolation and a weight
+    # product per expert
+    dsp = lin_macs * design.dsp_per_mac + attn_macs + 24 + 2 * cfg.num_experts
     bram = 0.0
     uram = 0
     # banked activation buffers (cyclic by LIN_IN / LIN_OUT columns)

@@ -420,6 +420,10 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
 #pragma HLS ARRAY_PARTITION variable = buf.h cyclic factor = LIN_IN dim = 2
 #pragma HLS ARRAY_PARTITION variable = buf.wide cyclic factor = LIN_IN dim = 2
 #pragma HLS ARRAY_PARTITION variable = buf.pix cyclic factor = LIN_IN dim = 2
+// routing writes one queue entry per expert per cycle
+#pragma HLS ARRAY_PARTITION variable = buf.routing.count complete
+#pragma HLS ARRAY_PARTITION variable = buf.routing.token dim = 1 complete
+#pragma HLS ARRAY_PARTITION variable = buf.routing.weight dim = 1 complete
 #pragma HLS BIND_STORAGE variable = buf.wide type = ram_2p impl = uram  // the largest buffer
 #pragma HLS ALLOCATION function instances = linear_unit limit = 1       // ONE unified linear unit
 

@@ -13,7 +13,8 @@
 
 namespace edgemoe {
 
-/// Route every token from its gate logits.
+/// Route every token from its gate logits, one token per cycle: NUM_EXPERTS exp2 units,
+/// a max tree, the reciprocal and NUM_EXPERTS x NUM_EXPERTS rank comparators side by side.
 /// \param logits NUM_TOKENS rows, NUM_EXPERTS raw attn_score logits (base 2)
 /// \param rt queues, overwritten
 template <int COLS>
@@ -24,20 +25,24 @@ moe_clear_queues:
   }
 moe_route_token:
   for (int t = 0; t < NUM_TOKENS; ++t) {
-    wide_t m = logits[t][0];
+#pragma HLS PIPELINE II = 1  // one token per cycle
+    wide_t l[NUM_EXPERTS];
+  moe_load:
+    for (int e = 0; e < NUM_EXPERTS; ++e) {
+      l[e] = logits[t][e];
+    }
+    wide_t m = l[0];
   moe_max:
     for (int e = 1; e < NUM_EXPERTS; ++e) {
-#pragma HLS PIPELINE II = 1  // one logit per cycle
-      if (wide_t(logits[t][e]) > m) {
-        m = logits[t][e];
+      if (l[e] > m) {
+        m = l[e];
       }
     }
     wide_t p[NUM_EXPERTS];
     wide_t sum = 0;
   moe_exp:
     for (int e = 0; e < NUM_EXPERTS; ++e) {
-#pragma HLS PIPELINE II = 1  // one exp2 per cycle
-      p[e] = exp2_prob<ATTN_SCORE_F>(wide_t(logits[t][e]) - m);
+      p[e] = exp2_prob<ATTN_SCORE_F>(l[e] - m);
       sum += p[e];
     }
     wide_t y;
@@ -45,13 +50,10 @@ moe_route_token:
     reciprocal(sum, y, ps);
   moe_topk:
     for (int e = 0; e < NUM_EXPERTS; ++e) {
-#pragma HLS PIPELINE II = 1  // one expert's rank per cycle (NUM_EXPERTS comparators)
       int rank = 0;
     moe_rank:
       for (int j = 0; j < NUM_EXPERTS; ++j) {
-        const wide_t lj = logits[t][j];
-        const wide_t le = logits[t][e];
-        if (lj > le || (lj == le && j < e)) {
+        if (l[j] > l[e] || (l[j] == l[e] && j < e)) {
           ++rank;
         }
       }
