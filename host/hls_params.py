@@ -43,9 +43,17 @@ STATUS = {
 #: ``debug_stop = 1 + depth * STAGES_PER_BLOCK`` is after the embedding... see below).
 DEBUG_STAGES = ("ln1", "qkv", "attn", "proj", "ln2", "gate", "mlp")
 MAX_IMAGES = 1024
+#: LayerNorm elements per cycle at most (each lane costs about 4 DSP48E2: x^2, the
+#: 31x21-bit normalising product, gamma); also bounded by the buffers' banking.
+LN_LANES_MAX = 12
 #: Attention rows interleaved per row unit: covers the running-state update chain
 #: (exp2, multiply, round, add) so each unit issues one update per cycle.
 ATTN_INTERLEAVE = 4
+
+
+def ln_lanes(t: Tiling) -> int:
+    """LayerNorm lanes of a build: LN_LANES_MAX within min(LIN_IN, LIN_OUT)."""
+    return min(t.lin_in, t.lin_out, LN_LANES_MAX)
 
 
 def debug_boundaries(cfg: ModelConfig) -> list[str]:
@@ -190,6 +198,8 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
     w(f"constexpr int LIN_IN = {t.lin_in};")
     w(f"constexpr int LIN_OUT = {t.lin_out};")
     w(f"constexpr int ATTN_P = {t.p};")
+    w("/// LayerNorm elements per cycle (within the activation buffers' banking).")
+    w(f"constexpr int LN_LANES = {ln_lanes(t)};")
     w("/// Query rows each attention row unit serves in turn (its update chain's latency).")
     w(f"constexpr int ATTN_L = {ATTN_INTERLEAVE};")
     w(f"constexpr int AXI_BITS = {t.axi_bits};")

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 from edgemoe.models.config import ModelConfig
 
-from .hls_params import ATTN_INTERLEAVE
+from .hls_params import ATTN_INTERLEAVE, ln_lanes
 from .profile import Profile
 from .scratch import MAX_BATCH, batched
 from .tiling import Tiling, tiles
@@ -89,6 +89,12 @@ DEPTH_EPILOGUE = 6  # narrow, GELU, store
 DEPTH_SOFTMAX = 20  # exp2, rescale, reciprocal
 DEPTH_RSQRT = 16
 DEPTH_ROUTE = 40  # max tree, exp2, reciprocal, ranks
+
+
+def _mult_dsps(a_bits: int, b_bits: int) -> int:
+    """DSP48E2 (27x18 signed) for one a x b multiply, split into partial products."""
+    a, b = max(a_bits, b_bits), min(a_bits, b_bits)
+    return math.ceil(a / 27) * math.ceil(b / 18)
 
 
 def dsp_per_mac(profile: Profile) -> int:
@@ -297,7 +303,7 @@ def estimate(
         if design.activations_in_ddr:
             return rows * (2 * D + DEPTH_RSQRT)  # Edge-MoE: one element per cycle
         # layernorm_rows: two flat pipelines over the rows, each draining once
-        lanes = min(t.lin_in, t.lin_out)  # LN_LANES: the activation buffers' banking
+        lanes = ln_lanes(t)
         return 2 * rows * tiles(D, lanes) + DEPTH_RSQRT + 2 * DEPTH_EPILOGUE
 
     def one_image(img: list[list[int]]) -> None:
@@ -455,9 +461,32 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
     wide_cols = max(3 * D, hidden)
     lin_macs = t.lin_in * t.lin_out
     attn_macs = 2 * t.p * cfg.head_dim
-    # + LN, Newton units, gate scaling; routing: an exp2 interpolation and a weight
-    # product per expert
-    dsp = lin_macs * design.dsp_per_mac + attn_macs + 24 + 2 * cfg.num_experts
+    if design.two_pass_attention:  # Edge-MoE: q.k, then p.v, one DSP per MAC
+        dsp_items = {"linear unit": lin_macs * design.dsp_per_mac, "attention": attn_macs}
+        dsp_items["other (allowance)"] = 24
+    else:
+        from edgemoe.sim.golden import accumulator_bits  # noqa: PLC0415  (pure arithmetic)
+
+        hd, E = cfg.head_dim, cfg.num_experts
+        # a row unit: HEAD_DIM q.k MACs (18x18) and HEAD_DIM multipliers that either
+        # rescale the accumulator by e (a raised max) or weight v by e, sized for the
+        # first (attn_acc bits x prob bits); plus S * e
+        rescale = _mult_dsps(accumulator_bits(cfg, profile)["attn_acc"], profile.prob.width)
+        dsp_items = {
+            "linear unit": lin_macs * design.dsp_per_mac,
+            "attention units": t.p * (hd * (1 + rescale) + rescale),
+            # finish: HEAD_DIM / 2 results per cycle (II 2), ~30x21-bit products
+            "attention finish": hd // 2 * 2,
+            # per output lane: the GELU interpolation and the gate-weight product
+            "linear epilogue": 2 * t.lin_out,
+            # per lane: x^2, the 31x21-bit normalising product (2), gamma
+            "layernorm": 4 * ln_lanes(t),
+            # per expert: the exp2 interpolation and the gate-weight product
+            "routing": 2 * E,
+            # reciprocal (attention, routing) and rsqrt (LayerNorm), Newton steps
+            "newton units": 16,
+        }
+    dsp = sum(dsp_items.values())
     bram = 0.0
     uram = 0
     # banked activation buffers (cyclic by LIN_IN / LIN_OUT columns)
@@ -494,6 +523,7 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
     return {
         "estimate": True,
         "dsp48e2": int(dsp),
+        "dsp48e2_by_unit": dsp_items,
         "bram36": round(bram, 1),
         "uram": int(uram),
         "lut_estimate": lut,
@@ -539,6 +569,8 @@ def table(est: Estimate) -> str:
         f"resources (estimate): DSP48E2 {r['dsp48e2']} ({u['dsp']:.0%})  BRAM36 {r['bram36']} "
         f"({u['bram36']:.0%})  URAM {r['uram']} ({u['uram']:.0%})  LUT~{r['lut_estimate']:,} "
         f"({u['lut']:.0%})  fits: {r['fits']}",
+        "DSP48E2 by unit (estimate): "
+        + ", ".join(f"{k} {v}" for k, v in r["dsp48e2_by_unit"].items()),
     ]
     return "\n".join(lines)
 

@@ -141,3 +141,20 @@ def test_weight_ports_what_if_is_labelled_and_bounded_by_ddr(capsys):
     assert experts == pytest.approx(expert_bytes / 17.06e9 * 1e3)
     assert main(["estimate", "--weight-ports", "5"]) == 2
     assert "--weight-ports must be in 1..4" in capsys.readouterr().err
+
+
+def test_dsp_inventory_counts_every_multiplier():
+    """Beyond the MAC arrays: a 42-bit attention accumulator times a 17-bit e takes two
+    DSP48E2, and LayerNorm, the epilogue, routing and Newton units take their share."""
+    c, p = cfg(DEFAULT_CONFIG), profile("lean")
+    r = estimate(c, p, our_design(p, DEFAULT_TILING), BOARDS["zcu104"]).resources
+    units = r["dsp48e2_by_unit"]
+    assert sum(units.values()) == r["dsp48e2"] and r["fits"]
+    t = DEFAULT_TILING
+    assert units["linear unit"] == t.lin_in * t.lin_out
+    assert units["attention units"] == t.p * (c.head_dim * 3 + 2)
+    assert units["layernorm"] > 0 and units["routing"] == 2 * c.num_experts
+    from edgemoe.host.tiling import Tiling
+
+    wide = estimate(c, p, our_design(p, Tiling(32, 32, 2)), BOARDS["zcu104"]).resources
+    assert not wide["fits"] and wide["utilisation"]["dsp"] > 0.8

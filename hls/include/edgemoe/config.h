@@ -46,8 +46,8 @@ static_assert(AXI_BITS % 64 == 0, "bus words are whole 64-bit limbs");
 constexpr int MAX_HIDDEN = MLP_HIDDEN > EXPERT_HIDDEN ? MLP_HIDDEN : EXPERT_HIDDEN;
 constexpr int WIDE_COLS = (3 * EMBED_DIM > MAX_HIDDEN) ? 3 * EMBED_DIM : MAX_HIDDEN;
 constexpr int ONE = 1 << PROB_F;  // 1.0 in the prob format
-/// LayerNorm elements per cycle: the banking of the activation buffers it reads.
-constexpr int LN_LANES = LIN_OUT < LIN_IN ? LIN_OUT : LIN_IN;
+static_assert(LN_LANES <= LIN_IN && LN_LANES <= LIN_OUT,
+              "LayerNorm lanes read and write distinct banks of the activation buffers");
 
 }  // namespace edgemoe
 
