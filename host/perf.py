@@ -85,6 +85,9 @@ class Design:
 
 # Pipeline depths (cycles from first input to first output), used once per loop.
 DEPTH_MAC = 8  # multiply + adder tree of LIN_IN + accumulate
+AXI_READ_LATENCY = 64  # cycles from an m_axi read request to its data (Vitis' default)
+LIN_AHEAD = 2  # linear_unit: tiles in flight ahead of the one computing (3 tile buffers)
+LIN_MIN_PASS = 8  # linear_unit: shortest pass (the accumulators' read-to-write distance)
 DEPTH_EPILOGUE = 6  # narrow, GELU, store
 DEPTH_SOFTMAX = 20  # exp2, rescale, reciprocal
 DEPTH_RSQRT = 16
@@ -204,24 +207,26 @@ class Estimate:
 def _linear_cycles(
     d: Design, rows: int, k: int, o: int, first_ready: bool = False, chained: bool = False
 ) -> int:
-    """linear_unit: one pass per weight tile of max(rows, tile words) cycles -- a row of
-    LIN_IN x LIN_OUT MACs and a bus word of the next tile per cycle -- plus its pipeline
-    depth; per output tile the bias words and the epilogue's extra depth (the first input
-    tile starts the accumulators at zero, the last runs the epilogue in the same pass).
-    The first tile is read up front unless the previous call fetched it
-    (``first_ready``); the last pass fetches the next call's first tile when
-    ``chained``."""
+    """linear_unit: one pipeline over the call's tiles, a pass per tile of
+    max(rows, 8) cycles -- or max(rows, tile words) when the pass also streams in the tile
+    two ahead (this call's, or with ``chained`` the next call's first two) -- filled and
+    drained once per call (the m_axi read latency, the MACs, the epilogue). Before it: the
+    first two tiles unless the previous call fetched them (``first_ready``), and the
+    call's bias."""
     t = d.tiling
     it, ot = tiles(k, t.lin_in), tiles(o, t.lin_out)
     if not d.prefetch:  # Edge-MoE: separate clear and drain passes per output tile
         return int(it * ot * (rows + DEPTH_MAC) + ot * (2 * rows + DEPTH_EPILOGUE))
     word = t.axi_bits // 8
     words = -(-t.lin_in * t.lin_out * 2 // (word * d.weight_ports))  # cycles per tile on the bus
-    bias = -(-t.lin_out * 2 // word)
-    passes = (it * ot - 1) * max(rows, words) + (max(rows, words) if chained else rows)
-    return int(
-        passes + it * ot * DEPTH_MAC + ot * (bias + DEPTH_EPILOGUE) + (0 if first_ready else words)
-    )
+    n = it * ot
+    handoff = LIN_AHEAD if chained and n >= LIN_AHEAD else 0
+    n_fetch = max(0, n - LIN_AHEAD) + handoff
+    plain = max(rows, LIN_MIN_PASS)
+    passes = n_fetch * max(plain, words) + (n - n_fetch) * plain
+    upfront = 0 if first_ready else min(n, LIN_AHEAD) * words
+    bias = -(-ot * t.lin_out * 2 // word)
+    return int(passes + AXI_READ_LATENCY + DEPTH_MAC + DEPTH_EPILOGUE + upfront + bias)
 
 
 def _stage_bytes(traffic: dict[tuple[str, str, str], int], layer: str, stage: str) -> int:

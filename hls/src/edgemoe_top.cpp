@@ -119,7 +119,7 @@ struct Run {
 
 /// Patch embedding of image b into x: token bias staged in x, then one linear map.
 void embed_image(const word_t* bundle, const word_t* images, uint32_t b, Buffers& buf) {
-  linear_prefetch().valid = false;  // nothing fetched ahead survives into another image
+  linear_prefetch().count = 0;  // nothing fetched ahead survives into another image
   ddr_read<PORT_IMAGES, 1, false>(images, uint64_t(b) * NUM_PATCHES * PATCH_DIM,
                                   NUM_PATCHES * PATCH_DIM, &buf.pix[0][0]);
 embed_token_bias:
@@ -132,7 +132,7 @@ embed_cls:
     buf.x[0][c] = narrow<ACT_W, TOKEN_BIAS_F, ACT_F>(buf.x[0][c]);
   }
   const LinearCall embed = {IN_PIXELS,   OUT_EMBED, PATCH_DIM, EMBED_DIM, NUM_PATCHES,
-                            OFF_PATCH_W, 0,         0,         0};
+                            OFF_PATCH_W, 0,         0,         0,         0};
   linear_unit(embed, bundle, buf);
 }
 
@@ -157,13 +157,27 @@ uint64_t expert_base(const BlockOffsets& blk, int e) {
 /// \param next_w_off the call that follows, whose first tile fc2's last one fetches
 void run_expert(const word_t* bundle, uint64_t base, int e, int rows, uint64_t next_w_off,
                 Buffers& buf) {
-  const LinearCall fc1 = {IN_H_GATHER,         OUT_GELU, EMBED_DIM,
-                          EXPERT_HIDDEN,       rows,     base,
-                          base + EXPERT_FC1_B, e,        base + EXPERT_FC2_W};
+  const LinearCall fc1 = {IN_H_GATHER,
+                          OUT_GELU,
+                          EMBED_DIM,
+                          EXPERT_HIDDEN,
+                          rows,
+                          base,
+                          base + EXPERT_FC1_B,
+                          e,
+                          base + EXPERT_FC2_W,
+                          linear_tiles(EXPERT_HIDDEN, EMBED_DIM)};
   linear_unit(fc1, bundle, buf);
-  const LinearCall fc2 = {IN_WIDE,   OUT_EXPERT,          EXPERT_HIDDEN,       EMBED_DIM,
-                          rows,      base + EXPERT_FC2_W, base + EXPERT_FC2_B, e,
-                          next_w_off};
+  const LinearCall fc2 = {IN_WIDE,
+                          OUT_EXPERT,
+                          EXPERT_HIDDEN,
+                          EMBED_DIM,
+                          rows,
+                          base + EXPERT_FC2_W,
+                          base + EXPERT_FC2_B,
+                          e,
+                          next_w_off,
+                          linear_tiles(EMBED_DIM, EXPERT_HIDDEN)};
   linear_unit(fc2, bundle, buf);
 }
 
@@ -238,8 +252,9 @@ block_loop:
 
     // ---- Q, K, V ----
     // proj's first tile is fetched during qkv's last one (it waits out the attention)
-    const LinearCall qkv = {IN_H,      OUT_QKV,   EMBED_DIM, 3 * EMBED_DIM, NUM_TOKENS,
-                            blk.qkv_w, blk.qkv_b, 0,         blk.proj_w};
+    const LinearCall qkv = {
+        IN_H,      OUT_QKV,   EMBED_DIM, 3 * EMBED_DIM, NUM_TOKENS,
+        blk.qkv_w, blk.qkv_b, 0,         blk.proj_w,    linear_tiles(EMBED_DIM, EMBED_DIM)};
     linear_unit(qkv, bundle, buf);
     if (stop == here + STAGE_QKV) {
       write_rows<3 * EMBED_DIM, WIDE_COLS>(output, out_off, wide, NUM_TOKENS);
@@ -255,7 +270,7 @@ block_loop:
 
     // ---- proj + residual ----
     const LinearCall proj = {IN_H,       OUT_PROJ,   EMBED_DIM, EMBED_DIM, NUM_TOKENS,
-                             blk.proj_w, blk.proj_b, 0,         0};
+                             blk.proj_w, blk.proj_b, 0,         0,         0};
     linear_unit(proj, bundle, buf);
     if (stop == here + STAGE_PROJ) {
       write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, x, NUM_TOKENS);
@@ -274,7 +289,7 @@ block_loop:
     if (IS_MOE[i]) {
       // ---- gate, routing ----
       const LinearCall gate = {
-          IN_H, OUT_GATE, EMBED_DIM, NUM_EXPERTS, NUM_TOKENS, blk.gate_w[run.task], 0, 0, 0};
+          IN_H, OUT_GATE, EMBED_DIM, NUM_EXPERTS, NUM_TOKENS, blk.gate_w[run.task], 0, 0, 0, 0};
       linear_unit(gate, bundle, buf);
       if (stop == here + STAGE_GATE) {
         write_rows<NUM_EXPERTS, WIDE_COLS>(output, out_off, wide, NUM_TOKENS);
@@ -288,11 +303,12 @@ block_loop:
       experts_image(bundle, blk, buf);
     } else {
       // ---- dense MLP ----
-      const LinearCall fc1 = {IN_H,      OUT_GELU,  EMBED_DIM, MLP_HIDDEN, NUM_TOKENS,
-                              blk.fc1_w, blk.fc1_b, 0,         blk.fc2_w};
+      const LinearCall fc1 = {
+          IN_H,      OUT_GELU,  EMBED_DIM, MLP_HIDDEN, NUM_TOKENS,
+          blk.fc1_w, blk.fc1_b, 0,         blk.fc2_w,  linear_tiles(MLP_HIDDEN, EMBED_DIM)};
       linear_unit(fc1, bundle, buf);
       const LinearCall fc2 = {IN_WIDE,   OUT_RESIDUAL, MLP_HIDDEN, EMBED_DIM, NUM_TOKENS,
-                              blk.fc2_w, blk.fc2_b,    0,          0};
+                              blk.fc2_w, blk.fc2_b,    0,          0,         0};
       linear_unit(fc2, bundle, buf);
     }
     if (stop == here + STAGE_MLP) {
@@ -329,7 +345,7 @@ void experts_group(const word_t* bundle, word_t* output, uint64_t out_base, word
   static int img[NUM_TOKENS];  // where chunk row r came from
   static int tok[NUM_TOKENS];
   const BlockOffsets& blk = BLOCK[i];
-  linear_prefetch().valid = false;
+  linear_prefetch().count = 0;
 
 group_totals_clear:
   for (int e = 0; e < NUM_EXPERTS; ++e) {
@@ -488,7 +504,7 @@ group_loop:
                                            buf.x[t]);
           }
         }
-        linear_prefetch().valid = false;
+        linear_prefetch().count = 0;
         next = run_blocks(bundle, output, run, g0 + b, at + 1, true, buf);
         const bool more = b + 1 < group;
         if (next == DEPTH) {

@@ -51,20 +51,35 @@ struct LinearCall {
   uint64_t w_off;       ///< byte offset of the pre-tiled weights in the bundle
   uint64_t b_off;       ///< byte offset of the padded bias, 0 for none
   int expert;           ///< queue for IN_H_GATHER / OUT_EXPERT
-  uint64_t next_w_off;  ///< first weight tile of the call that follows, fetched during this
-                        ///< call's last tile (e.g. the next expert); 0 for none
+  uint64_t next_w_off;  ///< weights of the call that follows, whose first tiles stream in
+                        ///< during this call's last ones (e.g. the next expert); 0 for none
+  int next_tiles;       ///< how many weight tiles that call has
 };
 
-/// A first weight tile fetched ahead by the previous call (cross-call prefetch).
+/// Weight tiles of a k -> o call.
+constexpr int linear_tiles(int k, int o) {
+  return ((k + LIN_IN - 1) / LIN_IN) * ((o + LIN_OUT - 1) / LIN_OUT);
+}
+
+/// Weight tiles in flight: the unit reads tile t from one of three tile buffers while
+/// tile t + 2 streams into another, so a tile's words have a whole pass (at least a
+/// tile's bus words) to arrive, longer than the m_axi read latency.
+constexpr int LIN_TILE_BUFS = 3;
+constexpr int LIN_AHEAD = LIN_TILE_BUFS - 1;
+/// Shortest pass: an accumulator row is read again no sooner than the MAC pipeline has
+/// written it back.
+constexpr int LIN_MIN_PASS = 8;
+
+/// First weight tiles of a call fetched ahead by the previous call (cross-call prefetch).
 struct LinearPrefetch {
-  bool valid;      ///< a tile is waiting
-  uint64_t w_off;  ///< which call's first tile it is
-  int buf;         ///< which half of the ping-pong buffer holds it
+  int count;       ///< tiles waiting (0: none)
+  uint64_t w_off;  ///< which call's weights they are
+  int buf;         ///< the tile buffer holding the first of them
 };
 
 /// The unit's prefetch state; cleared at the start of every image.
 inline LinearPrefetch& linear_prefetch() {
-  static LinearPrefetch state = {false, 0, 0};
+  static LinearPrefetch state = {0, 0, 0};
   return state;
 }
 
@@ -138,10 +153,12 @@ inline void linear_output(const LinearCall& call, Buffers& buf, int r, int col, 
 }
 
 /// acc[r][o] = sum_i in(r, i) * W[o][i] for r < rows, tile by tile: one pass over the rows
-/// per weight tile, which also streams in the next tile (so a pass lasts at least a
-/// tile's bus words: queues shorter than that are bound by the bus). The first input tile of an
-/// output tile starts the accumulators from zero and the last feeds the sums straight into the
-/// call's epilogue, so no pass is spent clearing accumulators or draining them.
+/// per weight tile, all passes of the call in one pipeline (it fills and drains once per
+/// call). A pass also streams in the tile two ahead -- this call's, or the first tiles of
+/// the call that follows -- one bus word per cycle, so it lasts at least a tile's bus
+/// words: queues shorter than that are bound by the bus. The first input tile of an output
+/// tile starts the accumulators from zero and the last feeds the sums straight into the
+/// call's epilogue.
 /// \param call what to compute
 /// \param bundle weight bundle (m_axi)
 /// \param buf the image's on-chip buffers (read and written per the call)
@@ -153,61 +170,75 @@ inline void linear_unit(const LinearCall& call, const word_t* bundle, Buffers& b
   static_assert(TILE % WEIGHTS_PER_WORD == 0, "a weight tile is whole bus words");
   static wide_t acc[NUM_TOKENS][LIN_OUT];
 #pragma HLS ARRAY_PARTITION variable = acc dim = 2 complete  // LIN_OUT lanes per cycle
-  static param_t wtile[2][TILE];
+  static param_t wtile[LIN_TILE_BUFS][TILE];
 #pragma HLS ARRAY_PARTITION variable = wtile dim = 2 complete  // a whole tile per cycle
-  param_t bias[LIN_OUT];
-#pragma HLS ARRAY_PARTITION variable = bias complete
+  static param_t bias[OUT_TILES_MAX * LIN_OUT];
+#pragma HLS ARRAY_PARTITION variable = bias cyclic factor = LIN_OUT  // LIN_OUT per cycle
   wide_t xseg[LIN_IN];
 #pragma HLS ARRAY_PARTITION variable = xseg complete
   wide_t sums[LIN_OUT];  // one row's LIN_OUT dot products of this tile
 #pragma HLS ARRAY_PARTITION variable = sums complete
   const int IT = ceil_div(call.k, LIN_IN);
   const int OT = ceil_div(call.o, LIN_OUT);
+  const int T = OT * IT;
+  const uint64_t TILE_BYTES = uint64_t(TILE) * 2;
 
+  // tiles 0 and 1: fetched ahead by the previous call, or now
   LinearPrefetch& ahead = linear_prefetch();
-  int b0 = 0;  // ping-pong half of tile 0
-  if (ahead.valid && ahead.w_off == call.w_off) {
-    b0 = ahead.buf;  // the previous call already fetched it
-  } else {
-    ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.w_off, TILE, wtile[0]);
+  int b0 = 0;  // the tile buffer of tile 0; tile t is in (b0 + t) % LIN_TILE_BUFS
+  int ready = 0;
+  if (ahead.count > 0 && ahead.w_off == call.w_off) {
+    b0 = ahead.buf;
+    ready = ahead.count;
   }
-  ahead.valid = false;
-lin_tile:
-  for (int t = 0; t < OT * IT; ++t) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1024
-    const int ot = t / IT;
-    const int it = t % IT;
-    const param_t* w = wtile[(t + b0) & 1];
-    // The next tile streams into the other half, one bus word per cycle of this tile's
-    // pass: the next tile of this call, or during the last one the first tile of the call
-    // that follows (e.g. the next expert's weights).
-    const int nb = (t + 1 + b0) & 1;
-    const bool more = t + 1 < OT * IT;
-    const uint64_t next_off = more ? call.w_off + uint64_t(t + 1) * TILE * 2 : call.next_w_off;
-    const int fetch = (more || call.next_w_off != 0) ? TILE_WORDS : 0;
-    if (!more && call.next_w_off != 0) {
-      ahead.valid = true;
-      ahead.w_off = call.next_w_off;
-      ahead.buf = nb;
-    }
-    const bool first = it == 0;      // accumulators start from zero: no clearing pass
-    const bool last = it == IT - 1;  // the epilogue runs in the same pass as the last MACs
-    if (first && call.b_off != 0) {
-      ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.b_off + uint64_t(ot) * LIN_OUT * 2, LIN_OUT,
-                                      bias);
-    }
-    const int pass = call.rows > fetch ? call.rows : fetch;  // a short queue waits for the bus
-  lin_row:
-    for (int r = 0; r < pass; ++r) {
+lin_first_tiles:
+  for (int t = ready; t < LIN_AHEAD && t < T; ++t) {
+    ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.w_off + uint64_t(t) * TILE_BYTES, TILE,
+                                    wtile[(b0 + t) % LIN_TILE_BUFS]);
+  }
+  // the whole call's bias, ahead of the pipeline (which has the port for weight words)
+  if (call.b_off != 0) {
+    ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.b_off, OT * LIN_OUT, bias);
+  }
+  // the next call's first tiles, fetched during this call's last passes (a call of one
+  // tile has no pass to spare for them)
+  const int handoff = (call.next_w_off == 0 || T < LIN_AHEAD) ? 0
+                      : call.next_tiles < LIN_AHEAD           ? call.next_tiles
+                                                              : LIN_AHEAD;
+  ahead.count = handoff;
+  ahead.w_off = call.next_w_off;
+  ahead.buf = (b0 + T) % LIN_TILE_BUFS;
+
+  // one pipeline over every (tile, row): a pass per tile of max(rows, its fetch, the
+  // accumulators' read-to-write distance) cycles
+  const int plain = call.rows > LIN_MIN_PASS ? call.rows : LIN_MIN_PASS;
+  const int fetching = plain > TILE_WORDS ? plain : TILE_WORDS;
+  const int n_fetch = (T > LIN_AHEAD ? T - LIN_AHEAD : 0) + handoff;  // passes that fetch
+  const int total = n_fetch * fetching + (T - n_fetch) * plain;
+  int t = 0;
+  int r = 0;
+  int it = 0;
+  int ot = 0;
+lin_pass:
+  for (int step = 0; step < total; ++step) {
 #pragma HLS PIPELINE II = 1  // a row of MACs (+ epilogues) and a bus word per cycle
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
-      if (r < fetch) {
-        ddr_read<PORT_WEIGHTS, 2, true>(bundle, next_off + uint64_t(r) * WORD_BYTES,
-                                        WEIGHTS_PER_WORD, &wtile[nb][r * WEIGHTS_PER_WORD]);
-      }
-      if (r >= call.rows) {
-        continue;
-      }
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 147456
+#pragma HLS DEPENDENCE variable = wtile inter false  // the tile being written is 2 ahead
+#pragma HLS DEPENDENCE variable = acc inter RAW distance = LIN_MIN_PASS true  // a pass apart
+    const int g = t + LIN_AHEAD;  // global index of the tile streaming in
+    const bool own = g < T;
+    const int fetch = (own || g - T < handoff) ? TILE_WORDS : 0;
+    const int pass = fetch != 0 ? fetching : plain;
+    if (r < fetch) {
+      const uint64_t off = own ? call.w_off + uint64_t(g) * TILE_BYTES
+                               : call.next_w_off + uint64_t(g - T) * TILE_BYTES;
+      ddr_read<PORT_WEIGHTS, 2, true>(bundle, off + uint64_t(r) * WORD_BYTES, WEIGHTS_PER_WORD,
+                                      &wtile[(b0 + g) % LIN_TILE_BUFS][r * WEIGHTS_PER_WORD]);
+    }
+    if (r < call.rows) {
+      const param_t* w = wtile[(b0 + t) % LIN_TILE_BUFS];
+      const bool first = it == 0;      // accumulators start from zero: no clearing pass
+      const bool last = it == IT - 1;  // the epilogue runs in the same pass as the last MACs
     lin_fetch:
       for (int i = 0; i < LIN_IN; ++i) {
         xseg[i] = linear_input(call, buf, r, it * LIN_IN + i);
@@ -234,9 +265,18 @@ lin_tile:
           const int col = ot * LIN_OUT + o;
           if (col < call.o) {
             linear_output(call, buf, r, col, sums[o],
-                          call.b_off != 0 ? wide_t(bias[o]) : wide_t(0));
+                          call.b_off != 0 ? wide_t(bias[col]) : wide_t(0));
           }
         }
+      }
+    }
+    // next (tile, row); input tiles run fastest within an output tile
+    if (++r == pass) {
+      r = 0;
+      ++t;
+      if (++it == IT) {
+        it = 0;
+        ++ot;
       }
     }
   }
