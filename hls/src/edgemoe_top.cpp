@@ -219,6 +219,15 @@ park_queues:
   }
 }
 
+/// h = LayerNorm(x) over every token, with the gamma and beta at g_off, b_off.
+void layernorm_block(const word_t* bundle, uint64_t g_off, uint64_t b_off, Buffers& buf) {
+  static param_t ln_g[EMBED_DIM];
+  static param_t ln_b[EMBED_DIM];
+  ddr_read<PORT_WEIGHTS, 2, true>(bundle, g_off, EMBED_DIM, ln_g);
+  ddr_read<PORT_WEIGHTS, 2, true>(bundle, b_off, EMBED_DIM, ln_b);
+  layernorm_rows<NUM_TOKENS, EMBED_DIM, LN_LANES>(buf.x, ln_g, ln_b, buf.h, NUM_TOKENS);
+}
+
 /// Run blocks [from, DEPTH) on the image on chip (image b of the call).
 ///
 /// \param park true in the expert-major schedule: stop after the routing of the first
@@ -227,8 +236,6 @@ park_queues:
 ///         else the MoE block the image is parked at
 int run_blocks(const word_t* bundle, word_t* output, const Run& run, uint32_t b, int from,
                bool park, Buffers& buf) {
-  static param_t ln_g[EMBED_DIM];
-  static param_t ln_b[EMBED_DIM];
   act_t(&x)[NUM_TOKENS][EMBED_DIM] = buf.x;
   act_t(&h)[NUM_TOKENS][EMBED_DIM] = buf.h;
   act_t(&wide)[NUM_TOKENS][WIDE_COLS] = buf.wide;
@@ -242,9 +249,7 @@ block_loop:
     const int here = 1 + i * STAGES_PER_BLOCK;
 
     // ---- LN1 ----
-    ddr_read<PORT_WEIGHTS, 2, true>(bundle, blk.ln1_g, EMBED_DIM, ln_g);
-    ddr_read<PORT_WEIGHTS, 2, true>(bundle, blk.ln1_b, EMBED_DIM, ln_b);
-    layernorm_rows<NUM_TOKENS, EMBED_DIM, LN_LANES>(x, ln_g, ln_b, h, NUM_TOKENS);
+    layernorm_block(bundle, blk.ln1_g, blk.ln1_b, buf);
     if (stop == here + STAGE_LN1) {
       write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, h, NUM_TOKENS);
       return -1;
@@ -278,9 +283,7 @@ block_loop:
     }
 
     // ---- LN2 ----
-    ddr_read<PORT_WEIGHTS, 2, true>(bundle, blk.ln2_g, EMBED_DIM, ln_g);
-    ddr_read<PORT_WEIGHTS, 2, true>(bundle, blk.ln2_b, EMBED_DIM, ln_b);
-    layernorm_rows<NUM_TOKENS, EMBED_DIM, LN_LANES>(x, ln_g, ln_b, h, NUM_TOKENS);
+    layernorm_block(bundle, blk.ln2_g, blk.ln2_b, buf);
     if (stop == here + STAGE_LN2) {
       write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, h, NUM_TOKENS);
       return -1;
