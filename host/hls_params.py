@@ -46,6 +46,11 @@ MAX_IMAGES = 1024
 #: LayerNorm elements per cycle at most (each lane costs about 4 DSP48E2: x^2, the
 #: 31x21-bit normalising product, gamma); also bounded by the buffers' banking.
 LN_LANES_MAX = 12
+#: Linear unit: weight tiles in flight ahead of the one computing (LIN_AHEAD + 1 tile
+#: buffers), and the shortest pass over the rows (the accumulators' read-to-write
+#: distance in the MAC pipeline).
+LIN_AHEAD = 2
+LIN_MIN_PASS = 8
 #: Attention rows interleaved per row unit: covers the running-state update chain
 #: (exp2, multiply, round, add) so each unit issues one update per cycle.
 ATTN_INTERLEAVE = 4
@@ -198,6 +203,9 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
     w(f"constexpr int LIN_IN = {t.lin_in};")
     w(f"constexpr int LIN_OUT = {t.lin_out};")
     w(f"constexpr int ATTN_P = {t.p};")
+    w("/// Linear unit: tiles in flight ahead of the one computing; shortest pass over the rows.")
+    w(f"constexpr int LIN_AHEAD = {LIN_AHEAD};")
+    w(f"constexpr int LIN_MIN_PASS = {LIN_MIN_PASS};")
     w("/// LayerNorm elements per cycle (within the activation buffers' banking).")
     w(f"constexpr int LN_LANES = {ln_lanes(t)};")
     w("/// Query rows each attention row unit serves in turn (its update chain's latency).")

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 from edgemoe.models.config import ModelConfig
 
-from .hls_params import ATTN_INTERLEAVE, ln_lanes
+from .hls_params import ATTN_INTERLEAVE, LIN_AHEAD, LIN_MIN_PASS, ln_lanes
 from .profile import Profile
 from .scratch import MAX_BATCH, batched
 from .tiling import Tiling, tiles
@@ -86,8 +86,6 @@ class Design:
 # Pipeline depths (cycles from first input to first output), used once per loop.
 DEPTH_MAC = 8  # multiply + adder tree of LIN_IN + accumulate
 AXI_READ_LATENCY = 64  # cycles from an m_axi read request to its data (Vitis' default)
-LIN_AHEAD = 2  # linear_unit: tiles in flight ahead of the one computing (3 tile buffers)
-LIN_MIN_PASS = 8  # linear_unit: shortest pass (the accumulators' read-to-write distance)
 DEPTH_EPILOGUE = 6  # narrow, GELU, store
 DEPTH_SOFTMAX = 20  # exp2, rescale, reciprocal
 DEPTH_RSQRT = 16

@@ -195,6 +195,15 @@ expert_loop:
   }
 }
 
+/// Bring a parked image's x back from its output slot.
+void resume_image(const word_t* output, uint64_t out_off, Buffers& buf) {
+resume_tokens:
+  for (int t = 0; t < NUM_TOKENS; ++t) {
+    ddr_read<PORT_OUTPUT, 4, true>(output, out_off + uint64_t(t) * SCRATCH_ROW, EMBED_DIM,
+                                   buf.x[t]);
+  }
+}
+
 /// Park the image on chip after the routing of a MoE block: x in its output slot (the
 /// final tokens overwrite it), h (the experts' input: x itself changes as experts add
 /// into it) and its queues in its scratch slot. With `resume`, the next image's parked x
@@ -501,11 +510,7 @@ group_loop:
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BATCH
         const uint64_t out_off = uint64_t(g0 + b) * run.out_stride;
         if (b == 0) {  // later images come back while the one before them parks
-        resume_tokens:
-          for (int t = 0; t < NUM_TOKENS; ++t) {
-            ddr_read<PORT_OUTPUT, 4, true>(output, out_off + uint64_t(t) * SCRATCH_ROW, EMBED_DIM,
-                                           buf.x[t]);
-          }
+          resume_image(output, out_off, buf);
         }
         linear_prefetch().count = 0;
         next = run_blocks(bundle, output, run, g0 + b, at + 1, true, buf);
@@ -513,12 +518,7 @@ group_loop:
         if (next == DEPTH) {
           write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.x, NUM_TOKENS);
           if (more) {
-          resume_next_tokens:
-            for (int t = 0; t < NUM_TOKENS; ++t) {
-              ddr_read<PORT_OUTPUT, 4, true>(output,
-                                             out_off + run.out_stride + uint64_t(t) * SCRATCH_ROW,
-                                             EMBED_DIM, buf.x[t]);
-            }
+            resume_image(output, out_off + run.out_stride, buf);
           }
         } else {
           park_image(output, out_off, scratch, uint64_t(b) * SCRATCH_SLOT, more,

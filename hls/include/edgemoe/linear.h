@@ -64,11 +64,9 @@ constexpr int linear_tiles(int k, int o) {
 /// Weight tiles in flight: the unit reads tile t from one of three tile buffers while
 /// tile t + 2 streams into another, so a tile's words have a whole pass (at least a
 /// tile's bus words) to arrive, longer than the m_axi read latency.
-constexpr int LIN_TILE_BUFS = 3;
-constexpr int LIN_AHEAD = LIN_TILE_BUFS - 1;
-/// Shortest pass: an accumulator row is read again no sooner than the MAC pipeline has
-/// written it back.
-constexpr int LIN_MIN_PASS = 8;
+/// (LIN_AHEAD and LIN_MIN_PASS, the shortest pass -- an accumulator row is read again no
+/// sooner than the MAC pipeline has written it back -- come from the parameter header.)
+constexpr int LIN_TILE_BUFS = LIN_AHEAD + 1;
 
 /// First weight tiles of a call fetched ahead by the previous call (cross-call prefetch).
 struct LinearPrefetch {

@@ -172,6 +172,9 @@ constexpr int ACC_LN_CENTER_BITS = 52;
 constexpr int LIN_IN = 32;
 constexpr int LIN_OUT = 24;
 constexpr int ATTN_P = 2;
+/// Linear unit: tiles in flight ahead of the one computing; shortest pass over the rows.
+constexpr int LIN_AHEAD = 2;
+constexpr int LIN_MIN_PASS = 8;
 /// LayerNorm elements per cycle (within the activation buffers' banking).
 constexpr int LN_LANES = 12;
 /// Query rows each attention row unit serves in turn (its update chain's latency).
