@@ -24,7 +24,7 @@ from edgemoe.models.config import ModelConfig
 
 from .hls_params import ATTN_INTERLEAVE, LIN_AHEAD, LIN_MIN_PASS, ln_lanes
 from .profile import Profile
-from .scratch import MAX_BATCH, batched
+from .scratch import MAX_BATCH, batched, row_bytes
 from .tiling import Tiling, tiles
 from .traffic import HEADER_READ, group_traffic, image_traffic
 
@@ -133,12 +133,15 @@ class Stage:
     compute_cycles: int
     ddr_bytes: int
     overlapped: bool
+    hidden: bool = False  # bytes moved during other stages (they count the cycles)
     compute_ms: float = 0.0
     memory_ms: float = 0.0
     ms: float = 0.0
 
     @property
     def bound(self) -> str:
+        if self.hidden:
+            return "hidden"
         return "memory" if self.memory_ms > self.compute_ms else "compute"
 
 
@@ -203,14 +206,21 @@ class Estimate:
 
 
 def _linear_cycles(
-    d: Design, rows: int, k: int, o: int, first_ready: bool = False, chained: bool = False
+    d: Design,
+    rows: int,
+    k: int,
+    o: int,
+    first_ready: bool = False,
+    chained: bool = False,
+    side: int = 0,
 ) -> int:
     """linear_unit: one pipeline over the call's tiles, a pass per tile of
     max(rows, 8) cycles -- or max(rows, tile words) when the pass also streams in the tile
     two ahead (this call's, or with ``chained`` the next call's first two) -- filled and
     drained once per call (the m_axi read latency, the MACs, the epilogue). Before it: the
     first two tiles unless the previous call fetched them (``first_ready``), and the
-    call's bias."""
+    call's bias. ``side``: bus words of token rows the call moves meanwhile on the output
+    or scratch port (expert-major MoE); the pipeline runs until both are done."""
     t = d.tiling
     it, ot = tiles(k, t.lin_in), tiles(o, t.lin_out)
     if not d.prefetch:  # Edge-MoE: separate clear and drain passes per output tile
@@ -221,7 +231,7 @@ def _linear_cycles(
     handoff = LIN_AHEAD if chained and n >= LIN_AHEAD else 0
     n_fetch = max(0, n - LIN_AHEAD) + handoff
     plain = max(rows, LIN_MIN_PASS)
-    passes = n_fetch * max(plain, words) + (n - n_fetch) * plain
+    passes = max(n_fetch * max(plain, words) + (n - n_fetch) * plain, side)
     upfront = 0 if first_ready else min(n, LIN_AHEAD) * words
     bias = -(-ot * t.lin_out * 2 // word)
     return int(passes + AXI_READ_LATENCY + DEPTH_MAC + DEPTH_EPILOGUE + upfront + bias)
@@ -276,11 +286,19 @@ def estimate(
     est = Estimate(cfg.name, profile.name, design.name, board.name, clock_mhz, batch=batch)
 
     def add(
-        layer: str, name: str, cycles: float, ddr: int, overlapped: bool = True, bpc: float = 0
+        layer: str,
+        name: str,
+        cycles: float,
+        ddr: int,
+        overlapped: bool = True,
+        bpc: float = 0,
+        hidden: bool = False,
     ) -> None:
-        s = Stage(layer, name, int(cycles), int(ddr), overlapped)
+        """A stage; ``hidden``: bytes that move during other stages' cycles (no time)."""
+        s = Stage(layer, name, int(cycles), int(ddr), overlapped, hidden)
         s.compute_ms = s.compute_cycles / (clock_mhz * 1e3)
-        s.memory_ms = s.ddr_bytes / ((bpc or w_bpc) * clock_mhz * 1e3)
+        if not hidden:
+            s.memory_ms = s.ddr_bytes / ((bpc or w_bpc) * clock_mhz * 1e3)
         s.ms = max(s.compute_ms, s.memory_ms) if overlapped else s.compute_ms + s.memory_ms
         est.stages.append(s)
 
@@ -373,35 +391,55 @@ def estimate(
     def one_group(group: list[list[list[int]]]) -> None:
         """The expert-major part of a group: parking in scratch and the experts."""
         traffic = group_traffic(cfg, profile, t, group)
+        row = row_bytes(cfg, t)
+        row_words = row // word
         for m, i in enumerate(moe_blocks):
             layer = f"block{i}"
 
-            # Serial bytes of each step: parking sends x (output slot) beside h and the
-            # queues (scratch) and takes the next image's x back on the read channel;
-            # gathering reads x beside h; only the first image's x comes back on its own.
-            serial = {
-                "park": traffic.get((layer, "park", "gmem_scratch"), 0),
-                "gather": traffic.get((layer, "gather", "gmem_scratch"), 0),
-                "scatter": traffic.get((layer, "scatter", "gmem_output"), 0),
-                "resume": traffic.get((layer, "resume", "gmem_output"), 0) // len(group),
-            }
-            for stage, n in serial.items():
-                ddr = _stage_bytes(traffic, layer, stage)
-                if ddr:
-                    add(layer, stage, 0, ddr, False, s_bpc * ddr / n)
+            # Parking sends x (output slot) beside h and the queues (scratch) and takes
+            # the next image's x back on the read channel; only the first image's x comes
+            # back on its own. Serial.
+            park = _stage_bytes(traffic, layer, "park")
+            add(
+                layer,
+                "park",
+                0,
+                park,
+                False,
+                s_bpc * park / traffic[(layer, "park", "gmem_scratch")],
+            )
+            resume = _stage_bytes(traffic, layer, "resume")
+            if resume:
+                add(layer, "resume", 0, resume, False, s_bpc * len(group))
+
+            # chunks: an expert's queued tokens, NUM_TOKENS at a time, experts ascending
             run = [e for e in range(E) if any(img[m][e] for img in group)]
+            chunks = []
             for e in run:
                 total = sum(img[m][e] for img in group)
-                chunks = [min(N, total - c) for c in range(0, total, N)]
-                h = cfg.expert_hidden
-                for fc, k, o in (("fc1", D, h), ("fc2", h, D)):
-                    cyc = 0
-                    for c, r in enumerate(chunks):  # every call's first tile comes ahead
-                        ready = fc == "fc2" or c > 0 or e != run[0]
-                        more = fc == "fc1" or c + 1 < len(chunks) or e != run[-1]
-                        cyc += _linear_cycles(design, r, k, o, ready, more)
-                    ddr = traffic[(layer, f"expert{e}_{fc}", "gmem_weights")]
-                    add(layer, f"expert_{fc}", cyc, ddr)
+                chunks += [(e, min(N, total - c)) for c in range(0, total, N)]
+            # serial: the counts, each queue, the first chunk's h rows
+            lists = traffic[(layer, "gather", "gmem_scratch")] - sum(r for _, r in chunks) * row
+            add(layer, "gather", 0, lists + chunks[0][1] * row, False, s_bpc)
+            # fc1 of chunk c merges chunk c - 1 (x += delta in the output slots), fc2 of
+            # chunk c gathers chunk c + 1's h: one bus word per cycle beside the weights
+            h = cfg.expert_hidden
+            cyc = {"fc1": 0, "fc2": 0}
+            for c, (_, r) in enumerate(chunks):
+                first, last = c == 0, c + 1 == len(chunks)
+                merge = 0 if first else chunks[c - 1][1] * row_words
+                gather = 0 if last else chunks[c + 1][1] * row_words
+                cyc["fc1"] += _linear_cycles(design, r, D, h, not first, True, merge)
+                cyc["fc2"] += _linear_cycles(design, r, h, D, True, not last, gather)
+            for fc in cyc:
+                ddr = sum(traffic[(layer, f"expert{e}_{fc}", "gmem_weights")] for e in run)
+                add(layer, f"expert_{fc}", cyc[fc], ddr)
+            hidden = (sum(r for _, r in chunks) - chunks[0][1]) * row  # h gathered meanwhile
+            hidden += 2 * (sum(r for _, r in chunks) - chunks[-1][1]) * row  # x merged
+            add(layer, "rows_moved", 0, hidden, hidden=True)
+            # the last chunk's merge, on its own: x read and written a word per cycle
+            n = chunks[-1][1]
+            add(layer, "merge", n * row_words, 2 * n * row, True, 2 * s_bpc)
 
     for img in counts:
         one_image(img)
@@ -507,9 +545,12 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
     bram += t.lin_out * _bram36(N, acc_bits)  # accumulators, one bank per lane
     bram += 2 * cfg.num_experts * _bram36(N, 32)  # routing queues (token, weight)
     bram += 4  # tables, LN parameters
-    # expert-major groups: per-image expert counts, one queue's (token, weight), the
-    # chunk's (image, token) rows
-    bram += _bram36(MAX_BATCH * cfg.num_experts, 32) + 4 * _bram36(N, 32)
+    # expert-major groups: per-image expert counts, one queue's (token, weight), two
+    # chunks' rows (x and h offsets, 64-bit; gate weight), the chunk's scaled expert
+    # outputs (delta: act + 1 bits, banked like x)
+    bram += _bram36(MAX_BATCH * cfg.num_experts, 32) + 2 * _bram36(N, 32)
+    bram += 2 * (2 * _bram36(N, 64) + _bram36(N, 32))
+    bram += t.lin_out * _bram36(N * math.ceil(D / t.lin_out), act + 1)
     lut = int(lin_macs * 40 + attn_macs * 60 + (wide_bits / 1e4) + 25_000)
     util = {
         "dsp": dsp / board.dsp,
@@ -553,17 +594,14 @@ def table(est: Estimate) -> str:
     ]
     agg: dict[str, list] = {}
     for s in est.stages:
-        a = agg.setdefault(s.name, [0, 0.0, 0.0, 0.0, 0])
+        a = agg.setdefault(s.name, [0, 0.0, 0.0, 0.0, s.hidden])
         a[0] += 1
         a[1] += s.compute_ms
         a[2] += s.memory_ms
         a[3] += s.ms
-        a[4] += s.ddr_bytes
-    for name, (n, c, m, ms, _) in agg.items():
-        lines.append(
-            f"{name:<14} {n:>5} {c:>11.3f} {m:>10.3f} {ms:>9.3f}  "
-            f"{'memory' if m > c else 'compute'}"
-        )
+    for name, (n, c, m, ms, hidden) in agg.items():
+        bound = "hidden" if hidden else "memory" if m > c else "compute"
+        lines.append(f"{name:<14} {n:>5} {c:>11.3f} {m:>10.3f} {ms:>9.3f}  {bound}")
     r = est.resources
     u = r["utilisation"]
     lines += [

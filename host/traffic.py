@@ -100,9 +100,11 @@ def group_traffic(
 
         park     per image: x rows (to its output slot), h rows, the counts and each
                  non-empty queue (token, weight) to scratch
-        gather   per expert and image: its queue; per queued token: its x row (output
-                 slot) and h row (scratch)
-        scatter  per queued token: its x row (output slot)
+        gather   the counts; per expert and image: its queue; per queued token: its
+                 h row (scratch)
+        merge    per queued token: its x row read (output slot), its expert's scaled
+                 output added
+        scatter  per queued token: that x row written back
         resume   per image: x rows (output slot); none after the last block, whose
                  experts leave the final tokens in the output slots (nor its write)
         experts  per expert with Q > 0 queued tokens in the group:
@@ -128,7 +130,7 @@ def group_traffic(
             lists = sum(2 * _ceil_words(4 * n, t) for n in q if n)
             add((layer, "park", "gmem_output"), N * row)
             add((layer, "park", "gmem_scratch"), N * row + _ceil_words(4 * E, t) + lists)
-            add((layer, "gather", "gmem_output"), sum(q) * row)
+            add((layer, "merge", "gmem_output"), sum(q) * row)
             add((layer, "gather", "gmem_scratch"), _ceil_words(4 * E, t) + lists + sum(q) * row)
             add((layer, "scatter", "gmem_output"), sum(q) * row)
             if i + 1 < cfg.depth:

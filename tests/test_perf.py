@@ -8,7 +8,14 @@ import pytest
 from edgemoe.host.bundle import pack
 from edgemoe.host.cli import main
 from edgemoe.host.images import random_images, to_patches
-from edgemoe.host.perf import BOARDS, batch_curve, estimate, our_design, published_design
+from edgemoe.host.perf import (
+    BOARDS,
+    _linear_cycles,
+    batch_curve,
+    estimate,
+    our_design,
+    published_design,
+)
 from edgemoe.host.quantize import quantize_model
 from edgemoe.host.tiling import DEFAULT_TILING
 from edgemoe.models import DEFAULT_CONFIG
@@ -48,7 +55,24 @@ def test_batch_curve_reads_experts_once_per_group():
     assert eight["ms_per_image"] < one["ms_per_image"]
     assert eight["call_ms"] == pytest.approx(8 * eight["ms_per_image"])
     e8 = estimate(c, p, d, BOARDS["zcu104"], batch=8)
-    assert {"park", "gather", "scatter", "resume"} <= {s.name for s in e8.stages}
+    assert {"park", "gather", "merge", "resume", "rows_moved"} <= {s.name for s in e8.stages}
+
+
+def test_expert_rows_move_while_the_unit_computes():
+    """Expert-major: only the first chunk's gather and the last chunk's merge of a block
+    take time of their own; the other rows move inside the expert calls' cycles."""
+    c, p = cfg(DEFAULT_CONFIG), profile("lean")
+    d = our_design(p, DEFAULT_TILING)
+    e8 = estimate(c, p, d, BOARDS["zcu104"], batch=8)
+    moved = [s for s in e8.stages if s.name == "rows_moved"]
+    assert moved and all(s.hidden and s.ms == 0 and s.ddr_bytes > 0 for s in moved)
+    row = 4 * c.embed_dim
+    merge = [s for s in e8.stages if s.name == "merge"]
+    assert all(s.ddr_bytes <= 2 * c.num_tokens * row for s in merge)  # one chunk each
+    # a call moving more words than its passes last runs until they are moved
+    plain = _linear_cycles(d, 16, c.embed_dim, c.expert_hidden)
+    assert _linear_cycles(d, 16, c.embed_dim, c.expert_hidden, side=10) == plain
+    assert _linear_cycles(d, 16, c.embed_dim, c.expert_hidden, side=10**6) > 10**6
 
 
 def test_default_design_fits_and_is_labelled_estimate(tmp_path, capsys):

@@ -12,10 +12,11 @@
 // - expert-major (num_images > 1): images run in groups of up to MAX_BATCH. Each image
 //   runs on chip up to the routing of the next MoE block and parks its residual
 //   stream in its output slot, its LN2 output and expert queues in its scratch slot
-//   (two ports side by side); then the experts run
-//   in ascending index over the queued tokens of the whole group, NUM_TOKENS at a
-//   time, so an expert's weights cross DDR once per NUM_TOKENS queued tokens instead
-//   of once per image. A token still receives its experts in ascending order.
+//   (two ports side by side); then the experts run in ascending index over the queued
+//   tokens of the whole group, NUM_TOKENS at a time, so an expert's weights cross DDR
+//   once per NUM_TOKENS queued tokens instead of once per image. The tokens' h and x
+//   move while the linear unit computes; a token still receives its experts in
+//   ascending order.
 // Golden: edgemoe.sim.golden.Golden.run. Contract: bit-exact.
 #include "edgemoe/edgemoe.h"
 
@@ -74,12 +75,6 @@ write_rows_loop:
   }
 }
 
-/// A token row of 32-bit values in bus words (rows are whole words: see write_rows).
-constexpr int ROW_LANES = WORD_BYTES / 4;
-constexpr int ROW_WORDS = EMBED_DIM / ROW_LANES;
-static_assert(ROW_WORDS * ROW_LANES == EMBED_DIM && ROW_WORDS * WORD_BYTES == SCRATCH_ROW,
-              "token rows are whole bus words");
-
 /// Park one token of an image: its x row to the image's output slot and its h row to its
 /// scratch slot, and, when `resume`, load the same row of the next image's parked x into
 /// x (each word is sent before it is replaced); a bus word on each channel per cycle.
@@ -97,18 +92,6 @@ park_row_words:
   }
 }
 
-/// Gather one parked token: x from the output slot and h from scratch, likewise.
-void gather_row(const word_t* output, uint64_t x_at, const word_t* scratch, uint64_t h_at,
-                act_t x[EMBED_DIM], act_t h[EMBED_DIM]) {
-gather_row_words:
-  for (int w = 0; w < ROW_WORDS; ++w) {
-#pragma HLS PIPELINE II = 1  // one bus word on each port per cycle
-    const uint64_t at = uint64_t(w) * WORD_BYTES;
-    ddr_read<PORT_OUTPUT, 4, true>(output, x_at + at, ROW_LANES, &x[w * ROW_LANES]);
-    ddr_read<PORT_SCRATCH, 4, true>(scratch, h_at + at, ROW_LANES, &h[w * ROW_LANES]);
-  }
-}
-
 /// The scalar arguments of one call that every stage needs. (The m_axi pointers are
 /// passed as plain arguments: HLS traces each one to its port.)
 struct Run {
@@ -118,7 +101,8 @@ struct Run {
 };
 
 /// Patch embedding of image b into x: token bias staged in x, then one linear map.
-void embed_image(const word_t* bundle, const word_t* images, uint32_t b, Buffers& buf) {
+void embed_image(const word_t* bundle, const word_t* images, word_t* output, const word_t* scratch,
+                 uint32_t b, Buffers& buf) {
   linear_prefetch().count = 0;  // nothing fetched ahead survives into another image
   ddr_read<PORT_IMAGES, 1, false>(images, uint64_t(b) * NUM_PATCHES * PATCH_DIM,
                                   NUM_PATCHES * PATCH_DIM, &buf.pix[0][0]);
@@ -133,7 +117,7 @@ embed_cls:
   }
   const LinearCall embed = {IN_PIXELS,   OUT_EMBED, PATCH_DIM, EMBED_DIM, NUM_PATCHES,
                             OFF_PATCH_W, 0,         0,         0,         0};
-  linear_unit(embed, bundle, buf);
+  linear_unit(embed, bundle, output, scratch, buf);
 }
 
 /// The first expert after e that receives tokens (count > 0), or NUM_EXPERTS.
@@ -155,8 +139,8 @@ uint64_t expert_base(const BlockOffsets& blk, int e) {
 /// Expert e over the `rows` rows of its queue in buf.routing: fc1 + GELU into the (now
 /// free) wide buffer, then fc2 scaled by each row's gate weight into its token of x.
 /// \param next_w_off the call that follows, whose first tile fc2's last one fetches
-void run_expert(const word_t* bundle, uint64_t base, int e, int rows, uint64_t next_w_off,
-                Buffers& buf) {
+void run_expert(const word_t* bundle, word_t* output, const word_t* scratch, uint64_t base, int e,
+                int rows, uint64_t next_w_off, Buffers& buf) {
   const LinearCall fc1 = {IN_H_GATHER,
                           OUT_GELU,
                           EMBED_DIM,
@@ -167,7 +151,7 @@ void run_expert(const word_t* bundle, uint64_t base, int e, int rows, uint64_t n
                           e,
                           base + EXPERT_FC2_W,
                           linear_tiles(EXPERT_HIDDEN, EMBED_DIM)};
-  linear_unit(fc1, bundle, buf);
+  linear_unit(fc1, bundle, output, scratch, buf);
   const LinearCall fc2 = {IN_WIDE,
                           OUT_EXPERT,
                           EXPERT_HIDDEN,
@@ -178,12 +162,13 @@ void run_expert(const word_t* bundle, uint64_t base, int e, int rows, uint64_t n
                           e,
                           next_w_off,
                           linear_tiles(EMBED_DIM, EXPERT_HIDDEN)};
-  linear_unit(fc2, bundle, buf);
+  linear_unit(fc2, bundle, output, scratch, buf);
 }
 
 /// The experts of one MoE block for the image on chip, over its own queues: only
 /// non-empty ones, in ascending index, each fetching the next one's first tile ahead.
-void experts_image(const word_t* bundle, const BlockOffsets& blk, Buffers& buf) {
+void experts_image(const word_t* bundle, word_t* output, const word_t* scratch,
+                   const BlockOffsets& blk, Buffers& buf) {
 expert_loop:
   for (int e = 0; e < NUM_EXPERTS; ++e) {
     const int n = buf.routing.count[e];
@@ -191,7 +176,7 @@ expert_loop:
       continue;  // an unused expert is never read
     }
     const uint64_t next_fc1 = expert_base(blk, next_used(buf.routing.count, e));
-    run_expert(bundle, expert_base(blk, e), e, n, next_fc1, buf);
+    run_expert(bundle, output, scratch, expert_base(blk, e), e, n, next_fc1, buf);
   }
 }
 
@@ -243,8 +228,8 @@ void layernorm_block(const word_t* bundle, uint64_t g_off, uint64_t b_off, Buffe
 ///        MoE block met and return that block (the caller parks the image)
 /// \return DEPTH when the backbone is done, -1 when a debug stop wrote the output,
 ///         else the MoE block the image is parked at
-int run_blocks(const word_t* bundle, word_t* output, const Run& run, uint32_t b, int from,
-               bool park, Buffers& buf) {
+int run_blocks(const word_t* bundle, word_t* output, const word_t* scratch, const Run& run,
+               uint32_t b, int from, bool park, Buffers& buf) {
   act_t(&x)[NUM_TOKENS][EMBED_DIM] = buf.x;
   act_t(&h)[NUM_TOKENS][EMBED_DIM] = buf.h;
   act_t(&wide)[NUM_TOKENS][WIDE_COLS] = buf.wide;
@@ -269,7 +254,7 @@ block_loop:
     const LinearCall qkv = {
         IN_H,      OUT_QKV,   EMBED_DIM, 3 * EMBED_DIM, NUM_TOKENS,
         blk.qkv_w, blk.qkv_b, 0,         blk.proj_w,    linear_tiles(EMBED_DIM, EMBED_DIM)};
-    linear_unit(qkv, bundle, buf);
+    linear_unit(qkv, bundle, output, scratch, buf);
     if (stop == here + STAGE_QKV) {
       write_rows<3 * EMBED_DIM, WIDE_COLS>(output, out_off, wide, NUM_TOKENS);
       return -1;
@@ -285,7 +270,7 @@ block_loop:
     // ---- proj + residual ----
     const LinearCall proj = {IN_H,       OUT_PROJ,   EMBED_DIM, EMBED_DIM, NUM_TOKENS,
                              blk.proj_w, blk.proj_b, 0,         0,         0};
-    linear_unit(proj, bundle, buf);
+    linear_unit(proj, bundle, output, scratch, buf);
     if (stop == here + STAGE_PROJ) {
       write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, x, NUM_TOKENS);
       return -1;
@@ -302,7 +287,7 @@ block_loop:
       // ---- gate, routing ----
       const LinearCall gate = {
           IN_H, OUT_GATE, EMBED_DIM, NUM_EXPERTS, NUM_TOKENS, blk.gate_w[run.task], 0, 0, 0, 0};
-      linear_unit(gate, bundle, buf);
+      linear_unit(gate, bundle, output, scratch, buf);
       if (stop == here + STAGE_GATE) {
         write_rows<NUM_EXPERTS, WIDE_COLS>(output, out_off, wide, NUM_TOKENS);
         return -1;
@@ -312,16 +297,16 @@ block_loop:
         return i;  // the caller parks the image (expert-major)
       }
       // ---- experts in ascending index, only non-empty ones, each over its queue ----
-      experts_image(bundle, blk, buf);
+      experts_image(bundle, output, scratch, blk, buf);
     } else {
       // ---- dense MLP ----
       const LinearCall fc1 = {
           IN_H,      OUT_GELU,  EMBED_DIM, MLP_HIDDEN, NUM_TOKENS,
           blk.fc1_w, blk.fc1_b, 0,         blk.fc2_w,  linear_tiles(MLP_HIDDEN, EMBED_DIM)};
-      linear_unit(fc1, bundle, buf);
+      linear_unit(fc1, bundle, output, scratch, buf);
       const LinearCall fc2 = {IN_WIDE,   OUT_RESIDUAL, MLP_HIDDEN, EMBED_DIM, NUM_TOKENS,
                               blk.fc2_w, blk.fc2_b,    0,          0,         0};
-      linear_unit(fc2, bundle, buf);
+      linear_unit(fc2, bundle, output, scratch, buf);
     }
     if (stop == here + STAGE_MLP) {
       write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, x, NUM_TOKENS);
@@ -331,91 +316,123 @@ block_loop:
   return DEPTH;
 }
 
-/// One chunk of an expert's batched queue: up to NUM_TOKENS (image, token) rows gathered
-/// into h and x, fc1 + GELU, fc2 scaled into x, then x back to the images' output slots.
-/// \param out_base output offset of the group's first image
-void expert_chunk(const word_t* bundle, word_t* output, uint64_t out_base, uint64_t base, int e,
-                  int rows, uint64_t next_w_off, const int img[NUM_TOKENS],
-                  const int tok[NUM_TOKENS], Buffers& buf) {
-  run_expert(bundle, base, e, rows, next_w_off, buf);
-expert_scatter:
-  for (int r = 0; r < rows; ++r) {
+/// Where the walk over a MoE block's queued tokens (expert, then image, then queue
+/// entry) has got to.
+struct QueueWalk {
+  int e;  ///< expert (NUM_EXPERTS: done)
+  int b;  ///< image of the group
+  int n;  ///< length of that image's queue for e, -1 until read
+  int j;  ///< its next entry
+  int tok[NUM_TOKENS];
+  wide_t weight[NUM_TOKENS];
+};
+
+/// The next chunk of the walk: queued tokens of one expert, image by image, until
+/// NUM_TOKENS rows or the expert's last entry.
+/// \return the chunk's expert, NUM_EXPERTS when the walk is done (ch.rows == 0)
+int next_chunk(const word_t* scratch, uint64_t out_base, int group,
+               const int count[MAX_BATCH][NUM_EXPERTS], QueueWalk& w, Chunk& ch) {
+  int expert = NUM_EXPERTS;
+  ch.rows = 0;
+chunk_fill:
+  while (w.e < NUM_EXPERTS && ch.rows < NUM_TOKENS) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
-    const uint64_t at =
-        out_base + uint64_t(img[r]) * NUM_TOKENS * SCRATCH_ROW + uint64_t(tok[r]) * SCRATCH_ROW;
-    ddr_write_i32<PORT_OUTPUT>(output, at, EMBED_DIM, buf.x[r]);
+    if (w.n < 0) {  // read image b's queue for expert e
+      w.n = count[w.b][w.e];
+      w.j = 0;
+      if (w.n > 0) {
+        const uint64_t slot = uint64_t(w.b) * SCRATCH_SLOT;
+        const uint64_t lst = uint64_t(w.e) * SCRATCH_LIST_STRIDE;
+        ddr_read<PORT_SCRATCH, 4, true>(scratch, slot + SCRATCH_TOKEN + lst, w.n, w.tok);
+        ddr_read<PORT_SCRATCH, 4, true>(scratch, slot + SCRATCH_WEIGHT + lst, w.n, w.weight);
+      }
+    }
+    if (w.j < w.n) {
+      const uint64_t row = uint64_t(w.tok[w.j]) * SCRATCH_ROW;
+      ch.x_at[ch.rows] = out_base + uint64_t(w.b) * NUM_TOKENS * SCRATCH_ROW + row;
+      ch.h_at[ch.rows] = uint64_t(w.b) * SCRATCH_SLOT + SCRATCH_H + row;
+      ch.weight[ch.rows] = w.weight[w.j];
+      ++ch.rows;
+      ++w.j;
+      expert = w.e;
+      continue;
+    }
+    // this queue is done: the next image's, or the next expert's first (a new chunk)
+    w.n = -1;
+    if (++w.b == group) {
+      w.b = 0;
+      ++w.e;
+      if (ch.rows > 0) {
+        break;
+      }
+    }
   }
+  return expert;
 }
 
-/// The experts of MoE block i over a group of parked images (expert-major).
+/// The experts of MoE block i over a group of parked images (expert-major), chunk by
+/// chunk: fc1 + GELU, then fc2 scaled by the gate into delta. The chunks' x and h move
+/// while the unit computes: fc1 of chunk c merges chunk c - 1's delta into its tokens'
+/// x (in the output slots), fc2 of chunk c gathers chunk c + 1's h. Merges run in chunk
+/// order, so a token still receives its experts in ascending order.
 void experts_group(const word_t* bundle, word_t* output, uint64_t out_base, word_t* scratch, int i,
                    int group, Buffers& buf) {
   static int count[MAX_BATCH][NUM_EXPERTS];
-  int total[NUM_EXPERTS];
-  static int tok_list[NUM_TOKENS];
-  static wide_t weight_list[NUM_TOKENS];
-  static int img[NUM_TOKENS];  // where chunk row r came from
-  static int tok[NUM_TOKENS];
+  static QueueWalk walk;
   const BlockOffsets& blk = BLOCK[i];
   linear_prefetch().count = 0;
 
-group_totals_clear:
-  for (int e = 0; e < NUM_EXPERTS; ++e) {
-    total[e] = 0;
-  }
 group_counts:
   for (int b = 0; b < group; ++b) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BATCH
     ddr_read<PORT_SCRATCH, 4, true>(scratch, uint64_t(b) * SCRATCH_SLOT + SCRATCH_COUNT,
                                     NUM_EXPERTS, count[b]);
-  group_totals:
-    for (int e = 0; e < NUM_EXPERTS; ++e) {
-      total[e] += count[b][e];
-    }
   }
-
-group_expert:
-  for (int e = 0; e < NUM_EXPERTS; ++e) {
-    if (total[e] == 0) {
-      continue;  // no image of the group chose it: never read
-    }
+  walk.e = 0;
+  walk.b = 0;
+  walk.n = -1;
+  int cur = 0;  // the chunk computing: buf.chunk[cur]
+  int e = next_chunk(scratch, out_base, group, count, walk, buf.chunk[cur]);
+  move_rows(SIDE_GATHER, buf.chunk[cur], output, scratch, buf);  // nothing to hide it behind
+  bool first = true;
+group_chunk:
+  while (e < NUM_EXPERTS) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_EXPERTS
     const uint64_t base = expert_base(blk, e);
-    const uint64_t next_fc1 = expert_base(blk, next_used(total, e));
-    int rows = 0;  // rows gathered into the current chunk
-    int done = 0;  // queued tokens of this expert gathered so far
-  group_image:
-    for (int b = 0; b < group; ++b) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BATCH
-      const int n = count[b][e];
-      if (n == 0) {
-        continue;
-      }
-      const uint64_t slot = uint64_t(b) * SCRATCH_SLOT;
-      const uint64_t lst = uint64_t(e) * SCRATCH_LIST_STRIDE;
-      ddr_read<PORT_SCRATCH, 4, true>(scratch, slot + SCRATCH_TOKEN + lst, n, tok_list);
-      ddr_read<PORT_SCRATCH, 4, true>(scratch, slot + SCRATCH_WEIGHT + lst, n, weight_list);
-    group_gather:
-      for (int j = 0; j < n; ++j) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
-        const int t = tok_list[j];
-        const uint64_t row = uint64_t(t) * SCRATCH_ROW;
-        gather_row(output, out_base + uint64_t(b) * NUM_TOKENS * SCRATCH_ROW + row, scratch,
-                   slot + SCRATCH_H + row, buf.x[rows], buf.h[rows]);
-        img[rows] = b;
-        tok[rows] = t;
-        buf.routing.token[e][rows] = rows;  // the chunk is its own queue
-        buf.routing.weight[e][rows] = weight_list[j];
-        ++rows;
-        ++done;
-        if (rows == NUM_TOKENS || done == total[e]) {
-          // the next call is this expert's next chunk, or the next expert
-          expert_chunk(bundle, output, out_base, base, e, rows, done == total[e] ? next_fc1 : base,
-                       img, tok, buf);
-          rows = 0;
-        }
-      }
-    }
+    const int rows = buf.chunk[cur].rows;
+    const LinearCall fc1 = {IN_H,
+                            OUT_GELU,
+                            EMBED_DIM,
+                            EXPERT_HIDDEN,
+                            rows,
+                            base,
+                            base + EXPERT_FC1_B,
+                            0,
+                            base + EXPERT_FC2_W,
+                            linear_tiles(EXPERT_HIDDEN, EMBED_DIM),
+                            first ? SIDE_NONE : SIDE_MERGE,
+                            cur ^ 1};
+    linear_unit(fc1, bundle, output, scratch, buf);
+    // the next chunk (this expert's next, or the next expert's first) and its weights
+    const int next = next_chunk(scratch, out_base, group, count, walk, buf.chunk[cur ^ 1]);
+    const LinearCall fc2 = {IN_WIDE,
+                            OUT_DELTA,
+                            EXPERT_HIDDEN,
+                            EMBED_DIM,
+                            rows,
+                            base + EXPERT_FC2_W,
+                            base + EXPERT_FC2_B,
+                            cur,
+                            expert_base(blk, next),
+                            linear_tiles(EMBED_DIM, EXPERT_HIDDEN),
+                            SIDE_GATHER,
+                            cur ^ 1};
+    linear_unit(fc2, bundle, output, scratch, buf);
+    cur ^= 1;
+    e = next;
+    first = false;
   }
+  move_rows(SIDE_MERGE, buf.chunk[cur ^ 1], output, scratch, buf);  // the last chunk's
 }
 
 }  // namespace
@@ -448,6 +465,7 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
 #pragma HLS ARRAY_PARTITION variable = buf.h cyclic factor = LIN_IN dim = 2
 #pragma HLS ARRAY_PARTITION variable = buf.wide cyclic factor = LIN_IN dim = 2
 #pragma HLS ARRAY_PARTITION variable = buf.pix cyclic factor = LIN_IN dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf.delta cyclic factor = LIN_OUT dim = 2
 // routing writes one queue entry per expert per cycle
 #pragma HLS ARRAY_PARTITION variable = buf.routing.count complete
 #pragma HLS ARRAY_PARTITION variable = buf.routing.token dim = 1 complete
@@ -469,12 +487,12 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
   if (!expert_major) {
   image_loop:
     for (uint32_t b = 0; b < num_images; ++b) {
-      embed_image(bundle, images, b, buf);
+      embed_image(bundle, images, output, scratch, b, buf);
       if (run.stop == 0) {
         write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(b) * run.out_stride, buf.x, NUM_TOKENS);
         continue;
       }
-      if (run_blocks(bundle, output, run, b, 0, false, buf) == DEPTH) {
+      if (run_blocks(bundle, output, scratch, run, b, 0, false, buf) == DEPTH) {
         write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(b) * run.out_stride, buf.x, NUM_TOKENS);
       }
     }
@@ -489,8 +507,8 @@ group_loop:
     for (int b = 0; b < group; ++b) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BATCH
       const uint64_t out_off = uint64_t(g0 + b) * run.out_stride;
-      embed_image(bundle, images, g0 + b, buf);
-      at = run_blocks(bundle, output, run, g0 + b, 0, true, buf);
+      embed_image(bundle, images, output, scratch, g0 + b, buf);
+      at = run_blocks(bundle, output, scratch, run, g0 + b, 0, true, buf);
       if (at == DEPTH) {  // no MoE block to park at
         write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.x, NUM_TOKENS);
       } else {
@@ -513,7 +531,7 @@ group_loop:
           resume_image(output, out_off, buf);
         }
         linear_prefetch().count = 0;
-        next = run_blocks(bundle, output, run, g0 + b, at + 1, true, buf);
+        next = run_blocks(bundle, output, scratch, run, g0 + b, at + 1, true, buf);
         const bool more = b + 1 < group;
         if (next == DEPTH) {
           write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.x, NUM_TOKENS);

@@ -39,7 +39,22 @@ enum LinearOutput {
   OUT_GATE,      ///< wide = narrow to attn_score (gate logits, no bias)
   OUT_GELU,      ///< wide = GELU(narrow(acc + bias))  (fc1)
   OUT_EXPERT,    ///< x[token] += round(g * narrow(acc + bias))  (expert fc2)
+  OUT_DELTA,     ///< delta[r] = round(g * narrow(acc + bias))  (expert fc2, expert-major)
 };
+
+/// Token rows a call moves over the output and scratch ports while it computes
+/// (expert-major MoE), one bus word per cycle beside the weight word.
+enum RowSide {
+  SIDE_NONE = 0,  ///< nothing
+  SIDE_GATHER,    ///< a chunk's h rows from scratch into h
+  SIDE_MERGE,     ///< x += delta for a chunk's rows in the output slots (read, add, write)
+};
+
+/// A token row of 32-bit values in bus words.
+constexpr int ROW_LANES = WORD_BYTES / 4;
+constexpr int ROW_WORDS = EMBED_DIM / ROW_LANES;
+static_assert(ROW_WORDS * ROW_LANES == EMBED_DIM && ROW_WORDS * WORD_BYTES == SCRATCH_ROW,
+              "token rows are whole bus words");
 
 /// One call of the unit.
 struct LinearCall {
@@ -54,6 +69,8 @@ struct LinearCall {
   uint64_t next_w_off;  ///< weights of the call that follows, whose first tiles stream in
                         ///< during this call's last ones (e.g. the next expert); 0 for none
   int next_tiles;       ///< how many weight tiles that call has
+  RowSide side;         ///< rows moved meanwhile (OUT_DELTA: `expert` names the chunk)
+  int side_chunk;       ///< which of buf.chunk they are
 };
 
 /// Weight tiles of a k -> o call.
@@ -140,12 +157,53 @@ inline void linear_output(const LinearCall& call, Buffers& buf, int r, int col, 
       buf.wide[r][col] =
           gelu<ACT_F>(narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F))));
       break;
-    default: {  // OUT_EXPERT
+    case OUT_EXPERT: {
       const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
       const int t = buf.routing.token[call.expert][r];
       const wide_t g = buf.routing.weight[call.expert][r];
       buf.x[t][col] = saturate<ACT_W>(wide_t(buf.x[t][col]) + shift_round(g * y, PROB_F));
       break;
+    }
+    default: {  // OUT_DELTA: what OUT_EXPERT adds, kept for the merge
+      const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
+      buf.delta[r][col] = shift_round(buf.chunk[call.expert].weight[r] * y, PROB_F);
+      break;
+    }
+  }
+}
+
+/// Word w of row r of a chunk's side move (see RowSide).
+inline void side_word(RowSide side, const Chunk& ch, int r, int w, word_t* output,
+                      const word_t* scratch, Buffers& buf) {
+  const uint64_t at = uint64_t(w) * WORD_BYTES;
+  const int c0 = w * ROW_LANES;
+  if (side == SIDE_GATHER) {
+    ddr_read<PORT_SCRATCH, 4, true>(scratch, ch.h_at[r] + at, ROW_LANES, &buf.h[r][c0]);
+  } else {
+    act_t xs[ROW_LANES];
+    ddr_read<PORT_OUTPUT, 4, true>(output, ch.x_at[r] + at, ROW_LANES, xs);
+  side_merge_lanes:
+    for (int l = 0; l < ROW_LANES; ++l) {
+      xs[l] = saturate<ACT_W>(wide_t(xs[l]) + wide_t(buf.delta[r][c0 + l]));
+    }
+    ddr_write_i32<PORT_OUTPUT>(output, ch.x_at[r] + at, ROW_LANES, xs);
+  }
+}
+
+/// A chunk's side move on its own (nothing computing beside it), a bus word per cycle.
+inline void move_rows(RowSide side, const Chunk& ch, word_t* output, const word_t* scratch,
+                      Buffers& buf) {
+  int r = 0;
+  int w = 0;
+move_rows_words:
+  for (int s = 0; s < ch.rows * ROW_WORDS; ++s) {
+#pragma HLS PIPELINE II = 1  // a bus word per cycle
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS * ROW_WORDS
+#pragma HLS DEPENDENCE variable = output inter false  // each word is read and written once
+    side_word(side, ch, r, w, output, scratch, buf);
+    if (++w == ROW_WORDS) {
+      w = 0;
+      ++r;
     }
   }
 }
@@ -156,11 +214,14 @@ inline void linear_output(const LinearCall& call, Buffers& buf, int r, int col, 
 /// the call that follows -- one bus word per cycle, so it lasts at least a tile's bus
 /// words: queues shorter than that are bound by the bus. The first input tile of an output
 /// tile starts the accumulators from zero and the last feeds the sums straight into the
-/// call's epilogue.
+/// call's epilogue. Beside the weight word, a cycle may move a word of a chunk's rows
+/// (call.side): the pipeline runs until both are done.
 /// \param call what to compute
 /// \param bundle weight bundle (m_axi)
+/// \param output, scratch the other bundles, for call.side
 /// \param buf the image's on-chip buffers (read and written per the call)
-inline void linear_unit(const LinearCall& call, const word_t* bundle, Buffers& buf) {
+inline void linear_unit(const LinearCall& call, const word_t* bundle, word_t* output,
+                        const word_t* scratch, Buffers& buf) {
 #pragma HLS INLINE off  // one engine shared by every call site
   constexpr int TILE = LIN_IN * LIN_OUT;
   constexpr int WEIGHTS_PER_WORD = WORD_BYTES / 2;
@@ -213,16 +274,32 @@ lin_first_tiles:
   const int fetching = plain > TILE_WORDS ? plain : TILE_WORDS;
   const int n_fetch = (T > LIN_AHEAD ? T - LIN_AHEAD : 0) + handoff;  // passes that fetch
   const int total = n_fetch * fetching + (T - n_fetch) * plain;
+  const Chunk& side = buf.chunk[call.side_chunk];
+  const int side_words = call.side != SIDE_NONE ? side.rows * ROW_WORDS : 0;
+  const int steps = total > side_words ? total : side_words;
   int t = 0;
   int r = 0;
   int it = 0;
   int ot = 0;
+  int sr = 0;  // the side move's row and word
+  int sw = 0;
 lin_pass:
-  for (int step = 0; step < total; ++step) {
-#pragma HLS PIPELINE II = 1  // a row of MACs (+ epilogues) and a bus word per cycle
+  for (int step = 0; step < steps; ++step) {
+#pragma HLS PIPELINE II = 1  // a row of MACs (+ epilogues) and a bus word per port per cycle
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 147456
 #pragma HLS DEPENDENCE variable = wtile inter false  // the tile being written is 2 ahead
 #pragma HLS DEPENDENCE variable = acc inter RAW distance = LIN_MIN_PASS true  // a pass apart
+#pragma HLS DEPENDENCE variable = output inter false  // a merged word is read and written once
+    if (step < side_words) {  // the side move: rows neither the MACs nor the epilogue touch
+      side_word(call.side, side, sr, sw, output, scratch, buf);
+      if (++sw == ROW_WORDS) {
+        sw = 0;
+        ++sr;
+      }
+    }
+    if (step >= total) {
+      continue;  // only the side move is left
+    }
     const int g = t + LIN_AHEAD;  // global index of the tile streaming in
     const bool own = g < T;
     const int fetch = (own || g - T < handoff) ? TILE_WORDS : 0;
