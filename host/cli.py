@@ -27,6 +27,7 @@ from .images import random_images
 from .profile import DEFAULT_PROFILE, config_hash, load_profile
 from .quantize import quantize_model
 from .run import add_parser as add_run_parser
+from .scratch import MAX_BATCH
 from .tiling import DEFAULT_TILING, Tiling
 from .verify import compare, first_difference, layer_table, pairs, within_budget
 
@@ -259,9 +260,11 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             raise EdgeMoeError("--weight-ports must be in 1..4 (the ZCU104's HP ports)")
         tiling = _parse_tiling(tiles, args.p or d.p, "--tiles")
         design = our_design(profile, tiling, args.weight_ports)
+    ours = args.design != "edge-moe-published"
+    if args.batch is None:  # edgemoe: one expert-major group; Edge-MoE: one image
+        args.batch = MAX_BATCH if ours else 1
     if not 1 <= args.batch <= MAX_IMAGES:
         raise EdgeMoeError(f"--batch must be in 1..{MAX_IMAGES}")
-    ours = args.design != "edge-moe-published"
     if args.batch > 1 and not ours:
         raise EdgeMoeError("--batch: the published design has no expert-major batched mode")
     board = BOARDS[args.board]
@@ -274,7 +277,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         )
         print(f"images per call -> ESTIMATED ms per image (call ms): {per}")
     if args.json:
-        _write_json_atomic(Path(args.json), {**est.to_dict(), "batch_curve": curve})
+        extra = {"batch_curve": curve}
+        if curve:
+            extra["one_image_per_call_ms"] = curve[0]["call_ms"]
+        _write_json_atomic(Path(args.json), {**est.to_dict(), **extra})
         print(f"wrote {args.json}")
     if args.plot:
         plot(est, args.plot)
@@ -332,7 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--p", type=int, default=None, help="attention query rows P")
     es.add_argument("--design", choices=["edgemoe", "edge-moe-published"], default="edgemoe")
     es.add_argument(
-        "--batch", type=int, default=1, help="images per call (more than 1: expert-major)"
+        "--batch",
+        type=int,
+        default=None,
+        help="images per call (more than 1: expert-major); default: one group of "
+        f"{MAX_BATCH} for edgemoe, 1 for the published design. latency_ms is per image: "
+        "call_ms / batch",
     )
     es.add_argument(
         "--weight-ports",

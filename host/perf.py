@@ -72,6 +72,9 @@ class Design:
         Scores written to DDR and read back, exp evaluated twice (Edge-MoE).
     activations_in_ddr : bool
         Stage inputs/outputs cross DDR (Edge-MoE) instead of staying on chip.
+    two_slots : bool
+        Two images in flight: one's attention runs beside the other's linear-lane work
+        (the kernel's run_segment); Edge-MoE runs one stage at a time.
     """
 
     name: str
@@ -81,6 +84,7 @@ class Design:
     prefetch: bool = True
     two_pass_attention: bool = False
     activations_in_ddr: bool = False
+    two_slots: bool = True
 
 
 # Pipeline depths (cycles from first input to first output), used once per loop.
@@ -121,6 +125,7 @@ def published_design() -> Design:
         prefetch=False,
         two_pass_attention=True,
         activations_in_ddr=True,
+        two_slots=False,
     )
 
 
@@ -134,6 +139,7 @@ class Stage:
     ddr_bytes: int
     overlapped: bool
     hidden: bool = False  # bytes moved during other stages (they count the cycles)
+    hidden_ms: float = 0.0  # time spent beside another stage (attention: two slots)
     compute_ms: float = 0.0
     memory_ms: float = 0.0
     ms: float = 0.0
@@ -327,8 +333,9 @@ def estimate(
         lanes = ln_lanes(t)
         return 2 * rows * tiles(D, lanes) + DEPTH_RSQRT + 2 * DEPTH_EPILOGUE
 
-    def one_image(img: list[list[int]]) -> None:
+    def one_image(img: list[list[int]]) -> list[Stage]:
         """Every stage of one image; its experts too unless they run per group."""
+        first = len(est.stages)
         sets = [set() if expert_major else {e for e, n in enumerate(q) if n} for q in img]
         traffic = image_traffic(cfg, profile, t, sets)
 
@@ -387,6 +394,7 @@ def estimate(
                 linear(layer, "fc2", N, cfg.mlp_hidden, D, tr(layer, "fc2"), first_ready=True)
         if not (expert_major and cfg.is_moe(cfg.depth - 1)):  # else the experts wrote it
             add("output", "write", N * D * 4 / word, tr("output", "write"))
+        return est.stages[first:]
 
     def one_group(group: list[list[list[int]]]) -> None:
         """The expert-major part of a group: parking in scratch and the experts."""
@@ -408,9 +416,10 @@ def estimate(
                 False,
                 s_bpc * park / traffic[(layer, "park", "gmem_scratch")],
             )
+            # the first image of each slot comes back on its own
             resume = _stage_bytes(traffic, layer, "resume")
             if resume:
-                add(layer, "resume", 0, resume, False, s_bpc * len(group))
+                add(layer, "resume", 0, resume, False, s_bpc * len(group) / min(2, len(group)))
 
             # chunks: an expert's queued tokens, NUM_TOKENS at a time, experts ascending
             run = [e for e in range(E) if any(img[m][e] for img in group)]
@@ -441,13 +450,69 @@ def estimate(
             n = chunks[-1][1]
             add(layer, "merge", n * row_words, 2 * n * row, True, 2 * s_bpc)
 
-    for img in counts:
-        one_image(img)
+    per_image = [one_image(img) for img in counts]
+    if design.two_slots:
+        group = MAX_BATCH if expert_major else batch
+        for g in range(0, batch, group):
+            parts = [_segments(st, expert_major) for st in per_image[g : g + group]]
+            for segment in zip(*parts, strict=True):
+                _two_slots(list(segment))
     if expert_major:
         for g in range(0, batch, MAX_BATCH):
             one_group(counts[g : g + MAX_BATCH])
     est.resources = resources(cfg, profile, design, board)
     return est
+
+
+def _segments(stages: list[Stage], parks: bool) -> list[list[list[Stage]]]:
+    """One image's stages as segments (split after each routing when it ``parks``), each
+    as phases: linear-lane stages, then [attention], then linear-lane stages, ..."""
+    segments: list[list[list[Stage]]] = [[[]]]
+    for s in stages:
+        phases = segments[-1]
+        if s.name == "attention":
+            phases += [[s], []]
+        else:
+            phases[-1].append(s)
+        if parks and s.name == "route":
+            segments.append([[]])
+    return [seg for seg in segments if seg != [[]]]
+
+
+def _two_slots(images: list[list[list[Stage]]]) -> None:
+    """Hide attention behind the other slot's linear lane, as the kernel's run_segment
+    schedules it: images 0, 2, 4, ... in slot 0 and 1, 3, 5, ... in slot 1; step k gives
+    the linear lane to slot k % 2 (its image's next linear phase, and when that ends the
+    image, the slot's next image up to its first attention) and the attention lane to
+    the other (its image's next attention, if that is next). A step lasts as long as
+    its longer lane, so an attention stage keeps only the time its linear partner does
+    not cover. Parking and resuming (charged serially elsewhere) are not counted as
+    cover: the estimate errs long."""
+    slots = [images[0::2], images[1::2]]
+    at = [[0, 0], [0, 0]]  # per slot: image, phase (even: linear, odd: attention)
+    k = 0
+    while any(at[s][0] < len(slots[s]) for s in (0, 1)):
+        lin, att = k % 2, 1 - k % 2
+        attending = None
+        i, p = at[att]
+        if i < len(slots[att]) and p % 2 == 1:
+            attending = slots[att][i][p][0]
+            at[att][1] += 1
+        cover = 0.0
+        i, p = at[lin]
+        if i < len(slots[lin]) and p % 2 == 0:
+            cover += sum(s.ms for s in slots[lin][i][p])
+            p += 1
+            if p == len(slots[lin][i]):  # the image is done: the slot's next one
+                i, p = i + 1, 0
+                if i < len(slots[lin]):
+                    cover += sum(s.ms for s in slots[lin][i][0])
+                    p = 1
+            at[lin] = [i, p]
+        if attending is not None:
+            attending.ms = max(0.0, attending.ms - cover)
+            attending.hidden_ms = attending.compute_ms - attending.ms
+        k += 1
 
 
 def batch_curve(
@@ -530,20 +595,23 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
     dsp = sum(dsp_items.values())
     bram = 0.0
     uram = 0
-    # banked activation buffers (cyclic by LIN_IN / LIN_OUT columns)
-    bram += t.lin_out * _bram36(N * math.ceil(D / t.lin_out), act)  # x
-    bram += t.lin_in * _bram36(N * math.ceil(D / t.lin_in), act)  # h
-    bram += t.lin_in * _bram36(cfg.num_patches * math.ceil(cfg.patch_dim / t.lin_in), 8)  # pix
-    wide_bits = N * wide_cols * act
+    # an image's working set, per slot: banked activation buffers (cyclic by LIN_IN /
+    # LIN_OUT columns) and the wide buffer (URAM); once: the pixels and the routing
+    # queues, which only the linear lane uses
+    slots = 2 if design.two_slots else 1
+    bram += slots * t.lin_out * _bram36(N * math.ceil(D / t.lin_out), act)  # x
+    bram += slots * t.lin_in * _bram36(N * math.ceil(D / t.lin_in), act)  # h
+    bram += t.lin_in * _bram36(cfg.num_patches * math.ceil(cfg.patch_dim / t.lin_in), 8)
+    wide_bits = slots * N * wide_cols * act
     if board.uram:
-        uram += (
+        uram += slots * (
             t.lin_in * math.ceil(N * math.ceil(wide_cols / t.lin_in) / 4096) * math.ceil(act / 72)
         )
     else:
-        bram += t.lin_in * _bram36(N * math.ceil(wide_cols / t.lin_in), act)
+        bram += slots * t.lin_in * _bram36(N * math.ceil(wide_cols / t.lin_in), act)
+    bram += 2 * cfg.num_experts * _bram36(N, 32)  # routing queues (token, weight)
     acc_bits = 48 if design.dsp_per_mac == 1 else 64
     bram += t.lin_out * _bram36(N, acc_bits)  # accumulators, one bank per lane
-    bram += 2 * cfg.num_experts * _bram36(N, 32)  # routing queues (token, weight)
     bram += 4  # tables, LN parameters
     # expert-major groups: per-image expert counts, one queue's (token, weight), two
     # chunks' rows (x and h offsets, 64-bit; gate weight), the chunk's scaled expert
@@ -552,6 +620,8 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
     bram += 2 * (2 * _bram36(N, 64) + _bram36(N, 32))
     bram += t.lin_out * _bram36(N * math.ceil(D / t.lin_out), act + 1)
     lut = int(lin_macs * 40 + attn_macs * 60 + (wide_bits / 1e4) + 25_000)
+    # two slots: a 2:1 select on every banked port of the linear lane (x, h, wide)
+    lut += (slots - 1) * (2 * t.lin_in + t.lin_out) * act
     util = {
         "dsp": dsp / board.dsp,
         "bram36": bram / board.bram36,
@@ -602,6 +672,13 @@ def table(est: Estimate) -> str:
     for name, (n, c, m, ms, hidden) in agg.items():
         bound = "hidden" if hidden else "memory" if m > c else "compute"
         lines.append(f"{name:<14} {n:>5} {c:>11.3f} {m:>10.3f} {ms:>9.3f}  {bound}")
+    beside = sum(s.hidden_ms for s in est.stages)
+    if beside:
+        att = sum(s.compute_ms for s in est.stages if s.name == "attention")
+        lines.append(
+            f"attention beside the other image's linear lane (two images in flight): "
+            f"{beside:.3f} of {att:.3f} ms"
+        )
     r = est.resources
     u = r["utilisation"]
     lines += [

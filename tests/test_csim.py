@@ -202,9 +202,12 @@ def test_expert_major_reads_each_expert_once_per_group():
     assert group.ddr_written["gmem_scratch"] > 0
 
 
-@pytest.mark.parametrize("moe_blocks", [(0, 2), (2,)], ids=["first-and-third", "third-only"])
+@pytest.mark.parametrize(
+    "moe_blocks", [(0, 2), (2,), ()], ids=["first-and-third", "third-only", "dense-only"]
+)
 def test_expert_major_with_dense_blocks_after_the_last_moe(moe_blocks):
-    """Images resume after the last MoE block and finish the dense blocks on chip."""
+    """Images resume after the last MoE block and finish the dense blocks on chip (with
+    no MoE block at all, the call is image-major: three images on the two slots)."""
     c = cfg("m3vit-mini").replace(moe_blocks=moe_blocks)
     p = profile("lean")
     qm = quantize_model(state(random_model(c, 6)), c, p)
@@ -216,10 +219,11 @@ def test_expert_major_with_dense_blocks_after_the_last_moe(moe_blocks):
 
 
 def test_expert_major_groups_of_max_batch():
-    """More images than MAX_BATCH: two groups, still golden bit for bit."""
+    """More images than MAX_BATCH: two groups (the second of one image, alone on the two
+    slots), still golden bit for bit."""
     c, p = cfg("m3vit-mini"), profile("lean")
     qm = quantize_model(state(model("m3vit-mini", 4)), c, p)
-    n = MAX_BATCH + 2
+    n = MAX_BATCH + 1
     patches = to_patches(random_images(c, n, 4), c)
     g = Golden(qm).run(patches, "semseg")
     r = kernel("m3vit-mini", "lean").run(pack(qm, DEFAULT_TILING), patches, 0)

@@ -105,7 +105,7 @@ void embed_image(const word_t* bundle, const word_t* images, word_t* output, con
                  uint32_t b, Buffers& buf) {
   linear_prefetch().count = 0;  // nothing fetched ahead survives into another image
   ddr_read<PORT_IMAGES, 1, false>(images, uint64_t(b) * NUM_PATCHES * PATCH_DIM,
-                                  NUM_PATCHES * PATCH_DIM, &buf.pix[0][0]);
+                                  NUM_PATCHES * PATCH_DIM, &lane_buffers().pix[0][0]);
 embed_token_bias:
   for (int t = 0; t < NUM_TOKENS; ++t) {
     ddr_read<PORT_WEIGHTS, 4, true>(bundle, OFF_TOKEN_BIAS + uint64_t(t) * EMBED_DIM * 4, EMBED_DIM,
@@ -136,7 +136,7 @@ uint64_t expert_base(const BlockOffsets& blk, int e) {
   return e < NUM_EXPERTS ? blk.experts + uint64_t(e) * EXPERT_STRIDE : 0;
 }
 
-/// Expert e over the `rows` rows of its queue in buf.routing: fc1 + GELU into the (now
+/// Expert e over the `rows` rows of its queue (lane_buffers().routing): fc1 + GELU into the (now
 /// free) wide buffer, then fc2 scaled by each row's gate weight into its token of x.
 /// \param next_w_off the call that follows, whose first tile fc2's last one fetches
 void run_expert(const word_t* bundle, word_t* output, const word_t* scratch, uint64_t base, int e,
@@ -169,13 +169,14 @@ void run_expert(const word_t* bundle, word_t* output, const word_t* scratch, uin
 /// non-empty ones, in ascending index, each fetching the next one's first tile ahead.
 void experts_image(const word_t* bundle, word_t* output, const word_t* scratch,
                    const BlockOffsets& blk, Buffers& buf) {
+  const Routing& rt = lane_buffers().routing;
 expert_loop:
   for (int e = 0; e < NUM_EXPERTS; ++e) {
-    const int n = buf.routing.count[e];
+    const int n = rt.count[e];
     if (n == 0) {
       continue;  // an unused expert is never read
     }
-    const uint64_t next_fc1 = expert_base(blk, next_used(buf.routing.count, e));
+    const uint64_t next_fc1 = expert_base(blk, next_used(rt.count, e));
     run_expert(bundle, output, scratch, expert_base(blk, e), e, n, next_fc1, buf);
   }
 }
@@ -201,14 +202,15 @@ park_tokens:
     park_row(output, out_off + row, scratch, slot + SCRATCH_H + row, resume, next_off + row,
              buf.x[t], buf.h[t]);
   }
-  ddr_write_i32<PORT_SCRATCH>(scratch, slot + SCRATCH_COUNT, NUM_EXPERTS, buf.routing.count);
+  const Routing& rt = lane_buffers().routing;
+  ddr_write_i32<PORT_SCRATCH>(scratch, slot + SCRATCH_COUNT, NUM_EXPERTS, rt.count);
 park_queues:
   for (int e = 0; e < NUM_EXPERTS; ++e) {
-    const int n = buf.routing.count[e];
+    const int n = rt.count[e];
     if (n > 0) {
       const uint64_t lst = uint64_t(e) * SCRATCH_LIST_STRIDE;
-      ddr_write_i32<PORT_SCRATCH>(scratch, slot + SCRATCH_TOKEN + lst, n, buf.routing.token[e]);
-      ddr_write_i32<PORT_SCRATCH>(scratch, slot + SCRATCH_WEIGHT + lst, n, buf.routing.weight[e]);
+      ddr_write_i32<PORT_SCRATCH>(scratch, slot + SCRATCH_TOKEN + lst, n, rt.token[e]);
+      ddr_write_i32<PORT_SCRATCH>(scratch, slot + SCRATCH_WEIGHT + lst, n, rt.weight[e]);
     }
   }
 }
@@ -222,98 +224,249 @@ void layernorm_block(const word_t* bundle, uint64_t g_off, uint64_t b_off, Buffe
   layernorm_rows<NUM_TOKENS, EMBED_DIM, LN_LANES>(buf.x, ln_g, ln_b, buf.h, NUM_TOKENS);
 }
 
-/// Run blocks [from, DEPTH) on the image on chip (image b of the call).
-///
-/// \param park true in the expert-major schedule: stop after the routing of the first
-///        MoE block met and return that block (the caller parks the image)
-/// \return DEPTH when the backbone is done, -1 when a debug stop wrote the output,
-///         else the MoE block the image is parked at
-int run_blocks(const word_t* bundle, word_t* output, const word_t* scratch, const Run& run,
-               uint32_t b, int from, bool park, Buffers& buf) {
-  act_t(&x)[NUM_TOKENS][EMBED_DIM] = buf.x;
-  act_t(&h)[NUM_TOKENS][EMBED_DIM] = buf.h;
-  act_t(&wide)[NUM_TOKENS][WIDE_COLS] = buf.wide;
+/// What the stages after a block's attention left.
+enum TailEnd {
+  TAIL_NEXT,  ///< the image goes on to the next block
+  TAIL_PARK,  ///< routed at a MoE block of the expert-major schedule: the caller parks it
+  TAIL_DONE,  ///< the output holds the image's final tokens, or a debug stop's stage
+};
+
+/// LN1 and Q, K, V of block i for image b, on chip.
+/// \param proj_w weights of the linear unit's next call (a proj) whose first tiles
+///        qkv's last passes fetch; 0 for none
+/// \return false when a debug stop wrote the output
+bool block_head(const word_t* bundle, word_t* output, const word_t* scratch, const Run& run,
+                uint32_t b, int i, uint64_t proj_w, Buffers& buf) {
+  const BlockOffsets& blk = BLOCK[i];
+  const int here = 1 + i * STAGES_PER_BLOCK;
+  const uint64_t out_off = uint64_t(b) * run.out_stride;
+
+  layernorm_block(bundle, blk.ln1_g, blk.ln1_b, buf);
+  if (run.stop == here + STAGE_LN1) {
+    write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.h, NUM_TOKENS);
+    return false;
+  }
+  const LinearCall qkv = {
+      IN_H,      OUT_QKV,   EMBED_DIM, 3 * EMBED_DIM, NUM_TOKENS,
+      blk.qkv_w, blk.qkv_b, 0,         proj_w,        linear_tiles(EMBED_DIM, EMBED_DIM)};
+  linear_unit(qkv, bundle, output, scratch, buf);
+  if (run.stop == here + STAGE_QKV) {
+    write_rows<3 * EMBED_DIM, WIDE_COLS>(output, out_off, buf.wide, NUM_TOKENS);
+    return false;
+  }
+  return true;
+}
+
+/// The stages of block i after its attention (which left its output in h): proj +
+/// residual, LN2, then the dense MLP, or the gate, the routing and (image-major) the
+/// experts. After the last block, the final tokens go to the output.
+/// \param park expert-major: end at the routing of a MoE block (the caller parks)
+TailEnd block_tail(const word_t* bundle, word_t* output, const word_t* scratch, const Run& run,
+                   uint32_t b, int i, bool park, Buffers& buf) {
+  const BlockOffsets& blk = BLOCK[i];
+  const int here = 1 + i * STAGES_PER_BLOCK;
   const uint64_t out_off = uint64_t(b) * run.out_stride;
   const int stop = run.stop;
 
-block_loop:
-  for (int i = from; i < DEPTH; ++i) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = DEPTH
-    const BlockOffsets& blk = BLOCK[i];
-    const int here = 1 + i * STAGES_PER_BLOCK;
+  if (stop == here + STAGE_ATTN) {
+    write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.h, NUM_TOKENS);
+    return TAIL_DONE;
+  }
 
-    // ---- LN1 ----
-    layernorm_block(bundle, blk.ln1_g, blk.ln1_b, buf);
-    if (stop == here + STAGE_LN1) {
-      write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, h, NUM_TOKENS);
-      return -1;
+  // ---- proj + residual ----
+  const LinearCall proj = {IN_H,       OUT_PROJ,   EMBED_DIM, EMBED_DIM, NUM_TOKENS,
+                           blk.proj_w, blk.proj_b, 0,         0,         0};
+  linear_unit(proj, bundle, output, scratch, buf);
+  if (stop == here + STAGE_PROJ) {
+    write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.x, NUM_TOKENS);
+    return TAIL_DONE;
+  }
+
+  // ---- LN2 ----
+  layernorm_block(bundle, blk.ln2_g, blk.ln2_b, buf);
+  if (stop == here + STAGE_LN2) {
+    write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.h, NUM_TOKENS);
+    return TAIL_DONE;
+  }
+
+  if (IS_MOE[i]) {
+    // ---- gate, routing ----
+    const LinearCall gate = {
+        IN_H, OUT_GATE, EMBED_DIM, NUM_EXPERTS, NUM_TOKENS, blk.gate_w[run.task], 0, 0, 0, 0};
+    linear_unit(gate, bundle, output, scratch, buf);
+    if (stop == here + STAGE_GATE) {
+      write_rows<NUM_EXPERTS, WIDE_COLS>(output, out_off, buf.wide, NUM_TOKENS);
+      return TAIL_DONE;
     }
-
-    // ---- Q, K, V ----
-    // proj's first tile is fetched during qkv's last one (it waits out the attention)
-    const LinearCall qkv = {
-        IN_H,      OUT_QKV,   EMBED_DIM, 3 * EMBED_DIM, NUM_TOKENS,
-        blk.qkv_w, blk.qkv_b, 0,         blk.proj_w,    linear_tiles(EMBED_DIM, EMBED_DIM)};
-    linear_unit(qkv, bundle, output, scratch, buf);
-    if (stop == here + STAGE_QKV) {
-      write_rows<3 * EMBED_DIM, WIDE_COLS>(output, out_off, wide, NUM_TOKENS);
-      return -1;
+    route_tokens<WIDE_COLS>(buf.wide, lane_buffers().routing);
+    if (park) {
+      return TAIL_PARK;
     }
+    // ---- experts in ascending index, only non-empty ones, each over its queue ----
+    experts_image(bundle, output, scratch, blk, buf);
+  } else {
+    // ---- dense MLP ----
+    const LinearCall fc1 = {
+        IN_H,      OUT_GELU,  EMBED_DIM, MLP_HIDDEN, NUM_TOKENS,
+        blk.fc1_w, blk.fc1_b, 0,         blk.fc2_w,  linear_tiles(MLP_HIDDEN, EMBED_DIM)};
+    linear_unit(fc1, bundle, output, scratch, buf);
+    const LinearCall fc2 = {IN_WIDE,   OUT_RESIDUAL, MLP_HIDDEN, EMBED_DIM, NUM_TOKENS,
+                            blk.fc2_w, blk.fc2_b,    0,          0,         0};
+    linear_unit(fc2, bundle, output, scratch, buf);
+  }
+  if (stop == here + STAGE_MLP || i + 1 == DEPTH) {  // a stop here, or the final tokens
+    write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.x, NUM_TOKENS);
+    return TAIL_DONE;
+  }
+  return TAIL_NEXT;
+}
 
-    // ---- attention (output in h) ----
+// ---- Two images in flight -------------------------------------------------------------
+// The images of a call run on two buffer sets ("slots"), in steps: each step runs the
+// attention of one slot's image beside the linear lane's turn for the other's image
+// (everything but attention: LayerNorm, the linear unit, routing, parking, loading).
+// Turns alternate, so while one image attends, the other's proj, MLP and next Q, K, V
+// run on the linear unit. Every image still runs its stages in order on its own
+// buffers; only the two images' stages interleave.
+
+/// Where an image slot is.
+enum SlotState {
+  SLOT_IDLE,  ///< no image left for this slot
+  SLOT_LOAD,  ///< its next image is to be loaded (embedded, or its parked x read back)
+  SLOT_ATTN,  ///< the attention of `block` comes next (the attention lane)
+  SLOT_TAIL,  ///< the rest of `block` comes next (the linear lane)
+};
+
+/// One image slot.
+struct Slot {
+  SlotState state;
+  uint32_t image;  ///< the image of the call in the slot
+  int block;       ///< its block
+  bool on_chip;    ///< SLOT_LOAD: its x came back while the image before it parked
+};
+
+/// The part of a call the slots run: images [first, last) from block `from` (from the
+/// pixels when 0, else from their parked x) up to the routing of a MoE block when
+/// `park` (expert-major), else to the end.
+struct Segment {
+  uint32_t first;
+  uint32_t last;
+  int from;
+  bool park;
+};
+
+/// The linear lane's turn for slot s: the rest of its block and, unless its image is
+/// done or parks, the next block's LN1 and Q, K, V; for a slot that needs one, its next
+/// image (every second image of the segment) up to its first attention.
+/// \param next_proj weights of the proj the linear lane runs after this turn (the other
+///        slot's, or this slot's own when the other is idle), 0 for none
+/// \param parked set to the MoE block an image parks at
+void linear_lane(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
+                 const Run& run, const Segment& seg, int next_proj, Slot& s, int& parked,
+                 Buffers& buf) {
+  if (s.state == SLOT_TAIL) {
+    const TailEnd end = block_tail(bundle, output, scratch, run, s.image, s.block, seg.park, buf);
+    if (end == TAIL_NEXT) {
+      s.block += 1;
+      const uint64_t proj_w = BLOCK[next_proj < 0 ? s.block : next_proj].proj_w;
+      if (block_head(bundle, output, scratch, run, s.image, s.block, next_proj == -2 ? 0 : proj_w,
+                     buf)) {
+        s.state = SLOT_ATTN;
+        return;
+      }
+    }
+    // the image is done or parks: the slot's next one
+    const uint32_t next = s.image + 2;
+    const bool more = next < seg.last;
+    s.on_chip = false;
+    if (end == TAIL_PARK) {
+      parked = s.block;
+      s.on_chip = more && seg.from > 0;  // its parked x comes back as this one parks
+      park_image(output, uint64_t(s.image) * run.out_stride, scratch,
+                 uint64_t(s.image - seg.first) * SCRATCH_SLOT, s.on_chip,
+                 uint64_t(next) * run.out_stride, buf);
+    }
+    s.state = more ? SLOT_LOAD : SLOT_IDLE;
+    s.image = next;
+  }
+  if (s.state == SLOT_LOAD) {
+    bool go = true;
+    if (seg.from == 0) {
+      embed_image(bundle, images, output, scratch, s.image, buf);
+      if (run.stop == 0) {
+        write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(s.image) * run.out_stride, buf.x,
+                                         NUM_TOKENS);
+        go = false;
+      }
+    } else if (!s.on_chip) {
+      resume_image(output, uint64_t(s.image) * run.out_stride, buf);
+    }
+    s.block = seg.from;
+    const uint64_t proj_w = BLOCK[next_proj < 0 ? s.block : next_proj].proj_w;
+    if (go && block_head(bundle, output, scratch, run, s.image, s.block,
+                         next_proj == -2 ? 0 : proj_w, buf)) {
+      s.state = SLOT_ATTN;
+      return;
+    }
+    // a debug stop ended the image: the slot's next one, on its next turn
+    s.image += 2;
+    s.on_chip = false;
+    s.state = s.image < seg.last ? SLOT_LOAD : SLOT_IDLE;
+  }
+}
+
+/// The attention lane: attention of the image in these buffers, if it is its turn.
+void attention_lane(bool attend, const act_t wide[NUM_TOKENS][WIDE_COLS],
+                    act_t h[NUM_TOKENS][EMBED_DIM]) {
+  if (attend) {
     attention(wide, h);
-    if (stop == here + STAGE_ATTN) {
-      write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, h, NUM_TOKENS);
-      return -1;
-    }
+  }
+}
 
-    // ---- proj + residual ----
-    const LinearCall proj = {IN_H,       OUT_PROJ,   EMBED_DIM, EMBED_DIM, NUM_TOKENS,
-                             blk.proj_w, blk.proj_b, 0,         0,         0};
-    linear_unit(proj, bundle, output, scratch, buf);
-    if (stop == here + STAGE_PROJ) {
-      write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, x, NUM_TOKENS);
-      return -1;
-    }
+/// The two lanes side by side: they share no buffer and no port.
+void lanes(bool attend, const act_t att_wide[NUM_TOKENS][WIDE_COLS],
+           act_t att_h[NUM_TOKENS][EMBED_DIM], const word_t* bundle, const word_t* images,
+           word_t* output, word_t* scratch, const Run& run, const Segment& seg, int next_proj,
+           Slot& lin, int& parked, Buffers& lin_buf) {
+#pragma HLS DATAFLOW  // one image attends while the other uses the linear unit
+  attention_lane(attend, att_wide, att_h);
+  linear_lane(bundle, images, output, scratch, run, seg, next_proj, lin, parked, lin_buf);
+}
 
-    // ---- LN2 ----
-    layernorm_block(bundle, blk.ln2_g, blk.ln2_b, buf);
-    if (stop == here + STAGE_LN2) {
-      write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, h, NUM_TOKENS);
-      return -1;
-    }
+/// One step: slot `att` attends (if that is its turn) beside slot `lin`'s linear turn.
+void lane_step(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
+               const Run& run, const Segment& seg, Slot& att, Buffers& att_buf, Slot& lin,
+               Buffers& lin_buf, int& parked) {
+  const bool attend = att.state == SLOT_ATTN;
+  // the linear lane's call after this turn's last qkv: the attending image's proj; with
+  // the other slot idle, this slot's own proj (after its own attention)
+  const int next_proj = attend ? att.block : att.state == SLOT_IDLE ? -1 : -2;
+  lanes(attend, att_buf.wide, att_buf.h, bundle, images, output, scratch, run, seg, next_proj, lin,
+        parked, lin_buf);
+  if (attend) {
+    att.state = SLOT_TAIL;
+  }
+}
 
-    if (IS_MOE[i]) {
-      // ---- gate, routing ----
-      const LinearCall gate = {
-          IN_H, OUT_GATE, EMBED_DIM, NUM_EXPERTS, NUM_TOKENS, blk.gate_w[run.task], 0, 0, 0, 0};
-      linear_unit(gate, bundle, output, scratch, buf);
-      if (stop == here + STAGE_GATE) {
-        write_rows<NUM_EXPERTS, WIDE_COLS>(output, out_off, wide, NUM_TOKENS);
-        return -1;
-      }
-      route_tokens<WIDE_COLS>(wide, buf.routing);
-      if (park) {
-        return i;  // the caller parks the image (expert-major)
-      }
-      // ---- experts in ascending index, only non-empty ones, each over its queue ----
-      experts_image(bundle, output, scratch, blk, buf);
+/// Run a segment on the two slots: step k gives the linear lane to slot k % 2 and the
+/// attention lane to the other.
+/// \return the MoE block the images parked at, DEPTH when none did
+int run_segment(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
+                const Run& run, const Segment& seg, Buffers& buf_a, Buffers& buf_b) {
+  Slot a = {SLOT_LOAD, seg.first, seg.from, false};
+  Slot b = {seg.first + 1 < seg.last ? SLOT_LOAD : SLOT_IDLE, seg.first + 1, seg.from, false};
+#pragma HLS ALLOCATION function instances = lane_step limit = 1  // one pair of lanes, swapped
+  int parked = DEPTH;
+segment_steps:
+  for (int k = 0; a.state != SLOT_IDLE || b.state != SLOT_IDLE; ++k) {
+#pragma HLS LOOP_TRIPCOUNT min = 2 max = 2 * (MAX_BATCH + 1) * (DEPTH + 1)
+    if (k % 2 == 0) {
+      lane_step(bundle, images, output, scratch, run, seg, b, buf_b, a, buf_a, parked);
     } else {
-      // ---- dense MLP ----
-      const LinearCall fc1 = {
-          IN_H,      OUT_GELU,  EMBED_DIM, MLP_HIDDEN, NUM_TOKENS,
-          blk.fc1_w, blk.fc1_b, 0,         blk.fc2_w,  linear_tiles(MLP_HIDDEN, EMBED_DIM)};
-      linear_unit(fc1, bundle, output, scratch, buf);
-      const LinearCall fc2 = {IN_WIDE,   OUT_RESIDUAL, MLP_HIDDEN, EMBED_DIM, NUM_TOKENS,
-                              blk.fc2_w, blk.fc2_b,    0,          0,         0};
-      linear_unit(fc2, bundle, output, scratch, buf);
-    }
-    if (stop == here + STAGE_MLP) {
-      write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, x, NUM_TOKENS);
-      return -1;
+      lane_step(bundle, images, output, scratch, run, seg, a, buf_a, b, buf_b, parked);
     }
   }
-  return DEPTH;
+  return parked;
 }
 
 /// Where the walk over a MoE block's queued tokens (expert, then image, then queue
@@ -391,15 +544,16 @@ group_counts:
   walk.e = 0;
   walk.b = 0;
   walk.n = -1;
-  int cur = 0;  // the chunk computing: buf.chunk[cur]
-  int e = next_chunk(scratch, out_base, group, count, walk, buf.chunk[cur]);
-  move_rows(SIDE_GATHER, buf.chunk[cur], output, scratch, buf);  // nothing to hide it behind
+  int cur = 0;  // the chunk computing: expert_rows().chunk[cur]
+  int e = next_chunk(scratch, out_base, group, count, walk, expert_rows().chunk[cur]);
+  move_rows(SIDE_GATHER, expert_rows().chunk[cur], output, scratch,
+            buf);  // nothing to hide it behind
   bool first = true;
 group_chunk:
   while (e < NUM_EXPERTS) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_EXPERTS
     const uint64_t base = expert_base(blk, e);
-    const int rows = buf.chunk[cur].rows;
+    const int rows = expert_rows().chunk[cur].rows;
     const LinearCall fc1 = {IN_H,
                             OUT_GELU,
                             EMBED_DIM,
@@ -414,7 +568,8 @@ group_chunk:
                             cur ^ 1};
     linear_unit(fc1, bundle, output, scratch, buf);
     // the next chunk (this expert's next, or the next expert's first) and its weights
-    const int next = next_chunk(scratch, out_base, group, count, walk, buf.chunk[cur ^ 1]);
+    const int next =
+        next_chunk(scratch, out_base, group, count, walk, expert_rows().chunk[cur ^ 1]);
     const LinearCall fc2 = {IN_WIDE,
                             OUT_DELTA,
                             EXPERT_HIDDEN,
@@ -432,7 +587,7 @@ group_chunk:
     e = next;
     first = false;
   }
-  move_rows(SIDE_MERGE, buf.chunk[cur ^ 1], output, scratch, buf);  // the last chunk's
+  move_rows(SIDE_MERGE, expert_rows().chunk[cur ^ 1], output, scratch, buf);  // the last chunk's
 }
 
 }  // namespace
@@ -457,21 +612,20 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
     return status;
   }
 
-  // On-chip working set of one image (URAM/BRAM). The linear unit reads LIN_IN
+  // On-chip working sets of two images (URAM/BRAM). The linear unit reads LIN_IN
   // consecutive columns of a row and writes LIN_OUT consecutive columns per cycle:
   // the buffers are banked by column.
-  static Buffers buf;
-#pragma HLS ARRAY_PARTITION variable = buf.x cyclic factor = LIN_OUT dim = 2
-#pragma HLS ARRAY_PARTITION variable = buf.h cyclic factor = LIN_IN dim = 2
-#pragma HLS ARRAY_PARTITION variable = buf.wide cyclic factor = LIN_IN dim = 2
-#pragma HLS ARRAY_PARTITION variable = buf.pix cyclic factor = LIN_IN dim = 2
-#pragma HLS ARRAY_PARTITION variable = buf.delta cyclic factor = LIN_OUT dim = 2
-// routing writes one queue entry per expert per cycle
-#pragma HLS ARRAY_PARTITION variable = buf.routing.count complete
-#pragma HLS ARRAY_PARTITION variable = buf.routing.token dim = 1 complete
-#pragma HLS ARRAY_PARTITION variable = buf.routing.weight dim = 1 complete
-#pragma HLS BIND_STORAGE variable = buf.wide type = ram_2p impl = uram  // the largest buffer
-#pragma HLS ALLOCATION function instances = linear_unit limit = 1       // ONE unified linear unit
+  static Buffers buf_a;
+  static Buffers buf_b;
+#pragma HLS ARRAY_PARTITION variable = buf_a.x cyclic factor = LIN_OUT dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf_a.h cyclic factor = LIN_IN dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf_a.wide cyclic factor = LIN_IN dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf_b.x cyclic factor = LIN_OUT dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf_b.h cyclic factor = LIN_IN dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf_b.wide cyclic factor = LIN_IN dim = 2
+#pragma HLS BIND_STORAGE variable = buf_a.wide type = ram_2p impl = uram  // the largest buffers
+#pragma HLS BIND_STORAGE variable = buf_b.wide type = ram_2p impl = uram
+#pragma HLS ALLOCATION function instances = linear_unit limit = 1  // ONE unified linear unit
 
   Run run;
   bundle = bundle;
@@ -483,67 +637,25 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
   run.out_stride = run.stop < 0 ? uint64_t(NUM_TOKENS) * EMBED_DIM * 4
                                 : uint64_t(NUM_TOKENS) * MAX_STAGE_WIDTH * 4;
   const bool expert_major = num_images > 1 && run.stop < 0 && NUM_MOE_BLOCKS > 0;
-
-  if (!expert_major) {
-  image_loop:
-    for (uint32_t b = 0; b < num_images; ++b) {
-      embed_image(bundle, images, output, scratch, b, buf);
-      if (run.stop == 0) {
-        write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(b) * run.out_stride, buf.x, NUM_TOKENS);
-        continue;
-      }
-      if (run_blocks(bundle, output, scratch, run, b, 0, false, buf) == DEPTH) {
-        write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(b) * run.out_stride, buf.x, NUM_TOKENS);
-      }
-    }
-    return STATUS_OK;
-  }
+  const uint32_t per_group = expert_major ? uint32_t(MAX_BATCH) : num_images;
 
 group_loop:
-  for (uint32_t g0 = 0; g0 < num_images; g0 += MAX_BATCH) {
-    const int group = num_images - g0 < uint32_t(MAX_BATCH) ? int(num_images - g0) : MAX_BATCH;
-    int at = DEPTH;  // the MoE block every image of the group is parked at
-  group_first:
-    for (int b = 0; b < group; ++b) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BATCH
-      const uint64_t out_off = uint64_t(g0 + b) * run.out_stride;
-      embed_image(bundle, images, output, scratch, g0 + b, buf);
-      at = run_blocks(bundle, output, scratch, run, g0 + b, 0, true, buf);
-      if (at == DEPTH) {  // no MoE block to park at
-        write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.x, NUM_TOKENS);
-      } else {
-        park_image(output, out_off, scratch, uint64_t(b) * SCRATCH_SLOT, false, 0, buf);
+  for (uint32_t g0 = 0; g0 < num_images; g0 += per_group) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_IMAGES / MAX_BATCH
+    Segment seg = {g0, num_images - g0 < per_group ? num_images : g0 + per_group, 0, expert_major};
+  group_segments:
+    for (;;) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_MOE_BLOCKS + 1
+      const int at = run_segment(bundle, images, output, scratch, run, seg, buf_a, buf_b);
+      if (at == DEPTH) {
+        break;  // every image wrote its output
       }
-    }
-  group_moe:
-    while (at < DEPTH) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_MOE_BLOCKS
-      experts_group(bundle, output, uint64_t(g0) * run.out_stride, scratch, at, group, buf);
+      experts_group(bundle, output, uint64_t(g0) * run.out_stride, scratch, at,
+                    int(seg.last - seg.first), buf_a);
       if (at + 1 == DEPTH) {
         break;  // the last block: the experts left the final tokens in the output slots
       }
-      int next = DEPTH;
-    group_resume:
-      for (int b = 0; b < group; ++b) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BATCH
-        const uint64_t out_off = uint64_t(g0 + b) * run.out_stride;
-        if (b == 0) {  // later images come back while the one before them parks
-          resume_image(output, out_off, buf);
-        }
-        linear_prefetch().count = 0;
-        next = run_blocks(bundle, output, scratch, run, g0 + b, at + 1, true, buf);
-        const bool more = b + 1 < group;
-        if (next == DEPTH) {
-          write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.x, NUM_TOKENS);
-          if (more) {
-            resume_image(output, out_off + run.out_stride, buf);
-          }
-        } else {
-          park_image(output, out_off, scratch, uint64_t(b) * SCRATCH_SLOT, more,
-                     out_off + run.out_stride, buf);
-        }
-      }
-      at = next;
+      seg.from = at + 1;
     }
   }
   return STATUS_OK;

@@ -22,17 +22,44 @@ struct Chunk {
   wide_t weight[NUM_TOKENS];  ///< its gate weight, raw prob
 };
 
-/// Activations of one image (URAM/BRAM), banked by column for the linear unit.
+/// Activations of one image (URAM/BRAM), banked by column for the linear unit; one set
+/// per image slot.
 struct Buffers {
-  act_t x[NUM_TOKENS][EMBED_DIM];       ///< residual stream
-  act_t h[NUM_TOKENS][EMBED_DIM];       ///< LayerNorm output, then attention output
-  act_t wide[NUM_TOKENS][WIDE_COLS];    ///< Q/K/V, MLP hidden, gate logits, expert hidden
+  act_t x[NUM_TOKENS][EMBED_DIM];     ///< residual stream
+  act_t h[NUM_TOKENS][EMBED_DIM];     ///< LayerNorm output, then attention output
+  act_t wide[NUM_TOKENS][WIDE_COLS];  ///< Q/K/V, MLP hidden, gate logits, expert hidden
+};
+
+/// Buffers only the linear lane uses, one set whichever image it serves: the pixels of
+/// the image being embedded and the queues of the block being routed (parked or run
+/// before the lane serves another image).
+struct LaneBuffers {
   pixel_t pix[NUM_PATCHES][PATCH_DIM];  ///< the image, patch-major
   Routing routing;                      ///< expert queues of the current MoE block
-  // expert-major MoE only:
+};
+
+inline LaneBuffers& lane_buffers() {
+  static LaneBuffers lane;
+#pragma HLS ARRAY_PARTITION variable = lane.pix cyclic factor = LIN_IN dim = 2  // LIN_IN per cycle
+// routing writes one queue entry per expert per cycle
+#pragma HLS ARRAY_PARTITION variable = lane.routing.count complete
+#pragma HLS ARRAY_PARTITION variable = lane.routing.token dim = 1 complete
+#pragma HLS ARRAY_PARTITION variable = lane.routing.weight dim = 1 complete
+  return lane;
+}
+
+/// The rows of the expert-major MoE (one set: the experts of a group run on one
+/// image's buffers).
+struct ExpertRows {
   delta_t delta[NUM_TOKENS][EMBED_DIM];  ///< a chunk's expert outputs, scaled by the gate
   Chunk chunk[2];                        ///< the chunk computing and the one moving
 };
+
+inline ExpertRows& expert_rows() {
+  static ExpertRows rows;
+#pragma HLS ARRAY_PARTITION variable = rows.delta cyclic factor = LIN_OUT dim = 2  // epilogue lanes
+  return rows;
+}
 
 }  // namespace edgemoe
 

@@ -70,7 +70,7 @@ struct LinearCall {
                         ///< during this call's last ones (e.g. the next expert); 0 for none
   int next_tiles;       ///< how many weight tiles that call has
   RowSide side;         ///< rows moved meanwhile (OUT_DELTA: `expert` names the chunk)
-  int side_chunk;       ///< which of buf.chunk they are
+  int side_chunk;       ///< which of expert_rows().chunk they are
 };
 
 /// Weight tiles of a k -> o call.
@@ -116,11 +116,11 @@ inline wide_t linear_input(const LinearCall& call, const Buffers& buf, int r, in
   }
   switch (call.in) {
     case IN_PIXELS:
-      return wide_t(buf.pix[r][c]);
+      return wide_t(lane_buffers().pix[r][c]);
     case IN_H:
       return wide_t(buf.h[r][c]);
     case IN_H_GATHER:
-      return wide_t(buf.h[buf.routing.token[call.expert][r]][c]);
+      return wide_t(buf.h[lane_buffers().routing.token[call.expert][r]][c]);
     default:
       return wide_t(buf.wide[r][c]);
   }
@@ -159,14 +159,15 @@ inline void linear_output(const LinearCall& call, Buffers& buf, int r, int col, 
       break;
     case OUT_EXPERT: {
       const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
-      const int t = buf.routing.token[call.expert][r];
-      const wide_t g = buf.routing.weight[call.expert][r];
+      const int t = lane_buffers().routing.token[call.expert][r];
+      const wide_t g = lane_buffers().routing.weight[call.expert][r];
       buf.x[t][col] = saturate<ACT_W>(wide_t(buf.x[t][col]) + shift_round(g * y, PROB_F));
       break;
     }
     default: {  // OUT_DELTA: what OUT_EXPERT adds, kept for the merge
       const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
-      buf.delta[r][col] = shift_round(buf.chunk[call.expert].weight[r] * y, PROB_F);
+      expert_rows().delta[r][col] =
+          shift_round(expert_rows().chunk[call.expert].weight[r] * y, PROB_F);
       break;
     }
   }
@@ -184,7 +185,7 @@ inline void side_word(RowSide side, const Chunk& ch, int r, int w, word_t* outpu
     ddr_read<PORT_OUTPUT, 4, true>(output, ch.x_at[r] + at, ROW_LANES, xs);
   side_merge_lanes:
     for (int l = 0; l < ROW_LANES; ++l) {
-      xs[l] = saturate<ACT_W>(wide_t(xs[l]) + wide_t(buf.delta[r][c0 + l]));
+      xs[l] = saturate<ACT_W>(wide_t(xs[l]) + wide_t(expert_rows().delta[r][c0 + l]));
     }
     ddr_write_i32<PORT_OUTPUT>(output, ch.x_at[r] + at, ROW_LANES, xs);
   }
@@ -274,7 +275,7 @@ lin_first_tiles:
   const int fetching = plain > TILE_WORDS ? plain : TILE_WORDS;
   const int n_fetch = (T > LIN_AHEAD ? T - LIN_AHEAD : 0) + handoff;  // passes that fetch
   const int total = n_fetch * fetching + (T - n_fetch) * plain;
-  const Chunk& side = buf.chunk[call.side_chunk];
+  const Chunk& side = expert_rows().chunk[call.side_chunk];
   const int side_words = call.side != SIDE_NONE ? side.rows * ROW_WORDS : 0;
   const int steps = total > side_words ? total : side_words;
   int t = 0;
