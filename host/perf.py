@@ -192,7 +192,9 @@ class Estimate:
             "estimate": True,
             "note": (
                 "modelled from loop trip counts and bundle sizes; nothing was synthesised. "
-                "latency_ms is per image: call_ms / batch"
+                "latency_ms is per image: call_ms / batch. With two images in flight an "
+                "attention stage's ms is the part its linear-lane partner does not cover "
+                "(hidden_ms the rest)"
             ),
             "config": self.config,
             "profile": self.profile,
@@ -273,7 +275,9 @@ def estimate(
     ``used_experts[m]`` experts (default: all of them, as 129 tokens x top-2 of 16
     experts give in practice). One image runs image-major; more run expert-major in
     groups (edgemoe.host.scratch): experts once per group and NUM_TOKENS queued
-    tokens, images parked in between (serial, on the output and scratch ports).
+    tokens, images parked in between (serial, on the output and scratch ports), the
+    chunks' rows moving during the expert calls. With more than one image, two are in
+    flight and attention hides behind the other's linear lane (:func:`_two_slots`).
     """
     t = design.tiling
     N, D, E = cfg.num_tokens, cfg.embed_dim, cfg.num_experts

@@ -355,11 +355,23 @@ struct Segment {
   bool park;
 };
 
+/// The proj whose first tiles a linear turn's last qkv fetches ahead: block
+/// `next_proj`'s, this slot's own block's (-1) or none (-2); see lane_step.
+uint64_t proj_ahead(int next_proj, int own) {
+  return next_proj == -2 ? 0 : BLOCK[next_proj < 0 ? own : next_proj].proj_w;
+}
+
+/// The slot's next image: every second image of the segment.
+void next_image(const Segment& seg, bool on_chip, Slot& s) {
+  s.image += 2;
+  s.on_chip = on_chip;
+  s.state = s.image < seg.last ? SLOT_LOAD : SLOT_IDLE;
+}
+
 /// The linear lane's turn for slot s: the rest of its block and, unless its image is
 /// done or parks, the next block's LN1 and Q, K, V; for a slot that needs one, its next
-/// image (every second image of the segment) up to its first attention.
-/// \param next_proj weights of the proj the linear lane runs after this turn (the other
-///        slot's, or this slot's own when the other is idle), 0 for none
+/// image up to its first attention.
+/// \param next_proj whose proj the linear lane runs after this turn (proj_ahead)
 /// \param parked set to the MoE block an image parks at
 void linear_lane(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
                  const Run& run, const Segment& seg, int next_proj, Slot& s, int& parked,
@@ -368,26 +380,23 @@ void linear_lane(const word_t* bundle, const word_t* images, word_t* output, wor
     const TailEnd end = block_tail(bundle, output, scratch, run, s.image, s.block, seg.park, buf);
     if (end == TAIL_NEXT) {
       s.block += 1;
-      const uint64_t proj_w = BLOCK[next_proj < 0 ? s.block : next_proj].proj_w;
-      if (block_head(bundle, output, scratch, run, s.image, s.block, next_proj == -2 ? 0 : proj_w,
+      if (block_head(bundle, output, scratch, run, s.image, s.block, proj_ahead(next_proj, s.block),
                      buf)) {
         s.state = SLOT_ATTN;
         return;
       }
     }
     // the image is done or parks: the slot's next one
-    const uint32_t next = s.image + 2;
-    const bool more = next < seg.last;
-    s.on_chip = false;
+    bool resumed = false;
     if (end == TAIL_PARK) {
+      const uint32_t next = s.image + 2;
+      resumed = next < seg.last && seg.from > 0;  // its parked x comes back as this one parks
       parked = s.block;
-      s.on_chip = more && seg.from > 0;  // its parked x comes back as this one parks
       park_image(output, uint64_t(s.image) * run.out_stride, scratch,
-                 uint64_t(s.image - seg.first) * SCRATCH_SLOT, s.on_chip,
+                 uint64_t(s.image - seg.first) * SCRATCH_SLOT, resumed,
                  uint64_t(next) * run.out_stride, buf);
     }
-    s.state = more ? SLOT_LOAD : SLOT_IDLE;
-    s.image = next;
+    next_image(seg, resumed, s);
   }
   if (s.state == SLOT_LOAD) {
     bool go = true;
@@ -402,16 +411,12 @@ void linear_lane(const word_t* bundle, const word_t* images, word_t* output, wor
       resume_image(output, uint64_t(s.image) * run.out_stride, buf);
     }
     s.block = seg.from;
-    const uint64_t proj_w = BLOCK[next_proj < 0 ? s.block : next_proj].proj_w;
     if (go && block_head(bundle, output, scratch, run, s.image, s.block,
-                         next_proj == -2 ? 0 : proj_w, buf)) {
+                         proj_ahead(next_proj, s.block), buf)) {
       s.state = SLOT_ATTN;
       return;
     }
-    // a debug stop ended the image: the slot's next one, on its next turn
-    s.image += 2;
-    s.on_chip = false;
-    s.state = s.image < seg.last ? SLOT_LOAD : SLOT_IDLE;
+    next_image(seg, false, s);  // a debug stop ended the image: the next on the next turn
   }
 }
 
