@@ -75,6 +75,9 @@ class Design:
     two_slots : bool
         Two images in flight: one's attention runs beside the other's linear-lane work
         (the kernel's run_segment); Edge-MoE runs one stage at a time.
+    expert_major : bool
+        Has the expert-major batched mode (its queues and chunk rows on chip); Edge-MoE
+        runs one image per call.
     """
 
     name: str
@@ -85,6 +88,7 @@ class Design:
     two_pass_attention: bool = False
     activations_in_ddr: bool = False
     two_slots: bool = True
+    expert_major: bool = True
 
 
 # Pipeline depths (cycles from first input to first output), used once per loop.
@@ -126,6 +130,7 @@ def published_design() -> Design:
         two_pass_attention=True,
         activations_in_ddr=True,
         two_slots=False,
+        expert_major=False,
     )
 
 
@@ -617,12 +622,12 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
     acc_bits = 48 if design.dsp_per_mac == 1 else 64
     bram += t.lin_out * _bram36(N, acc_bits)  # accumulators, one bank per lane
     bram += 4  # tables, LN parameters
-    # expert-major groups: per-image expert counts, one queue's (token, weight), two
-    # chunks' rows (x and h offsets, 64-bit; gate weight), the chunk's scaled expert
-    # outputs (delta: act + 1 bits, banked like x)
-    bram += _bram36(MAX_BATCH * cfg.num_experts, 32) + 2 * _bram36(N, 32)
-    bram += 2 * (2 * _bram36(N, 64) + _bram36(N, 32))
-    bram += t.lin_out * _bram36(N * math.ceil(D / t.lin_out), act + 1)
+    if design.expert_major:
+        # expert-major groups: per-image expert counts, one queue's (token, weight), two
+        # chunks' rows (x and h offsets, 64-bit; gate weight); the chunk's scaled expert
+        # outputs wait in x (free while the images are parked)
+        bram += _bram36(MAX_BATCH * cfg.num_experts, 32) + 2 * _bram36(N, 32)
+        bram += 2 * (2 * _bram36(N, 64) + _bram36(N, 32))
     lut = int(lin_macs * 40 + attn_macs * 60 + (wide_bits / 1e4) + 25_000)
     # two slots: a 2:1 select on every banked port of the linear lane (x, h, wide)
     lut += (slots - 1) * (2 * t.lin_in + t.lin_out) * act

@@ -178,7 +178,8 @@ class Golden:
         e = units.exp2(logits - m, p.attn_score.frac, p)
         y, ps = units.reciprocal(e.sum(axis=-1, keepdims=True), p)
         R = p.units["newton_frac"]
-        g = saturate(units.shift_round(e * y, R + ps - p.prob.frac), p.prob)
+        # a probability: at most 1.0 (so g * y never outgrows an activation)
+        g = np.clip(units.shift_round(e * y, R + ps - p.prob.frac), 0, 1 << p.prob.frac)
         return logits, mask, g
 
     def mlp(

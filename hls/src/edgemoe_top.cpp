@@ -549,16 +549,16 @@ group_counts:
   walk.e = 0;
   walk.b = 0;
   walk.n = -1;
-  int cur = 0;  // the chunk computing: expert_rows().chunk[cur]
-  int e = next_chunk(scratch, out_base, group, count, walk, expert_rows().chunk[cur]);
-  move_rows(SIDE_GATHER, expert_rows().chunk[cur], output, scratch,
+  int cur = 0;  // the chunk computing: expert_chunks()[cur]
+  int e = next_chunk(scratch, out_base, group, count, walk, expert_chunks()[cur]);
+  move_rows(SIDE_GATHER, expert_chunks()[cur], output, scratch,
             buf);  // nothing to hide it behind
   bool first = true;
 group_chunk:
   while (e < NUM_EXPERTS) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_EXPERTS
     const uint64_t base = expert_base(blk, e);
-    const int rows = expert_rows().chunk[cur].rows;
+    const int rows = expert_chunks()[cur].rows;
     const LinearCall fc1 = {IN_H,
                             OUT_GELU,
                             EMBED_DIM,
@@ -573,8 +573,7 @@ group_chunk:
                             cur ^ 1};
     linear_unit(fc1, bundle, output, scratch, buf);
     // the next chunk (this expert's next, or the next expert's first) and its weights
-    const int next =
-        next_chunk(scratch, out_base, group, count, walk, expert_rows().chunk[cur ^ 1]);
+    const int next = next_chunk(scratch, out_base, group, count, walk, expert_chunks()[cur ^ 1]);
     const LinearCall fc2 = {IN_WIDE,
                             OUT_DELTA,
                             EXPERT_HIDDEN,
@@ -592,7 +591,7 @@ group_chunk:
     e = next;
     first = false;
   }
-  move_rows(SIDE_MERGE, expert_rows().chunk[cur ^ 1], output, scratch, buf);  // the last chunk's
+  move_rows(SIDE_MERGE, expert_chunks()[cur ^ 1], output, scratch, buf);  // the last chunk's
 }
 
 }  // namespace

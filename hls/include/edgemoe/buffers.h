@@ -48,17 +48,10 @@ inline LaneBuffers& lane_buffers() {
   return lane;
 }
 
-/// The rows of the expert-major MoE (one set: the experts of a group run on one
-/// image's buffers).
-struct ExpertRows {
-  delta_t delta[NUM_TOKENS][EMBED_DIM];  ///< a chunk's expert outputs, scaled by the gate
-  Chunk chunk[2];                        ///< the chunk computing and the one moving
-};
-
-inline ExpertRows& expert_rows() {
-  static ExpertRows rows;
-#pragma HLS ARRAY_PARTITION variable = rows.delta cyclic factor = LIN_OUT dim = 2  // epilogue lanes
-  return rows;
+/// The chunks of the expert-major MoE: the one computing and the one moving.
+inline Chunk* expert_chunks() {
+  static Chunk chunk[2];
+  return chunk;
 }
 
 }  // namespace edgemoe

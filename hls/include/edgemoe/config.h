@@ -21,8 +21,6 @@ using namespace params;  // NOLINT: the parameters read as the kernel's own cons
 
 /// One activation word (residual stream, every stage output), raw fixed<ACT_W, ...>.
 typedef sint<ACT_W> act_t;
-/// One expert's output scaled by its gate weight (< 2.0), before it joins x.
-typedef sint<ACT_W + PROB_W - PROB_F> delta_t;
 /// Q/K/V entering attention; stored in act_t buffers, so it must not be wider.
 typedef sint<ATTN_QKV_W> qkv_t;
 /// Attention score (base-2 units).

@@ -39,7 +39,8 @@ enum LinearOutput {
   OUT_GATE,      ///< wide = narrow to attn_score (gate logits, no bias)
   OUT_GELU,      ///< wide = GELU(narrow(acc + bias))  (fc1)
   OUT_EXPERT,    ///< x[token] += round(g * narrow(acc + bias))  (expert fc2)
-  OUT_DELTA,     ///< delta[r] = round(g * narrow(acc + bias))  (expert fc2, expert-major)
+  OUT_DELTA,     ///< x[r] = round(g * narrow(acc + bias))  (expert fc2, expert-major: x is
+                 ///< free while the images are parked; the merge adds it to the token's x)
 };
 
 /// Token rows a call moves over the output and scratch ports while it computes
@@ -47,7 +48,8 @@ enum LinearOutput {
 enum RowSide {
   SIDE_NONE = 0,  ///< nothing
   SIDE_GATHER,    ///< a chunk's h rows from scratch into h
-  SIDE_MERGE,     ///< x += delta for a chunk's rows in the output slots (read, add, write)
+  SIDE_MERGE,     ///< a chunk's OUT_DELTA rows (in x) added to its tokens' parked x in the
+                  ///< output slots (read, add, write)
 };
 
 /// A token row of 32-bit values in bus words.
@@ -70,7 +72,7 @@ struct LinearCall {
                         ///< during this call's last ones (e.g. the next expert); 0 for none
   int next_tiles;       ///< how many weight tiles that call has
   RowSide side;         ///< rows moved meanwhile (OUT_DELTA: `expert` names the chunk)
-  int side_chunk;       ///< which of expert_rows().chunk they are
+  int side_chunk;       ///< which of expert_chunks() they are
 };
 
 /// Weight tiles of a k -> o call.
@@ -166,8 +168,7 @@ inline void linear_output(const LinearCall& call, Buffers& buf, int r, int col, 
     }
     default: {  // OUT_DELTA: what OUT_EXPERT adds, kept for the merge
       const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
-      expert_rows().delta[r][col] =
-          shift_round(expert_rows().chunk[call.expert].weight[r] * y, PROB_F);
+      buf.x[r][col] = shift_round(expert_chunks()[call.expert].weight[r] * y, PROB_F);
       break;
     }
   }
@@ -185,7 +186,7 @@ inline void side_word(RowSide side, const Chunk& ch, int r, int w, word_t* outpu
     ddr_read<PORT_OUTPUT, 4, true>(output, ch.x_at[r] + at, ROW_LANES, xs);
   side_merge_lanes:
     for (int l = 0; l < ROW_LANES; ++l) {
-      xs[l] = saturate<ACT_W>(wide_t(xs[l]) + wide_t(expert_rows().delta[r][c0 + l]));
+      xs[l] = saturate<ACT_W>(wide_t(xs[l]) + wide_t(buf.x[r][c0 + l]));
     }
     ddr_write_i32<PORT_OUTPUT>(output, ch.x_at[r] + at, ROW_LANES, xs);
   }
@@ -275,7 +276,7 @@ lin_first_tiles:
   const int fetching = plain > TILE_WORDS ? plain : TILE_WORDS;
   const int n_fetch = (T > LIN_AHEAD ? T - LIN_AHEAD : 0) + handoff;  // passes that fetch
   const int total = n_fetch * fetching + (T - n_fetch) * plain;
-  const Chunk& side = expert_rows().chunk[call.side_chunk];
+  const Chunk& side = expert_chunks()[call.side_chunk];
   const int side_words = call.side != SIDE_NONE ? side.rows * ROW_WORDS : 0;
   const int steps = total > side_words ? total : side_words;
   int t = 0;

@@ -60,8 +60,9 @@ moe_route_token:
       if (rank < TOP_K) {
         const int n = rt.count[e];
         rt.token[e][n] = t;
-        rt.weight[e][n] =
-            saturate_unsigned<PROB_W>(shift_round(p[e] * y, NEWTON_FRAC + ps - PROB_F));
+        // a probability: at most 1.0 (so g * y never outgrows an activation)
+        const wide_t g = shift_round(p[e] * y, NEWTON_FRAC + ps - PROB_F);
+        rt.weight[e][n] = g < 0 ? wide_t(0) : g > ONE ? wide_t(ONE) : g;
         rt.count[e] = n + 1;
       }
     }
