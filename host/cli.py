@@ -260,17 +260,17 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             raise EdgeMoeError("--weight-ports must be in 1..4 (the ZCU104's HP ports)")
         tiling = _parse_tiling(tiles, args.p or d.p, "--tiles")
         design = our_design(profile, tiling, args.weight_ports)
-    ours = args.design != "edge-moe-published"
+    batched = design.expert_major
     if args.batch is None:  # edgemoe: one expert-major group; Edge-MoE: one image
-        args.batch = MAX_BATCH if ours else 1
+        args.batch = MAX_BATCH if batched else 1
     if not 1 <= args.batch <= MAX_IMAGES:
         raise EdgeMoeError(f"--batch must be in 1..{MAX_IMAGES}")
-    if args.batch > 1 and not ours:
+    if args.batch > 1 and not batched:
         raise EdgeMoeError("--batch: the published design has no expert-major batched mode")
     board = BOARDS[args.board]
     est = estimate(cfg, profile, design, board, args.clock_mhz, batch=args.batch)
     print(table(est))
-    curve = batch_curve(cfg, profile, design, board, args.clock_mhz) if ours else None
+    curve = batch_curve(cfg, profile, design, board, args.clock_mhz) if batched else None
     if curve:
         per = ", ".join(
             f"{c['batch']} -> {c['ms_per_image']:.2f} ({c['call_ms']:.1f})" for c in curve
