@@ -439,8 +439,9 @@ def estimate(
             # serial: the counts, each queue, the first chunk's h rows
             lists = traffic[(layer, "gather", "gmem_scratch")] - sum(r for _, r in chunks) * row
             add(layer, "gather", 0, lists + chunks[0][1] * row, False, s_bpc)
-            # fc1 of chunk c merges chunk c - 1 (x += delta in the output slots), fc2 of
-            # chunk c gathers chunk c + 1's h: one bus word per cycle beside the weights
+            # fc1 of chunk c merges chunk c - 1 (its scaled outputs added to x in the output
+            # slots), fc2 of chunk c gathers chunk c + 1's h: a bus word per cycle beside the
+            # weights
             h = cfg.expert_hidden
             cyc = {"fc1": 0, "fc2": 0}
             for c, (_, r) in enumerate(chunks):

@@ -152,3 +152,23 @@ def test_golden_deterministic_and_batch_independent():
     one = g.run(to_patches(imgs[1:2], wl.cfg), "semseg").tokens
     assert (both[1] == one[0]).all()
     assert (g.run(to_patches(imgs, wl.cfg), "semseg").tokens == both).all()
+
+
+@pytest.mark.parametrize("pname", ["edge-moe", "lean"])
+def test_gate_weights_are_probabilities(pname):
+    """A gate weight is clamped to [0, 1.0] (golden and kernel alike), so an expert's
+    scaled output never outgrows an activation: one expert far ahead takes it all."""
+    c = cfg("m3vit-mini")
+
+    def far_ahead(m):
+        for b in c.moe_blocks:
+            for g in m.blocks[b].mlp.gate.values():
+                g.w_gate.zero_()
+                g.w_gate[:, 3] = 0.5
+
+    wl = Workload(c, profile(pname), _edge_case_model(c, far_ahead))
+    h = np.full((2, c.num_tokens, c.embed_dim), 1 << wl.profile.act.frac)
+    _, _, g = Golden(wl.quantized).gate(h, c.moe_blocks[0], "semseg")
+    one = 1 << wl.profile.prob.frac
+    assert g.min() >= 0 and g.max() <= one
+    assert g[..., 3].min() >= one - 2  # the bound is reached (or all but)

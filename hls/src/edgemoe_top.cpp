@@ -515,7 +515,7 @@ chunk_fill:
       expert = w.e;
       continue;
     }
-    // this queue is done: the next image's, or the next expert's first (a new chunk)
+    // this queue is done: the next image's, or the next expert's first (a fresh chunk)
     w.n = -1;
     if (++w.b == group) {
       w.b = 0;
@@ -529,10 +529,11 @@ chunk_fill:
 }
 
 /// The experts of MoE block i over a group of parked images (expert-major), chunk by
-/// chunk: fc1 + GELU, then fc2 scaled by the gate into delta. The chunks' x and h move
-/// while the unit computes: fc1 of chunk c merges chunk c - 1's delta into its tokens'
-/// x (in the output slots), fc2 of chunk c gathers chunk c + 1's h. Merges run in chunk
-/// order, so a token still receives its experts in ascending order.
+/// chunk: fc1 + GELU, then fc2 scaled by the gate into x (OUT_DELTA: x is free while the
+/// images are parked). The chunks' x and h move while the unit computes: fc1 of chunk c
+/// merges chunk c - 1's scaled outputs into its tokens' x (in the output slots), fc2 of
+/// chunk c gathers chunk c + 1's h. Merges run in chunk order, so a token still receives
+/// its experts in ascending order.
 void experts_group(const word_t* bundle, word_t* output, uint64_t out_base, word_t* scratch, int i,
                    int group, Buffers& buf) {
   static int count[MAX_BATCH][NUM_EXPERTS];
