@@ -27,8 +27,10 @@ from edgemoe.models.heads import light_head_np
 
 from .backends import TorchBackend, Workload, get_backend
 from .bundle import BundleError, pack, validate
+from .hls_params import MAX_IMAGES
 from .plots import blend, save_png, task_figure, task_rgb
 from .profile import load_profile
+from .scratch import MAX_BATCH
 from .tiling import DEFAULT_TILING
 from .verify import cosine, rel_rms
 
@@ -233,6 +235,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     tasks = _task_list(args.task, cfg)
     if args.timeout <= 0:
         raise EdgeMoeError("--timeout must be positive")
+    if not 1 <= args.batch <= MAX_IMAGES:
+        raise EdgeMoeError(f"--batch must be in 1..{MAX_IMAGES}")
     backend = get_backend(args.backend)
     driven = hasattr(backend, "make_accelerator")
     if args.bundle and not driven:
@@ -271,8 +275,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     t = report["times_s"]
     print(
-        f"{cfg.name} / {profile.name} / backend {args.backend}: {len(images)} image(s) x "
-        f"{len(tasks)} task(s) -> {out}/  ("
+        f"{cfg.name} / {profile.name} / backend {args.backend}: {len(images)} image(s) "
+        f"(up to {args.batch} per call) x {len(tasks)} task(s) -> {out}/  ("
         + ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in t.items())
         + ")"
     )
@@ -296,7 +300,9 @@ def _run(args, cfg, profile, tiling, tasks, backend, driven, images, bundle_data
     acc = None
     bundle_sha = None
     if driven:
-        acc = backend.make_accelerator(cfg, profile, tiling, max_images=1)
+        acc = backend.make_accelerator(
+            cfg, profile, tiling, max_images=min(args.batch, len(images))
+        )
         data = bundle_data if bundle_data is not None else pack(wl.quantized, tiling)
         acc.load_bundle(data, host_check=False)  # checked above (or bypassed on purpose)
         bundle_sha = acc.bundle_sha256
@@ -307,14 +313,28 @@ def _run(args, cfg, profile, tiling, tasks, backend, driven, images, bundle_data
     totals: dict[str, float] = {}
     per_image = []
     checks = []
-    for im in tqdm(images, desc="edgemoe run", unit="image", disable=None, file=sys.stderr):
-        entry = {"name": im.name, "source": im.source, "notices": im.notices, "tasks": {}}
-        input_png = staging / f"{im.name}_input.png"
-        save_png(input_png, im.pixels)
-        entry["input"] = input_png.name
-        batch = im.pixels[None]
+    progress = tqdm(
+        total=len(images), desc="edgemoe run", unit="image", disable=None, file=sys.stderr
+    )
+    for start in range(0, len(images), args.batch):
+        group = images[start : start + args.batch]
+        entries = []
+        for im in group:
+            input_png = staging / f"{im.name}_input.png"
+            save_png(input_png, im.pixels)
+            entries.append(
+                {
+                    "name": im.name,
+                    "source": im.source,
+                    "notices": im.notices,
+                    "input": input_png.name,
+                    "images_per_call": len(group),
+                    "tasks": {},
+                }
+            )
+        batch = np.stack([im.pixels for im in group])
         for task in tasks:
-            times: dict[str, float] = {}
+            times: dict[str, float] = {}  # of the whole call
             if acc is not None:
                 res = acc.run(batch, task, timeout_s=args.timeout)
                 times.update(res.times)
@@ -329,28 +349,35 @@ def _run(args, cfg, profile, tiling, tasks, backend, driven, images, bundle_data
             t = time.perf_counter()
             output = _head(tokens, state, task, cfg)
             times["head"] = time.perf_counter() - t
-
-            t = time.perf_counter()
-            files = _render(staging, im, task, output[0], f"{cfg.name} / {args.backend} / {task}")
-            times["render"] = time.perf_counter() - t
-            for k, v in times.items():
-                totals[k] = totals.get(k, 0.0) + v
-            tentry = {"status": status, "files": files, "times_s": times}
             if torch_ref is not None:
                 ref_tokens = torch_ref.run(wl, batch, task).tokens
                 ref_out = _head(ref_tokens, state, task, cfg)
-                c = {
-                    "tokens": _check_pair(ref_tokens, tokens, profile.budgets),
-                    "task_output": _check_pair(ref_out, output, profile.budgets),
-                }
-                if task == "semseg":
-                    c["pixel_agreement"] = float(
-                        (ref_out.argmax(axis=1) == output.argmax(axis=1)).mean()
-                    )
-                tentry["check"] = c
-                checks.append((im.name, task, c))
-            entry["tasks"][task] = tentry
-        per_image.append(entry)
+            for j, (im, entry) in enumerate(zip(group, entries, strict=True)):
+                # a call's times are shared evenly by its images
+                own = {k: v / len(group) for k, v in times.items()}
+                t = time.perf_counter()
+                title = f"{cfg.name} / {args.backend} / {task}"
+                files = _render(staging, im, task, output[j], title)
+                own["render"] = time.perf_counter() - t
+                for k, v in own.items():
+                    totals[k] = totals.get(k, 0.0) + v
+                tentry = {"status": status, "files": files, "times_s": own}
+                if torch_ref is not None:
+                    one = slice(j, j + 1)
+                    c = {
+                        "tokens": _check_pair(ref_tokens[one], tokens[one], profile.budgets),
+                        "task_output": _check_pair(ref_out[one], output[one], profile.budgets),
+                    }
+                    if task == "semseg":
+                        c["pixel_agreement"] = float(
+                            (ref_out[one].argmax(axis=1) == output[one].argmax(axis=1)).mean()
+                        )
+                    tentry["check"] = c
+                    checks.append((im.name, task, c))
+                entry["tasks"][task] = tentry
+        per_image += entries
+        progress.update(len(group))
+    progress.close()
 
     report = {
         "backend": args.backend,
@@ -359,6 +386,7 @@ def _run(args, cfg, profile, tiling, tasks, backend, driven, images, bundle_data
         "tiling": tiling.key,
         "tasks": tasks,
         "seed": args.seed,
+        "images_per_call": args.batch,
         "checkpoint": args.checkpoint,
         "bundle": {
             "path": args.bundle,
@@ -460,6 +488,13 @@ def add_parser(sub, default_config: str, default_profile: str) -> None:
         "--no-host-check",
         action="store_true",
         help="skip the host's bundle validation (the kernel's status code checks)",
+    )
+    r.add_argument(
+        "--batch",
+        type=int,
+        default=MAX_BATCH,
+        help=f"images per kernel call (default {MAX_BATCH}: one expert-major group; 1: one "
+        "image per call, the latency path). Every backend gives the same tokens either way",
     )
     r.add_argument(
         "--timeout", type=float, default=600.0, help="seconds to wait for one kernel call"

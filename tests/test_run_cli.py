@@ -100,6 +100,40 @@ def test_sample_scene_on_every_backend_gives_the_same_labels(tmp_path, capsys):
     assert (maps["torch"] == maps["csim"]).mean() > 0.95
 
 
+def test_images_per_call_do_not_change_the_outputs(tmp_path, capsys):
+    """Three images in calls of two (expert-major, then one image alone) and of one:
+    the same tokens, so the same PNGs; a call's times are shared by its images."""
+    paths = []
+    for k in range(3):
+        rng = np.random.default_rng(10 + k)
+        p = tmp_path / f"im{k}.png"
+        Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    reports = {}
+    for batch in ("2", "1"):
+        out = tmp_path / f"b{batch}"
+        code, stdout, err = run(
+            capsys, "--backend", "csim", "--image", *paths, "--batch", batch, "--check",
+            "--out", str(out),
+        )  # fmt: skip
+        assert code == 0, err
+        assert f"3 image(s) (up to {batch} per call)" in stdout and "FAIL" not in stdout
+        reports[batch] = json.loads((out / "report.json").read_text())
+        assert reports[batch]["images_per_call"] == int(batch)
+    assert [im["images_per_call"] for im in reports["2"]["images"]] == [2, 2, 1]
+    first, second = (reports["2"]["images"][k]["tasks"]["semseg"]["times_s"] for k in (0, 1))
+    assert first["kernel"] == second["kernel"] > 0
+    for name in ("im0", "im1", "im2"):
+        for task in ("semseg", "depth"):
+            a = np.asarray(Image.open(tmp_path / "b2" / f"{name}_{task}.png"))
+            b = np.asarray(Image.open(tmp_path / "b1" / f"{name}_{task}.png"))
+            assert (a == b).all(), (name, task)
+        c2 = reports["2"]["images"][int(name[-1])]["tasks"]["semseg"]["check"]["tokens"]
+        c1 = reports["1"]["images"][int(name[-1])]["tasks"]["semseg"]["check"]["tokens"]
+        # the same tokens; torch's float reference moves in the last digits with the batch
+        assert c2["rel_rms"] == pytest.approx(c1["rel_rms"], rel=1e-4)
+
+
 def test_run_into_an_existing_folder_keeps_its_files(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
@@ -166,6 +200,8 @@ def _case(tmp_path, bundles, case):
     if case == "--out is a file":
         (tmp_path / "afile").write_text("x")
         return ["--out", str(tmp_path / "afile")], {}, ["not a folder"]
+    if case == "--batch 0":
+        return ["--batch", "0"], {}, ["--batch must be in 1..1024"]
     if case == "board never finishes":
         return ["--timeout", "0.3"], {"EDGEMOE_VBOARD_HANG": "1"}, ["did not finish within 0.3 s"]
     raise AssertionError(case)
@@ -187,6 +223,7 @@ CASES = [
     "--bundle on a backend without a driver",
     "unwritable --out",
     "--out is a file",
+    "--batch 0",
     "board never finishes",
 ]
 
