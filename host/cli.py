@@ -22,11 +22,11 @@ from edgemoe.models.config import DEFAULT_CONFIG, load_config
 from .backends import Workload, get_backend
 from .bench import DEFAULT_BACKENDS, MIN_RUNS, cmd_bench
 from .bundle import layout, pack, validate, write_atomic, write_bundle
-from .hls_params import MAX_IMAGES
 from .images import random_images
 from .profile import DEFAULT_PROFILE, config_hash, load_profile
 from .quantize import quantize_model
 from .run import add_parser as add_run_parser
+from .run import check_batch
 from .scratch import MAX_BATCH
 from .tiling import DEFAULT_TILING, Tiling
 from .verify import compare, first_difference, layer_table, pairs, within_budget
@@ -263,8 +263,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     batched = design.expert_major
     if args.batch is None:  # edgemoe: one expert-major group; Edge-MoE: one image
         args.batch = MAX_BATCH if batched else 1
-    if not 1 <= args.batch <= MAX_IMAGES:
-        raise EdgeMoeError(f"--batch must be in 1..{MAX_IMAGES}")
+    check_batch(args.batch)
     if args.batch > 1 and not batched:
         raise EdgeMoeError("--batch: the published design has no expert-major batched mode")
     board = BOARDS[args.board]

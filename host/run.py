@@ -227,6 +227,12 @@ def _check_pair(ref: np.ndarray, out: np.ndarray, budgets: dict[str, float]) -> 
     }
 
 
+def check_batch(n: int) -> None:
+    """``--batch``: images per kernel call, as many as the kernel takes."""
+    if not 1 <= n <= MAX_IMAGES:
+        raise EdgeMoeError(f"--batch must be in 1..{MAX_IMAGES}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The ``edgemoe run`` command (see :func:`add_parser`)."""
     cfg = load_config(args.config)
@@ -235,8 +241,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     tasks = _task_list(args.task, cfg)
     if args.timeout <= 0:
         raise EdgeMoeError("--timeout must be positive")
-    if not 1 <= args.batch <= MAX_IMAGES:
-        raise EdgeMoeError(f"--batch must be in 1..{MAX_IMAGES}")
+    check_batch(args.batch)
     backend = get_backend(args.backend)
     driven = hasattr(backend, "make_accelerator")
     if args.bundle and not driven:
@@ -352,11 +357,11 @@ def _run(args, cfg, profile, tiling, tasks, backend, driven, images, bundle_data
             if torch_ref is not None:
                 ref_tokens = torch_ref.run(wl, batch, task).tokens
                 ref_out = _head(ref_tokens, state, task, cfg)
+            share = {k: v / len(group) for k, v in times.items()}  # shared evenly
+            title = f"{cfg.name} / {args.backend} / {task}"
             for j, (im, entry) in enumerate(zip(group, entries, strict=True)):
-                # a call's times are shared evenly by its images
-                own = {k: v / len(group) for k, v in times.items()}
+                own = dict(share)
                 t = time.perf_counter()
-                title = f"{cfg.name} / {args.backend} / {task}"
                 files = _render(staging, im, task, output[j], title)
                 own["render"] = time.perf_counter() - t
                 for k, v in own.items():
