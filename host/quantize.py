@@ -25,6 +25,7 @@ import numpy as np
 
 from edgemoe.errors import EdgeMoeError
 from edgemoe.models.config import ModelConfig
+from edgemoe.models.heads import HOST_PREFIXES
 
 from .fixedpoint import Fmt
 from .profile import Profile
@@ -219,7 +220,7 @@ def quantize_model(
             put(f"{pre}.fc2.w", get(f"{pre}.mlp.fc2.weight"), f["weight"])
             put(f"{pre}.fc2.b", get(f"{pre}.mlp.fc2.bias"), f["bias"])
 
-    host = {k: _np(v) for k, v in state.items() if k.startswith(("norm.", "heads."))}
+    host = {k: _np(v) for k, v in state.items() if k.startswith(HOST_PREFIXES)}
     return QuantizedModel(cfg, profile, tensors, formats, report, host)
 
 

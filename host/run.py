@@ -430,8 +430,8 @@ def _run(args, cfg, profile, tiling, tasks, backend, driven, images, bundle_data
 def _head(tokens: np.ndarray, state: dict, task: str, cfg: ModelConfig) -> np.ndarray:
     return light_head_np(
         tokens,
-        state["norm.weight"],
-        state["norm.bias"],
+        state[f"norms.{task}.weight"],
+        state[f"norms.{task}.bias"],
         state[f"heads.{task}.weight"],
         state[f"heads.{task}.bias"],
         cfg,

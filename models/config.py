@@ -6,7 +6,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -14,6 +14,37 @@ from edgemoe.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = "m3vit-tiny-128x256"
+
+
+TaskKind = Literal["classes", "scalar", "vector"]
+_TASK_KINDS = ("classes", "scalar", "vector")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What one task predicts, as declared in the config (figures and metrics read it).
+
+    Attributes
+    ----------
+    name : str
+        Task name (an identifier), e.g. ``semseg``.
+    channels : int
+        Output channels of the task's head.
+    kind : {'classes', 'scalar', 'vector'}
+        ``classes``: one logit per class, the map is the argmax; ``scalar``: one
+        value per pixel (depth, saliency, edges); ``vector``: a per-pixel vector
+        (surface normals), drawn as RGB.
+    classes : tuple[str, ...]
+        Class names, one per channel (``classes`` tasks only).
+    far : float or None
+        For a depth task: the value that stands for "very far" (sky), in metres.
+    """
+
+    name: str
+    channels: int
+    kind: TaskKind
+    classes: tuple[str, ...] = ()
+    far: float | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +85,15 @@ class ModelConfig:
         Normalisation of pixels in [0, 1], per channel.
     tasks : tuple[tuple[str, int], ...]
         Task names and their output channels, in task-id order.
+    task_specs : tuple[TaskSpec, ...]
+        Each task's kind, class names and depth range, in task-id order. In YAML a
+        task is either ``name: channels`` (kind ``scalar`` for one channel, else
+        ``classes`` with names ``class 0 …``) or a mapping ``{channels, kind,
+        classes, far}``.
+    gate_order : tuple[str, ...] or None
+        Task names in the order an M3ViT checkpoint indexes its per-task gates
+        (``mlp.gate.{k}``). ``None``: M3ViT's fixed order (semseg, human_parts,
+        sal, normals, edge, depth) restricted to this config's tasks.
     """
 
     name: str
@@ -73,6 +113,16 @@ class ModelConfig:
     pixel_mean: tuple[float, ...]
     pixel_std: tuple[float, ...]
     tasks: tuple[tuple[str, int], ...]
+    task_specs: tuple[TaskSpec, ...] = ()
+    gate_order: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        # Specs that do not describe ``tasks`` (built without them, or ``replace``d
+        # tasks) are derived from it: kept where name and channels still agree.
+        if tuple((t.name, t.channels) for t in self.task_specs) != tuple(self.tasks):
+            old = {(t.name, t.channels): t for t in self.task_specs}
+            specs = tuple(old.get((n, c)) or _task_spec(n, c, self.name) for n, c in self.tasks)
+            object.__setattr__(self, "task_specs", specs)
 
     # -- derived shapes -------------------------------------------------
     @property
@@ -117,6 +167,10 @@ class ModelConfig:
     def task_channels(self, task: str | int) -> int:
         return self.tasks[self.task_id(task)][1]
 
+    def task_spec(self, task: str | int) -> TaskSpec:
+        """The declared kind, class names and range of ``task``."""
+        return self.task_specs[self.task_id(task)]
+
     def is_moe(self, block: int) -> bool:
         return block in self.moe_blocks
 
@@ -126,7 +180,12 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["tasks"] = dict(self.tasks)
+        d["tasks"] = {t.name: _spec_dict(t) for t in self.task_specs}
+        del d["task_specs"]
+        if self.gate_order is None:
+            del d["gate_order"]
+        else:
+            d["gate_order"] = list(self.gate_order)
         d["image_size"] = list(self.image_size)
         d["moe_blocks"] = list(self.moe_blocks)
         d["pixel_mean"] = list(self.pixel_mean)
@@ -134,7 +193,56 @@ class ModelConfig:
         return d
 
 
-_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)}
+_FIELDS = {f.name for f in dataclasses.fields(ModelConfig)} - {"task_specs"}
+_OPTIONAL = {"gate_order"}
+
+
+def _spec_dict(t: TaskSpec) -> dict[str, Any]:
+    d: dict[str, Any] = {"channels": t.channels, "kind": t.kind}
+    if t.classes:
+        d["classes"] = list(t.classes)
+    if t.far is not None:
+        d["far"] = t.far
+    return d
+
+
+def _task_spec(name: str, v: Any, source: str) -> TaskSpec:
+    """One entry of ``tasks``: ``channels`` or ``{channels, kind, classes, far}``."""
+    if not isinstance(v, dict):
+        ch = _int(f"tasks.{name}", v)
+        if ch == 1:
+            return TaskSpec(name, ch, "scalar")
+        return TaskSpec(name, ch, "classes", tuple(f"class {i}" for i in range(ch)))
+    unknown = sorted(set(v) - {"channels", "kind", "classes", "far"})
+    if unknown:
+        raise ConfigError(f"{source}: tasks.{name}: unknown field(s) {', '.join(unknown)}")
+    if "channels" not in v:
+        raise ConfigError(f"{source}: tasks.{name}: missing field 'channels'")
+    ch = _int(f"tasks.{name}.channels", v["channels"])
+    kind = v.get("kind", "scalar" if ch == 1 else "classes")
+    if kind not in _TASK_KINDS:
+        raise ConfigError(
+            f"{source}: tasks.{name}.kind must be one of {', '.join(_TASK_KINDS)}, got {kind!r}"
+        )
+    classes: tuple[str, ...] = ()
+    if kind == "classes":
+        names = v.get("classes", [f"class {i}" for i in range(ch)])
+        if (
+            not isinstance(names, list)
+            or len(names) != ch
+            or not all(isinstance(n, str) and n for n in names)
+            or len(set(names)) != ch
+        ):
+            raise ConfigError(f"{source}: tasks.{name}.classes must list {ch} distinct class names")
+        classes = tuple(names)
+    elif "classes" in v:
+        raise ConfigError(f"{source}: tasks.{name}: 'classes' needs kind 'classes'")
+    far = v.get("far")
+    if far is not None:
+        if isinstance(far, bool) or not isinstance(far, int | float) or not 0 < far < 1e6:
+            raise ConfigError(f"{source}: tasks.{name}.far must be a positive number")
+        far = float(far)
+    return TaskSpec(name, ch, kind, classes, far)
 
 
 def _int(name: str, v: Any, lo: int = 1) -> int:
@@ -162,7 +270,7 @@ def _from_dict(d: Any, source: str) -> ModelConfig:
     unknown = sorted(set(d) - _FIELDS)
     if unknown:
         raise ConfigError(f"{source}: unknown field(s) {', '.join(map(repr, unknown))}")
-    missing = sorted(_FIELDS - set(d))
+    missing = sorted(_FIELDS - _OPTIONAL - set(d))
     if missing:
         raise ConfigError(f"{source}: missing field(s) {', '.join(map(repr, missing))}")
     if not isinstance(d["name"], str) or not d["name"]:
@@ -173,11 +281,22 @@ def _from_dict(d: Any, source: str) -> ModelConfig:
     tasks = d["tasks"]
     if not isinstance(tasks, dict) or not tasks:
         raise ConfigError(f"{source}: field 'tasks' must map task names to channel counts")
-    task_items = []
+    specs = []
     for t, c in tasks.items():
         if not isinstance(t, str) or not t.isidentifier():
             raise ConfigError(f"{source}: task name {t!r} must be an identifier")
-        task_items.append((t, _int(f"tasks.{t}", c)))
+        specs.append(_task_spec(t, c, source))
+    gate_order = d.get("gate_order")
+    if gate_order is not None:
+        if (
+            not isinstance(gate_order, list)
+            or sorted(gate_order) != sorted(tasks)
+            or len(set(gate_order)) != len(gate_order)
+        ):
+            raise ConfigError(
+                f"{source}: field 'gate_order' must list each task once, got {gate_order!r}"
+            )
+        gate_order = tuple(gate_order)
     moe = d["moe_blocks"]
     if not isinstance(moe, list | tuple):
         raise ConfigError(f"{source}: field 'moe_blocks' must be a list of block indices")
@@ -203,7 +322,9 @@ def _from_dict(d: Any, source: str) -> ModelConfig:
         ln_eps=float(eps),
         pixel_mean=_floats("pixel_mean", d["pixel_mean"], _int("in_chans", d["in_chans"])),
         pixel_std=_floats("pixel_std", d["pixel_std"], d["in_chans"]),
-        tasks=tuple(task_items),
+        tasks=tuple((t.name, t.channels) for t in specs),
+        task_specs=tuple(specs),
+        gate_order=gate_order,
     )
     try:
         return _validated(cfg)
@@ -229,6 +350,8 @@ def _validated(cfg: ModelConfig) -> ModelConfig:
             f"field 'moe_blocks' must hold distinct indices below depth={cfg.depth}, "
             f"got {list(cfg.moe_blocks)}"
         )
+    if cfg.gate_order is not None and sorted(cfg.gate_order) != sorted(cfg.task_names):
+        raise ConfigError(f"field 'gate_order' must list each task once, got {cfg.gate_order}")
     if any(s <= 0 for s in cfg.pixel_std):
         raise ConfigError("field 'pixel_std' must be positive")
     return cfg

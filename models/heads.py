@@ -19,6 +19,10 @@ import numpy as np
 
 from .config import ModelConfig
 
+#: State-dict prefixes of the parameters the host applies after the accelerator:
+#: each task's final LayerNorm (``norms.{task}``) and light head (``heads.{task}``).
+HOST_PREFIXES = ("norms.", "heads.")
+
 if TYPE_CHECKING:
     import torch
 

@@ -255,7 +255,7 @@ class Block(nn.Module):
 
 
 class M3ViT(nn.Module):
-    """M3ViT backbone with per-task gates, final norm and light task heads.
+    """M3ViT backbone with per-task gates, per-task final norms and light task heads.
 
     Parameters
     ----------
@@ -281,7 +281,10 @@ class M3ViT(nn.Module):
         self.cls_token = _param(1, 1, d)
         self.pos_embed = _param(1, cfg.num_tokens, d)
         self.blocks = nn.ModuleList(Block(cfg, cfg.is_moe(i)) for i in range(cfg.depth))
-        self.norm = nn.LayerNorm(d, eps=cfg.ln_eps, device="meta")
+        # M3ViT has no backbone norm: each task's decoder owns its final LayerNorm.
+        self.norms = nn.ModuleDict(
+            {t: nn.LayerNorm(d, eps=cfg.ln_eps, device="meta") for t in cfg.task_names}
+        )
         self.heads = nn.ModuleDict({t: nn.Linear(d, c, device="meta") for t, c in cfg.tasks})
         self.to_empty(device="cpu")
         init_weights(self, seed)
@@ -336,11 +339,10 @@ class M3ViT(nn.Module):
         return x
 
     def task_output(self, tokens: Tensor, task: str | int) -> Tensor:
-        """Final norm and light head of ``task``: ``(B, N, D)`` tokens to ``(B, C, H, W)``."""
-        head = self.heads[self._task_name(task)]
-        return light_head_torch(
-            tokens, self.norm.weight, self.norm.bias, head.weight, head.bias, self.cfg
-        )
+        """The task's own final norm and light head: ``(B, N, D)`` tokens to ``(B, C, H, W)``."""
+        name = self._task_name(task)
+        norm, head = self.norms[name], self.heads[name]
+        return light_head_torch(tokens, norm.weight, norm.bias, head.weight, head.bias, self.cfg)
 
     def forward(self, images: Tensor, task: str | int) -> Tensor:
         """Dense prediction of ``task`` for normalised ``images``: ``(B, C, H, W)``."""

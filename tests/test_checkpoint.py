@@ -155,7 +155,9 @@ def test_non_finite(
     sd["blocks.3.mlp.gate.depth.w_gate"] = bad
     _fails(target, sd, "blocks.3.mlp.gate.depth.w_gate", label)
     # Nothing was loaded.
-    assert not torch.equal(target.state_dict()["norm.weight"], source_sd["norm.weight"])
+    assert not torch.equal(
+        target.state_dict()["norms.semseg.weight"], source_sd["norms.semseg.weight"]
+    )
 
 
 def test_missing_file(tmp_path: Path, target: M3ViT) -> None:

@@ -19,7 +19,17 @@ def test_shipped_configs_match_design_table():
     assert (tiny.num_tokens, tiny.embed_dim, tiny.depth, tiny.num_heads) == (129, 192, 12, 3)
     assert (tiny.num_experts, tiny.expert_hidden, tiny.top_k, tiny.mlp_hidden) == (16, 384, 2, 768)
     assert tiny.moe_blocks == (1, 3, 5, 7, 9, 11)
-    assert tiny.tasks == (("semseg", 19), ("depth", 1))
+    assert tiny.tasks == (("semseg", 7), ("depth", 1))
+    assert tiny.task_spec("semseg").classes == (
+        "flat",
+        "construction",
+        "object",
+        "nature",
+        "sky",
+        "human",
+        "vehicle",
+    )
+    assert tiny.task_spec("depth").kind == "scalar" and tiny.task_spec("depth").far == 80.0
     small = load_config("m3vit-small-512x512")
     assert (small.num_tokens, small.embed_dim, small.num_heads) == (1025, 384, 12)
     assert len(small.tasks) == 5

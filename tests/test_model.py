@@ -45,10 +45,10 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
         "patch_embed.proj.bias": (d,),
         "cls_token": (1, 1, d),
         "pos_embed": (1, n, d),
-        "norm.weight": (d,),
-        "norm.bias": (d,),
     }
     for task, ch in cfg.tasks:
+        shapes[f"norms.{task}.weight"] = (d,)
+        shapes[f"norms.{task}.bias"] = (d,)
         shapes[f"heads.{task}.weight"] = (ch, d)
         shapes[f"heads.{task}.bias"] = (ch,)
     for i in range(cfg.depth):
@@ -283,7 +283,7 @@ def test_tiny_forward_smoke() -> None:
     m = random_model(cfg, seed=0)
     with torch.no_grad():
         out = m(torch.zeros(1, 3, *cfg.image_size), "semseg")
-    assert out.shape == (1, 19, 128, 256)
+    assert out.shape == (1, 7, 128, 256)
     assert torch.isfinite(out).all()
 
 
@@ -317,7 +317,7 @@ def test_init_is_deterministic_and_seeded(mini: ModelConfig) -> None:
 
 def test_init_styles(mini: ModelConfig) -> None:
     m3 = random_model(mini, seed=0).state_dict()
-    assert (m3["blocks.0.norm1.weight"] == 1).all() and (m3["norm.bias"] == 0).all()
+    assert (m3["blocks.0.norm1.weight"] == 1).all() and (m3["norms.depth.bias"] == 0).all()
     assert (m3["blocks.1.mlp.experts.htoh4.bias"] == 0).all()
     assert (m3["heads.semseg.bias"] == 0).all()
     std = m3["blocks.1.mlp.experts.htoh4.weight"].std().item()
@@ -353,8 +353,8 @@ def test_light_head_numpy_matches_torch(
             want = model.task_output(tokens, task).numpy()
             got = light_head_np(
                 tokens.numpy(),
-                sd["norm.weight"],
-                sd["norm.bias"],
+                sd[f"norms.{task}.weight"],
+                sd[f"norms.{task}.bias"],
                 sd[f"heads.{task}.weight"],
                 sd[f"heads.{task}.bias"],
                 mini,

@@ -51,7 +51,7 @@ def test_q_scale_and_gate_folding(mini_model):
     g = p.gate_weight.to_float(qm[f"blocks.{b}.gate.depth.w"])
     assert np.abs(g - sd[f"blocks.{b}.mlp.gate.depth.w_gate"].T * LOG2E).max() <= p.weight.lsb / 2
     assert qm.report.saturated == 0
-    assert set(qm.host_params) == {k for k in sd if k.startswith(("norm.", "heads."))}
+    assert set(qm.host_params) == {k for k in sd if k.startswith(("norms.", "heads."))}
 
 
 def test_saturation_is_reported_not_silent(mini_model):
