@@ -29,6 +29,7 @@ from .run import add_parser as add_run_parser
 from .run import check_batch
 from .scratch import MAX_BATCH
 from .tiling import DEFAULT_TILING, Tiling
+from .train_cli import add_parser as add_train_parser
 from .verify import compare, first_difference, layer_table, pairs, within_budget
 
 
@@ -363,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backends", default=",".join(DEFAULT_BACKENDS), help="comma-separated")
     b.add_argument("--json", default=None, help="write the results as JSON here")
     b.set_defaults(func=cmd_bench)
+
+    add_train_parser(sub, DEFAULT_CONFIG)
     return ap
 
 
