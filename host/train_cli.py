@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -27,7 +28,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         eval_images=args.eval_images,
         final_eval_images=args.final_eval_images,
     )
-    command = "edgemoe " + shlex.join(sys.argv[1:] if args.argv is None else args.argv)
+    if Path(sys.argv[0]).name == "edgemoe":
+        command = shlex.join(["edgemoe", *sys.argv[1:]])
+    else:  # called as a function (tests): the equivalent command line, every option spelled out
+        command = shlex.join(["edgemoe", "train", *_spelled_out(args)])
     rec = train(
         opts,
         args.out,
@@ -48,6 +52,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{k} {m[k]:.4f}" for k in keys)
         print(f"held-out ({rec['heldout_images']} scenes) {task}: {shown}")
     return 0
+
+
+def _spelled_out(args: argparse.Namespace) -> list[str]:
+    out = []
+    for k, v in vars(args).items():
+        if k in ("func", "command") or v is None or v is False:
+            continue
+        flag = "--" + k.replace("_", "-")
+        out += [flag] if v is True else [flag, str(v)]
+    return out
 
 
 def add_parser(sub, default_config: str) -> None:
@@ -91,4 +105,4 @@ def add_parser(sub, default_config: str) -> None:
         "--stop-after", type=int, default=None, help="stop after this step (resume later)"
     )
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    t.set_defaults(func=cmd_train, argv=None)
+    t.set_defaults(func=cmd_train)
