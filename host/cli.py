@@ -22,6 +22,7 @@ from edgemoe.models.config import DEFAULT_CONFIG, load_config
 from .backends import Workload, get_backend
 from .bench import DEFAULT_BACKENDS, MIN_RUNS, cmd_bench
 from .bundle import layout, pack, validate, write_atomic, write_bundle
+from .evaluate import add_parser as add_eval_parser
 from .images import random_images
 from .profile import DEFAULT_PROFILE, config_hash, load_profile
 from .quantize import quantize_model
@@ -76,6 +77,10 @@ def _build_model(cfg, seed: int, checkpoint: str | None):
     if checkpoint is None:
         return random_model(cfg, seed), []
     model = M3ViT(cfg, seed=seed)
+    if str(checkpoint).endswith(".safetensors"):  # the project's own (edgemoe train)
+        from edgemoe.models.weights import load_weights
+
+        return model.eval(), load_weights(model, checkpoint)
     notices = load_checkpoint(model, checkpoint)
     return model.eval(), notices
 
@@ -366,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
 
     add_train_parser(sub, DEFAULT_CONFIG)
+    add_eval_parser(sub, DEFAULT_CONFIG)
     return ap
 
 

@@ -32,6 +32,8 @@ from .scenes import CATEGORIES, IGNORE, render_scene
 SPLITS = ("train", "val")
 PROCEDURAL = "procedural"
 _SPLIT_ID = {"train": 0, "val": 1}
+#: Data seed of the held-out scenes: split ``val`` of :class:`ProceduralScenes` with it.
+HELDOUT_SEED = 0
 #: Depth that a config without a ``far`` value gets for the sky, in metres.
 DEFAULT_FAR = 80.0
 
@@ -134,7 +136,9 @@ class ProceduralScenes:
         _check_split(split)
         h, w = self.cfg.image_size
         scenes = [
-            render_scene(h, w, np.random.SeedSequence([self.seed, _SPLIT_ID[split], int(i)]), self._far)
+            render_scene(
+                h, w, np.random.SeedSequence([self.seed, _SPLIT_ID[split], int(i)]), self._far
+            )
             for i in np.asarray(indices).ravel()
         ]
         labels: dict[str, np.ndarray] = {}
@@ -196,7 +200,9 @@ class CityscapesNpy:
                 raise DataError(f"{folder}: file {bad}.npy is not named by a scene index")
             ids = sorted(int(n) for n in names)
             if not ids or ids != list(range(len(ids))):
-                raise DataError(f"{folder}: expected files 0.npy … N-1.npy, found {len(ids)} file(s)")
+                raise DataError(
+                    f"{folder}: expected files 0.npy … N-1.npy, found {len(ids)} file(s)"
+                )
             counts[key] = len(ids)
         if len(set(counts.values())) != 1:
             listing = ", ".join(f"{self._FOLDERS[k]} {n}" for k, n in counts.items())

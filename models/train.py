@@ -41,14 +41,12 @@ from torch import Tensor, nn
 from edgemoe.errors import EdgeMoeError
 
 from .config import ModelConfig, load_config
-from .data import PROCEDURAL, ProceduralScenes, SceneSource, open_source
+from .data import HELDOUT_SEED, PROCEDURAL, ProceduralScenes, SceneSource, open_source
 from .m3vit import M3ViT, MoE, normalize
 from .metrics import DepthAccumulator, confusion, semseg_metrics
 from .weights import load_weights, read_tensors, save_tensors, save_weights, write_json
 
 STATE_FORMAT = 1
-#: Held-out scenes: split ``val`` of the procedural generator with data seed 0.
-HELDOUT_SEED = 0
 
 
 @dataclass
