@@ -48,7 +48,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"({rec['weights_bytes'] / 2**20:.1f} MiB)"
     )
     for task, m in rec.get("heldout", {}).items():
-        keys = ("miou", "pixel_acc") if task == "semseg" else ("abs_err", "abs_rel", "rmse", "delta1")
+        keys = (
+            ("miou", "pixel_acc") if task == "semseg" else ("abs_err", "abs_rel", "rmse", "delta1")
+        )
         shown = ", ".join(f"{k} {m[k]:.4f}" for k in keys)
         print(f"held-out ({rec['heldout_images']} scenes) {task}: {shown}")
     return 0

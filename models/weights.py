@@ -42,7 +42,9 @@ def save_tensors(
     path = Path(path)
     tmp = _atomic_path(path)
     try:
-        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, tmp, dict(metadata or {}))
+        save_file(
+            {k: v.detach().contiguous() for k, v in tensors.items()}, tmp, dict(metadata or {})
+        )
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
