@@ -369,13 +369,30 @@ def train(
     }
     if resume:
         saved = _load_state(paths, model, opt, names)
-        if saved.get("options") != asdict(o):
-            diff = [
-                f"{k}: {saved.get('options', {}).get(k)!r} -> {v!r}"
-                for k, v in asdict(o).items()
-                if saved.get("options", {}).get(k) != v
-            ]
+        old = saved.get("options", {})
+        # A resumed run may be given another length: the cosine decay is re-planned
+        # from the saved step on (warmup and evaluation period stay the run's own).
+        replan = o.steps != old.get("steps")
+        free = ("steps", "warmup", "eval_every") if replan else ()
+        diff = [
+            f"{k}: {old.get(k)!r} -> {v!r}"
+            for k, v in asdict(o).items()
+            if k not in free and old.get(k) != v
+        ]
+        if diff:
             raise EdgeMoeError(f"--resume: the run's options differ ({'; '.join(diff)})")
+        if replan:
+            if o.steps <= saved["step"]:
+                raise EdgeMoeError(
+                    f"--resume --steps {o.steps}: the run is already at step {saved['step']}"
+                )
+            o = TrainOptions(**{**old, "steps": o.steps})
+            saved.setdefault("replans", []).append(
+                {"at_step": saved["step"], "steps_from": old["steps"], "steps_to": o.steps}
+            )
+            saved["options"] = asdict(o)
+            if stop_after is not None and not 1 <= stop_after <= o.steps:
+                raise EdgeMoeError(f"--stop-after must be in 1..{o.steps}")
         meta = saved
     meta["commands"].append(command)
     start = meta["step"]
@@ -477,6 +494,7 @@ def _record(
         "wall_seconds": round(wall, 1),
         "seconds_per_step": round(wall / max(steps_done, 1), 3),
         "commands": meta["commands"],
+        "replans": meta.get("replans", []),
         "loss_curve": _curve_summary(meta["losses"], max(1, o.steps // 50)),
         "evals": meta["evals"],
         "weights": paths["weights"].name,

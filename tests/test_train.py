@@ -98,3 +98,18 @@ def test_schedule_warms_up_then_decays():
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))
     assert lrs[-1] == pytest.approx(1e-5, rel=0.05)
+
+
+def test_resume_with_another_length_replans_the_decay(tmp_path, capsys):
+    out = tmp_path / "mini"
+    _train(capsys, out, "--stop-after", "10")
+    code = main([*ARGS, "--out", str(out), "--resume", "--steps", "20"])
+    capsys.readouterr()
+    assert code == 0
+    rec = json.loads(out.with_suffix(".json").read_text())
+    assert rec["complete"] and rec["steps"] == 20 and rec["options"]["steps"] == 20
+    assert rec["replans"] == [{"at_step": 10, "steps_from": STEPS, "steps_to": 20}]
+    assert rec["options"]["warmup"] == STEPS // 20  # the run's own warmup is kept
+    code = main([*ARGS, "--out", str(out), "--resume", "--steps", "15"])
+    _, err = capsys.readouterr()
+    assert_one_line_error(code, err, "already at step 20")
