@@ -511,10 +511,10 @@ def load_checkpoint(
     """
     cfg: ModelConfig | None = getattr(model, "cfg", None)
     rec, notices = _read(source, cfg.num_experts if cfg is not None else None)
+    if cfg is not None:
+        _check_config({k.removeprefix("backbone."): v for k, v in rec.tensors.items()}, cfg)
     sd, mapped = _to_project_names(rec.tensors, rec.extras, cfg)
     notices += mapped
-    if cfg is not None:
-        _check_config(sd, cfg)
     target = model.state_dict()
     expected = set(target)
 
