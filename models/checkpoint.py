@@ -456,7 +456,9 @@ def _check_config(sd: StateDict, cfg: ModelConfig) -> None:
     qkv = shape("blocks.0.attn.qkv.weight")
     if qkv is not None and len(qkv) == 2:
         # timm's fused qkv is (3 D, D): the head count is not stored, the width is
-        _mismatch(cfg, "embed_dim", 3 * cfg.embed_dim, qkv[0], f"blocks.0.attn.qkv.weight {qkv}")
+        where = f"blocks.0.attn.qkv.weight {qkv}"
+        _mismatch(cfg, "embed_dim", cfg.embed_dim, qkv[1], where)
+        _mismatch(cfg, "3 x embed_dim (q, k, v rows)", 3 * cfg.embed_dim, qkv[0], where)
     moe = sorted(
         {int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.mlp\.experts\.", k))}
     )
