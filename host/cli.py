@@ -29,7 +29,15 @@ from .run import add_parser as add_run_parser
 from .run import check_batch
 from .scratch import MAX_BATCH
 from .tiling import DEFAULT_TILING, Tiling
-from .verify import compare, first_difference, layer_table, pairs, within_budget
+from .verify import (
+    compare,
+    first_difference,
+    layer_table,
+    pairs,
+    task_output_check,
+    with_top_k,
+    within_budget,
+)
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
@@ -80,7 +88,7 @@ def _build_model(cfg, seed: int, checkpoint: str | None):
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
+    cfg = with_top_k(load_config(args.config), args.top_k)
     profile = load_profile(args.profile)
     task = cfg.task_names[cfg.task_id(_task_arg(args.task, cfg))]
     names = [n.strip() for n in args.backends.split(",") if n.strip()]
@@ -98,7 +106,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     table = layer_table(outputs)
     cols = [k for k in table[0] if k != "stage"] if table else []
-    print(f"{cfg.name} / {profile.name} / task {task} / seed {args.seed} / {args.images} image(s)")
+    print(
+        f"{cfg.name} / {profile.name} / task {task} / top_k {cfg.top_k} / seed {args.seed} / "
+        f"{args.images} image(s)"
+    )
     print(
         f"{'boundary':<16}" + "".join(f"{c:>18}" for c in cols) + "   (rel_rms; route: agreement)"
     )
@@ -109,6 +120,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         "config": cfg.name,
         "profile": profile.name,
         "task": task,
+        "top_k": cfg.top_k,
         "seed": args.seed,
         "images": args.images,
         "checkpoint": args.checkpoint,
@@ -147,6 +159,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"routing={m.routing_agreement:.4f} ({m.routing_mismatches}/{m.routing_decisions} "
             f"differ) saturations={entry['saturations']}  {verdict}"
         )
+    head = task_output_check(wl, images, task, outputs)
+    result["task_output"] = head
+    print(
+        f"task output on the host ({head['norm']}, {head['head']}) vs torch forward: "
+        + ", ".join(f"{n} max_abs={e:.3e}" for n, e in head["max_abs_vs_forward"].items())
+    )
     if args.json:
         _write_json_atomic(Path(args.json), result)
         print(f"wrote {args.json}")
@@ -307,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--images", type=int, default=1, help="number of seeded images")
     v.add_argument("--backends", default="torch,golden", help="comma-separated backend names")
     v.add_argument("--checkpoint", default=None, help="M3ViT checkpoint instead of random init")
+    v.add_argument(
+        "--top-k", type=int, default=None, help="experts per token (default: the config's)"
+    )
     v.add_argument("--json", default=None, help="write the metrics as JSON here")
     v.add_argument("--plot", default=None, help="write the per-layer error plot (PNG) here")
     v.set_defaults(func=cmd_verify)

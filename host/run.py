@@ -32,7 +32,7 @@ from .plots import blend, save_png, task_figure, task_rgb
 from .profile import load_profile
 from .scratch import MAX_BATCH
 from .tiling import DEFAULT_TILING
-from .verify import cosine, rel_rms
+from .verify import cosine, rel_rms, with_top_k
 
 
 class ImageError(EdgeMoeError):
@@ -235,7 +235,7 @@ def check_batch(n: int) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The ``edgemoe run`` command (see :func:`add_parser`)."""
-    cfg = load_config(args.config)
+    cfg = with_top_k(load_config(args.config), args.top_k)
     profile = load_profile(args.profile)
     tiling = DEFAULT_TILING
     tasks = _task_list(args.task, cfg)
@@ -280,7 +280,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     t = report["times_s"]
     print(
-        f"{cfg.name} / {profile.name} / backend {args.backend}: {len(images)} image(s) "
+        f"{cfg.name} / {profile.name} / top_k {cfg.top_k} / backend {args.backend}: "
+        f"{len(images)} image(s) "
         f"(up to {args.batch} per call) x {len(tasks)} task(s) -> {out}/  ("
         + ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in t.items())
         + ")"
@@ -391,6 +392,7 @@ def _run(args, cfg, profile, tiling, tasks, backend, driven, images, bundle_data
         "tiling": tiling.key,
         "tasks": tasks,
         "seed": args.seed,
+        "top_k": cfg.top_k,
         "images_per_call": args.batch,
         "checkpoint": args.checkpoint,
         "bundle": {
@@ -477,6 +479,9 @@ def add_parser(sub, default_config: str, default_profile: str) -> None:
     r.add_argument("--profile", default=default_profile, help="precision profile name or path")
     r.add_argument("--bundle", default=None, help="weight bundle (default: packed from the model)")
     r.add_argument("--checkpoint", default=None, help="M3ViT checkpoint instead of random init")
+    r.add_argument(
+        "--top-k", type=int, default=None, help="experts per token (default: the config's)"
+    )
     r.add_argument("--seed", type=int, default=0, help="seed of the random model and sample")
     r.add_argument("--out", default="run-out", help="folder for the PNGs and report.json")
     r.add_argument(
