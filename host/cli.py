@@ -150,9 +150,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.backends.split(",") if n.strip()]
     if len(names) < 2:
         raise EdgeMoeError("--backends needs at least two backends, e.g. torch,golden")
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise EdgeMoeError(f"--backends names {twice[0]!r} twice")
     backends = [get_backend(n) for n in names]
     check_output_file(args.json, "--json")
     check_output_file(args.plot, "--plot", ".png")
@@ -520,7 +517,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2, one line already printed)
+        return e.code if isinstance(e.code, int) else 0
     try:
         return args.func(args)
     except EdgeMoeError as e:

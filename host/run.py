@@ -394,10 +394,11 @@ def _check_options(args: argparse.Namespace, driven: bool, tiling: Tiling) -> No
 
 
 class _Progress:
-    """Progress per image and task: a bar on a terminal, a line a second otherwise."""
+    """Progress per image and task: a bar on a terminal, else a line a second (from 2 images)."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, images: int):
         self.total, self.done, self.last = total, 0, 0.0
+        self.quiet = images < 2
         self.bar = None
         if sys.stderr.isatty():
             from tqdm import tqdm
@@ -411,7 +412,7 @@ class _Progress:
             self.bar.update(1)
             return
         now = time.perf_counter()
-        if self.total > 1 and (now - self.last >= 1.0 or self.done == self.total):
+        if not self.quiet and (now - self.last >= 1.0 or self.done == self.total):
             self.last = now
             print(f"progress: {self.done}/{self.total} ({what})", file=sys.stderr, flush=True)
 
@@ -510,7 +511,7 @@ def _run(
     totals: dict[str, float] = {"setup": time.perf_counter() - t_start}
     per_image = []
     checks = []
-    progress = _Progress(len(images) * len(tasks))
+    progress = _Progress(len(images) * len(tasks), len(images))
     for start in range(0, len(images), args.batch):
         group = images[start : start + args.batch]
         entries = []
