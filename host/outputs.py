@@ -32,13 +32,27 @@ def _nearest_existing(path: Path) -> Path:
     return p
 
 
+def _writable(folder: Path) -> str | None:
+    """Why no file can be created in ``folder`` (None: one can).
+
+    Tried, not guessed from the mode bits: root passes ``os.access`` on a
+    read-only file system or in ``/proc``.
+    """
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".edgemoe-probe-"):
+            return None
+    except OSError as e:
+        return e.strerror or str(e)
+
+
 def _check_parent(path: Path, flag: str) -> None:
     """The folder that will hold ``path`` exists or can be created, and is writable."""
     anchor = _nearest_existing(path.parent)
     if not anchor.is_dir():
         raise EdgeMoeError(f"cannot write {flag} {path}: {anchor} is not a folder")
-    if not os.access(anchor, os.W_OK | os.X_OK):
-        raise EdgeMoeError(f"cannot write {flag} {path}: {anchor} is not writable")
+    why = _writable(anchor)
+    if why:
+        raise EdgeMoeError(f"cannot write {flag} {path}: {anchor} is not writable ({why})")
 
 
 def check_output_file(path: str | None, flag: str, suffix: str | None = None) -> Path | None:
@@ -125,14 +139,16 @@ def check_out_dir(text: str, force: bool) -> Path:
                 f"--out {out} is not empty ({len(entries)} entries, e.g. {sorted(entries)[0]}): "
                 "choose a new folder, or --force to write into it"
             )
-        if not os.access(out, os.W_OK | os.X_OK):
-            raise EdgeMoeError(f"cannot write --out {out}: the folder is not writable")
+        why = _writable(out)
+        if why:
+            raise EdgeMoeError(f"cannot write --out {out}: the folder is not writable ({why})")
     else:
         anchor = _nearest_existing(out.parent)
         if not anchor.is_dir():
             raise EdgeMoeError(f"cannot write --out {out}: a parent path is not a folder")
-        if not os.access(anchor, os.W_OK | os.X_OK):
-            raise EdgeMoeError(f"cannot write --out {out}: {anchor} is not writable")
+        why = _writable(anchor)
+        if why:
+            raise EdgeMoeError(f"cannot write --out {out}: {anchor} is not writable ({why})")
     return out
 
 

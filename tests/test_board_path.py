@@ -1,4 +1,4 @@
-"""The board path: ``run --bundle`` needs no torch and no onnxruntime, and uses the bundle's model."""
+"""The board path: `run --bundle` needs neither torch nor onnxruntime, runs the bundle's model."""
 
 from __future__ import annotations
 
