@@ -505,6 +505,14 @@ def _run(
     elif args.backend != "torch":
         bundle_sha = hashlib.sha256(wl.bundle).hexdigest()
     torch_ref = TorchBackend() if args.check else None
+    figures = not args.no_figures
+    if figures and not _have_matplotlib():
+        figures = False
+        print(
+            "notice: matplotlib is not installed: no figures, only colour maps and overlays "
+            "(pip install 'edgemoe[figures]', or --no-figures to say so)",
+            file=sys.stderr,
+        )
     weights = source.describe()
     subtitle = f"weights: {weights}" + (f" (bundle {Path(args.bundle).name})" if dep else "")
 
@@ -556,7 +564,7 @@ def _run(
                 t = time.perf_counter()
                 files = _render(
                     staging, im, spec, output[j], f"{im.name}: {title}", subtitle,
-                    figure=not args.no_figures,
+                    figure=figures,
                 )  # fmt: skip
                 own["render"] = time.perf_counter() - t
                 for k, v in own.items():
@@ -621,6 +629,14 @@ def _run(
             "summary": summary,
         }
     return report
+
+
+def _have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _head(tokens: np.ndarray, host: dict, task: str, cfg: ModelConfig) -> np.ndarray:

@@ -23,6 +23,7 @@ BLOCKER = textwrap.dedent(
     import os, sys
 
     BLOCKED = ("torch", "onnxruntime", "onnx", "onnxscript", "safetensors")
+    BLOCKED += tuple(os.environ.get("EDGEMOE_BLOCK_MORE", "").split())
 
     class _Block:
         def find_spec(self, name, path=None, target=None):
@@ -45,13 +46,17 @@ def bundle(tmp_path_factory):
     return path
 
 
-def blocked_run(tmp_path, *argv: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+def blocked_run(
+    tmp_path, *argv: str, more: str = ""
+) -> tuple[subprocess.CompletedProcess, list[str]]:
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(BLOCKER)
     log = tmp_path / "imports.log"
     log.write_text("")
-    env = dict(os.environ, PYTHONPATH=str(site), EDGEMOE_BLOCK_LOG=str(log))
+    env = dict(
+        os.environ, PYTHONPATH=str(site), EDGEMOE_BLOCK_LOG=str(log), EDGEMOE_BLOCK_MORE=more
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "edgemoe.host.cli", *argv],
         capture_output=True,
@@ -74,6 +79,16 @@ def test_run_bundle_imports_neither_torch_nor_onnxruntime(tmp_path, bundle, back
     assert report["config"] == MINI and report["profile"] == "lean"  # from the bundle
     assert report["weights"] == "random init, seed 3" and report["seed"] == 3
     assert (out / "sample_semseg.png").exists()
+
+
+def test_without_matplotlib_figures_are_skipped_with_a_notice(tmp_path, bundle):
+    out = tmp_path / "out"
+    proc, attempts = blocked_run(
+        tmp_path, "run", "--bundle", str(bundle), "--out", str(out), more="matplotlib"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "matplotlib is not installed" in proc.stderr
+    assert (out / "sample_depth.png").exists() and not list(out.glob("*_figure.png"))
 
 
 def test_without_torch_the_float_model_is_a_one_line_error(tmp_path, bundle):
