@@ -53,6 +53,8 @@ class Parser(argparse.ArgumentParser):
     """Usage errors as one line on stderr and exit code 2, like every other bad input."""
 
     def error(self, message: str):  # noqa: D401 - argparse's API
+        # "argument --batch: must be in 1..1024" reads as "--batch must be in 1..1024"
+        message = re.sub(r"^argument (\S+): must be ", r"\1 must be ", message)
         self.exit(2, f"edgemoe: error: {message} (see {self.prog} --help)\n")
 
 

@@ -226,7 +226,7 @@ def read_deployment(data: bytes | bytearray | memoryview, name: str = "bundle") 
             f"expected 0x{MAGIC:08x} ('EMOE')"
         )
     if head.version != FORMAT_VERSION:
-        raise BundleError(f"{name}: {version_message(head.version)}")
+        raise BundleError(f"{name}: {version_message(head.version).removeprefix('bundle ')}")
     kernel, section = split_file(data)
     if section is None:
         raise BundleError(

@@ -451,7 +451,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             validate(dep.kernel_image, cfg, profile, tiling)
         except BundleError as e:
-            raise BundleError(f"bundle {args.bundle}: {e}") from None
+            raise BundleError(f"bundle {args.bundle}: {str(e).removeprefix('bundle ')}") from None
         check_kernel_image(dep, f"bundle {args.bundle}")
     for im in images:
         for n in im.notices:
