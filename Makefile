@@ -35,7 +35,7 @@ test: lint
 
 # The default config's sample scene through the driver + virtual board (C-sim), checked vs torch.
 demo: $(STAMP)
-	$(BIN)/edgemoe run --backend csim --check --out demo-out
+	$(BIN)/edgemoe run --backend csim --check --out demo-out --force
 
 # ---- Vitis HLS: C-sim -> C-synthesis -> co-sim -> IP export, then the report check ----
 # Needs the Xilinx tools on PATH (source <Xilinx>/Vitis/<version>/settings64.sh).

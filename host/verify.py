@@ -64,20 +64,23 @@ def compare(ref: RunOutput, out: RunOutput) -> PairMetrics:
 
 
 def layer_table(outputs: dict[str, RunOutput]) -> list[dict]:
-    """rel_rms at every recorded boundary, each backend against the first one."""
+    """rel_rms (routes: agreement) at every recorded boundary, for every pair of backends.
+
+    Columns are named ``"a-b"`` for each pair of :func:`pairs`, in the order the
+    backends were given; ``a`` is the reference of its pair.
+    """
     names = list(outputs)
-    ref = outputs[names[0]]
     rows = []
-    for stage, r in ref.stages.items():
+    for stage in outputs[names[0]].stages:
         row: dict = {"stage": stage}
-        for n in names[1:]:
-            o = outputs[n].stages.get(stage)
-            if o is None:
+        for a, b in pairs(names):
+            r, o = outputs[a].stages.get(stage), outputs[b].stages.get(stage)
+            if r is None or o is None:
                 continue
             if r.dtype == bool:
-                row[f"{names[0]}-{n}"] = float((o == r).all(-1).mean())
+                row[f"{a}-{b}"] = float((o == r).all(-1).mean())
             else:
-                row[f"{names[0]}-{n}"] = rel_rms(r, o)
+                row[f"{a}-{b}"] = rel_rms(r, o)
         rows.append(row)
     return rows
 

@@ -183,7 +183,7 @@ constexpr int AXI_BITS = 128;
 
 // ---- bundle (edgemoe.host.bundle) ----
 constexpr uint32_t BUNDLE_MAGIC = 0x454F4D45u;
-constexpr uint32_t BUNDLE_VERSION = 1;
+constexpr uint32_t BUNDLE_VERSION = 2;
 constexpr uint32_t CONFIG_HASH = 0x5DA7233Eu;
 constexpr uint32_t TILING_WORD = 0x00021820u;
 constexpr uint32_t HEADER_BYTES = 64;
