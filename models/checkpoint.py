@@ -70,7 +70,25 @@ def _unwrap(obj: Any, source: str) -> StateDict:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def _read_safetensors(path: Path) -> StateDict:
+    """A ``.safetensors`` weight file, or a training state (weights under ``model.``)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file not found: {path}") from None
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: not a safetensors file ({_one_line(e)})") from None
+    if any(k.startswith("model.") for k in tensors):
+        tensors = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    return _unwrap({k: v.float() for k, v in tensors.items()}, str(path))
+
+
 def _read_file(path: Path) -> StateDict:
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
