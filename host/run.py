@@ -298,6 +298,7 @@ def _run(args, cfg, profile, tiling, tasks, backend, driven, images, bundle_data
     from .cli import _build_model
 
     model, notices = _build_model(cfg, args.seed, args.checkpoint)
+    budgets = profile.budgets_for(args.checkpoint is not None)
     for n in notices:
         print(f"notice: {n}", file=sys.stderr)
     wl = Workload(cfg, profile, model)
@@ -370,8 +371,8 @@ def _run(args, cfg, profile, tiling, tasks, backend, driven, images, bundle_data
                 if torch_ref is not None:
                     one = slice(j, j + 1)
                     c = {
-                        "tokens": _check_pair(ref_tokens[one], tokens[one], profile.budgets),
-                        "task_output": _check_pair(ref_out[one], output[one], profile.budgets),
+                        "tokens": _check_pair(ref_tokens[one], tokens[one], budgets),
+                        "task_output": _check_pair(ref_out[one], output[one], budgets),
                     }
                     if task == "semseg":
                         c["pixel_agreement"] = float(
@@ -420,7 +421,7 @@ def _run(args, cfg, profile, tiling, tasks, backend, driven, images, bundle_data
             )
         report["check"] = {
             "reference": "torch",
-            "budgets": dict(profile.budgets),
+            "budgets": dict(budgets),
             "within_budget": ok,
             "summary": summary,
         }
