@@ -19,6 +19,7 @@ from edgemoe.models.config import ModelConfig
 from edgemoe.models.heads import light_head_np
 
 from .backends import RunOutput, Workload, get_backend
+from .quantize import LOG2E
 from .verify import compare
 
 
@@ -136,3 +137,76 @@ def measure(
         ref,
         out,
     )
+
+
+def routing_margins(wl: Workload, images: np.ndarray) -> dict:
+    """Top-k margins against the gate's fixed-point error, over every task and MoE block.
+
+    For each (image, token, MoE block, task) decision the margin is the gap between
+    the k-th and (k+1)-th float gate logit in base-2 units (what the hardware
+    compares). The gate error, golden minus float, splits into **upstream** (golden's
+    LN2 output through float gate weights, minus float) and the gate path's **own**
+    (golden minus that: gate-weight and logit rounding). A decision is *within the
+    error* when its margin is below the total error of the two logits it compares
+    plus one logit LSB (equal raw logits tie, the lower index wins).
+
+    Returns
+    -------
+    dict
+        ``decisions``, margin and error percentiles, ``within_error``, ``flips``,
+        ``flip_margins``, ``flips_outside_error`` (0 when every flip is a near-tie);
+        keys starting with ``_`` hold the raw arrays.
+    """
+    cfg, k = wl.cfg, wl.cfg.top_k
+    lsb = wl.profile.attn_score.lsb  # one logit LSB: equal raw logits tie (lower index wins)
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("margin", "total", "own", "up", "near", "flip", "flip_margin", "flip_near")
+    }
+    for task in cfg.task_names:
+        ref = get_backend("torch").run(wl, images, task, record=True)
+        out = get_backend("golden").run(wl, images, task, record=True)
+        for b in cfg.moe_blocks:
+            lf = ref.stages[f"block{b}.gate"] * LOG2E  # base-2 float logits
+            lg = out.stages[f"block{b}.gate"] * LOG2E
+            w = wl.state[f"blocks.{b}.mlp.gate.{task}.w_gate"].astype(np.float64)
+            lg_float_gate = out.stages[f"block{b}.ln2"] @ w * LOG2E
+            srt = np.sort(lf, axis=-1)[..., ::-1]
+            m = srt[..., k - 1] - srt[..., k]
+            err = np.abs(lg - lf)
+            # the two logits that decide: the k-th and (k+1)-th of float
+            order = np.argsort(-lf, axis=-1, kind="stable")
+            pair = np.take_along_axis(err, order[..., k - 1 : k + 1], axis=-1).sum(-1)
+            flip = (ref.stages[f"block{b}.route"] != out.stages[f"block{b}.route"]).any(-1)
+            near = m < pair + lsb
+            for key, v in (
+                ("margin", m),
+                ("total", err),
+                ("own", np.abs(lg - lg_float_gate)),
+                ("up", np.abs(lg_float_gate - lf)),
+                ("near", near),
+                ("flip", flip),
+                ("flip_margin", m[flip]),
+                ("flip_near", near[flip]),
+            ):
+                parts[key].append(np.ravel(v))
+    a = {k: np.concatenate(v) for k, v in parts.items()}
+    margins, total_err, own_err, up_err = a["margin"], a["total"], a["own"], a["up"]
+    pct = (50, 90, 99, 99.9)
+    return {
+        "decisions": int(margins.size),
+        "margin_percentiles": {str(p): float(np.percentile(margins, p)) for p in (0.1, 1, 5, 50)},
+        "margin_min": float(margins.min()),
+        "gate_error_total": {str(p): float(np.percentile(total_err, p)) for p in pct},
+        "gate_error_own": {str(p): float(np.percentile(own_err, p)) for p in pct},
+        "gate_error_upstream": {str(p): float(np.percentile(up_err, p)) for p in pct},
+        "gate_error_total_max": float(total_err.max()),
+        "gate_error_own_max": float(own_err.max()),
+        "within_error": int(a["near"].sum()),
+        "within_own_error": int((margins < 2 * own_err.max()).sum()),
+        "flips": int(a["flip"].sum()),
+        "flip_margins": sorted(float(x) for x in a["flip_margin"]),
+        "flips_outside_error": int((~a["flip_near"]).sum()),
+        "_margins": margins,
+        "_total_err": total_err,
+        "_own_err": own_err,
+    }

@@ -1,5 +1,8 @@
 """Routing robustness: top-k margins of the gates against the fixed-point gate error (issue 14).
 
+The analysis is :func:`edgemoe.host.fidelity.routing_margins`; this script prints it
+and draws the figure.
+
 Usage::
 
     .venv/bin/python scripts/routing_margins.py --checkpoint PATH [--config NAME]
@@ -24,10 +27,10 @@ import json
 
 import numpy as np
 
-from edgemoe.host.backends import Workload, get_backend
+from edgemoe.host.backends import Workload
+from edgemoe.host.fidelity import routing_margins
 from edgemoe.host.images import scene_images
 from edgemoe.host.profile import load_profile
-from edgemoe.host.quantize import LOG2E
 from edgemoe.models import DEFAULT_CONFIG, load_config
 
 
@@ -42,68 +45,6 @@ def model_from(args, cfg):
     model = M3ViT(cfg, seed=0)
     load_checkpoint(model, args.checkpoint)
     return model.eval(), args.checkpoint
-
-
-def analyse(wl: Workload, images: np.ndarray) -> dict:
-    """Margins, errors and flips over every task and MoE block."""
-    cfg, k = wl.cfg, wl.cfg.top_k
-    lsb = wl.profile.attn_score.lsb  # one logit LSB: equal raw logits tie (lower index wins)
-    margins, total_err, own_err, up_err, within, flips, flip_margin, flip_within = (
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-        [],
-    )
-    for task in cfg.task_names:
-        ref = get_backend("torch").run(wl, images, task, record=True)
-        out = get_backend("golden").run(wl, images, task, record=True)
-        for b in cfg.moe_blocks:
-            lf = ref.stages[f"block{b}.gate"] * LOG2E  # base-2 float logits
-            lg = out.stages[f"block{b}.gate"] * LOG2E
-            w = wl.state[f"blocks.{b}.mlp.gate.{task}.w_gate"].astype(np.float64)
-            lg_float_gate = out.stages[f"block{b}.ln2"] @ w * LOG2E
-            srt = np.sort(lf, axis=-1)[..., ::-1]
-            m = srt[..., k - 1] - srt[..., k]
-            err = np.abs(lg - lf)
-            # the two logits that decide: the k-th and (k+1)-th of float
-            order = np.argsort(-lf, axis=-1, kind="stable")
-            pair = np.take_along_axis(err, order[..., k - 1 : k + 1], axis=-1).sum(-1)
-            flip = (ref.stages[f"block{b}.route"] != out.stages[f"block{b}.route"]).any(-1)
-            margins.append(m.ravel())
-            total_err.append(err.ravel())
-            own_err.append(np.abs(lg - lg_float_gate).ravel())
-            up_err.append(np.abs(lg_float_gate - lf).ravel())
-            near = m < pair + lsb
-            within.append(near.ravel())
-            flips.append(flip.ravel())
-            flip_margin.append(m[flip])
-            flip_within.append(near[flip])
-    cat = np.concatenate
-    margins, total_err, own_err, up_err = map(cat, (margins, total_err, own_err, up_err))
-    within, flips, flip_margin, flip_within = map(cat, (within, flips, flip_margin, flip_within))
-    pct = (50, 90, 99, 99.9)
-    return {
-        "decisions": int(margins.size),
-        "margin_percentiles": {str(p): float(np.percentile(margins, p)) for p in (0.1, 1, 5, 50)},
-        "margin_min": float(margins.min()),
-        "gate_error_total": {str(p): float(np.percentile(total_err, p)) for p in pct},
-        "gate_error_own": {str(p): float(np.percentile(own_err, p)) for p in pct},
-        "gate_error_upstream": {str(p): float(np.percentile(up_err, p)) for p in pct},
-        "gate_error_total_max": float(total_err.max()),
-        "gate_error_own_max": float(own_err.max()),
-        "within_error": int(within.sum()),
-        "within_own_error": int((margins < 2 * own_err.max()).sum()),
-        "flips": int(flips.sum()),
-        "flip_margins": sorted(float(x) for x in flip_margin),
-        "flips_outside_error": int((~flip_within).sum()),
-        "_margins": margins,
-        "_total_err": total_err,
-        "_own_err": own_err,
-    }
 
 
 def plot(r: dict, path: str, title: str) -> None:
@@ -145,7 +86,7 @@ def main() -> None:
     cfg = load_config(a.config)
     model, source = model_from(a, cfg)
     wl = Workload(cfg, load_profile(a.profile), model)
-    r = analyse(wl, scene_images(cfg, a.images, a.seed))
+    r = routing_margins(wl, scene_images(cfg, a.images, a.seed))
     public = {k: v for k, v in r.items() if not k.startswith("_")}
     print(f"{cfg.name} / {a.profile} / {source} / {a.images} scene(s)")
     print(json.dumps(public, indent=1))

@@ -18,7 +18,7 @@ import torch
 
 from edgemoe.host.backends import Workload, get_backend
 from edgemoe.host.calibrate import TARGET_BITS, calibrate
-from edgemoe.host.fidelity import measure
+from edgemoe.host.fidelity import measure, routing_margins
 from edgemoe.host.images import scene_images
 from edgemoe.models import DEFAULT_CONFIG
 from edgemoe.models.checkpoint import load_checkpoint
@@ -112,6 +112,16 @@ def test_published_statistics_zero_saturation_and_routing(pname, task):
     print(f"published {pname} {task}: {f}")
     assert f.saturations == 0
     assert f.routing_agreement >= PUBLISHED_ROUTING_BUDGET
+
+
+@pytest.mark.parametrize("kind, cname", [("published", TINY), ("trained", TINY)])
+def test_routing_flips_only_on_near_ties(kind, cname):
+    """Every flip is a decision whose margin lies within the measured gate error."""
+    wl = workload(kind, cname, "lean")
+    r = routing_margins(wl, heldout(cname))
+    assert r["flips_outside_error"] == 0, r["flip_margins"]
+    # the gate path's own rounding stays below the error it inherits from upstream
+    assert r["gate_error_own"]["99"] < r["gate_error_upstream"]["99"]
 
 
 # -- trained checkpoints ------------------------------------------------------------
