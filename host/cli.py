@@ -289,8 +289,8 @@ def _calibrate_export(args, model, cfg, profile, report) -> Calibration:
         q = sat[0]
         raise CalibrationError(
             f"{q.name} would saturate {q.fmt} ({q.cls}): max |x| {q.max_abs:.4g}, headroom "
-            f"{q.headroom_bits:.2f} bits ({len(sat)} quantit{'y' if len(sat) == 1 else 'ies'} "
-            "saturate; --allow-saturation to export anyway)"
+            f"{q.headroom_bits:.2f} bits ({len(sat)} saturating quantit"
+            f"{'y' if len(sat) == 1 else 'ies'}; --allow-saturation to export anyway)"
         )
     if sat:
         n = sum(q.saturated for q in sat)
