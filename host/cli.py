@@ -20,8 +20,16 @@ from edgemoe.models.config import DEFAULT_CONFIG, load_config
 from .backends import Workload, get_backend
 from .bench import DEFAULT_BACKENDS, MIN_RUNS, cmd_bench
 from .bundle import layout, pack, validate, write_atomic, write_bundle
+from .calibrate import (
+    DEFAULT_CALIB_IMAGES,
+    WARN_BITS,
+    Calibration,
+    CalibrationError,
+    calibrate,
+    load_image_folder,
+)
 from .deployment import WeightSource, bundle_file, checkpoint_digest, host_tensors
-from .images import random_images
+from .images import random_images, scene_images
 from .outputs import check_output_file, write_file_atomic
 from .profile import DEFAULT_PROFILE, config_hash, load_profile
 from .quantize import quantize_model
@@ -167,14 +175,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for n in notices:
         print(f"notice: {n}", file=sys.stderr)
     wl = Workload(cfg, profile, model)
-    images = random_images(cfg, args.images, args.seed)
+    images, kind = verify_images(cfg, args)
     outputs = {b.name: b.run(wl, images, task, record=True) for b in backends}
 
     table = layer_table(outputs)
     cols = [k for k in table[0] if k != "stage"] if table else []
     print(
         f"{cfg.name} / {profile.name} / task {task} / top_k {cfg.top_k} / seed {args.seed} / "
-        f"{args.images} image(s)"
+        f"{len(images)} image(s): {kind}"
     )
     width = max([18, *(len(c) + 2 for c in cols)])
     print(
@@ -193,7 +201,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         "task": task,
         "top_k": cfg.top_k,
         "seed": args.seed,
-        "images": args.images,
+        "images": len(images),
+        "image_kind": kind,
         "checkpoint": args.checkpoint,
         "weight_saturations": wl.quantized.report.saturated if profile else 0,
         "seconds": {n: o.seconds for n, o in outputs.items()},
@@ -220,7 +229,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 else [f"not bit-exact (first difference at {entry['first_difference']})"]
             )
         else:
-            missed = within_budget(m, profile.budgets)
+            missed = within_budget(m, profile.budgets_for(args.checkpoint is not None))
         entry["within_budget"] = not missed
         failed |= bool(missed)
         result["pairs"][f"{a}-{b}"] = entry
@@ -243,6 +252,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
         _write_plot(Path(args.plot), table, f"{cfg.name} / {profile.name} / task {task}")
         print(f"wrote {args.plot}")
     return 1 if failed else 0
+
+
+def verify_images(cfg, args: argparse.Namespace) -> tuple[np.ndarray, str]:
+    """The images verify runs: a folder, seeded noise on request, else procedural scenes."""
+    if args.images_from is not None:
+        return load_image_folder(args.images_from, cfg), f"folder {args.images_from}"
+    if args.noise_images:
+        return random_images(cfg, args.images, args.seed), "seeded noise"
+    return scene_images(cfg, args.images, args.seed), "procedural scenes"
 
 
 def _parse_tiling(text: str, p: int, flag: str = "--tiling") -> Tiling:
@@ -276,11 +294,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"notice: {n}", file=sys.stderr)
     state = Workload(cfg, profile, model).state
     qm = quantize_model(state, cfg, profile)
+    report = qm.report
+    cal = _calibrate_export(args, model, cfg, profile, report)
     kernel_image = pack(qm, tiling)
     header = validate(kernel_image, cfg, profile, tiling)
     source = WeightSource(args.checkpoint, digest, args.seed)
     data = bundle_file(kernel_image, cfg, profile, tiling, source, host_tensors(state, cfg))
-    report = qm.report
     meta = {
         "config": cfg.name,
         "profile": profile.name,
@@ -305,9 +324,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"# {cfg.name} / {profile.name} / tiling {tiling.key} / {source.describe()}\n"
         f"# bundle {out.name}: {len(data)} bytes, config hash {meta['config_hash']}, "
         f"{report.saturated} saturated value(s)\n" + report.table() + "\n"
+        f"\n# calibration: {cal.images} image(s), {cal.source}; headroom in bits, per class\n"
+        + cal.table()
+        + "\n\n# per quantity\n"
+        + cal.table(per_layer=True)
+        + "\n"
     )
 
-    report_text = json.dumps({**meta, **report.to_dict()}, indent=2) + "\n"
+    report_text = (
+        json.dumps({**meta, **report.to_dict(), "calibration": cal.to_dict()}, indent=2) + "\n"
+    )
     written: list[Path] = []
     try:
         # three atomic writes; if a later one fails, the earlier ones go too
@@ -334,8 +360,42 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"saturated: {report.saturated} value(s) in {len(sat)} tensor(s): {names}")
     else:
         print("saturated: none")
+    tight = min(cal.quantities, key=lambda q: q.headroom_bits)
+    print(
+        f"calibration: {cal.images} image(s) ({cal.source}), least headroom "
+        f"{tight.headroom_bits:.2f} bits at {tight.name} ({tight.fmt})"
+    )
     print(f"report: {report_json}, {report_txt}")
     return 0
+
+
+def _calibrate_export(args, model, cfg, profile, report) -> Calibration:
+    """Calibrate before anything is written: refuse (or, if allowed, warn on) saturation."""
+    if args.calib_images is not None:
+        images, source = load_image_folder(args.calib_images, cfg), f"folder {args.calib_images}"
+    else:
+        images = scene_images(cfg, DEFAULT_CALIB_IMAGES, args.seed)
+        source = f"procedural scenes, seed {args.seed}"
+    cal = calibrate(model, cfg, profile, images, report, source)
+    sat = sorted(cal.saturating(), key=lambda q: q.headroom_bits)
+    if sat and not args.allow_saturation:
+        q = sat[0]
+        raise CalibrationError(
+            f"{q.name} would saturate {q.fmt} ({q.cls}): max |x| {q.max_abs:.4g}, headroom "
+            f"{q.headroom_bits:.2f} bits ({len(sat)} saturating quantit"
+            f"{'y' if len(sat) == 1 else 'ies'}; --allow-saturation to export anyway)"
+        )
+    if sat:
+        n = sum(q.saturated for q in sat)
+        names = ", ".join(f"{q.name} ({q.saturated})" for q in sat[:5])
+        print(f"warning: {len(sat)} quantities saturate ({n} value(s)): {names}", file=sys.stderr)
+    for q in cal.low(WARN_BITS):
+        print(
+            f"warning: {q.name} has {q.headroom_bits:.2f} bits of headroom in {q.fmt} "
+            f"(< {WARN_BITS:g}): max |x| {q.max_abs:.4g}",
+            file=sys.stderr,
+        )
+    return cal
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
@@ -431,6 +491,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help=f"number of seeded images, 1..{MAX_VERIFY_IMAGES} (every boundary is kept)",
     )
+    v.add_argument(
+        "--images-from", default=None, help="run every image in this folder instead (resized)"
+    )
+    v.add_argument(
+        "--noise-images",
+        action="store_true",
+        help="seeded noise images instead of procedural scenes (understates trained error)",
+    )
     v.add_argument("--backends", default="torch,golden", help="comma-separated backend names")
     v.add_argument("--checkpoint", default=None, help="M3ViT checkpoint instead of random init")
     v.add_argument(
@@ -465,6 +533,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int_range(1, 255),
         default=DEFAULT_TILING.p,
         help="attention query rows per key sweep",
+    )
+    e.add_argument(
+        "--calib-images",
+        default=None,
+        help=f"calibrate on every image in this folder (default: {DEFAULT_CALIB_IMAGES} "
+        "procedural scenes of --seed)",
+    )
+    e.add_argument(
+        "--allow-saturation",
+        action="store_true",
+        help="export even when calibration finds a quantity that saturates (a warning)",
     )
     e.set_defaults(func=cmd_export)
 

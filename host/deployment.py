@@ -133,6 +133,7 @@ def _profile_dict(p: Profile) -> dict[str, Any]:
         "formats": {k: str(v) for k, v in p.formats.items()},
         "units": dict(p.units),
         "budgets": dict(p.budgets),
+        "random_init_budgets": dict(p.random_init_budgets),
     }
 
 

@@ -151,14 +151,18 @@ def _unwrap(obj: Any, source: str) -> _Record:
 
 
 def _read_safetensors(path: Path) -> _Record:
+    """A ``.safetensors`` weight file, or a training state (weights under ``model.``)."""
     from safetensors.torch import load_file
 
     try:
-        return _Record(load_file(str(path), device="cpu"))
+        tensors = load_file(str(path), device="cpu")
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint file not found: {path}") from None
     except Exception as e:  # safetensors raises its own error type on bad bytes
         raise CheckpointError(f"{path}: not a safetensors file ({_one_line(e)[:80]})") from None
+    if any(k.startswith("model.") for k in tensors):
+        tensors = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    return _Record(tensors)
 
 
 def _read_file(path: Path) -> _Record:
