@@ -45,7 +45,7 @@ foreach step $steps {
 
 # Same flags for the kernel and the testbench; EDGEMOE_AP_TYPES makes C-sim use the
 # ap_int types that synthesis uses (hls/include/edgemoe/fixed.h).
-set cflags "-std=c++17 -I[file join $here include] -DEDGEMOE_AP_TYPES"
+set cflags "-std=c++14 -I[file join $here include] -DEDGEMOE_AP_TYPES"
 set params [env_or EDGEMOE_PARAMS_HEADER ""]
 if {$params ne ""} {
     append cflags " -DEDGEMOE_PARAMS_HEADER=\\\"[file normalize $params]\\\""

@@ -194,6 +194,10 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
     w(_array("int32_t", "RECIP_SEED", tab.recip))
     w(_array("int32_t", "RSQRT_SEED", tab.rsqrt))
     w(_array("int32_t", "GELU_TABLE", tab.gelu))
+    w("/// The attention lane's own copies of the tables both DATAFLOW processes read (UG1448")
+    w("/// 214-169: a process reads its own memory, never one another process reads).")
+    w(_array("int32_t", "EXP2_TABLE_ATTN", tab.exp2))
+    w(_array("int32_t", "RECIP_SEED_ATTN", tab.recip))
     w("")
     w("// ---- accumulator widths, bits with sign (edgemoe.sim.golden.accumulator_bits) ----")
     for k, v in accumulator_bits(cfg, profile).items():

@@ -477,7 +477,7 @@ def test_run_hls_tcl_default_flow(tmp_path):
     assert [Path(c[2]).name for c in tb] == ["tb_top.cpp"]
     for c in adds:
         flags = _option(c, "-cflags")
-        assert "-std=c++17" in flags
+        assert "-std=c++14" in flags
         assert f"-I{tmp_path / 'hls' / 'include'}" in flags
 
     export = by_name["export_design"]
@@ -580,7 +580,7 @@ def test_hls_config_cfg_matches_the_tcl_flow():
     assert hls["syn.file"] == ["src/edgemoe_top.cpp"]
     assert hls["tb.file"] == ["tb/tb_top.cpp"]
     for key in ("syn.cflags", "tb.cflags"):
-        assert "-std=c++17" in one[key] and "-Iinclude" in one[key]
+        assert "-std=c++14" in one[key] and "-Iinclude" in one[key]
     assert one["syn.interface.m_axi_offset"] == "slave"
     assert one["syn.interface.m_axi_max_widen_bitwidth"] == "128"
     assert one["package.output.format"] == "ip_catalog"

@@ -47,7 +47,7 @@ softmax_init_acc:
 /// \param v value row j, raw attn_qkv
 inline void softmax_row_update(SoftmaxRow& row, wide_t s, const act_t v[HEAD_DIM]) {
   const bool is_new = s > row.m;
-  const wide_t e = exp2_prob<ATTN_SCORE_F>(-abs_wide(s - row.m));
+  const wide_t e = exp2_prob<ATTN_SCORE_F>(-abs_wide(s - row.m), EXP2_TABLE_ATTN);
   // one multiplier per element: round(x * 1.0) is x exactly, and 1.0 * v is v shifted
   if (is_new) {
     row.sum = shift_round(row.sum * e, PROB_F) + ONE;
@@ -74,7 +74,7 @@ softmax_acc:
 inline void softmax_row_finish(const SoftmaxRow& row, act_t out[HEAD_DIM]) {
   wide_t y;
   int p;
-  reciprocal(row.sum, y, p);
+  reciprocal(row.sum, y, p, RECIP_SEED_ATTN);
   const int OUT_SHIFT = ATTN_QKV_F + NEWTON_FRAC + ATTN_GUARD - ACT_F;
 softmax_normalise:
   for (int d = 0; d < HEAD_DIM; ++d) {
@@ -113,10 +113,11 @@ attn_fetch_kv_elems:
 ///            contiguous inside each), stride WIDE_COLS
 /// \param out NUM_TOKENS rows of EMBED_DIM raw act values, heads concatenated
 inline void attention(const act_t qkv[NUM_TOKENS][WIDE_COLS], act_t out[NUM_TOKENS][EMBED_DIM]) {
-  // row i of a sweep (query q0 + i) lives in unit i % ATTN_P, slot i / ATTN_P
-  static SoftmaxRow rows[ATTN_L][ATTN_P];
+  // row i of a sweep (query q0 + i) lives in unit i % ATTN_P, slot i / ATTN_P; local to
+  // the attention lane (initialised at every sweep before it is read)
+  SoftmaxRow rows[ATTN_L][ATTN_P];
 #pragma HLS ARRAY_PARTITION variable = rows dim = 2 complete  // ATTN_P row units
-  static act_t q[ATTN_L][ATTN_P][HEAD_DIM];
+  act_t q[ATTN_L][ATTN_P][HEAD_DIM];
 #pragma HLS ARRAY_PARTITION variable = q dim = 2 complete  // each unit reads its query row
 #pragma HLS ARRAY_PARTITION variable = q dim = 3 complete  // whole, every cycle
   act_t kv_k[2][HEAD_DIM];  // ping-pong: key j in use, key j + 1 arriving part by part

@@ -97,7 +97,7 @@ template <int ROWS, int D, int LANES>
 void layernorm_rows(const act_t x[ROWS][D], const param_t gamma[D], const param_t beta[D],
                     act_t out[ROWS][D], int rows) {
   constexpr int CH = (D + LANES - 1) / LANES;  // cycles per token
-  static LnStats st[ROWS];
+  LnStats st[ROWS];  // written by the statistics pass before the normalise pass reads it
   wide_t s1 = 0;
   wide_t t1 = 0;
   wide_t t2 = 0;

@@ -72,7 +72,7 @@ struct LinearCall {
                         ///< during this call's last ones (e.g. the next expert); 0 for none
   int next_tiles;       ///< how many weight tiles that call has
   RowSide side;         ///< rows moved meanwhile (OUT_DELTA: `expert` names the chunk)
-  int side_chunk;       ///< which of expert_chunks() they are
+  int side_chunk;       ///< which of LaneBuffers::chunk they are
 };
 
 /// Weight tiles of a k -> o call.
@@ -94,11 +94,18 @@ struct LinearPrefetch {
   int buf;         ///< the tile buffer holding the first of them
 };
 
-/// The unit's prefetch state; cleared at the start of every image.
-inline LinearPrefetch& linear_prefetch() {
-  static LinearPrefetch state = {0, 0, 0};
-  return state;
-}
+/// Weights in one tile, and in bus words.
+constexpr int LIN_TILE = LIN_IN * LIN_OUT;
+constexpr int LIN_TILE_WORDS = LIN_TILE / (WORD_BYTES / 2);
+
+/// What the unit keeps from one call to the next: the tile buffers and which of them hold
+/// the next call's first tiles. Owned by the top function and handed to the linear lane
+/// (the unit's only caller), so no function static crosses a DATAFLOW process; cleared
+/// (count = 0) at the start of every image.
+struct LinearState {
+  LinearPrefetch ahead;
+  param_t wtile[LIN_TILE_BUFS][LIN_TILE];  ///< partitioned dim 2 by the owner
+};
 
 // Accumulator fraction bits: input F + weight F.
 constexpr int LIN_ACC_F = ACT_F + WEIGHT_F;
@@ -112,25 +119,26 @@ static_assert(PATCH_ACC_F >= TOKEN_BIAS_F && LIN_ACC_F >= BIAS_F && LIN_ACC_F >=
               "biases align to the accumulator by a left shift");
 
 /// Input element (r, c) of a call, 0 past the last column (padded weights are 0 too).
-inline wide_t linear_input(const LinearCall& call, const Buffers& buf, int r, int c) {
+inline wide_t linear_input(const LinearCall& call, const Buffers& buf, const LaneBuffers& lane,
+                           int r, int c) {
   if (c >= call.k) {
     return 0;
   }
   switch (call.in) {
     case IN_PIXELS:
-      return wide_t(lane_buffers().pix[r][c]);
+      return wide_t(lane.pix[r][c]);
     case IN_H:
       return wide_t(buf.h[r][c]);
     case IN_H_GATHER:
-      return wide_t(buf.h[lane_buffers().routing.token[call.expert][r]][c]);
+      return wide_t(buf.h[lane.routing.token[call.expert][r]][c]);
     default:
       return wide_t(buf.wide[r][c]);
   }
 }
 
 /// The epilogue of one output value.
-inline void linear_output(const LinearCall& call, Buffers& buf, int r, int col, wide_t acc,
-                          wide_t bias) {
+inline void linear_output(const LinearCall& call, Buffers& buf, const LaneBuffers& lane, int r,
+                          int col, wide_t acc, wide_t bias) {
   switch (call.out) {
     case OUT_EMBED: {
       const wide_t tb = buf.x[r + 1][col];
@@ -161,14 +169,14 @@ inline void linear_output(const LinearCall& call, Buffers& buf, int r, int col, 
       break;
     case OUT_EXPERT: {
       const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
-      const int t = lane_buffers().routing.token[call.expert][r];
-      const wide_t g = lane_buffers().routing.weight[call.expert][r];
+      const int t = lane.routing.token[call.expert][r];
+      const wide_t g = wide_t(lane.routing.weight[call.expert][r]);
       buf.x[t][col] = saturate<ACT_W>(wide_t(buf.x[t][col]) + shift_round(g * y, PROB_F));
       break;
     }
     default: {  // OUT_DELTA: what OUT_EXPERT adds, kept for the merge
       const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
-      buf.x[r][col] = shift_round(expert_chunks()[call.expert].weight[r] * y, PROB_F);
+      buf.x[r][col] = shift_round(wide_t(lane.chunk[call.expert].weight[r]) * y, PROB_F);
       break;
     }
   }
@@ -222,18 +230,21 @@ move_rows_words:
 /// \param bundle weight bundle (m_axi)
 /// \param output, scratch the other bundles, for call.side
 /// \param buf the image's on-chip buffers (read and written per the call)
+/// \param lane the linear lane's pixels, queues and chunks (per the call)
+/// \param ahead, wtile the prefetch hand-off and the tile buffers (LinearState), kept from
+///        call to call
 inline void linear_unit(const LinearCall& call, const word_t* bundle, word_t* output,
-                        const word_t* scratch, Buffers& buf) {
-#pragma HLS INLINE off  // one engine shared by every call site
-  constexpr int TILE = LIN_IN * LIN_OUT;
+                        const word_t* scratch, Buffers& buf, LaneBuffers& lane,
+                        LinearPrefetch& ahead, param_t wtile[LIN_TILE_BUFS][LIN_TILE]) {
+#pragma HLS INLINE off  // a module of its own: the one engine (UG1399 "pragma HLS inline")
+  constexpr int TILE = LIN_TILE;
   constexpr int WEIGHTS_PER_WORD = WORD_BYTES / 2;
-  constexpr int TILE_WORDS = TILE / WEIGHTS_PER_WORD;
+  constexpr int TILE_WORDS = LIN_TILE_WORDS;
   static_assert(TILE % WEIGHTS_PER_WORD == 0, "a weight tile is whole bus words");
-  static wide_t acc[NUM_TOKENS][LIN_OUT];
+  // the call's accumulators and bias: written before they are read in every call
+  wide_t acc[NUM_TOKENS][LIN_OUT];
 #pragma HLS ARRAY_PARTITION variable = acc dim = 2 complete  // LIN_OUT lanes per cycle
-  static param_t wtile[LIN_TILE_BUFS][TILE];
-#pragma HLS ARRAY_PARTITION variable = wtile dim = 2 complete  // a whole tile per cycle
-  static param_t bias[OUT_TILES_MAX * LIN_OUT];
+  param_t bias[OUT_TILES_MAX * LIN_OUT];
 #pragma HLS ARRAY_PARTITION variable = bias cyclic factor = LIN_OUT  // LIN_OUT per cycle
   wide_t xseg[LIN_IN];
 #pragma HLS ARRAY_PARTITION variable = xseg complete
@@ -245,7 +256,6 @@ inline void linear_unit(const LinearCall& call, const word_t* bundle, word_t* ou
   const uint64_t TILE_BYTES = uint64_t(TILE) * 2;
 
   // tiles 0 and 1: fetched ahead by the previous call, or now
-  LinearPrefetch& ahead = linear_prefetch();
   int b0 = 0;  // the tile buffer of tile 0; tile t is in (b0 + t) % LIN_TILE_BUFS
   int ready = 0;
   if (ahead.count > 0 && ahead.w_off == call.w_off) {
@@ -276,7 +286,7 @@ lin_first_tiles:
   const int fetching = plain > TILE_WORDS ? plain : TILE_WORDS;
   const int n_fetch = (T > LIN_AHEAD ? T - LIN_AHEAD : 0) + handoff;  // passes that fetch
   const int total = n_fetch * fetching + (T - n_fetch) * plain;
-  const Chunk& side = expert_chunks()[call.side_chunk];
+  const Chunk& side = lane.chunk[call.side_chunk];
   const int side_words = call.side != SIDE_NONE ? side.rows * ROW_WORDS : 0;
   const int steps = total > side_words ? total : side_words;
   int t = 0;
@@ -318,7 +328,7 @@ lin_pass:
       const bool last = it == IT - 1;  // the epilogue runs in the same pass as the last MACs
     lin_fetch:
       for (int i = 0; i < LIN_IN; ++i) {
-        xseg[i] = linear_input(call, buf, r, it * LIN_IN + i);
+        xseg[i] = linear_input(call, buf, lane, r, it * LIN_IN + i);
       }
     lin_mac_init:
       for (int o = 0; o < LIN_OUT; ++o) {
@@ -341,7 +351,7 @@ lin_pass:
         for (int o = 0; o < LIN_OUT; ++o) {
           const int col = ot * LIN_OUT + o;
           if (col < call.o) {
-            linear_output(call, buf, r, col, sums[o],
+            linear_output(call, buf, lane, r, col, sums[o],
                           call.b_off != 0 ? wide_t(bias[col]) : wide_t(0));
           }
         }

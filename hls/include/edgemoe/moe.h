@@ -42,12 +42,12 @@ moe_route_token:
     wide_t sum = 0;
   moe_exp:
     for (int e = 0; e < NUM_EXPERTS; ++e) {
-      p[e] = exp2_prob<ATTN_SCORE_F>(l[e] - m);
+      p[e] = exp2_prob<ATTN_SCORE_F>(l[e] - m, EXP2_TABLE);
       sum += p[e];
     }
     wide_t y;
     int ps;
-    reciprocal(sum, y, ps);
+    reciprocal(sum, y, ps, RECIP_SEED);
   moe_topk:
     for (int e = 0; e < NUM_EXPERTS; ++e) {
       int rank = 0;
