@@ -57,7 +57,12 @@ def module_xml(
     uncertainty: float = 0.90,
     loops: str = "",
     violations: str = "",
+    resources: dict[str, int] | None = None,
+    hierarchy: str = "",
 ) -> str:
+    used = {"BRAM_18K": 10, "DSP": 256, "FF": 30000, "LUT": 40000, "URAM": 8, **(resources or {})}
+    used_xml = "".join(f"<{k}>{v}</{k}>\n" for k, v in used.items())
+    avail_xml = "".join(f"<{k}>{v}</{k}>\n" for k, v in ZCU104.items())
     return f"""<profile>
 <ReportVersion>
 <Version>2023.2</Version>
@@ -97,15 +102,43 @@ def module_xml(
 </PerformanceEstimates>
 <AreaEstimates>
 <Resources>
-<BRAM_18K>10</BRAM_18K>
-<DSP>256</DSP>
-<FF>30000</FF>
-<LUT>40000</LUT>
-<URAM>8</URAM>
-</Resources>
+{used_xml}</Resources>
+<AvailableResources>
+{avail_xml}</AvailableResources>
 </AreaEstimates>
-</profile>
+{hierarchy}</profile>
 """
+
+
+#: The part's resources as csynth.xml lists them (xczu7ev).
+ZCU104 = {"BRAM_18K": 624, "DSP": 1728, "FF": 460800, "LUT": 230400, "URAM": 96}
+
+
+def instance_xml(module: str, children: str = "", n: int = 0) -> str:
+    return (
+        f"<Instance>\n<InstName>grp_{module}_fu_{100 + n}</InstName>\n"
+        f"<ModuleName>{module}</ModuleName>\n<BindInstances>add_ln1</BindInstances>\n"
+        f"<InstancesList>\n{children}</InstancesList>\n</Instance>\n"
+    )
+
+
+def hierarchy_xml(linear_units: int = 1, lane_steps: int = 1) -> str:
+    """The top's RTLDesignHierarchy: run_images > lane_step > lanes > the two lanes."""
+    units = "".join(
+        instance_xml("linear_unit" if i == 0 else f"linear_unit_{i}", n=i)
+        for i in range(linear_units)
+    )
+    lane = instance_xml(
+        "lanes",
+        instance_xml("attention_lane", instance_xml(f"{TOP}_Pipeline_attn_key"))
+        + instance_xml("linear_lane", units),
+    )
+    steps = "".join(instance_xml("lane_step", lane, n=i) for i in range(lane_steps))
+    return (
+        f"<RTLDesignHierarchy>\n<TopModule MAX_DEPTH=\"6\">\n<ModuleName>{TOP}</ModuleName>\n"
+        f"<InstancesList>\n{instance_xml('run_images', steps)}</InstancesList>\n"
+        "</TopModule>\n</RTLDesignHierarchy>\n"
+    )
 
 
 def pipelined_loop(name: str, ii: int | str, *, depth: int = 5, inner: str = "") -> str:
@@ -165,13 +198,22 @@ def write_reports(
     key_rpt: tuple[str, str] | None = ("1", "1"),
     sub_estimate: float = 2.50,
     violations: str = "",
+    resources: dict[str, int] | None = None,
+    hierarchy: str | None = None,
 ) -> Path:
     """A classic-flow build folder with a top and two pipelined-loop modules."""
     report = root / TOP / "solution1" / "syn" / "report"
     report.mkdir(parents=True)
     top_loops = plain_loop("image_loop", plain_loop("layer_loop"))
     (report / "csynth.xml").write_text(
-        module_xml(TOP, estimated=top_estimate, target=target, loops=top_loops)
+        module_xml(
+            TOP,
+            estimated=top_estimate,
+            target=target,
+            loops=top_loops,
+            resources=resources,
+            hierarchy=hierarchy_xml() if hierarchy is None else hierarchy,
+        )
     )
     (report / f"{TOP}_csynth.xml").write_text(
         module_xml(TOP, estimated=top_estimate, target=target, loops=top_loops)
@@ -329,6 +371,74 @@ def test_a_loop_flagged_with_an_ii_issue_fails(tmp_path):
     code, out = check_cli(tmp_path)
     assert code == 1
     assert "report flags II" in out
+
+
+def test_the_written_report_is_csynth_xml_shaped(tmp_path):
+    report = write_reports(tmp_path)
+    top = reports.parse_csynth_xml(report / "csynth.xml")
+    assert top.resources["DSP"] == 256 and top.available["DSP"] == ZCU104["DSP"]
+    assert top.instances is not None and top.instances.count("linear_unit") == 1
+    assert {"run_images", "lane_step", "lanes", "attention_lane", "linear_lane"} <= set(
+        top.instances
+    )
+
+
+def test_one_instance_of_each_single_unit_passes(tmp_path):
+    write_reports(tmp_path)
+    code, out = check_cli(tmp_path, "--clock-ns", str(CLOCK_NS))
+    assert code == 0, out
+    for unit in reports.SINGLE_UNITS:
+        (line,) = [ln for ln in out.splitlines() if ln.startswith(f"instances {unit} ")]
+        assert line.split()[2:5] == ["1", "1", "ok"], line
+
+
+@pytest.mark.parametrize(
+    ("hierarchy", "unit", "note"),
+    [
+        (lambda: hierarchy_xml(linear_units=2), "linear_unit", "built more than once"),
+        (lambda: hierarchy_xml(linear_units=0), "linear_unit", "inlined or renamed"),
+        (lambda: hierarchy_xml(lane_steps=2), "lane_step", "built more than once"),
+        (lambda: hierarchy_xml(lane_steps=2), "attention_lane", "built more than once"),
+        (lambda: "", "linear_unit", "no RTLDesignHierarchy"),
+    ],
+)
+def test_a_single_unit_built_twice_or_missing_fails(tmp_path, hierarchy, unit, note):
+    write_reports(tmp_path, hierarchy=hierarchy())
+    code, out = check_cli(tmp_path, "--clock-ns", str(CLOCK_NS))
+    assert code == 1
+    assert any(f"instances {unit} " in ln and note in ln for ln in miss_lines(out)), out
+
+
+def test_single_units_are_selectable(tmp_path):
+    write_reports(tmp_path, hierarchy=hierarchy_xml(linear_units=2))
+    assert check_cli(tmp_path, "--single", "lane_step")[0] == 0
+    assert check_cli(tmp_path, "--single", "linear_unit")[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("resource", "used"),
+    [("DSP", 1470), ("BRAM_18K", 531), ("URAM", 82)],  # each just above 85 % of the part
+)
+def test_a_resource_above_85_percent_fails(tmp_path, resource, used):
+    write_reports(tmp_path, resources={resource: used})
+    code, out = check_cli(tmp_path, "--clock-ns", str(CLOCK_NS))
+    assert code == 1
+    (line,) = miss_lines(out)
+    assert line.startswith(f"{resource} use (%)"), out
+    # at the limit it passes, and the limit is an option
+    limit = 100.0 * used / ZCU104[resource]
+    assert check_cli(tmp_path, "--max-util", f"{limit + 0.1:.1f}")[0] == 0
+
+
+def test_resources_at_85_percent_pass_and_old_dsp_spelling_counts(tmp_path):
+    report = write_reports(tmp_path, resources={"DSP": 1468, "BRAM_18K": 530, "URAM": 81})
+    code, out = check_cli(tmp_path, "--clock-ns", str(CLOCK_NS))
+    assert code == 0, out
+    text = (report / "csynth.xml").read_text().replace("<DSP>", "<DSP48E>")
+    (report / "csynth.xml").write_text(text.replace("</DSP>", "</DSP48E>"))
+    code, out = check_cli(tmp_path, "--clock-ns", str(CLOCK_NS))
+    assert code == 0, out
+    assert "1468 of 1728" in out
 
 
 def test_missing_reports_exit_2(tmp_path):
