@@ -161,7 +161,8 @@ def parse_csynth_xml(path: Path) -> ModuleReport:
         report.loops = list(_loops(latency, report.module, _loop_issues(perf)))
     area = root.find("AreaEstimates")
     if area is not None:
-        for tag, target in (("Resources", report.resources), ("AvailableResources", report.available)):
+        pairs = (("Resources", report.resources), ("AvailableResources", report.available))
+        for tag, target in pairs:
             holder = area.find(tag)
             for elem in holder if holder is not None else ():
                 value = _float(elem.text)

@@ -135,7 +135,7 @@ def hierarchy_xml(linear_units: int = 1, lane_steps: int = 1) -> str:
     )
     steps = "".join(instance_xml("lane_step", lane, n=i) for i in range(lane_steps))
     return (
-        f"<RTLDesignHierarchy>\n<TopModule MAX_DEPTH=\"6\">\n<ModuleName>{TOP}</ModuleName>\n"
+        f'<RTLDesignHierarchy>\n<TopModule MAX_DEPTH="6">\n<ModuleName>{TOP}</ModuleName>\n'
         f"<InstancesList>\n{instance_xml('run_images', steps)}</InstancesList>\n"
         "</TopModule>\n</RTLDesignHierarchy>\n"
     )
