@@ -377,7 +377,7 @@ def test_statics_outside_the_region_and_constant_tables_pass(tmp_path):
         tmp_path,
         {
             "units.h": "void attention_lane() {\n  static const int rom[2] = {1, 2};\n"
-            "  static_assert(sizeof(rom) == 8, \"two\");\n  int x = static_cast<int>(rom[0]);\n}\n"
+            '  static_assert(sizeof(rom) == 8, "two");\n  int x = static_cast<int>(rom[0]);\n}\n'
             "void linear_lane() {\n  static constexpr int K = 3;\n}\n",
             "top.cpp": DATAFLOW,
         },
@@ -390,7 +390,8 @@ def test_the_guard_flags_the_kernel_before_issue_15(tmp_path):
     found = program_rules(
         tmp_path,
         {
-            "linear.h": "inline Prefetch& linear_prefetch() {\n  static Prefetch p;\n  return p;\n}\n"
+            "linear.h": "inline Prefetch& linear_prefetch() {\n  static Prefetch p;\n"
+            "  return p;\n}\n"
             "inline void linear_unit(int c) {\n  linear_prefetch().count = c;\n}\n",
             "top.cpp": "void embed_image() {\n  linear_unit(0);\n}\n"
             "void linear_lane() {\n  embed_image();\n  linear_unit(1);\n}\n"
