@@ -342,3 +342,38 @@ def test_make_hls_testbench_data_passes_the_testbench(tmp_path, images):
     )
     run = subprocess.run([str(exe), *argv], capture_output=True, text=True)
     assert run.returncode == 0 and "bit-exact" in run.stdout, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("stage", ["embed", "block0.qkv", "block1.gate", "block1.attn"])
+def test_top_testbench_compares_real_bytes_at_a_debug_stop(tmp_path, stage):
+    """With a debug stop the testbench compares the stage's bytes (not the C-sim counters,
+    which count nothing in co-simulation): equal to golden passes, one flipped word fails."""
+    qm, bundle, patches = setup("m3vit-mini", "lean", 4)
+    c = cfg("m3vit-mini")
+    exe = csim.build_testbench("tb_top", c, profile("lean"), tmp_path, with_kernel=True)
+    (tmp_path / "bundle.bin").write_bytes(bundle)
+    patches.tofile(tmp_path / "images.bin")
+    want = Golden(qm).run(patches, "semseg", record=True).stages[stage].astype("<i4")
+    want.tofile(tmp_path / "expected.bin")
+    argv = [
+        str(exe),
+        str(tmp_path / "bundle.bin"),
+        str(tmp_path / "images.bin"),
+        str(tmp_path / "out.bin"),
+        str(c.task_id("semseg")),
+        "2",
+        str(debug_stop_code(c, stage)),
+        str(tmp_path / "expected.bin"),
+    ]
+    run = subprocess.run(argv, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"bit-exact against {tmp_path / 'expected.bin'} ({want.nbytes} bytes)" in run.stdout
+    assert np.array_equal(np.fromfile(tmp_path / "out.bin", "<i4"), want.ravel())
+    flipped = want.copy().ravel()
+    flipped[-1] ^= 1
+    flipped.tofile(tmp_path / "expected.bin")
+    bad = subprocess.run(argv, capture_output=True, text=True)
+    assert bad.returncode == 1 and "MISMATCH" in bad.stdout
+    (tmp_path / "expected.bin").write_bytes(b"")
+    empty = subprocess.run(argv, capture_output=True, text=True)
+    assert empty.returncode == 1 and "MISMATCH" in empty.stdout
