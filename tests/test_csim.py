@@ -377,3 +377,33 @@ def test_top_testbench_compares_real_bytes_at_a_debug_stop(tmp_path, stage):
     (tmp_path / "expected.bin").write_bytes(b"")
     empty = subprocess.run(argv, capture_output=True, text=True)
     assert empty.returncode == 1 and "MISMATCH" in empty.stdout
+
+
+@pytest.mark.parametrize("ap_types", [False, True])
+def test_the_kernel_is_cpp14_with_the_open_ap_types_headers(ap_types):
+    """UG1399 documents C/C++11/14 for what Vitis compiles: the kernel and its testbench
+    build as strict C++14 (-pedantic-errors) against hls4ml's ap_types headers."""
+    flags = ["-DEDGEMOE_AP_TYPES"] if ap_types else []
+    for src, extra in ((HLS_TOP, ["-pedantic-errors"]), (HLS_TB, [])):
+        run = subprocess.run(
+            [
+                csim.CXX,
+                "-std=c++14",
+                *extra,
+                "-fsyntax-only",
+                "-w",
+                f"-I{csim.HLS / 'include'}",
+                f"-I{csim.HLS / 'tb'}",
+                f"-I{csim.ap_types_include()}",
+                *flags,
+                str(src),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+    assert "-std=c++14" in csim.CXXFLAGS
+
+
+HLS_TOP = csim.HLS / "src" / "edgemoe_top.cpp"
+HLS_TB = csim.HLS / "tb" / "tb_top.cpp"

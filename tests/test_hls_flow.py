@@ -728,10 +728,38 @@ def test_make_n_hls_prints_the_classic_chain():
     tool = next(i for i, ln in enumerate(lines) if "vitis_hls -f" in ln)
     check = next(i for i, ln in enumerate(lines) if "check_hls_reports.py" in ln)
     assert lines[tool].rstrip().endswith("hls/run_hls.tcl")
-    assert 'EDGEMOE_HLS_STEPS="csim csynth cosim export"' in lines[tool]
+    # the default build: C-sim, C-synthesis, export; co-simulation in its own project
+    assert 'EDGEMOE_HLS_STEPS="csim csynth export"' in lines[tool]
+    assert "EDGEMOE_PARAMS_HEADER" not in lines[tool]
     assert "command -v vitis_hls" in run.stdout
     assert check > tool
     assert f"--clock-ns {CLOCK_NS}" in lines[check]
+    cosim = [i for i, ln in enumerate(lines) if 'EDGEMOE_HLS_STEPS="csynth cosim"' in ln]
+    assert len(cosim) == 1 and cosim[0] > check
+
+
+@needs_make
+def test_make_hls_cosimulates_m3vit_mini_with_its_own_header_by_default():
+    lines = make("-n", "hls").stdout.splitlines()
+    header = next(ln for ln in lines if "edgemoe.host.hls_params" in ln)
+    assert "--config m3vit-mini" in header and "--out build/hls_cosim/params.h" in header
+    data = next(ln for ln in lines if "edgemoe.sim.tbdata" in ln and "hls_cosim" in ln)
+    assert "--config m3vit-mini" in data
+    (cosim,) = [ln for ln in lines if 'EDGEMOE_HLS_STEPS="csynth cosim"' in ln]
+    assert 'EDGEMOE_PARAMS_HEADER="' in cosim and "hls_cosim/params.h" in cosim
+    assert "hls_cosim/tb/expected.bin" in cosim and "vitis_hls -f" in cosim
+
+
+@needs_make
+def test_make_hls_cosim_of_the_default_build_is_opt_in():
+    run = make("-n", "hls", "HLS_COSIM_CONFIG=m3vit-tiny-128x256")
+    assert run.returncode == 0, run.stderr
+    (tool,) = [ln for ln in run.stdout.splitlines() if "vitis_hls -f" in ln]
+    assert 'EDGEMOE_HLS_STEPS="csim csynth cosim export"' in tool
+    assert "hls_cosim" not in run.stdout
+    # and without cosim in the steps nothing co-simulates
+    run = make("-n", "hls", "HLS_STEPS=csynth export")
+    assert "cosim" not in run.stdout.replace("hls_cosim", "")
 
 
 @needs_make
@@ -740,15 +768,19 @@ def test_make_n_hls_prints_the_unified_chain():
     assert run.returncode == 0, run.stderr
     chain = [ln for ln in run.stdout.splitlines() if "vitis-run" in ln or "v++" in ln]
     chain = [ln for ln in chain if not ln.startswith("command -v")]
-    assert [re.search(r"--(csim|cosim|package)\b|v\+\+ -c", ln).group(0) for ln in chain] == [
+    *main, cosim = chain
+    assert [re.search(r"--(csim|cosim|package)\b|v\+\+ -c", ln).group(0) for ln in main] == [
         "--csim",
         "v++ -c",
-        "--cosim",
         "--package",
     ]
-    assert all("--mode hls" in ln and "--config hls_config.cfg" in ln for ln in chain)
-    assert '"--hls.csim.argv=vectors"' in chain[0]
-    assert "check_hls_reports.py" in run.stdout.splitlines()[-1]
+    assert all("--mode hls" in ln and "--config hls_config.cfg" in ln for ln in main)
+    assert '"--hls.csim.argv=vectors"' in main[0]
+    # co-simulation: m3vit-mini's own project, through the Tcl script (one header per config)
+    assert "vitis-run --mode hls --tcl" in cosim and 'EDGEMOE_HLS_STEPS="csynth cosim"' in cosim
+    lines = run.stdout.splitlines()
+    check = next(i for i, ln in enumerate(lines) if "check_hls_reports.py" in ln)
+    assert check < lines.index(cosim)
 
 
 @needs_make
