@@ -68,14 +68,15 @@ HLS_TB_DATA = $(if $(filter csim,$(HLS_MAIN_STEPS))$(filter cosim,$(HLS_MAIN_STE
 HLS_BUILD ?= build/hls
 HLS_UNIFIED_DIR ?= build/hls_unified/edgemoe_top
 HLS_ENV = EDGEMOE_HLS_STEPS="$(HLS_MAIN_STEPS)" EDGEMOE_HLS_BUILD="$(abspath $(HLS_BUILD))" \
-	EDGEMOE_HLS_CLOCK_NS="$(HLS_CLOCK_NS)" EDGEMOE_TB_ARGV="$(HLS_TB_ARGV)"
+	EDGEMOE_HLS_CLOCK_NS="$(HLS_CLOCK_NS)" EDGEMOE_TB_ARGV="$(HLS_TB_ARGV)" \
+	EDGEMOE_COSIM_IMAGES=$(HLS_TB_IMAGES)
 # The co-sim project: its own parameter header and testbench files, csynth + cosim.
 HLS_COSIM_FILES = $(abspath $(HLS_COSIM_BUILD))/tb
 HLS_COSIM_ARGV = $(HLS_COSIM_FILES)/bundle.bin $(HLS_COSIM_FILES)/images.bin \
 	$(HLS_COSIM_FILES)/output.bin 0 $(HLS_TB_IMAGES) 0 $(HLS_COSIM_FILES)/expected.bin
 HLS_COSIM_ENV = EDGEMOE_HLS_STEPS="csynth cosim" EDGEMOE_HLS_BUILD="$(abspath $(HLS_COSIM_BUILD))" \
 	EDGEMOE_HLS_CLOCK_NS="$(HLS_CLOCK_NS)" EDGEMOE_TB_ARGV="$(HLS_COSIM_ARGV)" \
-	EDGEMOE_PARAMS_HEADER="$(abspath $(HLS_COSIM_BUILD))/params.h"
+	EDGEMOE_PARAMS_HEADER="$(abspath $(HLS_COSIM_BUILD))/params.h" EDGEMOE_COSIM_IMAGES=$(HLS_TB_IMAGES)
 HLS_COSIM_TOOL = $(if $(filter classic,$(HLS_FLOW)),vitis_hls -f,vitis-run --mode hls --tcl)
 define hls_cosim
 	mkdir -p $(HLS_COSIM_BUILD)

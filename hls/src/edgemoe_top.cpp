@@ -699,14 +699,21 @@ segment_steps:
 
 uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
                      uint32_t task, uint32_t num_images, uint32_t debug_stop) {
-#pragma HLS INTERFACE m_axi port = bundle offset = slave bundle = \
-    gmem_weights max_read_burst_length = 256
-#pragma HLS INTERFACE m_axi port = images offset = slave bundle = \
-    gmem_images max_read_burst_length = 256
-#pragma HLS INTERFACE m_axi port = output offset = slave bundle = \
-    gmem_output max_write_burst_length = 256
-#pragma HLS INTERFACE m_axi port = scratch offset = slave bundle = \
-    gmem_scratch max_read_burst_length = 64 max_write_burst_length = 64
+// Each bundle its own adapter (UG1399 "pragma HLS interface"): depth for co-simulation,
+// bursts and outstanding requests per direction (see AXI_BURST in ddr.h); the weights
+// and images are only read, so their write side is the smallest the adapter allows.
+#pragma HLS INTERFACE m_axi port = bundle offset = slave bundle = gmem_weights depth =  \
+    DEPTH_WEIGHTS latency = 64 max_read_burst_length = AXI_BURST num_read_outstanding = \
+        AXI_OUTSTANDING max_write_burst_length = 2 num_write_outstanding = 1
+#pragma HLS INTERFACE m_axi port = images offset = slave bundle = gmem_images depth =  \
+    DEPTH_IMAGES latency = 64 max_read_burst_length = AXI_BURST num_read_outstanding = \
+        AXI_OUTSTANDING max_write_burst_length = 2 num_write_outstanding = 1
+#pragma HLS INTERFACE m_axi port = output offset = slave bundle = gmem_output depth =  \
+    DEPTH_OUTPUT latency = 64 max_read_burst_length = AXI_BURST num_read_outstanding = \
+        AXI_OUTSTANDING max_write_burst_length = AXI_BURST num_write_outstanding = AXI_OUTSTANDING
+#pragma HLS INTERFACE m_axi port = scratch offset = slave bundle = gmem_scratch depth = \
+    DEPTH_SCRATCH latency = 64 max_read_burst_length = AXI_BURST num_read_outstanding = \
+        AXI_OUTSTANDING max_write_burst_length = AXI_BURST num_write_outstanding = AXI_OUTSTANDING
 #pragma HLS INTERFACE s_axilite port = task
 #pragma HLS INTERFACE s_axilite port = num_images
 #pragma HLS INTERFACE s_axilite port = debug_stop

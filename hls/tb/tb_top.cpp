@@ -35,9 +35,12 @@ static std::vector<unsigned char> read_file(const char* path) {
   return v;
 }
 
-/// Word-aligned copy of a byte buffer, padded to whole bus words.
-static std::vector<word_t> to_words(const std::vector<unsigned char>& bytes) {
-  std::vector<word_t> w((bytes.size() + WORD_BYTES - 1) / WORD_BYTES + 1, word_t(0));
+/// Word-aligned copy of a byte buffer, padded to whole bus words and to at least `depth`
+/// words (the m_axi port's co-simulation depth, edgemoe/ddr.h).
+static std::vector<word_t> to_words(const std::vector<unsigned char>& bytes, size_t depth) {
+  size_t n = (bytes.size() + WORD_BYTES - 1) / WORD_BYTES + 1;
+  n = n < depth ? depth : n;
+  std::vector<word_t> w(n, word_t(0));
   memcpy(w.data(), bytes.data(), bytes.size());
   return w;
 }
@@ -56,17 +59,20 @@ int main(int argc, char** argv) {
     fprintf(stderr, "usage: tb_top BUNDLE IMAGES OUTPUT TASK NUM_IMAGES DEBUG_STOP [EXPECTED]\n");
     return 2;
   }
-  std::vector<word_t> bundle = to_words(read_file(argv[1]));
-  std::vector<word_t> images = to_words(read_file(argv[2]));
+  std::vector<word_t> bundle = to_words(read_file(argv[1]), DEPTH_WEIGHTS);
+  std::vector<word_t> images = to_words(read_file(argv[2]), DEPTH_IMAGES);
   const uint32_t task = strtoul(argv[4], 0, 10);
   const uint32_t num_images = strtoul(argv[5], 0, 10);
   const uint32_t debug_stop = strtoul(argv[6], 0, 10);
   const size_t per_image = size_t(NUM_TOKENS) * MAX_STAGE_WIDTH * 4;
   const size_t images_in_buffer = num_images ? num_images : 1;
-  std::vector<word_t> output(images_in_buffer * per_image / WORD_BYTES + 1, word_t(0));
+  const size_t out_words = images_in_buffer * per_image / WORD_BYTES + 1;
+  std::vector<word_t> output(out_words < DEPTH_OUTPUT ? DEPTH_OUTPUT : out_words, word_t(0));
   // expert-major calls park up to MAX_BATCH images in scratch (edgemoe.host.scratch)
   const size_t group = images_in_buffer < size_t(MAX_BATCH) ? images_in_buffer : MAX_BATCH;
-  std::vector<word_t> scratch(group * SCRATCH_SLOT / WORD_BYTES + 1, word_t(0));
+  const size_t scratch_words = group * SCRATCH_SLOT / WORD_BYTES + 1;
+  std::vector<word_t> scratch(scratch_words < DEPTH_SCRATCH ? DEPTH_SCRATCH : scratch_words,
+                              word_t(0));
 
   const uint32_t status = edgemoe_top(bundle.data(), images.data(), output.data(), scratch.data(),
                                       task, num_images, debug_stop);

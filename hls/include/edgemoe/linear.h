@@ -11,6 +11,8 @@
 #ifndef EDGEMOE_LINEAR_H_
 #define EDGEMOE_LINEAR_H_
 
+#include <hls_stream.h>
+
 #include "edgemoe/buffers.h"
 #include "edgemoe/config.h"
 #include "edgemoe/ddr.h"
@@ -97,6 +99,8 @@ struct LinearPrefetch {
 /// Weights in one tile, and in bus words.
 constexpr int LIN_TILE = LIN_IN * LIN_OUT;
 constexpr int LIN_TILE_WORDS = LIN_TILE / (WORD_BYTES / 2);
+/// Weight words the fetch may run ahead of the MACs: one tile (a pass's worth).
+constexpr int LIN_STREAM_DEPTH = LIN_TILE_WORDS;
 
 /// What the unit keeps from one call to the next: the tile buffers and which of them hold
 /// the next call's first tiles. Owned by the top function and handed to the linear lane
@@ -218,77 +222,69 @@ move_rows_words:
   }
 }
 
-/// acc[r][o] = sum_i in(r, i) * W[o][i] for r < rows, tile by tile: one pass over the rows
-/// per weight tile, all passes of the call in one pipeline (it fills and drains once per
-/// call). A pass also streams in the tile two ahead -- this call's, or the first tiles of
-/// the call that follows -- one bus word per cycle, so it lasts at least a tile's bus
-/// words: queues shorter than that are bound by the bus. The first input tile of an output
-/// tile starts the accumulators from zero and the last feeds the sums straight into the
-/// call's epilogue. Beside the weight word, a cycle may move a word of a chunk's rows
-/// (call.side): the pipeline runs until both are done.
-/// \param call what to compute
-/// \param bundle weight bundle (m_axi)
-/// \param output, scratch the other bundles, for call.side
-/// \param buf the image's on-chip buffers (read and written per the call)
-/// \param lane the linear lane's pixels, queues and chunks (per the call)
-/// \param ahead, wtile the prefetch hand-off and the tile buffers (LinearState), kept from
-///        call to call
-inline void linear_unit(const LinearCall& call, const word_t* bundle, word_t* output,
-                        const word_t* scratch, Buffers& buf, LaneBuffers& lane,
-                        LinearPrefetch& ahead, param_t wtile[LIN_TILE_BUFS][LIN_TILE]) {
-#pragma HLS INLINE off  // a module of its own: the one engine (UG1399 "pragma HLS inline")
-  constexpr int TILE = LIN_TILE;
-  constexpr int WEIGHTS_PER_WORD = WORD_BYTES / 2;
+/// One bus word of weights, unpacked: what the fetch process hands the MACs per cycle.
+struct WeightWord {
+  param_t w[WORD_BYTES / 2];
+};
+
+/// The passes of one call: how many cycles each lasts and how many fetch a tile.
+struct LinearPlan {
+  int IT;        ///< input tiles per output tile
+  int T;         ///< tiles of the call
+  int b0;        ///< the tile buffer of tile 0; tile t is in (b0 + t) % LIN_TILE_BUFS
+  int handoff;   ///< the next call's first tiles fetched during this call's last passes
+  int plain;     ///< cycles of a pass that fetches nothing
+  int fetching;  ///< cycles of a pass that fetches a tile
+  int total;     ///< cycles of all passes
+  int steps;     ///< pipeline iterations: the passes, or the side move if longer
+  int side_words;
+};
+
+/// The weight stream of one call as bursts (UG1399 "Optimizing Burst Transfers": a
+/// pipelined loop of consecutive reads from a base and length known before the loop is
+/// one burst): this call's tiles LIN_AHEAD.. (the first ones are already on chip), then
+/// the next call's first `handoff` tiles, in the order the passes consume them.
+inline void lin_fetch_weights(const word_t* bundle, uint64_t own_off, int own_words,
+                              uint64_t next_off, int next_words, hls::stream<WeightWord>& ws) {
+#pragma HLS INLINE off  // a DATAFLOW process
+  constexpr int PER_WORD = WORD_BYTES / 2;
+lin_fetch_parts:
+  for (int part = 0; part < 2; ++part) {
+    const uint64_t first = (part == 0 ? own_off : next_off) / WORD_BYTES;
+    const int words = part == 0 ? own_words : next_words;
+    count_words<PORT_WEIGHTS>(words, false);
+  lin_fetch_burst:
+    for (int w = 0; w < words; ++w) {
+#pragma HLS PIPELINE II = 1  // one bus word per cycle: a single burst per part
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = LIN_TILE_WORDS * 64
+      WeightWord ww;
+      unpack_word<2, true, PER_WORD>(bundle, first + w, ww.w);
+      ws.write(ww);
+    }
+  }
+}
+
+/// The MAC pipeline of one call (see linear_unit): one pass per weight tile over the rows;
+/// during a pass the tile LIN_AHEAD ahead arrives from the weight stream, one word per
+/// cycle, into its tile buffer.
+inline void lin_compute(const LinearCall& call, const LinearPlan& pl, hls::stream<WeightWord>& ws,
+                        word_t* output, const word_t* scratch, Buffers& buf, LaneBuffers& lane,
+                        param_t wtile[LIN_TILE_BUFS][LIN_TILE],
+                        const param_t bias[OUT_TILES_MAX * LIN_OUT]) {
+#pragma HLS INLINE off  // a DATAFLOW process
   constexpr int TILE_WORDS = LIN_TILE_WORDS;
-  static_assert(TILE % WEIGHTS_PER_WORD == 0, "a weight tile is whole bus words");
-  // the call's accumulators and bias: written before they are read in every call
+  constexpr int WEIGHTS_PER_WORD = WORD_BYTES / 2;
+  // the call's accumulators: written before they are read in every call
   wide_t acc[NUM_TOKENS][LIN_OUT];
 #pragma HLS ARRAY_PARTITION variable = acc dim = 2 complete  // LIN_OUT lanes per cycle
-  param_t bias[OUT_TILES_MAX * LIN_OUT];
-#pragma HLS ARRAY_PARTITION variable = bias cyclic factor = LIN_OUT  // LIN_OUT per cycle
   wide_t xseg[LIN_IN];
 #pragma HLS ARRAY_PARTITION variable = xseg complete
   wide_t sums[LIN_OUT];  // one row's LIN_OUT dot products of this tile
 #pragma HLS ARRAY_PARTITION variable = sums complete
-  const int IT = ceil_div(call.k, LIN_IN);
-  const int OT = ceil_div(call.o, LIN_OUT);
-  const int T = OT * IT;
-  const uint64_t TILE_BYTES = uint64_t(TILE) * 2;
-
-  // tiles 0 and 1: fetched ahead by the previous call, or now
-  int b0 = 0;  // the tile buffer of tile 0; tile t is in (b0 + t) % LIN_TILE_BUFS
-  int ready = 0;
-  if (ahead.count > 0 && ahead.w_off == call.w_off) {
-    b0 = ahead.buf;
-    ready = ahead.count;
-  }
-lin_first_tiles:
-  for (int t = ready; t < LIN_AHEAD && t < T; ++t) {
-    ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.w_off + uint64_t(t) * TILE_BYTES, TILE,
-                                    wtile[(b0 + t) % LIN_TILE_BUFS]);
-  }
-  // the whole call's bias, ahead of the pipeline (which has the port for weight words)
-  if (call.b_off != 0) {
-    ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.b_off, OT * LIN_OUT, bias);
-  }
-  // the next call's first tiles, fetched during this call's last passes (a call of one
-  // tile has no pass to spare for them)
-  const int handoff = (call.next_w_off == 0 || T < LIN_AHEAD) ? 0
-                      : call.next_tiles < LIN_AHEAD           ? call.next_tiles
-                                                              : LIN_AHEAD;
-  ahead.count = handoff;
-  ahead.w_off = call.next_w_off;
-  ahead.buf = (b0 + T) % LIN_TILE_BUFS;
-
-  // one pipeline over every (tile, row): a pass per tile of max(rows, its fetch, the
-  // accumulators' read-to-write distance) cycles
-  const int plain = call.rows > LIN_MIN_PASS ? call.rows : LIN_MIN_PASS;
-  const int fetching = plain > TILE_WORDS ? plain : TILE_WORDS;
-  const int n_fetch = (T > LIN_AHEAD ? T - LIN_AHEAD : 0) + handoff;  // passes that fetch
-  const int total = n_fetch * fetching + (T - n_fetch) * plain;
+  const int IT = pl.IT;
+  const int T = pl.T;
+  const int b0 = pl.b0;
   const Chunk& side = lane.chunk[call.side_chunk];
-  const int side_words = call.side != SIDE_NONE ? side.rows * ROW_WORDS : 0;
-  const int steps = total > side_words ? total : side_words;
   int t = 0;
   int r = 0;
   int it = 0;
@@ -296,31 +292,31 @@ lin_first_tiles:
   int sr = 0;  // the side move's row and word
   int sw = 0;
 lin_pass:
-  for (int step = 0; step < steps; ++step) {
+  for (int step = 0; step < pl.steps; ++step) {
 #pragma HLS PIPELINE II = 1  // a row of MACs (+ epilogues) and a bus word per port per cycle
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 147456
 #pragma HLS DEPENDENCE variable = wtile inter false  // the tile being written is 2 ahead
 #pragma HLS DEPENDENCE variable = acc inter RAW distance = LIN_MIN_PASS true  // a pass apart
 #pragma HLS DEPENDENCE variable = output inter false  // a merged word is read and written once
-    if (step < side_words) {  // the side move: rows neither the MACs nor the epilogue touch
+    if (step < pl.side_words) {  // the side move: rows neither the MACs nor the epilogue touch
       side_word(call.side, side, sr, sw, output, scratch, buf);
       if (++sw == ROW_WORDS) {
         sw = 0;
         ++sr;
       }
     }
-    if (step >= total) {
+    if (step >= pl.total) {
       continue;  // only the side move is left
     }
     const int g = t + LIN_AHEAD;  // global index of the tile streaming in
-    const bool own = g < T;
-    const int fetch = (own || g - T < handoff) ? TILE_WORDS : 0;
-    const int pass = fetch != 0 ? fetching : plain;
+    const int fetch = (g < T || g - T < pl.handoff) ? TILE_WORDS : 0;
+    const int pass = fetch != 0 ? pl.fetching : pl.plain;
     if (r < fetch) {
-      const uint64_t off = own ? call.w_off + uint64_t(g) * TILE_BYTES
-                               : call.next_w_off + uint64_t(g - T) * TILE_BYTES;
-      ddr_read<PORT_WEIGHTS, 2, true>(bundle, off + uint64_t(r) * WORD_BYTES, WEIGHTS_PER_WORD,
-                                      &wtile[(b0 + g) % LIN_TILE_BUFS][r * WEIGHTS_PER_WORD]);
+      const WeightWord ww = ws.read();
+    lin_tile_word:
+      for (int l = 0; l < WEIGHTS_PER_WORD; ++l) {
+        wtile[(b0 + g) % LIN_TILE_BUFS][r * WEIGHTS_PER_WORD + l] = ww.w[l];
+      }
     }
     if (r < call.rows) {
       const param_t* w = wtile[(b0 + t) % LIN_TILE_BUFS];
@@ -367,6 +363,92 @@ lin_pass:
       }
     }
   }
+}
+
+/// The weight stream beside the MACs: two processes joined by a FIFO of weight words, so
+/// the stream is a burst however the passes consume it (the read sits in a loop of its
+/// own, not behind the pass's condition: UG1448 214-232 on conditional accesses).
+inline void lin_stream(const LinearCall& call, const LinearPlan& pl, const word_t* bundle,
+                       uint64_t own_off, int own_words, int next_words, word_t* output,
+                       const word_t* scratch, Buffers& buf, LaneBuffers& lane,
+                       param_t wtile[LIN_TILE_BUFS][LIN_TILE],
+                       const param_t bias[OUT_TILES_MAX * LIN_OUT]) {
+#pragma HLS INLINE off  // the DATAFLOW region stays a module
+#pragma HLS DATAFLOW    // the fetch runs ahead of the MACs by up to the FIFO's depth
+  hls::stream<WeightWord> ws;
+#pragma HLS STREAM variable = ws depth = LIN_STREAM_DEPTH  // one tile of words in flight
+  lin_fetch_weights(bundle, own_off, own_words, call.next_w_off, next_words, ws);
+  lin_compute(call, pl, ws, output, scratch, buf, lane, wtile, bias);
+}
+
+/// acc[r][o] = sum_i in(r, i) * W[o][i] for r < rows, tile by tile: one pass over the rows
+/// per weight tile, all passes of the call in one pipeline (it fills and drains once per
+/// call). A pass also takes in the tile two ahead -- this call's, or the first tiles of
+/// the call that follows -- one bus word per cycle from the weight stream, so it lasts at
+/// least a tile's bus words: queues shorter than that are bound by the bus. The first
+/// input tile of an output tile starts the accumulators from zero and the last feeds the
+/// sums straight into the call's epilogue. Beside the weight word, a cycle may move a word
+/// of a chunk's rows (call.side): the pipeline runs until both are done.
+/// \param call what to compute
+/// \param bundle weight bundle (m_axi)
+/// \param output, scratch the other bundles, for call.side
+/// \param buf the image's on-chip buffers (read and written per the call)
+/// \param lane the linear lane's pixels, queues and chunks (per the call)
+/// \param ahead, wtile the prefetch hand-off and the tile buffers (LinearState), kept from
+///        call to call
+inline void linear_unit(const LinearCall& call, const word_t* bundle, word_t* output,
+                        const word_t* scratch, Buffers& buf, LaneBuffers& lane,
+                        LinearPrefetch& ahead, param_t wtile[LIN_TILE_BUFS][LIN_TILE]) {
+#pragma HLS INLINE off  // a module of its own: the one engine (UG1399 "pragma HLS inline")
+  constexpr int TILE = LIN_TILE;
+  constexpr int TILE_WORDS = LIN_TILE_WORDS;
+  static_assert(TILE % (WORD_BYTES / 2) == 0, "a weight tile is whole bus words");
+  param_t bias[OUT_TILES_MAX * LIN_OUT];
+#pragma HLS ARRAY_PARTITION variable = bias cyclic factor = LIN_OUT dim = 1  // LIN_OUT per cycle
+  LinearPlan pl;
+  pl.IT = ceil_div(call.k, LIN_IN);
+  const int OT = ceil_div(call.o, LIN_OUT);
+  pl.T = OT * pl.IT;
+  const int T = pl.T;
+  const uint64_t TILE_BYTES = uint64_t(TILE) * 2;
+
+  // tiles 0 and 1: fetched ahead by the previous call, or now
+  pl.b0 = 0;
+  int ready = 0;
+  if (ahead.count > 0 && ahead.w_off == call.w_off) {
+    pl.b0 = ahead.buf;
+    ready = ahead.count;
+  }
+lin_first_tiles:
+  for (int t = ready; t < LIN_AHEAD && t < T; ++t) {
+    ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.w_off + uint64_t(t) * TILE_BYTES, TILE,
+                                    wtile[(pl.b0 + t) % LIN_TILE_BUFS]);
+  }
+  // the whole call's bias, ahead of the pipeline (which has the port for weight words)
+  if (call.b_off != 0) {
+    ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.b_off, OT * LIN_OUT, bias);
+  }
+  // the next call's first tiles, fetched during this call's last passes (a call of one
+  // tile has no pass to spare for them)
+  pl.handoff = (call.next_w_off == 0 || T < LIN_AHEAD) ? 0
+               : call.next_tiles < LIN_AHEAD           ? call.next_tiles
+                                                       : LIN_AHEAD;
+  ahead.count = pl.handoff;
+  ahead.w_off = call.next_w_off;
+  ahead.buf = (pl.b0 + T) % LIN_TILE_BUFS;
+
+  // one pipeline over every (tile, row): a pass per tile of max(rows, its fetch, the
+  // accumulators' read-to-write distance) cycles
+  pl.plain = call.rows > LIN_MIN_PASS ? call.rows : LIN_MIN_PASS;
+  pl.fetching = pl.plain > TILE_WORDS ? pl.plain : TILE_WORDS;
+  const int own_tiles = T > LIN_AHEAD ? T - LIN_AHEAD : 0;
+  const int n_fetch = own_tiles + pl.handoff;  // passes that fetch
+  pl.total = n_fetch * pl.fetching + (T - n_fetch) * pl.plain;
+  pl.side_words = call.side != SIDE_NONE ? lane.chunk[call.side_chunk].rows * ROW_WORDS : 0;
+  pl.steps = pl.total > pl.side_words ? pl.total : pl.side_words;
+  lin_stream(call, pl, bundle, call.w_off + uint64_t(LIN_AHEAD) * TILE_BYTES,
+             own_tiles * TILE_WORDS, pl.handoff * TILE_WORDS, output, scratch, buf, lane, wtile,
+             bias);
 }
 
 }  // namespace edgemoe
