@@ -51,9 +51,12 @@ LN_LANES_MAX = 12
 #: distance in the MAC pipeline).
 LIN_AHEAD = 2
 LIN_MIN_PASS = 8
-#: Attention rows interleaved per row unit: covers the running-state update chain
-#: (exp2, multiply, round, add) so each unit issues one update per cycle.
-ATTN_INTERLEAVE = 4
+#: Attention rows interleaved per row unit: covers the running-state update chain so each
+#: unit issues one update per cycle. The chain, read m -> |s - m| -> exp2 (two ROM reads,
+#: the interpolating multiply, the shift and saturate) -> acc * e (2 DSPs) -> round -> add
+#: -> write, is estimated at 17-18 cycles at 3.33 ns (hls/README.md; not synthesised
+#: here); 20 leaves a margin. The review of issue 15 found 4 too short (II ~4-5).
+ATTN_INTERLEAVE = 20
 
 
 def ln_lanes(t: Tiling) -> int:

@@ -201,7 +201,7 @@ constexpr int LIN_MIN_PASS = 8;
 /// LayerNorm elements per cycle (within the activation buffers' banking).
 constexpr int LN_LANES = 12;
 /// Query rows each attention row unit serves in turn (its update chain's latency).
-constexpr int ATTN_L = 4;
+constexpr int ATTN_L = 20;
 constexpr int AXI_BITS = 128;
 
 // ---- bundle (edgemoe.host.bundle) ----
