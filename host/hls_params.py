@@ -205,6 +205,9 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
     w("// ---- accumulator widths, bits with sign (edgemoe.sim.golden.accumulator_bits) ----")
     for k, v in accumulator_bits(cfg, profile).items():
         w(f"constexpr int ACC_{_cname(k)}_BITS = {v};")
+    one = 1 << profile.formats["prob"].frac
+    w("/// The softmax running sum: at most one 1.0 per key.")
+    w(f"constexpr int ACC_ATTN_SUM_BITS = {(cfg.num_tokens * one).bit_length() + 1};")
     w("")
     w("// ---- tiling ----")
     w(f"constexpr int LIN_IN = {t.lin_in};")

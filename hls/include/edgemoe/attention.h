@@ -26,6 +26,14 @@ constexpr int ATTN_ROWS = ATTN_P * ATTN_L;
 /// K and V columns fetched per cycle: a key row arrives over ATTN_L cycles.
 constexpr int ATTN_KV_PART = (HEAD_DIM + ATTN_L - 1) / ATTN_L;
 
+/// Width of the running sum S and of the accumulators (and of v, which shares their
+/// multiplier): ACC_ATTN_SUM_BITS and ACC_ATTN_ACC_BITS (edgemoe.host.hls_params).
+typedef sint<ACC_ATTN_SUM_BITS> attn_sum_t;
+typedef sint<ACC_ATTN_ACC_BITS> attn_acc_t;
+/// acc / S before the reciprocal: |acc| <= S * 2^(ATTN_QKV_W - 1) (a mean of v), plus a
+/// bit for the rounding of the rescales, so acc >> (p - ATTN_GUARD) fits this.
+typedef sint<ATTN_QKV_W + ATTN_GUARD + 3> attn_mean_t;
+
 /// Running state of one query row of the single-pass softmax.
 struct SoftmaxRow {
   wide_t m;              ///< running max score (raw attn_score)
@@ -56,22 +64,21 @@ inline void softmax_row_init(SoftmaxRow& row) {
 inline void softmax_update(wide_t& m, wide_t& sum, wide_t acc[HEAD_DIM], wide_t s,
                            const act_t v[HEAD_DIM]) {
   const bool is_new = s > m;
-  const wide_t e = exp2_prob<ATTN_SCORE_F>(-abs_wide(s - m), EXP2_TABLE_ATTN);
-  // one multiplier per element: round(x * 1.0) is x exactly, and 1.0 * v is v shifted
+  const prob_t e = prob_t(exp2_prob<ATTN_SCORE_F>(-abs_wide(s - m), EXP2_TABLE_ATTN));
+  // one multiplier per element: round(x * 1.0) is x exactly, and 1.0 * v is v shifted,
+  // so a raised max rescales acc by e and otherwise e weights v -- through the same
+  // ACC_ATTN_ACC_BITS x PROB_W multiplier, its operand selected first
   if (is_new) {
-    sum = shift_round(sum * e, PROB_F) + ONE;
+    sum = shift_round(wide_t(attn_sum_t(sum) * e), PROB_F) + ONE;
   } else {
-    sum = sum + e;
+    sum = sum + wide_t(e);
   }
 softmax_acc:
   for (int d = 0; d < HEAD_DIM; ++d) {
 #pragma HLS UNROLL  // HEAD_DIM multiply-adds per key
     const wide_t vd = v[d];
-    if (is_new) {
-      acc[d] = shift_round(acc[d] * e, PROB_F) + (vd << PROB_F);
-    } else {
-      acc[d] = acc[d] + e * vd;
-    }
+    const wide_t prod = wide_t(attn_acc_t(is_new ? acc[d] : vd) * e);
+    acc[d] = is_new ? shift_round(prod, PROB_F) + (vd << PROB_F) : acc[d] + prod;
   }
   if (is_new) {
     m = s;
@@ -93,7 +100,7 @@ softmax_normalise:
   for (int d = 0; d < HEAD_DIM; ++d) {
 #pragma HLS UNROLL
     const wide_t t = shift_round(acc[d], p - ATTN_GUARD);
-    out[d] = saturate<ACT_W>(shift_round(t * y, OUT_SHIFT));
+    out[d] = saturate<ACT_W>(shift_round(wide_t(attn_mean_t(t) * newton_t(y)), OUT_SHIFT));
   }
 }
 
@@ -106,8 +113,8 @@ inline wide_t attention_score(const act_t q[HEAD_DIM], const act_t k[HEAD_DIM]) 
   wide_t dot = 0;
 attn_dot:
   for (int d = 0; d < HEAD_DIM; ++d) {
-#pragma HLS UNROLL  // HEAD_DIM MACs per cycle per query row
-    dot += wide_t(q[d]) * wide_t(k[d]);
+#pragma HLS UNROLL                             // HEAD_DIM MACs per cycle per query row
+    dot += wide_t(qkv_t(q[d]) * qkv_t(k[d]));  // ATTN_QKV_W x ATTN_QKV_W: one DSP48E2
   }
   return narrow<ATTN_SCORE_W, 2 * ATTN_QKV_F, ATTN_SCORE_F>(dot);
 }

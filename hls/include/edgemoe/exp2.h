@@ -30,7 +30,8 @@ inline void exp2_parts(wide_t x, wide_t& mant, wide_t& n, const int32_t table[EX
   const wide_t r = f & ((wide_t(1) << RB) - 1);
   const wide_t t0 = table[k];
   const wide_t t1 = table[k + 1];
-  mant = t0 - shift_round((t0 - t1) * r, RB);
+  // table steps fit EXP2_FRAC + 1 bits (entries in [0.5, 1]), r fits RB bits
+  mant = t0 - shift_round(wide_t(sint<EXP2_FRAC + 1>(t0 - t1) * sint<RB + 1>(r)), RB);
 }
 
 /// 2^x narrowed to the prob format (unsigned, PROB_F fraction bits); 0 far below.

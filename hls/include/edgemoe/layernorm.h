@@ -26,7 +26,7 @@ ln_stats_lanes:
       const wide_t xs = saturate<LN_STAT_W>(shift_round(v, ACT_F - LN_STAT_F));
       s1 += v;
       t1 += xs;
-      t2 += xs * xs;
+      t2 += wide_t(sint<LN_STAT_W>(xs) * sint<LN_STAT_W>(xs));
     }
   }
 }
@@ -52,9 +52,11 @@ ln_normalise_lanes:
   for (int l = 0; l < LANES; ++l) {
     const int d = d0 + l;
     if (d < D) {
+      // |x * 2^GM - mean| < 2^(ACT_W + GM): one more bit for the sign of the difference
       const wide_t centred = (wide_t(x[d]) << LN_MEAN_GUARD) - st.mean;
-      const wide_t z = saturate<LN_NORM_W>(shift_round(centred * st.y, st.shift));
-      const wide_t acc = z * wide_t(gamma[d]) + (wide_t(beta[d]) << LN_NORM_F);
+      const wide_t prod = wide_t(sint<ACT_W + LN_MEAN_GUARD + 1>(centred) * newton_t(st.y));
+      const wide_t z = saturate<LN_NORM_W>(shift_round(prod, st.shift));
+      const wide_t acc = wide_t(sint<LN_NORM_W>(z) * gamma[d]) + (wide_t(beta[d]) << LN_NORM_F);
       out[d] = saturate<ACT_W>(shift_round(acc, LN_NORM_F + LN_F - ACT_F));
     }
   }

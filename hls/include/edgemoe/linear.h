@@ -174,13 +174,14 @@ inline void linear_output(const LinearCall& call, Buffers& buf, const LaneBuffer
     case OUT_EXPERT: {
       const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
       const int t = lane.routing.token[call.expert][r];
-      const wide_t g = wide_t(lane.routing.weight[call.expert][r]);
-      buf.x[t][col] = saturate<ACT_W>(wide_t(buf.x[t][col]) + shift_round(g * y, PROB_F));
+      const prob_t g = lane.routing.weight[call.expert][r];
+      buf.x[t][col] =
+          saturate<ACT_W>(wide_t(buf.x[t][col]) + shift_round(wide_t(g * act_t(y)), PROB_F));
       break;
     }
     default: {  // OUT_DELTA: what OUT_EXPERT adds, kept for the merge
       const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
-      buf.x[r][col] = shift_round(wide_t(lane.chunk[call.expert].weight[r]) * y, PROB_F);
+      buf.x[r][col] = shift_round(wide_t(lane.chunk[call.expert].weight[r] * act_t(y)), PROB_F);
       break;
     }
   }
@@ -275,12 +276,12 @@ inline void lin_compute(const LinearCall& call, const LinearPlan& pl, hls::strea
   constexpr int TILE_WORDS = LIN_TILE_WORDS;
   constexpr int WEIGHTS_PER_WORD = WORD_BYTES / 2;
   // the call's accumulators: written before they are read in every call
-  wide_t acc[NUM_TOKENS][LIN_OUT];
-#pragma HLS ARRAY_PARTITION variable = acc dim = 2 complete  // LIN_OUT lanes per cycle
-  wide_t xseg[LIN_IN];
-#pragma HLS ARRAY_PARTITION variable = xseg complete
-  wide_t sums[LIN_OUT];  // one row's LIN_OUT dot products of this tile
-#pragma HLS ARRAY_PARTITION variable = sums complete
+  lin_acc_t acc[NUM_TOKENS][LIN_OUT];
+#pragma HLS ARRAY_PARTITION variable = acc complete dim = 2  // LIN_OUT lanes per cycle
+  act_t xseg[LIN_IN];  // pixels (8-bit unsigned) and activations both fit an act_t
+#pragma HLS ARRAY_PARTITION variable = xseg complete dim = 1
+  lin_acc_t sums[LIN_OUT];  // one row's LIN_OUT dot products of this tile
+#pragma HLS ARRAY_PARTITION variable = sums complete dim = 1
   const int IT = pl.IT;
   const int T = pl.T;
   const int b0 = pl.b0;
@@ -324,17 +325,18 @@ lin_pass:
       const bool last = it == IT - 1;  // the epilogue runs in the same pass as the last MACs
     lin_fetch:
       for (int i = 0; i < LIN_IN; ++i) {
-        xseg[i] = linear_input(call, buf, lane, r, it * LIN_IN + i);
+        xseg[i] = act_t(linear_input(call, buf, lane, r, it * LIN_IN + i));
       }
     lin_mac_init:
       for (int o = 0; o < LIN_OUT; ++o) {
-        sums[o] = first ? wide_t(0) : acc[r][o];
+        sums[o] = first ? lin_acc_t(0) : acc[r][o];
       }
     lin_mac_in:
       for (int i = 0; i < LIN_IN; ++i) {
       lin_mac_out:
         for (int o = 0; o < LIN_OUT; ++o) {
-          sums[o] += xseg[i] * wide_t(w[i * LIN_OUT + o]);
+          // ACT_W x 16-bit: one DSP48E2 for the lean profile (27 x 18)
+          sums[o] += lin_acc_t(xseg[i] * w[i * LIN_OUT + o]);
         }
       }
       if (!last) {
@@ -347,7 +349,7 @@ lin_pass:
         for (int o = 0; o < LIN_OUT; ++o) {
           const int col = ot * LIN_OUT + o;
           if (col < call.o) {
-            linear_output(call, buf, lane, r, col, sums[o],
+            linear_output(call, buf, lane, r, col, wide_t(sums[o]),
                           call.b_off != 0 ? wide_t(bias[col]) : wide_t(0));
           }
         }

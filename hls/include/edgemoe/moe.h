@@ -61,7 +61,7 @@ moe_route_token:
         const int n = rt.count[e];
         rt.token[e][n] = t;
         // a probability: at most 1.0 (so g * y never outgrows an activation)
-        const wide_t g = shift_round(p[e] * y, NEWTON_FRAC + ps - PROB_F);
+        const wide_t g = shift_round(wide_t(prob_t(p[e]) * newton_t(y)), NEWTON_FRAC + ps - PROB_F);
         rt.weight[e][n] = g < 0 ? wide_t(0) : g > ONE ? wide_t(ONE) : g;
         rt.count[e] = n + 1;
       }
