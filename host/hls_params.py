@@ -206,6 +206,10 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
     for k, v in accumulator_bits(cfg, profile).items():
         w(f"constexpr int ACC_{_cname(k)}_BITS = {v};")
     one = 1 << profile.formats["prob"].frac
+    st = profile.formats["ln_stat"]
+    ln_t1 = (max(-st.min_raw, st.max_raw) * cfg.embed_dim).bit_length() + 1
+    w("/// LayerNorm's T1: the sum of a token's ln_stat values.")
+    w(f"constexpr int ACC_LN_STAT_SUM_BITS = {ln_t1};")
     w("/// The softmax running sum: at most one 1.0 per key.")
     w(f"constexpr int ACC_ATTN_SUM_BITS = {(cfg.num_tokens * one).bit_length() + 1};")
     w("")

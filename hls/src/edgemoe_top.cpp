@@ -359,6 +359,11 @@ lane_steps:
     const uint64_t out_off = uint64_t(s.image) * run.out_stride;
     bool compute = false;  // this step's linear-unit call
     LinearCall call = {IN_H, OUT_PROJ, 0, 0, 0, 0, 0, 0, 0, 0, SIDE_NONE, 0};
+    bool norm = false;  // this step's LayerNorm (LN1 or LN2): one LayerNorm unit
+    uint64_t ln_g = 0;
+    uint64_t ln_b = 0;
+    RowSide move = SIDE_NONE;  // this step's side move on its own (expert-major)
+    int move_chunk = 0;
     switch (pc) {
       case PC_TAIL:
         if (stop == here + STAGE_ATTN) {
@@ -373,7 +378,9 @@ lane_steps:
         pc = stop == here + STAGE_PROJ ? PC_WRITE : PC_LN2;
         break;
       case PC_LN2:
-        layernorm_block(bundle, blk.ln2_g, blk.ln2_b, buf);
+        norm = true;
+        ln_g = blk.ln2_g;
+        ln_b = blk.ln2_b;
         wr = WR_H;
         pc = stop == here + STAGE_LN2 ? PC_WRITE : IS_MOE[s.block] ? PC_GATE : PC_FC1;
         break;
@@ -457,7 +464,9 @@ lane_steps:
         pc = PC_HEAD;
         break;
       case PC_HEAD:
-        layernorm_block(bundle, blk.ln1_g, blk.ln1_b, buf);
+        norm = true;
+        ln_g = blk.ln1_g;
+        ln_b = blk.ln1_b;
         wr = WR_H;
         pc = stop == here + STAGE_LN1 ? PC_WRITE : PC_QKV;
         break;
@@ -549,7 +558,8 @@ lane_steps:
         walk.n = -1;
         cur = 0;
         e = next_chunk(scratch, group_out, group_size, count, walk, lane.chunk[cur]);
-        move_rows(SIDE_GATHER, lane.chunk[cur], output, scratch, buf);  // nothing to hide it behind
+        move = SIDE_GATHER;  // nothing to hide it behind
+        move_chunk = cur;
         pc = e < NUM_EXPERTS ? PC_GROUP_FC1 : PC_GROUP_MERGE;
         break;
       }
@@ -598,9 +608,17 @@ lane_steps:
         break;
       }
       default:  // PC_GROUP_MERGE: the last chunk's merge
-        move_rows(SIDE_MERGE, lane.chunk[cur ^ 1], output, scratch, buf);
+        move = SIDE_MERGE;
+        move_chunk = cur ^ 1;
         pc = PC_END;
         break;
+    }
+    // the units with more than one step's use, each called from this one place
+    if (norm) {
+      layernorm_block(bundle, ln_g, ln_b, buf);
+    }
+    if (move != SIDE_NONE) {
+      move_rows(move, lane.chunk[move_chunk], output, scratch, buf);
     }
     if (compute) {
       linear_unit(call, bundle, output, scratch, buf, lane, lin.ahead, lin.wtile);

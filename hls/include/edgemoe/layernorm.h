@@ -37,7 +37,9 @@ inline LnStats ln_finish(wide_t s1, wide_t t1, wide_t t2) {
   const int GM = LN_MEAN_GUARD;
   LnStats st;
   st.mean = div_round(s1 << GM, D);
-  const wide_t var = div_round(wide_t(D) * t2 - t1 * t1, wide_t(D) * D) + LN_EPS_RAW;
+  // T1 fits ACC_LN_STAT_SUM_BITS (D terms of ln_stat): one multiplier of that width
+  const wide_t t1sq = wide_t(sint<ACC_LN_STAT_SUM_BITS>(t1) * sint<ACC_LN_STAT_SUM_BITS>(t1));
+  const wide_t var = div_round(wide_t(D) * t2 - t1sq, wide_t(D) * D) + LN_EPS_RAW;
   int h;
   rsqrt<2 * LN_STAT_F>(var, st.y, h);
   st.shift = ACT_F + GM + NEWTON_FRAC + h - LN_NORM_F;

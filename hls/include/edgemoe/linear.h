@@ -143,6 +143,12 @@ inline wide_t linear_input(const LinearCall& call, const Buffers& buf, const Lan
 /// The epilogue of one output value.
 inline void linear_output(const LinearCall& call, Buffers& buf, const LaneBuffers& lane, int r,
                           int col, wide_t acc, wide_t bias) {
+  // the fc outputs with their bias (dense fc2, fc1 + GELU, expert fc1/fc2), and an expert
+  // output scaled by its gate weight: one PROB_W x ACT_W product for both expert cases
+  const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
+  const prob_t g = call.out == OUT_EXPERT ? lane.routing.weight[call.expert][r]
+                                          : lane.chunk[call.expert & 1].weight[r];
+  const wide_t gated = shift_round(wide_t(g * act_t(y)), PROB_F);
   switch (call.out) {
     case OUT_EMBED: {
       const wide_t tb = buf.x[r + 1][col];
@@ -159,31 +165,23 @@ inline void linear_output(const LinearCall& call, Buffers& buf, const LaneBuffer
       buf.x[r][col] = saturate<ACT_W>(wide_t(buf.x[r][col]) + y);
       break;
     }
-    case OUT_RESIDUAL: {
-      const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
+    case OUT_RESIDUAL:
       buf.x[r][col] = saturate<ACT_W>(wide_t(buf.x[r][col]) + y);
       break;
-    }
     case OUT_GATE:
       buf.wide[r][col] = narrow<ATTN_SCORE_W, GATE_ACC_F, ATTN_SCORE_F>(acc);
       break;
     case OUT_GELU:
-      buf.wide[r][col] =
-          gelu<ACT_F>(narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F))));
+      buf.wide[r][col] = gelu<ACT_F>(y);
       break;
     case OUT_EXPERT: {
-      const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
       const int t = lane.routing.token[call.expert][r];
-      const prob_t g = lane.routing.weight[call.expert][r];
-      buf.x[t][col] =
-          saturate<ACT_W>(wide_t(buf.x[t][col]) + shift_round(wide_t(g * act_t(y)), PROB_F));
+      buf.x[t][col] = saturate<ACT_W>(wide_t(buf.x[t][col]) + gated);
       break;
     }
-    default: {  // OUT_DELTA: what OUT_EXPERT adds, kept for the merge
-      const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
-      buf.x[r][col] = shift_round(wide_t(lane.chunk[call.expert].weight[r] * act_t(y)), PROB_F);
+    default:  // OUT_DELTA: what OUT_EXPERT adds, kept for the merge
+      buf.x[r][col] = gated;
       break;
-    }
   }
 }
 

@@ -190,6 +190,8 @@ constexpr int ACC_MOE_SCALE_BITS = 39;
 constexpr int ACC_LN_SUM_BITS = 30;
 constexpr int ACC_LN_VAR_BITS = 59;
 constexpr int ACC_LN_CENTER_BITS = 52;
+/// LayerNorm's T1: the sum of a token's ln_stat values.
+constexpr int ACC_LN_STAT_SUM_BITS = 30;
 /// The softmax running sum: at most one 1.0 per key.
 constexpr int ACC_ATTN_SUM_BITS = 25;
 
