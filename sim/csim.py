@@ -42,7 +42,7 @@ CXX = os.environ.get("CXX", "g++")
 # Every build is its own library, loaded side by side in one process: keep the
 # kernel's symbols (static buffers of inline functions included) private to it.
 CXXFLAGS = [
-    "-std=c++17",
+    "-std=c++14",
     "-O3",
     "-fPIC",
     "-shared",
@@ -183,7 +183,7 @@ def build_testbench(
     exe = out_dir / name
     cmd = [
         CXX,
-        "-std=c++17",
+        "-std=c++14",
         "-O2",
         "-w",
         f"-I{HLS / 'include'}",
