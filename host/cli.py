@@ -150,6 +150,13 @@ def _need_torch() -> None:
 
 
 def _build_model(cfg, seed: int, checkpoint: str | None):
+    """The float model: a checkpoint loaded into it, else a seeded random init.
+
+    Returns
+    -------
+    tuple[M3ViT, list[str]]
+        The model in eval mode and the checkpoint loader's one-line notices.
+    """
     _need_torch()
     from edgemoe.models.checkpoint import load_checkpoint
     from edgemoe.models.m3vit import M3ViT, random_model
@@ -159,6 +166,11 @@ def _build_model(cfg, seed: int, checkpoint: str | None):
     model = M3ViT(cfg, seed=seed)
     notices = load_checkpoint(model, checkpoint)
     return model.eval(), notices
+
+
+#: Public name of the same function, for :mod:`edgemoe.api` (the commands keep the
+#: private one, which tests patch).
+build_model = _build_model
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
