@@ -11,3 +11,7 @@ class ConfigError(EdgeMoeError):
 
 class CheckpointError(EdgeMoeError):
     """A checkpoint cannot be loaded into the model."""
+
+
+class DataError(EdgeMoeError):
+    """A dataset is missing, incomplete, or holds arrays of the wrong size or dtype."""

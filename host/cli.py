@@ -29,6 +29,7 @@ from .calibrate import (
     load_image_folder,
 )
 from .deployment import WeightSource, bundle_file, checkpoint_digest, host_tensors
+from .evaluate import add_parser as add_eval_parser
 from .images import random_images, scene_images
 from .outputs import check_output_file, write_file_atomic
 from .profile import DEFAULT_PROFILE, config_hash, load_profile
@@ -37,6 +38,7 @@ from .run import add_parser as add_run_parser
 from .run import check_batch
 from .scratch import MAX_BATCH
 from .tiling import DEFAULT_TILING, Tiling
+from .train_cli import add_parser as add_train_parser
 from .verify import (
     compare,
     first_difference,
@@ -164,6 +166,10 @@ def _build_model(cfg, seed: int, checkpoint: str | None):
     if checkpoint is None:
         return random_model(cfg, seed), []
     model = M3ViT(cfg, seed=seed)
+    if str(checkpoint).endswith(".safetensors"):  # the project's own (edgemoe train)
+        from edgemoe.models.weights import load_weights
+
+        return model.eval(), load_weights(model, checkpoint)
     notices = load_checkpoint(model, checkpoint)
     return model.eval(), notices
 
@@ -627,6 +633,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backends", default=",".join(DEFAULT_BACKENDS), help="comma-separated")
     b.add_argument("--json", default=None, help="write the results as JSON here")
     b.set_defaults(func=cmd_bench)
+
+    add_train_parser(sub, DEFAULT_CONFIG)
+    add_eval_parser(sub, DEFAULT_CONFIG)
     return ap
 
 

@@ -175,57 +175,17 @@ def load_image(
 
 
 def sample_scene(cfg: ModelConfig, seed: int = 0) -> np.ndarray:
-    """A procedural street scene (H, W, 3) uint8 at the config's resolution.
+    """Held-out procedural street scene ``seed`` (H, W, 3) uint8 at the config's resolution.
 
-    Sky gradient, buildings with windows, a road in perspective with lane
-    marks, a pavement, trees and two cars: structure a segmentation head can
-    respond to, with no image file needed.
+    The scene :func:`edgemoe.models.train.evaluate` scores as held-out scene
+    ``seed`` (split ``val`` of :class:`~edgemoe.models.data.ProceduralScenes`), so
+    the shipped checkpoint's maps of it are meaningful.
     """
-    rng = np.random.default_rng(seed)
-    H, W = cfg.image_size
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float64)
-    img = np.zeros((H, W, 3))
-    horizon = 0.45 * H
-    sky = (yy < horizon)[..., None]
-    t = (yy / horizon)[..., None]
-    img += sky * ((1 - t) * [0.35, 0.55, 0.85] + t * [0.75, 0.85, 0.95])
-    # buildings along the horizon
-    x = 0.0
-    while x < W:
-        bw = rng.uniform(0.08, 0.2) * W
-        top = horizon - rng.uniform(0.15, 0.4) * H
-        colour = rng.uniform(0.3, 0.6) * np.array([1.0, 0.95, 0.9])
-        m = (xx >= x) & (xx < x + bw) & (yy >= top) & (yy < horizon)
-        img[m] = colour
-        win = m & ((xx - x) % 8 < 3) & ((yy - top) % 8 < 3) & (yy < horizon - 4)
-        img[win] = [0.9, 0.85, 0.55]
-        x += bw + rng.uniform(0, 0.03) * W
-    # ground: pavement, then the road as a trapezoid narrowing to the vanishing point
-    ground = yy >= horizon
-    img[ground] = [0.55, 0.5, 0.5]
-    depth = np.clip((yy - horizon) / (H - horizon), 0, 1)
-    half = 0.05 * W + depth * 0.55 * W
-    road = ground & (np.abs(xx - W / 2) < half)
-    img[road] = [0.3, 0.3, 0.33]
-    lane = road & (np.abs(xx - W / 2) < 0.01 * W + depth * 0.01 * W) & ((yy // 6) % 2 == 0)
-    img[lane] = [0.95, 0.95, 0.9]
-    # trees on the pavement, cars on the road
-    for side in (-1, 1):
-        cx = W / 2 + side * 0.4 * W
-        cy, r = horizon - 0.05 * H, 0.12 * H
-        img[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = [0.2, 0.45, 0.15]
-        img[(np.abs(xx - cx) < 0.01 * W + 1) & (yy >= cy) & (yy < horizon + 0.1 * H)] = [
-            0.35,
-            0.25,
-            0.15,
-        ]
-    for cx, colour in ((0.4 * W, [0.7, 0.1, 0.1]), (0.62 * W, [0.1, 0.2, 0.6])):
-        cy = horizon + 0.35 * (H - horizon)
-        body = (np.abs(xx - cx) < 0.07 * W) & (np.abs(yy - cy) < 0.06 * H)
-        img[body] = colour
-        img[body & (yy < cy - 0.02 * H) & (np.abs(xx - cx) < 0.05 * W)] = [0.6, 0.75, 0.85]
-    img += rng.normal(0, 0.02, size=img.shape)
-    return np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
+    from edgemoe.models.data import HELDOUT_SEED, SPLITS, depth_far
+    from edgemoe.models.scenes import render_scene
+
+    seq = np.random.SeedSequence([HELDOUT_SEED, SPLITS.index("val"), seed])
+    return render_scene(*cfg.image_size, seq, depth_far(cfg)).image
 
 
 def read_bundle(path: str | Path) -> bytes:
@@ -312,7 +272,14 @@ def _weights(args: argparse.Namespace, dep: Deployment | None) -> WeightSource:
         ``--checkpoint`` or ``--seed`` disagrees with the bundle's weights.
     """
     if dep is None:
-        return WeightSource(args.checkpoint, None, 0 if args.seed is None else args.seed)
+        seed = 0 if args.seed is None else args.seed
+        if args.random:
+            if args.checkpoint is not None:
+                raise EdgeMoeError("--random and --checkpoint name two different models: pick one")
+            return WeightSource(None, None, seed)
+        return WeightSource(args.checkpoint, None, seed)
+    if args.random:
+        raise EdgeMoeError("--random: the bundle names its weights (drop --random)")
     src = dep.source
     if args.seed is not None and args.seed != src.seed:
         raise EdgeMoeError(
@@ -439,6 +406,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         tiling = DEFAULT_TILING
     tasks = _task_list(args.task, cfg)
     check_batch(args.batch)
+    if dep is None and args.checkpoint is None and not args.random:
+        # the config's shipped trained weights, when it has them (--random: the seeded init)
+        from edgemoe.models.weights import shipped_checkpoint
+
+        found = shipped_checkpoint(cfg.name)
+        args.checkpoint = None if found is None else str(found)
     backend = get_backend(args.backend)
     driven = hasattr(backend, "make_accelerator")
     _check_options(args, driven, tiling)
@@ -730,7 +703,13 @@ def add_parser(sub, default_config: str, default_profile: str) -> None:
     r.add_argument(
         "--checkpoint",
         default=None,
-        help="M3ViT checkpoint instead of random init (with --bundle: must be the bundle's)",
+        help="M3ViT checkpoint (default: the config's shipped trained checkpoint; with "
+        "--bundle: must be the bundle's)",
+    )
+    r.add_argument(
+        "--random",
+        action="store_true",
+        help="the seeded random model instead of the shipped trained weights",
     )
     r.add_argument(
         "--top-k",

@@ -1,0 +1,487 @@
+"""``edgemoe train``: multi-task training of M3ViT on procedural or Cityscapes scenes.
+
+One step draws a batch (scene indices ``step * B …``, so the data is a pure
+function of the seed and the step), picks a task (seeded per step, or both
+tasks) and minimises
+
+- semseg: cross-entropy of the light head's upsampled logits, label −1 ignored;
+- depth: ``depth_weight`` × L1 (metres) of the upsampled depth on valid pixels;
+- optionally ``balance`` × the MoE load-balance term per MoE block,
+  ``E · Σ_e f_e · P_e`` (``f_e`` the fraction of top-k slots routed to expert
+  ``e``, ``P_e`` its mean gate probability; 1 when uniform),
+
+with AdamW (decoupled weight decay on weight matrices only), linear warmup and
+cosine decay, gradient clipping. Files, from ``--out STEM``:
+
+- ``STEM.safetensors`` fp16 weights (the shipped artefact) and ``STEM.json``
+  (the training record: config, options, seed, data, curves, held-out
+  metrics, wall time, command);
+- ``STEM.state.safetensors`` + ``STEM.state.json``: fp32 weights, AdamW
+  moments, step, RNG state and curves, for ``--resume`` (not shipped).
+
+Every file is written atomically. On one thread a run is deterministic and a
+resumed run ends bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from edgemoe.errors import EdgeMoeError
+
+from .config import ModelConfig, load_config
+from .data import HELDOUT_SEED, PROCEDURAL, ProceduralScenes, SceneSource, open_source
+from .m3vit import M3ViT, MoE, normalize
+from .metrics import DepthAccumulator, confusion, semseg_metrics
+from .weights import load_weights, read_tensors, save_tensors, save_weights, write_json
+
+STATE_FORMAT = 1
+
+
+@dataclass
+class TrainOptions:
+    """Everything that defines a training run (recorded; must match on ``--resume``)."""
+
+    config: str
+    data: str = PROCEDURAL
+    steps: int = 1000
+    batch: int = 8
+    seed: int = 0
+    lr: float = 5e-4
+    min_lr: float = 1e-5
+    warmup: int = -1  # steps; -1: 5 % of the run
+    weight_decay: float = 0.05
+    head_lr_mult: float = 10.0
+    clip: float = 1.0
+    tasks: str = "sample"  # 'sample': one task per step; 'both': every task every step
+    depth_weight: float = 0.1
+    balance: float = 0.0
+    eval_every: int = -1  # -1: 10 evaluations per run
+    eval_images: int = 16
+    final_eval_images: int = 64
+
+    def resolved(self) -> TrainOptions:
+        """Copy with the automatic values filled in and every value checked."""
+        o = TrainOptions(**asdict(self))
+        for name in ("steps", "batch", "eval_images", "final_eval_images"):
+            if getattr(o, name) < 1:
+                raise EdgeMoeError(f"--{name.replace('_', '-')} must be at least 1")
+        if o.tasks not in ("sample", "both"):
+            raise EdgeMoeError(f"--tasks must be 'sample' or 'both', got {o.tasks!r}")
+        if not (o.lr > 0 and 0 <= o.min_lr <= o.lr):
+            raise EdgeMoeError("--lr must be positive and at least --min-lr")
+        if o.warmup < 0:
+            o.warmup = max(1, o.steps // 20)
+        if o.eval_every < 0:
+            o.eval_every = max(1, o.steps // 10)
+        if o.eval_every < 1:
+            raise EdgeMoeError("--eval-every must be at least 1")
+        return o
+
+
+def lr_at(step: int, o: TrainOptions) -> float:
+    """Learning rate of step ``step`` (0-based): linear warmup, then cosine to ``min_lr``."""
+    if step < o.warmup:
+        return o.lr * (step + 1) / o.warmup
+    span = max(o.steps - o.warmup, 1)
+    progress = min((step - o.warmup) / span, 1.0)
+    return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def _param_groups(model: M3ViT, o: TrainOptions) -> list[dict[str, Any]]:
+    """Decay on weight matrices (and expert weights); none on biases, norms, tokens, gates."""
+    groups: dict[str, list[nn.Parameter]] = {"decay": [], "no_decay": [], "heads": []}
+    for name, p in model.named_parameters():
+        if name.startswith("heads."):
+            groups["heads"].append(p)
+        elif p.ndim >= 2 and name not in ("cls_token", "pos_embed") and "w_gate" not in name:
+            groups["decay"].append(p)
+        else:
+            groups["no_decay"].append(p)
+    return [
+        {"params": groups["decay"], "weight_decay": o.weight_decay, "lr_mult": 1.0},
+        {"params": groups["no_decay"], "weight_decay": 0.0, "lr_mult": 1.0},
+        {"params": groups["heads"], "weight_decay": 0.0, "lr_mult": o.head_lr_mult},
+    ]
+
+
+class _RouteTap:
+    """Forward hooks on every MoE block that keep the gate logits and top-k masks."""
+
+    def __init__(self, model: M3ViT) -> None:
+        self.logits: list[Tensor] = []
+        self.masks: list[Tensor] = []
+        self._handles = [
+            m.register_forward_hook(self._hook) for m in model.modules() if isinstance(m, MoE)
+        ]
+
+    def _hook(self, module: nn.Module, args: Any, out: tuple[Tensor, Tensor, Tensor]) -> None:
+        self.logits.append(out[1])
+        self.masks.append(out[2])
+
+    def clear(self) -> None:
+        self.logits.clear()
+        self.masks.clear()
+
+    def balance_loss(self) -> Tensor:
+        """Mean over MoE blocks of ``E · Σ_e f_e · P_e``."""
+        terms = []
+        for logits, mask in zip(self.logits, self.masks, strict=True):
+            e = logits.shape[-1]
+            p = torch.softmax(logits, dim=-1).reshape(-1, e)
+            f = mask.reshape(-1, e).to(p.dtype)
+            f = f.sum(0) / f.sum()
+            terms.append(e * (f * p.mean(0)).sum())
+        return torch.stack(terms).mean()
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+def task_loss(out: Tensor, label: Tensor, task: str, o: TrainOptions) -> Tensor:
+    """Loss of one task's upsampled output ``(B, C, H, W)`` against per-pixel labels."""
+    if task == "semseg":
+        if not (label >= 0).any():
+            return out.sum() * 0.0
+        return F.cross_entropy(out, label, ignore_index=-1)
+    if task == "depth":
+        valid = label > 0
+        if not valid.any():
+            return out.sum() * 0.0
+        return o.depth_weight * (out[:, 0][valid] - label[valid]).abs().mean()
+    raise EdgeMoeError(f"no training loss for task {task!r} (known: semseg, depth)")
+
+
+def _tasks_of_step(step: int, cfg: ModelConfig, o: TrainOptions, source: SceneSource) -> list[str]:
+    tasks = [t for t in cfg.task_names if t in source.tasks]
+    if o.tasks == "both":
+        return tasks
+    rng = np.random.default_rng([o.seed, 7, step])
+    return [tasks[int(rng.integers(len(tasks)))]]
+
+
+def _train_indices(step: int, o: TrainOptions, source: SceneSource) -> np.ndarray:
+    """Scene indices of a step: consecutive for procedural data, epoch-shuffled for files."""
+    flat = step * o.batch + np.arange(o.batch)
+    n = source.size("train")
+    if n is None:
+        return flat
+    out = np.empty_like(flat)
+    for j, k in enumerate(flat):
+        perm = np.random.default_rng([o.seed, 11, int(k // n)]).permutation(n)
+        out[j] = perm[k % n]
+    return out
+
+
+@torch.no_grad()
+def evaluate(
+    model: M3ViT, source: SceneSource, images: int, batch: int = 8, split: str = "val"
+) -> dict[str, dict]:
+    """Float metrics of ``model`` on the first ``images`` scenes of ``split``, every task."""
+    cfg = model.cfg
+    n = images if source.size(split) is None else min(images, source.size(split) or 0)
+    conf = None
+    depth = DepthAccumulator()
+    for start in range(0, n, batch):
+        b = source.batch(split, np.arange(start, min(start + batch, n)))
+        x = normalize(b.images, cfg)
+        for task in source.tasks:
+            tokens = model.backbone(x, task)
+            out = model.task_output(tokens, task).numpy()
+            if task == "semseg":
+                c = cfg.task_channels(task)
+                cm = confusion(out.argmax(1), b.labels[task], c)
+                conf = cm if conf is None else conf + cm
+            elif task == "depth":
+                depth.add(out[:, 0], b.labels[task])
+    result: dict[str, dict] = {}
+    if conf is not None:
+        result["semseg"] = semseg_metrics(conf, cfg.task_spec("semseg").classes)
+    if "depth" in source.tasks:
+        result["depth"] = depth.result()
+    return result
+
+
+def _short(metrics: dict[str, dict]) -> dict[str, float]:
+    out = {}
+    if "semseg" in metrics:
+        out["miou"] = round(metrics["semseg"]["miou"], 4)
+        out["pixel_acc"] = round(metrics["semseg"]["pixel_acc"], 4)
+    if "depth" in metrics:
+        out["abs_rel"] = round(metrics["depth"]["abs_rel"], 4)
+        out["rmse"] = round(metrics["depth"]["rmse"], 3)
+    return out
+
+
+def _paths(out: str | Path) -> dict[str, Path]:
+    stem = Path(out)
+    if stem.suffix == ".safetensors":
+        stem = stem.with_suffix("")
+    return {
+        "weights": stem.with_name(stem.name + ".safetensors"),
+        "record": stem.with_name(stem.name + ".json"),
+        "state": stem.with_name(stem.name + ".state.safetensors"),
+        "state_json": stem.with_name(stem.name + ".state.json"),
+    }
+
+
+def _save_state(
+    paths: dict[str, Path],
+    model: M3ViT,
+    opt: torch.optim.AdamW,
+    names: dict[int, str],
+    meta: dict[str, Any],
+) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for p, st in opt.state.items():
+        name = names[id(p)]
+        for k in ("exp_avg", "exp_avg_sq", "step"):
+            tensors[f"adam.{name}.{k}"] = st[k].reshape(-1) if k == "step" else st[k]
+    save_tensors(tensors, paths["state"], {"format": "pt"})
+    write_json(paths["state_json"], meta)
+
+
+def _load_state(
+    paths: dict[str, Path], model: M3ViT, opt: torch.optim.AdamW, names: dict[int, str]
+) -> dict[str, Any]:
+    import json
+
+    if not paths["state"].is_file() or not paths["state_json"].is_file():
+        raise EdgeMoeError(f"--resume: no training state at {paths['state']}")
+    try:
+        meta = json.loads(paths["state_json"].read_text())
+    except ValueError:
+        raise EdgeMoeError(f"--resume: {paths['state_json']} is not JSON") from None
+    tensors = read_tensors(paths["state"])
+    sd = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    model.load_state_dict(sd, strict=True)
+    by_name = {names[id(p)]: p for g in opt.param_groups for p in g["params"]}
+    for name, p in by_name.items():
+        key = f"adam.{name}"
+        if f"{key}.step" in tensors:
+            opt.state[p] = {
+                "step": tensors[f"{key}.step"].reshape(()).clone(),
+                "exp_avg": tensors[f"{key}.exp_avg"].clone(),
+                "exp_avg_sq": tensors[f"{key}.exp_avg_sq"].clone(),
+            }
+    return meta
+
+
+def _curve_summary(losses: list[list], window: int) -> list[dict[str, float]]:
+    """Mean loss per window of steps (all tasks together, and per task)."""
+    out = []
+    for start in range(0, len(losses), window):
+        chunk = losses[start : start + window]
+        row: dict[str, float] = {
+            "step": chunk[-1][0] + 1,
+            "loss": round(float(np.mean([c[2] for c in chunk])), 4),
+        }
+        for task in sorted({c[1] for c in chunk}):
+            row[task] = round(float(np.mean([c[2] for c in chunk if c[1] == task])), 4)
+        out.append(row)
+    return out
+
+
+def train(
+    options: TrainOptions,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    threads: int = 1,
+    stop_after: int | None = None,
+    command: str = "",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train (or resume) a run and write its files (see the module docstring).
+
+    Parameters
+    ----------
+    options : TrainOptions
+        The run; on ``resume`` it must equal the recorded one.
+    out : str or pathlib.Path
+        File stem of the outputs (a ``.safetensors`` suffix is dropped).
+    resume : bool
+        Continue from ``{out}.state.*``.
+    threads : int
+        Torch intra-op threads (1: deterministic).
+    stop_after : int, optional
+        Stop after this many steps of the schedule (state saved; resume later).
+    command : str
+        The command line, for the record.
+    progress : bool
+        Show a tqdm progress bar on stderr.
+
+    Returns
+    -------
+    dict
+        The training record (also written to ``{out}.json``).
+    """
+    from tqdm import tqdm
+
+    o = options.resolved()
+    if threads < 1:
+        raise EdgeMoeError("--threads must be at least 1")
+    if stop_after is not None and not 1 <= stop_after <= o.steps:
+        raise EdgeMoeError(f"--stop-after must be in 1..{o.steps}")
+    torch.set_num_threads(threads)
+    cfg = load_config(o.config)
+    source = open_source(o.data, cfg, o.seed)
+    heldout = (
+        ProceduralScenes(cfg, HELDOUT_SEED) if o.data == PROCEDURAL else open_source(o.data, cfg)
+    )
+    paths = _paths(out)
+    for p in paths.values():
+        if p.is_dir():
+            raise EdgeMoeError(f"cannot write {p}: is a directory")
+
+    model = M3ViT(cfg, seed=o.seed)
+    if "depth" in cfg.task_names:
+        # start the depth head at a typical depth: the head's bias would need
+        # thousands of AdamW steps to get there from 0
+        with torch.no_grad():
+            model.heads["depth"].bias.fill_(0.25 * float(cfg.task_spec("depth").far or 80.0))
+    model.train()
+    groups = _param_groups(model, o)
+    opt = torch.optim.AdamW(groups, lr=o.lr, betas=(0.9, 0.999), eps=1e-8)
+    names = {id(p): n for n, p in model.named_parameters()}
+    tap = _RouteTap(model)
+
+    meta: dict[str, Any] = {
+        "format": STATE_FORMAT,
+        "options": asdict(o),
+        "step": 0,
+        "losses": [],
+        "evals": [],
+        "wall_seconds": 0.0,
+        "commands": [],
+    }
+    if resume:
+        saved = _load_state(paths, model, opt, names)
+        if saved.get("options") != asdict(o):
+            diff = [
+                f"{k}: {saved.get('options', {}).get(k)!r} -> {v!r}"
+                for k, v in asdict(o).items()
+                if saved.get("options", {}).get(k) != v
+            ]
+            raise EdgeMoeError(f"--resume: the run's options differ ({'; '.join(diff)})")
+        meta = saved
+    meta["commands"].append(command)
+    start = meta["step"]
+    end = stop_after if stop_after is not None else o.steps
+    torch.manual_seed(o.seed)
+
+    bar = tqdm(
+        total=o.steps,
+        initial=start,
+        desc=f"train {cfg.name}",
+        disable=not progress,
+        file=sys.stderr,
+        mininterval=2.0 if sys.stderr.isatty() else 30.0,
+        dynamic_ncols=True,
+    )
+    t_run = time.perf_counter()
+    ema = None
+    try:
+        for step in range(start, end):
+            lr = lr_at(step, o)
+            for g in opt.param_groups:
+                g["lr"] = lr * g["lr_mult"]
+            batch = source.batch("train", _train_indices(step, o, source))
+            x = normalize(batch.images, cfg)
+            opt.zero_grad(set_to_none=True)
+            total = torch.zeros(())
+            step_tasks = _tasks_of_step(step, cfg, o, source)
+            for task in step_tasks:
+                tap.clear()
+                out_t = model(x, task)
+                loss = task_loss(out_t, torch.from_numpy(batch.labels[task]), task, o)
+                if o.balance > 0 and tap.logits:
+                    loss = loss + o.balance * tap.balance_loss()
+                total = total + loss
+            if not torch.isfinite(total.detach()):
+                raise EdgeMoeError(f"training diverged at step {step} (loss {float(total)})")
+            total.backward()
+            if o.clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), o.clip)
+            opt.step()
+            value = total.item()
+            meta["losses"].append([step, "+".join(step_tasks), value])
+            ema = value if ema is None else 0.95 * ema + 0.05 * value
+            meta["step"] = step + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{ema:.3f}", lr=f"{lr:.1e}", refresh=False)
+            if (step + 1) % o.eval_every == 0 or step + 1 == o.steps:
+                model.eval()
+                m = _short(evaluate(model, heldout, o.eval_images, o.batch))
+                model.train()
+                meta["evals"].append({"step": step + 1, **m})
+                bar.write(f"step {step + 1}: loss {ema:.4f} held-out {m}", file=sys.stderr)
+                meta["wall_seconds"] += time.perf_counter() - t_run
+                t_run = time.perf_counter()
+                _save_state(paths, model, opt, names, meta)
+    finally:
+        bar.close()
+        tap.remove()
+    meta["wall_seconds"] += time.perf_counter() - t_run
+    _save_state(paths, model, opt, names, meta)
+
+    # the shipped artefact: fp16 weights, evaluated as shipped
+    model.eval()
+    save_weights(model, paths["weights"])
+    n_params = sum(p.numel() for p in model.parameters())
+    record = _record(cfg, o, meta, paths, threads, end == o.steps, n_params)
+    if record["complete"]:
+        shipped = M3ViT(cfg, seed=o.seed)
+        load_weights(shipped, paths["weights"])
+        record["heldout"] = evaluate(shipped.eval(), heldout, o.final_eval_images, o.batch)
+        record["heldout_images"] = min(o.final_eval_images, heldout.size("val") or 10**9)
+    write_json(paths["record"], record)
+    return record
+
+
+def _record(
+    cfg: ModelConfig,
+    o: TrainOptions,
+    meta: dict[str, Any],
+    paths: dict[str, Path],
+    threads: int,
+    complete: bool,
+    n_params: int,
+) -> dict[str, Any]:
+    steps_done = meta["step"]
+    wall = meta["wall_seconds"]
+    return {
+        "config": cfg.name,
+        "config_fields": cfg.to_dict(),
+        "complete": complete and steps_done == o.steps,
+        "steps": steps_done,
+        "options": asdict(o),
+        "seed": o.seed,
+        "data": o.data,
+        "heldout_data": (
+            f"procedural val split, data seed {HELDOUT_SEED}" if o.data == PROCEDURAL else o.data
+        ),
+        "threads": threads,
+        "wall_seconds": round(wall, 1),
+        "seconds_per_step": round(wall / max(steps_done, 1), 3),
+        "commands": meta["commands"],
+        "loss_curve": _curve_summary(meta["losses"], max(1, o.steps // 50)),
+        "evals": meta["evals"],
+        "weights": paths["weights"].name,
+        "weights_dtype": "float16",
+        "weights_bytes": paths["weights"].stat().st_size,
+        "parameters": n_params,
+        "machine": f"{platform.machine()} {platform.system()}, torch {torch.__version__}",
+    }

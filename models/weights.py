@@ -1,0 +1,115 @@
+"""The project's own weight files: ``.safetensors`` under the model's parameter names.
+
+A trained checkpoint is shipped as fp16 ``{name}.safetensors`` beside a JSON
+training record ``{name}.json`` in ``models/checkpoints/`` (package data), and is
+loaded through :func:`edgemoe.models.checkpoint.load_checkpoint`'s checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from edgemoe.errors import CheckpointError
+
+from .checkpoint import load_checkpoint
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+SUFFIX = ".safetensors"
+
+
+def _atomic_path(path: Path) -> Path:
+    """A temporary file beside ``path`` (same file system, so ``os.replace`` is atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(tmp)
+
+
+def save_tensors(
+    tensors: Mapping[str, Tensor], path: str | Path, metadata: Mapping[str, str] | None = None
+) -> None:
+    """Write ``tensors`` to a ``.safetensors`` file atomically (temporary file + rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = _atomic_path(path)
+    try:
+        save_file(
+            {k: v.detach().contiguous() for k, v in tensors.items()}, tmp, dict(metadata or {})
+        )
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON atomically."""
+    path = Path(path)
+    tmp = _atomic_path(path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_tensors(path: str | Path) -> dict[str, Tensor]:
+    """Every tensor of a ``.safetensors`` file, as a one-line error if it is not one."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path}: not a safetensors file ({first})") from None
+
+
+def save_weights(model: nn.Module, path: str | Path, dtype: torch.dtype = torch.float16) -> None:
+    """Save ``model``'s parameters, cast to ``dtype`` (fp16: the shipped form)."""
+    state = {k: v.to(dtype) for k, v in model.state_dict().items()}
+    save_tensors(state, path, {"format": "pt", "dtype": str(dtype).removeprefix("torch.")})
+
+
+def load_weights(model: nn.Module, path: str | Path) -> list[str]:
+    """Load a ``.safetensors`` file of the model's own parameter names into ``model``.
+
+    Tensors are cast to the model's float32 and go through
+    :func:`~edgemoe.models.checkpoint.load_checkpoint`'s checks (names, shapes,
+    finite values; the task heads are required).
+
+    Returns
+    -------
+    list[str]
+        Notices for the user.
+    """
+    tensors = {k: v.to(torch.float32) for k, v in read_tensors(path).items()}
+    return load_checkpoint(model, tensors, strict_heads=True)
+
+
+def shipped_checkpoint(config: str) -> Path | None:
+    """The shipped ``.safetensors`` of config ``config`` (by name), if there is one."""
+    path = CHECKPOINT_DIR / f"{config}{SUFFIX}"
+    return path if path.is_file() else None
+
+
+def read_record(path: str | Path) -> dict:
+    """The JSON training record beside a weight file (``{stem}.json``), ``{}`` if none."""
+    rec = Path(path).with_suffix(".json")
+    try:
+        return json.loads(rec.read_text()) if rec.is_file() else {}
+    except (OSError, ValueError):
+        return {}
