@@ -107,8 +107,8 @@ class TaskOutput:
         from edgemoe.host.plots import task_rgb
 
         if self.values.ndim == 3:
-            return task_rgb(self.task, self.values)
-        return np.stack([task_rgb(self.task, v) for v in self.values])
+            return task_rgb(self.spec, self.values)
+        return np.stack([task_rgb(self.spec, v) for v in self.values])
 
 
 @dataclass

@@ -166,11 +166,9 @@ def _build_model(cfg, seed: int, checkpoint: str | None):
     if checkpoint is None:
         return random_model(cfg, seed), []
     model = M3ViT(cfg, seed=seed)
-    if str(checkpoint).endswith(".safetensors"):  # the project's own (edgemoe train)
-        from edgemoe.models.weights import load_weights
-
-        return model.eval(), load_weights(model, checkpoint)
-    notices = load_checkpoint(model, checkpoint)
+    # the project's own weight files (edgemoe train) carry the light heads: require them
+    own = str(checkpoint).endswith(".safetensors")
+    notices = load_checkpoint(model, checkpoint, strict_heads=own)
     return model.eval(), notices
 
 

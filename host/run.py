@@ -408,7 +408,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_batch(args.batch)
     if dep is None and args.checkpoint is None and not args.random:
         # the config's shipped trained weights, when it has them (--random: the seeded init)
-        from edgemoe.models.weights import shipped_checkpoint
+        from edgemoe.models.shipped import shipped_checkpoint
 
         found = shipped_checkpoint(cfg.name)
         args.checkpoint = None if found is None else str(found)

@@ -53,7 +53,7 @@ def test_readme_example_runs_as_written(tmp_path, monkeypatch):
     H, W = cfg(MINI).image_size
     assert out["semseg"].labels.shape == (H, W)
     assert out["depth"].map.shape == (H, W)
-    assert any("resized" in n for n in out.notices)
+    assert any("stretched to" in n for n in out.notices)  # the resize notice
     data = (tmp_path / "mini-lean.bin").read_bytes()
     assert data == m.bundle
 

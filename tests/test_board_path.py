@@ -108,7 +108,7 @@ def test_bundle_gives_the_same_outputs_on_every_backend(tmp_path, capsys, bundle
         "csim": ["--bundle", str(bundle)],
         "golden": ["--bundle", str(bundle)],
         "torch": ["--bundle", str(bundle)],
-        "csim-seed": ["--config", MINI, "--seed", "3"],
+        "csim-seed": ["--config", MINI, "--seed", "3", "--random"],
     }
     for name, argv in runs.items():
         out = tmp_path / name

@@ -284,7 +284,7 @@ def test_figure_subtitle_names_the_weights(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(run_mod, "task_figure", spy)
     code, _, err = cli(
         capsys, "run", "--config", MINI, "--backend", "golden", "--task", "depth", "--seed",
-        "4", "--out", str(tmp_path / "o"),
+        "4", "--random", "--out", str(tmp_path / "o"),
     )  # fmt: skip
     assert code == 0, err
     assert seen == ["weights: random init, seed 4"]
