@@ -35,7 +35,7 @@ test: lint
 
 # The default config's sample scene through the driver + virtual board (C-sim), checked vs torch.
 demo: $(STAMP)
-	$(BIN)/edgemoe run --backend csim --check --out demo-out
+	$(BIN)/edgemoe run --backend csim --check --out demo-out --force
 
 # ---- Vitis HLS: C-sim -> C-synthesis -> co-sim -> IP export, then the report check ----
 # Needs the Xilinx tools on PATH (source <Xilinx>/Vitis/<version>/settings64.sh).
@@ -43,9 +43,18 @@ demo: $(STAMP)
 #   HLS_FLOW=tcl      vitis-run --mode hls --tcl hls/run_hls.tcl   (same script, Vitis 2024.2+)
 #   HLS_FLOW=unified  v++ -c / vitis-run --mode hls --config hls/hls_config.cfg
 # e.g. `make hls HLS_STEPS="csynth export"` skips the C-sim and the slow co-sim.
+# Co-simulation runs on HLS_COSIM_CONFIG (default m3vit-mini: 9 tokens, minutes) in a
+# project of its own, built from that config's generated parameter header; the default
+# build's RTL would take hours per image in the simulator. HLS_COSIM_CONFIG=
+# m3vit-tiny-128x256 opts in to co-simulating the default build itself (its project).
 HLS_FLOW ?= classic
 HLS_STEPS ?= csim csynth cosim export
 HLS_CLOCK_NS ?= 3.333
+HLS_DEFAULT_CONFIG := m3vit-tiny-128x256
+HLS_COSIM_CONFIG ?= m3vit-mini
+HLS_COSIM_BUILD ?= build/hls_cosim
+HLS_COSIM_SELF = $(filter $(HLS_DEFAULT_CONFIG),$(HLS_COSIM_CONFIG))
+HLS_MAIN_STEPS = $(if $(HLS_COSIM_SELF),$(HLS_STEPS),$(filter-out cosim,$(HLS_STEPS)))
 # The testbench (hls/tb/tb_top.cpp) runs HLS_TB_IMAGES seeded images of the default
 # build (1: the image-major schedule; 2 or more: expert-major) and compares with the
 # golden model bit for bit; its files come from edgemoe.sim.tbdata.
@@ -54,12 +63,30 @@ HLS_TB_IMAGES ?= 1
 HLS_TB_FILES = $(abspath $(HLS_TB_DIR))
 HLS_TB_ARGV ?= $(HLS_TB_FILES)/bundle.bin $(HLS_TB_FILES)/images.bin $(HLS_TB_FILES)/output.bin \
 	0 $(HLS_TB_IMAGES) 0 $(HLS_TB_FILES)/expected.bin
-HLS_TB_DATA = $(if $(filter csim cosim,$(HLS_STEPS)),$(BIN)/python -m edgemoe.sim.tbdata \
-	--out $(HLS_TB_DIR) --images $(HLS_TB_IMAGES))
+HLS_TB_DATA = $(if $(filter csim,$(HLS_MAIN_STEPS))$(filter cosim,$(HLS_MAIN_STEPS)),\
+	$(BIN)/python -m edgemoe.sim.tbdata --out $(HLS_TB_DIR) --images $(HLS_TB_IMAGES))
 HLS_BUILD ?= build/hls
 HLS_UNIFIED_DIR ?= build/hls_unified/edgemoe_top
-HLS_ENV = EDGEMOE_HLS_STEPS="$(HLS_STEPS)" EDGEMOE_HLS_BUILD="$(abspath $(HLS_BUILD))" \
-	EDGEMOE_HLS_CLOCK_NS="$(HLS_CLOCK_NS)" EDGEMOE_TB_ARGV="$(HLS_TB_ARGV)"
+HLS_ENV = EDGEMOE_HLS_STEPS="$(HLS_MAIN_STEPS)" EDGEMOE_HLS_BUILD="$(abspath $(HLS_BUILD))" \
+	EDGEMOE_HLS_CLOCK_NS="$(HLS_CLOCK_NS)" EDGEMOE_TB_ARGV="$(HLS_TB_ARGV)" \
+	EDGEMOE_COSIM_IMAGES=$(HLS_TB_IMAGES)
+# The co-sim project: its own parameter header and testbench files, csynth + cosim.
+HLS_COSIM_FILES = $(abspath $(HLS_COSIM_BUILD))/tb
+HLS_COSIM_ARGV = $(HLS_COSIM_FILES)/bundle.bin $(HLS_COSIM_FILES)/images.bin \
+	$(HLS_COSIM_FILES)/output.bin 0 $(HLS_TB_IMAGES) 0 $(HLS_COSIM_FILES)/expected.bin
+HLS_COSIM_ENV = EDGEMOE_HLS_STEPS="csynth cosim" EDGEMOE_HLS_BUILD="$(abspath $(HLS_COSIM_BUILD))" \
+	EDGEMOE_HLS_CLOCK_NS="$(HLS_CLOCK_NS)" EDGEMOE_TB_ARGV="$(HLS_COSIM_ARGV)" \
+	EDGEMOE_PARAMS_HEADER="$(abspath $(HLS_COSIM_BUILD))/params.h" EDGEMOE_COSIM_IMAGES=$(HLS_TB_IMAGES)
+HLS_COSIM_TOOL = $(if $(filter classic,$(HLS_FLOW)),vitis_hls -f,vitis-run --mode hls --tcl)
+define hls_cosim
+	mkdir -p $(HLS_COSIM_BUILD)
+	$(BIN)/python -m edgemoe.host.hls_params --config $(HLS_COSIM_CONFIG) \
+		--out $(HLS_COSIM_BUILD)/params.h
+	$(BIN)/python -m edgemoe.sim.tbdata --out $(HLS_COSIM_FILES) --config $(HLS_COSIM_CONFIG) \
+		--images $(HLS_TB_IMAGES)
+	cd $(HLS_COSIM_BUILD) && $(HLS_COSIM_ENV) $(HLS_COSIM_TOOL) $(CURDIR)/hls/run_hls.tcl
+endef
+HLS_COSIM = $(if $(filter cosim,$(HLS_STEPS)),$(if $(HLS_COSIM_SELF),,$(hls_cosim)))
 HLS_CHECK = $(PYTHON) scripts/check_hls_reports.py
 hls_need = @command -v $(1) >/dev/null 2>&1 || { echo "make hls: $(1) not found on PATH \
 	(source <Xilinx>/Vitis/<version>/settings64.sh, or pick HLS_FLOW=classic|tcl|unified)" >&2; exit 1; }
@@ -72,30 +99,34 @@ ifeq ($(HLS_FLOW),classic)
 	$(HLS_TB_DATA)
 	mkdir -p $(HLS_BUILD)
 	cd $(HLS_BUILD) && $(HLS_ENV) vitis_hls -f $(CURDIR)/hls/run_hls.tcl
-	$(if $(filter csynth cosim export,$(HLS_STEPS)),$(HLS_CHECK) $(HLS_BUILD)/edgemoe_top --clock-ns $(HLS_CLOCK_NS))
+	$(if $(filter csynth cosim export,$(HLS_MAIN_STEPS)),$(HLS_CHECK) $(HLS_BUILD)/edgemoe_top --clock-ns $(HLS_CLOCK_NS))
+	$(HLS_COSIM)
 else ifeq ($(HLS_FLOW),tcl)
 	$(call hls_need,vitis-run)
 	$(HLS_TB_DATA)
 	mkdir -p $(HLS_BUILD)
 	cd $(HLS_BUILD) && $(HLS_ENV) vitis-run --mode hls --tcl $(CURDIR)/hls/run_hls.tcl
-	$(if $(filter csynth cosim export,$(HLS_STEPS)),$(HLS_CHECK) $(HLS_BUILD)/edgemoe_top --clock-ns $(HLS_CLOCK_NS))
+	$(if $(filter csynth cosim export,$(HLS_MAIN_STEPS)),$(HLS_CHECK) $(HLS_BUILD)/edgemoe_top --clock-ns $(HLS_CLOCK_NS))
+	$(HLS_COSIM)
 else ifeq ($(HLS_FLOW),unified)
 	$(call hls_need,vitis-run)
 	$(if $(filter csynth,$(HLS_STEPS)),$(call hls_need,v++))
 	$(HLS_TB_DATA)
 	mkdir -p $(HLS_UNIFIED_DIR)
-	$(if $(filter csim,$(HLS_STEPS)),$(call vitis_run,csim,argv))
-	$(if $(filter csynth,$(HLS_STEPS)),cd hls && v++ -c --mode hls --config hls_config.cfg --work_dir $(abspath $(HLS_UNIFIED_DIR)))
-	$(if $(filter cosim,$(HLS_STEPS)),$(call vitis_run,cosim,argv))
-	$(if $(filter export,$(HLS_STEPS)),$(call vitis_run,package))
-	$(if $(filter csynth cosim export,$(HLS_STEPS)),$(HLS_CHECK) $(HLS_UNIFIED_DIR) --clock-ns $(HLS_CLOCK_NS))
+	$(if $(filter csim,$(HLS_MAIN_STEPS)),$(call vitis_run,csim,argv))
+	$(if $(filter csynth,$(HLS_MAIN_STEPS)),cd hls && v++ -c --mode hls --config hls_config.cfg --work_dir $(abspath $(HLS_UNIFIED_DIR)))
+	$(if $(filter cosim,$(HLS_MAIN_STEPS)),$(call vitis_run,cosim,argv))
+	$(if $(filter export,$(HLS_MAIN_STEPS)),$(call vitis_run,package))
+	$(if $(filter csynth cosim export,$(HLS_MAIN_STEPS)),$(HLS_CHECK) $(HLS_UNIFIED_DIR) --clock-ns $(HLS_CLOCK_NS))
+	$(HLS_COSIM)
 else
 	@echo "make hls: unknown HLS_FLOW=$(HLS_FLOW) (use classic, tcl or unified)" >&2; exit 1
 endif
 
 # ---- Vivado: the exported IP -> ZCU104 block design -> edgemoe.bit + edgemoe.hwh ----
 # Needs vivado on PATH (same settings64.sh). The IP comes from `make hls` (run first when
-# missing); timing below zero fails the build. BUNDLE=path/to/bundle.bin is copied beside.
+# missing, C-synthesis and export only: a bitstream never waits on a co-simulation);
+# timing below zero fails the build. BUNDLE=path/to/bundle.bin is copied beside.
 VIVADO_BUILD ?= build/vivado
 OVERLAY_DIR ?= build/overlay
 VIVADO_JOBS ?= 4
@@ -108,7 +139,7 @@ HLS_IP_REPO ?= $(HLS_BUILD)/edgemoe_top/solution1/impl/ip
 endif
 
 $(HLS_IP_REPO)/component.xml:
-	$(MAKE) hls
+	$(MAKE) hls HLS_STEPS="csynth export"
 
 bitstream: $(HLS_IP_REPO)/component.xml
 	@command -v vivado >/dev/null 2>&1 || { echo "make bitstream: vivado not found on PATH \

@@ -13,6 +13,8 @@
 #   EDGEMOE_TB_ARGV         arguments for the testbench's main() in csim and cosim
 #   EDGEMOE_PARAMS_HEADER   another generated parameter header (path); default is
 #                           hls/include/edgemoe/params_default.h through config.h
+#   EDGEMOE_COSIM_IMAGES    images the co-simulation testbench runs (default 1): sizes
+#                           the m_axi ports' co-simulation depth (edgemoe/ddr.h)
 #
 # Without csynth in the steps the existing solution is reused (cosim/export only).
 
@@ -45,11 +47,13 @@ foreach step $steps {
 
 # Same flags for the kernel and the testbench; EDGEMOE_AP_TYPES makes C-sim use the
 # ap_int types that synthesis uses (hls/include/edgemoe/fixed.h).
-set cflags "-std=c++17 -I[file join $here include] -DEDGEMOE_AP_TYPES"
+set cflags "-std=c++14 -I[file join $here include] -DEDGEMOE_AP_TYPES"
 set params [env_or EDGEMOE_PARAMS_HEADER ""]
 if {$params ne ""} {
     append cflags " -DEDGEMOE_PARAMS_HEADER=\\\"[file normalize $params]\\\""
 }
+set cosim_images [env_or EDGEMOE_COSIM_IMAGES 1]
+append cflags " -DEDGEMOE_COSIM_IMAGES=$cosim_images"
 set tb_cflags "$cflags -I[file join $here tb]"
 
 file mkdir $build

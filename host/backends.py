@@ -36,7 +36,36 @@ class Workload:
 
     cfg: ModelConfig
     profile: Profile
-    model: Any  # edgemoe.models.m3vit.M3ViT (torch is imported lazily)
+    model: Any  # edgemoe.models.m3vit.M3ViT (torch is imported lazily); None: from a bundle
+    #: A bundle's kernel image when the bundle, not ``model``, is the source of the weights.
+    packed: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_bundle(
+        cls,
+        cfg: ModelConfig,
+        profile: Profile,
+        kernel_image: bytes,
+        host: dict[str, np.ndarray],
+        model: Any = None,
+    ) -> Workload:
+        """A workload whose datapath weights are a bundle's (no float model needed).
+
+        Parameters
+        ----------
+        cfg, profile
+            The bundle's.
+        kernel_image : bytes
+            Header and payload, for the default tiling (``csim-direct``) or any
+            (golden unpacks it; driver backends load it themselves).
+        host : dict[str, ndarray]
+            The bundle's final norms and heads: :attr:`state` holds only these.
+        model : M3ViT, optional
+            The float model the bundle was exported from (``torch``, ``--check``).
+        """
+        wl = cls(cfg, profile, model, bytes(kernel_image))
+        wl.__dict__["state"] = dict(host)
+        return wl
 
     @cached_property
     def state(self) -> dict[str, np.ndarray]:
@@ -44,11 +73,24 @@ class Workload:
 
     @cached_property
     def quantized(self) -> QuantizedModel:
+        if self.packed is not None:
+            from .bundle import unpack_model
+
+            return unpack_model(self.packed, self.cfg, self.profile, self._bundle_tiling())
         return quantize_model(self.state, self.cfg, self.profile)
+
+    def _bundle_tiling(self):
+        from .bundle import read_header
+        from .tiling import Tiling
+
+        h = read_header(self.packed)
+        return Tiling(h.lin_in, h.lin_out, h.p)
 
     @cached_property
     def bundle(self) -> bytes:
-        """The weight bundle of the default kernel build (packed once)."""
+        """The weight bundle of the default kernel build (packed once), or the given one."""
+        if self.packed is not None:
+            return self.packed
         return pack(self.quantized, DEFAULT_TILING)
 
 

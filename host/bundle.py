@@ -12,6 +12,13 @@ Header (little-endian)::
     24 u32 payload CRC32    28  u32 tiling (lin_in | lin_out << 8 | p << 16)
     32.. reserved, zero
 
+The kernel sees only this header and the payload after it. A bundle *file*
+also carries the host's part of the deployment after the payload: its host
+section (:mod:`edgemoe.host.deployment`: config, profile, tiling, the weights
+it came from, each task's final norm and head), found from the file's last
+:data:`FOOTER_BYTES` bytes (:func:`split_file`). Format version 2 added it;
+version 1 files had none.
+
 Tensors: weights are pre-tiled (:mod:`edgemoe.host.tiling`); every element is
 stored in a 16-bit container when its format is at most 16 bits wide, else
 32-bit. Expert tensors are stored expert by expert (fc1.w, fc1.b, fc2.w,
@@ -38,10 +45,15 @@ from .quantize import QuantizedModel
 from .tiling import Tiling, pad_vector, tile_weight, tiles, untile_weight
 
 MAGIC = int.from_bytes(b"EMOE", "little")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER_BYTES = 64
 ALIGN = 64
 HEADER_STRUCT = struct.Struct("<IHHIIQII")
+#: The host section's footer, the last bytes of a bundle file: magic, format version,
+#: CRC32 of the section before it, its tensor bytes, its JSON bytes.
+HOST_MAGIC = b"EMOEHOST"
+FOOTER_STRUCT = struct.Struct("<8sIIQQ")
+FOOTER_BYTES = FOOTER_STRUCT.size
 
 
 @dataclass(frozen=True)
@@ -247,10 +259,43 @@ def read_header(data: bytes | bytearray | memoryview) -> Header:
     return Header(*fields, reserved=reserved)
 
 
+def version_message(version: int) -> str:
+    """The one line that refuses a bundle of another format version."""
+    if version < FORMAT_VERSION:
+        return (
+            f"bundle format version {version} is from an older edgemoe (it does not carry "
+            f"its config, profile and task heads); this edgemoe reads version "
+            f"{FORMAT_VERSION}: export it again with `edgemoe export`"
+        )
+    return f"bundle format version {version}, this edgemoe reads version {FORMAT_VERSION}"
+
+
+def split_file(data: bytes | bytearray | memoryview) -> tuple[memoryview, memoryview | None]:
+    """A bundle file's kernel image (header + payload) and its host section.
+
+    The host section is recognised by the footer in the file's last
+    :data:`FOOTER_BYTES` bytes; a file without one (a bare kernel image, or
+    bytes of anything else) is returned whole, with ``None``.
+    """
+    view = memoryview(data)
+    n = len(view)
+    if n < HEADER_BYTES + FOOTER_BYTES or bytes(view[n - FOOTER_BYTES : n - 24]) != HOST_MAGIC:
+        return view, None
+    _, _, _, tensor_bytes, json_bytes = FOOTER_STRUCT.unpack_from(view, n - FOOTER_BYTES)
+    size = tensor_bytes + json_bytes + FOOTER_BYTES
+    if size > n - HEADER_BYTES:
+        return view, None
+    return view[: n - size], view[n - size :]
+
+
 def validate(
     data: bytes | bytearray | memoryview, cfg: ModelConfig, profile: Profile, t: Tiling
 ) -> Header:
     """Check that ``data`` is an intact bundle of exactly (config, profile, tiling).
+
+    ``data`` is a kernel image or a whole bundle file; a file's host section
+    (:func:`split_file`) is not part of this check
+    (:func:`edgemoe.host.deployment.read_deployment` reads it).
 
     Checks, in order: length, magic, format version, profile id, config hash,
     tiling, header size, reserved bytes, payload length, payload CRC32.
@@ -264,15 +309,14 @@ def validate(
     BundleError
         The first check that fails, as one line naming what is wrong.
     """
+    data = split_file(data)[0]
     h = read_header(data)
     if h.magic != MAGIC:
         raise BundleError(
             f"not an edgemoe bundle: magic 0x{h.magic:08x}, expected 0x{MAGIC:08x} ('EMOE')"
         )
     if h.version != FORMAT_VERSION:
-        raise BundleError(
-            f"bundle format version {h.version}, this edgemoe reads version {FORMAT_VERSION}"
-        )
+        raise BundleError(version_message(h.version))
     if h.profile_id != profile.id:
         raise BundleError(
             f"bundle is for profile id {h.profile_id}, "
@@ -330,6 +374,7 @@ def unpack(
     BundleError
         As :func:`validate`.
     """
+    data = split_file(data)[0]
     validate(data, cfg, profile, t)
     entries = layout(cfg, profile, t)
     specs = list(_tensor_specs(cfg, profile, t))
@@ -353,6 +398,30 @@ def unpack(
     for name, per_expert in experts.items():
         out[name] = np.stack(per_expert)
     return out
+
+
+def unpack_model(
+    data: bytes | bytearray | memoryview, cfg: ModelConfig, profile: Profile, t: Tiling
+) -> QuantizedModel:
+    """The :class:`QuantizedModel` a bundle was packed from (no report, no host params).
+
+    What the golden model runs when a bundle, not a float model, is the source.
+
+    Raises
+    ------
+    BundleError
+        As :func:`validate`.
+    """
+    from .quantize import QuantReport
+
+    tensors = unpack(data, cfg, profile, t)
+    formats = {}
+    for name, _, fmt_name, _ in _tensor_specs(cfg, profile, t):
+        if ".experts." in name:
+            pre, rest = name.split(".experts.")
+            name = f"{pre}.experts.{rest.split('.', 1)[1]}"
+        formats[name] = profile.formats[fmt_name]
+    return QuantizedModel(cfg, profile, tensors, formats, QuantReport(), {})
 
 
 def write_atomic(

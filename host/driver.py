@@ -403,7 +403,7 @@ class DriverBackend:
         if record:
             for name in debug_boundaries(cfg):
                 raw = acc.run(images, task, debug_stop_code(cfg, name), self.timeout_s).raw
-                stages[name] = stage_to_float(cfg, wl.profile, name, raw)
+                stages[name] = stage_to_float(cfg, wl.profile, name, raw, wl.quantized.k_bias)
                 if name.endswith(".gate"):
                     mask = topk_mask(raw, cfg.top_k)
                     stages[name.replace(".gate", ".route")] = mask

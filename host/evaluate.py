@@ -290,7 +290,7 @@ def usage_heatmap(result: dict[str, Any], path: Path, title: str) -> None:
 
 def _load_model(cfg: ModelConfig, checkpoint: str | None) -> tuple[Any, list[str], str]:
     """The model to evaluate: ``checkpoint``, or the config's shipped one."""
-    from edgemoe.models.weights import shipped_checkpoint
+    from edgemoe.models.shipped import shipped_checkpoint
 
     from .cli import _build_model
 

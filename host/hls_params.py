@@ -51,9 +51,12 @@ LN_LANES_MAX = 12
 #: distance in the MAC pipeline).
 LIN_AHEAD = 2
 LIN_MIN_PASS = 8
-#: Attention rows interleaved per row unit: covers the running-state update chain
-#: (exp2, multiply, round, add) so each unit issues one update per cycle.
-ATTN_INTERLEAVE = 4
+#: Attention rows interleaved per row unit: covers the running-state update chain so each
+#: unit issues one update per cycle. The chain, read m -> |s - m| -> exp2 (two ROM reads,
+#: the interpolating multiply, the shift and saturate) -> acc * e (2 DSPs) -> round -> add
+#: -> write, is estimated at 17-18 cycles at 3.33 ns (hls/README.md; not synthesised
+#: here); 20 leaves a margin. The review of issue 15 found 4 too short (II ~4-5).
+ATTN_INTERLEAVE = 20
 
 
 def ln_lanes(t: Tiling) -> int:
@@ -194,10 +197,21 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
     w(_array("int32_t", "RECIP_SEED", tab.recip))
     w(_array("int32_t", "RSQRT_SEED", tab.rsqrt))
     w(_array("int32_t", "GELU_TABLE", tab.gelu))
+    w("/// The attention lane's own copies of the tables both DATAFLOW processes read (UG1448")
+    w("/// 214-169: a process reads its own memory, never one another process reads).")
+    w(_array("int32_t", "EXP2_TABLE_ATTN", tab.exp2))
+    w(_array("int32_t", "RECIP_SEED_ATTN", tab.recip))
     w("")
     w("// ---- accumulator widths, bits with sign (edgemoe.sim.golden.accumulator_bits) ----")
     for k, v in accumulator_bits(cfg, profile).items():
         w(f"constexpr int ACC_{_cname(k)}_BITS = {v};")
+    one = 1 << profile.formats["prob"].frac
+    st = profile.formats["ln_stat"]
+    ln_t1 = (max(-st.min_raw, st.max_raw) * cfg.embed_dim).bit_length() + 1
+    w("/// LayerNorm's T1: the sum of a token's ln_stat values.")
+    w(f"constexpr int ACC_LN_STAT_SUM_BITS = {ln_t1};")
+    w("/// The softmax running sum: at most one 1.0 per key.")
+    w(f"constexpr int ACC_ATTN_SUM_BITS = {(cfg.num_tokens * one).bit_length() + 1};")
     w("")
     w("// ---- tiling ----")
     w(f"constexpr int LIN_IN = {t.lin_in};")

@@ -53,3 +53,19 @@ def random_images(cfg: ModelConfig, n: int, seed: int) -> np.ndarray:
         img += rng.normal(0, 0.04, size=img.shape)
         out[i] = np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
     return out
+
+
+def scene_images(cfg: ModelConfig, n: int, seed: int) -> np.ndarray:
+    """Seeded scene-like images (B, H, W, 3) uint8: what fidelity checks and calibration use.
+
+    Procedural street scenes (:func:`edgemoe.host.run.sample_scene`), one seed
+    per image (``seed``, ``seed + 1``, ...). Trained weights respond to scenes
+    very differently from noise (issue 14: noise understates the token error
+    about tenfold), so every fidelity check and calibration starts here; this is
+    the one place to point at a richer scene generator.
+    """
+    from .run import sample_scene  # noqa: PLC0415  (run imports the backends)
+
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    return np.stack([sample_scene(cfg, seed + i) for i in range(n)])

@@ -6,8 +6,12 @@ expert-major, edgemoe.host.scratch); DDR bytes per stage from the same bundle
 layout the kernel reads (their sum equals the C-sim's counters: tested); the
 time of a stage is the larger of its compute time and its DDR time when the
 stage streams its weights while computing (prefetch), their sum when it does
-not. Resources: DSP48E2 from MACs x DSPs per MAC of the profile; BRAM36/URAM
-from the on-chip buffers; LUTs from a coarse per-MAC and per-buffer rate.
+not. Resources count what the C++ declares (hls/README.md "Resources"): DSP48E2 from
+each multiplier's operand widths as the code casts them (``multipliers``); BRAM36/URAM
+from the on-chip buffers, the m_axi adapters' FIFOs and the weight-stream FIFO;
+flip-flops for the register-held arrays (the tile buffers, the attention state) and
+the pipelines; LUTs for the adder trees, the muxes (tile-buffer and slot selects) and
+the rest at coarse rates.
 
 The published Edge-MoE design (``edge-moe-published``) is modelled with the
 same machinery and its documented structure: 16x16 linear unit, P = 4,
@@ -101,9 +105,87 @@ DEPTH_ROUTE = 40  # max tree, exp2, reciprocal, ranks
 
 
 def _mult_dsps(a_bits: int, b_bits: int) -> int:
-    """DSP48E2 (27x18 signed) for one a x b multiply, split into partial products."""
-    a, b = max(a_bits, b_bits), min(a_bits, b_bits)
-    return math.ceil(a / 27) * math.ceil(b / 18)
+    """DSP48E2 (27x18 signed) for one a x b signed multiply, split into partial products
+    (the better of the two ways round)."""
+    return min(
+        math.ceil(a_bits / 27) * math.ceil(b_bits / 18),
+        math.ceil(b_bits / 27) * math.ceil(a_bits / 18),
+    )
+
+
+# The m_axi adapters (hls/include/edgemoe/ddr.h AXI_BURST, AXI_OUTSTANDING): a FIFO of
+# outstanding x burst words per direction a port uses (UG1399 "Controlling AXI4 Burst
+# Behavior"); the read-only ports' write side is 1 x 2 words (registers).
+AXI_BURST = 64
+AXI_OUTSTANDING = 4
+#: (port, reads, writes) of the four bundles.
+AXI_PORTS = (
+    ("weights", True, False),
+    ("images", True, False),
+    ("output", True, True),
+    ("scratch", True, True),
+)
+
+
+def multipliers(cfg: ModelConfig, profile: Profile, t: Tiling) -> dict[str, list[tuple]]:
+    """Every multiplier of the kernel, unit by unit, as (what, count, a bits, b bits): the
+    operand widths the C++ casts them to (signed bits; an unsigned w-bit operand is w + 1).
+    The counts are the hardware copies: unrolled loops multiply, a loop at II 2 shares
+    each multiplier between two iterations."""
+    from edgemoe.sim.golden import accumulator_bits  # noqa: PLC0415  (pure arithmetic)
+
+    f, u = profile.formats, profile.units
+    acc = accumulator_bits(cfg, profile)
+    act, qkv, prob = f["act"].width, f["attn_qkv"].width, f["prob"].width + 1
+    nf = u["newton_frac"]
+    newton, newton_arg = nf + 2, nf + 4  # newton_t (unsigned nf + 1), newton_arg_t
+    hd, E, lanes = cfg.head_dim, cfg.num_experts, ln_lanes(t)
+    exp2 = (
+        "exp2 interpolation",
+        1,
+        u["exp2_frac"] + 1,
+        f["attn_score"].frac - u["exp2_lut_bits"] + 1,
+    )
+    recip = [
+        ("reciprocal m * y0", 1, newton_arg, newton),
+        ("reciprocal Newton", 1, newton, newton_arg),
+    ]
+    attn_sum = (cfg.num_tokens * (1 << f["prob"].frac)).bit_length() + 1
+    ln_t1 = (max(-f["ln_stat"].min_raw, f["ln_stat"].max_raw) * cfg.embed_dim).bit_length() + 1
+    gelu_sh = f["act"].frac - u["gelu_lut_bits"]
+    return {
+        "linear unit": [("MAC x * w", t.lin_in * t.lin_out, act, 16)],
+        "linear epilogue": [
+            ("GELU interpolation", t.lin_out, u["gelu_frac"] + 1, gelu_sh + 1),
+            # one product for OUT_EXPERT and OUT_DELTA (linear_output forms it once)
+            ("gate weight * y", t.lin_out, prob, act),
+        ],
+        "attention units": [
+            ("q . k", t.p * hd, qkv, qkv),
+            ("acc or v times e", t.p * hd, acc["attn_acc"], prob),
+            ("S * e", t.p, attn_sum, prob),
+            (exp2[0], t.p, exp2[2], exp2[3]),
+        ],
+        "attention finish": [
+            # attn_store at II 2: HEAD_DIM products per row, two cycles each
+            ("mean * 1/S", hd // 2, qkv + u["attn_guard"] + 3, newton),
+            *recip,
+        ],
+        "layernorm": [
+            ("xs^2", lanes, f["ln_stat"].width, f["ln_stat"].width),
+            ("centred * rstd", lanes, act + u["ln_mean_guard"] + 1, newton),
+            ("z * gamma", lanes, f["ln_norm"].width, 16),
+            ("T1^2 (per token)", 1, ln_t1, ln_t1),
+            ("rsqrt y0^2", 1, newton, newton),
+            ("rsqrt m * y0^2", 1, newton_arg, newton),
+            ("rsqrt Newton", 1, newton, newton_arg),
+        ],
+        "routing": [
+            (exp2[0], E, exp2[2], exp2[3]),
+            ("p * 1/S", E, prob, newton),
+            *recip,
+        ],
+    }
 
 
 def dsp_per_mac(profile: Profile) -> int:
@@ -568,6 +650,10 @@ def _bram36(depth: int, width: int) -> float:
     return best
 
 
+def f_qkv(profile: Profile) -> int:
+    return profile.formats["attn_qkv"].width
+
+
 def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) -> dict:
     """DSP48E2, BRAM36, URAM and a coarse LUT estimate against the board's budget."""
     t = design.tiling
@@ -581,26 +667,9 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
         dsp_items = {"linear unit": lin_macs * design.dsp_per_mac, "attention": attn_macs}
         dsp_items["other (allowance)"] = 24
     else:
-        from edgemoe.sim.golden import accumulator_bits  # noqa: PLC0415  (pure arithmetic)
-
-        hd, E = cfg.head_dim, cfg.num_experts
-        # a row unit: HEAD_DIM q.k MACs (18x18) and HEAD_DIM multipliers that either
-        # rescale the accumulator by e (a raised max) or weight v by e, sized for the
-        # first (attn_acc bits x prob bits); plus S * e
-        rescale = _mult_dsps(accumulator_bits(cfg, profile)["attn_acc"], profile.prob.width)
         dsp_items = {
-            "linear unit": lin_macs * design.dsp_per_mac,
-            "attention units": t.p * (hd * (1 + rescale) + rescale),
-            # finish: HEAD_DIM / 2 results per cycle (II 2), ~30x21-bit products
-            "attention finish": hd // 2 * 2,
-            # per output lane: the GELU interpolation and the gate-weight product
-            "linear epilogue": 2 * t.lin_out,
-            # per lane: x^2, the 31x21-bit normalising product (2), gamma
-            "layernorm": 4 * ln_lanes(t),
-            # per expert: the exp2 interpolation and the gate-weight product
-            "routing": 2 * E,
-            # reciprocal (attention, routing) and rsqrt (LayerNorm), Newton steps
-            "newton units": 16,
+            unit: sum(n * _mult_dsps(a, b) for _, n, a, b in items)
+            for unit, items in multipliers(cfg, profile, t).items()
         }
     dsp = sum(dsp_items.values())
     bram = 0.0
@@ -620,9 +689,27 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
     else:
         bram += slots * t.lin_in * _bram36(N * math.ceil(wide_cols / t.lin_in), act)
     bram += 2 * cfg.num_experts * _bram36(N, 32)  # routing queues (token, weight)
-    acc_bits = 48 if design.dsp_per_mac == 1 else 64
+    if design.two_pass_attention:
+        acc_bits = 64
+    else:
+        from edgemoe.sim.golden import accumulator_bits  # noqa: PLC0415  (pure arithmetic)
+
+        accs = accumulator_bits(cfg, profile)
+        acc_bits = max(
+            accs[k] for k in ("patch_embed", "linear_in_dim", "linear_in_hidden", "gate")
+        )
     bram += t.lin_out * _bram36(N, acc_bits)  # accumulators, one bank per lane
     bram += 4  # tables, LN parameters
+    word_bits = t.axi_bits
+    fifo = 0.0
+    if not design.two_pass_attention:
+        # the m_axi adapters' FIFOs, one per direction a port uses
+        for _, reads, writes in AXI_PORTS:
+            fifo += (reads + writes) * _bram36(AXI_OUTSTANDING * AXI_BURST, word_bits)
+        # the weight stream between the fetch and the MACs: a tile of weight words
+        tile_words = -(-t.lin_in * t.lin_out * 2 * 8 // word_bits)
+        fifo += _bram36(tile_words, t.lin_in * t.lin_out * 16 // tile_words)
+    bram += fifo
     if design.expert_major:
         # expert-major groups: per-image expert counts, one queue's (token, weight), two
         # chunks' rows (x and h offsets, 64-bit; gate weight); the chunk's scaled expert
@@ -632,17 +719,35 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
     lut = int(lin_macs * 40 + attn_macs * 60 + (wide_bits / 1e4) + 25_000)
     # two slots: a 2:1 select on every banked port of the linear lane (x, h, wide)
     lut += (slots - 1) * (2 * t.lin_in + t.lin_out) * act
+    ff = 0
+    if not design.two_pass_attention:
+        # the MACs read the tile buffer (b0 + t) % 3: a 3:1 select per weight bit
+        lut += lin_macs * 16
+        # per output lane an adder tree of LIN_IN products plus the accumulator (carry
+        # chains, a LUT per bit) -- the DSPs' own adders are not relied on
+        lut += t.lin_out * t.lin_in * acc_bits
+        # per attention row unit the q . k tree; LayerNorm's two constant dividers
+        lut += t.p * cfg.head_dim * (2 * f_qkv(profile) + 8) + 2 * 64 * 64
+        # register-held arrays: the LIN_AHEAD + 1 tile buffers (complete partition), the
+        # K / V ping-pong, the attention rows' state and queries (LUTRAM/FF, by unit and
+        # column); pipeline registers at a coarse rate per MAC
+        ff += (LIN_AHEAD + 1) * lin_macs * 16
+        ff += 2 * 2 * cfg.head_dim * act
+        ff += lin_macs * 48 + attn_macs * 64 + 30_000
+        lut += t.p * ATTN_INTERLEAVE * cfg.head_dim * (act + 48) // 32  # LUTRAM, 32 deep
     util = {
         "dsp": dsp / board.dsp,
         "bram36": bram / board.bram36,
         "uram": (uram / board.uram) if board.uram else 0.0,
         "lut": lut / board.lut,
+        "ff": ff / (2 * board.lut),  # two flip-flops per LUT on UltraScale+
     }
     fits = (
         util["dsp"] <= 0.80
         and util["bram36"] <= 0.85
         and util["uram"] <= 0.85
         and (util["lut"] <= 0.80)
+        and (util["ff"] <= 0.80)
     )
     return {
         "estimate": True,
@@ -651,6 +756,8 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
         "bram36": round(bram, 1),
         "uram": int(uram),
         "lut_estimate": lut,
+        "ff_estimate": ff,
+        "bram36_axi_fifos": round(fifo, 1),
         "budget": {
             "dsp48e2": board.dsp,
             "bram36": board.bram36,
@@ -659,7 +766,7 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
         },
         "utilisation": {k: round(v, 3) for k, v in util.items()},
         "fits": bool(fits),
-        "fits_rule": "DSP <= 80 %, BRAM36 and URAM <= 85 %, LUT <= 80 %",
+        "fits_rule": "DSP <= 80 %, BRAM36 and URAM <= 85 %, LUT and FF <= 80 %",
     }
 
 

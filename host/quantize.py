@@ -8,7 +8,12 @@ Constant folding happens here, on the host, never on chip (DESIGN.md §3.3):
   (row 0 is ``cls + pos[0]``; row ``t > 0`` is ``pos[t] + patch bias``);
 * ``head_dim**-0.5 * log2(e)`` into ``W_q`` and ``b_q``, so scores come out in
   base 2;
-* ``log2(e)`` into each task's gate, so the gate softmax uses the same exp2 unit.
+* ``log2(e)`` into each task's gate, so the gate softmax uses the same exp2 unit;
+* the K bias ``b_k`` is dropped: it adds ``q . b_k`` to every score of a query
+  row, which the softmax cancels exactly, and trained ViTs grow large,
+  bias-dominated K channels (issue 14: |k| ~ 54 against |k - b_k| <= 25) that
+  would otherwise size the ``attn_qkv`` format. The dropped values are kept in
+  :attr:`QuantizedModel.k_bias` so recorded K can be shown with its meaning.
 
 Every tensor is rounded to nearest and saturated; nothing saturates silently:
 :class:`QuantReport` lists each tensor with its format, saturation count, worst
@@ -97,7 +102,8 @@ class QuantizedModel:
                 blocks.i.experts.fc2.w (E, D, He) .fc2.b (E, D)
 
     Linear weights are ``(out, in)``. The final LayerNorm and the task heads
-    stay in float on the host (:attr:`host_params`).
+    stay in float on the host (:attr:`host_params`); :attr:`k_bias` holds each
+    block's dropped K bias (float, ``(D,)``), which the datapath never needs.
     """
 
     cfg: ModelConfig
@@ -106,6 +112,7 @@ class QuantizedModel:
     formats: dict[str, Fmt]
     report: QuantReport
     host_params: dict[str, np.ndarray]
+    k_bias: dict[int, np.ndarray] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.tensors[name]
@@ -153,6 +160,7 @@ def quantize_model(
     tensors: dict[str, np.ndarray] = {}
     formats: dict[str, Fmt] = {}
     report = QuantReport()
+    k_bias: dict[int, np.ndarray] = {}
 
     def put(name: str, x: np.ndarray, fmt: Fmt) -> None:
         raw, nsat, worst = fmt.quantize(x)
@@ -197,6 +205,8 @@ def quantize_model(
         wq[:D] *= qs
         bq = get(f"{pre}.attn.qkv.bias").copy() if cfg.qkv_bias else np.zeros(3 * D)
         bq[:D] *= qs
+        k_bias[i] = bq[D : 2 * D].copy()
+        bq[D : 2 * D] = 0.0  # softmax-invariant: q.b_k is the same for every key
         put(f"{pre}.qkv.w", wq, f["weight"])
         put(f"{pre}.qkv.b", bq, f["attn_bias"])
         put(f"{pre}.proj.w", get(f"{pre}.attn.proj.weight"), f["weight"])
@@ -221,23 +231,35 @@ def quantize_model(
             put(f"{pre}.fc2.b", get(f"{pre}.mlp.fc2.bias"), f["bias"])
 
     host = {k: _np(v) for k, v in state.items() if k.startswith(HOST_PREFIXES)}
-    return QuantizedModel(cfg, profile, tensors, formats, report, host)
+    return QuantizedModel(cfg, profile, tensors, formats, report, host, k_bias)
 
 
-def stage_to_float(cfg: ModelConfig, profile: Profile, stage: str, raw: np.ndarray) -> np.ndarray:
+def stage_to_float(
+    cfg: ModelConfig,
+    profile: Profile,
+    stage: str,
+    raw: np.ndarray,
+    k_bias: Mapping[int, np.ndarray] | None = None,
+) -> np.ndarray:
     """Float meaning of a raw layer-boundary tensor (``embed``, ``block{i}.{stage}``).
 
     The folding done here is undone: Q (first ``embed_dim`` columns of ``qkv``) is
-    divided by :func:`q_scale`, gate logits by ``log2(e)``; routes are returned as
-    they are; everything else is in the ``act`` format.
+    divided by :func:`q_scale`, the dropped K bias is added back when ``k_bias``
+    (:attr:`QuantizedModel.k_bias`) is given, gate logits are divided by
+    ``log2(e)``; routes are returned as they are; everything else is in the
+    ``act`` format.
     """
     kind = stage.rsplit(".", 1)[-1]
     if kind == "route":
         return raw
     raw = np.asarray(raw, dtype=np.int64)
     if kind == "qkv":
+        D = cfg.embed_dim
         v = profile.formats["attn_qkv"].to_float(raw)
-        v[..., : cfg.embed_dim] /= q_scale(cfg)
+        v[..., :D] /= q_scale(cfg)
+        block = int(stage.split(".")[0].removeprefix("block"))
+        if k_bias is not None and block in k_bias:
+            v[..., D : 2 * D] += k_bias[block]
         return v
     if kind == "gate":
         return profile.formats["attn_score"].to_float(raw) / LOG2E

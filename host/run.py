@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,17 +20,25 @@ from pathlib import Path
 import numpy as np
 
 from edgemoe.errors import EdgeMoeError
-from edgemoe.models.config import ModelConfig, load_config
+from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
 from edgemoe.models.heads import light_head_np
 
 from .backends import TorchBackend, Workload, get_backend
 from .bundle import BundleError, pack, validate
+from .deployment import (
+    Deployment,
+    WeightSource,
+    check_kernel_image,
+    checkpoint_digest,
+    read_deployment,
+)
 from .hls_params import MAX_IMAGES
+from .outputs import check_out_dir, publish, staging_dir
 from .plots import blend, save_png, task_figure, task_rgb
-from .profile import load_profile
+from .profile import DEFAULT_PROFILE, config_hash, load_profile
 from .scratch import MAX_BATCH
-from .tiling import DEFAULT_TILING
-from .verify import cosine, rel_rms
+from .tiling import DEFAULT_TILING, Tiling
+from .verify import cosine, rel_rms, with_top_k
 
 
 class ImageError(EdgeMoeError):
@@ -61,12 +67,71 @@ class InputImage:
     notices: list[str] = field(default_factory=list)
 
 
-def load_image(path: str | Path, cfg: ModelConfig, resize: bool = True) -> InputImage:
+FITS = ("stretch", "crop", "pad")
+
+
+def _to_8bit(img, path: Path, notices: list[str]):
+    """16-bit, 32-bit and float modes scaled to 8 bits (with a notice), as Pillow "L"."""
+    from PIL import Image
+
+    a = np.asarray(img)
+    if img.mode.startswith("I;16") or (img.mode == "I" and a.min() >= 0 and a.max() <= 65535):
+        scaled = np.round(a.astype(np.float64) / 257.0)
+        how = "16-bit: scaled to 8 bits (value / 257)"
+    else:
+        a = a.astype(np.float64)
+        finite = a[np.isfinite(a)]
+        if finite.size == 0:
+            raise ImageError(f"image {path}: no finite pixel values ({img.mode})")
+        lo, hi = float(finite.min()), float(finite.max())
+        if img.mode == "F" and lo >= 0.0 and hi <= 1.0:
+            scaled, how = a * 255.0, "float in [0, 1]: scaled to 8 bits (value x 255)"
+        else:
+            span = hi - lo if hi > lo else 1.0
+            scaled = (a - lo) / span * 255.0
+            how = f"{img.mode} values {lo:g}..{hi:g}: stretched to 8 bits"
+    notices.append(f"image {path} is {img.mode} ({how}), converted to RGB")
+    pixels = np.clip(np.nan_to_num(scaled, nan=0.0), 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels, "L").convert("RGB")
+
+
+def _fit(img, size: tuple[int, int], fit: str, path: Path, cfg: ModelConfig, notices: list[str]):
+    """Resize an RGB image to ``size`` (W, H) by ``fit``, saying what changed."""
+    from PIL import Image
+
+    W, H = size
+    w, h = img.size
+    change = f"image {path} is {w}x{h}"
+    if fit == "stretch":
+        aspect = "" if w * H == h * W else " (aspect ratio changed: --fit crop or pad keeps it)"
+        notices.append(f"{change}, stretched to {W}x{H} for {cfg.name}{aspect}")
+        return img.resize((W, H), Image.Resampling.BILINEAR)
+    scale = max(W / w, H / h) if fit == "crop" else min(W / w, H / h)
+    sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
+    scaled = img.resize((sw, sh), Image.Resampling.BILINEAR)
+    if fit == "crop":
+        x0, y0 = (sw - W) // 2, (sh - H) // 2
+        notices.append(
+            f"{change}, scaled to {sw}x{sh} and cropped to the central {W}x{H} for {cfg.name}"
+        )
+        return scaled.crop((x0, y0, x0 + W, y0 + H))
+    canvas = Image.new("RGB", (W, H))
+    canvas.paste(scaled, ((W - sw) // 2, (H - sh) // 2))
+    notices.append(f"{change}, scaled to {sw}x{sh} and padded (black) to {W}x{H} for {cfg.name}")
+    return canvas
+
+
+def load_image(
+    path: str | Path, cfg: ModelConfig, resize: bool = True, fit: str = "stretch"
+) -> InputImage:
     """Read an image file as RGB uint8 at the config's resolution.
 
-    Grayscale, palette and alpha images are converted to RGB with a notice; an
-    image of another size is resized (bilinear) with a notice, or refused when
-    ``resize`` is False.
+    Grayscale, palette and alpha images are converted to RGB with a notice;
+    16-bit, 32-bit and float images are scaled to 8 bits first, with a notice.
+    An image of another size is resized with a notice that says when the aspect
+    ratio changes -- ``fit`` ``stretch`` (bilinear, to the exact size), ``crop``
+    (scale to cover, central crop) or ``pad`` (scale to fit, black borders) --
+    or refused when ``resize`` is False.
 
     Raises
     ------
@@ -77,12 +142,14 @@ def load_image(path: str | Path, cfg: ModelConfig, resize: bool = True) -> Input
 
     path = Path(path)
     H, W = cfg.image_size
-    notices = []
+    notices: list[str] = []
     try:
         with Image.open(path) as im:
             im.load()
             img = im
-            if img.mode != "RGB":
+            if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+                img = _to_8bit(img, path, notices)
+            elif img.mode != "RGB":
                 notices.append(f"image {path} is {img.mode}, converted to RGB")
                 img = img.convert("RGB")
             if img.size != (W, H):
@@ -91,11 +158,7 @@ def load_image(path: str | Path, cfg: ModelConfig, resize: bool = True) -> Input
                         f"image {path} is {img.size[0]}x{img.size[1]} (WxH), config {cfg.name} "
                         f"wants {W}x{H} (drop --no-resize to resize it)"
                     )
-                notices.append(
-                    f"image {path} is {img.size[0]}x{img.size[1]}, resized to {W}x{H} "
-                    f"for {cfg.name}"
-                )
-                img = img.resize((W, H), Image.Resampling.BILINEAR)
+                img = _fit(img, (W, H), fit, path, cfg, notices)
             pixels = np.asarray(img, dtype=np.uint8).copy()
     except FileNotFoundError:
         raise ImageError(f"image {path}: no such file") from None
@@ -103,8 +166,11 @@ def load_image(path: str | Path, cfg: ModelConfig, resize: bool = True) -> Input
         raise ImageError(f"image {path}: is a directory") from None
     except UnidentifiedImageError:
         raise ImageError(f"image {path}: not an image (Pillow cannot identify it)") from None
-    except OSError as e:
-        raise ImageError(f"image {path}: cannot read it ({e.strerror or e})") from None
+    except (OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or e
+        raise ImageError(f"image {path}: cannot read it ({why})") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"image {path}: {e}") from None
     return InputImage(path.stem, str(path), pixels, notices)
 
 
@@ -128,34 +194,10 @@ def read_bundle(path: str | Path) -> bytes:
         return Path(path).read_bytes()
     except FileNotFoundError:
         raise BundleError(f"bundle {path}: no such file") from None
+    except IsADirectoryError:
+        raise BundleError(f"bundle {path}: is a directory") from None
     except OSError as e:
         raise BundleError(f"bundle {path}: cannot read it ({e.strerror or e})") from None
-
-
-def _staging_dir(out: Path) -> Path:
-    """A new empty folder beside ``out`` (same file system: the final move is a rename)."""
-    if out.exists() and not out.is_dir():
-        raise EdgeMoeError(f"cannot write --out {out}: exists and is not a folder")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    except (FileExistsError, NotADirectoryError):
-        raise EdgeMoeError(f"cannot write --out {out}: a parent path is not a folder") from None
-    except OSError as e:
-        raise EdgeMoeError(f"cannot write --out {out}: {e.strerror or e}") from None
-
-
-def _publish(staging: Path, out: Path) -> None:
-    """Move every staged file into ``out`` (created if missing)."""
-    try:
-        if not out.exists():
-            os.replace(staging, out)
-            return
-        for f in sorted(staging.iterdir()):
-            os.replace(f, out / f.name)
-        staging.rmdir()
-    except OSError as e:
-        raise EdgeMoeError(f"cannot write --out {out}: {e.strerror or e}") from None
 
 
 def _unique_names(images: list[InputImage]) -> None:
@@ -170,9 +212,12 @@ def _unique_names(images: list[InputImage]) -> None:
 def _task_list(text: str | None, cfg: ModelConfig) -> list[str]:
     if text is None:
         return list(cfg.task_names)
-    names = []
+    names: list[str] = []
     for t in (x.strip() for x in text.split(",") if x.strip()):
-        names.append(cfg.task_names[cfg.task_id(int(t) if t.isdigit() else t)])
+        name = cfg.task_names[cfg.task_id(int(t) if t.isdigit() else t)]
+        if name in names:
+            raise EdgeMoeError(f"--task {text}: names task {name!r} twice")
+        names.append(name)
     if not names:
         raise EdgeMoeError("--task names no task")
     return names
@@ -193,59 +238,217 @@ def check_batch(n: int) -> None:
         raise EdgeMoeError(f"--batch must be in 1..{MAX_IMAGES}")
 
 
+# ---- what a run uses: the bundle's settings, or the flags ----------------------
+
+
+def _bundle_settings(args: argparse.Namespace, dep: Deployment) -> tuple:
+    """Config, profile and tiling of ``run --bundle``: the bundle's; a flag must agree."""
+    cfg, profile = dep.cfg, dep.profile
+    if args.config is not None:
+        want = load_config(args.config)
+        if config_hash(want, profile) != config_hash(cfg, profile):
+            same = " (another definition of that name)" if want.name == cfg.name else ""
+            raise EdgeMoeError(
+                f"--config {args.config} disagrees with bundle {args.bundle}, which is for "
+                f"config {cfg.name}{same}: drop --config, the bundle names its config"
+            )
+    if args.profile is not None:
+        want = load_profile(args.profile)
+        if want.canonical() != profile.canonical():
+            same = " (another definition of that name)" if want.name == profile.name else ""
+            raise EdgeMoeError(
+                f"--profile {args.profile} disagrees with bundle {args.bundle}, which is for "
+                f"profile {profile.name}{same}: drop --profile, the bundle names its profile"
+            )
+    return cfg, profile, dep.tiling
+
+
+def _weights(args: argparse.Namespace, dep: Deployment | None) -> WeightSource:
+    """The float weights of this run; with a bundle, the ones it was exported from.
+
+    Raises
+    ------
+    EdgeMoeError
+        ``--checkpoint`` or ``--seed`` disagrees with the bundle's weights.
+    """
+    if dep is None:
+        seed = 0 if args.seed is None else args.seed
+        if args.random:
+            if args.checkpoint is not None:
+                raise EdgeMoeError("--random and --checkpoint name two different models: pick one")
+            return WeightSource(None, None, seed)
+        return WeightSource(args.checkpoint, None, seed)
+    if args.random:
+        raise EdgeMoeError("--random: the bundle names its weights (drop --random)")
+    src = dep.source
+    if args.seed is not None and args.seed != src.seed:
+        raise EdgeMoeError(
+            f"--seed {args.seed} disagrees with bundle {args.bundle}, exported from "
+            f"{_source_text(src)}: drop --seed, the bundle names its weights"
+        )
+    if args.checkpoint is not None:
+        if src.checkpoint is None:
+            raise EdgeMoeError(
+                f"--checkpoint {args.checkpoint}: bundle {args.bundle} was exported from "
+                f"{_source_text(src)}, not from a checkpoint"
+            )
+        digest = checkpoint_digest(args.checkpoint)
+        if digest != src.checkpoint_sha256:
+            raise EdgeMoeError(
+                f"--checkpoint {args.checkpoint} (SHA-256 {digest[:12]}…) is not the checkpoint "
+                f"bundle {args.bundle} was exported from ({_source_text(src)})"
+            )
+        return WeightSource(args.checkpoint, digest, src.seed)
+    return src
+
+
+def _source_text(src: WeightSource) -> str:
+    if src.checkpoint is None:
+        return src.describe()
+    return f"checkpoint {src.checkpoint}, SHA-256 {(src.checkpoint_sha256 or '?')[:12]}…"
+
+
+def _float_model(cfg: ModelConfig, src: WeightSource, dep: Deployment | None, bundle: str | None):
+    """The float model of ``src`` (torch); with a bundle, checked to be the bundle's."""
+    from .cli import _build_model
+
+    checkpoint = src.checkpoint
+    if dep is not None and checkpoint is not None and src is dep.source:
+        # the path recorded at export: usable only if it is still that checkpoint
+        path = Path(checkpoint)
+        if not path.exists() or checkpoint_digest(path) != src.checkpoint_sha256:
+            raise EdgeMoeError(
+                f"the float model is needed (torch, --check) and bundle {bundle} was exported "
+                f"from {_source_text(src)}, which is not here: pass --checkpoint PATH"
+            )
+    model, notices = _build_model(cfg, src.seed, checkpoint)
+    for n in notices:
+        print(f"notice: {n}", file=sys.stderr)
+    if dep is not None:
+        state = model.state_dict()
+        for name, want in dep.host.items():
+            got = state[name].detach().cpu().numpy() if name in state else None
+            if got is None or got.shape != want.shape or not np.array_equal(got, want):
+                raise EdgeMoeError(
+                    f"the float model ({src.describe()}) is not the one bundle {bundle} was "
+                    f"exported from: {name} differs"
+                )
+    return model
+
+
+def _check_options(args: argparse.Namespace, driven: bool, tiling: Tiling) -> None:
+    """Options that do not apply to this run are errors, not silently ignored."""
+    if args.timeout is not None and not driven:
+        raise EdgeMoeError(
+            f"--timeout applies to driver backends (csim, pynq), not {args.backend!r}"
+        )
+    if args.check and args.backend == "torch":
+        raise EdgeMoeError("--check compares the backend with torch: --backend torch is torch")
+    if args.no_host_check and not args.bundle:
+        raise EdgeMoeError("--no-host-check applies only with --bundle")
+    if args.no_host_check and not driven:
+        raise EdgeMoeError(
+            f"--no-host-check lets the kernel refuse a bundle: it needs a driver backend "
+            f"(csim, pynq), not {args.backend!r}"
+        )
+    if args.fit is not None and args.no_resize:
+        raise EdgeMoeError("--fit chooses how to resize; --no-resize refuses to: pick one")
+    if args.backend == "csim-direct" and tiling != DEFAULT_TILING:
+        raise EdgeMoeError(
+            f"--backend csim-direct runs the default build ({DEFAULT_TILING.key}); the bundle "
+            f"is tiled {tiling.key}: use --backend csim, which builds the C-sim for it"
+        )
+
+
+class _Progress:
+    """Progress per image and task: a bar on a terminal, else a line a second (from 2 images)."""
+
+    def __init__(self, total: int, images: int):
+        self.total, self.done, self.last = total, 0, 0.0
+        self.quiet = images < 2
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="edgemoe run", unit="output", file=sys.stderr)
+
+    def step(self, what: str) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.set_postfix_str(what, refresh=False)
+            self.bar.update(1)
+            return
+        now = time.perf_counter()
+        if not self.quiet and (now - self.last >= 1.0 or self.done == self.total):
+            self.last = now
+            print(f"progress: {self.done}/{self.total} ({what})", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The ``edgemoe run`` command (see :func:`add_parser`)."""
-    cfg = load_config(args.config)
-    profile = load_profile(args.profile)
-    tiling = DEFAULT_TILING
+    t_start = time.perf_counter()
+    dep = None
+    if args.bundle is not None:
+        dep = read_deployment(read_bundle(args.bundle), f"bundle {args.bundle}")
+        cfg, profile, tiling = _bundle_settings(args, dep)
+        if args.top_k is not None and args.top_k != cfg.top_k:
+            raise EdgeMoeError(
+                f"--top-k {args.top_k} disagrees with bundle {args.bundle}, exported with "
+                f"top_k {cfg.top_k}: drop --top-k, or export again with it"
+            )
+    else:
+        cfg = with_top_k(load_config(args.config or DEFAULT_CONFIG), args.top_k)
+        profile = load_profile(args.profile or DEFAULT_PROFILE)
+        tiling = DEFAULT_TILING
     tasks = _task_list(args.task, cfg)
-    if args.timeout <= 0:
-        raise EdgeMoeError("--timeout must be positive")
     check_batch(args.batch)
-    if args.checkpoint is None and not args.random:
-        from edgemoe.models.weights import shipped_checkpoint
+    if dep is None and args.checkpoint is None and not args.random:
+        # the config's shipped trained weights, when it has them (--random: the seeded init)
+        from edgemoe.models.shipped import shipped_checkpoint
 
         found = shipped_checkpoint(cfg.name)
         args.checkpoint = None if found is None else str(found)
     backend = get_backend(args.backend)
     driven = hasattr(backend, "make_accelerator")
-    if args.bundle and not driven:
-        raise EdgeMoeError(
-            f"--bundle needs a driver backend (sim or pynq); {args.backend!r} builds its "
-            "weights from the model"
-        )
+    _check_options(args, driven, tiling)
+    source = _weights(args, dep)
 
     # -- every input checked before any work --------------------------------
+    fit = args.fit or "stretch"
     if args.image:
-        images = [load_image(p, cfg, resize=not args.no_resize) for p in args.image]
+        images = [load_image(p, cfg, resize=not args.no_resize, fit=fit) for p in args.image]
     else:
-        images = [InputImage("sample", "sample scene", sample_scene(cfg, args.seed))]
+        images = [InputImage("sample", "sample scene", sample_scene(cfg, source.seed))]
     _unique_names(images)
+    out = check_out_dir(args.out, args.force)
+    if dep is not None and not args.no_host_check:
+        try:
+            validate(dep.kernel_image, cfg, profile, tiling)
+        except BundleError as e:
+            raise BundleError(f"bundle {args.bundle}: {str(e).removeprefix('bundle ')}") from None
+        check_kernel_image(dep, f"bundle {args.bundle}")
     for im in images:
         for n in im.notices:
             print(f"notice: {n}", file=sys.stderr)
-    bundle_data = None
-    if args.bundle:
-        bundle_data = read_bundle(args.bundle)
-        if not args.no_host_check:
-            try:
-                validate(bundle_data, cfg, profile, tiling)
-            except BundleError as e:
-                raise BundleError(f"bundle {args.bundle}: {e}") from None
-    out = Path(args.out)
-    staging = _staging_dir(out)
+    staging = staging_dir(out)
     try:
         report = _run(
-            args, cfg, profile, tiling, tasks, backend, driven, images, bundle_data, staging
-        )
+            args, cfg, profile, tiling, tasks, backend, driven, images, dep, source, staging,
+            t_start,
+        )  # fmt: skip
         _write_json(staging / "report.json", report)
-        _publish(staging, out)
+        publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     t = report["times_s"]
     print(
-        f"{cfg.name} / {profile.name} / backend {args.backend}: {len(images)} image(s) "
+        f"{cfg.name} / {profile.name} / top_k {cfg.top_k} / backend {args.backend}: "
+        f"{len(images)} image(s) "
         f"(up to {args.batch} per call) x {len(tasks)} task(s) -> {out}/  ("
         + ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in t.items())
         + ")"
@@ -257,35 +460,46 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args, cfg, profile, tiling, tasks, backend, driven, images, bundle_data, staging) -> dict:
-    from tqdm import tqdm
-
-    from .cli import _build_model
-
-    model, notices = _build_model(cfg, args.seed, args.checkpoint)
-    for n in notices:
-        print(f"notice: {n}", file=sys.stderr)
-    wl = Workload(cfg, profile, model)
-    state = wl.state
+def _run(
+    args, cfg, profile, tiling, tasks, backend, driven, images, dep, source, staging, t_start
+) -> dict:
+    model = None
+    if dep is None or args.backend == "torch" or args.check:
+        model = _float_model(cfg, source, dep, args.bundle)
+    if dep is not None:
+        wl = Workload.from_bundle(cfg, profile, dep.kernel_image, dep.host, model)
+    else:
+        wl = Workload(cfg, profile, model)
+    host = wl.state
+    budgets = profile.budgets_for(source.checkpoint is not None)
     acc = None
     bundle_sha = None
+    timeout = 600.0 if args.timeout is None else args.timeout
     if driven:
         acc = backend.make_accelerator(
             cfg, profile, tiling, max_images=min(args.batch, len(images))
         )
-        data = bundle_data if bundle_data is not None else pack(wl.quantized, tiling)
+        data = dep.kernel_image if dep is not None else pack(wl.quantized, tiling)
         acc.load_bundle(data, host_check=False)  # checked above (or bypassed on purpose)
         bundle_sha = acc.bundle_sha256
     elif args.backend != "torch":
-        bundle_sha = hashlib.sha256(pack(wl.quantized, tiling)).hexdigest()
+        bundle_sha = hashlib.sha256(wl.bundle).hexdigest()
     torch_ref = TorchBackend() if args.check else None
+    figures = not args.no_figures
+    if figures and not _have_matplotlib():
+        figures = False
+        print(
+            "notice: matplotlib is not installed: no figures, only colour maps and overlays "
+            "(pip install 'edgemoe[figures]', or --no-figures to say so)",
+            file=sys.stderr,
+        )
+    weights = source.describe()
+    subtitle = f"weights: {weights}" + (f" (bundle {Path(args.bundle).name})" if dep else "")
 
-    totals: dict[str, float] = {}
+    totals: dict[str, float] = {"setup": time.perf_counter() - t_start}
     per_image = []
     checks = []
-    progress = tqdm(
-        total=len(images), desc="edgemoe run", unit="image", disable=None, file=sys.stderr
-    )
+    progress = _Progress(len(images) * len(tasks), len(images))
     for start in range(0, len(images), args.batch):
         group = images[start : start + args.batch]
         entries = []
@@ -304,9 +518,10 @@ def _run(args, cfg, profile, tiling, tasks, backend, driven, images, bundle_data
             )
         batch = np.stack([im.pixels for im in group])
         for task in tasks:
+            spec = cfg.task_spec(task)
             times: dict[str, float] = {}  # of the whole call
             if acc is not None:
-                res = acc.run(batch, task, timeout_s=args.timeout)
+                res = acc.run(batch, task, timeout_s=timeout)
                 times.update(res.times)
                 t = time.perf_counter()
                 tokens = acc.to_float(res.raw)
@@ -317,17 +532,20 @@ def _run(args, cfg, profile, tiling, tasks, backend, driven, images, bundle_data
                 tokens, status = ro.tokens, 0
                 times["backbone"] = ro.seconds
             t = time.perf_counter()
-            output = _head(tokens, state, task, cfg)
+            output = _head(tokens, host, task, cfg)
             times["head"] = time.perf_counter() - t
             if torch_ref is not None:
                 ref_tokens = torch_ref.run(wl, batch, task).tokens
-                ref_out = _head(ref_tokens, state, task, cfg)
+                ref_out = _head(ref_tokens, host, task, cfg)
             share = {k: v / len(group) for k, v in times.items()}  # shared evenly
-            title = f"{cfg.name} / {_weights(args)} / {args.backend} / {task}"
+            title = f"{cfg.name} / {args.backend} / {task}"
             for j, (im, entry) in enumerate(zip(group, entries, strict=True)):
                 own = dict(share)
                 t = time.perf_counter()
-                files = _render(staging, im, task, output[j], title)
+                files = _render(
+                    staging, im, spec, output[j], f"{im.name}: {title}", subtitle,
+                    figure=figures,
+                )  # fmt: skip
                 own["render"] = time.perf_counter() - t
                 for k, v in own.items():
                     totals[k] = totals.get(k, 0.0) + v
@@ -335,18 +553,18 @@ def _run(args, cfg, profile, tiling, tasks, backend, driven, images, bundle_data
                 if torch_ref is not None:
                     one = slice(j, j + 1)
                     c = {
-                        "tokens": _check_pair(ref_tokens[one], tokens[one], profile.budgets),
-                        "task_output": _check_pair(ref_out[one], output[one], profile.budgets),
+                        "tokens": _check_pair(ref_tokens[one], tokens[one], budgets),
+                        "task_output": _check_pair(ref_out[one], output[one], budgets),
                     }
-                    if task == "semseg":
+                    if spec.kind == "classes":
                         c["pixel_agreement"] = float(
                             (ref_out[one].argmax(axis=1) == output[one].argmax(axis=1)).mean()
                         )
                     tentry["check"] = c
                     checks.append((im.name, task, c))
                 entry["tasks"][task] = tentry
+                progress.step(f"{im.name} / {task}")
         per_image += entries
-        progress.update(len(group))
     progress.close()
 
     report = {
@@ -355,10 +573,11 @@ def _run(args, cfg, profile, tiling, tasks, backend, driven, images, bundle_data
         "profile": profile.name,
         "tiling": tiling.key,
         "tasks": tasks,
-        "seed": args.seed,
+        "seed": source.seed,
+        "top_k": cfg.top_k,
         "images_per_call": args.batch,
-        "checkpoint": args.checkpoint,
-        "weights": _weights(args),
+        "checkpoint": source.checkpoint,
+        "weights": weights,
         "bundle": {
             "path": args.bundle,
             "sha256": bundle_sha,
@@ -386,41 +605,52 @@ def _run(args, cfg, profile, tiling, tasks, backend, driven, images, bundle_data
             )
         report["check"] = {
             "reference": "torch",
-            "budgets": dict(profile.budgets),
+            "budgets": dict(budgets),
             "within_budget": ok,
             "summary": summary,
         }
     return report
 
 
-def _weights(args: argparse.Namespace) -> str:
-    """What the figures and report.json name as the weights."""
-    if args.checkpoint:
-        return Path(args.checkpoint).name
-    return f"random init (seed {args.seed})"
+def _have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
-def _head(tokens: np.ndarray, state: dict, task: str, cfg: ModelConfig) -> np.ndarray:
+def _head(tokens: np.ndarray, host: dict, task: str, cfg: ModelConfig) -> np.ndarray:
     return light_head_np(
         tokens,
-        state[f"norms.{task}.weight"],
-        state[f"norms.{task}.bias"],
-        state[f"heads.{task}.weight"],
-        state[f"heads.{task}.bias"],
+        host[f"norms.{task}.weight"],
+        host[f"norms.{task}.bias"],
+        host[f"heads.{task}.weight"],
+        host[f"heads.{task}.bias"],
         cfg,
     )
 
 
-def _render(staging: Path, im: InputImage, task: str, output: np.ndarray, title: str) -> dict:
-    colours = task_rgb(task, output)
+def _render(
+    staging: Path,
+    im: InputImage,
+    spec,
+    output: np.ndarray,
+    title: str,
+    subtitle: str,
+    figure: bool = True,
+) -> dict:
+    colours = task_rgb(spec, output)
+    task = spec.name
     files = {
         "map": f"{im.name}_{task}.png",
         "overlay": f"{im.name}_{task}_overlay.png",
-        "figure": f"{im.name}_{task}_figure.png",
     }
     save_png(staging / files["map"], colours)
     save_png(staging / files["overlay"], blend(im.pixels, colours))
-    task_figure(staging / files["figure"], im.pixels, task, output, f"{im.name}: {title}")
+    if figure:
+        files["figure"] = f"{im.name}_{task}_figure.png"
+        task_figure(staging / files["figure"], im.pixels, spec, output, title, subtitle)
     return files
 
 
@@ -430,7 +660,15 @@ def _write_json(path: Path, data: dict) -> None:
 
 def add_parser(sub, default_config: str, default_profile: str) -> None:
     """Add the ``run`` subcommand to the ``edgemoe`` parser."""
-    r = sub.add_parser("run", help="run images through a backend: task PNGs + report.json")
+    from .cli import HelpFormatter, int_range, seed_arg, timeout_arg
+
+    r = sub.add_parser(
+        "run",
+        help="run images through a backend: task PNGs + report.json",
+        description="Run images through the backbone on a backend, then each task's final "
+        "norm and head on the host: colour maps, overlays, figures and report.json.",
+        formatter_class=HelpFormatter,
+    )
     r.add_argument(
         "--image",
         nargs="+",
@@ -446,23 +684,60 @@ def add_parser(sub, default_config: str, default_profile: str) -> None:
         default="csim",
         help="torch, golden, csim (driver + virtual board), csim-direct or pynq",
     )
-    r.add_argument("--config", default=default_config, help="config name or YAML path")
-    r.add_argument("--profile", default=default_profile, help="precision profile name or path")
-    r.add_argument("--bundle", default=None, help="weight bundle (default: packed from the model)")
     r.add_argument(
-        "--checkpoint", default=None, help="weights (default: the config's shipped checkpoint)"
+        "--config",
+        default=None,
+        help=f"config name or YAML path (default: the bundle's, else {default_config})",
     )
     r.add_argument(
-        "--random", action="store_true", help="the seeded random model, not the shipped weights"
+        "--profile",
+        default=None,
+        help=f"precision profile name or path (default: the bundle's, else {default_profile})",
     )
     r.add_argument(
-        "--seed", type=int, default=0, help="seed of the random model; held-out sample scene"
+        "--bundle",
+        default=None,
+        help="bundle file from `edgemoe export`: its config, profile, tiling, weights and task "
+        "heads (no torch needed); default: packed from the float model",
     )
-    r.add_argument("--out", default="run-out", help="folder for the PNGs and report.json")
+    r.add_argument(
+        "--checkpoint",
+        default=None,
+        help="M3ViT checkpoint (default: the config's shipped trained checkpoint; with "
+        "--bundle: must be the bundle's)",
+    )
+    r.add_argument(
+        "--random",
+        action="store_true",
+        help="the seeded random model instead of the shipped trained weights",
+    )
+    r.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="experts per token (default: the bundle's, else the config's)",
+    )
+    r.add_argument(
+        "--seed",
+        type=seed_arg,
+        default=None,
+        help="seed of the random model and sample scene (default: the bundle's, else 0)",
+    )
+    r.add_argument("--out", default="run-out", help="new or empty folder for the PNGs and report")
+    r.add_argument(
+        "--force", action="store_true", help="write into a non-empty --out (files replaced)"
+    )
     r.add_argument(
         "--check",
         action="store_true",
         help="also run torch and report fidelity against the profile's budgets",
+    )
+    r.add_argument(
+        "--fit",
+        choices=FITS,
+        default=None,
+        help="how an image of another size is resized: stretch (default; may change the "
+        "aspect ratio), crop (cover, central crop) or pad (fit, black borders)",
     )
     r.add_argument(
         "--no-resize",
@@ -470,18 +745,27 @@ def add_parser(sub, default_config: str, default_profile: str) -> None:
         help="refuse images of another size instead of resizing them",
     )
     r.add_argument(
+        "--no-figures",
+        action="store_true",
+        help="write colour maps and overlays only, no matplotlib figures (fast batch runs)",
+    )
+    r.add_argument(
         "--no-host-check",
         action="store_true",
-        help="skip the host's bundle validation (the kernel's status code checks)",
+        help="skip the host's check of the bundle's kernel image (the kernel's status code "
+        "checks); driver backends with --bundle only",
     )
     r.add_argument(
         "--batch",
-        type=int,
+        type=int_range(1, MAX_IMAGES),
         default=MAX_BATCH,
-        help=f"images per kernel call (default {MAX_BATCH}: one expert-major group; 1: one "
+        help=f"images per kernel call ({MAX_BATCH}: one expert-major group; 1: one "
         "image per call, the latency path). Every backend gives the same tokens either way",
     )
     r.add_argument(
-        "--timeout", type=float, default=600.0, help="seconds to wait for one kernel call"
+        "--timeout",
+        type=timeout_arg,
+        default=None,
+        help="seconds to wait for one kernel call, driver backends only (default: 600)",
     )
     r.set_defaults(func=cmd_run)

@@ -7,7 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backends import RunOutput
+from edgemoe.errors import EdgeMoeError
+from edgemoe.models.config import ModelConfig
+from edgemoe.models.heads import light_head_np
+
+from .backends import RunOutput, Workload
 
 
 @dataclass(frozen=True)
@@ -60,20 +64,23 @@ def compare(ref: RunOutput, out: RunOutput) -> PairMetrics:
 
 
 def layer_table(outputs: dict[str, RunOutput]) -> list[dict]:
-    """rel_rms at every recorded boundary, each backend against the first one."""
+    """rel_rms (routes: agreement) at every recorded boundary, for every pair of backends.
+
+    Columns are named ``"a-b"`` for each pair of :func:`pairs`, in the order the
+    backends were given; ``a`` is the reference of its pair.
+    """
     names = list(outputs)
-    ref = outputs[names[0]]
     rows = []
-    for stage, r in ref.stages.items():
+    for stage in outputs[names[0]].stages:
         row: dict = {"stage": stage}
-        for n in names[1:]:
-            o = outputs[n].stages.get(stage)
-            if o is None:
+        for a, b in pairs(names):
+            r, o = outputs[a].stages.get(stage), outputs[b].stages.get(stage)
+            if r is None or o is None:
                 continue
             if r.dtype == bool:
-                row[f"{names[0]}-{n}"] = float((o == r).all(-1).mean())
+                row[f"{a}-{b}"] = float((o == r).all(-1).mean())
             else:
-                row[f"{names[0]}-{n}"] = rel_rms(r, o)
+                row[f"{a}-{b}"] = rel_rms(r, o)
         rows.append(row)
     return rows
 
@@ -107,3 +114,48 @@ def first_difference(a: RunOutput, b: RunOutput) -> str | None:
         if y is not None and not np.array_equal(x, y):
             return stage
     return None if np.array_equal(a.tokens, b.tokens) else "output"
+
+
+def with_top_k(cfg: ModelConfig, top_k: int | None) -> ModelConfig:
+    """``cfg`` with ``--top-k`` applied: checkpoints do not store ``top_k``, runs choose it."""
+    if top_k is None:
+        return cfg
+    if not 1 <= top_k <= cfg.num_experts:
+        raise EdgeMoeError(f"--top-k must be in 1..{cfg.num_experts} (num_experts of {cfg.name})")
+    return cfg.replace(top_k=top_k)
+
+
+def host_task_output(tokens: np.ndarray, state: dict, task: str, cfg: ModelConfig) -> np.ndarray:
+    """What the host computes after the accelerator: the task's own final norm, its head."""
+    return light_head_np(
+        tokens,
+        state[f"norms.{task}.weight"],
+        state[f"norms.{task}.bias"],
+        state[f"heads.{task}.weight"],
+        state[f"heads.{task}.bias"],
+        cfg,
+    )
+
+
+def task_output_check(
+    wl: Workload, images: np.ndarray, task: str, outputs: dict[str, RunOutput]
+) -> dict:
+    """Each backend's tokens through the host's head against the float model's ``forward``.
+
+    Returns
+    -------
+    dict
+        ``norm`` and ``head`` (the parameters the host applied) and
+        ``max_abs_vs_forward`` per backend: max |host(tokens) - model(images, task)|.
+    """
+    import torch
+
+    from edgemoe.models.m3vit import normalize
+
+    with torch.no_grad():
+        ref = wl.model(normalize(images, wl.cfg), task).double().numpy()
+    err = {
+        n: float(np.abs(host_task_output(o.tokens, wl.state, task, wl.cfg) - ref).max())
+        for n, o in outputs.items()
+    }
+    return {"norm": f"norms.{task}", "head": f"heads.{task}", "max_abs_vs_forward": err}

@@ -1,30 +1,93 @@
-"""Load M3ViT checkpoints: plain, wrapped, ``module.``-prefixed, or split per rank.
+"""Load M3ViT checkpoints as M3ViT's training writes them, and the project's own.
 
-M3ViT trains with FastMoE's expert parallelism, so a checkpoint may be one file
-per rank, each holding ``E / world_size`` experts of every MoE block and a copy
-of everything else (DESIGN.md §2.3). Every problem is reported as a one-line
-:class:`~edgemoe.errors.CheckpointError` naming the offending keys.
+Accepted sources (DESIGN.md §2.3):
+
+- a directory of per-rank files, as FastMoE's expert parallelism and M3ViT's
+  ``save_moe_model_to_dir`` write them (``best_model.pth.tar/0.pth … {W-1}.pth``;
+  any name with a rank index: ``3.pth``, ``checkpoint_rank3.pth``). Rank 0 holds
+  every tensor and its ``E / W`` experts of each MoE block; ranks > 0 hold only
+  their experts (or, as :func:`save_sharded` writes, full copies that must agree
+  with rank 0). Experts are concatenated in rank order; the world size is the
+  number of rank files;
+- one file: a state dict, or a training record ``{'state_dict' | 'model': …,
+  'epoch', 'backbone', 'best_result', 'optimizer', …}`` (rank 0 of a run alone
+  is such a file);
+- a ``.safetensors`` file (the project's parameter names, any float dtype);
+- such a dict in memory.
+
+Keys are normalised one by one: ``module.`` then ``backbone.`` stripped;
+``decoders.{task}.norm`` becomes the task's final norm ``norms.{task}``; every
+other ``decoders.*`` tensor, ``tam_model*`` and the record's other entries are
+ignored (one notice lists them). Gates may be the project's ``gate.{task}``,
+M3ViT's ``gate.{k}`` (``k`` = the task's position in :data:`M3VIT_TASK_ORDER`
+restricted to the config's tasks, or in the config's ``gate_order``), or one
+shared ``gate.w_gate`` loaded as every task's gate. Task-conditioned gates,
+noisy gates (``w_noise``) and gates whose input is not ``embed_dim`` wide are
+refused. Every problem is one line, a :class:`~edgemoe.errors.CheckpointError`.
+
+Unpickling is weights-only: besides tensors and containers, only the numpy
+scalar and dtype globals that M3ViT's ``best_result`` needs are allowed.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from edgemoe.errors import CheckpointError
 
+from .config import ModelConfig
+
 StateDict = dict[str, Tensor]
+
+#: M3ViT's fixed task order; per-task gate ``k`` belongs to the k-th trained task in it.
+M3VIT_TASK_ORDER = ("semseg", "human_parts", "sal", "normals", "edge", "depth")
 
 _EXPERT_KEY = re.compile(r"(^|\.)experts\.(htoh4|h4toh)\.(weight|bias)$")
 _UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
-_RANK = re.compile(r"rank(\d+)")
+_RANK_NAMED = re.compile(r"rank[_-]?(\d+)")
+_TRAILING_INT = re.compile(r"(\d+)$")
+_SHARD_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt")
 _WRAPPER_KEYS = ("state_dict", "model")
+_DECODER_NORM = re.compile(r"^decoders\.(\w+)\.norm\.(weight|bias)$")
+_GATE = re.compile(r"^blocks\.(\d+)\.mlp\.gate\.(?:(\w+)\.)?w_gate$")
+_NOISE = re.compile(r"^blocks\.\d+\.mlp\.gate\.(?:\w+\.)?w_noise$")
 _MAX_LISTED = 5
+
+
+def _numpy_globals() -> list[Any]:
+    """Exactly what pickled numpy scalars need: ``scalar`` (both module names), dtypes.
+
+    numpy 1.x pickles scalars as ``numpy.core.multiarray.scalar``, numpy 2 as
+    ``numpy._core.multiarray.scalar``; a dtype is rebuilt through ``numpy.dtype``
+    and then its concrete class (``numpy.dtypes.Float64DType`` …) gets its state.
+    """
+    scalar = np._core.multiarray.scalar
+    allowed: list[Any] = [
+        (scalar, "numpy._core.multiarray.scalar"),
+        (scalar, "numpy.core.multiarray.scalar"),
+        np.dtype,
+    ]
+    allowed += sorted({type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFDG"}, key=str)
+    return allowed
+
+
+_NUMPY_GLOBALS = _numpy_globals()
+
+
+@dataclass
+class _Record:
+    """One file's tensors (``module.`` stripped) and the names of its other entries."""
+
+    tensors: StateDict
+    extras: list[str] = field(default_factory=list)
 
 
 def _listing(items: Iterable[str]) -> str:
@@ -44,7 +107,10 @@ def _load_failure(e: Exception) -> str:
     """The useful part of a ``torch.load`` failure (its messages run to paragraphs)."""
     m = _UNSAFE_GLOBAL.search(str(e))
     if m:
-        return f"holds a {m.group(1)} object, which weights-only loading refuses"
+        return (
+            f"holds a {m.group(1)} object, which weights-only loading refuses "
+            "(only tensors, containers and numpy scalars are allowed)"
+        )
     first = _one_line(e)
     why = f"{type(e).__name__}: {first}" if len(first) <= 80 else type(e).__name__
     return f"not a PyTorch checkpoint ({why})"
@@ -55,11 +121,19 @@ def is_expert_key(key: str) -> bool:
     return _EXPERT_KEY.search(key) is not None
 
 
-def _unwrap(obj: Any, source: str) -> StateDict:
-    """The state dict inside a checkpoint object, ``module.`` prefixes stripped."""
+def _strip_module(key: str) -> str:
+    while key.startswith("module."):
+        key = key.removeprefix("module.")
+    return key
+
+
+def _unwrap(obj: Any, source: str) -> _Record:
+    """The state dict inside a checkpoint object, ``module.`` prefixes stripped per key."""
+    extras: list[str] = []
     if isinstance(obj, Mapping):
         for key in _WRAPPER_KEYS:
             if isinstance(obj.get(key), Mapping):
+                extras = [str(k) for k in obj if k != key]
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping) or not obj:
@@ -67,12 +141,36 @@ def _unwrap(obj: Any, source: str) -> StateDict:
     bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
     if bad:
         raise CheckpointError(f"{source} is not a state dict: non-tensor entries {_listing(bad)}")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    tensors: StateDict = {}
+    for k, v in obj.items():
+        name = _strip_module(k)
+        if name in tensors:
+            raise CheckpointError(f"{source}: key {name} appears with and without 'module.'")
+        tensors[name] = v
+    return _Record(tensors, extras)
 
 
-def _read_file(path: Path) -> StateDict:
+def _read_safetensors(path: Path) -> _Record:
+    """A ``.safetensors`` weight file, or a training state (weights under ``model.``)."""
+    from safetensors.torch import load_file
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        tensors = load_file(str(path), device="cpu")
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file not found: {path}") from None
+    except Exception as e:  # safetensors raises its own error type on bad bytes
+        raise CheckpointError(f"{path}: not a safetensors file ({_one_line(e)[:80]})") from None
+    if any(k.startswith("model.") for k in tensors):
+        tensors = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    return _Record(tensors)
+
+
+def _read_file(path: Path) -> _Record:
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    try:
+        with torch.serialization.safe_globals(_NUMPY_GLOBALS):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint file not found: {path}") from None
     except OSError as e:
@@ -82,62 +180,120 @@ def _read_file(path: Path) -> StateDict:
     return _unwrap(obj, str(path))
 
 
-def _read_shards(directory: Path) -> tuple[StateDict, int]:
-    """Merge per-rank files of ``directory``; returns the state dict and the world size."""
+def _rank_of(path: Path) -> int | None:
+    """The rank index in a shard's file name (``3.pth``, ``ckpt_rank3.pt``), else None."""
+    name = path.name
+    stem = name
+    while any(stem.endswith(s) for s in _SHARD_SUFFIXES):
+        stem = stem.rsplit(".", 1)[0]
+    if stem == name:
+        return None  # not a checkpoint file name
+    m = _RANK_NAMED.search(stem) or _TRAILING_INT.search(stem)
+    return int(m.group(1)) if m else None
+
+
+def _read_shards(directory: Path, num_experts: int | None) -> tuple[_Record, int, list[str]]:
+    """Merge the per-rank files of ``directory``: the record, the world size, notices."""
     ranked: dict[int, Path] = {}
+    skipped: list[str] = []
     for f in sorted(directory.iterdir()):
-        m = _RANK.search(f.name)
-        if f.is_file() and m:
-            r = int(m.group(1))
-            if r in ranked:
-                raise CheckpointError(
-                    f"{directory}: two shards for rank {r}: {ranked[r].name}, {f.name}"
-                )
-            ranked[r] = f
+        r = _rank_of(f) if f.is_file() else None
+        if r is None:
+            skipped.append(f.name)
+            continue
+        if r in ranked:
+            raise CheckpointError(
+                f"{directory}: two shards for rank {r}: {ranked[r].name}, {f.name}"
+            )
+        ranked[r] = f
     if not ranked:
-        raise CheckpointError(f"{directory}: no per-rank checkpoint files (names with 'rank<r>')")
-    world = len(ranked)
-    if sorted(ranked) != list(range(world)):
-        missing = sorted(set(range(max(ranked) + 1)) - set(ranked))
         raise CheckpointError(
-            f"{directory}: missing shard(s) for rank {_listing(map(str, missing))}"
+            f"{directory}: no per-rank checkpoint files (names with a rank index, "
+            "e.g. 0.pth or checkpoint_rank0.pth)"
         )
-    shards = [_read_file(ranked[r]) for r in range(world)]
-    keys = list(shards[0])
-    for r, shard in enumerate(shards[1:], start=1):
-        only0 = [k for k in keys if k not in shard]
-        only_r = [k for k in shard if k not in shards[0]]
-        if only0 or only_r:
-            diff = [f"{k} (rank 0 only)" for k in only0] + [f"{k} (rank {r} only)" for k in only_r]
-            raise CheckpointError(f"{directory}: shards disagree on keys: {_listing(diff)}")
-    merged: StateDict = {}
+    world = max(ranked) + 1
+    if len(ranked) != world:
+        missing = [str(r) for r in range(world) if r not in ranked]
+        raise CheckpointError(
+            f"{directory}: missing shard(s) for rank {_listing(missing)} "
+            f"(found ranks {_listing(map(str, sorted(ranked)))})"
+        )
+    if num_experts is not None and num_experts % world:
+        raise CheckpointError(
+            f"{directory}: {world} rank files, but num_experts={num_experts} of the config "
+            f"does not divide by {world} (each rank holds E / world_size experts)"
+        )
+    records = [_read_file(ranked[r]) for r in range(world)]
+    base = records[0].tensors
+    experts = [k for k in base if is_expert_key(k)]
+    merged: StateDict = dict(base)
     differ: list[str] = []
-    for k in keys:
-        parts = [s[k] for s in shards]
-        if is_expert_key(k):
-            if len({p.shape[1:] for p in parts}) != 1:
-                differ.append(k)
+    for r, rec in enumerate(records[1:], start=1):
+        lacking = [k for k in experts if k not in rec.tensors]
+        extra = [k for k in rec.tensors if is_expert_key(k) and k not in base]
+        if lacking or extra:
+            diff = [f"{k} (rank 0 only)" for k in lacking] + [f"{k} (rank {r} only)" for k in extra]
+            raise CheckpointError(f"{directory}: shards disagree on expert keys: {_listing(diff)}")
+        for k, v in rec.tensors.items():
+            if is_expert_key(k):
                 continue
-            merged[k] = torch.cat(parts, dim=0)
-        else:
-            if not all(p.shape == parts[0].shape and torch.equal(p, parts[0]) for p in parts):
+            # ranks > 0 hold only experts in M3ViT; full copies must equal rank 0's
+            ref = base.get(k)
+            if ref is None:
+                differ.append(f"{k} (rank {r} only)")
+            elif v.shape != ref.shape or not torch.equal(v, ref):
                 differ.append(k)
-            merged[k] = parts[0]
     if differ:
         raise CheckpointError(
             f"{directory}: shards disagree on non-expert tensor(s) {_listing(differ)}"
         )
-    return merged, world
+    for k in experts:
+        parts = [rec.tensors[k] for rec in records]
+        counts = [p.shape[0] if p.ndim else 0 for p in parts]
+        if len(set(counts)) != 1:
+            raise CheckpointError(
+                f"{directory}: {k}: ranks hold {', '.join(map(str, counts))} experts; "
+                "expert parallelism gives every rank the same number"
+            )
+        if len({p.shape[1:] for p in parts}) != 1:
+            raise CheckpointError(f"{directory}: {k}: expert shapes differ between ranks")
+        merged[k] = torch.cat(parts, dim=0)
+    notices = []
+    if skipped:
+        notices.append(f"{directory}: skipped file(s) without a rank index: {_listing(skipped)}")
+    return _Record(merged, records[0].extras), world, notices
 
 
-def read_state_dict(source: str | Path | Mapping[str, Any]) -> tuple[StateDict, list[str]]:
+def _read(
+    source: str | Path | Mapping[str, Any], num_experts: int | None
+) -> tuple[_Record, list[str]]:
+    if isinstance(source, Mapping):
+        return _unwrap(source, "checkpoint"), []
+    path = Path(source)
+    if path.is_dir():
+        rec, world, notices = _read_shards(path, num_experts)
+        notices.append(
+            f"merged the experts of {world} rank file(s) from {path} (world size {world})"
+        )
+        return rec, notices
+    if not path.exists():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    return _read_file(path), []
+
+
+def read_state_dict(
+    source: str | Path | Mapping[str, Any], *, num_experts: int | None = None
+) -> tuple[StateDict, list[str]]:
     """Read a checkpoint into one flat state dict (no check against a model).
 
     Parameters
     ----------
     source : str, pathlib.Path or mapping
-        A ``.pt``/``.pth`` file, a directory of per-rank shards, or an in-memory
-        (possibly wrapped) state dict.
+        A ``.pt``/``.pth``/``.safetensors`` file, a directory of per-rank files,
+        or an in-memory (possibly wrapped) state dict.
+    num_experts : int, optional
+        Experts per MoE block the model expects; a rank directory whose world
+        size does not divide it is refused.
 
     Returns
     -------
@@ -151,53 +307,196 @@ def read_state_dict(source: str | Path | Mapping[str, Any]) -> tuple[StateDict, 
     CheckpointError
         The source is missing, unreadable, not a checkpoint, or its shards disagree.
     """
-    notices: list[str] = []
-    if isinstance(source, Mapping):
-        return _unwrap(source, "checkpoint"), notices
-    path = Path(source)
-    if path.is_dir():
-        sd, world = _read_shards(path)
-        notices.append(f"merged experts of {world} rank shard(s) from {path}")
-        return sd, notices
-    if not path.exists():
-        raise CheckpointError(f"checkpoint file not found: {path}")
-    return _read_file(path), notices
+    rec, notices = _read(source, num_experts)
+    return rec.tensors, notices
 
 
-def _strip_backbone_prefix(sd: StateDict, expected: set[str], notices: list[str]) -> StateDict:
-    """Strip ``backbone.`` when every backbone key carries it (M3ViT's multi-task wrapper)."""
-    backbone = {k for k in expected if not k.startswith("heads.")}
-    if backbone & set(sd) or not all(f"backbone.{k}" in sd for k in backbone):
-        return sd
+def _group(key: str) -> str:
+    """A readable group name of an ignored key: ``decoders.semseg.*``, ``tam_model*``."""
+    parts = key.split(".")
+    if parts[0] == "decoders" and len(parts) > 2:
+        return f"decoders.{parts[1]}.*"
+    if parts[0].startswith("tam_model"):
+        return "tam_model*"
+    return f"{parts[0]}.*" if len(parts) > 1 else key
+
+
+def _gate_order(cfg: ModelConfig) -> tuple[str, ...]:
+    """Task of each gate index: ``cfg.gate_order``, else M3ViT's order (others after it)."""
+    if cfg.gate_order is not None:
+        return cfg.gate_order
+    known = [t for t in M3VIT_TASK_ORDER if t in cfg.task_names]
+    return (*known, *(t for t in cfg.task_names if t not in M3VIT_TASK_ORDER))
+
+
+def _to_project_names(
+    sd: StateDict, extras: list[str], cfg: ModelConfig | None
+) -> tuple[StateDict, list[str]]:
+    """Rename M3ViT's keys to the project's; returns the state dict and notices."""
     out: StateDict = {}
-    ignored: list[str] = []
-    for k, v in sd.items():
-        if k.startswith("backbone."):
-            out[k.removeprefix("backbone.")] = v
-        elif k in expected:
-            out[k] = v
+    ignored: dict[str, int] = {e: 0 for e in extras}
+    indexed: dict[int, dict[int, Tensor]] = {}  # block -> gate index -> w_gate
+    shared: dict[int, Tensor] = {}
+    single_norm: dict[str, Tensor] = {}
+    conditioned = [k for k in sd if "gate_task_represent" in k]
+    if conditioned:
+        raise CheckpointError(
+            f"task-conditioned gate (M3ViT's --task_one_hot: {conditioned[0]}, gate input "
+            "embed_dim + 64) is not supported: the accelerator gates each task on the token alone"
+        )
+    noisy = [k for k in sd if _NOISE.match(k.removeprefix("backbone."))]
+    if noisy:
+        raise CheckpointError(
+            f"noisy gate ({noisy[0]}: an old checkpoint with w_noise) is not supported; "
+            "the accelerator's gate is w_gate alone"
+        )
+
+    def put(name: str, v: Tensor, original: str) -> None:
+        if name in out:
+            raise CheckpointError(f"checkpoint holds {name} twice (as {original} too)")
+        out[name] = v
+
+    for key, v in sd.items():
+        k = key.removeprefix("backbone.")
+        m = _DECODER_NORM.match(k)
+        if m:
+            put(f"norms.{m.group(1)}.{m.group(2)}", v, key)
+        elif k.startswith("decoders.") or k.startswith("tam_model"):
+            ignored[_group(k)] = ignored.get(_group(k), 0) + 1
+        elif k in ("norm.weight", "norm.bias"):
+            single_norm[k.removeprefix("norm.")] = v
+        elif (g := _GATE.match(k)) and cfg is not None:
+            block, which = int(g.group(1)), g.group(2)
+            if which is None:
+                shared[block] = v
+            elif which.isdigit():
+                indexed.setdefault(block, {})[int(which)] = v
+            else:
+                put(k, v, key)
         else:
-            ignored.append(k)
-    notices.append("stripped the 'backbone.' prefix")
+            put(k, v, key)
+
+    notices: list[str] = []
+    if cfg is not None:
+        gates = [v for d in indexed.values() for v in d.values()] + list(shared.values())
+        gate_keys = [k for k in out if _GATE.match(k)]
+        for w in gates + [out[k] for k in gate_keys]:
+            if w.ndim == 2 and w.shape[0] != cfg.embed_dim:
+                variant = (
+                    "a task-conditioned gate (input embed_dim + 64)"
+                    if w.shape[0] == cfg.embed_dim + 64
+                    else "an unsupported gate variant"
+                )
+                raise CheckpointError(
+                    f"gate input width {w.shape[0]} != embed_dim {cfg.embed_dim}: {variant} "
+                    "is not supported"
+                )
+        if indexed:
+            order = _gate_order(cfg)
+            for block, by_index in sorted(indexed.items()):
+                if sorted(by_index) != list(range(len(order))):
+                    raise CheckpointError(
+                        f"block {block} has per-task gates {_listing(map(str, sorted(by_index)))}"
+                        f", but config {cfg.name} has {len(order)} task(s) "
+                        f"({', '.join(order)}): field 'tasks' or 'gate_order' differs"
+                    )
+                for i, t in enumerate(order):
+                    put(f"blocks.{block}.mlp.gate.{t}.w_gate", by_index[i], f"gate.{i}")
+            mapping = ", ".join(f"{i} -> {t}" for i, t in enumerate(order))
+            why = "the config's gate_order" if cfg.gate_order else "M3ViT's task order"
+            notices.append(f"per-task gates by index mapped to tasks ({why}): {mapping}")
+        if shared:
+            for block, w in sorted(shared.items()):
+                for t in cfg.task_names:
+                    put(f"blocks.{block}.mlp.gate.{t}.w_gate", w, "gate.w_gate")
+            notices.append(
+                "one shared gate per MoE block (mlp.gate.w_gate): loaded as the gate of "
+                f"every task ({', '.join(cfg.task_names)})"
+            )
+        if single_norm:
+            for t in cfg.task_names:
+                for p, v in single_norm.items():
+                    put(f"norms.{t}.{p}", v, f"norm.{p}")
+            notices.append(
+                "one final norm (norm.*): used as the final norm of every task "
+                f"({', '.join(cfg.task_names)})"
+            )
+    else:
+        for p, v in single_norm.items():
+            put(f"norm.{p}", v, f"norm.{p}")
     if ignored:
-        notices.append(f"ignored {len(ignored)} non-backbone key(s): {_listing(ignored)}")
-    return out
+        what = [
+            f"{name} ({n} tensor{'s' * (n != 1)})" if n else name for name, n in ignored.items()
+        ]
+        notices.insert(
+            0, "ignored what the accelerator and the light heads do not use: " + ", ".join(what)
+        )
+    return out, notices
+
+
+def _mismatch(cfg: ModelConfig, field_name: str, want: Any, got: Any, where: str) -> None:
+    if want != got:
+        raise CheckpointError(
+            f"checkpoint is of another config: {field_name} is {want} in {cfg.name}, "
+            f"{got} in the checkpoint ({where})"
+        )
+
+
+def _check_config(sd: StateDict, cfg: ModelConfig) -> None:
+    """Shapes that reveal a different model config fail naming the config field."""
+
+    def shape(k: str) -> tuple[int, ...] | None:
+        return tuple(sd[k].shape) if k in sd else None
+
+    pe = shape("patch_embed.proj.weight")
+    if pe is not None and len(pe) == 4:
+        where = f"patch_embed.proj.weight {pe}"
+        _mismatch(cfg, "embed_dim", cfg.embed_dim, pe[0], where)
+        _mismatch(cfg, "in_chans", cfg.in_chans, pe[1], where)
+        _mismatch(cfg, "patch_size", cfg.patch_size, pe[2], where)
+    blocks = sorted({int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.norm1\.", k))})
+    if blocks:
+        _mismatch(cfg, "depth", cfg.depth, blocks[-1] + 1, f"blocks.0 … blocks.{blocks[-1]}")
+    qkv = shape("blocks.0.attn.qkv.weight")
+    if qkv is not None and len(qkv) == 2:
+        # timm's fused qkv is (3 D, D): the head count is not stored, the width is
+        where = f"blocks.0.attn.qkv.weight {qkv}"
+        _mismatch(cfg, "embed_dim", cfg.embed_dim, qkv[1], where)
+        _mismatch(cfg, "3 x embed_dim (q, k, v rows)", 3 * cfg.embed_dim, qkv[0], where)
+    moe = sorted(
+        {int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.mlp\.experts\.", k))}
+    )
+    if moe:
+        _mismatch(cfg, "moe_blocks", list(cfg.moe_blocks), moe, "blocks with mlp.experts")
+    for k, v in sd.items():
+        if re.fullmatch(r"blocks\.\d+\.mlp\.fc1\.weight", k) and v.ndim == 2:
+            _mismatch(cfg, "mlp_hidden", cfg.mlp_hidden, v.shape[0], f"{k} {tuple(v.shape)}")
+        elif re.fullmatch(r"blocks\.\d+\.mlp\.experts\.htoh4\.weight", k) and v.ndim == 3:
+            where = f"{k} {tuple(v.shape)}"
+            _mismatch(cfg, "num_experts", cfg.num_experts, v.shape[0], where)
+            _mismatch(cfg, "expert_hidden", cfg.expert_hidden, v.shape[1], where)
+        elif _GATE.match(k) and v.ndim == 2:
+            _mismatch(cfg, "num_experts", cfg.num_experts, v.shape[1], f"{k} {tuple(v.shape)}")
+    pos = shape("pos_embed")
+    if pos is not None and len(pos) == 3:
+        _mismatch(cfg, "image_size (tokens)", cfg.num_tokens, pos[1], f"pos_embed {pos}")
 
 
 def load_checkpoint(
     model: nn.Module, source: str | Path | Mapping[str, Any], *, strict_heads: bool = False
 ) -> list[str]:
-    """Load an M3ViT checkpoint into ``model`` after checking every tensor.
+    """Load an M3ViT checkpoint (or the project's own) into ``model`` after checking it.
 
     Parameters
     ----------
     model : torch.nn.Module
-        Usually an :class:`~edgemoe.models.m3vit.M3ViT`; loaded in place.
+        Usually an :class:`~edgemoe.models.m3vit.M3ViT` (its ``cfg`` drives the
+        gate mapping and the config checks); loaded in place, only when every
+        check passes.
     source : str, pathlib.Path or mapping
-        A file holding a state dict (plain, or under ``'state_dict'``/``'model'``,
-        keys optionally prefixed by ``module.`` and ``backbone.``), a directory of
-        per-rank shards (file names containing ``rank<r>``; experts concatenated
-        in rank order), or such a dict in memory.
+        A file (``.pth``/``.pt``: a state dict or a training record; or
+        ``.safetensors``), a directory of per-rank files, or a dict in memory.
+        See the module docstring for the layouts and what is ignored.
     strict_heads : bool
         Fail when the light task heads (``heads.*``) are missing. By default they
         keep their current values and a notice says so: M3ViT checkpoints do not
@@ -206,18 +505,24 @@ def load_checkpoint(
     Returns
     -------
     list[str]
-        Notices for the user (prefixes stripped, shards merged, heads kept).
+        One-line notices for the user: what was ignored, how gates and norms were
+        mapped, shards merged, heads kept, dtypes converted.
 
     Raises
     ------
     CheckpointError
-        Unreadable source; missing, unexpected or misshaped keys; NaN or Inf
-        values; shards that disagree.
+        Unreadable source; another config's shapes; a refused gate variant;
+        missing, unexpected or misshaped keys; NaN or Inf values; shards that
+        disagree.
     """
-    sd, notices = read_state_dict(source)
+    cfg: ModelConfig | None = getattr(model, "cfg", None)
+    rec, notices = _read(source, cfg.num_experts if cfg is not None else None)
+    if cfg is not None:
+        _check_config({k.removeprefix("backbone."): v for k, v in rec.tensors.items()}, cfg)
+    sd, mapped = _to_project_names(rec.tensors, rec.extras, cfg)
+    notices += mapped
     target = model.state_dict()
     expected = set(target)
-    sd = _strip_backbone_prefix(sd, expected, notices)
 
     missing = [k for k in target if k not in sd]
     missing_heads = [k for k in missing if k.startswith("heads.")]
@@ -249,6 +554,14 @@ def load_checkpoint(
             non_finite.append(f"{k} ({', '.join(what)})")
     if non_finite:
         raise CheckpointError(f"checkpoint has non-finite values in {_listing(non_finite)}")
+    converted = sorted(
+        {str(v.dtype).removeprefix("torch.") for k, v in sd.items() if v.dtype != target[k].dtype}
+    )
+    if converted:
+        notices.append(
+            f"converted {', '.join(converted)} tensors to "
+            f"{str(next(iter(target.values())).dtype).removeprefix('torch.')}"
+        )
 
     with torch.no_grad():
         model.load_state_dict(sd, strict=False)
@@ -269,7 +582,7 @@ def save_sharded(
     prefix: str = "module.",
     stem: str = "checkpoint",
 ) -> list[Path]:
-    """Write ``state_dict`` as per-rank shards, the way FastMoE's expert parallelism does.
+    """Write ``state_dict`` as per-rank shards, each a full copy with its own experts.
 
     Parameters
     ----------

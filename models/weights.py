@@ -20,9 +20,9 @@ from torch import Tensor, nn
 from edgemoe.errors import CheckpointError
 
 from .checkpoint import load_checkpoint
+from .shipped import CHECKPOINT_DIR, SUFFIX, read_record, shipped_checkpoint
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
-SUFFIX = ".safetensors"
+__all__ = ["CHECKPOINT_DIR", "SUFFIX", "read_record", "shipped_checkpoint"]
 
 
 def _atomic_path(path: Path) -> Path:
@@ -98,18 +98,3 @@ def load_weights(model: nn.Module, path: str | Path) -> list[str]:
     """
     tensors = {k: v.to(torch.float32) for k, v in read_tensors(path).items()}
     return load_checkpoint(model, tensors, strict_heads=True)
-
-
-def shipped_checkpoint(config: str) -> Path | None:
-    """The shipped ``.safetensors`` of config ``config`` (by name), if there is one."""
-    path = CHECKPOINT_DIR / f"{config}{SUFFIX}"
-    return path if path.is_file() else None
-
-
-def read_record(path: str | Path) -> dict:
-    """The JSON training record beside a weight file (``{stem}.json``), ``{}`` if none."""
-    rec = Path(path).with_suffix(".json")
-    try:
-        return json.loads(rec.read_text()) if rec.is_file() else {}
-    except (OSError, ValueError):
-        return {}

@@ -1,4 +1,5 @@
-"""Check Vitis HLS synthesis reports: clock estimate and the II of every pipelined loop.
+"""Check Vitis HLS synthesis reports: clock, the II of every pipelined loop, the units that
+must exist once, and the resources.
 
 Reads the XML reports that ``csynth_design`` (or ``v++ -c --mode hls``) writes to
 ``<solution>/syn/report/``: ``csynth.xml`` for the top and one ``<module>_csynth.xml``
@@ -7,7 +8,15 @@ per synthesised module (pipelined loops are outlined into modules named
 
 * the estimated clock period of any module exceeds the target period, or the
   report was synthesised for another period than the one asked for;
-* a pipelined loop's achieved II (``<PipelineII>``) is above its target II.
+* a pipelined loop's achieved II (``<PipelineII>``) is above its target II;
+* a unit that the design has exactly once (``--single``, default: the linear unit and
+  the lane pair: ``linear_unit``, ``lane_step``, ``lanes``, ``attention_lane``,
+  ``linear_lane``) appears more than once -- or not at all -- among the instances of
+  the top's ``<RTLDesignHierarchy>`` (a copy is a second instance of the module, or a
+  module of the same name with a ``_N`` suffix; a unit that is missing was inlined or
+  renamed, and what cannot be counted does not pass);
+* DSP, BRAM_18K or URAM use (``<AreaEstimates><Resources>``) is above ``--max-util``
+  percent (default 85) of ``<AvailableResources>``.
 
 The target II of a loop comes from ``--ii LOOP=N`` if given, else from the
 "Initiation Interval achieved / target" columns of the module's text report
@@ -29,6 +38,12 @@ from pathlib import Path
 
 #: Tolerance when comparing periods: reports print 2-3 decimals (3.333 -> "3.33").
 CLOCK_TOL_NS = 0.01
+#: Units the design has exactly once (hls/README.md: module hierarchy).
+SINGLE_UNITS = ("linear_unit", "lane_step", "lanes", "attention_lane", "linear_lane")
+#: Resources gated, as csynth.xml names them (older reports say DSP48E).
+GATED_RESOURCES = (("DSP", ("DSP", "DSP48E")), ("BRAM_18K", ("BRAM_18K",)), ("URAM", ("URAM",)))
+#: Highest share of a gated resource, percent.
+MAX_UTIL_PCT = 85.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,9 @@ class ModuleReport:
     uncertainty_ns: float | None
     estimated_clock_ns: float | None
     loops: list[LoopReport] = field(default_factory=list)
+    resources: dict[str, float] = field(default_factory=dict)  # AreaEstimates/Resources
+    available: dict[str, float] = field(default_factory=dict)  # AreaEstimates/AvailableResources
+    instances: list[str] | None = None  # module of every instance below the top; None: no tree
 
 
 @dataclass(frozen=True)
@@ -141,7 +159,27 @@ def parse_csynth_xml(path: Path) -> ModuleReport:
     latency = perf.find("SummaryOfLoopLatency") if perf is not None else None
     if latency is not None:
         report.loops = list(_loops(latency, report.module, _loop_issues(perf)))
+    area = root.find("AreaEstimates")
+    if area is not None:
+        pairs = (("Resources", report.resources), ("AvailableResources", report.available))
+        for tag, target in pairs:
+            holder = area.find(tag)
+            for elem in holder if holder is not None else ():
+                value = _float(elem.text)
+                if value is not None:
+                    target[elem.tag] = value
+    hierarchy = root.find("RTLDesignHierarchy/TopModule")
+    if hierarchy is not None:
+        report.instances = [
+            (inst.findtext("ModuleName") or "").strip() for inst in hierarchy.iter("Instance")
+        ]
     return report
+
+
+def count_instances(instances: Sequence[str], unit: str) -> int:
+    """Instances of ``unit``'s module: its own name, or a copy's (``unit_1``, ``ns_unit``)."""
+    pattern = re.compile(rf"(?:\w+_)?{re.escape(unit)}(?:_\d+)?")
+    return sum(1 for m in instances if pattern.fullmatch(m))
 
 
 _RPT_ROW = re.compile(r"^\s*\|(.*)\|\s*$")
@@ -221,6 +259,8 @@ def check(
     default_target_ii: int = 1,
     ii_targets: Mapping[str, int] | None = None,
     rpt_targets: Mapping[str, Mapping[str, tuple[int | None, int | None]]] | None = None,
+    single: Sequence[str] = SINGLE_UNITS,
+    max_util_pct: float = MAX_UTIL_PCT,
 ) -> list[Row]:
     """Rows of the result table; a row with ``ok=False`` is a miss."""
     ii_targets = dict(ii_targets or {})
@@ -279,6 +319,33 @@ def check(
                 ok = False
                 note += f"; report flags {loop.issue}"
             rows.append(Row(key, "?" if got is None else str(got), str(want), ok, note))
+
+    # units that exist once: counted in the top's instance tree
+    for unit in single:
+        if top.instances is None:
+            rows.append(Row(f"instances {unit}", "?", "1", False, "no RTLDesignHierarchy"))
+            continue
+        n = count_instances(top.instances, unit)
+        note = "" if n == 1 else ("inlined or renamed" if n == 0 else "built more than once")
+        rows.append(Row(f"instances {unit}", str(n), "1", n == 1, note))
+
+    # resources against the part
+    for label, tags in GATED_RESOURCES:
+        used = next((top.resources[t] for t in tags if t in top.resources), None)
+        avail = next((top.available[t] for t in tags if t in top.available), None)
+        if used is None or not avail:
+            rows.append(Row(f"{label} use (%)", "?", f"{max_util_pct:g}", False, "not in report"))
+            continue
+        pct = 100.0 * used / avail
+        rows.append(
+            Row(
+                f"{label} use (%)",
+                f"{pct:.1f}",
+                f"{max_util_pct:g}",
+                pct <= max_util_pct + 1e-9,
+                f"{used:g} of {avail:g}",
+            )
+        )
     return rows
 
 
@@ -315,6 +382,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--ii", action="append", default=[], metavar="LOOP=N", help="target II of one loop"
     )
+    parser.add_argument(
+        "--single",
+        action="append",
+        default=None,
+        metavar="UNIT",
+        help=f"a unit that must have exactly one instance (default: {', '.join(SINGLE_UNITS)})",
+    )
+    parser.add_argument(
+        "--max-util",
+        type=float,
+        default=MAX_UTIL_PCT,
+        metavar="PCT",
+        help="highest DSP / BRAM_18K / URAM use, percent of the part",
+    )
     ns = parser.parse_args(argv)
     try:
         ii_targets = _parse_ii(ns.ii)
@@ -330,6 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         default_target_ii=ns.default_target_ii,
         ii_targets=ii_targets,
         rpt_targets=rpt,
+        single=SINGLE_UNITS if ns.single is None else tuple(ns.single),
+        max_util_pct=ns.max_util,
     )
     top = reports[0]
     print(f"HLS reports: {report_dir} (top {top.module}, part {top.part or '?'})")

@@ -21,6 +21,19 @@ Rules (code under ``#ifndef __SYNTHESIS__``, or the ``#else`` of
                 (or ``return``) has no ``#pragma HLS INTERFACE ... port=<name>`` of
                 the kind the control contract needs (DESIGN.md §4.6)
 
+Rules over all the files together (the call graph of the kernel):
+
+``unit-owner``      a call of a one-instance unit (``OWNED_UNITS``: ``linear_unit``)
+                    outside the one function that owns it (``linear_lane``), or a second
+                    call site there: each call site of a function is an RTL instance
+                    unless an ALLOCATION shares them, so one call site is one engine by
+                    construction (UG1399 "pragma HLS allocation")
+``dataflow-static`` a function ``static`` variable declared in a function that a
+                    DATAFLOW process reaches (the functions called in the body of a
+                    function with ``#pragma HLS DATAFLOW``, and everything they call):
+                    state shared that way is invisible to the dataflow checker and can
+                    link two processes or two calls (UG1448 214-169); pass it explicitly
+
 The scanner is regex based: comments and string literals are blanked first (line
 numbers kept), then each rule runs on what remains. Standard library only.
 """
@@ -549,6 +562,120 @@ def check_top_interface(src: Source, top: str, args: Sequence[ExpectedArg]) -> l
 
 
 # ---------------------------------------------------------------------------
+# The call graph: one-instance units and statics under DATAFLOW.
+
+#: A unit that must be built once, and the only function that may call it.
+OWNED_UNITS = {"linear_unit": "linear_lane"}
+
+_CALL = re.compile(r"(?<![\w.>])(?<!::)([A-Za-z_]\w*)\s*(?:<[^;{}()]*>)?\s*\(")
+_STATIC = re.compile(r"\bstatic\s+(?!const\b|constexpr\b)([^;=({]*)")
+_DATAFLOW = re.compile(r"^\s*#\s*pragma\s+HLS\s+dataflow\b", re.I | re.M)
+
+
+@dataclass(frozen=True)
+class Defined:
+    src: Source
+    fn: Function
+
+    @property
+    def body(self) -> str:
+        return self.src.code[self.fn.body_start + 1 : self.fn.body_end]
+
+
+def _definitions(sources: Sequence[Source]) -> dict[str, list[Defined]]:
+    defs: dict[str, list[Defined]] = {}
+    for src in sources:
+        for fn in find_functions(src.code):
+            defs.setdefault(fn.name, []).append(Defined(src, fn))
+    return defs
+
+
+def _calls(d: Defined, names: Iterable[str]) -> list[tuple[str, int]]:
+    """(callee, offset in the file) of every call in d's body to one of ``names``."""
+    known = set(names)
+    out = []
+    for m in _CALL.finditer(d.body):
+        if m.group(1) in known and m.group(1) != d.fn.name:
+            out.append((m.group(1), d.fn.body_start + 1 + m.start()))
+    return out
+
+
+def check_unit_owners(
+    sources: Sequence[Source], owners: dict[str, str] | None = None
+) -> list[Violation]:
+    owners = OWNED_UNITS if owners is None else owners
+    found: list[Violation] = []
+    defs = _definitions(sources)
+    for unit, owner in owners.items():
+        sites: list[tuple[Defined, int]] = []
+        for ds in defs.values():
+            for d in ds:
+                sites += [(d, off) for name, off in _calls(d, [unit]) if name == unit]
+        for d, off in sites:
+            if d.fn.name != owner:
+                found.append(
+                    Violation(
+                        d.src.path,
+                        d.src.line_of(off),
+                        "unit-owner",
+                        f"`{unit}` called from `{d.fn.name}`: only `{owner}` calls it "
+                        "(one call site, one instance)",
+                    )
+                )
+        in_owner = [(d, off) for d, off in sites if d.fn.name == owner]
+        for d, off in in_owner[1:]:
+            found.append(
+                Violation(
+                    d.src.path,
+                    d.src.line_of(off),
+                    "unit-owner",
+                    f"a second call site of `{unit}` in `{owner}` (one call site, one instance)",
+                )
+            )
+    return found
+
+
+def check_dataflow_statics(sources: Sequence[Source]) -> list[Violation]:
+    defs = _definitions(sources)
+    found: dict[tuple[str, int], Violation] = {}
+    for ds in list(defs.values()):
+        for region in ds:
+            directives = region.src.directives[region.fn.body_start + 1 : region.fn.body_end]
+            if not _DATAFLOW.search(directives):
+                continue
+            for process, _ in _calls(region, defs):
+                seen: set[str] = set()
+                todo = [process]
+                while todo:
+                    name = todo.pop()
+                    if name in seen:
+                        continue
+                    seen.add(name)
+                    for d in defs.get(name, []):
+                        for m in _STATIC.finditer(d.body):
+                            off = d.fn.body_start + 1 + m.start()
+                            key = (str(d.src.path), d.src.line_of(off))
+                            found.setdefault(
+                                key,
+                                Violation(
+                                    d.src.path,
+                                    key[1],
+                                    "dataflow-static",
+                                    f"function static `{' '.join(m.group(1).split())}` in "
+                                    f"`{name}`, reached from DATAFLOW process `{process}` of "
+                                    f"`{region.fn.name}`: pass it explicitly",
+                                ),
+                            )
+                        todo += [c for c, _ in _calls(d, defs)]
+    return list(found.values())
+
+
+def check_program(sources: Sequence[Source]) -> list[Violation]:
+    """The rules over all the files together."""
+    return check_unit_owners(sources) + check_dataflow_statics(sources)
+
+
+# ---------------------------------------------------------------------------
 # Driver.
 
 
@@ -580,8 +707,10 @@ def scan(
 ) -> list[Violation]:
     """Scan files and, when ``top_file`` exists, the top function's interface."""
     found: list[Violation] = []
-    for f in source_files(paths):
+    files = source_files(paths)
+    for f in files:
         found.extend(scan_file(f))
+    found.extend(check_program([Source.read(f) for f in files]))
     if top_file is not None and top_file.is_file():
         top, args = kernel if kernel is not None else load_kernel_args()
         found.extend(check_top_interface(Source.read(top_file), top, args))

@@ -58,7 +58,9 @@ class CSimBackend:
         if record:
             for name in debug_boundaries(cfg):
                 r = kernel.run(bundle, patches, tid, debug_stop=debug_stop_code(cfg, name))
-                stages[name] = stage_to_float(cfg, prof, name, r.output.astype(np.int64))
+                stages[name] = stage_to_float(
+                    cfg, prof, name, r.output.astype(np.int64), wl.quantized.k_bias
+                )
                 if name.endswith(".gate"):
                     mask = topk_mask(r.output.astype(np.int64), cfg.top_k)
                     stages[name.replace(".gate", ".route")] = mask

@@ -19,6 +19,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ CXX = os.environ.get("CXX", "g++")
 # Every build is its own library, loaded side by side in one process: keep the
 # kernel's symbols (static buffers of inline functions included) private to it.
 CXXFLAGS = [
-    "-std=c++17",
+    "-std=c++14",
     "-O3",
     "-fPIC",
     "-shared",
@@ -137,9 +138,22 @@ def build(
         return lib
     if shutil.which(CXX) is None:
         raise CSimError(f"C++ compiler {CXX!r} not found")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "params.h").write_text(params)
-    tmp = Path(tempfile.mkstemp(dir=out_dir, suffix=".so")[1])
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "params.h").write_text(params)
+        tmp = Path(tempfile.mkstemp(dir=out_dir, suffix=".so")[1])
+    except OSError as e:
+        raise CSimError(
+            f"cannot write the C-sim cache {CACHE}: {e.strerror or e} (set EDGEMOE_CACHE "
+            "to a writable folder)"
+        ) from None
+    # the first use of a build compiles it (seconds); say so instead of waiting silently
+    print(
+        f"notice: building the C-sim of {cfg.name} / {profile.name} / {tiling.key} "
+        f"(first use; cached in {CACHE})",
+        file=sys.stderr,
+        flush=True,
+    )
     cmd = compile_command(out_dir / "params.h", tmp, ap_types=ap_types)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -169,7 +183,7 @@ def build_testbench(
     exe = out_dir / name
     cmd = [
         CXX,
-        "-std=c++17",
+        "-std=c++14",
         "-O2",
         "-w",
         f"-I{HLS / 'include'}",

@@ -276,7 +276,7 @@ class Golden:
 
     def stage_to_float(self, name: str, raw: np.ndarray) -> np.ndarray:
         """The float value a recorded raw stage stands for, folding undone."""
-        return stage_to_float(self.cfg, self.p, name, raw)
+        return stage_to_float(self.cfg, self.p, name, raw, self.qm.k_bias)
 
 
 def accumulator_bits(cfg: ModelConfig, profile: Profile) -> dict[str, int]:

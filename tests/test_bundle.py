@@ -111,7 +111,8 @@ def test_each_check_names_what_is_wrong(mini_lean):
 
     rejects(data[:10], "truncated", "10 bytes")
     rejects(b"PK\x03\x04" + data[4:], "not an edgemoe bundle", "magic")
-    rejects(with_field(data, 1, FORMAT_VERSION + 1), "format version 2")
+    rejects(with_field(data, 1, FORMAT_VERSION + 1), f"format version {FORMAT_VERSION + 1}")
+    rejects(with_field(data, 1, 1), "format version 1", "older edgemoe", "edgemoe export")
     rejects(with_field(data, 2, 7), "profile id 7", "'lean'")
     rejects(data, "another config or profile", c=cfg(TINY))
     rejects(data, "tiling", "32x24 p2", "16x32 p8", t=Tiling(16, 32, 8))
@@ -238,3 +239,58 @@ def test_fuzzed_bundles_are_rejected_or_identical(mini_lean):
     assert sum(rejected.values()) + sum(accepted.values()) == FUZZ_CASES
     for kind in ("flip_header", "flip_payload", "truncate", "extend", "garbage_header"):
         assert accepted[kind] == 0, kind
+
+
+# ---- the bundle file: kernel image + host section (edgemoe.host.deployment) ----
+
+
+@pytest.fixture(scope="module")
+def mini_file(mini_lean):
+    from edgemoe.host.deployment import WeightSource, bundle_file, host_tensors
+
+    qm, image = mini_lean
+    state = {k: v.numpy() for k, v in model(MINI, 0).state_dict().items()}
+    src = WeightSource(None, None, 0)
+    return image, bundle_file(image, qm.cfg, qm.profile, Tiling(), src, host_tensors(state, qm.cfg))
+
+
+def test_bundle_file_describes_itself(mini_file):
+    """Config (task order included), profile, tiling, weights and heads come back exactly."""
+    from edgemoe.host.bundle import split_file
+    from edgemoe.host.deployment import read_deployment
+
+    image, data = mini_file
+    kernel, section = split_file(data)
+    assert bytes(kernel) == image and section is not None
+    validate(data, cfg(MINI), profile("lean"), Tiling())  # the host section is not in the way
+    dep = read_deployment(data)
+    assert dep.cfg == cfg(MINI) and dep.cfg.task_names == cfg(MINI).task_names
+    assert dep.profile.canonical() == profile("lean").canonical()
+    assert dep.profile.budgets == profile("lean").budgets
+    assert dep.tiling == Tiling()
+    assert dep.source.describe() == "random init, seed 0"
+    state = model(MINI, 0).state_dict()
+    assert sorted(dep.host) == sorted(k for k in state if k.startswith(("norms.", "heads.")))
+    for k, v in dep.host.items():
+        assert v.dtype == state[k].numpy().dtype and (v == state[k].numpy()).all(), k
+
+
+def test_bundle_file_damage_is_one_line(mini_file):
+    from edgemoe.host.deployment import read_deployment
+
+    image, data = mini_file
+
+    def rejects(bad: bytes, *words: str) -> None:
+        with pytest.raises(BundleError) as e:
+            read_deployment(bad, "bundle b.bin")
+        assert "\n" not in str(e.value)
+        for w in (*words, "b.bin"):
+            assert w in str(e.value), str(e.value)
+
+    rejects(image, "no host section")
+    rejects(with_field(data, 1, 1), "format version 1", "older edgemoe")
+    rejects(data[:-1], "no host section")
+    flipped = bytearray(data)
+    flipped[len(image) + 10] ^= 1
+    rejects(bytes(flipped), "host section CRC32")
+    rejects(b"PK\x03\x04" + data[4:], "not an edgemoe bundle")

@@ -150,3 +150,47 @@ def test_console_script_exit_code(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "unknown config 'nope'" in proc.stderr
     assert not out.exists()
+
+
+def test_verify_images_scenes_by_default_noise_or_folder_on_request(tmp_path, capsys):
+    from PIL import Image
+
+    from edgemoe.host.images import random_images, scene_images
+
+    base = ["verify", "--config", "m3vit-mini", "--images", "2"]
+    runs = {}
+    for name, extra in (("scenes", []), ("noise", ["--noise-images"])):
+        path = tmp_path / f"{name}.json"
+        code, out, err = run_cli(capsys, *base, *extra, "--json", str(path))
+        assert code == 0, out + err
+        runs[name] = (out, json.loads(path.read_text()))
+    assert "procedural scenes" in runs["scenes"][0] and runs["scenes"][1]["images"] == 2
+    assert runs["noise"][1]["image_kind"] == "seeded noise"
+    c = cfg("m3vit-mini")
+    assert not (scene_images(c, 2, 0) == random_images(c, 2, 0)).all()
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, im in enumerate(scene_images(cfg("m3vit-mini"), 3, 5)):
+        Image.fromarray(im).save(folder / f"{i}.png")
+    code, out, _ = run_cli(capsys, *base, "--images-from", str(folder))
+    assert code == 0 and "3 image(s): folder" in out
+
+
+def test_verify_accepts_a_safetensors_checkpoint_and_a_training_state(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    model = random_model(cfg("m3vit-mini"), 4, "trained")
+    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file({k: v.half() for k, v in sd.items()}, tmp_path / "w.safetensors")
+    state = {f"model.{k}": v for k, v in sd.items()}
+    state["adam.blocks.0.attn.qkv.weight.exp_avg"] = torch.zeros(3)
+    save_file(state, tmp_path / "w.state.safetensors")
+    for f in ("w.safetensors", "w.state.safetensors"):
+        code, out, err = run_cli(
+            capsys, "verify", "--config", "m3vit-mini", "--checkpoint", str(tmp_path / f)
+        )
+        assert "torch vs golden" in out, err
+    missing = str(tmp_path / "none.safetensors")
+    code, _, err = run_cli(capsys, "verify", "--config", "m3vit-mini", "--checkpoint", missing)
+    assert_one_line_error(code, err, "none.safetensors")

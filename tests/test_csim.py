@@ -342,3 +342,68 @@ def test_make_hls_testbench_data_passes_the_testbench(tmp_path, images):
     )
     run = subprocess.run([str(exe), *argv], capture_output=True, text=True)
     assert run.returncode == 0 and "bit-exact" in run.stdout, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("stage", ["embed", "block0.qkv", "block1.gate", "block1.attn"])
+def test_top_testbench_compares_real_bytes_at_a_debug_stop(tmp_path, stage):
+    """With a debug stop the testbench compares the stage's bytes (not the C-sim counters,
+    which count nothing in co-simulation): equal to golden passes, one flipped word fails."""
+    qm, bundle, patches = setup("m3vit-mini", "lean", 4)
+    c = cfg("m3vit-mini")
+    exe = csim.build_testbench("tb_top", c, profile("lean"), tmp_path, with_kernel=True)
+    (tmp_path / "bundle.bin").write_bytes(bundle)
+    patches.tofile(tmp_path / "images.bin")
+    want = Golden(qm).run(patches, "semseg", record=True).stages[stage].astype("<i4")
+    want.tofile(tmp_path / "expected.bin")
+    argv = [
+        str(exe),
+        str(tmp_path / "bundle.bin"),
+        str(tmp_path / "images.bin"),
+        str(tmp_path / "out.bin"),
+        str(c.task_id("semseg")),
+        "2",
+        str(debug_stop_code(c, stage)),
+        str(tmp_path / "expected.bin"),
+    ]
+    run = subprocess.run(argv, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"bit-exact against {tmp_path / 'expected.bin'} ({want.nbytes} bytes)" in run.stdout
+    assert np.array_equal(np.fromfile(tmp_path / "out.bin", "<i4"), want.ravel())
+    flipped = want.copy().ravel()
+    flipped[-1] ^= 1
+    flipped.tofile(tmp_path / "expected.bin")
+    bad = subprocess.run(argv, capture_output=True, text=True)
+    assert bad.returncode == 1 and "MISMATCH" in bad.stdout
+    (tmp_path / "expected.bin").write_bytes(b"")
+    empty = subprocess.run(argv, capture_output=True, text=True)
+    assert empty.returncode == 1 and "MISMATCH" in empty.stdout
+
+
+@pytest.mark.parametrize("ap_types", [False, True])
+def test_the_kernel_is_cpp14_with_the_open_ap_types_headers(ap_types):
+    """UG1399 documents C/C++11/14 for what Vitis compiles: the kernel and its testbench
+    build as strict C++14 (-pedantic-errors) against hls4ml's ap_types headers."""
+    flags = ["-DEDGEMOE_AP_TYPES"] if ap_types else []
+    for src, extra in ((HLS_TOP, ["-pedantic-errors"]), (HLS_TB, [])):
+        run = subprocess.run(
+            [
+                csim.CXX,
+                "-std=c++14",
+                *extra,
+                "-fsyntax-only",
+                "-w",
+                f"-I{csim.HLS / 'include'}",
+                f"-I{csim.HLS / 'tb'}",
+                f"-I{csim.ap_types_include()}",
+                *flags,
+                str(src),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+    assert "-std=c++14" in csim.CXXFLAGS
+
+
+HLS_TOP = csim.HLS / "src" / "edgemoe_top.cpp"
+HLS_TB = csim.HLS / "tb" / "tb_top.cpp"

@@ -86,7 +86,7 @@ def test_debug_stop_through_the_driver_equals_golden_stage():
         assert res.stage == name
         assert (res.raw == gold.stages[name]).all(), name
         g = Golden(wl.quantized).stage_to_float(name, gold.stages[name])
-        assert (stage_to_float(wl.cfg, wl.profile, name, res.raw) == g).all()
+        assert (stage_to_float(wl.cfg, wl.profile, name, res.raw, wl.quantized.k_bias) == g).all()
     assert debug_boundaries(wl.cfg) == [s for s in gold.stages if not s.endswith(".route")]
 
 

@@ -58,14 +58,14 @@ def test_export_tiling_and_checkpoint(tmp_path, capsys):
     c, p = cfg(MINI), profile("edge-moe")
     model = random_model(c, 5)
     with torch.no_grad():
-        model.blocks[0].attn.proj.weight.mul_(40.0)  # far beyond fixed<16,2>: saturates
+        model.blocks[0].attn.proj.weight.mul_(80.0)  # far beyond fixed<16,3>: saturates
     ckpt = tmp_path / "m.pt"
     torch.save(model.state_dict(), ckpt)
     out = tmp_path / "new" / "b.bin"  # a missing folder is created
     code, stdout, err = run(
         capsys,
         "--config", MINI, "--profile", "edge-moe", "--checkpoint", str(ckpt),
-        "--out", str(out), "--tiling", "16x8", "--p", "4",
+        "--out", str(out), "--tiling", "16x8", "--p", "4", "--allow-saturation",
     )  # fmt: skip
     assert code == 0, err
     t = Tiling(16, 8, 4)
@@ -171,3 +171,85 @@ def test_non_finite_weights_stop_quantization(tmp_path, capsys, monkeypatch):
     code, _, err = run(capsys, "--config", MINI, "--profile", "lean", "--out", str(tmp_path / "b"))
     assert_one_line_error(code, err, "blocks.2.mlp.fc2.bias", "NaN/Inf")
     assert files(tmp_path) == []
+
+
+def _checkpoint(tmp_path, mutate) -> str:
+    model = random_model(cfg(MINI), 0)
+    with torch.no_grad():
+        mutate(model)
+    path = tmp_path / "m.pt"
+    torch.save(model.state_dict(), path)
+    return str(path)
+
+
+def _blow_up_v(model) -> None:
+    """V of block 2 far beyond attn_qkv at run time; every weight still fits its format."""
+    D = model.cfg.embed_dim
+    model.blocks[2].norm1.weight.fill_(15.0)  # fixed<16,5>: +-16
+    model.blocks[2].attn.qkv.weight[2 * D :] *= 50.0  # fixed<16,3>: +-4
+
+
+def test_export_refuses_a_checkpoint_that_would_saturate(tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path, _blow_up_v)
+    out = tmp_path / "b.bin"
+    argv = ["--config", MINI, "--profile", "lean", "--checkpoint", ckpt, "--out", str(out)]
+    code, _, err = run(capsys, *argv)
+    assert_one_line_error(code, err, "block2.v", "attn_qkv", "headroom", "--allow-saturation")
+    assert not out.exists() and not out.with_name("b.bin.report.json").exists()
+
+    code, stdout, err = run(capsys, *argv, "--allow-saturation")
+    assert code == 0, err
+    assert "warning:" in err and "block2.v" in err and "saturate" in err
+    report = json.loads(out.with_name("b.bin.report.json").read_text())
+    sat = [q for q in report["calibration"]["quantities"] if q["saturated"]]
+    assert "block2.v" in [q["name"] for q in sat]
+    assert all(q["headroom_bits"] < 0 for q in sat)
+
+
+def test_export_warns_below_one_bit_of_headroom(tmp_path, capsys):
+    def tight_gamma(model):
+        model.blocks[0].norm1.weight[5] = 9.5  # fixed<16,5> holds +-16: 0.75 bits left
+
+    ckpt = _checkpoint(tmp_path, tight_gamma)
+    code, _, err = run(
+        capsys, "--config", MINI, "--profile", "lean", "--checkpoint", ckpt,
+        "--out", str(tmp_path / "b.bin"),
+    )  # fmt: skip
+    assert code == 0, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("warning:")]
+    assert len(lines) == 1 and "blocks.0.ln1.g" in lines[0] and "0.75 bits" in lines[0]
+
+
+def test_export_calibration_report_and_image_folder(tmp_path, capsys):
+    from PIL import Image
+
+    from edgemoe.host.images import scene_images
+
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for i, im in enumerate(scene_images(cfg(MINI), 2, 7)):
+        Image.fromarray(im).save(folder / f"{i}.png")
+    out = tmp_path / "b.bin"
+    code, stdout, err = run(
+        capsys, "--config", MINI, "--profile", "lean", "--out", str(out),
+        "--calib-images", str(folder),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "calibration: 2 image(s)" in stdout and "least headroom" in stdout
+    cal = json.loads(out.with_name("b.bin.report.json").read_text())["calibration"]
+    assert cal["images"] == 2 and str(folder) in cal["source"]
+    names = {q["name"] for q in cal["quantities"]}
+    c = cfg(MINI)
+    for i in range(c.depth):
+        for what in ("ln1", "ln1.norm", "q", "k", "v", "score", "attn", "proj", "fc1", "fc2"):
+            assert f"block{i}.{what}" in names
+    assert {f"block{b}.gate" for b in c.moe_blocks} <= names
+    assert {"patch.w", "token_bias", "blocks.0.qkv.w"} <= names
+    assert set(cal["classes"]) == set(profile("lean").formats) - {"pixel", "prob", "ln_stat"}
+    assert "# calibration: 2 image(s)" in out.with_name("b.bin.report.txt").read_text()
+
+    code, _, err = run(
+        capsys, "--config", MINI, "--profile", "lean", "--out", str(out),
+        "--calib-images", str(tmp_path / "none"),
+    )  # fmt: skip
+    assert_one_line_error(code, err, "none", "not a directory")

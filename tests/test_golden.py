@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edgemoe.host.backends import Workload, get_backend
-from edgemoe.host.images import random_images, to_patches
+from edgemoe.host.images import random_images, scene_images, to_patches
 from edgemoe.host.routing import topk_mask
 from edgemoe.host.verify import compare, within_budget
 from edgemoe.models.m3vit import random_model
@@ -30,7 +30,7 @@ def workload(cname: str, pname: str, seed: int) -> Workload:
 
 
 def run_pair(wl: Workload, task: str, seed: int, record: bool = False):
-    images = random_images(wl.cfg, 1, seed)
+    images = scene_images(wl.cfg, 1, seed)
     ref = get_backend("torch").run(wl, images, task, record)
     out = get_backend("golden").run(wl, images, task, record)
     return ref, out

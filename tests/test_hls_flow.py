@@ -57,7 +57,12 @@ def module_xml(
     uncertainty: float = 0.90,
     loops: str = "",
     violations: str = "",
+    resources: dict[str, int] | None = None,
+    hierarchy: str = "",
 ) -> str:
+    used = {"BRAM_18K": 10, "DSP": 256, "FF": 30000, "LUT": 40000, "URAM": 8, **(resources or {})}
+    used_xml = "".join(f"<{k}>{v}</{k}>\n" for k, v in used.items())
+    avail_xml = "".join(f"<{k}>{v}</{k}>\n" for k, v in ZCU104.items())
     return f"""<profile>
 <ReportVersion>
 <Version>2023.2</Version>
@@ -97,15 +102,43 @@ def module_xml(
 </PerformanceEstimates>
 <AreaEstimates>
 <Resources>
-<BRAM_18K>10</BRAM_18K>
-<DSP>256</DSP>
-<FF>30000</FF>
-<LUT>40000</LUT>
-<URAM>8</URAM>
-</Resources>
+{used_xml}</Resources>
+<AvailableResources>
+{avail_xml}</AvailableResources>
 </AreaEstimates>
-</profile>
+{hierarchy}</profile>
 """
+
+
+#: The part's resources as csynth.xml lists them (xczu7ev).
+ZCU104 = {"BRAM_18K": 624, "DSP": 1728, "FF": 460800, "LUT": 230400, "URAM": 96}
+
+
+def instance_xml(module: str, children: str = "", n: int = 0) -> str:
+    return (
+        f"<Instance>\n<InstName>grp_{module}_fu_{100 + n}</InstName>\n"
+        f"<ModuleName>{module}</ModuleName>\n<BindInstances>add_ln1</BindInstances>\n"
+        f"<InstancesList>\n{children}</InstancesList>\n</Instance>\n"
+    )
+
+
+def hierarchy_xml(linear_units: int = 1, lane_steps: int = 1) -> str:
+    """The top's RTLDesignHierarchy: run_images > lane_step > lanes > the two lanes."""
+    units = "".join(
+        instance_xml("linear_unit" if i == 0 else f"linear_unit_{i}", n=i)
+        for i in range(linear_units)
+    )
+    lane = instance_xml(
+        "lanes",
+        instance_xml("attention_lane", instance_xml(f"{TOP}_Pipeline_attn_key"))
+        + instance_xml("linear_lane", units),
+    )
+    steps = "".join(instance_xml("lane_step", lane, n=i) for i in range(lane_steps))
+    return (
+        f'<RTLDesignHierarchy>\n<TopModule MAX_DEPTH="6">\n<ModuleName>{TOP}</ModuleName>\n'
+        f"<InstancesList>\n{instance_xml('run_images', steps)}</InstancesList>\n"
+        "</TopModule>\n</RTLDesignHierarchy>\n"
+    )
 
 
 def pipelined_loop(name: str, ii: int | str, *, depth: int = 5, inner: str = "") -> str:
@@ -165,13 +198,22 @@ def write_reports(
     key_rpt: tuple[str, str] | None = ("1", "1"),
     sub_estimate: float = 2.50,
     violations: str = "",
+    resources: dict[str, int] | None = None,
+    hierarchy: str | None = None,
 ) -> Path:
     """A classic-flow build folder with a top and two pipelined-loop modules."""
     report = root / TOP / "solution1" / "syn" / "report"
     report.mkdir(parents=True)
     top_loops = plain_loop("image_loop", plain_loop("layer_loop"))
     (report / "csynth.xml").write_text(
-        module_xml(TOP, estimated=top_estimate, target=target, loops=top_loops)
+        module_xml(
+            TOP,
+            estimated=top_estimate,
+            target=target,
+            loops=top_loops,
+            resources=resources,
+            hierarchy=hierarchy_xml() if hierarchy is None else hierarchy,
+        )
     )
     (report / f"{TOP}_csynth.xml").write_text(
         module_xml(TOP, estimated=top_estimate, target=target, loops=top_loops)
@@ -331,6 +373,74 @@ def test_a_loop_flagged_with_an_ii_issue_fails(tmp_path):
     assert "report flags II" in out
 
 
+def test_the_written_report_is_csynth_xml_shaped(tmp_path):
+    report = write_reports(tmp_path)
+    top = reports.parse_csynth_xml(report / "csynth.xml")
+    assert top.resources["DSP"] == 256 and top.available["DSP"] == ZCU104["DSP"]
+    assert top.instances is not None and top.instances.count("linear_unit") == 1
+    assert {"run_images", "lane_step", "lanes", "attention_lane", "linear_lane"} <= set(
+        top.instances
+    )
+
+
+def test_one_instance_of_each_single_unit_passes(tmp_path):
+    write_reports(tmp_path)
+    code, out = check_cli(tmp_path, "--clock-ns", str(CLOCK_NS))
+    assert code == 0, out
+    for unit in reports.SINGLE_UNITS:
+        (line,) = [ln for ln in out.splitlines() if ln.startswith(f"instances {unit} ")]
+        assert line.split()[2:5] == ["1", "1", "ok"], line
+
+
+@pytest.mark.parametrize(
+    ("hierarchy", "unit", "note"),
+    [
+        (lambda: hierarchy_xml(linear_units=2), "linear_unit", "built more than once"),
+        (lambda: hierarchy_xml(linear_units=0), "linear_unit", "inlined or renamed"),
+        (lambda: hierarchy_xml(lane_steps=2), "lane_step", "built more than once"),
+        (lambda: hierarchy_xml(lane_steps=2), "attention_lane", "built more than once"),
+        (lambda: "", "linear_unit", "no RTLDesignHierarchy"),
+    ],
+)
+def test_a_single_unit_built_twice_or_missing_fails(tmp_path, hierarchy, unit, note):
+    write_reports(tmp_path, hierarchy=hierarchy())
+    code, out = check_cli(tmp_path, "--clock-ns", str(CLOCK_NS))
+    assert code == 1
+    assert any(f"instances {unit} " in ln and note in ln for ln in miss_lines(out)), out
+
+
+def test_single_units_are_selectable(tmp_path):
+    write_reports(tmp_path, hierarchy=hierarchy_xml(linear_units=2))
+    assert check_cli(tmp_path, "--single", "lane_step")[0] == 0
+    assert check_cli(tmp_path, "--single", "linear_unit")[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("resource", "used"),
+    [("DSP", 1470), ("BRAM_18K", 531), ("URAM", 82)],  # each just above 85 % of the part
+)
+def test_a_resource_above_85_percent_fails(tmp_path, resource, used):
+    write_reports(tmp_path, resources={resource: used})
+    code, out = check_cli(tmp_path, "--clock-ns", str(CLOCK_NS))
+    assert code == 1
+    (line,) = miss_lines(out)
+    assert line.startswith(f"{resource} use (%)"), out
+    # at the limit it passes, and the limit is an option
+    limit = 100.0 * used / ZCU104[resource]
+    assert check_cli(tmp_path, "--max-util", f"{limit + 0.1:.1f}")[0] == 0
+
+
+def test_resources_at_85_percent_pass_and_old_dsp_spelling_counts(tmp_path):
+    report = write_reports(tmp_path, resources={"DSP": 1468, "BRAM_18K": 530, "URAM": 81})
+    code, out = check_cli(tmp_path, "--clock-ns", str(CLOCK_NS))
+    assert code == 0, out
+    text = (report / "csynth.xml").read_text().replace("<DSP>", "<DSP48E>")
+    (report / "csynth.xml").write_text(text.replace("</DSP>", "</DSP48E>"))
+    code, out = check_cli(tmp_path, "--clock-ns", str(CLOCK_NS))
+    assert code == 0, out
+    assert "1468 of 1728" in out
+
+
 def test_missing_reports_exit_2(tmp_path):
     code, out = check_cli(tmp_path)
     assert code == 2
@@ -477,7 +587,7 @@ def test_run_hls_tcl_default_flow(tmp_path):
     assert [Path(c[2]).name for c in tb] == ["tb_top.cpp"]
     for c in adds:
         flags = _option(c, "-cflags")
-        assert "-std=c++17" in flags
+        assert "-std=c++14" in flags
         assert f"-I{tmp_path / 'hls' / 'include'}" in flags
 
     export = by_name["export_design"]
@@ -580,7 +690,7 @@ def test_hls_config_cfg_matches_the_tcl_flow():
     assert hls["syn.file"] == ["src/edgemoe_top.cpp"]
     assert hls["tb.file"] == ["tb/tb_top.cpp"]
     for key in ("syn.cflags", "tb.cflags"):
-        assert "-std=c++17" in one[key] and "-Iinclude" in one[key]
+        assert "-std=c++14" in one[key] and "-Iinclude" in one[key]
     assert one["syn.interface.m_axi_offset"] == "slave"
     assert one["syn.interface.m_axi_max_widen_bitwidth"] == "128"
     assert one["package.output.format"] == "ip_catalog"
@@ -618,10 +728,38 @@ def test_make_n_hls_prints_the_classic_chain():
     tool = next(i for i, ln in enumerate(lines) if "vitis_hls -f" in ln)
     check = next(i for i, ln in enumerate(lines) if "check_hls_reports.py" in ln)
     assert lines[tool].rstrip().endswith("hls/run_hls.tcl")
-    assert 'EDGEMOE_HLS_STEPS="csim csynth cosim export"' in lines[tool]
+    # the default build: C-sim, C-synthesis, export; co-simulation in its own project
+    assert 'EDGEMOE_HLS_STEPS="csim csynth export"' in lines[tool]
+    assert "EDGEMOE_PARAMS_HEADER" not in lines[tool]
     assert "command -v vitis_hls" in run.stdout
     assert check > tool
     assert f"--clock-ns {CLOCK_NS}" in lines[check]
+    cosim = [i for i, ln in enumerate(lines) if 'EDGEMOE_HLS_STEPS="csynth cosim"' in ln]
+    assert len(cosim) == 1 and cosim[0] > check
+
+
+@needs_make
+def test_make_hls_cosimulates_m3vit_mini_with_its_own_header_by_default():
+    lines = make("-n", "hls").stdout.splitlines()
+    header = next(ln for ln in lines if "edgemoe.host.hls_params" in ln)
+    assert "--config m3vit-mini" in header and "--out build/hls_cosim/params.h" in header
+    data = next(ln for ln in lines if "edgemoe.sim.tbdata" in ln and "hls_cosim" in ln)
+    assert "--config m3vit-mini" in data
+    (cosim,) = [ln for ln in lines if 'EDGEMOE_HLS_STEPS="csynth cosim"' in ln]
+    assert 'EDGEMOE_PARAMS_HEADER="' in cosim and "hls_cosim/params.h" in cosim
+    assert "hls_cosim/tb/expected.bin" in cosim and "vitis_hls -f" in cosim
+
+
+@needs_make
+def test_make_hls_cosim_of_the_default_build_is_opt_in():
+    run = make("-n", "hls", "HLS_COSIM_CONFIG=m3vit-tiny-128x256")
+    assert run.returncode == 0, run.stderr
+    (tool,) = [ln for ln in run.stdout.splitlines() if "vitis_hls -f" in ln]
+    assert 'EDGEMOE_HLS_STEPS="csim csynth cosim export"' in tool
+    assert "hls_cosim" not in run.stdout
+    # and without cosim in the steps nothing co-simulates
+    run = make("-n", "hls", "HLS_STEPS=csynth export")
+    assert "cosim" not in run.stdout.replace("hls_cosim", "")
 
 
 @needs_make
@@ -630,15 +768,19 @@ def test_make_n_hls_prints_the_unified_chain():
     assert run.returncode == 0, run.stderr
     chain = [ln for ln in run.stdout.splitlines() if "vitis-run" in ln or "v++" in ln]
     chain = [ln for ln in chain if not ln.startswith("command -v")]
-    assert [re.search(r"--(csim|cosim|package)\b|v\+\+ -c", ln).group(0) for ln in chain] == [
+    *main, cosim = chain
+    assert [re.search(r"--(csim|cosim|package)\b|v\+\+ -c", ln).group(0) for ln in main] == [
         "--csim",
         "v++ -c",
-        "--cosim",
         "--package",
     ]
-    assert all("--mode hls" in ln and "--config hls_config.cfg" in ln for ln in chain)
-    assert '"--hls.csim.argv=vectors"' in chain[0]
-    assert "check_hls_reports.py" in run.stdout.splitlines()[-1]
+    assert all("--mode hls" in ln and "--config hls_config.cfg" in ln for ln in main)
+    assert '"--hls.csim.argv=vectors"' in main[0]
+    # co-simulation: m3vit-mini's own project, through the Tcl script (one header per config)
+    assert "vitis-run --mode hls --tcl" in cosim and 'EDGEMOE_HLS_STEPS="csynth cosim"' in cosim
+    lines = run.stdout.splitlines()
+    check = next(i for i, ln in enumerate(lines) if "check_hls_reports.py" in ln)
+    assert check < lines.index(cosim)
 
 
 @needs_make

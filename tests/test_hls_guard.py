@@ -4,6 +4,7 @@ pass it, and every rule fails on a small bad snippet."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -308,3 +309,94 @@ def test_interface_pragmas_in_csim_only_code_do_not_count(tmp_path):
 def test_interface_fails_when_top_is_missing(tmp_path):
     problems = interface_problems(tmp_path, "int other(int a) { return a; }\n")
     assert problems == [f"top function `{TOP}` not defined here"]
+
+
+# ---------------------------------------------------------------------------
+# Rules over the call graph: one-instance units, statics under DATAFLOW.
+
+
+def program_rules(tmp_path: Path, files: dict[str, str]) -> list[tuple[str, str, int]]:
+    for name, code in files.items():
+        (tmp_path / name).write_text(code)
+    sources = [guard.Source.read(tmp_path / n) for n in files]
+    return sorted((v.rule, v.path.name, v.line) for v in guard.check_program(sources))
+
+
+UNIT = "inline void linear_unit(int c) {\n#pragma HLS INLINE off\n}\n"
+
+
+def test_the_kernel_has_one_linear_unit_call_and_no_static_under_dataflow():
+    files = guard.source_files([HLS])
+    found = guard.check_program([guard.Source.read(f) for f in files])
+    assert not found, "\n" + "\n".join(map(str, found))
+    code = guard.Source.read(HLS / "src" / "edgemoe_top.cpp").code  # comments blanked
+    assert len(re.findall(r"\blinear_unit\s*\(", code)) == 1
+
+
+def test_a_linear_unit_call_outside_its_owner_is_flagged(tmp_path):
+    found = program_rules(
+        tmp_path,
+        {
+            "linear.h": UNIT,
+            "top.cpp": "void linear_lane() {\n  linear_unit(1);\n}\n"
+            "void experts_group() {\n  linear_unit(2);\n}\n",
+        },
+    )
+    assert found == [("unit-owner", "top.cpp", 5)]
+
+
+def test_a_second_call_site_in_the_owner_is_flagged(tmp_path):
+    found = program_rules(
+        tmp_path,
+        {"top.cpp": UNIT + "void linear_lane(bool a) {\n  linear_unit(1);\n  linear_unit(2);\n}\n"},
+    )
+    assert found == [("unit-owner", "top.cpp", 6)]
+
+
+DATAFLOW = (
+    "void lanes() {\n#pragma HLS DATAFLOW\n  attention_lane();\n  linear_lane();\n}\n"
+    "void edgemoe_top() {\n  static int buffers[4];\n  lanes();\n}\n"
+)
+
+
+def test_a_static_in_a_dataflow_process_or_below_it_is_flagged(tmp_path):
+    found = program_rules(
+        tmp_path,
+        {
+            "units.h": "inline int& state() {\n  static int s = 0;\n  return s;\n}\n"
+            "void attention_lane() {\n  static int rows[8];\n}\n"
+            "void linear_lane() {\n  state() = 1;\n}\n",
+            "top.cpp": DATAFLOW,
+        },
+    )
+    assert found == [("dataflow-static", "units.h", 2), ("dataflow-static", "units.h", 6)]
+
+
+def test_statics_outside_the_region_and_constant_tables_pass(tmp_path):
+    found = program_rules(
+        tmp_path,
+        {
+            "units.h": "void attention_lane() {\n  static const int rom[2] = {1, 2};\n"
+            '  static_assert(sizeof(rom) == 8, "two");\n  int x = static_cast<int>(rom[0]);\n}\n'
+            "void linear_lane() {\n  static constexpr int K = 3;\n}\n",
+            "top.cpp": DATAFLOW,
+        },
+    )
+    assert found == []
+
+
+def test_the_guard_flags_the_kernel_before_issue_15(tmp_path):
+    """The shape the review found: callers of the unit beside its owner, prefetch statics."""
+    found = program_rules(
+        tmp_path,
+        {
+            "linear.h": "inline Prefetch& linear_prefetch() {\n  static Prefetch p;\n"
+            "  return p;\n}\n"
+            "inline void linear_unit(int c) {\n  linear_prefetch().count = c;\n}\n",
+            "top.cpp": "void embed_image() {\n  linear_unit(0);\n}\n"
+            "void linear_lane() {\n  embed_image();\n  linear_unit(1);\n}\n"
+            "void attention_lane() {\n}\n" + DATAFLOW.split("void edgemoe_top")[0],
+        },
+    )
+    assert ("unit-owner", "top.cpp", 2) in found
+    assert ("dataflow-static", "linear.h", 2) in found

@@ -217,8 +217,59 @@ def test_dsp_inventory_counts_every_multiplier():
     t = DEFAULT_TILING
     assert units["linear unit"] == t.lin_in * t.lin_out
     assert units["attention units"] == t.p * (c.head_dim * 3 + 2)
-    assert units["layernorm"] > 0 and units["routing"] == 2 * c.num_experts
+    # per expert an exp2 interpolation and p * 1/S (one DSP each), plus the reciprocal's
+    # two 24 x 21-bit Newton products (two DSPs each)
+    assert units["layernorm"] > 0 and units["routing"] == 2 * c.num_experts + 4
     from edgemoe.host.tiling import Tiling
 
     wide = estimate(c, p, our_design(p, Tiling(32, 32, 2)), BOARDS["zcu104"]).resources
     assert not wide["fits"] and wide["utilisation"]["dsp"] > 0.8
+
+
+def test_multipliers_are_counted_at_the_widths_the_cpp_casts_them_to():
+    """The inventory's operand widths are the kernel's (hls/README.md "Widths"): read the
+    generated header's constants and compare."""
+    from edgemoe.host.hls_params import generate
+    from edgemoe.host.perf import _mult_dsps, multipliers
+
+    c, p = cfg(DEFAULT_CONFIG), profile("lean")
+    header = generate(c, p, DEFAULT_TILING)
+
+    def const(name: str) -> int:
+        import re
+
+        return int(re.search(rf"constexpr int {name} = (\d+);", header).group(1))
+
+    inv = {
+        (u, what): (n, a, b)
+        for u, items in multipliers(c, p, DEFAULT_TILING).items()
+        for what, n, a, b in items
+    }
+    t = DEFAULT_TILING
+    assert inv[("linear unit", "MAC x * w")] == (t.lin_in * t.lin_out, const("ACT_W"), 16)
+    qkv = const("ATTN_QKV_W")
+    assert inv[("attention units", "q . k")] == (t.p * c.head_dim, qkv, qkv)
+    assert inv[("attention units", "acc or v times e")] == (
+        t.p * c.head_dim,
+        const("ACC_ATTN_ACC_BITS"),
+        const("PROB_W") + 1,
+    )
+    assert inv[("attention units", "S * e")][1] == const("ACC_ATTN_SUM_BITS")
+    assert inv[("attention finish", "mean * 1/S")][1:] == (
+        qkv + const("ATTN_GUARD") + 3,
+        const("NEWTON_FRAC") + 2,
+    )
+    assert inv[("layernorm", "T1^2 (per token)")][1] == const("ACC_LN_STAT_SUM_BITS")
+    assert _mult_dsps(42, 18) == 2 and _mult_dsps(22, 16) == 1 and _mult_dsps(18, 22) == 1
+
+
+def test_bram_counts_the_m_axi_fifos_and_ff_the_register_arrays():
+    c, p = cfg(DEFAULT_CONFIG), profile("lean")
+    r = estimate(c, p, our_design(p, DEFAULT_TILING), BOARDS["zcu104"]).resources
+    # six directions (weights and images read; output and scratch both ways) of
+    # 4 x 64 x 128-bit FIFOs at 2 BRAM36 each, and the weight stream's tile of words
+    assert r["bram36_axi_fifos"] == 6 * 2 + 2
+    # the three tile buffers alone: 3 x 768 weights x 16 bits of registers
+    assert r["ff_estimate"] > 3 * DEFAULT_TILING.lin_in * DEFAULT_TILING.lin_out * 16
+    assert r["utilisation"]["ff"] < 0.8 and r["fits"]
+    assert r["utilisation"]["dsp"] <= 0.80 and r["utilisation"]["bram36"] <= 0.85

@@ -58,12 +58,12 @@ def test_saturation_is_reported_not_silent(mini_model):
     c, p = cfg("m3vit-mini"), profile("lean")
     sd = _state(mini_model)
     sd["blocks.2.mlp.fc1.weight"] = sd["blocks.2.mlp.fc1.weight"].copy()
-    sd["blocks.2.mlp.fc1.weight"][0, :5] = [3.0, -7.0, 2.5, 0.1, 1.9]  # range of <16,2> is +-2
+    sd["blocks.2.mlp.fc1.weight"][0, :5] = [5.0, -9.0, 4.5, 0.1, 3.9]  # range of <16,3> is +-4
     qm = quantize_model(sd, c, p)
     bad = qm.report.saturated_tensors()
     assert [t.name for t in bad] == ["blocks.2.fc1.w"]
     assert bad[0].saturated == 3
-    assert bad[0].worst_overflow == pytest.approx(7.0 - 2.0)
+    assert bad[0].worst_overflow == pytest.approx(9.0 - 4.0)
     assert qm["blocks.2.fc1.w"][0, :3].tolist() == [
         p.weight.max_raw,
         p.weight.min_raw,
@@ -80,3 +80,22 @@ def test_nan_inf_rejected(mini_model):
         sd["blocks.1.attn.proj.weight"][2, 3] = bad
         with pytest.raises(QuantizationError, match="blocks.1.attn.proj.weight.*NaN/Inf"):
             quantize_model(sd, c, p)
+
+
+def test_k_bias_is_dropped_and_the_float_model_does_not_change(mini_model):
+    """q.b_k is the same for every key of a query row: the softmax cancels it exactly."""
+    c, p = cfg("m3vit-mini"), profile("lean")
+    sd = _state(mini_model)
+    D = c.embed_dim
+    qm = quantize_model(sd, c, p)
+    for i in range(c.depth):
+        assert (qm[f"blocks.{i}.qkv.b"][D : 2 * D] == 0).all()
+        assert np.array_equal(qm.k_bias[i], sd[f"blocks.{i}.attn.qkv.bias"][D : 2 * D])
+    imgs = normalize(random_images(c, 2, 3), c)
+    dropped = random_model(c, 0, "trained")
+    with torch.no_grad():
+        for blk in dropped.blocks:
+            blk.attn.qkv.bias[D : 2 * D] = 50.0 * torch.randn(D)  # any K bias at all
+        want = mini_model.backbone(imgs, "semseg").double()
+        got = dropped.backbone(imgs, "semseg").double()
+    assert torch.allclose(got, want, rtol=0, atol=1e-4)

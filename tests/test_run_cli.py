@@ -6,9 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from edgemoe.host.bundle import HEADER_BYTES
 from edgemoe.host.cli import main
+from edgemoe.models.m3vit import random_model
 from tests.conftest import assert_one_line_error, cfg
 
 MINI = "m3vit-mini"
@@ -38,6 +41,21 @@ def bundles(tmp_path_factory):
         path = d / f"{name}.bin"
         assert main(["export", "--config", c, "--profile", p, "--out", str(path)]) == 0
         out[name] = path
+    # two checkpoints and a bundle exported from the first
+    for name, seed in (("ckpt_a", 1), ("ckpt_b", 2)):
+        out[name] = d / f"{name[-1]}.pt"
+        torch.save(random_model(cfg(MINI), seed).state_dict(), out[name])
+    out["ckpt"] = d / "from-a.bin"
+    argv = [
+        "export",
+        "--config",
+        MINI,
+        "--checkpoint",
+        str(out["ckpt_a"]),
+        "--out",
+        str(out["ckpt"]),
+    ]
+    assert main(argv) == 0
     return out
 
 
@@ -59,13 +77,14 @@ def test_run_sim_check_writes_pngs_and_report(tmp_path, capsys, bundles):
     )  # fmt: skip
     assert code == 0, err
     assert "is RGBA, converted to RGB" in err and "is L, converted to RGB" in err
-    assert f"resized to {W}x{H}" in err
+    assert f"stretched to {W}x{H}" in err and "aspect ratio changed" in err
     assert "PASS" in stdout and "FAIL" not in stdout
     report = json.loads((out / "report.json").read_text())
     assert report["backend"] == "csim" and report["config"] == MINI and report["profile"] == "lean"
     assert report["status"] == "OK" and report["tasks"] == ["semseg", "depth"]
     assert len(report["bundle"]["sha256"]) == 64 and report["bundle"]["host_check"]
-    for step in ("pack", "flush", "kernel", "invalidate", "unpack", "head", "render"):
+    assert report["weights"] == "random init, seed 0"
+    for step in ("setup", "pack", "flush", "kernel", "invalidate", "unpack", "head", "render"):
         assert report["times_s"][step] >= 0
     assert report["check"]["within_budget"]
     assert [im["name"] for im in report["images"]] == ["street", "gray"]
@@ -134,11 +153,16 @@ def test_images_per_call_do_not_change_the_outputs(tmp_path, capsys):
         assert c2["rel_rms"] == pytest.approx(c1["rel_rms"], rel=1e-4)
 
 
-def test_run_into_an_existing_folder_keeps_its_files(tmp_path, capsys):
+def test_out_non_empty_needs_force_and_keeps_other_files(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("x")
     code, _, err = run(capsys, "--backend", "golden", "--task", "depth", "--out", str(out))
+    assert_one_line_error(code, err, "is not empty", "--force")
+    assert leftovers(out) == ["keep.txt"]
+    code, _, err = run(
+        capsys, "--backend", "golden", "--task", "depth", "--out", str(out), "--force"
+    )
     assert code == 0, err
     assert "keep.txt" in leftovers(out) and "report.json" in leftovers(out)
 
@@ -165,31 +189,55 @@ def _case(tmp_path, bundles, case):
         return ["--bundle", str(bad)], {}, ["bad.bin", "truncated"]
     if case == "CRC mismatch":
         b = bytearray(data)
-        b[-5] ^= 0x40
+        b[HEADER_BYTES + 1000] ^= 0x40
         bad.write_bytes(bytes(b))
         return ["--bundle", str(bad)], {}, ["CRC32", "corrupt payload"]
     if case == "missing bundle":
         return ["--bundle", str(tmp_path / "none.bin")], {}, ["none.bin", "no such file"]
-    if case == "bundle of another profile":
-        return ["--bundle", str(bundles["edge-moe"])], {}, ["profile id"]
-    if case == "bundle of another config":
-        return ["--bundle", str(bundles["tiny"])], {}, ["another config or profile"]
-    if case == "another profile, --no-host-check":
-        b = bytearray(bundles["edge-moe"].read_bytes())
-        b[4:8] = data[4:8]  # pass the profile-id field: the kernel's hash check must catch it
+    if case == "bundle of an older format version":
+        b = bytearray(data)
+        b[4:6] = (1).to_bytes(2, "little")
+        bad.write_bytes(bytes(b))
+        return ["--bundle", str(bad)], {}, ["format version 1", "older edgemoe", "export"]
+    if case == "--profile disagrees with the bundle":
+        return (
+            ["--bundle", str(bundles["edge-moe"]), "--profile", "lean"],
+            {},
+            ["--profile lean disagrees", "edge-moe"],
+        )
+    if case == "--config disagrees with the bundle":
+        return (
+            ["--bundle", str(bundles["tiny"])],
+            {},
+            ["--config m3vit-mini disagrees", "m3vit-tiny-128x256"],
+        )
+    if case == "--seed disagrees with the bundle":
+        return ["--bundle", str(bundles["lean"]), "--seed", "5"], {}, ["--seed 5", "seed 0"]
+    if case == "--checkpoint for a random-init bundle":
+        return (
+            ["--bundle", str(bundles["lean"]), "--checkpoint", str(bundles["ckpt_b"])],
+            {},
+            ["--checkpoint", "random init, seed 0"],
+        )
+    if case == "bundle from another checkpoint":
+        return (
+            ["--bundle", str(bundles["ckpt"]), "--checkpoint", str(bundles["ckpt_b"])],
+            {},
+            ["b.pt", "is not the checkpoint", "a.pt"],
+        )
+    if case == "another config hash, --no-host-check":
+        b = bytearray(data)
+        b[8:12] = bytes(4)  # the header's config hash: the kernel's check must catch it
         bad.write_bytes(bytes(b))
         return ["--bundle", str(bad), "--no-host-check"], {}, ["status 3", "BAD_CONFIG_HASH"]
-    if case == "another config, --no-host-check":
+    if case == "--no-host-check without a driver":
         return (
-            ["--bundle", str(bundles["tiny"]), "--no-host-check"],
+            ["--backend", "golden", "--bundle", str(bundles["lean"]), "--no-host-check"],
             {},
-            [
-                f"bundle is {bundles['tiny'].stat().st_size} bytes",
-                "the bundle buffer of m3vit-mini / lean holds",
-            ],
+            ["--no-host-check", "driver backend"],
         )
-    if case == "--bundle on a backend without a driver":
-        return ["--backend", "golden", "--bundle", str(bundles["lean"])], {}, ["driver backend"]
+    if case == "--no-host-check without --bundle":
+        return ["--no-host-check"], {}, ["--no-host-check applies only with --bundle"]
     if case == "unwritable --out":
         (tmp_path / "afile").write_text("x")
         return (
@@ -200,8 +248,28 @@ def _case(tmp_path, bundles, case):
     if case == "--out is a file":
         (tmp_path / "afile").write_text("x")
         return ["--out", str(tmp_path / "afile")], {}, ["not a folder"]
+    if case == "--out ''":
+        return ["--out", ""], {}, ["--out ''", "empty path"]
     if case == "--batch 0":
-        return ["--batch", "0"], {}, ["--batch must be in 1..1024"]
+        return ["--batch", "0"], {}, ["--batch", "1..1024"]
+    if case == "--seed -1":
+        return ["--seed", "-1"], {}, ["--seed", "seed -1 outside 0..4294967295"]
+    if case == "--seed 1e20":
+        return ["--seed", "1e20"], {}, ["--seed", "'1e20' is not a seed"]
+    if case == "--timeout 0":
+        return ["--timeout", "0"], {}, ["--timeout", "must be in (0, 86400]"]
+    if case == "--timeout nan":
+        return ["--timeout", "nan"], {}, ["--timeout", "must be in (0, 86400]"]
+    if case == "--timeout with golden":
+        return ["--backend", "golden", "--timeout", "5"], {}, ["--timeout applies", "golden"]
+    if case == "--check with torch":
+        return ["--backend", "torch", "--check"], {}, ["--check", "torch is torch"]
+    if case == "a task twice":
+        return ["--task", "semseg,semseg"], {}, ["names task 'semseg' twice"]
+    if case == "--fit with --no-resize":
+        return ["--fit", "crop", "--no-resize"], {}, ["--fit", "--no-resize"]
+    if case == "--fit unknown":
+        return ["--fit", "zoom"], {}, ["--fit", "invalid choice: 'zoom'"]
     if case == "board never finishes":
         return ["--timeout", "0.3"], {"EDGEMOE_VBOARD_HANG": "1"}, ["did not finish within 0.3 s"]
     raise AssertionError(case)
@@ -216,14 +284,28 @@ CASES = [
     "truncated bundle",
     "CRC mismatch",
     "missing bundle",
-    "bundle of another profile",
-    "bundle of another config",
-    "another profile, --no-host-check",
-    "another config, --no-host-check",
-    "--bundle on a backend without a driver",
+    "bundle of an older format version",
+    "--profile disagrees with the bundle",
+    "--config disagrees with the bundle",
+    "--seed disagrees with the bundle",
+    "--checkpoint for a random-init bundle",
+    "bundle from another checkpoint",
+    "another config hash, --no-host-check",
+    "--no-host-check without a driver",
+    "--no-host-check without --bundle",
     "unwritable --out",
     "--out is a file",
+    "--out ''",
     "--batch 0",
+    "--seed -1",
+    "--seed 1e20",
+    "--timeout 0",
+    "--timeout nan",
+    "--timeout with golden",
+    "--check with torch",
+    "a task twice",
+    "--fit with --no-resize",
+    "--fit unknown",
     "board never finishes",
 ]
 

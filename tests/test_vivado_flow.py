@@ -23,17 +23,27 @@ set ::calls {}
 foreach cmd {create_project set_property update_ip_catalog create_bd_design create_bd_cell
              apply_bd_automation connect_bd_net connect_bd_intf_net assign_bd_address
              validate_bd_design save_bd_design generate_target make_wrapper add_files
-             update_compile_order launch_runs wait_on_run open_run report_timing_summary
-             current_project current_fileset get_bd_pins get_bd_intf_pins get_bd_cells
-             get_files get_runs} {
+             update_compile_order launch_runs wait_on_runs open_run report_timing_summary
+             close_design current_project current_fileset get_bd_pins get_bd_intf_pins
+             get_bd_cells get_files get_runs} {
     proc $cmd {args} [format {
         lappend ::calls [list %s {*}$args]
         return [lindex $args end]
     } $cmd]
 }
+proc get_board_parts {args} {
+    lappend ::calls [list get_board_parts {*}$args]
+    return $::env(STUB_BOARDS)
+}
+proc report_utilization {args} {
+    lappend ::calls [list report_utilization {*}$args]
+    if {"-return_string" in $args} { return $::env(STUB_UTIL) }
+    return ""
+}
 proc get_property {name obj} {
     lappend ::calls [list get_property $name $obj]
     switch -- $name {
+        CONFIG.PSU__CRL_APB__PL0_REF_CTRL__ACT_FREQMHZ { return $::env(STUB_PL_MHZ) }
         PROGRESS { return "100%" }
         STATUS { return "write_bitstream Complete!" }
         STATS.WNS { return $::env(STUB_WNS) }
@@ -51,7 +61,30 @@ source [lindex $argv 0]
 """
 
 
-def run_tcl(tmp_path: Path, wns="0.12", whs="0.01", ip=True) -> tuple[int, list[str], str]:
+# report_utilization's table, as Vivado prints it after synthesis (xczu7ev).
+UTIL = """
++----------------------------+--------+-------+------------+-----------+-------+
+|          Site Type         |  Used  | Fixed | Prohibited | Available | Util% |
++----------------------------+--------+-------+------------+-----------+-------+
+| CLB LUTs*                  | 120211 |     0 |          0 |    230400 | 52.17 |
+| Block RAM Tile             |    219 |     0 |          0 |       312 | {bram} |
+| URAM                       |     48 |     0 |          0 |        96 | 50.00 |
+| DSPs                       |   1364 |     0 |          0 |      1728 | {dsp} |
++----------------------------+--------+-------+------------+-----------+-------+
+"""
+BOARDS = "xilinx.com:zcu104:part0:1.0 xilinx.com:zcu104:part0:1.1"
+
+
+def run_tcl(
+    tmp_path: Path,
+    wns="0.12",
+    whs="0.01",
+    ip=True,
+    boards=BOARDS,
+    dsp="78.94",
+    bram="70.19",
+    pl_mhz="299.997",
+) -> tuple[int, list[str], str]:
     repo = tmp_path / "ip"
     repo.mkdir()
     if ip:
@@ -72,6 +105,9 @@ def run_tcl(tmp_path: Path, wns="0.12", whs="0.01", ip=True) -> tuple[int, list[
         EDGEMOE_OVERLAY_DIR=str(tmp_path / "overlay"),
         STUB_WNS=wns,
         STUB_WHS=whs,
+        STUB_BOARDS=boards,
+        STUB_UTIL=UTIL.format(dsp=dsp, bram=bram),
+        STUB_PL_MHZ=pl_mhz,
     )
     run = subprocess.run(
         ["tclsh", str(stub), str(TCL)], capture_output=True, text=True, env=env, check=False
@@ -111,6 +147,48 @@ def test_block_design_for_the_zcu104(tmp_path):
 
 
 @needs_tclsh
+def test_flow_looks_up_the_board_checks_utilisation_then_implements(tmp_path):
+    code, calls, out = run_tcl(tmp_path)
+    assert code == 0, out
+    names = [c.split()[0] for c in calls]
+    assert "get_board_parts -quiet -latest_file_version xilinx.com:zcu104:*" in calls
+    assert "wait_on_run" not in names  # deprecated: wait_on_runs
+    order = [
+        calls.index("launch_runs synth_1 -jobs 4"),
+        calls.index("wait_on_runs synth_1"),
+        calls.index("report_utilization -return_string"),
+        calls.index("set_property strategy Performance_ExplorePostRoutePhysOpt impl_1"),
+        calls.index("launch_runs impl_1 -to_step write_bitstream -jobs 4"),
+        calls.index("wait_on_runs impl_1"),
+    ]
+    assert order == sorted(order)
+    assert "DSPs 78.94 % after synthesis" in out
+    assert "PL clock 299.997 MHz (asked for 300 MHz)" in out
+    assert (tmp_path / "overlay" / "pl_clock_mhz.txt").read_text().strip() == "299.997"
+
+
+@needs_tclsh
+def test_without_zcu104_board_files_it_fails_with_a_hint(tmp_path):
+    code, calls, out = run_tcl(tmp_path, boards="")
+    assert code == 1 and "no ZCU104 board files" in out
+    assert not any(c.startswith("launch_runs") for c in calls)
+
+
+@needs_tclsh
+@pytest.mark.parametrize(("dsp", "bram"), [("88.60", "70.19"), ("78.94", "91.03")])
+def test_utilisation_over_the_limit_fails_before_placement(tmp_path, dsp, bram):
+    code, calls, out = run_tcl(tmp_path, dsp=dsp, bram=bram)
+    assert code == 1 and "after synthesis (limit 85 %)" in out
+    assert not any(c.startswith("launch_runs impl_1") for c in calls)
+
+
+@needs_tclsh
+def test_a_pl_clock_far_from_the_request_fails(tmp_path):
+    code, _, out = run_tcl(tmp_path, pl_mhz="250.000")
+    assert code == 1 and "more than 1 % off" in out
+
+
+@needs_tclsh
 @pytest.mark.parametrize("wns, whs", [("-0.051", "0.02"), ("0.3", "-0.001")])
 def test_negative_slack_fails(tmp_path, wns, whs):
     code, _, out = run_tcl(tmp_path, wns=wns, whs=whs)
@@ -137,4 +215,8 @@ def test_make_n_bitstream_shows_the_chain():
     )
     assert run.returncode == 0, run.stderr
     assert "vitis_hls -f" in run.stdout  # make hls, when the IP is not there yet
+    # ... C-synthesis and export only: a bitstream never waits on a co-simulation
+    (hls,) = [ln for ln in run.stdout.splitlines() if "vitis_hls -f" in ln]
+    assert 'EDGEMOE_HLS_STEPS="csynth export"' in hls
+    assert "cosim" not in run.stdout
     assert "vivado -mode batch" in run.stdout and "build_overlay.tcl" in run.stdout

@@ -17,6 +17,11 @@
 //   once per NUM_TOKENS queued tokens instead of once per image. The tokens' h and x
 //   move while the linear unit computes; a token still receives its experts in
 //   ascending order.
+//
+// Module hierarchy (hls/README.md): edgemoe_top -> run_images -> lane_step (ONE
+// instance, two call sites) -> lanes (DATAFLOW) -> attention_lane | linear_lane; the
+// linear lane is a sequencer whose one loop holds the only call of linear_unit (ONE
+// engine by construction) and of every other unit of the lane.
 // Golden: edgemoe.sim.golden.Golden.run. Contract: bit-exact.
 #include "edgemoe/edgemoe.h"
 
@@ -100,26 +105,6 @@ struct Run {
   uint64_t out_stride;  ///< output bytes per image
 };
 
-/// Patch embedding of image b into x: token bias staged in x, then one linear map.
-void embed_image(const word_t* bundle, const word_t* images, word_t* output, const word_t* scratch,
-                 uint32_t b, Buffers& buf) {
-  linear_prefetch().count = 0;  // nothing fetched ahead survives into another image
-  ddr_read<PORT_IMAGES, 1, false>(images, uint64_t(b) * NUM_PATCHES * PATCH_DIM,
-                                  NUM_PATCHES * PATCH_DIM, &lane_buffers().pix[0][0]);
-embed_token_bias:
-  for (int t = 0; t < NUM_TOKENS; ++t) {
-    ddr_read<PORT_WEIGHTS, 4, true>(bundle, OFF_TOKEN_BIAS + uint64_t(t) * EMBED_DIM * 4, EMBED_DIM,
-                                    buf.x[t]);
-  }
-embed_cls:
-  for (int c = 0; c < EMBED_DIM; ++c) {
-    buf.x[0][c] = narrow<ACT_W, TOKEN_BIAS_F, ACT_F>(buf.x[0][c]);
-  }
-  const LinearCall embed = {IN_PIXELS,   OUT_EMBED, PATCH_DIM, EMBED_DIM, NUM_PATCHES,
-                            OFF_PATCH_W, 0,         0,         0,         0};
-  linear_unit(embed, bundle, output, scratch, buf);
-}
-
 /// The first expert after e that receives tokens (count > 0), or NUM_EXPERTS.
 int next_used(const int count[NUM_EXPERTS], int e) {
   int next = e + 1;
@@ -136,51 +121,6 @@ uint64_t expert_base(const BlockOffsets& blk, int e) {
   return e < NUM_EXPERTS ? blk.experts + uint64_t(e) * EXPERT_STRIDE : 0;
 }
 
-/// Expert e over the `rows` rows of its queue (lane_buffers().routing): fc1 + GELU into the (now
-/// free) wide buffer, then fc2 scaled by each row's gate weight into its token of x.
-/// \param next_w_off the call that follows, whose first tile fc2's last one fetches
-void run_expert(const word_t* bundle, word_t* output, const word_t* scratch, uint64_t base, int e,
-                int rows, uint64_t next_w_off, Buffers& buf) {
-  const LinearCall fc1 = {IN_H_GATHER,
-                          OUT_GELU,
-                          EMBED_DIM,
-                          EXPERT_HIDDEN,
-                          rows,
-                          base,
-                          base + EXPERT_FC1_B,
-                          e,
-                          base + EXPERT_FC2_W,
-                          linear_tiles(EXPERT_HIDDEN, EMBED_DIM)};
-  linear_unit(fc1, bundle, output, scratch, buf);
-  const LinearCall fc2 = {IN_WIDE,
-                          OUT_EXPERT,
-                          EXPERT_HIDDEN,
-                          EMBED_DIM,
-                          rows,
-                          base + EXPERT_FC2_W,
-                          base + EXPERT_FC2_B,
-                          e,
-                          next_w_off,
-                          linear_tiles(EMBED_DIM, EXPERT_HIDDEN)};
-  linear_unit(fc2, bundle, output, scratch, buf);
-}
-
-/// The experts of one MoE block for the image on chip, over its own queues: only
-/// non-empty ones, in ascending index, each fetching the next one's first tile ahead.
-void experts_image(const word_t* bundle, word_t* output, const word_t* scratch,
-                   const BlockOffsets& blk, Buffers& buf) {
-  const Routing& rt = lane_buffers().routing;
-expert_loop:
-  for (int e = 0; e < NUM_EXPERTS; ++e) {
-    const int n = rt.count[e];
-    if (n == 0) {
-      continue;  // an unused expert is never read
-    }
-    const uint64_t next_fc1 = expert_base(blk, next_used(rt.count, e));
-    run_expert(bundle, output, scratch, expert_base(blk, e), e, n, next_fc1, buf);
-  }
-}
-
 /// Bring a parked image's x back from its output slot.
 void resume_image(const word_t* output, uint64_t out_off, Buffers& buf) {
 resume_tokens:
@@ -195,14 +135,13 @@ resume_tokens:
 /// into it) and its queues in its scratch slot. With `resume`, the next image's parked x
 /// comes back into x in the same pass (the read channel is free while parking writes).
 void park_image(word_t* output, uint64_t out_off, word_t* scratch, uint64_t slot, bool resume,
-                uint64_t next_off, Buffers& buf) {
+                uint64_t next_off, Buffers& buf, const Routing& rt) {
 park_tokens:
   for (int t = 0; t < NUM_TOKENS; ++t) {
     const uint64_t row = uint64_t(t) * SCRATCH_ROW;
     park_row(output, out_off + row, scratch, slot + SCRATCH_H + row, resume, next_off + row,
              buf.x[t], buf.h[t]);
   }
-  const Routing& rt = lane_buffers().routing;
   ddr_write_i32<PORT_SCRATCH>(scratch, slot + SCRATCH_COUNT, NUM_EXPERTS, rt.count);
 park_queues:
   for (int e = 0; e < NUM_EXPERTS; ++e) {
@@ -217,108 +156,31 @@ park_queues:
 
 /// h = LayerNorm(x) over every token, with the gamma and beta at g_off, b_off.
 void layernorm_block(const word_t* bundle, uint64_t g_off, uint64_t b_off, Buffers& buf) {
-  static param_t ln_g[EMBED_DIM];
-  static param_t ln_b[EMBED_DIM];
+  param_t ln_g[EMBED_DIM];
+  param_t ln_b[EMBED_DIM];
+  // LN_LANES elements of gamma and beta per cycle (the lanes' d0 + l is a bank only when
+  // the factor divides the step: ln_normalise reads d0 = c * LN_LANES, c a multiple)
+#pragma HLS ARRAY_PARTITION variable = ln_g cyclic factor = LN_LANES dim = 1
+#pragma HLS ARRAY_PARTITION variable = ln_b cyclic factor = LN_LANES dim = 1
   ddr_read<PORT_WEIGHTS, 2, true>(bundle, g_off, EMBED_DIM, ln_g);
   ddr_read<PORT_WEIGHTS, 2, true>(bundle, b_off, EMBED_DIM, ln_b);
   layernorm_rows<NUM_TOKENS, EMBED_DIM, LN_LANES>(buf.x, ln_g, ln_b, buf.h, NUM_TOKENS);
 }
 
-/// What the stages after a block's attention left.
-enum TailEnd {
-  TAIL_NEXT,  ///< the image goes on to the next block
-  TAIL_PARK,  ///< routed at a MoE block of the expert-major schedule: the caller parks it
-  TAIL_DONE,  ///< the output holds the image's final tokens, or a debug stop's stage
-};
-
-/// LN1 and Q, K, V of block i for image b, on chip.
-/// \param proj_w weights of the linear unit's next call (a proj) whose first tiles
-///        qkv's last passes fetch; 0 for none
-/// \return false when a debug stop wrote the output
-bool block_head(const word_t* bundle, word_t* output, const word_t* scratch, const Run& run,
-                uint32_t b, int i, uint64_t proj_w, Buffers& buf) {
-  const BlockOffsets& blk = BLOCK[i];
-  const int here = 1 + i * STAGES_PER_BLOCK;
-  const uint64_t out_off = uint64_t(b) * run.out_stride;
-
-  layernorm_block(bundle, blk.ln1_g, blk.ln1_b, buf);
-  if (run.stop == here + STAGE_LN1) {
-    write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.h, NUM_TOKENS);
-    return false;
+/// Load image b's pixels and stage its token bias in x (the embedding adds to it).
+void embed_load(const word_t* bundle, const word_t* images, uint32_t b, Buffers& buf,
+                LaneBuffers& lane) {
+  ddr_read<PORT_IMAGES, 1, false>(images, uint64_t(b) * NUM_PATCHES * PATCH_DIM,
+                                  NUM_PATCHES * PATCH_DIM, &lane.pix[0][0]);
+embed_token_bias:
+  for (int t = 0; t < NUM_TOKENS; ++t) {
+    ddr_read<PORT_WEIGHTS, 4, true>(bundle, OFF_TOKEN_BIAS + uint64_t(t) * EMBED_DIM * 4, EMBED_DIM,
+                                    buf.x[t]);
   }
-  const LinearCall qkv = {
-      IN_H,      OUT_QKV,   EMBED_DIM, 3 * EMBED_DIM, NUM_TOKENS,
-      blk.qkv_w, blk.qkv_b, 0,         proj_w,        linear_tiles(EMBED_DIM, EMBED_DIM)};
-  linear_unit(qkv, bundle, output, scratch, buf);
-  if (run.stop == here + STAGE_QKV) {
-    write_rows<3 * EMBED_DIM, WIDE_COLS>(output, out_off, buf.wide, NUM_TOKENS);
-    return false;
+embed_cls:
+  for (int c = 0; c < EMBED_DIM; ++c) {
+    buf.x[0][c] = narrow<ACT_W, TOKEN_BIAS_F, ACT_F>(buf.x[0][c]);
   }
-  return true;
-}
-
-/// The stages of block i after its attention (which left its output in h): proj +
-/// residual, LN2, then the dense MLP, or the gate, the routing and (image-major) the
-/// experts. After the last block, the final tokens go to the output.
-/// \param park expert-major: end at the routing of a MoE block (the caller parks)
-TailEnd block_tail(const word_t* bundle, word_t* output, const word_t* scratch, const Run& run,
-                   uint32_t b, int i, bool park, Buffers& buf) {
-  const BlockOffsets& blk = BLOCK[i];
-  const int here = 1 + i * STAGES_PER_BLOCK;
-  const uint64_t out_off = uint64_t(b) * run.out_stride;
-  const int stop = run.stop;
-
-  if (stop == here + STAGE_ATTN) {
-    write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.h, NUM_TOKENS);
-    return TAIL_DONE;
-  }
-
-  // ---- proj + residual ----
-  const LinearCall proj = {IN_H,       OUT_PROJ,   EMBED_DIM, EMBED_DIM, NUM_TOKENS,
-                           blk.proj_w, blk.proj_b, 0,         0,         0};
-  linear_unit(proj, bundle, output, scratch, buf);
-  if (stop == here + STAGE_PROJ) {
-    write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.x, NUM_TOKENS);
-    return TAIL_DONE;
-  }
-
-  // ---- LN2 ----
-  layernorm_block(bundle, blk.ln2_g, blk.ln2_b, buf);
-  if (stop == here + STAGE_LN2) {
-    write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.h, NUM_TOKENS);
-    return TAIL_DONE;
-  }
-
-  if (IS_MOE[i]) {
-    // ---- gate, routing ----
-    const LinearCall gate = {
-        IN_H, OUT_GATE, EMBED_DIM, NUM_EXPERTS, NUM_TOKENS, blk.gate_w[run.task], 0, 0, 0, 0};
-    linear_unit(gate, bundle, output, scratch, buf);
-    if (stop == here + STAGE_GATE) {
-      write_rows<NUM_EXPERTS, WIDE_COLS>(output, out_off, buf.wide, NUM_TOKENS);
-      return TAIL_DONE;
-    }
-    route_tokens<WIDE_COLS>(buf.wide, lane_buffers().routing);
-    if (park) {
-      return TAIL_PARK;
-    }
-    // ---- experts in ascending index, only non-empty ones, each over its queue ----
-    experts_image(bundle, output, scratch, blk, buf);
-  } else {
-    // ---- dense MLP ----
-    const LinearCall fc1 = {
-        IN_H,      OUT_GELU,  EMBED_DIM, MLP_HIDDEN, NUM_TOKENS,
-        blk.fc1_w, blk.fc1_b, 0,         blk.fc2_w,  linear_tiles(MLP_HIDDEN, EMBED_DIM)};
-    linear_unit(fc1, bundle, output, scratch, buf);
-    const LinearCall fc2 = {IN_WIDE,   OUT_RESIDUAL, MLP_HIDDEN, EMBED_DIM, NUM_TOKENS,
-                            blk.fc2_w, blk.fc2_b,    0,          0,         0};
-    linear_unit(fc2, bundle, output, scratch, buf);
-  }
-  if (stop == here + STAGE_MLP || i + 1 == DEPTH) {  // a stop here, or the final tokens
-    write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.x, NUM_TOKENS);
-    return TAIL_DONE;
-  }
-  return TAIL_NEXT;
 }
 
 // ---- Two images in flight -------------------------------------------------------------
@@ -368,112 +230,6 @@ void next_image(const Segment& seg, bool on_chip, Slot& s) {
   s.state = s.image < seg.last ? SLOT_LOAD : SLOT_IDLE;
 }
 
-/// The linear lane's turn for slot s: the rest of its block and, unless its image is
-/// done or parks, the next block's LN1 and Q, K, V; for a slot that needs one, its next
-/// image up to its first attention.
-/// \param next_proj whose proj the linear lane runs after this turn (proj_ahead)
-/// \param parked set to the MoE block an image parks at
-void linear_lane(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
-                 const Run& run, const Segment& seg, int next_proj, Slot& s, int& parked,
-                 Buffers& buf) {
-  if (s.state == SLOT_TAIL) {
-    const TailEnd end = block_tail(bundle, output, scratch, run, s.image, s.block, seg.park, buf);
-    if (end == TAIL_NEXT) {
-      s.block += 1;
-      if (block_head(bundle, output, scratch, run, s.image, s.block, proj_ahead(next_proj, s.block),
-                     buf)) {
-        s.state = SLOT_ATTN;
-        return;
-      }
-    }
-    // the image is done or parks: the slot's next one
-    bool resumed = false;
-    if (end == TAIL_PARK) {
-      const uint32_t next = s.image + 2;
-      resumed = next < seg.last && seg.from > 0;  // its parked x comes back as this one parks
-      parked = s.block;
-      park_image(output, uint64_t(s.image) * run.out_stride, scratch,
-                 uint64_t(s.image - seg.first) * SCRATCH_SLOT, resumed,
-                 uint64_t(next) * run.out_stride, buf);
-    }
-    next_image(seg, resumed, s);
-  }
-  if (s.state == SLOT_LOAD) {
-    bool go = true;
-    if (seg.from == 0) {
-      embed_image(bundle, images, output, scratch, s.image, buf);
-      if (run.stop == 0) {
-        write_rows<EMBED_DIM, EMBED_DIM>(output, uint64_t(s.image) * run.out_stride, buf.x,
-                                         NUM_TOKENS);
-        go = false;
-      }
-    } else if (!s.on_chip) {
-      resume_image(output, uint64_t(s.image) * run.out_stride, buf);
-    }
-    s.block = seg.from;
-    if (go && block_head(bundle, output, scratch, run, s.image, s.block,
-                         proj_ahead(next_proj, s.block), buf)) {
-      s.state = SLOT_ATTN;
-      return;
-    }
-    next_image(seg, false, s);  // a debug stop ended the image: the next on the next turn
-  }
-}
-
-/// The attention lane: attention of the image in these buffers, if it is its turn.
-void attention_lane(bool attend, const act_t wide[NUM_TOKENS][WIDE_COLS],
-                    act_t h[NUM_TOKENS][EMBED_DIM]) {
-  if (attend) {
-    attention(wide, h);
-  }
-}
-
-/// The two lanes side by side: they share no buffer and no port.
-void lanes(bool attend, const act_t att_wide[NUM_TOKENS][WIDE_COLS],
-           act_t att_h[NUM_TOKENS][EMBED_DIM], const word_t* bundle, const word_t* images,
-           word_t* output, word_t* scratch, const Run& run, const Segment& seg, int next_proj,
-           Slot& lin, int& parked, Buffers& lin_buf) {
-#pragma HLS DATAFLOW  // one image attends while the other uses the linear unit
-  attention_lane(attend, att_wide, att_h);
-  linear_lane(bundle, images, output, scratch, run, seg, next_proj, lin, parked, lin_buf);
-}
-
-/// One step: slot `att` attends (if that is its turn) beside slot `lin`'s linear turn.
-void lane_step(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
-               const Run& run, const Segment& seg, Slot& att, Buffers& att_buf, Slot& lin,
-               Buffers& lin_buf, int& parked) {
-  const bool attend = att.state == SLOT_ATTN;
-  // the linear lane's call after this turn's last qkv: the attending image's proj; with
-  // the other slot idle, this slot's own proj (after its own attention)
-  const int next_proj = attend ? att.block : att.state == SLOT_IDLE ? -1 : -2;
-  lanes(attend, att_buf.wide, att_buf.h, bundle, images, output, scratch, run, seg, next_proj, lin,
-        parked, lin_buf);
-  if (attend) {
-    att.state = SLOT_TAIL;
-  }
-}
-
-/// Run a segment on the two slots: step k gives the linear lane to slot k % 2 and the
-/// attention lane to the other.
-/// \return the MoE block the images parked at, DEPTH when none did
-int run_segment(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
-                const Run& run, const Segment& seg, Buffers& buf_a, Buffers& buf_b) {
-  Slot a = {SLOT_LOAD, seg.first, seg.from, false};
-  Slot b = {seg.first + 1 < seg.last ? SLOT_LOAD : SLOT_IDLE, seg.first + 1, seg.from, false};
-#pragma HLS ALLOCATION function instances = lane_step limit = 1  // one pair of lanes, swapped
-  int parked = DEPTH;
-segment_steps:
-  for (int k = 0; a.state != SLOT_IDLE || b.state != SLOT_IDLE; ++k) {
-#pragma HLS LOOP_TRIPCOUNT min = 2 max = 2 * (MAX_BATCH + 1) * (DEPTH + 1)
-    if (k % 2 == 0) {
-      lane_step(bundle, images, output, scratch, run, seg, b, buf_b, a, buf_a, parked);
-    } else {
-      lane_step(bundle, images, output, scratch, run, seg, a, buf_a, b, buf_b, parked);
-    }
-  }
-  return parked;
-}
-
 /// Where the walk over a MoE block's queued tokens (expert, then image, then queue
 /// entry) has got to.
 struct QueueWalk {
@@ -482,7 +238,7 @@ struct QueueWalk {
   int n;  ///< length of that image's queue for e, -1 until read
   int j;  ///< its next entry
   int tok[NUM_TOKENS];
-  wide_t weight[NUM_TOKENS];
+  prob_t weight[NUM_TOKENS];
 };
 
 /// The next chunk of the walk: queued tokens of one expert, image by image, until
@@ -528,85 +284,454 @@ chunk_fill:
   return expert;
 }
 
-/// The experts of MoE block i over a group of parked images (expert-major), chunk by
-/// chunk: fc1 + GELU, then fc2 scaled by the gate into x (OUT_DELTA: x is free while the
-/// images are parked). The chunks' x and h move while the unit computes: fc1 of chunk c
-/// merges chunk c - 1's scaled outputs into its tokens' x (in the output slots), fc2 of
-/// chunk c gathers chunk c + 1's h. Merges run in chunk order, so a token still receives
-/// its experts in ascending order.
-void experts_group(const word_t* bundle, word_t* output, uint64_t out_base, word_t* scratch, int i,
-                   int group, Buffers& buf) {
-  static int count[MAX_BATCH][NUM_EXPERTS];
-  static QueueWalk walk;
-  const BlockOffsets& blk = BLOCK[i];
-  linear_prefetch().count = 0;
+/// The linear lane's steps (its program counter): each iteration of its loop runs one.
+enum LanePc {
+  PC_END,          ///< the turn is over
+  PC_TAIL,         ///< block s.block after its attention: proj (or a stop at attention)
+  PC_LN2,          ///< LN2
+  PC_GATE,         ///< the gate (MoE block)
+  PC_ROUTE,        ///< routing; then park, the image's experts, or nothing
+  PC_EXPERT_FC1,   ///< image-major expert e: fc1 + GELU
+  PC_EXPERT_FC2,   ///< image-major expert e: fc2 scaled into x
+  PC_FC1,          ///< dense fc1 + GELU
+  PC_FC2,          ///< dense fc2 + residual
+  PC_TAIL_END,     ///< the block is done: next block, or the final tokens
+  PC_HEAD,         ///< LN1 of s.block
+  PC_QKV,          ///< Q, K, V; then the slot attends
+  PC_WRITE,        ///< a stage to the output (`wr`), then PC_IMAGE_DONE
+  PC_IMAGE_DONE,   ///< the image is done or parks: park it, the slot's next image
+  PC_LOAD,         ///< the slot's next image: pixels, or its parked x
+  PC_EMBED,        ///< patch embedding
+  PC_GROUP,        ///< expert-major MoE of a parked group: queue lengths, first chunk
+  PC_GROUP_FC1,    ///< chunk cur: fc1 + GELU, merging chunk cur ^ 1 meanwhile
+  PC_GROUP_FC2,    ///< chunk cur: fc2 scaled, gathering the next chunk meanwhile
+  PC_GROUP_MERGE,  ///< the last chunk's merge
+};
 
-group_counts:
-  for (int b = 0; b < group; ++b) {
+/// What PC_WRITE sends to the output.
+enum LaneWrite {
+  WR_X,     ///< x, EMBED_DIM columns
+  WR_H,     ///< h, EMBED_DIM columns
+  WR_QKV,   ///< wide, 3 * EMBED_DIM columns
+  WR_GATE,  ///< wide, NUM_EXPERTS columns
+};
+
+/// The linear lane's turn: for slot s, the rest of its block and, unless its image is done
+/// or parks, the next block's LN1 and Q, K, V; for a slot that needs one, its next image
+/// up to its first attention. With group >= 0 (both slots idle), the expert-major MoE of
+/// block `group` over the parked images of the segment instead.
+///
+/// Everything the lane does is one step of one loop, so each unit is called from exactly
+/// one place: `linear_unit` has one call site (one RTL instance, UG1399 "pragma HLS
+/// allocation": instances are counted per call in a function body), which is what keeps
+/// the prefetched tiles of one call valid for the next.
+/// \param next_proj whose proj the linear lane runs after this turn (proj_ahead)
+/// \param parked set to the MoE block an image parks at
+/// \param lane, lin the lane's own buffers and the linear unit's state (only this process
+///        touches them)
+void linear_lane(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
+                 const Run& run, const Segment& seg, int next_proj, int group, Slot& s, int& parked,
+                 Buffers& buf, LaneBuffers& lane, LinearState& lin) {
+#pragma HLS INLINE off  // the lane is a DATAFLOW process: a module of its own
+#pragma HLS ALLOCATION function instances = linear_unit limit = 1  // ONE unified linear unit
+  const int stop = run.stop;
+  int pc = group >= 0             ? PC_GROUP
+           : s.state == SLOT_TAIL ? PC_TAIL
+           : s.state == SLOT_LOAD ? PC_LOAD
+                                  : PC_END;
+  bool from_load = pc == PC_LOAD;  // a stop while loading leaves the next image to a turn
+  bool parks = false;
+  LaneWrite wr = WR_X;
+  int e = 0;  // image-major: the expert running
+  // expert-major group
+  int count[MAX_BATCH][NUM_EXPERTS];
+  QueueWalk walk;
+  int cur = 0;  // the chunk computing
+  bool first_chunk = true;
+  const int group_size = int(seg.last - seg.first);
+  const uint64_t group_out = uint64_t(seg.first) * run.out_stride;
+
+lane_steps:
+  while (pc != PC_END) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 2 * NUM_EXPERTS + 16
+    const BlockOffsets& blk = BLOCK[group >= 0 ? group : s.block];
+    const int here = 1 + s.block * STAGES_PER_BLOCK;
+    const uint64_t out_off = uint64_t(s.image) * run.out_stride;
+    bool compute = false;  // this step's linear-unit call
+    LinearCall call = {IN_H, OUT_PROJ, 0, 0, 0, 0, 0, 0, 0, 0, SIDE_NONE, 0};
+    bool norm = false;  // this step's LayerNorm (LN1 or LN2): one LayerNorm unit
+    uint64_t ln_g = 0;
+    uint64_t ln_b = 0;
+    RowSide move = SIDE_NONE;  // this step's side move on its own (expert-major)
+    int move_chunk = 0;
+    switch (pc) {
+      case PC_TAIL:
+        if (stop == here + STAGE_ATTN) {
+          wr = WR_H;
+          pc = PC_WRITE;
+          break;
+        }
+        call = {IN_H,       OUT_PROJ, EMBED_DIM, EMBED_DIM, NUM_TOKENS, blk.proj_w,
+                blk.proj_b, 0,        0,         0,         SIDE_NONE,  0};
+        compute = true;
+        wr = WR_X;
+        pc = stop == here + STAGE_PROJ ? PC_WRITE : PC_LN2;
+        break;
+      case PC_LN2:
+        norm = true;
+        ln_g = blk.ln2_g;
+        ln_b = blk.ln2_b;
+        wr = WR_H;
+        pc = stop == here + STAGE_LN2 ? PC_WRITE : IS_MOE[s.block] ? PC_GATE : PC_FC1;
+        break;
+      case PC_GATE:
+        call = {IN_H, OUT_GATE, EMBED_DIM, NUM_EXPERTS, NUM_TOKENS, blk.gate_w[run.task],
+                0,    0,        0,         0,           SIDE_NONE,  0};
+        compute = true;
+        wr = WR_GATE;
+        pc = stop == here + STAGE_GATE ? PC_WRITE : PC_ROUTE;
+        break;
+      case PC_ROUTE:
+        route_tokens<WIDE_COLS>(buf.wide, lane.routing);
+        if (seg.park) {
+          parks = true;
+          pc = PC_IMAGE_DONE;
+          break;
+        }
+        e = next_used(lane.routing.count, -1);  // an unused expert is never read
+        pc = e < NUM_EXPERTS ? PC_EXPERT_FC1 : PC_TAIL_END;
+        break;
+      case PC_EXPERT_FC1: {
+        const uint64_t base = expert_base(blk, e);
+        call = {IN_H_GATHER,
+                OUT_GELU,
+                EMBED_DIM,
+                EXPERT_HIDDEN,
+                lane.routing.count[e],
+                base,
+                base + EXPERT_FC1_B,
+                e,
+                base + EXPERT_FC2_W,
+                linear_tiles(EXPERT_HIDDEN, EMBED_DIM),
+                SIDE_NONE,
+                0};
+        compute = true;
+        pc = PC_EXPERT_FC2;
+        break;
+      }
+      case PC_EXPERT_FC2: {
+        // fc2's last tiles fetch the next used expert's first ones
+        const uint64_t base = expert_base(blk, e);
+        const int next = next_used(lane.routing.count, e);
+        call = {IN_WIDE,
+                OUT_EXPERT,
+                EXPERT_HIDDEN,
+                EMBED_DIM,
+                lane.routing.count[e],
+                base + EXPERT_FC2_W,
+                base + EXPERT_FC2_B,
+                e,
+                expert_base(blk, next),
+                linear_tiles(EMBED_DIM, EXPERT_HIDDEN),
+                SIDE_NONE,
+                0};
+        compute = true;
+        e = next;
+        pc = e < NUM_EXPERTS ? PC_EXPERT_FC1 : PC_TAIL_END;
+        break;
+      }
+      case PC_FC1:
+        call = {IN_H,      OUT_GELU,  EMBED_DIM, MLP_HIDDEN, NUM_TOKENS,
+                blk.fc1_w, blk.fc1_b, 0,         blk.fc2_w,  linear_tiles(MLP_HIDDEN, EMBED_DIM),
+                SIDE_NONE, 0};
+        compute = true;
+        pc = PC_FC2;
+        break;
+      case PC_FC2:
+        call = {
+            IN_WIDE, OUT_RESIDUAL, MLP_HIDDEN, EMBED_DIM, NUM_TOKENS, blk.fc2_w, blk.fc2_b, 0, 0,
+            0,       SIDE_NONE,    0};
+        compute = true;
+        pc = PC_TAIL_END;
+        break;
+      case PC_TAIL_END:
+        if (stop == here + STAGE_MLP || s.block + 1 == DEPTH) {  // a stop, or the final tokens
+          wr = WR_X;
+          pc = PC_WRITE;
+          break;
+        }
+        s.block += 1;
+        pc = PC_HEAD;
+        break;
+      case PC_HEAD:
+        norm = true;
+        ln_g = blk.ln1_g;
+        ln_b = blk.ln1_b;
+        wr = WR_H;
+        pc = stop == here + STAGE_LN1 ? PC_WRITE : PC_QKV;
+        break;
+      case PC_QKV:
+        // qkv's last passes fetch the first tiles of the proj that follows on this lane
+        call = {IN_H,
+                OUT_QKV,
+                EMBED_DIM,
+                3 * EMBED_DIM,
+                NUM_TOKENS,
+                blk.qkv_w,
+                blk.qkv_b,
+                0,
+                proj_ahead(next_proj, s.block),
+                linear_tiles(EMBED_DIM, EMBED_DIM),
+                SIDE_NONE,
+                0};
+        compute = true;
+        wr = WR_QKV;
+        if (stop == here + STAGE_QKV) {
+          pc = PC_WRITE;
+        } else {
+          s.state = SLOT_ATTN;
+          pc = PC_END;
+        }
+        break;
+      case PC_WRITE:
+        switch (wr) {
+          case WR_X:
+            write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.x, NUM_TOKENS);
+            break;
+          case WR_H:
+            write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.h, NUM_TOKENS);
+            break;
+          case WR_QKV:
+            write_rows<3 * EMBED_DIM, WIDE_COLS>(output, out_off, buf.wide, NUM_TOKENS);
+            break;
+          default:
+            write_rows<NUM_EXPERTS, WIDE_COLS>(output, out_off, buf.wide, NUM_TOKENS);
+            break;
+        }
+        pc = PC_IMAGE_DONE;
+        break;
+      case PC_IMAGE_DONE: {
+        bool resumed = false;
+        if (parks) {
+          const uint32_t next = s.image + 2;
+          resumed = next < seg.last && seg.from > 0;  // its parked x comes back as this one parks
+          parked = s.block;
+          park_image(output, out_off, scratch, uint64_t(s.image - seg.first) * SCRATCH_SLOT,
+                     resumed, uint64_t(next) * run.out_stride, buf, lane.routing);
+          parks = false;
+        }
+        next_image(seg, resumed, s);
+        pc = (!from_load && s.state == SLOT_LOAD) ? PC_LOAD : PC_END;
+        break;
+      }
+      case PC_LOAD:
+        from_load = true;
+        s.block = seg.from;
+        if (seg.from == 0) {
+          lin.ahead.count = 0;  // nothing fetched ahead survives into another image
+          embed_load(bundle, images, s.image, buf, lane);
+          pc = PC_EMBED;
+        } else {
+          if (!s.on_chip) {
+            resume_image(output, out_off, buf);
+          }
+          pc = PC_HEAD;
+        }
+        break;
+      case PC_EMBED:
+        call = {IN_PIXELS, OUT_EMBED, PATCH_DIM, EMBED_DIM, NUM_PATCHES, OFF_PATCH_W,
+                0,         0,         0,         0,         SIDE_NONE,   0};
+        compute = true;
+        wr = WR_X;
+        pc = stop == 0 ? PC_WRITE : PC_HEAD;
+        break;
+      case PC_GROUP: {
+        lin.ahead.count = 0;
+      group_counts:
+        for (int b = 0; b < group_size; ++b) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BATCH
-    ddr_read<PORT_SCRATCH, 4, true>(scratch, uint64_t(b) * SCRATCH_SLOT + SCRATCH_COUNT,
-                                    NUM_EXPERTS, count[b]);
+          ddr_read<PORT_SCRATCH, 4, true>(scratch, uint64_t(b) * SCRATCH_SLOT + SCRATCH_COUNT,
+                                          NUM_EXPERTS, count[b]);
+        }
+        walk.e = 0;
+        walk.b = 0;
+        walk.n = -1;
+        cur = 0;
+        e = next_chunk(scratch, group_out, group_size, count, walk, lane.chunk[cur]);
+        move = SIDE_GATHER;  // nothing to hide it behind
+        move_chunk = cur;
+        pc = e < NUM_EXPERTS ? PC_GROUP_FC1 : PC_GROUP_MERGE;
+        break;
+      }
+      case PC_GROUP_FC1: {
+        // fc1 of chunk cur merges chunk cur ^ 1 (the one before) into its tokens' x
+        const uint64_t base = expert_base(blk, e);
+        call = {IN_H,
+                OUT_GELU,
+                EMBED_DIM,
+                EXPERT_HIDDEN,
+                lane.chunk[cur].rows,
+                base,
+                base + EXPERT_FC1_B,
+                0,
+                base + EXPERT_FC2_W,
+                linear_tiles(EXPERT_HIDDEN, EMBED_DIM),
+                first_chunk ? SIDE_NONE : SIDE_MERGE,
+                cur ^ 1};
+        compute = true;
+        pc = PC_GROUP_FC2;
+        break;
+      }
+      case PC_GROUP_FC2: {
+        // the next chunk (this expert's next, or the next expert's first) and its weights;
+        // fc2 of chunk cur gathers its h meanwhile
+        const uint64_t base = expert_base(blk, e);
+        const int next =
+            next_chunk(scratch, group_out, group_size, count, walk, lane.chunk[cur ^ 1]);
+        call = {IN_WIDE,
+                OUT_DELTA,
+                EXPERT_HIDDEN,
+                EMBED_DIM,
+                lane.chunk[cur].rows,
+                base + EXPERT_FC2_W,
+                base + EXPERT_FC2_B,
+                cur,
+                expert_base(blk, next),
+                linear_tiles(EMBED_DIM, EXPERT_HIDDEN),
+                SIDE_GATHER,
+                cur ^ 1};
+        compute = true;
+        cur ^= 1;
+        e = next;
+        first_chunk = false;
+        pc = e < NUM_EXPERTS ? PC_GROUP_FC1 : PC_GROUP_MERGE;
+        break;
+      }
+      default:  // PC_GROUP_MERGE: the last chunk's merge
+        move = SIDE_MERGE;
+        move_chunk = cur ^ 1;
+        pc = PC_END;
+        break;
+    }
+    // the units with more than one step's use, each called from this one place
+    if (norm) {
+      layernorm_block(bundle, ln_g, ln_b, buf);
+    }
+    if (move != SIDE_NONE) {
+      move_rows(move, lane.chunk[move_chunk], output, scratch, buf);
+    }
+    if (compute) {
+      linear_unit(call, bundle, output, scratch, buf, lane, lin.ahead, lin.wtile);
+    }
   }
-  walk.e = 0;
-  walk.b = 0;
-  walk.n = -1;
-  int cur = 0;  // the chunk computing: expert_chunks()[cur]
-  int e = next_chunk(scratch, out_base, group, count, walk, expert_chunks()[cur]);
-  move_rows(SIDE_GATHER, expert_chunks()[cur], output, scratch,
-            buf);  // nothing to hide it behind
-  bool first = true;
-group_chunk:
-  while (e < NUM_EXPERTS) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_EXPERTS
-    const uint64_t base = expert_base(blk, e);
-    const int rows = expert_chunks()[cur].rows;
-    const LinearCall fc1 = {IN_H,
-                            OUT_GELU,
-                            EMBED_DIM,
-                            EXPERT_HIDDEN,
-                            rows,
-                            base,
-                            base + EXPERT_FC1_B,
-                            0,
-                            base + EXPERT_FC2_W,
-                            linear_tiles(EXPERT_HIDDEN, EMBED_DIM),
-                            first ? SIDE_NONE : SIDE_MERGE,
-                            cur ^ 1};
-    linear_unit(fc1, bundle, output, scratch, buf);
-    // the next chunk (this expert's next, or the next expert's first) and its weights
-    const int next = next_chunk(scratch, out_base, group, count, walk, expert_chunks()[cur ^ 1]);
-    const LinearCall fc2 = {IN_WIDE,
-                            OUT_DELTA,
-                            EXPERT_HIDDEN,
-                            EMBED_DIM,
-                            rows,
-                            base + EXPERT_FC2_W,
-                            base + EXPERT_FC2_B,
-                            cur,
-                            expert_base(blk, next),
-                            linear_tiles(EMBED_DIM, EXPERT_HIDDEN),
-                            SIDE_GATHER,
-                            cur ^ 1};
-    linear_unit(fc2, bundle, output, scratch, buf);
-    cur ^= 1;
-    e = next;
-    first = false;
+}
+
+/// The attention lane: attention of the image in these buffers, if it is its turn.
+void attention_lane(bool attend, const act_t wide[NUM_TOKENS][WIDE_COLS],
+                    act_t h[NUM_TOKENS][EMBED_DIM]) {
+#pragma HLS INLINE off  // the lane is a DATAFLOW process: a module of its own
+  if (attend) {
+    attention(wide, h);
   }
-  move_rows(SIDE_MERGE, expert_chunks()[cur ^ 1], output, scratch, buf);  // the last chunk's
+}
+
+/// The two lanes side by side: they share no buffer, no port and no table (each reads its
+/// own ROM copies), so each array of the region has one process that reads or writes it.
+void lanes(bool attend, const act_t att_wide[NUM_TOKENS][WIDE_COLS],
+           act_t att_h[NUM_TOKENS][EMBED_DIM], const word_t* bundle, const word_t* images,
+           word_t* output, word_t* scratch, const Run& run, const Segment& seg, int next_proj,
+           int group, Slot& lin, int& parked, Buffers& lin_buf, LaneBuffers& lane,
+           LinearState& lin_state) {
+#pragma HLS INLINE off  // the DATAFLOW region stays a module (UG1399 "pragma HLS dataflow")
+#pragma HLS DATAFLOW    // one image attends while the other uses the linear unit
+  attention_lane(attend, att_wide, att_h);
+  linear_lane(bundle, images, output, scratch, run, seg, next_proj, group, lin, parked, lin_buf,
+              lane, lin_state);
+}
+
+/// One step: slot `att` attends (if that is its turn) beside slot `lin`'s linear turn (or,
+/// with group >= 0, the group's expert-major MoE).
+void lane_step(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
+               const Run& run, const Segment& seg, int group, Slot& att, Buffers& att_buf,
+               Slot& lin, Buffers& lin_buf, int& parked, LaneBuffers& lane,
+               LinearState& lin_state) {
+  // Not inlined, so that the ALLOCATION in run_images can share it: UG1399 (ALLOCATION)
+  // limits only functions that are not inlined, and a small function may be inlined
+  // automatically unless INLINE off says otherwise.
+#pragma HLS INLINE off
+  const bool attend = att.state == SLOT_ATTN;
+  // the linear lane's call after this turn's last qkv: the attending image's proj; with
+  // the other slot idle, this slot's own proj (after its own attention)
+  const int next_proj = attend ? att.block : att.state == SLOT_IDLE ? -1 : -2;
+  lanes(attend, att_buf.wide, att_buf.h, bundle, images, output, scratch, run, seg, next_proj,
+        group, lin, parked, lin_buf, lane, lin_state);
+  if (attend) {
+    att.state = SLOT_TAIL;
+  }
+}
+
+/// Images [first, last) of a call on the two slots: step k gives the linear lane to slot
+/// k % 2 and the attention lane to the other. Expert-major (`park`): the images run to the
+/// routing of the next MoE block and park; then a step with both slots idle runs that
+/// block's experts over the group on the linear lane; then the images go on from there.
+void run_images(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
+                const Run& run, uint32_t first, uint32_t last, bool park, Buffers& buf_a,
+                Buffers& buf_b, LaneBuffers& lane, LinearState& lin_state) {
+#pragma HLS ALLOCATION function instances = lane_step limit = 1  // one pair of lanes, swapped
+  Segment seg = {first, last, 0, park};
+  Slot a = {SLOT_LOAD, first, 0, false};
+  Slot b = {first + 1 < last ? SLOT_LOAD : SLOT_IDLE, first + 1, 0, false};
+  int parked = DEPTH;
+  bool a_linear = true;  // whose turn the linear lane is
+segment_steps:
+  for (;;) {
+#pragma HLS LOOP_TRIPCOUNT min = 2 max = 2 * (MAX_BATCH + 1) * (DEPTH + 1)
+    const bool idle = a.state == SLOT_IDLE && b.state == SLOT_IDLE;
+    if (idle && parked == DEPTH) {
+      break;  // every image wrote its output
+    }
+    const int group = idle ? parked : -1;  // the parked group's experts (in buf_a)
+    if (a_linear || idle) {
+      lane_step(bundle, images, output, scratch, run, seg, group, b, buf_b, a, buf_a, parked, lane,
+                lin_state);
+    } else {
+      lane_step(bundle, images, output, scratch, run, seg, group, a, buf_a, b, buf_b, parked, lane,
+                lin_state);
+    }
+    a_linear = !a_linear;
+    if (idle) {
+      if (parked + 1 == DEPTH) {
+        break;  // the last block: the experts left the final tokens in the output slots
+      }
+      // the images go on from the block after, starting again with slot a's linear turn
+      seg.from = parked + 1;
+      parked = DEPTH;
+      a = {SLOT_LOAD, first, seg.from, false};
+      b = {first + 1 < last ? SLOT_LOAD : SLOT_IDLE, first + 1, seg.from, false};
+      a_linear = true;
+    }
+  }
 }
 
 }  // namespace
 
 uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
                      uint32_t task, uint32_t num_images, uint32_t debug_stop) {
-#pragma HLS INTERFACE m_axi port = bundle offset = slave bundle = \
-    gmem_weights max_read_burst_length = 256
-#pragma HLS INTERFACE m_axi port = images offset = slave bundle = \
-    gmem_images max_read_burst_length = 256
-#pragma HLS INTERFACE m_axi port = output offset = slave bundle = \
-    gmem_output max_write_burst_length = 256
-#pragma HLS INTERFACE m_axi port = scratch offset = slave bundle = \
-    gmem_scratch max_read_burst_length = 64 max_write_burst_length = 64
+// Each bundle its own adapter (UG1399 "pragma HLS interface"): depth for co-simulation,
+// bursts and outstanding requests per direction (see AXI_BURST in ddr.h); the weights
+// and images are only read, so their write side is the smallest the adapter allows.
+#pragma HLS INTERFACE m_axi port = bundle offset = slave bundle = gmem_weights depth =  \
+    DEPTH_WEIGHTS latency = 64 max_read_burst_length = AXI_BURST num_read_outstanding = \
+        AXI_OUTSTANDING max_write_burst_length = 2 num_write_outstanding = 1
+#pragma HLS INTERFACE m_axi port = images offset = slave bundle = gmem_images depth =  \
+    DEPTH_IMAGES latency = 64 max_read_burst_length = AXI_BURST num_read_outstanding = \
+        AXI_OUTSTANDING max_write_burst_length = 2 num_write_outstanding = 1
+#pragma HLS INTERFACE m_axi port = output offset = slave bundle = gmem_output depth =  \
+    DEPTH_OUTPUT latency = 64 max_read_burst_length = AXI_BURST num_read_outstanding = \
+        AXI_OUTSTANDING max_write_burst_length = AXI_BURST num_write_outstanding = AXI_OUTSTANDING
+#pragma HLS INTERFACE m_axi port = scratch offset = slave bundle = gmem_scratch depth = \
+    DEPTH_SCRATCH latency = 64 max_read_burst_length = AXI_BURST num_read_outstanding = \
+        AXI_OUTSTANDING max_write_burst_length = AXI_BURST num_write_outstanding = AXI_OUTSTANDING
 #pragma HLS INTERFACE s_axilite port = task
 #pragma HLS INTERFACE s_axilite port = num_images
 #pragma HLS INTERFACE s_axilite port = debug_stop
@@ -617,11 +742,14 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
     return status;
   }
 
-  // On-chip working sets of two images (URAM/BRAM). The linear unit reads LIN_IN
-  // consecutive columns of a row and writes LIN_OUT consecutive columns per cycle:
-  // the buffers are banked by column.
+  // On-chip working sets of two images (URAM/BRAM), the linear lane's own buffers and the
+  // linear unit's tile buffers: variables of the top, handed down by reference. The linear
+  // unit reads LIN_IN consecutive columns of a row and writes LIN_OUT consecutive columns
+  // per cycle: the buffers are banked by column (dim 2).
   static Buffers buf_a;
   static Buffers buf_b;
+  static LaneBuffers lane;
+  static LinearState lin_state;
 #pragma HLS ARRAY_PARTITION variable = buf_a.x cyclic factor = LIN_OUT dim = 2
 #pragma HLS ARRAY_PARTITION variable = buf_a.h cyclic factor = LIN_IN dim = 2
 #pragma HLS ARRAY_PARTITION variable = buf_a.wide cyclic factor = LIN_IN dim = 2
@@ -630,13 +758,15 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
 #pragma HLS ARRAY_PARTITION variable = buf_b.wide cyclic factor = LIN_IN dim = 2
 #pragma HLS BIND_STORAGE variable = buf_a.wide type = ram_2p impl = uram  // the largest buffers
 #pragma HLS BIND_STORAGE variable = buf_b.wide type = ram_2p impl = uram
-#pragma HLS ALLOCATION function instances = linear_unit limit = 1  // ONE unified linear unit
+#pragma HLS ARRAY_PARTITION variable = lane.pix cyclic factor = LIN_IN dim = 2  // LIN_IN per cycle
+// routing writes one queue entry per expert per cycle
+#pragma HLS ARRAY_PARTITION variable = lane.routing.count complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = lane.routing.token complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = lane.routing.weight complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = lin_state.wtile complete dim = 2  // a whole tile per cycle
+  lin_state.ahead.count = 0;
 
   Run run;
-  bundle = bundle;
-  images = images;
-  output = output;
-  scratch = scratch;
   run.task = task;
   run.stop = int(debug_stop) - 1;
   run.out_stride = run.stop < 0 ? uint64_t(NUM_TOKENS) * EMBED_DIM * 4
@@ -647,21 +777,9 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
 group_loop:
   for (uint32_t g0 = 0; g0 < num_images; g0 += per_group) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_IMAGES / MAX_BATCH
-    Segment seg = {g0, num_images - g0 < per_group ? num_images : g0 + per_group, 0, expert_major};
-  group_segments:
-    for (;;) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_MOE_BLOCKS + 1
-      const int at = run_segment(bundle, images, output, scratch, run, seg, buf_a, buf_b);
-      if (at == DEPTH) {
-        break;  // every image wrote its output
-      }
-      experts_group(bundle, output, uint64_t(g0) * run.out_stride, scratch, at,
-                    int(seg.last - seg.first), buf_a);
-      if (at + 1 == DEPTH) {
-        break;  // the last block: the experts left the final tokens in the output slots
-      }
-      seg.from = at + 1;
-    }
+    const uint32_t last = num_images - g0 < per_group ? num_images : g0 + per_group;
+    run_images(bundle, images, output, scratch, run, g0, last, expert_major, buf_a, buf_b, lane,
+               lin_state);
   }
   return STATUS_OK;
 }

@@ -50,16 +50,16 @@ int main(int argc, char** argv) {
   if (!strcmp(unit, "exp2")) {
     for (int64_t x : in) {
       wide_t mant, n;
-      exp2_parts<ATTN_SCORE_F>(x, mant, n);
+      exp2_parts<ATTN_SCORE_F>(x, mant, n, EXP2_TABLE);
       out.push_back(mant);
       out.push_back(n);
-      out.push_back(exp2_prob<ATTN_SCORE_F>(x));
+      out.push_back(exp2_prob<ATTN_SCORE_F>(x, EXP2_TABLE));
     }
   } else if (!strcmp(unit, "recip")) {
     for (int64_t s : in) {
       wide_t y;
       int p;
-      reciprocal(s, y, p);
+      reciprocal(s, y, p, RECIP_SEED);
       out.push_back(y);
       out.push_back(p);
     }

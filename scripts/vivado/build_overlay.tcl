@@ -9,11 +9,18 @@
 #   EDGEMOE_OVERLAY_DIR    where edgemoe.bit and edgemoe.hwh land, side by side (default ./overlay)
 #   EDGEMOE_PL_MHZ         PL clock, MHz (default 300)
 #   EDGEMOE_JOBS           parallel implementation jobs (default 4)
+#   EDGEMOE_IMPL_STRATEGY  implementation strategy (default Performance_ExplorePostRoutePhysOpt)
+#   EDGEMOE_MAX_UTIL       highest DSP / BRAM / URAM / LUT use after synthesis, percent
+#                          (default 85): checked before placement starts
 #
 # Block design: Zynq UltraScale+ PS with the ZCU104 board preset; the kernel's
 # s_axi_control on M_AXI_HPM0_FPD; each m_axi bundle through its own SmartConnect
-# to its own HP port; one PL clock for everything. Exits non-zero when
-# implementation fails or timing is missed (WNS or WHS below zero).
+# to its own HP port; one PL clock for everything. The board part is looked up in the
+# installed board files (get_board_parts -latest_file_version, UG835), the PL clock the
+# PS really makes (IOPLL / integer divisors) is read back and printed, synthesis runs
+# first and its utilisation is checked before placement, then implementation with a
+# performance strategy. Exits non-zero when the board files are missing, a run fails,
+# utilisation is over the limit or timing is missed (WNS or WHS below zero).
 
 proc env_or {name default} {
     if {[info exists ::env($name)] && [string trim $::env($name)] ne ""} {
@@ -28,7 +35,6 @@ proc fail {msg} {
 }
 
 set part       xczu7ev-ffvc1156-2-e
-set board_part xilinx.com:zcu104:part0:1.1
 set kernel_vlnv xilinx.com:hls:edgemoe_top:1.0
 set design     edgemoe
 set ip_repo    [env_or EDGEMOE_IP_REPO ""]
@@ -36,6 +42,8 @@ set build      [file normalize [env_or EDGEMOE_VIVADO_BUILD vivado]]
 set out        [file normalize [env_or EDGEMOE_OVERLAY_DIR overlay]]
 set pl_mhz     [env_or EDGEMOE_PL_MHZ 300]
 set jobs       [env_or EDGEMOE_JOBS 4]
+set strategy   [env_or EDGEMOE_IMPL_STRATEGY Performance_ExplorePostRoutePhysOpt]
+set max_util   [env_or EDGEMOE_MAX_UTIL 85]
 # The kernel's m_axi bundles, in the order of edgemoe.host.kernel.ARGS, and the HP
 # port each one gets (S_AXI_HP<n>_FPD = the PS's S_AXI_GP<n+2>).
 set bundles    {gmem_weights gmem_images gmem_output gmem_scratch}
@@ -47,6 +55,14 @@ if {$ip_repo eq "" || ![file exists [file join $ip_repo component.xml]]} {
 
 # ---- project ----
 create_project -force $design $build -part $part
+# The newest installed ZCU104 board files (a fixed version string fails where another
+# one is installed): UG835 get_board_parts -latest_file_version.
+set board_part [lindex [lsort [get_board_parts -quiet -latest_file_version {xilinx.com:zcu104:*}]] end]
+if {$board_part eq ""} {
+    fail "no ZCU104 board files (xilinx.com:zcu104): install them from the Vivado board store\
+(Tools > Vivado Store > Boards) or set board.repoPaths"
+}
+puts "build_overlay.tcl: board part $board_part"
 set_property board_part $board_part [current_project]
 set_property ip_repo_paths [list [file normalize $ip_repo]] [current_project]
 update_ip_catalog
@@ -69,6 +85,16 @@ foreach hp $hp_ports {
 }
 set_property -dict $ps_cfg $ps
 set clk [get_bd_pins zynq_ultra_ps_e_0/pl_clk0]
+# The PS divides an IOPLL by integers, so the clock it makes is near, not at, the request
+# (300 MHz -> 299.997 MHz): read it back, print it, and keep it beside the overlay.
+set pl_actual [get_property CONFIG.PSU__CRL_APB__PL0_REF_CTRL__ACT_FREQMHZ $ps]
+puts "build_overlay.tcl: PL clock $pl_actual MHz (asked for $pl_mhz MHz)"
+if {$pl_actual eq "" || ![string is double -strict $pl_actual]} {
+    fail "could not read the PL clock back from the PS (ACT_FREQMHZ '$pl_actual')"
+}
+if {abs($pl_actual - $pl_mhz) > 0.01 * $pl_mhz} {
+    fail "the PS makes $pl_actual MHz for a $pl_mhz MHz request (more than 1 % off)"
+}
 
 set rst [create_bd_cell -type ip -vlnv xilinx.com:ip:proc_sys_reset proc_sys_reset_0]
 connect_bd_net $clk [get_bd_pins proc_sys_reset_0/slowest_sync_clk]
@@ -119,9 +145,44 @@ add_files -norecurse $wrapper
 set_property top ${design}_wrapper [current_fileset]
 update_compile_order -fileset sources_1
 
-launch_runs impl_1 -to_step write_bitstream -jobs $jobs
-wait_on_run impl_1
+# Synthesis first: its utilisation is checked before placement starts.
+launch_runs synth_1 -jobs $jobs
+wait_on_runs synth_1
+set synth [get_runs synth_1]
+if {[get_property PROGRESS $synth] ne "100%"} {
+    fail "synthesis failed: [get_property STATUS $synth] (see $build/$design.runs/synth_1)"
+}
+open_run synth_1
+report_utilization -file [file join $build utilization_synth.rpt]
+set util [report_utilization -return_string]
+
+# Util% of a site type in report_utilization's tables (| Site Type | Used | ... | Util% |).
+proc util_pct {report site} {
+    foreach line [split $report "\n"] {
+        set cells [lmap c [split [string trim $line " |"] |] {string trim $c}]
+        if {[lindex $cells 0] eq $site && [string is double -strict [lindex $cells end]]} {
+            return [lindex $cells end]
+        }
+    }
+    return ""
+}
+foreach site {DSPs {Block RAM Tile} URAM {CLB LUTs*} {CLB LUTs}} {
+    set pct [util_pct $util $site]
+    if {$pct eq ""} {
+        continue
+    }
+    puts "build_overlay.tcl: $site $pct % after synthesis"
+    if {$pct > $max_util} {
+        fail "$site at $pct % after synthesis (limit $max_util %): see\
+[file join $build utilization_synth.rpt]"
+    }
+}
+close_design
+
 set impl [get_runs impl_1]
+set_property strategy $strategy $impl
+launch_runs impl_1 -to_step write_bitstream -jobs $jobs
+wait_on_runs impl_1
 if {[get_property PROGRESS $impl] ne "100%"} {
     fail "implementation failed: [get_property STATUS $impl] (see $build/$design.runs/impl_1)"
 }
@@ -131,7 +192,7 @@ set wns [get_property STATS.WNS $impl]
 set whs [get_property STATS.WHS $impl]
 open_run impl_1
 report_timing_summary -file [file join $build timing_summary.rpt]
-puts "build_overlay.tcl: WNS $wns ns, WHS $whs ns at $pl_mhz MHz"
+puts "build_overlay.tcl: WNS $wns ns, WHS $whs ns at $pl_actual MHz"
 if {$wns < 0 || $whs < 0} {
     fail "timing missed (WNS $wns ns, WHS $whs ns): see [file join $build timing_summary.rpt]"
 }
@@ -146,5 +207,8 @@ if {![file exists $hwh]} {
 file mkdir $out
 file copy -force $bit [file join $out edgemoe.bit]
 file copy -force $hwh [file join $out edgemoe.hwh]
-puts "build_overlay.tcl: overlay in $out (edgemoe.bit, edgemoe.hwh)"
+set f [open [file join $out pl_clock_mhz.txt] w]
+puts $f $pl_actual
+close $f
+puts "build_overlay.tcl: overlay in $out (edgemoe.bit, edgemoe.hwh; PL clock $pl_actual MHz)"
 exit 0

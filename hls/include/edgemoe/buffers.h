@@ -1,4 +1,8 @@
-// The on-chip working set of one image, shared by every stage.
+// The on-chip working sets: one image's activations (one set per image slot), and what
+// only the linear lane uses. Every one of them is a variable of the top function passed
+// down by reference, never a function static: a DATAFLOW process touches only the
+// buffers it is handed (UG1448 214-169; UG1399 "Dataflow": single producer, single
+// consumer).
 #ifndef EDGEMOE_BUFFERS_H_
 #define EDGEMOE_BUFFERS_H_
 
@@ -10,7 +14,7 @@ namespace edgemoe {
 struct Routing {
   int count[NUM_EXPERTS];                  ///< tokens routed to each expert
   int token[NUM_EXPERTS][NUM_TOKENS];      ///< their ids, ascending
-  wide_t weight[NUM_EXPERTS][NUM_TOKENS];  ///< their gate weights, raw prob
+  prob_t weight[NUM_EXPERTS][NUM_TOKENS];  ///< their gate weights, raw prob (<= 1.0)
 };
 
 /// One chunk of an expert's queue over a group of parked images (expert-major MoE):
@@ -19,7 +23,7 @@ struct Chunk {
   int rows;                   ///< rows in the chunk (0: none)
   uint64_t x_at[NUM_TOKENS];  ///< byte offset of each row's x (its image's output slot)
   uint64_t h_at[NUM_TOKENS];  ///< byte offset of its h (its image's scratch slot)
-  wide_t weight[NUM_TOKENS];  ///< its gate weight, raw prob
+  prob_t weight[NUM_TOKENS];  ///< its gate weight, raw prob
 };
 
 /// Activations of one image (URAM/BRAM), banked by column for the linear unit; one set
@@ -31,28 +35,14 @@ struct Buffers {
 };
 
 /// Buffers only the linear lane uses, one set whichever image it serves: the pixels of
-/// the image being embedded and the queues of the block being routed (parked or run
-/// before the lane serves another image).
+/// the image being embedded, the queues of the block being routed (parked or run before
+/// the lane serves another image) and the expert-major chunks (the one computing, the
+/// one moving).
 struct LaneBuffers {
   pixel_t pix[NUM_PATCHES][PATCH_DIM];  ///< the image, patch-major
   Routing routing;                      ///< expert queues of the current MoE block
+  Chunk chunk[2];                       ///< expert-major chunks
 };
-
-inline LaneBuffers& lane_buffers() {
-  static LaneBuffers lane;
-#pragma HLS ARRAY_PARTITION variable = lane.pix cyclic factor = LIN_IN dim = 2  // LIN_IN per cycle
-// routing writes one queue entry per expert per cycle
-#pragma HLS ARRAY_PARTITION variable = lane.routing.count complete
-#pragma HLS ARRAY_PARTITION variable = lane.routing.token dim = 1 complete
-#pragma HLS ARRAY_PARTITION variable = lane.routing.weight dim = 1 complete
-  return lane;
-}
-
-/// The chunks of the expert-major MoE: the one computing and the one moving.
-inline Chunk* expert_chunks() {
-  static Chunk chunk[2];
-  return chunk;
-}
 
 }  // namespace edgemoe
 

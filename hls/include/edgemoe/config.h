@@ -34,6 +34,24 @@ typedef uint<8> pixel_t;
 /// One m_axi word.
 typedef ap_uint<AXI_BITS> word_t;
 
+// Datapath widths that size multipliers (hls/README.md "Widths"): each product is formed
+// from operands cast to these, so the multiplier Vitis builds is the one the resource
+// model counts (edgemoe.host.perf). All are upper bounds of the values they hold (the
+// ACC_* bounds are proven per config by tests/test_golden.py); in the native C-sim they
+// are int64_t, so the cast changes nothing there.
+/// A linear-unit accumulator: the widest reduction of any call.
+constexpr int LIN_ACC_W_A =
+    ACC_PATCH_EMBED_BITS > ACC_LINEAR_IN_DIM_BITS ? ACC_PATCH_EMBED_BITS : ACC_LINEAR_IN_DIM_BITS;
+constexpr int LIN_ACC_W_B =
+    ACC_LINEAR_IN_HIDDEN_BITS > ACC_GATE_BITS ? ACC_LINEAR_IN_HIDDEN_BITS : ACC_GATE_BITS;
+constexpr int LIN_ACC_W = LIN_ACC_W_A > LIN_ACC_W_B ? LIN_ACC_W_A : LIN_ACC_W_B;
+typedef sint<LIN_ACC_W> lin_acc_t;
+/// A Newton mantissa (reciprocal, rsqrt): in (0.5, 1] with NEWTON_FRAC fraction bits.
+typedef uint<NEWTON_FRAC + 1> newton_t;
+/// A normalised Newton input: [1, 4) with NEWTON_FRAC fraction bits, and a Newton
+/// correction term ((2 or 3) << NEWTON_FRAC minus a product near 1 or 2).
+typedef sint<NEWTON_FRAC + 4> newton_arg_t;
+
 static_assert(ATTN_QKV_W <= ACT_W, "Q/K/V live in activation buffers");
 static_assert(ATTN_SCORE_W <= ACT_W, "gate logits live in activation buffers");
 static_assert(ACT_W <= 32, "output words are 32-bit");

@@ -16,6 +16,28 @@ enum Port { PORT_WEIGHTS = 0, PORT_IMAGES = 1, PORT_OUTPUT = 2, PORT_SCRATCH = 3
 
 constexpr int WORD_BYTES = AXI_BITS / 8;
 
+// Words of each m_axi port that a co-simulation's testbench hands the kernel, for the
+// INTERFACE pragmas' `depth` (UG1399 "pragma HLS interface": without it co-simulation
+// assumes one element behind the pointer). The testbench (hls/tb/tb_top.cpp) allocates
+// at least this much; EDGEMOE_COSIM_IMAGES is the number of images it runs (make hls
+// passes HLS_TB_IMAGES).
+#ifndef EDGEMOE_COSIM_IMAGES
+#define EDGEMOE_COSIM_IMAGES 1
+#endif
+constexpr int COSIM_IMAGES = EDGEMOE_COSIM_IMAGES;
+constexpr int COSIM_GROUP = COSIM_IMAGES < MAX_BATCH ? COSIM_IMAGES : MAX_BATCH;
+constexpr int DEPTH_WEIGHTS = int((BUNDLE_BYTES + WORD_BYTES - 1) / WORD_BYTES);
+constexpr int DEPTH_IMAGES = COSIM_IMAGES * NUM_PATCHES * PATCH_DIM / WORD_BYTES;
+constexpr int DEPTH_OUTPUT = COSIM_IMAGES * NUM_TOKENS * MAX_STAGE_WIDTH * 4 / WORD_BYTES;
+constexpr int DEPTH_SCRATCH = int(COSIM_GROUP * SCRATCH_SLOT / WORD_BYTES);
+
+// The m_axi adapters' bursts (UG1399 "Controlling AXI4 Burst Behavior"): outstanding
+// requests x burst length words cover the ~64-cycle DDR latency (4 x 64 = 256 words in
+// flight) while the adapter's FIFO (outstanding x length x word = 4 KB) fits one BRAM36
+// per direction; a read-only port keeps its write side at the minimum, and the other way.
+constexpr int AXI_BURST = 64;
+constexpr int AXI_OUTSTANDING = 4;
+
 #ifndef __SYNTHESIS__
 /// Bytes that crossed each bundle since the last reset (C-sim instrumentation).
 struct DdrCounters {
@@ -92,6 +114,39 @@ ddr_read_words:
           dst[e] = T(bits);
         }
       }
+    }
+  }
+#endif
+}
+
+/// Unpack bus word `word` (an index, not a byte offset) into PER_WORD elements of BYTES
+/// bytes each, sign-extended when SIGNED. No counting: the caller counts its burst.
+template <int BYTES, bool SIGNED, int PER_WORD, typename T>
+inline void unpack_word(const word_t* bus, uint64_t word, T dst[PER_WORD]) {
+  static_assert(PER_WORD * BYTES == WORD_BYTES, "a whole bus word");
+#if !EDGEMOE_USE_AP_TYPES
+  const unsigned char* base = reinterpret_cast<const unsigned char*>(bus + word);
+unpack_fast:
+  for (int l = 0; l < PER_WORD; ++l) {
+    if (BYTES == 2) {
+      uint16_t v;
+      memcpy(&v, base + 2 * l, 2);
+      dst[l] = SIGNED ? T(static_cast<int16_t>(v)) : T(v);
+    } else {
+      uint32_t v;
+      memcpy(&v, base + 4 * l, 4);
+      dst[l] = SIGNED ? T(static_cast<int32_t>(v)) : T(v);
+    }
+  }
+#else
+  const word_t bits = bus[word];
+unpack_lanes:
+  for (int l = 0; l < PER_WORD; ++l) {
+    const ap_uint<8 * BYTES> e = bits.range(8 * BYTES * l + 8 * BYTES - 1, 8 * BYTES * l);
+    if (SIGNED) {
+      dst[l] = T(ap_int<8 * BYTES>(e));
+    } else {
+      dst[l] = T(e);
     }
   }
 #endif

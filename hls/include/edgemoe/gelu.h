@@ -25,7 +25,9 @@ inline wide_t gelu(wide_t x) {
     const wide_t r = a & ((wide_t(1) << SH) - 1);
     const wide_t t0 = GELU_TABLE[ki];
     const wide_t t1 = GELU_TABLE[ki + 1];
-    d = shift_round(t0 + shift_round((t1 - t0) * r, SH), GELU_FRAC - F);
+    // table steps fit GELU_FRAC + 1 bits (delta < 1), r fits SH: one small multiplier
+    const wide_t step = wide_t(sint<GELU_FRAC + 1>(t1 - t0) * sint<SH + 1>(r));
+    d = shift_round(t0 + shift_round(step, SH), GELU_FRAC - F);
   }
   return (x > 0 ? x : wide_t(0)) - d;
 }

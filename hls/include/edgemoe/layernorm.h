@@ -26,7 +26,7 @@ ln_stats_lanes:
       const wide_t xs = saturate<LN_STAT_W>(shift_round(v, ACT_F - LN_STAT_F));
       s1 += v;
       t1 += xs;
-      t2 += xs * xs;
+      t2 += wide_t(sint<LN_STAT_W>(xs) * sint<LN_STAT_W>(xs));
     }
   }
 }
@@ -37,7 +37,9 @@ inline LnStats ln_finish(wide_t s1, wide_t t1, wide_t t2) {
   const int GM = LN_MEAN_GUARD;
   LnStats st;
   st.mean = div_round(s1 << GM, D);
-  const wide_t var = div_round(wide_t(D) * t2 - t1 * t1, wide_t(D) * D) + LN_EPS_RAW;
+  // T1 fits ACC_LN_STAT_SUM_BITS (D terms of ln_stat): one multiplier of that width
+  const wide_t t1sq = wide_t(sint<ACC_LN_STAT_SUM_BITS>(t1) * sint<ACC_LN_STAT_SUM_BITS>(t1));
+  const wide_t var = div_round(wide_t(D) * t2 - t1sq, wide_t(D) * D) + LN_EPS_RAW;
   int h;
   rsqrt<2 * LN_STAT_F>(var, st.y, h);
   st.shift = ACT_F + GM + NEWTON_FRAC + h - LN_NORM_F;
@@ -52,9 +54,11 @@ ln_normalise_lanes:
   for (int l = 0; l < LANES; ++l) {
     const int d = d0 + l;
     if (d < D) {
+      // |x * 2^GM - mean| < 2^(ACT_W + GM): one more bit for the sign of the difference
       const wide_t centred = (wide_t(x[d]) << LN_MEAN_GUARD) - st.mean;
-      const wide_t z = saturate<LN_NORM_W>(shift_round(centred * st.y, st.shift));
-      const wide_t acc = z * wide_t(gamma[d]) + (wide_t(beta[d]) << LN_NORM_F);
+      const wide_t prod = wide_t(sint<ACT_W + LN_MEAN_GUARD + 1>(centred) * newton_t(st.y));
+      const wide_t z = saturate<LN_NORM_W>(shift_round(prod, st.shift));
+      const wide_t acc = wide_t(sint<LN_NORM_W>(z) * gamma[d]) + (wide_t(beta[d]) << LN_NORM_F);
       out[d] = saturate<ACT_W>(shift_round(acc, LN_NORM_F + LN_F - ACT_F));
     }
   }
@@ -97,7 +101,7 @@ template <int ROWS, int D, int LANES>
 void layernorm_rows(const act_t x[ROWS][D], const param_t gamma[D], const param_t beta[D],
                     act_t out[ROWS][D], int rows) {
   constexpr int CH = (D + LANES - 1) / LANES;  // cycles per token
-  static LnStats st[ROWS];
+  LnStats st[ROWS];  // written by the statistics pass before the normalise pass reads it
   wide_t s1 = 0;
   wide_t t1 = 0;
   wide_t t2 = 0;

@@ -11,6 +11,8 @@
 #ifndef EDGEMOE_LINEAR_H_
 #define EDGEMOE_LINEAR_H_
 
+#include <hls_stream.h>
+
 #include "edgemoe/buffers.h"
 #include "edgemoe/config.h"
 #include "edgemoe/ddr.h"
@@ -72,7 +74,7 @@ struct LinearCall {
                         ///< during this call's last ones (e.g. the next expert); 0 for none
   int next_tiles;       ///< how many weight tiles that call has
   RowSide side;         ///< rows moved meanwhile (OUT_DELTA: `expert` names the chunk)
-  int side_chunk;       ///< which of expert_chunks() they are
+  int side_chunk;       ///< which of LaneBuffers::chunk they are
 };
 
 /// Weight tiles of a k -> o call.
@@ -94,11 +96,20 @@ struct LinearPrefetch {
   int buf;         ///< the tile buffer holding the first of them
 };
 
-/// The unit's prefetch state; cleared at the start of every image.
-inline LinearPrefetch& linear_prefetch() {
-  static LinearPrefetch state = {0, 0, 0};
-  return state;
-}
+/// Weights in one tile, and in bus words.
+constexpr int LIN_TILE = LIN_IN * LIN_OUT;
+constexpr int LIN_TILE_WORDS = LIN_TILE / (WORD_BYTES / 2);
+/// Weight words the fetch may run ahead of the MACs: one tile (a pass's worth).
+constexpr int LIN_STREAM_DEPTH = LIN_TILE_WORDS;
+
+/// What the unit keeps from one call to the next: the tile buffers and which of them hold
+/// the next call's first tiles. Owned by the top function and handed to the linear lane
+/// (the unit's only caller), so no function static crosses a DATAFLOW process; cleared
+/// (count = 0) at the start of every image.
+struct LinearState {
+  LinearPrefetch ahead;
+  param_t wtile[LIN_TILE_BUFS][LIN_TILE];  ///< partitioned dim 2 by the owner
+};
 
 // Accumulator fraction bits: input F + weight F.
 constexpr int LIN_ACC_F = ACT_F + WEIGHT_F;
@@ -112,25 +123,32 @@ static_assert(PATCH_ACC_F >= TOKEN_BIAS_F && LIN_ACC_F >= BIAS_F && LIN_ACC_F >=
               "biases align to the accumulator by a left shift");
 
 /// Input element (r, c) of a call, 0 past the last column (padded weights are 0 too).
-inline wide_t linear_input(const LinearCall& call, const Buffers& buf, int r, int c) {
+inline wide_t linear_input(const LinearCall& call, const Buffers& buf, const LaneBuffers& lane,
+                           int r, int c) {
   if (c >= call.k) {
     return 0;
   }
   switch (call.in) {
     case IN_PIXELS:
-      return wide_t(lane_buffers().pix[r][c]);
+      return wide_t(lane.pix[r][c]);
     case IN_H:
       return wide_t(buf.h[r][c]);
     case IN_H_GATHER:
-      return wide_t(buf.h[lane_buffers().routing.token[call.expert][r]][c]);
+      return wide_t(buf.h[lane.routing.token[call.expert][r]][c]);
     default:
       return wide_t(buf.wide[r][c]);
   }
 }
 
 /// The epilogue of one output value.
-inline void linear_output(const LinearCall& call, Buffers& buf, int r, int col, wide_t acc,
-                          wide_t bias) {
+inline void linear_output(const LinearCall& call, Buffers& buf, const LaneBuffers& lane, int r,
+                          int col, wide_t acc, wide_t bias) {
+  // the fc outputs with their bias (dense fc2, fc1 + GELU, expert fc1/fc2), and an expert
+  // output scaled by its gate weight: one PROB_W x ACT_W product for both expert cases
+  const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
+  const prob_t g = call.out == OUT_EXPERT ? lane.routing.weight[call.expert][r]
+                                          : lane.chunk[call.expert & 1].weight[r];
+  const wide_t gated = shift_round(wide_t(g * act_t(y)), PROB_F);
   switch (call.out) {
     case OUT_EMBED: {
       const wide_t tb = buf.x[r + 1][col];
@@ -147,30 +165,23 @@ inline void linear_output(const LinearCall& call, Buffers& buf, int r, int col, 
       buf.x[r][col] = saturate<ACT_W>(wide_t(buf.x[r][col]) + y);
       break;
     }
-    case OUT_RESIDUAL: {
-      const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
+    case OUT_RESIDUAL:
       buf.x[r][col] = saturate<ACT_W>(wide_t(buf.x[r][col]) + y);
       break;
-    }
     case OUT_GATE:
       buf.wide[r][col] = narrow<ATTN_SCORE_W, GATE_ACC_F, ATTN_SCORE_F>(acc);
       break;
     case OUT_GELU:
-      buf.wide[r][col] =
-          gelu<ACT_F>(narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F))));
+      buf.wide[r][col] = gelu<ACT_F>(y);
       break;
     case OUT_EXPERT: {
-      const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
-      const int t = lane_buffers().routing.token[call.expert][r];
-      const wide_t g = lane_buffers().routing.weight[call.expert][r];
-      buf.x[t][col] = saturate<ACT_W>(wide_t(buf.x[t][col]) + shift_round(g * y, PROB_F));
+      const int t = lane.routing.token[call.expert][r];
+      buf.x[t][col] = saturate<ACT_W>(wide_t(buf.x[t][col]) + gated);
       break;
     }
-    default: {  // OUT_DELTA: what OUT_EXPERT adds, kept for the merge
-      const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
-      buf.x[r][col] = shift_round(expert_chunks()[call.expert].weight[r] * y, PROB_F);
+    default:  // OUT_DELTA: what OUT_EXPERT adds, kept for the merge
+      buf.x[r][col] = gated;
       break;
-    }
   }
 }
 
@@ -210,75 +221,69 @@ move_rows_words:
   }
 }
 
-/// acc[r][o] = sum_i in(r, i) * W[o][i] for r < rows, tile by tile: one pass over the rows
-/// per weight tile, all passes of the call in one pipeline (it fills and drains once per
-/// call). A pass also streams in the tile two ahead -- this call's, or the first tiles of
-/// the call that follows -- one bus word per cycle, so it lasts at least a tile's bus
-/// words: queues shorter than that are bound by the bus. The first input tile of an output
-/// tile starts the accumulators from zero and the last feeds the sums straight into the
-/// call's epilogue. Beside the weight word, a cycle may move a word of a chunk's rows
-/// (call.side): the pipeline runs until both are done.
-/// \param call what to compute
-/// \param bundle weight bundle (m_axi)
-/// \param output, scratch the other bundles, for call.side
-/// \param buf the image's on-chip buffers (read and written per the call)
-inline void linear_unit(const LinearCall& call, const word_t* bundle, word_t* output,
-                        const word_t* scratch, Buffers& buf) {
-#pragma HLS INLINE off  // one engine shared by every call site
-  constexpr int TILE = LIN_IN * LIN_OUT;
+/// One bus word of weights, unpacked: what the fetch process hands the MACs per cycle.
+struct WeightWord {
+  param_t w[WORD_BYTES / 2];
+};
+
+/// The passes of one call: how many cycles each lasts and how many fetch a tile.
+struct LinearPlan {
+  int IT;        ///< input tiles per output tile
+  int T;         ///< tiles of the call
+  int b0;        ///< the tile buffer of tile 0; tile t is in (b0 + t) % LIN_TILE_BUFS
+  int handoff;   ///< the next call's first tiles fetched during this call's last passes
+  int plain;     ///< cycles of a pass that fetches nothing
+  int fetching;  ///< cycles of a pass that fetches a tile
+  int total;     ///< cycles of all passes
+  int steps;     ///< pipeline iterations: the passes, or the side move if longer
+  int side_words;
+};
+
+/// The weight stream of one call as bursts (UG1399 "Optimizing Burst Transfers": a
+/// pipelined loop of consecutive reads from a base and length known before the loop is
+/// one burst): this call's tiles LIN_AHEAD.. (the first ones are already on chip), then
+/// the next call's first `handoff` tiles, in the order the passes consume them.
+inline void lin_fetch_weights(const word_t* bundle, uint64_t own_off, int own_words,
+                              uint64_t next_off, int next_words, hls::stream<WeightWord>& ws) {
+#pragma HLS INLINE off  // a DATAFLOW process
+  constexpr int PER_WORD = WORD_BYTES / 2;
+lin_fetch_parts:
+  for (int part = 0; part < 2; ++part) {
+    const uint64_t first = (part == 0 ? own_off : next_off) / WORD_BYTES;
+    const int words = part == 0 ? own_words : next_words;
+    count_words<PORT_WEIGHTS>(words, false);
+  lin_fetch_burst:
+    for (int w = 0; w < words; ++w) {
+#pragma HLS PIPELINE II = 1  // one bus word per cycle: a single burst per part
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = LIN_TILE_WORDS * 64
+      WeightWord ww;
+      unpack_word<2, true, PER_WORD>(bundle, first + w, ww.w);
+      ws.write(ww);
+    }
+  }
+}
+
+/// The MAC pipeline of one call (see linear_unit): one pass per weight tile over the rows;
+/// during a pass the tile LIN_AHEAD ahead arrives from the weight stream, one word per
+/// cycle, into its tile buffer.
+inline void lin_compute(const LinearCall& call, const LinearPlan& pl, hls::stream<WeightWord>& ws,
+                        word_t* output, const word_t* scratch, Buffers& buf, LaneBuffers& lane,
+                        param_t wtile[LIN_TILE_BUFS][LIN_TILE],
+                        const param_t bias[OUT_TILES_MAX * LIN_OUT]) {
+#pragma HLS INLINE off  // a DATAFLOW process
+  constexpr int TILE_WORDS = LIN_TILE_WORDS;
   constexpr int WEIGHTS_PER_WORD = WORD_BYTES / 2;
-  constexpr int TILE_WORDS = TILE / WEIGHTS_PER_WORD;
-  static_assert(TILE % WEIGHTS_PER_WORD == 0, "a weight tile is whole bus words");
-  static wide_t acc[NUM_TOKENS][LIN_OUT];
-#pragma HLS ARRAY_PARTITION variable = acc dim = 2 complete  // LIN_OUT lanes per cycle
-  static param_t wtile[LIN_TILE_BUFS][TILE];
-#pragma HLS ARRAY_PARTITION variable = wtile dim = 2 complete  // a whole tile per cycle
-  static param_t bias[OUT_TILES_MAX * LIN_OUT];
-#pragma HLS ARRAY_PARTITION variable = bias cyclic factor = LIN_OUT  // LIN_OUT per cycle
-  wide_t xseg[LIN_IN];
-#pragma HLS ARRAY_PARTITION variable = xseg complete
-  wide_t sums[LIN_OUT];  // one row's LIN_OUT dot products of this tile
-#pragma HLS ARRAY_PARTITION variable = sums complete
-  const int IT = ceil_div(call.k, LIN_IN);
-  const int OT = ceil_div(call.o, LIN_OUT);
-  const int T = OT * IT;
-  const uint64_t TILE_BYTES = uint64_t(TILE) * 2;
-
-  // tiles 0 and 1: fetched ahead by the previous call, or now
-  LinearPrefetch& ahead = linear_prefetch();
-  int b0 = 0;  // the tile buffer of tile 0; tile t is in (b0 + t) % LIN_TILE_BUFS
-  int ready = 0;
-  if (ahead.count > 0 && ahead.w_off == call.w_off) {
-    b0 = ahead.buf;
-    ready = ahead.count;
-  }
-lin_first_tiles:
-  for (int t = ready; t < LIN_AHEAD && t < T; ++t) {
-    ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.w_off + uint64_t(t) * TILE_BYTES, TILE,
-                                    wtile[(b0 + t) % LIN_TILE_BUFS]);
-  }
-  // the whole call's bias, ahead of the pipeline (which has the port for weight words)
-  if (call.b_off != 0) {
-    ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.b_off, OT * LIN_OUT, bias);
-  }
-  // the next call's first tiles, fetched during this call's last passes (a call of one
-  // tile has no pass to spare for them)
-  const int handoff = (call.next_w_off == 0 || T < LIN_AHEAD) ? 0
-                      : call.next_tiles < LIN_AHEAD           ? call.next_tiles
-                                                              : LIN_AHEAD;
-  ahead.count = handoff;
-  ahead.w_off = call.next_w_off;
-  ahead.buf = (b0 + T) % LIN_TILE_BUFS;
-
-  // one pipeline over every (tile, row): a pass per tile of max(rows, its fetch, the
-  // accumulators' read-to-write distance) cycles
-  const int plain = call.rows > LIN_MIN_PASS ? call.rows : LIN_MIN_PASS;
-  const int fetching = plain > TILE_WORDS ? plain : TILE_WORDS;
-  const int n_fetch = (T > LIN_AHEAD ? T - LIN_AHEAD : 0) + handoff;  // passes that fetch
-  const int total = n_fetch * fetching + (T - n_fetch) * plain;
-  const Chunk& side = expert_chunks()[call.side_chunk];
-  const int side_words = call.side != SIDE_NONE ? side.rows * ROW_WORDS : 0;
-  const int steps = total > side_words ? total : side_words;
+  // the call's accumulators: written before they are read in every call
+  lin_acc_t acc[NUM_TOKENS][LIN_OUT];
+#pragma HLS ARRAY_PARTITION variable = acc complete dim = 2  // LIN_OUT lanes per cycle
+  act_t xseg[LIN_IN];  // pixels (8-bit unsigned) and activations both fit an act_t
+#pragma HLS ARRAY_PARTITION variable = xseg complete dim = 1
+  lin_acc_t sums[LIN_OUT];  // one row's LIN_OUT dot products of this tile
+#pragma HLS ARRAY_PARTITION variable = sums complete dim = 1
+  const int IT = pl.IT;
+  const int T = pl.T;
+  const int b0 = pl.b0;
+  const Chunk& side = lane.chunk[call.side_chunk];
   int t = 0;
   int r = 0;
   int it = 0;
@@ -286,31 +291,31 @@ lin_first_tiles:
   int sr = 0;  // the side move's row and word
   int sw = 0;
 lin_pass:
-  for (int step = 0; step < steps; ++step) {
+  for (int step = 0; step < pl.steps; ++step) {
 #pragma HLS PIPELINE II = 1  // a row of MACs (+ epilogues) and a bus word per port per cycle
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 147456
 #pragma HLS DEPENDENCE variable = wtile inter false  // the tile being written is 2 ahead
 #pragma HLS DEPENDENCE variable = acc inter RAW distance = LIN_MIN_PASS true  // a pass apart
 #pragma HLS DEPENDENCE variable = output inter false  // a merged word is read and written once
-    if (step < side_words) {  // the side move: rows neither the MACs nor the epilogue touch
+    if (step < pl.side_words) {  // the side move: rows neither the MACs nor the epilogue touch
       side_word(call.side, side, sr, sw, output, scratch, buf);
       if (++sw == ROW_WORDS) {
         sw = 0;
         ++sr;
       }
     }
-    if (step >= total) {
+    if (step >= pl.total) {
       continue;  // only the side move is left
     }
     const int g = t + LIN_AHEAD;  // global index of the tile streaming in
-    const bool own = g < T;
-    const int fetch = (own || g - T < handoff) ? TILE_WORDS : 0;
-    const int pass = fetch != 0 ? fetching : plain;
+    const int fetch = (g < T || g - T < pl.handoff) ? TILE_WORDS : 0;
+    const int pass = fetch != 0 ? pl.fetching : pl.plain;
     if (r < fetch) {
-      const uint64_t off = own ? call.w_off + uint64_t(g) * TILE_BYTES
-                               : call.next_w_off + uint64_t(g - T) * TILE_BYTES;
-      ddr_read<PORT_WEIGHTS, 2, true>(bundle, off + uint64_t(r) * WORD_BYTES, WEIGHTS_PER_WORD,
-                                      &wtile[(b0 + g) % LIN_TILE_BUFS][r * WEIGHTS_PER_WORD]);
+      const WeightWord ww = ws.read();
+    lin_tile_word:
+      for (int l = 0; l < WEIGHTS_PER_WORD; ++l) {
+        wtile[(b0 + g) % LIN_TILE_BUFS][r * WEIGHTS_PER_WORD + l] = ww.w[l];
+      }
     }
     if (r < call.rows) {
       const param_t* w = wtile[(b0 + t) % LIN_TILE_BUFS];
@@ -318,17 +323,18 @@ lin_pass:
       const bool last = it == IT - 1;  // the epilogue runs in the same pass as the last MACs
     lin_fetch:
       for (int i = 0; i < LIN_IN; ++i) {
-        xseg[i] = linear_input(call, buf, r, it * LIN_IN + i);
+        xseg[i] = act_t(linear_input(call, buf, lane, r, it * LIN_IN + i));
       }
     lin_mac_init:
       for (int o = 0; o < LIN_OUT; ++o) {
-        sums[o] = first ? wide_t(0) : acc[r][o];
+        sums[o] = first ? lin_acc_t(0) : acc[r][o];
       }
     lin_mac_in:
       for (int i = 0; i < LIN_IN; ++i) {
       lin_mac_out:
         for (int o = 0; o < LIN_OUT; ++o) {
-          sums[o] += xseg[i] * wide_t(w[i * LIN_OUT + o]);
+          // ACT_W x 16-bit: one DSP48E2 for the lean profile (27 x 18)
+          sums[o] += lin_acc_t(xseg[i] * w[i * LIN_OUT + o]);
         }
       }
       if (!last) {
@@ -341,7 +347,7 @@ lin_pass:
         for (int o = 0; o < LIN_OUT; ++o) {
           const int col = ot * LIN_OUT + o;
           if (col < call.o) {
-            linear_output(call, buf, r, col, sums[o],
+            linear_output(call, buf, lane, r, col, wide_t(sums[o]),
                           call.b_off != 0 ? wide_t(bias[col]) : wide_t(0));
           }
         }
@@ -357,6 +363,92 @@ lin_pass:
       }
     }
   }
+}
+
+/// The weight stream beside the MACs: two processes joined by a FIFO of weight words, so
+/// the stream is a burst however the passes consume it (the read sits in a loop of its
+/// own, not behind the pass's condition: UG1448 214-232 on conditional accesses).
+inline void lin_stream(const LinearCall& call, const LinearPlan& pl, const word_t* bundle,
+                       uint64_t own_off, int own_words, int next_words, word_t* output,
+                       const word_t* scratch, Buffers& buf, LaneBuffers& lane,
+                       param_t wtile[LIN_TILE_BUFS][LIN_TILE],
+                       const param_t bias[OUT_TILES_MAX * LIN_OUT]) {
+#pragma HLS INLINE off  // the DATAFLOW region stays a module
+#pragma HLS DATAFLOW    // the fetch runs ahead of the MACs by up to the FIFO's depth
+  hls::stream<WeightWord> ws;
+#pragma HLS STREAM variable = ws depth = LIN_STREAM_DEPTH  // one tile of words in flight
+  lin_fetch_weights(bundle, own_off, own_words, call.next_w_off, next_words, ws);
+  lin_compute(call, pl, ws, output, scratch, buf, lane, wtile, bias);
+}
+
+/// acc[r][o] = sum_i in(r, i) * W[o][i] for r < rows, tile by tile: one pass over the rows
+/// per weight tile, all passes of the call in one pipeline (it fills and drains once per
+/// call). A pass also takes in the tile two ahead -- this call's, or the first tiles of
+/// the call that follows -- one bus word per cycle from the weight stream, so it lasts at
+/// least a tile's bus words: queues shorter than that are bound by the bus. The first
+/// input tile of an output tile starts the accumulators from zero and the last feeds the
+/// sums straight into the call's epilogue. Beside the weight word, a cycle may move a word
+/// of a chunk's rows (call.side): the pipeline runs until both are done.
+/// \param call what to compute
+/// \param bundle weight bundle (m_axi)
+/// \param output, scratch the other bundles, for call.side
+/// \param buf the image's on-chip buffers (read and written per the call)
+/// \param lane the linear lane's pixels, queues and chunks (per the call)
+/// \param ahead, wtile the prefetch hand-off and the tile buffers (LinearState), kept from
+///        call to call
+inline void linear_unit(const LinearCall& call, const word_t* bundle, word_t* output,
+                        const word_t* scratch, Buffers& buf, LaneBuffers& lane,
+                        LinearPrefetch& ahead, param_t wtile[LIN_TILE_BUFS][LIN_TILE]) {
+#pragma HLS INLINE off  // a module of its own: the one engine (UG1399 "pragma HLS inline")
+  constexpr int TILE = LIN_TILE;
+  constexpr int TILE_WORDS = LIN_TILE_WORDS;
+  static_assert(TILE % (WORD_BYTES / 2) == 0, "a weight tile is whole bus words");
+  param_t bias[OUT_TILES_MAX * LIN_OUT];
+#pragma HLS ARRAY_PARTITION variable = bias cyclic factor = LIN_OUT dim = 1  // LIN_OUT per cycle
+  LinearPlan pl;
+  pl.IT = ceil_div(call.k, LIN_IN);
+  const int OT = ceil_div(call.o, LIN_OUT);
+  pl.T = OT * pl.IT;
+  const int T = pl.T;
+  const uint64_t TILE_BYTES = uint64_t(TILE) * 2;
+
+  // tiles 0 and 1: fetched ahead by the previous call, or now
+  pl.b0 = 0;
+  int ready = 0;
+  if (ahead.count > 0 && ahead.w_off == call.w_off) {
+    pl.b0 = ahead.buf;
+    ready = ahead.count;
+  }
+lin_first_tiles:
+  for (int t = ready; t < LIN_AHEAD && t < T; ++t) {
+    ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.w_off + uint64_t(t) * TILE_BYTES, TILE,
+                                    wtile[(pl.b0 + t) % LIN_TILE_BUFS]);
+  }
+  // the whole call's bias, ahead of the pipeline (which has the port for weight words)
+  if (call.b_off != 0) {
+    ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.b_off, OT * LIN_OUT, bias);
+  }
+  // the next call's first tiles, fetched during this call's last passes (a call of one
+  // tile has no pass to spare for them)
+  pl.handoff = (call.next_w_off == 0 || T < LIN_AHEAD) ? 0
+               : call.next_tiles < LIN_AHEAD           ? call.next_tiles
+                                                       : LIN_AHEAD;
+  ahead.count = pl.handoff;
+  ahead.w_off = call.next_w_off;
+  ahead.buf = (pl.b0 + T) % LIN_TILE_BUFS;
+
+  // one pipeline over every (tile, row): a pass per tile of max(rows, its fetch, the
+  // accumulators' read-to-write distance) cycles
+  pl.plain = call.rows > LIN_MIN_PASS ? call.rows : LIN_MIN_PASS;
+  pl.fetching = pl.plain > TILE_WORDS ? pl.plain : TILE_WORDS;
+  const int own_tiles = T > LIN_AHEAD ? T - LIN_AHEAD : 0;
+  const int n_fetch = own_tiles + pl.handoff;  // passes that fetch
+  pl.total = n_fetch * pl.fetching + (T - n_fetch) * pl.plain;
+  pl.side_words = call.side != SIDE_NONE ? lane.chunk[call.side_chunk].rows * ROW_WORDS : 0;
+  pl.steps = pl.total > pl.side_words ? pl.total : pl.side_words;
+  lin_stream(call, pl, bundle, call.w_off + uint64_t(LIN_AHEAD) * TILE_BYTES,
+             own_tiles * TILE_WORDS, pl.handoff * TILE_WORDS, output, scratch, buf, lane, wtile,
+             bias);
 }
 
 }  // namespace edgemoe

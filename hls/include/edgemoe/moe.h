@@ -42,12 +42,12 @@ moe_route_token:
     wide_t sum = 0;
   moe_exp:
     for (int e = 0; e < NUM_EXPERTS; ++e) {
-      p[e] = exp2_prob<ATTN_SCORE_F>(l[e] - m);
+      p[e] = exp2_prob<ATTN_SCORE_F>(l[e] - m, EXP2_TABLE);
       sum += p[e];
     }
     wide_t y;
     int ps;
-    reciprocal(sum, y, ps);
+    reciprocal(sum, y, ps, RECIP_SEED);
   moe_topk:
     for (int e = 0; e < NUM_EXPERTS; ++e) {
       int rank = 0;
@@ -61,7 +61,7 @@ moe_route_token:
         const int n = rt.count[e];
         rt.token[e][n] = t;
         // a probability: at most 1.0 (so g * y never outgrows an activation)
-        const wide_t g = shift_round(p[e] * y, NEWTON_FRAC + ps - PROB_F);
+        const wide_t g = shift_round(wide_t(prob_t(p[e]) * newton_t(y)), NEWTON_FRAC + ps - PROB_F);
         rt.weight[e][n] = g < 0 ? wide_t(0) : g > ONE ? wide_t(ONE) : g;
         rt.count[e] = n + 1;
       }

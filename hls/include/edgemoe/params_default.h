@@ -33,22 +33,22 @@ constexpr int PIXEL_W = 8;  // ufixed<8,0>
 constexpr int PIXEL_F = 8;
 constexpr int ACT_W = 22;  // fixed<22,9>
 constexpr int ACT_F = 13;
-constexpr int WEIGHT_W = 16;  // fixed<16,2>
-constexpr int WEIGHT_F = 14;
+constexpr int WEIGHT_W = 16;  // fixed<16,3>
+constexpr int WEIGHT_F = 13;
 constexpr int BIAS_W = 16;  // fixed<16,5>
 constexpr int BIAS_F = 11;
-constexpr int ATTN_BIAS_W = 16;  // fixed<16,7>
-constexpr int ATTN_BIAS_F = 9;
+constexpr int ATTN_BIAS_W = 16;  // fixed<16,4>
+constexpr int ATTN_BIAS_F = 12;
 constexpr int LN_W = 16;  // fixed<16,5>
 constexpr int LN_F = 11;
-constexpr int PATCH_WEIGHT_W = 16;  // fixed<16,0>
-constexpr int PATCH_WEIGHT_F = 16;
-constexpr int GATE_WEIGHT_W = 16;  // fixed<16,2>
-constexpr int GATE_WEIGHT_F = 14;
+constexpr int PATCH_WEIGHT_W = 16;  // fixed<16,2>
+constexpr int PATCH_WEIGHT_F = 14;
+constexpr int GATE_WEIGHT_W = 16;  // fixed<16,1>
+constexpr int GATE_WEIGHT_F = 15;
 constexpr int TOKEN_BIAS_W = 22;  // fixed<22,9>
 constexpr int TOKEN_BIAS_F = 13;
-constexpr int ATTN_QKV_W = 18;  // fixed<18,6>
-constexpr int ATTN_QKV_F = 12;
+constexpr int ATTN_QKV_W = 18;  // fixed<18,7>
+constexpr int ATTN_QKV_F = 11;
 constexpr int ATTN_SCORE_W = 22;  // fixed<22,10>
 constexpr int ATTN_SCORE_F = 12;
 constexpr int PROB_W = 17;  // ufixed<17,1>
@@ -154,9 +154,32 @@ constexpr int32_t GELU_TABLE[513] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0,
 };
+/// The attention lane's own copies of the tables both DATAFLOW processes read (UG1448
+/// 214-169: a process reads its own memory, never one another process reads).
+constexpr int32_t EXP2_TABLE_ATTN[65] = {
+    1048576, 1037281, 1026107, 1015054, 1004120, 993303, 982604, 972019, 961548, 951191, 940944, 930809,
+    920782, 910863, 901051, 891345, 881744, 872246, 862850, 853555, 844361, 835265, 826268, 817367,
+    808563, 799853, 791237, 782714, 774282, 765942, 757691, 749529, 741455, 733468, 725567, 717752,
+    710020, 702372, 694806, 687321, 679917, 672593, 665348, 658181, 651091, 644078, 637140, 630276,
+    623487, 616771, 610127, 603555, 597053, 590622, 584260, 577966, 571740, 565581, 559489, 553462,
+    547500, 541603, 535768, 529997, 524288,
+};
+constexpr int32_t RECIP_SEED_ATTN[128] = {
+    1044496, 1036430, 1028488, 1020667, 1012964, 1005376, 997901, 990537, 983280, 976129, 969081, 962134,
+    955286, 948535, 941879, 935315, 928842, 922459, 916162, 909951, 903823, 897777, 891812, 885926,
+    880116, 874383, 868723, 863137, 857621, 852176, 846800, 841490, 836248, 831070, 825955, 820904,
+    815913, 810983, 806112, 801300, 796544, 791845, 787201, 782611, 778074, 773589, 769156, 764773,
+    760440, 756156, 751920, 747731, 743589, 739492, 735440, 731432, 727467, 723546, 719666, 715828,
+    712030, 708273, 704555, 700876, 697235, 693632, 690065, 686536, 683042, 679583, 676160, 672771,
+    669415, 666093, 662804, 659547, 656321, 653128, 649965, 646832, 643730, 640657, 637614, 634599,
+    631613, 628654, 625724, 622820, 619943, 617093, 614269, 611470, 608697, 605949, 603226, 600527,
+    597852, 595201, 592573, 589968, 587386, 584827, 582289, 579774, 577281, 574808, 572357, 569927,
+    567517, 565127, 562758, 560408, 558078, 555767, 553475, 551202, 548948, 546712, 544494, 542294,
+    540112, 537947, 535799, 533669, 531555, 529458, 527378, 525314,
+};
 
 // ---- accumulator widths, bits with sign (edgemoe.sim.golden.accumulator_bits) ----
-constexpr int ACC_PATCH_EMBED_BITS = 35;
+constexpr int ACC_PATCH_EMBED_BITS = 34;
 constexpr int ACC_LINEAR_IN_DIM_BITS = 45;
 constexpr int ACC_LINEAR_IN_HIDDEN_BITS = 47;
 constexpr int ACC_GATE_BITS = 45;
@@ -167,6 +190,10 @@ constexpr int ACC_MOE_SCALE_BITS = 39;
 constexpr int ACC_LN_SUM_BITS = 30;
 constexpr int ACC_LN_VAR_BITS = 59;
 constexpr int ACC_LN_CENTER_BITS = 52;
+/// LayerNorm's T1: the sum of a token's ln_stat values.
+constexpr int ACC_LN_STAT_SUM_BITS = 30;
+/// The softmax running sum: at most one 1.0 per key.
+constexpr int ACC_ATTN_SUM_BITS = 25;
 
 // ---- tiling ----
 constexpr int LIN_IN = 32;
@@ -178,13 +205,13 @@ constexpr int LIN_MIN_PASS = 8;
 /// LayerNorm elements per cycle (within the activation buffers' banking).
 constexpr int LN_LANES = 12;
 /// Query rows each attention row unit serves in turn (its update chain's latency).
-constexpr int ATTN_L = 4;
+constexpr int ATTN_L = 20;
 constexpr int AXI_BITS = 128;
 
 // ---- bundle (edgemoe.host.bundle) ----
 constexpr uint32_t BUNDLE_MAGIC = 0x454F4D45u;
-constexpr uint32_t BUNDLE_VERSION = 1;
-constexpr uint32_t CONFIG_HASH = 0x5DA7233Eu;
+constexpr uint32_t BUNDLE_VERSION = 2;
+constexpr uint32_t CONFIG_HASH = 0x7C2EA83Cu;
 constexpr uint32_t TILING_WORD = 0x00021820u;
 constexpr uint32_t HEADER_BYTES = 64;
 constexpr uint64_t BUNDLE_BYTES = 36053056ull;
