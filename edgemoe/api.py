@@ -532,26 +532,11 @@ def _pil_pixels(
     img: PILImage, cfg: ModelConfig, resize: bool, notices: list[str], what: str = "PIL image"
 ) -> np.ndarray:
     """An in-memory image as uint8 RGB at the config's size (the rules of ``load_image``)."""
-    from PIL import Image
+    from edgemoe.host.run import image_pixels
 
-    H, W = cfg.image_size
-    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
-        raise ImageError(
-            f"{what} is {img.mode} (more than 8 bits): give its file path, or convert it to "
-            "8-bit RGB first"
-        )
-    if img.mode != "RGB":
-        notices.append(f"{what} is {img.mode}, converted to RGB")
-        img = img.convert("RGB")
-    if img.size != (W, H):
-        if not resize:
-            raise ImageError(
-                f"{what} is {img.size[0]}x{img.size[1]} (WxH), config {cfg.name} wants "
-                f"{W}x{H} (pass resize=True to resize it)"
-            )
-        notices.append(f"{what} is {img.size[0]}x{img.size[1]}, resized to {W}x{H} for {cfg.name}")
-        img = img.resize((W, H), Image.Resampling.BILINEAR)
-    return np.asarray(img, dtype=np.uint8).copy()
+    return image_pixels(
+        img, cfg, what, notices, resize=resize, refuse_hint="pass resize=True to resize it"
+    )
 
 
 def _add(total: dict[str, float], times: Mapping[str, float]) -> None:

@@ -70,7 +70,7 @@ class InputImage:
 FITS = ("stretch", "crop", "pad")
 
 
-def _to_8bit(img, path: Path, notices: list[str]):
+def _to_8bit(img, what: str, notices: list[str]):
     """16-bit, 32-bit and float modes scaled to 8 bits (with a notice), as Pillow "L"."""
     from PIL import Image
 
@@ -82,7 +82,7 @@ def _to_8bit(img, path: Path, notices: list[str]):
         a = a.astype(np.float64)
         finite = a[np.isfinite(a)]
         if finite.size == 0:
-            raise ImageError(f"image {path}: no finite pixel values ({img.mode})")
+            raise ImageError(f"{what}: no finite pixel values ({img.mode})")
         lo, hi = float(finite.min()), float(finite.max())
         if img.mode == "F" and lo >= 0.0 and hi <= 1.0:
             scaled, how = a * 255.0, "float in [0, 1]: scaled to 8 bits (value x 255)"
@@ -90,18 +90,18 @@ def _to_8bit(img, path: Path, notices: list[str]):
             span = hi - lo if hi > lo else 1.0
             scaled = (a - lo) / span * 255.0
             how = f"{img.mode} values {lo:g}..{hi:g}: stretched to 8 bits"
-    notices.append(f"image {path} is {img.mode} ({how}), converted to RGB")
+    notices.append(f"{what} is {img.mode} ({how}), converted to RGB")
     pixels = np.clip(np.nan_to_num(scaled, nan=0.0), 0, 255).astype(np.uint8)
     return Image.fromarray(pixels, "L").convert("RGB")
 
 
-def _fit(img, size: tuple[int, int], fit: str, path: Path, cfg: ModelConfig, notices: list[str]):
+def _fit(img, size: tuple[int, int], fit: str, what: str, cfg: ModelConfig, notices: list[str]):
     """Resize an RGB image to ``size`` (W, H) by ``fit``, saying what changed."""
     from PIL import Image
 
     W, H = size
     w, h = img.size
-    change = f"image {path} is {w}x{h}"
+    change = f"{what} is {w}x{h}"
     if fit == "stretch":
         aspect = "" if w * H == h * W else " (aspect ratio changed: --fit crop or pad keeps it)"
         notices.append(f"{change}, stretched to {W}x{H} for {cfg.name}{aspect}")
@@ -119,6 +119,49 @@ def _fit(img, size: tuple[int, int], fit: str, path: Path, cfg: ModelConfig, not
     canvas.paste(scaled, ((W - sw) // 2, (H - sh) // 2))
     notices.append(f"{change}, scaled to {sw}x{sh} and padded (black) to {W}x{H} for {cfg.name}")
     return canvas
+
+
+def image_pixels(
+    img,
+    cfg: ModelConfig,
+    what: str,
+    notices: list[str],
+    *,
+    resize: bool = True,
+    fit: str = "stretch",
+    refuse_hint: str = "resize it first",
+) -> np.ndarray:
+    """A PIL image as RGB uint8 at the config's size, by the rules of :func:`load_image`.
+
+    Parameters
+    ----------
+    img : PIL.Image.Image
+        Any mode, any size.
+    cfg : ModelConfig
+        Gives the size.
+    what : str
+        How messages name the image (``image street.png``).
+    notices : list[str]
+        Receives what was done to the image.
+    resize, fit
+        As for :func:`load_image`.
+    refuse_hint : str
+        The advice of the error when ``resize`` is False and the size differs.
+    """
+    H, W = cfg.image_size
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        img = _to_8bit(img, what, notices)
+    elif img.mode != "RGB":
+        notices.append(f"{what} is {img.mode}, converted to RGB")
+        img = img.convert("RGB")
+    if img.size != (W, H):
+        if not resize:
+            raise ImageError(
+                f"{what} is {img.size[0]}x{img.size[1]} (WxH), config {cfg.name} "
+                f"wants {W}x{H} ({refuse_hint})"
+            )
+        img = _fit(img, (W, H), fit, what, cfg, notices)
+    return np.asarray(img, dtype=np.uint8).copy()
 
 
 def load_image(
@@ -141,25 +184,14 @@ def load_image(
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
-    H, W = cfg.image_size
     notices: list[str] = []
     try:
         with Image.open(path) as im:
             im.load()
-            img = im
-            if img.mode in ("I", "F") or img.mode.startswith("I;16"):
-                img = _to_8bit(img, path, notices)
-            elif img.mode != "RGB":
-                notices.append(f"image {path} is {img.mode}, converted to RGB")
-                img = img.convert("RGB")
-            if img.size != (W, H):
-                if not resize:
-                    raise ImageError(
-                        f"image {path} is {img.size[0]}x{img.size[1]} (WxH), config {cfg.name} "
-                        f"wants {W}x{H} (drop --no-resize to resize it)"
-                    )
-                img = _fit(img, (W, H), fit, path, cfg, notices)
-            pixels = np.asarray(img, dtype=np.uint8).copy()
+            pixels = image_pixels(
+                im, cfg, f"image {path}", notices, resize=resize, fit=fit,
+                refuse_hint="drop --no-resize to resize it",
+            )  # fmt: skip
     except FileNotFoundError:
         raise ImageError(f"image {path}: no such file") from None
     except IsADirectoryError:
