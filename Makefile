@@ -23,6 +23,7 @@ venv: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/lint_imports.py
 	@if [ -n "$(HLS_SOURCES)" ]; then $(BIN)/clang-format --dry-run -Werror $(HLS_SOURCES); fi
 
 format: $(STAMP)
@@ -80,7 +81,7 @@ HLS_COSIM_ENV = EDGEMOE_HLS_STEPS="csynth cosim" EDGEMOE_HLS_BUILD="$(abspath $(
 HLS_COSIM_TOOL = $(if $(filter classic,$(HLS_FLOW)),vitis_hls -f,vitis-run --mode hls --tcl)
 define hls_cosim
 	mkdir -p $(HLS_COSIM_BUILD)
-	$(BIN)/python -m edgemoe.host.hls_params --config $(HLS_COSIM_CONFIG) \
+	$(BIN)/python -m edgemoe.host.export.hls_params --config $(HLS_COSIM_CONFIG) \
 		--out $(HLS_COSIM_BUILD)/params.h
 	$(BIN)/python -m edgemoe.sim.tbdata --out $(HLS_COSIM_FILES) --config $(HLS_COSIM_CONFIG) \
 		--images $(HLS_TB_IMAGES)

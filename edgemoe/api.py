@@ -31,22 +31,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgemoe.errors import EdgeMoeError
-from edgemoe.host.backends import Workload, backend_names, get_backend
-from edgemoe.host.bundle import BundleError, pack, validate, write_bundle
-from edgemoe.host.hls_params import MAX_IMAGES
-from edgemoe.host.profile import DEFAULT_PROFILE, Profile, load_profile
-from edgemoe.host.run import ImageError, load_image, read_bundle, sample_scene
-from edgemoe.host.scratch import MAX_BATCH
-from edgemoe.host.tiling import DEFAULT_TILING, Tiling
-from edgemoe.host.verify import with_top_k
+from edgemoe.host.app.inputs import ImageError, load_image
+from edgemoe.host.app.verify import with_top_k
+from edgemoe.host.contracts.images import sample_scene
+from edgemoe.host.contracts.profile import DEFAULT_PROFILE, Profile, load_profile
+from edgemoe.host.contracts.scratch import MAX_BATCH
+from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
+from edgemoe.host.driver.backends import Workload, backend_names, get_backend
+from edgemoe.host.export.bundle import BundleError, pack, read_bundle, validate, write_bundle
+from edgemoe.host.export.hls_params import MAX_IMAGES
 from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, TaskSpec, load_config
 from edgemoe.models.heads import HOST_PREFIXES, light_head_np
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-    from edgemoe.host.driver import Accelerator, Board
-    from edgemoe.host.quantize import QuantReport
+    from edgemoe.host.driver.accelerator import Accelerator, Board
+    from edgemoe.host.export.quantize import QuantReport
 
 
 @dataclass
@@ -104,7 +105,7 @@ class TaskOutput:
 
     def rgb(self) -> np.ndarray:
         """The map as colours, uint8 ([B,] H, W, 3), as ``edgemoe run`` draws it."""
-        from edgemoe.host.plots import task_rgb
+        from edgemoe.host.app.plots import task_rgb
 
         if self.values.ndim == 3:
             return task_rgb(self.spec, self.values)
@@ -215,7 +216,7 @@ class Model:
 
     def _workload(self) -> Workload:
         if self._wl is None:
-            from edgemoe.host.cli import build_model
+            from edgemoe.host.app.args import build_model
 
             ckpt = None if self.checkpoint is None else str(self.checkpoint)
             model, notices = build_model(self.cfg, self.seed, ckpt)
@@ -389,7 +390,7 @@ class Model:
         self, name: str, runner: Any, board: Board | None, max_images: int
     ) -> Accelerator:
         """The driver of a backend (or on ``board``), the bundle loaded: made once, reused."""
-        from edgemoe.host.driver import Accelerator
+        from edgemoe.host.driver.accelerator import Accelerator
 
         key = f"board {id(board)}" if board is not None else name
         acc = self._accelerators.get(key)
@@ -532,7 +533,7 @@ def _pil_pixels(
     img: PILImage, cfg: ModelConfig, resize: bool, notices: list[str], what: str = "PIL image"
 ) -> np.ndarray:
     """An in-memory image as uint8 RGB at the config's size (the rules of ``load_image``)."""
-    from edgemoe.host.run import image_pixels
+    from edgemoe.host.app.inputs import image_pixels
 
     return image_pixels(
         img, cfg, what, notices, resize=resize, refuse_hint="pass resize=True to resize it"

@@ -93,7 +93,7 @@ if {"csynth" in $steps} {
 if {"cosim" in $steps} {
     run_step cosim [list cosim_design -O -rtl verilog {*}$argv_opt]
 }
-# The IP's VLNV is the one the host binds to (edgemoe.host.kernel.VLNV).
+# The IP's VLNV is the one the host binds to (edgemoe.host.contracts.kernel.VLNV).
 if {"export" in $steps} {
     run_step export [list export_design -format ip_catalog -rtl verilog \
         -vendor xilinx.com -library hls -version 1.0 -ipname $top]

@@ -7,9 +7,6 @@ loaded through :func:`edgemoe.models.checkpoint.load_checkpoint`'s checks.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,19 +15,12 @@ import torch
 from torch import Tensor, nn
 
 from edgemoe.errors import CheckpointError
+from edgemoe.files import write_file_atomic, write_json_atomic
 
 from .checkpoint import load_checkpoint
 from .shipped import CHECKPOINT_DIR, SUFFIX, read_record, shipped_checkpoint
 
 __all__ = ["CHECKPOINT_DIR", "SUFFIX", "read_record", "shipped_checkpoint"]
-
-
-def _atomic_path(path: Path) -> Path:
-    """A temporary file beside ``path`` (same file system, so ``os.replace`` is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
 
 
 def save_tensors(
@@ -39,28 +29,13 @@ def save_tensors(
     """Write ``tensors`` to a ``.safetensors`` file atomically (temporary file + rename)."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    tmp = _atomic_path(path)
-    try:
-        save_file(
-            {k: v.detach().contiguous() for k, v in tensors.items()}, tmp, dict(metadata or {})
-        )
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    data = {k: v.detach().contiguous() for k, v in tensors.items()}
+    write_file_atomic(path, lambda tmp: save_file(data, tmp, dict(metadata or {})))
 
 
 def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically."""
-    path = Path(path)
-    tmp = _atomic_path(path)
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, data)
 
 
 def read_tensors(path: str | Path) -> dict[str, Tensor]:

@@ -12,10 +12,10 @@ import argparse
 import statistics
 import time
 
-from edgemoe.host.backends import Workload, get_backend
-from edgemoe.host.images import random_images
-from edgemoe.host.profile import load_profile
-from edgemoe.host.verify import compare
+from edgemoe.host.app.verify import compare
+from edgemoe.host.contracts.images import random_images
+from edgemoe.host.contracts.profile import load_profile
+from edgemoe.host.driver.backends import Workload, get_backend
 from edgemoe.models import DEFAULT_CONFIG, load_config
 from edgemoe.models.m3vit import random_model
 

@@ -2,7 +2,7 @@
 
 Scans the kernel sources (``hls/src`` and ``hls/include``) for constructs Vitis HLS
 cannot synthesise or that the project rules forbid, and checks the top function's
-interface pragmas against the argument list in :mod:`edgemoe.host.kernel`::
+interface pragmas against the argument list in :mod:`edgemoe.host.contracts.kernel`::
 
     python scripts/hls_guard.py hls          # prints file:line: [rule] message
 
@@ -425,9 +425,9 @@ class ExpectedArg:
 
 
 def load_kernel_args() -> tuple[str, tuple[ExpectedArg, ...]]:
-    """``(TOP, ARGS)`` from edgemoe.host.kernel, importable or read from ``host/kernel.py``."""
+    """``(TOP, ARGS)`` from ``contracts.kernel`` (imported, else read from its file)."""
     try:
-        from edgemoe.host import kernel  # noqa: PLC0415
+        from edgemoe.host.contracts import kernel  # noqa: PLC0415
     except ImportError:
         spec = importlib.util.spec_from_file_location(
             "_edgemoe_kernel", ROOT / "host" / "kernel.py"
@@ -501,7 +501,7 @@ def check_top_interface(src: Source, top: str, args: Sequence[ExpectedArg]) -> l
                 src.path,
                 line,
                 "interface",
-                f"`{top}` arguments {names} differ from edgemoe.host.kernel.ARGS {expected}",
+                f"`{top}` arguments {names} differ from contracts.kernel.ARGS {expected}",
             )
         )
     pragmas: dict[str, list[dict[str, str]]] = {}

@@ -10,8 +10,8 @@ Candidates are the lean profile with 8-, 12-, 16- and 18-bit weights (linear,
 gate and patch weights; integer bits kept, so headroom is unchanged and only the
 resolution moves) and the activation widths that go with them, plus the
 edge-moe profile. Fidelity is golden against float on held-out scenes (see
-:mod:`edgemoe.host.fidelity` for the task-metric definition); DSP48E2 and latency
-come from ``edgemoe estimate``'s model (:mod:`edgemoe.host.perf`, ZCU104, 300 MHz,
+:mod:`edgemoe.host.app.fidelity` for the task-metric definition); DSP48E2 and latency
+come from ``edgemoe estimate``'s model (:mod:`edgemoe.host.estimate.perf`, ZCU104, 300 MHz,
 one image per call).
 """
 
@@ -21,13 +21,13 @@ import argparse
 import dataclasses
 import json
 
-from edgemoe.host.backends import Workload
-from edgemoe.host.fidelity import measure
-from edgemoe.host.fixedpoint import Fmt
-from edgemoe.host.images import scene_images
-from edgemoe.host.perf import BOARDS, estimate, our_design
-from edgemoe.host.profile import Profile, check_profile, load_profile
-from edgemoe.host.tiling import DEFAULT_TILING
+from edgemoe.host.app.fidelity import measure
+from edgemoe.host.contracts.fixedpoint import Fmt
+from edgemoe.host.contracts.images import scene_images
+from edgemoe.host.contracts.profile import Profile, check_profile, load_profile
+from edgemoe.host.contracts.tiling import DEFAULT_TILING
+from edgemoe.host.driver.backends import Workload
+from edgemoe.host.estimate.perf import BOARDS, estimate, our_design
 from edgemoe.models import DEFAULT_CONFIG, load_config
 
 WEIGHT_CLASSES = ("weight", "gate_weight", "patch_weight")
@@ -58,10 +58,10 @@ def candidate(base: Profile, w_bits: int, a_bits: int) -> Profile:
 
 
 def _weight_views(cfg, name: str):
-    """(fold, unfold) of a weight tensor as the bundle holds it (host/quantize.py)."""
+    """(fold, unfold) of a weight tensor as the bundle holds it (host/export/quantize.py)."""
     import numpy as np
 
-    from edgemoe.host.quantize import LOG2E, q_scale
+    from edgemoe.host.export.quantize import LOG2E, q_scale
 
     if name == "patch_embed.proj.weight":
         scale = (256 / 255) / np.asarray(cfg.pixel_std)[None, :, None, None]
@@ -97,7 +97,7 @@ def weight_only(model, cfg, profile: Profile, bits: int, per_tensor: bool, image
     import numpy as np
     import torch
 
-    from edgemoe.host.verify import rel_rms, routing
+    from edgemoe.host.app.verify import rel_rms, routing
     from edgemoe.models.m3vit import normalize
 
     q = copy.deepcopy(model)

@@ -1,6 +1,6 @@
 """Routing robustness: top-k margins of the gates against the fixed-point gate error (issue 14).
 
-The analysis is :func:`edgemoe.host.fidelity.routing_margins`; this script prints it
+The analysis is :func:`edgemoe.host.app.fidelity.routing_margins`; this script prints it
 and draws the figure.
 
 Usage::
@@ -27,10 +27,10 @@ import json
 
 import numpy as np
 
-from edgemoe.host.backends import Workload
-from edgemoe.host.fidelity import routing_margins
-from edgemoe.host.images import scene_images
-from edgemoe.host.profile import load_profile
+from edgemoe.host.app.fidelity import routing_margins
+from edgemoe.host.contracts.images import scene_images
+from edgemoe.host.contracts.profile import load_profile
+from edgemoe.host.driver.backends import Workload
 from edgemoe.models import DEFAULT_CONFIG, load_config
 
 

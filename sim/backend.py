@@ -6,12 +6,12 @@ import time
 
 import numpy as np
 
-from edgemoe.host.backends import RunOutput, Workload
-from edgemoe.host.hls_params import debug_boundaries, debug_stop_code
-from edgemoe.host.images import to_patches
-from edgemoe.host.quantize import stage_to_float
-from edgemoe.host.routing import topk_mask
-from edgemoe.host.tiling import DEFAULT_TILING
+from edgemoe.host.contracts.images import to_patches
+from edgemoe.host.contracts.routing import topk_mask
+from edgemoe.host.contracts.tiling import DEFAULT_TILING
+from edgemoe.host.driver.backends import RunOutput, Workload
+from edgemoe.host.export.hls_params import debug_boundaries, debug_stop_code
+from edgemoe.host.export.quantize import stage_to_float
 
 from .csim import CSim, CSimError
 from .golden import Golden

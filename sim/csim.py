@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from edgemoe.errors import EdgeMoeError
-from edgemoe.host.hls_params import MAX_IMAGES, generate, output_layout
-from edgemoe.host.kernel import ARGS
-from edgemoe.host.profile import Profile
-from edgemoe.host.scratch import scratch_bytes
-from edgemoe.host.tiling import DEFAULT_TILING, Tiling
+from edgemoe.host.contracts.kernel import ARGS
+from edgemoe.host.contracts.profile import Profile
+from edgemoe.host.contracts.scratch import scratch_bytes
+from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
+from edgemoe.host.export.hls_params import MAX_IMAGES, generate, output_layout
 from edgemoe.models.config import ModelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,7 +103,7 @@ def compile_command(
     Parameters
     ----------
     params_header : Path
-        The generated parameter header (:func:`edgemoe.host.hls_params.generate`).
+        The generated parameter header (:func:`edgemoe.host.export.hls_params.generate`).
     out : Path
         The ``.so`` to write.
     ap_types : bool
@@ -265,7 +265,7 @@ class CSim:
         task : int
             Task id register (the kernel checks its range).
         debug_stop : int
-            0, or :func:`edgemoe.host.hls_params.debug_stop_code` of a stage.
+            0, or :func:`edgemoe.host.export.hls_params.debug_stop_code` of a stage.
         num_images : int, optional
             The register value, default ``B``; 0 or more than ``B`` tests the kernel's
             checks (more than ``B`` is refused here unless the kernel rejects it).

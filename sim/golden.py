@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgemoe.host.fixedpoint import Fmt, narrow, rshift_round, saturate
-from edgemoe.host.profile import Profile
-from edgemoe.host.quantize import QuantizedModel, stage_to_float
-from edgemoe.host.routing import topk_mask
+from edgemoe.host.contracts.fixedpoint import Fmt, narrow, rshift_round, saturate
+from edgemoe.host.contracts.profile import Profile
+from edgemoe.host.contracts.routing import topk_mask
+from edgemoe.host.export.quantize import QuantizedModel, stage_to_float
 from edgemoe.models.config import ModelConfig
 
 from . import units
@@ -277,49 +277,3 @@ class Golden:
     def stage_to_float(self, name: str, raw: np.ndarray) -> np.ndarray:
         """The float value a recorded raw stage stands for, folding undone."""
         return stage_to_float(self.cfg, self.p, name, raw, self.qm.k_bias)
-
-
-def accumulator_bits(cfg: ModelConfig, profile: Profile) -> dict[str, int]:
-    """Worst-case signed accumulator width (bits, sign included) of every reduction.
-
-    Each bound is ``max|a| * max|b| * K`` plus the largest aligned addend (bias,
-    per-token bias); the HLS C++ sizes its accumulators from the same numbers and
-    the tests prove they fit (int64 for golden, 48 bits for the lean profile).
-    """
-    f = profile.formats
-
-    def mag(fmt: Fmt) -> int:
-        return max(-fmt.min_raw, fmt.max_raw)
-
-    def bound(a: int, b: int, k: int, add: Fmt | None = None, shift: int = 0) -> int:
-        total = a * b * k + (0 if add is None else mag(add) << shift)
-        return total.bit_length() + 1
-
-    D, N = cfg.embed_dim, cfg.num_tokens
-    hidden = max(cfg.mlp_hidden, cfg.expert_hidden)
-    one = 1 << f["prob"].frac  # exp2 outputs and gate weights never exceed 1.0
-    w, act = mag(f["weight"]), mag(f["act"])
-    lin = f["act"].frac + f["weight"].frac
-    pe = f["pixel"].frac + f["patch_weight"].frac
-    acc = bound(one, mag(f["attn_qkv"]), N)
-    return {
-        "patch_embed": bound(
-            mag(f["pixel"]),
-            mag(f["patch_weight"]),
-            cfg.patch_dim,
-            f["token_bias"],
-            pe - f["token_bias"].frac,
-        ),
-        "linear_in_dim": bound(act, w, D, f["attn_bias"], lin - f["attn_bias"].frac),
-        "linear_in_hidden": bound(act, w, hidden, f["bias"], lin - f["bias"].frac),
-        "gate": bound(act, mag(f["gate_weight"]), D),
-        "attn_score": bound(mag(f["attn_qkv"]), mag(f["attn_qkv"]), cfg.head_dim),
-        "attn_acc": acc,
-        "attn_rescale": acc + f["prob"].frac,
-        "moe_scale": bound(one, act, 1),
-        "ln_sum": bound(act, 1, D),
-        "ln_var": bound(mag(f["ln_stat"]) * D, mag(f["ln_stat"]) * D, 1),
-        "ln_center": bound(
-            2 * act << profile.units["ln_mean_guard"], 1 << profile.units["newton_frac"], 1
-        ),
-    }

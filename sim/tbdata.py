@@ -15,11 +15,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgemoe.host.bundle import pack
-from edgemoe.host.images import random_images, to_patches
-from edgemoe.host.profile import DEFAULT_PROFILE, load_profile
-from edgemoe.host.quantize import quantize_model
-from edgemoe.host.tiling import DEFAULT_TILING
+from edgemoe.host.contracts.images import random_images, to_patches
+from edgemoe.host.contracts.profile import DEFAULT_PROFILE, load_profile
+from edgemoe.host.contracts.tiling import DEFAULT_TILING
+from edgemoe.host.export.bundle import pack
+from edgemoe.host.export.quantize import quantize_model
 from edgemoe.models.config import DEFAULT_CONFIG, load_config
 
 from .golden import Golden

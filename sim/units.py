@@ -2,17 +2,17 @@
 
 Each function is the exact integer definition that the HLS C++ implements;
 inputs and outputs are int64 arrays of raw fixed-point values. Shifts round
-half up (:func:`edgemoe.host.fixedpoint.rshift_round`). The tables come from
-:mod:`edgemoe.host.tables`.
+half up (:func:`edgemoe.host.contracts.fixedpoint.rshift_round`). The tables come from
+:mod:`edgemoe.host.contracts.tables`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from edgemoe.host.fixedpoint import Fmt, rshift_round, saturate
-from edgemoe.host.profile import Profile
-from edgemoe.host.tables import ln_eps_raw, unit_tables
+from edgemoe.host.contracts.fixedpoint import Fmt, rshift_round, saturate
+from edgemoe.host.contracts.profile import Profile
+from edgemoe.host.contracts.tables import ln_eps_raw, unit_tables
 
 
 def shift_round(v: np.ndarray, s: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 It offers the calls the driver makes on a real PYNQ board (``allocate`` ->
 buffers with ``device_address``/``flush``/``invalidate``; ``ip.read``/``ip.write``
-on the control port), so :class:`edgemoe.host.driver.Accelerator` runs on it
+on the control port), so :class:`edgemoe.host.driver.accelerator.Accelerator` runs on it
 unchanged. Writing ``ap_start`` latches the argument registers, resolves the
 four pointers in the simulated DDR and runs the C-sim on those very buffers in
 a worker thread, while the control register behaves as Vitis HLS's
@@ -25,12 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgemoe.host.bundle import bundle_bytes
-from edgemoe.host.driver import DriverBackend
-from edgemoe.host.hls_params import MAX_IMAGES, output_layout
-from edgemoe.host.kernel import ARGS
-from edgemoe.host.profile import Profile
-from edgemoe.host.regmap import (
+from edgemoe.host.contracts.kernel import ARGS
+from edgemoe.host.contracts.profile import Profile
+from edgemoe.host.contracts.regmap import (
     AP_DONE,
     AP_IDLE,
     AP_READY,
@@ -39,8 +36,11 @@ from edgemoe.host.regmap import (
     RegisterMap,
     kernel_register_map,
 )
-from edgemoe.host.scratch import scratch_bytes
-from edgemoe.host.tiling import DEFAULT_TILING, Tiling
+from edgemoe.host.contracts.scratch import scratch_bytes
+from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
+from edgemoe.host.driver.accelerator import DriverBackend
+from edgemoe.host.export.bundle import bundle_bytes
+from edgemoe.host.export.hls_params import MAX_IMAGES, output_layout
 from edgemoe.models.config import ModelConfig
 
 from .csim import CSim

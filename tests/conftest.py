@@ -6,7 +6,7 @@ import functools
 
 import pytest
 
-from edgemoe.host.profile import load_profile
+from edgemoe.host.contracts.profile import load_profile
 from edgemoe.models import load_config
 
 SHARED = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared"

@@ -31,7 +31,7 @@ namespace {
 
 /// Status of the header and arguments: anything but STATUS_OK leaves the output untouched.
 uint32_t check_call(const word_t* bundle, uint32_t task, uint32_t num_images, uint32_t debug_stop) {
-  // Header words (edgemoe.host.bundle): magic, version | profile << 16, config hash,
+  // Header words (edgemoe.host.export.bundle): magic, version | profile << 16, config hash,
   // header bytes, payload bytes (2 words), payload CRC32, tiling.
   uint32_t hdr[8];
   ddr_read<PORT_WEIGHTS, 4, false>(bundle, 0, 8, hdr);

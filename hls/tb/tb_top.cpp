@@ -45,7 +45,7 @@ static std::vector<word_t> to_words(const std::vector<unsigned char>& bytes, siz
   return w;
 }
 
-/// Words per token that a run with this debug stop stores (edgemoe.host.hls_params).
+/// Words per token that a run with this debug stop stores (edgemoe.host.export.hls_params).
 static int stage_width(uint32_t debug_stop) {
   if (debug_stop < 2) {
     return EMBED_DIM;  // a whole run, or the patch embedding
@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   const size_t images_in_buffer = num_images ? num_images : 1;
   const size_t out_words = images_in_buffer * per_image / WORD_BYTES + 1;
   std::vector<word_t> output(out_words < DEPTH_OUTPUT ? DEPTH_OUTPUT : out_words, word_t(0));
-  // expert-major calls park up to MAX_BATCH images in scratch (edgemoe.host.scratch)
+  // expert-major calls park up to MAX_BATCH images in scratch (edgemoe.host.contracts.scratch)
   const size_t group = images_in_buffer < size_t(MAX_BATCH) ? images_in_buffer : MAX_BATCH;
   const size_t scratch_words = group * SCRATCH_SLOT / WORD_BYTES + 1;
   std::vector<word_t> scratch(scratch_words < DEPTH_SCRATCH ? DEPTH_SCRATCH : scratch_words,

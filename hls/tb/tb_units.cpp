@@ -8,7 +8,7 @@
 //   gelu      x (raw act)                         -> gelu(x)
 //   layernorm gamma[D], beta[D], then tokens x[D] -> normalised tokens
 //   softmax   rows of NUM_TOKENS scores           -> softmax rows (act), V = identity
-// Built by tests/test_hls_units.py with the parameter header of the build under test;
+// Built by tests/hls/test_hls_units.py with the parameter header of the build under test;
 // also usable as a Vitis csim testbench (csim argv).
 #include <stdio.h>
 #include <stdlib.h>

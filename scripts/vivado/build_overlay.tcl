@@ -44,7 +44,7 @@ set pl_mhz     [env_or EDGEMOE_PL_MHZ 300]
 set jobs       [env_or EDGEMOE_JOBS 4]
 set strategy   [env_or EDGEMOE_IMPL_STRATEGY Performance_ExplorePostRoutePhysOpt]
 set max_util   [env_or EDGEMOE_MAX_UTIL 85]
-# The kernel's m_axi bundles, in the order of edgemoe.host.kernel.ARGS, and the HP
+# The kernel's m_axi bundles, in the order of edgemoe.host.contracts.kernel.ARGS, and the HP
 # port each one gets (S_AXI_HP<n>_FPD = the PS's S_AXI_GP<n+2>).
 set bundles    {gmem_weights gmem_images gmem_output gmem_scratch}
 set hp_ports   {0 1 2 3}

@@ -5,7 +5,7 @@
 // which bytes the kernel wrote so that exactly those go back over AXI. Built into
 // one shared library with the kernel sources (edgemoe.sim.rtl.runner.build_shell_library).
 //
-// Buffer indices follow the m_axi pointers of edgemoe.host.kernel.ARGS:
+// Buffer indices follow the m_axi pointers of edgemoe.host.contracts.kernel.ARGS:
 // 0 weight bundle, 1 images, 2 output, 3 scratch (= edgemoe::Port).
 #include <stdint.h>
 #include <string.h>
@@ -68,7 +68,7 @@ uint64_t output_bytes(uint32_t n) {
   return uint64_t(n) * edgemoe::NUM_TOKENS * edgemoe::MAX_STAGE_WIDTH * 4;
 }
 
-/// Bytes of scratch an expert-major run parks its group in (edgemoe.host.scratch).
+/// Bytes of scratch an expert-major run parks its group in (edgemoe.host.contracts.scratch).
 uint64_t scratch_bytes(uint32_t n) {
   return uint64_t(n < uint32_t(edgemoe::MAX_BATCH) ? n : edgemoe::MAX_BATCH) *
          edgemoe::SCRATCH_SLOT;

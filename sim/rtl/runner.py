@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgemoe.errors import EdgeMoeError
-from edgemoe.host.hls_params import generate
-from edgemoe.host.kernel import TOP
-from edgemoe.host.profile import DEFAULT_PROFILE, load_profile
-from edgemoe.host.tiling import DEFAULT_TILING
+from edgemoe.host.contracts.kernel import TOP
+from edgemoe.host.contracts.profile import DEFAULT_PROFILE, load_profile
+from edgemoe.host.contracts.tiling import DEFAULT_TILING
+from edgemoe.host.export.hls_params import generate
 from edgemoe.models.config import load_config
 from edgemoe.sim import csim
 

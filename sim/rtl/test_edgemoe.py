@@ -3,9 +3,9 @@
 One bench for two devices under test (``edgemoe.sim.rtl.runner``): the transaction-
 level shell (CI) and the Verilog Vitis HLS exports (marker ``rtl``). An
 ``AxiLiteMaster`` drives ``s_axi_control`` at the offsets of
-:func:`edgemoe.host.regmap.kernel_register_map`; one ``AxiRam`` per m_axi bundle
+:func:`edgemoe.host.contracts.regmap.kernel_register_map`; one ``AxiRam`` per m_axi bundle
 holds that bundle's buffer at a 64-bit address above 4 GB. Every run packs the
-bundle with :func:`edgemoe.host.bundle.pack`, starts the kernel, waits for the
+bundle with :func:`edgemoe.host.export.bundle.pack`, starts the kernel, waits for the
 interrupt (ap_done), and compares the output buffer with golden bit for bit.
 
 Settings (environment, set by the runner): ``EDGEMOE_BENCH_CONFIG``,
@@ -28,14 +28,23 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
-from edgemoe.host.bundle import pack
-from edgemoe.host.hls_params import STATUS, debug_stop_code, output_layout
-from edgemoe.host.images import random_images, to_patches
-from edgemoe.host.kernel import ARGS
-from edgemoe.host.profile import load_profile
-from edgemoe.host.quantize import quantize_model
-from edgemoe.host.regmap import AP_DONE, AP_IDLE, AP_START, CTRL, GIE, IER, ISR, kernel_register_map
-from edgemoe.host.tiling import DEFAULT_TILING
+from edgemoe.host.contracts.images import random_images, to_patches
+from edgemoe.host.contracts.kernel import ARGS
+from edgemoe.host.contracts.profile import load_profile
+from edgemoe.host.contracts.regmap import (
+    AP_DONE,
+    AP_IDLE,
+    AP_START,
+    CTRL,
+    GIE,
+    IER,
+    ISR,
+    kernel_register_map,
+)
+from edgemoe.host.contracts.tiling import DEFAULT_TILING
+from edgemoe.host.export.bundle import pack
+from edgemoe.host.export.hls_params import STATUS, debug_stop_code, output_layout
+from edgemoe.host.export.quantize import quantize_model
 from edgemoe.models.config import load_config
 from edgemoe.models.m3vit import random_model
 from edgemoe.sim.golden import Golden

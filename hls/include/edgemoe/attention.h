@@ -27,7 +27,7 @@ constexpr int ATTN_ROWS = ATTN_P * ATTN_L;
 constexpr int ATTN_KV_PART = (HEAD_DIM + ATTN_L - 1) / ATTN_L;
 
 /// Width of the running sum S and of the accumulators (and of v, which shares their
-/// multiplier): ACC_ATTN_SUM_BITS and ACC_ATTN_ACC_BITS (edgemoe.host.hls_params).
+/// multiplier): ACC_ATTN_SUM_BITS and ACC_ATTN_ACC_BITS (edgemoe.host.export.hls_params).
 typedef sint<ACC_ATTN_SUM_BITS> attn_sum_t;
 typedef sint<ACC_ATTN_ACC_BITS> attn_acc_t;
 /// acc / S before the reciprocal: |acc| <= S * 2^(ATTN_QKV_W - 1) (a mean of v), plus a

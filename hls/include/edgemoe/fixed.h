@@ -2,7 +2,7 @@
 //
 // A value in fixed<W, I> is held as its raw integer and means raw * 2^-(W - I).
 // Products are exact; every narrowing rounds half up (floor(x + 1/2), AP_RND) and
-// saturates (AP_SAT). edgemoe.host.fixedpoint defines the same two operations for the
+// saturates (AP_SAT). edgemoe.host.contracts.fixedpoint defines the same two operations for the
 // golden model; bit-exactness between the two rests on these definitions.
 #ifndef EDGEMOE_FIXED_H_
 #define EDGEMOE_FIXED_H_

@@ -1,7 +1,7 @@
 // The unified linear unit (DESIGN.md §4.1): ONE engine, a single hardware instance,
 // for every matrix product but attention's -- patch embedding, Q/K/V, proj, dense
 // fc1/fc2, the gate, expert fc1/fc2. LIN_IN x LIN_OUT MACs per cycle; weights arrive
-// pre-tiled from DDR (edgemoe.host.tiling: output tiles outermost, input tiles
+// pre-tiled from DDR (edgemoe.host.contracts.tiling: output tiles outermost, input tiles
 // inside, each tile [LIN_IN][LIN_OUT]) and the next tile is fetched while the
 // current one computes. A call names where its rows come from (optionally gathered
 // through an expert queue) and what happens to a finished output tile: narrow and

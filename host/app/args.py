@@ -1,0 +1,140 @@
+"""What every command shares: argument types, the usage-error parser, the float model.
+
+Each command lives in its own module (:mod:`~edgemoe.host.app.run`,
+:mod:`~edgemoe.host.app.verify`, ...) with an ``add_parser(sub)``;
+:mod:`~edgemoe.host.app.cli` only assembles them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from edgemoe.errors import EdgeMoeError
+from edgemoe.host.contracts.tiling import Tiling
+
+#: Seeds numpy and torch both take.
+MAX_SEED = 2**32 - 1
+#: Seeded images ``verify`` records every layer boundary of (each backend keeps them all).
+MAX_VERIFY_IMAGES = 16
+#: Longest ``--timeout`` (a day).
+MAX_TIMEOUT_S = 86400.0
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, unless it has none or its help names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr and exit code 2, like every other bad input."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's API
+        # "argument --batch: must be in 1..1024" reads as "--batch must be in 1..1024"
+        message = re.sub(r"^argument (\S+): must be ", r"\1 must be ", message)
+        self.exit(2, f"edgemoe: error: {message} (see {self.prog} --help)\n")
+
+
+def int_range(lo: int, hi: int):
+    """An argparse type: an integer in ``lo..hi``."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be in {lo}..{hi}, got {v}")
+        return v
+
+    parse.__name__ = f"integer {lo}..{hi}"
+    return parse
+
+
+def seed_arg(text: str) -> int:
+    """An argparse type: a seed, an integer in 0..2**32 - 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a seed (an integer in 0..{MAX_SEED})"
+        ) from None
+    if not 0 <= v <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"seed {v} outside 0..{MAX_SEED}")
+    return v
+
+
+def timeout_arg(text: str) -> float:
+    """An argparse type: seconds, positive and finite, at most a day."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < v <= MAX_TIMEOUT_S:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be in (0, {MAX_TIMEOUT_S:g}] seconds, got {text}")
+    return v
+
+
+def clock_arg(text: str) -> float:
+    """An argparse type: a PL clock in MHz, 50..600."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a frequency in MHz") from None
+    if not 50 <= v <= 600:
+        raise argparse.ArgumentTypeError(f"must be in 50..600 MHz, got {text}")
+    return v
+
+
+def need_torch() -> None:
+    """A one-line error where the float model is needed and PyTorch is not installed."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise EdgeMoeError(
+            "this needs the float model and PyTorch is not installed: pip install "
+            "'edgemoe[full]' (on a board, run a bundle: edgemoe run --bundle FILE)"
+        ) from None
+
+
+def build_model(cfg, seed: int, checkpoint: str | None):
+    """The float model: a checkpoint loaded into it, else a seeded random init.
+
+    Returns
+    -------
+    tuple[M3ViT, list[str]]
+        The model in eval mode and the checkpoint loader's one-line notices.
+    """
+    need_torch()
+    from edgemoe.models.checkpoint import load_checkpoint
+    from edgemoe.models.m3vit import M3ViT, random_model
+
+    if checkpoint is None:
+        return random_model(cfg, seed), []
+    model = M3ViT(cfg, seed=seed)
+    # the project's own weight files (edgemoe train) carry the light heads: require them
+    own = str(checkpoint).endswith(".safetensors")
+    notices = load_checkpoint(model, checkpoint, strict_heads=own)
+    return model.eval(), notices
+
+
+def parse_tiling(text: str, p: int, flag: str = "--tiling") -> Tiling:
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not m:
+        raise EdgeMoeError(f"{flag} {text!r}: expected LIN_INxLIN_OUT, e.g. 32x32")
+    t = Tiling(int(m.group(1)), int(m.group(2)), p)
+    if max(t.lin_in, t.lin_out, t.p) > 255:
+        # the header's tiling word keeps 8 bits per size
+        raise EdgeMoeError(f"--tiling {text} --p {p}: the bundle header holds sizes up to 255")
+    return t
+
+
+def task_arg(task: str | None, cfg) -> str | int:
+    if task is None:
+        return 0
+    return int(task) if task.isdigit() else task

@@ -1,0 +1,141 @@
+"""``edgemoe estimate``: cycles, DDR bytes, latency and resources of a design (ESTIMATES)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edgemoe.errors import EdgeMoeError
+from edgemoe.files import write_file_atomic, write_json_atomic
+from edgemoe.host.app.args import HelpFormatter, clock_arg, int_range, parse_tiling
+from edgemoe.host.app.outputs import check_output_file
+from edgemoe.host.app.run import check_batch
+from edgemoe.host.contracts.profile import DEFAULT_PROFILE, load_profile
+from edgemoe.host.contracts.scratch import MAX_BATCH
+from edgemoe.host.contracts.tiling import DEFAULT_TILING
+from edgemoe.models.config import DEFAULT_CONFIG, load_config
+
+#: The profile of Edge-MoE's published widths (``estimate --design edge-moe-published``).
+PUBLISHED_PROFILE = "edge-moe"
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from edgemoe.host.estimate.perf import (
+        BOARDS,
+        batch_curve,
+        estimate,
+        our_design,
+        plot,
+        published_design,
+        table,
+    )
+
+    cfg = load_config(args.config)
+    if args.board not in BOARDS:
+        raise EdgeMoeError(f"unknown board {args.board!r} (known: {', '.join(BOARDS)})")
+    check_output_file(args.json, "--json")
+    check_output_file(args.plot, "--plot", ".png")
+    if args.design == "edge-moe-published":
+        given = [
+            f for f, v in (("--tiles", args.tiles), ("--p", args.p), ("--weight-ports",
+            args.weight_ports)) if v is not None
+        ]  # fmt: skip
+        if given:
+            raise EdgeMoeError(
+                f"{given[0]} does not apply to --design edge-moe-published (its tiles, P and "
+                "weight port are the published ones)"
+            )
+        profile = load_profile(args.profile or PUBLISHED_PROFILE)
+        if profile.name != PUBLISHED_PROFILE:
+            raise EdgeMoeError(
+                f"--profile {args.profile}: --design edge-moe-published has the published "
+                f"widths, profile {PUBLISHED_PROFILE}"
+            )
+        design = published_design()
+    else:
+        profile = load_profile(args.profile or DEFAULT_PROFILE)
+        d = DEFAULT_TILING
+        tiles = args.tiles or f"{d.lin_in}x{d.lin_out}"
+        tiling = parse_tiling(tiles, args.p or d.p, "--tiles")
+        design = our_design(profile, tiling, args.weight_ports or 1)
+    batched = design.expert_major
+    if args.batch is None:  # edgemoe: one expert-major group; Edge-MoE: one image
+        args.batch = MAX_BATCH if batched else 1
+    check_batch(args.batch)
+    if args.batch > 1 and not batched:
+        raise EdgeMoeError("--batch: the published design has no expert-major batched mode")
+    board = BOARDS[args.board]
+    est = estimate(cfg, profile, design, board, args.clock_mhz, batch=args.batch)
+    print(table(est))
+    curve = batch_curve(cfg, profile, design, board, args.clock_mhz) if batched else None
+    if curve:
+        per = ", ".join(
+            f"{c['batch']} -> {c['ms_per_image']:.2f} ({c['call_ms']:.1f})" for c in curve
+        )
+        print(f"images per call -> ESTIMATED ms per image (call ms): {per}")
+    if args.json:
+        extra = {"batch_curve": curve}
+        if curve:
+            extra["one_image_per_call_ms"] = curve[0]["call_ms"]
+        write_json_atomic(Path(args.json), {**est.to_dict(), **extra})
+        print(f"wrote {args.json}")
+    if args.plot:
+        write_file_atomic(Path(args.plot), lambda tmp: plot(est, str(tmp)), "--plot")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    """The ``estimate`` subcommand."""
+    es = sub.add_parser(
+        "estimate",
+        help="cycle, DDR and resource ESTIMATE of a design",
+        description="Cycles, DDR bytes, latency and resources of a design, from the kernel's "
+        "loop trip counts (an ESTIMATE: nothing has been synthesised).",
+        formatter_class=HelpFormatter,
+    )
+    es.add_argument("--config", default=DEFAULT_CONFIG, help="config name or YAML path")
+    es.add_argument(
+        "--profile",
+        default=None,
+        help=f"precision profile (default: {DEFAULT_PROFILE}; {PUBLISHED_PROFILE} for "
+        "--design edge-moe-published)",
+    )
+    es.add_argument("--board", default="zcu104", help="zcu104 or zcu102")
+    es.add_argument("--clock-mhz", type=clock_arg, default=300.0, help="PL clock in MHz, 50..600")
+    es.add_argument(
+        "--tiles",
+        default=None,
+        help=f"LIN_INxLIN_OUT, e.g. 32x32 (default: {DEFAULT_TILING.lin_in}x"
+        f"{DEFAULT_TILING.lin_out}; edgemoe design only)",
+    )
+    es.add_argument(
+        "--p",
+        type=int_range(1, 255),
+        default=None,
+        help=f"attention query rows P (default: {DEFAULT_TILING.p}; edgemoe design only)",
+    )
+    es.add_argument(
+        "--design",
+        choices=["edgemoe", "edge-moe-published"],
+        default="edgemoe",
+        help="this project's kernel, or a model of Edge-MoE's published design",
+    )
+    es.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="images per call (more than 1: expert-major); default: one group of "
+        f"{MAX_BATCH} for edgemoe, 1 for the published design. latency_ms is per image: "
+        "call_ms / batch",
+    )
+    es.add_argument(
+        "--weight-ports",
+        type=int_range(1, 4),
+        default=None,
+        help="what-if: weights striped over this many HP ports, 1..4 (default: 1, the "
+        "kernel as built; edgemoe design only)",
+    )
+    es.add_argument("--json", default=None, help="write the estimate as JSON here")
+    es.add_argument("--plot", default=None, help="stacked bar chart per layer (PNG)")
+    es.set_defaults(func=cmd_estimate)

@@ -1,0 +1,385 @@
+"""``edgemoe eval``: task accuracy of a checkpoint on every backend, and expert usage.
+
+Held-out scenes go through each backend's backbone (the same
+:class:`~edgemoe.host.driver.backends.Backend` objects ``verify`` and ``run`` use) and
+then through the host's light head (:func:`~edgemoe.models.heads.light_head_np`
+with the task's own final norm), so backends differ only where the datapath
+does. Per backend × profile × task: semseg mIoU, per-class IoU, pixel accuracy
+and the fraction of pixels whose class differs from torch; depth abs error,
+abs_rel, RMSE and δ<1.25 on valid pixels; each with its difference to torch.
+
+Expert usage comes from the float model (torch's recorded gates): per task and
+MoE block, the share of routing weight (the top-k gate probabilities, summed
+over tokens) each expert receives, the share of top-k slots, and how many
+experts cover 90 % of the routing weight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgemoe.errors import EdgeMoeError
+from edgemoe.files import write_json_atomic
+from edgemoe.host.app.args import build_model
+from edgemoe.host.contracts.profile import DEFAULT_PROFILE, Profile, load_profile
+from edgemoe.host.driver.backends import Backend, TorchBackend, Workload, get_backend
+from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
+from edgemoe.models.heads import light_head_np
+from edgemoe.models.metrics import DepthAccumulator, confusion, semseg_metrics
+
+FLOAT = "float"  # the profile column of the torch rows
+COVER = 0.9  # routing-weight share that "experts needed" counts up to
+_SEMSEG_KEYS = ("miou", "pixel_acc")
+_DEPTH_KEYS = ("abs_err", "abs_rel", "rmse", "delta1")
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+class _Accumulator:
+    """Running confusion matrix / depth sums of one (backend, profile, task)."""
+
+    def __init__(self, cfg: ModelConfig, task: str) -> None:
+        self.cfg, self.task = cfg, task
+        self.conf = np.zeros((cfg.task_channels(task),) * 2, np.int64)
+        self.depth = DepthAccumulator()
+        self.differ = 0
+        self.pixels = 0
+
+    def add(self, out: np.ndarray, label: np.ndarray, ref: np.ndarray | None) -> None:
+        if self.task == "semseg":
+            pred = out.argmax(axis=1)
+            self.conf += confusion(pred, label, self.conf.shape[0])
+            if ref is not None:
+                self.differ += int((pred != ref.argmax(axis=1)).sum())
+                self.pixels += pred.size
+        else:
+            self.depth.add(out[:, 0], label)
+
+    def result(self) -> dict[str, Any]:
+        if self.task == "semseg":
+            m = semseg_metrics(self.conf, self.cfg.task_spec("semseg").classes)
+            if self.pixels:
+                m["class_differs_from_torch"] = self.differ / self.pixels
+            return m
+        return self.depth.result()
+
+
+class _Usage:
+    """Routing weight and top-k slots per (task, MoE block, expert), from torch's gates."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        e = cfg.num_experts
+        self.cfg = cfg
+        self.weight = {t: {b: np.zeros(e) for b in cfg.moe_blocks} for t in cfg.task_names}
+        self.slots = {t: {b: np.zeros(e) for b in cfg.moe_blocks} for t in cfg.task_names}
+
+    def add(self, task: str, stages: dict[str, np.ndarray]) -> None:
+        for b in self.cfg.moe_blocks:
+            logits, mask = stages[f"block{b}.gate"], stages[f"block{b}.route"]
+            w = _softmax(logits.astype(np.float64)) * mask
+            e = logits.shape[-1]
+            self.weight[task][b] += w.reshape(-1, e).sum(0)
+            self.slots[task][b] += mask.reshape(-1, e).sum(0)
+
+    def result(self, tasks: list[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for t in tasks:
+            out[t] = {}
+            for b in self.cfg.moe_blocks:
+                w = self.weight[t][b] / max(self.weight[t][b].sum(), 1e-30)
+                s = self.slots[t][b] / max(self.slots[t][b].sum(), 1)
+                cover = int(np.searchsorted(np.cumsum(np.sort(w)[::-1]), COVER - 1e-12) + 1)
+                out[t][str(b)] = {
+                    "weight_share": [round(float(v), 5) for v in w],
+                    "slot_share": [round(float(v), 5) for v in s],
+                    "experts_90": min(cover, len(w)),
+                    "unused": int((s == 0).sum()),
+                }
+        return out
+
+
+def evaluate(
+    cfg: ModelConfig,
+    model: Any,
+    source: Any,
+    backends: list[Backend],
+    profiles: list[Profile],
+    images: int,
+    batch: int = 8,
+    split: str = "val",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Metrics of every backend × profile × task on the first ``images`` scenes of ``split``.
+
+    Returns
+    -------
+    dict
+        ``rows``: one per (backend, profile, task) with the metrics and ``delta``
+        (the difference of each to torch); ``bit_exact``: per pair of fixed-point
+        backends and profile, whether their backbone outputs were identical on
+        every scene and task; ``usage``: :class:`_Usage` per task
+        and MoE block; ``images``; ``seconds`` per backend.
+    """
+    from tqdm import tqdm
+
+    n = images if source.size(split) is None else min(images, source.size(split))
+    if n < 1:
+        raise EdgeMoeError(f"no scenes in split {split!r} of {source.name}")
+    tasks = [t for t in cfg.task_names if t in source.tasks]
+    torch_b = TorchBackend()
+    fixed = [b for b in backends if b.name != "torch"]
+    if not profiles:
+        raise EdgeMoeError("eval needs at least one precision profile")
+    workloads = {p.name: Workload(cfg, p, model) for p in profiles}
+    wl0 = workloads[profiles[0].name]  # torch reads only the float model from it
+    state = wl0.state
+    columns = [("torch", FLOAT)] + [(b.name, p.name) for b in fixed for p in profiles]
+    acc = {(b, p, t): _Accumulator(cfg, t) for b, p in columns for t in tasks}
+    usage = _Usage(cfg)
+    seconds = dict.fromkeys((f"{b}/{p}" for b, p in columns), 0.0)
+    same = {
+        f"{a.name}-{b.name}/{p.name}": True
+        for i, a in enumerate(fixed)
+        for b in fixed[i + 1 :]
+        for p in profiles
+    }
+    bar = tqdm(total=n, desc="edgemoe eval", unit="scene", disable=not progress, file=sys.stderr)
+    for start in range(0, n, batch):
+        data = source.batch(split, np.arange(start, min(start + batch, n)))
+        for task in tasks:
+            label = data.labels[task]
+            ref = torch_b.run(wl0, data.images, task, record=True)
+            usage.add(task, ref.stages)
+            ref_out = light_head_np(ref.tokens, *_head_params(state, task), cfg)
+            acc[("torch", FLOAT, task)].add(ref_out, label, None)
+            seconds[f"torch/{FLOAT}"] += ref.seconds
+            for p in profiles:
+                tokens: dict[str, np.ndarray] = {}
+                for b in fixed:
+                    r = b.run(workloads[p.name], data.images, task)
+                    tokens[b.name] = r.tokens
+                    seconds[f"{b.name}/{p.name}"] += r.seconds
+                    out = light_head_np(r.tokens, *_head_params(state, task), cfg)
+                    acc[(b.name, p.name, task)].add(out, label, ref_out)
+                for i, a in enumerate(fixed):
+                    for b in fixed[i + 1 :]:
+                        key = f"{a.name}-{b.name}/{p.name}"
+                        same[key] &= bool(np.array_equal(tokens[a.name], tokens[b.name]))
+        bar.update(len(data))
+    bar.close()
+
+    rows = []
+    ref_metrics = {t: acc[("torch", FLOAT, t)].result() for t in tasks}
+    for b, p in columns:
+        for t in tasks:
+            m = acc[(b, p, t)].result()
+            keys = _SEMSEG_KEYS if t == "semseg" else _DEPTH_KEYS
+            row = {"backend": b, "profile": p, "task": t, **m}
+            if b != "torch":
+                row["delta"] = {k: m[k] - ref_metrics[t][k] for k in keys}
+                if t == "semseg":
+                    ref_iou = ref_metrics[t]["iou"]
+                    row["delta"]["iou"] = {
+                        c: None if v is None or ref_iou[c] is None else v - ref_iou[c]
+                        for c, v in m["iou"].items()
+                    }
+            rows.append(row)
+    return {
+        "images": n,
+        "split": split,
+        "rows": rows,
+        "bit_exact": same,
+        "usage": usage.result(tasks),
+        "seconds": seconds,
+    }
+
+
+def _head_params(state: dict[str, np.ndarray], task: str) -> tuple[np.ndarray, ...]:
+    return (
+        state[f"norms.{task}.weight"],
+        state[f"norms.{task}.bias"],
+        state[f"heads.{task}.weight"],
+        state[f"heads.{task}.bias"],
+    )
+
+
+def table(result: dict[str, Any]) -> list[str]:
+    """The eval table as text lines: one row per backend × profile × task."""
+    lines = []
+    head = f"{'backend':<12}{'profile':<10}{'task':<8}"
+    lines.append(
+        head + f"{'mIoU':>8}{'pix acc':>9}{'cls≠torch':>10}   "
+        f"{'abs err':>8}{'abs_rel':>9}{'RMSE':>8}{'δ<1.25':>8}"
+    )
+    for r in result["rows"]:
+        d = r.get("delta", {})
+        lead = f"{r['backend']:<12}{r['profile']:<10}{r['task']:<8}"
+        if r["task"] == "semseg":
+            diff = r.get("class_differs_from_torch")
+            lines.append(
+                lead
+                + f"{r['miou']:>8.4f}{r['pixel_acc']:>9.4f}"
+                + (f"{diff:>10.4%}" if diff is not None else f"{'':>10}")
+            )
+            if d:
+                lines.append(f"{'':<30}{d['miou']:>+8.4f}{d['pixel_acc']:>+9.4f}   (Δ to torch)")
+        else:
+            lines.append(
+                lead + f"{'':>27}{r['abs_err']:>8.3f}{r['abs_rel']:>9.4f}{r['rmse']:>8.3f}"
+                f"{r['delta1']:>8.4f}"
+            )
+            if d:
+                lines.append(
+                    f"{'':<57}{d['abs_err']:>+8.3f}{d['abs_rel']:>+9.4f}{d['rmse']:>+8.3f}"
+                    f"{d['delta1']:>+8.4f}   (Δ to torch)"
+                )
+    sem = [r for r in result["rows"] if r["task"] == "semseg" and r["backend"] == "torch"]
+    if sem:
+        lines.append(
+            "torch per-class IoU: "
+            + ", ".join(
+                f"{c} {v:.3f}" if v is not None else f"{c} -" for c, v in sem[0]["iou"].items()
+            )
+        )
+    for pair, ok in result.get("bit_exact", {}).items():
+        lines.append(f"{pair}: backbone outputs {'bit-exact' if ok else 'DIFFER'}")
+    for task, blocks in result["usage"].items():
+        need = ", ".join(f"b{b} {u['experts_90']}" for b, u in blocks.items())
+        unused = sum(u["unused"] for u in blocks.values())
+        lines.append(
+            f"experts covering {COVER:.0%} of {task}'s routing weight per MoE block: {need}"
+            f" ({unused} expert slot(s) never chosen)"
+        )
+    return lines
+
+
+def usage_heatmap(result: dict[str, Any], path: Path, title: str) -> None:
+    """One PNG: rows (MoE block, task) × expert columns, the share of routing weight."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    usage = result["usage"]
+    tasks = list(usage)
+    blocks = list(next(iter(usage.values())))
+    grid = np.array([usage[t][b]["weight_share"] for b in blocks for t in tasks])
+    labels = [f"block {b} {t} ({usage[t][b]['experts_90']})" for b in blocks for t in tasks]
+    e = grid.shape[1]
+    fig = Figure(figsize=(2.8 + 0.42 * e, 1.6 + 0.32 * len(labels)))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0)
+    ax.set_xticks(range(e))
+    ax.set_xticklabels([str(i) for i in range(e)], fontsize=7)
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_xlabel("expert")
+    for k in range(1, len(blocks)):
+        ax.axhline(k * len(tasks) - 0.5, color="white", linewidth=1.5)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="share of the task's routing weight")
+    ax.set_title(f"{title}\nrow label: MoE block, task (experts covering {COVER:.0%})", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def _load_model(cfg: ModelConfig, checkpoint: str | None) -> tuple[Any, list[str], str]:
+    """The model to evaluate: ``checkpoint``, or the config's shipped one."""
+    from edgemoe.models.shipped import shipped_checkpoint
+
+    if checkpoint is None:
+        found = shipped_checkpoint(cfg.name)
+        if found is None:
+            raise EdgeMoeError(f"no shipped checkpoint for {cfg.name}: pass --checkpoint")
+        checkpoint = str(found)
+    model, notices = build_model(cfg, 0, checkpoint)
+    return model, notices, checkpoint
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from edgemoe.models.data import HELDOUT_SEED, PROCEDURAL, ProceduralScenes, open_source
+
+    cfg = load_config(args.config)
+    names = [n.strip() for n in args.backends.split(",") if n.strip()]
+    if not names:
+        raise EdgeMoeError("--backends needs at least one backend, e.g. torch,golden")
+    backends = [get_backend(n) for n in names]
+    profiles = [load_profile(p.strip()) for p in args.profile.split(",") if p.strip()]
+    if args.images < 1:
+        raise EdgeMoeError("--images must be at least 1")
+    if args.batch < 1:
+        raise EdgeMoeError("--batch must be at least 1")
+    source = (
+        ProceduralScenes(cfg, HELDOUT_SEED)
+        if args.data == PROCEDURAL
+        else open_source(args.data, cfg)
+    )
+    model, notices, ckpt = _load_model(cfg, args.checkpoint)
+    for n in notices:
+        print(f"notice: {n}", file=sys.stderr)
+    result = evaluate(
+        cfg,
+        model,
+        source,
+        backends,
+        profiles,
+        args.images,
+        args.batch,
+        args.split,
+        progress=not args.quiet,
+    )
+    result = {
+        "config": cfg.name,
+        "checkpoint": ckpt,
+        "data": source.name,
+        "backends": names,
+        "profiles": [p.name for p in profiles],
+        **result,
+    }
+    print(
+        f"{cfg.name} / weights {Path(ckpt).name} / {result['images']} {args.split} scene(s) "
+        f"of {source.name}"
+    )
+    for line in table(result):
+        print(line)
+    if args.json:
+        write_json_atomic(Path(args.json), result)
+        print(f"wrote {args.json}")
+    if args.plot:
+        path = Path(args.plot)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            usage_heatmap(result, path, f"{cfg.name} / weights {Path(ckpt).name}")
+        except OSError as e:
+            raise EdgeMoeError(f"cannot write {path}: {e.strerror}") from None
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    """Add the ``eval`` subcommand to the ``edgemoe`` parser."""
+    e = sub.add_parser("eval", help="task accuracy of a checkpoint per backend, expert usage")
+    e.add_argument("--config", default=DEFAULT_CONFIG, help="config name or YAML path")
+    e.add_argument(
+        "--checkpoint", default=None, help="weights (default: the config's shipped checkpoint)"
+    )
+    e.add_argument("--backends", default="torch,golden,csim", help="comma-separated backends")
+    e.add_argument(
+        "--profile", default=DEFAULT_PROFILE, help="precision profile(s), comma-separated"
+    )
+    e.add_argument(
+        "--data", default="procedural", help="'procedural' or a preprocessed Cityscapes folder"
+    )
+    e.add_argument("--split", default="val", help="split to evaluate (default: val, held out)")
+    e.add_argument("--images", type=int, default=16, help="scenes to evaluate")
+    e.add_argument("--batch", type=int, default=8, help="scenes per backend call")
+    e.add_argument("--json", default=None, help="write every metric as JSON here")
+    e.add_argument("--plot", default=None, help="write the expert-usage heatmap (PNG) here")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_eval)

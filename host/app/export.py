@@ -1,0 +1,202 @@
+"""``edgemoe export``: a float model -> calibration -> its bundle file and report.
+
+Nothing is written before calibration has passed; the bundle and its two reports
+are written atomically, and if a later one fails the earlier ones are removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edgemoe.errors import EdgeMoeError
+from edgemoe.files import write_bytes_atomic
+from edgemoe.host.app.args import HelpFormatter, build_model, int_range, parse_tiling, seed_arg
+from edgemoe.host.app.inputs import load_image_folder
+from edgemoe.host.app.outputs import check_output_file
+from edgemoe.host.contracts.images import scene_images
+from edgemoe.host.contracts.profile import DEFAULT_PROFILE, config_hash, load_profile
+from edgemoe.host.contracts.tiling import DEFAULT_TILING
+from edgemoe.host.driver.backends import Workload
+from edgemoe.host.export.bundle import layout, pack, validate, write_bundle
+from edgemoe.host.export.calibrate import (
+    DEFAULT_CALIB_IMAGES,
+    WARN_BITS,
+    Calibration,
+    CalibrationError,
+    calibrate,
+)
+from edgemoe.host.export.deployment import (
+    WeightSource,
+    bundle_file,
+    checkpoint_digest,
+    host_tensors,
+)
+from edgemoe.host.export.quantize import quantize_model
+from edgemoe.models.config import DEFAULT_CONFIG, load_config
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    profile = load_profile(args.profile)
+    tiling = parse_tiling(args.tiling, args.p)
+    if not args.out.strip():
+        raise EdgeMoeError("--out '': an empty path names no file")
+    out = Path(args.out)
+    report_json = out.with_name(out.name + ".report.json")
+    report_txt = out.with_name(out.name + ".report.txt")
+    for path in (out, report_json, report_txt):
+        if path.is_dir():
+            raise EdgeMoeError(f"cannot write {path}: is a directory")
+    check_output_file(str(out), "--out")
+    digest = checkpoint_digest(args.checkpoint) if args.checkpoint else None
+
+    model, notices = build_model(cfg, args.seed, args.checkpoint)
+    for n in notices:
+        print(f"notice: {n}", file=sys.stderr)
+    state = Workload(cfg, profile, model).state
+    qm = quantize_model(state, cfg, profile)
+    report = qm.report
+    cal = _calibrate_export(args, model, cfg, profile, report)
+    kernel_image = pack(qm, tiling)
+    header = validate(kernel_image, cfg, profile, tiling)
+    source = WeightSource(args.checkpoint, digest, args.seed)
+    data = bundle_file(kernel_image, cfg, profile, tiling, source, host_tensors(state, cfg))
+    meta = {
+        "config": cfg.name,
+        "profile": profile.name,
+        "profile_id": profile.id,
+        "config_hash": f"0x{config_hash(cfg, profile):08x}",
+        "tiling": {
+            "lin_in": tiling.lin_in,
+            "lin_out": tiling.lin_out,
+            "p": tiling.p,
+            "axi_bits": tiling.axi_bits,
+        },
+        "checkpoint": args.checkpoint,
+        "checkpoint_sha256": digest,
+        "seed": args.seed,
+        "bundle": str(out),
+        "bundle_bytes": len(data),
+        "kernel_image_bytes": len(kernel_image),
+        "payload_crc32": f"0x{header.payload_crc:08x}",
+        "bundle_tensors": len(layout(cfg, profile, tiling)),
+    }
+    text = (
+        f"# {cfg.name} / {profile.name} / tiling {tiling.key} / {source.describe()}\n"
+        f"# bundle {out.name}: {len(data)} bytes, config hash {meta['config_hash']}, "
+        f"{report.saturated} saturated value(s)\n" + report.table() + "\n"
+        f"\n# calibration: {cal.images} image(s), {cal.source}; headroom in bits, per class\n"
+        + cal.table()
+        + "\n\n# per quantity\n"
+        + cal.table(per_layer=True)
+        + "\n"
+    )
+
+    report_text = (
+        json.dumps({**meta, **report.to_dict(), "calibration": cal.to_dict()}, indent=2) + "\n"
+    )
+    written: list[Path] = []
+    try:
+        # three atomic writes; if a later one fails, the earlier ones go too
+        write_bundle(out, data)
+        written.append(out)
+        write_bytes_atomic(report_json, report_text.encode())
+        written.append(report_json)
+        write_bytes_atomic(report_txt, text.encode())
+        written.append(report_txt)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+
+    print(f"{cfg.name} / {profile.name} / tiling {tiling.key} / {source.describe()}")
+    print(
+        f"wrote {out}: {len(data):,} bytes ({len(kernel_image):,} for the kernel, the rest "
+        f"the host's heads and description), {meta['bundle_tensors']} tensors, "
+        f"config hash {meta['config_hash']}, CRC32 {meta['payload_crc32']}"
+    )
+    sat = report.saturated_tensors()
+    if sat:
+        names = ", ".join(f"{t.name} ({t.saturated})" for t in sat)
+        print(f"saturated: {report.saturated} value(s) in {len(sat)} tensor(s): {names}")
+    else:
+        print("saturated: none")
+    tight = min(cal.quantities, key=lambda q: q.headroom_bits)
+    print(
+        f"calibration: {cal.images} image(s) ({cal.source}), least headroom "
+        f"{tight.headroom_bits:.2f} bits at {tight.name} ({tight.fmt})"
+    )
+    print(f"report: {report_json}, {report_txt}")
+    return 0
+
+
+def _calibrate_export(args, model, cfg, profile, report) -> Calibration:
+    """Calibrate before anything is written: refuse (or, if allowed, warn on) saturation."""
+    if args.calib_images is not None:
+        images, source = load_image_folder(args.calib_images, cfg), f"folder {args.calib_images}"
+    else:
+        images = scene_images(cfg, DEFAULT_CALIB_IMAGES, args.seed)
+        source = f"procedural scenes, seed {args.seed}"
+    cal = calibrate(model, cfg, profile, images, report, source)
+    sat = sorted(cal.saturating(), key=lambda q: q.headroom_bits)
+    if sat and not args.allow_saturation:
+        q = sat[0]
+        raise CalibrationError(
+            f"{q.name} would saturate {q.fmt} ({q.cls}): max |x| {q.max_abs:.4g}, headroom "
+            f"{q.headroom_bits:.2f} bits ({len(sat)} saturating quantit"
+            f"{'y' if len(sat) == 1 else 'ies'}; --allow-saturation to export anyway)"
+        )
+    if sat:
+        n = sum(q.saturated for q in sat)
+        names = ", ".join(f"{q.name} ({q.saturated})" for q in sat[:5])
+        print(f"warning: {len(sat)} quantities saturate ({n} value(s)): {names}", file=sys.stderr)
+    for q in cal.low(WARN_BITS):
+        print(
+            f"warning: {q.name} has {q.headroom_bits:.2f} bits of headroom in {q.fmt} "
+            f"(< {WARN_BITS:g}): max |x| {q.max_abs:.4g}",
+            file=sys.stderr,
+        )
+    return cal
+
+
+def add_parser(sub) -> None:
+    """The ``export`` subcommand."""
+    e = sub.add_parser(
+        "export",
+        help="quantize a model and write its weight bundle + report",
+        description="Quantize a float model and write its bundle: the kernel's weights plus "
+        "what the host needs to run it (config, profile, tiling, weights digest, task heads), "
+        "and a quantization report beside it.",
+        formatter_class=HelpFormatter,
+    )
+    e.add_argument("--config", default=DEFAULT_CONFIG, help="config name or YAML path")
+    e.add_argument("--profile", default=DEFAULT_PROFILE, help="precision profile name or path")
+    e.add_argument("--checkpoint", default=None, help="M3ViT checkpoint instead of random init")
+    e.add_argument("--seed", type=seed_arg, default=0, help="seed of the random init")
+    e.add_argument("--out", default="build/bundle.bin", help="bundle file to write")
+    e.add_argument(
+        "--tiling",
+        default=f"{DEFAULT_TILING.lin_in}x{DEFAULT_TILING.lin_out}",
+        help="linear-unit tile LIN_INxLIN_OUT (the default is the committed kernel build)",
+    )
+    e.add_argument(
+        "--p",
+        type=int_range(1, 255),
+        default=DEFAULT_TILING.p,
+        help="attention query rows per key sweep",
+    )
+    e.add_argument(
+        "--calib-images",
+        default=None,
+        help=f"calibrate on every image in this folder (default: {DEFAULT_CALIB_IMAGES} "
+        "procedural scenes of --seed)",
+    )
+    e.add_argument(
+        "--allow-saturation",
+        action="store_true",
+        help="export even when calibration finds a quantity that saturates (a warning)",
+    )
+    e.set_defaults(func=cmd_export)

@@ -1,0 +1,211 @@
+"""Fidelity of a fixed-point backend to the float model on trained weights (issue 14).
+
+Tokens (rel_rms, cosine), routing agreement, saturations, and the task metrics
+after the host's final norm and light head: mIoU for class tasks, abs_rel for
+scalar (depth) tasks. With ground truth, ``task_delta`` is the change of the
+metric, ``|metric(fixed, gt) - metric(float, gt)|``; without it, the float
+prediction stands in for the ground truth, which measures the disagreement
+itself (``1 - mIoU(fixed, float)``, ``abs_rel(fixed, float)``): it bounds the
+change on any labels the float model gets right, and is the stricter number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgemoe.host.app.verify import compare
+from edgemoe.host.driver.backends import RunOutput, Workload, get_backend
+from edgemoe.host.export.quantize import LOG2E
+from edgemoe.models.config import ModelConfig
+from edgemoe.models.heads import light_head_np
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """One (model, profile, task, images) comparison of a backend with float.
+
+    Attributes
+    ----------
+    rel_rms, cosine : float
+        Final backbone tokens.
+    routing_agreement : float
+        (token, MoE block) pairs with the same expert set.
+    saturations : int
+        Values saturated in the datapath plus weight values saturated at export.
+    task_delta : float
+        See the module docstring (against ground truth when given).
+    """
+
+    rel_rms: float
+    cosine: float
+    routing_agreement: float
+    routing_mismatches: int
+    saturations: int
+    task_delta: float
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    def missed(self, budgets: dict[str, float]) -> list[str]:
+        """The budgets this misses (zero saturation always applies), as readable strings."""
+        out = []
+        if self.rel_rms > budgets["rel_rms"]:
+            out.append(f"rel_rms {self.rel_rms:.3g} > {budgets['rel_rms']}")
+        if self.cosine < budgets["cosine"]:
+            out.append(f"cosine {self.cosine:.7f} < {budgets['cosine']}")
+        if self.routing_agreement < budgets["routing_agreement"]:
+            out.append(f"routing {self.routing_agreement:.4f} < {budgets['routing_agreement']}")
+        if "task_metric_delta" in budgets and self.task_delta > budgets["task_metric_delta"]:
+            out.append(f"task delta {self.task_delta:.4g} > {budgets['task_metric_delta']}")
+        if self.saturations:
+            out.append(f"{self.saturations} saturation(s)")
+        return out
+
+
+def task_output(wl: Workload, tokens: np.ndarray, task: str) -> np.ndarray:
+    """The host's final norm and light head of ``task``: (B, C, H, W) float."""
+    s = wl.state
+    return light_head_np(
+        tokens,
+        s[f"norms.{task}.weight"],
+        s[f"norms.{task}.bias"],
+        s[f"heads.{task}.weight"],
+        s[f"heads.{task}.bias"],
+        wl.cfg,
+    )
+
+
+def miou(pred: np.ndarray, gt: np.ndarray, classes: int, ignore: int = -1) -> float:
+    """Mean IoU over the classes present in ``pred`` or ``gt`` (``ignore`` pixels left out)."""
+    valid = gt != ignore
+    ious = []
+    for c in range(classes):
+        p, g = (pred == c) & valid, (gt == c) & valid
+        union = int((p | g).sum())
+        if union:
+            ious.append(int((p & g).sum()) / union)
+    return float(np.mean(ious)) if ious else 1.0
+
+
+def abs_rel(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean ``|pred - gt| / gt`` over pixels with ``gt > 0`` (0 marks invalid depth)."""
+    valid = gt > 0
+    if not valid.any():
+        return 0.0
+    return float(np.mean(np.abs(pred[valid] - gt[valid]) / gt[valid]))
+
+
+def task_delta(
+    cfg: ModelConfig, task: str, ref: np.ndarray, out: np.ndarray, gt: np.ndarray | None = None
+) -> float:
+    """Metric change of ``out`` vs ``ref`` (task outputs (B, C, H, W)); see the module doc."""
+    classes = ref.shape[1]
+    if cfg.task_spec(task).kind == "classes":
+        p_ref, p_out = ref.argmax(1), out.argmax(1)
+        if gt is None:
+            return 1.0 - miou(p_out, p_ref, classes)
+        return abs(miou(p_out, gt, classes) - miou(p_ref, gt, classes))
+    d_ref, d_out = ref[:, 0], out[:, 0]
+    if gt is None:
+        return abs_rel(d_out, d_ref)
+    return abs(abs_rel(d_out, gt) - abs_rel(d_ref, gt))
+
+
+def measure(
+    wl: Workload,
+    images: np.ndarray,
+    task: str,
+    backend: str = "golden",
+    gt: np.ndarray | None = None,
+    ref: RunOutput | None = None,
+) -> tuple[Fidelity, RunOutput, RunOutput]:
+    """Run torch and ``backend`` on ``images`` and compare (returns both runs too)."""
+    # routes come with the recorded boundaries
+    if ref is None:
+        ref = get_backend("torch").run(wl, images, task, record=True)
+    out = get_backend(backend).run(wl, images, task, record=True)
+    m = compare(ref, out)
+    delta = task_delta(
+        wl.cfg, task, task_output(wl, ref.tokens, task), task_output(wl, out.tokens, task), gt
+    )
+    sat = sum(out.saturations.values()) + wl.quantized.report.saturated
+    return (
+        Fidelity(m.rel_rms, m.cosine, m.routing_agreement, m.routing_mismatches, sat, delta),
+        ref,
+        out,
+    )
+
+
+def routing_margins(wl: Workload, images: np.ndarray) -> dict:
+    """Top-k margins against the gate's fixed-point error, over every task and MoE block.
+
+    For each (image, token, MoE block, task) decision the margin is the gap between
+    the k-th and (k+1)-th float gate logit in base-2 units (what the hardware
+    compares). The gate error, golden minus float, splits into **upstream** (golden's
+    LN2 output through float gate weights, minus float) and the gate path's **own**
+    (golden minus that: gate-weight and logit rounding). A decision is *within the
+    error* when its margin is below the total error of the two logits it compares
+    plus one logit LSB (equal raw logits tie, the lower index wins).
+
+    Returns
+    -------
+    dict
+        ``decisions``, margin and error percentiles, ``within_error``, ``flips``,
+        ``flip_margins``, ``flips_outside_error`` (0 when every flip is a near-tie);
+        keys starting with ``_`` hold the raw arrays.
+    """
+    cfg, k = wl.cfg, wl.cfg.top_k
+    lsb = wl.profile.attn_score.lsb  # one logit LSB: equal raw logits tie (lower index wins)
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("margin", "total", "own", "up", "near", "flip", "flip_margin", "flip_near")
+    }
+    for task in cfg.task_names:
+        ref = get_backend("torch").run(wl, images, task, record=True)
+        out = get_backend("golden").run(wl, images, task, record=True)
+        for b in cfg.moe_blocks:
+            lf = ref.stages[f"block{b}.gate"] * LOG2E  # base-2 float logits
+            lg = out.stages[f"block{b}.gate"] * LOG2E
+            w = wl.state[f"blocks.{b}.mlp.gate.{task}.w_gate"].astype(np.float64)
+            lg_float_gate = out.stages[f"block{b}.ln2"] @ w * LOG2E
+            srt = np.sort(lf, axis=-1)[..., ::-1]
+            m = srt[..., k - 1] - srt[..., k]
+            err = np.abs(lg - lf)
+            # the two logits that decide: the k-th and (k+1)-th of float
+            order = np.argsort(-lf, axis=-1, kind="stable")
+            pair = np.take_along_axis(err, order[..., k - 1 : k + 1], axis=-1).sum(-1)
+            flip = (ref.stages[f"block{b}.route"] != out.stages[f"block{b}.route"]).any(-1)
+            near = m < pair + lsb
+            for key, v in (
+                ("margin", m),
+                ("total", err),
+                ("own", np.abs(lg - lg_float_gate)),
+                ("up", np.abs(lg_float_gate - lf)),
+                ("near", near),
+                ("flip", flip),
+                ("flip_margin", m[flip]),
+                ("flip_near", near[flip]),
+            ):
+                parts[key].append(np.ravel(v))
+    a = {k: np.concatenate(v) for k, v in parts.items()}
+    margins, total_err, own_err, up_err = a["margin"], a["total"], a["own"], a["up"]
+    pct = (50, 90, 99, 99.9)
+    return {
+        "decisions": int(margins.size),
+        "margin_percentiles": {str(p): float(np.percentile(margins, p)) for p in (0.1, 1, 5, 50)},
+        "margin_min": float(margins.min()),
+        "gate_error_total": {str(p): float(np.percentile(total_err, p)) for p in pct},
+        "gate_error_own": {str(p): float(np.percentile(own_err, p)) for p in pct},
+        "gate_error_upstream": {str(p): float(np.percentile(up_err, p)) for p in pct},
+        "gate_error_total_max": float(total_err.max()),
+        "gate_error_own_max": float(own_err.max()),
+        "within_error": int(a["near"].sum()),
+        "within_own_error": int((margins < 2 * own_err.max()).sum()),
+        "flips": int(a["flip"].sum()),
+        "flip_margins": sorted(float(x) for x in a["flip_margin"]),
+        "flips_outside_error": int((~a["flip_near"]).sum()),
+        "_margins": margins,
+        "_total_err": total_err,
+        "_own_err": own_err,
+    }

@@ -1,0 +1,325 @@
+"""Compare backends on one seeded workload: per-layer errors and final-output metrics."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgemoe.errors import EdgeMoeError
+from edgemoe.files import write_file_atomic, write_json_atomic
+from edgemoe.host.app.args import (
+    MAX_VERIFY_IMAGES,
+    HelpFormatter,
+    build_model,
+    int_range,
+    seed_arg,
+    task_arg,
+)
+from edgemoe.host.app.inputs import load_image_folder
+from edgemoe.host.app.outputs import check_output_file
+from edgemoe.host.contracts.images import random_images, scene_images
+from edgemoe.host.contracts.profile import DEFAULT_PROFILE, load_profile
+from edgemoe.host.driver.backends import RunOutput, Workload, get_backend
+from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
+from edgemoe.models.heads import light_head_np
+
+
+@dataclass(frozen=True)
+class PairMetrics:
+    """Agreement of backend ``b`` with reference ``a`` on the final backbone output."""
+
+    max_abs: float
+    rel_rms: float
+    cosine: float
+    routing_agreement: float
+    routing_decisions: int
+    routing_mismatches: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def rel_rms(ref: np.ndarray, x: np.ndarray) -> float:
+    """``||x - ref||_2 / ||ref||_2``."""
+    den = float(np.linalg.norm(ref))
+    return float(np.linalg.norm(x - ref)) / den if den else float(np.linalg.norm(x))
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0 or nb == 0:
+        return 1.0 if na == nb else 0.0
+    return float(np.vdot(a.ravel(), b.ravel())) / (na * nb)
+
+
+def routing(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, int, int]:
+    """Fraction of (token, MoE block) whose chosen expert sets are identical."""
+    if not a:
+        return 1.0, 0, 0
+    same = sum(int((x == y).all(-1).sum()) for x, y in zip(a, b, strict=True))
+    total = sum(int(np.prod(x.shape[:-1])) for x in a)
+    return same / total, total, total - same
+
+
+def compare(ref: RunOutput, out: RunOutput) -> PairMetrics:
+    agree, n, miss = routing(ref.routes, out.routes)
+    return PairMetrics(
+        max_abs=float(np.abs(out.tokens - ref.tokens).max()),
+        rel_rms=rel_rms(ref.tokens, out.tokens),
+        cosine=cosine(ref.tokens, out.tokens),
+        routing_agreement=agree,
+        routing_decisions=n,
+        routing_mismatches=miss,
+    )
+
+
+def layer_table(outputs: dict[str, RunOutput]) -> list[dict]:
+    """rel_rms (routes: agreement) at every recorded boundary, for every pair of backends.
+
+    Columns are named ``"a-b"`` for each pair of :func:`pairs`, in the order the
+    backends were given; ``a`` is the reference of its pair.
+    """
+    names = list(outputs)
+    rows = []
+    for stage in outputs[names[0]].stages:
+        row: dict = {"stage": stage}
+        for a, b in pairs(names):
+            r, o = outputs[a].stages.get(stage), outputs[b].stages.get(stage)
+            if r is None or o is None:
+                continue
+            if r.dtype == bool:
+                row[f"{a}-{b}"] = float((o == r).all(-1).mean())
+            else:
+                row[f"{a}-{b}"] = rel_rms(r, o)
+        rows.append(row)
+    return rows
+
+
+def pairs(names: list[str]) -> list[tuple[str, str]]:
+    return list(itertools.combinations(names, 2))
+
+
+def within_budget(m: PairMetrics, budgets: dict[str, float]) -> list[str]:
+    """The budgets ``m`` misses, as readable strings (empty when all are met)."""
+    missed = []
+    if m.rel_rms > budgets["rel_rms"]:
+        missed.append(f"rel_rms {m.rel_rms:.3g} > {budgets['rel_rms']}")
+    if m.cosine < budgets["cosine"]:
+        missed.append(f"cosine {m.cosine:.7f} < {budgets['cosine']}")
+    if m.routing_agreement < budgets["routing_agreement"]:
+        missed.append(
+            f"routing_agreement {m.routing_agreement:.4f} < {budgets['routing_agreement']}"
+        )
+    return missed
+
+
+def first_difference(a: RunOutput, b: RunOutput) -> str | None:
+    """First layer boundary (in execution order) where two runs differ, else None.
+
+    Both runs must have recorded their stages; the final output counts as the
+    last boundary (``output``).
+    """
+    for stage, x in a.stages.items():
+        y = b.stages.get(stage)
+        if y is not None and not np.array_equal(x, y):
+            return stage
+    return None if np.array_equal(a.tokens, b.tokens) else "output"
+
+
+def with_top_k(cfg: ModelConfig, top_k: int | None) -> ModelConfig:
+    """``cfg`` with ``--top-k`` applied: checkpoints do not store ``top_k``, runs choose it."""
+    if top_k is None:
+        return cfg
+    if not 1 <= top_k <= cfg.num_experts:
+        raise EdgeMoeError(f"--top-k must be in 1..{cfg.num_experts} (num_experts of {cfg.name})")
+    return cfg.replace(top_k=top_k)
+
+
+def host_task_output(tokens: np.ndarray, state: dict, task: str, cfg: ModelConfig) -> np.ndarray:
+    """What the host computes after the accelerator: the task's own final norm, its head."""
+    return light_head_np(
+        tokens,
+        state[f"norms.{task}.weight"],
+        state[f"norms.{task}.bias"],
+        state[f"heads.{task}.weight"],
+        state[f"heads.{task}.bias"],
+        cfg,
+    )
+
+
+def task_output_check(
+    wl: Workload, images: np.ndarray, task: str, outputs: dict[str, RunOutput]
+) -> dict:
+    """Each backend's tokens through the host's head against the float model's ``forward``.
+
+    Returns
+    -------
+    dict
+        ``norm`` and ``head`` (the parameters the host applied) and
+        ``max_abs_vs_forward`` per backend: max |host(tokens) - model(images, task)|.
+    """
+    import torch
+
+    from edgemoe.models.m3vit import normalize
+
+    with torch.no_grad():
+        ref = wl.model(normalize(images, wl.cfg), task).double().numpy()
+    err = {
+        n: float(np.abs(host_task_output(o.tokens, wl.state, task, wl.cfg) - ref).max())
+        for n, o in outputs.items()
+    }
+    return {"norm": f"norms.{task}", "head": f"heads.{task}", "max_abs_vs_forward": err}
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    cfg = with_top_k(load_config(args.config), args.top_k)
+    profile = load_profile(args.profile)
+    task = cfg.task_names[cfg.task_id(task_arg(args.task, cfg))]
+    names = [n.strip() for n in args.backends.split(",") if n.strip()]
+    if len(names) < 2:
+        raise EdgeMoeError("--backends needs at least two backends, e.g. torch,golden")
+    backends = [get_backend(n) for n in names]
+    check_output_file(args.json, "--json")
+    check_output_file(args.plot, "--plot", ".png")
+    model, notices = build_model(cfg, args.seed, args.checkpoint)
+    for n in notices:
+        print(f"notice: {n}", file=sys.stderr)
+    wl = Workload(cfg, profile, model)
+    images, kind = verify_images(cfg, args)
+    outputs = {b.name: b.run(wl, images, task, record=True) for b in backends}
+
+    table = layer_table(outputs)
+    cols = [k for k in table[0] if k != "stage"] if table else []
+    print(
+        f"{cfg.name} / {profile.name} / task {task} / top_k {cfg.top_k} / seed {args.seed} / "
+        f"{len(images)} image(s): {kind}"
+    )
+    width = max([18, *(len(c) + 2 for c in cols)])
+    print(
+        f"{'boundary':<16}"
+        + "".join(f"{c:>{width}}" for c in cols)
+        + "   (rel_rms; route: agreement)"
+    )
+    for row in table:
+        print(
+            f"{row['stage']:<16}" + "".join(f"{row.get(c, float('nan')):>{width}.3e}" for c in cols)
+        )
+
+    result = {
+        "config": cfg.name,
+        "profile": profile.name,
+        "task": task,
+        "top_k": cfg.top_k,
+        "seed": args.seed,
+        "images": len(images),
+        "image_kind": kind,
+        "checkpoint": args.checkpoint,
+        "weight_saturations": wl.quantized.report.saturated if profile else 0,
+        "seconds": {n: o.seconds for n, o in outputs.items()},
+        "pairs": {},
+        "layers": table,
+    }
+    failed = False
+    print()
+    for a, b in pairs(names):
+        m = compare(outputs[a], outputs[b])
+        entry = m.to_dict()
+        entry["saturations"] = {
+            a: sum(outputs[a].saturations.values()),
+            b: sum(outputs[b].saturations.values()),
+        }
+        # float vs fixed point has a budget; two fixed-point backends must be identical
+        fixed = [n for n in (a, b) if n != "torch"]
+        if len(fixed) == 2:
+            entry["bit_exact"] = bool(np.array_equal(outputs[a].tokens, outputs[b].tokens))
+            entry["first_difference"] = first_difference(outputs[a], outputs[b])
+            missed = (
+                []
+                if entry["bit_exact"]
+                else [f"not bit-exact (first difference at {entry['first_difference']})"]
+            )
+        else:
+            missed = within_budget(m, profile.budgets_for(args.checkpoint is not None))
+        entry["within_budget"] = not missed
+        failed |= bool(missed)
+        result["pairs"][f"{a}-{b}"] = entry
+        verdict = "PASS" if not missed else "FAIL: " + "; ".join(missed)
+        print(
+            f"{a} vs {b}: max_abs={m.max_abs:.3e} rel_rms={m.rel_rms:.3e} cosine={m.cosine:.7f} "
+            f"routing={m.routing_agreement:.4f} ({m.routing_mismatches}/{m.routing_decisions} "
+            f"differ) saturations={entry['saturations']}  {verdict}"
+        )
+    head = task_output_check(wl, images, task, outputs)
+    result["task_output"] = head
+    print(
+        f"task output on the host ({head['norm']}, {head['head']}) vs torch forward: "
+        + ", ".join(f"{n} max_abs={e:.3e}" for n, e in head["max_abs_vs_forward"].items())
+    )
+    if args.json:
+        write_json_atomic(Path(args.json), result)
+        print(f"wrote {args.json}")
+    if args.plot:
+        write_plot(Path(args.plot), table, f"{cfg.name} / {profile.name} / task {task}")
+        print(f"wrote {args.plot}")
+    return 1 if failed else 0
+
+
+def verify_images(cfg, args: argparse.Namespace) -> tuple[np.ndarray, str]:
+    """The images verify runs: a folder, seeded noise on request, else procedural scenes."""
+    if args.images_from is not None:
+        return load_image_folder(args.images_from, cfg), f"folder {args.images_from}"
+    if args.noise_images:
+        return random_images(cfg, args.images, args.seed), "seeded noise"
+    return scene_images(cfg, args.images, args.seed), "procedural scenes"
+
+
+def write_plot(path: Path, table: list[dict], title: str) -> None:
+    """The per-layer error plot, written atomically."""
+    from edgemoe.host.app.plots import layer_error_plot
+
+    write_file_atomic(Path(path), lambda tmp: layer_error_plot(table, tmp, title))
+
+
+def add_parser(sub) -> None:
+    """The ``verify`` subcommand."""
+    v = sub.add_parser(
+        "verify",
+        help="compare backends on a seeded model and images",
+        description="Compare every pair of backends on a seeded model and seeded images: "
+        "the error at every layer boundary and on the final output, against the profile's "
+        "budgets (exit 1 when one is missed).",
+        formatter_class=HelpFormatter,
+    )
+    v.add_argument("--config", default=DEFAULT_CONFIG, help="config name or YAML path")
+    v.add_argument("--profile", default=DEFAULT_PROFILE, help="precision profile name or path")
+    v.add_argument("--task", default=None, help="task name or id (default: the first task)")
+    v.add_argument("--seed", type=seed_arg, default=0, help="seed of the random model and images")
+    v.add_argument(
+        "--images",
+        type=int_range(1, MAX_VERIFY_IMAGES),
+        default=1,
+        help=f"number of seeded images, 1..{MAX_VERIFY_IMAGES} (every boundary is kept)",
+    )
+    v.add_argument(
+        "--images-from", default=None, help="run every image in this folder instead (resized)"
+    )
+    v.add_argument(
+        "--noise-images",
+        action="store_true",
+        help="seeded noise images instead of procedural scenes (understates trained error)",
+    )
+    v.add_argument("--backends", default="torch,golden", help="comma-separated backend names")
+    v.add_argument("--checkpoint", default=None, help="M3ViT checkpoint instead of random init")
+    v.add_argument(
+        "--top-k", type=int, default=None, help="experts per token (default: the config's)"
+    )
+    v.add_argument("--json", default=None, help="write the metrics as JSON here")
+    v.add_argument(
+        "--plot", default=None, help="write the per-layer error plot here (PNG, every pair)"
+    )
+    v.set_defaults(func=cmd_verify)

@@ -1,0 +1,417 @@
+"""The ``Accelerator`` driver: one kernel, its buffers, its registers (DESIGN.md §4.5-4.6, §7).
+
+The driver reads like the steps it performs (FINN's ``driver_base.py``):
+pack the images -> copy them into the device buffer and flush -> program the
+argument registers -> start -> poll ``ap_done``/``ap_idle`` with a timeout ->
+read the status -> invalidate -> unpack. Buffers are allocated once, when the
+driver is made, and reused by every call. Register offsets come from
+:func:`edgemoe.host.contracts.regmap.kernel_register_map` only.
+
+The driver never constructs its board: it receives an object offering the
+:class:`Board` calls. Two exist: the real one (``edgemoe.host.driver.pynq_board``:
+``pynq.Overlay``, ``pynq.allocate``, a ``DefaultIP``) and the virtual board
+(``edgemoe.sim.virtual_board``: a simulated DDR and the C-sim).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from edgemoe.errors import EdgeMoeError
+from edgemoe.host.contracts.images import to_patches
+from edgemoe.host.contracts.profile import Profile
+from edgemoe.host.contracts.regmap import (
+    AP_DONE,
+    AP_IDLE,
+    AP_START,
+    CTRL,
+    RegisterMap,
+    kernel_register_map,
+)
+from edgemoe.host.contracts.routing import topk_mask
+from edgemoe.host.contracts.scratch import scratch_bytes
+from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
+from edgemoe.host.export.bundle import bundle_bytes, pack, validate
+from edgemoe.host.export.hls_params import (
+    MAX_IMAGES,
+    STATUS,
+    debug_boundaries,
+    debug_stage_name,
+    debug_stop_code,
+    output_layout,
+)
+from edgemoe.host.export.quantize import stage_to_float
+from edgemoe.models.config import ModelConfig
+
+#: What a non-zero status code most likely means, for the one-line error.
+STATUS_HINTS = {
+    "BAD_MAGIC": "the bundle buffer does not hold an edgemoe bundle",
+    "BAD_VERSION": "the bundle format version differs from the kernel's",
+    "BAD_CONFIG_HASH": "the bundle was built for another config or profile than the bitstream",
+    "BAD_TASK": "task id out of range for this model",
+    "BAD_IMAGE_COUNT": "num_images is 0 or above the kernel's maximum",
+    "BAD_TILING": "the bundle was packed for another tile size than the bitstream",
+    "BAD_DEBUG_STOP": "no such debug stage",
+}
+STATUS_NAMES = {v: k for k, v in STATUS.items()}
+
+
+class AcceleratorError(EdgeMoeError):
+    """The kernel refused a call (status code) or the bus reported an error."""
+
+
+class KernelTimeout(AcceleratorError, TimeoutError):
+    """The kernel did not finish within the timeout."""
+
+
+class Buffer(Protocol):
+    """A physically contiguous buffer the kernel reaches through an m_axi port."""
+
+    @property
+    def array(self) -> np.ndarray:
+        """The buffer's bytes as a 1-D uint8 numpy view (host side)."""
+        ...
+
+    @property
+    def device_address(self) -> int:
+        """Address the kernel uses (what goes into the pointer register)."""
+        ...
+
+    def flush(self) -> None:
+        """Write the host's cached copy back to DDR (before the kernel reads)."""
+        ...
+
+    def invalidate(self) -> None:
+        """Drop the host's cached copy (after the kernel wrote)."""
+        ...
+
+
+class RegisterIO(Protocol):
+    """The kernel's s_axilite port."""
+
+    def read(self, offset: int) -> int: ...
+
+    def write(self, offset: int, value: int) -> None: ...
+
+
+class Board(Protocol):
+    """What the driver needs of a board (real or virtual)."""
+
+    ip: RegisterIO
+
+    def allocate(self, nbytes: int) -> Buffer:
+        """A new device buffer of ``nbytes`` bytes."""
+        ...
+
+    def bus_errors(self) -> list[str]:
+        """AXI errors seen since the last call (and clears them); empty when none."""
+        ...
+
+
+@dataclass
+class KernelResult:
+    """One call of :meth:`Accelerator.run`.
+
+    Attributes
+    ----------
+    raw : ndarray int32 (B, tokens, width)
+        What the kernel stored: raw ``act`` words of the backbone output, or of
+        the debug stage.
+    status : int
+        The kernel's return code (0 here: other codes raise).
+    stage : str
+        ``"tokens"`` for a whole run, else the debug stage name.
+    times : dict[str, float]
+        Seconds per step, summed over chunks: ``pack``, ``flush``, ``kernel``,
+        ``invalidate``, ``unpack``.
+    """
+
+    raw: np.ndarray
+    status: int
+    stage: str
+    times: dict[str, float] = field(default_factory=dict)
+
+
+class Accelerator:
+    """Drive the ``edgemoe_top`` kernel on a board.
+
+    Parameters
+    ----------
+    board : Board
+        A real or virtual board; the driver only calls its :class:`Board` methods.
+    cfg, profile, tiling
+        The build the bitstream (or C-sim) was made for: they size the buffers.
+    max_images : int
+        Images per kernel call; longer batches run in chunks of this size.
+    poll_interval_s : float
+        Longest sleep between two reads of the control register.
+    """
+
+    def __init__(
+        self,
+        board: Board,
+        cfg: ModelConfig,
+        profile: Profile,
+        tiling: Tiling = DEFAULT_TILING,
+        max_images: int = 4,
+        poll_interval_s: float = 1e-3,
+    ):
+        if not 1 <= max_images <= MAX_IMAGES:
+            raise AcceleratorError(f"max_images must be 1..{MAX_IMAGES}, got {max_images}")
+        self.board, self.cfg, self.profile, self.tiling = board, cfg, profile, tiling
+        self.max_images = max_images
+        self.poll_interval_s = poll_interval_s
+        self.regs: RegisterMap = kernel_register_map()
+        self._image_bytes = cfg.num_patches * cfg.patch_dim
+        # the largest output row: a debug stop of the widest stage
+        self._out_words = max(output_layout(cfg, 0)[0], output_layout(cfg, 1)[0])
+        self.bundle_buf = board.allocate(bundle_bytes(cfg, profile, tiling))
+        self.images_buf = board.allocate(max_images * self._image_bytes)
+        self.output_buf = board.allocate(max_images * self._out_words * 4)
+        # expert-major batches park each image of a group here (edgemoe.host.contracts.scratch)
+        self.scratch_buf = board.allocate(scratch_bytes(cfg, tiling, max_images))
+        self.bundle_sha256: str | None = None
+
+    # -- the weight bundle ---------------------------------------------------
+    def load_bundle(self, data: bytes | bytearray | memoryview, host_check: bool = True) -> None:
+        """Copy a weight bundle into its device buffer (once per model).
+
+        Parameters
+        ----------
+        data : bytes-like
+            The bundle (``edgemoe export``).
+        host_check : bool
+            Validate it first (:func:`edgemoe.host.export.bundle.validate`); with False
+            the kernel's own header check is what catches a wrong bundle.
+
+        Raises
+        ------
+        BundleError
+            ``host_check`` and the bundle is corrupt or for another build.
+        AcceleratorError
+            The bundle is larger than its buffer.
+        """
+        if host_check:
+            validate(data, self.cfg, self.profile, self.tiling)
+        buf = self.bundle_buf.array
+        n = len(data)
+        if n > buf.size:
+            raise AcceleratorError(
+                f"bundle is {n} bytes, the bundle buffer of {self.cfg.name} / "
+                f"{self.profile.name} holds {buf.size}"
+            )
+        buf[:n] = np.frombuffer(bytes(data), dtype=np.uint8)
+        buf[n:] = 0
+        self.bundle_buf.flush()
+        self.bundle_sha256 = hashlib.sha256(data).hexdigest()
+
+    # -- one inference -------------------------------------------------------
+    def run(
+        self,
+        images: np.ndarray,
+        task: str | int,
+        debug_stop: int = 0,
+        timeout_s: float = 60.0,
+    ) -> KernelResult:
+        """Run the backbone on uint8 images of one task.
+
+        Parameters
+        ----------
+        images : uint8 (B, H, W, 3)
+            At the config's resolution.
+        task : str or int
+            Task name, or a raw task id (passed to the kernel unchecked).
+        debug_stop : int
+            0, or :func:`edgemoe.host.export.hls_params.debug_stop_code` of a stage.
+        timeout_s : float
+            Longest wait for one kernel call.
+
+        Raises
+        ------
+        KernelTimeout
+            ``ap_done`` not seen within ``timeout_s``.
+        AcceleratorError
+            Non-zero status code, or an AXI error reported by the board.
+        """
+        if self.bundle_sha256 is None:
+            raise AcceleratorError("no weight bundle loaded (call load_bundle first)")
+        task_id = task if isinstance(task, int) else self.cfg.task_id(task)
+        try:
+            stride, width = output_layout(self.cfg, debug_stop)
+            stage = "tokens" if debug_stop == 0 else debug_stage_name(self.cfg, debug_stop)
+        except ValueError:  # the kernel refuses it with BAD_DEBUG_STOP
+            stride, width = output_layout(self.cfg, 0)
+            stage = f"debug_stop {debug_stop}"
+        times = dict.fromkeys(("pack", "flush", "kernel", "invalidate", "unpack"), 0.0)
+        parts = []
+        status = 0
+        for start in range(0, len(images), self.max_images):
+            chunk = images[start : start + self.max_images]
+            t = time.perf_counter()
+            patches = to_patches(chunk, self.cfg)
+            times["pack"] += _lap(t)
+
+            t = time.perf_counter()
+            self._copy_images(patches)
+            times["flush"] += _lap(t)
+
+            t = time.perf_counter()
+            self._program(task_id, len(chunk), debug_stop)
+            self._start()
+            self._wait(timeout_s)
+            status = self.regs_read("ap_return")
+            times["kernel"] += _lap(t)
+            self._check(status)
+
+            t = time.perf_counter()
+            self.output_buf.invalidate()
+            times["invalidate"] += _lap(t)
+
+            t = time.perf_counter()
+            parts.append(self._unpack(len(chunk), stride, width))
+            times["unpack"] += _lap(t)
+        raw = (
+            np.concatenate(parts) if parts else np.zeros((0, self.cfg.num_tokens, width), np.int32)
+        )
+        return KernelResult(raw, status, stage, times)
+
+    def to_float(self, raw: np.ndarray) -> np.ndarray:
+        """Backbone tokens as float64 (the profile's ``act`` format)."""
+        return self.profile.act.to_float(raw.astype(np.int64))
+
+    # -- steps ---------------------------------------------------------------
+    def _copy_images(self, patches: np.ndarray) -> None:
+        flat = patches.reshape(-1)
+        self.images_buf.array[: flat.size] = flat
+        self.images_buf.flush()
+
+    def regs_write(self, name: str, value: int) -> None:
+        """Write an argument register (both words of a 64-bit one)."""
+        reg = self.regs[name]
+        for i, (_, off) in enumerate(reg.parts):
+            self.board.ip.write(off, (value >> (32 * i)) & 0xFFFFFFFF)
+
+    def regs_read(self, name: str) -> int:
+        """Read a register (``ap_return`` or an argument)."""
+        reg = self.regs[name]
+        return sum(self.board.ip.read(off) << (32 * i) for i, (_, off) in enumerate(reg.parts))
+
+    def _program(self, task_id: int, num_images: int, debug_stop: int) -> None:
+        self.regs_write("bundle", self.bundle_buf.device_address)
+        self.regs_write("images", self.images_buf.device_address)
+        self.regs_write("output", self.output_buf.device_address)
+        self.regs_write("scratch", self.scratch_buf.device_address)
+        self.regs_write("task", task_id)
+        self.regs_write("num_images", num_images)
+        self.regs_write("debug_stop", debug_stop)
+
+    def _start(self) -> None:
+        ctrl = self.board.ip.read(CTRL)
+        if not ctrl & AP_IDLE:
+            raise AcceleratorError(f"kernel is busy (control register 0x{ctrl:02x})")
+        self.board.ip.write(CTRL, AP_START)
+
+    def _wait(self, timeout_s: float) -> None:
+        """Poll the control register until the kernel is done.
+
+        ``ap_done`` clears when read, so a finished call is also recognised by
+        ``ap_idle`` set with ``ap_start`` cleared (someone else read the done).
+        """
+        deadline = time.perf_counter() + timeout_s
+        sleep = 1e-5
+        while True:
+            ctrl = self.board.ip.read(CTRL)
+            if ctrl & AP_DONE or (ctrl & AP_IDLE and not ctrl & AP_START):
+                return
+            if time.perf_counter() > deadline:
+                raise KernelTimeout(
+                    f"kernel did not finish within {timeout_s:g} s "
+                    f"(control register 0x{ctrl:02x}: ap_done never set)"
+                )
+            time.sleep(sleep)
+            sleep = min(2 * sleep, self.poll_interval_s)
+
+    def _check(self, status: int) -> None:
+        errors = self.board.bus_errors()
+        if errors:
+            raise AcceleratorError(f"AXI bus error: {errors[0]}")
+        if status != 0:
+            name = STATUS_NAMES.get(status, "UNKNOWN")
+            hint = STATUS_HINTS.get(name, "unknown status code")
+            raise AcceleratorError(f"kernel returned status {status} ({name}): {hint}")
+
+    def _unpack(self, n: int, stride: int, width: int) -> np.ndarray:
+        # image i starts at i * stride words (DESIGN.md §4.5; a debug stop uses the widest row)
+        words = self.output_buf.array[: n * stride * 4].view("<i4").reshape(n, stride)
+        tok = self.cfg.num_tokens
+        return words[:, : tok * width].reshape(n, tok, width).copy()
+
+
+def _lap(t0: float) -> float:
+    return time.perf_counter() - t0
+
+
+class DriverBackend:
+    """An ``edgemoe.backends`` backend that runs the kernel through :class:`Accelerator`.
+
+    Subclasses say how to get a board (:meth:`make_board`); the bundle is packed
+    from the workload's quantized model. ``record=True`` runs the kernel once per
+    layer boundary with ``debug_stop`` and derives the routes from the gate logits.
+    """
+
+    name = "driver"
+    max_images = 4
+    timeout_s = 600.0
+
+    def __init__(self) -> None:
+        self._cached: tuple[object, Accelerator] | None = None
+
+    def make_board(self, cfg: ModelConfig, profile: Profile, tiling: Tiling) -> Board:
+        raise NotImplementedError
+
+    def make_accelerator(
+        self,
+        cfg: ModelConfig,
+        profile: Profile,
+        tiling: Tiling = DEFAULT_TILING,
+        max_images: int | None = None,
+    ) -> Accelerator:
+        """A driver on a new board of this backend (the bundle still to load)."""
+        board = self.make_board(cfg, profile, tiling)
+        return Accelerator(board, cfg, profile, tiling, max_images or self.max_images)
+
+    def _accelerator(self, wl) -> Accelerator:
+        if self._cached is None or self._cached[0] is not wl:
+            acc = self.make_accelerator(wl.cfg, wl.profile)
+            acc.load_bundle(
+                wl.bundle if acc.tiling == DEFAULT_TILING else pack(wl.quantized, acc.tiling)
+            )
+            self._cached = (wl, acc)
+        return self._cached[1]
+
+    def run(self, wl, images: np.ndarray, task: str, record: bool = False):
+        """Run ``images`` (B, H, W, 3) uint8 for ``task`` (the ``Backend`` protocol)."""
+        from edgemoe.host.driver.backends import RunOutput
+
+        acc = self._accelerator(wl)
+        cfg = wl.cfg
+        t0 = time.perf_counter()
+        res = acc.run(images, task, timeout_s=self.timeout_s)
+        dt = time.perf_counter() - t0
+        tokens = acc.to_float(res.raw)
+        stages: dict[str, np.ndarray] = {}
+        routes: list[np.ndarray] = []
+        if record:
+            for name in debug_boundaries(cfg):
+                raw = acc.run(images, task, debug_stop_code(cfg, name), self.timeout_s).raw
+                stages[name] = stage_to_float(cfg, wl.profile, name, raw, wl.quantized.k_bias)
+                if name.endswith(".gate"):
+                    mask = topk_mask(raw, cfg.top_k)
+                    stages[name.replace(".gate", ".route")] = mask
+                    routes.append(mask)
+        return RunOutput(tokens, stages, routes, {}, dt)

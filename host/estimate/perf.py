@@ -1,0 +1,835 @@
+"""Performance and resource model of the kernel (DESIGN.md §6). ESTIMATES, not synthesis.
+
+Cycles come from the loop trip counts and initiation intervals of the C++ as
+written (``hls/``), for one call of ``batch`` images (one: image-major; more:
+expert-major, edgemoe.host.contracts.scratch); DDR bytes per stage from the same bundle
+layout the kernel reads (their sum equals the C-sim's counters: tested); the
+time of a stage is the larger of its compute time and its DDR time when the
+stage streams its weights while computing (prefetch), their sum when it does
+not. Resources count what the C++ declares (hls/README.md "Resources"): DSP48E2 from
+each multiplier's operand widths as the code casts them (``multipliers``); BRAM36/URAM
+from the on-chip buffers, the m_axi adapters' FIFOs and the weight-stream FIFO;
+flip-flops for the register-held arrays (the tile buffers, the attention state) and
+the pipelines; LUTs for the adder trees, the muxes (tile-buffer and slot selects) and
+the rest at coarse rates.
+
+The published Edge-MoE design (``edge-moe-published``) is modelled with the
+same machinery and its documented structure: 16x16 linear unit, P = 4,
+two-pass attention with the score matrix in DDR, 32x16-bit MACs at 2 DSPs
+each, weights re-tiled on chip and not prefetched, activations in DDR.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from edgemoe.host.contracts.profile import Profile
+from edgemoe.host.contracts.scratch import MAX_BATCH, batched, row_bytes
+from edgemoe.host.contracts.tiling import Tiling, tiles
+from edgemoe.host.estimate.traffic import HEADER_READ, group_traffic, image_traffic
+from edgemoe.host.export.hls_params import ATTN_INTERLEAVE, LIN_AHEAD, LIN_MIN_PASS, ln_lanes
+from edgemoe.models.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class Board:
+    """What a board offers the kernel."""
+
+    name: str
+    part: str
+    dsp: int
+    bram36: int
+    uram: int
+    lut: int
+    ddr_gbps: float  # PS DDR peak, GB/s
+    hp_port_bits: int = 128  # PL side of one HP port
+
+    def ddr_bytes_per_cycle(self, clock_mhz: float) -> float:
+        return self.ddr_gbps * 1e9 / (clock_mhz * 1e6)
+
+
+BOARDS = {
+    # PS DDR4 64-bit at 2133 MT/s on both boards (DESIGN.md §6)
+    "zcu104": Board("zcu104", "xczu7ev-ffvc1156-2-e", 1728, 312, 96, 230_400, 17.06),
+    "zcu102": Board("zcu102", "xczu9eg-ffvb1156-2-e", 2520, 912, 0, 274_080, 17.06),
+}
+
+
+@dataclass(frozen=True)
+class Design:
+    """The knobs of one accelerator build.
+
+    Attributes
+    ----------
+    name : str
+    tiling : Tiling
+        LIN_IN x LIN_OUT, P, AXI word width.
+    dsp_per_mac : int
+        DSP48E2 per linear-unit MAC (1 when a 27x18 multiply holds it).
+    weight_ports : int
+        m_axi ports (HP ports) the weights stream through.
+    prefetch : bool
+        Next weight tile loads while the current one computes.
+    two_pass_attention : bool
+        Scores written to DDR and read back, exp evaluated twice (Edge-MoE).
+    activations_in_ddr : bool
+        Stage inputs/outputs cross DDR (Edge-MoE) instead of staying on chip.
+    two_slots : bool
+        Two images in flight: one's attention runs beside the other's linear-lane work
+        (the kernel's run_segment); Edge-MoE runs one stage at a time.
+    expert_major : bool
+        Has the expert-major batched mode (its queues and chunk rows on chip); Edge-MoE
+        runs one image per call.
+    """
+
+    name: str
+    tiling: Tiling
+    dsp_per_mac: int
+    weight_ports: int = 1
+    prefetch: bool = True
+    two_pass_attention: bool = False
+    activations_in_ddr: bool = False
+    two_slots: bool = True
+    expert_major: bool = True
+
+
+# Pipeline depths (cycles from first input to first output), used once per loop.
+DEPTH_MAC = 8  # multiply + adder tree of LIN_IN + accumulate
+AXI_READ_LATENCY = 64  # cycles from an m_axi read request to its data (Vitis' default)
+DEPTH_EPILOGUE = 6  # narrow, GELU, store
+DEPTH_SOFTMAX = 20  # exp2, rescale, reciprocal
+DEPTH_RSQRT = 16
+DEPTH_ROUTE = 40  # max tree, exp2, reciprocal, ranks
+
+
+def _mult_dsps(a_bits: int, b_bits: int) -> int:
+    """DSP48E2 (27x18 signed) for one a x b signed multiply, split into partial products
+    (the better of the two ways round)."""
+    return min(
+        math.ceil(a_bits / 27) * math.ceil(b_bits / 18),
+        math.ceil(b_bits / 27) * math.ceil(a_bits / 18),
+    )
+
+
+# The m_axi adapters (hls/include/edgemoe/ddr.h AXI_BURST, AXI_OUTSTANDING): a FIFO of
+# outstanding x burst words per direction a port uses (UG1399 "Controlling AXI4 Burst
+# Behavior"); the read-only ports' write side is 1 x 2 words (registers).
+AXI_BURST = 64
+AXI_OUTSTANDING = 4
+#: (port, reads, writes) of the four bundles.
+AXI_PORTS = (
+    ("weights", True, False),
+    ("images", True, False),
+    ("output", True, True),
+    ("scratch", True, True),
+)
+
+
+def multipliers(cfg: ModelConfig, profile: Profile, t: Tiling) -> dict[str, list[tuple]]:
+    """Every multiplier of the kernel, unit by unit, as (what, count, a bits, b bits): the
+    operand widths the C++ casts them to (signed bits; an unsigned w-bit operand is w + 1).
+    The counts are the hardware copies: unrolled loops multiply, a loop at II 2 shares
+    each multiplier between two iterations."""
+    from edgemoe.host.contracts.accumulators import accumulator_bits
+
+    f, u = profile.formats, profile.units
+    acc = accumulator_bits(cfg, profile)
+    act, qkv, prob = f["act"].width, f["attn_qkv"].width, f["prob"].width + 1
+    nf = u["newton_frac"]
+    newton, newton_arg = nf + 2, nf + 4  # newton_t (unsigned nf + 1), newton_arg_t
+    hd, E, lanes = cfg.head_dim, cfg.num_experts, ln_lanes(t)
+    exp2 = (
+        "exp2 interpolation",
+        1,
+        u["exp2_frac"] + 1,
+        f["attn_score"].frac - u["exp2_lut_bits"] + 1,
+    )
+    recip = [
+        ("reciprocal m * y0", 1, newton_arg, newton),
+        ("reciprocal Newton", 1, newton, newton_arg),
+    ]
+    attn_sum = (cfg.num_tokens * (1 << f["prob"].frac)).bit_length() + 1
+    ln_t1 = (max(-f["ln_stat"].min_raw, f["ln_stat"].max_raw) * cfg.embed_dim).bit_length() + 1
+    gelu_sh = f["act"].frac - u["gelu_lut_bits"]
+    return {
+        "linear unit": [("MAC x * w", t.lin_in * t.lin_out, act, 16)],
+        "linear epilogue": [
+            ("GELU interpolation", t.lin_out, u["gelu_frac"] + 1, gelu_sh + 1),
+            # one product for OUT_EXPERT and OUT_DELTA (linear_output forms it once)
+            ("gate weight * y", t.lin_out, prob, act),
+        ],
+        "attention units": [
+            ("q . k", t.p * hd, qkv, qkv),
+            ("acc or v times e", t.p * hd, acc["attn_acc"], prob),
+            ("S * e", t.p, attn_sum, prob),
+            (exp2[0], t.p, exp2[2], exp2[3]),
+        ],
+        "attention finish": [
+            # attn_store at II 2: HEAD_DIM products per row, two cycles each
+            ("mean * 1/S", hd // 2, qkv + u["attn_guard"] + 3, newton),
+            *recip,
+        ],
+        "layernorm": [
+            ("xs^2", lanes, f["ln_stat"].width, f["ln_stat"].width),
+            ("centred * rstd", lanes, act + u["ln_mean_guard"] + 1, newton),
+            ("z * gamma", lanes, f["ln_norm"].width, 16),
+            ("T1^2 (per token)", 1, ln_t1, ln_t1),
+            ("rsqrt y0^2", 1, newton, newton),
+            ("rsqrt m * y0^2", 1, newton_arg, newton),
+            ("rsqrt Newton", 1, newton, newton_arg),
+        ],
+        "routing": [
+            (exp2[0], E, exp2[2], exp2[3]),
+            ("p * 1/S", E, prob, newton),
+            *recip,
+        ],
+    }
+
+
+def dsp_per_mac(profile: Profile) -> int:
+    """A DSP48E2 multiplies 27x18 signed: wider operands take two."""
+    a, w = profile.act.width, profile.weight.width
+    return 1 if (a <= 27 and w <= 18) or (a <= 18 and w <= 27) else 2
+
+
+def our_design(profile: Profile, tiling: Tiling, weight_ports: int = 1) -> Design:
+    """The kernel as built (``weight_ports=1``); more ports is a what-if: the weights
+    striped over several m_axi bundles, which the four-pointer control contract
+    (DESIGN.md §4.6) does not have."""
+    name = "edgemoe" if weight_ports == 1 else f"edgemoe-whatif-{weight_ports}-weight-ports"
+    return Design(name, tiling, dsp_per_mac(profile), weight_ports=weight_ports)
+
+
+def published_design() -> Design:
+    return Design(
+        "edge-moe-published",
+        Tiling(16, 16, 4, 256),
+        dsp_per_mac=2,
+        weight_ports=1,
+        prefetch=False,
+        two_pass_attention=True,
+        activations_in_ddr=True,
+        two_slots=False,
+        expert_major=False,
+    )
+
+
+@dataclass
+class Stage:
+    """One stage of one layer: cycles, DDR bytes, time."""
+
+    layer: str
+    name: str
+    compute_cycles: int
+    ddr_bytes: int
+    overlapped: bool
+    hidden: bool = False  # bytes moved during other stages (they count the cycles)
+    hidden_ms: float = 0.0  # time spent beside another stage (attention: two slots)
+    compute_ms: float = 0.0
+    memory_ms: float = 0.0
+    ms: float = 0.0
+
+    @property
+    def bound(self) -> str:
+        if self.hidden:
+            return "hidden"
+        return "memory" if self.memory_ms > self.compute_ms else "compute"
+
+
+@dataclass
+class Estimate:
+    config: str
+    profile: str
+    design: str
+    board: str
+    clock_mhz: float
+    batch: int = 1  # images in the call
+    stages: list[Stage] = field(default_factory=list)
+    resources: dict = field(default_factory=dict)
+
+    @property
+    def call_ms(self) -> float:
+        """The whole call: every image of the batch."""
+        return sum(s.ms for s in self.stages)
+
+    @property
+    def latency_ms(self) -> float:
+        """Per image: the call's time over its images (one image: its latency)."""
+        return self.call_ms / self.batch
+
+    @property
+    def ddr_bytes(self) -> int:
+        """Bytes of the whole call, every bundle."""
+        return sum(s.ddr_bytes for s in self.stages)
+
+    def per_layer(self) -> dict[str, dict[str, float]]:
+        """ms per image spent in each layer: compute-bound time and DDR-bound excess."""
+        out: dict[str, dict[str, float]] = {}
+        for s in self.stages:
+            d = out.setdefault(s.layer, {"compute_ms": 0.0, "memory_only_ms": 0.0, "ms": 0.0})
+            d["ms"] += s.ms / self.batch
+            d["compute_ms"] += min(s.ms, s.compute_ms) / self.batch
+            d["memory_only_ms"] += max(0.0, s.ms - s.compute_ms) / self.batch
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "estimate": True,
+            "note": (
+                "modelled from loop trip counts and bundle sizes; nothing was synthesised. "
+                "latency_ms is per image: call_ms / batch. With two images in flight an "
+                "attention stage's ms is the part its linear-lane partner does not cover "
+                "(hidden_ms the rest)"
+            ),
+            "config": self.config,
+            "profile": self.profile,
+            "design": self.design,
+            "board": self.board,
+            "clock_mhz": self.clock_mhz,
+            "batch": self.batch,
+            "latency_ms": self.latency_ms,
+            "call_ms": self.call_ms,
+            "fps": 1e3 / self.latency_ms,
+            "ddr_bytes_per_image": self.ddr_bytes / self.batch,
+            "resources": self.resources,
+            "fits": self.resources.get("fits"),
+            "per_layer": self.per_layer(),
+            "stages": [{**asdict(s), "bound": s.bound} for s in self.stages],
+        }
+
+
+def _linear_cycles(
+    d: Design,
+    rows: int,
+    k: int,
+    o: int,
+    first_ready: bool = False,
+    chained: bool = False,
+    side: int = 0,
+) -> int:
+    """linear_unit: one pipeline over the call's tiles, a pass per tile of
+    max(rows, 8) cycles -- or max(rows, tile words) when the pass also streams in the tile
+    two ahead (this call's, or with ``chained`` the next call's first two) -- filled and
+    drained once per call (the m_axi read latency, the MACs, the epilogue). Before it: the
+    first two tiles unless the previous call fetched them (``first_ready``), and the
+    call's bias. ``side``: bus words of token rows the call moves meanwhile on the output
+    or scratch port (expert-major MoE); the pipeline runs until both are done."""
+    t = d.tiling
+    it, ot = tiles(k, t.lin_in), tiles(o, t.lin_out)
+    if not d.prefetch:  # Edge-MoE: separate clear and drain passes per output tile
+        return int(it * ot * (rows + DEPTH_MAC) + ot * (2 * rows + DEPTH_EPILOGUE))
+    word = t.axi_bits // 8
+    words = -(-t.lin_in * t.lin_out * 2 // (word * d.weight_ports))  # cycles per tile on the bus
+    n = it * ot
+    handoff = LIN_AHEAD if chained and n >= LIN_AHEAD else 0
+    n_fetch = max(0, n - LIN_AHEAD) + handoff
+    plain = max(rows, LIN_MIN_PASS)
+    passes = max(n_fetch * max(plain, words) + (n - n_fetch) * plain, side)
+    upfront = 0 if first_ready else min(n, LIN_AHEAD) * words
+    bias = -(-ot * t.lin_out * 2 // word)
+    return int(passes + AXI_READ_LATENCY + DEPTH_MAC + DEPTH_EPILOGUE + upfront + bias)
+
+
+def _stage_bytes(traffic: dict[tuple[str, str, str], int], layer: str, stage: str) -> int:
+    """Bytes of one (layer, stage) of a traffic table, every bundle."""
+    return sum(n for (ly, st, _), n in traffic.items() if (ly, st) == (layer, stage))
+
+
+def balanced_counts(cfg: ModelConfig, used: int) -> list[int]:
+    """Tokens per expert when ``N * k`` choices spread evenly over experts 0..used-1."""
+    used = max(1, min(used, cfg.num_experts))
+    q, r = divmod(cfg.num_tokens * cfg.top_k, used)
+    return [q + (e < r) for e in range(used)] + [0] * (cfg.num_experts - used)
+
+
+def estimate(
+    cfg: ModelConfig,
+    profile: Profile,
+    design: Design,
+    board: Board,
+    clock_mhz: float = 300.0,
+    used_experts: list[int] | None = None,
+    batch: int = 1,
+    counts: list[list[list[int]]] | None = None,
+) -> Estimate:
+    """Estimate one kernel call of ``batch`` images of ``cfg`` on ``board``.
+
+    Routing: ``counts[b][m][e]`` (tokens image ``b`` sends to expert ``e`` at its
+    ``m``-th MoE block, e.g. from golden) when given, which also sets ``batch``;
+    else every image spreads its ``N * k`` choices evenly over the first
+    ``used_experts[m]`` experts (default: all of them, as 129 tokens x top-2 of 16
+    experts give in practice). One image runs image-major; more run expert-major in
+    groups (edgemoe.host.contracts.scratch): experts once per group and NUM_TOKENS queued
+    tokens, images parked in between (serial, on the output and scratch ports), the
+    chunks' rows moving during the expert calls. With more than one image, two are in
+    flight and attention hides behind the other's linear lane (:func:`_two_slots`).
+    """
+    t = design.tiling
+    N, D, E = cfg.num_tokens, cfg.embed_dim, cfg.num_experts
+    moe_blocks = [i for i in range(cfg.depth) if cfg.is_moe(i)]
+    if counts is None:
+        used = used_experts if used_experts is not None else [E] * len(moe_blocks)
+        counts = [[balanced_counts(cfg, u) for u in used] for _ in range(max(1, batch))]
+    batch = len(counts)
+    expert_major = batched(cfg, batch)
+    word = t.axi_bits // 8
+    port_bpc = min(t.axi_bits, board.hp_port_bits) / 8  # one m_axi port on one HP port
+    ddr_bpc = board.ddr_bytes_per_cycle(clock_mhz)
+    w_bpc = min(port_bpc * design.weight_ports, ddr_bpc)  # weights arrive at most this fast
+    s_bpc = min(port_bpc, ddr_bpc)  # the scratch port
+    act_bytes = 4
+    est = Estimate(cfg.name, profile.name, design.name, board.name, clock_mhz, batch=batch)
+
+    def add(
+        layer: str,
+        name: str,
+        cycles: float,
+        ddr: int,
+        overlapped: bool = True,
+        bpc: float = 0,
+        hidden: bool = False,
+    ) -> None:
+        """A stage; ``hidden``: bytes that move during other stages' cycles (no time)."""
+        s = Stage(layer, name, int(cycles), int(ddr), overlapped, hidden)
+        s.compute_ms = s.compute_cycles / (clock_mhz * 1e3)
+        if not hidden:
+            s.memory_ms = s.ddr_bytes / ((bpc or w_bpc) * clock_mhz * 1e3)
+        s.ms = max(s.compute_ms, s.memory_ms) if overlapped else s.compute_ms + s.memory_ms
+        est.stages.append(s)
+
+    def act_io(rows: int, cols_in: int, cols_out: int) -> int:
+        return rows * (cols_in + cols_out) * act_bytes if design.activations_in_ddr else 0
+
+    def linear(
+        layer: str,
+        name: str,
+        rows: float,
+        k: int,
+        o: int,
+        ddr: int,
+        first_ready: bool = False,
+        chained: bool = False,
+    ) -> None:
+        cyc = _linear_cycles(design, math.ceil(rows), k, o, first_ready, chained)
+        io = act_io(math.ceil(rows), k, o)
+        # with prefetch the next tile streams in while this one computes
+        add(layer, name, cyc, ddr + io, overlapped=design.prefetch)
+
+    def ln_cycles(rows: int) -> int:
+        if design.activations_in_ddr:
+            return rows * (2 * D + DEPTH_RSQRT)  # Edge-MoE: one element per cycle
+        # layernorm_rows: two flat pipelines over the rows, each draining once
+        lanes = ln_lanes(t)
+        return 2 * rows * tiles(D, lanes) + DEPTH_RSQRT + 2 * DEPTH_EPILOGUE
+
+    def one_image(img: list[list[int]]) -> list[Stage]:
+        """Every stage of one image; its experts too unless they run per group."""
+        first = len(est.stages)
+        sets = [set() if expert_major else {e for e, n in enumerate(q) if n} for q in img]
+        traffic = image_traffic(cfg, profile, t, sets)
+
+        def tr(layer: str, stage: str) -> int:
+            return _stage_bytes(traffic, layer, stage)
+
+        # (the call's header check,) pixels, token bias, then the linear map
+        header = 0 if est.stages else HEADER_READ
+        add(
+            "embed",
+            "load",
+            2 + cfg.num_patches * cfg.patch_dim / word + N * D * 4 / word,
+            header + tr("embed", "load"),
+        )
+        linear(
+            "embed", "patch_embed", cfg.num_patches, cfg.patch_dim, D, tr("embed", "patch_embed")
+        )
+        ln = ln_cycles(N)
+        queues = iter(img)
+        for i in range(cfg.depth):
+            layer = f"block{i}"
+            add(layer, "ln1", ln, tr(layer, "ln1") + act_io(N, D, D))
+            linear(layer, "qkv", N, D, 3 * D, tr(layer, "qkv"), chained=True)
+            heads, hd, p = cfg.num_heads, cfg.head_dim, t.p
+            if design.two_pass_attention:
+                blocks = tiles(N, p)
+                # pass 1: scores to DDR; pass 2: read back, exp again, multiply by V
+                cyc = 2 * heads * blocks * (N * hd / min(hd, 16) + p + DEPTH_SOFTMAX)
+                ddr = 2 * heads * N * N * act_bytes + act_io(N, 3 * D, D)
+                add(layer, "attention", cyc, ddr, overlapped=False)
+            else:
+                # per sweep of ATTN_P x ATTN_L rows: load them (II 2: a row spans the
+                # column banks twice), the first key, N keys of ATTN_L cycles, drain,
+                # store (II 2)
+                rows = p * ATTN_INTERLEAVE
+                sweep = 4 * rows + ATTN_INTERLEAVE * (N + 1) + DEPTH_SOFTMAX
+                add(layer, "attention", heads * tiles(N, rows) * sweep, 0)
+            linear(layer, "proj", N, D, D, tr(layer, "proj"), first_ready=True)
+            add(layer, "ln2", ln, tr(layer, "ln2") + act_io(N, D, D))
+            if cfg.is_moe(i):
+                linear(layer, "gate", N, D, E, tr(layer, "gate"))
+                if design.activations_in_ddr:  # Edge-MoE: an expert per cycle, three passes
+                    add(layer, "route", N * 3 * E, 0)
+                else:  # route_tokens: one token per cycle
+                    add(layer, "route", N + DEPTH_ROUTE, 0)
+                q = next(queues)
+                if not expert_major:
+                    run = [e for e, n in enumerate(q) if n]  # ascending, each fetched ahead
+                    for e in run:
+                        fc1, fc2 = tr(layer, f"expert{e}_fc1"), tr(layer, f"expert{e}_fc2")
+                        h, more = cfg.expert_hidden, e != run[-1]
+                        linear(layer, "expert_fc1", q[e], D, h, fc1, e != run[0], True)
+                        linear(layer, "expert_fc2", q[e], h, D, fc2, True, more)
+            else:
+                linear(layer, "fc1", N, D, cfg.mlp_hidden, tr(layer, "fc1"), chained=True)
+                linear(layer, "fc2", N, cfg.mlp_hidden, D, tr(layer, "fc2"), first_ready=True)
+        if not (expert_major and cfg.is_moe(cfg.depth - 1)):  # else the experts wrote it
+            add("output", "write", N * D * 4 / word, tr("output", "write"))
+        return est.stages[first:]
+
+    def one_group(group: list[list[list[int]]]) -> None:
+        """The expert-major part of a group: parking in scratch and the experts."""
+        traffic = group_traffic(cfg, profile, t, group)
+        row = row_bytes(cfg, t)
+        row_words = row // word
+        for m, i in enumerate(moe_blocks):
+            layer = f"block{i}"
+
+            # Parking sends x (output slot) beside h and the queues (scratch) and takes
+            # the next image's x back on the read channel; only the first image's x comes
+            # back on its own. Serial.
+            park = _stage_bytes(traffic, layer, "park")
+            add(
+                layer,
+                "park",
+                0,
+                park,
+                False,
+                s_bpc * park / traffic[(layer, "park", "gmem_scratch")],
+            )
+            # the first image of each slot comes back on its own
+            resume = _stage_bytes(traffic, layer, "resume")
+            if resume:
+                add(layer, "resume", 0, resume, False, s_bpc * len(group) / min(2, len(group)))
+
+            # chunks: an expert's queued tokens, NUM_TOKENS at a time, experts ascending
+            run = [e for e in range(E) if any(img[m][e] for img in group)]
+            chunks = []
+            for e in run:
+                total = sum(img[m][e] for img in group)
+                chunks += [(e, min(N, total - c)) for c in range(0, total, N)]
+            # serial: the counts, each queue, the first chunk's h rows
+            lists = traffic[(layer, "gather", "gmem_scratch")] - sum(r for _, r in chunks) * row
+            add(layer, "gather", 0, lists + chunks[0][1] * row, False, s_bpc)
+            # fc1 of chunk c merges chunk c - 1 (its scaled outputs added to x in the output
+            # slots), fc2 of chunk c gathers chunk c + 1's h: a bus word per cycle beside the
+            # weights
+            h = cfg.expert_hidden
+            cyc = {"fc1": 0, "fc2": 0}
+            for c, (_, r) in enumerate(chunks):
+                first, last = c == 0, c + 1 == len(chunks)
+                merge = 0 if first else chunks[c - 1][1] * row_words
+                gather = 0 if last else chunks[c + 1][1] * row_words
+                cyc["fc1"] += _linear_cycles(design, r, D, h, not first, True, merge)
+                cyc["fc2"] += _linear_cycles(design, r, h, D, True, not last, gather)
+            for fc in cyc:
+                ddr = sum(traffic[(layer, f"expert{e}_{fc}", "gmem_weights")] for e in run)
+                add(layer, f"expert_{fc}", cyc[fc], ddr)
+            hidden = (sum(r for _, r in chunks) - chunks[0][1]) * row  # h gathered meanwhile
+            hidden += 2 * (sum(r for _, r in chunks) - chunks[-1][1]) * row  # x merged
+            add(layer, "rows_moved", 0, hidden, hidden=True)
+            # the last chunk's merge, on its own: x read and written a word per cycle
+            n = chunks[-1][1]
+            add(layer, "merge", n * row_words, 2 * n * row, True, 2 * s_bpc)
+
+    per_image = [one_image(img) for img in counts]
+    if design.two_slots:
+        group = MAX_BATCH if expert_major else batch
+        for g in range(0, batch, group):
+            parts = [_segments(st, expert_major) for st in per_image[g : g + group]]
+            for segment in zip(*parts, strict=True):
+                _two_slots(list(segment))
+    if expert_major:
+        for g in range(0, batch, MAX_BATCH):
+            one_group(counts[g : g + MAX_BATCH])
+    est.resources = resources(cfg, profile, design, board)
+    return est
+
+
+def _segments(stages: list[Stage], parks: bool) -> list[list[list[Stage]]]:
+    """One image's stages as segments (split after each routing when it ``parks``), each
+    as phases: linear-lane stages, then [attention], then linear-lane stages, ..."""
+    segments: list[list[list[Stage]]] = [[[]]]
+    for s in stages:
+        phases = segments[-1]
+        if s.name == "attention":
+            phases += [[s], []]
+        else:
+            phases[-1].append(s)
+        if parks and s.name == "route":
+            segments.append([[]])
+    return [seg for seg in segments if seg != [[]]]
+
+
+def _two_slots(images: list[list[list[Stage]]]) -> None:
+    """Hide attention behind the other slot's linear lane, as the kernel's run_segment
+    schedules it: images 0, 2, 4, ... in slot 0 and 1, 3, 5, ... in slot 1; step k gives
+    the linear lane to slot k % 2 (its image's next linear phase, and when that ends the
+    image, the slot's next image up to its first attention) and the attention lane to
+    the other (its image's next attention, if that is next). A step lasts as long as
+    its longer lane, so an attention stage keeps only the time its linear partner does
+    not cover. Parking and resuming (charged serially elsewhere) are not counted as
+    cover: the estimate errs long."""
+    slots = [images[0::2], images[1::2]]
+    at = [[0, 0], [0, 0]]  # per slot: image, phase (even: linear, odd: attention)
+    k = 0
+    while any(at[s][0] < len(slots[s]) for s in (0, 1)):
+        lin, att = k % 2, 1 - k % 2
+        attending = None
+        i, p = at[att]
+        if i < len(slots[att]) and p % 2 == 1:
+            attending = slots[att][i][p][0]
+            at[att][1] += 1
+        cover = 0.0
+        i, p = at[lin]
+        if i < len(slots[lin]) and p % 2 == 0:
+            cover += sum(s.ms for s in slots[lin][i][p])
+            p += 1
+            if p == len(slots[lin][i]):  # the image is done: the slot's next one
+                i, p = i + 1, 0
+                if i < len(slots[lin]):
+                    cover += sum(s.ms for s in slots[lin][i][0])
+                    p = 1
+            at[lin] = [i, p]
+        if attending is not None:
+            attending.ms = max(0.0, attending.ms - cover)
+            attending.hidden_ms = attending.compute_ms - attending.ms
+        k += 1
+
+
+def batch_curve(
+    cfg: ModelConfig,
+    profile: Profile,
+    design: Design,
+    board: Board,
+    clock_mhz: float = 300.0,
+    batches: tuple[int, ...] = (1, 2, 4, 8, 16),
+) -> list[dict]:
+    """ESTIMATED ms per image and per call against the images per call."""
+    out = []
+    for b in batches:
+        e = estimate(cfg, profile, design, board, clock_mhz, batch=b)
+        out.append(
+            {
+                "batch": b,
+                "ms_per_image": e.latency_ms,
+                "call_ms": e.call_ms,
+                "ddr_bytes_per_image": e.ddr_bytes / b,
+            }
+        )
+    return out
+
+
+def _bram36(depth: int, width: int) -> float:
+    """BRAM36 for one depth x width memory (best aspect ratio, BRAM18 halves)."""
+    best = math.inf
+    for d_cap, w_cap in (
+        (512, 72),
+        (1024, 36),
+        (2048, 18),
+        (4096, 9),
+        (8192, 4),
+        (16384, 2),
+        (32768, 1),
+    ):
+        n = math.ceil(depth / d_cap) * math.ceil(width / w_cap)
+        best = min(best, n)
+        half = math.ceil(depth / (d_cap // 2 if d_cap > 512 else 512)) * math.ceil(width / w_cap)
+        if depth <= d_cap // 2 and w_cap <= 36:
+            best = min(best, 0.5 * half)
+    return best
+
+
+def f_qkv(profile: Profile) -> int:
+    return profile.formats["attn_qkv"].width
+
+
+def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) -> dict:
+    """DSP48E2, BRAM36, URAM and a coarse LUT estimate against the board's budget."""
+    t = design.tiling
+    N, D = cfg.num_tokens, cfg.embed_dim
+    act = profile.act.width
+    hidden = max(cfg.mlp_hidden, cfg.expert_hidden)
+    wide_cols = max(3 * D, hidden)
+    lin_macs = t.lin_in * t.lin_out
+    attn_macs = 2 * t.p * cfg.head_dim
+    if design.two_pass_attention:  # Edge-MoE: q.k, then p.v, one DSP per MAC
+        dsp_items = {"linear unit": lin_macs * design.dsp_per_mac, "attention": attn_macs}
+        dsp_items["other (allowance)"] = 24
+    else:
+        dsp_items = {
+            unit: sum(n * _mult_dsps(a, b) for _, n, a, b in items)
+            for unit, items in multipliers(cfg, profile, t).items()
+        }
+    dsp = sum(dsp_items.values())
+    bram = 0.0
+    uram = 0
+    # an image's working set, per slot: banked activation buffers (cyclic by LIN_IN /
+    # LIN_OUT columns) and the wide buffer (URAM); once: the pixels and the routing
+    # queues, which only the linear lane uses
+    slots = 2 if design.two_slots else 1
+    bram += slots * t.lin_out * _bram36(N * math.ceil(D / t.lin_out), act)  # x
+    bram += slots * t.lin_in * _bram36(N * math.ceil(D / t.lin_in), act)  # h
+    bram += t.lin_in * _bram36(cfg.num_patches * math.ceil(cfg.patch_dim / t.lin_in), 8)
+    wide_bits = slots * N * wide_cols * act
+    if board.uram:
+        uram += slots * (
+            t.lin_in * math.ceil(N * math.ceil(wide_cols / t.lin_in) / 4096) * math.ceil(act / 72)
+        )
+    else:
+        bram += slots * t.lin_in * _bram36(N * math.ceil(wide_cols / t.lin_in), act)
+    bram += 2 * cfg.num_experts * _bram36(N, 32)  # routing queues (token, weight)
+    if design.two_pass_attention:
+        acc_bits = 64
+    else:
+        from edgemoe.host.contracts.accumulators import accumulator_bits
+
+        accs = accumulator_bits(cfg, profile)
+        acc_bits = max(
+            accs[k] for k in ("patch_embed", "linear_in_dim", "linear_in_hidden", "gate")
+        )
+    bram += t.lin_out * _bram36(N, acc_bits)  # accumulators, one bank per lane
+    bram += 4  # tables, LN parameters
+    word_bits = t.axi_bits
+    fifo = 0.0
+    if not design.two_pass_attention:
+        # the m_axi adapters' FIFOs, one per direction a port uses
+        for _, reads, writes in AXI_PORTS:
+            fifo += (reads + writes) * _bram36(AXI_OUTSTANDING * AXI_BURST, word_bits)
+        # the weight stream between the fetch and the MACs: a tile of weight words
+        tile_words = -(-t.lin_in * t.lin_out * 2 * 8 // word_bits)
+        fifo += _bram36(tile_words, t.lin_in * t.lin_out * 16 // tile_words)
+    bram += fifo
+    if design.expert_major:
+        # expert-major groups: per-image expert counts, one queue's (token, weight), two
+        # chunks' rows (x and h offsets, 64-bit; gate weight); the chunk's scaled expert
+        # outputs wait in x (free while the images are parked)
+        bram += _bram36(MAX_BATCH * cfg.num_experts, 32) + 2 * _bram36(N, 32)
+        bram += 2 * (2 * _bram36(N, 64) + _bram36(N, 32))
+    lut = int(lin_macs * 40 + attn_macs * 60 + (wide_bits / 1e4) + 25_000)
+    # two slots: a 2:1 select on every banked port of the linear lane (x, h, wide)
+    lut += (slots - 1) * (2 * t.lin_in + t.lin_out) * act
+    ff = 0
+    if not design.two_pass_attention:
+        # the MACs read the tile buffer (b0 + t) % 3: a 3:1 select per weight bit
+        lut += lin_macs * 16
+        # per output lane an adder tree of LIN_IN products plus the accumulator (carry
+        # chains, a LUT per bit) -- the DSPs' own adders are not relied on
+        lut += t.lin_out * t.lin_in * acc_bits
+        # per attention row unit the q . k tree; LayerNorm's two constant dividers
+        lut += t.p * cfg.head_dim * (2 * f_qkv(profile) + 8) + 2 * 64 * 64
+        # register-held arrays: the LIN_AHEAD + 1 tile buffers (complete partition), the
+        # K / V ping-pong, the attention rows' state and queries (LUTRAM/FF, by unit and
+        # column); pipeline registers at a coarse rate per MAC
+        ff += (LIN_AHEAD + 1) * lin_macs * 16
+        ff += 2 * 2 * cfg.head_dim * act
+        ff += lin_macs * 48 + attn_macs * 64 + 30_000
+        lut += t.p * ATTN_INTERLEAVE * cfg.head_dim * (act + 48) // 32  # LUTRAM, 32 deep
+    util = {
+        "dsp": dsp / board.dsp,
+        "bram36": bram / board.bram36,
+        "uram": (uram / board.uram) if board.uram else 0.0,
+        "lut": lut / board.lut,
+        "ff": ff / (2 * board.lut),  # two flip-flops per LUT on UltraScale+
+    }
+    fits = (
+        util["dsp"] <= 0.80
+        and util["bram36"] <= 0.85
+        and util["uram"] <= 0.85
+        and (util["lut"] <= 0.80)
+        and (util["ff"] <= 0.80)
+    )
+    return {
+        "estimate": True,
+        "dsp48e2": int(dsp),
+        "dsp48e2_by_unit": dsp_items,
+        "bram36": round(bram, 1),
+        "uram": int(uram),
+        "lut_estimate": lut,
+        "ff_estimate": ff,
+        "bram36_axi_fifos": round(fifo, 1),
+        "budget": {
+            "dsp48e2": board.dsp,
+            "bram36": board.bram36,
+            "uram": board.uram,
+            "lut": board.lut,
+        },
+        "utilisation": {k: round(v, 3) for k, v in util.items()},
+        "fits": bool(fits),
+        "fits_rule": "DSP <= 80 %, BRAM36 and URAM <= 85 %, LUT and FF <= 80 %",
+    }
+
+
+def table(est: Estimate) -> str:
+    """Readable per-stage-kind summary and per-layer totals (labelled ESTIMATE)."""
+    lines = [
+        f"ESTIMATE (not synthesised): {est.config} / {est.profile} / design {est.design} / "
+        f"{est.board} @ {est.clock_mhz:g} MHz, {est.batch} image(s) per call"
+        + (" (expert-major)" if est.batch > 1 else ""),
+        f"{'stage':<14} {'count':>5} {'compute ms':>11} {'memory ms':>10} {'time ms':>9}  bound"
+        + ("   (whole call)" if est.batch > 1 else ""),
+    ]
+    agg: dict[str, list] = {}
+    for s in est.stages:
+        a = agg.setdefault(s.name, [0, 0.0, 0.0, 0.0, s.hidden])
+        a[0] += 1
+        a[1] += s.compute_ms
+        a[2] += s.memory_ms
+        a[3] += s.ms
+    for name, (n, c, m, ms, hidden) in agg.items():
+        bound = "hidden" if hidden else "memory" if m > c else "compute"
+        lines.append(f"{name:<14} {n:>5} {c:>11.3f} {m:>10.3f} {ms:>9.3f}  {bound}")
+    beside = sum(s.hidden_ms for s in est.stages)
+    if beside:
+        att = sum(s.compute_ms for s in est.stages if s.name == "attention")
+        lines.append(
+            f"attention beside the other image's linear lane (two images in flight): "
+            f"{beside:.3f} of {att:.3f} ms"
+        )
+    r = est.resources
+    u = r["utilisation"]
+    lines += [
+        f"latency_ms per image (estimate) {est.latency_ms:.3f}   call_ms {est.call_ms:.3f}   "
+        f"fps {1e3 / est.latency_ms:.1f}   DDR bytes/image {est.ddr_bytes / est.batch:,.0f}",
+        f"resources (estimate): DSP48E2 {r['dsp48e2']} ({u['dsp']:.0%})  BRAM36 {r['bram36']} "
+        f"({u['bram36']:.0%})  URAM {r['uram']} ({u['uram']:.0%})  LUT~{r['lut_estimate']:,} "
+        f"({u['lut']:.0%})  fits: {r['fits']}",
+        "DSP48E2 by unit (estimate): "
+        + ", ".join(f"{k} {v}" for k, v in r["dsp48e2_by_unit"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def plot(est: Estimate, path: str) -> None:
+    """Stacked bar per layer: compute time and the memory-bound excess (ESTIMATE)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = est.per_layer()
+    names = list(layers)
+    comp = [layers[n]["compute_ms"] for n in names]
+    mem = [layers[n]["memory_only_ms"] for n in names]
+    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(names)), 4))
+    ax.bar(names, comp, label="compute-bound time")
+    ax.bar(names, mem, bottom=comp, label="memory-bound excess (DDR)")
+    ax.set_ylabel(f"ms per image (estimate, {est.batch} per call)")
+    ax.set_title(
+        f"ESTIMATE: {est.config} / {est.design} / {est.board} @ {est.clock_mhz:g} MHz"
+        f" — {est.latency_ms:.2f} ms"
+    )
+    ax.tick_params(axis="x", rotation=60)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,349 @@
+"""Generate the HLS parameter header of one build (config, profile, tiling).
+
+Every compile-time constant of the kernel comes from here, computed from the
+same YAML files and the same Python functions as the golden model and the
+bundle packer: shapes, fixed-point formats, nonlinear-unit tables (as integer
+literals), tile sizes, bundle offsets and status codes. The header of the
+default deployment is committed at ``hls/include/edgemoe/params_default.h`` so
+a Vitis user needs no Python; a test fails when it is stale.
+
+Usage: ``python -m edgemoe.host.export.hls_params --config NAME --profile NAME --out FILE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edgemoe.host.contracts.profile import (
+    DEFAULT_PROFILE,
+    FORMAT_NAMES,
+    Profile,
+    config_hash,
+    load_profile,
+)
+from edgemoe.host.contracts.scratch import MAX_BATCH, scratch_layout
+from edgemoe.host.contracts.tables import ln_eps_raw, unit_tables
+from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling, tiles
+from edgemoe.host.export.bundle import FORMAT_VERSION, HEADER_BYTES, MAGIC, bundle_bytes, layout
+from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_HEADER = ROOT / "hls" / "include" / "edgemoe" / "params_default.h"
+
+#: Kernel return codes (DESIGN.md §4.5-4.6), shared with the host.
+STATUS = {
+    "OK": 0,
+    "BAD_MAGIC": 1,
+    "BAD_VERSION": 2,
+    "BAD_CONFIG_HASH": 3,
+    "BAD_TASK": 4,
+    "BAD_IMAGE_COUNT": 5,
+    "BAD_TILING": 6,
+    "BAD_DEBUG_STOP": 7,
+}
+
+#: Stages a run can stop after (``debug_stop = 1 + block * STAGES_PER_BLOCK + stage``;
+#: ``debug_stop = 1 + depth * STAGES_PER_BLOCK`` is after the embedding... see below).
+DEBUG_STAGES = ("ln1", "qkv", "attn", "proj", "ln2", "gate", "mlp")
+MAX_IMAGES = 1024
+#: LayerNorm elements per cycle at most (each lane costs about 4 DSP48E2: x^2, the
+#: 31x21-bit normalising product, gamma); also bounded by the buffers' banking.
+LN_LANES_MAX = 12
+#: Linear unit: weight tiles in flight ahead of the one computing (LIN_AHEAD + 1 tile
+#: buffers), and the shortest pass over the rows (the accumulators' read-to-write
+#: distance in the MAC pipeline).
+LIN_AHEAD = 2
+LIN_MIN_PASS = 8
+#: Attention rows interleaved per row unit: covers the running-state update chain so each
+#: unit issues one update per cycle. The chain, read m -> |s - m| -> exp2 (two ROM reads,
+#: the interpolating multiply, the shift and saturate) -> acc * e (2 DSPs) -> round -> add
+#: -> write, is estimated at 17-18 cycles at 3.33 ns (hls/README.md; not synthesised
+#: here); 20 leaves a margin. The review of issue 15 found 4 too short (II ~4-5).
+ATTN_INTERLEAVE = 20
+
+
+def ln_lanes(t: Tiling) -> int:
+    """LayerNorm lanes of a build: LN_LANES_MAX within min(LIN_IN, LIN_OUT)."""
+    return min(t.lin_in, t.lin_out, LN_LANES_MAX)
+
+
+def debug_boundaries(cfg: ModelConfig) -> list[str]:
+    """Every layer boundary a debug stop can return, in execution order."""
+    names = ["embed"]
+    for i in range(cfg.depth):
+        for s in DEBUG_STAGES:
+            if s != "gate" or cfg.is_moe(i):
+                names.append(f"block{i}.{s}")
+    return names
+
+
+def debug_stop_code(cfg: ModelConfig, stage: str) -> int:
+    """``debug_stop`` value that ends a run after ``stage``.
+
+    ``"embed"`` -> 1; ``"block{i}.{s}"`` -> ``2 + i * len(DEBUG_STAGES) + index(s)``;
+    0 runs the whole backbone.
+    """
+    if stage == "embed":
+        return 1
+    blk, s = stage.split(".")
+    i = int(blk.removeprefix("block"))
+    if not 0 <= i < cfg.depth or s not in DEBUG_STAGES:
+        raise ValueError(f"no stage {stage!r}")
+    if s == "gate" and not cfg.is_moe(i):
+        raise ValueError(f"block {i} has no gate")
+    return 2 + i * len(DEBUG_STAGES) + DEBUG_STAGES.index(s)
+
+
+def debug_stage_name(cfg: ModelConfig, code: int) -> str:
+    """Inverse of :func:`debug_stop_code` (``ValueError`` for 0 or an invalid code)."""
+    if code == 1:
+        return "embed"
+    s = code - 2
+    if s < 0 or s >= cfg.depth * len(DEBUG_STAGES):
+        raise ValueError(f"debug_stop {code} out of range")
+    name = f"block{s // len(DEBUG_STAGES)}.{DEBUG_STAGES[s % len(DEBUG_STAGES)]}"
+    debug_stop_code(cfg, name)  # rejects a gate on a dense block
+    return name
+
+
+def output_layout(cfg: ModelConfig, debug_stop: int = 0) -> tuple[int, int]:
+    """(words per image in the output buffer, words per token of what is stored).
+
+    A whole run stores ``[tokens][embed_dim]`` per image; a debug stop stores the
+    stage's ``[tokens][width]`` at a stride of ``tokens * MAX_STAGE_WIDTH`` words.
+    """
+    if debug_stop == 0:
+        return cfg.num_tokens * cfg.embed_dim, cfg.embed_dim
+    width = debug_stage_width(cfg, debug_stage_name(cfg, debug_stop))
+    return cfg.num_tokens * _max_stage_width(cfg), width
+
+
+def _max_stage_width(cfg: ModelConfig) -> int:
+    return max(3 * cfg.embed_dim, cfg.num_experts)
+
+
+def debug_stage_width(cfg: ModelConfig, stage: str) -> int:
+    """Words per token that a debug stop leaves in the output buffer."""
+    s = stage.rsplit(".", 1)[-1]
+    return {"qkv": 3 * cfg.embed_dim, "gate": cfg.num_experts}.get(s, cfg.embed_dim)
+
+
+def _cname(name: str) -> str:
+    return name.upper()
+
+
+def _array(ctype: str, name: str, values) -> str:
+    vals = [str(int(v)) for v in values]
+    lines = []
+    for i in range(0, len(vals), 12):
+        lines.append("    " + ", ".join(vals[i : i + 12]) + ",")
+    return f"constexpr {ctype} {name}[{len(vals)}] = {{\n" + "\n".join(lines) + "\n};"
+
+
+def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> str:
+    """The C++ text of the parameter header."""
+    from edgemoe.host.contracts.accumulators import accumulator_bits
+
+    f = profile.formats
+    u = profile.units
+    tab = unit_tables(profile)
+    ents = {e.name: e for e in layout(cfg, profile, t)}
+    out: list[str] = []
+    w = out.append
+    w(f"// Generated by edgemoe.host.export.hls_params for {cfg.name} / {profile.name} / {t.key}.")
+    w("// Do not edit: regenerate with `python -m edgemoe.host.export.hls_params`.")
+    w("// clang-format off")
+    w("#ifndef EDGEMOE_PARAMS_H_")
+    w("#define EDGEMOE_PARAMS_H_")
+    w("")
+    w("#include <stdint.h>")
+    w("")
+    w("namespace edgemoe {")
+    w("namespace params {")
+    w("")
+    w("// ---- model (models/configs) ----")
+    consts = {
+        "EMBED_DIM": cfg.embed_dim,
+        "NUM_TOKENS": cfg.num_tokens,
+        "NUM_PATCHES": cfg.num_patches,
+        "PATCH_DIM": cfg.patch_dim,
+        "DEPTH": cfg.depth,
+        "NUM_HEADS": cfg.num_heads,
+        "HEAD_DIM": cfg.head_dim,
+        "MLP_HIDDEN": cfg.mlp_hidden,
+        "NUM_EXPERTS": cfg.num_experts,
+        "EXPERT_HIDDEN": cfg.expert_hidden,
+        "TOP_K": cfg.top_k,
+        "NUM_TASKS": len(cfg.tasks),
+        "NUM_MOE_BLOCKS": len(cfg.moe_blocks),
+    }
+    for k, v in consts.items():
+        w(f"constexpr int {k} = {v};")
+    w(
+        _array("bool", "IS_MOE", [cfg.is_moe(i) for i in range(cfg.depth)])
+        .replace("1,", "true,")
+        .replace("0,", "false,")
+    )
+    w("")
+    w("// ---- fixed-point formats (models/profiles): width W, fraction bits F ----")
+    w(f"constexpr int PROFILE_ID = {profile.id};")
+    for name in FORMAT_NAMES:
+        fm = f[name]
+        w(f"constexpr int {_cname(name)}_W = {fm.width};  // {fm}")
+        w(f"constexpr int {_cname(name)}_F = {fm.frac};")
+    w("")
+    w("// ---- nonlinear units (edgemoe.host.contracts.tables) ----")
+    for k, v in u.items():
+        w(f"constexpr int {_cname(k)} = {v};")
+    w(f"constexpr int64_t LN_EPS_RAW = {ln_eps_raw(cfg.ln_eps, profile)};")
+    w(_array("int32_t", "EXP2_TABLE", tab.exp2))
+    w(_array("int32_t", "RECIP_SEED", tab.recip))
+    w(_array("int32_t", "RSQRT_SEED", tab.rsqrt))
+    w(_array("int32_t", "GELU_TABLE", tab.gelu))
+    w("/// The attention lane's own copies of the tables both DATAFLOW processes read (UG1448")
+    w("/// 214-169: a process reads its own memory, never one another process reads).")
+    w(_array("int32_t", "EXP2_TABLE_ATTN", tab.exp2))
+    w(_array("int32_t", "RECIP_SEED_ATTN", tab.recip))
+    w("")
+    w("// ---- accumulator widths, bits with sign (edgemoe.host.contracts.accumulators) ----")
+    for k, v in accumulator_bits(cfg, profile).items():
+        w(f"constexpr int ACC_{_cname(k)}_BITS = {v};")
+    one = 1 << profile.formats["prob"].frac
+    st = profile.formats["ln_stat"]
+    ln_t1 = (max(-st.min_raw, st.max_raw) * cfg.embed_dim).bit_length() + 1
+    w("/// LayerNorm's T1: the sum of a token's ln_stat values.")
+    w(f"constexpr int ACC_LN_STAT_SUM_BITS = {ln_t1};")
+    w("/// The softmax running sum: at most one 1.0 per key.")
+    w(f"constexpr int ACC_ATTN_SUM_BITS = {(cfg.num_tokens * one).bit_length() + 1};")
+    w("")
+    w("// ---- tiling ----")
+    w(f"constexpr int LIN_IN = {t.lin_in};")
+    w(f"constexpr int LIN_OUT = {t.lin_out};")
+    w(f"constexpr int ATTN_P = {t.p};")
+    w("/// Linear unit: tiles in flight ahead of the one computing; shortest pass over the rows.")
+    w(f"constexpr int LIN_AHEAD = {LIN_AHEAD};")
+    w(f"constexpr int LIN_MIN_PASS = {LIN_MIN_PASS};")
+    w("/// LayerNorm elements per cycle (within the activation buffers' banking).")
+    w(f"constexpr int LN_LANES = {ln_lanes(t)};")
+    w("/// Query rows each attention row unit serves in turn (its update chain's latency).")
+    w(f"constexpr int ATTN_L = {ATTN_INTERLEAVE};")
+    w(f"constexpr int AXI_BITS = {t.axi_bits};")
+    w("")
+    w("// ---- bundle (edgemoe.host.export.bundle) ----")
+    w(f"constexpr uint32_t BUNDLE_MAGIC = 0x{MAGIC:08X}u;")
+    w(f"constexpr uint32_t BUNDLE_VERSION = {FORMAT_VERSION};")
+    w(f"constexpr uint32_t CONFIG_HASH = 0x{config_hash(cfg, profile):08X}u;")
+    w(f"constexpr uint32_t TILING_WORD = 0x{t.lin_in | t.lin_out << 8 | t.p << 16:08X}u;")
+    w(f"constexpr uint32_t HEADER_BYTES = {HEADER_BYTES};")
+    w(f"constexpr uint64_t BUNDLE_BYTES = {bundle_bytes(cfg, profile, t)}ull;")
+    w(f"constexpr uint64_t OFF_TOKEN_BIAS = {ents['token_bias'].offset}ull;")
+    w(f"constexpr uint64_t OFF_PATCH_W = {ents['patch.w'].offset}ull;")
+    w("/// Byte offsets of one block's tensors (0 where the block has no such tensor).")
+    w("struct BlockOffsets {")
+    fields = [
+        "ln1_g",
+        "ln1_b",
+        "qkv_w",
+        "qkv_b",
+        "proj_w",
+        "proj_b",
+        "ln2_g",
+        "ln2_b",
+        "fc1_w",
+        "fc1_b",
+        "fc2_w",
+        "fc2_b",
+        "experts",
+    ]
+    for fld in fields:
+        w(f"  uint64_t {fld};")
+    w("  uint64_t gate_w[NUM_TASKS];")
+    w("};")
+    rows = []
+    for i in range(cfg.depth):
+        pre = f"blocks.{i}"
+
+        def off(n: str, pre: str = pre) -> int:
+            e = ents.get(f"{pre}.{n}")
+            return e.offset if e else 0
+
+        vals = [off(n.replace("_", ".", 1)) for n in fields[:-1]]
+        vals.append(off("experts.0.fc1.w"))
+        gates = [off(f"gate.{task}.w") for task in cfg.task_names]
+        rows.append(
+            "    {"
+            + ", ".join(f"{v}ull" for v in vals)
+            + ", {"
+            + ", ".join(f"{g}ull" for g in gates)
+            + "}},"
+        )
+    w("constexpr BlockOffsets BLOCK[DEPTH] = {")
+    out.extend(rows)
+    w("};")
+    moe = [i for i in range(cfg.depth) if cfg.is_moe(i)]
+    if moe:
+        i = moe[0]
+        e0 = ents[f"blocks.{i}.experts.0.fc1.w"].offset
+        stride = ents[f"blocks.{i}.experts.1.fc1.w"].offset - e0 if cfg.num_experts > 1 else 0
+        rel = {
+            n: ents[f"blocks.{i}.experts.0.{n}"].offset - e0 for n in ("fc1.b", "fc2.w", "fc2.b")
+        }
+    else:
+        stride, rel = 0, {"fc1.b": 0, "fc2.w": 0, "fc2.b": 0}
+    w("/// Expert e of an MoE block starts at BLOCK[i].experts + e * EXPERT_STRIDE.")
+    w(f"constexpr uint64_t EXPERT_STRIDE = {stride}ull;")
+    for n, v in rel.items():
+        w(f"constexpr uint64_t EXPERT_{_cname(n.replace('.', '_'))} = {v}ull;")
+    w("")
+    w("// ---- control (DESIGN.md §4.6) ----")
+    for k, v in STATUS.items():
+        w(f"constexpr uint32_t STATUS_{k} = {v};")
+    w(f"constexpr int STAGES_PER_BLOCK = {len(DEBUG_STAGES)};")
+    for k, s in enumerate(DEBUG_STAGES):
+        w(f"constexpr int STAGE_{s.upper()} = {k};")
+    w(f"constexpr uint32_t MAX_IMAGES = {MAX_IMAGES};")
+    sl = scratch_layout(cfg, t)
+    w("/// Expert-major batched mode: images per group and one image's scratch slot")
+    w("/// (edgemoe.host.contracts.scratch).")
+    w(f"constexpr int MAX_BATCH = {MAX_BATCH};")
+    for k in ("row", "h", "count", "token", "weight", "list_stride", "slot"):
+        w(f"constexpr uint64_t SCRATCH_{k.upper()} = {getattr(sl, k)}ull;")
+    w("/// Largest output row of a debug stop, in words (the qkv stage).")
+    w(f"constexpr int MAX_STAGE_WIDTH = {_max_stage_width(cfg)};")
+    w(f"constexpr int OUT_TILES_MAX = {max(tiles(n, t.lin_out) for n in _outs(cfg))};")
+    w("")
+    w("}  // namespace params")
+    w("}  // namespace edgemoe")
+    w("")
+    w("#endif  // EDGEMOE_PARAMS_H_")
+    w("// clang-format on")
+    return "\n".join(out) + "\n"
+
+
+def _outs(cfg: ModelConfig) -> list[int]:
+    D = cfg.embed_dim
+    return [3 * D, D, cfg.mlp_hidden, cfg.expert_hidden, cfg.num_experts]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m edgemoe.host.export.hls_params")
+    ap.add_argument("--config", default=DEFAULT_CONFIG)
+    ap.add_argument("--profile", default=DEFAULT_PROFILE)
+    ap.add_argument("--lin-in", type=int, default=DEFAULT_TILING.lin_in)
+    ap.add_argument("--lin-out", type=int, default=DEFAULT_TILING.lin_out)
+    ap.add_argument("--p", type=int, default=DEFAULT_TILING.p)
+    ap.add_argument("--axi-bits", type=int, default=DEFAULT_TILING.axi_bits)
+    ap.add_argument("--out", default=str(DEFAULT_HEADER))
+    a = ap.parse_args(argv)
+    text = generate(
+        load_config(a.config), load_profile(a.profile), Tiling(a.lin_in, a.lin_out, a.p, a.axi_bits)
+    )
+    Path(a.out).write_text(text)
+    print(f"wrote {a.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Float M3ViT parameters -> raw fixed-point tensors of a precision profile.
+
+Constant folding happens here, on the host, never on chip (DESIGN.md §3.3):
+
+* pixel normalisation ``(p/255 - mean_c)/std_c`` into the patch-embedding
+  weights and bias (the kernel consumes raw ``uint8`` pixels);
+* CLS token, position embedding and patch bias into one per-token bias table
+  (row 0 is ``cls + pos[0]``; row ``t > 0`` is ``pos[t] + patch bias``);
+* ``head_dim**-0.5 * log2(e)`` into ``W_q`` and ``b_q``, so scores come out in
+  base 2;
+* ``log2(e)`` into each task's gate, so the gate softmax uses the same exp2 unit;
+* the K bias ``b_k`` is dropped: it adds ``q . b_k`` to every score of a query
+  row, which the softmax cancels exactly, and trained ViTs grow large,
+  bias-dominated K channels (issue 14: |k| ~ 54 against |k - b_k| <= 25) that
+  would otherwise size the ``attn_qkv`` format. The dropped values are kept in
+  :attr:`QuantizedModel.k_bias` so recorded K can be shown with its meaning.
+
+Every tensor is rounded to nearest and saturated; nothing saturates silently:
+:class:`QuantReport` lists each tensor with its format, saturation count, worst
+overflow and worst rounding error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgemoe.errors import EdgeMoeError
+from edgemoe.host.contracts.fixedpoint import Fmt
+from edgemoe.host.contracts.profile import Profile
+from edgemoe.models.config import ModelConfig
+from edgemoe.models.heads import HOST_PREFIXES
+
+LOG2E = 1.0 / math.log(2.0)
+
+
+def q_scale(cfg: ModelConfig) -> float:
+    """Factor folded into ``W_q``/``b_q``: scores come out as ``q.k * scale * log2(e)``."""
+    return cfg.head_dim**-0.5 * LOG2E
+
+
+@dataclass
+class TensorReport:
+    name: str
+    fmt: str
+    count: int
+    saturated: int
+    worst_overflow: float
+    max_abs_error: float
+    max_abs: float
+
+
+@dataclass
+class QuantReport:
+    """Per-tensor quantization report."""
+
+    tensors: list[TensorReport] = field(default_factory=list)
+
+    @property
+    def saturated(self) -> int:
+        return sum(t.saturated for t in self.tensors)
+
+    def saturated_tensors(self) -> list[TensorReport]:
+        return [t for t in self.tensors if t.saturated]
+
+    def table(self) -> str:
+        """Readable table, one line per tensor."""
+        lines = [
+            f"{'tensor':<34} {'format':<14} {'count':>9} {'saturated':>9} "
+            f"{'worst overflow':>14} {'max |err|':>10} {'max |x|':>9}"
+        ]
+        for t in self.tensors:
+            lines.append(
+                f"{t.name:<34} {t.fmt:<14} {t.count:>9} {t.saturated:>9} "
+                f"{t.worst_overflow:>14.4g} {t.max_abs_error:>10.3g} {t.max_abs:>9.4g}"
+            )
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {
+            "saturated": self.saturated,
+            "tensors": [t.__dict__ for t in self.tensors],
+        }
+
+
+@dataclass
+class QuantizedModel:
+    """Raw integer tensors of one (config, profile), in the datapath's layout.
+
+    Names (``i`` a block index, ``t`` a task name)::
+
+        patch.w (D, 3*p*p)  token_bias (N, D)
+        blocks.i.ln1.g / .ln1.b / .ln2.g / .ln2.b (D,)
+        blocks.i.qkv.w (3D, D)  .qkv.b (3D,)  .proj.w (D, D)  .proj.b (D,)
+        dense:  blocks.i.fc1.w (H, D) .fc1.b (H,) .fc2.w (D, H) .fc2.b (D,)
+        MoE:    blocks.i.gate.t.w (E, D)
+                blocks.i.experts.fc1.w (E, He, D) .fc1.b (E, He)
+                blocks.i.experts.fc2.w (E, D, He) .fc2.b (E, D)
+
+    Linear weights are ``(out, in)``. The final LayerNorm and the task heads
+    stay in float on the host (:attr:`host_params`); :attr:`k_bias` holds each
+    block's dropped K bias (float, ``(D,)``), which the datapath never needs.
+    """
+
+    cfg: ModelConfig
+    profile: Profile
+    tensors: dict[str, np.ndarray]
+    formats: dict[str, Fmt]
+    report: QuantReport
+    host_params: dict[str, np.ndarray]
+    k_bias: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.tensors[name]
+
+
+class QuantizationError(EdgeMoeError):
+    """The float parameters cannot be quantized (NaN/Inf, wrong shape)."""
+
+
+def _np(t) -> np.ndarray:
+    if hasattr(t, "detach"):
+        t = t.detach().cpu().double().numpy()
+    return np.asarray(t, dtype=np.float64)
+
+
+def quantize_model(
+    state: Mapping[str, object], cfg: ModelConfig, profile: Profile
+) -> QuantizedModel:
+    """Fold constants and quantize an M3ViT state dict (M3ViT parameter names).
+
+    Parameters
+    ----------
+    state : mapping
+        Parameter name -> tensor/array (``model.state_dict()``).
+    cfg : ModelConfig
+    profile : Profile
+
+    Raises
+    ------
+    QuantizationError
+        A tensor holds NaN or Inf, or is missing.
+    """
+    f = profile.formats
+    D, p2, N = cfg.embed_dim, cfg.patch_dim, cfg.num_tokens
+
+    def get(name: str) -> np.ndarray:
+        if name not in state:
+            raise QuantizationError(f"parameter {name!r} missing from the model")
+        a = _np(state[name])
+        bad = int((~np.isfinite(a)).sum())
+        if bad:
+            raise QuantizationError(f"parameter {name!r} holds {bad} NaN/Inf value(s)")
+        return a
+
+    tensors: dict[str, np.ndarray] = {}
+    formats: dict[str, Fmt] = {}
+    report = QuantReport()
+    k_bias: dict[int, np.ndarray] = {}
+
+    def put(name: str, x: np.ndarray, fmt: Fmt) -> None:
+        raw, nsat, worst = fmt.quantize(x)
+        err = np.abs(fmt.to_float(raw) - x)
+        if nsat:
+            err = np.where(np.abs(x) > fmt.max_value, 0.0, err)
+        tensors[name] = raw
+        formats[name] = fmt
+        report.tensors.append(
+            TensorReport(
+                name,
+                str(fmt),
+                int(x.size),
+                nsat,
+                worst,
+                float(err.max()) if x.size else 0.0,
+                float(np.abs(x).max()) if x.size else 0.0,
+            )
+        )
+
+    # Patch embedding with pixel normalisation folded in. A raw pixel r means
+    # r * 2^-Fpix; the reference sees (r/255 - mean_c)/std_c.
+    w = get("patch_embed.proj.weight").reshape(D, cfg.in_chans, -1)
+    b = get("patch_embed.proj.bias")
+    mean = np.asarray(cfg.pixel_mean)[None, :, None]
+    std = np.asarray(cfg.pixel_std)[None, :, None]
+    pix_scale = 2.0 ** f["pixel"].frac / 255.0
+    put("patch.w", (w * pix_scale / std).reshape(D, p2), f["patch_weight"])
+    b_fold = b - (w * mean / std).sum(axis=(1, 2))
+    pos = get("pos_embed").reshape(N, D)
+    tb = pos.copy()
+    tb[0] += get("cls_token").reshape(D)
+    tb[1:] += b_fold[None, :]
+    put("token_bias", tb, f["token_bias"])
+
+    qs = q_scale(cfg)
+    for i in range(cfg.depth):
+        pre = f"blocks.{i}"
+        put(f"{pre}.ln1.g", get(f"{pre}.norm1.weight"), f["ln"])
+        put(f"{pre}.ln1.b", get(f"{pre}.norm1.bias"), f["ln"])
+        wq = get(f"{pre}.attn.qkv.weight").copy()
+        wq[:D] *= qs
+        bq = get(f"{pre}.attn.qkv.bias").copy() if cfg.qkv_bias else np.zeros(3 * D)
+        bq[:D] *= qs
+        k_bias[i] = bq[D : 2 * D].copy()
+        bq[D : 2 * D] = 0.0  # softmax-invariant: q.b_k is the same for every key
+        put(f"{pre}.qkv.w", wq, f["weight"])
+        put(f"{pre}.qkv.b", bq, f["attn_bias"])
+        put(f"{pre}.proj.w", get(f"{pre}.attn.proj.weight"), f["weight"])
+        put(f"{pre}.proj.b", get(f"{pre}.attn.proj.bias"), f["attn_bias"])
+        put(f"{pre}.ln2.g", get(f"{pre}.norm2.weight"), f["ln"])
+        put(f"{pre}.ln2.b", get(f"{pre}.norm2.bias"), f["ln"])
+        if cfg.is_moe(i):
+            for t in cfg.task_names:
+                put(
+                    f"{pre}.gate.{t}.w",
+                    get(f"{pre}.mlp.gate.{t}.w_gate").T * LOG2E,
+                    f["gate_weight"],
+                )
+            put(f"{pre}.experts.fc1.w", get(f"{pre}.mlp.experts.htoh4.weight"), f["weight"])
+            put(f"{pre}.experts.fc1.b", get(f"{pre}.mlp.experts.htoh4.bias"), f["bias"])
+            put(f"{pre}.experts.fc2.w", get(f"{pre}.mlp.experts.h4toh.weight"), f["weight"])
+            put(f"{pre}.experts.fc2.b", get(f"{pre}.mlp.experts.h4toh.bias"), f["bias"])
+        else:
+            put(f"{pre}.fc1.w", get(f"{pre}.mlp.fc1.weight"), f["weight"])
+            put(f"{pre}.fc1.b", get(f"{pre}.mlp.fc1.bias"), f["bias"])
+            put(f"{pre}.fc2.w", get(f"{pre}.mlp.fc2.weight"), f["weight"])
+            put(f"{pre}.fc2.b", get(f"{pre}.mlp.fc2.bias"), f["bias"])
+
+    host = {k: _np(v) for k, v in state.items() if k.startswith(HOST_PREFIXES)}
+    return QuantizedModel(cfg, profile, tensors, formats, report, host, k_bias)
+
+
+def stage_to_float(
+    cfg: ModelConfig,
+    profile: Profile,
+    stage: str,
+    raw: np.ndarray,
+    k_bias: Mapping[int, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Float meaning of a raw layer-boundary tensor (``embed``, ``block{i}.{stage}``).
+
+    The folding done here is undone: Q (first ``embed_dim`` columns of ``qkv``) is
+    divided by :func:`q_scale`, the dropped K bias is added back when ``k_bias``
+    (:attr:`QuantizedModel.k_bias`) is given, gate logits are divided by
+    ``log2(e)``; routes are returned as they are; everything else is in the
+    ``act`` format.
+    """
+    kind = stage.rsplit(".", 1)[-1]
+    if kind == "route":
+        return raw
+    raw = np.asarray(raw, dtype=np.int64)
+    if kind == "qkv":
+        D = cfg.embed_dim
+        v = profile.formats["attn_qkv"].to_float(raw)
+        v[..., :D] /= q_scale(cfg)
+        block = int(stage.split(".")[0].removeprefix("block"))
+        if k_bias is not None and block in k_bias:
+            v[..., D : 2 * D] += k_bias[block]
+        return v
+    if kind == "gate":
+        return profile.formats["attn_score"].to_float(raw) / LOG2E
+    return profile.formats["act"].to_float(raw)
