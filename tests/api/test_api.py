@@ -14,7 +14,6 @@ from PIL import Image
 import edgemoe
 from edgemoe.host.app.run import sample_scene
 from edgemoe.host.export.bundle import pack
-
 from tests.conftest import cfg, profile
 
 ROOT = Path(__file__).resolve().parents[2]
