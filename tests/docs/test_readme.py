@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
-MARKER = "<!-- tests/docs/test_readme.py runs the edgemoe commands of the next block exactly as written -->"
+MARKER = "<!-- tests/docs/test_readme.py runs the next block's edgemoe commands as written -->"
 
 
 def readme_commands() -> list[str]:
