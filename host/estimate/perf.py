@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from edgemoe.host.contracts.accumulators import accumulator_bits
 from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.scratch import MAX_BATCH, batched, row_bytes
 from edgemoe.host.contracts.tiling import Tiling, tiles
@@ -131,8 +132,6 @@ def multipliers(cfg: ModelConfig, profile: Profile, t: Tiling) -> dict[str, list
     operand widths the C++ casts them to (signed bits; an unsigned w-bit operand is w + 1).
     The counts are the hardware copies: unrolled loops multiply, a loop at II 2 shares
     each multiplier between two iterations."""
-    from edgemoe.host.contracts.accumulators import accumulator_bits
-
     f, u = profile.formats, profile.units
     acc = accumulator_bits(cfg, profile)
     act, qkv, prob = f["act"].width, f["attn_qkv"].width, f["prob"].width + 1
@@ -365,23 +364,59 @@ def estimate(
     chunks' rows moving during the expert calls. With more than one image, two are in
     flight and attention hides behind the other's linear lane (:func:`_two_slots`).
     """
-    t = design.tiling
-    N, D, E = cfg.num_tokens, cfg.embed_dim, cfg.num_experts
-    moe_blocks = [i for i in range(cfg.depth) if cfg.is_moe(i)]
     if counts is None:
-        used = used_experts if used_experts is not None else [E] * len(moe_blocks)
+        moe = sum(1 for i in range(cfg.depth) if cfg.is_moe(i))
+        used = used_experts if used_experts is not None else [cfg.num_experts] * moe
         counts = [[balanced_counts(cfg, u) for u in used] for _ in range(max(1, batch))]
-    batch = len(counts)
-    expert_major = batched(cfg, batch)
-    word = t.axi_bits // 8
-    port_bpc = min(t.axi_bits, board.hp_port_bits) / 8  # one m_axi port on one HP port
-    ddr_bpc = board.ddr_bytes_per_cycle(clock_mhz)
-    w_bpc = min(port_bpc * design.weight_ports, ddr_bpc)  # weights arrive at most this fast
-    s_bpc = min(port_bpc, ddr_bpc)  # the scratch port
-    act_bytes = 4
-    est = Estimate(cfg.name, profile.name, design.name, board.name, clock_mhz, batch=batch)
+    call = _Call(cfg, profile, design, board, clock_mhz, len(counts))
+    per_image = [call.image(img) for img in counts]
+    if design.two_slots:
+        group = MAX_BATCH if call.expert_major else call.batch
+        for g in range(0, call.batch, group):
+            parts = [_segments(st, call.expert_major) for st in per_image[g : g + group]]
+            for segment in zip(*parts, strict=True):
+                _two_slots(list(segment))
+    if call.expert_major:
+        for g in range(0, call.batch, MAX_BATCH):
+            call.group(counts[g : g + MAX_BATCH])
+    call.est.resources = resources(cfg, profile, design, board)
+    return call.est
+
+
+class _Call:
+    """The stages of one kernel call, appended in order to :attr:`est` (:func:`estimate`).
+
+    Bandwidths in bytes per cycle: ``w_bpc`` the weights (at most the ports' and
+    the DDR's), ``s_bpc`` the scratch port.
+    """
+
+    ACT_BYTES = 4  # activations in DDR (Edge-MoE's design), int32
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        profile: Profile,
+        design: Design,
+        board: Board,
+        clock_mhz: float,
+        batch: int,
+    ) -> None:
+        self.cfg, self.profile, self.design, self.clock_mhz = cfg, profile, design, clock_mhz
+        self.t = t = design.tiling
+        self.batch = batch
+        self.expert_major = batched(cfg, batch)
+        self.moe_blocks = [i for i in range(cfg.depth) if cfg.is_moe(i)]
+        self.word = t.axi_bits // 8
+        port_bpc = min(t.axi_bits, board.hp_port_bits) / 8  # one m_axi port on one HP port
+        ddr_bpc = board.ddr_bytes_per_cycle(clock_mhz)
+        self.w_bpc = min(port_bpc * design.weight_ports, ddr_bpc)
+        self.s_bpc = min(port_bpc, ddr_bpc)
+        self.est = Estimate(cfg.name, profile.name, design.name, board.name, clock_mhz, batch)
+
+    # ---- building blocks ----
 
     def add(
+        self,
         layer: str,
         name: str,
         cycles: float,
@@ -392,16 +427,20 @@ def estimate(
     ) -> None:
         """A stage; ``hidden``: bytes that move during other stages' cycles (no time)."""
         s = Stage(layer, name, int(cycles), int(ddr), overlapped, hidden)
-        s.compute_ms = s.compute_cycles / (clock_mhz * 1e3)
+        s.compute_ms = s.compute_cycles / (self.clock_mhz * 1e3)
         if not hidden:
-            s.memory_ms = s.ddr_bytes / ((bpc or w_bpc) * clock_mhz * 1e3)
+            s.memory_ms = s.ddr_bytes / ((bpc or self.w_bpc) * self.clock_mhz * 1e3)
         s.ms = max(s.compute_ms, s.memory_ms) if overlapped else s.compute_ms + s.memory_ms
-        est.stages.append(s)
+        self.est.stages.append(s)
 
-    def act_io(rows: int, cols_in: int, cols_out: int) -> int:
-        return rows * (cols_in + cols_out) * act_bytes if design.activations_in_ddr else 0
+    def act_io(self, rows: int, cols_in: int, cols_out: int) -> int:
+        """Activation bytes read and written in DDR (Edge-MoE's design only)."""
+        if not self.design.activations_in_ddr:
+            return 0
+        return rows * (cols_in + cols_out) * self.ACT_BYTES
 
     def linear(
+        self,
         layer: str,
         name: str,
         rows: float,
@@ -411,148 +450,148 @@ def estimate(
         first_ready: bool = False,
         chained: bool = False,
     ) -> None:
-        cyc = _linear_cycles(design, math.ceil(rows), k, o, first_ready, chained)
-        io = act_io(math.ceil(rows), k, o)
+        cyc = _linear_cycles(self.design, math.ceil(rows), k, o, first_ready, chained)
+        io = self.act_io(math.ceil(rows), k, o)
         # with prefetch the next tile streams in while this one computes
-        add(layer, name, cyc, ddr + io, overlapped=design.prefetch)
+        self.add(layer, name, cyc, ddr + io, overlapped=self.design.prefetch)
 
-    def ln_cycles(rows: int) -> int:
-        if design.activations_in_ddr:
+    def ln_cycles(self, rows: int) -> int:
+        D = self.cfg.embed_dim
+        if self.design.activations_in_ddr:
             return rows * (2 * D + DEPTH_RSQRT)  # Edge-MoE: one element per cycle
         # layernorm_rows: two flat pipelines over the rows, each draining once
-        lanes = ln_lanes(t)
-        return 2 * rows * tiles(D, lanes) + DEPTH_RSQRT + 2 * DEPTH_EPILOGUE
+        return 2 * rows * tiles(D, ln_lanes(self.t)) + DEPTH_RSQRT + 2 * DEPTH_EPILOGUE
 
-    def one_image(img: list[list[int]]) -> list[Stage]:
+    # ---- one image ----
+
+    def image(self, img: list[list[int]]) -> list[Stage]:
         """Every stage of one image; its experts too unless they run per group."""
-        first = len(est.stages)
-        sets = [set() if expert_major else {e for e, n in enumerate(q) if n} for q in img]
-        traffic = image_traffic(cfg, profile, t, sets)
+        cfg, N, D = self.cfg, self.cfg.num_tokens, self.cfg.embed_dim
+        first = len(self.est.stages)
+        sets = [set() if self.expert_major else {e for e, n in enumerate(q) if n} for q in img]
+        traffic = image_traffic(cfg, self.profile, self.t, sets)
 
         def tr(layer: str, stage: str) -> int:
             return _stage_bytes(traffic, layer, stage)
 
         # (the call's header check,) pixels, token bias, then the linear map
-        header = 0 if est.stages else HEADER_READ
-        add(
-            "embed",
-            "load",
-            2 + cfg.num_patches * cfg.patch_dim / word + N * D * 4 / word,
-            header + tr("embed", "load"),
-        )
-        linear(
+        header = 0 if self.est.stages else HEADER_READ
+        load = 2 + cfg.num_patches * cfg.patch_dim / self.word + N * D * 4 / self.word
+        self.add("embed", "load", load, header + tr("embed", "load"))
+        self.linear(
             "embed", "patch_embed", cfg.num_patches, cfg.patch_dim, D, tr("embed", "patch_embed")
         )
-        ln = ln_cycles(N)
+        ln = self.ln_cycles(N)
         queues = iter(img)
         for i in range(cfg.depth):
             layer = f"block{i}"
-            add(layer, "ln1", ln, tr(layer, "ln1") + act_io(N, D, D))
-            linear(layer, "qkv", N, D, 3 * D, tr(layer, "qkv"), chained=True)
-            heads, hd, p = cfg.num_heads, cfg.head_dim, t.p
-            if design.two_pass_attention:
-                blocks = tiles(N, p)
-                # pass 1: scores to DDR; pass 2: read back, exp again, multiply by V
-                cyc = 2 * heads * blocks * (N * hd / min(hd, 16) + p + DEPTH_SOFTMAX)
-                ddr = 2 * heads * N * N * act_bytes + act_io(N, 3 * D, D)
-                add(layer, "attention", cyc, ddr, overlapped=False)
-            else:
-                # per sweep of ATTN_P x ATTN_L rows: load them (II 2: a row spans the
-                # column banks twice), the first key, N keys of ATTN_L cycles, drain,
-                # store (II 2)
-                rows = p * ATTN_INTERLEAVE
-                sweep = 4 * rows + ATTN_INTERLEAVE * (N + 1) + DEPTH_SOFTMAX
-                add(layer, "attention", heads * tiles(N, rows) * sweep, 0)
-            linear(layer, "proj", N, D, D, tr(layer, "proj"), first_ready=True)
-            add(layer, "ln2", ln, tr(layer, "ln2") + act_io(N, D, D))
+            self.add(layer, "ln1", ln, tr(layer, "ln1") + self.act_io(N, D, D))
+            self.linear(layer, "qkv", N, D, 3 * D, tr(layer, "qkv"), chained=True)
+            self.attention(layer)
+            self.linear(layer, "proj", N, D, D, tr(layer, "proj"), first_ready=True)
+            self.add(layer, "ln2", ln, tr(layer, "ln2") + self.act_io(N, D, D))
             if cfg.is_moe(i):
-                linear(layer, "gate", N, D, E, tr(layer, "gate"))
-                if design.activations_in_ddr:  # Edge-MoE: an expert per cycle, three passes
-                    add(layer, "route", N * 3 * E, 0)
-                else:  # route_tokens: one token per cycle
-                    add(layer, "route", N + DEPTH_ROUTE, 0)
-                q = next(queues)
-                if not expert_major:
-                    run = [e for e, n in enumerate(q) if n]  # ascending, each fetched ahead
-                    for e in run:
-                        fc1, fc2 = tr(layer, f"expert{e}_fc1"), tr(layer, f"expert{e}_fc2")
-                        h, more = cfg.expert_hidden, e != run[-1]
-                        linear(layer, "expert_fc1", q[e], D, h, fc1, e != run[0], True)
-                        linear(layer, "expert_fc2", q[e], h, D, fc2, True, more)
+                self.moe(layer, next(queues), tr)
             else:
-                linear(layer, "fc1", N, D, cfg.mlp_hidden, tr(layer, "fc1"), chained=True)
-                linear(layer, "fc2", N, cfg.mlp_hidden, D, tr(layer, "fc2"), first_ready=True)
-        if not (expert_major and cfg.is_moe(cfg.depth - 1)):  # else the experts wrote it
-            add("output", "write", N * D * 4 / word, tr("output", "write"))
-        return est.stages[first:]
+                self.linear(layer, "fc1", N, D, cfg.mlp_hidden, tr(layer, "fc1"), chained=True)
+                self.linear(layer, "fc2", N, cfg.mlp_hidden, D, tr(layer, "fc2"), first_ready=True)
+        if not (self.expert_major and cfg.is_moe(cfg.depth - 1)):  # else the experts wrote it
+            self.add("output", "write", N * D * 4 / self.word, tr("output", "write"))
+        return self.est.stages[first:]
 
-    def one_group(group: list[list[list[int]]]) -> None:
-        """The expert-major part of a group: parking in scratch and the experts."""
-        traffic = group_traffic(cfg, profile, t, group)
-        row = row_bytes(cfg, t)
-        row_words = row // word
-        for m, i in enumerate(moe_blocks):
-            layer = f"block{i}"
-
-            # Parking sends x (output slot) beside h and the queues (scratch) and takes
-            # the next image's x back on the read channel; only the first image's x comes
-            # back on its own. Serial.
-            park = _stage_bytes(traffic, layer, "park")
-            add(
-                layer,
-                "park",
-                0,
-                park,
-                False,
-                s_bpc * park / traffic[(layer, "park", "gmem_scratch")],
+    def attention(self, layer: str) -> None:
+        cfg, N, p = self.cfg, self.cfg.num_tokens, self.t.p
+        heads, hd = cfg.num_heads, cfg.head_dim
+        if self.design.two_pass_attention:
+            blocks = tiles(N, p)
+            # pass 1: scores to DDR; pass 2: read back, exp again, multiply by V
+            cyc = 2 * heads * blocks * (N * hd / min(hd, 16) + p + DEPTH_SOFTMAX)
+            ddr = 2 * heads * N * N * self.ACT_BYTES + self.act_io(
+                N, 3 * cfg.embed_dim, cfg.embed_dim
             )
-            # the first image of each slot comes back on its own
-            resume = _stage_bytes(traffic, layer, "resume")
-            if resume:
-                add(layer, "resume", 0, resume, False, s_bpc * len(group) / min(2, len(group)))
+            self.add(layer, "attention", cyc, ddr, overlapped=False)
+        else:
+            # per sweep of ATTN_P x ATTN_L rows: load them (II 2: a row spans the column
+            # banks twice), the first key, N keys of ATTN_L cycles, drain, store (II 2)
+            rows = p * ATTN_INTERLEAVE
+            sweep = 4 * rows + ATTN_INTERLEAVE * (N + 1) + DEPTH_SOFTMAX
+            self.add(layer, "attention", heads * tiles(N, rows) * sweep, 0)
 
-            # chunks: an expert's queued tokens, NUM_TOKENS at a time, experts ascending
-            run = [e for e in range(E) if any(img[m][e] for img in group)]
-            chunks = []
-            for e in run:
-                total = sum(img[m][e] for img in group)
-                chunks += [(e, min(N, total - c)) for c in range(0, total, N)]
-            # serial: the counts, each queue, the first chunk's h rows
-            lists = traffic[(layer, "gather", "gmem_scratch")] - sum(r for _, r in chunks) * row
-            add(layer, "gather", 0, lists + chunks[0][1] * row, False, s_bpc)
-            # fc1 of chunk c merges chunk c - 1 (its scaled outputs added to x in the output
-            # slots), fc2 of chunk c gathers chunk c + 1's h: a bus word per cycle beside the
-            # weights
-            h = cfg.expert_hidden
-            cyc = {"fc1": 0, "fc2": 0}
-            for c, (_, r) in enumerate(chunks):
-                first, last = c == 0, c + 1 == len(chunks)
-                merge = 0 if first else chunks[c - 1][1] * row_words
-                gather = 0 if last else chunks[c + 1][1] * row_words
-                cyc["fc1"] += _linear_cycles(design, r, D, h, not first, True, merge)
-                cyc["fc2"] += _linear_cycles(design, r, h, D, True, not last, gather)
-            for fc in cyc:
-                ddr = sum(traffic[(layer, f"expert{e}_{fc}", "gmem_weights")] for e in run)
-                add(layer, f"expert_{fc}", cyc[fc], ddr)
-            hidden = (sum(r for _, r in chunks) - chunks[0][1]) * row  # h gathered meanwhile
-            hidden += 2 * (sum(r for _, r in chunks) - chunks[-1][1]) * row  # x merged
-            add(layer, "rows_moved", 0, hidden, hidden=True)
-            # the last chunk's merge, on its own: x read and written a word per cycle
-            n = chunks[-1][1]
-            add(layer, "merge", n * row_words, 2 * n * row, True, 2 * s_bpc)
+    def moe(self, layer: str, q: list[int], tr) -> None:
+        """Gate and routing; the experts too when they run per image (image-major)."""
+        cfg, N, D, E = self.cfg, self.cfg.num_tokens, self.cfg.embed_dim, self.cfg.num_experts
+        self.linear(layer, "gate", N, D, E, tr(layer, "gate"))
+        if self.design.activations_in_ddr:  # Edge-MoE: an expert per cycle, three passes
+            self.add(layer, "route", N * 3 * E, 0)
+        else:  # route_tokens: one token per cycle
+            self.add(layer, "route", N + DEPTH_ROUTE, 0)
+        if self.expert_major:
+            return
+        run = [e for e, n in enumerate(q) if n]  # ascending, each fetched ahead
+        for e in run:
+            fc1, fc2 = tr(layer, f"expert{e}_fc1"), tr(layer, f"expert{e}_fc2")
+            h, more = cfg.expert_hidden, e != run[-1]
+            self.linear(layer, "expert_fc1", q[e], D, h, fc1, e != run[0], True)
+            self.linear(layer, "expert_fc2", q[e], h, D, fc2, True, more)
 
-    per_image = [one_image(img) for img in counts]
-    if design.two_slots:
-        group = MAX_BATCH if expert_major else batch
-        for g in range(0, batch, group):
-            parts = [_segments(st, expert_major) for st in per_image[g : g + group]]
-            for segment in zip(*parts, strict=True):
-                _two_slots(list(segment))
-    if expert_major:
-        for g in range(0, batch, MAX_BATCH):
-            one_group(counts[g : g + MAX_BATCH])
-    est.resources = resources(cfg, profile, design, board)
-    return est
+    # ---- one expert-major group ----
+
+    def group(self, group: list[list[list[int]]]) -> None:
+        """The expert-major part of a group: parking in scratch and the experts."""
+        traffic = group_traffic(self.cfg, self.profile, self.t, group)
+        for m, i in enumerate(self.moe_blocks):
+            layer = f"block{i}"
+            self.park(layer, traffic, len(group))
+            self.experts(layer, traffic, self.chunks(group, m))
+
+    def park(self, layer: str, traffic: dict, images: int) -> None:
+        # Parking sends x (output slot) beside h and the queues (scratch) and takes the
+        # next image's x back on the read channel; only the first image's x comes back
+        # on its own. Serial.
+        park = _stage_bytes(traffic, layer, "park")
+        bpc = self.s_bpc * park / traffic[(layer, "park", "gmem_scratch")]
+        self.add(layer, "park", 0, park, False, bpc)
+        # the first image of each slot comes back on its own
+        resume = _stage_bytes(traffic, layer, "resume")
+        if resume:
+            self.add(layer, "resume", 0, resume, False, self.s_bpc * images / min(2, images))
+
+    def chunks(self, group: list[list[list[int]]], m: int) -> list[tuple[int, int]]:
+        """(expert, rows): each expert's queued tokens, NUM_TOKENS at a time, ascending."""
+        N = self.cfg.num_tokens
+        out = []
+        for e in range(self.cfg.num_experts):
+            total = sum(img[m][e] for img in group)
+            out += [(e, min(N, total - c)) for c in range(0, total, N)]
+        return out
+
+    def experts(self, layer: str, traffic: dict, chunks: list[tuple[int, int]]) -> None:
+        D, h = self.cfg.embed_dim, self.cfg.expert_hidden
+        row = row_bytes(self.cfg, self.t)
+        row_words = row // self.word
+        run = sorted({e for e, _ in chunks})
+        # serial: the counts, each queue, the first chunk's h rows
+        lists = traffic[(layer, "gather", "gmem_scratch")] - sum(r for _, r in chunks) * row
+        self.add(layer, "gather", 0, lists + chunks[0][1] * row, False, self.s_bpc)
+        # fc1 of chunk c merges chunk c - 1 (its scaled outputs added to x in the output
+        # slots), fc2 of chunk c gathers chunk c + 1's h: a bus word per cycle beside the
+        # weights
+        cyc = {"fc1": 0, "fc2": 0}
+        for c, (_, r) in enumerate(chunks):
+            first, last = c == 0, c + 1 == len(chunks)
+            merge = 0 if first else chunks[c - 1][1] * row_words
+            gather = 0 if last else chunks[c + 1][1] * row_words
+            cyc["fc1"] += _linear_cycles(self.design, r, D, h, not first, True, merge)
+            cyc["fc2"] += _linear_cycles(self.design, r, h, D, True, not last, gather)
+        for fc in cyc:
+            ddr = sum(traffic[(layer, f"expert{e}_{fc}", "gmem_weights")] for e in run)
+            self.add(layer, f"expert_{fc}", cyc[fc], ddr)
+        hidden = (sum(r for _, r in chunks) - chunks[0][1]) * row  # h gathered meanwhile
+        hidden += 2 * (sum(r for _, r in chunks) - chunks[-1][1]) * row  # x merged
+        self.add(layer, "rows_moved", 0, hidden, hidden=True)
+        # the last chunk's merge, on its own: x read and written a word per cycle
+        n = chunks[-1][1]
+        self.add(layer, "merge", n * row_words, 2 * n * row, True, 2 * self.s_bpc)
 
 
 def _segments(stages: list[Stage], parks: bool) -> list[list[list[Stage]]]:
@@ -655,85 +694,11 @@ def f_qkv(profile: Profile) -> int:
 
 def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) -> dict:
     """DSP48E2, BRAM36, URAM and a coarse LUT estimate against the board's budget."""
-    t = design.tiling
-    N, D = cfg.num_tokens, cfg.embed_dim
-    act = profile.act.width
-    hidden = max(cfg.mlp_hidden, cfg.expert_hidden)
-    wide_cols = max(3 * D, hidden)
-    lin_macs = t.lin_in * t.lin_out
-    attn_macs = 2 * t.p * cfg.head_dim
-    if design.two_pass_attention:  # Edge-MoE: q.k, then p.v, one DSP per MAC
-        dsp_items = {"linear unit": lin_macs * design.dsp_per_mac, "attention": attn_macs}
-        dsp_items["other (allowance)"] = 24
-    else:
-        dsp_items = {
-            unit: sum(n * _mult_dsps(a, b) for _, n, a, b in items)
-            for unit, items in multipliers(cfg, profile, t).items()
-        }
+    dsp_items = _dsp_by_unit(cfg, profile, design)
     dsp = sum(dsp_items.values())
-    bram = 0.0
-    uram = 0
-    # an image's working set, per slot: banked activation buffers (cyclic by LIN_IN /
-    # LIN_OUT columns) and the wide buffer (URAM); once: the pixels and the routing
-    # queues, which only the linear lane uses
-    slots = 2 if design.two_slots else 1
-    bram += slots * t.lin_out * _bram36(N * math.ceil(D / t.lin_out), act)  # x
-    bram += slots * t.lin_in * _bram36(N * math.ceil(D / t.lin_in), act)  # h
-    bram += t.lin_in * _bram36(cfg.num_patches * math.ceil(cfg.patch_dim / t.lin_in), 8)
-    wide_bits = slots * N * wide_cols * act
-    if board.uram:
-        uram += slots * (
-            t.lin_in * math.ceil(N * math.ceil(wide_cols / t.lin_in) / 4096) * math.ceil(act / 72)
-        )
-    else:
-        bram += slots * t.lin_in * _bram36(N * math.ceil(wide_cols / t.lin_in), act)
-    bram += 2 * cfg.num_experts * _bram36(N, 32)  # routing queues (token, weight)
-    if design.two_pass_attention:
-        acc_bits = 64
-    else:
-        from edgemoe.host.contracts.accumulators import accumulator_bits
-
-        accs = accumulator_bits(cfg, profile)
-        acc_bits = max(
-            accs[k] for k in ("patch_embed", "linear_in_dim", "linear_in_hidden", "gate")
-        )
-    bram += t.lin_out * _bram36(N, acc_bits)  # accumulators, one bank per lane
-    bram += 4  # tables, LN parameters
-    word_bits = t.axi_bits
-    fifo = 0.0
-    if not design.two_pass_attention:
-        # the m_axi adapters' FIFOs, one per direction a port uses
-        for _, reads, writes in AXI_PORTS:
-            fifo += (reads + writes) * _bram36(AXI_OUTSTANDING * AXI_BURST, word_bits)
-        # the weight stream between the fetch and the MACs: a tile of weight words
-        tile_words = -(-t.lin_in * t.lin_out * 2 * 8 // word_bits)
-        fifo += _bram36(tile_words, t.lin_in * t.lin_out * 16 // tile_words)
-    bram += fifo
-    if design.expert_major:
-        # expert-major groups: per-image expert counts, one queue's (token, weight), two
-        # chunks' rows (x and h offsets, 64-bit; gate weight); the chunk's scaled expert
-        # outputs wait in x (free while the images are parked)
-        bram += _bram36(MAX_BATCH * cfg.num_experts, 32) + 2 * _bram36(N, 32)
-        bram += 2 * (2 * _bram36(N, 64) + _bram36(N, 32))
-    lut = int(lin_macs * 40 + attn_macs * 60 + (wide_bits / 1e4) + 25_000)
-    # two slots: a 2:1 select on every banked port of the linear lane (x, h, wide)
-    lut += (slots - 1) * (2 * t.lin_in + t.lin_out) * act
-    ff = 0
-    if not design.two_pass_attention:
-        # the MACs read the tile buffer (b0 + t) % 3: a 3:1 select per weight bit
-        lut += lin_macs * 16
-        # per output lane an adder tree of LIN_IN products plus the accumulator (carry
-        # chains, a LUT per bit) -- the DSPs' own adders are not relied on
-        lut += t.lin_out * t.lin_in * acc_bits
-        # per attention row unit the q . k tree; LayerNorm's two constant dividers
-        lut += t.p * cfg.head_dim * (2 * f_qkv(profile) + 8) + 2 * 64 * 64
-        # register-held arrays: the LIN_AHEAD + 1 tile buffers (complete partition), the
-        # K / V ping-pong, the attention rows' state and queries (LUTRAM/FF, by unit and
-        # column); pipeline registers at a coarse rate per MAC
-        ff += (LIN_AHEAD + 1) * lin_macs * 16
-        ff += 2 * 2 * cfg.head_dim * act
-        ff += lin_macs * 48 + attn_macs * 64 + 30_000
-        lut += t.p * ATTN_INTERLEAVE * cfg.head_dim * (act + 48) // 32  # LUTRAM, 32 deep
+    acc_bits = _accumulator_bits(cfg, profile, design)
+    bram, uram, fifo, wide_bits = _memories(cfg, profile, design, board, acc_bits)
+    lut, ff = _logic(cfg, profile, design, acc_bits, wide_bits)
     util = {
         "dsp": dsp / board.dsp,
         "bram36": bram / board.bram36,
@@ -767,6 +732,105 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
         "fits": bool(fits),
         "fits_rule": "DSP <= 80 %, BRAM36 and URAM <= 85 %, LUT and FF <= 80 %",
     }
+
+
+def _dsp_by_unit(cfg: ModelConfig, profile: Profile, design: Design) -> dict[str, int]:
+    t = design.tiling
+    if design.two_pass_attention:  # Edge-MoE: q.k, then p.v, one DSP per MAC
+        return {
+            "linear unit": t.lin_in * t.lin_out * design.dsp_per_mac,
+            "attention": 2 * t.p * cfg.head_dim,
+            "other (allowance)": 24,
+        }
+    return {
+        unit: sum(n * _mult_dsps(a, b) for _, n, a, b in items)
+        for unit, items in multipliers(cfg, profile, t).items()
+    }
+
+
+def _accumulator_bits(cfg: ModelConfig, profile: Profile, design: Design) -> int:
+    """The widest linear-unit accumulator (Edge-MoE's design: 64 bits)."""
+    if design.two_pass_attention:
+        return 64
+    accs = accumulator_bits(cfg, profile)
+    return max(accs[k] for k in ("patch_embed", "linear_in_dim", "linear_in_hidden", "gate"))
+
+
+def _memories(
+    cfg: ModelConfig, profile: Profile, design: Design, board: Board, acc_bits: int
+) -> tuple[float, int, float, int]:
+    """(BRAM36, URAM, BRAM36 of the m_axi FIFOs, bits of the wide buffers)."""
+    t = design.tiling
+    N, D = cfg.num_tokens, cfg.embed_dim
+    act = profile.act.width
+    wide_cols = max(3 * D, max(cfg.mlp_hidden, cfg.expert_hidden))
+    bram = 0.0
+    uram = 0
+    # an image's working set, per slot: banked activation buffers (cyclic by LIN_IN /
+    # LIN_OUT columns) and the wide buffer (URAM); once: the pixels and the routing
+    # queues, which only the linear lane uses
+    slots = 2 if design.two_slots else 1
+    bram += slots * t.lin_out * _bram36(N * math.ceil(D / t.lin_out), act)  # x
+    bram += slots * t.lin_in * _bram36(N * math.ceil(D / t.lin_in), act)  # h
+    bram += t.lin_in * _bram36(cfg.num_patches * math.ceil(cfg.patch_dim / t.lin_in), 8)
+    wide_bits = slots * N * wide_cols * act
+    if board.uram:
+        uram += slots * (
+            t.lin_in * math.ceil(N * math.ceil(wide_cols / t.lin_in) / 4096) * math.ceil(act / 72)
+        )
+    else:
+        bram += slots * t.lin_in * _bram36(N * math.ceil(wide_cols / t.lin_in), act)
+    bram += 2 * cfg.num_experts * _bram36(N, 32)  # routing queues (token, weight)
+    bram += t.lin_out * _bram36(N, acc_bits)  # accumulators, one bank per lane
+    bram += 4  # tables, LN parameters
+    word_bits = t.axi_bits
+    fifo = 0.0
+    if not design.two_pass_attention:
+        # the m_axi adapters' FIFOs, one per direction a port uses
+        for _, reads, writes in AXI_PORTS:
+            fifo += (reads + writes) * _bram36(AXI_OUTSTANDING * AXI_BURST, word_bits)
+        # the weight stream between the fetch and the MACs: a tile of weight words
+        tile_words = -(-t.lin_in * t.lin_out * 2 * 8 // word_bits)
+        fifo += _bram36(tile_words, t.lin_in * t.lin_out * 16 // tile_words)
+    bram += fifo
+    if design.expert_major:
+        # expert-major groups: per-image expert counts, one queue's (token, weight), two
+        # chunks' rows (x and h offsets, 64-bit; gate weight); the chunk's scaled expert
+        # outputs wait in x (free while the images are parked)
+        bram += _bram36(MAX_BATCH * cfg.num_experts, 32) + 2 * _bram36(N, 32)
+        bram += 2 * (2 * _bram36(N, 64) + _bram36(N, 32))
+    return bram, uram, fifo, wide_bits
+
+
+def _logic(
+    cfg: ModelConfig, profile: Profile, design: Design, acc_bits: int, wide_bits: int
+) -> tuple[int, int]:
+    """(LUT, FF), coarse."""
+    t = design.tiling
+    act = profile.act.width
+    lin_macs = t.lin_in * t.lin_out
+    attn_macs = 2 * t.p * cfg.head_dim
+    slots = 2 if design.two_slots else 1
+    lut = int(lin_macs * 40 + attn_macs * 60 + (wide_bits / 1e4) + 25_000)
+    # two slots: a 2:1 select on every banked port of the linear lane (x, h, wide)
+    lut += (slots - 1) * (2 * t.lin_in + t.lin_out) * act
+    ff = 0
+    if not design.two_pass_attention:
+        # the MACs read the tile buffer (b0 + t) % 3: a 3:1 select per weight bit
+        lut += lin_macs * 16
+        # per output lane an adder tree of LIN_IN products plus the accumulator (carry
+        # chains, a LUT per bit) -- the DSPs' own adders are not relied on
+        lut += t.lin_out * t.lin_in * acc_bits
+        # per attention row unit the q . k tree; LayerNorm's two constant dividers
+        lut += t.p * cfg.head_dim * (2 * f_qkv(profile) + 8) + 2 * 64 * 64
+        # register-held arrays: the LIN_AHEAD + 1 tile buffers (complete partition), the
+        # K / V ping-pong, the attention rows' state and queries (LUTRAM/FF, by unit and
+        # column); pipeline registers at a coarse rate per MAC
+        ff += (LIN_AHEAD + 1) * lin_macs * 16
+        ff += 2 * 2 * cfg.head_dim * act
+        ff += lin_macs * 48 + attn_macs * 64 + 30_000
+        lut += t.p * ATTN_INTERLEAVE * cfg.head_dim * (act + 48) // 32  # LUTRAM, 32 deep
+    return lut, ff
 
 
 def table(est: Estimate) -> str:
