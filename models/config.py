@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -362,6 +363,36 @@ def list_configs() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
+def read_named_yaml(
+    name_or_path: str | Path, folder: Path, what: str, known: Callable[[], list[str]]
+) -> tuple[Any, str]:
+    """The parsed YAML of a file named by path, or by name in ``folder``; and its source.
+
+    Shared by configs and precision profiles. ``what`` names the kind in messages.
+
+    Raises
+    ------
+    ConfigError
+        Unknown name (the ``known`` ones listed), unreadable file, invalid YAML.
+    """
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        source = str(p)
+    else:
+        p = folder / f"{name_or_path}.yaml"
+        source = str(name_or_path)
+        if not p.exists():
+            raise ConfigError(f"unknown {what} {name_or_path!r} (known: {', '.join(known())})")
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {source}: {e.strerror}") from None
+    try:
+        return yaml.safe_load(text), source
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+
+
 def load_config(name_or_path: str | Path = DEFAULT_CONFIG) -> ModelConfig:
     """Load a config by name (``m3vit-mini``) or by path to a YAML file.
 
@@ -370,22 +401,5 @@ def load_config(name_or_path: str | Path = DEFAULT_CONFIG) -> ModelConfig:
     ConfigError
         The name is unknown, the file unreadable, or a field is missing or bad.
     """
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        source = str(p)
-    else:
-        p = CONFIG_DIR / f"{name_or_path}.yaml"
-        source = str(name_or_path)
-        if not p.exists():
-            raise ConfigError(
-                f"unknown config {name_or_path!r} (known: {', '.join(list_configs())})"
-            )
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise ConfigError(f"cannot read config {source}: {e.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+    data, source = read_named_yaml(name_or_path, CONFIG_DIR, "config", list_configs)
     return _from_dict(data, source)

@@ -69,26 +69,26 @@ def seed_arg(text: str) -> int:
     return v
 
 
-def timeout_arg(text: str) -> float:
-    """An argparse type: seconds, positive and finite, at most a day."""
+def _float_in(text: str, what: str, lo: float, hi: float, lo_open: bool, unit: str) -> float:
+    """``text`` as a float in ``lo..hi`` (``(lo, hi]`` when ``lo_open``; NaN never)."""
     try:
         v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < v <= MAX_TIMEOUT_S:  # NaN fails this too
-        raise argparse.ArgumentTypeError(f"must be in (0, {MAX_TIMEOUT_S:g}] seconds, got {text}")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not ((lo < v) if lo_open else (lo <= v)) or not v <= hi:  # NaN fails both
+        span = f"({lo:g}, {hi:g}]" if lo_open else f"{lo:g}..{hi:g}"
+        raise argparse.ArgumentTypeError(f"must be in {span} {unit}, got {text}")
     return v
+
+
+def timeout_arg(text: str) -> float:
+    """An argparse type: seconds, positive and finite, at most a day."""
+    return _float_in(text, "a number of seconds", 0, MAX_TIMEOUT_S, True, "seconds")
 
 
 def clock_arg(text: str) -> float:
     """An argparse type: a PL clock in MHz, 50..600."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a frequency in MHz") from None
-    if not 50 <= v <= 600:
-        raise argparse.ArgumentTypeError(f"must be in 50..600 MHz, got {text}")
-    return v
+    return _float_in(text, "a frequency in MHz", 50, 600, False, "MHz")
 
 
 def need_torch() -> None:

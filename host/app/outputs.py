@@ -39,14 +39,19 @@ def _writable(folder: Path) -> str | None:
         return e.strerror or str(e)
 
 
-def _check_parent(path: Path, flag: str) -> None:
-    """The folder that will hold ``path`` exists or can be created, and is writable."""
+def _check_parent(path: Path, flag: str, named: Path | None = None) -> None:
+    """The folder that will hold ``path`` exists or can be created, and is writable.
+
+    ``named``: the path the messages name (default ``path``; ``--out`` checks the
+    folder that will hold its files).
+    """
+    named = path if named is None else named
     anchor = _nearest_existing(path.parent)
     if not anchor.is_dir():
-        raise EdgeMoeError(f"cannot write {flag} {path}: {anchor} is not a folder")
+        raise EdgeMoeError(f"cannot write {flag} {named}: {anchor} is not a folder")
     why = _writable(anchor)
     if why:
-        raise EdgeMoeError(f"cannot write {flag} {path}: {anchor} is not writable ({why})")
+        raise EdgeMoeError(f"cannot write {flag} {named}: {anchor} is not writable ({why})")
 
 
 def check_output_file(path: str | None, flag: str, suffix: str | None = None) -> Path | None:
@@ -109,12 +114,7 @@ def check_out_dir(text: str, force: bool) -> Path:
         if why:
             raise EdgeMoeError(f"cannot write --out {out}: the folder is not writable ({why})")
     else:
-        anchor = _nearest_existing(out.parent)
-        if not anchor.is_dir():
-            raise EdgeMoeError(f"cannot write --out {out}: a parent path is not a folder")
-        why = _writable(anchor)
-        if why:
-            raise EdgeMoeError(f"cannot write --out {out}: {anchor} is not writable ({why})")
+        _check_parent(out / "_", "--out", out)
     return out
 
 

@@ -8,11 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from edgemoe.errors import ConfigError
 from edgemoe.host.contracts.fixedpoint import Fmt
-from edgemoe.models.config import ModelConfig
+from edgemoe.models.config import ModelConfig, read_named_yaml
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "models" / "profiles"
 DEFAULT_PROFILE = "lean"
@@ -137,22 +135,7 @@ def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> Profile:
     ConfigError
         Unknown name, unreadable file, missing, unknown or malformed field.
     """
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        source = str(p)
-    else:
-        p = PROFILE_DIR / f"{name_or_path}.yaml"
-        source = str(name_or_path)
-        if not p.exists():
-            raise ConfigError(
-                f"unknown profile {name_or_path!r} (known: {', '.join(list_profiles())})"
-            )
-    try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as e:
-        raise ConfigError(f"cannot read profile {source}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+    data, source = read_named_yaml(name_or_path, PROFILE_DIR, "profile", list_profiles)
     return _from_dict(data, source)
 
 
