@@ -26,11 +26,12 @@ from dataclasses import asdict, dataclass, field
 
 from edgemoe.models.config import ModelConfig
 
+from .bundle import scale_entries
 from .hls_params import ATTN_INTERLEAVE, LIN_AHEAD, LIN_MIN_PASS, ln_lanes
 from .profile import Profile
 from .scratch import MAX_BATCH, batched, row_bytes
 from .tiling import Tiling, tiles
-from .traffic import HEADER_READ, group_traffic, image_traffic
+from .traffic import call_reads, group_traffic, image_traffic
 
 
 @dataclass(frozen=True)
@@ -433,12 +434,15 @@ def estimate(
         def tr(layer: str, stage: str) -> int:
             return _stage_bytes(traffic, layer, stage)
 
-        # (the call's header check,) pixels, token bias, then the linear map
-        header = 0 if est.stages else HEADER_READ
+        # (the call's header check and scale table,) pixels, token bias, then the linear map
+        header = 0 if est.stages else call_reads(cfg, t)
         add(
             "embed",
             "load",
-            2 + cfg.num_patches * cfg.patch_dim / word + N * D * 4 / word,
+            2
+            + max(header - 32, 0) / word
+            + cfg.num_patches * cfg.patch_dim / word
+            + N * D * 4 / word,
             header + tr("embed", "load"),
         )
         linear(
@@ -726,6 +730,12 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
         # per output lane an adder tree of LIN_IN products plus the accumulator (carry
         # chains, a LUT per bit) -- the DSPs' own adders are not relied on
         lut += t.lin_out * t.lin_in * acc_bits
+        # per output lane the epilogue's two shifts by per-call amounts (the tensors'
+        # binary points, scale.h): 64-bit barrel shifters of 6-bit amounts (three levels
+        # of 4:1 muxes, a LUT6 each per bit) for the addend and the sum, the rounding
+        # incrementer; the scale table in LUTRAM (64 bits per LUT)
+        lut += t.lin_out * (2 * 3 * 64 + 64)
+        lut += -(-16 * len(scale_entries(cfg)) // 64)
         # per attention row unit the q . k tree; LayerNorm's two constant dividers
         lut += t.p * cfg.head_dim * (2 * f_qkv(profile) + 8) + 2 * 64 * 64
         # register-held arrays: the LIN_AHEAD + 1 tile buffers (complete partition), the
