@@ -72,8 +72,9 @@ inline LinearShift linear_shift(TensorScale s, int in_frac, int out_frac) {
 /// for s >= 1, ((v >> (s - 1)) + 1) >> 1 equals floor((v + 2^(s-1)) / 2^s)
 /// (edgemoe.host.fixedpoint.rshift_round) without forming 2^(s-1): one barrel shifter,
 /// an incrementer and a fixed one-bit shift -- LUTs, no DSP. The amounts are unsigned
-/// (shift_t): the ap_int shift operators (UG1399 "Class Methods and Operators") then
-/// shift one way only, and the 6-bit amount bounds the shifter to six mux levels.
+/// (shift_t): ap_int's shift operators (UG1399 "Class Methods and Operators") take a
+/// signed amount as a shift either way (the open ap_int_base.h: a negative amount turns
+/// >> into <<), an unsigned one only the way written; 6 bits bound the shifter's depth.
 inline wide_t scale_round(wide_t v, shift_t s) {
   return s == 0 ? v : wide_t(((v >> shift_t(s - 1)) + 1) >> 1);
 }
