@@ -7,6 +7,8 @@
 // through an expert queue) and what happens to a finished output tile: narrow and
 // store (optionally through GELU), add into the residual stream, or scale by the
 // gate weight and accumulate into the gathered token (MoE).
+// The epilogue's shifts are per call: the binary points of the call's weight and bias
+// tensors, from the bundle's scale table (scale.h), not compile-time constants.
 // Golden: edgemoe.sim.golden.linear and its callers.
 #ifndef EDGEMOE_LINEAR_H_
 #define EDGEMOE_LINEAR_H_
