@@ -7,12 +7,12 @@ Usage::
     .venv/bin/python scripts/precision_sweep.py --published
 
 Candidates are the lean profile with 8-, 12-, 16- and 18-bit weights (linear,
-gate and patch weights; integer bits kept, so headroom is unchanged and only the
-resolution moves) and the activation widths that go with them, plus the
-edge-moe profile. Fidelity is golden against float on held-out scenes (see
-:mod:`edgemoe.host.app.fidelity` for the task-metric definition); DSP48E2 and latency
-come from ``edgemoe estimate``'s model (:mod:`edgemoe.host.estimate.perf`, ZCU104, 300 MHz,
-one image per call).
+gate and patch weights, each tensor its own binary point as the profile's
+``fixed<W,*>`` says; biases stay 16 bits, per tensor) and the activation widths
+that go with them, plus the edge-moe profile. Fidelity is golden against float on
+held-out scenes (see :mod:`edgemoe.host.app.fidelity` for the task-metric definition);
+DSP48E2 and latency come from ``edgemoe estimate``'s model (:mod:`edgemoe.host.estimate.perf`,
+ZCU104, 300 MHz, one image per call).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from edgemoe.host.estimate.perf import BOARDS, estimate, our_design
 from edgemoe.models import DEFAULT_CONFIG, load_config
 
 WEIGHT_CLASSES = ("weight", "gate_weight", "patch_weight")
+#: The compile-time integer bits the weight classes had before per-tensor binary points
+#: (the "per-profile" scheme of the weight-only comparison).
+COMPILE_TIME_INT_BITS = {"weight": 3, "gate_weight": 1, "patch_weight": 2}
 ACT_CLASSES = ("act", "token_bias", "ln_stat")
 #: (weight bits, activation bits) of the candidates derived from lean; activations keep
 #: their 9 integer bits (the residual stream) and at least the pixels' 8 fraction bits.
@@ -40,12 +43,13 @@ CANDIDATES = ((8, 17), (12, 19), (16, 22), (18, 27))
 def candidate(base: Profile, w_bits: int, a_bits: int) -> Profile:
     """``base`` with its weight formats ``w_bits`` wide and activations ``a_bits`` wide.
 
-    Integer bits stay (the calibrated ranges); Q/K/V keep their integer bits with
-    at most the activations' fraction bits.
+    Weights (and biases) keep a per-tensor binary point, activations their integer
+    bits (the calibrated ranges); Q/K/V keep their integer bits with at most the
+    activations' fraction bits.
     """
     f = dict(base.formats)
     for k in WEIGHT_CLASSES:
-        f[k] = Fmt(w_bits, f[k].int_bits)
+        f[k] = Fmt(w_bits, None)
     for k in ACT_CLASSES:
         f[k] = Fmt(a_bits, f[k].int_bits)
     qkv = f["attn_qkv"]
@@ -113,7 +117,7 @@ def weight_only(model, cfg, profile: Profile, bits: int, per_tensor: bool, image
             ib = int(np.ceil(np.log2(m))) + 1 if m > 0 else 1
             fmt = Fmt(bits, ib)
         else:
-            fmt = Fmt(bits, profile.formats[cls].int_bits)
+            fmt = Fmt(bits, COMPILE_TIME_INT_BITS[cls])
         raw, _, _ = fmt.quantize(wf)
         sd[name] = unfold(fmt.to_float(raw))
     q.load_state_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in sd.items()})

@@ -20,7 +20,7 @@ import numpy as np
 from edgemoe.host.contracts.fixedpoint import Fmt, narrow, rshift_round, saturate
 from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.routing import topk_mask
-from edgemoe.host.export.quantize import QuantizedModel, stage_to_float
+from edgemoe.host.export.quantize import MAX_SHIFT, QuantizedModel, stage_to_float
 from edgemoe.models.config import ModelConfig
 
 from . import units
@@ -79,14 +79,18 @@ def linear(
 ) -> np.ndarray:
     """The unified linear unit: ``narrow(x @ w.T + b)`` into ``out``.
 
-    The accumulator holds ``fx.frac + fw.frac`` fraction bits and never
-    overflows (bit growth checked by :func:`accumulator_bits`); the bias is
-    aligned to it by a left shift.
+    The accumulator holds ``fx.frac + fw.frac`` fraction bits -- ``fw`` is the
+    tensor's own binary point, so the shifts are per call, as the kernel's
+    epilogue reads them from the bundle's scale table -- and never overflows
+    (bit growth checked by :func:`accumulator_bits`); the bias is aligned to it
+    by a left shift of 0..62 bits and the sum narrowed by a right shift of 0..62
+    (:func:`edgemoe.host.export.quantize.choose_linear` guarantees both).
     """
     fa = fx.frac + fw.frac
+    assert 0 <= fa - out.frac <= MAX_SHIFT, "the epilogue narrows by a right shift"
     acc = int_matmul(x, w.T)
     if b is not None:
-        assert fa >= fb.frac
+        assert 0 <= fa - fb.frac <= MAX_SHIFT
         acc = acc + (np.asarray(b, dtype=np.int64) << (fa - fb.frac))
     if sat is None:
         return narrow(acc, fa, out)
@@ -134,7 +138,7 @@ class Golden:
         D = self.cfg.embed_dim
         tb = self.qm["token_bias"]
         x = patches.reshape(B * self.cfg.num_patches, -1).astype(np.int64)
-        fa = f["pixel"].frac + f["patch_weight"].frac
+        fa = f["pixel"].frac + self.qm.fmt("patch.w").frac
         acc = int_matmul(x, self.qm["patch.w"].T).reshape(B, -1, D)
         acc = acc + (tb[1:][None] << (fa - f["token_bias"].frac))
         out = np.empty((B, self.cfg.num_tokens, D), dtype=np.int64)
@@ -172,7 +176,8 @@ class Golden:
         """Gate of one MoE block: base-2 logits, top-k mask, gate weights (``prob``)."""
         p, cfg = self.p, self.cfg
         w = self.qm[f"blocks.{block}.gate.{task}.w"]
-        logits = linear(h, p.act, w, p.gate_weight, None, None, p.attn_score, self.sat, "gate")
+        fw = self.qm.fmt(f"blocks.{block}.gate.{task}.w")
+        logits = linear(h, p.act, w, fw, None, None, p.attn_score, self.sat, "gate")
         mask = topk_mask(logits, cfg.top_k)
         m = logits.max(axis=-1, keepdims=True)
         e = units.exp2(logits - m, p.attn_score.frac, p)
@@ -187,15 +192,13 @@ class Golden:
     ) -> np.ndarray:
         p, qm = self.p, self.qm
 
-        def t(n: str) -> np.ndarray:
+        def t(n: str) -> tuple[np.ndarray, Fmt]:
             a = qm[f"{pre}.{n}"]
-            return a if e is None else a[e]
+            return (a if e is None else a[e]), qm.fmt(f"{pre}.{n}", e)
 
-        hid = linear(h, p.act, t(f"{w1}.w"), p.weight, t(f"{w1}.b"), p.bias, p.act, self.sat, "fc1")
+        hid = linear(h, p.act, *t(f"{w1}.w"), *t(f"{w1}.b"), p.act, self.sat, "fc1")
         hid = units.gelu(hid, p.act, p)
-        return linear(
-            hid, p.act, t(f"{w2}.w"), p.weight, t(f"{w2}.b"), p.bias, p.act, self.sat, "fc2"
-        )
+        return linear(hid, p.act, *t(f"{w2}.w"), *t(f"{w2}.b"), p.act, self.sat, "fc2")
 
     def block(self, x: np.ndarray, i: int, task: str, rec: dict | None, routes: list) -> np.ndarray:
         p, cfg, qm = self.p, self.cfg, self.qm
@@ -213,9 +216,9 @@ class Golden:
             h.reshape(B * N, D),
             p.act,
             qm[f"{pre}.qkv.w"],
-            p.weight,
+            qm.fmt(f"{pre}.qkv.w"),
             qm[f"{pre}.qkv.b"],
-            p.attn_bias,
+            qm.fmt(f"{pre}.qkv.b"),
             p.attn_qkv,
             self.sat,
             "qkv",
@@ -228,9 +231,9 @@ class Golden:
             a.reshape(B * N, D),
             p.act,
             qm[f"{pre}.proj.w"],
-            p.weight,
+            qm.fmt(f"{pre}.proj.w"),
             qm[f"{pre}.proj.b"],
-            p.attn_bias,
+            qm.fmt(f"{pre}.proj.b"),
             p.act,
             self.sat,
             "proj",

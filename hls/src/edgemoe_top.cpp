@@ -373,6 +373,7 @@ lane_steps:
         }
         call = {IN_H,       OUT_PROJ, EMBED_DIM, EMBED_DIM, NUM_TOKENS, blk.proj_w,
                 blk.proj_b, 0,        0,         0,         SIDE_NONE,  0};
+        call.scale = scale_of(lin.scales, SCALE_AT[s.block].proj);
         compute = true;
         wr = WR_X;
         pc = stop == here + STAGE_PROJ ? PC_WRITE : PC_LN2;
@@ -387,6 +388,7 @@ lane_steps:
       case PC_GATE:
         call = {IN_H, OUT_GATE, EMBED_DIM, NUM_EXPERTS, NUM_TOKENS, blk.gate_w[run.task],
                 0,    0,        0,         0,           SIDE_NONE,  0};
+        call.scale = scale_of(lin.scales, SCALE_AT[s.block].gate[run.task]);
         compute = true;
         wr = WR_GATE;
         pc = stop == here + STAGE_GATE ? PC_WRITE : PC_ROUTE;
@@ -415,6 +417,7 @@ lane_steps:
                 linear_tiles(EXPERT_HIDDEN, EMBED_DIM),
                 SIDE_NONE,
                 0};
+        call.scale = scale_of(lin.scales, expert_scale_at(s.block, e, false));
         compute = true;
         pc = PC_EXPERT_FC2;
         break;
@@ -435,6 +438,7 @@ lane_steps:
                 linear_tiles(EMBED_DIM, EXPERT_HIDDEN),
                 SIDE_NONE,
                 0};
+        call.scale = scale_of(lin.scales, expert_scale_at(s.block, e, true));
         compute = true;
         e = next;
         pc = e < NUM_EXPERTS ? PC_EXPERT_FC1 : PC_TAIL_END;
@@ -444,6 +448,7 @@ lane_steps:
         call = {IN_H,      OUT_GELU,  EMBED_DIM, MLP_HIDDEN, NUM_TOKENS,
                 blk.fc1_w, blk.fc1_b, 0,         blk.fc2_w,  linear_tiles(MLP_HIDDEN, EMBED_DIM),
                 SIDE_NONE, 0};
+        call.scale = scale_of(lin.scales, SCALE_AT[s.block].fc1);
         compute = true;
         pc = PC_FC2;
         break;
@@ -451,6 +456,7 @@ lane_steps:
         call = {
             IN_WIDE, OUT_RESIDUAL, MLP_HIDDEN, EMBED_DIM, NUM_TOKENS, blk.fc2_w, blk.fc2_b, 0, 0,
             0,       SIDE_NONE,    0};
+        call.scale = scale_of(lin.scales, SCALE_AT[s.block].fc2);
         compute = true;
         pc = PC_TAIL_END;
         break;
@@ -484,6 +490,7 @@ lane_steps:
                 linear_tiles(EMBED_DIM, EMBED_DIM),
                 SIDE_NONE,
                 0};
+        call.scale = scale_of(lin.scales, SCALE_AT[s.block].qkv);
         compute = true;
         wr = WR_QKV;
         if (stop == here + STAGE_QKV) {
@@ -541,6 +548,7 @@ lane_steps:
       case PC_EMBED:
         call = {IN_PIXELS, OUT_EMBED, PATCH_DIM, EMBED_DIM, NUM_PATCHES, OFF_PATCH_W,
                 0,         0,         0,         0,         SIDE_NONE,   0};
+        call.scale = scale_of(lin.scales, SCALE_PATCH);
         compute = true;
         wr = WR_X;
         pc = stop == 0 ? PC_WRITE : PC_HEAD;
@@ -578,6 +586,7 @@ lane_steps:
                 linear_tiles(EXPERT_HIDDEN, EMBED_DIM),
                 first_chunk ? SIDE_NONE : SIDE_MERGE,
                 cur ^ 1};
+        call.scale = scale_of(lin.scales, expert_scale_at(group, e, false));
         compute = true;
         pc = PC_GROUP_FC2;
         break;
@@ -600,6 +609,7 @@ lane_steps:
                 linear_tiles(EMBED_DIM, EXPERT_HIDDEN),
                 SIDE_GATHER,
                 cur ^ 1};
+        call.scale = scale_of(lin.scales, expert_scale_at(group, e, true));
         compute = true;
         cur ^= 1;
         e = next;
@@ -765,6 +775,7 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
 #pragma HLS ARRAY_PARTITION variable = lane.routing.weight complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = lin_state.wtile complete dim = 2  // a whole tile per cycle
   lin_state.ahead.count = 0;
+  load_scales(bundle, lin_state.scales);  // the tensors' binary points, for every call
 
   Run run;
   run.task = task;

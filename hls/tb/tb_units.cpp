@@ -8,6 +8,8 @@
 //   gelu      x (raw act)                         -> gelu(x)
 //   layernorm gamma[D], beta[D], then tokens x[D] -> normalised tokens
 //   softmax   rows of NUM_TOKENS scores           -> softmax rows (act), V = identity
+//   scale     acc, addend, table word, in F, out F -> the epilogue's sum before saturation
+//             (scale.h: addend aligned, then rounded by the call's shifts)
 // Built by tests/hls/test_hls_units.py with the parameter header of the build under test;
 // also usable as a Vitis csim testbench (csim argv).
 #include <stdio.h>
@@ -21,6 +23,7 @@
 #include "edgemoe/gelu.h"
 #include "edgemoe/layernorm.h"
 #include "edgemoe/newton.h"
+#include "edgemoe/scale.h"
 
 using namespace edgemoe;  // NOLINT
 
@@ -70,6 +73,13 @@ int main(int argc, char** argv) {
       rsqrt<2 * LN_STAT_F>(v, y, h);
       out.push_back(y);
       out.push_back(h);
+    }
+  } else if (!strcmp(unit, "scale")) {
+    ScaleTable table;
+    for (size_t i = 0; i + 5 <= in.size(); i += 5) {
+      table.word[0] = edgemoe::uint<16>(in[i + 2]);
+      const LinearShift sh = linear_shift(scale_of(table, 0), int(in[i + 3]), int(in[i + 4]));
+      out.push_back(scale_round(wide_t(in[i]) + (wide_t(in[i + 1]) << sh.addend), sh.out));
     }
   } else if (!strcmp(unit, "gelu")) {
     for (int64_t x : in) {

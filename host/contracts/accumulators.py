@@ -15,9 +15,13 @@ from edgemoe.models.config import ModelConfig
 def accumulator_bits(cfg: ModelConfig, profile: Profile) -> dict[str, int]:
     """Worst-case signed accumulator width (bits, sign included) of every reduction.
 
-    Each bound is ``max|a| * max|b| * K`` plus the largest aligned addend (bias,
-    per-token bias); the HLS C++ sizes its accumulators from the same numbers and
-    the tests prove they fit (int64 for golden, 48 bits for the lean profile).
+    Each bound is ``max|a| * max|b| * K`` plus the largest aligned addend. In the
+    linear unit the addend (bias, per-token bias) fits the range the products leave
+    free in the width they need -- export keeps it there
+    (:func:`edgemoe.host.export.quantize.linear_slack`), whatever the tensors' binary
+    points -- so the width is the products'. The HLS C++ sizes
+    its accumulators from the same numbers and the tests prove they fit (int64 for
+    golden, 48 bits for the lean profile).
     """
     f = profile.formats
 
@@ -28,23 +32,18 @@ def accumulator_bits(cfg: ModelConfig, profile: Profile) -> dict[str, int]:
         total = a * b * k + (0 if add is None else mag(add) << shift)
         return total.bit_length() + 1
 
+    def with_addend(a: int, b: int, k: int) -> int:
+        return (a * b * k).bit_length() + 1  # the addend within linear_slack
+
     D, N = cfg.embed_dim, cfg.num_tokens
     hidden = max(cfg.mlp_hidden, cfg.expert_hidden)
     one = 1 << f["prob"].frac  # exp2 outputs and gate weights never exceed 1.0
     w, act = mag(f["weight"]), mag(f["act"])
-    lin = f["act"].frac + f["weight"].frac
-    pe = f["pixel"].frac + f["patch_weight"].frac
     acc = bound(one, mag(f["attn_qkv"]), N)
     return {
-        "patch_embed": bound(
-            mag(f["pixel"]),
-            mag(f["patch_weight"]),
-            cfg.patch_dim,
-            f["token_bias"],
-            pe - f["token_bias"].frac,
-        ),
-        "linear_in_dim": bound(act, w, D, f["attn_bias"], lin - f["attn_bias"].frac),
-        "linear_in_hidden": bound(act, w, hidden, f["bias"], lin - f["bias"].frac),
+        "patch_embed": with_addend(mag(f["pixel"]), mag(f["patch_weight"]), cfg.patch_dim),
+        "linear_in_dim": with_addend(act, w, D),
+        "linear_in_hidden": with_addend(act, w, hidden),
         "gate": bound(act, mag(f["gate_weight"]), D),
         "attn_score": bound(mag(f["attn_qkv"]), mag(f["attn_qkv"]), cfg.head_dim),
         "attn_acc": acc,

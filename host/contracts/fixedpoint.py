@@ -6,6 +6,10 @@ format, any shift to fewer fraction bits) rounds half up -- ``floor(x + 1/2)``,
 Vitis HLS ``AP_RND`` -- and saturates to the target width (``AP_SAT``). The HLS
 C++ implements the same two operations on raw integers; golden and C-sim are
 bit-exact because both use exactly these definitions (DESIGN.md §3.3).
+
+A profile may leave a format's binary point to export: ``fixed<W,*>`` is W bits
+wide with a binary point chosen per tensor (:meth:`Fmt.fit`: the fewest integer
+bits that hold the tensor), which the bundle carries beside the tensor.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 
 from edgemoe.errors import ConfigError
 
-_FMT_RE = re.compile(r"^\s*(u?)fixed\s*<\s*(\d+)\s*,\s*(-?\d+)\s*>\s*$")
+_FMT_RE = re.compile(r"^\s*(u?)fixed\s*<\s*(\d+)\s*,\s*(-?\d+|\*)\s*>\s*$")
 
 
 @dataclass(frozen=True)
@@ -28,15 +32,16 @@ class Fmt:
     ----------
     width : int
         Total bits, 1..64.
-    int_bits : int
+    int_bits : int or None
         Integer bits (the sign bit included when signed); may exceed ``width``
-        or be negative, as in ``ap_fixed``.
+        or be negative, as in ``ap_fixed``. ``None`` (written ``*``): chosen per
+        tensor at export (:meth:`fit`); such a format has a width only.
     signed : bool
         Two's complement when true.
     """
 
     width: int
-    int_bits: int
+    int_bits: int | None
     signed: bool = True
 
     @classmethod
@@ -45,15 +50,50 @@ class Fmt:
         m = _FMT_RE.match(str(text))
         if not m:
             raise ConfigError(f"{what}: {text!r} is not fixed<W,I> or ufixed<W,I>")
-        fmt = cls(int(m.group(2)), int(m.group(3)), not m.group(1))
+        ib = None if m.group(3) == "*" else int(m.group(3))
+        fmt = cls(int(m.group(2)), ib, not m.group(1))
         if not 2 <= fmt.width <= 48:
             raise ConfigError(f"{what}: width {fmt.width} outside 2..48")
         return fmt
 
     @property
+    def per_tensor(self) -> bool:
+        """Whether the binary point is chosen per tensor (``fixed<W,*>``)."""
+        return self.int_bits is None
+
+    @property
     def frac(self) -> int:
         """Fraction bits ``F``: one LSB is ``2**-F``."""
+        if self.int_bits is None:
+            raise ValueError(f"{self} has no binary point of its own (chosen per tensor)")
         return self.width - self.int_bits
+
+    def with_frac(self, frac: int) -> Fmt:
+        """The same width and signedness with ``frac`` fraction bits."""
+        return Fmt(self.width, self.width - frac, self.signed)
+
+    def fit(self, x: np.ndarray, default_int_bits: int = 1) -> Fmt:
+        """This width with the fewest integer bits that hold every value of ``x``.
+
+        The power-of-two scale of a per-tensor format (DESIGN.md §3.2: the profile
+        gives the width, export the binary point): no value of ``x`` saturates
+        after rounding to nearest, and one integer bit less would saturate one.
+        An all-zero ``x`` gets ``default_int_bits``.
+        """
+        a = np.asarray(x, dtype=np.float64)
+        if a.size == 0 or not np.any(a):
+            return Fmt(self.width, default_int_bits, self.signed)
+        hi, lo = float(a.max()), float(a.min())
+        mag = max(abs(hi), abs(lo))
+        ib = int(np.floor(np.log2(mag)))  # too few: one integer bit short at least
+        while True:
+            f = Fmt(self.width, ib, self.signed)
+            if (
+                np.floor(hi * 2.0**f.frac + 0.5) <= f.max_raw
+                and np.floor(lo * 2.0**f.frac + 0.5) >= f.min_raw
+            ):
+                return f
+            ib += 1
 
     @property
     def min_raw(self) -> int:
@@ -77,7 +117,8 @@ class Fmt:
         return self.width - 1 if self.signed else self.width
 
     def __str__(self) -> str:
-        return f"{'' if self.signed else 'u'}fixed<{self.width},{self.int_bits}>"
+        ib = "*" if self.int_bits is None else self.int_bits
+        return f"{'' if self.signed else 'u'}fixed<{self.width},{ib}>"
 
     # -- float <-> raw ---------------------------------------------------
     def quantize(self, x: np.ndarray) -> tuple[np.ndarray, int, float]:

@@ -33,6 +33,12 @@ FORMAT_NAMES = {
     "ln_norm": "(x - mean) * rstd inside LayerNorm",
 }
 
+#: The formats of what the linear unit multiplies and adds (DESIGN.md §4.1): their
+#: binary point may be left to export, ``fixed<W,*>`` -- the profile gives the width,
+#: the bundle each tensor's binary point (its scale table, edgemoe.host.export.bundle), so one
+#: bitstream serves any checkpoint of the config. Every other format is compile-time.
+PER_TENSOR_CLASSES = ("weight", "bias", "attn_bias", "patch_weight", "gate_weight")
+
 #: Internal widths of the nonlinear units (DESIGN.md §3.4), with their allowed ranges.
 UNIT_RANGES = {
     "exp2_lut_bits": (2, 10),
@@ -203,6 +209,11 @@ def check_profile(p: Profile) -> None:
     """Structural rules every datapath implementation relies on."""
     f = p.formats
     for k in FORMAT_NAMES:
+        if f[k].per_tensor and k not in PER_TENSOR_CLASSES:
+            raise ConfigError(
+                f"field formats.{k} needs its integer bits (only "
+                f"{', '.join(PER_TENSOR_CLASSES)} may be fixed<W,*>)"
+            )
         if k in ("pixel", "prob"):
             if f[k].signed:
                 raise ConfigError(f"field formats.{k} must be unsigned (ufixed)")

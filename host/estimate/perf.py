@@ -28,7 +28,8 @@ from edgemoe.host.contracts.accumulators import accumulator_bits
 from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.scratch import MAX_BATCH, batched, row_bytes
 from edgemoe.host.contracts.tiling import Tiling, tiles
-from edgemoe.host.estimate.traffic import HEADER_READ, group_traffic, image_traffic
+from edgemoe.host.estimate.traffic import call_reads, group_traffic, image_traffic
+from edgemoe.host.export.bundle import scale_entries
 from edgemoe.host.export.hls_params import ATTN_INTERLEAVE, LIN_AHEAD, LIN_MIN_PASS, ln_lanes
 from edgemoe.models.config import ModelConfig
 
@@ -474,9 +475,14 @@ class _Call:
         def tr(layer: str, stage: str) -> int:
             return _stage_bytes(traffic, layer, stage)
 
-        # (the call's header check,) pixels, token bias, then the linear map
-        header = 0 if self.est.stages else HEADER_READ
-        load = 2 + cfg.num_patches * cfg.patch_dim / self.word + N * D * 4 / self.word
+        # (the call's header check and scale table,) pixels, token bias, then the linear map
+        header = 0 if self.est.stages else call_reads(cfg, self.t)
+        load = (
+            2
+            + max(header - 32, 0) / self.word
+            + cfg.num_patches * cfg.patch_dim / self.word
+            + N * D * 4 / self.word
+        )
         self.add("embed", "load", load, header + tr("embed", "load"))
         self.linear(
             "embed", "patch_embed", cfg.num_patches, cfg.patch_dim, D, tr("embed", "patch_embed")
@@ -821,6 +827,12 @@ def _logic(
         # per output lane an adder tree of LIN_IN products plus the accumulator (carry
         # chains, a LUT per bit) -- the DSPs' own adders are not relied on
         lut += t.lin_out * t.lin_in * acc_bits
+        # per output lane the epilogue's two shifts by per-call amounts (the tensors'
+        # binary points, scale.h): 64-bit barrel shifters of 6-bit amounts (three levels
+        # of 4:1 muxes, a LUT6 each per bit) for the addend and the sum, the rounding
+        # incrementer; the scale table in LUTRAM (64 bits per LUT)
+        lut += t.lin_out * (2 * 3 * 64 + 64)
+        lut += -(-16 * len(scale_entries(cfg)) // 64)
         # per attention row unit the q . k tree; LayerNorm's two constant dividers
         lut += t.p * cfg.head_dim * (2 * f_qkv(profile) + 8) + 2 * 64 * 64
         # register-held arrays: the LIN_AHEAD + 1 tile buffers (complete partition), the

@@ -3,6 +3,7 @@
 Bytes per m_axi bundle for a whole run (``debug_stop = 0``)::
 
     weights  = 32                                  header, once per call
+             + ceil_w(2 * |scale table|)           binary points, once per call
              + B * [ N * ceil_w(4 D)               token bias, row by row
                    + |patch.w|                     pre-tiled, once
                    + sum over blocks of
@@ -33,7 +34,7 @@ from edgemoe.host.contracts.kernel import ARGS
 from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.scratch import MAX_BATCH, batched, row_bytes
 from edgemoe.host.contracts.tiling import Tiling
-from edgemoe.host.export.bundle import layout
+from edgemoe.host.export.bundle import layout, scale_entries
 from edgemoe.models.config import ModelConfig
 
 HEADER_READ = 32
@@ -44,6 +45,12 @@ WRITE_STAGES = ("write", "park", "scatter")
 def _ceil_words(nbytes: int, t: Tiling) -> int:
     w = t.axi_bits // 8
     return -(-nbytes // w) * w
+
+
+def call_reads(cfg: ModelConfig, t: Tiling) -> int:
+    """Weight-bundle bytes a call reads once, before any image: the header's first
+    :data:`HEADER_READ` bytes and the scale table (one 16-bit word per weight tensor)."""
+    return HEADER_READ + _ceil_words(2 * len(scale_entries(cfg)), t)
 
 
 def image_traffic(
@@ -169,7 +176,7 @@ def ddr_bytes(
     bundles = [a.bundle for a in ARGS if a.kind == "ptr"]
     read = dict.fromkeys(bundles, 0)
     written = dict.fromkeys(bundles, 0)
-    read["gmem_weights"] = HEADER_READ
+    read["gmem_weights"] = call_reads(cfg, t)
     if batched(cfg, len(counts)):
         parts = [
             group_traffic(cfg, profile, t, counts[g : g + MAX_BATCH])

@@ -17,7 +17,20 @@ also carries the host's part of the deployment after the payload: its host
 section (:mod:`edgemoe.host.export.deployment`: config, profile, tiling, the weights
 it came from, each task's final norm and head), found from the file's last
 :data:`FOOTER_BYTES` bytes (:func:`split_file`). Format version 2 added it;
-version 1 files had none.
+version 1 files had none; version 3 added the scale table (the header's 64 bytes
+are unchanged).
+
+The first tensor is the **scale table** (format version 3): one 16-bit word per
+linear-unit weight tensor, in bundle order (:func:`scale_entries`), holding the
+binary points the kernel's epilogue shifts by (DESIGN.md §4.1)::
+
+    bits 0..7   fraction bits of the weight tensor
+    bits 8..15  fraction bits of its addend: the bias (the patch embedding: the
+                per-token bias, a compile-time format), 0 for the gate (none)
+
+The profile gives the widths, the table the binary points (per tensor, chosen at
+export: :func:`edgemoe.host.export.quantize.choose_linear`), so one kernel build serves
+any checkpoint of its config. The kernel reads it once per call, after the header.
 
 Tensors: weights are pre-tiled (:mod:`edgemoe.host.contracts.tiling`); every element is
 stored in a 16-bit container when its format is at most 16 bits wide, else
@@ -44,7 +57,9 @@ from edgemoe.host.export.quantize import QuantizedModel
 from edgemoe.models.config import ModelConfig
 
 MAGIC = int.from_bytes(b"EMOE", "little")
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: The scale table's name in the layout (the first tensor after the header).
+SCALES = "scales"
 HEADER_BYTES = 64
 ALIGN = 64
 HEADER_STRUCT = struct.Struct("<IHHIIQII")
@@ -122,6 +137,39 @@ def _tensor_specs(cfg: ModelConfig, profile: Profile, t: Tiling):
             yield f"{pre}.fc2.b", (D,), "bias", False
 
 
+def scale_entries(cfg: ModelConfig) -> list[tuple[str, str | None]]:
+    """The scale table's rows: (weight tensor, its addend or None), in bundle order.
+
+    Every tensor the linear unit multiplies: the patch embedding (its addend is the
+    per-token bias), each block's qkv and proj, the dense fc1/fc2, each task's gate
+    (no addend) and each expert's fc1/fc2.
+    """
+    rows: list[tuple[str, str | None]] = [("patch.w", "token_bias")]
+    for i in range(cfg.depth):
+        pre = f"blocks.{i}"
+        rows += [(f"{pre}.qkv.w", f"{pre}.qkv.b"), (f"{pre}.proj.w", f"{pre}.proj.b")]
+        if cfg.is_moe(i):
+            rows += [(f"{pre}.gate.{task}.w", None) for task in cfg.task_names]
+            for e in range(cfg.num_experts):
+                ex = f"{pre}.experts.{e}"
+                rows += [(f"{ex}.fc1.w", f"{ex}.fc1.b"), (f"{ex}.fc2.w", f"{ex}.fc2.b")]
+        else:
+            rows += [(f"{pre}.fc1.w", f"{pre}.fc1.b"), (f"{pre}.fc2.w", f"{pre}.fc2.b")]
+    return rows
+
+
+def scale_table(qm: QuantizedModel) -> np.ndarray:
+    """The scale table's words of a quantized model (see the module docstring)."""
+    words = []
+    for w, add in scale_entries(qm.cfg):
+        fw = qm.formats[w].frac
+        fa = 0 if add is None else qm.formats[add].frac
+        if not (0 <= fw < 256 and 0 <= fa < 256):
+            raise BundleError(f"{w}: binary points {fw}, {fa} do not fit the scale table")
+        words.append(fw | fa << 8)
+    return np.asarray(words, dtype=np.int64)
+
+
 def _stored_count(shape: tuple[int, ...], tiled: bool, t: Tiling) -> int:
     if tiled:
         o, k = shape
@@ -133,8 +181,9 @@ def _stored_count(shape: tuple[int, ...], tiled: bool, t: Tiling) -> int:
 
 def layout(cfg: ModelConfig, profile: Profile, t: Tiling) -> list[Entry]:
     """Every tensor's offset and size: a pure function of (config, profile, tiling)."""
-    entries = []
-    off = HEADER_BYTES
+    n = len(scale_entries(cfg))
+    entries = [Entry(SCALES, HEADER_BYTES, n, 2, (n,), False)]
+    off = HEADER_BYTES + -(-(2 * n) // ALIGN) * ALIGN
     for name, shape, fmt_name, tiled in _tensor_specs(cfg, profile, t):
         eb = container_bytes(profile.formats[fmt_name])
         count = _stored_count(shape, tiled, t)
@@ -163,8 +212,13 @@ def pack(qm: QuantizedModel, t: Tiling) -> bytes:
     total = bundle_bytes(cfg, profile, t)
     buf = bytearray(total)
     for e in entries:
-        a = _tensor(qm, e.name)
-        flat = tile_weight(a, t) if e.tiled else (pad_vector(a, t) if a.ndim == 1 else a.ravel())
+        if e.name == SCALES:
+            flat = scale_table(qm)
+        else:
+            a = _tensor(qm, e.name)
+            flat = (
+                tile_weight(a, t) if e.tiled else (pad_vector(a, t) if a.ndim == 1 else a.ravel())
+            )
         dt = np.int16 if e.elem_bytes == 2 else np.int32
         buf[e.offset : e.offset + e.nbytes] = flat.astype(np.dtype(dt).newbyteorder("<")).tobytes()
     payload = bytes(buf[HEADER_BYTES:])
@@ -263,7 +317,9 @@ def version_message(version: int) -> str:
     if version < FORMAT_VERSION:
         return (
             f"bundle format version {version} is from an older edgemoe (it does not carry "
-            f"its config, profile and task heads); this edgemoe reads version "
+            f"its tensors' binary points"
+            f"{', config, profile and task heads' if version < 2 else ''}); this edgemoe reads "
+            f"version "
             f"{FORMAT_VERSION}: export it again with `edgemoe export`"
         )
     return f"bundle format version {version}, this edgemoe reads version {FORMAT_VERSION}"
@@ -375,7 +431,7 @@ def unpack(
     """
     data = split_file(data)[0]
     validate(data, cfg, profile, t)
-    entries = layout(cfg, profile, t)
+    entries = layout(cfg, profile, t)[1:]  # the scale table: read_scales
     specs = list(_tensor_specs(cfg, profile, t))
     out: dict[str, np.ndarray] = {}
     experts: dict[str, list[np.ndarray]] = {}
@@ -416,11 +472,32 @@ def unpack_model(
     tensors = unpack(data, cfg, profile, t)
     formats = {}
     for name, _, fmt_name, _ in _tensor_specs(cfg, profile, t):
+        formats[name] = profile.formats[fmt_name]
         if ".experts." in name:
             pre, rest = name.split(".experts.")
-            name = f"{pre}.experts.{rest.split('.', 1)[1]}"
-        formats[name] = profile.formats[fmt_name]
+            formats[f"{pre}.experts.{rest.split('.', 1)[1]}"] = profile.formats[fmt_name]
+    words = read_scales(data, cfg, profile, t)
+    for (w, add), word in zip(scale_entries(cfg), words, strict=True):
+        formats[w] = formats[w].with_frac(int(word) & 0xFF)
+        if add is not None and formats[add].per_tensor:
+            formats[add] = formats[add].with_frac(int(word) >> 8)
     return QuantizedModel(cfg, profile, tensors, formats, QuantReport(), {})
+
+
+def read_scales(
+    data: bytes | bytearray | memoryview, cfg: ModelConfig, profile: Profile, t: Tiling
+) -> np.ndarray:
+    """The scale table of a bundle (validated first), one word per :func:`scale_entries` row.
+
+    Raises
+    ------
+    BundleError
+        As :func:`validate`.
+    """
+    data = split_file(data)[0]
+    validate(data, cfg, profile, t)
+    e = layout(cfg, profile, t)[0]
+    return np.frombuffer(data, dtype="<u2", count=e.count, offset=e.offset).astype(np.int64)
 
 
 def write_bundle(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> None:

@@ -12,6 +12,11 @@ expert outputs, base-2 gate logits, and every folded weight and bias tensor.
 Each quantity is reported per layer and per class (its format) with its
 headroom ``log2(max representable / max |value|)`` in bits: below
 :data:`WARN_BITS` is a warning naming it, below zero it would saturate.
+
+Tensors of a per-tensor class (``fixed<W,*>``: the linear unit's weights and
+biases) get the binary point that holds them at export, so they cannot saturate
+and have no headroom to keep: they are listed apart (:attr:`Calibration.scaled`),
+with the format chosen, and take no part in the headroom checks.
 """
 
 from __future__ import annotations
@@ -93,6 +98,8 @@ class Calibration:
     quantities: list[Quantity] = field(default_factory=list)
     images: int = 0
     source: str = ""
+    #: Bundle tensors with a per-tensor binary point (not headroom-checked: they fit).
+    scaled: list[Quantity] = field(default_factory=list)
 
     def by_class(self) -> dict[str, Quantity]:
         """Per format: the quantity with the least headroom (the class's binding layer)."""
@@ -103,7 +110,10 @@ class Calibration:
         return out
 
     def saturating(self) -> list[Quantity]:
-        return [q for q in self.quantities if q.saturated or q.headroom_bits < 0]
+        """Quantities that would saturate: beyond their format, or clamped at export (a
+        per-tensor binary point the epilogue cannot shift by)."""
+        fixed = [q for q in self.quantities if q.saturated or q.headroom_bits < 0]
+        return fixed + [q for q in self.scaled if q.saturated]
 
     def low(self, bits: float = WARN_BITS) -> list[Quantity]:
         """Quantities that fit but with less than ``bits`` of headroom."""
@@ -120,9 +130,13 @@ class Calibration:
             f"{'class' if not per_layer else 'quantity':<30} {'tightest':<26} {'max |x|':>9} "
             f"{'format':<14} {'headroom':>9} {'saturated':>9}"
         ]
+        if not per_layer:
+            rows = rows + sorted(self._scaled_by_class().values(), key=_cls_order)
         for q in rows:
             h = q.headroom_bits
             head = "inf" if math.isinf(h) else f"{h:.2f}"
+            if q in self.scaled:
+                head = "scaled"
             lines.append(
                 f"{(q.cls if not per_layer else q.name):<30} "
                 f"{(q.name if not per_layer else q.cls):<26} {q.max_abs:>9.4g} {str(q.fmt):<14} "
@@ -130,10 +144,19 @@ class Calibration:
             )
         return "\n".join(lines)
 
+    def _scaled_by_class(self) -> dict[str, Quantity]:
+        """Per per-tensor class: its largest tensor (the binary point chosen for it)."""
+        out: dict[str, Quantity] = {}
+        for q in self.scaled:
+            if q.cls not in out or q.max_abs > out[q.cls].max_abs:
+                out[q.cls] = q
+        return out
+
     def to_dict(self) -> dict:
         return {
             "images": self.images,
             "source": self.source,
+            "scaled": [q.to_dict() for q in self.scaled],
             "min_headroom_bits": None if math.isinf(self.min_headroom) else self.min_headroom,
             "classes": {k: v.to_dict() for k, v in sorted(self.by_class().items())},
             "quantities": [q.to_dict() for q in self.quantities],
@@ -176,6 +199,15 @@ def weight_quantities(report: QuantReport) -> list[Quantity]:
         cls = _tensor_class(t.name)
         out.append(Quantity(t.name, cls, fmt, t.max_abs, t.count, t.saturated))
     return out
+
+
+def split_scaled(
+    quantities: list[Quantity], profile: Profile
+) -> tuple[list[Quantity], list[Quantity]]:
+    """(compile-time, per-tensor) quantities: those of a ``fixed<W,*>`` class apart."""
+    fixed = [q for q in quantities if not profile.formats[q.cls].per_tensor]
+    scaled = [q for q in quantities if profile.formats[q.cls].per_tensor]
+    return fixed, scaled
 
 
 def _tensor_class(name: str) -> str:
@@ -324,6 +356,8 @@ def calibrate(
         for q in runtime_quantities(model, cfg, profile, images, task):
             parts.append(q)
     quantities = _merge(parts)
+    scaled: list[Quantity] = []
     if report is not None:
-        quantities = weight_quantities(report) + quantities
-    return Calibration(quantities, int(len(images)), source)
+        fixed, scaled = split_scaled(weight_quantities(report), profile)
+        quantities = fixed + quantities
+    return Calibration(quantities, int(len(images)), source, scaled)

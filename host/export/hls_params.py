@@ -26,7 +26,15 @@ from edgemoe.host.contracts.profile import (
 from edgemoe.host.contracts.scratch import MAX_BATCH, scratch_layout
 from edgemoe.host.contracts.tables import ln_eps_raw, unit_tables
 from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling, tiles
-from edgemoe.host.export.bundle import FORMAT_VERSION, HEADER_BYTES, MAGIC, bundle_bytes, layout
+from edgemoe.host.export.bundle import (
+    FORMAT_VERSION,
+    HEADER_BYTES,
+    MAGIC,
+    SCALES,
+    bundle_bytes,
+    layout,
+    scale_entries,
+)
 from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,10 +197,13 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
     w("")
     w("// ---- fixed-point formats (models/profiles): width W, fraction bits F ----")
     w(f"constexpr int PROFILE_ID = {profile.id};")
+    w("// fixed<W,*>: only the width is compile-time; each tensor's binary point is in the")
+    w("// bundle's scale table (scale.h)")
     for name in FORMAT_NAMES:
         fm = f[name]
         w(f"constexpr int {_cname(name)}_W = {fm.width};  // {fm}")
-        w(f"constexpr int {_cname(name)}_F = {fm.frac};")
+        if not fm.per_tensor:
+            w(f"constexpr int {_cname(name)}_F = {fm.frac};")
     w("")
     w("// ---- nonlinear units (edgemoe.host.contracts.tables) ----")
     for k, v in u.items():
@@ -281,6 +292,28 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
         )
     w("constexpr BlockOffsets BLOCK[DEPTH] = {")
     out.extend(rows)
+    w("};")
+    rows_at = {wname: k for k, (wname, _) in enumerate(scale_entries(cfg))}
+    w("/// The scale table (export.bundle.scale_entries): one word per weight tensor of")
+    w("/// the linear unit, w_frac | addend_frac << 8; the index of each call's word.")
+    w(f"constexpr uint64_t OFF_SCALES = {ents[SCALES].offset}ull;")
+    w(f"constexpr int NUM_SCALES = {len(rows_at)};")
+    w(f"constexpr int SCALE_PATCH = {rows_at['patch.w']};")
+    w("/// Scale-table rows of one block's calls (0 where the block has no such call); expert")
+    w("/// e's fc1 is at experts + 2 e, its fc2 one after.")
+    w("struct BlockScales {")
+    for fld in ("qkv", "proj", "fc1", "fc2", "experts"):
+        w(f"  int {fld};")
+    w("  int gate[NUM_TASKS];")
+    w("};")
+    w("constexpr BlockScales SCALE_AT[DEPTH] = {")
+    for i in range(cfg.depth):
+        pre = f"blocks.{i}"
+        vals = [
+            rows_at.get(f"{pre}.{n}.w", 0) for n in ("qkv", "proj", "fc1", "fc2", "experts.0.fc1")
+        ]
+        gates = [rows_at.get(f"{pre}.gate.{task}.w", 0) for task in cfg.task_names]
+        w("    {" + ", ".join(map(str, vals)) + ", {" + ", ".join(map(str, gates)) + "}},")
     w("};")
     moe = [i for i in range(cfg.depth) if cfg.is_moe(i)]
     if moe:

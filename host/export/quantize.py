@@ -18,6 +18,20 @@ Constant folding happens here, on the host, never on chip (DESIGN.md §3.3):
 Every tensor is rounded to nearest and saturated; nothing saturates silently:
 :class:`QuantReport` lists each tensor with its format, saturation count, worst
 overflow and worst rounding error.
+
+Per-tensor binary points (a profile format ``fixed<W,*>``: the linear unit's
+weights and biases, DESIGN.md §4.1): each tensor gets the fewest integer bits
+that hold it (:meth:`Fmt.fit`), so a weight tensor cannot saturate and keeps
+every bit of resolution its width allows; each expert's tensors are tensors of
+their own. :func:`choose_linear` adds what the kernel's epilogue relies on: the
+accumulator (input fraction bits plus the weight's) is narrowed by a right
+shift of 0..62 bits, and the addend (the bias, or the patch embedding's token
+bias) is aligned to it by a left shift of 0..62 bits and fits the range the
+products leave free (:func:`linear_slack`), so the accumulator width of
+:func:`edgemoe.sim.golden.accumulator_bits` holds (a bias finer than the
+accumulator's LSB is rounded to it; a weight's binary point is lowered when its
+bias would outgrow the bound). The binary points travel in the bundle's scale
+table (:mod:`edgemoe.host.export.bundle`).
 """
 
 from __future__ import annotations
@@ -35,6 +49,79 @@ from edgemoe.models.config import ModelConfig
 from edgemoe.models.heads import HOST_PREFIXES
 
 LOG2E = 1.0 / math.log(2.0)
+#: The longest shift of the linear unit's epilogue (a 6-bit amount): the addend's
+#: alignment (left) and the narrowing (right) of a 64-bit sum.
+MAX_SHIFT = 62
+
+
+def linear_slack(fin: Fmt, fw: Fmt, k: int) -> int:
+    """The largest aligned addend a ``k``-long reduction of ``fin`` x ``fw`` raw values
+    may take: what the products' worst case leaves free in the signed width it needs
+    (:func:`edgemoe.sim.golden.accumulator_bits`), so the sum never needs another bit."""
+    products = max(-fin.min_raw, fin.max_raw) * (1 << (fw.width - 1)) * k
+    bits = products.bit_length() + 1
+    return (1 << (bits - 1)) - 1 - products
+
+
+def choose_linear(
+    w: np.ndarray,
+    fw: Fmt,
+    fin: Fmt,
+    fout: Fmt,
+    add: np.ndarray | None = None,
+    fadd: Fmt | None = None,
+) -> tuple[Fmt, Fmt | None]:
+    """The binary points of one linear-unit call's weights and addend (bias or token bias).
+
+    Parameters
+    ----------
+    w : (out, in) float weights, as folded
+    fw : the profile's weight format (``fixed<W,*>``: chosen here; else kept)
+    fin, fout : formats of the call's input rows and of what it narrows to
+    add, fadd : the addend (float) and its profile format, if the call adds one
+
+    Returns
+    -------
+    (weight format, addend format or None), both with their binary point.
+
+    Raises
+    ------
+    QuantizationError
+        A compile-time format the epilogue cannot shift into (a profile error).
+    """
+    k = w.shape[-1]
+    f_in = fin.frac
+    lo = max(0, fout.frac - f_in)  # the narrowing shifts right (0..62 bits)
+    if fadd is not None and not fadd.per_tensor:
+        lo = max(lo, fadd.frac - f_in)  # the addend aligns by a left shift
+    hi = MAX_SHIFT - max(f_in, 0)
+    if fw.per_tensor:
+        f_w = min(max(fw.fit(w).frac, lo), hi)
+    else:
+        f_w = fw.frac
+        if not lo <= f_w <= hi:
+            raise QuantizationError(
+                f"weight format {fw} cannot be shifted by the linear unit's epilogue "
+                f"(fraction bits {lo}..{hi} with inputs {fin} and outputs {fout})"
+            )
+    bound = linear_slack(fin, fw, k)
+    while True:
+        wf = fw.with_frac(f_w)
+        f_acc = f_in + f_w
+        if fadd is None:
+            return wf, None
+        if fadd.per_tensor:
+            af = fadd.fit(add)
+            af = fadd.with_frac(min(max(af.frac, f_acc - MAX_SHIFT, 0), f_acc))
+        else:
+            af = fadd
+            if af.frac > f_acc:
+                raise QuantizationError(f"addend format {af} is finer than the accumulator")
+        raw = af.quantize(add)[0]
+        aligned = int(np.abs(raw).max(initial=0)) << (f_acc - af.frac)
+        if aligned <= bound or not fw.per_tensor or f_w <= lo:
+            return wf, af
+        f_w -= 1  # the bias outgrows the reduction: a coarser weight keeps it in bounds
 
 
 def q_scale(cfg: ModelConfig) -> float:
@@ -100,8 +187,10 @@ class QuantizedModel:
                 blocks.i.experts.fc1.w (E, He, D) .fc1.b (E, He)
                 blocks.i.experts.fc2.w (E, D, He) .fc2.b (E, D)
 
-    Linear weights are ``(out, in)``. The final LayerNorm and the task heads
-    stay in float on the host (:attr:`host_params`); :attr:`k_bias` holds each
+    Linear weights are ``(out, in)``. :attr:`formats` holds every tensor's format
+    with its binary point (chosen per tensor for the profile's ``fixed<W,*>``
+    classes), each expert's under its bundle name (:meth:`fmt`). The final LayerNorm
+    and the task heads stay in float on the host (:attr:`host_params`); :attr:`k_bias` holds each
     block's dropped K bias (float, ``(D,)``), which the datapath never needs.
     """
 
@@ -115,6 +204,17 @@ class QuantizedModel:
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.tensors[name]
+
+    def fmt(self, name: str, expert: int | None = None) -> Fmt:
+        """The format (binary point included) of tensor ``name``, or of one expert's.
+
+        Expert tensors are stacked under ``blocks.i.experts.fc1.w``; each expert's
+        format is kept under its bundle name ``blocks.i.experts.{e}.fc1.w``.
+        """
+        if expert is not None:
+            pre, tail = name.split(".experts.")
+            return self.formats[f"{pre}.experts.{expert}.{tail}"]
+        return self.formats[name]
 
 
 class QuantizationError(EdgeMoeError):
@@ -156,17 +256,23 @@ def quantize_model(
             raise QuantizationError(f"parameter {name!r} holds {bad} NaN/Inf value(s)")
         return a
 
-    tensors: dict[str, np.ndarray] = {}
+    tensors: dict = {}  # one expert's tensors are lists until stacked
     formats: dict[str, Fmt] = {}
     report = QuantReport()
     k_bias: dict[int, np.ndarray] = {}
 
-    def put(name: str, x: np.ndarray, fmt: Fmt) -> None:
+    def put(name: str, x: np.ndarray, fmt: Fmt, stack: str | None = None) -> np.ndarray:
+        """Quantize ``x`` as tensor ``name`` (one expert's: stacked under ``stack``)."""
+        if fmt.per_tensor:
+            fmt = fmt.fit(x)
         raw, nsat, worst = fmt.quantize(x)
         err = np.abs(fmt.to_float(raw) - x)
         if nsat:
             err = np.where(np.abs(x) > fmt.max_value, 0.0, err)
-        tensors[name] = raw
+        if stack is None:
+            tensors[name] = raw
+        else:
+            tensors.setdefault(stack, []).append(raw)
         formats[name] = fmt
         report.tensors.append(
             TensorReport(
@@ -179,6 +285,23 @@ def quantize_model(
                 float(np.abs(x).max()) if x.size else 0.0,
             )
         )
+        return raw
+
+    def lin(
+        w_name: str,
+        w: np.ndarray,
+        fw: Fmt,
+        b_name: str | None,
+        b: np.ndarray | None,
+        fb: Fmt | None,
+        fout: Fmt,
+        stack: str | None = None,
+    ) -> None:
+        """One linear-unit call's weights and bias, their binary points chosen together."""
+        wf, bf = choose_linear(w, fw, f["act"], fout, b, fb)
+        put(w_name, w, wf, stack and f"{stack}.w")
+        if b_name is not None:
+            put(b_name, b, bf, stack and f"{stack}.b")
 
     # Patch embedding with pixel normalisation folded in. A raw pixel r means
     # r * 2^-Fpix; the reference sees (r/255 - mean_c)/std_c.
@@ -187,12 +310,14 @@ def quantize_model(
     mean = np.asarray(cfg.pixel_mean)[None, :, None]
     std = np.asarray(cfg.pixel_std)[None, :, None]
     pix_scale = 2.0 ** f["pixel"].frac / 255.0
-    put("patch.w", (w * pix_scale / std).reshape(D, p2), f["patch_weight"])
     b_fold = b - (w * mean / std).sum(axis=(1, 2))
     pos = get("pos_embed").reshape(N, D)
     tb = pos.copy()
     tb[0] += get("cls_token").reshape(D)
     tb[1:] += b_fold[None, :]
+    pw = (w * pix_scale / std).reshape(D, p2)
+    pf, _ = choose_linear(pw, f["patch_weight"], f["pixel"], f["act"], tb[1:], f["token_bias"])
+    put("patch.w", pw, pf)
     put("token_bias", tb, f["token_bias"])
 
     qs = q_scale(cfg)
@@ -206,28 +331,52 @@ def quantize_model(
         bq[:D] *= qs
         k_bias[i] = bq[D : 2 * D].copy()
         bq[D : 2 * D] = 0.0  # softmax-invariant: q.b_k is the same for every key
-        put(f"{pre}.qkv.w", wq, f["weight"])
-        put(f"{pre}.qkv.b", bq, f["attn_bias"])
-        put(f"{pre}.proj.w", get(f"{pre}.attn.proj.weight"), f["weight"])
-        put(f"{pre}.proj.b", get(f"{pre}.attn.proj.bias"), f["attn_bias"])
+        lin(f"{pre}.qkv.w", wq, f["weight"], f"{pre}.qkv.b", bq, f["attn_bias"], f["attn_qkv"])
+        lin(
+            f"{pre}.proj.w",
+            get(f"{pre}.attn.proj.weight"),
+            f["weight"],
+            f"{pre}.proj.b",
+            get(f"{pre}.attn.proj.bias"),
+            f["attn_bias"],
+            f["act"],
+        )
         put(f"{pre}.ln2.g", get(f"{pre}.norm2.weight"), f["ln"])
         put(f"{pre}.ln2.b", get(f"{pre}.norm2.bias"), f["ln"])
         if cfg.is_moe(i):
             for t in cfg.task_names:
-                put(
-                    f"{pre}.gate.{t}.w",
-                    get(f"{pre}.mlp.gate.{t}.w_gate").T * LOG2E,
-                    f["gate_weight"],
-                )
-            put(f"{pre}.experts.fc1.w", get(f"{pre}.mlp.experts.htoh4.weight"), f["weight"])
-            put(f"{pre}.experts.fc1.b", get(f"{pre}.mlp.experts.htoh4.bias"), f["bias"])
-            put(f"{pre}.experts.fc2.w", get(f"{pre}.mlp.experts.h4toh.weight"), f["weight"])
-            put(f"{pre}.experts.fc2.b", get(f"{pre}.mlp.experts.h4toh.bias"), f["bias"])
+                gw = get(f"{pre}.mlp.gate.{t}.w_gate").T * LOG2E
+                lin(f"{pre}.gate.{t}.w", gw, f["gate_weight"], None, None, None, f["attn_score"])
+            w1, b1 = get(f"{pre}.mlp.experts.htoh4.weight"), get(f"{pre}.mlp.experts.htoh4.bias")
+            w2, b2 = get(f"{pre}.mlp.experts.h4toh.weight"), get(f"{pre}.mlp.experts.h4toh.bias")
+            for e in range(cfg.num_experts):
+                for fc, we, be in (("fc1", w1[e], b1[e]), ("fc2", w2[e], b2[e])):
+                    ex = f"{pre}.experts.{e}.{fc}"
+                    lin(
+                        f"{ex}.w",
+                        we,
+                        f["weight"],
+                        f"{ex}.b",
+                        be,
+                        f["bias"],
+                        f["act"],
+                        f"{pre}.experts.{fc}",
+                    )
+            for n in ("fc1.w", "fc1.b", "fc2.w", "fc2.b"):
+                name = f"{pre}.experts.{n}"
+                tensors[name] = np.stack(tensors[name])
+                formats[name] = f["weight" if n.endswith("w") else "bias"]
         else:
-            put(f"{pre}.fc1.w", get(f"{pre}.mlp.fc1.weight"), f["weight"])
-            put(f"{pre}.fc1.b", get(f"{pre}.mlp.fc1.bias"), f["bias"])
-            put(f"{pre}.fc2.w", get(f"{pre}.mlp.fc2.weight"), f["weight"])
-            put(f"{pre}.fc2.b", get(f"{pre}.mlp.fc2.bias"), f["bias"])
+            for fc, src in (("fc1", "fc1"), ("fc2", "fc2")):
+                lin(
+                    f"{pre}.{fc}.w",
+                    get(f"{pre}.mlp.{src}.weight"),
+                    f["weight"],
+                    f"{pre}.{fc}.b",
+                    get(f"{pre}.mlp.{src}.bias"),
+                    f["bias"],
+                    f["act"],
+                )
 
     host = {k: _np(v) for k, v in state.items() if k.startswith(HOST_PREFIXES)}
     return QuantizedModel(cfg, profile, tensors, formats, report, host, k_bias)

@@ -63,6 +63,35 @@ def test_rsqrt_sweep(pname):
 
 
 @pytest.mark.parametrize("pname", PROFILES)
+def test_epilogue_shift_by_the_scale_table(pname):
+    """The per-call shifts (scale.h) == golden's narrowing of acc + aligned addend, over
+    every binary point export may choose and sums of both signs near every rounding tie."""
+    from edgemoe.host.contracts.fixedpoint import rshift_round
+    from edgemoe.host.export.quantize import MAX_SHIFT
+
+    p = profile(pname)
+    rng = np.random.default_rng(0)
+    rows, want = [], []
+    for f_in, f_out in ((p.act.frac, p.act.frac), (p.act.frac, p.attn_qkv.frac),
+                        (p.act.frac, p.attn_score.frac), (p.pixel.frac, p.act.frac)):  # fmt: skip
+        for f_w in range(max(0, f_out - f_in), MAX_SHIFT - f_in + 1):
+            acc_f = f_in + f_w
+            for f_b in sorted({0, acc_f, acc_f // 2, max(acc_f - 20, 0)}):
+                s_b, s_o = acc_f - f_b, acc_f - f_out
+                lim = 1 << 40
+                acc = np.concatenate([rng.integers(-lim, lim, 6), [0, -1, 1]])
+                if s_o >= 1:  # exact ties, both signs
+                    acc = np.concatenate([acc, [(3 << s_o) >> 1, -((3 << s_o) >> 1)]])
+                b = rng.integers(-(1 << 15), 1 << 15, acc.size) >> min(s_b, 15)
+                acc = np.clip(acc, -lim, lim) >> max(0, s_b - 20)
+                for a, bb in zip(acc, b, strict=True):
+                    rows.append([a, bb, f_w | f_b << 8, f_in, f_out])
+                    want.append(rshift_round(np.int64(a) + (np.int64(bb) << s_b), s_o))
+    got = tb_units(pname)("scale", np.asarray(rows, dtype=np.int64).ravel())
+    assert (got == np.asarray(want, dtype=np.int64)).all()
+
+
+@pytest.mark.parametrize("pname", PROFILES)
 def test_gelu_sweep(pname):
     p = profile(pname)
     fa = p.act

@@ -13,6 +13,7 @@
 #include "edgemoe/linear.h"
 #include "edgemoe/moe.h"
 #include "edgemoe/newton.h"
+#include "edgemoe/scale.h"
 
 /// The top function (hls/src/edgemoe_top.cpp); the return value is a status code.
 uint32_t edgemoe_top(const edgemoe::word_t* bundle, const edgemoe::word_t* images,

@@ -7,6 +7,8 @@
 // through an expert queue) and what happens to a finished output tile: narrow and
 // store (optionally through GELU), add into the residual stream, or scale by the
 // gate weight and accumulate into the gathered token (MoE).
+// The epilogue's shifts are per call: the binary points of the call's weight and bias
+// tensors, from the bundle's scale table (scale.h), not compile-time constants.
 // Golden: edgemoe.sim.golden.linear and its callers.
 #ifndef EDGEMOE_LINEAR_H_
 #define EDGEMOE_LINEAR_H_
@@ -17,6 +19,7 @@
 #include "edgemoe/config.h"
 #include "edgemoe/ddr.h"
 #include "edgemoe/gelu.h"
+#include "edgemoe/scale.h"
 
 namespace edgemoe {
 
@@ -75,6 +78,7 @@ struct LinearCall {
   int next_tiles;       ///< how many weight tiles that call has
   RowSide side;         ///< rows moved meanwhile (OUT_DELTA: `expert` names the chunk)
   int side_chunk;       ///< which of LaneBuffers::chunk they are
+  TensorScale scale;    ///< binary points of the weights and the addend (scale table)
 };
 
 /// Weight tiles of a k -> o call.
@@ -109,18 +113,14 @@ constexpr int LIN_STREAM_DEPTH = LIN_TILE_WORDS;
 struct LinearState {
   LinearPrefetch ahead;
   param_t wtile[LIN_TILE_BUFS][LIN_TILE];  ///< partitioned dim 2 by the owner
+  ScaleTable scales;                       ///< the bundle's binary points, read once per call
 };
 
-// Accumulator fraction bits: input F + weight F.
-constexpr int LIN_ACC_F = ACT_F + WEIGHT_F;
-constexpr int PATCH_ACC_F = PIXEL_F + PATCH_WEIGHT_F;
-constexpr int GATE_ACC_F = ACT_F + GATE_WEIGHT_F;
+// Accumulator fraction bits: input F + the call's weight F (per tensor: scale.h).
 constexpr int LIN_MAX_K = PATCH_DIM > WIDE_COLS ? PATCH_DIM : WIDE_COLS;
 constexpr int LIN_MAX_O = WIDE_COLS;
 
 static_assert(TOKEN_BIAS_W <= ACT_W, "token bias is staged in the activation buffer");
-static_assert(PATCH_ACC_F >= TOKEN_BIAS_F && LIN_ACC_F >= BIAS_F && LIN_ACC_F >= ATTN_BIAS_F,
-              "biases align to the accumulator by a left shift");
 
 /// Input element (r, c) of a call, 0 past the last column (padded weights are 0 too).
 inline wide_t linear_input(const LinearCall& call, const Buffers& buf, const LaneBuffers& lane,
@@ -143,33 +143,33 @@ inline wide_t linear_input(const LinearCall& call, const Buffers& buf, const Lan
 /// The epilogue of one output value.
 inline void linear_output(const LinearCall& call, Buffers& buf, const LaneBuffers& lane, int r,
                           int col, wide_t acc, wide_t bias) {
-  // the fc outputs with their bias (dense fc2, fc1 + GELU, expert fc1/fc2), and an expert
-  // output scaled by its gate weight: one PROB_W x ACT_W product for both expert cases
-  const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - BIAS_F)));
+  // one sum per output, with the call's own shifts (scale.h): the addend -- the bias, or
+  // the token bias staged in x for the embedding -- aligned to the accumulator, then one
+  // rounding to the output's fraction bits; only the saturation differs by output
+  const LinearShift sh = linear_shift(
+      call.scale, call.in == IN_PIXELS ? PIXEL_F : ACT_F,
+      call.out == OUT_QKV ? ATTN_QKV_F : (call.out == OUT_GATE ? ATTN_SCORE_F : ACT_F));
+  const wide_t addend = call.out == OUT_EMBED ? wide_t(buf.x[r + 1][col]) : bias;
+  const wide_t v = scale_round(acc + (addend << sh.addend), sh.out);
+  const wide_t y = saturate<ACT_W>(v);
+  // an expert output scaled by its gate weight: one PROB_W x ACT_W product for both
+  // expert cases
   const prob_t g = call.out == OUT_EXPERT ? lane.routing.weight[call.expert][r]
                                           : lane.chunk[call.expert & 1].weight[r];
   const wide_t gated = shift_round(wide_t(g * act_t(y)), PROB_F);
   switch (call.out) {
-    case OUT_EMBED: {
-      const wide_t tb = buf.x[r + 1][col];
-      buf.x[r + 1][col] =
-          narrow<ACT_W, PATCH_ACC_F, ACT_F>(acc + (tb << (PATCH_ACC_F - TOKEN_BIAS_F)));
+    case OUT_EMBED:
+      buf.x[r + 1][col] = y;
       break;
-    }
     case OUT_QKV:
-      buf.wide[r][col] =
-          narrow<ATTN_QKV_W, LIN_ACC_F, ATTN_QKV_F>(acc + (bias << (LIN_ACC_F - ATTN_BIAS_F)));
+      buf.wide[r][col] = saturate<ATTN_QKV_W>(v);
       break;
-    case OUT_PROJ: {
-      const wide_t y = narrow<ACT_W, LIN_ACC_F, ACT_F>(acc + (bias << (LIN_ACC_F - ATTN_BIAS_F)));
-      buf.x[r][col] = saturate<ACT_W>(wide_t(buf.x[r][col]) + y);
-      break;
-    }
+    case OUT_PROJ:
     case OUT_RESIDUAL:
       buf.x[r][col] = saturate<ACT_W>(wide_t(buf.x[r][col]) + y);
       break;
     case OUT_GATE:
-      buf.wide[r][col] = narrow<ATTN_SCORE_W, GATE_ACC_F, ATTN_SCORE_F>(acc);
+      buf.wide[r][col] = saturate<ATTN_SCORE_W>(v);
       break;
     case OUT_GELU:
       buf.wide[r][col] = gelu<ACT_F>(y);

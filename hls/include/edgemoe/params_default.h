@@ -29,22 +29,19 @@ constexpr bool IS_MOE[12] = {
 
 // ---- fixed-point formats (models/profiles): width W, fraction bits F ----
 constexpr int PROFILE_ID = 2;
+// fixed<W,*>: only the width is compile-time; each tensor's binary point is in the
+// bundle's scale table (scale.h)
 constexpr int PIXEL_W = 8;  // ufixed<8,0>
 constexpr int PIXEL_F = 8;
 constexpr int ACT_W = 22;  // fixed<22,9>
 constexpr int ACT_F = 13;
-constexpr int WEIGHT_W = 16;  // fixed<16,3>
-constexpr int WEIGHT_F = 13;
-constexpr int BIAS_W = 16;  // fixed<16,5>
-constexpr int BIAS_F = 11;
-constexpr int ATTN_BIAS_W = 16;  // fixed<16,4>
-constexpr int ATTN_BIAS_F = 12;
+constexpr int WEIGHT_W = 16;  // fixed<16,*>
+constexpr int BIAS_W = 16;  // fixed<16,*>
+constexpr int ATTN_BIAS_W = 16;  // fixed<16,*>
 constexpr int LN_W = 16;  // fixed<16,5>
 constexpr int LN_F = 11;
-constexpr int PATCH_WEIGHT_W = 16;  // fixed<16,2>
-constexpr int PATCH_WEIGHT_F = 14;
-constexpr int GATE_WEIGHT_W = 16;  // fixed<16,1>
-constexpr int GATE_WEIGHT_F = 15;
+constexpr int PATCH_WEIGHT_W = 16;  // fixed<16,*>
+constexpr int GATE_WEIGHT_W = 16;  // fixed<16,*>
 constexpr int TOKEN_BIAS_W = 22;  // fixed<22,9>
 constexpr int TOKEN_BIAS_F = 13;
 constexpr int ATTN_QKV_W = 18;  // fixed<18,7>
@@ -210,13 +207,13 @@ constexpr int AXI_BITS = 128;
 
 // ---- bundle (edgemoe.host.export.bundle) ----
 constexpr uint32_t BUNDLE_MAGIC = 0x454F4D45u;
-constexpr uint32_t BUNDLE_VERSION = 2;
-constexpr uint32_t CONFIG_HASH = 0x7C2EA83Cu;
+constexpr uint32_t BUNDLE_VERSION = 3;
+constexpr uint32_t CONFIG_HASH = 0x4D37224Du;
 constexpr uint32_t TILING_WORD = 0x00021820u;
 constexpr uint32_t HEADER_BYTES = 64;
-constexpr uint64_t BUNDLE_BYTES = 36053056ull;
-constexpr uint64_t OFF_TOKEN_BIAS = 64ull;
-constexpr uint64_t OFF_PATCH_W = 99136ull;
+constexpr uint64_t BUNDLE_BYTES = 36053568ull;
+constexpr uint64_t OFF_TOKEN_BIAS = 576ull;
+constexpr uint64_t OFF_PATCH_W = 99648ull;
 /// Byte offsets of one block's tensors (0 where the block has no such tensor).
 struct BlockOffsets {
   uint64_t ln1_g;
@@ -235,18 +232,47 @@ struct BlockOffsets {
   uint64_t gate_w[NUM_TASKS];
 };
 constexpr BlockOffsets BLOCK[DEPTH] = {
-    {394048ull, 394432ull, 394816ull, 616000ull, 617152ull, 690880ull, 691264ull, 691648ull, 692032ull, 986944ull, 988480ull, 1283392ull, 0ull, {0ull, 0ull}},
-    {1283776ull, 1284160ull, 1284544ull, 1505728ull, 1506880ull, 1580608ull, 1580992ull, 1581376ull, 0ull, 0ull, 0ull, 0ull, 1600192ull, {1581760ull, 1590976ull}},
-    {6337216ull, 6337600ull, 6337984ull, 6559168ull, 6560320ull, 6634048ull, 6634432ull, 6634816ull, 6635200ull, 6930112ull, 6931648ull, 7226560ull, 0ull, {0ull, 0ull}},
-    {7226944ull, 7227328ull, 7227712ull, 7448896ull, 7450048ull, 7523776ull, 7524160ull, 7524544ull, 0ull, 0ull, 0ull, 0ull, 7543360ull, {7524928ull, 7534144ull}},
-    {12280384ull, 12280768ull, 12281152ull, 12502336ull, 12503488ull, 12577216ull, 12577600ull, 12577984ull, 12578368ull, 12873280ull, 12874816ull, 13169728ull, 0ull, {0ull, 0ull}},
-    {13170112ull, 13170496ull, 13170880ull, 13392064ull, 13393216ull, 13466944ull, 13467328ull, 13467712ull, 0ull, 0ull, 0ull, 0ull, 13486528ull, {13468096ull, 13477312ull}},
-    {18223552ull, 18223936ull, 18224320ull, 18445504ull, 18446656ull, 18520384ull, 18520768ull, 18521152ull, 18521536ull, 18816448ull, 18817984ull, 19112896ull, 0ull, {0ull, 0ull}},
-    {19113280ull, 19113664ull, 19114048ull, 19335232ull, 19336384ull, 19410112ull, 19410496ull, 19410880ull, 0ull, 0ull, 0ull, 0ull, 19429696ull, {19411264ull, 19420480ull}},
-    {24166720ull, 24167104ull, 24167488ull, 24388672ull, 24389824ull, 24463552ull, 24463936ull, 24464320ull, 24464704ull, 24759616ull, 24761152ull, 25056064ull, 0ull, {0ull, 0ull}},
-    {25056448ull, 25056832ull, 25057216ull, 25278400ull, 25279552ull, 25353280ull, 25353664ull, 25354048ull, 0ull, 0ull, 0ull, 0ull, 25372864ull, {25354432ull, 25363648ull}},
-    {30109888ull, 30110272ull, 30110656ull, 30331840ull, 30332992ull, 30406720ull, 30407104ull, 30407488ull, 30407872ull, 30702784ull, 30704320ull, 30999232ull, 0ull, {0ull, 0ull}},
-    {30999616ull, 31000000ull, 31000384ull, 31221568ull, 31222720ull, 31296448ull, 31296832ull, 31297216ull, 0ull, 0ull, 0ull, 0ull, 31316032ull, {31297600ull, 31306816ull}},
+    {394560ull, 394944ull, 395328ull, 616512ull, 617664ull, 691392ull, 691776ull, 692160ull, 692544ull, 987456ull, 988992ull, 1283904ull, 0ull, {0ull, 0ull}},
+    {1284288ull, 1284672ull, 1285056ull, 1506240ull, 1507392ull, 1581120ull, 1581504ull, 1581888ull, 0ull, 0ull, 0ull, 0ull, 1600704ull, {1582272ull, 1591488ull}},
+    {6337728ull, 6338112ull, 6338496ull, 6559680ull, 6560832ull, 6634560ull, 6634944ull, 6635328ull, 6635712ull, 6930624ull, 6932160ull, 7227072ull, 0ull, {0ull, 0ull}},
+    {7227456ull, 7227840ull, 7228224ull, 7449408ull, 7450560ull, 7524288ull, 7524672ull, 7525056ull, 0ull, 0ull, 0ull, 0ull, 7543872ull, {7525440ull, 7534656ull}},
+    {12280896ull, 12281280ull, 12281664ull, 12502848ull, 12504000ull, 12577728ull, 12578112ull, 12578496ull, 12578880ull, 12873792ull, 12875328ull, 13170240ull, 0ull, {0ull, 0ull}},
+    {13170624ull, 13171008ull, 13171392ull, 13392576ull, 13393728ull, 13467456ull, 13467840ull, 13468224ull, 0ull, 0ull, 0ull, 0ull, 13487040ull, {13468608ull, 13477824ull}},
+    {18224064ull, 18224448ull, 18224832ull, 18446016ull, 18447168ull, 18520896ull, 18521280ull, 18521664ull, 18522048ull, 18816960ull, 18818496ull, 19113408ull, 0ull, {0ull, 0ull}},
+    {19113792ull, 19114176ull, 19114560ull, 19335744ull, 19336896ull, 19410624ull, 19411008ull, 19411392ull, 0ull, 0ull, 0ull, 0ull, 19430208ull, {19411776ull, 19420992ull}},
+    {24167232ull, 24167616ull, 24168000ull, 24389184ull, 24390336ull, 24464064ull, 24464448ull, 24464832ull, 24465216ull, 24760128ull, 24761664ull, 25056576ull, 0ull, {0ull, 0ull}},
+    {25056960ull, 25057344ull, 25057728ull, 25278912ull, 25280064ull, 25353792ull, 25354176ull, 25354560ull, 0ull, 0ull, 0ull, 0ull, 25373376ull, {25354944ull, 25364160ull}},
+    {30110400ull, 30110784ull, 30111168ull, 30332352ull, 30333504ull, 30407232ull, 30407616ull, 30408000ull, 30408384ull, 30703296ull, 30704832ull, 30999744ull, 0ull, {0ull, 0ull}},
+    {31000128ull, 31000512ull, 31000896ull, 31222080ull, 31223232ull, 31296960ull, 31297344ull, 31297728ull, 0ull, 0ull, 0ull, 0ull, 31316544ull, {31298112ull, 31307328ull}},
+};
+/// The scale table (export.bundle.scale_entries): one word per weight tensor of
+/// the linear unit, w_frac | addend_frac << 8; the index of each call's word.
+constexpr uint64_t OFF_SCALES = 64ull;
+constexpr int NUM_SCALES = 241;
+constexpr int SCALE_PATCH = 0;
+/// Scale-table rows of one block's calls (0 where the block has no such call); expert
+/// e's fc1 is at experts + 2 e, its fc2 one after.
+struct BlockScales {
+  int qkv;
+  int proj;
+  int fc1;
+  int fc2;
+  int experts;
+  int gate[NUM_TASKS];
+};
+constexpr BlockScales SCALE_AT[DEPTH] = {
+    {1, 2, 3, 4, 0, {0, 0}},
+    {5, 6, 0, 0, 9, {7, 8}},
+    {41, 42, 43, 44, 0, {0, 0}},
+    {45, 46, 0, 0, 49, {47, 48}},
+    {81, 82, 83, 84, 0, {0, 0}},
+    {85, 86, 0, 0, 89, {87, 88}},
+    {121, 122, 123, 124, 0, {0, 0}},
+    {125, 126, 0, 0, 129, {127, 128}},
+    {161, 162, 163, 164, 0, {0, 0}},
+    {165, 166, 0, 0, 169, {167, 168}},
+    {201, 202, 203, 204, 0, {0, 0}},
+    {205, 206, 0, 0, 209, {207, 208}},
 };
 /// Expert e of an MoE block starts at BLOCK[i].experts + e * EXPERT_STRIDE.
 constexpr uint64_t EXPERT_STRIDE = 296064ull;

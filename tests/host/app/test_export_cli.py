@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from edgemoe.host.app.cli import main
+from edgemoe.host.contracts.profile import PER_TENSOR_CLASSES
 from edgemoe.host.contracts.tiling import Tiling
 from edgemoe.host.export.bundle import read_header, unpack, validate
 from edgemoe.host.export.quantize import quantize_model
@@ -58,7 +59,10 @@ def test_export_tiling_and_checkpoint(tmp_path, capsys):
     c, p = cfg(MINI), profile("edge-moe")
     model = random_model(c, 5)
     with torch.no_grad():
-        model.blocks[0].attn.proj.weight.mul_(80.0)  # far beyond fixed<16,3>: saturates
+        # a weight tensor 80x larger gets a binary point of its own (fixed<16,*>) ...
+        model.blocks[0].attn.proj.weight.mul_(80.0)
+        # ... a compile-time format saturates: LayerNorm gamma beyond fixed<16,5>
+        model.blocks[0].norm1.weight.mul_(80.0)
     ckpt = tmp_path / "m.pt"
     torch.save(model.state_dict(), ckpt)
     out = tmp_path / "new" / "b.bin"  # a missing folder is created
@@ -74,9 +78,11 @@ def test_export_tiling_and_checkpoint(tmp_path, capsys):
     assert (h.lin_in, h.lin_out, h.p) == (16, 8, 4)
     want = quantize_model(model.state_dict(), c, p)
     assert want.report.saturated > 0
+    assert [x.name for x in want.report.saturated_tensors()] == ["blocks.0.ln1.g"]
+    assert want.fmt("blocks.0.proj.w").int_bits >= want.fmt("blocks.1.proj.w").int_bits + 6
     tensors = unpack(data, c, p, t)
     assert all((tensors[k] == want[k]).all() for k in want.tensors)
-    assert "saturated: " in stdout and "blocks.0.proj.w" in stdout
+    assert "saturated: " in stdout and "blocks.0.ln1.g" in stdout
     report = json.loads(out.with_name("b.bin.report.json").read_text())
     assert report["checkpoint"] == str(ckpt) and report["saturated"] == want.report.saturated
 
@@ -239,13 +245,23 @@ def test_export_calibration_report_and_image_folder(tmp_path, capsys):
     cal = json.loads(out.with_name("b.bin.report.json").read_text())["calibration"]
     assert cal["images"] == 2 and str(folder) in cal["source"]
     names = {q["name"] for q in cal["quantities"]}
+    scaled = {q["name"] for q in cal["scaled"]}
+    assert not names & scaled
+    assert {q["class"] for q in cal["scaled"]} == set(PER_TENSOR_CLASSES)
+    assert all(q["saturated"] == 0 for q in cal["scaled"])
+    names |= scaled
     c = cfg(MINI)
     for i in range(c.depth):
         for what in ("ln1", "ln1.norm", "q", "k", "v", "score", "attn", "proj", "fc1", "fc2"):
             assert f"block{i}.{what}" in names
     assert {f"block{b}.gate" for b in c.moe_blocks} <= names
     assert {"patch.w", "token_bias", "blocks.0.qkv.w"} <= names
-    assert set(cal["classes"]) == set(profile("lean").formats) - {"pixel", "prob", "ln_stat"}
+    assert set(cal["classes"]) == set(profile("lean").formats) - {
+        "pixel",
+        "prob",
+        "ln_stat",
+        *PER_TENSOR_CLASSES,
+    }
     assert "# calibration: 2 image(s)" in out.with_name("b.bin.report.txt").read_text()
 
     code, _, err = run(

@@ -23,6 +23,7 @@ from edgemoe.host.export.bundle import (
     read_header,
     tiling_word,
     unpack,
+    unpack_model,
     validate,
     write_bundle,
 )
@@ -85,6 +86,26 @@ def test_tiny_round_trip_is_exact():
     assert_same_tensors(unpack(data, qm.cfg, qm.profile, Tiling()), qm.tensors)
 
 
+def test_scale_table_holds_every_weight_tensors_binary_points(mini_lean):
+    """Format version 3: the first tensor, one word per linear-unit weight tensor."""
+    from edgemoe.host.export.bundle import SCALES, layout, read_scales, scale_entries
+
+    qm, data = mini_lean
+    c, p, t = qm.cfg, qm.profile, Tiling()
+    first = layout(c, p, t)[0]
+    assert first.name == SCALES and first.offset == HEADER_BYTES
+    words = read_scales(data, c, p, t)
+    rows = scale_entries(c)
+    assert len(words) == len(rows) == first.count
+    weights = {n for n, _ in rows}
+    assert weights == {e.name for e in layout(c, p, t) if e.tiled}  # every tiled weight
+    for (w, add), word in zip(rows, words, strict=True):
+        assert word & 0xFF == qm.formats[w].frac
+        assert word >> 8 == (0 if add is None else qm.formats[add].frac)
+    back = unpack_model(data, c, p, t)
+    assert all(back.formats[k] == v for k, v in qm.formats.items())
+
+
 def test_header_fields(mini_lean):
     qm, data = mini_lean
     h = validate(data, qm.cfg, qm.profile, Tiling())
@@ -113,6 +134,7 @@ def test_each_check_names_what_is_wrong(mini_lean):
     rejects(b"PK\x03\x04" + data[4:], "not an edgemoe bundle", "magic")
     rejects(with_field(data, 1, FORMAT_VERSION + 1), f"format version {FORMAT_VERSION + 1}")
     rejects(with_field(data, 1, 1), "format version 1", "older edgemoe", "edgemoe export")
+    rejects(with_field(data, 1, 2), "format version 2", "binary points", "edgemoe export")
     rejects(with_field(data, 2, 7), "profile id 7", "'lean'")
     rejects(data, "another config or profile", c=cfg(TINY))
     rejects(data, "tiling", "32x24 p2", "16x32 p8", t=Tiling(16, 32, 8))
