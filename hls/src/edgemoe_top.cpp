@@ -70,29 +70,54 @@ uint32_t check_call(const word_t* bundle, uint32_t task, uint32_t num_images, ui
   return STATUS_OK;
 }
 
-/// Write ROWS rows of COLS raw values (row stride STRIDE) to the output at a word offset.
-template <int COLS, int STRIDE>
+/// Write ROWS rows of COLS raw values (row stride STRIDE, banked cyclic BANKS) to the
+/// output at a word offset.
+template <int COLS, int STRIDE, int BANKS>
 void write_rows(word_t* output, uint64_t byte_off, const act_t (*rows)[STRIDE], int n) {
   static_assert((COLS * 4) % WORD_BYTES == 0, "output rows are whole bus words");
 write_rows_loop:
   for (int t = 0; t < n; ++t) {
-    ddr_write_i32<PORT_OUTPUT>(output, byte_off + uint64_t(t) * COLS * 4, COLS, rows[t]);
+    ddr_write_banked<PORT_OUTPUT, BANKS>(output, byte_off + uint64_t(t) * COLS * 4, COLS, rows[t]);
   }
 }
 
 /// Park one token of an image: its x row to the image's output slot and its h row to its
 /// scratch slot, and, when `resume`, load the same row of the next image's parked x into
 /// x (each word is sent before it is replaced); a bus word on each channel per cycle.
+/// A word's ROW_LANES columns start at a run-time bank of x and h: they go through the
+/// bank rotate networks (banked.h). The read is unconditional in its loop (two loops, the
+/// choice made once per row), so each loop is a burst per channel (UG1448 214-232).
 void park_row(word_t* output, uint64_t x_at, word_t* scratch, uint64_t h_at, bool resume,
               uint64_t next_at, act_t x[EMBED_DIM], const act_t h[EMBED_DIM]) {
-park_row_words:
-  for (int w = 0; w < ROW_WORDS; ++w) {
+  act_t xs[ROW_LANES];
+  act_t hs[ROW_LANES];
+  act_t ns[ROW_LANES];
+#pragma HLS ARRAY_PARTITION variable = xs complete dim = 1  // a bus word's lanes
+#pragma HLS ARRAY_PARTITION variable = hs complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = ns complete dim = 1
+  count_words<PORT_OUTPUT>(ROW_WORDS, true);
+  count_words<PORT_SCRATCH>(ROW_WORDS, true);
+  if (resume) {
+    count_words<PORT_OUTPUT>(ROW_WORDS, false);
+  park_resume_words:
+    for (int w = 0; w < ROW_WORDS; ++w) {
+#pragma HLS PIPELINE II = 1                           // one bus word on each channel per cycle
+#pragma HLS DEPENDENCE variable = output inter false  // x_at and next_at are distinct rows
+      load_lanes<X_BANKS, ROW_LANES, ROW_LANES>(x, w * ROW_LANES, ROW_LANES, xs);
+      load_lanes<H_BANKS, ROW_LANES, ROW_LANES>(h, w * ROW_LANES, ROW_LANES, hs);
+      output[x_at / WORD_BYTES + w] = pack_i32<ROW_LANES>(xs, ROW_LANES);
+      scratch[h_at / WORD_BYTES + w] = pack_i32<ROW_LANES>(hs, ROW_LANES);
+      unpack_word<4, true, ROW_LANES>(output, next_at / WORD_BYTES + w, ns);
+      store_lanes<X_BANKS, ROW_LANES, ROW_LANES>(x, w * ROW_LANES, ROW_LANES, ns);
+    }
+  } else {
+  park_row_words:
+    for (int w = 0; w < ROW_WORDS; ++w) {
 #pragma HLS PIPELINE II = 1  // one bus word on each channel per cycle
-    const uint64_t at = uint64_t(w) * WORD_BYTES;
-    ddr_write_i32<PORT_OUTPUT>(output, x_at + at, ROW_LANES, &x[w * ROW_LANES]);
-    ddr_write_i32<PORT_SCRATCH>(scratch, h_at + at, ROW_LANES, &h[w * ROW_LANES]);
-    if (resume) {
-      ddr_read<PORT_OUTPUT, 4, true>(output, next_at + at, ROW_LANES, &x[w * ROW_LANES]);
+      load_lanes<X_BANKS, ROW_LANES, ROW_LANES>(x, w * ROW_LANES, ROW_LANES, xs);
+      load_lanes<H_BANKS, ROW_LANES, ROW_LANES>(h, w * ROW_LANES, ROW_LANES, hs);
+      output[x_at / WORD_BYTES + w] = pack_i32<ROW_LANES>(xs, ROW_LANES);
+      scratch[h_at / WORD_BYTES + w] = pack_i32<ROW_LANES>(hs, ROW_LANES);
     }
   }
 }
@@ -125,8 +150,8 @@ uint64_t expert_base(const BlockOffsets& blk, int e) {
 void resume_image(const word_t* output, uint64_t out_off, Buffers& buf) {
 resume_tokens:
   for (int t = 0; t < NUM_TOKENS; ++t) {
-    ddr_read<PORT_OUTPUT, 4, true>(output, out_off + uint64_t(t) * SCRATCH_ROW, EMBED_DIM,
-                                   buf.x[t]);
+    ddr_read_banked<PORT_OUTPUT, 4, true, X_BANKS>(output, out_off + uint64_t(t) * SCRATCH_ROW,
+                                                   EMBED_DIM, buf.x[t]);
   }
 }
 
@@ -158,24 +183,30 @@ park_queues:
 void layernorm_block(const word_t* bundle, uint64_t g_off, uint64_t b_off, Buffers& buf) {
   param_t ln_g[EMBED_DIM];
   param_t ln_b[EMBED_DIM];
-  // LN_LANES elements of gamma and beta per cycle (the lanes' d0 + l is a bank only when
-  // the factor divides the step: ln_normalise reads d0 = c * LN_LANES, c a multiple)
+  // LN_LANES elements of gamma and beta per cycle: group c's lane l is column
+  // c * LN_LANES + l, bank l of a cyclic-LN_LANES array; the load fills them through the
+  // bank rotate network (a bus word starts at a run-time bank)
 #pragma HLS ARRAY_PARTITION variable = ln_g cyclic factor = LN_LANES dim = 1
 #pragma HLS ARRAY_PARTITION variable = ln_b cyclic factor = LN_LANES dim = 1
-  ddr_read<PORT_WEIGHTS, 2, true>(bundle, g_off, EMBED_DIM, ln_g);
-  ddr_read<PORT_WEIGHTS, 2, true>(bundle, b_off, EMBED_DIM, ln_b);
-  layernorm_rows<NUM_TOKENS, EMBED_DIM, LN_LANES>(buf.x, ln_g, ln_b, buf.h, NUM_TOKENS);
+  ddr_read_banked<PORT_WEIGHTS, 2, true, LN_LANES>(bundle, g_off, EMBED_DIM, ln_g);
+  ddr_read_banked<PORT_WEIGHTS, 2, true, LN_LANES>(bundle, b_off, EMBED_DIM, ln_b);
+  layernorm_rows<NUM_TOKENS, EMBED_DIM, LN_LANES, X_BANKS, H_BANKS>(buf.x, ln_g, ln_b, buf.h,
+                                                                    NUM_TOKENS);
 }
 
 /// Load image b's pixels and stage its token bias in x (the embedding adds to it).
 void embed_load(const word_t* bundle, const word_t* images, uint32_t b, Buffers& buf,
                 LaneBuffers& lane) {
-  ddr_read<PORT_IMAGES, 1, false>(images, uint64_t(b) * NUM_PATCHES * PATCH_DIM,
-                                  NUM_PATCHES * PATCH_DIM, &lane.pix[0][0]);
+  static_assert(PATCH_DIM % WORD_BYTES == 0, "a patch is whole bus words");
+embed_pixels:
+  for (int p = 0; p < NUM_PATCHES; ++p) {
+    ddr_read_banked<PORT_IMAGES, 1, false, PIX_BANKS>(
+        images, (uint64_t(b) * NUM_PATCHES + p) * PATCH_DIM, PATCH_DIM, lane.pix[p]);
+  }
 embed_token_bias:
   for (int t = 0; t < NUM_TOKENS; ++t) {
-    ddr_read<PORT_WEIGHTS, 4, true>(bundle, OFF_TOKEN_BIAS + uint64_t(t) * EMBED_DIM * 4, EMBED_DIM,
-                                    buf.x[t]);
+    ddr_read_banked<PORT_WEIGHTS, 4, true, X_BANKS>(
+        bundle, OFF_TOKEN_BIAS + uint64_t(t) * EMBED_DIM * 4, EMBED_DIM, buf.x[t]);
   }
 embed_cls:
   for (int c = 0; c < EMBED_DIM; ++c) {
@@ -496,16 +527,16 @@ lane_steps:
       case PC_WRITE:
         switch (wr) {
           case WR_X:
-            write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.x, NUM_TOKENS);
+            write_rows<EMBED_DIM, EMBED_DIM, X_BANKS>(output, out_off, buf.x, NUM_TOKENS);
             break;
           case WR_H:
-            write_rows<EMBED_DIM, EMBED_DIM>(output, out_off, buf.h, NUM_TOKENS);
+            write_rows<EMBED_DIM, EMBED_DIM, H_BANKS>(output, out_off, buf.h, NUM_TOKENS);
             break;
           case WR_QKV:
-            write_rows<3 * EMBED_DIM, WIDE_COLS>(output, out_off, buf.wide, NUM_TOKENS);
+            write_rows<3 * EMBED_DIM, WIDE_COLS, WIDE_BANKS>(output, out_off, buf.wide, NUM_TOKENS);
             break;
           default:
-            write_rows<NUM_EXPERTS, WIDE_COLS>(output, out_off, buf.wide, NUM_TOKENS);
+            write_rows<NUM_EXPERTS, WIDE_COLS, WIDE_BANKS>(output, out_off, buf.wide, NUM_TOKENS);
             break;
         }
         pc = PC_IMAGE_DONE;
@@ -618,7 +649,7 @@ lane_steps:
       layernorm_block(bundle, ln_g, ln_b, buf);
     }
     if (move != SIDE_NONE) {
-      move_rows(move, lane.chunk[move_chunk], output, scratch, buf);
+      move_rows(move, lane.chunk[move_chunk], output, scratch, buf.x, buf.h);
     }
     if (compute) {
       linear_unit(call, bundle, output, scratch, buf, lane, lin.ahead, lin.wtile);
@@ -750,15 +781,16 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
   static Buffers buf_b;
   static LaneBuffers lane;
   static LinearState lin_state;
-#pragma HLS ARRAY_PARTITION variable = buf_a.x cyclic factor = LIN_OUT dim = 2
-#pragma HLS ARRAY_PARTITION variable = buf_a.h cyclic factor = LIN_IN dim = 2
-#pragma HLS ARRAY_PARTITION variable = buf_a.wide cyclic factor = LIN_IN dim = 2
-#pragma HLS ARRAY_PARTITION variable = buf_b.x cyclic factor = LIN_OUT dim = 2
-#pragma HLS ARRAY_PARTITION variable = buf_b.h cyclic factor = LIN_IN dim = 2
-#pragma HLS ARRAY_PARTITION variable = buf_b.wide cyclic factor = LIN_IN dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf_a.x cyclic factor = X_BANKS dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf_a.h cyclic factor = H_BANKS dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf_a.wide cyclic factor = WIDE_BANKS dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf_b.x cyclic factor = X_BANKS dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf_b.h cyclic factor = H_BANKS dim = 2
+#pragma HLS ARRAY_PARTITION variable = buf_b.wide cyclic factor = WIDE_BANKS dim = 2
 #pragma HLS BIND_STORAGE variable = buf_a.wide type = ram_2p impl = uram  // the largest buffers
 #pragma HLS BIND_STORAGE variable = buf_b.wide type = ram_2p impl = uram
-#pragma HLS ARRAY_PARTITION variable = lane.pix cyclic factor = LIN_IN dim = 2  // LIN_IN per cycle
+#pragma HLS ARRAY_PARTITION variable = lane.pix cyclic factor = PIX_BANKS dim = \
+    2  // LIN_IN per cycle
 // routing writes one queue entry per expert per cycle
 #pragma HLS ARRAY_PARTITION variable = lane.routing.count complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = lane.routing.token complete dim = 1

@@ -3,6 +3,7 @@
 #define EDGEMOE_EDGEMOE_H_
 
 #include "edgemoe/attention.h"
+#include "edgemoe/banked.h"
 #include "edgemoe/buffers.h"
 #include "edgemoe/config.h"
 #include "edgemoe/ddr.h"
