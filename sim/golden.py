@@ -283,8 +283,10 @@ def accumulator_bits(cfg: ModelConfig, profile: Profile) -> dict[str, int]:
     """Worst-case signed accumulator width (bits, sign included) of every reduction.
 
     Each bound is ``max|a| * max|b| * K`` plus the largest aligned addend (bias,
-    per-token bias); the HLS C++ sizes its accumulators from the same numbers and
-    the tests prove they fit (int64 for golden, 48 bits for the lean profile).
+    per-token bias). The tests prove every reduction fits (int64 for golden, 48 bits
+    for the lean profile); the parameter header carries the few the HLS C++ declares
+    at that width (``hls_params.KERNEL_ACCUMULATORS``: the linear unit's accumulator,
+    attention's), the others are sized in the C++ from the formats.
     """
     f = profile.formats
 

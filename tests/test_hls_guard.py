@@ -469,3 +469,15 @@ def test_the_kernel_reaches_every_run_time_column_through_the_bank_helpers():
     files = guard.source_files([HLS])
     found = guard.check_runtime_banks([guard.Source.read(f) for f in files])
     assert not found, "\n" + "\n".join(map(str, found))
+
+
+def test_every_accumulator_width_and_profile_constant_the_header_emits_is_read():
+    """No generated constant the kernel never reads (issue 16: ACC_* and PROFILE_ID)."""
+    header = (HLS / "include" / "edgemoe" / "params_default.h").read_text()
+    emitted = re.findall(r"constexpr int ((?:ACC_\w+_BITS)|PROFILE_ID) =", header)
+    assert emitted
+    kernel = "\n".join(
+        guard.Source.read(f).code for f in guard.source_files([HLS]) if f.name != "params_default.h"
+    )
+    unread = [n for n in emitted if not re.search(rf"\b{n}\b", kernel)]
+    assert not unread, unread
