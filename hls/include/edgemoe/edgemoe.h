@@ -8,12 +8,16 @@
 #include "edgemoe/config.h"
 #include "edgemoe/ddr.h"
 #include "edgemoe/exp2.h"
+#include "edgemoe/experts.h"
 #include "edgemoe/fixed.h"
 #include "edgemoe/gelu.h"
+#include "edgemoe/lanes.h"
 #include "edgemoe/layernorm.h"
 #include "edgemoe/linear.h"
 #include "edgemoe/moe.h"
 #include "edgemoe/newton.h"
+#include "edgemoe/park.h"
+#include "edgemoe/stages.h"
 
 /// The top function (hls/src/edgemoe_top.cpp); the return value is a status code.
 uint32_t edgemoe_top(const edgemoe::word_t* bundle, const edgemoe::word_t* images,

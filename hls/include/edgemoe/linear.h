@@ -60,7 +60,12 @@ constexpr int ROW_WORDS = EMBED_DIM / ROW_LANES;
 static_assert(ROW_WORDS * ROW_LANES == EMBED_DIM && ROW_WORDS * WORD_BYTES == SCRATCH_ROW,
               "token rows are whole bus words");
 
-/// One call of the unit.
+/// A bundle offset that names no tensor (offset 0 is the bundle header, never a tensor).
+constexpr uint64_t NO_TENSOR = 0;
+
+/// One call of the unit. Built field by field: linear_call() names the row source and the
+/// epilogue and empties the rest; the sequencer's steps (stages.h, experts.h) fill in the
+/// fields their call kind needs.
 struct LinearCall {
   LinearInput in;       ///< row source
   LinearOutput out;     ///< epilogue
@@ -68,14 +73,34 @@ struct LinearCall {
   int o;                ///< output features
   int rows;             ///< rows to process, <= NUM_TOKENS
   uint64_t w_off;       ///< byte offset of the pre-tiled weights in the bundle
-  uint64_t b_off;       ///< byte offset of the padded bias, 0 for none
+  uint64_t b_off;       ///< byte offset of the padded bias, NO_TENSOR for none
   int expert;           ///< queue for IN_H_GATHER / OUT_EXPERT
   uint64_t next_w_off;  ///< weights of the call that follows, whose first tiles stream in
-                        ///< during this call's last ones (e.g. the next expert); 0 for none
+                        ///< during this call's last ones (e.g. the next expert); NO_TENSOR
+                        ///< for none
   int next_tiles;       ///< how many weight tiles that call has
   RowSide side;         ///< rows moved meanwhile (OUT_DELTA: `expert` names the chunk)
   int side_chunk;       ///< which of LaneBuffers::chunk they are
 };
+
+/// A call reading `in` and finishing with `out`, every other field empty: no rows, no
+/// tensor, no prefetch, no side move.
+inline LinearCall linear_call(LinearInput in, LinearOutput out) {
+  LinearCall c;
+  c.in = in;
+  c.out = out;
+  c.k = 0;
+  c.o = 0;
+  c.rows = 0;
+  c.w_off = NO_TENSOR;
+  c.b_off = NO_TENSOR;
+  c.expert = 0;
+  c.next_w_off = NO_TENSOR;
+  c.next_tiles = 0;
+  c.side = SIDE_NONE;
+  c.side_chunk = 0;
+  return c;
+}
 
 /// Weight tiles of a k -> o call.
 constexpr int linear_tiles(int k, int o) {
@@ -383,8 +408,9 @@ lin_pass:
         for (int o = 0; o < LIN_OUT; ++o) {
           const int col = ot * LIN_OUT + o;  // bank: o of x and of the bias (cyclic LIN_OUT)
           if (col < call.o) {
-            to_wide[o] = act_t(linear_output(call, x, lane, r, col, wide_t(sums[o]),
-                                             call.b_off != 0 ? wide_t(bias[col]) : wide_t(0)));
+            to_wide[o] =
+                act_t(linear_output(call, x, lane, r, col, wide_t(sums[o]),
+                                    call.b_off != NO_TENSOR ? wide_t(bias[col]) : wide_t(0)));
           }
         }
         if (writes_wide(call.out)) {
@@ -468,14 +494,14 @@ lin_first_tiles:
                                     wtile[(pl.b0 + t) % LIN_TILE_BUFS]);
   }
   // the whole call's bias, ahead of the pipeline (which has the port for weight words)
-  if (call.b_off != 0) {
+  if (call.b_off != NO_TENSOR) {
     ddr_read_banked<PORT_WEIGHTS, 2, true, LIN_OUT>(bundle, call.b_off, OT * LIN_OUT, bias);
   }
   // the next call's first tiles, fetched during this call's last passes (a call of one
   // tile has no pass to spare for them)
-  pl.handoff = (call.next_w_off == 0 || T < LIN_AHEAD) ? 0
-               : call.next_tiles < LIN_AHEAD           ? call.next_tiles
-                                                       : LIN_AHEAD;
+  pl.handoff = (call.next_w_off == NO_TENSOR || T < LIN_AHEAD) ? 0
+               : call.next_tiles < LIN_AHEAD                   ? call.next_tiles
+                                                               : LIN_AHEAD;
   ahead.count = pl.handoff;
   ahead.w_off = call.next_w_off;
   ahead.buf = (pl.b0 + T) % LIN_TILE_BUFS;
