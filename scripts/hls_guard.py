@@ -33,6 +33,17 @@ Rules over all the files together (the call graph of the kernel):
                     function with ``#pragma HLS DATAFLOW``, and everything they call):
                     state shared that way is invisible to the dataflow checker and can
                     link two processes or two calls (UG1448 214-169); pass it explicitly
+``run-time-bank``   in a loop Vitis unrolls (``#pragma HLS UNROLL``, a loop inside a
+                    pipelined loop, or any loop of a function called from a pipelined
+                    loop's body: UG1399 "pragma HLS pipeline" unrolls the loops below it),
+                    the lane variable offset by a run-time (lower-case) value, as in
+                    ``row[c0 + l]`` or ``col = ot * LIN_OUT + o``: in a cyclic-partitioned
+                    buffer that lane's bank is known only at run time (UG1399 "pragma HLS
+                    array_partition"; the II misses of UG1448 200-885 / 200-880). Access
+                    such rows through ``load_lanes``/``store_lanes`` (``banked.h``: the
+                    unrolled index is the bank), or state on the line, in a ``// bank:``
+                    comment, why the bank is a constant there (e.g. the offset is a
+                    multiple of the factor)
 
 The scanner is regex based: comments and string literals are blanked first (line
 numbers kept), then each rule runs on what remains. Standard library only.
@@ -156,13 +167,18 @@ class Source:
     path: Path
     code: str  # comments, literals and C-sim-only blocks blanked
     directives: str  # comments and C-sim-only blocks blanked, literals kept
+    raw: str = ""  # the text as written (for annotations in comments)
 
     @classmethod
     def read(cls, path: Path, text: str | None = None) -> Source:
         raw = path.read_text(encoding="utf-8", errors="replace") if text is None else text
         directives = drop_csim_only(strip_comments(raw, blank_strings=False))
         code = drop_csim_only(strip_comments(raw, blank_strings=True))
-        return cls(path, code, directives)
+        return cls(path, code, directives, raw)
+
+    def raw_line(self, line: int) -> str:
+        lines = self.raw.splitlines()
+        return lines[line - 1] if 0 < line <= len(lines) else ""
 
     def line_of(self, offset: int) -> int:
         return self.code.count("\n", 0, offset) + 1
@@ -670,9 +686,152 @@ def check_dataflow_statics(sources: Sequence[Source]) -> list[Violation]:
     return list(found.values())
 
 
+# ---------------------------------------------------------------------------
+# Run-time banks: an unrolled lane index offset by a run-time value.
+
+_FOR_HEAD = re.compile(r"\bfor\s*\(\s*(?:const\s+)?(?:int|unsigned|uint32_t|size_t)\s+(\w+)\s*=")
+_PIPELINE = re.compile(r"#\s*pragma\s+HLS\s+pipeline\b", re.I)
+_UNROLL = re.compile(r"#\s*pragma\s+HLS\s+unroll\b", re.I)
+_LOOP_KW = re.compile(r"\b(?:for|while|do)\b")
+_TERM = r"[A-Za-z_][\w.]*(?:\s*\*\s*[A-Za-z_][\w.]*)*"
+BANK_NOTE = "// bank:"
+
+
+@dataclass(frozen=True)
+class Loop:
+    src: Source
+    var: str
+    start: int  # offset of `for`
+    body_start: int
+    body_end: int
+    pipelined: bool
+    unroll: bool
+
+
+def _loops(src: Source) -> list[Loop]:
+    code, found = src.code, []
+    for m in _FOR_HEAD.finditer(code):
+        paren = code.find("(", m.start())
+        close = _matching(code, paren, "(", ")")
+        brace = close + 1
+        while brace < len(code) and code[brace].isspace():
+            brace += 1
+        if brace >= len(code) or code[brace] != "{":
+            continue
+        end = _matching(code, brace, "{", "}")
+        nested = _LOOP_KW.search(code, brace + 1, end)
+        head = src.directives[brace + 1 : nested.start() if nested else end]
+        found.append(
+            Loop(
+                src,
+                m.group(1),
+                m.start(),
+                brace,
+                end,
+                bool(_PIPELINE.search(head)),
+                bool(_UNROLL.search(head)),
+            )
+        )
+    return found
+
+
+def _runtime_names(term: str, static: set[str]) -> list[str]:
+    names = re.findall(r"[A-Za-z_][\w.]*", term)
+    return [n for n in names if n.split(".")[0] not in static and n[0].islower()]
+
+
+def _offset_terms(body: str, var: str) -> list[tuple[int, str]]:
+    """(offset in body, the run-time term) of every `term +/- <var term>` or the other way."""
+    out = []
+    for m in re.finditer(rf"(?<![\w.]){re.escape(var)}\b", body):
+        # the product term holding var
+        left = re.search(rf"(?:{_TERM}\s*\*\s*)?$", body[: m.start()])
+        right = re.match(r"(?:\s*\*\s*[A-Za-z_][\w.]*)*", body[m.end() :])
+        lo = left.start() if left else m.start()
+        hi = m.end() + (right.end() if right else 0)
+        before = re.search(rf"({_TERM})\s*[-+]\s*$", body[:lo])
+        after = re.match(rf"\s*[-+]\s*({_TERM})", body[hi:])
+        tail = body[hi + (after.end() if after else 0) :]
+        if re.match(r"\s*(?:<|>|==|!=)", tail):
+            continue  # a bound check, not an index
+        for t in (before, after):
+            if t and not re.match(r"\s*\(", body[t.end(1) :]):
+                out.append((m.start(), t.group(1)))
+    return out
+
+
+def check_runtime_banks(sources: Sequence[Source]) -> list[Violation]:
+    defs = _definitions(sources)
+    loops = {id(s): _loops(s) for s in sources}
+    # functions whose loops a pipeline unrolls: called from a pipelined loop's body
+    reached: set[str] = set()
+    todo: list[str] = []
+    for s in sources:
+        for lp in loops[id(s)]:
+            if lp.pipelined:
+                body = s.code[lp.body_start + 1 : lp.body_end]
+                todo += [m.group(1) for m in _CALL.finditer(body) if m.group(1) in defs]
+    while todo:
+        name = todo.pop()
+        if name in reached:
+            continue
+        reached.add(name)
+        for d in defs[name]:
+            todo += [c for c, _ in _calls(d, defs)]
+    fn_of: dict[tuple[int, int], str] = {}
+    for name, ds in defs.items():
+        for d in ds:
+            fn_of[(id(d.src), d.fn.body_start)] = name
+    found: dict[tuple[str, int], Violation] = {}
+    for s in sources:
+        ls = loops[id(s)]
+        fns = [d.fn for ds in defs.values() for d in ds if d.src is s]
+        for lp in ls:
+            outer = [o for o in ls if o.body_start < lp.start < o.body_end]
+            in_fn = [f for f in fns if f.body_start < lp.start < f.body_end]
+            unrolled = (
+                lp.unroll
+                or any(o.pipelined for o in outer)
+                or any(f.name in reached for f in in_fn)
+            )
+            if not unrolled:
+                continue
+            static = {lp.var} | {
+                o.var
+                for o in outer
+                if o.unroll
+                or any(p.pipelined for p in ls if p.body_start < o.start < p.body_end)
+                or any(f.name in reached for f in in_fn)
+            }
+            static |= {i.var for i in ls if lp.body_start < i.start < lp.body_end}
+            body = s.code[lp.body_start + 1 : lp.body_end]
+            for off, term in _offset_terms(body, lp.var):
+                names = _runtime_names(term, static)
+                if not names:
+                    continue
+                line = s.line_of(lp.body_start + 1 + off)
+                if BANK_NOTE in s.raw_line(line):
+                    continue
+                found.setdefault(
+                    (str(s.path), line),
+                    Violation(
+                        s.path,
+                        line,
+                        "run-time-bank",
+                        f"unrolled lane `{lp.var}` offset by run-time `{names[0]}`: its bank "
+                        "in a cyclic-partitioned buffer is known only at run time (UG1399 "
+                        "array_partition); go through load_lanes/store_lanes (banked.h) or "
+                        f"say why the bank is fixed in a `{BANK_NOTE}` comment on the line",
+                    ),
+                )
+    return list(found.values())
+
+
 def check_program(sources: Sequence[Source]) -> list[Violation]:
     """The rules over all the files together."""
-    return check_unit_owners(sources) + check_dataflow_statics(sources)
+    return (
+        check_unit_owners(sources) + check_dataflow_statics(sources) + check_runtime_banks(sources)
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -45,6 +45,41 @@ ISR = 0x0C
 FIRST_DATA = 0x10
 WORD = 4
 
+#: The return value's width is ``RETURNS`` (``edgemoe.host.kernel``); its codes follow.
+
+
+@dataclass(frozen=True)
+class KernelStatus:
+    """One return code of the kernel (DESIGN.md §4.5-4.6)."""
+
+    code: int
+    name: str  #: C++ ``STATUS_<name>`` in the parameter header
+    meaning: str  #: what it most likely means, for the driver's one-line error
+
+
+#: The kernel's return codes: the one table the C++ constants (generated into the
+#: parameter header by :mod:`edgemoe.host.hls_params`), the driver's messages and the
+#: status table of ``hls/README.md`` (checked by a test) come from. Anything but ``OK``
+#: leaves the output untouched.
+STATUS_TABLE = (
+    KernelStatus(0, "OK", "the run completed"),
+    KernelStatus(1, "BAD_MAGIC", "the bundle buffer does not hold an edgemoe bundle"),
+    KernelStatus(2, "BAD_VERSION", "the bundle format version differs from the kernel's"),
+    KernelStatus(
+        3,
+        "BAD_CONFIG_HASH",
+        "the bundle was built for another config or profile than the bitstream",
+    ),
+    KernelStatus(4, "BAD_TASK", "task id out of range for this model"),
+    KernelStatus(5, "BAD_IMAGE_COUNT", "num_images is 0 or above the kernel's maximum"),
+    KernelStatus(6, "BAD_TILING", "the bundle was packed for another tile size than the bitstream"),
+    KernelStatus(7, "BAD_DEBUG_STOP", "no such debug stage"),
+)
+#: Code of each status by name.
+STATUS = {s.name: s.code for s in STATUS_TABLE}
+#: What a non-zero status most likely means, by name.
+STATUS_HINTS = {s.name: s.meaning for s in STATUS_TABLE if s.code != 0}
+
 #: The names the ``.hwh`` gives the fixed registers.
 HWH_CONTROL = {"CTRL": CTRL, "GIER": GIE, "IP_IER": IER, "IP_ISR": ISR}
 

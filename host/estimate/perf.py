@@ -698,6 +698,52 @@ def f_qkv(profile: Profile) -> int:
     return profile.formats["attn_qkv"].width
 
 
+def _mux_luts(k: int) -> int:
+    """LUT6s per bit of a k:1 mux (a LUT6 selects 4:1; a tree of them beyond)."""
+    return 0 if k <= 1 else -(-(k - 1) // 3)
+
+
+def rotate_network_luts(cfg: ModelConfig, profile: Profile, t: Tiling) -> int:
+    """LUTs of the bank rotate networks (hls/include/edgemoe/banked.h).
+
+    Every access to a cyclic-banked row at a run-time column goes through one: a store
+    selects, per bank, the one lane that lands there (k:1, k = banks / gcd(grain, banks)
+    phases); a load selects, per lane, the bank it comes from. Networks: the linear
+    epilogue into wide, the side moves (gather into h, merge from x), LayerNorm (x in, h
+    out, gamma/beta at a fixed phase), the park/resume rows, the bias and parameter loads,
+    the row loads and writes of the bus, and attention's K/V fetch and head rows.
+    """
+    act = profile.act.width
+    lanes_ln = ln_lanes(t)
+    row_lanes = t.axi_bits // 32
+    x_b, h_b, w_b = t.lin_out, t.lin_in, t.lin_in
+    kv_part = -(-cfg.head_dim // ATTN_INTERLEAVE)
+
+    def store(banks: int, grain: int, bits: int) -> int:
+        return banks * bits * _mux_luts(banks // math.gcd(grain, banks))
+
+    def load(banks: int, lanes: int, grain: int, bits: int) -> int:
+        return lanes * bits * _mux_luts(banks // math.gcd(grain, banks))
+
+    kv_grain = math.gcd(math.gcd(cfg.embed_dim, cfg.head_dim), kv_part)
+    return (
+        store(w_b, t.lin_out, act)  # epilogue -> wide
+        + store(h_b, row_lanes, act)
+        + load(x_b, row_lanes, row_lanes, act)  # gather, merge
+        + load(x_b, lanes_ln, lanes_ln, act)
+        + store(h_b, lanes_ln, act)  # LayerNorm
+        + 2 * load(x_b, row_lanes, row_lanes, act)
+        + load(h_b, row_lanes, row_lanes, act)
+        + store(x_b, row_lanes, act)  # park / resume, row writes, token bias, resume
+        + store(t.lin_out, t.axi_bits // 16, 16)
+        + store(lanes_ln, t.axi_bits // 16, 16)
+        + store(t.lin_in, t.axi_bits // 8, 8)  # bias, gamma/beta, pixels
+        + 2 * load(w_b, kv_part, kv_grain, act)  # K and V parts
+        + load(w_b, cfg.head_dim, cfg.head_dim, act)
+        + store(h_b, cfg.head_dim, act)
+    )
+
+
 def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) -> dict:
     """DSP48E2, BRAM36, URAM and a coarse LUT estimate against the board's budget."""
     dsp_items = _dsp_by_unit(cfg, profile, design)
@@ -842,6 +888,7 @@ def _logic(
         ff += 2 * 2 * cfg.head_dim * act
         ff += lin_macs * 48 + attn_macs * 64 + 30_000
         lut += t.p * ATTN_INTERLEAVE * cfg.head_dim * (act + 48) // 32  # LUTRAM, 32 deep
+        lut += rotate_network_luts(cfg, profile, t)
     return lut, ff
 
 

@@ -23,6 +23,10 @@ from edgemoe.host.contracts.profile import (
     config_hash,
     load_profile,
 )
+from edgemoe.host.contracts.regmap import (
+    STATUS as STATUS,  # re-exported: the driver and tests read it here
+)
+from edgemoe.host.contracts.regmap import STATUS_TABLE
 from edgemoe.host.contracts.scratch import MAX_BATCH, scratch_layout
 from edgemoe.host.contracts.tables import ln_eps_raw, unit_tables
 from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling, tiles
@@ -40,20 +44,9 @@ from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_HEADER = ROOT / "hls" / "include" / "edgemoe" / "params_default.h"
 
-#: Kernel return codes (DESIGN.md §4.5-4.6), shared with the host.
-STATUS = {
-    "OK": 0,
-    "BAD_MAGIC": 1,
-    "BAD_VERSION": 2,
-    "BAD_CONFIG_HASH": 3,
-    "BAD_TASK": 4,
-    "BAD_IMAGE_COUNT": 5,
-    "BAD_TILING": 6,
-    "BAD_DEBUG_STOP": 7,
-}
-
-#: Stages a run can stop after (``debug_stop = 1 + block * STAGES_PER_BLOCK + stage``;
-#: ``debug_stop = 1 + depth * STAGES_PER_BLOCK`` is after the embedding... see below).
+#: Stages of a block a run can stop after: ``debug_stop`` 1 is after the embedding,
+#: ``2 + block * STAGES_PER_BLOCK + stage`` after that stage of that block (0 runs the
+#: whole backbone; see :func:`debug_stop_code`).
 DEBUG_STAGES = ("ln1", "qkv", "attn", "proj", "ln2", "gate", "mlp")
 MAX_IMAGES = 1024
 #: LayerNorm elements per cycle at most (each lane costs about 4 DSP48E2: x^2, the
@@ -70,6 +63,12 @@ LIN_MIN_PASS = 8
 #: -> write, is estimated at 17-18 cycles at 3.33 ns (hls/README.md; not synthesised
 #: here); 20 leaves a margin. The review of issue 15 found 4 too short (II ~4-5).
 ATTN_INTERLEAVE = 20
+
+
+#: The reductions whose width the C++ declares (config.h: the linear unit's accumulator
+#: covers the first four; attention.h: the accumulators). The other bounds of
+#: ``accumulator_bits`` are checked by the tests, not read by the kernel.
+KERNEL_ACCUMULATORS = ("patch_embed", "linear_in_dim", "linear_in_hidden", "gate", "attn_acc")
 
 
 def ln_lanes(t: Tiling) -> int:
@@ -196,7 +195,6 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
     )
     w("")
     w("// ---- fixed-point formats (models/profiles): width W, fraction bits F ----")
-    w(f"constexpr int PROFILE_ID = {profile.id};")
     w("// fixed<W,*>: only the width is compile-time; each tensor's binary point is in the")
     w("// bundle's scale table (scale.h)")
     for name in FORMAT_NAMES:
@@ -218,9 +216,11 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
     w(_array("int32_t", "EXP2_TABLE_ATTN", tab.exp2))
     w(_array("int32_t", "RECIP_SEED_ATTN", tab.recip))
     w("")
-    w("// ---- accumulator widths, bits with sign (edgemoe.host.contracts.accumulators) ----")
-    for k, v in accumulator_bits(cfg, profile).items():
-        w(f"constexpr int ACC_{_cname(k)}_BITS = {v};")
+    w("// ---- accumulator widths the kernel declares, bits with sign ----")
+    w("// (edgemoe.host.contracts.accumulators; the tests prove every reduction fits)")
+    acc = accumulator_bits(cfg, profile)
+    for k in KERNEL_ACCUMULATORS:
+        w(f"constexpr int ACC_{_cname(k)}_BITS = {acc[k]};")
     one = 1 << profile.formats["prob"].frac
     st = profile.formats["ln_stat"]
     ln_t1 = (max(-st.min_raw, st.max_raw) * cfg.embed_dim).bit_length() + 1
@@ -331,8 +331,10 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
         w(f"constexpr uint64_t EXPERT_{_cname(n.replace('.', '_'))} = {v}ull;")
     w("")
     w("// ---- control (DESIGN.md §4.6) ----")
-    for k, v in STATUS.items():
-        w(f"constexpr uint32_t STATUS_{k} = {v};")
+    w("/// Return codes (edgemoe.host.regmap.STATUS_TABLE); anything but OK leaves the output")
+    w("/// untouched.")
+    for st in STATUS_TABLE:
+        w(f"constexpr uint32_t STATUS_{st.name} = {st.code};  // {st.meaning}")
     w(f"constexpr int STAGES_PER_BLOCK = {len(DEBUG_STAGES)};")
     for k, s in enumerate(DEBUG_STAGES):
         w(f"constexpr int STAGE_{s.upper()} = {k};")

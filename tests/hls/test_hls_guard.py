@@ -329,8 +329,9 @@ def test_the_kernel_has_one_linear_unit_call_and_no_static_under_dataflow():
     files = guard.source_files([HLS])
     found = guard.check_program([guard.Source.read(f) for f in files])
     assert not found, "\n" + "\n".join(map(str, found))
-    code = guard.Source.read(HLS / "src" / "edgemoe_top.cpp").code  # comments blanked
-    assert len(re.findall(r"\blinear_unit\s*\(", code)) == 1
+    code = "\n".join(guard.Source.read(f).code for f in files)  # comments blanked
+    calls = re.findall(r"(?<!void )\blinear_unit\s*\(", code)  # call sites, not the definition
+    assert len(calls) == 1
 
 
 def test_a_linear_unit_call_outside_its_owner_is_flagged(tmp_path):
@@ -400,3 +401,84 @@ def test_the_guard_flags_the_kernel_before_issue_15(tmp_path):
     )
     assert ("unit-owner", "top.cpp", 2) in found
     assert ("dataflow-static", "linear.h", 2) in found
+
+
+# ---------------------------------------------------------------------------
+# run-time-bank: an unrolled lane offset by a run-time value (issue 15, item 2).
+
+PIPE = "#pragma HLS PIPELINE II = 1\n"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # the side move's shape: a bus word's lanes at a run-time column
+        "  for (int l = 0; l < 4; ++l) {\n    h[c0 + l] = v[l];\n  }\n",
+        # the linear epilogue's shape: the column held in a variable first
+        "  for (int o = 0; o < LIN_OUT; ++o) {\n    const int col = ot * LIN_OUT + o;\n"
+        "    wide[col] = 0;\n  }\n",
+        # the K/V fetch's shape: a product term
+        "  for (int i = 0; i < PART; ++i) {\n    k[i] = qkv[part * PART + i];\n  }\n",
+    ],
+)
+def test_a_runtime_lane_offset_inside_a_pipeline_is_flagged(tmp_path, body):
+    code = f"void f(int c0, int ot, int part) {{\nrows:\n  for (int w = 0; w < 8; ++w) {{\n{PIPE}"
+    code += body.replace("  for", "  lanes:\n  for") + "  }\n}\n"
+    found = program_rules(tmp_path, {"k.h": code})
+    assert [r for r, _, _ in found] == ["run-time-bank"], found
+
+
+def test_a_runtime_lane_offset_in_a_function_a_pipeline_calls_is_flagged(tmp_path):
+    code = (
+        "inline void group(const int* x, int d0, int& s) {\nlanes:\n"
+        "  for (int l = 0; l < 12; ++l) {\n    s += x[d0 + l];\n  }\n}\n"
+        "void rows(const int* x, int& s) {\nrow_loop:\n  for (int c = 0; c < 16; ++c) {\n"
+        f"{PIPE}    group(x, c * 12, s);\n  }}\n}}\n"
+    )
+    assert program_rules(tmp_path, {"ln.h": code}) == [("run-time-bank", "ln.h", 4)]
+
+
+def test_an_unrolled_loop_with_unroll_pragma_is_checked_too(tmp_path):
+    code = (
+        "void f(int* a, int base) {\nlanes:\n  for (int l = 0; l < 4; ++l) {\n"
+        "#pragma HLS UNROLL\n    a[base + l] = 0;\n  }\n}\n"
+    )
+    assert program_rules(tmp_path, {"u.h": code}) == [("run-time-bank", "u.h", 5)]
+
+
+def test_static_banks_bound_checks_and_annotated_lines_pass(tmp_path):
+    code = (
+        "void f(int* w, int* a, int q0, int c0, int n, int blk) {\nrows:\n"
+        f"  for (int r = 0; r < n; ++r) {{\n{PIPE}"
+        # both indices unrolled: a constant after unrolling
+        "  mac_in:\n    for (int i = 0; i < LIN_IN; ++i) {\n"
+        "    mac_out:\n      for (int o = 0; o < LIN_OUT; ++o) {\n"
+        "        a[o] += w[i * LIN_OUT + o];\n      }\n    }\n"
+        # a bound check is no index; the helpers put the bank in the unrolled index
+        "  units:\n    for (int u = 0; u < P; ++u) {\n      if (q0 + r * P + u < N) {\n"
+        "        a[u] = 1;\n      }\n    }\n"
+        "    load_lanes<B, 4, 4>(a, c0, 4, w);\n"
+        # a reasoned exemption on the line
+        "  lanes:\n    for (int l = 0; l < 4; ++l) {\n"
+        "      a[blk * 4 + l] = 0;  // bank: l, a is cyclic 4\n    }\n"
+        "  }\n}\n"
+    )
+    assert program_rules(tmp_path, {"ok.h": code}) == []
+
+
+def test_the_kernel_reaches_every_run_time_column_through_the_bank_helpers():
+    files = guard.source_files([HLS])
+    found = guard.check_runtime_banks([guard.Source.read(f) for f in files])
+    assert not found, "\n" + "\n".join(map(str, found))
+
+
+def test_every_accumulator_width_and_profile_constant_the_header_emits_is_read():
+    """No generated constant the kernel never reads (issue 16: ACC_* and PROFILE_ID)."""
+    header = (HLS / "include" / "edgemoe" / "params_default.h").read_text()
+    emitted = re.findall(r"constexpr int ((?:ACC_\w+_BITS)|PROFILE_ID) =", header)
+    assert emitted
+    kernel = "\n".join(
+        guard.Source.read(f).code for f in guard.source_files([HLS]) if f.name != "params_default.h"
+    )
+    unread = [n for n in emitted if not re.search(rf"\b{n}\b", kernel)]
+    assert not unread, unread

@@ -15,6 +15,8 @@
 #ifndef EDGEMOE_ATTENTION_H_
 #define EDGEMOE_ATTENTION_H_
 
+#include "edgemoe/banked.h"
+#include "edgemoe/buffers.h"
 #include "edgemoe/config.h"
 #include "edgemoe/exp2.h"
 #include "edgemoe/newton.h"
@@ -25,6 +27,12 @@ namespace edgemoe {
 constexpr int ATTN_ROWS = ATTN_P * ATTN_L;
 /// K and V columns fetched per cycle: a key row arrives over ATTN_L cycles.
 constexpr int ATTN_KV_PART = (HEAD_DIM + ATTN_L - 1) / ATTN_L;
+
+/// A divisor of every column where a part of a key's K or V starts (EMBED_DIM, 2 *
+/// EMBED_DIM, h * HEAD_DIM, part * ATTN_KV_PART): what the K/V rotate network may assume.
+/// (A head's whole Q or output row starts at h * HEAD_DIM: grain HEAD_DIM, and with
+/// HEAD_DIM a multiple of the banks, as in the default build, no rotation at all.)
+constexpr int ATTN_GRAIN = Gcd<Gcd<EMBED_DIM, HEAD_DIM>::value, ATTN_KV_PART>::value;
 
 /// Width of the running sum S and of the accumulators (and of v, which shares their
 /// multiplier): ACC_ATTN_SUM_BITS and ACC_ATTN_ACC_BITS (edgemoe.host.export.hls_params).
@@ -120,14 +128,26 @@ attn_dot:
 }
 
 /// Fetch part `part` (of ATTN_L) of key row j of head h: K and V, ATTN_KV_PART columns each.
+/// The part's columns start at a run-time bank of the wide buffer (cyclic WIDE_BANKS), so
+/// they come through the bank rotate network (banked.h); in the key registers, column d
+/// is a constant and `part` only enables it.
 inline void attn_fetch_kv(const act_t qkv[NUM_TOKENS][WIDE_COLS], int j, int h, int part,
                           act_t k[HEAD_DIM], act_t v[HEAD_DIM]) {
+  act_t ks[ATTN_KV_PART];
+  act_t vs[ATTN_KV_PART];
+#pragma HLS ARRAY_PARTITION variable = ks complete dim = 1  // the part's registers
+#pragma HLS ARRAY_PARTITION variable = vs complete dim = 1
+  const int d0 = part * ATTN_KV_PART;
+  const int left = HEAD_DIM - d0;
+  const int n = left < 0 ? 0 : left < ATTN_KV_PART ? left : ATTN_KV_PART;
+  load_lanes<WIDE_BANKS, ATTN_KV_PART, ATTN_GRAIN>(qkv[j], EMBED_DIM + h * HEAD_DIM + d0, n, ks);
+  load_lanes<WIDE_BANKS, ATTN_KV_PART, ATTN_GRAIN>(qkv[j], 2 * EMBED_DIM + h * HEAD_DIM + d0, n,
+                                                   vs);
 attn_fetch_kv_elems:
-  for (int i = 0; i < ATTN_KV_PART; ++i) {
-    const int d = part * ATTN_KV_PART + i;
-    if (d < HEAD_DIM) {
-      k[d] = qkv[j][EMBED_DIM + h * HEAD_DIM + d];
-      v[d] = qkv[j][2 * EMBED_DIM + h * HEAD_DIM + d];
+  for (int d = 0; d < HEAD_DIM; ++d) {
+    if (d / ATTN_KV_PART == part) {
+      k[d] = ks[d % ATTN_KV_PART];
+      v[d] = vs[d % ATTN_KV_PART];
     }
   }
 }
@@ -156,6 +176,9 @@ inline void attention(const act_t qkv[NUM_TOKENS][WIDE_COLS], act_t out[NUM_TOKE
 #pragma HLS ARRAY_PARTITION variable = kv_k complete dim = 0  // both keys, every column
 #pragma HLS ARRAY_PARTITION variable = kv_v complete dim = 0
   act_t res[HEAD_DIM];
+  act_t qrow[HEAD_DIM];
+#pragma HLS ARRAY_PARTITION variable = res complete dim = 1  // a head's columns, registers
+#pragma HLS ARRAY_PARTITION variable = qrow complete dim = 1
 attn_head:
   for (int h = 0; h < NUM_HEADS; ++h) {
   attn_sweep:
@@ -163,12 +186,25 @@ attn_head:
     attn_load_queries:
       for (int i = 0; i < ATTN_ROWS; ++i) {
 #pragma HLS PIPELINE II = 2  // HEAD_DIM columns of the column-banked buffer per row
-        softmax_init(row_m[i / ATTN_P][i % ATTN_P], row_sum[i / ATTN_P][i % ATTN_P],
-                     row_acc[i / ATTN_P][i % ATTN_P]);
-      attn_load_query_elems:
+        // the head's columns start at a run-time bank of wide: the rotate network
+      attn_load_query_zero:
         for (int d = 0; d < HEAD_DIM; ++d) {
-          q[i / ATTN_P][i % ATTN_P][d] =
-              (q0 + i < NUM_TOKENS) ? qkv[q0 + i][h * HEAD_DIM + d] : act_t(0);
+          qrow[d] = 0;
+        }
+        if (q0 + i < NUM_TOKENS) {
+          load_lanes<WIDE_BANKS, HEAD_DIM, HEAD_DIM>(qkv[q0 + i], h * HEAD_DIM, HEAD_DIM, qrow);
+        }
+        // unit i % ATTN_P: each unit's state and query are their own banks (dim 2), so
+        // every unit is addressed by a constant u and only enabled at run time
+      attn_load_query_units:
+        for (int u = 0; u < ATTN_P; ++u) {
+          if (u == i % ATTN_P) {
+            softmax_init(row_m[i / ATTN_P][u], row_sum[i / ATTN_P][u], row_acc[i / ATTN_P][u]);
+          attn_load_query_elems:
+            for (int d = 0; d < HEAD_DIM; ++d) {
+              q[i / ATTN_P][u][d] = qrow[d];
+            }
+          }
         }
       }
     attn_first_key:
@@ -204,11 +240,24 @@ attn_head:
       for (int i = 0; i < ATTN_ROWS; ++i) {
 #pragma HLS PIPELINE II = 2  // HEAD_DIM results into the column-banked buffer per row
         if (q0 + i < NUM_TOKENS) {
-          softmax_finish(row_sum[i / ATTN_P][i % ATTN_P], row_acc[i / ATTN_P][i % ATTN_P], res);
-        attn_store_elems:
-          for (int d = 0; d < HEAD_DIM; ++d) {
-            out[q0 + i][h * HEAD_DIM + d] = res[d];
+          // the row's state from unit i % ATTN_P: every unit read at a constant index,
+          // one selected
+          wide_t sum = 0;
+          wide_t acc[HEAD_DIM];
+#pragma HLS ARRAY_PARTITION variable = acc complete dim = 1
+        attn_store_units:
+          for (int u = 0; u < ATTN_P; ++u) {
+            if (u == i % ATTN_P) {
+              sum = row_sum[i / ATTN_P][u];
+            attn_store_acc:
+              for (int d = 0; d < HEAD_DIM; ++d) {
+                acc[d] = row_acc[i / ATTN_P][u][d];
+              }
+            }
           }
+          softmax_finish(sum, acc, res);
+          // the head's columns start at a run-time bank of h: the rotate network
+          store_lanes<H_BANKS, HEAD_DIM, HEAD_DIM>(out[q0 + i], h * HEAD_DIM, HEAD_DIM, res);
         }
       }
     }

@@ -10,6 +10,15 @@
 
 namespace edgemoe {
 
+/// Banks of the column-banked buffers (cyclic, dim 2; UG1399 "pragma HLS array_partition"):
+/// x is written LIN_OUT columns per cycle by the linear epilogue, h and wide are read
+/// LIN_IN per cycle by the MACs, the pixels too. Every other access at a run-time column
+/// goes through store_lanes / load_lanes (banked.h).
+constexpr int X_BANKS = LIN_OUT;
+constexpr int H_BANKS = LIN_IN;
+constexpr int WIDE_BANKS = LIN_IN;
+constexpr int PIX_BANKS = LIN_IN;
+
 /// Per-expert queues of one MoE block (patch reordering).
 struct Routing {
   int count[NUM_EXPERTS];                  ///< tokens routed to each expert

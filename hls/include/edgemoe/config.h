@@ -23,8 +23,6 @@ using namespace params;  // NOLINT: the parameters read as the kernel's own cons
 typedef sint<ACT_W> act_t;
 /// Q/K/V entering attention; stored in act_t buffers, so it must not be wider.
 typedef sint<ATTN_QKV_W> qkv_t;
-/// Attention score (base-2 units).
-typedef sint<ATTN_SCORE_W> score_t;
 /// Probability / gate weight, <= 1.0.
 typedef uint<PROB_W> prob_t;
 /// 16-bit parameter container (weights, biases, LayerNorm gamma/beta).

@@ -3,6 +3,7 @@
 #ifndef EDGEMOE_DDR_H_
 #define EDGEMOE_DDR_H_
 
+#include "edgemoe/banked.h"
 #include "edgemoe/config.h"
 
 #ifndef __SYNTHESIS__
@@ -105,7 +106,7 @@ ddr_read_words:
     const word_t word = bus[first + w];
   ddr_read_lanes:
     for (int l = 0; l < PER_WORD; ++l) {
-      const int e = w * PER_WORD + l;
+      const int e = w * PER_WORD + l;  // bank: dst unbanked (ports bound II) or regs
       if (e < n) {
         const ap_uint<8 * BYTES> bits = word.range(8 * BYTES * l + 8 * BYTES - 1, 8 * BYTES * l);
         if (SIGNED) {
@@ -128,7 +129,9 @@ inline void unpack_word(const word_t* bus, uint64_t word, T dst[PER_WORD]) {
   const unsigned char* base = reinterpret_cast<const unsigned char*>(bus + word);
 unpack_fast:
   for (int l = 0; l < PER_WORD; ++l) {
-    if (BYTES == 2) {
+    if (BYTES == 1) {
+      dst[l] = SIGNED ? T(static_cast<int8_t>(base[l])) : T(base[l]);
+    } else if (BYTES == 2) {
       uint16_t v;
       memcpy(&v, base + 2 * l, 2);
       dst[l] = SIGNED ? T(static_cast<int16_t>(v)) : T(v);
@@ -165,11 +168,66 @@ ddr_write_words:
     word_t word = 0;
   ddr_write_lanes:
     for (int l = 0; l < PER_WORD; ++l) {
-      const int e = w * PER_WORD + l;
+      const int e = w * PER_WORD + l;  // bank: src unbanked (ports bound II) or regs
       const ap_int<32> v = (e < n) ? ap_int<32>(wide_t(src[e])) : ap_int<32>(0);
       word.range(32 * l + 31, 32 * l) = ap_uint<32>(v);
     }
     bus[first + w] = word;
+  }
+}
+
+/// ddr_read into a row banked cyclic BANKS (dim of dst): one bus word per cycle, its
+/// elements stored through the bank rotate network, so each bank's index is a constant
+/// whatever the word's first column (banked.h).
+template <int PORT, int BYTES, bool SIGNED, int BANKS, typename T>
+void ddr_read_banked(const word_t* bus, uint64_t byte_off, int n, T* dst) {
+  constexpr int PER_WORD = WORD_BYTES / BYTES;
+  const uint64_t first = byte_off / WORD_BYTES;
+  const int words = (n + PER_WORD - 1) / PER_WORD;
+  count_words<PORT>(words, false);
+ddr_read_banked_words:
+  for (int w = 0; w < words; ++w) {
+#pragma HLS PIPELINE II = 1  // one bus word per cycle: a single burst
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 64
+    T vals[PER_WORD];
+#pragma HLS ARRAY_PARTITION variable = vals complete dim = 1
+    unpack_word<BYTES, SIGNED, PER_WORD>(bus, first + w, vals);
+    const int left = n - w * PER_WORD;
+    store_lanes<BANKS, PER_WORD, PER_WORD>(dst, w * PER_WORD, left < PER_WORD ? left : PER_WORD,
+                                           vals);
+  }
+}
+
+/// Pack PER_WORD 32-bit raw values into one bus word (lanes past n are 0).
+template <int PER_WORD, typename T>
+inline word_t pack_i32(const T vals[PER_WORD], int n) {
+  word_t word = 0;
+pack_i32_lanes:
+  for (int l = 0; l < PER_WORD; ++l) {
+    const ap_int<32> v = (l < n) ? ap_int<32>(wide_t(vals[l])) : ap_int<32>(0);
+    word.range(32 * l + 31, 32 * l) = ap_uint<32>(v);
+  }
+  return word;
+}
+
+/// ddr_write_i32 from a row banked cyclic BANKS: each bus word's elements come through
+/// the bank rotate network (banked.h).
+template <int PORT, int BANKS, typename T>
+void ddr_write_banked(word_t* bus, uint64_t byte_off, int n, const T* src) {
+  constexpr int PER_WORD = WORD_BYTES / 4;
+  const uint64_t first = byte_off / WORD_BYTES;
+  const int words = (n + PER_WORD - 1) / PER_WORD;
+  count_words<PORT>(words, true);
+ddr_write_banked_words:
+  for (int w = 0; w < words; ++w) {
+#pragma HLS PIPELINE II = 1  // one bus word per cycle: a single burst
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 64
+    T vals[PER_WORD];
+#pragma HLS ARRAY_PARTITION variable = vals complete dim = 1
+    const int left = n - w * PER_WORD;
+    const int cnt = left < PER_WORD ? left : PER_WORD;
+    load_lanes<BANKS, PER_WORD, PER_WORD>(src, w * PER_WORD, cnt, vals);
+    bus[first + w] = pack_i32<PER_WORD>(vals, cnt);
   }
 }
 

@@ -3,6 +3,7 @@
 #ifndef EDGEMOE_LAYERNORM_H_
 #define EDGEMOE_LAYERNORM_H_
 
+#include "edgemoe/banked.h"
 #include "edgemoe/config.h"
 #include "edgemoe/newton.h"
 
@@ -15,16 +16,14 @@ struct LnStats {
   int shift;    ///< right shift taking centred * y to ln_norm
 };
 
-/// Add LANES elements of one token, starting at d0, to the exact sums S1, T1, T2.
-template <int D, int LANES>
-inline void ln_accumulate(const act_t x[D], int d0, wide_t& s1, wide_t& t1, wide_t& t2) {
+/// Add n (<= LANES) elements of one token to the exact sums S1, T1, T2.
+template <int LANES>
+inline void ln_accumulate(const act_t v[LANES], int n, wide_t& s1, wide_t& t1, wide_t& t2) {
 ln_stats_lanes:
   for (int l = 0; l < LANES; ++l) {
-    const int d = d0 + l;
-    if (d < D) {
-      const wide_t v = x[d];
-      const wide_t xs = saturate<LN_STAT_W>(shift_round(v, ACT_F - LN_STAT_F));
-      s1 += v;
+    if (l < n) {
+      const wide_t xs = saturate<LN_STAT_W>(shift_round(wide_t(v[l]), ACT_F - LN_STAT_F));
+      s1 += wide_t(v[l]);
       t1 += xs;
       t2 += wide_t(sint<LN_STAT_W>(xs) * sint<LN_STAT_W>(xs));
     }
@@ -46,22 +45,61 @@ inline LnStats ln_finish(wide_t s1, wide_t t1, wide_t t2) {
   return st;
 }
 
-/// Normalise LANES elements of one token, starting at d0.
-template <int D, int LANES>
-inline void ln_normalise(const act_t x[D], const LnStats& st, const param_t gamma[D],
-                         const param_t beta[D], int d0, act_t out[D]) {
+/// Normalise n (<= LANES) elements of one token, with their gamma and beta.
+template <int LANES>
+inline void ln_normalise(const act_t v[LANES], const LnStats& st, const param_t gamma[LANES],
+                         const param_t beta[LANES], int n, act_t out[LANES]) {
 ln_normalise_lanes:
   for (int l = 0; l < LANES; ++l) {
-    const int d = d0 + l;
-    if (d < D) {
+    if (l < n) {
       // |x * 2^GM - mean| < 2^(ACT_W + GM): one more bit for the sign of the difference
-      const wide_t centred = (wide_t(x[d]) << LN_MEAN_GUARD) - st.mean;
+      const wide_t centred = (wide_t(v[l]) << LN_MEAN_GUARD) - st.mean;
       const wide_t prod = wide_t(sint<ACT_W + LN_MEAN_GUARD + 1>(centred) * newton_t(st.y));
       const wide_t z = saturate<LN_NORM_W>(shift_round(prod, st.shift));
-      const wide_t acc = wide_t(sint<LN_NORM_W>(z) * gamma[d]) + (wide_t(beta[d]) << LN_NORM_F);
-      out[d] = saturate<ACT_W>(shift_round(acc, LN_NORM_F + LN_F - ACT_F));
+      const wide_t acc = wide_t(sint<LN_NORM_W>(z) * gamma[l]) + (wide_t(beta[l]) << LN_NORM_F);
+      out[l] = saturate<ACT_W>(shift_round(acc, LN_NORM_F + LN_F - ACT_F));
     }
   }
+}
+
+/// The c-th group of LANES elements of a token: how many there are (D need not be whole
+/// groups).
+template <int D, int LANES>
+inline int ln_group(int c) {
+  const int left = D - c * LANES;
+  return left < LANES ? left : LANES;
+}
+
+/// Normalise group c of one token: x read through the bank rotate network of its buffer
+/// (cyclic IN_BANKS), gamma/beta (cyclic LANES: static banks), out written through the
+/// rotate network of its own (cyclic OUT_BANKS). See banked.h.
+template <int D, int LANES, int IN_BANKS, int OUT_BANKS>
+inline void ln_normalise_group(const act_t x[D], const LnStats& st, const param_t gamma[D],
+                               const param_t beta[D], int c, act_t out[D]) {
+  const int n = ln_group<D, LANES>(c);
+  act_t v[LANES];
+  param_t g[LANES];
+  param_t b[LANES];
+  act_t y[LANES];
+#pragma HLS ARRAY_PARTITION variable = v complete dim = 1  // the lanes' registers
+#pragma HLS ARRAY_PARTITION variable = g complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = b complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = y complete dim = 1
+  load_lanes<IN_BANKS, LANES, LANES>(x, c * LANES, n, v);
+  load_lanes<LANES, LANES, LANES>(gamma, c * LANES, n, g);
+  load_lanes<LANES, LANES, LANES>(beta, c * LANES, n, b);
+  ln_normalise<LANES>(v, st, g, b, n, y);
+  store_lanes<OUT_BANKS, LANES, LANES>(out, c * LANES, n, y);
+}
+
+/// Add group c of one token (x cyclic IN_BANKS) to the sums.
+template <int D, int LANES, int IN_BANKS>
+inline void ln_accumulate_group(const act_t x[D], int c, wide_t& s1, wide_t& t1, wide_t& t2) {
+  const int n = ln_group<D, LANES>(c);
+  act_t v[LANES];
+#pragma HLS ARRAY_PARTITION variable = v complete dim = 1  // the lanes' registers
+  load_lanes<IN_BANKS, LANES, LANES>(x, c * LANES, n, v);
+  ln_accumulate<LANES>(v, n, s1, t1, t2);
 }
 
 /// out = (x - mean) * rstd * gamma + beta over the D elements of one token.
@@ -81,15 +119,15 @@ void layernorm_token(const act_t x[D], const param_t gamma[D], const param_t bet
   wide_t t1 = 0;
   wide_t t2 = 0;
 ln_stats:
-  for (int d0 = 0; d0 < D; d0 += LANES) {
+  for (int c = 0; c * LANES < D; ++c) {
 #pragma HLS PIPELINE II = 1  // LANES elements per cycle; exact integer sums, any order
-    ln_accumulate<D, LANES>(x, d0, s1, t1, t2);
+    ln_accumulate_group<D, LANES, LANES>(x, c, s1, t1, t2);
   }
   const LnStats st = ln_finish<D>(s1, t1, t2);
 ln_normalise:
-  for (int d0 = 0; d0 < D; d0 += LANES) {
+  for (int c = 0; c * LANES < D; ++c) {
 #pragma HLS PIPELINE II = 1  // LANES independent elements per cycle
-    ln_normalise<D, LANES>(x, st, gamma, beta, d0, out);
+    ln_normalise_group<D, LANES, LANES, LANES>(x, st, gamma, beta, c, out);
   }
 }
 
@@ -97,7 +135,9 @@ ln_normalise:
 /// same arithmetic as layernorm_token): the statistics pass feeds one rsqrt per token
 /// into a per-token table, then the normalise pass reads it. Neither pass drains
 /// between tokens, so a block costs about 2 * rows * ceil(D / LANES) cycles.
-template <int ROWS, int D, int LANES>
+/// \tparam IN_BANKS, OUT_BANKS cyclic partition factors of x and out (dim 2): every
+///         group of LANES columns goes through their bank rotate networks (banked.h)
+template <int ROWS, int D, int LANES, int IN_BANKS, int OUT_BANKS>
 void layernorm_rows(const act_t x[ROWS][D], const param_t gamma[D], const param_t beta[D],
                     act_t out[ROWS][D], int rows) {
   constexpr int CH = (D + LANES - 1) / LANES;  // cycles per token
@@ -116,7 +156,7 @@ ln_rows_stats:
       t1 = 0;
       t2 = 0;
     }
-    ln_accumulate<D, LANES>(x[t], c * LANES, s1, t1, t2);
+    ln_accumulate_group<D, LANES, IN_BANKS>(x[t], c, s1, t1, t2);
     if (c == CH - 1) {
       st[t] = ln_finish<D>(s1, t1, t2);
     }
@@ -126,7 +166,7 @@ ln_rows_normalise:
 #pragma HLS PIPELINE II = 1  // LANES independent elements per cycle
 #pragma HLS LOOP_TRIPCOUNT min = CH max = ROWS * CH
     const int t = i / CH;
-    ln_normalise<D, LANES>(x[t], st[t], gamma, beta, (i % CH) * LANES, out[t]);
+    ln_normalise_group<D, LANES, IN_BANKS, OUT_BANKS>(x[t], st[t], gamma, beta, i % CH, out[t]);
   }
 }
 

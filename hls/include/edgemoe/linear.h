@@ -63,7 +63,12 @@ constexpr int ROW_WORDS = EMBED_DIM / ROW_LANES;
 static_assert(ROW_WORDS * ROW_LANES == EMBED_DIM && ROW_WORDS * WORD_BYTES == SCRATCH_ROW,
               "token rows are whole bus words");
 
-/// One call of the unit.
+/// A bundle offset that names no tensor (offset 0 is the bundle header, never a tensor).
+constexpr uint64_t NO_TENSOR = 0;
+
+/// One call of the unit. Built field by field: linear_call() names the row source and the
+/// epilogue and empties the rest; the sequencer's steps (stages.h, experts.h) fill in the
+/// fields their call kind needs.
 struct LinearCall {
   LinearInput in;       ///< row source
   LinearOutput out;     ///< epilogue
@@ -71,15 +76,35 @@ struct LinearCall {
   int o;                ///< output features
   int rows;             ///< rows to process, <= NUM_TOKENS
   uint64_t w_off;       ///< byte offset of the pre-tiled weights in the bundle
-  uint64_t b_off;       ///< byte offset of the padded bias, 0 for none
+  uint64_t b_off;       ///< byte offset of the padded bias, NO_TENSOR for none
   int expert;           ///< queue for IN_H_GATHER / OUT_EXPERT
   uint64_t next_w_off;  ///< weights of the call that follows, whose first tiles stream in
-                        ///< during this call's last ones (e.g. the next expert); 0 for none
+                        ///< during this call's last ones (e.g. the next expert); NO_TENSOR
+                        ///< for none
   int next_tiles;       ///< how many weight tiles that call has
   RowSide side;         ///< rows moved meanwhile (OUT_DELTA: `expert` names the chunk)
   int side_chunk;       ///< which of LaneBuffers::chunk they are
   TensorScale scale;    ///< binary points of the weights and the addend (scale table)
 };
+
+/// A call reading `in` and finishing with `out`, every other field empty: no rows, no
+/// tensor, no prefetch, no side move.
+inline LinearCall linear_call(LinearInput in, LinearOutput out) {
+  LinearCall c;
+  c.in = in;
+  c.out = out;
+  c.k = 0;
+  c.o = 0;
+  c.rows = 0;
+  c.w_off = NO_TENSOR;
+  c.b_off = NO_TENSOR;
+  c.expert = 0;
+  c.next_w_off = NO_TENSOR;
+  c.next_tiles = 0;
+  c.side = SIDE_NONE;
+  c.side_chunk = 0;
+  return c;
+}
 
 /// Weight tiles of a k -> o call.
 constexpr int linear_tiles(int k, int o) {
@@ -116,15 +141,13 @@ struct LinearState {
   ScaleTable scales;                       ///< the bundle's binary points, read once per call
 };
 
-// Accumulator fraction bits: input F + the call's weight F (per tensor: scale.h).
-constexpr int LIN_MAX_K = PATCH_DIM > WIDE_COLS ? PATCH_DIM : WIDE_COLS;
-constexpr int LIN_MAX_O = WIDE_COLS;
-
 static_assert(TOKEN_BIAS_W <= ACT_W, "token bias is staged in the activation buffer");
 
 /// Input element (r, c) of a call, 0 past the last column (padded weights are 0 too).
-inline wide_t linear_input(const LinearCall& call, const Buffers& buf, const LaneBuffers& lane,
-                           int r, int c) {
+/// The caller's c is `it * LIN_IN + i`: bank i of h, wide and pix (all cyclic LIN_IN).
+inline wide_t linear_input(const LinearCall& call, const act_t h[NUM_TOKENS][EMBED_DIM],
+                           const act_t wide[NUM_TOKENS][WIDE_COLS], const LaneBuffers& lane, int r,
+                           int c) {
   if (c >= call.k) {
     return 0;
   }
@@ -132,24 +155,32 @@ inline wide_t linear_input(const LinearCall& call, const Buffers& buf, const Lan
     case IN_PIXELS:
       return wide_t(lane.pix[r][c]);
     case IN_H:
-      return wide_t(buf.h[r][c]);
+      return wide_t(h[r][c]);
     case IN_H_GATHER:
-      return wide_t(buf.h[lane.routing.token[call.expert][r]][c]);
+      return wide_t(h[lane.routing.token[call.expert][r]][c]);
     default:
-      return wide_t(buf.wide[r][c]);
+      return wide_t(wide[r][c]);
   }
 }
 
-/// The epilogue of one output value.
-inline void linear_output(const LinearCall& call, Buffers& buf, const LaneBuffers& lane, int r,
-                          int col, wide_t acc, wide_t bias) {
+/// Whether a call's outputs go to wide (through the bank rotate network) rather than x.
+inline bool writes_wide(LinearOutput out) {
+  return out == OUT_QKV || out == OUT_GATE || out == OUT_GELU;
+}
+
+/// The epilogue of one output value. Outputs into x are stored here: column `col` is
+/// `ot * LIN_OUT + o`, bank o of x (cyclic LIN_OUT). Outputs into wide (writes_wide) are
+/// returned: the caller stores the tile's LIN_OUT of them through store_lanes, because
+/// `ot * LIN_OUT + o` is a run-time bank of wide (cyclic LIN_IN).
+inline wide_t linear_output(const LinearCall& call, act_t x[NUM_TOKENS][EMBED_DIM],
+                            const LaneBuffers& lane, int r, int col, wide_t acc, wide_t bias) {
   // one sum per output, with the call's own shifts (scale.h): the addend -- the bias, or
   // the token bias staged in x for the embedding -- aligned to the accumulator, then one
   // rounding to the output's fraction bits; only the saturation differs by output
   const LinearShift sh = linear_shift(
       call.scale, call.in == IN_PIXELS ? PIXEL_F : ACT_F,
       call.out == OUT_QKV ? ATTN_QKV_F : (call.out == OUT_GATE ? ATTN_SCORE_F : ACT_F));
-  const wide_t addend = call.out == OUT_EMBED ? wide_t(buf.x[r + 1][col]) : bias;
+  const wide_t addend = call.out == OUT_EMBED ? wide_t(x[r + 1][col]) : bias;
   const wide_t v = scale_round(acc + (addend << sh.addend), sh.out);
   const wide_t y = saturate<ACT_W>(v);
   // an expert output scaled by its gate weight: one PROB_W x ACT_W product for both
@@ -157,55 +188,68 @@ inline void linear_output(const LinearCall& call, Buffers& buf, const LaneBuffer
   const prob_t g = call.out == OUT_EXPERT ? lane.routing.weight[call.expert][r]
                                           : lane.chunk[call.expert & 1].weight[r];
   const wide_t gated = shift_round(wide_t(g * act_t(y)), PROB_F);
+  wide_t to_wide = 0;
   switch (call.out) {
     case OUT_EMBED:
-      buf.x[r + 1][col] = y;
+      x[r + 1][col] = y;
       break;
     case OUT_QKV:
-      buf.wide[r][col] = saturate<ATTN_QKV_W>(v);
+      to_wide = saturate<ATTN_QKV_W>(v);
       break;
     case OUT_PROJ:
     case OUT_RESIDUAL:
-      buf.x[r][col] = saturate<ACT_W>(wide_t(buf.x[r][col]) + y);
+      x[r][col] = saturate<ACT_W>(wide_t(x[r][col]) + y);
       break;
     case OUT_GATE:
-      buf.wide[r][col] = saturate<ATTN_SCORE_W>(v);
+      to_wide = saturate<ATTN_SCORE_W>(v);
       break;
     case OUT_GELU:
-      buf.wide[r][col] = gelu<ACT_F>(y);
+      to_wide = gelu<ACT_F>(y);
       break;
     case OUT_EXPERT: {
       const int t = lane.routing.token[call.expert][r];
-      buf.x[t][col] = saturate<ACT_W>(wide_t(buf.x[t][col]) + gated);
+      x[t][col] = saturate<ACT_W>(wide_t(x[t][col]) + gated);
       break;
     }
     default:  // OUT_DELTA: what OUT_EXPERT adds, kept for the merge
-      buf.x[r][col] = gated;
+      x[r][col] = gated;
       break;
   }
+  return to_wide;
 }
 
-/// Word w of row r of a chunk's side move (see RowSide).
+/// Word w of row r of a chunk's side move (see RowSide). The word's ROW_LANES columns
+/// start at w * ROW_LANES, a run-time bank of h (cyclic LIN_IN) and of x (cyclic LIN_OUT):
+/// they go through the bank rotate network (banked.h).
 inline void side_word(RowSide side, const Chunk& ch, int r, int w, word_t* output,
-                      const word_t* scratch, Buffers& buf) {
+                      const word_t* scratch, act_t x[NUM_TOKENS][EMBED_DIM],
+                      act_t h[NUM_TOKENS][EMBED_DIM]) {
   const uint64_t at = uint64_t(w) * WORD_BYTES;
   const int c0 = w * ROW_LANES;
+  act_t xs[ROW_LANES];
+#pragma HLS ARRAY_PARTITION variable = xs complete dim = 1  // a bus word's lanes
   if (side == SIDE_GATHER) {
-    ddr_read<PORT_SCRATCH, 4, true>(scratch, ch.h_at[r] + at, ROW_LANES, &buf.h[r][c0]);
+    count_words<PORT_SCRATCH>(1, false);
+    unpack_word<4, true, ROW_LANES>(scratch, (ch.h_at[r] + at) / WORD_BYTES, xs);
+    store_lanes<H_BANKS, ROW_LANES, ROW_LANES>(h[r], c0, ROW_LANES, xs);
   } else {
-    act_t xs[ROW_LANES];
-    ddr_read<PORT_OUTPUT, 4, true>(output, ch.x_at[r] + at, ROW_LANES, xs);
+    act_t own[ROW_LANES];
+#pragma HLS ARRAY_PARTITION variable = own complete dim = 1
+    count_words<PORT_OUTPUT>(1, false);
+    unpack_word<4, true, ROW_LANES>(output, (ch.x_at[r] + at) / WORD_BYTES, xs);
+    load_lanes<X_BANKS, ROW_LANES, ROW_LANES>(x[r], c0, ROW_LANES, own);
   side_merge_lanes:
     for (int l = 0; l < ROW_LANES; ++l) {
-      xs[l] = saturate<ACT_W>(wide_t(xs[l]) + wide_t(buf.x[r][c0 + l]));
+      xs[l] = saturate<ACT_W>(wide_t(xs[l]) + wide_t(own[l]));
     }
-    ddr_write_i32<PORT_OUTPUT>(output, ch.x_at[r] + at, ROW_LANES, xs);
+    count_words<PORT_OUTPUT>(1, true);
+    output[(ch.x_at[r] + at) / WORD_BYTES] = pack_i32<ROW_LANES>(xs, ROW_LANES);
   }
 }
 
 /// A chunk's side move on its own (nothing computing beside it), a bus word per cycle.
 inline void move_rows(RowSide side, const Chunk& ch, word_t* output, const word_t* scratch,
-                      Buffers& buf) {
+                      act_t x[NUM_TOKENS][EMBED_DIM], act_t h[NUM_TOKENS][EMBED_DIM]) {
   int r = 0;
   int w = 0;
 move_rows_words:
@@ -213,7 +257,7 @@ move_rows_words:
 #pragma HLS PIPELINE II = 1  // a bus word per cycle
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS * ROW_WORDS
 #pragma HLS DEPENDENCE variable = output inter false  // each word is read and written once
-    side_word(side, ch, r, w, output, scratch, buf);
+    side_word(side, ch, r, w, output, scratch, x, h);
     if (++w == ROW_WORDS) {
       w = 0;
       ++r;
@@ -267,8 +311,9 @@ lin_fetch_parts:
 /// during a pass the tile LIN_AHEAD ahead arrives from the weight stream, one word per
 /// cycle, into its tile buffer.
 inline void lin_compute(const LinearCall& call, const LinearPlan& pl, hls::stream<WeightWord>& ws,
-                        word_t* output, const word_t* scratch, Buffers& buf, LaneBuffers& lane,
-                        param_t wtile[LIN_TILE_BUFS][LIN_TILE],
+                        word_t* output, const word_t* scratch, act_t x[NUM_TOKENS][EMBED_DIM],
+                        act_t h[NUM_TOKENS][EMBED_DIM], act_t wide[NUM_TOKENS][WIDE_COLS],
+                        LaneBuffers& lane, param_t wtile[LIN_TILE_BUFS][LIN_TILE],
                         const param_t bias[OUT_TILES_MAX * LIN_OUT]) {
 #pragma HLS INLINE off  // a DATAFLOW process
   constexpr int TILE_WORDS = LIN_TILE_WORDS;
@@ -280,6 +325,8 @@ inline void lin_compute(const LinearCall& call, const LinearPlan& pl, hls::strea
 #pragma HLS ARRAY_PARTITION variable = xseg complete dim = 1
   lin_acc_t sums[LIN_OUT];  // one row's LIN_OUT dot products of this tile
 #pragma HLS ARRAY_PARTITION variable = sums complete dim = 1
+  act_t to_wide[LIN_OUT];  // one row's outputs bound for wide, into the rotate network
+#pragma HLS ARRAY_PARTITION variable = to_wide complete dim = 1
   const int IT = pl.IT;
   const int T = pl.T;
   const int b0 = pl.b0;
@@ -297,8 +344,20 @@ lin_pass:
 #pragma HLS DEPENDENCE variable = wtile inter false  // the tile being written is 2 ahead
 #pragma HLS DEPENDENCE variable = acc inter RAW distance = LIN_MIN_PASS true  // a pass apart
 #pragma HLS DEPENDENCE variable = output inter false  // a merged word is read and written once
+    // No element of x, h or wide is touched by two iterations of one call in a way that
+    // orders them (UG1399 "pragma HLS dependence": inter false only where true):
+    // x: each (row, column) is read-modified-written once, in one iteration (the epilogue
+    //    of its output tile; OUT_EXPERT's rows are distinct tokens of one queue); the merge
+    //    reads x only in a call that writes wide (fc1), never x.
+    // h: read by IN_H / IN_H_GATHER calls, written only by the gather, which rides on an
+    //    IN_WIDE call (expert fc2).
+    // wide: read by IN_WIDE calls, written only by OUT_QKV / OUT_GATE / OUT_GELU calls,
+    //    whose input is h or the pixels.
+#pragma HLS DEPENDENCE variable = x inter false
+#pragma HLS DEPENDENCE variable = h inter false
+#pragma HLS DEPENDENCE variable = wide inter false
     if (step < pl.side_words) {  // the side move: rows neither the MACs nor the epilogue touch
-      side_word(call.side, side, sr, sw, output, scratch, buf);
+      side_word(call.side, side, sr, sw, output, scratch, x, h);
       if (++sw == ROW_WORDS) {
         sw = 0;
         ++sr;
@@ -314,7 +373,8 @@ lin_pass:
       const WeightWord ww = ws.read();
     lin_tile_word:
       for (int l = 0; l < WEIGHTS_PER_WORD; ++l) {
-        wtile[(b0 + g) % LIN_TILE_BUFS][r * WEIGHTS_PER_WORD + l] = ww.w[l];
+        // wtile is registers (complete dim 2): r selects which through a decoder, no RAM port
+        wtile[(b0 + g) % LIN_TILE_BUFS][r * WEIGHTS_PER_WORD + l] = ww.w[l];  // bank: registers
       }
     }
     if (r < call.rows) {
@@ -323,7 +383,7 @@ lin_pass:
       const bool last = it == IT - 1;  // the epilogue runs in the same pass as the last MACs
     lin_fetch:
       for (int i = 0; i < LIN_IN; ++i) {
-        xseg[i] = act_t(linear_input(call, buf, lane, r, it * LIN_IN + i));
+        xseg[i] = act_t(linear_input(call, h, wide, lane, r, it * LIN_IN + i));  // bank: i
       }
     lin_mac_init:
       for (int o = 0; o < LIN_OUT; ++o) {
@@ -345,11 +405,17 @@ lin_pass:
       } else {
       lin_epilogue:
         for (int o = 0; o < LIN_OUT; ++o) {
-          const int col = ot * LIN_OUT + o;
+          const int col = ot * LIN_OUT + o;  // bank: o of x and of the bias (cyclic LIN_OUT)
           if (col < call.o) {
-            linear_output(call, buf, lane, r, col, wide_t(sums[o]),
-                          call.b_off != 0 ? wide_t(bias[col]) : wide_t(0));
+            to_wide[o] =
+                act_t(linear_output(call, x, lane, r, col, wide_t(sums[o]),
+                                    call.b_off != NO_TENSOR ? wide_t(bias[col]) : wide_t(0)));
           }
+        }
+        if (writes_wide(call.out)) {
+          const int left = call.o - ot * LIN_OUT;
+          store_lanes<WIDE_BANKS, LIN_OUT, LIN_OUT>(wide[r], ot * LIN_OUT,
+                                                    left < LIN_OUT ? left : LIN_OUT, to_wide);
         }
       }
     }
@@ -378,7 +444,7 @@ inline void lin_stream(const LinearCall& call, const LinearPlan& pl, const word_
   hls::stream<WeightWord> ws;
 #pragma HLS STREAM variable = ws depth = LIN_STREAM_DEPTH  // one tile of words in flight
   lin_fetch_weights(bundle, own_off, own_words, call.next_w_off, next_words, ws);
-  lin_compute(call, pl, ws, output, scratch, buf, lane, wtile, bias);
+  lin_compute(call, pl, ws, output, scratch, buf.x, buf.h, buf.wide, lane, wtile, bias);
 }
 
 /// acc[r][o] = sum_i in(r, i) * W[o][i] for r < rows, tile by tile: one pass over the rows
@@ -404,7 +470,9 @@ inline void linear_unit(const LinearCall& call, const word_t* bundle, word_t* ou
   constexpr int TILE_WORDS = LIN_TILE_WORDS;
   static_assert(TILE % (WORD_BYTES / 2) == 0, "a weight tile is whole bus words");
   param_t bias[OUT_TILES_MAX * LIN_OUT];
-#pragma HLS ARRAY_PARTITION variable = bias cyclic factor = LIN_OUT dim = 1  // LIN_OUT per cycle
+// LIN_OUT per cycle in the epilogue (bank o); the load fills it through the bank rotate
+// network (ddr_read_banked), a bus word's 16-bit values starting at a run-time bank
+#pragma HLS ARRAY_PARTITION variable = bias cyclic factor = LIN_OUT dim = 1
   LinearPlan pl;
   pl.IT = ceil_div(call.k, LIN_IN);
   const int OT = ceil_div(call.o, LIN_OUT);
@@ -425,14 +493,14 @@ lin_first_tiles:
                                     wtile[(pl.b0 + t) % LIN_TILE_BUFS]);
   }
   // the whole call's bias, ahead of the pipeline (which has the port for weight words)
-  if (call.b_off != 0) {
-    ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.b_off, OT * LIN_OUT, bias);
+  if (call.b_off != NO_TENSOR) {
+    ddr_read_banked<PORT_WEIGHTS, 2, true, LIN_OUT>(bundle, call.b_off, OT * LIN_OUT, bias);
   }
   // the next call's first tiles, fetched during this call's last passes (a call of one
   // tile has no pass to spare for them)
-  pl.handoff = (call.next_w_off == 0 || T < LIN_AHEAD) ? 0
-               : call.next_tiles < LIN_AHEAD           ? call.next_tiles
-                                                       : LIN_AHEAD;
+  pl.handoff = (call.next_w_off == NO_TENSOR || T < LIN_AHEAD) ? 0
+               : call.next_tiles < LIN_AHEAD                   ? call.next_tiles
+                                                               : LIN_AHEAD;
   ahead.count = pl.handoff;
   ahead.w_off = call.next_w_off;
   ahead.buf = (pl.b0 + T) % LIN_TILE_BUFS;

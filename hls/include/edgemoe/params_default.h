@@ -28,7 +28,6 @@ constexpr bool IS_MOE[12] = {
 };
 
 // ---- fixed-point formats (models/profiles): width W, fraction bits F ----
-constexpr int PROFILE_ID = 2;
 // fixed<W,*>: only the width is compile-time; each tensor's binary point is in the
 // bundle's scale table (scale.h)
 constexpr int PIXEL_W = 8;  // ufixed<8,0>
@@ -175,18 +174,13 @@ constexpr int32_t RECIP_SEED_ATTN[128] = {
     540112, 537947, 535799, 533669, 531555, 529458, 527378, 525314,
 };
 
-// ---- accumulator widths, bits with sign (edgemoe.host.contracts.accumulators) ----
+// ---- accumulator widths the kernel declares, bits with sign ----
+// (edgemoe.host.contracts.accumulators; the tests prove every reduction fits)
 constexpr int ACC_PATCH_EMBED_BITS = 34;
 constexpr int ACC_LINEAR_IN_DIM_BITS = 45;
 constexpr int ACC_LINEAR_IN_HIDDEN_BITS = 47;
 constexpr int ACC_GATE_BITS = 45;
-constexpr int ACC_ATTN_SCORE_BITS = 42;
 constexpr int ACC_ATTN_ACC_BITS = 42;
-constexpr int ACC_ATTN_RESCALE_BITS = 58;
-constexpr int ACC_MOE_SCALE_BITS = 39;
-constexpr int ACC_LN_SUM_BITS = 30;
-constexpr int ACC_LN_VAR_BITS = 59;
-constexpr int ACC_LN_CENTER_BITS = 52;
 /// LayerNorm's T1: the sum of a token's ln_stat values.
 constexpr int ACC_LN_STAT_SUM_BITS = 30;
 /// The softmax running sum: at most one 1.0 per key.
@@ -281,14 +275,16 @@ constexpr uint64_t EXPERT_FC2_W = 148224ull;
 constexpr uint64_t EXPERT_FC2_B = 295680ull;
 
 // ---- control (DESIGN.md §4.6) ----
-constexpr uint32_t STATUS_OK = 0;
-constexpr uint32_t STATUS_BAD_MAGIC = 1;
-constexpr uint32_t STATUS_BAD_VERSION = 2;
-constexpr uint32_t STATUS_BAD_CONFIG_HASH = 3;
-constexpr uint32_t STATUS_BAD_TASK = 4;
-constexpr uint32_t STATUS_BAD_IMAGE_COUNT = 5;
-constexpr uint32_t STATUS_BAD_TILING = 6;
-constexpr uint32_t STATUS_BAD_DEBUG_STOP = 7;
+/// Return codes (edgemoe.host.regmap.STATUS_TABLE); anything but OK leaves the output
+/// untouched.
+constexpr uint32_t STATUS_OK = 0;  // the run completed
+constexpr uint32_t STATUS_BAD_MAGIC = 1;  // the bundle buffer does not hold an edgemoe bundle
+constexpr uint32_t STATUS_BAD_VERSION = 2;  // the bundle format version differs from the kernel's
+constexpr uint32_t STATUS_BAD_CONFIG_HASH = 3;  // the bundle was built for another config or profile than the bitstream
+constexpr uint32_t STATUS_BAD_TASK = 4;  // task id out of range for this model
+constexpr uint32_t STATUS_BAD_IMAGE_COUNT = 5;  // num_images is 0 or above the kernel's maximum
+constexpr uint32_t STATUS_BAD_TILING = 6;  // the bundle was packed for another tile size than the bitstream
+constexpr uint32_t STATUS_BAD_DEBUG_STOP = 7;  // no such debug stage
 constexpr int STAGES_PER_BLOCK = 7;
 constexpr int STAGE_LN1 = 0;
 constexpr int STAGE_QKV = 1;

@@ -148,3 +148,40 @@ def test_register_map_rejects_bad_argument_lists():
         register_map([("a", "u32"), ("a", "ptr")])
     with pytest.raises(RegmapError, match="up to 32 bits"):
         register_map([], return_kind="u64")
+
+
+# ---------------------------------------------------------------------------
+# The status codes: one table (regmap.STATUS_TABLE), generated into C++, the README's
+# table checked against it.
+
+
+def test_status_table_codes_are_distinct_and_start_at_ok():
+    codes = [s.code for s in regmap.STATUS_TABLE]
+    names = [s.name for s in regmap.STATUS_TABLE]
+    assert codes == sorted(set(codes)) and codes[0] == 0 and names[0] == "OK"
+    assert len(set(names)) == len(names)
+    assert regmap.STATUS == dict(zip(names, codes, strict=True))
+
+
+def test_the_parameter_header_and_the_host_read_the_one_status_table():
+    import re
+
+    from edgemoe.host.driver import accelerator as driver
+    from edgemoe.host.export import hls_params
+
+    header = hls_params.DEFAULT_HEADER.read_text()
+    found = {m[0]: int(m[1]) for m in re.findall(r"uint32_t STATUS_(\w+) = (\d+);", header)}
+    assert found == regmap.STATUS
+    assert hls_params.STATUS is regmap.STATUS
+    assert driver.STATUS_HINTS == regmap.STATUS_HINTS  # the driver's messages do not drift
+
+
+def test_the_hls_readme_status_table_is_the_status_table():
+    text = (REPO_ROOT / "hls" / "README.md").read_text()
+    section = text.split("## Status codes", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        [c.strip().strip("`") for c in line.strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| ") and not line.startswith("| code")
+    ]
+    assert rows == [[str(s.code), s.name, s.meaning] for s in regmap.STATUS_TABLE]

@@ -1,0 +1,457 @@
+// The two-lane scheduler: the images of a call run on two buffer sets ("slots"), in
+// steps; each step runs the attention of one slot's image beside the linear lane's turn
+// for the other's image (everything but attention: LayerNorm, the linear unit, routing,
+// parking, loading). Turns alternate, so while one image attends, the other's proj, MLP
+// and next Q, K, V run on the linear unit. Every image still runs its stages in order on
+// its own buffers; only the two images' stages interleave.
+//
+// Module hierarchy (hls/README.md): run_images -> lane_step (ONE instance, two call
+// sites) -> lanes (DATAFLOW) -> attention_lane | linear_lane; the linear lane is a
+// sequencer whose one loop holds the only call of linear_unit (ONE engine by
+// construction) and of every other unit of the lane.
+// Golden: edgemoe.sim.golden.Golden.run. Contract: bit-exact.
+#ifndef EDGEMOE_LANES_H_
+#define EDGEMOE_LANES_H_
+
+#include "edgemoe/attention.h"
+#include "edgemoe/buffers.h"
+#include "edgemoe/config.h"
+#include "edgemoe/ddr.h"
+#include "edgemoe/experts.h"
+#include "edgemoe/linear.h"
+#include "edgemoe/moe.h"
+#include "edgemoe/park.h"
+#include "edgemoe/stages.h"
+
+namespace edgemoe {
+
+/// `parked` when no image of the segment is parked (every image runs to the end).
+constexpr int NOT_PARKED = DEPTH;
+/// `group` of a step that runs no expert-major group (a slot's image has the linear lane).
+constexpr int NO_GROUP = -1;
+
+/// Where an image slot is.
+enum SlotState {
+  SLOT_IDLE,  ///< no image left for this slot
+  SLOT_LOAD,  ///< its next image is to be loaded (embedded, or its parked x read back)
+  SLOT_ATTN,  ///< the attention of `block` comes next (the attention lane)
+  SLOT_TAIL,  ///< the rest of `block` comes next (the linear lane)
+};
+
+/// One image slot.
+struct Slot {
+  SlotState state;
+  uint32_t image;  ///< the image of the call in the slot
+  int block;       ///< its block
+  bool on_chip;    ///< SLOT_LOAD: its x came back while the image before it parked
+};
+
+/// The part of a call the slots run: images [first, last) from block `from` (from the
+/// pixels when 0, else from their parked x) up to the routing of a MoE block when
+/// `park` (expert-major), else to the end.
+struct Segment {
+  uint32_t first;
+  uint32_t last;
+  int from;
+  bool park;
+};
+
+/// Whose proj the linear lane's last Q/K/V call of a turn fetches ahead (its first tiles).
+enum AheadKind {
+  AHEAD_NONE,       ///< none: the other slot's image runs its own tail next
+  AHEAD_OWN,        ///< the lane's own image's (the other slot idle: it attends, then its tail)
+  AHEAD_ATTENDING,  ///< the attending image's, block `block` (its tail comes next)
+};
+
+/// The proj a linear turn fetches ahead.
+struct ProjAhead {
+  AheadKind kind;
+  int block;  ///< the attending image's block (AHEAD_ATTENDING)
+};
+
+/// The weights of that proj, NO_TENSOR for none; `own` is the lane's own image's block.
+inline uint64_t proj_ahead(const ProjAhead& a, int own) {
+  return a.kind == AHEAD_NONE ? NO_TENSOR : BLOCK[a.kind == AHEAD_OWN ? own : a.block].proj_w;
+}
+
+/// The slot's next image: every second image of the segment.
+inline void next_image(const Segment& seg, bool on_chip, Slot& s) {
+  s.image += 2;
+  s.on_chip = on_chip;
+  s.state = s.image < seg.last ? SLOT_LOAD : SLOT_IDLE;
+}
+
+/// The linear lane's steps (its program counter): each iteration of its loop runs one.
+enum LanePc {
+  PC_END,          ///< the turn is over
+  PC_TAIL,         ///< block s.block after its attention: proj (or a stop at attention)
+  PC_LN2,          ///< LN2
+  PC_GATE,         ///< the gate (MoE block)
+  PC_ROUTE,        ///< routing; then park, the image's experts, or nothing
+  PC_EXPERT_FC1,   ///< image-major expert e: fc1 + GELU
+  PC_EXPERT_FC2,   ///< image-major expert e: fc2 scaled into x
+  PC_FC1,          ///< dense fc1 + GELU
+  PC_FC2,          ///< dense fc2 + residual
+  PC_TAIL_END,     ///< the block is done: next block, or the final tokens
+  PC_HEAD,         ///< LN1 of s.block
+  PC_QKV,          ///< Q, K, V; then the slot attends
+  PC_WRITE,        ///< a stage to the output (`wr`), then PC_IMAGE_DONE
+  PC_IMAGE_DONE,   ///< the image is done or parks: park it, the slot's next image
+  PC_LOAD,         ///< the slot's next image: pixels, or its parked x
+  PC_EMBED,        ///< patch embedding
+  PC_GROUP,        ///< expert-major MoE of a parked group: queue lengths, first chunk
+  PC_GROUP_FC1,    ///< chunk cur: fc1 + GELU, merging chunk cur ^ 1 meanwhile
+  PC_GROUP_FC2,    ///< chunk cur: fc2 scaled, gathering the next chunk meanwhile
+  PC_GROUP_MERGE,  ///< the last chunk's merge
+};
+
+/// What PC_WRITE sends to the output.
+enum LaneWrite {
+  WR_X,     ///< x, EMBED_DIM columns
+  WR_H,     ///< h, EMBED_DIM columns
+  WR_QKV,   ///< wide, 3 * EMBED_DIM columns
+  WR_GATE,  ///< wide, NUM_EXPERTS columns
+};
+
+/// The linear lane's turn: for slot s, the rest of its block and, unless its image is done
+/// or parks, the next block's LN1 and Q, K, V; for a slot that needs one, its next image
+/// up to its first attention. With group != NO_GROUP (both slots idle), the expert-major MoE of
+/// block `group` over the parked images of the segment instead.
+///
+/// Everything the lane does is one step of one loop, so each unit is called from exactly
+/// one place: `linear_unit` has one call site (one RTL instance, UG1399 "pragma HLS
+/// allocation": instances are counted per call in a function body), which is what keeps
+/// the prefetched tiles of one call valid for the next.
+/// \param ahead whose proj the linear lane runs after this turn (proj_ahead)
+/// \param parked set to the MoE block an image parks at
+/// \param lane, lin the lane's own buffers and the linear unit's state (only this process
+///        touches them)
+inline void linear_lane(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
+                        const Run& run, const Segment& seg, const ProjAhead& ahead, int group,
+                        Slot& s, int& parked, Buffers& buf, LaneBuffers& lane, LinearState& lin) {
+#pragma HLS INLINE off  // the lane is a DATAFLOW process: a module of its own
+#pragma HLS ALLOCATION function instances = linear_unit limit = 1  // ONE unified linear unit
+  const int stop = run.stop;
+  int pc = group != NO_GROUP      ? PC_GROUP
+           : s.state == SLOT_TAIL ? PC_TAIL
+           : s.state == SLOT_LOAD ? PC_LOAD
+                                  : PC_END;
+  bool from_load = pc == PC_LOAD;  // a stop while loading leaves the next image to a turn
+  bool parks = false;
+  LaneWrite wr = WR_X;
+  int e = 0;  // image-major: the expert running
+  // expert-major group
+  int count[MAX_BATCH][NUM_EXPERTS];
+  QueueWalk walk;
+  int cur = 0;  // the chunk computing
+  bool first_chunk = true;
+  const int group_size = int(seg.last - seg.first);
+  const uint64_t group_out = uint64_t(seg.first) * run.out_stride;
+
+lane_steps:
+  while (pc != PC_END) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 2 * NUM_EXPERTS + 16
+    const BlockOffsets& blk = BLOCK[group != NO_GROUP ? group : s.block];
+    const int here = 1 + s.block * STAGES_PER_BLOCK;
+    const uint64_t out_off = uint64_t(s.image) * run.out_stride;
+    bool compute = false;                           // this step's linear-unit call
+    LinearCall call = linear_call(IN_H, OUT_PROJ);  // this step's, when `compute`
+    bool norm = false;  // this step's LayerNorm (LN1 or LN2): one LayerNorm unit
+    uint64_t ln_g = 0;
+    uint64_t ln_b = 0;
+    RowSide move = SIDE_NONE;  // this step's side move on its own (expert-major)
+    int move_chunk = 0;
+    switch (pc) {
+      case PC_TAIL:
+        if (stop == here + STAGE_ATTN) {
+          wr = WR_H;
+          pc = PC_WRITE;
+          break;
+        }
+        call = proj_call(blk);
+        call.scale = scale_of(lin.scales, SCALE_AT[s.block].proj);
+        compute = true;
+        wr = WR_X;
+        pc = stop == here + STAGE_PROJ ? PC_WRITE : PC_LN2;
+        break;
+      case PC_LN2:
+        norm = true;
+        ln_g = blk.ln2_g;
+        ln_b = blk.ln2_b;
+        wr = WR_H;
+        pc = stop == here + STAGE_LN2 ? PC_WRITE : IS_MOE[s.block] ? PC_GATE : PC_FC1;
+        break;
+      case PC_GATE:
+        call = gate_call(blk, run.task);
+        call.scale = scale_of(lin.scales, SCALE_AT[s.block].gate[run.task]);
+        compute = true;
+        wr = WR_GATE;
+        pc = stop == here + STAGE_GATE ? PC_WRITE : PC_ROUTE;
+        break;
+      case PC_ROUTE:
+        route_tokens<WIDE_COLS>(buf.wide, lane.routing);
+        if (seg.park) {
+          parks = true;
+          pc = PC_IMAGE_DONE;
+          break;
+        }
+        e = first_used(lane.routing.count);  // an unused expert is never read
+        pc = e < NUM_EXPERTS ? PC_EXPERT_FC1 : PC_TAIL_END;
+        break;
+      case PC_EXPERT_FC1:
+        call = expert_fc1_call(blk, e, lane.routing.count[e]);
+        call.scale = scale_of(lin.scales, expert_scale_at(s.block, e, false));
+        compute = true;
+        pc = PC_EXPERT_FC2;
+        break;
+      case PC_EXPERT_FC2: {
+        // fc2's last tiles fetch the next used expert's first ones
+        const int next = next_used(lane.routing.count, e);
+        call = expert_fc2_call(blk, e, lane.routing.count[e], next);
+        call.scale = scale_of(lin.scales, expert_scale_at(s.block, e, true));
+        compute = true;
+        e = next;
+        pc = e < NUM_EXPERTS ? PC_EXPERT_FC1 : PC_TAIL_END;
+        break;
+      }
+      case PC_FC1:
+        call = fc1_call(blk);
+        call.scale = scale_of(lin.scales, SCALE_AT[s.block].fc1);
+        compute = true;
+        pc = PC_FC2;
+        break;
+      case PC_FC2:
+        call = fc2_call(blk);
+        call.scale = scale_of(lin.scales, SCALE_AT[s.block].fc2);
+        compute = true;
+        pc = PC_TAIL_END;
+        break;
+      case PC_TAIL_END:
+        if (stop == here + STAGE_MLP || s.block + 1 == DEPTH) {  // a stop, or the final tokens
+          wr = WR_X;
+          pc = PC_WRITE;
+          break;
+        }
+        s.block += 1;
+        pc = PC_HEAD;
+        break;
+      case PC_HEAD:
+        norm = true;
+        ln_g = blk.ln1_g;
+        ln_b = blk.ln1_b;
+        wr = WR_H;
+        pc = stop == here + STAGE_LN1 ? PC_WRITE : PC_QKV;
+        break;
+      case PC_QKV:
+        // qkv's last passes fetch the first tiles of the proj that follows on this lane
+        call = qkv_call(blk, proj_ahead(ahead, s.block));
+        call.scale = scale_of(lin.scales, SCALE_AT[s.block].qkv);
+        compute = true;
+        wr = WR_QKV;
+        if (stop == here + STAGE_QKV) {
+          pc = PC_WRITE;
+        } else {
+          s.state = SLOT_ATTN;
+          pc = PC_END;
+        }
+        break;
+      case PC_WRITE:
+        switch (wr) {
+          case WR_X:
+            write_rows<EMBED_DIM, EMBED_DIM, X_BANKS>(output, out_off, buf.x, NUM_TOKENS);
+            break;
+          case WR_H:
+            write_rows<EMBED_DIM, EMBED_DIM, H_BANKS>(output, out_off, buf.h, NUM_TOKENS);
+            break;
+          case WR_QKV:
+            write_rows<3 * EMBED_DIM, WIDE_COLS, WIDE_BANKS>(output, out_off, buf.wide, NUM_TOKENS);
+            break;
+          default:
+            write_rows<NUM_EXPERTS, WIDE_COLS, WIDE_BANKS>(output, out_off, buf.wide, NUM_TOKENS);
+            break;
+        }
+        pc = PC_IMAGE_DONE;
+        break;
+      case PC_IMAGE_DONE: {
+        bool resumed = false;
+        if (parks) {
+          const uint32_t next = s.image + 2;
+          resumed = next < seg.last && seg.from > 0;  // its parked x comes back as this one parks
+          parked = s.block;
+          park_image(output, out_off, scratch, uint64_t(s.image - seg.first) * SCRATCH_SLOT,
+                     resumed, uint64_t(next) * run.out_stride, buf, lane.routing);
+          parks = false;
+        }
+        next_image(seg, resumed, s);
+        pc = (!from_load && s.state == SLOT_LOAD) ? PC_LOAD : PC_END;
+        break;
+      }
+      case PC_LOAD:
+        from_load = true;
+        s.block = seg.from;
+        if (seg.from == 0) {
+          lin.ahead.count = 0;  // nothing fetched ahead survives into another image
+          embed_load(bundle, images, s.image, buf, lane);
+          pc = PC_EMBED;
+        } else {
+          if (!s.on_chip) {
+            resume_image(output, out_off, buf);
+          }
+          pc = PC_HEAD;
+        }
+        break;
+      case PC_EMBED:
+        call = embed_call();
+        call.scale = scale_of(lin.scales, SCALE_PATCH);
+        compute = true;
+        wr = WR_X;
+        pc = stop == 0 ? PC_WRITE : PC_HEAD;
+        break;
+      case PC_GROUP: {
+        lin.ahead.count = 0;
+      group_counts:
+        for (int b = 0; b < group_size; ++b) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BATCH
+          ddr_read<PORT_SCRATCH, 4, true>(scratch, uint64_t(b) * SCRATCH_SLOT + SCRATCH_COUNT,
+                                          NUM_EXPERTS, count[b]);
+        }
+        start_walk(walk);
+        cur = 0;
+        e = next_chunk(scratch, group_out, group_size, count, walk, lane.chunk[cur]);
+        move = SIDE_GATHER;  // nothing to hide it behind
+        move_chunk = cur;
+        pc = e < NUM_EXPERTS ? PC_GROUP_FC1 : PC_GROUP_MERGE;
+        break;
+      }
+      case PC_GROUP_FC1:
+        // fc1 of chunk cur merges chunk cur ^ 1 (the one before) into its tokens' x
+        call = chunk_fc1_call(blk, e, lane.chunk[cur].rows, !first_chunk, cur);
+        call.scale = scale_of(lin.scales, expert_scale_at(group, e, false));
+        compute = true;
+        pc = PC_GROUP_FC2;
+        break;
+      case PC_GROUP_FC2: {
+        // the next chunk (this expert's next, or the next expert's first) and its weights;
+        // fc2 of chunk cur gathers its h meanwhile
+        const int next =
+            next_chunk(scratch, group_out, group_size, count, walk, lane.chunk[cur ^ 1]);
+        call = chunk_fc2_call(blk, e, lane.chunk[cur].rows, cur, next);
+        call.scale = scale_of(lin.scales, expert_scale_at(group, e, true));
+        compute = true;
+        cur ^= 1;
+        e = next;
+        first_chunk = false;
+        pc = e < NUM_EXPERTS ? PC_GROUP_FC1 : PC_GROUP_MERGE;
+        break;
+      }
+      default:  // PC_GROUP_MERGE: the last chunk's merge
+        move = SIDE_MERGE;
+        move_chunk = cur ^ 1;
+        pc = PC_END;
+        break;
+    }
+    // the units with more than one step's use, each called from this one place
+    if (norm) {
+      layernorm_block(bundle, ln_g, ln_b, buf);
+    }
+    if (move != SIDE_NONE) {
+      move_rows(move, lane.chunk[move_chunk], output, scratch, buf.x, buf.h);
+    }
+    if (compute) {
+      linear_unit(call, bundle, output, scratch, buf, lane, lin.ahead, lin.wtile);
+    }
+  }
+}
+
+/// The attention lane: attention of the image in these buffers, if it is its turn.
+inline void attention_lane(bool attend, const act_t wide[NUM_TOKENS][WIDE_COLS],
+                           act_t h[NUM_TOKENS][EMBED_DIM]) {
+#pragma HLS INLINE off  // the lane is a DATAFLOW process: a module of its own
+  if (attend) {
+    attention(wide, h);
+  }
+}
+
+/// The two lanes side by side: they share no buffer, no port and no table (each reads its
+/// own ROM copies), so each array of the region has one process that reads or writes it.
+inline void lanes(bool attend, const act_t att_wide[NUM_TOKENS][WIDE_COLS],
+                  act_t att_h[NUM_TOKENS][EMBED_DIM], const word_t* bundle, const word_t* images,
+                  word_t* output, word_t* scratch, const Run& run, const Segment& seg,
+                  const ProjAhead& ahead, int group, Slot& lin, int& parked, Buffers& lin_buf,
+                  LaneBuffers& lane, LinearState& lin_state) {
+#pragma HLS INLINE off  // the DATAFLOW region stays a module (UG1399 "pragma HLS dataflow")
+#pragma HLS DATAFLOW    // one image attends while the other uses the linear unit
+  attention_lane(attend, att_wide, att_h);
+  linear_lane(bundle, images, output, scratch, run, seg, ahead, group, lin, parked, lin_buf, lane,
+              lin_state);
+}
+
+/// One step: slot `att` attends (if that is its turn) beside slot `lin`'s linear turn (or,
+/// with group != NO_GROUP, the group's expert-major MoE).
+inline void lane_step(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
+                      const Run& run, const Segment& seg, int group, Slot& att, Buffers& att_buf,
+                      Slot& lin, Buffers& lin_buf, int& parked, LaneBuffers& lane,
+                      LinearState& lin_state) {
+  // Not inlined, so that the ALLOCATION in run_images can share it: UG1399 (ALLOCATION)
+  // limits only functions that are not inlined, and a small function may be inlined
+  // automatically unless INLINE off says otherwise.
+#pragma HLS INLINE off
+  const bool attend = att.state == SLOT_ATTN;
+  // the linear lane's call after this turn's last qkv: the attending image's proj; with
+  // the other slot idle, this slot's own proj (after its own attention)
+  ProjAhead ahead;
+  ahead.kind = attend ? AHEAD_ATTENDING : att.state == SLOT_IDLE ? AHEAD_OWN : AHEAD_NONE;
+  ahead.block = att.block;
+  lanes(attend, att_buf.wide, att_buf.h, bundle, images, output, scratch, run, seg, ahead, group,
+        lin, parked, lin_buf, lane, lin_state);
+  if (attend) {
+    att.state = SLOT_TAIL;
+  }
+}
+
+/// Images [first, last) of a call on the two slots: step k gives the linear lane to slot
+/// k % 2 and the attention lane to the other. Expert-major (`park`): the images run to the
+/// routing of the next MoE block and park; then a step with both slots idle runs that
+/// block's experts over the group on the linear lane; then the images go on from there.
+inline void run_images(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
+                       const Run& run, uint32_t first, uint32_t last, bool park, Buffers& buf_a,
+                       Buffers& buf_b, LaneBuffers& lane, LinearState& lin_state) {
+#pragma HLS ALLOCATION function instances = lane_step limit = 1  // one pair of lanes, swapped
+  Segment seg = {first, last, 0, park};
+  Slot a = {SLOT_LOAD, first, 0, false};
+  Slot b = {first + 1 < last ? SLOT_LOAD : SLOT_IDLE, first + 1, 0, false};
+  int parked = NOT_PARKED;
+  bool a_linear = true;  // whose turn the linear lane is
+segment_steps:
+  for (;;) {
+#pragma HLS LOOP_TRIPCOUNT min = 2 max = 2 * (MAX_BATCH + 1) * (DEPTH + 1)
+    const bool idle = a.state == SLOT_IDLE && b.state == SLOT_IDLE;
+    if (idle && parked == NOT_PARKED) {
+      break;  // every image wrote its output
+    }
+    const int group = idle ? parked : NO_GROUP;  // the parked group's experts (in buf_a)
+    if (a_linear || idle) {
+      lane_step(bundle, images, output, scratch, run, seg, group, b, buf_b, a, buf_a, parked, lane,
+                lin_state);
+    } else {
+      lane_step(bundle, images, output, scratch, run, seg, group, a, buf_a, b, buf_b, parked, lane,
+                lin_state);
+    }
+    a_linear = !a_linear;
+    if (idle) {
+      if (parked + 1 == DEPTH) {
+        break;  // the last block: the experts left the final tokens in the output slots
+      }
+      // the images go on from the block after, starting again with slot a's linear turn
+      seg.from = parked + 1;
+      parked = NOT_PARKED;
+      a = {SLOT_LOAD, first, seg.from, false};
+      b = {first + 1 < last ? SLOT_LOAD : SLOT_IDLE, first + 1, seg.from, false};
+      a_linear = true;
+    }
+  }
+}
+
+}  // namespace edgemoe
+
+#endif  // EDGEMOE_LANES_H_
