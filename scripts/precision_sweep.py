@@ -97,7 +97,7 @@ def weight_only(model, cfg, profile: Profile, bits: int, per_tensor: bool, image
     import numpy as np
     import torch
 
-    from edgemoe.host.app.verify import rel_rms, routing
+    from edgemoe.host.app.fidelity import rel_rms, routing
     from edgemoe.models.m3vit import normalize
 
     q = copy.deepcopy(model)

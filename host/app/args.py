@@ -134,7 +134,45 @@ def parse_tiling(text: str, p: int, flag: str = "--tiling") -> Tiling:
     return t
 
 
-def task_arg(task: str | None, cfg) -> str | int:
+def parse_task(task: str | int | None, cfg) -> str:
+    """One task by name or id (``"1"`` is id 1); None: the config's first task.
+
+    The one task parser, with :func:`parse_tasks` (``run``, ``verify``, ``bench``,
+    ``eval`` and the Python API).
+    """
     if task is None:
-        return 0
-    return int(task) if task.isdigit() else task
+        task = 0
+    if isinstance(task, str) and task.strip().isdigit():
+        task = int(task)
+    return cfg.task_names[cfg.task_id(task.strip() if isinstance(task, str) else task)]
+
+
+def parse_tasks(tasks, cfg, what: str = "--task") -> list[str]:
+    """Task names from a flag or an argument, each named once, in the order given.
+
+    Parameters
+    ----------
+    tasks : None, str, int or sequence of str/int
+        None: every task of the config. A string may list several, comma-separated
+        (``"semseg,1"``); names and ids mix.
+    cfg : ModelConfig
+    what : str
+        How the caller names the argument, for the errors.
+    """
+    if tasks is None:
+        return list(cfg.task_names)
+    if isinstance(tasks, str):
+        items: list = [t for t in tasks.split(",") if t.strip()]
+        shown = tasks
+    else:
+        items = [tasks] if isinstance(tasks, int) else list(tasks)
+        shown = str(tasks)
+    names: list[str] = []
+    for t in items:
+        name = parse_task(t, cfg)
+        if name in names:
+            raise EdgeMoeError(f"{what} {shown}: names task {name!r} twice")
+        names.append(name)
+    if not names:
+        raise EdgeMoeError(f"{what} names no task")
+    return names

@@ -57,6 +57,29 @@ class Tiling:
     def key(self) -> str:
         return f"{self.lin_in}x{self.lin_out}-p{self.p}-axi{self.axi_bits}"
 
+    @property
+    def word(self) -> int:
+        """The packed tiling word, ``LIN_IN | LIN_OUT << 8 | P << 16``: the bundle header
+        field and the kernel's ``TILING_WORD`` (the one place it is computed)."""
+        return self.lin_in | self.lin_out << 8 | self.p << 16
+
+    @classmethod
+    def from_word(cls, word: int, axi_bits: int = 128) -> Tiling:
+        """The tiling a packed word names (inverse of :attr:`word`)."""
+        lin_in, lin_out, p = word_sizes(word)
+        return cls(lin_in, lin_out, p, axi_bits)
+
+
+def word_sizes(word: int) -> tuple[int, int, int]:
+    """``(lin_in, lin_out, p)`` of a packed tiling word, without checking them."""
+    return word & 0xFF, word >> 8 & 0xFF, word >> 16 & 0xFF
+
+
+def word_text(word: int) -> str:
+    """A packed tiling word as ``LIN_INxLIN_OUT pP`` (for error messages)."""
+    lin_in, lin_out, p = word_sizes(word)
+    return f"{lin_in}x{lin_out} p{p}"
+
 
 DEFAULT_TILING = Tiling()
 
