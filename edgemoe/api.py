@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgemoe.errors import EdgeMoeError
+from edgemoe.host.app.args import parse_tasks
 from edgemoe.host.app.inputs import ImageError, load_image
 from edgemoe.host.app.verify import with_top_k
 from edgemoe.host.contracts.images import sample_scene
@@ -338,13 +339,13 @@ class Model:
         if board is not None and backend is not None:
             raise EdgeMoeError("give a backend name or a board, not both")
         name = "board" if board is not None else (backend or "csim")
-        task_names = _task_names(tasks, self.cfg)
+        task_names = parse_tasks(tasks, self.cfg, what="tasks")
         if not 1 <= batch <= MAX_IMAGES:
             raise EdgeMoeError(f"batch must be in 1..{MAX_IMAGES}, got {batch}")
         if timeout_s <= 0:
             raise EdgeMoeError(f"timeout_s must be positive, got {timeout_s}")
         runner = None if board is not None else get_backend(name)
-        driven = runner is None or hasattr(runner, "make_accelerator")
+        driven = runner is None or runner.capabilities.drives_board
         if self._given_bundle is not None and not driven:
             raise EdgeMoeError(
                 f"backend {name!r} builds its weights from the float model; a bundle needs a "
@@ -477,21 +478,6 @@ def _read_bundle(
     except BundleError as e:
         raise BundleError(f"{name}: {e}") from None
     return data
-
-
-def _task_names(tasks: str | int | Sequence[str | int] | None, cfg: ModelConfig) -> list[str]:
-    if tasks is None:
-        return list(cfg.task_names)
-    items = [tasks] if isinstance(tasks, str | int) else list(tasks)
-    if not items:
-        raise EdgeMoeError("tasks names no task")
-    names: list[str] = []
-    for t in items:
-        name = cfg.task_names[cfg.task_id(t)]
-        if name in names:
-            raise EdgeMoeError(f"tasks name {name!r} twice")
-        names.append(name)
-    return names
 
 
 def _pixels(image: Any, cfg: ModelConfig, resize: bool, notices: list[str]) -> np.ndarray:

@@ -135,7 +135,7 @@ def evaluate(
         raise EdgeMoeError(f"no scenes in split {split!r} of {source.name}")
     tasks = [t for t in cfg.task_names if t in source.tasks]
     torch_b = TorchBackend()
-    fixed = [b for b in backends if b.name != "torch"]
+    fixed = [b for b in backends if b.capabilities.fixed_point]
     if not profiles:
         raise EdgeMoeError("eval needs at least one precision profile")
     workloads = {p.name: Workload(cfg, p, model) for p in profiles}

@@ -120,7 +120,7 @@ class BenchResult:
     log: str = ""
 
 
-def run_bench(
+def run_cocotb_bench(
     dut: str = "shell",
     config: str = BENCH_CONFIG,
     profile: str = DEFAULT_PROFILE,
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--testcase")
     ns = ap.parse_args(argv)
     try:
-        res = run_bench(ns.dut, ns.config, ns.profile, ns.rtl_dir, ns.testcase)
+        res = run_cocotb_bench(ns.dut, ns.config, ns.profile, ns.rtl_dir, ns.testcase)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
