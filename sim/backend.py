@@ -55,7 +55,7 @@ class CSimDirectBackend:
 
     name = "csim-direct"
     capabilities = Capabilities(
-        summary="the C-sim library called directly, default build only",
+        summary="the C-sim library called directly, the committed build's tiling only",
         fixed_point=True,
         exact_group=DATAPATH,
         takes_bundle=True,

@@ -123,15 +123,9 @@ def build_model(cfg, seed: int, checkpoint: str | None):
     return model.eval(), notices
 
 
-def parse_tiling(text: str, p: int, flag: str = "--tiling") -> Tiling:
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not m:
-        raise EdgeMoeError(f"{flag} {text!r}: expected LIN_INxLIN_OUT, e.g. 32x32")
-    t = Tiling(int(m.group(1)), int(m.group(2)), p)
-    if max(t.lin_in, t.lin_out, t.p) > 255:
-        # the header's tiling word keeps 8 bits per size
-        raise EdgeMoeError(f"--tiling {text} --p {p}: the bundle header holds sizes up to 255")
-    return t
+def parse_tiling(text: str, p: int) -> Tiling:
+    """``--tiling LIN_INxLIN_OUT`` with ``--p`` (:meth:`Tiling.parse`)."""
+    return Tiling.parse(text, p)
 
 
 def parse_task(task: str | int | None, cfg) -> str:

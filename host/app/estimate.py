@@ -21,7 +21,7 @@ PUBLISHED_PROFILE = "edge-moe"
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     from edgemoe.host.estimate.perf import (
-        BOARDS,
+        DEVICES,
         batch_curve,
         estimate,
         our_design,
@@ -31,13 +31,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     )
 
     cfg = load_config(args.config)
-    if args.board not in BOARDS:
-        raise EdgeMoeError(f"unknown board {args.board!r} (known: {', '.join(BOARDS)})")
+    if args.board not in DEVICES:
+        raise EdgeMoeError(f"unknown board {args.board!r} (known: {', '.join(DEVICES)})")
     check_output_file(args.json, "--json")
     check_output_file(args.plot, "--plot", ".png")
     if args.design == "edge-moe-published":
         given = [
-            f for f, v in (("--tiles", args.tiles), ("--p", args.p), ("--weight-ports",
+            f for f, v in (("--tiling", args.tiling), ("--p", args.p), ("--weight-ports",
             args.weight_ports)) if v is not None
         ]  # fmt: skip
         if given:
@@ -55,8 +55,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     else:
         profile = load_profile(args.profile or DEFAULT_PROFILE)
         d = DEFAULT_TILING
-        tiles = args.tiles or f"{d.lin_in}x{d.lin_out}"
-        tiling = parse_tiling(tiles, args.p or d.p, "--tiles")
+        tiling = parse_tiling(args.tiling or f"{d.lin_in}x{d.lin_out}", args.p or d.p)
         design = our_design(profile, tiling, args.weight_ports or 1)
     batched = design.expert_major
     if args.batch is None:  # edgemoe: one expert-major group; Edge-MoE: one image
@@ -64,10 +63,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     check_batch(args.batch)
     if args.batch > 1 and not batched:
         raise EdgeMoeError("--batch: the published design has no expert-major batched mode")
-    board = BOARDS[args.board]
-    est = estimate(cfg, profile, design, board, args.clock_mhz, batch=args.batch)
+    device = DEVICES[args.board]
+    est = estimate(cfg, profile, design, device, args.clock_mhz, batch=args.batch)
     print(table(est))
-    curve = batch_curve(cfg, profile, design, board, args.clock_mhz) if batched else None
+    curve = batch_curve(cfg, profile, design, device, args.clock_mhz) if batched else None
     if curve:
         per = ", ".join(
             f"{c['batch']} -> {c['ms_per_image']:.2f} ({c['call_ms']:.1f})" for c in curve
@@ -104,9 +103,9 @@ def add_parser(sub) -> None:
     es.add_argument("--board", default="zcu104", help="zcu104 or zcu102")
     es.add_argument("--clock-mhz", type=clock_arg, default=300.0, help="PL clock in MHz, 50..600")
     es.add_argument(
-        "--tiles",
+        "--tiling",
         default=None,
-        help=f"LIN_INxLIN_OUT, e.g. 32x32 (default: {DEFAULT_TILING.lin_in}x"
+        help=f"linear-unit tile LIN_INxLIN_OUT, e.g. 32x32 (default: {DEFAULT_TILING.lin_in}x"
         f"{DEFAULT_TILING.lin_out}; edgemoe design only)",
     )
     es.add_argument(

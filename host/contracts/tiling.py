@@ -10,6 +10,7 @@ re-tiled on chip.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +63,15 @@ class Tiling:
         """The packed tiling word, ``LIN_IN | LIN_OUT << 8 | P << 16``: the bundle header
         field and the kernel's ``TILING_WORD`` (the one place it is computed)."""
         return self.lin_in | self.lin_out << 8 | self.p << 16
+
+    @classmethod
+    def parse(cls, text: str, p: int, axi_bits: int = 128, flag: str = "--tiling") -> Tiling:
+        """The tiling of ``--tiling LIN_INxLIN_OUT`` (with ``--p``): the one spelling of the
+        option, for ``export``, ``estimate`` and the parameter-header generator."""
+        m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+        if not m:
+            raise ConfigError(f"{flag} {text!r}: expected LIN_INxLIN_OUT, e.g. 32x32")
+        return cls(int(m.group(1)), int(m.group(2)), p, axi_bits)
 
     @classmethod
     def from_word(cls, word: int, axi_bits: int = 128) -> Tiling:

@@ -131,7 +131,7 @@ class PynqBackend(DriverBackend):
 
     name = "pynq"
     capabilities = Capabilities(
-        summary="the driver on a ZCU104 running PYNQ ($EDGEMOE_BITFILE, default edgemoe.bit)",
+        summary="the driver on a ZCU104 running PYNQ ($EDGEMOE_BITFILE, else edgemoe.bit)",
         fixed_point=True,
         exact_group=DATAPATH,
         takes_bundle=True,

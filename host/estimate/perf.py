@@ -33,8 +33,8 @@ from edgemoe.models.config import ModelConfig
 
 
 @dataclass(frozen=True)
-class Board:
-    """What a board offers the kernel."""
+class Device:
+    """What a target board's FPGA device and DDR offer the kernel (resources, bandwidth)."""
 
     name: str
     part: str
@@ -49,10 +49,10 @@ class Board:
         return self.ddr_gbps * 1e9 / (clock_mhz * 1e6)
 
 
-BOARDS = {
+DEVICES = {
     # PS DDR4 64-bit at 2133 MT/s on both boards (DESIGN.md §6)
-    "zcu104": Board("zcu104", "xczu7ev-ffvc1156-2-e", 1728, 312, 96, 230_400, 17.06),
-    "zcu102": Board("zcu102", "xczu9eg-ffvb1156-2-e", 2520, 912, 0, 274_080, 17.06),
+    "zcu104": Device("zcu104", "xczu7ev-ffvc1156-2-e", 1728, 312, 96, 230_400, 17.06),
+    "zcu102": Device("zcu102", "xczu9eg-ffvb1156-2-e", 2520, 912, 0, 274_080, 17.06),
 }
 
 
@@ -347,13 +347,13 @@ def estimate(
     cfg: ModelConfig,
     profile: Profile,
     design: Design,
-    board: Board,
+    device: Device,
     clock_mhz: float = 300.0,
     used_experts: list[int] | None = None,
     batch: int = 1,
     counts: list[list[list[int]]] | None = None,
 ) -> Estimate:
-    """Estimate one kernel call of ``batch`` images of ``cfg`` on ``board``.
+    """Estimate one kernel call of ``batch`` images of ``cfg`` on ``device``.
 
     Routing: ``counts[b][m][e]`` (tokens image ``b`` sends to expert ``e`` at its
     ``m``-th MoE block, e.g. from golden) when given, which also sets ``batch``;
@@ -374,12 +374,12 @@ def estimate(
     batch = len(counts)
     expert_major = batched(cfg, batch)
     word = t.axi_bits // 8
-    port_bpc = min(t.axi_bits, board.hp_port_bits) / 8  # one m_axi port on one HP port
-    ddr_bpc = board.ddr_bytes_per_cycle(clock_mhz)
+    port_bpc = min(t.axi_bits, device.hp_port_bits) / 8  # one m_axi port on one HP port
+    ddr_bpc = device.ddr_bytes_per_cycle(clock_mhz)
     w_bpc = min(port_bpc * design.weight_ports, ddr_bpc)  # weights arrive at most this fast
     s_bpc = min(port_bpc, ddr_bpc)  # the scratch port
     act_bytes = 4
-    est = Estimate(cfg.name, profile.name, design.name, board.name, clock_mhz, batch=batch)
+    est = Estimate(cfg.name, profile.name, design.name, device.name, clock_mhz, batch=batch)
 
     def add(
         layer: str,
@@ -551,7 +551,7 @@ def estimate(
     if expert_major:
         for g in range(0, batch, MAX_BATCH):
             one_group(counts[g : g + MAX_BATCH])
-    est.resources = resources(cfg, profile, design, board)
+    est.resources = resources(cfg, profile, design, device)
     return est
 
 
@@ -610,14 +610,14 @@ def batch_curve(
     cfg: ModelConfig,
     profile: Profile,
     design: Design,
-    board: Board,
+    device: Device,
     clock_mhz: float = 300.0,
     batches: tuple[int, ...] = (1, 2, 4, 8, 16),
 ) -> list[dict]:
     """ESTIMATED ms per image and per call against the images per call."""
     out = []
     for b in batches:
-        e = estimate(cfg, profile, design, board, clock_mhz, batch=b)
+        e = estimate(cfg, profile, design, device, clock_mhz, batch=b)
         out.append(
             {
                 "batch": b,
@@ -653,8 +653,8 @@ def f_qkv(profile: Profile) -> int:
     return profile.formats["attn_qkv"].width
 
 
-def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) -> dict:
-    """DSP48E2, BRAM36, URAM and a coarse LUT estimate against the board's budget."""
+def resources(cfg: ModelConfig, profile: Profile, design: Design, device: Device) -> dict:
+    """DSP48E2, BRAM36, URAM and a coarse LUT estimate against the device's budget."""
     t = design.tiling
     N, D = cfg.num_tokens, cfg.embed_dim
     act = profile.act.width
@@ -681,7 +681,7 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
     bram += slots * t.lin_in * _bram36(N * math.ceil(D / t.lin_in), act)  # h
     bram += t.lin_in * _bram36(cfg.num_patches * math.ceil(cfg.patch_dim / t.lin_in), 8)
     wide_bits = slots * N * wide_cols * act
-    if board.uram:
+    if device.uram:
         uram += slots * (
             t.lin_in * math.ceil(N * math.ceil(wide_cols / t.lin_in) / 4096) * math.ceil(act / 72)
         )
@@ -735,11 +735,11 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
         ff += lin_macs * 48 + attn_macs * 64 + 30_000
         lut += t.p * ATTN_INTERLEAVE * cfg.head_dim * (act + 48) // 32  # LUTRAM, 32 deep
     util = {
-        "dsp": dsp / board.dsp,
-        "bram36": bram / board.bram36,
-        "uram": (uram / board.uram) if board.uram else 0.0,
-        "lut": lut / board.lut,
-        "ff": ff / (2 * board.lut),  # two flip-flops per LUT on UltraScale+
+        "dsp": dsp / device.dsp,
+        "bram36": bram / device.bram36,
+        "uram": (uram / device.uram) if device.uram else 0.0,
+        "lut": lut / device.lut,
+        "ff": ff / (2 * device.lut),  # two flip-flops per LUT on UltraScale+
     }
     fits = (
         util["dsp"] <= 0.80
@@ -758,10 +758,10 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
         "ff_estimate": ff,
         "bram36_axi_fifos": round(fifo, 1),
         "budget": {
-            "dsp48e2": board.dsp,
-            "bram36": board.bram36,
-            "uram": board.uram,
-            "lut": board.lut,
+            "dsp48e2": device.dsp,
+            "bram36": device.bram36,
+            "uram": device.uram,
+            "lut": device.lut,
         },
         "utilisation": {k: round(v, 3) for k, v in util.items()},
         "fits": bool(fits),
