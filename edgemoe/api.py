@@ -36,7 +36,7 @@ from edgemoe.host.app.inputs import ImageError, load_image
 from edgemoe.host.app.verify import with_top_k
 from edgemoe.host.contracts.images import sample_scene
 from edgemoe.host.contracts.profile import DEFAULT_PROFILE, Profile, load_profile
-from edgemoe.host.contracts.scratch import MAX_BATCH
+from edgemoe.host.contracts.scratch import MAX_GROUP
 from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
 from edgemoe.host.driver.backends import Workload, backend_names, get_backend
 from edgemoe.host.export.bundle import BundleError, pack, read_bundle, validate, write_bundle
@@ -296,7 +296,7 @@ class Model:
         backend: str | None = None,
         *,
         board: Board | None = None,
-        batch: int = MAX_BATCH,
+        batch: int = MAX_GROUP,
         resize: bool = True,
         timeout_s: float = 600.0,
     ) -> Result:
@@ -359,14 +359,14 @@ class Model:
         seconds: dict[str, float] = {}
         tokens: dict[str, list[np.ndarray]] = {t: [] for t in task_names}
         for start in range(0, len(pixels), batch):
-            group = pixels[start : start + batch]
+            part = pixels[start : start + batch]  # one kernel call
             for task in task_names:
                 if acc is not None:
-                    res = acc.run(group, task, timeout_s=timeout_s)
+                    res = acc.run(part, task, timeout_s=timeout_s)
                     tokens[task].append(acc.to_float(res.raw))
                     _add(seconds, res.times)
                 else:
-                    ro = runner.run(wl, group, task)
+                    ro = runner.run(wl, part, task)
                     tokens[task].append(ro.tokens)
                     _add(seconds, {"backbone": ro.seconds})
         outputs = {}

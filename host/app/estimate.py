@@ -11,7 +11,7 @@ from edgemoe.host.app.args import HelpFormatter, clock_arg, int_range, parse_til
 from edgemoe.host.app.outputs import check_output_file
 from edgemoe.host.app.run import check_batch
 from edgemoe.host.contracts.profile import DEFAULT_PROFILE, load_profile
-from edgemoe.host.contracts.scratch import MAX_BATCH
+from edgemoe.host.contracts.scratch import MAX_GROUP
 from edgemoe.host.contracts.tiling import DEFAULT_TILING
 from edgemoe.models.config import DEFAULT_CONFIG, load_config
 
@@ -59,7 +59,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         design = our_design(profile, tiling, args.weight_ports or 1)
     batched = design.expert_major
     if args.batch is None:  # edgemoe: one expert-major group; Edge-MoE: one image
-        args.batch = MAX_BATCH if batched else 1
+        args.batch = MAX_GROUP if batched else 1
     check_batch(args.batch)
     if args.batch > 1 and not batched:
         raise EdgeMoeError("--batch: the published design has no expert-major batched mode")
@@ -125,7 +125,7 @@ def add_parser(sub) -> None:
         type=int,
         default=None,
         help="images per call (more than 1: expert-major); default: one group of "
-        f"{MAX_BATCH} for edgemoe, 1 for the published design. latency_ms is per image: "
+        f"{MAX_GROUP} for edgemoe, 1 for the published design. latency_ms is per image: "
         "call_ms / batch",
     )
     es.add_argument(

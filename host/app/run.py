@@ -34,7 +34,7 @@ from edgemoe.host.app.plots import blend, save_png, task_figure, task_rgb
 from edgemoe.host.app.verify import with_top_k
 from edgemoe.host.contracts.images import sample_scene
 from edgemoe.host.contracts.profile import DEFAULT_PROFILE, config_hash, load_profile
-from edgemoe.host.contracts.scratch import MAX_BATCH
+from edgemoe.host.contracts.scratch import MAX_GROUP
 from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
 from edgemoe.host.driver.backends import (
     TorchBackend,
@@ -370,9 +370,9 @@ def _run(
     checks = []
     progress = _Progress(len(images) * len(tasks), len(images))
     for start in range(0, len(images), args.batch):
-        group = images[start : start + args.batch]
+        batch = images[start : start + args.batch]
         entries = []
-        for im in group:
+        for im in batch:
             input_png = staging / f"{im.name}_input.png"
             save_png(input_png, im.pixels)
             entries.append(
@@ -381,17 +381,17 @@ def _run(
                     "source": im.source,
                     "notices": im.notices,
                     "input": input_png.name,
-                    "images_per_call": len(group),
+                    "images_per_call": len(batch),
                     "tasks": {},
                 }
             )
-        batch = np.stack([im.pixels for im in group])
+        pixels = np.stack([im.pixels for im in batch])
         for task in tasks:
             spec = cfg.task_spec(task)
             times: dict[str, float] = {}  # of the whole call
             routes: list[np.ndarray] = []
             if acc is not None:
-                res = acc.run(batch, task, timeout_s=timeout)
+                res = acc.run(pixels, task, timeout_s=timeout)
                 times.update(res.times)
                 t = time.perf_counter()
                 tokens = acc.to_float(res.raw)
@@ -400,23 +400,23 @@ def _run(
                 if torch_ref is not None:  # the routes, from runs stopped at each gate
                     _, routes = record_boundaries(
                         wl,
-                        lambda stop, b=batch, t=task: acc.run(b, t, stop, timeout).raw,
+                        lambda stop, b=pixels, t=task: acc.run(b, t, stop, timeout).raw,
                         gates_only=True,
                     )
             else:
-                ro = backend.run(wl, batch, task, record=torch_ref is not None)
+                ro = backend.run(wl, pixels, task, record=torch_ref is not None)
                 tokens, status, routes = ro.tokens, 0, ro.routes
                 times["backbone"] = ro.seconds
             t = time.perf_counter()
             output = _head(tokens, host, task, cfg)
             times["head"] = time.perf_counter() - t
             if torch_ref is not None:
-                ref_run = torch_ref.run(wl, batch, task, record=True)
+                ref_run = torch_ref.run(wl, pixels, task, record=True)
                 ref_tokens = ref_run.tokens
                 ref_out = _head(ref_tokens, host, task, cfg)
-            share = {k: v / len(group) for k, v in times.items()}  # shared evenly
+            share = {k: v / len(batch) for k, v in times.items()}  # shared evenly
             title = f"{cfg.name} / {args.backend} / {task}"
-            for j, (im, entry) in enumerate(zip(group, entries, strict=True)):
+            for j, (im, entry) in enumerate(zip(batch, entries, strict=True)):
                 own = dict(share)
                 t = time.perf_counter()
                 files = _render(
@@ -631,8 +631,8 @@ def add_parser(sub) -> None:
     r.add_argument(
         "--batch",
         type=int_range(1, MAX_IMAGES),
-        default=MAX_BATCH,
-        help=f"images per kernel call ({MAX_BATCH}: one expert-major group; 1: one "
+        default=MAX_GROUP,
+        help=f"images per kernel call ({MAX_GROUP}: one expert-major group; 1: one "
         "image per call, the latency path). Every backend gives the same tokens either way",
     )
     r.add_argument(

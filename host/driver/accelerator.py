@@ -124,7 +124,7 @@ class KernelResult:
     stage : str
         ``"tokens"`` for a whole run, else the debug stage name.
     times : dict[str, float]
-        Seconds per step, summed over image groups: ``pack``, ``flush``, ``kernel``,
+        Seconds per step, summed over the batches (kernel calls): ``pack``, ``flush``, ``kernel``,
         ``invalidate``, ``unpack``.
     """
 
@@ -144,7 +144,8 @@ class Accelerator:
     cfg, profile, tiling
         The build the bitstream (or C-sim) was made for: they size the buffers.
     max_images : int
-        Images per kernel call (one image group); longer batches run as several groups.
+        Images per kernel call (a batch; the kernel runs it expert-major in groups of up
+        to ``MAX_GROUP``); more images run as several batches.
     poll_interval_s : float
         Longest sleep between two reads of the control register.
     """
@@ -170,7 +171,7 @@ class Accelerator:
         self.bundle_buf = board.allocate(bundle_bytes(cfg, profile, tiling))
         self.images_buf = board.allocate(max_images * self._image_bytes)
         self.output_buf = board.allocate(max_images * self._out_words * 4)
-        # expert-major batches park each image of a group here (edgemoe.host.contracts.scratch)
+        # an expert-major group parks each of its images here (edgemoe.host.contracts.scratch)
         self.scratch_buf = board.allocate(scratch_bytes(cfg, tiling, max_images))
         self.bundle_sha256: str | None = None
 
@@ -243,9 +244,9 @@ class Accelerator:
         parts = []
         status = 0
         for start in range(0, len(images), self.max_images):
-            group = images[start : start + self.max_images]
+            batch = images[start : start + self.max_images]
             t = time.perf_counter()
-            patches = to_patches(group, self.cfg)
+            patches = to_patches(batch, self.cfg)
             times["pack"] += _lap(t)
 
             t = time.perf_counter()
@@ -253,7 +254,7 @@ class Accelerator:
             times["flush"] += _lap(t)
 
             t = time.perf_counter()
-            self._program(task_id, len(group), debug_stop)
+            self._program(task_id, len(batch), debug_stop)
             self._start()
             self._wait(timeout_s)
             status = self.regs_read("ap_return")
@@ -265,7 +266,7 @@ class Accelerator:
             times["invalidate"] += _lap(t)
 
             t = time.perf_counter()
-            parts.append(self._unpack(len(group), stride, width))
+            parts.append(self._unpack(len(batch), stride, width))
             times["unpack"] += _lap(t)
         raw = (
             np.concatenate(parts) if parts else np.zeros((0, self.cfg.num_tokens, width), np.int32)

@@ -10,7 +10,7 @@ not. Resources count what the C++ declares (hls/README.md "Resources"): DSP48E2 
 each multiplier's operand widths as the code casts them (``multipliers``); BRAM36/URAM
 from the on-chip buffers, the m_axi adapters' FIFOs and the weight-stream FIFO;
 flip-flops for the register-held arrays (the tile buffers, the attention state) and
-the pipelines; LUTs for the adder trees, the muxes (tile-buffer and slot selects) and
+the pipelines; LUTs for the adder trees, the muxes (tile-buffer and buffer-set selects) and
 the rest at coarse rates.
 
 The published Edge-MoE design (``edge-moe-published``) is modelled with the
@@ -25,7 +25,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from edgemoe.host.contracts.profile import Profile
-from edgemoe.host.contracts.scratch import MAX_BATCH, batched, row_bytes
+from edgemoe.host.contracts.scratch import MAX_GROUP, batched, row_bytes
 from edgemoe.host.contracts.tiling import Tiling, tiles
 from edgemoe.host.estimate.traffic import HEADER_READ, group_traffic, image_traffic
 from edgemoe.host.export.hls_params import ATTN_INTERLEAVE, LIN_AHEAD, LIN_MIN_PASS, ln_lanes
@@ -75,11 +75,12 @@ class Design:
         Scores written to DDR and read back, exp evaluated twice (Edge-MoE).
     activations_in_ddr : bool
         Stage inputs/outputs cross DDR (Edge-MoE) instead of staying on chip.
-    two_slots : bool
-        Two images in flight: one's attention runs beside the other's linear-lane work
-        (the kernel's run_segment); Edge-MoE runs one stage at a time.
+    two_buffer_sets : bool
+        Two on-chip buffer sets, so two images are in flight: one's attention runs beside
+        the other's linear-lane work (the kernel's run_segment); Edge-MoE runs one stage
+        at a time.
     expert_major : bool
-        Has the expert-major batched mode (its queues and chunk rows on chip); Edge-MoE
+        Has the expert-major batched mode (its queues and expert-chunk rows on chip); Edge-MoE
         runs one image per call.
     """
 
@@ -90,7 +91,7 @@ class Design:
     prefetch: bool = True
     two_pass_attention: bool = False
     activations_in_ddr: bool = False
-    two_slots: bool = True
+    two_buffer_sets: bool = True
     expert_major: bool = True
 
 
@@ -210,7 +211,7 @@ def published_design() -> Design:
         prefetch=False,
         two_pass_attention=True,
         activations_in_ddr=True,
-        two_slots=False,
+        two_buffer_sets=False,
         expert_major=False,
     )
 
@@ -225,7 +226,7 @@ class Stage:
     ddr_bytes: int
     overlapped: bool
     hidden: bool = False  # bytes moved during other stages (they count the cycles)
-    hidden_ms: float = 0.0  # time spent beside another stage (attention: two slots)
+    hidden_ms: float = 0.0  # time spent beside another stage (attention: two buffer sets)
     compute_ms: float = 0.0
     memory_ms: float = 0.0
     ms: float = 0.0
@@ -362,8 +363,8 @@ def estimate(
     experts give in practice). One image runs image-major; more run expert-major in
     groups (edgemoe.host.contracts.scratch): experts once per group and NUM_TOKENS queued
     tokens, images parked in between (serial, on the output and scratch ports), the
-    chunks' rows moving during the expert calls. With more than one image, two are in
-    flight and attention hides behind the other's linear lane (:func:`_two_slots`).
+    expert chunks' rows moving during the expert calls. With more than one image, two are in
+    flight and attention hides behind the other's linear lane (:func:`_two_buffer_sets`).
     """
     t = design.tiling
     N, D, E = cfg.num_tokens, cfg.embed_dim, cfg.num_experts
@@ -494,7 +495,7 @@ def estimate(
         for m, i in enumerate(moe_blocks):
             layer = f"block{i}"
 
-            # Parking sends x (output slot) beside h and the queues (scratch) and takes
+            # Parking sends x (output region) beside h and the queues (scratch) and takes
             # the next image's x back on the read channel; only the first image's x comes
             # back on its own. Serial.
             park = _stage_bytes(traffic, layer, "park")
@@ -506,22 +507,22 @@ def estimate(
                 False,
                 s_bpc * park / traffic[(layer, "park", "gmem_scratch")],
             )
-            # the first image of each slot comes back on its own
+            # the first image of each buffer set comes back on its own
             resume = _stage_bytes(traffic, layer, "resume")
             if resume:
                 add(layer, "resume", 0, resume, False, s_bpc * len(group) / min(2, len(group)))
 
-            # chunks: an expert's queued tokens, NUM_TOKENS at a time, experts ascending
+            # expert chunks: an expert's queued tokens, NUM_TOKENS at a time, experts ascending
             run = [e for e in range(E) if any(img[m][e] for img in group)]
             chunks = []
             for e in run:
                 total = sum(img[m][e] for img in group)
                 chunks += [(e, min(N, total - c)) for c in range(0, total, N)]
-            # serial: the counts, each queue, the first chunk's h rows
+            # serial: the counts, each queue, the first expert chunk's h rows
             lists = traffic[(layer, "gather", "gmem_scratch")] - sum(r for _, r in chunks) * row
             add(layer, "gather", 0, lists + chunks[0][1] * row, False, s_bpc)
-            # fc1 of chunk c merges chunk c - 1 (its scaled outputs added to x in the output
-            # slots), fc2 of chunk c gathers chunk c + 1's h: a bus word per cycle beside the
+            # fc1 of expert chunk c merges chunk c - 1 (its scaled outputs added to x in the output
+            # regions), fc2 of chunk c gathers chunk c + 1's h: a bus word per cycle beside the
             # weights
             h = cfg.expert_hidden
             cyc = {"fc1": 0, "fc2": 0}
@@ -537,20 +538,20 @@ def estimate(
             hidden = (sum(r for _, r in chunks) - chunks[0][1]) * row  # h gathered meanwhile
             hidden += 2 * (sum(r for _, r in chunks) - chunks[-1][1]) * row  # x merged
             add(layer, "rows_moved", 0, hidden, hidden=True)
-            # the last chunk's merge, on its own: x read and written a word per cycle
+            # the last expert chunk's merge, on its own: x read and written a word per cycle
             n = chunks[-1][1]
             add(layer, "merge", n * row_words, 2 * n * row, True, 2 * s_bpc)
 
     per_image = [one_image(img) for img in counts]
-    if design.two_slots:
-        group = MAX_BATCH if expert_major else batch
+    if design.two_buffer_sets:
+        group = MAX_GROUP if expert_major else batch
         for g in range(0, batch, group):
             parts = [_segments(st, expert_major) for st in per_image[g : g + group]]
             for segment in zip(*parts, strict=True):
-                _two_slots(list(segment))
+                _two_buffer_sets(list(segment))
     if expert_major:
-        for g in range(0, batch, MAX_BATCH):
-            one_group(counts[g : g + MAX_BATCH])
+        for g in range(0, batch, MAX_GROUP):
+            one_group(counts[g : g + MAX_GROUP])
     est.resources = resources(cfg, profile, design, device)
     return est
 
@@ -570,34 +571,34 @@ def _segments(stages: list[Stage], parks: bool) -> list[list[list[Stage]]]:
     return [seg for seg in segments if seg != [[]]]
 
 
-def _two_slots(images: list[list[list[Stage]]]) -> None:
-    """Hide attention behind the other slot's linear lane, as the kernel's run_segment
-    schedules it: images 0, 2, 4, ... in slot 0 and 1, 3, 5, ... in slot 1; step k gives
-    the linear lane to slot k % 2 (its image's next linear phase, and when that ends the
-    image, the slot's next image up to its first attention) and the attention lane to
+def _two_buffer_sets(images: list[list[list[Stage]]]) -> None:
+    """Hide attention behind the other buffer set's linear lane, as the kernel's run_segment
+    schedules it: images 0, 2, 4, ... in buffer set 0 and 1, 3, 5, ... in buffer set 1; step k gives
+    the linear lane to buffer set k % 2 (its image's next linear phase, and when that ends the
+    image, the set's next image up to its first attention) and the attention lane to
     the other (its image's next attention, if that is next). A step lasts as long as
     its longer lane, so an attention stage keeps only the time its linear partner does
     not cover. Parking and resuming (charged serially elsewhere) are not counted as
     cover: the estimate errs long."""
-    slots = [images[0::2], images[1::2]]
-    at = [[0, 0], [0, 0]]  # per slot: image, phase (even: linear, odd: attention)
+    sets = [images[0::2], images[1::2]]
+    at = [[0, 0], [0, 0]]  # per buffer set: image, phase (even: linear, odd: attention)
     k = 0
-    while any(at[s][0] < len(slots[s]) for s in (0, 1)):
+    while any(at[s][0] < len(sets[s]) for s in (0, 1)):
         lin, att = k % 2, 1 - k % 2
         attending = None
         i, p = at[att]
-        if i < len(slots[att]) and p % 2 == 1:
-            attending = slots[att][i][p][0]
+        if i < len(sets[att]) and p % 2 == 1:
+            attending = sets[att][i][p][0]
             at[att][1] += 1
         cover = 0.0
         i, p = at[lin]
-        if i < len(slots[lin]) and p % 2 == 0:
-            cover += sum(s.ms for s in slots[lin][i][p])
+        if i < len(sets[lin]) and p % 2 == 0:
+            cover += sum(s.ms for s in sets[lin][i][p])
             p += 1
-            if p == len(slots[lin][i]):  # the image is done: the slot's next one
+            if p == len(sets[lin][i]):  # the image is done: the set's next one
                 i, p = i + 1, 0
-                if i < len(slots[lin]):
-                    cover += sum(s.ms for s in slots[lin][i][0])
+                if i < len(sets[lin]):
+                    cover += sum(s.ms for s in sets[lin][i][0])
                     p = 1
             at[lin] = [i, p]
         if attending is not None:
@@ -673,20 +674,20 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, device: Device
     dsp = sum(dsp_items.values())
     bram = 0.0
     uram = 0
-    # an image's working set, per slot: banked activation buffers (cyclic by LIN_IN /
+    # an image's working set, per on-chip buffer set: banked activation buffers (cyclic by LIN_IN /
     # LIN_OUT columns) and the wide buffer (URAM); once: the pixels and the routing
     # queues, which only the linear lane uses
-    slots = 2 if design.two_slots else 1
-    bram += slots * t.lin_out * _bram36(N * math.ceil(D / t.lin_out), act)  # x
-    bram += slots * t.lin_in * _bram36(N * math.ceil(D / t.lin_in), act)  # h
+    sets = 2 if design.two_buffer_sets else 1
+    bram += sets * t.lin_out * _bram36(N * math.ceil(D / t.lin_out), act)  # x
+    bram += sets * t.lin_in * _bram36(N * math.ceil(D / t.lin_in), act)  # h
     bram += t.lin_in * _bram36(cfg.num_patches * math.ceil(cfg.patch_dim / t.lin_in), 8)
-    wide_bits = slots * N * wide_cols * act
+    wide_bits = sets * N * wide_cols * act
     if device.uram:
-        uram += slots * (
+        uram += sets * (
             t.lin_in * math.ceil(N * math.ceil(wide_cols / t.lin_in) / 4096) * math.ceil(act / 72)
         )
     else:
-        bram += slots * t.lin_in * _bram36(N * math.ceil(wide_cols / t.lin_in), act)
+        bram += sets * t.lin_in * _bram36(N * math.ceil(wide_cols / t.lin_in), act)
     bram += 2 * cfg.num_experts * _bram36(N, 32)  # routing queues (token, weight)
     if design.two_pass_attention:
         acc_bits = 64
@@ -711,13 +712,13 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, device: Device
     bram += fifo
     if design.expert_major:
         # expert-major groups: per-image expert counts, one queue's (token, weight), two
-        # chunks' rows (x and h offsets, 64-bit; gate weight); the chunk's scaled expert
+        # expert chunks' rows (x and h offsets, 64-bit; gate weight); the chunk's scaled expert
         # outputs wait in x (free while the images are parked)
-        bram += _bram36(MAX_BATCH * cfg.num_experts, 32) + 2 * _bram36(N, 32)
+        bram += _bram36(MAX_GROUP * cfg.num_experts, 32) + 2 * _bram36(N, 32)
         bram += 2 * (2 * _bram36(N, 64) + _bram36(N, 32))
     lut = int(lin_macs * 40 + attn_macs * 60 + (wide_bits / 1e4) + 25_000)
-    # two slots: a 2:1 select on every banked port of the linear lane (x, h, wide)
-    lut += (slots - 1) * (2 * t.lin_in + t.lin_out) * act
+    # two buffer sets: a 2:1 select on every banked port of the linear lane (x, h, wide)
+    lut += (sets - 1) * (2 * t.lin_in + t.lin_out) * act
     ff = 0
     if not design.two_pass_attention:
         # the MACs read the tile buffer (b0 + t) % 3: a 3:1 select per weight bit

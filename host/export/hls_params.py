@@ -23,7 +23,7 @@ from edgemoe.host.contracts.profile import (
     config_hash,
     load_profile,
 )
-from edgemoe.host.contracts.scratch import MAX_BATCH, scratch_layout
+from edgemoe.host.contracts.scratch import MAX_GROUP, scratch_layout
 from edgemoe.host.contracts.tables import ln_eps_raw, unit_tables
 from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling, tiles
 from edgemoe.host.export.bundle import FORMAT_VERSION, HEADER_BYTES, MAGIC, bundle_bytes, layout
@@ -307,7 +307,7 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
     sl = scratch_layout(cfg, t)
     w("/// Expert-major batched mode: images per group and one image's scratch slot")
     w("/// (edgemoe.host.contracts.scratch).")
-    w(f"constexpr int MAX_BATCH = {MAX_BATCH};")
+    w(f"constexpr int MAX_BATCH = {MAX_GROUP};")
     for k in ("row", "h", "count", "token", "weight", "list_stride", "slot"):
         w(f"constexpr uint64_t SCRATCH_{k.upper()} = {getattr(sl, k)}ull;")
     w("/// Largest output row of a debug stop, in words (the qkv stage).")

@@ -12,7 +12,7 @@ from edgemoe.host.estimate.perf import (
     DEVICES,
     Stage,
     _linear_cycles,
-    _two_slots,
+    _two_buffer_sets,
     batch_curve,
     estimate,
     our_design,
@@ -79,7 +79,7 @@ def test_expert_rows_move_while_the_unit_computes():
     assert _linear_cycles(d, 16, c.embed_dim, c.expert_hidden, side=10**6) > 10**6
 
 
-def test_two_slots_hide_attention_behind_the_other_images_linear_lane():
+def test_two_buffer_sets_hide_attention_behind_the_other_images_linear_lane():
     """The kernel's run_segment schedule on made-up phase times (ms): L0 1, A 5, L1 2,
     A 5, L2 1 for two images. Steps: L0(0) | A(0) beside L0(1) | A(1) beside L1(0) |
     A(0) beside L1(1) | A(1) beside L2(0) | L2(1): attention keeps 4, 3, 3, 4."""
@@ -93,13 +93,13 @@ def test_two_slots_hide_attention_behind_the_other_images_linear_lane():
         [[st("lin", 1)], [st("attention", 5)], [st("lin", 2)], [st("attention", 5)], [st("lin", 1)]]
         for _ in range(2)
     ]
-    _two_slots(images)
+    _two_buffer_sets(images)
     kept = [images[0][1][0].ms, images[1][1][0].ms, images[0][3][0].ms, images[1][3][0].ms]
     assert kept == [4, 3, 3, 4]
     assert images[0][1][0].hidden_ms == 1
     # one image has nothing to hide behind
     alone = [[[st("lin", 1)], [st("attention", 5)], [st("lin", 1)]]]
-    _two_slots(alone)
+    _two_buffer_sets(alone)
     assert alone[0][1][0].ms == 5
 
 
