@@ -42,7 +42,7 @@ from edgemoe.host.driver.backends import Workload, backend_names, get_backend
 from edgemoe.host.export.bundle import BundleError, pack, read_bundle, validate, write_bundle
 from edgemoe.host.export.hls_params import MAX_IMAGES
 from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, TaskSpec, load_config
-from edgemoe.models.heads import HOST_PREFIXES, light_head_np
+from edgemoe.models.heads import HOST_PREFIXES, task_head_np
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -373,14 +373,7 @@ class Model:
         t0 = time.perf_counter()
         for task in task_names:
             tok = np.concatenate(tokens[task])
-            values = light_head_np(
-                tok,
-                host[f"norms.{task}.weight"],
-                host[f"norms.{task}.bias"],
-                host[f"heads.{task}.weight"],
-                host[f"heads.{task}.bias"],
-                self.cfg,
-            )
+            values = task_head_np(tok, host, task, self.cfg)
             if single:
                 tok, values = tok[0], values[0]
             outputs[task] = TaskOutput(task, self.cfg.task_spec(task), values, tok)

@@ -8,13 +8,7 @@ import numpy as np
 
 from edgemoe.host.contracts.images import to_patches
 from edgemoe.host.contracts.tiling import DEFAULT_TILING
-from edgemoe.host.driver.backends import (
-    DATAPATH,
-    Capabilities,
-    RunOutput,
-    Workload,
-    record_boundaries,
-)
+from edgemoe.host.driver.backends import Capabilities, RunOutput, Workload, record_boundaries
 
 from .csim import CSim, CSimError
 from .golden import Golden
@@ -24,14 +18,9 @@ class GoldenBackend:
     """Bit-exact integer model of the datapath (numpy)."""
 
     name = "golden"
-    capabilities = Capabilities(
-        summary="the bit-exact integer model of the datapath, numpy",
-        fixed_point=True,
-        exact_group=DATAPATH,
-        takes_bundle=True,
-        drives_board=False,
+    capabilities = Capabilities.datapath(
+        "the bit-exact integer model of the datapath, numpy",
         timed="Golden.run on patches (bit-exact integer model, numpy)",
-        setup="model quantized",
         heap_traced=True,
     )
 
@@ -54,15 +43,10 @@ class CSimDirectBackend:
     """
 
     name = "csim-direct"
-    capabilities = Capabilities(
-        summary="the C-sim library called directly, the committed build's tiling only",
-        fixed_point=True,
-        exact_group=DATAPATH,
-        takes_bundle=True,
-        drives_board=False,
-        any_tiling=False,
+    capabilities = Capabilities.datapath(
+        "the C-sim library called directly, the committed build's tiling only",
         timed="CSim.run on a prebuilt bundle (the csim-direct backend's own timer)",
-        setup="model quantized",
+        any_tiling=False,
         first_call="C-sim build (g++ compile, or cache hit in build/csim) + bundle pack",
         per_call="C-sim cache lookup + bundle pack + patching, on every call of the backend",
         heap_traced=True,

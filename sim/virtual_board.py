@@ -39,7 +39,7 @@ from edgemoe.host.contracts.regmap import (
 from edgemoe.host.contracts.scratch import scratch_bytes
 from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
 from edgemoe.host.driver.accelerator import DriverBackend, stored_layout
-from edgemoe.host.driver.backends import DATAPATH, Capabilities
+from edgemoe.host.driver.backends import Capabilities
 from edgemoe.host.export.bundle import bundle_bytes
 from edgemoe.host.export.hls_params import MAX_IMAGES
 from edgemoe.models.config import ModelConfig
@@ -285,14 +285,10 @@ class CSimBackend(DriverBackend):
     """
 
     name = "csim"
-    capabilities = Capabilities(
-        summary="the driver on the virtual board, which runs the C-sim",
-        fixed_point=True,
-        exact_group=DATAPATH,
-        takes_bundle=True,
-        drives_board=True,
+    capabilities = Capabilities.datapath(
+        "the driver on the virtual board, which runs the C-sim",
         timed="driver run on the virtual board: copy in, flush, start, wait, invalidate, unpack",
-        setup="model quantized",
+        drives_board=True,
         first_call="virtual board + C-sim build + bundle pack + bundle load",
         heap_traced=True,
     )

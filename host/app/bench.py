@@ -70,12 +70,8 @@ STATE_FILE = "state.npz"
 ONNX_FILE = "backbone.onnx"
 
 #: The ONNX export run by onnxruntime: timed beside the backends, not one of them.
-ONNXRUNTIME_CAPABILITIES = Capabilities(
-    summary="the backbone-only ONNX export on onnxruntime",
-    fixed_point=False,
-    exact_group=None,
-    takes_bundle=False,
-    drives_board=False,
+ONNXRUNTIME_CAPABILITIES = Capabilities.float_model(
+    "the backbone-only ONNX export on onnxruntime",
     timed="normalise (numpy) + InferenceSession.run of the backbone-only ONNX export",
     setup="InferenceSession created (ONNX export in the parent is reported under prepare)",
 )
@@ -343,8 +339,8 @@ def parse_backends(text: str) -> list[str]:
 def _prepare(cfg: ModelConfig, task: str, seed: int, names: list[str], workdir: Path) -> dict:
     """Write what the children load: the float weights and the ONNX export."""
     prepare: dict[str, Any] = {}
-    if set(names) <= {"torch"}:  # the torch child builds its own model
-        return prepare
+    if ONNXRUNTIME not in names and not any(_fixed_point(n) for n in names):
+        return prepare  # a float backend's child builds its own model
     import torch
 
     from edgemoe.models.m3vit import normalize, random_model
@@ -403,6 +399,15 @@ def _unavailable(name: str, installed: set[str]) -> str | None:
     except (EdgeMoeError, ImportError, AttributeError) as e:  # still being written
         return f"backend {name!r} cannot be loaded ({_one_line(e)})"
     return None
+
+
+def _fixed_point(name: str) -> bool:
+    """Whether a backend's child loads the float weights from the parent (it quantizes
+    them); a backend that cannot be loaded counts as one (its row says why)."""
+    try:
+        return capabilities(name).fixed_point
+    except Exception:
+        return True
 
 
 def _timed(name: str) -> str:

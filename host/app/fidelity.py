@@ -22,7 +22,7 @@ import numpy as np
 from edgemoe.host.driver.backends import RunOutput, Workload, get_backend
 from edgemoe.host.export.quantize import LOG2E
 from edgemoe.models.config import ModelConfig
-from edgemoe.models.heads import light_head_np
+from edgemoe.models.heads import task_head_np
 
 
 @dataclass(frozen=True)
@@ -152,19 +152,6 @@ class Fidelity:
         )
 
 
-def task_output(wl: Workload, tokens: np.ndarray, task: str) -> np.ndarray:
-    """The host's final norm and light head of ``task``: (B, C, H, W) float."""
-    s = wl.state
-    return light_head_np(
-        tokens,
-        s[f"norms.{task}.weight"],
-        s[f"norms.{task}.bias"],
-        s[f"heads.{task}.weight"],
-        s[f"heads.{task}.bias"],
-        wl.cfg,
-    )
-
-
 def miou(pred: np.ndarray, gt: np.ndarray, classes: int, ignore: int = -1) -> float:
     """Mean IoU over the classes present in ``pred`` or ``gt`` (``ignore`` pixels left out)."""
     valid = gt != ignore
@@ -216,7 +203,11 @@ def measure(
     out = get_backend(backend).run(wl, images, task, record=True)
     m = compare(ref, out)
     delta = task_delta(
-        wl.cfg, task, task_output(wl, ref.tokens, task), task_output(wl, out.tokens, task), gt
+        wl.cfg,
+        task,
+        task_head_np(ref.tokens, wl.state, task, wl.cfg),
+        task_head_np(out.tokens, wl.state, task, wl.cfg),
+        gt,
     )
     sat = sum(out.saturations.values()) + wl.quantized.report.saturated
     return (

@@ -55,7 +55,7 @@ from edgemoe.host.export.deployment import (
 )
 from edgemoe.host.export.hls_params import MAX_IMAGES
 from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
-from edgemoe.models.heads import light_head_np
+from edgemoe.models.heads import task_head_np
 
 
 def _unique_names(images: list[InputImage]) -> None:
@@ -408,12 +408,12 @@ def _run(
                 tokens, status, routes = ro.tokens, 0, ro.routes
                 times["backbone"] = ro.seconds
             t = time.perf_counter()
-            output = _head(tokens, host, task, cfg)
+            output = task_head_np(tokens, host, task, cfg)
             times["head"] = time.perf_counter() - t
             if torch_ref is not None:
                 ref_run = torch_ref.run(wl, pixels, task, record=True)
                 ref_tokens = ref_run.tokens
-                ref_out = _head(ref_tokens, host, task, cfg)
+                ref_out = task_head_np(ref_tokens, host, task, cfg)
             share = {k: v / len(batch) for k, v in times.items()}  # shared evenly
             title = f"{cfg.name} / {args.backend} / {task}"
             for j, (im, entry) in enumerate(zip(batch, entries, strict=True)):
@@ -501,17 +501,6 @@ def _have_matplotlib() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _head(tokens: np.ndarray, host: dict, task: str, cfg: ModelConfig) -> np.ndarray:
-    return light_head_np(
-        tokens,
-        host[f"norms.{task}.weight"],
-        host[f"norms.{task}.bias"],
-        host[f"heads.{task}.weight"],
-        host[f"heads.{task}.bias"],
-        cfg,
-    )
 
 
 def _render(

@@ -26,7 +26,7 @@ from edgemoe.host.contracts.images import random_images, scene_images
 from edgemoe.host.contracts.profile import DEFAULT_PROFILE, load_profile
 from edgemoe.host.driver.backends import RunOutput, Workload, backends_help, get_backend
 from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
-from edgemoe.models.heads import light_head_np
+from edgemoe.models.heads import task_head_np
 
 
 def layer_table(outputs: dict[str, RunOutput]) -> list[dict]:
@@ -77,18 +77,6 @@ def with_top_k(cfg: ModelConfig, top_k: int | None) -> ModelConfig:
     return cfg.replace(top_k=top_k)
 
 
-def host_task_output(tokens: np.ndarray, state: dict, task: str, cfg: ModelConfig) -> np.ndarray:
-    """What the host computes after the accelerator: the task's own final norm, its head."""
-    return light_head_np(
-        tokens,
-        state[f"norms.{task}.weight"],
-        state[f"norms.{task}.bias"],
-        state[f"heads.{task}.weight"],
-        state[f"heads.{task}.bias"],
-        cfg,
-    )
-
-
 def task_output_check(
     wl: Workload, images: np.ndarray, task: str, outputs: dict[str, RunOutput]
 ) -> dict:
@@ -107,7 +95,7 @@ def task_output_check(
     with torch.no_grad():
         ref = wl.model(normalize(images, wl.cfg), task).double().numpy()
     err = {
-        n: float(np.abs(host_task_output(o.tokens, wl.state, task, wl.cfg) - ref).max())
+        n: float(np.abs(task_head_np(o.tokens, wl.state, task, wl.cfg) - ref).max())
         for n, o in outputs.items()
     }
     return {"norm": f"norms.{task}", "head": f"heads.{task}", "max_abs_vs_forward": err}

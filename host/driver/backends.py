@@ -165,6 +165,19 @@ class Capabilities:
     per_call: str | None = None
     heap_traced: bool = False
 
+    @classmethod
+    def float_model(cls, summary: str, timed: str, setup: str) -> Capabilities:
+        """A backend of the float model: no bit-exact group, no bundle, no board."""
+        return cls(summary, False, None, False, False, timed, setup=setup)
+
+    @classmethod
+    def datapath(cls, summary: str, timed: str, **more: Any) -> Capabilities:
+        """A backend of the fixed-point datapath: bit-exact with the others of
+        :data:`DATAPATH`, runs a bundle, its bench set-up is the quantization."""
+        fields = {"exact_group": DATAPATH, "takes_bundle": True, "drives_board": False}
+        fields["setup"] = "model quantized"
+        return cls(summary, True, timed=timed, **{**fields, **more})
+
     def bit_exact_with(self, other: Capabilities) -> bool:
         """Whether two backends must agree bit for bit."""
         return self.exact_group is not None and self.exact_group == other.exact_group
@@ -187,12 +200,8 @@ class TorchBackend:
     """The float reference (PyTorch, CPU)."""
 
     name = "torch"
-    capabilities = Capabilities(
-        summary="the float model, PyTorch",
-        fixed_point=False,
-        exact_group=None,
-        takes_bundle=False,
-        drives_board=False,
+    capabilities = Capabilities.float_model(
+        "the float model, PyTorch",
         timed="normalise + backbone, float32, sparse MoE (TorchBackend)",
         setup="torch imported and the random model built in the child",
     )

@@ -22,7 +22,7 @@ from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.regmap import check_against_hwh, kernel_register_map
 from edgemoe.host.contracts.tiling import Tiling
 from edgemoe.host.driver.accelerator import DriverBackend
-from edgemoe.host.driver.backends import DATAPATH, Capabilities
+from edgemoe.host.driver.backends import Capabilities
 from edgemoe.models.config import ModelConfig
 
 #: Bitstream the ``pynq`` backend loads unless ``EDGEMOE_BITFILE`` names another.
@@ -130,13 +130,11 @@ class PynqBackend(DriverBackend):
     ``edgemoe.bit``)."""
 
     name = "pynq"
-    capabilities = Capabilities(
-        summary="the driver on a ZCU104 running PYNQ ($EDGEMOE_BITFILE, else edgemoe.bit)",
-        fixed_point=True,
-        exact_group=DATAPATH,
-        takes_bundle=True,
-        drives_board=True,
+    capabilities = Capabilities.datapath(
+        "the driver on a ZCU104 running PYNQ ($EDGEMOE_BITFILE, else edgemoe.bit)",
         timed="driver run on the board: copy in, flush, start, wait, invalidate, unpack",
+        drives_board=True,
+        setup="backend set-up",
     )
 
     def __init__(self) -> None:
