@@ -307,8 +307,8 @@ class Model:
         images : path, PIL image, uint8 ndarray, or a list of these
             One image: a file path, a PIL image, a uint8 array (H, W, 3). A
             batch: a list of those, or a uint8 array (B, H, W, 3).
-        tasks : task name or id, or a list of them
-            Default: every task of the config.
+        tasks : task name or id, a comma-separated string of them, or a list
+            Default: every task of the config (the command line's ``--task`` rule).
         backend : str
             ``torch``, ``golden``, ``csim-direct``, ``csim`` (the driver on the
             virtual board) or ``pynq`` (the driver on the ZCU104; the bitstream

@@ -27,7 +27,13 @@ from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_json_atomic
 from edgemoe.host.app.args import build_model
 from edgemoe.host.contracts.profile import DEFAULT_PROFILE, Profile, load_profile
-from edgemoe.host.driver.backends import Backend, TorchBackend, Workload, get_backend
+from edgemoe.host.driver.backends import (
+    Backend,
+    TorchBackend,
+    Workload,
+    backends_help,
+    get_backend,
+)
 from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
 from edgemoe.models.heads import task_head_np
 from edgemoe.models.metrics import DepthAccumulator, confusion, semseg_metrics
@@ -360,7 +366,11 @@ def add_parser(sub) -> None:
     e.add_argument(
         "--checkpoint", default=None, help="weights (default: the config's shipped checkpoint)"
     )
-    e.add_argument("--backends", default="torch,golden,csim", help="comma-separated backends")
+    e.add_argument(
+        "--backends",
+        default="torch,golden,csim",
+        help=f"comma-separated, of: {backends_help()}",
+    )
     e.add_argument(
         "--profile", default=DEFAULT_PROFILE, help="precision profile(s), comma-separated"
     )

@@ -106,7 +106,7 @@ def test_bench_rows_follow_the_declared_notes(fakes):
     assert not bench.capabilities("fake-exact").heap_traced
 
 
-@pytest.mark.parametrize("command", ["run", "verify", "bench"])
+@pytest.mark.parametrize("command", ["run", "verify", "bench", "eval"])
 def test_help_lists_the_installed_backends_from_their_capabilities(fakes, capsys, command):
     assert main([command, "--help"]) == 0
     text = "".join(capsys.readouterr().out.split())  # argparse wraps lines, also at hyphens
