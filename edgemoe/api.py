@@ -31,17 +31,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgemoe.errors import EdgeMoeError
+from edgemoe.host.app.args import parse_tasks
 from edgemoe.host.app.inputs import ImageError, load_image
 from edgemoe.host.app.verify import with_top_k
 from edgemoe.host.contracts.images import sample_scene
 from edgemoe.host.contracts.profile import DEFAULT_PROFILE, Profile, load_profile
-from edgemoe.host.contracts.scratch import MAX_BATCH
+from edgemoe.host.contracts.scratch import MAX_GROUP
 from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
 from edgemoe.host.driver.backends import Workload, backend_names, get_backend
 from edgemoe.host.export.bundle import BundleError, pack, read_bundle, validate, write_bundle
 from edgemoe.host.export.hls_params import MAX_IMAGES
 from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, TaskSpec, load_config
-from edgemoe.models.heads import HOST_PREFIXES, light_head_np
+from edgemoe.models.heads import HOST_PREFIXES, task_head_np
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -295,7 +296,7 @@ class Model:
         backend: str | None = None,
         *,
         board: Board | None = None,
-        batch: int = MAX_BATCH,
+        batch: int = MAX_GROUP,
         resize: bool = True,
         timeout_s: float = 600.0,
     ) -> Result:
@@ -306,8 +307,8 @@ class Model:
         images : path, PIL image, uint8 ndarray, or a list of these
             One image: a file path, a PIL image, a uint8 array (H, W, 3). A
             batch: a list of those, or a uint8 array (B, H, W, 3).
-        tasks : task name or id, or a list of them
-            Default: every task of the config.
+        tasks : task name or id, a comma-separated string of them, or a list
+            Default: every task of the config (the command line's ``--task`` rule).
         backend : str
             ``torch``, ``golden``, ``csim-direct``, ``csim`` (the driver on the
             virtual board) or ``pynq`` (the driver on the ZCU104; the bitstream
@@ -338,13 +339,13 @@ class Model:
         if board is not None and backend is not None:
             raise EdgeMoeError("give a backend name or a board, not both")
         name = "board" if board is not None else (backend or "csim")
-        task_names = _task_names(tasks, self.cfg)
+        task_names = parse_tasks(tasks, self.cfg, what="tasks")
         if not 1 <= batch <= MAX_IMAGES:
             raise EdgeMoeError(f"batch must be in 1..{MAX_IMAGES}, got {batch}")
         if timeout_s <= 0:
             raise EdgeMoeError(f"timeout_s must be positive, got {timeout_s}")
         runner = None if board is not None else get_backend(name)
-        driven = runner is None or hasattr(runner, "make_accelerator")
+        driven = runner is None or runner.capabilities.drives_board
         if self._given_bundle is not None and not driven:
             raise EdgeMoeError(
                 f"backend {name!r} builds its weights from the float model; a bundle needs a "
@@ -358,28 +359,21 @@ class Model:
         seconds: dict[str, float] = {}
         tokens: dict[str, list[np.ndarray]] = {t: [] for t in task_names}
         for start in range(0, len(pixels), batch):
-            group = pixels[start : start + batch]
+            part = pixels[start : start + batch]  # one kernel call
             for task in task_names:
                 if acc is not None:
-                    res = acc.run(group, task, timeout_s=timeout_s)
+                    res = acc.run(part, task, timeout_s=timeout_s)
                     tokens[task].append(acc.to_float(res.raw))
                     _add(seconds, res.times)
                 else:
-                    ro = runner.run(wl, group, task)
+                    ro = runner.run(wl, part, task)
                     tokens[task].append(ro.tokens)
                     _add(seconds, {"backbone": ro.seconds})
         outputs = {}
         t0 = time.perf_counter()
         for task in task_names:
             tok = np.concatenate(tokens[task])
-            values = light_head_np(
-                tok,
-                host[f"norms.{task}.weight"],
-                host[f"norms.{task}.bias"],
-                host[f"heads.{task}.weight"],
-                host[f"heads.{task}.bias"],
-                self.cfg,
-            )
+            values = task_head_np(tok, host, task, self.cfg)
             if single:
                 tok, values = tok[0], values[0]
             outputs[task] = TaskOutput(task, self.cfg.task_spec(task), values, tok)
@@ -477,21 +471,6 @@ def _read_bundle(
     except BundleError as e:
         raise BundleError(f"{name}: {e}") from None
     return data
-
-
-def _task_names(tasks: str | int | Sequence[str | int] | None, cfg: ModelConfig) -> list[str]:
-    if tasks is None:
-        return list(cfg.task_names)
-    items = [tasks] if isinstance(tasks, str | int) else list(tasks)
-    if not items:
-        raise EdgeMoeError("tasks names no task")
-    names: list[str] = []
-    for t in items:
-        name = cfg.task_names[cfg.task_id(t)]
-        if name in names:
-            raise EdgeMoeError(f"tasks name {name!r} twice")
-        names.append(name)
-    return names
 
 
 def _pixels(image: Any, cfg: ModelConfig, resize: bool, notices: list[str]) -> np.ndarray:

@@ -140,6 +140,22 @@ def light_head_np(
     return bilinear_upsample_np(grid, cfg.image_size)
 
 
+def task_head_np(tokens: np.ndarray, params, task: str, cfg: ModelConfig) -> np.ndarray:
+    """What the host computes after the accelerator for ``task``: its final norm and head.
+
+    ``params`` is a float state dict or a bundle's host tensors (``norms.{task}.*``,
+    ``heads.{task}.*``); the one place run, verify, eval and the API apply them.
+    """
+    return light_head_np(
+        tokens,
+        params[f"norms.{task}.weight"],
+        params[f"norms.{task}.bias"],
+        params[f"heads.{task}.weight"],
+        params[f"heads.{task}.bias"],
+        cfg,
+    )
+
+
 def light_head_torch(
     tokens: torch.Tensor,
     norm_w: torch.Tensor,

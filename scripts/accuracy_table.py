@@ -12,7 +12,7 @@ import argparse
 import statistics
 import time
 
-from edgemoe.host.app.verify import compare
+from edgemoe.host.app.fidelity import compare
 from edgemoe.host.contracts.images import random_images
 from edgemoe.host.contracts.profile import load_profile
 from edgemoe.host.driver.backends import Workload, get_backend

@@ -27,7 +27,7 @@ from edgemoe.host.contracts.images import scene_images
 from edgemoe.host.contracts.profile import Profile, check_profile, load_profile
 from edgemoe.host.contracts.tiling import DEFAULT_TILING
 from edgemoe.host.driver.backends import Workload
-from edgemoe.host.estimate.perf import BOARDS, estimate, our_design
+from edgemoe.host.estimate.perf import DEVICES, estimate, our_design
 from edgemoe.models import DEFAULT_CONFIG, load_config
 
 WEIGHT_CLASSES = ("weight", "gate_weight", "patch_weight")
@@ -101,7 +101,7 @@ def weight_only(model, cfg, profile: Profile, bits: int, per_tensor: bool, image
     import numpy as np
     import torch
 
-    from edgemoe.host.app.verify import rel_rms, routing
+    from edgemoe.host.app.fidelity import rel_rms, routing
     from edgemoe.models.m3vit import normalize
 
     q = copy.deepcopy(model)
@@ -178,7 +178,7 @@ def main() -> None:
     lean = load_profile("lean")
     profiles = [candidate(lean, w, x) for w, x in CANDIDATES] + [load_profile("edge-moe")]
     images = scene_images(cfg, a.images, a.seed)
-    board = BOARDS["zcu104"]
+    board = DEVICES["zcu104"]
     rows = []
     refs: dict = {}
     print(f"{cfg.name} / {source} / {a.images} held-out scene(s)")

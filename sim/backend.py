@@ -7,11 +7,8 @@ import time
 import numpy as np
 
 from edgemoe.host.contracts.images import to_patches
-from edgemoe.host.contracts.routing import topk_mask
 from edgemoe.host.contracts.tiling import DEFAULT_TILING
-from edgemoe.host.driver.backends import RunOutput, Workload
-from edgemoe.host.export.hls_params import debug_boundaries, debug_stop_code
-from edgemoe.host.export.quantize import stage_to_float
+from edgemoe.host.driver.backends import Capabilities, RunOutput, Workload, record_boundaries
 
 from .csim import CSim, CSimError
 from .golden import Golden
@@ -21,6 +18,11 @@ class GoldenBackend:
     """Bit-exact integer model of the datapath (numpy)."""
 
     name = "golden"
+    capabilities = Capabilities.datapath(
+        "the bit-exact integer model of the datapath, numpy",
+        timed="Golden.run on patches (bit-exact integer model, numpy)",
+        heap_traced=True,
+    )
 
     def run(self, wl: Workload, images: np.ndarray, task: str, record: bool = False) -> RunOutput:
         golden = Golden(wl.quantized)
@@ -33,14 +35,22 @@ class GoldenBackend:
         return RunOutput(tokens, stages, res.routes, res.saturations, dt)
 
 
-class CSimBackend:
-    """The HLS kernel compiled with g++ (C-sim), called directly.
+class CSimDirectBackend:
+    """The ``csim-direct`` backend: the HLS kernel compiled with g++ (C-sim), called directly.
 
     With ``record``, every layer boundary comes from a run stopped there
     (``debug_stop``), and the routes from the gate-stage logits.
     """
 
     name = "csim-direct"
+    capabilities = Capabilities.datapath(
+        "the C-sim library called directly, the committed build's tiling only",
+        timed="CSim.run on a prebuilt bundle (the csim-direct backend's own timer)",
+        any_tiling=False,
+        first_call="C-sim build (g++ compile, or cache hit in build/csim) + bundle pack",
+        per_call="C-sim cache lookup + bundle pack + patching, on every call of the backend",
+        heap_traced=True,
+    )
 
     def run(self, wl: Workload, images: np.ndarray, task: str, record: bool = False) -> RunOutput:
         cfg, prof = wl.cfg, wl.profile
@@ -54,15 +64,9 @@ class CSimBackend:
         if full.status != 0:
             raise CSimError(f"kernel returned status {full.status}")
         stages: dict[str, np.ndarray] = {}
-        routes = []
+        routes: list[np.ndarray] = []
         if record:
-            for name in debug_boundaries(cfg):
-                r = kernel.run(bundle, patches, tid, debug_stop=debug_stop_code(cfg, name))
-                stages[name] = stage_to_float(
-                    cfg, prof, name, r.output.astype(np.int64), wl.quantized.k_bias
-                )
-                if name.endswith(".gate"):
-                    mask = topk_mask(r.output.astype(np.int64), cfg.top_k)
-                    stages[name.replace(".gate", ".route")] = mask
-                    routes.append(mask)
+            stages, routes = record_boundaries(
+                wl, lambda stop: kernel.run(bundle, patches, tid, debug_stop=stop).output
+            )
         return RunOutput(prof.act.to_float(full.output.astype(np.int64)), stages, routes, {}, dt)

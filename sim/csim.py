@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,8 @@ from edgemoe.host.contracts.kernel import ARGS
 from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.scratch import scratch_bytes
 from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
-from edgemoe.host.export.hls_params import MAX_IMAGES, generate, output_layout
+from edgemoe.host.driver.accelerator import stored_layout
+from edgemoe.host.export.hls_params import MAX_IMAGES, generate
 from edgemoe.models.config import ModelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,9 +82,9 @@ def kernel_sources() -> list[Path]:
     return sorted(HLS.glob("src/*.cpp")) + sorted(HLS.glob("include/edgemoe/*.h"))
 
 
-def _key(params: str, ap_types: bool) -> str:
+def _key(params: str, ap_types: bool, extra_sources: tuple[Path, ...] = ()) -> str:
     h = hashlib.sha256()
-    for p in kernel_sources() + sorted(CSRC.glob("*.cpp")):
+    for p in kernel_sources() + sorted(CSRC.glob("*.cpp")) + list(extra_sources):
         h.update(p.name.encode())
         h.update(p.read_bytes())
     h.update(params.encode())
@@ -130,10 +132,53 @@ def build(
     cfg: ModelConfig, profile: Profile, tiling: Tiling = DEFAULT_TILING, ap_types: bool = False
 ) -> Path:
     """Build (or find in the cache) the C-sim library; returns its path."""
-    params = generate(cfg, profile, tiling)
-    key = _key(params, ap_types)
-    out_dir = CACHE / f"{cfg.name}_{profile.name}_{tiling.key}{'_ap' if ap_types else ''}_{key}"
-    lib = out_dir / "libedgemoe_csim.so"
+    return cached_library(
+        CACHE,
+        f"{cfg.name}_{profile.name}_{tiling.key}{'_ap' if ap_types else ''}",
+        "libedgemoe_csim.so",
+        generate(cfg, profile, tiling),
+        ap_types=ap_types,
+        # the first use of a build compiles it (seconds); say so instead of waiting silently
+        notice=f"notice: building the C-sim of {cfg.name} / {profile.name} / {tiling.key} "
+        f"(first use; cached in {CACHE})",
+    )
+
+
+def cached_library(
+    cache: Path,
+    prefix: str,
+    lib_name: str,
+    params: str,
+    ap_types: bool = False,
+    extra_sources: tuple[Path, ...] = (),
+    notice: str | None = None,
+    failed: Callable[[str], Exception] | None = None,
+) -> Path:
+    """The C-sim build cache (the library, and the RTL shell's library with its DPI-C glue).
+
+    A library lives in ``cache/<prefix>_<hash>/`` where the hash covers the sources, the
+    parameter header, the flags and ``extra_sources``; it is built into a temporary file
+    and renamed into place, so concurrent builds and an interrupted one never leave a
+    half-written library.
+
+    Parameters
+    ----------
+    cache : Path
+        The cache folder.
+    prefix, lib_name : str
+        The build's folder prefix and the library's file name.
+    params : str
+        The generated parameter header.
+    ap_types, extra_sources
+        As :func:`compile_command`.
+    notice : str, optional
+        Printed on stderr before a build (not on a cache hit).
+    failed : callable, optional
+        g++'s stderr -> the exception to raise; default :class:`CSimError` with its
+        first error line.
+    """
+    out_dir = cache / f"{prefix}_{_key(params, ap_types, extra_sources)}"
+    lib = out_dir / lib_name
     if lib.exists():
         return lib
     if shutil.which(CXX) is None:
@@ -144,20 +189,17 @@ def build(
         tmp = Path(tempfile.mkstemp(dir=out_dir, suffix=".so")[1])
     except OSError as e:
         raise CSimError(
-            f"cannot write the C-sim cache {CACHE}: {e.strerror or e} (set EDGEMOE_CACHE "
+            f"cannot write the C-sim cache {cache}: {e.strerror or e} (set EDGEMOE_CACHE "
             "to a writable folder)"
         ) from None
-    # the first use of a build compiles it (seconds); say so instead of waiting silently
-    print(
-        f"notice: building the C-sim of {cfg.name} / {profile.name} / {tiling.key} "
-        f"(first use; cached in {CACHE})",
-        file=sys.stderr,
-        flush=True,
-    )
-    cmd = compile_command(out_dir / "params.h", tmp, ap_types=ap_types)
+    if notice:
+        print(notice, file=sys.stderr, flush=True)
+    cmd = compile_command(out_dir / "params.h", tmp, ap_types=ap_types, extra_sources=extra_sources)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
+        if failed is not None:
+            raise failed(proc.stderr)
         first = next((ln for ln in proc.stderr.splitlines() if "error" in ln), proc.stderr[:300])
         raise CSimError(f"C-sim build failed: {first.strip()}")
     os.replace(tmp, lib)
@@ -277,10 +319,7 @@ class CSim:
         n = b if num_images is None else num_images
         if 0 < n <= MAX_IMAGES and n > b:
             raise CSimError(f"num_images={n} but the image buffer holds {b}")
-        try:
-            stride, width = output_layout(cfg, debug_stop)
-        except ValueError:
-            stride, width = output_layout(cfg, 0)  # the kernel will refuse the stop
+        stride, width, _ = stored_layout(cfg, debug_stop)  # a bad stop: the kernel refuses it
         if output is None:
             output = np.zeros((max(b, 1), stride), dtype=np.int32)
         if output.shape[-1] < stride or output.dtype != np.int32:

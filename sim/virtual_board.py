@@ -38,9 +38,10 @@ from edgemoe.host.contracts.regmap import (
 )
 from edgemoe.host.contracts.scratch import scratch_bytes
 from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
-from edgemoe.host.driver.accelerator import DriverBackend
+from edgemoe.host.driver.accelerator import DriverBackend, stored_layout
+from edgemoe.host.driver.backends import Capabilities
 from edgemoe.host.export.bundle import bundle_bytes
-from edgemoe.host.export.hls_params import MAX_IMAGES, output_layout
+from edgemoe.host.export.hls_params import MAX_IMAGES
 from edgemoe.models.config import ModelConfig
 
 from .csim import CSim
@@ -48,7 +49,7 @@ from .csim import CSim
 #: Where the simulated DDR hands out buffers, and their alignment (one page).
 DDR_BASE = 0x1000_0000
 PAGE = 4096
-#: Environment switch of the ``sim`` backend's hang fault (``1``: the core never finishes).
+#: Environment switch of the ``csim`` backend's hang fault (``1``: the core never finishes).
 HANG_ENV = "EDGEMOE_VBOARD_HANG"
 
 
@@ -256,10 +257,7 @@ class VirtualBoard:
         n = a["num_images"]
         image_bytes = cfg.num_patches * cfg.patch_dim
         valid_n = 1 <= n <= MAX_IMAGES
-        try:
-            stride, _ = output_layout(cfg, a["debug_stop"])
-        except ValueError:
-            stride, _ = output_layout(cfg, 0)
+        stride, _, _ = stored_layout(cfg, a["debug_stop"])
         size = bundle_bytes(cfg, self.profile, self.tiling)
         bundle = self.ddr.resolve(a["bundle"], size, "gmem_weights")
         self.ddr.resolve(
@@ -280,13 +278,20 @@ class VirtualBoard:
         return run.status
 
 
-class SimBackend(DriverBackend):
-    """The ``sim`` backend: the driver on a virtual board running the C-sim.
+class CSimBackend(DriverBackend):
+    """The ``csim`` backend: the driver on a virtual board running the C-sim.
 
     ``EDGEMOE_VBOARD_HANG=1`` in the environment makes its boards hang (fault injection).
     """
 
     name = "csim"
+    capabilities = Capabilities.datapath(
+        "the driver on the virtual board, which runs the C-sim",
+        timed="driver run on the virtual board: copy in, flush, start, wait, invalidate, unpack",
+        drives_board=True,
+        first_call="virtual board + C-sim build + bundle pack + bundle load",
+        heap_traced=True,
+    )
 
     def make_board(self, cfg: ModelConfig, profile: Profile, tiling: Tiling) -> VirtualBoard:
         return VirtualBoard(cfg, profile, tiling, hang=os.environ.get(HANG_ENV) == "1")

@@ -123,18 +123,50 @@ def build_model(cfg, seed: int, checkpoint: str | None):
     return model.eval(), notices
 
 
-def parse_tiling(text: str, p: int, flag: str = "--tiling") -> Tiling:
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not m:
-        raise EdgeMoeError(f"{flag} {text!r}: expected LIN_INxLIN_OUT, e.g. 32x32")
-    t = Tiling(int(m.group(1)), int(m.group(2)), p)
-    if max(t.lin_in, t.lin_out, t.p) > 255:
-        # the header's tiling word keeps 8 bits per size
-        raise EdgeMoeError(f"--tiling {text} --p {p}: the bundle header holds sizes up to 255")
-    return t
+def parse_tiling(text: str, p: int) -> Tiling:
+    """``--tiling LIN_INxLIN_OUT`` with ``--p`` (:meth:`Tiling.parse`)."""
+    return Tiling.parse(text, p)
 
 
-def task_arg(task: str | None, cfg) -> str | int:
+def parse_task(task: str | int | None, cfg) -> str:
+    """One task by name or id (``"1"`` is id 1); None: the config's first task.
+
+    The one task parser, with :func:`parse_tasks` (``run``, ``verify``, ``bench``,
+    ``eval`` and the Python API).
+    """
     if task is None:
-        return 0
-    return int(task) if task.isdigit() else task
+        task = 0
+    if isinstance(task, str) and task.strip().isdigit():
+        task = int(task)
+    return cfg.task_names[cfg.task_id(task.strip() if isinstance(task, str) else task)]
+
+
+def parse_tasks(tasks, cfg, what: str = "--task") -> list[str]:
+    """Task names from a flag or an argument, each named once, in the order given.
+
+    Parameters
+    ----------
+    tasks : None, str, int or sequence of str/int
+        None: every task of the config. A string may list several, comma-separated
+        (``"semseg,1"``); names and ids mix.
+    cfg : ModelConfig
+    what : str
+        How the caller names the argument, for the errors.
+    """
+    if tasks is None:
+        return list(cfg.task_names)
+    if isinstance(tasks, str):
+        items: list = [t for t in tasks.split(",") if t.strip()]
+        shown = tasks
+    else:
+        items = [tasks] if isinstance(tasks, int) else list(tasks)
+        shown = str(tasks)
+    names: list[str] = []
+    for t in items:
+        name = parse_task(t, cfg)
+        if name in names:
+            raise EdgeMoeError(f"{what} {shown}: names task {name!r} twice")
+        names.append(name)
+    if not names:
+        raise EdgeMoeError(f"{what} names no task")
+    return names

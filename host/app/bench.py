@@ -47,44 +47,39 @@ import numpy as np
 
 from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_json_atomic
-from edgemoe.host.app.args import HelpFormatter, seed_arg
+from edgemoe.host.app.args import HelpFormatter, parse_task, seed_arg
 from edgemoe.host.contracts.images import random_images
 from edgemoe.host.contracts.profile import DEFAULT_PROFILE, load_profile
-from edgemoe.host.driver.backends import Workload, backend_names, get_backend
+from edgemoe.host.driver.backends import (
+    Capabilities,
+    Workload,
+    backend_capabilities,
+    backend_names,
+    backends_help,
+    get_backend,
+)
 from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
 
 ONNXRUNTIME = "onnxruntime"
+#: ``--backends``'s default; one of these that is not installed is a ``skipped`` row.
 DEFAULT_BACKENDS = ("torch", ONNXRUNTIME, "golden", "csim-direct", "csim")
-OPTIONAL_BACKENDS = frozenset({"csim"})
-"""Skipped with a note (not an error) when they are not installed."""
 MIN_RUNS = 5
-HEAP_TRACED = frozenset({"golden", "csim-direct", "csim"})
 MB = 1024 * 1024
 
 STATE_FILE = "state.npz"
 ONNX_FILE = "backbone.onnx"
 
-TIMED = {
-    "torch": "normalise + backbone, float32, sparse MoE (TorchBackend)",
-    ONNXRUNTIME: "normalise (numpy) + InferenceSession.run of the backbone-only ONNX export",
-    "golden": "Golden.run on patches (bit-exact integer model, numpy)",
-    "csim-direct": "CSim.run on a prebuilt bundle (the csim-direct backend's own timer)",
-    "csim": "driver run on the virtual board: copy in, flush, start, wait, invalidate, unpack",
-}
-SETUP = {
-    "torch": "torch imported and the random model built in the child",
-    ONNXRUNTIME: "InferenceSession created (ONNX export in the parent is reported under prepare)",
-    "golden": "model quantized",
-    "csim-direct": "model quantized",
-    "csim": "model quantized",
-}
-FIRST_CALL = {
-    "csim-direct": "C-sim build (g++ compile, or cache hit in build/csim) + bundle pack",
-    "csim": "virtual board + C-sim build + bundle pack + bundle load",
-}
-PER_CALL = {
-    "csim-direct": "C-sim cache lookup + bundle pack + patching, on every call of the backend",
-}
+#: The ONNX export run by onnxruntime: timed beside the backends, not one of them.
+ONNXRUNTIME_CAPABILITIES = Capabilities.float_model(
+    "the backbone-only ONNX export on onnxruntime",
+    timed="normalise (numpy) + InferenceSession.run of the backbone-only ONNX export",
+    setup="InferenceSession created (ONNX export in the parent is reported under prepare)",
+)
+
+
+def capabilities(name: str) -> Capabilities:
+    """What ``bench`` reads of a backend (onnxruntime included)."""
+    return ONNXRUNTIME_CAPABILITIES if name == ONNXRUNTIME else backend_capabilities(name)
 
 
 @dataclass(frozen=True)
@@ -200,7 +195,7 @@ def _ort_call(job: BenchJob, cfg: ModelConfig, images: np.ndarray, notes: list[s
 
 def _backend_call(job: BenchJob, cfg: ModelConfig, images: np.ndarray, notes: list[str]):
     profile = load_profile(job.profile)
-    if job.backend == "torch":
+    if not capabilities(job.backend).fixed_point:  # a float backend runs the float model
         import torch
 
         from edgemoe.models.m3vit import random_model
@@ -256,7 +251,7 @@ def measure(job: BenchJob) -> dict[str, Any]:
     peak = _peak_rss_mb(notes)  # before tracemalloc adds its own tables
 
     heap = None
-    if job.backend in HEAP_TRACED:
+    if capabilities(job.backend).heap_traced:
         tracemalloc.start()
         try:
             call()
@@ -291,13 +286,13 @@ def _one_line(e: BaseException) -> str:
 def _row(job: BenchJob, m: dict[str, Any]) -> BenchRow:
     ms = [t * 1e3 for t in m["times_s"]]
     extra = [(w - t) * 1e3 for w, t in zip(m["walls_s"], m["times_s"], strict=True)]
-    name = job.backend
+    caps = capabilities(job.backend)
     notes = list(m["notes"])
-    notes.append(f"set-up: {SETUP.get(name, 'backend set-up')}")
-    if name in FIRST_CALL:
-        notes.append(f"first-call extra: {FIRST_CALL[name]}")
-    if name in PER_CALL:
-        notes.append(f"per-call extra: {PER_CALL[name]}")
+    notes.append(f"set-up: {caps.setup}")
+    if caps.first_call:
+        notes.append(f"first-call extra: {caps.first_call}")
+    if caps.per_call:
+        notes.append(f"per-call extra: {caps.per_call}")
     return BenchRow(
         status="ok",
         ms_median=statistics.median(ms),
@@ -311,7 +306,7 @@ def _row(job: BenchJob, m: dict[str, Any]) -> BenchRow:
         setup_s=m["setup_s"],
         first_call_extra_s=m["warmup_wall_s"] - m["warmup_s"],
         per_call_extra_ms=statistics.median(extra),
-        timed=TIMED.get(name, "the backend's RunOutput.seconds"),
+        timed=caps.timed,
         notes=notes,
     )
 
@@ -334,7 +329,7 @@ def parse_backends(text: str) -> list[str]:
     names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     if not names:
         raise EdgeMoeError("--backends is empty")
-    known = {ONNXRUNTIME, *backend_names(), *OPTIONAL_BACKENDS}
+    known = {ONNXRUNTIME, *backend_names(), *DEFAULT_BACKENDS}
     for n in names:
         if n not in known:
             raise EdgeMoeError(f"unknown backend {n!r} (known: {', '.join(sorted(known))})")
@@ -344,8 +339,8 @@ def parse_backends(text: str) -> list[str]:
 def _prepare(cfg: ModelConfig, task: str, seed: int, names: list[str], workdir: Path) -> dict:
     """Write what the children load: the float weights and the ONNX export."""
     prepare: dict[str, Any] = {}
-    if set(names) <= {"torch"}:  # the torch child builds its own model
-        return prepare
+    if ONNXRUNTIME not in names and not any(_fixed_point(n) for n in names):
+        return prepare  # a float backend's child builds its own model
     import torch
 
     from edgemoe.models.m3vit import normalize, random_model
@@ -389,12 +384,14 @@ def _measure_in_child(job: BenchJob) -> tuple[BenchRow, dict[str, Any]]:
             raw = pool.submit(measure, job).result()
         return _row(job, raw), raw
     except Exception as e:  # a failing backend is a row of the table, not the end of the run
-        row = BenchRow(status="failed", timed=TIMED.get(job.backend, ""), notes=[_one_line(e)])
+        row = BenchRow(status="failed", timed=_timed(job.backend), notes=[_one_line(e)])
         return row, {}
 
 
 def _unavailable(name: str, installed: set[str]) -> str | None:
-    """Why an optional backend cannot run here, or None."""
+    """Why a backend cannot run here, or None."""
+    if name == ONNXRUNTIME:
+        return None
     if name not in installed:
         return f"backend {name!r} is not installed in this environment"
     try:
@@ -404,12 +401,29 @@ def _unavailable(name: str, installed: set[str]) -> str | None:
     return None
 
 
-def run_bench(
+def _fixed_point(name: str) -> bool:
+    """Whether a backend's child loads the float weights from the parent (it quantizes
+    them); a backend that cannot be loaded counts as one (its row says why)."""
+    try:
+        return capabilities(name).fixed_point
+    except Exception:
+        return True
+
+
+def _timed(name: str) -> str:
+    """What the timer covers, or empty for a backend that cannot be loaded."""
+    try:
+        return capabilities(name).timed
+    except Exception:
+        return ""
+
+
+def bench_backends(
     config: str,
     profile: str,
     backends: list[str],
     runs: int = MIN_RUNS,
-    task: str | int = 0,
+    task: str | int | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Measure every backend in ``backends``, each in its own child process.
@@ -424,8 +438,8 @@ def run_bench(
         ``skipped`` row.
     runs : int
         Timed calls per backend, at least :data:`MIN_RUNS`, after one warm-up call.
-    task : str or int
-        Task name or id (selects the MoE gates).
+    task : str or int, optional
+        Task name or id (selects the MoE gates); default the first.
     seed : int
         Seed of the random model and the image.
 
@@ -438,7 +452,7 @@ def run_bench(
         raise EdgeMoeError(f"--runs must be at least {MIN_RUNS}, got {runs}")
     cfg = load_config(config)
     prof = load_profile(profile)
-    task_name = cfg.task_names[cfg.task_id(task)]
+    task_name = parse_task(task, cfg)
     installed = set(backend_names())
 
     load_before = _loadavg()
@@ -447,9 +461,10 @@ def run_bench(
     with tempfile.TemporaryDirectory(prefix="edgemoe-bench-") as tmp:
         prepare = _prepare(cfg, task_name, seed, backends, Path(tmp))
         for name in backends:
-            why = _unavailable(name, installed) if name in OPTIONAL_BACKENDS else None
+            # a default backend that is not installed here is skipped, not an error
+            why = _unavailable(name, installed) if name in DEFAULT_BACKENDS else None
             if why:
-                rows[name] = BenchRow(status="skipped", timed=TIMED.get(name, ""), notes=[why])
+                rows[name] = BenchRow(status="skipped", timed=_timed(name), notes=[why])
                 _progress(f"{name}: skipped ({why})")
                 continue
             _progress(f"{name}: warm-up + {runs} timed runs in a child process")
@@ -505,7 +520,7 @@ def _fmt(v: float | None, spec: str) -> str:
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """The human-readable table of a :func:`run_bench` result."""
+    """The human-readable table of a :func:`bench_backends` result."""
     m = result["machine"]
     lines = [
         f"{result['config']} / {result['profile']} / task {result['task']} / backbone, "
@@ -550,8 +565,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if json_path is not None:
         _check_writable(json_path)
     names = parse_backends(args.backends)
-    task = int(args.task) if args.task and args.task.isdigit() else (args.task or 0)
-    result = run_bench(args.config, args.profile, names, args.runs, task, args.seed)
+    result = bench_backends(args.config, args.profile, names, args.runs, args.task, args.seed)
     print(format_table(result))
     if json_path is not None:
         write_json_atomic(json_path, result)
@@ -573,6 +587,11 @@ def add_parser(sub) -> None:
     b.add_argument("--task", default=None, help="task name or id (default: the first task)")
     b.add_argument("--seed", type=seed_arg, default=0, help="seed of the random model and image")
     b.add_argument("--runs", type=int, default=MIN_RUNS, help=f"timed runs, >= {MIN_RUNS}")
-    b.add_argument("--backends", default=",".join(DEFAULT_BACKENDS), help="comma-separated")
+    b.add_argument(
+        "--backends",
+        default=",".join(DEFAULT_BACKENDS),
+        help=f"comma-separated, of: {ONNXRUNTIME} ({ONNXRUNTIME_CAPABILITIES.summary}); "
+        f"{backends_help()}",
+    )
     b.add_argument("--json", default=None, help="write the results as JSON here")
     b.set_defaults(func=cmd_bench)

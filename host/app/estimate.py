@@ -11,7 +11,7 @@ from edgemoe.host.app.args import HelpFormatter, clock_arg, int_range, parse_til
 from edgemoe.host.app.outputs import check_output_file
 from edgemoe.host.app.run import check_batch
 from edgemoe.host.contracts.profile import DEFAULT_PROFILE, load_profile
-from edgemoe.host.contracts.scratch import MAX_BATCH
+from edgemoe.host.contracts.scratch import MAX_GROUP
 from edgemoe.host.contracts.tiling import DEFAULT_TILING
 from edgemoe.models.config import DEFAULT_CONFIG, load_config
 
@@ -21,7 +21,7 @@ PUBLISHED_PROFILE = "edge-moe"
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     from edgemoe.host.estimate.perf import (
-        BOARDS,
+        DEVICES,
         batch_curve,
         estimate,
         our_design,
@@ -31,13 +31,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     )
 
     cfg = load_config(args.config)
-    if args.board not in BOARDS:
-        raise EdgeMoeError(f"unknown board {args.board!r} (known: {', '.join(BOARDS)})")
+    if args.board not in DEVICES:
+        raise EdgeMoeError(f"unknown board {args.board!r} (known: {', '.join(DEVICES)})")
     check_output_file(args.json, "--json")
     check_output_file(args.plot, "--plot", ".png")
     if args.design == "edge-moe-published":
         given = [
-            f for f, v in (("--tiles", args.tiles), ("--p", args.p), ("--weight-ports",
+            f for f, v in (("--tiling", args.tiling), ("--p", args.p), ("--weight-ports",
             args.weight_ports)) if v is not None
         ]  # fmt: skip
         if given:
@@ -55,19 +55,18 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     else:
         profile = load_profile(args.profile or DEFAULT_PROFILE)
         d = DEFAULT_TILING
-        tiles = args.tiles or f"{d.lin_in}x{d.lin_out}"
-        tiling = parse_tiling(tiles, args.p or d.p, "--tiles")
+        tiling = parse_tiling(args.tiling or f"{d.lin_in}x{d.lin_out}", args.p or d.p)
         design = our_design(profile, tiling, args.weight_ports or 1)
     batched = design.expert_major
     if args.batch is None:  # edgemoe: one expert-major group; Edge-MoE: one image
-        args.batch = MAX_BATCH if batched else 1
+        args.batch = MAX_GROUP if batched else 1
     check_batch(args.batch)
     if args.batch > 1 and not batched:
         raise EdgeMoeError("--batch: the published design has no expert-major batched mode")
-    board = BOARDS[args.board]
-    est = estimate(cfg, profile, design, board, args.clock_mhz, batch=args.batch)
+    device = DEVICES[args.board]
+    est = estimate(cfg, profile, design, device, args.clock_mhz, batch=args.batch)
     print(table(est))
-    curve = batch_curve(cfg, profile, design, board, args.clock_mhz) if batched else None
+    curve = batch_curve(cfg, profile, design, device, args.clock_mhz) if batched else None
     if curve:
         per = ", ".join(
             f"{c['batch']} -> {c['ms_per_image']:.2f} ({c['call_ms']:.1f})" for c in curve
@@ -104,9 +103,9 @@ def add_parser(sub) -> None:
     es.add_argument("--board", default="zcu104", help="zcu104 or zcu102")
     es.add_argument("--clock-mhz", type=clock_arg, default=300.0, help="PL clock in MHz, 50..600")
     es.add_argument(
-        "--tiles",
+        "--tiling",
         default=None,
-        help=f"LIN_INxLIN_OUT, e.g. 32x32 (default: {DEFAULT_TILING.lin_in}x"
+        help=f"linear-unit tile LIN_INxLIN_OUT, e.g. 32x32 (default: {DEFAULT_TILING.lin_in}x"
         f"{DEFAULT_TILING.lin_out}; edgemoe design only)",
     )
     es.add_argument(
@@ -126,7 +125,7 @@ def add_parser(sub) -> None:
         type=int,
         default=None,
         help="images per call (more than 1: expert-major); default: one group of "
-        f"{MAX_BATCH} for edgemoe, 1 for the published design. latency_ms is per image: "
+        f"{MAX_GROUP} for edgemoe, 1 for the published design. latency_ms is per image: "
         "call_ms / batch",
     )
     es.add_argument(

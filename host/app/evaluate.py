@@ -2,7 +2,7 @@
 
 Held-out scenes go through each backend's backbone (the same
 :class:`~edgemoe.host.driver.backends.Backend` objects ``verify`` and ``run`` use) and
-then through the host's light head (:func:`~edgemoe.models.heads.light_head_np`
+then through the host's light head (:func:`~edgemoe.models.heads.task_head_np`
 with the task's own final norm), so backends differ only where the datapath
 does. Per backend × profile × task: semseg mIoU, per-class IoU, pixel accuracy
 and the fraction of pixels whose class differs from torch; depth abs error,
@@ -27,9 +27,15 @@ from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_json_atomic
 from edgemoe.host.app.args import build_model
 from edgemoe.host.contracts.profile import DEFAULT_PROFILE, Profile, load_profile
-from edgemoe.host.driver.backends import Backend, TorchBackend, Workload, get_backend
+from edgemoe.host.driver.backends import (
+    Backend,
+    TorchBackend,
+    Workload,
+    backends_help,
+    get_backend,
+)
 from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
-from edgemoe.models.heads import light_head_np
+from edgemoe.models.heads import task_head_np
 from edgemoe.models.metrics import DepthAccumulator, confusion, semseg_metrics
 
 FLOAT = "float"  # the profile column of the torch rows
@@ -135,7 +141,7 @@ def evaluate(
         raise EdgeMoeError(f"no scenes in split {split!r} of {source.name}")
     tasks = [t for t in cfg.task_names if t in source.tasks]
     torch_b = TorchBackend()
-    fixed = [b for b in backends if b.name != "torch"]
+    fixed = [b for b in backends if b.capabilities.fixed_point]
     if not profiles:
         raise EdgeMoeError("eval needs at least one precision profile")
     workloads = {p.name: Workload(cfg, p, model) for p in profiles}
@@ -158,7 +164,7 @@ def evaluate(
             label = data.labels[task]
             ref = torch_b.run(wl0, data.images, task, record=True)
             usage.add(task, ref.stages)
-            ref_out = light_head_np(ref.tokens, *_head_params(state, task), cfg)
+            ref_out = task_head_np(ref.tokens, state, task, cfg)
             acc[("torch", FLOAT, task)].add(ref_out, label, None)
             seconds[f"torch/{FLOAT}"] += ref.seconds
             for p in profiles:
@@ -167,7 +173,7 @@ def evaluate(
                     r = b.run(workloads[p.name], data.images, task)
                     tokens[b.name] = r.tokens
                     seconds[f"{b.name}/{p.name}"] += r.seconds
-                    out = light_head_np(r.tokens, *_head_params(state, task), cfg)
+                    out = task_head_np(r.tokens, state, task, cfg)
                     acc[(b.name, p.name, task)].add(out, label, ref_out)
                 for i, a in enumerate(fixed):
                     for b in fixed[i + 1 :]:
@@ -200,15 +206,6 @@ def evaluate(
         "usage": usage.result(tasks),
         "seconds": seconds,
     }
-
-
-def _head_params(state: dict[str, np.ndarray], task: str) -> tuple[np.ndarray, ...]:
-    return (
-        state[f"norms.{task}.weight"],
-        state[f"norms.{task}.bias"],
-        state[f"heads.{task}.weight"],
-        state[f"heads.{task}.bias"],
-    )
 
 
 def table(result: dict[str, Any]) -> list[str]:
@@ -369,7 +366,11 @@ def add_parser(sub) -> None:
     e.add_argument(
         "--checkpoint", default=None, help="weights (default: the config's shipped checkpoint)"
     )
-    e.add_argument("--backends", default="torch,golden,csim", help="comma-separated backends")
+    e.add_argument(
+        "--backends",
+        default="torch,golden,csim",
+        help=f"comma-separated, of: {backends_help()}",
+    )
     e.add_argument(
         "--profile", default=DEFAULT_PROFILE, help="precision profile(s), comma-separated"
     )

@@ -7,6 +7,10 @@ metric, ``|metric(fixed, gt) - metric(float, gt)|``; without it, the float
 prediction stands in for the ground truth, which measures the disagreement
 itself (``1 - mIoU(fixed, float)``, ``abs_rel(fixed, float)``): it bounds the
 change on any labels the float model gets right, and is the stricter number.
+
+Here too: the agreement metrics of two runs (:func:`compare`) and the one fidelity
+rule (:func:`budget_misses`) that ``verify``, ``run --check`` and :class:`Fidelity`
+apply.
 """
 
 from __future__ import annotations
@@ -15,11 +19,99 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgemoe.host.app.verify import compare
 from edgemoe.host.driver.backends import RunOutput, Workload, get_backend
 from edgemoe.host.export.quantize import LOG2E
 from edgemoe.models.config import ModelConfig
-from edgemoe.models.heads import light_head_np
+from edgemoe.models.heads import task_head_np
+
+
+@dataclass(frozen=True)
+class PairMetrics:
+    """Agreement of backend ``b`` with reference ``a`` on the final backbone output."""
+
+    max_abs: float
+    rel_rms: float
+    cosine: float
+    routing_agreement: float
+    routing_decisions: int
+    routing_mismatches: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def rel_rms(ref: np.ndarray, x: np.ndarray) -> float:
+    """``||x - ref||_2 / ||ref||_2``."""
+    den = float(np.linalg.norm(ref))
+    return float(np.linalg.norm(x - ref)) / den if den else float(np.linalg.norm(x))
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0 or nb == 0:
+        return 1.0 if na == nb else 0.0
+    return float(np.vdot(a.ravel(), b.ravel())) / (na * nb)
+
+
+def routing(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, int, int]:
+    """Fraction of (token, MoE block) whose chosen expert sets are identical."""
+    if not a:
+        return 1.0, 0, 0
+    same = sum(int((x == y).all(-1).sum()) for x, y in zip(a, b, strict=True))
+    total = sum(int(np.prod(x.shape[:-1])) for x in a)
+    return same / total, total, total - same
+
+
+def compare(ref: RunOutput, out: RunOutput) -> PairMetrics:
+    agree, n, miss = routing(ref.routes, out.routes)
+    return PairMetrics(
+        max_abs=float(np.abs(out.tokens - ref.tokens).max()),
+        rel_rms=rel_rms(ref.tokens, out.tokens),
+        cosine=cosine(ref.tokens, out.tokens),
+        routing_agreement=agree,
+        routing_decisions=n,
+        routing_mismatches=miss,
+    )
+
+
+def budget_misses(
+    budgets: dict[str, float],
+    rel_rms: float,
+    cosine: float,
+    routing_agreement: float | None = None,
+    task_delta: float | None = None,
+    saturations: int = 0,
+) -> list[str]:
+    """The fidelity rule: the budgets a fixed-point result misses against float.
+
+    The one rule ``verify``, ``run --check`` and :class:`Fidelity` apply: ``rel_rms``
+    and ``cosine`` of the compared values, the routing agreement of the MoE blocks
+    (where there is routing: None for a task output), the task-metric delta where the
+    budgets name one, and zero saturation.
+
+    Returns
+    -------
+    list of str
+        Readable misses, empty when every budget is met.
+    """
+    missed = []
+    if rel_rms > budgets["rel_rms"]:
+        missed.append(f"rel_rms {rel_rms:.3g} > {budgets['rel_rms']}")
+    if cosine < budgets["cosine"]:
+        missed.append(f"cosine {cosine:.7f} < {budgets['cosine']}")
+    if routing_agreement is not None and routing_agreement < budgets["routing_agreement"]:
+        missed.append(f"routing_agreement {routing_agreement:.4f} < {budgets['routing_agreement']}")
+    if task_delta is not None and "task_metric_delta" in budgets:
+        if task_delta > budgets["task_metric_delta"]:
+            missed.append(f"task delta {task_delta:.4g} > {budgets['task_metric_delta']}")
+    if saturations:
+        missed.append(f"{saturations} saturation(s)")
+    return missed
+
+
+def within_budget(m: PairMetrics, budgets: dict[str, float]) -> list[str]:
+    """The budgets ``m`` misses (:func:`budget_misses`), empty when all are met."""
+    return budget_misses(budgets, m.rel_rms, m.cosine, m.routing_agreement)
 
 
 @dataclass(frozen=True)
@@ -49,32 +141,15 @@ class Fidelity:
         return dict(self.__dict__)
 
     def missed(self, budgets: dict[str, float]) -> list[str]:
-        """The budgets this misses (zero saturation always applies), as readable strings."""
-        out = []
-        if self.rel_rms > budgets["rel_rms"]:
-            out.append(f"rel_rms {self.rel_rms:.3g} > {budgets['rel_rms']}")
-        if self.cosine < budgets["cosine"]:
-            out.append(f"cosine {self.cosine:.7f} < {budgets['cosine']}")
-        if self.routing_agreement < budgets["routing_agreement"]:
-            out.append(f"routing {self.routing_agreement:.4f} < {budgets['routing_agreement']}")
-        if "task_metric_delta" in budgets and self.task_delta > budgets["task_metric_delta"]:
-            out.append(f"task delta {self.task_delta:.4g} > {budgets['task_metric_delta']}")
-        if self.saturations:
-            out.append(f"{self.saturations} saturation(s)")
-        return out
-
-
-def task_output(wl: Workload, tokens: np.ndarray, task: str) -> np.ndarray:
-    """The host's final norm and light head of ``task``: (B, C, H, W) float."""
-    s = wl.state
-    return light_head_np(
-        tokens,
-        s[f"norms.{task}.weight"],
-        s[f"norms.{task}.bias"],
-        s[f"heads.{task}.weight"],
-        s[f"heads.{task}.bias"],
-        wl.cfg,
-    )
+        """The budgets this misses (:func:`budget_misses`), as readable strings."""
+        return budget_misses(
+            budgets,
+            self.rel_rms,
+            self.cosine,
+            self.routing_agreement,
+            self.task_delta,
+            self.saturations,
+        )
 
 
 def miou(pred: np.ndarray, gt: np.ndarray, classes: int, ignore: int = -1) -> float:
@@ -128,7 +203,11 @@ def measure(
     out = get_backend(backend).run(wl, images, task, record=True)
     m = compare(ref, out)
     delta = task_delta(
-        wl.cfg, task, task_output(wl, ref.tokens, task), task_output(wl, out.tokens, task), gt
+        wl.cfg,
+        task,
+        task_head_np(ref.tokens, wl.state, task, wl.cfg),
+        task_head_np(out.tokens, wl.state, task, wl.cfg),
+        gt,
     )
     sat = sum(out.saturations.values()) + wl.quantized.report.saturated
     return (

@@ -19,16 +19,32 @@ import numpy as np
 
 from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_json_atomic
-from edgemoe.host.app.args import HelpFormatter, build_model, int_range, seed_arg, timeout_arg
+from edgemoe.host.app.args import (
+    HelpFormatter,
+    build_model,
+    int_range,
+    parse_tasks,
+    seed_arg,
+    timeout_arg,
+)
+from edgemoe.host.app.fidelity import budget_misses, cosine, rel_rms, routing
 from edgemoe.host.app.inputs import FITS, InputImage, load_image
 from edgemoe.host.app.outputs import check_out_dir, publish, staging_dir
 from edgemoe.host.app.plots import blend, save_png, task_figure, task_rgb
-from edgemoe.host.app.verify import cosine, rel_rms, with_top_k
+from edgemoe.host.app.verify import with_top_k
 from edgemoe.host.contracts.images import sample_scene
 from edgemoe.host.contracts.profile import DEFAULT_PROFILE, config_hash, load_profile
-from edgemoe.host.contracts.scratch import MAX_BATCH
+from edgemoe.host.contracts.scratch import MAX_GROUP
 from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
-from edgemoe.host.driver.backends import TorchBackend, Workload, get_backend
+from edgemoe.host.driver.backends import (
+    TorchBackend,
+    Workload,
+    backend_capabilities,
+    backend_names,
+    backends_help,
+    get_backend,
+    record_boundaries,
+)
 from edgemoe.host.export.bundle import BundleError, pack, read_bundle, validate
 from edgemoe.host.export.deployment import (
     Deployment,
@@ -39,7 +55,7 @@ from edgemoe.host.export.deployment import (
 )
 from edgemoe.host.export.hls_params import MAX_IMAGES
 from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
-from edgemoe.models.heads import light_head_np
+from edgemoe.models.heads import task_head_np
 
 
 def _unique_names(images: list[InputImage]) -> None:
@@ -51,27 +67,20 @@ def _unique_names(images: list[InputImage]) -> None:
             im.name = f"{im.name}_{n}"
 
 
-def _task_list(text: str | None, cfg: ModelConfig) -> list[str]:
-    if text is None:
-        return list(cfg.task_names)
-    names: list[str] = []
-    for t in (x.strip() for x in text.split(",") if x.strip()):
-        name = cfg.task_names[cfg.task_id(int(t) if t.isdigit() else t)]
-        if name in names:
-            raise EdgeMoeError(f"--task {text}: names task {name!r} twice")
-        names.append(name)
-    if not names:
-        raise EdgeMoeError("--task names no task")
-    return names
-
-
-def _check_pair(ref: np.ndarray, out: np.ndarray, budgets: dict[str, float]) -> dict:
+def _check_pair(
+    ref: np.ndarray,
+    out: np.ndarray,
+    budgets: dict[str, float],
+    routes: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
+) -> dict:
+    """One ``--check`` comparison under the fidelity rule (routing included, where given)."""
     rr, cs = rel_rms(ref, out), cosine(ref, out)
-    return {
-        "rel_rms": rr,
-        "cosine": cs,
-        "within_budget": bool(rr <= budgets["rel_rms"] and cs >= budgets["cosine"]),
-    }
+    agreement = None if routes is None else routing(*routes)[0]
+    missed = budget_misses(budgets, rr, cs, agreement)
+    entry = {"rel_rms": rr, "cosine": cs, "within_budget": not missed}
+    if missed:
+        entry["missed"] = missed
+    return entry
 
 
 def check_batch(n: int) -> None:
@@ -177,28 +186,46 @@ def _float_model(cfg: ModelConfig, src: WeightSource, dep: Deployment | None, bu
     return model
 
 
-def _check_options(args: argparse.Namespace, driven: bool, tiling: Tiling) -> None:
+def _check_options(args: argparse.Namespace, backend, tiling: Tiling) -> None:
     """Options that do not apply to this run are errors, not silently ignored."""
-    if args.timeout is not None and not driven:
+    caps = backend.capabilities
+    if args.timeout is not None and not caps.drives_board:
         raise EdgeMoeError(
-            f"--timeout applies to driver backends (csim, pynq), not {args.backend!r}"
+            f"--timeout applies to driver backends ({_backends_that('drives_board')}), "
+            f"not {args.backend!r}"
         )
-    if args.check and args.backend == "torch":
-        raise EdgeMoeError("--check compares the backend with torch: --backend torch is torch")
+    if args.check and isinstance(backend, TorchBackend):
+        raise EdgeMoeError(
+            f"--check compares the backend with torch: --backend {args.backend} is torch"
+        )
     if args.no_host_check and not args.bundle:
         raise EdgeMoeError("--no-host-check applies only with --bundle")
-    if args.no_host_check and not driven:
+    if args.no_host_check and not caps.drives_board:
         raise EdgeMoeError(
             f"--no-host-check lets the kernel refuse a bundle: it needs a driver backend "
-            f"(csim, pynq), not {args.backend!r}"
+            f"({_backends_that('drives_board')}), not {args.backend!r}"
         )
     if args.fit is not None and args.no_resize:
         raise EdgeMoeError("--fit chooses how to resize; --no-resize refuses to: pick one")
-    if args.backend == "csim-direct" and tiling != DEFAULT_TILING:
+    if not caps.any_tiling and tiling != DEFAULT_TILING:
         raise EdgeMoeError(
-            f"--backend csim-direct runs the default build ({DEFAULT_TILING.key}); the bundle "
-            f"is tiled {tiling.key}: use --backend csim, which builds the C-sim for it"
+            f"--backend {args.backend} runs the default build ({DEFAULT_TILING.key}); the "
+            f"bundle is tiled {tiling.key}: use a backend that builds for it "
+            f"({_backends_that('any_tiling', 'takes_bundle')})"
         )
+
+
+def _backends_that(*capabilities: str) -> str:
+    """The installed backends that have every one of ``capabilities``, for an error."""
+    names = []
+    for n in backend_names():
+        try:
+            caps = backend_capabilities(n)
+        except Exception:  # a broken plug-in is not a candidate
+            continue
+        if all(getattr(caps, c) for c in capabilities):
+            names.append(n)
+    return ", ".join(names)
 
 
 class _Progress:
@@ -245,7 +272,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg = with_top_k(load_config(args.config or DEFAULT_CONFIG), args.top_k)
         profile = load_profile(args.profile or DEFAULT_PROFILE)
         tiling = DEFAULT_TILING
-    tasks = _task_list(args.task, cfg)
+    tasks = parse_tasks(args.task, cfg)
     check_batch(args.batch)
     if dep is None and args.checkpoint is None and not args.random:
         # the config's shipped trained weights, when it has them (--random: the seeded init)
@@ -254,8 +281,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         found = shipped_checkpoint(cfg.name)
         args.checkpoint = None if found is None else str(found)
     backend = get_backend(args.backend)
-    driven = hasattr(backend, "make_accelerator")
-    _check_options(args, driven, tiling)
+    driven = backend.capabilities.drives_board
+    _check_options(args, backend, tiling)
     source = _weights(args, dep)
 
     # -- every input checked before any work --------------------------------
@@ -304,8 +331,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run(
     args, cfg, profile, tiling, tasks, backend, driven, images, dep, source, staging, t_start
 ) -> dict:
+    caps = backend.capabilities
     model = None
-    if dep is None or args.backend == "torch" or args.check:
+    if dep is None or not caps.takes_bundle or args.check:
         model = _float_model(cfg, source, dep, args.bundle)
     if dep is not None:
         wl = Workload.from_bundle(cfg, profile, dep.kernel_image, dep.host, model)
@@ -323,7 +351,7 @@ def _run(
         data = dep.kernel_image if dep is not None else pack(wl.quantized, tiling)
         acc.load_bundle(data, host_check=False)  # checked above (or bypassed on purpose)
         bundle_sha = acc.bundle_sha256
-    elif args.backend != "torch":
+    elif caps.takes_bundle:
         bundle_sha = hashlib.sha256(wl.bundle).hexdigest()
     torch_ref = TorchBackend() if args.check else None
     figures = not args.no_figures
@@ -342,9 +370,9 @@ def _run(
     checks = []
     progress = _Progress(len(images) * len(tasks), len(images))
     for start in range(0, len(images), args.batch):
-        group = images[start : start + args.batch]
+        batch = images[start : start + args.batch]
         entries = []
-        for im in group:
+        for im in batch:
             input_png = staging / f"{im.name}_input.png"
             save_png(input_png, im.pixels)
             entries.append(
@@ -353,34 +381,42 @@ def _run(
                     "source": im.source,
                     "notices": im.notices,
                     "input": input_png.name,
-                    "images_per_call": len(group),
+                    "images_per_call": len(batch),
                     "tasks": {},
                 }
             )
-        batch = np.stack([im.pixels for im in group])
+        pixels = np.stack([im.pixels for im in batch])
         for task in tasks:
             spec = cfg.task_spec(task)
             times: dict[str, float] = {}  # of the whole call
+            routes: list[np.ndarray] = []
             if acc is not None:
-                res = acc.run(batch, task, timeout_s=timeout)
+                res = acc.run(pixels, task, timeout_s=timeout)
                 times.update(res.times)
                 t = time.perf_counter()
                 tokens = acc.to_float(res.raw)
                 times["unpack"] += time.perf_counter() - t
                 status = res.status
+                if torch_ref is not None:  # the routes, from runs stopped at each gate
+                    _, routes = record_boundaries(
+                        wl,
+                        lambda stop, b=pixels, t=task: acc.run(b, t, stop, timeout).raw,
+                        gates_only=True,
+                    )
             else:
-                ro = backend.run(wl, batch, task)
-                tokens, status = ro.tokens, 0
+                ro = backend.run(wl, pixels, task, record=torch_ref is not None)
+                tokens, status, routes = ro.tokens, 0, ro.routes
                 times["backbone"] = ro.seconds
             t = time.perf_counter()
-            output = _head(tokens, host, task, cfg)
+            output = task_head_np(tokens, host, task, cfg)
             times["head"] = time.perf_counter() - t
             if torch_ref is not None:
-                ref_tokens = torch_ref.run(wl, batch, task).tokens
-                ref_out = _head(ref_tokens, host, task, cfg)
-            share = {k: v / len(group) for k, v in times.items()}  # shared evenly
+                ref_run = torch_ref.run(wl, pixels, task, record=True)
+                ref_tokens = ref_run.tokens
+                ref_out = task_head_np(ref_tokens, host, task, cfg)
+            share = {k: v / len(batch) for k, v in times.items()}  # shared evenly
             title = f"{cfg.name} / {args.backend} / {task}"
-            for j, (im, entry) in enumerate(zip(group, entries, strict=True)):
+            for j, (im, entry) in enumerate(zip(batch, entries, strict=True)):
                 own = dict(share)
                 t = time.perf_counter()
                 files = _render(
@@ -394,7 +430,12 @@ def _run(
                 if torch_ref is not None:
                     one = slice(j, j + 1)
                     c = {
-                        "tokens": _check_pair(ref_tokens[one], tokens[one], budgets),
+                        "tokens": _check_pair(
+                            ref_tokens[one],
+                            tokens[one],
+                            budgets,
+                            ([r[one] for r in ref_run.routes], [r[one] for r in routes]),
+                        ),
                         "task_output": _check_pair(ref_out[one], output[one], budgets),
                     }
                     if spec.kind == "classes":
@@ -441,7 +482,8 @@ def _run(
                 + (
                     "PASS"
                     if c["tokens"]["within_budget"] and c["task_output"]["within_budget"]
-                    else "FAIL"
+                    else "FAIL: "
+                    + "; ".join(c["tokens"].get("missed", []) + c["task_output"].get("missed", []))
                 )
             )
         report["check"] = {
@@ -459,17 +501,6 @@ def _have_matplotlib() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _head(tokens: np.ndarray, host: dict, task: str, cfg: ModelConfig) -> np.ndarray:
-    return light_head_np(
-        tokens,
-        host[f"norms.{task}.weight"],
-        host[f"norms.{task}.bias"],
-        host[f"heads.{task}.weight"],
-        host[f"heads.{task}.bias"],
-        cfg,
-    )
 
 
 def _render(
@@ -514,11 +545,7 @@ def add_parser(sub) -> None:
     r.add_argument(
         "--task", default=None, help="task name(s) or id(s), comma-separated (default: every task)"
     )
-    r.add_argument(
-        "--backend",
-        default="csim",
-        help="torch, golden, csim (driver + virtual board), csim-direct or pynq",
-    )
+    r.add_argument("--backend", default="csim", help=f"one of: {backends_help()}")
     r.add_argument(
         "--config",
         default=None,
@@ -593,8 +620,8 @@ def add_parser(sub) -> None:
     r.add_argument(
         "--batch",
         type=int_range(1, MAX_IMAGES),
-        default=MAX_BATCH,
-        help=f"images per kernel call ({MAX_BATCH}: one expert-major group; 1: one "
+        default=MAX_GROUP,
+        help=f"images per kernel call ({MAX_GROUP}: one expert-major group; 1: one "
         "image per call, the latency path). Every backend gives the same tokens either way",
     )
     r.add_argument(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,65 +16,17 @@ from edgemoe.host.app.args import (
     HelpFormatter,
     build_model,
     int_range,
+    parse_task,
     seed_arg,
-    task_arg,
 )
+from edgemoe.host.app.fidelity import compare, rel_rms, within_budget
 from edgemoe.host.app.inputs import load_image_folder
 from edgemoe.host.app.outputs import check_output_file
 from edgemoe.host.contracts.images import random_images, scene_images
 from edgemoe.host.contracts.profile import DEFAULT_PROFILE, load_profile
-from edgemoe.host.driver.backends import RunOutput, Workload, get_backend
+from edgemoe.host.driver.backends import RunOutput, Workload, backends_help, get_backend
 from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
-from edgemoe.models.heads import light_head_np
-
-
-@dataclass(frozen=True)
-class PairMetrics:
-    """Agreement of backend ``b`` with reference ``a`` on the final backbone output."""
-
-    max_abs: float
-    rel_rms: float
-    cosine: float
-    routing_agreement: float
-    routing_decisions: int
-    routing_mismatches: int
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-def rel_rms(ref: np.ndarray, x: np.ndarray) -> float:
-    """``||x - ref||_2 / ||ref||_2``."""
-    den = float(np.linalg.norm(ref))
-    return float(np.linalg.norm(x - ref)) / den if den else float(np.linalg.norm(x))
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-    if na == 0 or nb == 0:
-        return 1.0 if na == nb else 0.0
-    return float(np.vdot(a.ravel(), b.ravel())) / (na * nb)
-
-
-def routing(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, int, int]:
-    """Fraction of (token, MoE block) whose chosen expert sets are identical."""
-    if not a:
-        return 1.0, 0, 0
-    same = sum(int((x == y).all(-1).sum()) for x, y in zip(a, b, strict=True))
-    total = sum(int(np.prod(x.shape[:-1])) for x in a)
-    return same / total, total, total - same
-
-
-def compare(ref: RunOutput, out: RunOutput) -> PairMetrics:
-    agree, n, miss = routing(ref.routes, out.routes)
-    return PairMetrics(
-        max_abs=float(np.abs(out.tokens - ref.tokens).max()),
-        rel_rms=rel_rms(ref.tokens, out.tokens),
-        cosine=cosine(ref.tokens, out.tokens),
-        routing_agreement=agree,
-        routing_decisions=n,
-        routing_mismatches=miss,
-    )
+from edgemoe.models.heads import task_head_np
 
 
 def layer_table(outputs: dict[str, RunOutput]) -> list[dict]:
@@ -104,20 +55,6 @@ def pairs(names: list[str]) -> list[tuple[str, str]]:
     return list(itertools.combinations(names, 2))
 
 
-def within_budget(m: PairMetrics, budgets: dict[str, float]) -> list[str]:
-    """The budgets ``m`` misses, as readable strings (empty when all are met)."""
-    missed = []
-    if m.rel_rms > budgets["rel_rms"]:
-        missed.append(f"rel_rms {m.rel_rms:.3g} > {budgets['rel_rms']}")
-    if m.cosine < budgets["cosine"]:
-        missed.append(f"cosine {m.cosine:.7f} < {budgets['cosine']}")
-    if m.routing_agreement < budgets["routing_agreement"]:
-        missed.append(
-            f"routing_agreement {m.routing_agreement:.4f} < {budgets['routing_agreement']}"
-        )
-    return missed
-
-
 def first_difference(a: RunOutput, b: RunOutput) -> str | None:
     """First layer boundary (in execution order) where two runs differ, else None.
 
@@ -140,18 +77,6 @@ def with_top_k(cfg: ModelConfig, top_k: int | None) -> ModelConfig:
     return cfg.replace(top_k=top_k)
 
 
-def host_task_output(tokens: np.ndarray, state: dict, task: str, cfg: ModelConfig) -> np.ndarray:
-    """What the host computes after the accelerator: the task's own final norm, its head."""
-    return light_head_np(
-        tokens,
-        state[f"norms.{task}.weight"],
-        state[f"norms.{task}.bias"],
-        state[f"heads.{task}.weight"],
-        state[f"heads.{task}.bias"],
-        cfg,
-    )
-
-
 def task_output_check(
     wl: Workload, images: np.ndarray, task: str, outputs: dict[str, RunOutput]
 ) -> dict:
@@ -170,7 +95,7 @@ def task_output_check(
     with torch.no_grad():
         ref = wl.model(normalize(images, wl.cfg), task).double().numpy()
     err = {
-        n: float(np.abs(host_task_output(o.tokens, wl.state, task, wl.cfg) - ref).max())
+        n: float(np.abs(task_head_np(o.tokens, wl.state, task, wl.cfg) - ref).max())
         for n, o in outputs.items()
     }
     return {"norm": f"norms.{task}", "head": f"heads.{task}", "max_abs_vs_forward": err}
@@ -179,11 +104,12 @@ def task_output_check(
 def cmd_verify(args: argparse.Namespace) -> int:
     cfg = with_top_k(load_config(args.config), args.top_k)
     profile = load_profile(args.profile)
-    task = cfg.task_names[cfg.task_id(task_arg(args.task, cfg))]
+    task = parse_task(args.task, cfg)
     names = [n.strip() for n in args.backends.split(",") if n.strip()]
     if len(names) < 2:
         raise EdgeMoeError("--backends needs at least two backends, e.g. torch,golden")
     backends = [get_backend(n) for n in names]
+    caps = {b.name: b.capabilities for b in backends}
     check_output_file(args.json, "--json")
     check_output_file(args.plot, "--plot", ".png")
     model, notices = build_model(cfg, args.seed, args.checkpoint)
@@ -233,9 +159,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             a: sum(outputs[a].saturations.values()),
             b: sum(outputs[b].saturations.values()),
         }
-        # float vs fixed point has a budget; two fixed-point backends must be identical
-        fixed = [n for n in (a, b) if n != "torch"]
-        if len(fixed) == 2:
+        # backends of one bit-exact group must be identical; any other pair has a budget
+        if caps[a].bit_exact_with(caps[b]):
             entry["bit_exact"] = bool(np.array_equal(outputs[a].tokens, outputs[b].tokens))
             entry["first_difference"] = first_difference(outputs[a], outputs[b])
             missed = (
@@ -313,7 +238,11 @@ def add_parser(sub) -> None:
         action="store_true",
         help="seeded noise images instead of procedural scenes (understates trained error)",
     )
-    v.add_argument("--backends", default="torch,golden", help="comma-separated backend names")
+    v.add_argument(
+        "--backends",
+        default="torch,golden",
+        help=f"comma-separated backend names, of: {backends_help()}",
+    )
     v.add_argument("--checkpoint", default=None, help="M3ViT checkpoint instead of random init")
     v.add_argument(
         "--top-k", type=int, default=None, help="experts per token (default: the config's)"

@@ -1,9 +1,9 @@
 """Layout of the scratch buffer of the expert-major batched mode (DESIGN.md §4.3, §4.5).
 
 A kernel call of ``num_images > 1`` (and no ``debug_stop``) runs its images in
-groups of up to :data:`MAX_BATCH`. Inside a group, each image runs on chip up to
+groups of up to :data:`MAX_GROUP`. Inside a group, each image runs on chip up to
 the routing of the next MoE block, then parks its state: the residual stream x
-in its own output slot (the final tokens overwrite it; rows of ``row`` bytes),
+in its own output region (the final tokens overwrite it; rows of ``row`` bytes),
 the rest in its scratch slot, so parking uses two ports side by side. The experts
 then run expert-major over the whole group, each expert's weights read once per
 :data:`~edgemoe.models.config.ModelConfig.num_tokens` queued tokens rather than
@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from edgemoe.host.contracts.tiling import Tiling
 from edgemoe.models.config import ModelConfig
 
-#: Images whose experts run together (the on-chip table of per-image expert counts).
-MAX_BATCH = 16
+#: The largest expert-major group: images whose experts run together (the on-chip table
+#: of per-image expert counts). Not the batch: a kernel call takes up to MAX_IMAGES.
+MAX_GROUP = 16
 ALIGN = 64
 
 
@@ -47,7 +48,7 @@ def row_bytes(cfg: ModelConfig, t: Tiling) -> int:
 class ScratchLayout:
     """Byte offsets inside one image's slot, and the slot size."""
 
-    row: int  # bytes from one token row to the next (also in the output slot)
+    row: int  # bytes from one token row to the next (also in the output region)
     h: int
     count: int
     token: int
@@ -73,4 +74,4 @@ def batched(cfg: ModelConfig, num_images: int, debug_stop: int = 0) -> bool:
 
 def scratch_bytes(cfg: ModelConfig, t: Tiling, max_images: int) -> int:
     """Scratch a caller must provide for calls of up to ``max_images`` images."""
-    return scratch_layout(cfg, t).slot * max(1, min(max_images, MAX_BATCH))
+    return scratch_layout(cfg, t).slot * max(1, min(max_images, MAX_GROUP))

@@ -10,6 +10,7 @@ re-tiled on chip.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +57,38 @@ class Tiling:
     @property
     def key(self) -> str:
         return f"{self.lin_in}x{self.lin_out}-p{self.p}-axi{self.axi_bits}"
+
+    @property
+    def word(self) -> int:
+        """The packed tiling word, ``LIN_IN | LIN_OUT << 8 | P << 16``: the bundle header
+        field and the kernel's ``TILING_WORD`` (the one place it is computed)."""
+        return self.lin_in | self.lin_out << 8 | self.p << 16
+
+    @classmethod
+    def parse(cls, text: str, p: int, axi_bits: int = 128, flag: str = "--tiling") -> Tiling:
+        """The tiling of ``--tiling LIN_INxLIN_OUT`` (with ``--p``): the one spelling of the
+        option, for ``export``, ``estimate`` and the parameter-header generator."""
+        m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+        if not m:
+            raise ConfigError(f"{flag} {text!r}: expected LIN_INxLIN_OUT, e.g. 32x32")
+        return cls(int(m.group(1)), int(m.group(2)), p, axi_bits)
+
+    @classmethod
+    def from_word(cls, word: int, axi_bits: int = 128) -> Tiling:
+        """The tiling a packed word names (inverse of :attr:`word`)."""
+        lin_in, lin_out, p = word_sizes(word)
+        return cls(lin_in, lin_out, p, axi_bits)
+
+
+def word_sizes(word: int) -> tuple[int, int, int]:
+    """``(lin_in, lin_out, p)`` of a packed tiling word, without checking them."""
+    return word & 0xFF, word >> 8 & 0xFF, word >> 16 & 0xFF
+
+
+def word_text(word: int) -> str:
+    """A packed tiling word as ``LIN_INxLIN_OUT pP`` (for error messages)."""
+    lin_in, lin_out, p = word_sizes(word)
+    return f"{lin_in}x{lin_out} p{p}"
 
 
 DEFAULT_TILING = Tiling()

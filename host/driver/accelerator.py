@@ -30,34 +30,22 @@ from edgemoe.host.contracts.regmap import (
     AP_IDLE,
     AP_START,
     CTRL,
+    STATUS,
+    STATUS_HINTS,
     RegisterMap,
     kernel_register_map,
 )
-from edgemoe.host.contracts.routing import topk_mask
 from edgemoe.host.contracts.scratch import scratch_bytes
 from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
+from edgemoe.host.driver.backends import RunOutput, record_boundaries
 from edgemoe.host.export.bundle import bundle_bytes, pack, validate
 from edgemoe.host.export.hls_params import (
     MAX_IMAGES,
-    STATUS,
-    debug_boundaries,
     debug_stage_name,
-    debug_stop_code,
     output_layout,
 )
-from edgemoe.host.export.quantize import stage_to_float
 from edgemoe.models.config import ModelConfig
 
-#: What a non-zero status code most likely means, for the one-line error.
-STATUS_HINTS = {
-    "BAD_MAGIC": "the bundle buffer does not hold an edgemoe bundle",
-    "BAD_VERSION": "the bundle format version differs from the kernel's",
-    "BAD_CONFIG_HASH": "the bundle was built for another config or profile than the bitstream",
-    "BAD_TASK": "task id out of range for this model",
-    "BAD_IMAGE_COUNT": "num_images is 0 or above the kernel's maximum",
-    "BAD_TILING": "the bundle was packed for another tile size than the bitstream",
-    "BAD_DEBUG_STOP": "no such debug stage",
-}
 STATUS_NAMES = {v: k for k, v in STATUS.items()}
 
 
@@ -127,7 +115,7 @@ class KernelResult:
     stage : str
         ``"tokens"`` for a whole run, else the debug stage name.
     times : dict[str, float]
-        Seconds per step, summed over chunks: ``pack``, ``flush``, ``kernel``,
+        Seconds per step, summed over the batches (kernel calls): ``pack``, ``flush``, ``kernel``,
         ``invalidate``, ``unpack``.
     """
 
@@ -147,7 +135,8 @@ class Accelerator:
     cfg, profile, tiling
         The build the bitstream (or C-sim) was made for: they size the buffers.
     max_images : int
-        Images per kernel call; longer batches run in chunks of this size.
+        Images per kernel call (a batch; the kernel runs it expert-major in groups of up
+        to ``MAX_GROUP``); more images run as several batches.
     poll_interval_s : float
         Longest sleep between two reads of the control register.
     """
@@ -173,7 +162,7 @@ class Accelerator:
         self.bundle_buf = board.allocate(bundle_bytes(cfg, profile, tiling))
         self.images_buf = board.allocate(max_images * self._image_bytes)
         self.output_buf = board.allocate(max_images * self._out_words * 4)
-        # expert-major batches park each image of a group here (edgemoe.host.contracts.scratch)
+        # an expert-major group parks each of its images here (edgemoe.host.contracts.scratch)
         self.scratch_buf = board.allocate(scratch_bytes(cfg, tiling, max_images))
         self.bundle_sha256: str | None = None
 
@@ -241,19 +230,14 @@ class Accelerator:
         if self.bundle_sha256 is None:
             raise AcceleratorError("no weight bundle loaded (call load_bundle first)")
         task_id = task if isinstance(task, int) else self.cfg.task_id(task)
-        try:
-            stride, width = output_layout(self.cfg, debug_stop)
-            stage = "tokens" if debug_stop == 0 else debug_stage_name(self.cfg, debug_stop)
-        except ValueError:  # the kernel refuses it with BAD_DEBUG_STOP
-            stride, width = output_layout(self.cfg, 0)
-            stage = f"debug_stop {debug_stop}"
+        stride, width, stage = stored_layout(self.cfg, debug_stop)
         times = dict.fromkeys(("pack", "flush", "kernel", "invalidate", "unpack"), 0.0)
         parts = []
         status = 0
         for start in range(0, len(images), self.max_images):
-            chunk = images[start : start + self.max_images]
+            batch = images[start : start + self.max_images]
             t = time.perf_counter()
-            patches = to_patches(chunk, self.cfg)
+            patches = to_patches(batch, self.cfg)
             times["pack"] += _lap(t)
 
             t = time.perf_counter()
@@ -261,7 +245,7 @@ class Accelerator:
             times["flush"] += _lap(t)
 
             t = time.perf_counter()
-            self._program(task_id, len(chunk), debug_stop)
+            self._program(task_id, len(batch), debug_stop)
             self._start()
             self._wait(timeout_s)
             status = self.regs_read("ap_return")
@@ -273,7 +257,7 @@ class Accelerator:
             times["invalidate"] += _lap(t)
 
             t = time.perf_counter()
-            parts.append(self._unpack(len(chunk), stride, width))
+            parts.append(self._unpack(len(batch), stride, width))
             times["unpack"] += _lap(t)
         raw = (
             np.concatenate(parts) if parts else np.zeros((0, self.cfg.num_tokens, width), np.int32)
@@ -356,12 +340,30 @@ def _lap(t0: float) -> float:
     return time.perf_counter() - t0
 
 
+def stored_layout(cfg: ModelConfig, debug_stop: int) -> tuple[int, int, str]:
+    """What the kernel stores for ``debug_stop``: (words per image, words per token, stage).
+
+    The stage is ``"tokens"`` for a whole run. A code the kernel refuses
+    (``BAD_DEBUG_STOP``) gets the whole run's layout (the buffers stay sized and the
+    kernel writes nothing) and the stage ``"debug_stop N"``: the one place of that rule,
+    for the driver, the C-sim and the virtual board.
+    """
+    try:
+        stride, width = output_layout(cfg, debug_stop)
+        stage = "tokens" if debug_stop == 0 else debug_stage_name(cfg, debug_stop)
+    except ValueError:
+        stride, width = output_layout(cfg, 0)
+        stage = f"debug_stop {debug_stop}"
+    return stride, width, stage
+
+
 class DriverBackend:
     """An ``edgemoe.backends`` backend that runs the kernel through :class:`Accelerator`.
 
-    Subclasses say how to get a board (:meth:`make_board`); the bundle is packed
-    from the workload's quantized model. ``record=True`` runs the kernel once per
-    layer boundary with ``debug_stop`` and derives the routes from the gate logits.
+    Subclasses say how to get a board (:meth:`make_board`) and declare their
+    ``capabilities``; the bundle is packed from the workload's quantized model.
+    ``record=True`` records every layer boundary
+    (:func:`~edgemoe.host.driver.backends.record_boundaries`).
     """
 
     name = "driver"
@@ -394,12 +396,9 @@ class DriverBackend:
             self._cached = (wl, acc)
         return self._cached[1]
 
-    def run(self, wl, images: np.ndarray, task: str, record: bool = False):
+    def run(self, wl, images: np.ndarray, task: str, record: bool = False) -> RunOutput:
         """Run ``images`` (B, H, W, 3) uint8 for ``task`` (the ``Backend`` protocol)."""
-        from edgemoe.host.driver.backends import RunOutput
-
         acc = self._accelerator(wl)
-        cfg = wl.cfg
         t0 = time.perf_counter()
         res = acc.run(images, task, timeout_s=self.timeout_s)
         dt = time.perf_counter() - t0
@@ -407,11 +406,7 @@ class DriverBackend:
         stages: dict[str, np.ndarray] = {}
         routes: list[np.ndarray] = []
         if record:
-            for name in debug_boundaries(cfg):
-                raw = acc.run(images, task, debug_stop_code(cfg, name), self.timeout_s).raw
-                stages[name] = stage_to_float(cfg, wl.profile, name, raw, wl.quantized.k_bias)
-                if name.endswith(".gate"):
-                    mask = topk_mask(raw, cfg.top_k)
-                    stages[name.replace(".gate", ".route")] = mask
-                    routes.append(mask)
+            stages, routes = record_boundaries(
+                wl, lambda stop: acc.run(images, task, stop, self.timeout_s).raw
+            )
         return RunOutput(tokens, stages, routes, {}, dt)

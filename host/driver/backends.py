@@ -1,14 +1,18 @@
 """Execution backends behind one call (FINN's execution levels, DESIGN.md §5).
 
 A backend turns uint8 images of one task into backbone tokens, optionally with
-every layer boundary. ``torch`` lives here; the others (``golden`` now, later
-``csim``, ``sim``, ``pynq``, ``rtl``) plug in through the ``edgemoe.backends``
+every layer boundary. ``torch`` lives here; the others (``golden``, ``csim-direct``,
+``csim``, ``pynq``, later ``rtl``) plug in through the ``edgemoe.backends``
 entry-point group in ``pyproject.toml``, so ``host`` never imports ``sim``.
+
+Each backend class declares its :class:`Capabilities`; the command line, ``verify``,
+``bench`` and ``run`` read those (:func:`backend_capabilities`), never a backend's name.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib.metadata import entry_points
@@ -18,9 +22,11 @@ import numpy as np
 
 from edgemoe.errors import EdgeMoeError
 from edgemoe.host.contracts.profile import Profile
+from edgemoe.host.contracts.routing import topk_mask
 from edgemoe.host.contracts.tiling import DEFAULT_TILING
 from edgemoe.host.export.bundle import pack
-from edgemoe.host.export.quantize import QuantizedModel, quantize_model
+from edgemoe.host.export.hls_params import debug_boundaries, debug_stop_code
+from edgemoe.host.export.quantize import QuantizedModel, quantize_model, stage_to_float
 from edgemoe.models.config import ModelConfig
 
 ENTRY_POINT_GROUP = "edgemoe.backends"
@@ -82,8 +88,7 @@ class Workload:
         from edgemoe.host.contracts.tiling import Tiling
         from edgemoe.host.export.bundle import read_header
 
-        h = read_header(self.packed)
-        return Tiling(h.lin_in, h.lin_out, h.p)
+        return Tiling.from_word(read_header(self.packed).tiling)
 
     @cached_property
     def bundle(self) -> bytes:
@@ -118,8 +123,73 @@ class RunOutput:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend is, declared by its class (``capabilities``).
+
+    Attributes
+    ----------
+    summary : str
+        One phrase for ``--help`` (``--backend``'s generated list).
+    fixed_point : bool
+        Computes the accelerator's fixed-point datapath; False: the float model.
+    exact_group : str or None
+        Backends of one group must be bit-exact with each other (``verify`` compares
+        them for identity, not against a budget); None: no such promise.
+    takes_bundle : bool
+        Runs a bundle's kernel image, so ``run --bundle`` needs no float model.
+    drives_board : bool
+        Runs the kernel through the :class:`~edgemoe.host.driver.accelerator.Accelerator`
+        driver on a board (the backend has ``make_accelerator``).
+    any_tiling : bool
+        Builds for the tiling of the bundle; False: the default build only.
+    timed : str
+        What ``bench``'s timer covers (the backend's ``RunOutput.seconds``).
+    setup : str
+        ``bench``: the one-off set-up before the warm-up call.
+    first_call, per_call : str or None
+        ``bench``: wall time of the first call, of every call, outside the timer.
+    heap_traced : bool
+        ``bench``: its buffers are numpy's, which :mod:`tracemalloc` sees.
+    """
+
+    summary: str
+    fixed_point: bool
+    exact_group: str | None
+    takes_bundle: bool
+    drives_board: bool
+    timed: str
+    any_tiling: bool = True
+    setup: str = "backend set-up"
+    first_call: str | None = None
+    per_call: str | None = None
+    heap_traced: bool = False
+
+    @classmethod
+    def float_model(cls, summary: str, timed: str, setup: str) -> Capabilities:
+        """A backend of the float model: no bit-exact group, no bundle, no board."""
+        return cls(summary, False, None, False, False, timed, setup=setup)
+
+    @classmethod
+    def datapath(cls, summary: str, timed: str, **more: Any) -> Capabilities:
+        """A backend of the fixed-point datapath: bit-exact with the others of
+        :data:`DATAPATH`, runs a bundle, its bench set-up is the quantization."""
+        fields = {"exact_group": DATAPATH, "takes_bundle": True, "drives_board": False}
+        fields["setup"] = "model quantized"
+        return cls(summary, True, timed=timed, **{**fields, **more})
+
+    def bit_exact_with(self, other: Capabilities) -> bool:
+        """Whether two backends must agree bit for bit."""
+        return self.exact_group is not None and self.exact_group == other.exact_group
+
+
+#: The group of the fixed-point datapath: golden, the C-sim, the board.
+DATAPATH = "datapath"
+
+
 class Backend(Protocol):
     name: str
+    capabilities: Capabilities
 
     def run(self, wl: Workload, images: np.ndarray, task: str, record: bool = False) -> RunOutput:
         """Run ``images`` (B, H, W, 3) uint8 for ``task``."""
@@ -130,6 +200,11 @@ class TorchBackend:
     """The float reference (PyTorch, CPU)."""
 
     name = "torch"
+    capabilities = Capabilities.float_model(
+        "the float model, PyTorch",
+        timed="normalise + backbone, float32, sparse MoE (TorchBackend)",
+        setup="torch imported and the random model built in the child",
+    )
 
     def run(self, wl: Workload, images: np.ndarray, task: str, record: bool = False) -> RunOutput:
         import torch
@@ -151,16 +226,74 @@ class TorchBackend:
         return RunOutput(tokens.double().numpy(), stages, routes, {}, dt)
 
 
+def record_boundaries(
+    wl: Workload, run_stop: Callable[[int], np.ndarray], gates_only: bool = False
+) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    """Every layer boundary of a kernel run, each from a run stopped there (``debug_stop``).
+
+    Parameters
+    ----------
+    wl : Workload
+        Its config, profile and key bias scale (to turn raw words into floats).
+    run_stop : callable
+        ``debug_stop`` code -> the raw int words the kernel stored ``(B, tokens, width)``.
+    gates_only : bool
+        Only the MoE gates (what the routes need: ``run --check``).
+
+    Returns
+    -------
+    stages : dict[str, ndarray]
+        Float values per boundary, in execution order; ``block{i}.route`` (bool, the top-k
+        of the gate-stage logits) after each ``block{i}.gate``.
+    routes : list of ndarray bool (B, N, E)
+        The chosen experts, per MoE block in order.
+    """
+    cfg = wl.cfg
+    stages: dict[str, np.ndarray] = {}
+    routes: list[np.ndarray] = []
+    for name in debug_boundaries(cfg):
+        if gates_only and not name.endswith(".gate"):
+            continue
+        raw = np.asarray(run_stop(debug_stop_code(cfg, name))).astype(np.int64)
+        stages[name] = stage_to_float(cfg, wl.profile, name, raw, wl.quantized.k_bias)
+        if name.endswith(".gate"):
+            mask = topk_mask(raw, cfg.top_k)
+            stages[name.replace(".gate", ".route")] = mask
+            routes.append(mask)
+    return stages, routes
+
+
 def backend_names() -> list[str]:
     """Names of every installed backend."""
     return sorted({"torch", *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))})
 
 
-def get_backend(name: str) -> Backend:
-    """Instantiate a backend by name (``torch`` or an ``edgemoe.backends`` entry point)."""
+def backend_class(name: str) -> type:
+    """The class of a backend by name (``torch`` or an ``edgemoe.backends`` entry point)."""
     if name == "torch":
-        return TorchBackend()
+        return TorchBackend
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
-            return ep.load()()
+            return ep.load()
     raise EdgeMoeError(f"unknown backend {name!r} (known: {', '.join(backend_names())})")
+
+
+def get_backend(name: str) -> Backend:
+    """Instantiate a backend by name (``torch`` or an ``edgemoe.backends`` entry point)."""
+    return backend_class(name)()
+
+
+def backend_capabilities(name: str) -> Capabilities:
+    """What a backend declares, read from its class (nothing instantiated, no board opened)."""
+    return backend_class(name).capabilities
+
+
+def backends_help() -> str:
+    """The installed backends and what each is, for ``--help``."""
+    parts = []
+    for name in backend_names():
+        try:
+            parts.append(f"{name} ({backend_capabilities(name).summary})")
+        except Exception:  # a broken plug-in must not break --help
+            parts.append(f"{name} (cannot be loaded)")
+    return "; ".join(parts)

@@ -22,6 +22,7 @@ from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.regmap import check_against_hwh, kernel_register_map
 from edgemoe.host.contracts.tiling import Tiling
 from edgemoe.host.driver.accelerator import DriverBackend
+from edgemoe.host.driver.backends import Capabilities
 from edgemoe.models.config import ModelConfig
 
 #: Bitstream the ``pynq`` backend loads unless ``EDGEMOE_BITFILE`` names another.
@@ -129,6 +130,12 @@ class PynqBackend(DriverBackend):
     ``edgemoe.bit``)."""
 
     name = "pynq"
+    capabilities = Capabilities.datapath(
+        "the driver on a ZCU104 running PYNQ ($EDGEMOE_BITFILE, else edgemoe.bit)",
+        timed="driver run on the board: copy in, flush, start, wait, invalidate, unpack",
+        drives_board=True,
+        setup="backend set-up",
+    )
 
     def __init__(self) -> None:
         super().__init__()

@@ -10,7 +10,7 @@ not. Resources count what the C++ declares (hls/README.md "Resources"): DSP48E2 
 each multiplier's operand widths as the code casts them (``multipliers``); BRAM36/URAM
 from the on-chip buffers, the m_axi adapters' FIFOs and the weight-stream FIFO;
 flip-flops for the register-held arrays (the tile buffers, the attention state) and
-the pipelines; LUTs for the adder trees, the muxes (tile-buffer and slot selects) and
+the pipelines; LUTs for the adder trees, the muxes (tile-buffer and buffer-set selects) and
 the rest at coarse rates.
 
 The published Edge-MoE design (``edge-moe-published``) is modelled with the
@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 from edgemoe.host.contracts.accumulators import accumulator_bits
 from edgemoe.host.contracts.profile import Profile
-from edgemoe.host.contracts.scratch import MAX_BATCH, batched, row_bytes
+from edgemoe.host.contracts.scratch import MAX_GROUP, batched, row_bytes
 from edgemoe.host.contracts.tiling import Tiling, tiles
 from edgemoe.host.estimate.traffic import call_reads, group_traffic, image_traffic
 from edgemoe.host.export.bundle import scale_entries
@@ -35,8 +35,8 @@ from edgemoe.models.config import ModelConfig
 
 
 @dataclass(frozen=True)
-class Board:
-    """What a board offers the kernel."""
+class Device:
+    """What a target board's FPGA device and DDR offer the kernel (resources, bandwidth)."""
 
     name: str
     part: str
@@ -51,10 +51,10 @@ class Board:
         return self.ddr_gbps * 1e9 / (clock_mhz * 1e6)
 
 
-BOARDS = {
+DEVICES = {
     # PS DDR4 64-bit at 2133 MT/s on both boards (DESIGN.md §6)
-    "zcu104": Board("zcu104", "xczu7ev-ffvc1156-2-e", 1728, 312, 96, 230_400, 17.06),
-    "zcu102": Board("zcu102", "xczu9eg-ffvb1156-2-e", 2520, 912, 0, 274_080, 17.06),
+    "zcu104": Device("zcu104", "xczu7ev-ffvc1156-2-e", 1728, 312, 96, 230_400, 17.06),
+    "zcu102": Device("zcu102", "xczu9eg-ffvb1156-2-e", 2520, 912, 0, 274_080, 17.06),
 }
 
 
@@ -77,11 +77,12 @@ class Design:
         Scores written to DDR and read back, exp evaluated twice (Edge-MoE).
     activations_in_ddr : bool
         Stage inputs/outputs cross DDR (Edge-MoE) instead of staying on chip.
-    two_slots : bool
-        Two images in flight: one's attention runs beside the other's linear-lane work
-        (the kernel's run_segment); Edge-MoE runs one stage at a time.
+    two_buffer_sets : bool
+        Two on-chip buffer sets, so two images are in flight: one's attention runs beside
+        the other's linear-lane work (the kernel's run_segment); Edge-MoE runs one stage
+        at a time.
     expert_major : bool
-        Has the expert-major batched mode (its queues and chunk rows on chip); Edge-MoE
+        Has the expert-major batched mode (its queues and expert-chunk rows on chip); Edge-MoE
         runs one image per call.
     """
 
@@ -92,7 +93,7 @@ class Design:
     prefetch: bool = True
     two_pass_attention: bool = False
     activations_in_ddr: bool = False
-    two_slots: bool = True
+    two_buffer_sets: bool = True
     expert_major: bool = True
 
 
@@ -210,7 +211,7 @@ def published_design() -> Design:
         prefetch=False,
         two_pass_attention=True,
         activations_in_ddr=True,
-        two_slots=False,
+        two_buffer_sets=False,
         expert_major=False,
     )
 
@@ -225,7 +226,7 @@ class Stage:
     ddr_bytes: int
     overlapped: bool
     hidden: bool = False  # bytes moved during other stages (they count the cycles)
-    hidden_ms: float = 0.0  # time spent beside another stage (attention: two slots)
+    hidden_ms: float = 0.0  # time spent beside another stage (attention: two buffer sets)
     compute_ms: float = 0.0
     memory_ms: float = 0.0
     ms: float = 0.0
@@ -347,13 +348,13 @@ def estimate(
     cfg: ModelConfig,
     profile: Profile,
     design: Design,
-    board: Board,
+    device: Device,
     clock_mhz: float = 300.0,
     used_experts: list[int] | None = None,
     batch: int = 1,
     counts: list[list[list[int]]] | None = None,
 ) -> Estimate:
-    """Estimate one kernel call of ``batch`` images of ``cfg`` on ``board``.
+    """Estimate one kernel call of ``batch`` images of ``cfg`` on ``device``.
 
     Routing: ``counts[b][m][e]`` (tokens image ``b`` sends to expert ``e`` at its
     ``m``-th MoE block, e.g. from golden) when given, which also sets ``batch``;
@@ -362,25 +363,25 @@ def estimate(
     experts give in practice). One image runs image-major; more run expert-major in
     groups (edgemoe.host.contracts.scratch): experts once per group and NUM_TOKENS queued
     tokens, images parked in between (serial, on the output and scratch ports), the
-    chunks' rows moving during the expert calls. With more than one image, two are in
-    flight and attention hides behind the other's linear lane (:func:`_two_slots`).
+    expert chunks' rows moving during the expert calls. With more than one image, two are in
+    flight and attention hides behind the other's linear lane (:func:`_two_buffer_sets`).
     """
     if counts is None:
         moe = sum(1 for i in range(cfg.depth) if cfg.is_moe(i))
         used = used_experts if used_experts is not None else [cfg.num_experts] * moe
         counts = [[balanced_counts(cfg, u) for u in used] for _ in range(max(1, batch))]
-    call = _Call(cfg, profile, design, board, clock_mhz, len(counts))
+    call = _Call(cfg, profile, design, device, clock_mhz, len(counts))
     per_image = [call.image(img) for img in counts]
-    if design.two_slots:
-        group = MAX_BATCH if call.expert_major else call.batch
+    if design.two_buffer_sets:
+        group = MAX_GROUP if call.expert_major else call.batch
         for g in range(0, call.batch, group):
             parts = [_segments(st, call.expert_major) for st in per_image[g : g + group]]
             for segment in zip(*parts, strict=True):
-                _two_slots(list(segment))
+                _two_buffer_sets(list(segment))
     if call.expert_major:
-        for g in range(0, call.batch, MAX_BATCH):
-            call.group(counts[g : g + MAX_BATCH])
-    call.est.resources = resources(cfg, profile, design, board)
+        for g in range(0, call.batch, MAX_GROUP):
+            call.group(counts[g : g + MAX_GROUP])
+    call.est.resources = resources(cfg, profile, design, device)
     return call.est
 
 
@@ -398,7 +399,7 @@ class _Call:
         cfg: ModelConfig,
         profile: Profile,
         design: Design,
-        board: Board,
+        device: Device,
         clock_mhz: float,
         batch: int,
     ) -> None:
@@ -408,11 +409,11 @@ class _Call:
         self.expert_major = batched(cfg, batch)
         self.moe_blocks = [i for i in range(cfg.depth) if cfg.is_moe(i)]
         self.word = t.axi_bits // 8
-        port_bpc = min(t.axi_bits, board.hp_port_bits) / 8  # one m_axi port on one HP port
-        ddr_bpc = board.ddr_bytes_per_cycle(clock_mhz)
+        port_bpc = min(t.axi_bits, device.hp_port_bits) / 8  # one m_axi port on one HP port
+        ddr_bpc = device.ddr_bytes_per_cycle(clock_mhz)
         self.w_bpc = min(port_bpc * design.weight_ports, ddr_bpc)
         self.s_bpc = min(port_bpc, ddr_bpc)
-        self.est = Estimate(cfg.name, profile.name, design.name, board.name, clock_mhz, batch)
+        self.est = Estimate(cfg.name, profile.name, design.name, device.name, clock_mhz, batch)
 
     # ---- building blocks ----
 
@@ -551,19 +552,19 @@ class _Call:
             self.experts(layer, traffic, self.chunks(group, m))
 
     def park(self, layer: str, traffic: dict, images: int) -> None:
-        # Parking sends x (output slot) beside h and the queues (scratch) and takes the
+        # Parking sends x (output region) beside h and the queues (scratch) and takes the
         # next image's x back on the read channel; only the first image's x comes back
         # on its own. Serial.
         park = _stage_bytes(traffic, layer, "park")
         bpc = self.s_bpc * park / traffic[(layer, "park", "gmem_scratch")]
         self.add(layer, "park", 0, park, False, bpc)
-        # the first image of each slot comes back on its own
+        # the first image of each buffer set comes back on its own
         resume = _stage_bytes(traffic, layer, "resume")
         if resume:
             self.add(layer, "resume", 0, resume, False, self.s_bpc * images / min(2, images))
 
     def chunks(self, group: list[list[list[int]]], m: int) -> list[tuple[int, int]]:
-        """(expert, rows): each expert's queued tokens, NUM_TOKENS at a time, ascending."""
+        """The expert chunks (expert, rows): queued tokens, NUM_TOKENS at a time, ascending."""
         N = self.cfg.num_tokens
         out = []
         for e in range(self.cfg.num_experts):
@@ -580,7 +581,7 @@ class _Call:
         lists = traffic[(layer, "gather", "gmem_scratch")] - sum(r for _, r in chunks) * row
         self.add(layer, "gather", 0, lists + chunks[0][1] * row, False, self.s_bpc)
         # fc1 of chunk c merges chunk c - 1 (its scaled outputs added to x in the output
-        # slots), fc2 of chunk c gathers chunk c + 1's h: a bus word per cycle beside the
+        # regions), fc2 of chunk c gathers chunk c + 1's h: a bus word per cycle beside the
         # weights
         cyc = {"fc1": 0, "fc2": 0}
         for c, (_, r) in enumerate(chunks):
@@ -615,34 +616,34 @@ def _segments(stages: list[Stage], parks: bool) -> list[list[list[Stage]]]:
     return [seg for seg in segments if seg != [[]]]
 
 
-def _two_slots(images: list[list[list[Stage]]]) -> None:
-    """Hide attention behind the other slot's linear lane, as the kernel's run_segment
-    schedules it: images 0, 2, 4, ... in slot 0 and 1, 3, 5, ... in slot 1; step k gives
-    the linear lane to slot k % 2 (its image's next linear phase, and when that ends the
-    image, the slot's next image up to its first attention) and the attention lane to
+def _two_buffer_sets(images: list[list[list[Stage]]]) -> None:
+    """Hide attention behind the other buffer set's linear lane, as the kernel's run_segment
+    schedules it: images 0, 2, 4, ... in buffer set 0 and 1, 3, 5, ... in buffer set 1; step k gives
+    the linear lane to buffer set k % 2 (its image's next linear phase, and when that ends the
+    image, the set's next image up to its first attention) and the attention lane to
     the other (its image's next attention, if that is next). A step lasts as long as
     its longer lane, so an attention stage keeps only the time its linear partner does
     not cover. Parking and resuming (charged serially elsewhere) are not counted as
     cover: the estimate errs long."""
-    slots = [images[0::2], images[1::2]]
-    at = [[0, 0], [0, 0]]  # per slot: image, phase (even: linear, odd: attention)
+    sets = [images[0::2], images[1::2]]
+    at = [[0, 0], [0, 0]]  # per buffer set: image, phase (even: linear, odd: attention)
     k = 0
-    while any(at[s][0] < len(slots[s]) for s in (0, 1)):
+    while any(at[s][0] < len(sets[s]) for s in (0, 1)):
         lin, att = k % 2, 1 - k % 2
         attending = None
         i, p = at[att]
-        if i < len(slots[att]) and p % 2 == 1:
-            attending = slots[att][i][p][0]
+        if i < len(sets[att]) and p % 2 == 1:
+            attending = sets[att][i][p][0]
             at[att][1] += 1
         cover = 0.0
         i, p = at[lin]
-        if i < len(slots[lin]) and p % 2 == 0:
-            cover += sum(s.ms for s in slots[lin][i][p])
+        if i < len(sets[lin]) and p % 2 == 0:
+            cover += sum(s.ms for s in sets[lin][i][p])
             p += 1
-            if p == len(slots[lin][i]):  # the image is done: the slot's next one
+            if p == len(sets[lin][i]):  # the image is done: the set's next one
                 i, p = i + 1, 0
-                if i < len(slots[lin]):
-                    cover += sum(s.ms for s in slots[lin][i][0])
+                if i < len(sets[lin]):
+                    cover += sum(s.ms for s in sets[lin][i][0])
                     p = 1
             at[lin] = [i, p]
         if attending is not None:
@@ -655,14 +656,14 @@ def batch_curve(
     cfg: ModelConfig,
     profile: Profile,
     design: Design,
-    board: Board,
+    device: Device,
     clock_mhz: float = 300.0,
     batches: tuple[int, ...] = (1, 2, 4, 8, 16),
 ) -> list[dict]:
     """ESTIMATED ms per image and per call against the images per call."""
     out = []
     for b in batches:
-        e = estimate(cfg, profile, design, board, clock_mhz, batch=b)
+        e = estimate(cfg, profile, design, device, clock_mhz, batch=b)
         out.append(
             {
                 "batch": b,
@@ -744,19 +745,19 @@ def rotate_network_luts(cfg: ModelConfig, profile: Profile, t: Tiling) -> int:
     )
 
 
-def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) -> dict:
-    """DSP48E2, BRAM36, URAM and a coarse LUT estimate against the board's budget."""
+def resources(cfg: ModelConfig, profile: Profile, design: Design, device: Device) -> dict:
+    """DSP48E2, BRAM36, URAM and a coarse LUT estimate against the device's budget."""
     dsp_items = _dsp_by_unit(cfg, profile, design)
     dsp = sum(dsp_items.values())
     acc_bits = _accumulator_bits(cfg, profile, design)
-    bram, uram, fifo, wide_bits = _memories(cfg, profile, design, board, acc_bits)
+    bram, uram, fifo, wide_bits = _memories(cfg, profile, design, device, acc_bits)
     lut, ff = _logic(cfg, profile, design, acc_bits, wide_bits)
     util = {
-        "dsp": dsp / board.dsp,
-        "bram36": bram / board.bram36,
-        "uram": (uram / board.uram) if board.uram else 0.0,
-        "lut": lut / board.lut,
-        "ff": ff / (2 * board.lut),  # two flip-flops per LUT on UltraScale+
+        "dsp": dsp / device.dsp,
+        "bram36": bram / device.bram36,
+        "uram": (uram / device.uram) if device.uram else 0.0,
+        "lut": lut / device.lut,
+        "ff": ff / (2 * device.lut),  # two flip-flops per LUT on UltraScale+
     }
     fits = (
         util["dsp"] <= 0.80
@@ -775,10 +776,10 @@ def resources(cfg: ModelConfig, profile: Profile, design: Design, board: Board) 
         "ff_estimate": ff,
         "bram36_axi_fifos": round(fifo, 1),
         "budget": {
-            "dsp48e2": board.dsp,
-            "bram36": board.bram36,
-            "uram": board.uram,
-            "lut": board.lut,
+            "dsp48e2": device.dsp,
+            "bram36": device.bram36,
+            "uram": device.uram,
+            "lut": device.lut,
         },
         "utilisation": {k: round(v, 3) for k, v in util.items()},
         "fits": bool(fits),
@@ -809,7 +810,7 @@ def _accumulator_bits(cfg: ModelConfig, profile: Profile, design: Design) -> int
 
 
 def _memories(
-    cfg: ModelConfig, profile: Profile, design: Design, board: Board, acc_bits: int
+    cfg: ModelConfig, profile: Profile, design: Design, device: Device, acc_bits: int
 ) -> tuple[float, int, float, int]:
     """(BRAM36, URAM, BRAM36 of the m_axi FIFOs, bits of the wide buffers)."""
     t = design.tiling
@@ -818,20 +819,20 @@ def _memories(
     wide_cols = max(3 * D, max(cfg.mlp_hidden, cfg.expert_hidden))
     bram = 0.0
     uram = 0
-    # an image's working set, per slot: banked activation buffers (cyclic by LIN_IN /
+    # an image's working set, per on-chip buffer set: banked activation buffers (cyclic by LIN_IN /
     # LIN_OUT columns) and the wide buffer (URAM); once: the pixels and the routing
     # queues, which only the linear lane uses
-    slots = 2 if design.two_slots else 1
-    bram += slots * t.lin_out * _bram36(N * math.ceil(D / t.lin_out), act)  # x
-    bram += slots * t.lin_in * _bram36(N * math.ceil(D / t.lin_in), act)  # h
+    sets = 2 if design.two_buffer_sets else 1
+    bram += sets * t.lin_out * _bram36(N * math.ceil(D / t.lin_out), act)  # x
+    bram += sets * t.lin_in * _bram36(N * math.ceil(D / t.lin_in), act)  # h
     bram += t.lin_in * _bram36(cfg.num_patches * math.ceil(cfg.patch_dim / t.lin_in), 8)
-    wide_bits = slots * N * wide_cols * act
-    if board.uram:
-        uram += slots * (
+    wide_bits = sets * N * wide_cols * act
+    if device.uram:
+        uram += sets * (
             t.lin_in * math.ceil(N * math.ceil(wide_cols / t.lin_in) / 4096) * math.ceil(act / 72)
         )
     else:
-        bram += slots * t.lin_in * _bram36(N * math.ceil(wide_cols / t.lin_in), act)
+        bram += sets * t.lin_in * _bram36(N * math.ceil(wide_cols / t.lin_in), act)
     bram += 2 * cfg.num_experts * _bram36(N, 32)  # routing queues (token, weight)
     bram += t.lin_out * _bram36(N, acc_bits)  # accumulators, one bank per lane
     bram += 4  # tables, LN parameters
@@ -849,7 +850,7 @@ def _memories(
         # expert-major groups: per-image expert counts, one queue's (token, weight), two
         # chunks' rows (x and h offsets, 64-bit; gate weight); the chunk's scaled expert
         # outputs wait in x (free while the images are parked)
-        bram += _bram36(MAX_BATCH * cfg.num_experts, 32) + 2 * _bram36(N, 32)
+        bram += _bram36(MAX_GROUP * cfg.num_experts, 32) + 2 * _bram36(N, 32)
         bram += 2 * (2 * _bram36(N, 64) + _bram36(N, 32))
     return bram, uram, fifo, wide_bits
 
@@ -862,10 +863,10 @@ def _logic(
     act = profile.act.width
     lin_macs = t.lin_in * t.lin_out
     attn_macs = 2 * t.p * cfg.head_dim
-    slots = 2 if design.two_slots else 1
+    sets = 2 if design.two_buffer_sets else 1
     lut = int(lin_macs * 40 + attn_macs * 60 + (wide_bits / 1e4) + 25_000)
-    # two slots: a 2:1 select on every banked port of the linear lane (x, h, wide)
-    lut += (slots - 1) * (2 * t.lin_in + t.lin_out) * act
+    # two buffer sets: a 2:1 select on every banked port of the linear lane (x, h, wide)
+    lut += (sets - 1) * (2 * t.lin_in + t.lin_out) * act
     ff = 0
     if not design.two_pass_attention:
         # the MACs read the tile buffer (b0 + t) % 3: a 3:1 select per weight bit

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 from edgemoe.host.contracts.kernel import ARGS
 from edgemoe.host.contracts.profile import Profile
-from edgemoe.host.contracts.scratch import MAX_BATCH, batched, row_bytes
+from edgemoe.host.contracts.scratch import MAX_GROUP, batched, row_bytes
 from edgemoe.host.contracts.tiling import Tiling
 from edgemoe.host.export.bundle import layout, scale_entries
 from edgemoe.models.config import ModelConfig
@@ -104,15 +104,15 @@ def group_traffic(
     block. Per image, every stage but the experts costs what :func:`image_traffic` says;
     per MoE block the group adds::
 
-        park     per image: x rows (to its output slot), h rows, the counts and each
+        park     per image: x rows (to its output region), h rows, the counts and each
                  non-empty queue (token, weight) to scratch
         gather   the counts; per expert and image: its queue; per queued token: its
                  h row (scratch)
-        merge    per queued token: its x row read (output slot), its expert's scaled
+        merge    per queued token: its x row read (output region), its expert's scaled
                  output added
         scatter  per queued token: that x row written back
-        resume   per image: x rows (output slot); none after the last block, whose
-                 experts leave the final tokens in the output slots (nor its write)
+        resume   per image: x rows (output region); none after the last block, whose
+                 experts leave the final tokens in the output regions (nor its write)
         experts  per expert with Q > 0 queued tokens in the group:
                  ceil(Q / N) x (|fc1.w| + |fc1.b| + |fc2.w| + |fc2.b|)
     """
@@ -166,7 +166,7 @@ def ddr_bytes(
     ----------
     counts : per image, per MoE block (in block order), the tokens routed to each
         expert. One image runs image-major (:func:`image_traffic`), more run
-        expert-major in groups of :data:`~edgemoe.host.contracts.scratch.MAX_BATCH`
+        expert-major in groups of :data:`~edgemoe.host.contracts.scratch.MAX_GROUP`
         (:func:`group_traffic`).
 
     Returns
@@ -179,8 +179,8 @@ def ddr_bytes(
     read["gmem_weights"] = call_reads(cfg, t)
     if batched(cfg, len(counts)):
         parts = [
-            group_traffic(cfg, profile, t, counts[g : g + MAX_BATCH])
-            for g in range(0, len(counts), MAX_BATCH)
+            group_traffic(cfg, profile, t, counts[g : g + MAX_GROUP])
+            for g in range(0, len(counts), MAX_GROUP)
         ]
     else:
         parts = [

@@ -52,7 +52,15 @@ from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_bytes_atomic
 from edgemoe.host.contracts.fixedpoint import Fmt
 from edgemoe.host.contracts.profile import Profile, config_hash
-from edgemoe.host.contracts.tiling import Tiling, pad_vector, tile_weight, tiles, untile_weight
+from edgemoe.host.contracts.tiling import (
+    Tiling,
+    pad_vector,
+    tile_weight,
+    tiles,
+    untile_weight,
+    word_sizes,
+    word_text,
+)
 from edgemoe.host.export.quantize import QuantizedModel
 from edgemoe.models.config import ModelConfig
 
@@ -230,7 +238,7 @@ def pack(qm: QuantizedModel, t: Tiling) -> bytes:
         HEADER_BYTES,
         len(payload),
         zlib.crc32(payload),
-        t.lin_in | t.lin_out << 8 | t.p << 16,
+        t.word,
     )
     buf[: len(header)] = header
     return bytes(buf)
@@ -275,24 +283,15 @@ class Header:
 
     @property
     def lin_in(self) -> int:
-        return self.tiling & 0xFF
+        return word_sizes(self.tiling)[0]
 
     @property
     def lin_out(self) -> int:
-        return self.tiling >> 8 & 0xFF
+        return word_sizes(self.tiling)[1]
 
     @property
     def p(self) -> int:
-        return self.tiling >> 16 & 0xFF
-
-
-def tiling_word(t: Tiling) -> int:
-    """The header's tiling field for ``t`` (as :func:`pack` writes it)."""
-    return t.lin_in | t.lin_out << 8 | t.p << 16
-
-
-def _tiling_text(word: int) -> str:
-    return f"{word & 0xFF}x{word >> 8 & 0xFF} p{word >> 16 & 0xFF}"
+        return word_sizes(self.tiling)[2]
 
 
 def read_header(data: bytes | bytearray | memoryview) -> Header:
@@ -383,10 +382,10 @@ def validate(
             f"bundle is for another config or profile: hash 0x{h.config_hash:08x}, "
             f"expected 0x{want_hash:08x} for {cfg.name} / {profile.name}"
         )
-    if h.tiling != tiling_word(t):
+    if h.tiling != t.word:
         raise BundleError(
-            f"bundle tiling word 0x{h.tiling:08x} ({_tiling_text(h.tiling)}), "
-            f"expected {_tiling_text(tiling_word(t))}"
+            f"bundle tiling word 0x{h.tiling:08x} ({word_text(h.tiling)}), "
+            f"expected {word_text(t.word)}"
         )
     if h.header_bytes != HEADER_BYTES:
         raise BundleError(f"bundle header size field is {h.header_bytes}, expected {HEADER_BYTES}")

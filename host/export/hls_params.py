@@ -27,7 +27,7 @@ from edgemoe.host.contracts.regmap import (
     STATUS as STATUS,  # re-exported: the driver and tests read it here
 )
 from edgemoe.host.contracts.regmap import STATUS_TABLE
-from edgemoe.host.contracts.scratch import MAX_BATCH, scratch_layout
+from edgemoe.host.contracts.scratch import MAX_GROUP, scratch_layout
 from edgemoe.host.contracts.tables import ln_eps_raw, unit_tables
 from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling, tiles
 from edgemoe.host.export.bundle import (
@@ -246,7 +246,7 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
     w(f"constexpr uint32_t BUNDLE_MAGIC = 0x{MAGIC:08X}u;")
     w(f"constexpr uint32_t BUNDLE_VERSION = {FORMAT_VERSION};")
     w(f"constexpr uint32_t CONFIG_HASH = 0x{config_hash(cfg, profile):08X}u;")
-    w(f"constexpr uint32_t TILING_WORD = 0x{t.lin_in | t.lin_out << 8 | t.p << 16:08X}u;")
+    w(f"constexpr uint32_t TILING_WORD = 0x{t.word:08X}u;")
     w(f"constexpr uint32_t HEADER_BYTES = {HEADER_BYTES};")
     w(f"constexpr uint64_t BUNDLE_BYTES = {bundle_bytes(cfg, profile, t)}ull;")
     w(f"constexpr uint64_t OFF_TOKEN_BIAS = {ents['token_bias'].offset}ull;")
@@ -342,7 +342,7 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
     sl = scratch_layout(cfg, t)
     w("/// Expert-major batched mode: images per group and one image's scratch slot")
     w("/// (edgemoe.host.contracts.scratch).")
-    w(f"constexpr int MAX_BATCH = {MAX_BATCH};")
+    w(f"constexpr int MAX_BATCH = {MAX_GROUP};")
     for k in ("row", "h", "count", "token", "weight", "list_stride", "slot"):
         w(f"constexpr uint64_t SCRATCH_{k.upper()} = {getattr(sl, k)}ull;")
     w("/// Largest output row of a debug stop, in words (the qkv stage).")
@@ -366,14 +366,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m edgemoe.host.export.hls_params")
     ap.add_argument("--config", default=DEFAULT_CONFIG)
     ap.add_argument("--profile", default=DEFAULT_PROFILE)
-    ap.add_argument("--lin-in", type=int, default=DEFAULT_TILING.lin_in)
-    ap.add_argument("--lin-out", type=int, default=DEFAULT_TILING.lin_out)
+    ap.add_argument("--tiling", default=f"{DEFAULT_TILING.lin_in}x{DEFAULT_TILING.lin_out}")
     ap.add_argument("--p", type=int, default=DEFAULT_TILING.p)
     ap.add_argument("--axi-bits", type=int, default=DEFAULT_TILING.axi_bits)
     ap.add_argument("--out", default=str(DEFAULT_HEADER))
     a = ap.parse_args(argv)
     text = generate(
-        load_config(a.config), load_profile(a.profile), Tiling(a.lin_in, a.lin_out, a.p, a.axi_bits)
+        load_config(a.config), load_profile(a.profile), Tiling.parse(a.tiling, a.p, a.axi_bits)
     )
     Path(a.out).write_text(text)
     print(f"wrote {a.out}", file=sys.stderr)

@@ -13,13 +13,10 @@ Usage: ``python -m edgemoe.sim.rtl.runner [--dut shell|rtl] [--config NAME] [--p
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -90,26 +87,14 @@ def find_exported_rtl() -> Path | None:
 def build_shell_library(config: str, profile: str) -> Path:
     """The kernel's C-sim plus the shell's DPI-C glue as one shared library (cached)."""
     cfg, prof = load_config(config), load_profile(profile)
-    params = generate(cfg, prof, DEFAULT_TILING)
-    h = hashlib.sha256(params.encode())
-    for p in [*csim.kernel_sources(), *sorted(csim.CSRC.glob("*.cpp")), DPI_SOURCE]:
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    h.update(" ".join(csim.CXXFLAGS).encode())
-    out_dir = BUILD / "lib" / f"{cfg.name}_{prof.name}_{h.hexdigest()[:16]}"
-    lib = out_dir / "libedgemoe_shell.so"
-    if lib.exists():
-        return lib
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "params.h").write_text(params)
-    tmp = Path(tempfile.mkstemp(dir=out_dir, suffix=".so")[1])
-    cmd = csim.compile_command(out_dir / "params.h", tmp, extra_sources=(DPI_SOURCE,))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise BenchError(f"shell library build failed:\n{proc.stderr[-2000:]}")
-    os.replace(tmp, lib)
-    return lib
+    return csim.cached_library(
+        BUILD / "lib",
+        f"{cfg.name}_{prof.name}",
+        "libedgemoe_shell.so",
+        generate(cfg, prof, DEFAULT_TILING),
+        extra_sources=(DPI_SOURCE,),
+        failed=lambda stderr: BenchError(f"shell library build failed:\n{stderr[-2000:]}"),
+    )
 
 
 @dataclass
@@ -135,7 +120,7 @@ class BenchResult:
     log: str = ""
 
 
-def run_bench(
+def run_cocotb_bench(
     dut: str = "shell",
     config: str = BENCH_CONFIG,
     profile: str = DEFAULT_PROFILE,
@@ -241,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--testcase")
     ns = ap.parse_args(argv)
     try:
-        res = run_bench(ns.dut, ns.config, ns.profile, ns.rtl_dir, ns.testcase)
+        res = run_cocotb_bench(ns.dut, ns.config, ns.profile, ns.rtl_dir, ns.testcase)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

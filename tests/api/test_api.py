@@ -231,7 +231,7 @@ def test_fixed_point_backends_agree_bit_exactly(m, scene):
 
 
 def test_torch_within_the_profiles_budget(m, scene):
-    from edgemoe.host.app.verify import cosine
+    from edgemoe.host.app.fidelity import cosine
 
     ref = m.run(scene, tasks="semseg", backend="torch")["semseg"]
     fixed = m.run(scene, tasks="semseg", backend="golden")["semseg"]

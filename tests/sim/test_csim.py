@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgemoe.host.contracts.images import random_images, to_patches
-from edgemoe.host.contracts.scratch import MAX_BATCH
+from edgemoe.host.contracts.scratch import MAX_GROUP
 from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
 from edgemoe.host.estimate.traffic import ddr_bytes
 from edgemoe.host.export.bundle import HEADER_STRUCT, layout, pack
@@ -219,11 +219,11 @@ def test_expert_major_with_dense_blocks_after_the_last_moe(moe_blocks):
 
 
 def test_expert_major_groups_of_max_batch():
-    """More images than MAX_BATCH: two groups (the second of one image, alone on the two
+    """More images than MAX_GROUP: two groups (the second of one image, alone on the two
     slots), still golden bit for bit."""
     c, p = cfg("m3vit-mini"), profile("lean")
     qm = quantize_model(state(model("m3vit-mini", 4)), c, p)
-    n = MAX_BATCH + 1
+    n = MAX_GROUP + 1
     patches = to_patches(random_images(c, n, 4), c)
     g = Golden(qm).run(patches, "semseg")
     r = kernel("m3vit-mini", "lean").run(pack(qm, DEFAULT_TILING), patches, 0)

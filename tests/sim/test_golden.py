@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgemoe.host.app.verify import compare, within_budget
+from edgemoe.host.app.fidelity import compare, within_budget
 from edgemoe.host.contracts.images import random_images, scene_images, to_patches
 from edgemoe.host.contracts.routing import topk_mask
 from edgemoe.host.driver.backends import Workload, get_backend

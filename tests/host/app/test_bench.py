@@ -47,8 +47,8 @@ def test_bench_mini_writes_every_backend(tmp_path, capsys):
         assert row["ms_min"] <= row["ms_median"] <= row["ms_max"]
         assert name in out
     assert rows["torch"]["ratio_to_torch"] == 1.0
-    for name in bench.HEAP_TRACED & rows.keys():
-        if rows[name]["status"] == "ok":
+    for name in rows:
+        if bench.capabilities(name).heap_traced and rows[name]["status"] == "ok":
             assert rows[name]["py_heap_peak_mb"] > 0
     assert "peak RSS" in out and f"wrote {path}" in out
 
@@ -85,7 +85,7 @@ def test_unwritable_json_fails_first_and_writes_nothing(tmp_path, capsys, where)
 
 def test_missing_optional_backend_is_a_skipped_row(monkeypatch):
     monkeypatch.setattr(bench, "backend_names", lambda: ["torch", "golden", "csim-direct"])
-    result = bench.run_bench("m3vit-mini", "lean", ["csim"], runs=5)
+    result = bench.bench_backends("m3vit-mini", "lean", ["csim"], runs=5)
     row = result["backends"]["csim"]
     assert row["status"] == "skipped" and "not installed" in row["notes"][0]
     assert row["ms_median"] is None and row["ratio_to_torch"] is None

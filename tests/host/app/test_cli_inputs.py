@@ -157,7 +157,7 @@ def test_out_has_normal_permissions(tmp_path, capsys):
         (["verify", "--seed", "-1"], ["--seed", "outside"]),
         (["export", "--seed", "1e20"], ["--seed", "not a seed"]),
         (["export", "--out", ""], ["--out ''"]),
-        (["estimate", "--design", "edge-moe-published", "--tiles", "32x32"], ["--tiles"]),
+        (["estimate", "--design", "edge-moe-published", "--tiling", "32x32"], ["--tiling"]),
         (["estimate", "--design", "edge-moe-published", "--weight-ports", "2"], ["--weight-p"]),
         (["estimate", "--design", "edge-moe-published", "--profile", "lean"], ["--profile lean"]),
         (["estimate", "--weight-ports", "5"], ["--weight-ports", "1..4"]),

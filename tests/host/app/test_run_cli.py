@@ -67,7 +67,7 @@ def write_image(path, size=(W, H), mode="RGB"):
     return path
 
 
-def test_run_sim_check_writes_pngs_and_report(tmp_path, capsys, bundles):
+def test_run_csim_check_writes_pngs_and_report(tmp_path, capsys, bundles):
     rgba = write_image(tmp_path / "street.png", mode="RGBA")
     gray = write_image(tmp_path / "gray.png", size=(2 * W, H + 7), mode="L")
     out = tmp_path / "out"
@@ -333,7 +333,7 @@ def test_bad_input_is_one_line_and_leaves_no_file(tmp_path, capsys, monkeypatch,
     assert not out.exists()
 
 
-def test_verify_sim_backend_with_plot(tmp_path, capsys):
+def test_verify_csim_backend_with_plot(tmp_path, capsys):
     plot, js = tmp_path / "layers.png", tmp_path / "v.json"
     code = main(
         ["verify", "--config", MINI, "--backends", "torch,golden,csim",
@@ -348,7 +348,7 @@ def test_verify_sim_backend_with_plot(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_default_config_sim_run_check(tmp_path, capsys):
+def test_default_config_csim_run_check(tmp_path, capsys):
     out = tmp_path / "demo"
     code = main(["run", "--backend", "csim", "--check", "--out", str(out)])
     stdout, err = capsys.readouterr()

@@ -45,7 +45,7 @@ def accelerator(prof: str = "lean", **board_kw) -> tuple[Accelerator, VirtualBoa
     return acc, board
 
 
-def test_sim_backend_equals_golden_bit_for_bit_at_every_boundary():
+def test_csim_backend_equals_golden_bit_for_bit_at_every_boundary():
     wl = workload()
     images = random_images(wl.cfg, 3, seed=5)  # 3 images, 2 per call: chunking included
     for task in wl.cfg.task_names:
@@ -207,6 +207,6 @@ def test_pynq_backend_errors_cleanly_off_board():
 
 
 def test_quantized_workload_is_what_the_bundle_holds():
-    # the sim backend packs the workload's own quantized model
+    # the csim backend packs the workload's own quantized model
     wl = workload()
     assert pack(quantize_model(wl.state, wl.cfg, wl.profile), DEFAULT_TILING) == bundle()

@@ -9,10 +9,10 @@ from edgemoe.host.app.cli import main
 from edgemoe.host.contracts.images import random_images, to_patches
 from edgemoe.host.contracts.tiling import DEFAULT_TILING
 from edgemoe.host.estimate.perf import (
-    BOARDS,
+    DEVICES,
     Stage,
     _linear_cycles,
-    _two_slots,
+    _two_buffer_sets,
     batch_curve,
     estimate,
     our_design,
@@ -38,25 +38,27 @@ def test_model_ddr_bytes_equal_csim_counters(cname, images):
     routes = Golden(qm).run(patches, "semseg").routes
     counts = [[r[b].sum(0).tolist() for r in routes] for b in range(images)]
     run = CSim(c, p).run(pack(qm, DEFAULT_TILING), patches, 0)
-    est = estimate(c, p, our_design(p, DEFAULT_TILING), BOARDS["zcu104"], counts=counts)
+    est = estimate(c, p, our_design(p, DEFAULT_TILING), DEVICES["zcu104"], counts=counts)
     assert est.batch == images
     assert est.ddr_bytes == sum(run.ddr_read.values()) + sum(run.ddr_written.values())
     if images == 1:  # the per-block "used experts" shorthand gives the same bytes
         used = [int(r[0].any(0).sum()) for r in routes]
-        by_used = estimate(c, p, our_design(p, DEFAULT_TILING), BOARDS["zcu104"], used_experts=used)
+        by_used = estimate(
+            c, p, our_design(p, DEFAULT_TILING), DEVICES["zcu104"], used_experts=used
+        )
         assert by_used.ddr_bytes == est.ddr_bytes
 
 
 def test_batch_curve_reads_experts_once_per_group():
     c, p = cfg(DEFAULT_CONFIG), profile("lean")
     d = our_design(p, DEFAULT_TILING)
-    curve = batch_curve(c, p, d, BOARDS["zcu104"], batches=(1, 8))
+    curve = batch_curve(c, p, d, DEVICES["zcu104"], batches=(1, 8))
     one, eight = curve
     # experts are about 28 MB of the 36 MB an image reads; at 8 images they are shared
     assert eight["ddr_bytes_per_image"] < 0.5 * one["ddr_bytes_per_image"]
     assert eight["ms_per_image"] < one["ms_per_image"]
     assert eight["call_ms"] == pytest.approx(8 * eight["ms_per_image"])
-    e8 = estimate(c, p, d, BOARDS["zcu104"], batch=8)
+    e8 = estimate(c, p, d, DEVICES["zcu104"], batch=8)
     assert {"park", "gather", "merge", "resume", "rows_moved"} <= {s.name for s in e8.stages}
 
 
@@ -65,7 +67,7 @@ def test_expert_rows_move_while_the_unit_computes():
     take time of their own; the other rows move inside the expert calls' cycles."""
     c, p = cfg(DEFAULT_CONFIG), profile("lean")
     d = our_design(p, DEFAULT_TILING)
-    e8 = estimate(c, p, d, BOARDS["zcu104"], batch=8)
+    e8 = estimate(c, p, d, DEVICES["zcu104"], batch=8)
     moved = [s for s in e8.stages if s.name == "rows_moved"]
     assert moved and all(s.hidden and s.ms == 0 and s.ddr_bytes > 0 for s in moved)
     row = 4 * c.embed_dim
@@ -77,7 +79,7 @@ def test_expert_rows_move_while_the_unit_computes():
     assert _linear_cycles(d, 16, c.embed_dim, c.expert_hidden, side=10**6) > 10**6
 
 
-def test_two_slots_hide_attention_behind_the_other_images_linear_lane():
+def test_two_buffer_sets_hide_attention_behind_the_other_images_linear_lane():
     """The kernel's run_segment schedule on made-up phase times (ms): L0 1, A 5, L1 2,
     A 5, L2 1 for two images. Steps: L0(0) | A(0) beside L0(1) | A(1) beside L1(0) |
     A(0) beside L1(1) | A(1) beside L2(0) | L2(1): attention keeps 4, 3, 3, 4."""
@@ -91,13 +93,13 @@ def test_two_slots_hide_attention_behind_the_other_images_linear_lane():
         [[st("lin", 1)], [st("attention", 5)], [st("lin", 2)], [st("attention", 5)], [st("lin", 1)]]
         for _ in range(2)
     ]
-    _two_slots(images)
+    _two_buffer_sets(images)
     kept = [images[0][1][0].ms, images[1][1][0].ms, images[0][3][0].ms, images[1][3][0].ms]
     assert kept == [4, 3, 3, 4]
     assert images[0][1][0].hidden_ms == 1
     # one image has nothing to hide behind
     alone = [[[st("lin", 1)], [st("attention", 5)], [st("lin", 1)]]]
-    _two_slots(alone)
+    _two_buffer_sets(alone)
     assert alone[0][1][0].ms == 5
 
 
@@ -105,9 +107,9 @@ def test_default_design_meets_4_ms_per_image_batched_and_fits():
     c, p = cfg(DEFAULT_CONFIG), profile("lean")
     d = our_design(p, DEFAULT_TILING)
     for b in (8, 16):
-        e = estimate(c, p, d, BOARDS["zcu104"], batch=b)
+        e = estimate(c, p, d, DEVICES["zcu104"], batch=b)
         assert e.latency_ms <= 4.0 and e.resources["fits"]
-    one = estimate(c, p, d, BOARDS["zcu104"])
+    one = estimate(c, p, d, DEVICES["zcu104"])
     att = [s for s in one.stages if s.name == "attention"]
     assert all(s.ms == s.compute_ms for s in att)  # one image: no other to overlap
 
@@ -154,9 +156,9 @@ def test_published_design_on_zcu102(capsys):
     assert main(["estimate", "--design", "edge-moe-published", "--batch", "2"]) == 2
     assert "no expert-major batched mode" in capsys.readouterr().err
     c, p = cfg(DEFAULT_CONFIG), profile("edge-moe")
-    pub = estimate(c, p, published_design(), BOARDS["zcu102"])
+    pub = estimate(c, p, published_design(), DEVICES["zcu102"])
     ours = estimate(
-        c, profile("lean"), our_design(profile("lean"), DEFAULT_TILING), BOARDS["zcu104"]
+        c, profile("lean"), our_design(profile("lean"), DEFAULT_TILING), DEVICES["zcu104"]
     )
     assert pub.resources["dsp48e2"] >= 16 * 16 * 2
     assert ours.latency_ms < pub.latency_ms
@@ -169,12 +171,12 @@ def test_model_tracks_its_knobs():
     c, p = cfg(DEFAULT_CONFIG), profile("lean")
     from edgemoe.host.contracts.tiling import Tiling
 
-    small = estimate(c, p, our_design(p, Tiling(8, 8, 2)), BOARDS["zcu104"])
-    big = estimate(c, p, our_design(p, Tiling(32, 32, 8)), BOARDS["zcu104"])
+    small = estimate(c, p, our_design(p, Tiling(8, 8, 2)), DEVICES["zcu104"])
+    big = estimate(c, p, our_design(p, Tiling(32, 32, 8)), DEVICES["zcu104"])
     assert big.resources["dsp48e2"] > small.resources["dsp48e2"]
     assert sum(s.compute_ms for s in big.stages) < sum(s.compute_ms for s in small.stages)
-    slow = estimate(c, p, our_design(p, DEFAULT_TILING), BOARDS["zcu104"], clock_mhz=150)
-    fast = estimate(c, p, our_design(p, DEFAULT_TILING), BOARDS["zcu104"], clock_mhz=300)
+    slow = estimate(c, p, our_design(p, DEFAULT_TILING), DEVICES["zcu104"], clock_mhz=150)
+    fast = estimate(c, p, our_design(p, DEFAULT_TILING), DEVICES["zcu104"], clock_mhz=300)
     assert slow.latency_ms > fast.latency_ms
     assert np.isclose(slow.ddr_bytes, fast.ddr_bytes)
 
@@ -183,7 +185,7 @@ def test_model_tracks_its_knobs():
     "argv, words",
     [
         (["--board", "vc707"], ["unknown board"]),
-        (["--tiles", "32by32"], ["--tiles"]),
+        (["--tiling", "32by32"], ["--tiling"]),
         (["--clock-mhz", "5000"], ["--clock-mhz"]),
     ],
 )
@@ -195,8 +197,8 @@ def test_bad_estimate_arguments(capsys, argv, words):
 
 def test_weight_ports_what_if_is_labelled_and_bounded_by_ddr(capsys):
     c, p = cfg(DEFAULT_CONFIG), profile("lean")
-    built = estimate(c, p, our_design(p, DEFAULT_TILING), BOARDS["zcu104"])
-    four = estimate(c, p, our_design(p, DEFAULT_TILING, weight_ports=4), BOARDS["zcu104"])
+    built = estimate(c, p, our_design(p, DEFAULT_TILING), DEVICES["zcu104"])
+    four = estimate(c, p, our_design(p, DEFAULT_TILING, weight_ports=4), DEVICES["zcu104"])
     assert four.design == "edgemoe-whatif-4-weight-ports"
     assert four.latency_ms < built.latency_ms
     # four 4.8 GB/s ports exceed the 17 GB/s of PS DDR: DDR is the cap
@@ -211,7 +213,7 @@ def test_dsp_inventory_counts_every_multiplier():
     """Beyond the MAC arrays: a 42-bit attention accumulator times a 17-bit e takes two
     DSP48E2, and LayerNorm, the epilogue, routing and Newton units take their share."""
     c, p = cfg(DEFAULT_CONFIG), profile("lean")
-    r = estimate(c, p, our_design(p, DEFAULT_TILING), BOARDS["zcu104"]).resources
+    r = estimate(c, p, our_design(p, DEFAULT_TILING), DEVICES["zcu104"]).resources
     units = r["dsp48e2_by_unit"]
     assert sum(units.values()) == r["dsp48e2"] and r["fits"]
     t = DEFAULT_TILING
@@ -222,7 +224,7 @@ def test_dsp_inventory_counts_every_multiplier():
     assert units["layernorm"] > 0 and units["routing"] == 2 * c.num_experts + 4
     from edgemoe.host.contracts.tiling import Tiling
 
-    wide = estimate(c, p, our_design(p, Tiling(32, 32, 2)), BOARDS["zcu104"]).resources
+    wide = estimate(c, p, our_design(p, Tiling(32, 32, 2)), DEVICES["zcu104"]).resources
     assert not wide["fits"] and wide["utilisation"]["dsp"] > 0.8
 
 
@@ -265,7 +267,7 @@ def test_multipliers_are_counted_at_the_widths_the_cpp_casts_them_to():
 
 def test_bram_counts_the_m_axi_fifos_and_ff_the_register_arrays():
     c, p = cfg(DEFAULT_CONFIG), profile("lean")
-    r = estimate(c, p, our_design(p, DEFAULT_TILING), BOARDS["zcu104"]).resources
+    r = estimate(c, p, our_design(p, DEFAULT_TILING), DEVICES["zcu104"]).resources
     # six directions (weights and images read; output and scratch both ways) of
     # 4 x 64 x 128-bit FIFOs at 2 BRAM36 each, and the weight stream's tile of words
     assert r["bram36_axi_fifos"] == 6 * 2 + 2

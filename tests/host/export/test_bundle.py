@@ -21,7 +21,6 @@ from edgemoe.host.export.bundle import (
     bundle_bytes,
     pack,
     read_header,
-    tiling_word,
     unpack,
     unpack_model,
     validate,
@@ -155,7 +154,7 @@ def test_each_check_names_what_is_wrong(mini_lean):
 def test_tiling_word_matches_pack(mini_lean):
     qm, _ = mini_lean
     t = Tiling(24, 20, 4)
-    assert read_header(pack(qm, t)).tiling == tiling_word(t) == 24 | 20 << 8 | 4 << 16
+    assert read_header(pack(qm, t)).tiling == t.word == 24 | 20 << 8 | 4 << 16
 
 
 def test_write_bundle_is_atomic(tmp_path, mini_lean, monkeypatch):
