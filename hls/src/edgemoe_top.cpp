@@ -9,9 +9,9 @@
 // Two schedules, one result (bit for bit):
 // - image-major (one image, or any debug stop): each image runs every block in turn;
 //   every tensor and every used expert crosses DDR once per image.
-// - expert-major (num_images > 1): images run in groups of up to MAX_BATCH. Each image
+// - expert-major (num_images > 1): images run in groups of up to MAX_GROUP. Each image
 //   runs on chip up to the routing of the next MoE block and parks its residual
-//   stream in its output slot, its LN2 output and expert queues in its scratch slot
+//   stream in its output region, its LN2 output and expert queues in its scratch slot
 //   (two ports side by side); then the experts run in ascending index over the queued
 //   tokens of the whole group, NUM_TOKENS at a time, so an expert's weights cross DDR
 //   once per NUM_TOKENS queued tokens instead of once per image. The tokens' h and x
@@ -131,11 +131,11 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
   run.out_stride = run.stop == NO_STOP ? uint64_t(NUM_TOKENS) * EMBED_DIM * 4
                                        : uint64_t(NUM_TOKENS) * MAX_STAGE_WIDTH * 4;
   const bool expert_major = num_images > 1 && run.stop == NO_STOP && NUM_MOE_BLOCKS > 0;
-  const uint32_t per_group = expert_major ? uint32_t(MAX_BATCH) : num_images;
+  const uint32_t per_group = expert_major ? uint32_t(MAX_GROUP) : num_images;
 
 group_loop:
   for (uint32_t g0 = 0; g0 < num_images; g0 += per_group) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_IMAGES / MAX_BATCH
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_IMAGES / MAX_GROUP
     const uint32_t last = num_images - g0 < per_group ? num_images : g0 + per_group;
     run_images(bundle, images, output, scratch, run, g0, last, expert_major, buf_a, buf_b, lane,
                lin_state);

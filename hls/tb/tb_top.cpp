@@ -3,7 +3,7 @@
 // Usage: tb_top BUNDLE.bin IMAGES.bin OUTPUT.bin TASK NUM_IMAGES DEBUG_STOP [EXPECTED.bin]
 // IMAGES.bin holds uint8 patch-major images; OUTPUT.bin receives what the kernel stored:
 // [NUM_IMAGES][tokens][dim] int32 for a whole run, [NUM_IMAGES][tokens][stage width]
-// for a debug stop (each image's rows gathered from its slot). With EXPECTED.bin (int32,
+// for a debug stop (each image's rows gathered from its output region). With EXPECTED.bin (int32,
 // e.g. from the golden model, in the same layout), the testbench compares every one of
 // those bytes and returns 1 on a mismatch, on a size that differs, or on a status other
 // than 0 -- the form Vitis csim/cosim expects. The byte count comes from the arguments,
@@ -68,8 +68,8 @@ int main(int argc, char** argv) {
   const size_t images_in_buffer = num_images ? num_images : 1;
   const size_t out_words = images_in_buffer * per_image / WORD_BYTES + 1;
   std::vector<word_t> output(out_words < DEPTH_OUTPUT ? DEPTH_OUTPUT : out_words, word_t(0));
-  // expert-major calls park up to MAX_BATCH images in scratch (edgemoe.host.contracts.scratch)
-  const size_t group = images_in_buffer < size_t(MAX_BATCH) ? images_in_buffer : MAX_BATCH;
+  // expert-major calls park up to MAX_GROUP images in scratch (edgemoe.host.contracts.scratch)
+  const size_t group = images_in_buffer < size_t(MAX_GROUP) ? images_in_buffer : MAX_GROUP;
   const size_t scratch_words = group * SCRATCH_SLOT / WORD_BYTES + 1;
   std::vector<word_t> scratch(scratch_words < DEPTH_SCRATCH ? DEPTH_SCRATCH : scratch_words,
                               word_t(0));
@@ -87,18 +87,18 @@ int main(int argc, char** argv) {
 
   // A whole run leaves num_images x tokens x dim words (expert-major calls also park x
   // there on the way); a debug stop leaves its stage's rows at the start of each image's
-  // slot of NUM_TOKENS x MAX_STAGE_WIDTH words.
+  // output region of NUM_TOKENS x MAX_STAGE_WIDTH words.
   const int width = stage_width(debug_stop);
   const size_t row_bytes = size_t(width) * 4;
-  const size_t slot_bytes = debug_stop == 0 ? size_t(NUM_TOKENS) * EMBED_DIM * 4
-                                            : size_t(NUM_TOKENS) * MAX_STAGE_WIDTH * 4;
+  const size_t region_bytes = debug_stop == 0 ? size_t(NUM_TOKENS) * EMBED_DIM * 4
+                                              : size_t(NUM_TOKENS) * MAX_STAGE_WIDTH * 4;
   const size_t image_bytes = size_t(NUM_TOKENS) * row_bytes;
   const size_t out_bytes = status == STATUS_OK ? size_t(num_images) * image_bytes : 0;
   std::vector<unsigned char> stored(out_bytes);
   const unsigned char* raw = reinterpret_cast<const unsigned char*>(output.data());
 tb_gather_images:
   for (size_t b = 0; b < (status == STATUS_OK ? size_t(num_images) : 0); ++b) {
-    memcpy(stored.data() + b * image_bytes, raw + b * slot_bytes, image_bytes);
+    memcpy(stored.data() + b * image_bytes, raw + b * region_bytes, image_bytes);
   }
   FILE* f = fopen(argv[3], "wb");
   if (!f || fwrite(stored.data(), 1, out_bytes, f) != out_bytes) {

@@ -342,7 +342,7 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
     sl = scratch_layout(cfg, t)
     w("/// Expert-major batched mode: images per group and one image's scratch slot")
     w("/// (edgemoe.host.contracts.scratch).")
-    w(f"constexpr int MAX_BATCH = {MAX_GROUP};")
+    w(f"constexpr int MAX_GROUP = {MAX_GROUP};")
     for k in ("row", "h", "count", "token", "weight", "list_stride", "slot"):
         w(f"constexpr uint64_t SCRATCH_{k.upper()} = {getattr(sl, k)}ull;")
     w("/// Largest output row of a debug stop, in words (the qkv stage).")

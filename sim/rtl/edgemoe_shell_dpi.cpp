@@ -63,14 +63,14 @@ uint32_t read_u32(const std::vector<uint8_t>& v, size_t at) {
   return x;
 }
 
-/// Bytes of the output buffer a run may touch: one full-width image slot per image.
+/// Bytes of the output buffer a run may touch: one full-width output region per image.
 uint64_t output_bytes(uint32_t n) {
   return uint64_t(n) * edgemoe::NUM_TOKENS * edgemoe::MAX_STAGE_WIDTH * 4;
 }
 
 /// Bytes of scratch an expert-major run parks its group in (edgemoe.host.contracts.scratch).
 uint64_t scratch_bytes(uint32_t n) {
-  return uint64_t(n < uint32_t(edgemoe::MAX_BATCH) ? n : edgemoe::MAX_BATCH) *
+  return uint64_t(n < uint32_t(edgemoe::MAX_GROUP) ? n : edgemoe::MAX_GROUP) *
          edgemoe::SCRATCH_SLOT;
 }
 

@@ -157,10 +157,10 @@ attn_fetch_kv_elems:
 ///            contiguous inside each), stride WIDE_COLS
 /// \param out NUM_TOKENS rows of EMBED_DIM raw act values, heads concatenated
 inline void attention(const act_t qkv[NUM_TOKENS][WIDE_COLS], act_t out[NUM_TOKENS][EMBED_DIM]) {
-  // row i of a sweep (query q0 + i) lives in unit i % ATTN_P, slot i / ATTN_P; local to
+  // row i of a sweep (query q0 + i) lives in unit i % ATTN_P, as its row i / ATTN_P; local to
   // the attention lane (initialised at every sweep before it is read). The state is three
   // arrays, not an array of structs, so that each can be partitioned: every unit reads
-  // and writes its slot's m, S and all HEAD_DIM accumulators in one cycle.
+  // and writes its row's m, S and all HEAD_DIM accumulators in one cycle.
   wide_t row_m[ATTN_L][ATTN_P];
   wide_t row_sum[ATTN_L][ATTN_P];
   wide_t row_acc[ATTN_L][ATTN_P][HEAD_DIM];
@@ -212,7 +212,7 @@ attn_head:
 #pragma HLS PIPELINE II = 1
         attn_fetch_kv(qkv, 0, h, part, kv_k[0], kv_v[0]);
       }
-      // One sweep over the keys: cycle (j, l) updates slot l of every unit with key j and
+      // One sweep over the keys: cycle (j, l) updates row l of every unit with key j and
       // fetches part l of key j + 1, so K and V stream at one row per ATTN_L cycles.
     attn_key:
       for (int jl = 0; jl < NUM_TOKENS * ATTN_L; ++jl) {

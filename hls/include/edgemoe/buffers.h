@@ -1,4 +1,4 @@
-// The on-chip working sets: one image's activations (one set per image slot), and what
+// The on-chip working sets: one image's activations (one of the two buffer sets), and what
 // only the linear lane uses. Every one of them is a variable of the top function passed
 // down by reference, never a function static: a DATAFLOW process touches only the
 // buffers it is handed (UG1448 214-169; UG1399 "Dataflow": single producer, single
@@ -26,17 +26,18 @@ struct Routing {
   prob_t weight[NUM_EXPERTS][NUM_TOKENS];  ///< their gate weights, raw prob (<= 1.0)
 };
 
-/// One chunk of an expert's queue over a group of parked images (expert-major MoE):
-/// up to NUM_TOKENS (image, token) rows, where their x and h are parked.
-struct Chunk {
-  int rows;                   ///< rows in the chunk (0: none)
-  uint64_t x_at[NUM_TOKENS];  ///< byte offset of each row's x (its image's output slot)
+/// One expert chunk: the part of an expert's queue over a group of parked images that one
+/// expert call takes (expert-major MoE): up to NUM_TOKENS (image, token) rows, where their x and h
+/// are parked.
+struct ExpertChunk {
+  int rows;                   ///< rows in the expert chunk (0: none)
+  uint64_t x_at[NUM_TOKENS];  ///< byte offset of each row's x (its image's output region)
   uint64_t h_at[NUM_TOKENS];  ///< byte offset of its h (its image's scratch slot)
   prob_t weight[NUM_TOKENS];  ///< its gate weight, raw prob
 };
 
-/// Activations of one image (URAM/BRAM), banked by column for the linear unit; one set
-/// per image slot.
+/// Activations of one image (URAM/BRAM), banked by column for the linear unit: one of the
+/// two on-chip buffer sets.
 struct Buffers {
   act_t x[NUM_TOKENS][EMBED_DIM];     ///< residual stream
   act_t h[NUM_TOKENS][EMBED_DIM];     ///< LayerNorm output, then attention output
@@ -45,12 +46,12 @@ struct Buffers {
 
 /// Buffers only the linear lane uses, one set whichever image it serves: the pixels of
 /// the image being embedded, the queues of the block being routed (parked or run before
-/// the lane serves another image) and the expert-major chunks (the one computing, the
+/// the lane serves another image) and the expert chunks (the one computing, the
 /// one moving).
 struct LaneBuffers {
   pixel_t pix[NUM_PATCHES][PATCH_DIM];  ///< the image, patch-major
   Routing routing;                      ///< expert queues of the current MoE block
-  Chunk chunk[2];                       ///< expert-major chunks
+  ExpertChunk expert_chunk[2];          ///< the expert chunk computing, the one moving
 };
 
 }  // namespace edgemoe

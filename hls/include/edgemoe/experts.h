@@ -1,7 +1,7 @@
 // The expert schedules of a MoE block (DESIGN.md §4.3), as the linear lane steps through
 // them: image-major (one image's used experts in ascending index, each over its whole
 // queue) and expert-major (the queued tokens of a parked group, expert by expert, in
-// chunks of up to NUM_TOKENS rows whose h and x move while the unit computes). Each step
+// expert chunks of up to NUM_TOKENS rows whose h and x move while the unit computes). Each step
 // names the linear-unit call it makes; the lane makes it (one call site).
 // Golden: edgemoe.sim.golden.Golden.block and the expert-major schedule of Golden.run.
 #ifndef EDGEMOE_EXPERTS_H_
@@ -67,9 +67,11 @@ inline LinearCall expert_fc2_call(const BlockOffsets& blk, int e, int rows, int 
   return c;
 }
 
-/// Expert-major: fc1 + GELU of chunk `chunk` (its h gathered into h), merging the chunk
-/// before it into its tokens' parked x meanwhile (unless `merge` is false: the first).
-inline LinearCall chunk_fc1_call(const BlockOffsets& blk, int e, int rows, bool merge, int chunk) {
+/// Expert-major: fc1 + GELU of expert chunk `chunk` (its h gathered into h), merging
+/// the expert chunk before it into its tokens' parked x meanwhile (unless `merge` is false: the
+/// first).
+inline LinearCall expert_chunk_fc1_call(const BlockOffsets& blk, int e, int rows, bool merge,
+                                        int chunk) {
   const uint64_t base = expert_base(blk, e);
   LinearCall c = linear_call(IN_H, OUT_GELU);
   c.k = EMBED_DIM;
@@ -80,14 +82,15 @@ inline LinearCall chunk_fc1_call(const BlockOffsets& blk, int e, int rows, bool 
   c.next_w_off = base + EXPERT_FC2_W;
   c.next_tiles = linear_tiles(EXPERT_HIDDEN, EMBED_DIM);
   c.side = merge ? SIDE_MERGE : SIDE_NONE;
-  c.side_chunk = chunk ^ 1;
+  c.side_expert_chunk = chunk ^ 1;
   return c;
 }
 
-/// Expert-major: fc2 of chunk `chunk`, its gate-scaled outputs kept in x (OUT_DELTA),
-/// gathering the next chunk's h meanwhile; its last tiles fetch the first ones of expert
+/// Expert-major: fc2 of expert chunk `chunk`, its gate-scaled outputs kept in x (OUT_DELTA),
+/// gathering the next expert chunk's h meanwhile; its last tiles fetch the first ones of expert
 /// `next`'s fc1.
-inline LinearCall chunk_fc2_call(const BlockOffsets& blk, int e, int rows, int chunk, int next) {
+inline LinearCall expert_chunk_fc2_call(const BlockOffsets& blk, int e, int rows, int chunk,
+                                        int next) {
   const uint64_t base = expert_base(blk, e);
   LinearCall c = linear_call(IN_WIDE, OUT_DELTA);
   c.k = EXPERT_HIDDEN;
@@ -99,7 +102,7 @@ inline LinearCall chunk_fc2_call(const BlockOffsets& blk, int e, int rows, int c
   c.next_w_off = expert_base(blk, next);
   c.next_tiles = linear_tiles(EMBED_DIM, EXPERT_HIDDEN);
   c.side = SIDE_GATHER;
-  c.side_chunk = chunk ^ 1;
+  c.side_expert_chunk = chunk ^ 1;
   return c;
 }
 
@@ -124,14 +127,15 @@ inline void start_walk(QueueWalk& w) {
   w.j = 0;
 }
 
-/// The next chunk of the walk: queued tokens of one expert, image by image, until
+/// The next expert chunk of the walk: queued tokens of one expert, image by image, until
 /// NUM_TOKENS rows or the expert's last entry.
-/// \return the chunk's expert, NUM_EXPERTS when the walk is done (ch.rows == 0)
-inline int next_chunk(const word_t* scratch, uint64_t out_base, int group,
-                      const int count[MAX_BATCH][NUM_EXPERTS], QueueWalk& w, Chunk& ch) {
+/// \return the expert chunk's expert, NUM_EXPERTS when the walk is done (ch.rows == 0)
+inline int next_expert_chunk(const word_t* scratch, uint64_t out_base, int group,
+                             const int count[MAX_GROUP][NUM_EXPERTS], QueueWalk& w,
+                             ExpertChunk& ch) {
   int expert = NUM_EXPERTS;
   ch.rows = 0;
-chunk_fill:
+expert_chunk_fill:
   while (w.e < NUM_EXPERTS && ch.rows < NUM_TOKENS) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
     if (!w.loaded) {  // read image b's queue for expert e
@@ -139,10 +143,11 @@ chunk_fill:
       w.n = count[w.b][w.e];
       w.j = 0;
       if (w.n > 0) {
-        const uint64_t slot = uint64_t(w.b) * SCRATCH_SLOT;
+        const uint64_t scratch_slot = uint64_t(w.b) * SCRATCH_SLOT;
         const uint64_t lst = uint64_t(w.e) * SCRATCH_LIST_STRIDE;
-        ddr_read<PORT_SCRATCH, 4, true>(scratch, slot + SCRATCH_TOKEN + lst, w.n, w.tok);
-        ddr_read<PORT_SCRATCH, 4, true>(scratch, slot + SCRATCH_WEIGHT + lst, w.n, w.weight);
+        ddr_read<PORT_SCRATCH, 4, true>(scratch, scratch_slot + SCRATCH_TOKEN + lst, w.n, w.tok);
+        ddr_read<PORT_SCRATCH, 4, true>(scratch, scratch_slot + SCRATCH_WEIGHT + lst, w.n,
+                                        w.weight);
       }
     }
     if (w.j < w.n) {
@@ -155,7 +160,7 @@ chunk_fill:
       expert = w.e;
       continue;
     }
-    // this queue is done: the next image's, or the next expert's first (a fresh chunk)
+    // this queue is done: the next image's, or the next expert's first (a fresh expert chunk)
     w.loaded = false;
     if (++w.b == group) {
       w.b = 0;

@@ -1,5 +1,5 @@
-// The two-lane scheduler: the images of a call run on two buffer sets ("slots"), in
-// steps; each step runs the attention of one slot's image beside the linear lane's turn
+// The two-lane scheduler: the images of a call run on two on-chip buffer sets, in
+// steps; each step runs the attention of one set's image beside the linear lane's turn
 // for the other's image (everything but attention: LayerNorm, the linear unit, routing,
 // parking, loading). Turns alternate, so while one image attends, the other's proj, MLP
 // and next Q, K, V run on the linear unit. Every image still runs its stages in order on
@@ -27,26 +27,27 @@ namespace edgemoe {
 
 /// `parked` when no image of the segment is parked (every image runs to the end).
 constexpr int NOT_PARKED = DEPTH;
-/// `group` of a step that runs no expert-major group (a slot's image has the linear lane).
+/// `group` of a step that runs no expert-major group (a buffer set's image has the linear lane).
 constexpr int NO_GROUP = -1;
 
-/// Where an image slot is.
-enum SlotState {
-  SLOT_IDLE,  ///< no image left for this slot
-  SLOT_LOAD,  ///< its next image is to be loaded (embedded, or its parked x read back)
-  SLOT_ATTN,  ///< the attention of `block` comes next (the attention lane)
-  SLOT_TAIL,  ///< the rest of `block` comes next (the linear lane)
+/// Where a buffer set's image is.
+enum SetState {
+  SET_IDLE,  ///< no image left for this buffer set
+  SET_LOAD,  ///< its next image is to be loaded (embedded, or its parked x read back)
+  SET_ATTN,  ///< the attention of `block` comes next (the attention lane)
+  SET_TAIL,  ///< the rest of `block` comes next (the linear lane)
 };
 
-/// One image slot.
-struct Slot {
-  SlotState state;
-  uint32_t image;  ///< the image of the call in the slot
+/// One on-chip buffer set as the scheduler sees it: the image it holds and where that
+/// image is (its arrays are a Buffers).
+struct BufferSet {
+  SetState state;
+  uint32_t image;  ///< the image of the call in the set
   int block;       ///< its block
-  bool on_chip;    ///< SLOT_LOAD: its x came back while the image before it parked
+  bool on_chip;    ///< SET_LOAD: its x came back while the image before it parked
 };
 
-/// The part of a call the slots run: images [first, last) from block `from` (from the
+/// The part of a call the buffer sets run: images [first, last) from block `from` (from the
 /// pixels when 0, else from their parked x) up to the routing of a MoE block when
 /// `park` (expert-major), else to the end.
 struct Segment {
@@ -58,8 +59,8 @@ struct Segment {
 
 /// Whose proj the linear lane's last Q/K/V call of a turn fetches ahead (its first tiles).
 enum AheadKind {
-  AHEAD_NONE,       ///< none: the other slot's image runs its own tail next
-  AHEAD_OWN,        ///< the lane's own image's (the other slot idle: it attends, then its tail)
+  AHEAD_NONE,       ///< none: the other set's image runs its own tail next
+  AHEAD_OWN,        ///< the lane's own image's (the other set idle: it attends, then its tail)
   AHEAD_ATTENDING,  ///< the attending image's, block `block` (its tail comes next)
 };
 
@@ -74,11 +75,11 @@ inline uint64_t proj_ahead(const ProjAhead& a, int own) {
   return a.kind == AHEAD_NONE ? NO_TENSOR : BLOCK[a.kind == AHEAD_OWN ? own : a.block].proj_w;
 }
 
-/// The slot's next image: every second image of the segment.
-inline void next_image(const Segment& seg, bool on_chip, Slot& s) {
+/// The buffer set's next image: every second image of the segment.
+inline void next_image(const Segment& seg, bool on_chip, BufferSet& s) {
   s.image += 2;
   s.on_chip = on_chip;
-  s.state = s.image < seg.last ? SLOT_LOAD : SLOT_IDLE;
+  s.state = s.image < seg.last ? SET_LOAD : SET_IDLE;
 }
 
 /// The linear lane's steps (its program counter): each iteration of its loop runs one.
@@ -94,15 +95,15 @@ enum LanePc {
   PC_FC2,          ///< dense fc2 + residual
   PC_TAIL_END,     ///< the block is done: next block, or the final tokens
   PC_HEAD,         ///< LN1 of s.block
-  PC_QKV,          ///< Q, K, V; then the slot attends
+  PC_QKV,          ///< Q, K, V; then the set attends
   PC_WRITE,        ///< a stage to the output (`wr`), then PC_IMAGE_DONE
-  PC_IMAGE_DONE,   ///< the image is done or parks: park it, the slot's next image
-  PC_LOAD,         ///< the slot's next image: pixels, or its parked x
+  PC_IMAGE_DONE,   ///< the image is done or parks: park it, the set's next image
+  PC_LOAD,         ///< the set's next image: pixels, or its parked x
   PC_EMBED,        ///< patch embedding
-  PC_GROUP,        ///< expert-major MoE of a parked group: queue lengths, first chunk
-  PC_GROUP_FC1,    ///< chunk cur: fc1 + GELU, merging chunk cur ^ 1 meanwhile
-  PC_GROUP_FC2,    ///< chunk cur: fc2 scaled, gathering the next chunk meanwhile
-  PC_GROUP_MERGE,  ///< the last chunk's merge
+  PC_GROUP,        ///< expert-major MoE of a parked group: queue lengths, first expert chunk
+  PC_GROUP_FC1,    ///< expert chunk cur: fc1 + GELU, merging cur ^ 1 meanwhile
+  PC_GROUP_FC2,    ///< expert chunk cur: fc2 scaled, gathering the next meanwhile
+  PC_GROUP_MERGE,  ///< the last expert chunk's merge
 };
 
 /// What PC_WRITE sends to the output.
@@ -113,9 +114,9 @@ enum LaneWrite {
   WR_GATE,  ///< wide, NUM_EXPERTS columns
 };
 
-/// The linear lane's turn: for slot s, the rest of its block and, unless its image is done
-/// or parks, the next block's LN1 and Q, K, V; for a slot that needs one, its next image
-/// up to its first attention. With group != NO_GROUP (both slots idle), the expert-major MoE of
+/// The linear lane's turn: for buffer set s, the rest of its block and, unless its image is done
+/// or parks, the next block's LN1 and Q, K, V; for a set that needs one, its next image
+/// up to its first attention. With group != NO_GROUP (both sets idle), the expert-major MoE of
 /// block `group` over the parked images of the segment instead.
 ///
 /// Everything the lane does is one step of one loop, so each unit is called from exactly
@@ -128,23 +129,24 @@ enum LaneWrite {
 ///        touches them)
 inline void linear_lane(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
                         const Run& run, const Segment& seg, const ProjAhead& ahead, int group,
-                        Slot& s, int& parked, Buffers& buf, LaneBuffers& lane, LinearState& lin) {
+                        BufferSet& s, int& parked, Buffers& buf, LaneBuffers& lane,
+                        LinearState& lin) {
 #pragma HLS INLINE off  // the lane is a DATAFLOW process: a module of its own
 #pragma HLS ALLOCATION function instances = linear_unit limit = 1  // ONE unified linear unit
   const int stop = run.stop;
-  int pc = group != NO_GROUP      ? PC_GROUP
-           : s.state == SLOT_TAIL ? PC_TAIL
-           : s.state == SLOT_LOAD ? PC_LOAD
-                                  : PC_END;
+  int pc = group != NO_GROUP     ? PC_GROUP
+           : s.state == SET_TAIL ? PC_TAIL
+           : s.state == SET_LOAD ? PC_LOAD
+                                 : PC_END;
   bool from_load = pc == PC_LOAD;  // a stop while loading leaves the next image to a turn
   bool parks = false;
   LaneWrite wr = WR_X;
   int e = 0;  // image-major: the expert running
   // expert-major group
-  int count[MAX_BATCH][NUM_EXPERTS];
+  int count[MAX_GROUP][NUM_EXPERTS];
   QueueWalk walk;
-  int cur = 0;  // the chunk computing
-  bool first_chunk = true;
+  int cur = 0;  // the expert chunk computing
+  bool first_expert_chunk = true;
   const int group_size = int(seg.last - seg.first);
   const uint64_t group_out = uint64_t(seg.first) * run.out_stride;
 
@@ -160,7 +162,7 @@ lane_steps:
     uint64_t ln_g = 0;
     uint64_t ln_b = 0;
     RowSide move = SIDE_NONE;  // this step's side move on its own (expert-major)
-    int move_chunk = 0;
+    int move_expert_chunk = 0;
     switch (pc) {
       case PC_TAIL:
         if (stop == here + STAGE_ATTN) {
@@ -251,7 +253,7 @@ lane_steps:
         if (stop == here + STAGE_QKV) {
           pc = PC_WRITE;
         } else {
-          s.state = SLOT_ATTN;
+          s.state = SET_ATTN;
           pc = PC_END;
         }
         break;
@@ -283,7 +285,7 @@ lane_steps:
           parks = false;
         }
         next_image(seg, resumed, s);
-        pc = (!from_load && s.state == SLOT_LOAD) ? PC_LOAD : PC_END;
+        pc = (!from_load && s.state == SET_LOAD) ? PC_LOAD : PC_END;
         break;
       }
       case PC_LOAD:
@@ -311,42 +313,42 @@ lane_steps:
         lin.ahead.count = 0;
       group_counts:
         for (int b = 0; b < group_size; ++b) {
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_BATCH
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_GROUP
           ddr_read<PORT_SCRATCH, 4, true>(scratch, uint64_t(b) * SCRATCH_SLOT + SCRATCH_COUNT,
                                           NUM_EXPERTS, count[b]);
         }
         start_walk(walk);
         cur = 0;
-        e = next_chunk(scratch, group_out, group_size, count, walk, lane.chunk[cur]);
+        e = next_expert_chunk(scratch, group_out, group_size, count, walk, lane.expert_chunk[cur]);
         move = SIDE_GATHER;  // nothing to hide it behind
-        move_chunk = cur;
+        move_expert_chunk = cur;
         pc = e < NUM_EXPERTS ? PC_GROUP_FC1 : PC_GROUP_MERGE;
         break;
       }
       case PC_GROUP_FC1:
-        // fc1 of chunk cur merges chunk cur ^ 1 (the one before) into its tokens' x
-        call = chunk_fc1_call(blk, e, lane.chunk[cur].rows, !first_chunk, cur);
+        // fc1 of expert chunk cur merges expert chunk cur ^ 1 (the one before) into its tokens' x
+        call = expert_chunk_fc1_call(blk, e, lane.expert_chunk[cur].rows, !first_expert_chunk, cur);
         call.scale = scale_of(lin.scales, expert_scale_at(group, e, false));
         compute = true;
         pc = PC_GROUP_FC2;
         break;
       case PC_GROUP_FC2: {
-        // the next chunk (this expert's next, or the next expert's first) and its weights;
-        // fc2 of chunk cur gathers its h meanwhile
-        const int next =
-            next_chunk(scratch, group_out, group_size, count, walk, lane.chunk[cur ^ 1]);
-        call = chunk_fc2_call(blk, e, lane.chunk[cur].rows, cur, next);
+        // the next expert chunk (this expert's next, or the next expert's first) and its weights;
+        // fc2 of expert chunk cur gathers its h meanwhile
+        const int next = next_expert_chunk(scratch, group_out, group_size, count, walk,
+                                           lane.expert_chunk[cur ^ 1]);
+        call = expert_chunk_fc2_call(blk, e, lane.expert_chunk[cur].rows, cur, next);
         call.scale = scale_of(lin.scales, expert_scale_at(group, e, true));
         compute = true;
         cur ^= 1;
         e = next;
-        first_chunk = false;
+        first_expert_chunk = false;
         pc = e < NUM_EXPERTS ? PC_GROUP_FC1 : PC_GROUP_MERGE;
         break;
       }
-      default:  // PC_GROUP_MERGE: the last chunk's merge
+      default:  // PC_GROUP_MERGE: the last expert chunk's merge
         move = SIDE_MERGE;
-        move_chunk = cur ^ 1;
+        move_expert_chunk = cur ^ 1;
         pc = PC_END;
         break;
     }
@@ -355,7 +357,7 @@ lane_steps:
       layernorm_block(bundle, ln_g, ln_b, buf);
     }
     if (move != SIDE_NONE) {
-      move_rows(move, lane.chunk[move_chunk], output, scratch, buf.x, buf.h);
+      move_rows(move, lane.expert_chunk[move_expert_chunk], output, scratch, buf.x, buf.h);
     }
     if (compute) {
       linear_unit(call, bundle, output, scratch, buf, lane, lin.ahead, lin.wtile);
@@ -377,7 +379,7 @@ inline void attention_lane(bool attend, const act_t wide[NUM_TOKENS][WIDE_COLS],
 inline void lanes(bool attend, const act_t att_wide[NUM_TOKENS][WIDE_COLS],
                   act_t att_h[NUM_TOKENS][EMBED_DIM], const word_t* bundle, const word_t* images,
                   word_t* output, word_t* scratch, const Run& run, const Segment& seg,
-                  const ProjAhead& ahead, int group, Slot& lin, int& parked, Buffers& lin_buf,
+                  const ProjAhead& ahead, int group, BufferSet& lin, int& parked, Buffers& lin_buf,
                   LaneBuffers& lane, LinearState& lin_state) {
 #pragma HLS INLINE off  // the DATAFLOW region stays a module (UG1399 "pragma HLS dataflow")
 #pragma HLS DATAFLOW    // one image attends while the other uses the linear unit
@@ -386,46 +388,46 @@ inline void lanes(bool attend, const act_t att_wide[NUM_TOKENS][WIDE_COLS],
               lin_state);
 }
 
-/// One step: slot `att` attends (if that is its turn) beside slot `lin`'s linear turn (or,
+/// One step: buffer set `att` attends (if that is its turn) beside set `lin`'s linear turn (or,
 /// with group != NO_GROUP, the group's expert-major MoE).
 inline void lane_step(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
-                      const Run& run, const Segment& seg, int group, Slot& att, Buffers& att_buf,
-                      Slot& lin, Buffers& lin_buf, int& parked, LaneBuffers& lane,
-                      LinearState& lin_state) {
+                      const Run& run, const Segment& seg, int group, BufferSet& att,
+                      Buffers& att_buf, BufferSet& lin, Buffers& lin_buf, int& parked,
+                      LaneBuffers& lane, LinearState& lin_state) {
   // Not inlined, so that the ALLOCATION in run_images can share it: UG1399 (ALLOCATION)
   // limits only functions that are not inlined, and a small function may be inlined
   // automatically unless INLINE off says otherwise.
 #pragma HLS INLINE off
-  const bool attend = att.state == SLOT_ATTN;
+  const bool attend = att.state == SET_ATTN;
   // the linear lane's call after this turn's last qkv: the attending image's proj; with
-  // the other slot idle, this slot's own proj (after its own attention)
+  // the other set idle, this set's own proj (after its own attention)
   ProjAhead ahead;
-  ahead.kind = attend ? AHEAD_ATTENDING : att.state == SLOT_IDLE ? AHEAD_OWN : AHEAD_NONE;
+  ahead.kind = attend ? AHEAD_ATTENDING : att.state == SET_IDLE ? AHEAD_OWN : AHEAD_NONE;
   ahead.block = att.block;
   lanes(attend, att_buf.wide, att_buf.h, bundle, images, output, scratch, run, seg, ahead, group,
         lin, parked, lin_buf, lane, lin_state);
   if (attend) {
-    att.state = SLOT_TAIL;
+    att.state = SET_TAIL;
   }
 }
 
-/// Images [first, last) of a call on the two slots: step k gives the linear lane to slot
+/// Images [first, last) of a call on the two buffer sets: step k gives the linear lane to set
 /// k % 2 and the attention lane to the other. Expert-major (`park`): the images run to the
-/// routing of the next MoE block and park; then a step with both slots idle runs that
+/// routing of the next MoE block and park; then a step with both sets idle runs that
 /// block's experts over the group on the linear lane; then the images go on from there.
 inline void run_images(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
                        const Run& run, uint32_t first, uint32_t last, bool park, Buffers& buf_a,
                        Buffers& buf_b, LaneBuffers& lane, LinearState& lin_state) {
 #pragma HLS ALLOCATION function instances = lane_step limit = 1  // one pair of lanes, swapped
   Segment seg = {first, last, 0, park};
-  Slot a = {SLOT_LOAD, first, 0, false};
-  Slot b = {first + 1 < last ? SLOT_LOAD : SLOT_IDLE, first + 1, 0, false};
+  BufferSet a = {SET_LOAD, first, 0, false};
+  BufferSet b = {first + 1 < last ? SET_LOAD : SET_IDLE, first + 1, 0, false};
   int parked = NOT_PARKED;
   bool a_linear = true;  // whose turn the linear lane is
 segment_steps:
   for (;;) {
-#pragma HLS LOOP_TRIPCOUNT min = 2 max = 2 * (MAX_BATCH + 1) * (DEPTH + 1)
-    const bool idle = a.state == SLOT_IDLE && b.state == SLOT_IDLE;
+#pragma HLS LOOP_TRIPCOUNT min = 2 max = 2 * (MAX_GROUP + 1) * (DEPTH + 1)
+    const bool idle = a.state == SET_IDLE && b.state == SET_IDLE;
     if (idle && parked == NOT_PARKED) {
       break;  // every image wrote its output
     }
@@ -440,13 +442,13 @@ segment_steps:
     a_linear = !a_linear;
     if (idle) {
       if (parked + 1 == DEPTH) {
-        break;  // the last block: the experts left the final tokens in the output slots
+        break;  // the last block: the experts left the final tokens in the output regions
       }
-      // the images go on from the block after, starting again with slot a's linear turn
+      // the images go on from the block after, starting again with set a's linear turn
       seg.from = parked + 1;
       parked = NOT_PARKED;
-      a = {SLOT_LOAD, first, seg.from, false};
-      b = {first + 1 < last ? SLOT_LOAD : SLOT_IDLE, first + 1, seg.from, false};
+      a = {SET_LOAD, first, seg.from, false};
+      b = {first + 1 < last ? SET_LOAD : SET_IDLE, first + 1, seg.from, false};
       a_linear = true;
     }
   }

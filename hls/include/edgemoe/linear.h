@@ -52,9 +52,9 @@ enum LinearOutput {
 /// (expert-major MoE), one bus word per cycle beside the weight word.
 enum RowSide {
   SIDE_NONE = 0,  ///< nothing
-  SIDE_GATHER,    ///< a chunk's h rows from scratch into h
-  SIDE_MERGE,     ///< a chunk's OUT_DELTA rows (in x) added to its tokens' parked x in the
-                  ///< output slots (read, add, write)
+  SIDE_GATHER,    ///< an expert chunk's h rows from scratch into h
+  SIDE_MERGE,     ///< an expert chunk's OUT_DELTA rows (in x) added to its tokens' parked
+                  ///< x in the output regions (read, add, write)
 };
 
 /// A token row of 32-bit values in bus words.
@@ -70,21 +70,21 @@ constexpr uint64_t NO_TENSOR = 0;
 /// epilogue and empties the rest; the sequencer's steps (stages.h, experts.h) fill in the
 /// fields their call kind needs.
 struct LinearCall {
-  LinearInput in;       ///< row source
-  LinearOutput out;     ///< epilogue
-  int k;                ///< input features (reduction length), <= WIDE_COLS or PATCH_DIM
-  int o;                ///< output features
-  int rows;             ///< rows to process, <= NUM_TOKENS
-  uint64_t w_off;       ///< byte offset of the pre-tiled weights in the bundle
-  uint64_t b_off;       ///< byte offset of the padded bias, NO_TENSOR for none
-  int expert;           ///< queue for IN_H_GATHER / OUT_EXPERT
-  uint64_t next_w_off;  ///< weights of the call that follows, whose first tiles stream in
-                        ///< during this call's last ones (e.g. the next expert); NO_TENSOR
-                        ///< for none
-  int next_tiles;       ///< how many weight tiles that call has
-  RowSide side;         ///< rows moved meanwhile (OUT_DELTA: `expert` names the chunk)
-  int side_chunk;       ///< which of LaneBuffers::chunk they are
-  TensorScale scale;    ///< binary points of the weights and the addend (scale table)
+  LinearInput in;         ///< row source
+  LinearOutput out;       ///< epilogue
+  int k;                  ///< input features (reduction length), <= WIDE_COLS or PATCH_DIM
+  int o;                  ///< output features
+  int rows;               ///< rows to process, <= NUM_TOKENS
+  uint64_t w_off;         ///< byte offset of the pre-tiled weights in the bundle
+  uint64_t b_off;         ///< byte offset of the padded bias, NO_TENSOR for none
+  int expert;             ///< queue for IN_H_GATHER / OUT_EXPERT
+  uint64_t next_w_off;    ///< weights of the call that follows, whose first tiles stream in
+                          ///< during this call's last ones (e.g. the next expert); NO_TENSOR
+                          ///< for none
+  int next_tiles;         ///< how many weight tiles that call has
+  RowSide side;           ///< rows moved meanwhile (OUT_DELTA: `expert` names the expert chunk)
+  int side_expert_chunk;  ///< which of LaneBuffers::expert_chunk they are
+  TensorScale scale;      ///< binary points of the weights and the addend (scale table)
 };
 
 /// A call reading `in` and finishing with `out`, every other field empty: no rows, no
@@ -102,7 +102,7 @@ inline LinearCall linear_call(LinearInput in, LinearOutput out) {
   c.next_w_off = NO_TENSOR;
   c.next_tiles = 0;
   c.side = SIDE_NONE;
-  c.side_chunk = 0;
+  c.side_expert_chunk = 0;
   return c;
 }
 
@@ -186,7 +186,7 @@ inline wide_t linear_output(const LinearCall& call, act_t x[NUM_TOKENS][EMBED_DI
   // an expert output scaled by its gate weight: one PROB_W x ACT_W product for both
   // expert cases
   const prob_t g = call.out == OUT_EXPERT ? lane.routing.weight[call.expert][r]
-                                          : lane.chunk[call.expert & 1].weight[r];
+                                          : lane.expert_chunk[call.expert & 1].weight[r];
   const wide_t gated = shift_round(wide_t(g * act_t(y)), PROB_F);
   wide_t to_wide = 0;
   switch (call.out) {
@@ -218,10 +218,10 @@ inline wide_t linear_output(const LinearCall& call, act_t x[NUM_TOKENS][EMBED_DI
   return to_wide;
 }
 
-/// Word w of row r of a chunk's side move (see RowSide). The word's ROW_LANES columns
+/// Word w of row r of an expert chunk's side move (see RowSide). The word's ROW_LANES columns
 /// start at w * ROW_LANES, a run-time bank of h (cyclic LIN_IN) and of x (cyclic LIN_OUT):
 /// they go through the bank rotate network (banked.h).
-inline void side_word(RowSide side, const Chunk& ch, int r, int w, word_t* output,
+inline void side_word(RowSide side, const ExpertChunk& ch, int r, int w, word_t* output,
                       const word_t* scratch, act_t x[NUM_TOKENS][EMBED_DIM],
                       act_t h[NUM_TOKENS][EMBED_DIM]) {
   const uint64_t at = uint64_t(w) * WORD_BYTES;
@@ -247,8 +247,8 @@ inline void side_word(RowSide side, const Chunk& ch, int r, int w, word_t* outpu
   }
 }
 
-/// A chunk's side move on its own (nothing computing beside it), a bus word per cycle.
-inline void move_rows(RowSide side, const Chunk& ch, word_t* output, const word_t* scratch,
+/// An expert chunk's side move on its own (nothing computing beside it), a bus word per cycle.
+inline void move_rows(RowSide side, const ExpertChunk& ch, word_t* output, const word_t* scratch,
                       act_t x[NUM_TOKENS][EMBED_DIM], act_t h[NUM_TOKENS][EMBED_DIM]) {
   int r = 0;
   int w = 0;
@@ -330,7 +330,7 @@ inline void lin_compute(const LinearCall& call, const LinearPlan& pl, hls::strea
   const int IT = pl.IT;
   const int T = pl.T;
   const int b0 = pl.b0;
-  const Chunk& side = lane.chunk[call.side_chunk];
+  const ExpertChunk& side = lane.expert_chunk[call.side_expert_chunk];
   int t = 0;
   int r = 0;
   int it = 0;
@@ -454,12 +454,12 @@ inline void lin_stream(const LinearCall& call, const LinearPlan& pl, const word_
 /// least a tile's bus words: queues shorter than that are bound by the bus. The first
 /// input tile of an output tile starts the accumulators from zero and the last feeds the
 /// sums straight into the call's epilogue. Beside the weight word, a cycle may move a word
-/// of a chunk's rows (call.side): the pipeline runs until both are done.
+/// of an expert chunk's rows (call.side): the pipeline runs until both are done.
 /// \param call what to compute
 /// \param bundle weight bundle (m_axi)
 /// \param output, scratch the other bundles, for call.side
 /// \param buf the image's on-chip buffers (read and written per the call)
-/// \param lane the linear lane's pixels, queues and chunks (per the call)
+/// \param lane the linear lane's pixels, queues and expert chunks (per the call)
 /// \param ahead, wtile the prefetch hand-off and the tile buffers (LinearState), kept from
 ///        call to call
 inline void linear_unit(const LinearCall& call, const word_t* bundle, word_t* output,
@@ -512,7 +512,8 @@ lin_first_tiles:
   const int own_tiles = T > LIN_AHEAD ? T - LIN_AHEAD : 0;
   const int n_fetch = own_tiles + pl.handoff;  // passes that fetch
   pl.total = n_fetch * pl.fetching + (T - n_fetch) * pl.plain;
-  pl.side_words = call.side != SIDE_NONE ? lane.chunk[call.side_chunk].rows * ROW_WORDS : 0;
+  pl.side_words =
+      call.side != SIDE_NONE ? lane.expert_chunk[call.side_expert_chunk].rows * ROW_WORDS : 0;
   pl.steps = pl.total > pl.side_words ? pl.total : pl.side_words;
   lin_stream(call, pl, bundle, call.w_off + uint64_t(LIN_AHEAD) * TILE_BYTES,
              own_tiles * TILE_WORDS, pl.handoff * TILE_WORDS, output, scratch, buf, lane, wtile,

@@ -296,7 +296,7 @@ constexpr int STAGE_MLP = 6;
 constexpr uint32_t MAX_IMAGES = 1024;
 /// Expert-major batched mode: images per group and one image's scratch slot
 /// (edgemoe.host.contracts.scratch).
-constexpr int MAX_BATCH = 16;
+constexpr int MAX_GROUP = 16;
 constexpr uint64_t SCRATCH_ROW = 768ull;
 constexpr uint64_t SCRATCH_H = 0ull;
 constexpr uint64_t SCRATCH_COUNT = 99072ull;

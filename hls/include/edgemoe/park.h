@@ -1,5 +1,5 @@
 // Park and resume (expert-major MoE): an image that reaches the routing of a MoE block
-// leaves its residual stream in its output slot, its LN2 output and expert queues in
+// leaves its residual stream in its output region, its LN2 output and expert queues in
 // its scratch slot, and comes back from there after the group's experts have run.
 // Golden: edgemoe.sim.golden.Golden.run (expert-major schedule).
 #ifndef EDGEMOE_PARK_H_
@@ -12,7 +12,7 @@
 
 namespace edgemoe {
 
-/// Park one token of an image: its x row to the image's output slot and its h row to its
+/// Park one token of an image: its x row to the image's output region and its h row to its
 /// scratch slot, and, when `resume`, load the same row of the next image's parked x into
 /// x (each word is sent before it is replaced); a bus word on each channel per cycle.
 /// A word's ROW_LANES columns start at a run-time bank of x and h: they go through the
@@ -53,7 +53,7 @@ inline void park_row(word_t* output, uint64_t x_at, word_t* scratch, uint64_t h_
   }
 }
 
-/// Bring a parked image's x back from its output slot.
+/// Bring a parked image's x back from its output region.
 inline void resume_image(const word_t* output, uint64_t out_off, Buffers& buf) {
 resume_tokens:
   for (int t = 0; t < NUM_TOKENS; ++t) {
@@ -62,26 +62,26 @@ resume_tokens:
   }
 }
 
-/// Park the image on chip after the routing of a MoE block: x in its output slot (the
+/// Park the image on chip after the routing of a MoE block: x in its output region (the
 /// final tokens overwrite it), h (the experts' input: x itself changes as experts add
 /// into it) and its queues in its scratch slot. With `resume`, the next image's parked x
 /// comes back into x in the same pass (the read channel is free while parking writes).
-inline void park_image(word_t* output, uint64_t out_off, word_t* scratch, uint64_t slot,
+inline void park_image(word_t* output, uint64_t out_off, word_t* scratch, uint64_t scratch_slot,
                        bool resume, uint64_t next_off, Buffers& buf, const Routing& rt) {
 park_tokens:
   for (int t = 0; t < NUM_TOKENS; ++t) {
     const uint64_t row = uint64_t(t) * SCRATCH_ROW;
-    park_row(output, out_off + row, scratch, slot + SCRATCH_H + row, resume, next_off + row,
+    park_row(output, out_off + row, scratch, scratch_slot + SCRATCH_H + row, resume, next_off + row,
              buf.x[t], buf.h[t]);
   }
-  ddr_write_i32<PORT_SCRATCH>(scratch, slot + SCRATCH_COUNT, NUM_EXPERTS, rt.count);
+  ddr_write_i32<PORT_SCRATCH>(scratch, scratch_slot + SCRATCH_COUNT, NUM_EXPERTS, rt.count);
 park_queues:
   for (int e = 0; e < NUM_EXPERTS; ++e) {
     const int n = rt.count[e];
     if (n > 0) {
       const uint64_t lst = uint64_t(e) * SCRATCH_LIST_STRIDE;
-      ddr_write_i32<PORT_SCRATCH>(scratch, slot + SCRATCH_TOKEN + lst, n, rt.token[e]);
-      ddr_write_i32<PORT_SCRATCH>(scratch, slot + SCRATCH_WEIGHT + lst, n, rt.weight[e]);
+      ddr_write_i32<PORT_SCRATCH>(scratch, scratch_slot + SCRATCH_TOKEN + lst, n, rt.token[e]);
+      ddr_write_i32<PORT_SCRATCH>(scratch, scratch_slot + SCRATCH_WEIGHT + lst, n, rt.weight[e]);
     }
   }
 }
