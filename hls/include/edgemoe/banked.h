@@ -33,6 +33,51 @@ inline int bank_phase(int c0) {
   return ((c0 / GRAIN) * (GRAIN / G) % (BANKS / G)) * G;
 }
 
+/// Direction of a bank walk: into the row (store_lanes) or out of it (load_lanes).
+enum BankDir { TO_ROW, FROM_ROW };
+
+/// One lane's move in a bank walk: element `at` of the row (in bank `at % BANKS`), lane l
+/// of vals.
+template <BankDir DIR>
+struct BankMove;
+template <>
+struct BankMove<TO_ROW> {
+  template <typename T, typename V>
+  static void move(T* row, int at, const V* vals, int l) {
+    row[at] = vals[l];
+  }
+};
+template <>
+struct BankMove<FROM_ROW> {
+  template <typename T, typename V>
+  static void move(const T* row, int at, V* vals, int l) {
+    vals[l] = V(row[at]);
+  }
+};
+
+/// The walk store_lanes and load_lanes share: bank by bank (each bank's index a
+/// constant), the lanes l < n that land in it, moved in direction DIR.
+/// Parameters as store_lanes; R and W carry the constness of the direction.
+template <BankDir DIR, int BANKS, int LANES, int GRAIN, typename R, typename W>
+inline void bank_walk(R* row, int c0, int n, W* vals) {
+  constexpr int ROUNDS = (LANES + BANKS - 1) / BANKS;
+  const int phase = bank_phase<BANKS, GRAIN>(c0);
+bank_walk_banks:
+  for (int b = 0; b < BANKS; ++b) {
+#pragma HLS UNROLL  // one port per bank, its bank index b a constant
+    const int first = b >= phase ? b - phase : b - phase + BANKS;  // bank: the lane for bank b
+  bank_walk_rounds:
+    for (int k = 0; k < ROUNDS; ++k) {
+#pragma HLS UNROLL
+      const int l = first + k * BANKS;  // bank: a lane index (the rotate network's select)
+      if (l < n && l < LANES) {
+        const int addr = (c0 + l) / BANKS;                    // bank: the row inside bank b
+        BankMove<DIR>::move(row, addr * BANKS + b, vals, l);  // bank: b, a constant
+      }
+    }
+  }
+}
+
 /// row[c0 + l] = vals[l] for l < n, row banked cyclic BANKS.
 /// \tparam BANKS the row's cyclic partition factor
 /// \tparam LANES values offered (n <= LANES)
@@ -42,44 +87,14 @@ inline int bank_phase(int c0) {
 /// \param n values to store, 0..LANES
 template <int BANKS, int LANES, int GRAIN, typename T, typename V>
 inline void store_lanes(T* row, int c0, int n, const V vals[LANES]) {
-  constexpr int ROUNDS = (LANES + BANKS - 1) / BANKS;
-  const int phase = bank_phase<BANKS, GRAIN>(c0);
-bank_store_banks:
-  for (int b = 0; b < BANKS; ++b) {
-#pragma HLS UNROLL  // one write port per bank, its bank index b a constant
-    const int first = b >= phase ? b - phase : b - phase + BANKS;  // bank: the lane for bank b
-  bank_store_rounds:
-    for (int k = 0; k < ROUNDS; ++k) {
-#pragma HLS UNROLL
-      const int l = first + k * BANKS;  // bank: a lane index (the rotate network's select)
-      if (l < n && l < LANES) {
-        const int addr = (c0 + l) / BANKS;  // bank: the row inside bank b
-        row[addr * BANKS + b] = vals[l];    // bank: b, a constant
-      }
-    }
-  }
+  bank_walk<TO_ROW, BANKS, LANES, GRAIN>(row, c0, n, vals);
 }
 
 /// vals[l] = row[c0 + l] for l < n (vals[l] for l >= n untouched), row banked cyclic BANKS.
 /// Parameters as store_lanes.
 template <int BANKS, int LANES, int GRAIN, typename T, typename V>
 inline void load_lanes(const T* row, int c0, int n, V vals[LANES]) {
-  constexpr int ROUNDS = (LANES + BANKS - 1) / BANKS;
-  const int phase = bank_phase<BANKS, GRAIN>(c0);
-bank_load_banks:
-  for (int b = 0; b < BANKS; ++b) {
-#pragma HLS UNROLL  // one read port per bank, its bank index b a constant
-    const int first = b >= phase ? b - phase : b - phase + BANKS;  // bank: the lane for bank b
-  bank_load_rounds:
-    for (int k = 0; k < ROUNDS; ++k) {
-#pragma HLS UNROLL
-      const int l = first + k * BANKS;  // bank: a lane index (the rotate network's select)
-      if (l < n && l < LANES) {
-        const int addr = (c0 + l) / BANKS;   // bank: the row inside bank b
-        vals[l] = V(row[addr * BANKS + b]);  // bank: b, a constant
-      }
-    }
-  }
+  bank_walk<FROM_ROW, BANKS, LANES, GRAIN>(row, c0, n, vals);
 }
 
 }  // namespace edgemoe

@@ -67,6 +67,40 @@ inline void count_words(uint64_t words, bool write) {
 #endif
 }
 
+/// Words of a burst of n elements of BYTES bytes, counted on PORT (C-sim).
+template <int PORT, int BYTES>
+inline int burst_words(int n, bool write) {
+  constexpr int PER_WORD = WORD_BYTES / BYTES;
+  const int words = (n + PER_WORD - 1) / PER_WORD;
+  count_words<PORT>(words, write);
+  return words;
+}
+
+#if !EDGEMOE_USE_AP_TYPES
+/// C-sim fast path: element i of little-endian BYTES-byte elements from `base` (the bus
+/// words are little-endian limbs, checked in the tests), sign-extended when SIGNED.
+template <int BYTES, bool SIGNED, typename T>
+inline T le_element(const unsigned char* base, int i) {
+  if (BYTES == 1) {
+    return SIGNED ? T(static_cast<int8_t>(base[i])) : T(base[i]);
+  } else if (BYTES == 2) {
+    uint16_t v;
+    memcpy(&v, base + 2 * i, 2);
+    return SIGNED ? T(static_cast<int16_t>(v)) : T(v);
+  }
+  uint32_t v;
+  memcpy(&v, base + 4 * i, 4);
+  return SIGNED ? T(static_cast<int32_t>(v)) : T(v);
+}
+#else
+/// Lane l of a bus word: BYTES bytes, sign-extended when SIGNED.
+template <int BYTES, bool SIGNED, typename T>
+inline T word_lane(const word_t& word, int l) {
+  const ap_uint<8 * BYTES> bits = word.range(8 * BYTES * l + 8 * BYTES - 1, 8 * BYTES * l);
+  return SIGNED ? T(ap_int<8 * BYTES>(bits)) : T(bits);
+}
+#endif
+
 /// Read n little-endian elements of BYTES bytes each (1, 2 or 4), sign-extended when
 /// SIGNED, starting at a word-aligned byte offset, in one burst.
 /// \tparam PORT bundle, for the C-sim counters
@@ -78,28 +112,17 @@ inline void count_words(uint64_t words, bool write) {
 /// \param dst destination, n elements
 template <int PORT, int BYTES, bool SIGNED, typename T>
 void ddr_read(const word_t* bus, uint64_t byte_off, int n, T* dst) {
-  constexpr int PER_WORD = WORD_BYTES / BYTES;
   const uint64_t first = byte_off / WORD_BYTES;
-  const int words = (n + PER_WORD - 1) / PER_WORD;
-  count_words<PORT>(words, false);
+  const int words = burst_words<PORT, BYTES>(n, false);
 #if !EDGEMOE_USE_AP_TYPES
-  // C-sim fast path: the bus words are little-endian limbs (checked in the tests).
+  (void)words;  // counted; the fast path goes element by element
   const unsigned char* base = reinterpret_cast<const unsigned char*>(bus + first);
 ddr_read_fast:
   for (int e = 0; e < n; ++e) {
-    if (BYTES == 1) {
-      dst[e] = SIGNED ? T(static_cast<int8_t>(base[e])) : T(base[e]);
-    } else if (BYTES == 2) {
-      uint16_t v;
-      memcpy(&v, base + 2 * e, 2);
-      dst[e] = SIGNED ? T(static_cast<int16_t>(v)) : T(v);
-    } else {
-      uint32_t v;
-      memcpy(&v, base + 4 * e, 4);
-      dst[e] = SIGNED ? T(static_cast<int32_t>(v)) : T(v);
-    }
+    dst[e] = le_element<BYTES, SIGNED, T>(base, e);
   }
 #else
+  constexpr int PER_WORD = WORD_BYTES / BYTES;
 ddr_read_words:
   for (int w = 0; w < words; ++w) {
 #pragma HLS PIPELINE II = 1  // one bus word per cycle: a single burst
@@ -108,12 +131,7 @@ ddr_read_words:
     for (int l = 0; l < PER_WORD; ++l) {
       const int e = w * PER_WORD + l;  // bank: dst unbanked (ports bound II) or regs
       if (e < n) {
-        const ap_uint<8 * BYTES> bits = word.range(8 * BYTES * l + 8 * BYTES - 1, 8 * BYTES * l);
-        if (SIGNED) {
-          dst[e] = T(ap_int<8 * BYTES>(bits));
-        } else {
-          dst[e] = T(bits);
-        }
+        dst[e] = word_lane<BYTES, SIGNED, T>(word, l);
       }
     }
   }
@@ -129,30 +147,35 @@ inline void unpack_word(const word_t* bus, uint64_t word, T dst[PER_WORD]) {
   const unsigned char* base = reinterpret_cast<const unsigned char*>(bus + word);
 unpack_fast:
   for (int l = 0; l < PER_WORD; ++l) {
-    if (BYTES == 1) {
-      dst[l] = SIGNED ? T(static_cast<int8_t>(base[l])) : T(base[l]);
-    } else if (BYTES == 2) {
-      uint16_t v;
-      memcpy(&v, base + 2 * l, 2);
-      dst[l] = SIGNED ? T(static_cast<int16_t>(v)) : T(v);
-    } else {
-      uint32_t v;
-      memcpy(&v, base + 4 * l, 4);
-      dst[l] = SIGNED ? T(static_cast<int32_t>(v)) : T(v);
-    }
+    dst[l] = le_element<BYTES, SIGNED, T>(base, l);
   }
 #else
   const word_t bits = bus[word];
 unpack_lanes:
   for (int l = 0; l < PER_WORD; ++l) {
-    const ap_uint<8 * BYTES> e = bits.range(8 * BYTES * l + 8 * BYTES - 1, 8 * BYTES * l);
-    if (SIGNED) {
-      dst[l] = T(ap_int<8 * BYTES>(e));
-    } else {
-      dst[l] = T(e);
-    }
+    dst[l] = word_lane<BYTES, SIGNED, T>(bits, l);
   }
 #endif
+}
+
+/// Pack vals[at + l], l < PER_WORD, 32-bit raw values (two's complement), into one bus
+/// word; lanes from n on are 0.
+template <int PER_WORD, typename T>
+inline word_t pack_i32(const T* vals, int at, int n) {
+  word_t word = 0;
+pack_i32_lanes:
+  for (int l = 0; l < PER_WORD; ++l) {
+    const int e = at + l;  // bank: vals unbanked (ports bound II), or regs with at = 0
+    const ap_int<32> v = (e < n) ? ap_int<32>(wide_t(vals[e])) : ap_int<32>(0);
+    word.range(32 * l + 31, 32 * l) = ap_uint<32>(v);
+  }
+  return word;
+}
+
+/// Pack PER_WORD 32-bit raw values (registers) into one bus word (lanes past n are 0).
+template <int PER_WORD, typename T>
+inline word_t pack_i32(const T vals[PER_WORD], int n) {
+  return pack_i32<PER_WORD>(vals, 0, n);
 }
 
 /// Write n 32-bit words of raw values (two's complement) at a word-aligned offset.
@@ -160,19 +183,11 @@ template <int PORT, typename T>
 void ddr_write_i32(word_t* bus, uint64_t byte_off, int n, const T* src) {
   constexpr int PER_WORD = WORD_BYTES / 4;
   const uint64_t first = byte_off / WORD_BYTES;
-  const int words = (n + PER_WORD - 1) / PER_WORD;
-  count_words<PORT>(words, true);
+  const int words = burst_words<PORT, 4>(n, true);
 ddr_write_words:
   for (int w = 0; w < words; ++w) {
 #pragma HLS PIPELINE II = 1  // one bus word per cycle: a single burst
-    word_t word = 0;
-  ddr_write_lanes:
-    for (int l = 0; l < PER_WORD; ++l) {
-      const int e = w * PER_WORD + l;  // bank: src unbanked (ports bound II) or regs
-      const ap_int<32> v = (e < n) ? ap_int<32>(wide_t(src[e])) : ap_int<32>(0);
-      word.range(32 * l + 31, 32 * l) = ap_uint<32>(v);
-    }
-    bus[first + w] = word;
+    bus[first + w] = pack_i32<PER_WORD>(src, w * PER_WORD, n);
   }
 }
 
@@ -183,8 +198,7 @@ template <int PORT, int BYTES, bool SIGNED, int BANKS, typename T>
 void ddr_read_banked(const word_t* bus, uint64_t byte_off, int n, T* dst) {
   constexpr int PER_WORD = WORD_BYTES / BYTES;
   const uint64_t first = byte_off / WORD_BYTES;
-  const int words = (n + PER_WORD - 1) / PER_WORD;
-  count_words<PORT>(words, false);
+  const int words = burst_words<PORT, BYTES>(n, false);
 ddr_read_banked_words:
   for (int w = 0; w < words; ++w) {
 #pragma HLS PIPELINE II = 1  // one bus word per cycle: a single burst
@@ -198,26 +212,13 @@ ddr_read_banked_words:
   }
 }
 
-/// Pack PER_WORD 32-bit raw values into one bus word (lanes past n are 0).
-template <int PER_WORD, typename T>
-inline word_t pack_i32(const T vals[PER_WORD], int n) {
-  word_t word = 0;
-pack_i32_lanes:
-  for (int l = 0; l < PER_WORD; ++l) {
-    const ap_int<32> v = (l < n) ? ap_int<32>(wide_t(vals[l])) : ap_int<32>(0);
-    word.range(32 * l + 31, 32 * l) = ap_uint<32>(v);
-  }
-  return word;
-}
-
 /// ddr_write_i32 from a row banked cyclic BANKS: each bus word's elements come through
 /// the bank rotate network (banked.h).
 template <int PORT, int BANKS, typename T>
 void ddr_write_banked(word_t* bus, uint64_t byte_off, int n, const T* src) {
   constexpr int PER_WORD = WORD_BYTES / 4;
   const uint64_t first = byte_off / WORD_BYTES;
-  const int words = (n + PER_WORD - 1) / PER_WORD;
-  count_words<PORT>(words, true);
+  const int words = burst_words<PORT, 4>(n, true);
 ddr_write_banked_words:
   for (int w = 0; w < words; ++w) {
 #pragma HLS PIPELINE II = 1  // one bus word per cycle: a single burst

@@ -35,72 +35,67 @@ inline uint64_t expert_base(const BlockOffsets& blk, int e) {
   return e < NUM_EXPERTS ? blk.experts + uint64_t(e) * EXPERT_STRIDE : NO_TENSOR;
 }
 
-/// Image-major expert e: fc1 + GELU over the h rows its queue lists; its last tiles fetch
-/// the first ones of its fc2.
-inline LinearCall expert_fc1_call(const BlockOffsets& blk, int e, int rows) {
+/// Expert e's fc1 + GELU over `rows` rows read from `in`; its last tiles fetch the first
+/// ones of its fc2. What both schedules share; each sets the rest.
+inline LinearCall expert_fc1(const BlockOffsets& blk, int e, int rows, LinearInput in) {
   const uint64_t base = expert_base(blk, e);
-  LinearCall c = linear_call(IN_H_GATHER, OUT_GELU);
+  LinearCall c = linear_call(in, OUT_GELU);
   c.k = EMBED_DIM;
   c.o = EXPERT_HIDDEN;
   c.rows = rows;
   c.w_off = base;
   c.b_off = base + EXPERT_FC1_B;
-  c.expert = e;
   c.next_w_off = base + EXPERT_FC2_W;
   c.next_tiles = linear_tiles(EXPERT_HIDDEN, EMBED_DIM);
   return c;
 }
 
-/// Image-major expert e: fc2, scaled by the gate weight into its tokens' x; its last tiles
-/// fetch the first ones of expert `next`'s fc1 (none past the last).
-inline LinearCall expert_fc2_call(const BlockOffsets& blk, int e, int rows, int next) {
+/// Expert e's fc2 over `rows` rows of wide into epilogue `out`; its last tiles fetch the
+/// first ones of expert `next`'s fc1 (none past the last). What both schedules share.
+inline LinearCall expert_fc2(const BlockOffsets& blk, int e, int rows, LinearOutput out, int next) {
   const uint64_t base = expert_base(blk, e);
-  LinearCall c = linear_call(IN_WIDE, OUT_EXPERT);
+  LinearCall c = linear_call(IN_WIDE, out);
   c.k = EXPERT_HIDDEN;
   c.o = EMBED_DIM;
   c.rows = rows;
   c.w_off = base + EXPERT_FC2_W;
   c.b_off = base + EXPERT_FC2_B;
-  c.expert = e;
   c.next_w_off = expert_base(blk, next);
   c.next_tiles = linear_tiles(EMBED_DIM, EXPERT_HIDDEN);
   return c;
 }
 
+/// Image-major expert e: fc1 + GELU over the h rows its queue lists.
+inline LinearCall expert_fc1_call(const BlockOffsets& blk, int e, int rows) {
+  LinearCall c = expert_fc1(blk, e, rows, IN_H_GATHER);
+  c.expert = e;
+  return c;
+}
+
+/// Image-major expert e: fc2, scaled by the gate weight into its tokens' x.
+inline LinearCall expert_fc2_call(const BlockOffsets& blk, int e, int rows, int next) {
+  LinearCall c = expert_fc2(blk, e, rows, OUT_EXPERT, next);
+  c.expert = e;
+  return c;
+}
+
 /// Expert-major: fc1 + GELU of expert chunk `chunk` (its h gathered into h), merging
-/// the expert chunk before it into its tokens' parked x meanwhile (unless `merge` is false: the
-/// first).
+/// the expert chunk before it into its tokens' parked x meanwhile (unless `merge` is
+/// false: the first).
 inline LinearCall expert_chunk_fc1_call(const BlockOffsets& blk, int e, int rows, bool merge,
                                         int chunk) {
-  const uint64_t base = expert_base(blk, e);
-  LinearCall c = linear_call(IN_H, OUT_GELU);
-  c.k = EMBED_DIM;
-  c.o = EXPERT_HIDDEN;
-  c.rows = rows;
-  c.w_off = base;
-  c.b_off = base + EXPERT_FC1_B;
-  c.next_w_off = base + EXPERT_FC2_W;
-  c.next_tiles = linear_tiles(EXPERT_HIDDEN, EMBED_DIM);
+  LinearCall c = expert_fc1(blk, e, rows, IN_H);
   c.side = merge ? SIDE_MERGE : SIDE_NONE;
   c.side_expert_chunk = chunk ^ 1;
   return c;
 }
 
-/// Expert-major: fc2 of expert chunk `chunk`, its gate-scaled outputs kept in x (OUT_DELTA),
-/// gathering the next expert chunk's h meanwhile; its last tiles fetch the first ones of expert
-/// `next`'s fc1.
+/// Expert-major: fc2 of expert chunk `chunk`, its gate-scaled outputs kept in x
+/// (OUT_DELTA), gathering the next expert chunk's h meanwhile.
 inline LinearCall expert_chunk_fc2_call(const BlockOffsets& blk, int e, int rows, int chunk,
                                         int next) {
-  const uint64_t base = expert_base(blk, e);
-  LinearCall c = linear_call(IN_WIDE, OUT_DELTA);
-  c.k = EXPERT_HIDDEN;
-  c.o = EMBED_DIM;
-  c.rows = rows;
-  c.w_off = base + EXPERT_FC2_W;
-  c.b_off = base + EXPERT_FC2_B;
+  LinearCall c = expert_fc2(blk, e, rows, OUT_DELTA, next);
   c.expert = chunk;
-  c.next_w_off = expert_base(blk, next);
-  c.next_tiles = linear_tiles(EMBED_DIM, EXPERT_HIDDEN);
   c.side = SIDE_GATHER;
   c.side_expert_chunk = chunk ^ 1;
   return c;
