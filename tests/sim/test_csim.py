@@ -207,7 +207,7 @@ def test_expert_major_reads_each_expert_once_per_group():
 )
 def test_expert_major_with_dense_blocks_after_the_last_moe(moe_blocks):
     """Images resume after the last MoE block and finish the dense blocks on chip (with
-    no MoE block at all, the call is image-major: three images on the two slots)."""
+    no MoE block at all, the call is image-major: three images on the two buffer sets)."""
     c = cfg("m3vit-mini").replace(moe_blocks=moe_blocks)
     p = profile("lean")
     qm = quantize_model(state(random_model(c, 6)), c, p)
@@ -218,9 +218,9 @@ def test_expert_major_with_dense_blocks_after_the_last_moe(moe_blocks):
     assert (r.ddr_read, r.ddr_written) == ddr_bytes(c, p, DEFAULT_TILING, expert_counts(g, 3))
 
 
-def test_expert_major_groups_of_max_batch():
+def test_expert_major_groups_of_max_group():
     """More images than MAX_GROUP: two groups (the second of one image, alone on the two
-    slots), still golden bit for bit."""
+    buffer sets), still golden bit for bit."""
     c, p = cfg("m3vit-mini"), profile("lean")
     qm = quantize_model(state(model("m3vit-mini", 4)), c, p)
     n = MAX_GROUP + 1
