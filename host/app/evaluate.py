@@ -25,8 +25,8 @@ import numpy as np
 
 from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_json_atomic
-from edgemoe.host.app.args import build_model
-from edgemoe.host.contracts.profile import DEFAULT_PROFILE, Profile, load_profile
+from edgemoe.host.app.args import add_options, build_model
+from edgemoe.host.contracts.profile import Profile, load_profile
 from edgemoe.host.driver.backends import (
     Backend,
     TorchBackend,
@@ -34,7 +34,7 @@ from edgemoe.host.driver.backends import (
     backends_help,
     get_backend,
 )
-from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
+from edgemoe.models.config import ModelConfig, load_config
 from edgemoe.models.heads import task_head_np
 from edgemoe.models.metrics import DepthAccumulator, confusion, semseg_metrics
 
@@ -362,18 +362,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def add_parser(sub) -> None:
     """Add the ``eval`` subcommand to the ``edgemoe`` parser."""
     e = sub.add_parser("eval", help="task accuracy of a checkpoint per backend, expert usage")
-    e.add_argument("--config", default=DEFAULT_CONFIG, help="config name or YAML path")
-    e.add_argument(
-        "--checkpoint", default=None, help="weights (default: the config's shipped checkpoint)"
+    add_options(
+        e,
+        "config",
+        "checkpoint",
+        checkpoint={"help": "weights (default: the config's shipped checkpoint)"},
     )
     e.add_argument(
         "--backends",
         default="torch,golden,csim",
         help=f"comma-separated, of: {backends_help()}",
     )
-    e.add_argument(
-        "--profile", default=DEFAULT_PROFILE, help="precision profile(s), comma-separated"
-    )
+    add_options(e, "profile", profile={"help": "precision profile(s), comma-separated"})
     e.add_argument(
         "--data", default="procedural", help="'procedural' or a preprocessed Cityscapes folder"
     )

@@ -13,12 +13,11 @@ from pathlib import Path
 
 from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_bytes_atomic
-from edgemoe.host.app.args import HelpFormatter, build_model, int_range, parse_tiling, seed_arg
+from edgemoe.host.app.args import HelpFormatter, add_options, build_model, parse_tiling
 from edgemoe.host.app.inputs import load_image_folder
 from edgemoe.host.app.outputs import check_output_file
 from edgemoe.host.contracts.images import scene_images
-from edgemoe.host.contracts.profile import DEFAULT_PROFILE, config_hash, load_profile
-from edgemoe.host.contracts.tiling import DEFAULT_TILING
+from edgemoe.host.contracts.profile import config_hash, load_profile
 from edgemoe.host.driver.backends import Workload
 from edgemoe.host.export.bundle import layout, pack, validate, write_bundle
 from edgemoe.host.export.calibrate import (
@@ -35,7 +34,7 @@ from edgemoe.host.export.deployment import (
     host_tensors,
 )
 from edgemoe.host.export.quantize import quantize_model
-from edgemoe.models.config import DEFAULT_CONFIG, load_config
+from edgemoe.models.config import load_config
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -172,22 +171,9 @@ def add_parser(sub) -> None:
         "and a quantization report beside it.",
         formatter_class=HelpFormatter,
     )
-    e.add_argument("--config", default=DEFAULT_CONFIG, help="config name or YAML path")
-    e.add_argument("--profile", default=DEFAULT_PROFILE, help="precision profile name or path")
-    e.add_argument("--checkpoint", default=None, help="M3ViT checkpoint instead of random init")
-    e.add_argument("--seed", type=seed_arg, default=0, help="seed of the random init")
+    add_options(e, "config", "profile", "checkpoint", "seed")
     e.add_argument("--out", default="build/bundle.bin", help="bundle file to write")
-    e.add_argument(
-        "--tiling",
-        default=f"{DEFAULT_TILING.lin_in}x{DEFAULT_TILING.lin_out}",
-        help="linear-unit tile LIN_INxLIN_OUT (the default is the committed kernel build)",
-    )
-    e.add_argument(
-        "--p",
-        type=int_range(1, 255),
-        default=DEFAULT_TILING.p,
-        help="attention query rows per key sweep",
-    )
+    add_options(e, "tiling", "p")
     e.add_argument(
         "--calib-images",
         default=None,

@@ -22,10 +22,10 @@ from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_json_atomic
 from edgemoe.host.app.args import (
     HelpFormatter,
+    add_options,
     build_model,
     int_range,
     parse_tasks,
-    seed_arg,
     timeout_arg,
 )
 from edgemoe.host.app.fidelity import budget_misses, cosine, rel_rms, routing
@@ -678,15 +678,19 @@ def add_parser(sub) -> None:
         "--task", default=None, help="task name(s) or id(s), comma-separated (default: every task)"
     )
     r.add_argument("--backend", default="csim", help=f"one of: {backends_help()}")
-    r.add_argument(
-        "--config",
-        default=None,
-        help=f"config name or YAML path (default: the bundle's, else {DEFAULT_CONFIG})",
-    )
-    r.add_argument(
-        "--profile",
-        default=None,
-        help=f"precision profile name or path (default: the bundle's, else {DEFAULT_PROFILE})",
+    add_options(
+        r,
+        "config",
+        "profile",
+        config={
+            "default": None,
+            "help": f"config name or YAML path (default: the bundle's, else {DEFAULT_CONFIG})",
+        },
+        profile={
+            "default": None,
+            "help": "precision profile name or path (default: the bundle's, else "
+            f"{DEFAULT_PROFILE})",
+        },
     )
     r.add_argument(
         "--bundle",
@@ -694,11 +698,13 @@ def add_parser(sub) -> None:
         help="bundle file from `edgemoe export`: its config, profile, tiling, weights and task "
         "heads (no torch needed); default: packed from the float model",
     )
-    r.add_argument(
-        "--checkpoint",
-        default=None,
-        help="M3ViT checkpoint (default: the config's shipped trained checkpoint; with "
-        "--bundle: must be the bundle's)",
+    add_options(
+        r,
+        "checkpoint",
+        checkpoint={
+            "help": "M3ViT checkpoint (default: the config's shipped trained checkpoint; with "
+            "--bundle: must be the bundle's)"
+        },
     )
     r.add_argument(
         "--random",
@@ -711,11 +717,13 @@ def add_parser(sub) -> None:
         default=None,
         help="experts per token (default: the bundle's, else the config's)",
     )
-    r.add_argument(
-        "--seed",
-        type=seed_arg,
-        default=None,
-        help="seed of the random model and sample scene (default: the bundle's, else 0)",
+    add_options(
+        r,
+        "seed",
+        seed={
+            "default": None,
+            "help": "seed of the random model and sample scene (default: the bundle's, else 0)",
+        },
     )
     r.add_argument("--out", default="run-out", help="new or empty folder for the PNGs and report")
     r.add_argument(

@@ -14,18 +14,18 @@ from edgemoe.files import write_file_atomic, write_json_atomic
 from edgemoe.host.app.args import (
     MAX_VERIFY_IMAGES,
     HelpFormatter,
+    add_options,
     build_model,
     int_range,
     parse_task,
-    seed_arg,
 )
 from edgemoe.host.app.fidelity import compare, rel_rms, within_budget
 from edgemoe.host.app.inputs import load_image_folder
 from edgemoe.host.app.outputs import check_output_file
 from edgemoe.host.contracts.images import random_images, scene_images
-from edgemoe.host.contracts.profile import DEFAULT_PROFILE, load_profile
+from edgemoe.host.contracts.profile import load_profile
 from edgemoe.host.driver.backends import RunOutput, Workload, backends_help, get_backend
-from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
+from edgemoe.models.config import ModelConfig, load_config
 from edgemoe.models.heads import task_head_np
 
 
@@ -220,10 +220,9 @@ def add_parser(sub) -> None:
         "budgets (exit 1 when one is missed).",
         formatter_class=HelpFormatter,
     )
-    v.add_argument("--config", default=DEFAULT_CONFIG, help="config name or YAML path")
-    v.add_argument("--profile", default=DEFAULT_PROFILE, help="precision profile name or path")
+    add_options(v, "config", "profile")
     v.add_argument("--task", default=None, help="task name or id (default: the first task)")
-    v.add_argument("--seed", type=seed_arg, default=0, help="seed of the random model and images")
+    add_options(v, "seed", seed={"help": "seed of the random model and images"})
     v.add_argument(
         "--images",
         type=int_range(1, MAX_VERIFY_IMAGES),
@@ -243,7 +242,7 @@ def add_parser(sub) -> None:
         default="torch,golden",
         help=f"comma-separated backend names, of: {backends_help()}",
     )
-    v.add_argument("--checkpoint", default=None, help="M3ViT checkpoint instead of random init")
+    add_options(v, "checkpoint")
     v.add_argument(
         "--top-k", type=int, default=None, help="experts per token (default: the config's)"
     )
