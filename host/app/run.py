@@ -95,6 +95,45 @@ def check_batch(n: int) -> None:
 # ---- what a run uses: the bundle's settings, or the flags ----------------------
 
 
+def _build(args: argparse.Namespace) -> tuple:
+    """(the bundle's deployment or None, config, profile, tiling) of this run: the bundle's
+    (a flag must agree), else the flags' with the default tiling."""
+    if args.bundle is not None:
+        dep = read_deployment(read_bundle(args.bundle), f"bundle {args.bundle}")
+        cfg, profile, tiling = _bundle_settings(args, dep)
+        if args.top_k is not None and args.top_k != cfg.top_k:
+            raise EdgeMoeError(
+                f"--top-k {args.top_k} disagrees with bundle {args.bundle}, exported with "
+                f"top_k {cfg.top_k}: drop --top-k, or export again with it"
+            )
+        return dep, cfg, profile, tiling
+    cfg = with_top_k(load_config(args.config or DEFAULT_CONFIG), args.top_k)
+    profile = load_profile(args.profile or DEFAULT_PROFILE)
+    return None, cfg, profile, DEFAULT_TILING
+
+
+def _input_images(args: argparse.Namespace, cfg: ModelConfig, seed: int) -> list[InputImage]:
+    """``--image`` (resized as ``--fit`` says), else the sample scene; names made unique."""
+    fit = args.fit or "stretch"
+    if args.image:
+        images = [load_image(p, cfg, resize=not args.no_resize, fit=fit) for p in args.image]
+    else:
+        images = [InputImage("sample", "sample scene", sample_scene(cfg, seed))]
+    _unique_names(images)
+    return images
+
+
+def _check_bundle_image(
+    path: str, dep: Deployment, cfg: ModelConfig, profile: Profile, tiling: Tiling
+) -> None:
+    """The host's check of the bundle's kernel image (what the kernel would refuse)."""
+    try:
+        validate(dep.kernel_image, cfg, profile, tiling)
+    except BundleError as e:
+        raise BundleError(f"bundle {path}: {str(e).removeprefix('bundle ')}") from None
+    check_kernel_image(dep, f"bundle {path}")
+
+
 def _bundle_settings(args: argparse.Namespace, dep: Deployment) -> tuple:
     """Config, profile and tiling of ``run --bundle``: the bundle's; a flag must agree."""
     cfg, profile = dep.cfg, dep.profile
@@ -262,19 +301,7 @@ class _Progress:
 def cmd_run(args: argparse.Namespace) -> int:
     """The ``edgemoe run`` command (see :func:`add_parser`)."""
     t_start = time.perf_counter()
-    dep = None
-    if args.bundle is not None:
-        dep = read_deployment(read_bundle(args.bundle), f"bundle {args.bundle}")
-        cfg, profile, tiling = _bundle_settings(args, dep)
-        if args.top_k is not None and args.top_k != cfg.top_k:
-            raise EdgeMoeError(
-                f"--top-k {args.top_k} disagrees with bundle {args.bundle}, exported with "
-                f"top_k {cfg.top_k}: drop --top-k, or export again with it"
-            )
-    else:
-        cfg = with_top_k(load_config(args.config or DEFAULT_CONFIG), args.top_k)
-        profile = load_profile(args.profile or DEFAULT_PROFILE)
-        tiling = DEFAULT_TILING
+    dep, cfg, profile, tiling = _build(args)
     tasks = parse_tasks(args.task, cfg)
     check_batch(args.batch)
     if dep is None and args.checkpoint is None and not args.random:
@@ -288,19 +315,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     source = _weights(args, dep)
 
     # -- every input checked before any work --------------------------------
-    fit = args.fit or "stretch"
-    if args.image:
-        images = [load_image(p, cfg, resize=not args.no_resize, fit=fit) for p in args.image]
-    else:
-        images = [InputImage("sample", "sample scene", sample_scene(cfg, source.seed))]
-    _unique_names(images)
+    images = _input_images(args, cfg, source.seed)
     out = check_out_dir(args.out, args.force)
     if dep is not None and not args.no_host_check:
-        try:
-            validate(dep.kernel_image, cfg, profile, tiling)
-        except BundleError as e:
-            raise BundleError(f"bundle {args.bundle}: {str(e).removeprefix('bundle ')}") from None
-        check_kernel_image(dep, f"bundle {args.bundle}")
+        _check_bundle_image(args.bundle, dep, cfg, profile, tiling)
     for im in images:
         for n in im.notices:
             print(f"notice: {n}", file=sys.stderr)
