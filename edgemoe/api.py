@@ -354,9 +354,25 @@ class Model:
         pixels, notices, single = self._images(images, resize)
 
         wl = self._workload()
-        host = self._host_params()
         acc = self._accelerator(name, runner, board, min(batch, len(pixels))) if driven else None
         seconds: dict[str, float] = {}
+        tokens = self._backbone(wl, acc, runner, pixels, task_names, batch, timeout_s, seconds)
+        outputs = self._heads(tokens, single, seconds)
+        return Result(outputs, pixels[0] if single else pixels, name, seconds, notices)
+
+    def _backbone(
+        self,
+        wl: Workload,
+        acc: Accelerator | None,
+        runner: Any,
+        pixels: np.ndarray,
+        task_names: list[str],
+        batch: int,
+        timeout_s: float,
+        seconds: dict[str, float],
+    ) -> dict[str, np.ndarray]:
+        """Each task's backbone tokens of ``pixels``, ``batch`` images a call (on the driver
+        where there is one, else the backend); each call's times added to ``seconds``."""
         tokens: dict[str, list[np.ndarray]] = {t: [] for t in task_names}
         for start in range(0, len(pixels), batch):
             part = pixels[start : start + batch]  # one kernel call
@@ -369,16 +385,22 @@ class Model:
                     ro = runner.run(wl, part, task)
                     tokens[task].append(ro.tokens)
                     _add(seconds, {"backbone": ro.seconds})
+        return {t: np.concatenate(parts) for t, parts in tokens.items()}
+
+    def _heads(
+        self, tokens: dict[str, np.ndarray], single: bool, seconds: dict[str, float]
+    ) -> dict[str, TaskOutput]:
+        """Each task's head on the host over its tokens (one image's, when ``single``)."""
+        host = self._host_params()
         outputs = {}
         t0 = time.perf_counter()
-        for task in task_names:
-            tok = np.concatenate(tokens[task])
+        for task, tok in tokens.items():
             values = task_head_np(tok, host, task, self.cfg)
             if single:
                 tok, values = tok[0], values[0]
             outputs[task] = TaskOutput(task, self.cfg.task_spec(task), values, tok)
         _add(seconds, {"head": time.perf_counter() - t0})
-        return Result(outputs, pixels[0] if single else pixels, name, seconds, notices)
+        return outputs
 
     def _accelerator(
         self, name: str, runner: Any, board: Board | None, max_images: int

@@ -190,15 +190,23 @@ class Golden:
     def mlp(
         self, h: np.ndarray, pre: str, w1: str = "fc1", w2: str = "fc2", e: int | None = None
     ) -> np.ndarray:
-        p, qm = self.p, self.qm
+        p = self.p
+        hid = self.linear_call(h, f"{pre}.{w1}", p.act, "fc1", e)
+        hid = units.gelu(hid, p.act, p)
+        return self.linear_call(hid, f"{pre}.{w2}", p.act, "fc2", e)
+
+    def linear_call(
+        self, x: np.ndarray, name: str, fout: Fmt, where: str, e: int | None = None
+    ) -> np.ndarray:
+        """One linear-unit call on raw ``act`` rows ``x``: tensor ``name``'s weights and bias
+        (``name.w``, ``name.b``; expert ``e``'s of a stack), narrowed to ``fout``."""
+        qm = self.qm
 
         def t(n: str) -> tuple[np.ndarray, Fmt]:
-            a = qm[f"{pre}.{n}"]
-            return (a if e is None else a[e]), qm.fmt(f"{pre}.{n}", e)
+            a = qm[n]
+            return (a if e is None else a[e]), qm.fmt(n, e)
 
-        hid = linear(h, p.act, *t(f"{w1}.w"), *t(f"{w1}.b"), p.act, self.sat, "fc1")
-        hid = units.gelu(hid, p.act, p)
-        return linear(hid, p.act, *t(f"{w2}.w"), *t(f"{w2}.b"), p.act, self.sat, "fc2")
+        return linear(x, self.p.act, *t(f"{name}.w"), *t(f"{name}.b"), fout, self.sat, where)
 
     def block(self, x: np.ndarray, i: int, task: str, rec: dict | None, routes: list) -> np.ndarray:
         p, cfg, qm = self.p, self.cfg, self.qm
@@ -212,32 +220,12 @@ class Golden:
 
         h = units.layernorm(x, qm[f"{pre}.ln1.g"], qm[f"{pre}.ln1.b"], eps, p)
         keep("ln1", h)
-        qkv = linear(
-            h.reshape(B * N, D),
-            p.act,
-            qm[f"{pre}.qkv.w"],
-            qm.fmt(f"{pre}.qkv.w"),
-            qm[f"{pre}.qkv.b"],
-            qm.fmt(f"{pre}.qkv.b"),
-            p.attn_qkv,
-            self.sat,
-            "qkv",
-        )
+        qkv = self.linear_call(h.reshape(B * N, D), f"{pre}.qkv", p.attn_qkv, "qkv")
         qkv = qkv.reshape(B, N, 3 * D)
         keep("qkv", qkv)
         a = self.attention(qkv)
         keep("attn", a)
-        y = linear(
-            a.reshape(B * N, D),
-            p.act,
-            qm[f"{pre}.proj.w"],
-            qm.fmt(f"{pre}.proj.w"),
-            qm[f"{pre}.proj.b"],
-            qm.fmt(f"{pre}.proj.b"),
-            p.act,
-            self.sat,
-            "proj",
-        )
+        y = self.linear_call(a.reshape(B * N, D), f"{pre}.proj", p.act, "proj")
         x = self.sat.sat(x + y.reshape(B, N, D), p.act, "residual")
         keep("proj", x)
         h = units.layernorm(x, qm[f"{pre}.ln2.g"], qm[f"{pre}.ln2.b"], eps, p)

@@ -11,7 +11,9 @@ import argparse
 import re
 
 from edgemoe.errors import EdgeMoeError
-from edgemoe.host.contracts.tiling import Tiling
+from edgemoe.host.contracts.profile import DEFAULT_PROFILE
+from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
+from edgemoe.models.config import DEFAULT_CONFIG
 
 #: Seeds numpy and torch both take.
 MAX_SEED = 2**32 - 1
@@ -89,6 +91,36 @@ def timeout_arg(text: str) -> float:
 def clock_arg(text: str) -> float:
     """An argparse type: a PL clock in MHz, 50..600."""
     return _float_in(text, "a frequency in MHz", 50, 600, False, "MHz")
+
+
+#: The options the commands share, by name: their argparse keywords as most commands take
+#: them (:func:`add_options` adds a set of them, a command's changes applied).
+SHARED_OPTIONS: dict[str, dict] = {
+    "config": {"default": DEFAULT_CONFIG, "help": "config name or YAML path"},
+    "profile": {"default": DEFAULT_PROFILE, "help": "precision profile name or path"},
+    "checkpoint": {"default": None, "help": "M3ViT checkpoint instead of random init"},
+    "seed": {"type": seed_arg, "default": 0, "help": "seed of the random init"},
+    "tiling": {
+        "default": f"{DEFAULT_TILING.lin_in}x{DEFAULT_TILING.lin_out}",
+        "help": "linear-unit tile LIN_INxLIN_OUT (the default is the committed kernel build)",
+    },
+    "p": {
+        "type": int_range(1, 255),
+        "default": DEFAULT_TILING.p,
+        "help": "attention query rows per key sweep",
+    },
+}
+
+
+def add_options(parser: argparse.ArgumentParser, *names: str, **changes: dict) -> None:
+    """Add the shared options ``names`` (keys of :data:`SHARED_OPTIONS`) to ``parser``, in
+    that order; ``changes[name]`` replaces some of one option's keywords (its default or
+    help, where a command reads it otherwise)."""
+    unknown = set(changes) - set(names)
+    if unknown:
+        raise ValueError(f"changes to options not added: {sorted(unknown)}")
+    for name in names:
+        parser.add_argument(f"--{name}", **{**SHARED_OPTIONS[name], **changes.get(name, {})})
 
 
 def need_torch() -> None:

@@ -47,9 +47,9 @@ import numpy as np
 
 from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_json_atomic
-from edgemoe.host.app.args import HelpFormatter, parse_task, seed_arg
+from edgemoe.host.app.args import HelpFormatter, add_options, parse_task
 from edgemoe.host.contracts.images import random_images
-from edgemoe.host.contracts.profile import DEFAULT_PROFILE, load_profile
+from edgemoe.host.contracts.profile import load_profile
 from edgemoe.host.driver.backends import (
     Capabilities,
     Workload,
@@ -58,7 +58,7 @@ from edgemoe.host.driver.backends import (
     backends_help,
     get_backend,
 )
-from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
+from edgemoe.models.config import ModelConfig, load_config
 
 ONNXRUNTIME = "onnxruntime"
 #: ``--backends``'s default; one of these that is not installed is a ``skipped`` row.
@@ -582,10 +582,9 @@ def add_parser(sub) -> None:
         description="Milliseconds per image of every backend on this machine, in one run.",
         formatter_class=HelpFormatter,
     )
-    b.add_argument("--config", default=DEFAULT_CONFIG, help="config name or YAML path")
-    b.add_argument("--profile", default=DEFAULT_PROFILE, help="precision profile name or path")
+    add_options(b, "config", "profile")
     b.add_argument("--task", default=None, help="task name or id (default: the first task)")
-    b.add_argument("--seed", type=seed_arg, default=0, help="seed of the random model and image")
+    add_options(b, "seed", seed={"help": "seed of the random model and image"})
     b.add_argument("--runs", type=int, default=MIN_RUNS, help=f"timed runs, >= {MIN_RUNS}")
     b.add_argument(
         "--backends",

@@ -7,13 +7,13 @@ from pathlib import Path
 
 from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_file_atomic, write_json_atomic
-from edgemoe.host.app.args import HelpFormatter, clock_arg, int_range, parse_tiling
+from edgemoe.host.app.args import HelpFormatter, add_options, clock_arg, int_range, parse_tiling
 from edgemoe.host.app.outputs import check_output_file
 from edgemoe.host.app.run import check_batch
 from edgemoe.host.contracts.profile import DEFAULT_PROFILE, load_profile
 from edgemoe.host.contracts.scratch import MAX_GROUP
 from edgemoe.host.contracts.tiling import DEFAULT_TILING
-from edgemoe.models.config import DEFAULT_CONFIG, load_config
+from edgemoe.models.config import load_config
 
 #: The profile of Edge-MoE's published widths (``estimate --design edge-moe-published``).
 PUBLISHED_PROFILE = "edge-moe"
@@ -93,26 +93,31 @@ def add_parser(sub) -> None:
         "loop trip counts (an ESTIMATE: nothing has been synthesised).",
         formatter_class=HelpFormatter,
     )
-    es.add_argument("--config", default=DEFAULT_CONFIG, help="config name or YAML path")
-    es.add_argument(
-        "--profile",
-        default=None,
-        help=f"precision profile (default: {DEFAULT_PROFILE}; {PUBLISHED_PROFILE} for "
-        "--design edge-moe-published)",
+    add_options(
+        es,
+        "config",
+        "profile",
+        profile={
+            "default": None,
+            "help": f"precision profile (default: {DEFAULT_PROFILE}; {PUBLISHED_PROFILE} for "
+            "--design edge-moe-published)",
+        },
     )
     es.add_argument("--board", default="zcu104", help="zcu104 or zcu102")
     es.add_argument("--clock-mhz", type=clock_arg, default=300.0, help="PL clock in MHz, 50..600")
-    es.add_argument(
-        "--tiling",
-        default=None,
-        help=f"linear-unit tile LIN_INxLIN_OUT, e.g. 32x32 (default: {DEFAULT_TILING.lin_in}x"
-        f"{DEFAULT_TILING.lin_out}; edgemoe design only)",
-    )
-    es.add_argument(
-        "--p",
-        type=int_range(1, 255),
-        default=None,
-        help=f"attention query rows P (default: {DEFAULT_TILING.p}; edgemoe design only)",
+    add_options(
+        es,
+        "tiling",
+        "p",
+        tiling={
+            "default": None,
+            "help": f"linear-unit tile LIN_INxLIN_OUT, e.g. 32x32 (default: "
+            f"{DEFAULT_TILING.lin_in}x{DEFAULT_TILING.lin_out}; edgemoe design only)",
+        },
+        p={
+            "default": None,
+            "help": f"attention query rows P (default: {DEFAULT_TILING.p}; edgemoe design only)",
+        },
     )
     es.add_argument(
         "--design",

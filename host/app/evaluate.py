@@ -25,8 +25,8 @@ import numpy as np
 
 from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_json_atomic
-from edgemoe.host.app.args import build_model
-from edgemoe.host.contracts.profile import DEFAULT_PROFILE, Profile, load_profile
+from edgemoe.host.app.args import add_options, build_model
+from edgemoe.host.contracts.profile import Profile, load_profile
 from edgemoe.host.driver.backends import (
     Backend,
     TorchBackend,
@@ -34,7 +34,7 @@ from edgemoe.host.driver.backends import (
     backends_help,
     get_backend,
 )
-from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
+from edgemoe.models.config import ModelConfig, load_config
 from edgemoe.models.heads import task_head_np
 from edgemoe.models.metrics import DepthAccumulator, confusion, semseg_metrics
 
@@ -112,6 +112,39 @@ class _Usage:
         return out
 
 
+def _fixed_pairs(fixed: list[Backend], profiles: list[Profile]) -> list[tuple[str, str, str, str]]:
+    """Each pair of fixed-point backends under each profile: (its key, a's name, b's, the
+    profile's), in the order of the report's ``bit_exact``."""
+    return [
+        (f"{a.name}-{b.name}/{p.name}", a.name, b.name, p.name)
+        for i, a in enumerate(fixed)
+        for b in fixed[i + 1 :]
+        for p in profiles
+    ]
+
+
+def _rows(acc: dict, columns: list[tuple[str, str]], tasks: list[str]) -> list[dict]:
+    """One row per (backend, profile, task): its metrics and, but for torch, their ``delta``
+    to torch's (per class for the IoU)."""
+    rows = []
+    ref_metrics = {t: acc[("torch", FLOAT, t)].result() for t in tasks}
+    for b, p in columns:
+        for t in tasks:
+            m = acc[(b, p, t)].result()
+            keys = _SEMSEG_KEYS if t == "semseg" else _DEPTH_KEYS
+            row = {"backend": b, "profile": p, "task": t, **m}
+            if b != "torch":
+                row["delta"] = {k: m[k] - ref_metrics[t][k] for k in keys}
+                if t == "semseg":
+                    ref_iou = ref_metrics[t]["iou"]
+                    row["delta"]["iou"] = {
+                        c: None if v is None or ref_iou[c] is None else v - ref_iou[c]
+                        for c, v in m["iou"].items()
+                    }
+            rows.append(row)
+    return rows
+
+
 def evaluate(
     cfg: ModelConfig,
     model: Any,
@@ -151,12 +184,8 @@ def evaluate(
     acc = {(b, p, t): _Accumulator(cfg, t) for b, p in columns for t in tasks}
     usage = _Usage(cfg)
     seconds = dict.fromkeys((f"{b}/{p}" for b, p in columns), 0.0)
-    same = {
-        f"{a.name}-{b.name}/{p.name}": True
-        for i, a in enumerate(fixed)
-        for b in fixed[i + 1 :]
-        for p in profiles
-    }
+    fixed_pairs = _fixed_pairs(fixed, profiles)
+    same = {key: True for key, *_ in fixed_pairs}
     bar = tqdm(total=n, desc="edgemoe eval", unit="scene", disable=not progress, file=sys.stderr)
     for start in range(0, n, batch):
         data = source.batch(split, np.arange(start, min(start + batch, n)))
@@ -175,33 +204,16 @@ def evaluate(
                     seconds[f"{b.name}/{p.name}"] += r.seconds
                     out = task_head_np(r.tokens, state, task, cfg)
                     acc[(b.name, p.name, task)].add(out, label, ref_out)
-                for i, a in enumerate(fixed):
-                    for b in fixed[i + 1 :]:
-                        key = f"{a.name}-{b.name}/{p.name}"
-                        same[key] &= bool(np.array_equal(tokens[a.name], tokens[b.name]))
+                for key, a, b, pname in fixed_pairs:
+                    if pname == p.name:
+                        same[key] &= bool(np.array_equal(tokens[a], tokens[b]))
         bar.update(len(data))
     bar.close()
 
-    rows = []
-    ref_metrics = {t: acc[("torch", FLOAT, t)].result() for t in tasks}
-    for b, p in columns:
-        for t in tasks:
-            m = acc[(b, p, t)].result()
-            keys = _SEMSEG_KEYS if t == "semseg" else _DEPTH_KEYS
-            row = {"backend": b, "profile": p, "task": t, **m}
-            if b != "torch":
-                row["delta"] = {k: m[k] - ref_metrics[t][k] for k in keys}
-                if t == "semseg":
-                    ref_iou = ref_metrics[t]["iou"]
-                    row["delta"]["iou"] = {
-                        c: None if v is None or ref_iou[c] is None else v - ref_iou[c]
-                        for c, v in m["iou"].items()
-                    }
-            rows.append(row)
     return {
         "images": n,
         "split": split,
-        "rows": rows,
+        "rows": _rows(acc, columns, tasks),
         "bit_exact": same,
         "usage": usage.result(tasks),
         "seconds": seconds,
@@ -362,18 +374,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def add_parser(sub) -> None:
     """Add the ``eval`` subcommand to the ``edgemoe`` parser."""
     e = sub.add_parser("eval", help="task accuracy of a checkpoint per backend, expert usage")
-    e.add_argument("--config", default=DEFAULT_CONFIG, help="config name or YAML path")
-    e.add_argument(
-        "--checkpoint", default=None, help="weights (default: the config's shipped checkpoint)"
+    add_options(
+        e,
+        "config",
+        "checkpoint",
+        checkpoint={"help": "weights (default: the config's shipped checkpoint)"},
     )
     e.add_argument(
         "--backends",
         default="torch,golden,csim",
         help=f"comma-separated, of: {backends_help()}",
     )
-    e.add_argument(
-        "--profile", default=DEFAULT_PROFILE, help="precision profile(s), comma-separated"
-    )
+    add_options(e, "profile", profile={"help": "precision profile(s), comma-separated"})
     e.add_argument(
         "--data", default="procedural", help="'procedural' or a preprocessed Cityscapes folder"
     )

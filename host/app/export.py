@@ -9,16 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_bytes_atomic
-from edgemoe.host.app.args import HelpFormatter, build_model, int_range, parse_tiling, seed_arg
+from edgemoe.host.app.args import HelpFormatter, add_options, build_model, parse_tiling
 from edgemoe.host.app.inputs import load_image_folder
 from edgemoe.host.app.outputs import check_output_file
 from edgemoe.host.contracts.images import scene_images
-from edgemoe.host.contracts.profile import DEFAULT_PROFILE, config_hash, load_profile
-from edgemoe.host.contracts.tiling import DEFAULT_TILING
+from edgemoe.host.contracts.profile import config_hash, load_profile
 from edgemoe.host.driver.backends import Workload
 from edgemoe.host.export.bundle import layout, pack, validate, write_bundle
 from edgemoe.host.export.calibrate import (
@@ -34,23 +34,15 @@ from edgemoe.host.export.deployment import (
     checkpoint_digest,
     host_tensors,
 )
-from edgemoe.host.export.quantize import quantize_model
-from edgemoe.models.config import DEFAULT_CONFIG, load_config
+from edgemoe.host.export.quantize import QuantReport, quantize_model
+from edgemoe.models.config import load_config
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     profile = load_profile(args.profile)
     tiling = parse_tiling(args.tiling, args.p)
-    if not args.out.strip():
-        raise EdgeMoeError("--out '': an empty path names no file")
-    out = Path(args.out)
-    report_json = out.with_name(out.name + ".report.json")
-    report_txt = out.with_name(out.name + ".report.txt")
-    for path in (out, report_json, report_txt):
-        if path.is_dir():
-            raise EdgeMoeError(f"cannot write {path}: is a directory")
-    check_output_file(str(out), "--out")
+    out, report_json, report_txt = _output_paths(args.out)
     digest = checkpoint_digest(args.checkpoint) if args.checkpoint else None
 
     model, notices = build_model(cfg, args.seed, args.checkpoint)
@@ -84,9 +76,48 @@ def cmd_export(args: argparse.Namespace) -> int:
         "payload_crc32": f"0x{header.payload_crc:08x}",
         "bundle_tensors": len(layout(cfg, profile, tiling)),
     }
-    text = (
-        f"# {cfg.name} / {profile.name} / tiling {tiling.key} / {source.describe()}\n"
-        f"# bundle {out.name}: {len(data)} bytes, config hash {meta['config_hash']}, "
+    title = f"{cfg.name} / {profile.name} / tiling {tiling.key} / {source.describe()}"
+    text = _report_text(title, out.name, len(data), meta["config_hash"], report, cal)
+    report_text = (
+        json.dumps({**meta, **report.to_dict(), "calibration": cal.to_dict()}, indent=2) + "\n"
+    )
+    _write_all(
+        (out, lambda: write_bundle(out, data)),
+        (report_json, lambda: write_bytes_atomic(report_json, report_text.encode())),
+        (report_txt, lambda: write_bytes_atomic(report_txt, text.encode())),
+    )
+    print(title)
+    print(
+        f"wrote {out}: {len(data):,} bytes ({len(kernel_image):,} for the kernel, the rest "
+        f"the host's heads and description), {meta['bundle_tensors']} tensors, "
+        f"config hash {meta['config_hash']}, CRC32 {meta['payload_crc32']}"
+    )
+    _print_findings(report, cal)
+    print(f"report: {report_json}, {report_txt}")
+    return 0
+
+
+def _output_paths(text: str) -> tuple[Path, Path, Path]:
+    """The bundle ``--out`` names and its two reports beside it, checked writable."""
+    if not text.strip():
+        raise EdgeMoeError("--out '': an empty path names no file")
+    out = Path(text)
+    report_json = out.with_name(out.name + ".report.json")
+    report_txt = out.with_name(out.name + ".report.txt")
+    for path in (out, report_json, report_txt):
+        if path.is_dir():
+            raise EdgeMoeError(f"cannot write {path}: is a directory")
+    check_output_file(str(out), "--out")
+    return out, report_json, report_txt
+
+
+def _report_text(
+    title: str, name: str, nbytes: int, hash_text: str, report: QuantReport, cal: Calibration
+) -> str:
+    """The readable report: the quantization table, then calibration per class and quantity."""
+    return (
+        f"# {title}\n"
+        f"# bundle {name}: {nbytes} bytes, config hash {hash_text}, "
         f"{report.saturated} saturated value(s)\n" + report.table() + "\n"
         f"\n# calibration: {cal.images} image(s), {cal.source}; headroom in bits, per class\n"
         + cal.table()
@@ -95,29 +126,22 @@ def cmd_export(args: argparse.Namespace) -> int:
         + "\n"
     )
 
-    report_text = (
-        json.dumps({**meta, **report.to_dict(), "calibration": cal.to_dict()}, indent=2) + "\n"
-    )
+
+def _write_all(*writes: tuple[Path, Callable[[], None]]) -> None:
+    """Each (path, atomic write of it) in turn; if a later one fails, the earlier files go."""
     written: list[Path] = []
     try:
-        # three atomic writes; if a later one fails, the earlier ones go too
-        write_bundle(out, data)
-        written.append(out)
-        write_bytes_atomic(report_json, report_text.encode())
-        written.append(report_json)
-        write_bytes_atomic(report_txt, text.encode())
-        written.append(report_txt)
+        for path, write in writes:
+            write()
+            written.append(path)
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
         raise
 
-    print(f"{cfg.name} / {profile.name} / tiling {tiling.key} / {source.describe()}")
-    print(
-        f"wrote {out}: {len(data):,} bytes ({len(kernel_image):,} for the kernel, the rest "
-        f"the host's heads and description), {meta['bundle_tensors']} tensors, "
-        f"config hash {meta['config_hash']}, CRC32 {meta['payload_crc32']}"
-    )
+
+def _print_findings(report: QuantReport, cal: Calibration) -> None:
+    """The saturated tensors (or none) and the quantity with the least headroom."""
     sat = report.saturated_tensors()
     if sat:
         names = ", ".join(f"{t.name} ({t.saturated})" for t in sat)
@@ -129,8 +153,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"calibration: {cal.images} image(s) ({cal.source}), least headroom "
         f"{tight.headroom_bits:.2f} bits at {tight.name} ({tight.fmt})"
     )
-    print(f"report: {report_json}, {report_txt}")
-    return 0
 
 
 def _calibrate_export(args, model, cfg, profile, report) -> Calibration:
@@ -172,22 +194,9 @@ def add_parser(sub) -> None:
         "and a quantization report beside it.",
         formatter_class=HelpFormatter,
     )
-    e.add_argument("--config", default=DEFAULT_CONFIG, help="config name or YAML path")
-    e.add_argument("--profile", default=DEFAULT_PROFILE, help="precision profile name or path")
-    e.add_argument("--checkpoint", default=None, help="M3ViT checkpoint instead of random init")
-    e.add_argument("--seed", type=seed_arg, default=0, help="seed of the random init")
+    add_options(e, "config", "profile", "checkpoint", "seed")
     e.add_argument("--out", default="build/bundle.bin", help="bundle file to write")
-    e.add_argument(
-        "--tiling",
-        default=f"{DEFAULT_TILING.lin_in}x{DEFAULT_TILING.lin_out}",
-        help="linear-unit tile LIN_INxLIN_OUT (the default is the committed kernel build)",
-    )
-    e.add_argument(
-        "--p",
-        type=int_range(1, 255),
-        default=DEFAULT_TILING.p,
-        help="attention query rows per key sweep",
-    )
+    add_options(e, "tiling", "p")
     e.add_argument(
         "--calib-images",
         default=None,

@@ -13,6 +13,7 @@ import hashlib
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +22,10 @@ from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_json_atomic
 from edgemoe.host.app.args import (
     HelpFormatter,
+    add_options,
     build_model,
     int_range,
     parse_tasks,
-    seed_arg,
     timeout_arg,
 )
 from edgemoe.host.app.fidelity import budget_misses, cosine, rel_rms, routing
@@ -33,10 +34,12 @@ from edgemoe.host.app.outputs import check_out_dir, publish, staging_dir
 from edgemoe.host.app.plots import blend, save_png, task_figure, task_rgb
 from edgemoe.host.app.verify import with_top_k
 from edgemoe.host.contracts.images import sample_scene
-from edgemoe.host.contracts.profile import DEFAULT_PROFILE, config_hash, load_profile
+from edgemoe.host.contracts.profile import DEFAULT_PROFILE, Profile, config_hash, load_profile
 from edgemoe.host.contracts.scratch import MAX_GROUP
 from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
 from edgemoe.host.driver.backends import (
+    Backend,
+    RunOutput,
     TorchBackend,
     Workload,
     backend_capabilities,
@@ -90,6 +93,45 @@ def check_batch(n: int) -> None:
 
 
 # ---- what a run uses: the bundle's settings, or the flags ----------------------
+
+
+def _build(args: argparse.Namespace) -> tuple:
+    """(the bundle's deployment or None, config, profile, tiling) of this run: the bundle's
+    (a flag must agree), else the flags' with the default tiling."""
+    if args.bundle is not None:
+        dep = read_deployment(read_bundle(args.bundle), f"bundle {args.bundle}")
+        cfg, profile, tiling = _bundle_settings(args, dep)
+        if args.top_k is not None and args.top_k != cfg.top_k:
+            raise EdgeMoeError(
+                f"--top-k {args.top_k} disagrees with bundle {args.bundle}, exported with "
+                f"top_k {cfg.top_k}: drop --top-k, or export again with it"
+            )
+        return dep, cfg, profile, tiling
+    cfg = with_top_k(load_config(args.config or DEFAULT_CONFIG), args.top_k)
+    profile = load_profile(args.profile or DEFAULT_PROFILE)
+    return None, cfg, profile, DEFAULT_TILING
+
+
+def _input_images(args: argparse.Namespace, cfg: ModelConfig, seed: int) -> list[InputImage]:
+    """``--image`` (resized as ``--fit`` says), else the sample scene; names made unique."""
+    fit = args.fit or "stretch"
+    if args.image:
+        images = [load_image(p, cfg, resize=not args.no_resize, fit=fit) for p in args.image]
+    else:
+        images = [InputImage("sample", "sample scene", sample_scene(cfg, seed))]
+    _unique_names(images)
+    return images
+
+
+def _check_bundle_image(
+    path: str, dep: Deployment, cfg: ModelConfig, profile: Profile, tiling: Tiling
+) -> None:
+    """The host's check of the bundle's kernel image (what the kernel would refuse)."""
+    try:
+        validate(dep.kernel_image, cfg, profile, tiling)
+    except BundleError as e:
+        raise BundleError(f"bundle {path}: {str(e).removeprefix('bundle ')}") from None
+    check_kernel_image(dep, f"bundle {path}")
 
 
 def _bundle_settings(args: argparse.Namespace, dep: Deployment) -> tuple:
@@ -259,19 +301,7 @@ class _Progress:
 def cmd_run(args: argparse.Namespace) -> int:
     """The ``edgemoe run`` command (see :func:`add_parser`)."""
     t_start = time.perf_counter()
-    dep = None
-    if args.bundle is not None:
-        dep = read_deployment(read_bundle(args.bundle), f"bundle {args.bundle}")
-        cfg, profile, tiling = _bundle_settings(args, dep)
-        if args.top_k is not None and args.top_k != cfg.top_k:
-            raise EdgeMoeError(
-                f"--top-k {args.top_k} disagrees with bundle {args.bundle}, exported with "
-                f"top_k {cfg.top_k}: drop --top-k, or export again with it"
-            )
-    else:
-        cfg = with_top_k(load_config(args.config or DEFAULT_CONFIG), args.top_k)
-        profile = load_profile(args.profile or DEFAULT_PROFILE)
-        tiling = DEFAULT_TILING
+    dep, cfg, profile, tiling = _build(args)
     tasks = parse_tasks(args.task, cfg)
     check_batch(args.batch)
     if dep is None and args.checkpoint is None and not args.random:
@@ -281,33 +311,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         found = shipped_checkpoint(cfg.name)
         args.checkpoint = None if found is None else str(found)
     backend = get_backend(args.backend)
-    driven = backend.capabilities.drives_board
     _check_options(args, backend, tiling)
     source = _weights(args, dep)
 
     # -- every input checked before any work --------------------------------
-    fit = args.fit or "stretch"
-    if args.image:
-        images = [load_image(p, cfg, resize=not args.no_resize, fit=fit) for p in args.image]
-    else:
-        images = [InputImage("sample", "sample scene", sample_scene(cfg, source.seed))]
-    _unique_names(images)
+    images = _input_images(args, cfg, source.seed)
     out = check_out_dir(args.out, args.force)
     if dep is not None and not args.no_host_check:
-        try:
-            validate(dep.kernel_image, cfg, profile, tiling)
-        except BundleError as e:
-            raise BundleError(f"bundle {args.bundle}: {str(e).removeprefix('bundle ')}") from None
-        check_kernel_image(dep, f"bundle {args.bundle}")
+        _check_bundle_image(args.bundle, dep, cfg, profile, tiling)
     for im in images:
         for n in im.notices:
             print(f"notice: {n}", file=sys.stderr)
     staging = staging_dir(out)
     try:
-        report = _run(
-            args, cfg, profile, tiling, tasks, backend, driven, images, dep, source, staging,
-            t_start,
-        )  # fmt: skip
+        settings = RunSettings(
+            cfg=cfg,
+            profile=profile,
+            tiling=tiling,
+            tasks=tasks,
+            backend=backend,
+            backend_name=args.backend,
+            images=images,
+            dep=dep,
+            source=source,
+            bundle_path=args.bundle,
+            batch=args.batch,
+            timeout_s=600.0 if args.timeout is None else args.timeout,
+            check=args.check,
+            figures=not args.no_figures,
+            host_check=not args.no_host_check,
+        )
+        report = _run(settings, staging, t_start)
         write_json_atomic(staging / "report.json", report)
         publish(staging, out)
     except BaseException:
@@ -328,171 +362,287 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(
-    args, cfg, profile, tiling, tasks, backend, driven, images, dep, source, staging, t_start
-) -> dict:
-    caps = backend.capabilities
-    model = None
-    if dep is None or not caps.takes_bundle or args.check:
-        model = _float_model(cfg, source, dep, args.bundle)
-    if dep is not None:
-        wl = Workload.from_bundle(cfg, profile, dep.kernel_image, dep.host, model)
-    else:
-        wl = Workload(cfg, profile, model)
-    host = wl.state
-    budgets = profile.budgets_for(source.checkpoint is not None)
-    acc = None
-    bundle_sha = None
-    timeout = 600.0 if args.timeout is None else args.timeout
-    if driven:
-        acc = backend.make_accelerator(
-            cfg, profile, tiling, max_images=min(args.batch, len(images))
-        )
-        data = dep.kernel_image if dep is not None else pack(wl.quantized, tiling)
-        acc.load_bundle(data, host_check=False)  # checked above (or bypassed on purpose)
-        bundle_sha = acc.bundle_sha256
-    elif caps.takes_bundle:
-        bundle_sha = hashlib.sha256(wl.bundle).hexdigest()
-    torch_ref = TorchBackend() if args.check else None
-    figures = not args.no_figures
-    if figures and not _have_matplotlib():
-        figures = False
-        print(
-            "notice: matplotlib is not installed: no figures, only colour maps and overlays "
-            "(pip install 'edgemoe[figures]', or --no-figures to say so)",
-            file=sys.stderr,
-        )
-    weights = source.describe()
-    subtitle = f"weights: {weights}" + (f" (bundle {Path(args.bundle).name})" if dep else "")
+@dataclass(frozen=True)
+class RunSettings:
+    """One ``edgemoe run``, checked: what it runs, on what, and the options that shape it.
+
+    Attributes
+    ----------
+    cfg, profile, tiling
+        The build (the bundle's, else the flags').
+    tasks : list of str
+        Task names, in the order they run.
+    backend
+        The backend object; ``backend_name`` its ``--backend`` name.
+    images : list of InputImage
+        The inputs, names made unique.
+    dep : Deployment or None
+        The bundle's contents (``--bundle``), else None (packed from the float model).
+    source : WeightSource
+        The float weights.
+    bundle_path : str or None
+        ``--bundle`` as given.
+    batch : int
+        Images per kernel call.
+    timeout_s : float
+        Seconds to wait for one kernel call (driver backends).
+    check : bool
+        Also run torch and compare under the fidelity rule.
+    figures : bool
+        Matplotlib figures wanted (``--no-figures`` unset).
+    host_check : bool
+        The host checked the bundle's kernel image (``--no-host-check`` unset).
+    """
+
+    cfg: ModelConfig
+    profile: Profile
+    tiling: Tiling
+    tasks: list[str]
+    backend: Backend
+    backend_name: str
+    images: list[InputImage]
+    dep: Deployment | None
+    source: WeightSource
+    bundle_path: str | None
+    batch: int
+    timeout_s: float
+    check: bool
+    figures: bool
+    host_check: bool
+
+
+@dataclass
+class _TaskCall:
+    """One backbone call on a batch for one task, its head, and torch's (``--check``)."""
+
+    tokens: np.ndarray
+    status: int
+    routes: list[np.ndarray]
+    output: np.ndarray
+    times: dict[str, float]  # of the whole call
+    ref: RunOutput | None = None  # torch's run (tokens and routes), with --check
+    ref_output: np.ndarray | None = None
+
+
+def _run(s: RunSettings, staging: Path, t_start: float) -> dict:
+    """Every image and task of ``s``: outputs rendered into ``staging``; the report."""
+    wl = _workload(s)
+    acc, bundle_sha = _accelerator(s, wl)
+    torch_ref = TorchBackend() if s.check else None
+    figures = s.figures and _figures_available()
+    weights = s.source.describe()
+    subtitle = f"weights: {weights}" + (f" (bundle {Path(s.bundle_path).name})" if s.dep else "")
+    budgets = s.profile.budgets_for(s.source.checkpoint is not None)
 
     totals: dict[str, float] = {"setup": time.perf_counter() - t_start}
     per_image = []
     checks = []
-    progress = _Progress(len(images) * len(tasks), len(images))
-    for start in range(0, len(images), args.batch):
-        batch = images[start : start + args.batch]
-        entries = []
-        for im in batch:
-            input_png = staging / f"{im.name}_input.png"
-            save_png(input_png, im.pixels)
-            entries.append(
-                {
-                    "name": im.name,
-                    "source": im.source,
-                    "notices": im.notices,
-                    "input": input_png.name,
-                    "images_per_call": len(batch),
-                    "tasks": {},
-                }
-            )
+    progress = _Progress(len(s.images) * len(s.tasks), len(s.images))
+    for start in range(0, len(s.images), s.batch):
+        batch = s.images[start : start + s.batch]
+        entries = [_image_entry(staging, im, len(batch)) for im in batch]
         pixels = np.stack([im.pixels for im in batch])
-        for task in tasks:
-            spec = cfg.task_spec(task)
-            times: dict[str, float] = {}  # of the whole call
-            routes: list[np.ndarray] = []
-            if acc is not None:
-                res = acc.run(pixels, task, timeout_s=timeout)
-                times.update(res.times)
-                t = time.perf_counter()
-                tokens = acc.to_float(res.raw)
-                times["unpack"] += time.perf_counter() - t
-                status = res.status
-                if torch_ref is not None:  # the routes, from runs stopped at each gate
-                    _, routes = record_boundaries(
-                        wl,
-                        lambda stop, b=pixels, t=task: acc.run(b, t, stop, timeout).raw,
-                        gates_only=True,
-                    )
-            else:
-                ro = backend.run(wl, pixels, task, record=torch_ref is not None)
-                tokens, status, routes = ro.tokens, 0, ro.routes
-                times["backbone"] = ro.seconds
-            t = time.perf_counter()
-            output = task_head_np(tokens, host, task, cfg)
-            times["head"] = time.perf_counter() - t
-            if torch_ref is not None:
-                ref_run = torch_ref.run(wl, pixels, task, record=True)
-                ref_tokens = ref_run.tokens
-                ref_out = task_head_np(ref_tokens, host, task, cfg)
-            share = {k: v / len(batch) for k, v in times.items()}  # shared evenly
-            title = f"{cfg.name} / {args.backend} / {task}"
+        for task in s.tasks:
+            call = _call_task(s, wl, acc, torch_ref, pixels, task)
+            share = {k: v / len(batch) for k, v in call.times.items()}  # shared evenly
             for j, (im, entry) in enumerate(zip(batch, entries, strict=True)):
-                own = dict(share)
-                t = time.perf_counter()
-                files = _render(
-                    staging, im, spec, output[j], f"{im.name}: {title}", subtitle,
-                    figure=figures,
-                )  # fmt: skip
-                own["render"] = time.perf_counter() - t
-                for k, v in own.items():
+                tentry = _image_task(
+                    s, staging, im, j, task, call, share, subtitle, figures, budgets
+                )
+                for k, v in tentry["times_s"].items():
                     totals[k] = totals.get(k, 0.0) + v
-                tentry = {"status": status, "files": files, "times_s": own}
-                if torch_ref is not None:
-                    one = slice(j, j + 1)
-                    c = {
-                        "tokens": _check_pair(
-                            ref_tokens[one],
-                            tokens[one],
-                            budgets,
-                            ([r[one] for r in ref_run.routes], [r[one] for r in routes]),
-                        ),
-                        "task_output": _check_pair(ref_out[one], output[one], budgets),
-                    }
-                    if spec.kind == "classes":
-                        c["pixel_agreement"] = float(
-                            (ref_out[one].argmax(axis=1) == output[one].argmax(axis=1)).mean()
-                        )
-                    tentry["check"] = c
-                    checks.append((im.name, task, c))
+                if "check" in tentry:
+                    checks.append((im.name, task, tentry["check"]))
                 entry["tasks"][task] = tentry
                 progress.step(f"{im.name} / {task}")
         per_image += entries
     progress.close()
 
-    report = {
-        "backend": args.backend,
-        "config": cfg.name,
-        "profile": profile.name,
-        "tiling": tiling.key,
-        "tasks": tasks,
-        "seed": source.seed,
-        "top_k": cfg.top_k,
-        "images_per_call": args.batch,
-        "checkpoint": source.checkpoint,
+    report = _report(s, weights, bundle_sha, totals, per_image)
+    if s.check:
+        report["check"] = _check_report(checks, budgets)
+    return report
+
+
+def _workload(s: RunSettings) -> Workload:
+    """The run's workload: the bundle's tensors, or the float model quantized; the float
+    model too where the backend or ``--check`` needs it."""
+    model = None
+    if s.dep is None or not s.backend.capabilities.takes_bundle or s.check:
+        model = _float_model(s.cfg, s.source, s.dep, s.bundle_path)
+    if s.dep is not None:
+        return Workload.from_bundle(s.cfg, s.profile, s.dep.kernel_image, s.dep.host, model)
+    return Workload(s.cfg, s.profile, model)
+
+
+def _accelerator(s: RunSettings, wl: Workload) -> tuple:
+    """(the driver with the bundle loaded, or None; the SHA-256 of the bundle run, if any)."""
+    caps = s.backend.capabilities
+    if caps.drives_board:
+        acc = s.backend.make_accelerator(
+            s.cfg, s.profile, s.tiling, max_images=min(s.batch, len(s.images))
+        )
+        data = s.dep.kernel_image if s.dep is not None else pack(wl.quantized, s.tiling)
+        acc.load_bundle(data, host_check=False)  # checked above (or bypassed on purpose)
+        return acc, acc.bundle_sha256
+    if caps.takes_bundle:
+        return None, hashlib.sha256(wl.bundle).hexdigest()
+    return None, None
+
+
+def _figures_available() -> bool:
+    """Whether figures can be drawn (a notice when matplotlib is missing)."""
+    if _have_matplotlib():
+        return True
+    print(
+        "notice: matplotlib is not installed: no figures, only colour maps and overlays "
+        "(pip install 'edgemoe[figures]', or --no-figures to say so)",
+        file=sys.stderr,
+    )
+    return False
+
+
+def _image_entry(staging: Path, im: InputImage, images_per_call: int) -> dict:
+    """One image's report entry (its tasks filled in later), its input PNG written."""
+    input_png = staging / f"{im.name}_input.png"
+    save_png(input_png, im.pixels)
+    return {
+        "name": im.name,
+        "source": im.source,
+        "notices": im.notices,
+        "input": input_png.name,
+        "images_per_call": images_per_call,
+        "tasks": {},
+    }
+
+
+def _call_task(
+    s: RunSettings, wl: Workload, acc, torch_ref, pixels: np.ndarray, task: str
+) -> _TaskCall:
+    """One backbone call on ``pixels`` for ``task`` (the driver's, else the backend's), the
+    head on the host, and with ``torch_ref`` torch's run and head on the same batch."""
+    times: dict[str, float] = {}
+    routes: list[np.ndarray] = []
+    if acc is not None:
+        res = acc.run(pixels, task, timeout_s=s.timeout_s)
+        times.update(res.times)
+        t = time.perf_counter()
+        tokens = acc.to_float(res.raw)
+        times["unpack"] += time.perf_counter() - t
+        status = res.status
+        if torch_ref is not None:  # the routes, from runs stopped at each gate
+            _, routes = record_boundaries(
+                wl,
+                lambda stop, b=pixels, t=task: acc.run(b, t, stop, s.timeout_s).raw,
+                gates_only=True,
+            )
+    else:
+        ro = s.backend.run(wl, pixels, task, record=torch_ref is not None)
+        tokens, status, routes = ro.tokens, 0, ro.routes
+        times["backbone"] = ro.seconds
+    t = time.perf_counter()
+    output = task_head_np(tokens, wl.state, task, s.cfg)
+    times["head"] = time.perf_counter() - t
+    call = _TaskCall(tokens, status, routes, output, times)
+    if torch_ref is not None:
+        call.ref = torch_ref.run(wl, pixels, task, record=True)
+        call.ref_output = task_head_np(call.ref.tokens, wl.state, task, s.cfg)
+    return call
+
+
+def _image_task(
+    s: RunSettings,
+    staging: Path,
+    im: InputImage,
+    j: int,
+    task: str,
+    call: _TaskCall,
+    share: dict[str, float],
+    subtitle: str,
+    figures: bool,
+    budgets: dict[str, float],
+) -> dict:
+    """Image ``j`` of a call's batch for one task: its files rendered, its share of the
+    call's times, and with ``--check`` its comparison with torch."""
+    spec = s.cfg.task_spec(task)
+    own = dict(share)
+    t = time.perf_counter()
+    title = f"{im.name}: {s.cfg.name} / {s.backend_name} / {task}"
+    files = _render(staging, im, spec, call.output[j], title, subtitle, figure=figures)
+    own["render"] = time.perf_counter() - t
+    tentry = {"status": call.status, "files": files, "times_s": own}
+    if call.ref is not None:
+        tentry["check"] = _check_image(call, j, spec, budgets)
+    return tentry
+
+
+def _check_image(call: _TaskCall, j: int, spec, budgets: dict[str, float]) -> dict:
+    """Image ``j``'s ``--check`` entry: its tokens (routing included) and task output."""
+    one = slice(j, j + 1)
+    ref_out, output = call.ref_output[one], call.output[one]
+    c = {
+        "tokens": _check_pair(
+            call.ref.tokens[one],
+            call.tokens[one],
+            budgets,
+            ([r[one] for r in call.ref.routes], [r[one] for r in call.routes]),
+        ),
+        "task_output": _check_pair(ref_out, output, budgets),
+    }
+    if spec.kind == "classes":
+        c["pixel_agreement"] = float((ref_out.argmax(axis=1) == output.argmax(axis=1)).mean())
+    return c
+
+
+def _report(s: RunSettings, weights: str, bundle_sha, totals: dict, per_image: list) -> dict:
+    """``report.json`` of a run (its ``check`` section added by the caller)."""
+    return {
+        "backend": s.backend_name,
+        "config": s.cfg.name,
+        "profile": s.profile.name,
+        "tiling": s.tiling.key,
+        "tasks": s.tasks,
+        "seed": s.source.seed,
+        "top_k": s.cfg.top_k,
+        "images_per_call": s.batch,
+        "checkpoint": s.source.checkpoint,
         "weights": weights,
         "bundle": {
-            "path": args.bundle,
+            "path": s.bundle_path,
             "sha256": bundle_sha,
-            "host_check": not args.no_host_check,
+            "host_check": s.host_check,
         },
         "status": "OK",
         "times_s": totals,
         "images": per_image,
     }
-    if args.check:
-        ok = all(
-            c["tokens"]["within_budget"] and c["task_output"]["within_budget"] for *_, c in checks
-        )
-        summary = []
-        for name, task, c in checks:
-            summary.append(
-                f"check {name} / {task} vs torch: tokens rel_rms={c['tokens']['rel_rms']:.3e} "
-                f"cosine={c['tokens']['cosine']:.7f}; {task} rel_rms="
-                f"{c['task_output']['rel_rms']:.3e} cosine={c['task_output']['cosine']:.7f}  "
-                + (
-                    "PASS"
-                    if c["tokens"]["within_budget"] and c["task_output"]["within_budget"]
-                    else "FAIL: "
-                    + "; ".join(c["tokens"].get("missed", []) + c["task_output"].get("missed", []))
-                )
+
+
+def _check_report(checks: list[tuple[str, str, dict]], budgets: dict[str, float]) -> dict:
+    """The report's ``check`` section: the verdict and one summary line per image and task."""
+
+    def passed(c: dict) -> bool:
+        return c["tokens"]["within_budget"] and c["task_output"]["within_budget"]
+
+    summary = []
+    for name, task, c in checks:
+        summary.append(
+            f"check {name} / {task} vs torch: tokens rel_rms={c['tokens']['rel_rms']:.3e} "
+            f"cosine={c['tokens']['cosine']:.7f}; {task} rel_rms="
+            f"{c['task_output']['rel_rms']:.3e} cosine={c['task_output']['cosine']:.7f}  "
+            + (
+                "PASS"
+                if passed(c)
+                else "FAIL: "
+                + "; ".join(c["tokens"].get("missed", []) + c["task_output"].get("missed", []))
             )
-        report["check"] = {
-            "reference": "torch",
-            "budgets": dict(budgets),
-            "within_budget": ok,
-            "summary": summary,
-        }
-    return report
+        )
+    return {
+        "reference": "torch",
+        "budgets": dict(budgets),
+        "within_budget": all(passed(c) for *_, c in checks),
+        "summary": summary,
+    }
 
 
 def _have_matplotlib() -> bool:
@@ -546,15 +696,19 @@ def add_parser(sub) -> None:
         "--task", default=None, help="task name(s) or id(s), comma-separated (default: every task)"
     )
     r.add_argument("--backend", default="csim", help=f"one of: {backends_help()}")
-    r.add_argument(
-        "--config",
-        default=None,
-        help=f"config name or YAML path (default: the bundle's, else {DEFAULT_CONFIG})",
-    )
-    r.add_argument(
-        "--profile",
-        default=None,
-        help=f"precision profile name or path (default: the bundle's, else {DEFAULT_PROFILE})",
+    add_options(
+        r,
+        "config",
+        "profile",
+        config={
+            "default": None,
+            "help": f"config name or YAML path (default: the bundle's, else {DEFAULT_CONFIG})",
+        },
+        profile={
+            "default": None,
+            "help": "precision profile name or path (default: the bundle's, else "
+            f"{DEFAULT_PROFILE})",
+        },
     )
     r.add_argument(
         "--bundle",
@@ -562,11 +716,13 @@ def add_parser(sub) -> None:
         help="bundle file from `edgemoe export`: its config, profile, tiling, weights and task "
         "heads (no torch needed); default: packed from the float model",
     )
-    r.add_argument(
-        "--checkpoint",
-        default=None,
-        help="M3ViT checkpoint (default: the config's shipped trained checkpoint; with "
-        "--bundle: must be the bundle's)",
+    add_options(
+        r,
+        "checkpoint",
+        checkpoint={
+            "help": "M3ViT checkpoint (default: the config's shipped trained checkpoint; with "
+            "--bundle: must be the bundle's)"
+        },
     )
     r.add_argument(
         "--random",
@@ -579,11 +735,13 @@ def add_parser(sub) -> None:
         default=None,
         help="experts per token (default: the bundle's, else the config's)",
     )
-    r.add_argument(
-        "--seed",
-        type=seed_arg,
-        default=None,
-        help="seed of the random model and sample scene (default: the bundle's, else 0)",
+    add_options(
+        r,
+        "seed",
+        seed={
+            "default": None,
+            "help": "seed of the random model and sample scene (default: the bundle's, else 0)",
+        },
     )
     r.add_argument("--out", default="run-out", help="new or empty folder for the PNGs and report")
     r.add_argument(

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from edgemoe.models.config import DEFAULT_CONFIG
+from edgemoe.host.app.args import add_options
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -71,7 +71,7 @@ def _spelled_out(args: argparse.Namespace) -> list[str]:
 def add_parser(sub) -> None:
     """Add the ``train`` subcommand to the ``edgemoe`` parser."""
     t = sub.add_parser("train", help="train M3ViT on procedural or Cityscapes scenes")
-    t.add_argument("--config", default=DEFAULT_CONFIG, help="config name or YAML path")
+    add_options(t, "config")
     t.add_argument(
         "--data",
         default="procedural",

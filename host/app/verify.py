@@ -14,18 +14,18 @@ from edgemoe.files import write_file_atomic, write_json_atomic
 from edgemoe.host.app.args import (
     MAX_VERIFY_IMAGES,
     HelpFormatter,
+    add_options,
     build_model,
     int_range,
     parse_task,
-    seed_arg,
 )
 from edgemoe.host.app.fidelity import compare, rel_rms, within_budget
 from edgemoe.host.app.inputs import load_image_folder
 from edgemoe.host.app.outputs import check_output_file
 from edgemoe.host.contracts.images import random_images, scene_images
-from edgemoe.host.contracts.profile import DEFAULT_PROFILE, load_profile
+from edgemoe.host.contracts.profile import load_profile
 from edgemoe.host.driver.backends import RunOutput, Workload, backends_help, get_backend
-from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
+from edgemoe.models.config import ModelConfig, load_config
 from edgemoe.models.heads import task_head_np
 
 
@@ -120,21 +120,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     outputs = {b.name: b.run(wl, images, task, record=True) for b in backends}
 
     table = layer_table(outputs)
-    cols = [k for k in table[0] if k != "stage"] if table else []
     print(
         f"{cfg.name} / {profile.name} / task {task} / top_k {cfg.top_k} / seed {args.seed} / "
         f"{len(images)} image(s): {kind}"
     )
-    width = max([18, *(len(c) + 2 for c in cols)])
-    print(
-        f"{'boundary':<16}"
-        + "".join(f"{c:>{width}}" for c in cols)
-        + "   (rel_rms; route: agreement)"
-    )
-    for row in table:
-        print(
-            f"{row['stage']:<16}" + "".join(f"{row.get(c, float('nan')):>{width}.3e}" for c in cols)
-        )
+    _print_layer_table(table)
 
     result = {
         "config": cfg.name,
@@ -152,33 +142,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     }
     failed = False
     print()
+    budgets = profile.budgets_for(args.checkpoint is not None)
     for a, b in pairs(names):
-        m = compare(outputs[a], outputs[b])
-        entry = m.to_dict()
-        entry["saturations"] = {
-            a: sum(outputs[a].saturations.values()),
-            b: sum(outputs[b].saturations.values()),
-        }
-        # backends of one bit-exact group must be identical; any other pair has a budget
-        if caps[a].bit_exact_with(caps[b]):
-            entry["bit_exact"] = bool(np.array_equal(outputs[a].tokens, outputs[b].tokens))
-            entry["first_difference"] = first_difference(outputs[a], outputs[b])
-            missed = (
-                []
-                if entry["bit_exact"]
-                else [f"not bit-exact (first difference at {entry['first_difference']})"]
-            )
-        else:
-            missed = within_budget(m, profile.budgets_for(args.checkpoint is not None))
-        entry["within_budget"] = not missed
-        failed |= bool(missed)
+        entry = _compare_pair(a, b, outputs, caps[a].bit_exact_with(caps[b]), budgets)
+        failed |= not entry["within_budget"]
         result["pairs"][f"{a}-{b}"] = entry
-        verdict = "PASS" if not missed else "FAIL: " + "; ".join(missed)
-        print(
-            f"{a} vs {b}: max_abs={m.max_abs:.3e} rel_rms={m.rel_rms:.3e} cosine={m.cosine:.7f} "
-            f"routing={m.routing_agreement:.4f} ({m.routing_mismatches}/{m.routing_decisions} "
-            f"differ) saturations={entry['saturations']}  {verdict}"
-        )
     head = task_output_check(wl, images, task, outputs)
     result["task_output"] = head
     print(
@@ -192,6 +160,52 @@ def cmd_verify(args: argparse.Namespace) -> int:
         write_plot(Path(args.plot), table, f"{cfg.name} / {profile.name} / task {task}")
         print(f"wrote {args.plot}")
     return 1 if failed else 0
+
+
+def _print_layer_table(table: list[dict]) -> None:
+    """The per-boundary table, a column per backend pair."""
+    cols = [k for k in table[0] if k != "stage"] if table else []
+    width = max([18, *(len(c) + 2 for c in cols)])
+    print(
+        f"{'boundary':<16}"
+        + "".join(f"{c:>{width}}" for c in cols)
+        + "   (rel_rms; route: agreement)"
+    )
+    for row in table:
+        print(
+            f"{row['stage']:<16}" + "".join(f"{row.get(c, float('nan')):>{width}.3e}" for c in cols)
+        )
+
+
+def _compare_pair(
+    a: str, b: str, outputs: dict, bit_exact: bool, budgets: dict[str, float]
+) -> dict:
+    """Backends ``a`` and ``b``'s entry (its line printed): backends of one bit-exact group
+    (``bit_exact``) must be identical; any other pair has the profile's budgets."""
+    m = compare(outputs[a], outputs[b])
+    entry = m.to_dict()
+    entry["saturations"] = {
+        a: sum(outputs[a].saturations.values()),
+        b: sum(outputs[b].saturations.values()),
+    }
+    if bit_exact:
+        entry["bit_exact"] = bool(np.array_equal(outputs[a].tokens, outputs[b].tokens))
+        entry["first_difference"] = first_difference(outputs[a], outputs[b])
+        missed = (
+            []
+            if entry["bit_exact"]
+            else [f"not bit-exact (first difference at {entry['first_difference']})"]
+        )
+    else:
+        missed = within_budget(m, budgets)
+    entry["within_budget"] = not missed
+    verdict = "PASS" if not missed else "FAIL: " + "; ".join(missed)
+    print(
+        f"{a} vs {b}: max_abs={m.max_abs:.3e} rel_rms={m.rel_rms:.3e} cosine={m.cosine:.7f} "
+        f"routing={m.routing_agreement:.4f} ({m.routing_mismatches}/{m.routing_decisions} "
+        f"differ) saturations={entry['saturations']}  {verdict}"
+    )
+    return entry
 
 
 def verify_images(cfg, args: argparse.Namespace) -> tuple[np.ndarray, str]:
@@ -220,10 +234,9 @@ def add_parser(sub) -> None:
         "budgets (exit 1 when one is missed).",
         formatter_class=HelpFormatter,
     )
-    v.add_argument("--config", default=DEFAULT_CONFIG, help="config name or YAML path")
-    v.add_argument("--profile", default=DEFAULT_PROFILE, help="precision profile name or path")
+    add_options(v, "config", "profile")
     v.add_argument("--task", default=None, help="task name or id (default: the first task)")
-    v.add_argument("--seed", type=seed_arg, default=0, help="seed of the random model and images")
+    add_options(v, "seed", seed={"help": "seed of the random model and images"})
     v.add_argument(
         "--images",
         type=int_range(1, MAX_VERIFY_IMAGES),
@@ -243,7 +256,7 @@ def add_parser(sub) -> None:
         default="torch,golden",
         help=f"comma-separated backend names, of: {backends_help()}",
     )
-    v.add_argument("--checkpoint", default=None, help="M3ViT checkpoint instead of random init")
+    add_options(v, "checkpoint")
     v.add_argument(
         "--top-k", type=int, default=None, help="experts per token (default: the config's)"
     )

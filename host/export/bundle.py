@@ -205,11 +205,21 @@ def bundle_bytes(cfg: ModelConfig, profile: Profile, t: Tiling) -> int:
     return last.offset + -(-last.nbytes // ALIGN) * ALIGN
 
 
+def _expert_tensor(name: str) -> tuple[str, int] | None:
+    """An expert's bundle name ``blocks.i.experts.{e}.fc1.w`` -> (its stack's name
+    ``blocks.i.experts.fc1.w``, ``e``); None for a tensor of no expert."""
+    if ".experts." not in name:
+        return None
+    pre, rest = name.split(".experts.")
+    e, tail = rest.split(".", 1)
+    return f"{pre}.experts.{tail}", int(e)
+
+
 def _tensor(qm: QuantizedModel, name: str) -> np.ndarray:
-    if ".experts." in name:
-        pre, rest = name.split(".experts.")
-        e, tail = rest.split(".", 1)
-        return qm[f"{pre}.experts.{tail}"][int(e)]
+    expert = _expert_tensor(name)
+    if expert is not None:
+        stack, e = expert
+        return qm[stack][e]
     return qm[name]
 
 
@@ -414,6 +424,15 @@ def validate(
     return h
 
 
+def _kernel_image(
+    data: bytes | bytearray | memoryview, cfg: ModelConfig, profile: Profile, t: Tiling
+) -> memoryview:
+    """The kernel image of a bundle (a file's host section dropped), validated."""
+    image = split_file(data)[0]
+    validate(image, cfg, profile, t)
+    return image
+
+
 def unpack(
     data: bytes | bytearray | memoryview, cfg: ModelConfig, profile: Profile, t: Tiling
 ) -> dict[str, np.ndarray]:
@@ -428,8 +447,7 @@ def unpack(
     BundleError
         As :func:`validate`.
     """
-    data = split_file(data)[0]
-    validate(data, cfg, profile, t)
+    data = _kernel_image(data, cfg, profile, t)
     entries = layout(cfg, profile, t)[1:]  # the scale table: read_scales
     specs = list(_tensor_specs(cfg, profile, t))
     out: dict[str, np.ndarray] = {}
@@ -443,10 +461,9 @@ def unpack(
         else:
             a = flat[: int(np.prod(e.shape))].reshape(e.shape)
         a = np.ascontiguousarray(a, dtype=np.int64)
-        if ".experts." in e.name:
-            pre, rest = e.name.split(".experts.")
-            _, tail = rest.split(".", 1)
-            experts.setdefault(f"{pre}.experts.{tail}", []).append(a)
+        expert = _expert_tensor(e.name)
+        if expert is not None:
+            experts.setdefault(expert[0], []).append(a)
         else:
             out[e.name] = a
     for name, per_expert in experts.items():
@@ -472,9 +489,9 @@ def unpack_model(
     formats = {}
     for name, _, fmt_name, _ in _tensor_specs(cfg, profile, t):
         formats[name] = profile.formats[fmt_name]
-        if ".experts." in name:
-            pre, rest = name.split(".experts.")
-            formats[f"{pre}.experts.{rest.split('.', 1)[1]}"] = profile.formats[fmt_name]
+        expert = _expert_tensor(name)
+        if expert is not None:
+            formats[expert[0]] = profile.formats[fmt_name]
     words = read_scales(data, cfg, profile, t)
     for (w, add), word in zip(scale_entries(cfg), words, strict=True):
         formats[w] = formats[w].with_frac(int(word) & 0xFF)
@@ -493,8 +510,7 @@ def read_scales(
     BundleError
         As :func:`validate`.
     """
-    data = split_file(data)[0]
-    validate(data, cfg, profile, t)
+    data = _kernel_image(data, cfg, profile, t)
     e = layout(cfg, profile, t)[0]
     return np.frombuffer(data, dtype="<u2", count=e.count, offset=e.offset).astype(np.int64)
 

@@ -244,24 +244,40 @@ def quantize_model(
     QuantizationError
         A tensor holds NaN or Inf, or is missing.
     """
-    f = profile.formats
-    D, p2, N = cfg.embed_dim, cfg.patch_dim, cfg.num_tokens
+    q = _Quantizer(state, profile)
+    _patch_embedding(q, cfg)
+    for i in range(cfg.depth):
+        _attention(q, cfg, i)
+        if cfg.is_moe(i):
+            _moe(q, cfg, i)
+        else:
+            _dense_mlp(q, i)
+    host = {k: _np(v) for k, v in state.items() if k.startswith(HOST_PREFIXES)}
+    return QuantizedModel(cfg, profile, q.tensors, q.formats, q.report, host, q.k_bias)
 
-    def get(name: str) -> np.ndarray:
-        if name not in state:
+
+class _Quantizer:
+    """The float parameters read, and the raw tensors, formats and report being built."""
+
+    def __init__(self, state: Mapping[str, object], profile: Profile):
+        self.state = state
+        self.f = profile.formats
+        self.tensors: dict = {}  # one expert's tensors are lists until stacked
+        self.formats: dict[str, Fmt] = {}
+        self.report = QuantReport()
+        self.k_bias: dict[int, np.ndarray] = {}
+
+    def get(self, name: str) -> np.ndarray:
+        """Float parameter ``name`` (M3ViT's name), checked present and finite."""
+        if name not in self.state:
             raise QuantizationError(f"parameter {name!r} missing from the model")
-        a = _np(state[name])
+        a = _np(self.state[name])
         bad = int((~np.isfinite(a)).sum())
         if bad:
             raise QuantizationError(f"parameter {name!r} holds {bad} NaN/Inf value(s)")
         return a
 
-    tensors: dict = {}  # one expert's tensors are lists until stacked
-    formats: dict[str, Fmt] = {}
-    report = QuantReport()
-    k_bias: dict[int, np.ndarray] = {}
-
-    def put(name: str, x: np.ndarray, fmt: Fmt, stack: str | None = None) -> np.ndarray:
+    def put(self, name: str, x: np.ndarray, fmt: Fmt, stack: str | None = None) -> np.ndarray:
         """Quantize ``x`` as tensor ``name`` (one expert's: stacked under ``stack``)."""
         if fmt.per_tensor:
             fmt = fmt.fit(x)
@@ -270,11 +286,11 @@ def quantize_model(
         if nsat:
             err = np.where(np.abs(x) > fmt.max_value, 0.0, err)
         if stack is None:
-            tensors[name] = raw
+            self.tensors[name] = raw
         else:
-            tensors.setdefault(stack, []).append(raw)
-        formats[name] = fmt
-        report.tensors.append(
+            self.tensors.setdefault(stack, []).append(raw)
+        self.formats[name] = fmt
+        self.report.tensors.append(
             TensorReport(
                 name,
                 str(fmt),
@@ -288,6 +304,7 @@ def quantize_model(
         return raw
 
     def lin(
+        self,
         w_name: str,
         w: np.ndarray,
         fw: Fmt,
@@ -298,13 +315,18 @@ def quantize_model(
         stack: str | None = None,
     ) -> None:
         """One linear-unit call's weights and bias, their binary points chosen together."""
-        wf, bf = choose_linear(w, fw, f["act"], fout, b, fb)
-        put(w_name, w, wf, stack and f"{stack}.w")
+        wf, bf = choose_linear(w, fw, self.f["act"], fout, b, fb)
+        self.put(w_name, w, wf, stack and f"{stack}.w")
         if b_name is not None:
-            put(b_name, b, bf, stack and f"{stack}.b")
+            self.put(b_name, b, bf, stack and f"{stack}.b")
 
-    # Patch embedding with pixel normalisation folded in. A raw pixel r means
-    # r * 2^-Fpix; the reference sees (r/255 - mean_c)/std_c.
+
+def _patch_embedding(q: _Quantizer, cfg: ModelConfig) -> None:
+    """``patch.w`` and ``token_bias``: pixel normalisation, CLS, positions and the patch
+    bias folded in."""
+    f, get = q.f, q.get
+    D, p2, N = cfg.embed_dim, cfg.patch_dim, cfg.num_tokens
+    # A raw pixel r means r * 2^-Fpix; the reference sees (r/255 - mean_c)/std_c.
     w = get("patch_embed.proj.weight").reshape(D, cfg.in_chans, -1)
     b = get("patch_embed.proj.bias")
     mean = np.asarray(cfg.pixel_mean)[None, :, None]
@@ -317,69 +339,70 @@ def quantize_model(
     tb[1:] += b_fold[None, :]
     pw = (w * pix_scale / std).reshape(D, p2)
     pf, _ = choose_linear(pw, f["patch_weight"], f["pixel"], f["act"], tb[1:], f["token_bias"])
-    put("patch.w", pw, pf)
-    put("token_bias", tb, f["token_bias"])
+    q.put("patch.w", pw, pf)
+    q.put("token_bias", tb, f["token_bias"])
 
-    qs = q_scale(cfg)
-    for i in range(cfg.depth):
-        pre = f"blocks.{i}"
-        put(f"{pre}.ln1.g", get(f"{pre}.norm1.weight"), f["ln"])
-        put(f"{pre}.ln1.b", get(f"{pre}.norm1.bias"), f["ln"])
-        wq = get(f"{pre}.attn.qkv.weight").copy()
-        wq[:D] *= qs
-        bq = get(f"{pre}.attn.qkv.bias").copy() if cfg.qkv_bias else np.zeros(3 * D)
-        bq[:D] *= qs
-        k_bias[i] = bq[D : 2 * D].copy()
-        bq[D : 2 * D] = 0.0  # softmax-invariant: q.b_k is the same for every key
-        lin(f"{pre}.qkv.w", wq, f["weight"], f"{pre}.qkv.b", bq, f["attn_bias"], f["attn_qkv"])
-        lin(
-            f"{pre}.proj.w",
-            get(f"{pre}.attn.proj.weight"),
+
+def _attention(q: _Quantizer, cfg: ModelConfig, i: int) -> None:
+    """Block ``i``'s attention half and its second LayerNorm: ``ln1``, ``qkv`` (the score
+    scale folded into Q, the K bias dropped and kept), ``proj``, ``ln2``."""
+    f, get, pre = q.f, q.get, f"blocks.{i}"
+    D, qs = cfg.embed_dim, q_scale(cfg)
+    q.put(f"{pre}.ln1.g", get(f"{pre}.norm1.weight"), f["ln"])
+    q.put(f"{pre}.ln1.b", get(f"{pre}.norm1.bias"), f["ln"])
+    wq = get(f"{pre}.attn.qkv.weight").copy()
+    wq[:D] *= qs
+    bq = get(f"{pre}.attn.qkv.bias").copy() if cfg.qkv_bias else np.zeros(3 * D)
+    bq[:D] *= qs
+    q.k_bias[i] = bq[D : 2 * D].copy()
+    bq[D : 2 * D] = 0.0  # softmax-invariant: q.b_k is the same for every key
+    q.lin(f"{pre}.qkv.w", wq, f["weight"], f"{pre}.qkv.b", bq, f["attn_bias"], f["attn_qkv"])
+    q.lin(
+        f"{pre}.proj.w",
+        get(f"{pre}.attn.proj.weight"),
+        f["weight"],
+        f"{pre}.proj.b",
+        get(f"{pre}.attn.proj.bias"),
+        f["attn_bias"],
+        f["act"],
+    )
+    q.put(f"{pre}.ln2.g", get(f"{pre}.norm2.weight"), f["ln"])
+    q.put(f"{pre}.ln2.b", get(f"{pre}.norm2.bias"), f["ln"])
+
+
+def _moe(q: _Quantizer, cfg: ModelConfig, i: int) -> None:
+    """MoE block ``i``'s gates (``log2(e)`` folded in) and experts (each its own tensors,
+    stacked ``(E, ...)``)."""
+    f, get, pre = q.f, q.get, f"blocks.{i}"
+    for t in cfg.task_names:
+        gw = get(f"{pre}.mlp.gate.{t}.w_gate").T * LOG2E
+        q.lin(f"{pre}.gate.{t}.w", gw, f["gate_weight"], None, None, None, f["attn_score"])
+    w1, b1 = get(f"{pre}.mlp.experts.htoh4.weight"), get(f"{pre}.mlp.experts.htoh4.bias")
+    w2, b2 = get(f"{pre}.mlp.experts.h4toh.weight"), get(f"{pre}.mlp.experts.h4toh.bias")
+    for e in range(cfg.num_experts):
+        for fc, we, be in (("fc1", w1[e], b1[e]), ("fc2", w2[e], b2[e])):
+            ex = f"{pre}.experts.{e}.{fc}"
+            stack = f"{pre}.experts.{fc}"
+            q.lin(f"{ex}.w", we, f["weight"], f"{ex}.b", be, f["bias"], f["act"], stack)
+    for n in ("fc1.w", "fc1.b", "fc2.w", "fc2.b"):
+        name = f"{pre}.experts.{n}"
+        q.tensors[name] = np.stack(q.tensors[name])
+        q.formats[name] = f["weight" if n.endswith("w") else "bias"]
+
+
+def _dense_mlp(q: _Quantizer, i: int) -> None:
+    """Dense block ``i``'s MLP: ``fc1`` and ``fc2``."""
+    f, get, pre = q.f, q.get, f"blocks.{i}"
+    for fc in ("fc1", "fc2"):
+        q.lin(
+            f"{pre}.{fc}.w",
+            get(f"{pre}.mlp.{fc}.weight"),
             f["weight"],
-            f"{pre}.proj.b",
-            get(f"{pre}.attn.proj.bias"),
-            f["attn_bias"],
+            f"{pre}.{fc}.b",
+            get(f"{pre}.mlp.{fc}.bias"),
+            f["bias"],
             f["act"],
         )
-        put(f"{pre}.ln2.g", get(f"{pre}.norm2.weight"), f["ln"])
-        put(f"{pre}.ln2.b", get(f"{pre}.norm2.bias"), f["ln"])
-        if cfg.is_moe(i):
-            for t in cfg.task_names:
-                gw = get(f"{pre}.mlp.gate.{t}.w_gate").T * LOG2E
-                lin(f"{pre}.gate.{t}.w", gw, f["gate_weight"], None, None, None, f["attn_score"])
-            w1, b1 = get(f"{pre}.mlp.experts.htoh4.weight"), get(f"{pre}.mlp.experts.htoh4.bias")
-            w2, b2 = get(f"{pre}.mlp.experts.h4toh.weight"), get(f"{pre}.mlp.experts.h4toh.bias")
-            for e in range(cfg.num_experts):
-                for fc, we, be in (("fc1", w1[e], b1[e]), ("fc2", w2[e], b2[e])):
-                    ex = f"{pre}.experts.{e}.{fc}"
-                    lin(
-                        f"{ex}.w",
-                        we,
-                        f["weight"],
-                        f"{ex}.b",
-                        be,
-                        f["bias"],
-                        f["act"],
-                        f"{pre}.experts.{fc}",
-                    )
-            for n in ("fc1.w", "fc1.b", "fc2.w", "fc2.b"):
-                name = f"{pre}.experts.{n}"
-                tensors[name] = np.stack(tensors[name])
-                formats[name] = f["weight" if n.endswith("w") else "bias"]
-        else:
-            for fc, src in (("fc1", "fc1"), ("fc2", "fc2")):
-                lin(
-                    f"{pre}.{fc}.w",
-                    get(f"{pre}.mlp.{src}.weight"),
-                    f["weight"],
-                    f"{pre}.{fc}.b",
-                    get(f"{pre}.mlp.{src}.bias"),
-                    f["bias"],
-                    f["act"],
-                )
-
-    host = {k: _np(v) for k, v in state.items() if k.startswith(HOST_PREFIXES)}
-    return QuantizedModel(cfg, profile, tensors, formats, report, host, k_bias)
 
 
 def stage_to_float(
