@@ -39,12 +39,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from edgemoe.errors import EdgeMoeError
+from edgemoe.files import write_json_atomic
 
 from .config import ModelConfig, load_config
 from .data import HELDOUT_SEED, PROCEDURAL, ProceduralScenes, SceneSource, open_source
 from .m3vit import M3ViT, MoE, normalize
 from .metrics import DepthAccumulator, confusion, semseg_metrics
-from .weights import load_weights, read_tensors, save_tensors, save_weights, write_json
+from .weights import load_weights, read_tensors, save_tensors, save_weights
 
 STATE_FORMAT = 1
 
@@ -250,7 +251,7 @@ def _save_state(
         for k in ("exp_avg", "exp_avg_sq", "step"):
             tensors[f"adam.{name}.{k}"] = st[k].reshape(-1) if k == "step" else st[k]
     save_tensors(tensors, paths["state"], {"format": "pt"})
-    write_json(paths["state_json"], meta)
+    write_json_atomic(paths["state_json"], meta)
 
 
 def _load_state(
@@ -464,7 +465,7 @@ def train(
         load_weights(shipped, paths["weights"])
         record["heldout"] = evaluate(shipped.eval(), heldout, o.final_eval_images, o.batch)
         record["heldout_images"] = min(o.final_eval_images, heldout.size("val") or 10**9)
-    write_json(paths["record"], record)
+    write_json_atomic(paths["record"], record)
     return record
 
 

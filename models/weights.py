@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from edgemoe.errors import CheckpointError
-from edgemoe.files import write_file_atomic, write_json_atomic
+from edgemoe.files import write_file_atomic
 
 from .checkpoint import load_checkpoint
 from .shipped import CHECKPOINT_DIR, SUFFIX, read_record, shipped_checkpoint
@@ -31,11 +30,6 @@ def save_tensors(
 
     data = {k: v.detach().contiguous() for k, v in tensors.items()}
     write_file_atomic(path, lambda tmp: save_file(data, tmp, dict(metadata or {})))
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    """Write JSON atomically."""
-    write_json_atomic(path, data)
 
 
 def read_tensors(path: str | Path) -> dict[str, Tensor]:

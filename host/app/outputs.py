@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from edgemoe.errors import EdgeMoeError
-from edgemoe.files import umask
+from edgemoe.files import umask, write_file_atomic
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -39,19 +39,19 @@ def _writable(folder: Path) -> str | None:
         return e.strerror or str(e)
 
 
-def _check_parent(path: Path, flag: str, named: Path | None = None) -> None:
-    """The folder that will hold ``path`` exists or can be created, and is writable.
-
-    ``named``: the path the messages name (default ``path``; ``--out`` checks the
-    folder that will hold its files).
-    """
-    named = path if named is None else named
-    anchor = _nearest_existing(path.parent)
+def _check_creatable(folder: Path, flag: str, named: Path) -> None:
+    """``folder`` exists or can be created, and is writable (messages name ``named``)."""
+    anchor = _nearest_existing(folder)
     if not anchor.is_dir():
         raise EdgeMoeError(f"cannot write {flag} {named}: {anchor} is not a folder")
     why = _writable(anchor)
     if why:
         raise EdgeMoeError(f"cannot write {flag} {named}: {anchor} is not writable ({why})")
+
+
+def _check_parent(path: Path, flag: str) -> None:
+    """The folder that will hold ``path`` exists or can be created, and is writable."""
+    _check_creatable(path.parent, flag, path)
 
 
 def check_output_file(path: str | None, flag: str, suffix: str | None = None) -> Path | None:
@@ -114,7 +114,7 @@ def check_out_dir(text: str, force: bool) -> Path:
         if why:
             raise EdgeMoeError(f"cannot write --out {out}: the folder is not writable ({why})")
     else:
-        _check_parent(out / "_", "--out", out)
+        _check_creatable(out, "--out", out)
     return out
 
 
@@ -141,9 +141,7 @@ def _move(src: Path, dst: Path) -> None:
         if e.errno != errno.EXDEV:
             raise
         # another file system after all (a bind mount inside --out): copy, then rename there
-        tmp = dst.with_name(f".{dst.name}.edgemoe.tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        write_file_atomic(dst, lambda tmp: shutil.copyfile(src, tmp), "--out")
         src.unlink()
 
 

@@ -439,9 +439,8 @@ def _scratch_section(cfg: ModelConfig, t: Tiling) -> list[str]:
     out = [
         "/// Expert-major batched mode: images per group and one image's scratch slot",
         "/// (edgemoe.host.contracts.scratch).",
+        f"constexpr int MAX_GROUP = {MAX_GROUP};",
     ]
-    w = out.append
-    w(f"constexpr int MAX_GROUP = {MAX_GROUP};")
     out += [
         f"constexpr uint64_t SCRATCH_{k.upper()} = {getattr(sl, k)}ull;"
         for k in ("row", "h", "count", "token", "weight", "list_stride", "slot")
