@@ -1,17 +1,17 @@
 """Performance and resource model of the kernel (DESIGN.md §6). ESTIMATES, not synthesis.
 
-Cycles come from the loop trip counts and initiation intervals of the C++ as
-written (``hls/``), for one call of ``batch`` images (one: image-major; more:
-expert-major, edgemoe.host.contracts.scratch); DDR bytes per stage from the same bundle
-layout the kernel reads (their sum equals the C-sim's counters: tested); the
-time of a stage is the larger of its compute time and its DDR time when the
-stage streams its weights while computing (prefetch), their sum when it does
-not. Resources count what the C++ declares (hls/README.md "Resources"): DSP48E2 from
-each multiplier's operand widths as the code casts them (``multipliers``); BRAM36/URAM
-from the on-chip buffers, the m_axi adapters' FIFOs and the weight-stream FIFO;
-flip-flops for the register-held arrays (the tile buffers, the attention state) and
-the pipelines; LUTs for the adder trees, the muxes (tile-buffer and buffer-set selects) and
-the rest at coarse rates.
+Cycles come from the loop trip counts and the initiation intervals the HLS review
+predicts for the fixed C++ (``hls/``; every pipelined loop at its target II), for one
+call of ``batch`` images (one: image-major; more: expert-major,
+edgemoe.host.contracts.scratch); DDR bytes per stage from the same bundle layout the
+kernel reads (their sum equals the C-sim's counters: tested); the time of a stage is
+the larger of its compute time and its DDR time when the stage streams its weights
+while computing (prefetch), their sum when it does not. Row-at-a-time loops pay the
+m_axi latency and the pipeline fill per row (:data:`ROW_OVERHEAD`). Resources are
+counted operator by operator in :mod:`edgemoe.host.estimate.resources` (LUT, FF,
+DSP48E2, BRAM36, URAM per unit, each line naming its C++ construct) and checked
+against its fit limits; :func:`plausible_clock` gives the clock the utilisation makes
+plausible.
 
 The published Edge-MoE design (``edge-moe-published``) is modelled with the
 same machinery and its documented structure: 16x16 linear unit, P = 4,
@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from edgemoe.host.contracts.accumulators import accumulator_bits
 from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.scratch import MAX_GROUP, batched, row_bytes
 from edgemoe.host.contracts.tiling import Tiling, tiles
@@ -38,6 +37,7 @@ from edgemoe.host.estimate.resources import (
     mult_dsps,
     operators,
 )
+from edgemoe.host.estimate.resources import multipliers as multipliers  # re-exported
 from edgemoe.host.estimate.resources import table as unit_table
 from edgemoe.host.estimate.traffic import call_reads, group_traffic, image_traffic
 from edgemoe.host.export.hls_params import ATTN_INTERLEAVE, LIN_AHEAD, LIN_MIN_PASS, ln_lanes
@@ -123,65 +123,6 @@ ROW_FILL = 4
 ROW_OVERHEAD = AXI_READ_LATENCY + ROW_FILL
 
 _mult_dsps = mult_dsps
-
-
-def multipliers(cfg: ModelConfig, profile: Profile, t: Tiling) -> dict[str, list[tuple]]:
-    """Every multiplier of the kernel, unit by unit, as (what, count, a bits, b bits): the
-    operand widths the C++ casts them to (signed bits; an unsigned w-bit operand is w + 1).
-    The counts are the hardware copies: unrolled loops multiply, a loop at II 2 shares
-    each multiplier between two iterations."""
-    f, u = profile.formats, profile.units
-    acc = accumulator_bits(cfg, profile)
-    act, qkv, prob = f["act"].width, f["attn_qkv"].width, f["prob"].width + 1
-    nf = u["newton_frac"]
-    newton, newton_arg = nf + 2, nf + 4  # newton_t (unsigned nf + 1), newton_arg_t
-    hd, E, lanes = cfg.head_dim, cfg.num_experts, ln_lanes(t)
-    exp2 = (
-        "exp2 interpolation",
-        1,
-        u["exp2_frac"] + 1,
-        f["attn_score"].frac - u["exp2_lut_bits"] + 1,
-    )
-    recip = [
-        ("reciprocal m * y0", 1, newton_arg, newton),
-        ("reciprocal Newton", 1, newton, newton_arg),
-    ]
-    attn_sum = (cfg.num_tokens * (1 << f["prob"].frac)).bit_length() + 1
-    ln_t1 = (max(-f["ln_stat"].min_raw, f["ln_stat"].max_raw) * cfg.embed_dim).bit_length() + 1
-    gelu_sh = f["act"].frac - u["gelu_lut_bits"]
-    return {
-        "linear unit": [("MAC x * w", t.lin_in * t.lin_out, act, 16)],
-        "linear epilogue": [
-            ("GELU interpolation", t.lin_out, u["gelu_frac"] + 1, gelu_sh + 1),
-            # one product for OUT_EXPERT and OUT_DELTA (linear_output forms it once)
-            ("gate weight * y", t.lin_out, prob, act),
-        ],
-        "attention units": [
-            ("q . k", t.p * hd, qkv, qkv),
-            ("acc or v times e", t.p * hd, acc["attn_acc"], prob),
-            ("S * e", t.p, attn_sum, prob),
-            (exp2[0], t.p, exp2[2], exp2[3]),
-        ],
-        "attention finish": [
-            # attn_store at II 2: HEAD_DIM products per row, two cycles each
-            ("mean * 1/S", hd // 2, qkv + u["attn_guard"] + 3, newton),
-            *recip,
-        ],
-        "layernorm": [
-            ("xs^2", lanes, f["ln_stat"].width, f["ln_stat"].width),
-            ("centred * rstd", lanes, act + u["ln_mean_guard"] + 1, newton),
-            ("z * gamma", lanes, f["ln_norm"].width, 16),
-            ("T1^2 (per token)", 1, ln_t1, ln_t1),
-            ("rsqrt y0^2", 1, newton, newton),
-            ("rsqrt m * y0^2", 1, newton_arg, newton),
-            ("rsqrt Newton", 1, newton, newton_arg),
-        ],
-        "routing": [
-            (exp2[0], E, exp2[2], exp2[3]),
-            ("p * 1/S", E, prob, newton),
-            *recip,
-        ],
-    }
 
 
 def dsp_per_mac(profile: Profile) -> int:
@@ -710,6 +651,13 @@ def plausible_clock(utilisation: dict[str, float], target_mhz: float = 300.0) ->
     return target_mhz
 
 
+def rotate_network_luts(cfg: ModelConfig, profile: Profile, t: Tiling) -> int:
+    """LUTs of the bank rotate networks (banked.h bank_walk): the "rotate networks" unit
+    of :func:`resources`, the selects and the one division per walk."""
+    ops = operators(cfg, profile, t)
+    return round(sum(ln.lut for ln in lines(cfg, profile, t, ops) if ln.unit == "rotate networks"))
+
+
 def resources(
     cfg: ModelConfig,
     profile: Profile,
@@ -724,7 +672,7 @@ def resources(
     if design.two_pass_attention:
         return _published_resources(cfg, profile, design, device)
     ops = ops or operators(cfg, profile, design.tiling, gelu_rom)
-    ls = lines(cfg, profile, design.tiling, ops, design.two_buffer_sets)
+    ls = lines(cfg, profile, design.tiling, ops, design.two_buffer_sets, device.uram > 0)
     by_unit = unit_table(ls)
     total = {r: sum(row[r] for row in by_unit.values()) for r in RESOURCES}
     budget = {
@@ -734,7 +682,7 @@ def resources(
         "bram36": device.bram36,
         "uram": device.uram,
     }
-    util = {r: (total[r] / budget[r]) if budget[r] else 0.0 for r in RESOURCES}
+    util = {r: total[r] / budget[r] if budget[r] else float(total[r] > 0) for r in RESOURCES}
     over = [r for r in RESOURCES if util[r] > LIMITS[r]]
     return {
         "estimate": True,
@@ -753,7 +701,7 @@ def resources(
         "lines": line_dicts(ls),
         "operators": asdict(ops),
         "budget": budget,
-        "utilisation": {k: round(v, 3) for k, v in util.items()},
+        "utilisation": {k: round(v, 4) for k, v in util.items()},
         "limits": dict(LIMITS),
         "over": over,
         "fits": not over,
@@ -778,7 +726,7 @@ def _published_resources(
     N, D, act = cfg.num_tokens, cfg.embed_dim, profile.act.width
     wide_cols = max(3 * D, max(cfg.mlp_hidden, cfg.expert_hidden))
     bram = t.lin_out * bram36(N * math.ceil(D / t.lin_out), act)
-    bram += 2 * t.lin_in * bram36(N * math.ceil(D / t.lin_in), act)
+    bram += t.lin_in * bram36(N * math.ceil(D / t.lin_in), act)
     bram += t.lin_in * bram36(cfg.num_patches * math.ceil(cfg.patch_dim / t.lin_in), 8)
     bram += t.lin_in * bram36(N * math.ceil(wide_cols / t.lin_in), act)
     bram += 2 * cfg.num_experts * bram36(N, 32) + t.lin_out * bram36(N, 64) + 4
@@ -802,7 +750,7 @@ def _published_resources(
         "uram": 0,
         "lut_estimate": lut,
         "ff_estimate": ff,
-        "utilisation": {k: round(v, 3) for k, v in util.items()},
+        "utilisation": {k: round(v, 4) for k, v in util.items()},
         "limits": dict(LIMITS),
         "over": over,
         "fits": not over,

@@ -163,6 +163,65 @@ def _bits(v: int) -> int:
     return max(1, int(v).bit_length())
 
 
+def multipliers(cfg: ModelConfig, profile: Profile, t: Tiling) -> dict[str, list[tuple]]:
+    """Every multiplier of the kernel, unit by unit, as (what, count, a bits, b bits): the
+    operand widths the C++ casts them to (signed bits; an unsigned w-bit operand is w + 1).
+    The counts are the hardware copies: unrolled loops multiply, a loop at II 2 shares
+    each multiplier between two iterations."""
+    f, u = profile.formats, profile.units
+    acc = accumulator_bits(cfg, profile)
+    act, qkv, prob = f["act"].width, f["attn_qkv"].width, f["prob"].width + 1
+    nf = u["newton_frac"]
+    newton, newton_arg = nf + 2, nf + 4  # newton_t (unsigned nf + 1), newton_arg_t
+    hd, E, lanes = cfg.head_dim, cfg.num_experts, ln_lanes(t)
+    exp2 = (
+        "exp2 interpolation",
+        1,
+        u["exp2_frac"] + 1,
+        f["attn_score"].frac - u["exp2_lut_bits"] + 1,
+    )
+    recip = [
+        ("reciprocal m * y0", 1, newton_arg, newton),
+        ("reciprocal Newton", 1, newton, newton_arg),
+    ]
+    attn_sum = (cfg.num_tokens * (1 << f["prob"].frac)).bit_length() + 1
+    ln_t1 = (max(-f["ln_stat"].min_raw, f["ln_stat"].max_raw) * cfg.embed_dim).bit_length() + 1
+    gelu_sh = f["act"].frac - u["gelu_lut_bits"]
+    return {
+        "linear unit": [("MAC x * w", t.lin_in * t.lin_out, act, 16)],
+        "linear epilogue": [
+            ("GELU interpolation", t.lin_out, u["gelu_frac"] + 1, gelu_sh + 1),
+            # one product for OUT_EXPERT and OUT_DELTA (linear_output forms it once)
+            ("gate weight * y", t.lin_out, prob, act),
+        ],
+        "attention units": [
+            ("q . k", t.p * hd, qkv, qkv),
+            ("acc or v times e", t.p * hd, acc["attn_acc"], prob),
+            ("S * e", t.p, attn_sum, prob),
+            (exp2[0], t.p, exp2[2], exp2[3]),
+        ],
+        "attention finish": [
+            # attn_store at II 2: HEAD_DIM products per row, two cycles each
+            ("mean * 1/S", hd // 2, qkv + u["attn_guard"] + 3, newton),
+            *recip,
+        ],
+        "layernorm": [
+            ("xs^2", lanes, f["ln_stat"].width, f["ln_stat"].width),
+            ("centred * rstd", lanes, act + u["ln_mean_guard"] + 1, newton),
+            ("z * gamma", lanes, f["ln_norm"].width, 16),
+            ("T1^2 (per token)", 1, ln_t1, ln_t1),
+            ("rsqrt y0^2", 1, newton, newton),
+            ("rsqrt m * y0^2", 1, newton_arg, newton),
+            ("rsqrt Newton", 1, newton, newton_arg),
+        ],
+        "routing": [
+            (exp2[0], E, exp2[2], exp2[3]),
+            ("p * 1/S", E, prob, newton),
+            *recip,
+        ],
+    }
+
+
 @dataclass(frozen=True)
 class Operators:
     """THE OPERATOR TABLE: every width and count the LUT/FF model uses, derived from the
@@ -361,11 +420,15 @@ class Line:
 
 
 def lines(
-    cfg: ModelConfig, profile: Profile, t: Tiling, ops: Operators, two_sets: bool = True
+    cfg: ModelConfig,
+    profile: Profile,
+    t: Tiling,
+    ops: Operators,
+    two_sets: bool = True,
+    uram: bool = True,
 ) -> list[Line]:
-    """Every counted construct of the kernel, unit by unit."""
-    from edgemoe.host.estimate.perf import multipliers
-
+    """Every counted construct of the kernel, unit by unit (``uram``: the device has
+    URAM for the wide buffers, else they take BRAM)."""
     o = ops
     out: list[Line] = []
 
@@ -981,12 +1044,20 @@ def lines(
         bram36=o.lin_in * bram36(o.patches * -(-o.patch_dim // o.lin_in), 8),
     )
     wide_depth = N * -(-o.wide_cols // o.wide_banks)
-    add(
-        U,
-        f"wide: {sets} x {o.wide_banks} banks of {wide_depth} x {act}b in URAM",
-        "buffers.h Buffers wide, edgemoe_top.cpp BIND_STORAGE",
-        uram=sets * o.wide_banks * -(-wide_depth // 4096) * -(-act // 72),
-    )
+    if uram:
+        add(
+            U,
+            f"wide: {sets} x {o.wide_banks} banks of {wide_depth} x {act}b in URAM",
+            "buffers.h Buffers wide, edgemoe_top.cpp BIND_STORAGE",
+            uram=sets * o.wide_banks * -(-wide_depth // 4096) * -(-act // 72),
+        )
+    else:
+        add(
+            U,
+            f"wide: {sets} x {o.wide_banks} banks of {wide_depth} x {act}b in BRAM (no URAM)",
+            "buffers.h Buffers wide",
+            bram36=sets * o.wide_banks * bram36(wide_depth, act),
+        )
     add(
         U,
         f"routing queues: 2 x {E} x {N} x 32b",
