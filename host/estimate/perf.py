@@ -117,6 +117,34 @@ DEPTH_RSQRT = 16
 DEPTH_ROUTE = 40  # max tree, exp2, reciprocal, ranks
 
 
+#: The II each pipelined loop is modelled at, and what it rests on (the HLS review's
+#: prediction for the C++ with its fixes; hls/README.md). In ``--json`` as ``loops``;
+#: the cycle counts read the II from here (the row loops' cost is :data:`ROW_OVERHEAD`).
+LOOP_II = {
+    "lin_pass": (1, "per-lane GELU ROMs (F1), one read + one write per x bank (F4), "
+                 "per-row scalars read once (F5), acc added after the product tree (F7)"),
+    "lin_fetch_burst": (1, "one burst per part: base fixed, length known"),
+    "attn_key": (1, "EXP2_TABLE_ATTN partitioned per unit (F2); state recurrences within "
+                 "ATTN_L"),
+    "attn_load_queries": (2, "HEAD_DIM columns over the column banks, two ports"),
+    "attn_store": (2, "as attn_load_queries; the finish multipliers shared over 2 cycles"),
+    "attn_first_key": (1, "one part per cycle"),
+    "ln_rows_stats": (1, "LN_LANES lanes, exact integer sums; narrow dividers pipelined"),
+    "ln_rows_normalise": (1, "LN_LANES independent lanes"),
+    "moe_route_token": (1, "EXP2_TABLE partitioned per lane (F3)"),
+    "ddr_read_words": (1, "destinations partitioned to the words per cycle (F15)"),
+    "row loops (load, write, park, resume, gather, merge)": (
+        1, "per row: a burst of its words plus ROW_OVERHEAD cycles of latency and fill (F13)"),
+    "side moves in lin_pass, move_rows": (
+        1, "a burst per row (F12), ROW_OVERHEAD cycles per row"),
+}  # fmt: skip
+
+
+def _ii(loop: str) -> int:
+    """The II :data:`LOOP_II` models ``loop`` at."""
+    return LOOP_II[loop][0]
+
+
 #: Per-row cost of a row-at-a-time loop (hls/README.md, review F13): one burst per row
 #: inside a loop that is not pipelined pays the m_axi latency and the pipeline fill per row.
 ROW_FILL = 4
@@ -232,6 +260,7 @@ class Estimate:
             "ddr_bytes_per_image": self.ddr_bytes / self.batch,
             "resources": self.resources,
             "fits": self.resources.get("fits"),
+            "loops": {k: {"ii": ii, "rests_on": why} for k, (ii, why) in LOOP_II.items()},
             "per_layer": self.per_layer(),
             "stages": [{**asdict(s), "bound": s.bound} for s in self.stages],
         }
@@ -251,8 +280,9 @@ def _linear_cycles(
     two ahead (this call's, or with ``chained`` the next call's first two) -- filled and
     drained once per call (the m_axi read latency, the MACs, the epilogue). Before it: the
     first two tiles unless the previous call fetched them (``first_ready``), and the
-    call's bias. ``side``: bus words of token rows the call moves meanwhile on the output
-    or scratch port (expert-major MoE); the pipeline runs until both are done."""
+    call's bias. ``side``: cycles of the token-row moves the call makes meanwhile on the
+    output or scratch port (expert-major MoE: a bus word per cycle plus the per-row burst
+    overhead); the pipeline runs until both are done."""
     t = d.tiling
     it, ot = tiles(k, t.lin_in), tiles(o, t.lin_out)
     if not d.prefetch:  # Edge-MoE: separate clear and drain passes per output tile
@@ -263,7 +293,8 @@ def _linear_cycles(
     handoff = LIN_AHEAD if chained and n >= LIN_AHEAD else 0
     n_fetch = max(0, n - LIN_AHEAD) + handoff
     plain = max(rows, LIN_MIN_PASS)
-    passes = max(n_fetch * max(plain, words) + (n - n_fetch) * plain, side)
+    ii = _ii("lin_pass")
+    passes = max(ii * (n_fetch * max(plain, words) + (n - n_fetch) * plain), side)
     upfront = 0 if first_ready else min(n, LIN_AHEAD) * words
     bias = -(-ot * t.lin_out * 2 // word)
     return int(passes + AXI_READ_LATENCY + DEPTH_MAC + DEPTH_EPILOGUE + upfront + bias)
@@ -400,7 +431,8 @@ class _Call:
         if self.design.activations_in_ddr:
             return rows * (2 * D + DEPTH_RSQRT)  # Edge-MoE: one element per cycle
         # layernorm_rows: two flat pipelines over the rows, each draining once
-        return 2 * rows * tiles(D, ln_lanes(self.t)) + DEPTH_RSQRT + 2 * DEPTH_EPILOGUE
+        ii = _ii("ln_rows_stats") + _ii("ln_rows_normalise")
+        return ii * rows * tiles(D, ln_lanes(self.t)) + DEPTH_RSQRT + 2 * DEPTH_EPILOGUE
 
     # ---- one image ----
 
@@ -462,7 +494,11 @@ class _Call:
             # per sweep of ATTN_P x ATTN_L rows: load them (II 2: a row spans the column
             # banks twice), the first key, N keys of ATTN_L cycles, drain, store (II 2)
             rows = p * ATTN_INTERLEAVE
-            sweep = 4 * rows + ATTN_INTERLEAVE * (N + 1) + DEPTH_SOFTMAX
+            sweep = (
+                (_ii("attn_load_queries") + _ii("attn_store")) * rows
+                + _ii("attn_key") * ATTN_INTERLEAVE * (N + 1)
+                + DEPTH_SOFTMAX
+            )
             self.add(layer, "attention", heads * tiles(N, rows) * sweep, 0)
 
     def moe(self, layer: str, q: list[int], tr) -> None:
@@ -472,7 +508,7 @@ class _Call:
         if self.design.activations_in_ddr:  # Edge-MoE: an expert per cycle, three passes
             self.add(layer, "route", N * 3 * E, 0)
         else:  # route_tokens: one token per cycle
-            self.add(layer, "route", N + DEPTH_ROUTE, 0)
+            self.add(layer, "route", _ii("moe_route_token") * N + DEPTH_ROUTE, 0)
         if self.expert_major:
             return
         run = [e for e, n in enumerate(q) if n]  # ascending, each fetched ahead
@@ -533,7 +569,7 @@ class _Call:
         )
         # fc1 of chunk c merges chunk c - 1 (its scaled outputs added to x in the output
         # regions), fc2 of chunk c gathers chunk c + 1's h: a bus word per cycle beside the
-        # weights
+        # weights, a burst per row
         cyc = {"fc1": 0, "fc2": 0}
         for c, (_, r) in enumerate(chunks):
             first, last = c == 0, c + 1 == len(chunks)

@@ -165,3 +165,22 @@ def test_row_loops_pay_the_m_axi_latency_per_row():
     park = [s for s in e.stages if s.name == "park"]
     assert park and all(s.compute_cycles >= 2 * 16 * c.num_tokens * 64 for s in park)
     assert all(s.ms == pytest.approx(s.compute_ms + s.memory_ms) for s in park)
+
+
+def test_the_loop_ii_table_drives_the_cycles(monkeypatch):
+    """lin_pass at II 2 (the review's prediction before the x-port fix) doubles the
+    linear unit's pass cycles; the table is in the JSON."""
+    from edgemoe.host.estimate import perf
+
+    c, p = cfg(DEFAULT_CONFIG), profile("lean")
+    d = our_design(p, DEFAULT_TILING)
+    at_one = estimate(c, p, d, DEVICES["zcu104"])
+    assert at_one.to_dict()["loops"]["lin_pass"]["ii"] == 1
+    monkeypatch.setitem(perf.LOOP_II, "lin_pass", (2, "x ports"))
+    at_two = estimate(c, p, d, DEVICES["zcu104"])
+    qkv = [sum(s.compute_cycles for s in e.stages if s.name == "qkv") for e in (at_one, at_two)]
+    assert 1.9 * qkv[0] < qkv[1] < 2 * qkv[0]
+    att = [
+        sum(s.compute_cycles for s in e.stages if s.name == "attention") for e in (at_one, at_two)
+    ]
+    assert att[0] == att[1]
