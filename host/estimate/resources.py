@@ -299,6 +299,12 @@ class Operators:
     control_mults: tuple[tuple[str, int, int, int], ...]
     loops: int  # labelled loops of hls/ (each: a counter, its bound, an FSM state)
     addr64: int  # 64-bit address adders (m_axi offsets) in the kernel
+    # coarse rates (judgement: typical Vitis m_axi / s_axilite adapters and FSMs), (LUT, FF)
+    axi_per_direction: tuple[int, int] = (900, 1200)  # read or write channel of a bundle
+    axi_per_bundle: tuple[int, int] = (300, 400)
+    axilite: tuple[int, int] = (400, 700)  # 7 arguments, 64-bit pointers, ap_ctrl_hs
+    per_loop: tuple[int, int] = (72, 40)  # 32-bit counter, bound compare, FSM state
+    dataflow_control: tuple[int, int] = (1500, 2000)  # handshakes, stream and step control
 
 
 def _walks(t: Tiling, embed: int, wide_cols: int) -> tuple[tuple[str, int, int], ...]:
@@ -1089,7 +1095,10 @@ def lines(
             f"{o.axi_bits}b FIFO each",
             "edgemoe_top.cpp edgemoe_top (INTERFACE m_axi)",
             1,
-            (dirs * 900 + 300, dirs * 1200 + 400),
+            (
+                dirs * o.axi_per_direction[0] + o.axi_per_bundle[0],
+                dirs * o.axi_per_direction[1] + o.axi_per_bundle[1],
+            ),
             bram36=dirs * bram36(AXI_OUTSTANDING * AXI_BURST, o.axi_bits),
         )
     add(
@@ -1097,7 +1106,7 @@ def lines(
         "s_axilite: 7 arguments (64b pointers), ap_ctrl_hs, ap_return",
         "edgemoe_top.cpp edgemoe_top (INTERFACE s_axilite)",
         1,
-        (400, 700),
+        o.axilite,
     )
 
     # ---- control ----
@@ -1107,7 +1116,7 @@ def lines(
         f"{o.loops} labelled loops: counter, bound compare, FSM state",
         "every loop label of hls/include/edgemoe, hls/src",
         o.loops,
-        (32 + 32 + 8, 32 + 8),
+        o.per_loop,
     )
     add(
         U,
@@ -1128,7 +1137,7 @@ def lines(
         "dataflow handshakes, stream and lane_step control",
         "linear.h lin_stream, lanes.h lane_step",
         1,
-        (1500, 2000),
+        o.dataflow_control,
     )
     return out
 

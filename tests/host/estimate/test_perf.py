@@ -186,6 +186,7 @@ def test_model_tracks_its_knobs():
         (["--board", "vc707"], ["unknown board"]),
         (["--tiling", "32by32"], ["--tiling"]),
         (["--clock-mhz", "5000"], ["--clock-mhz"]),
+        (["--gelu-rom", "flash"], ["--gelu-rom"]),
     ],
 )
 def test_bad_estimate_arguments(capsys, argv, words):
