@@ -64,16 +64,38 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if args.batch > 1 and not batched:
         raise EdgeMoeError("--batch: the published design has no expert-major batched mode")
     device = DEVICES[args.board]
-    est = estimate(cfg, profile, design, device, args.clock_mhz, batch=args.batch)
+    rom = args.gelu_rom
+    est = estimate(cfg, profile, design, device, args.clock_mhz, batch=args.batch, gelu_rom=rom)
     print(table(est))
-    curve = batch_curve(cfg, profile, design, device, args.clock_mhz) if batched else None
+    curve = (
+        batch_curve(cfg, profile, design, device, args.clock_mhz, gelu_rom=rom) if batched else None
+    )
     if curve:
         per = ", ".join(
             f"{c['batch']} -> {c['ms_per_image']:.2f} ({c['call_ms']:.1f})" for c in curve
         )
         print(f"images per call -> ESTIMATED ms per image (call ms): {per}")
+    # the clock the utilisation makes plausible after place and route, and the latencies
+    # there: this call's and one image per call's
+    slow = min(args.clock_mhz, est.resources["plausible_clock_mhz"])
+    at = estimate(cfg, profile, design, device, slow, batch=args.batch, gelu_rom=rom)
+    one = estimate(cfg, profile, design, device, slow, batch=1, gelu_rom=rom)
+    clock = {
+        "target_mhz": args.clock_mhz,
+        "plausible_mhz": slow,
+        "rule": est.resources["clock_rule"],
+        "latency_ms": at.latency_ms,
+        "call_ms": at.call_ms,
+        "one_image_per_call_ms": one.call_ms,
+    }
+    print(
+        f"clock: {args.clock_mhz:g} MHz targeted, {slow:g} MHz plausible at this utilisation "
+        f"(worst of LUT, DSP, BRAM36: <= 70 % 300, > 70 % 250, > 85 % 200 MHz; judgement); "
+        f"at {slow:g} MHz: {at.latency_ms:.2f} ms per image ({at.call_ms:.1f} per call), "
+        f"one image per call {one.call_ms:.2f} ms"
+    )
     if args.json:
-        extra = {"batch_curve": curve}
+        extra = {"batch_curve": curve, "clock": clock}
         if curve:
             extra["one_image_per_call_ms"] = curve[0]["call_ms"]
         write_json_atomic(Path(args.json), {**est.to_dict(), **extra})
@@ -139,6 +161,13 @@ def add_parser(sub) -> None:
         default=None,
         help="what-if: weights striped over this many HP ports, 1..4 (default: 1, the "
         "kernel as built; edgemoe design only)",
+    )
+    es.add_argument(
+        "--gelu-rom",
+        choices=["bram", "lutrom"],
+        default="bram",
+        help="storage of the epilogue lanes' GELU tables in the resource model: one "
+        "dual-port BRAM ROM per lane, or LUT-ROM halves (even / odd entries) per lane",
     )
     es.add_argument("--json", default=None, help="write the estimate as JSON here")
     es.add_argument("--plot", default=None, help="stacked bar chart per layer (PNG)")

@@ -1,17 +1,17 @@
 """Performance and resource model of the kernel (DESIGN.md §6). ESTIMATES, not synthesis.
 
-Cycles come from the loop trip counts and initiation intervals of the C++ as
-written (``hls/``), for one call of ``batch`` images (one: image-major; more:
-expert-major, edgemoe.host.contracts.scratch); DDR bytes per stage from the same bundle
-layout the kernel reads (their sum equals the C-sim's counters: tested); the
-time of a stage is the larger of its compute time and its DDR time when the
-stage streams its weights while computing (prefetch), their sum when it does
-not. Resources count what the C++ declares (hls/README.md "Resources"): DSP48E2 from
-each multiplier's operand widths as the code casts them (``multipliers``); BRAM36/URAM
-from the on-chip buffers, the m_axi adapters' FIFOs and the weight-stream FIFO;
-flip-flops for the register-held arrays (the tile buffers, the attention state) and
-the pipelines; LUTs for the adder trees, the muxes (tile-buffer and buffer-set selects) and
-the rest at coarse rates.
+Cycles come from the loop trip counts and the initiation intervals the HLS review
+predicts for the fixed C++ (``hls/``; every pipelined loop at its target II), for one
+call of ``batch`` images (one: image-major; more: expert-major,
+edgemoe.host.contracts.scratch); DDR bytes per stage from the same bundle layout the
+kernel reads (their sum equals the C-sim's counters: tested); the time of a stage is
+the larger of its compute time and its DDR time when the stage streams its weights
+while computing (prefetch), their sum when it does not. Row-at-a-time loops pay the
+m_axi latency and the pipeline fill per row (:data:`ROW_OVERHEAD`). Resources are
+counted operator by operator in :mod:`edgemoe.host.estimate.resources` (LUT, FF,
+DSP48E2, BRAM36, URAM per unit, each line naming its C++ construct) and checked
+against its fit limits; :func:`plausible_clock` gives the clock the utilisation makes
+plausible.
 
 The published Edge-MoE design (``edge-moe-published``) is modelled with the
 same machinery and its documented structure: 16x16 linear unit, P = 4,
@@ -24,12 +24,22 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from edgemoe.host.contracts.accumulators import accumulator_bits
 from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.scratch import MAX_GROUP, batched, row_bytes
 from edgemoe.host.contracts.tiling import Tiling, tiles
+from edgemoe.host.estimate.resources import (
+    LIMITS,
+    RESOURCES,
+    Operators,
+    bram36,
+    line_dicts,
+    lines,
+    mult_dsps,
+    operators,
+)
+from edgemoe.host.estimate.resources import multipliers as multipliers  # re-exported
+from edgemoe.host.estimate.resources import table as unit_table
 from edgemoe.host.estimate.traffic import call_reads, group_traffic, image_traffic
-from edgemoe.host.export.bundle import scale_entries
 from edgemoe.host.export.hls_params import ATTN_INTERLEAVE, LIN_AHEAD, LIN_MIN_PASS, ln_lanes
 from edgemoe.models.config import ModelConfig
 
@@ -44,6 +54,7 @@ class Device:
     bram36: int
     uram: int
     lut: int
+    ff: int
     ddr_gbps: float  # PS DDR peak, GB/s
     hp_port_bits: int = 128  # PL side of one HP port
 
@@ -53,8 +64,8 @@ class Device:
 
 DEVICES = {
     # PS DDR4 64-bit at 2133 MT/s on both boards (DESIGN.md §6)
-    "zcu104": Device("zcu104", "xczu7ev-ffvc1156-2-e", 1728, 312, 96, 230_400, 17.06),
-    "zcu102": Device("zcu102", "xczu9eg-ffvb1156-2-e", 2520, 912, 0, 274_080, 17.06),
+    "zcu104": Device("zcu104", "xczu7ev-ffvc1156-2-e", 1728, 312, 96, 230_400, 460_800, 17.06),
+    "zcu102": Device("zcu102", "xczu9eg-ffvb1156-2-e", 2520, 912, 0, 274_080, 548_160, 17.06),
 }
 
 
@@ -106,86 +117,40 @@ DEPTH_RSQRT = 16
 DEPTH_ROUTE = 40  # max tree, exp2, reciprocal, ranks
 
 
-def _mult_dsps(a_bits: int, b_bits: int) -> int:
-    """DSP48E2 (27x18 signed) for one a x b signed multiply, split into partial products
-    (the better of the two ways round)."""
-    return min(
-        math.ceil(a_bits / 27) * math.ceil(b_bits / 18),
-        math.ceil(b_bits / 27) * math.ceil(a_bits / 18),
-    )
+#: The II each pipelined loop is modelled at, and what it rests on (the HLS review's
+#: prediction for the C++ with its fixes; hls/README.md). In ``--json`` as ``loops``;
+#: the cycle counts read the II from here (the row loops' cost is :data:`ROW_OVERHEAD`).
+LOOP_II = {
+    "lin_pass": (1, "per-lane GELU ROMs (F1), one read + one write per x bank (F4), "
+                 "per-row scalars read once (F5), acc added after the product tree (F7)"),
+    "lin_fetch_burst": (1, "one burst per part: base fixed, length known"),
+    "attn_key": (1, "EXP2_TABLE_ATTN partitioned per unit (F2); state recurrences within "
+                 "ATTN_L"),
+    "attn_load_queries": (2, "HEAD_DIM columns over the column banks, two ports"),
+    "attn_store": (2, "as attn_load_queries; the finish multipliers shared over 2 cycles"),
+    "attn_first_key": (1, "one part per cycle"),
+    "ln_rows_stats": (1, "LN_LANES lanes, exact integer sums; narrow dividers pipelined"),
+    "ln_rows_normalise": (1, "LN_LANES independent lanes"),
+    "moe_route_token": (1, "EXP2_TABLE partitioned per lane (F3)"),
+    "ddr_read_words": (1, "destinations partitioned to the words per cycle (F15)"),
+    "row loops (load, write, park, resume, gather, merge)": (
+        1, "per row: a burst of its words plus ROW_OVERHEAD cycles of latency and fill (F13)"),
+    "side moves in lin_pass, move_rows": (
+        1, "a burst per row (F12), ROW_OVERHEAD cycles per row"),
+}  # fmt: skip
 
 
-# The m_axi adapters (hls/include/edgemoe/ddr.h AXI_BURST, AXI_OUTSTANDING): a FIFO of
-# outstanding x burst words per direction a port uses (UG1399 "Controlling AXI4 Burst
-# Behavior"); the read-only ports' write side is 1 x 2 words (registers).
-AXI_BURST = 64
-AXI_OUTSTANDING = 4
-#: (port, reads, writes) of the four bundles.
-AXI_PORTS = (
-    ("weights", True, False),
-    ("images", True, False),
-    ("output", True, True),
-    ("scratch", True, True),
-)
+def _ii(loop: str) -> int:
+    """The II :data:`LOOP_II` models ``loop`` at."""
+    return LOOP_II[loop][0]
 
 
-def multipliers(cfg: ModelConfig, profile: Profile, t: Tiling) -> dict[str, list[tuple]]:
-    """Every multiplier of the kernel, unit by unit, as (what, count, a bits, b bits): the
-    operand widths the C++ casts them to (signed bits; an unsigned w-bit operand is w + 1).
-    The counts are the hardware copies: unrolled loops multiply, a loop at II 2 shares
-    each multiplier between two iterations."""
-    f, u = profile.formats, profile.units
-    acc = accumulator_bits(cfg, profile)
-    act, qkv, prob = f["act"].width, f["attn_qkv"].width, f["prob"].width + 1
-    nf = u["newton_frac"]
-    newton, newton_arg = nf + 2, nf + 4  # newton_t (unsigned nf + 1), newton_arg_t
-    hd, E, lanes = cfg.head_dim, cfg.num_experts, ln_lanes(t)
-    exp2 = (
-        "exp2 interpolation",
-        1,
-        u["exp2_frac"] + 1,
-        f["attn_score"].frac - u["exp2_lut_bits"] + 1,
-    )
-    recip = [
-        ("reciprocal m * y0", 1, newton_arg, newton),
-        ("reciprocal Newton", 1, newton, newton_arg),
-    ]
-    attn_sum = (cfg.num_tokens * (1 << f["prob"].frac)).bit_length() + 1
-    ln_t1 = (max(-f["ln_stat"].min_raw, f["ln_stat"].max_raw) * cfg.embed_dim).bit_length() + 1
-    gelu_sh = f["act"].frac - u["gelu_lut_bits"]
-    return {
-        "linear unit": [("MAC x * w", t.lin_in * t.lin_out, act, 16)],
-        "linear epilogue": [
-            ("GELU interpolation", t.lin_out, u["gelu_frac"] + 1, gelu_sh + 1),
-            # one product for OUT_EXPERT and OUT_DELTA (linear_output forms it once)
-            ("gate weight * y", t.lin_out, prob, act),
-        ],
-        "attention units": [
-            ("q . k", t.p * hd, qkv, qkv),
-            ("acc or v times e", t.p * hd, acc["attn_acc"], prob),
-            ("S * e", t.p, attn_sum, prob),
-            (exp2[0], t.p, exp2[2], exp2[3]),
-        ],
-        "attention finish": [
-            # attn_store at II 2: HEAD_DIM products per row, two cycles each
-            ("mean * 1/S", hd // 2, qkv + u["attn_guard"] + 3, newton),
-            *recip,
-        ],
-        "layernorm": [
-            ("xs^2", lanes, f["ln_stat"].width, f["ln_stat"].width),
-            ("centred * rstd", lanes, act + u["ln_mean_guard"] + 1, newton),
-            ("z * gamma", lanes, f["ln_norm"].width, 16),
-            ("T1^2 (per token)", 1, ln_t1, ln_t1),
-            ("rsqrt y0^2", 1, newton, newton),
-            ("rsqrt m * y0^2", 1, newton_arg, newton),
-            ("rsqrt Newton", 1, newton, newton_arg),
-        ],
-        "routing": [
-            (exp2[0], E, exp2[2], exp2[3]),
-            ("p * 1/S", E, prob, newton),
-            *recip,
-        ],
-    }
+#: Per-row cost of a row-at-a-time loop (hls/README.md, review F13): one burst per row
+#: inside a loop that is not pipelined pays the m_axi latency and the pipeline fill per row.
+ROW_FILL = 4
+ROW_OVERHEAD = AXI_READ_LATENCY + ROW_FILL
+
+_mult_dsps = mult_dsps
 
 
 def dsp_per_mac(profile: Profile) -> int:
@@ -295,6 +260,7 @@ class Estimate:
             "ddr_bytes_per_image": self.ddr_bytes / self.batch,
             "resources": self.resources,
             "fits": self.resources.get("fits"),
+            "loops": {k: {"ii": ii, "rests_on": why} for k, (ii, why) in LOOP_II.items()},
             "per_layer": self.per_layer(),
             "stages": [{**asdict(s), "bound": s.bound} for s in self.stages],
         }
@@ -314,8 +280,9 @@ def _linear_cycles(
     two ahead (this call's, or with ``chained`` the next call's first two) -- filled and
     drained once per call (the m_axi read latency, the MACs, the epilogue). Before it: the
     first two tiles unless the previous call fetched them (``first_ready``), and the
-    call's bias. ``side``: bus words of token rows the call moves meanwhile on the output
-    or scratch port (expert-major MoE); the pipeline runs until both are done."""
+    call's bias. ``side``: cycles of the token-row moves the call makes meanwhile on the
+    output or scratch port (expert-major MoE: a bus word per cycle plus the per-row burst
+    overhead); the pipeline runs until both are done."""
     t = d.tiling
     it, ot = tiles(k, t.lin_in), tiles(o, t.lin_out)
     if not d.prefetch:  # Edge-MoE: separate clear and drain passes per output tile
@@ -326,7 +293,8 @@ def _linear_cycles(
     handoff = LIN_AHEAD if chained and n >= LIN_AHEAD else 0
     n_fetch = max(0, n - LIN_AHEAD) + handoff
     plain = max(rows, LIN_MIN_PASS)
-    passes = max(n_fetch * max(plain, words) + (n - n_fetch) * plain, side)
+    ii = _ii("lin_pass")
+    passes = max(ii * (n_fetch * max(plain, words) + (n - n_fetch) * plain), side)
     upfront = 0 if first_ready else min(n, LIN_AHEAD) * words
     bias = -(-ot * t.lin_out * 2 // word)
     return int(passes + AXI_READ_LATENCY + DEPTH_MAC + DEPTH_EPILOGUE + upfront + bias)
@@ -353,6 +321,7 @@ def estimate(
     used_experts: list[int] | None = None,
     batch: int = 1,
     counts: list[list[list[int]]] | None = None,
+    gelu_rom: str = "bram",
 ) -> Estimate:
     """Estimate one kernel call of ``batch`` images of ``cfg`` on ``device``.
 
@@ -381,7 +350,7 @@ def estimate(
     if call.expert_major:
         for g in range(0, call.batch, MAX_GROUP):
             call.group(counts[g : g + MAX_GROUP])
-    call.est.resources = resources(cfg, profile, design, device)
+    call.est.resources = resources(cfg, profile, design, device, gelu_rom)
     return call.est
 
 
@@ -462,7 +431,8 @@ class _Call:
         if self.design.activations_in_ddr:
             return rows * (2 * D + DEPTH_RSQRT)  # Edge-MoE: one element per cycle
         # layernorm_rows: two flat pipelines over the rows, each draining once
-        return 2 * rows * tiles(D, ln_lanes(self.t)) + DEPTH_RSQRT + 2 * DEPTH_EPILOGUE
+        ii = _ii("ln_rows_stats") + _ii("ln_rows_normalise")
+        return ii * rows * tiles(D, ln_lanes(self.t)) + DEPTH_RSQRT + 2 * DEPTH_EPILOGUE
 
     # ---- one image ----
 
@@ -483,6 +453,8 @@ class _Call:
             + max(header - 32, 0) / self.word
             + cfg.num_patches * cfg.patch_dim / self.word
             + N * D * 4 / self.word
+            # row-at-a-time loops (stages.h load_pixels, load_tokens): a burst per row
+            + (cfg.num_patches + N) * ROW_OVERHEAD
         )
         self.add("embed", "load", load, header + tr("embed", "load"))
         self.linear(
@@ -503,7 +475,8 @@ class _Call:
                 self.linear(layer, "fc1", N, D, cfg.mlp_hidden, tr(layer, "fc1"), chained=True)
                 self.linear(layer, "fc2", N, cfg.mlp_hidden, D, tr(layer, "fc2"), first_ready=True)
         if not (self.expert_major and cfg.is_moe(cfg.depth - 1)):  # else the experts wrote it
-            self.add("output", "write", N * D * 4 / self.word, tr("output", "write"))
+            write = N * (D * 4 / self.word + ROW_OVERHEAD)  # stages.h write_rows, per row
+            self.add("output", "write", write, tr("output", "write"))
         return self.est.stages[first:]
 
     def attention(self, layer: str) -> None:
@@ -521,7 +494,11 @@ class _Call:
             # per sweep of ATTN_P x ATTN_L rows: load them (II 2: a row spans the column
             # banks twice), the first key, N keys of ATTN_L cycles, drain, store (II 2)
             rows = p * ATTN_INTERLEAVE
-            sweep = 4 * rows + ATTN_INTERLEAVE * (N + 1) + DEPTH_SOFTMAX
+            sweep = (
+                (_ii("attn_load_queries") + _ii("attn_store")) * rows
+                + _ii("attn_key") * ATTN_INTERLEAVE * (N + 1)
+                + DEPTH_SOFTMAX
+            )
             self.add(layer, "attention", heads * tiles(N, rows) * sweep, 0)
 
     def moe(self, layer: str, q: list[int], tr) -> None:
@@ -531,7 +508,7 @@ class _Call:
         if self.design.activations_in_ddr:  # Edge-MoE: an expert per cycle, three passes
             self.add(layer, "route", N * 3 * E, 0)
         else:  # route_tokens: one token per cycle
-            self.add(layer, "route", N + DEPTH_ROUTE, 0)
+            self.add(layer, "route", _ii("moe_route_token") * N + DEPTH_ROUTE, 0)
         if self.expert_major:
             return
         run = [e for e, n in enumerate(q) if n]  # ascending, each fetched ahead
@@ -549,7 +526,7 @@ class _Call:
         for m, i in enumerate(self.moe_blocks):
             layer = f"block{i}"
             self.park(layer, traffic, len(group))
-            self.experts(layer, traffic, self.chunks(group, m))
+            self.experts(layer, traffic, self.chunks(group, m), len(group))
 
     def park(self, layer: str, traffic: dict, images: int) -> None:
         # Parking sends x (output region) beside h and the queues (scratch) and takes the
@@ -557,11 +534,15 @@ class _Call:
         # on its own. Serial.
         park = _stage_bytes(traffic, layer, "park")
         bpc = self.s_bpc * park / traffic[(layer, "park", "gmem_scratch")]
-        self.add(layer, "park", 0, park, False, bpc)
+        # park.h park_tokens: per token park_row's two row bursts (x, h), each paying the
+        # m_axi latency and the fill (serial: the cycles add to the bytes' time)
+        rows = images * self.cfg.num_tokens
+        self.add(layer, "park", 2 * rows * ROW_OVERHEAD, park, False, bpc)
         # the first image of each buffer set comes back on its own
         resume = _stage_bytes(traffic, layer, "resume")
         if resume:
-            self.add(layer, "resume", 0, resume, False, self.s_bpc * images / min(2, images))
+            back = min(2, images) * self.cfg.num_tokens * ROW_OVERHEAD  # resume_tokens, per row
+            self.add(layer, "resume", back, resume, False, self.s_bpc * images / min(2, images))
 
     def chunks(self, group: list[list[list[int]]], m: int) -> list[tuple[int, int]]:
         """The expert chunks (expert, rows): queued tokens, NUM_TOKENS at a time, ascending."""
@@ -572,22 +553,31 @@ class _Call:
             out += [(e, min(N, total - c)) for c in range(0, total, N)]
         return out
 
-    def experts(self, layer: str, traffic: dict, chunks: list[tuple[int, int]]) -> None:
+    def experts(
+        self, layer: str, traffic: dict, chunks: list[tuple[int, int]], images: int
+    ) -> None:
         D, h = self.cfg.embed_dim, self.cfg.expert_hidden
         row = row_bytes(self.cfg, self.t)
         row_words = row // self.word
         run = sorted({e for e, _ in chunks})
         # serial: the counts, each queue, the first chunk's h rows
         lists = traffic[(layer, "gather", "gmem_scratch")] - sum(r for _, r in chunks) * row
-        self.add(layer, "gather", 0, lists + chunks[0][1] * row, False, self.s_bpc)
+        # per row and per list (the counts, a token and a weight list per queue) a burst
+        bursts = chunks[0][1] + images * (1 + 2 * self.cfg.num_experts)
+        self.add(
+            layer, "gather", bursts * ROW_OVERHEAD, lists + chunks[0][1] * row, False, self.s_bpc
+        )
         # fc1 of chunk c merges chunk c - 1 (its scaled outputs added to x in the output
         # regions), fc2 of chunk c gathers chunk c + 1's h: a bus word per cycle beside the
-        # weights
+        # weights, a burst per row
         cyc = {"fc1": 0, "fc2": 0}
         for c, (_, r) in enumerate(chunks):
             first, last = c == 0, c + 1 == len(chunks)
-            merge = 0 if first else chunks[c - 1][1] * row_words
-            gather = 0 if last else chunks[c + 1][1] * row_words
+            # a burst per row (hls::burst_maxi or a per-row loop with a fixed base), each
+            # paying the m_axi latency and the fill
+            per_row = row_words + ROW_OVERHEAD
+            merge = 0 if first else chunks[c - 1][1] * per_row
+            gather = 0 if last else chunks[c + 1][1] * per_row
             cyc["fc1"] += _linear_cycles(self.design, r, D, h, not first, True, merge)
             cyc["fc2"] += _linear_cycles(self.design, r, h, D, True, not last, gather)
         for fc in cyc:
@@ -598,7 +588,7 @@ class _Call:
         self.add(layer, "rows_moved", 0, hidden, hidden=True)
         # the last chunk's merge, on its own: x read and written a word per cycle
         n = chunks[-1][1]
-        self.add(layer, "merge", n * row_words, 2 * n * row, True, 2 * self.s_bpc)
+        self.add(layer, "merge", n * (row_words + ROW_OVERHEAD), 2 * n * row, True, 2 * self.s_bpc)
 
 
 def _segments(stages: list[Stage], parks: bool) -> list[list[list[Stage]]]:
@@ -659,11 +649,12 @@ def batch_curve(
     device: Device,
     clock_mhz: float = 300.0,
     batches: tuple[int, ...] = (1, 2, 4, 8, 16),
+    gelu_rom: str = "bram",
 ) -> list[dict]:
     """ESTIMATED ms per image and per call against the images per call."""
     out = []
     for b in batches:
-        e = estimate(cfg, profile, design, device, clock_mhz, batch=b)
+        e = estimate(cfg, profile, design, device, clock_mhz, batch=b, gelu_rom=gelu_rom)
         out.append(
             {
                 "batch": b,
@@ -675,222 +666,134 @@ def batch_curve(
     return out
 
 
-def _bram36(depth: int, width: int) -> float:
-    """BRAM36 for one depth x width memory (best aspect ratio, BRAM18 halves)."""
-    best = math.inf
-    for d_cap, w_cap in (
-        (512, 72),
-        (1024, 36),
-        (2048, 18),
-        (4096, 9),
-        (8192, 4),
-        (16384, 2),
-        (32768, 1),
-    ):
-        n = math.ceil(depth / d_cap) * math.ceil(width / w_cap)
-        best = min(best, n)
-        half = math.ceil(depth / (d_cap // 2 if d_cap > 512 else 512)) * math.ceil(width / w_cap)
-        if depth <= d_cap // 2 and w_cap <= 36:
-            best = min(best, 0.5 * half)
-    return best
+#: The clock rule (judgement, see :func:`plausible_clock`): (utilisation above which,
+#: MHz), first match wins; below every threshold the 300 MHz target.
+CLOCK_RULE = ((0.85, 200.0), (0.70, 250.0))
+CLOCK_RULE_TEXT = (
+    "post-route clock judged plausible from the worst of LUT, DSP and BRAM36 utilisation: "
+    "<= 70 % -> 300 MHz, > 70 % -> 250 MHz, > 85 % -> 200 MHz (judgement: routing "
+    "congestion and long DSP/BRAM cascades grow with utilisation; no published AMD rule "
+    "with these thresholds was found)"
+)
 
 
-def f_qkv(profile: Profile) -> int:
-    return profile.formats["attn_qkv"].width
-
-
-def _mux_luts(k: int) -> int:
-    """LUT6s per bit of a k:1 mux (a LUT6 selects 4:1; a tree of them beyond)."""
-    return 0 if k <= 1 else -(-(k - 1) // 3)
+def plausible_clock(utilisation: dict[str, float], target_mhz: float = 300.0) -> float:
+    """The clock the utilisation makes plausible after place and route (:data:`CLOCK_RULE`),
+    never above ``target_mhz``."""
+    worst = max(utilisation[k] for k in ("lut", "dsp", "bram36"))
+    for above, mhz in CLOCK_RULE:
+        if worst > above:
+            return min(mhz, target_mhz)
+    return target_mhz
 
 
 def rotate_network_luts(cfg: ModelConfig, profile: Profile, t: Tiling) -> int:
-    """LUTs of the bank rotate networks (hls/include/edgemoe/banked.h).
-
-    Every access to a cyclic-banked row at a run-time column goes through one: a store
-    selects, per bank, the one lane that lands there (k:1, k = banks / gcd(grain, banks)
-    phases); a load selects, per lane, the bank it comes from. Networks: the linear
-    epilogue into wide, the side moves (gather into h, merge from x), LayerNorm (x in, h
-    out, gamma/beta at a fixed phase), the park/resume rows, the bias and parameter loads,
-    the row loads and writes of the bus, and attention's K/V fetch and head rows.
-    """
-    act = profile.act.width
-    lanes_ln = ln_lanes(t)
-    row_lanes = t.axi_bits // 32
-    x_b, h_b, w_b = t.lin_out, t.lin_in, t.lin_in
-    kv_part = -(-cfg.head_dim // ATTN_INTERLEAVE)
-
-    def store(banks: int, grain: int, bits: int) -> int:
-        return banks * bits * _mux_luts(banks // math.gcd(grain, banks))
-
-    def load(banks: int, lanes: int, grain: int, bits: int) -> int:
-        return lanes * bits * _mux_luts(banks // math.gcd(grain, banks))
-
-    kv_grain = math.gcd(math.gcd(cfg.embed_dim, cfg.head_dim), kv_part)
-    return (
-        store(w_b, t.lin_out, act)  # epilogue -> wide
-        + store(h_b, row_lanes, act)
-        + load(x_b, row_lanes, row_lanes, act)  # gather, merge
-        + load(x_b, lanes_ln, lanes_ln, act)
-        + store(h_b, lanes_ln, act)  # LayerNorm
-        + 2 * load(x_b, row_lanes, row_lanes, act)
-        + load(h_b, row_lanes, row_lanes, act)
-        + store(x_b, row_lanes, act)  # park / resume, row writes, token bias, resume
-        + store(t.lin_out, t.axi_bits // 16, 16)
-        + store(lanes_ln, t.axi_bits // 16, 16)
-        + store(t.lin_in, t.axi_bits // 8, 8)  # bias, gamma/beta, pixels
-        + 2 * load(w_b, kv_part, kv_grain, act)  # K and V parts
-        + load(w_b, cfg.head_dim, cfg.head_dim, act)
-        + store(h_b, cfg.head_dim, act)
-    )
+    """LUTs of the bank rotate networks (banked.h bank_walk): the "rotate networks" unit
+    of :func:`resources`, the selects and the one division per walk."""
+    ops = operators(cfg, profile, t)
+    return round(sum(ln.lut for ln in lines(cfg, profile, t, ops) if ln.unit == "rotate networks"))
 
 
-def resources(cfg: ModelConfig, profile: Profile, design: Design, device: Device) -> dict:
-    """DSP48E2, BRAM36, URAM and a coarse LUT estimate against the device's budget."""
-    dsp_items = _dsp_by_unit(cfg, profile, design)
+def resources(
+    cfg: ModelConfig,
+    profile: Profile,
+    design: Design,
+    device: Device,
+    gelu_rom: str = "bram",
+    ops: Operators | None = None,
+) -> dict:
+    """LUT, FF, DSP48E2, BRAM36 and URAM, operator by operator (edgemoe.host.estimate.
+    resources), per unit, against the device and the fit limits
+    (:data:`~edgemoe.host.estimate.resources.LIMITS`)."""
+    if design.two_pass_attention:
+        return _published_resources(cfg, profile, design, device)
+    ops = ops or operators(cfg, profile, design.tiling, gelu_rom)
+    ls = lines(cfg, profile, design.tiling, ops, design.two_buffer_sets, device.uram > 0)
+    by_unit = unit_table(ls)
+    total = {r: sum(row[r] for row in by_unit.values()) for r in RESOURCES}
+    budget = {
+        "lut": device.lut,
+        "ff": device.ff,
+        "dsp": device.dsp,
+        "bram36": device.bram36,
+        "uram": device.uram,
+    }
+    util = {r: total[r] / budget[r] if budget[r] else float(total[r] > 0) for r in RESOURCES}
+    over = [r for r in RESOURCES if util[r] > LIMITS[r]]
+    return {
+        "estimate": True,
+        "dsp48e2": int(total["dsp"]),
+        "dsp48e2_by_unit": {u: row["dsp"] for u, row in by_unit.items() if row["dsp"]},
+        "bram36": round(total["bram36"], 1),
+        "uram": int(total["uram"]),
+        "lut_estimate": int(round(total["lut"])),
+        "ff_estimate": int(round(total["ff"])),
+        "bram36_axi_fifos": round(
+            sum(ln.bram36 for ln in ls if ln.unit == "m_axi")
+            + sum(ln.bram36 for ln in ls if ln.what.startswith("weight FIFO")),
+            1,
+        ),
+        "by_unit": by_unit,
+        "lines": line_dicts(ls),
+        "operators": asdict(ops),
+        "budget": budget,
+        "utilisation": {k: round(v, 4) for k, v in util.items()},
+        "limits": dict(LIMITS),
+        "over": over,
+        "fits": not over,
+        "fits_rule": ", ".join(f"{k.upper()} <= {100 * v:.0f} %" for k, v in LIMITS.items()),
+        "plausible_clock_mhz": plausible_clock(util),
+        "clock_rule": CLOCK_RULE_TEXT,
+    }
+
+
+def _published_resources(
+    cfg: ModelConfig, profile: Profile, design: Design, device: Device
+) -> dict:
+    """Edge-MoE's published design: its MAC arrays, an allowance, its buffers, a coarse
+    LUT / FF figure (not operator by operator: its C++ is not this project's)."""
+    t = design.tiling
+    dsp_items = {
+        "linear unit": t.lin_in * t.lin_out * design.dsp_per_mac,
+        "attention": 2 * t.p * cfg.head_dim,
+        "other (allowance)": 24,
+    }
     dsp = sum(dsp_items.values())
-    acc_bits = _accumulator_bits(cfg, profile, design)
-    bram, uram, fifo, wide_bits = _memories(cfg, profile, design, device, acc_bits)
-    lut, ff = _logic(cfg, profile, design, acc_bits, wide_bits)
+    N, D, act = cfg.num_tokens, cfg.embed_dim, profile.act.width
+    wide_cols = max(3 * D, max(cfg.mlp_hidden, cfg.expert_hidden))
+    bram = t.lin_out * bram36(N * math.ceil(D / t.lin_out), act)
+    bram += t.lin_in * bram36(N * math.ceil(D / t.lin_in), act)
+    bram += t.lin_in * bram36(cfg.num_patches * math.ceil(cfg.patch_dim / t.lin_in), 8)
+    bram += t.lin_in * bram36(N * math.ceil(wide_cols / t.lin_in), act)
+    bram += 2 * cfg.num_experts * bram36(N, 32) + t.lin_out * bram36(N, 64) + 4
+    wide_bits = N * wide_cols * act
+    lin_macs, attn_macs = t.lin_in * t.lin_out, 2 * t.p * cfg.head_dim
+    lut = int(lin_macs * 40 + attn_macs * 60 + wide_bits / 1e4 + 25_000)
+    ff = lin_macs * 48 + attn_macs * 64 + 30_000
     util = {
         "dsp": dsp / device.dsp,
         "bram36": bram / device.bram36,
-        "uram": (uram / device.uram) if device.uram else 0.0,
+        "uram": 0.0,
         "lut": lut / device.lut,
-        "ff": ff / (2 * device.lut),  # two flip-flops per LUT on UltraScale+
+        "ff": ff / device.ff,
     }
-    fits = (
-        util["dsp"] <= 0.80
-        and util["bram36"] <= 0.85
-        and util["uram"] <= 0.85
-        and (util["lut"] <= 0.80)
-        and (util["ff"] <= 0.80)
-    )
+    over = [r for r in RESOURCES if util[r] > LIMITS[r]]
     return {
         "estimate": True,
         "dsp48e2": int(dsp),
         "dsp48e2_by_unit": dsp_items,
         "bram36": round(bram, 1),
-        "uram": int(uram),
+        "uram": 0,
         "lut_estimate": lut,
         "ff_estimate": ff,
-        "bram36_axi_fifos": round(fifo, 1),
-        "budget": {
-            "dsp48e2": device.dsp,
-            "bram36": device.bram36,
-            "uram": device.uram,
-            "lut": device.lut,
-        },
-        "utilisation": {k: round(v, 3) for k, v in util.items()},
-        "fits": bool(fits),
-        "fits_rule": "DSP <= 80 %, BRAM36 and URAM <= 85 %, LUT and FF <= 80 %",
+        "utilisation": {k: round(v, 4) for k, v in util.items()},
+        "limits": dict(LIMITS),
+        "over": over,
+        "fits": not over,
+        "fits_rule": ", ".join(f"{k.upper()} <= {100 * v:.0f} %" for k, v in LIMITS.items()),
+        "plausible_clock_mhz": plausible_clock(util),
+        "clock_rule": CLOCK_RULE_TEXT,
     }
-
-
-def _dsp_by_unit(cfg: ModelConfig, profile: Profile, design: Design) -> dict[str, int]:
-    t = design.tiling
-    if design.two_pass_attention:  # Edge-MoE: q.k, then p.v, one DSP per MAC
-        return {
-            "linear unit": t.lin_in * t.lin_out * design.dsp_per_mac,
-            "attention": 2 * t.p * cfg.head_dim,
-            "other (allowance)": 24,
-        }
-    return {
-        unit: sum(n * _mult_dsps(a, b) for _, n, a, b in items)
-        for unit, items in multipliers(cfg, profile, t).items()
-    }
-
-
-def _accumulator_bits(cfg: ModelConfig, profile: Profile, design: Design) -> int:
-    """The widest linear-unit accumulator (Edge-MoE's design: 64 bits)."""
-    if design.two_pass_attention:
-        return 64
-    accs = accumulator_bits(cfg, profile)
-    return max(accs[k] for k in ("patch_embed", "linear_in_dim", "linear_in_hidden", "gate"))
-
-
-def _memories(
-    cfg: ModelConfig, profile: Profile, design: Design, device: Device, acc_bits: int
-) -> tuple[float, int, float, int]:
-    """(BRAM36, URAM, BRAM36 of the m_axi FIFOs, bits of the wide buffers)."""
-    t = design.tiling
-    N, D = cfg.num_tokens, cfg.embed_dim
-    act = profile.act.width
-    wide_cols = max(3 * D, max(cfg.mlp_hidden, cfg.expert_hidden))
-    bram = 0.0
-    uram = 0
-    # an image's working set, per on-chip buffer set: banked activation buffers (cyclic by LIN_IN /
-    # LIN_OUT columns) and the wide buffer (URAM); once: the pixels and the routing
-    # queues, which only the linear lane uses
-    sets = 2 if design.two_buffer_sets else 1
-    bram += sets * t.lin_out * _bram36(N * math.ceil(D / t.lin_out), act)  # x
-    bram += sets * t.lin_in * _bram36(N * math.ceil(D / t.lin_in), act)  # h
-    bram += t.lin_in * _bram36(cfg.num_patches * math.ceil(cfg.patch_dim / t.lin_in), 8)
-    wide_bits = sets * N * wide_cols * act
-    if device.uram:
-        uram += sets * (
-            t.lin_in * math.ceil(N * math.ceil(wide_cols / t.lin_in) / 4096) * math.ceil(act / 72)
-        )
-    else:
-        bram += sets * t.lin_in * _bram36(N * math.ceil(wide_cols / t.lin_in), act)
-    bram += 2 * cfg.num_experts * _bram36(N, 32)  # routing queues (token, weight)
-    bram += t.lin_out * _bram36(N, acc_bits)  # accumulators, one bank per lane
-    bram += 4  # tables, LN parameters
-    word_bits = t.axi_bits
-    fifo = 0.0
-    if not design.two_pass_attention:
-        # the m_axi adapters' FIFOs, one per direction a port uses
-        for _, reads, writes in AXI_PORTS:
-            fifo += (reads + writes) * _bram36(AXI_OUTSTANDING * AXI_BURST, word_bits)
-        # the weight stream between the fetch and the MACs: a tile of weight words
-        tile_words = -(-t.lin_in * t.lin_out * 2 * 8 // word_bits)
-        fifo += _bram36(tile_words, t.lin_in * t.lin_out * 16 // tile_words)
-    bram += fifo
-    if design.expert_major:
-        # expert-major groups: per-image expert counts, one queue's (token, weight), two
-        # chunks' rows (x and h offsets, 64-bit; gate weight); the chunk's scaled expert
-        # outputs wait in x (free while the images are parked)
-        bram += _bram36(MAX_GROUP * cfg.num_experts, 32) + 2 * _bram36(N, 32)
-        bram += 2 * (2 * _bram36(N, 64) + _bram36(N, 32))
-    return bram, uram, fifo, wide_bits
-
-
-def _logic(
-    cfg: ModelConfig, profile: Profile, design: Design, acc_bits: int, wide_bits: int
-) -> tuple[int, int]:
-    """(LUT, FF), coarse."""
-    t = design.tiling
-    act = profile.act.width
-    lin_macs = t.lin_in * t.lin_out
-    attn_macs = 2 * t.p * cfg.head_dim
-    sets = 2 if design.two_buffer_sets else 1
-    lut = int(lin_macs * 40 + attn_macs * 60 + (wide_bits / 1e4) + 25_000)
-    # two buffer sets: a 2:1 select on every banked port of the linear lane (x, h, wide)
-    lut += (sets - 1) * (2 * t.lin_in + t.lin_out) * act
-    ff = 0
-    if not design.two_pass_attention:
-        # the MACs read the tile buffer (b0 + t) % 3: a 3:1 select per weight bit
-        lut += lin_macs * 16
-        # per output lane an adder tree of LIN_IN products plus the accumulator (carry
-        # chains, a LUT per bit) -- the DSPs' own adders are not relied on
-        lut += t.lin_out * t.lin_in * acc_bits
-        # per output lane the epilogue's two shifts by per-call amounts (the tensors'
-        # binary points, scale.h): 64-bit barrel shifters of 6-bit amounts (three levels
-        # of 4:1 muxes, a LUT6 each per bit) for the addend and the sum, the rounding
-        # incrementer; the scale table in LUTRAM (64 bits per LUT)
-        lut += t.lin_out * (2 * 3 * 64 + 64)
-        lut += -(-16 * len(scale_entries(cfg)) // 64)
-        # per attention row unit the q . k tree; LayerNorm's two constant dividers
-        lut += t.p * cfg.head_dim * (2 * f_qkv(profile) + 8) + 2 * 64 * 64
-        # register-held arrays: the LIN_AHEAD + 1 tile buffers (complete partition), the
-        # K / V ping-pong, the attention rows' state and queries (LUTRAM/FF, by unit and
-        # column); pipeline registers at a coarse rate per MAC
-        ff += (LIN_AHEAD + 1) * lin_macs * 16
-        ff += 2 * 2 * cfg.head_dim * act
-        ff += lin_macs * 48 + attn_macs * 64 + 30_000
-        lut += t.p * ATTN_INTERLEAVE * cfg.head_dim * (act + 48) // 32  # LUTRAM, 32 deep
-        lut += rotate_network_luts(cfg, profile, t)
-    return lut, ff
 
 
 def table(est: Estimate) -> str:
@@ -921,16 +824,44 @@ def table(est: Estimate) -> str:
         )
     r = est.resources
     u = r["utilisation"]
+    if "by_unit" in r:
+        lines += unit_lines(r)
     lines += [
         f"latency_ms per image (estimate) {est.latency_ms:.3f}   call_ms {est.call_ms:.3f}   "
         f"fps {1e3 / est.latency_ms:.1f}   DDR bytes/image {est.ddr_bytes / est.batch:,.0f}",
         f"resources (estimate): DSP48E2 {r['dsp48e2']} ({u['dsp']:.0%})  BRAM36 {r['bram36']} "
         f"({u['bram36']:.0%})  URAM {r['uram']} ({u['uram']:.0%})  LUT~{r['lut_estimate']:,} "
-        f"({u['lut']:.0%})  fits: {r['fits']}",
+        f"({u['lut']:.0%})  FF~{r['ff_estimate']:,} ({u['ff']:.0%})  fits: {r['fits']}"
+        + (f" (over the limit: {', '.join(r['over'])})" if r["over"] else ""),
         "DSP48E2 by unit (estimate): "
         + ", ".join(f"{k} {v}" for k, v in r["dsp48e2_by_unit"].items()),
     ]
     return "\n".join(lines)
+
+
+def unit_lines(r: dict) -> list[str]:
+    """The per-unit resource table of :func:`resources`, as printed lines."""
+    head = f"{'unit (estimate)':<18} {'LUT':>9} {'FF':>9} {'DSP':>6} {'BRAM36':>7} {'URAM':>5}"
+    out = [head]
+    for unit, row in r["by_unit"].items():
+        out.append(
+            f"{unit:<18} {row['lut']:>9,} {row['ff']:>9,} {row['dsp']:>6,} "
+            f"{row['bram36']:>7g} {row['uram']:>5}"
+        )
+    out.append(
+        f"{'total':<18} {r['lut_estimate']:>9,} {r['ff_estimate']:>9,} {r['dsp48e2']:>6,} "
+        f"{r['bram36']:>7g} {r['uram']:>5}"
+    )
+    u, lim = r["utilisation"], r["limits"]
+    out.append(
+        f"{'utilisation':<18} {u['lut']:>9.1%} {u['ff']:>9.1%} {u['dsp']:>6.1%} "
+        f"{u['bram36']:>7.1%} {u['uram']:>5.0%}"
+    )
+    out.append(
+        f"{'limit':<18} {lim['lut']:>9.0%} {lim['ff']:>9.0%} {lim['dsp']:>6.0%} "
+        f"{lim['bram36']:>7.0%} {lim['uram']:>5.0%}"
+    )
+    return out
 
 
 def plot(est: Estimate, path: str) -> None:

@@ -1,4 +1,4 @@
-"""The README's performance figures are the ones ``edgemoe estimate`` prints (issue 15)."""
+"""The README's performance figures are the ones ``edgemoe estimate`` prints."""
 
 from __future__ import annotations
 
@@ -30,22 +30,57 @@ def _row(readme: str, starts: str) -> str:
     return rows[0]
 
 
-def test_default_build_row_and_batch_curve(tmp_path, readme, capsys):
-    d = _estimate(tmp_path)
-    r, u = d["resources"], d["resources"]["utilisation"]
-    row = _row(readme, "| `edgemoe` default:")
+def _fits(r: dict) -> str:
+    return "yes" if r["fits"] else "no: " + ", ".join(k.upper() for k in r["over"])
+
+
+def _resource_cells(r: dict) -> list[str]:
+    u = r["utilisation"]
+    return [
+        f"{r['lut_estimate']:,} ({100 * u['lut']:.0f} %)",
+        f"{r['ff_estimate']:,} ({100 * u['ff']:.0f} %)",
+        f"{r['dsp48e2']:,} ({100 * u['dsp']:.0f} %)",
+        f"{r['bram36']:g} ({100 * u['bram36']:.0f} %)",
+        f"{r['uram']} ({100 * u['uram']:.0f} %)",
+        f"| {_fits(r)} |",
+    ]
+
+
+def _clock_cell(d: dict) -> str:
+    c = d["clock"]
+    return f"| {c['latency_ms']:.2f} at {c['plausible_mhz']:g} MHz |"
+
+
+@pytest.mark.parametrize(
+    "starts, args",
+    [
+        ("| `edgemoe` default:", []),
+        ("| lean, LIN 32×24, P = 1 (`--p 1`)", ["--p", "1"]),
+    ],
+)
+def test_build_rows_and_unit_table(tmp_path, readme, starts, args):
+    d = _estimate(tmp_path, *args)
+    r = d["resources"]
+    row = _row(readme, starts)
     assert f"**{d['latency_ms']:.2f}** ({d['call_ms']:.1f} per call)" in row
-    assert f"{r['dsp48e2']:,} ({100 * u['dsp']:.0f} %)" in row
-    assert f"{r['bram36']:g} ({100 * u['bram36']:.0f} %)" in row
-    assert f"{r['uram']} ({100 * u['uram']:.0f} %)" in row
-    assert r["fits"] and "| yes |" in row
+    assert _clock_cell(d) in row
+    for cell in _resource_cells(r):
+        assert cell in row, cell
+    if args:
+        return
     curve = ", ".join(f"{c['batch']} → {c['ms_per_image']:.2f}" for c in d["batch_curve"])
-    assert curve in re.sub(r"\s+", " ", readme), curve
-    units = ", ".join(f"{k} {v}" for k, v in r["dsp48e2_by_unit"].items())
     text = re.sub(r"\s+", " ", readme)
+    assert curve in text, curve
     for k, v in r["dsp48e2_by_unit"].items():
         name = {"attention units": "attention row units", "layernorm": "LayerNorm"}.get(k, k)
-        assert f"{name} {v}" in text, units
+        assert f"{name} {v}" in text, (k, v)
+    # the per-unit table, as printed
+    for unit, u in r["by_unit"].items():
+        cells = f"| {unit} | {u['lut']:,} | {u['ff']:,} | {u['dsp']:,} | {u['bram36']:g} | "
+        assert _row(readme, f"| {unit} |").startswith(cells + f"{u['uram']} |"), unit
+    total = _row(readme, "| **total** |")
+    for k, v in (("lut", r["lut_estimate"]), ("ff", r["ff_estimate"]), ("dsp", r["dsp48e2"])):
+        assert f"**{v:,}** ({100 * r['utilisation'][k]:.1f} %)" in total, k
 
 
 @pytest.mark.parametrize(
@@ -65,6 +100,19 @@ def test_default_build_row_and_batch_curve(tmp_path, readme, capsys):
         ),
     ],
 )
-def test_other_rows(tmp_path, readme, capsys, starts, args, fmt):
+def test_other_rows(tmp_path, readme, starts, args, fmt):
     d = _estimate(tmp_path, *args)
-    assert fmt.format(lat=d["latency_ms"], call=d["call_ms"]) in _row(readme, starts)
+    rows = [ln for ln in readme.splitlines() if ln.startswith(starts)]
+    assert rows, starts
+    assert fmt.format(lat=d["latency_ms"], call=d["call_ms"]) in rows[0]
+
+
+def test_one_image_rows_at_both_clocks(tmp_path, readme):
+    """Each build's 1-image row: its latency at 300 MHz and at the plausible clock."""
+    lines = readme.splitlines()
+    for build, args in (("| `edgemoe` default:", []), ("| lean, LIN 32×24, P = 1", ["--p", "1"])):
+        d = _estimate(tmp_path, "--batch", "1", *args)
+        at = next(i for i, ln in enumerate(lines) if ln.startswith(build))
+        row = lines[at + (2 if not args else 1)]
+        assert row.startswith("| the same, 1 image per call |"), row
+        assert f"| {d['latency_ms']:.2f} |" in row and _clock_cell(d) in row
