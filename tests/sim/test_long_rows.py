@@ -10,6 +10,7 @@ the expert-major walk splits that expert into chunks. `make hls` co-simulates th
 from __future__ import annotations
 
 import functools
+import subprocess
 
 import numpy as np
 import pytest
@@ -99,3 +100,14 @@ def test_expert_major_walks_more_than_one_chunk_bit_exact(pname):
     # two kernel calls read the header and scale table twice, the group once
     once = call_reads(c, DEFAULT_TILING)
     assert sum(weights) - group.ddr_read["gmem_weights"] == saved + once
+
+
+def test_the_cosimulation_inputs_pass_the_testbench(tmp_path):
+    """What `make hls` co-simulates by default (tbdata's defaults, 2 images) passes the
+    Vitis testbench (hls/tb/tb_top.cpp) built with this config's header, bit for bit."""
+    from edgemoe.sim import tbdata
+
+    argv = tbdata.write(tmp_path / "data", CONFIG, "lean", task=0, seed=0, images=2)
+    exe = csim.build_testbench("tb_top", cfg(CONFIG), profile("lean"), tmp_path, with_kernel=True)
+    run = subprocess.run([str(exe), *argv], capture_output=True, text=True)
+    assert run.returncode == 0 and "bit-exact" in run.stdout, run.stdout + run.stderr
