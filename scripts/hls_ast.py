@@ -19,7 +19,12 @@ UG1399 "pragma HLS pipeline") one iteration is then counted:
                     selects the partition (bank) on a partitioned dimension.
 ``const-division``  ``/`` or ``%`` of a run-time value by a constant that is not a power of
                     two: Vitis builds a divider core or a magic-number multiplier per
-                    instance (one per unrolled lane), where a power of two is a shift.
+                    instance, where a power of two is a shift. One whose dividend depends
+                    on an unrolled lane is built once per lane and always fails; one per
+                    iteration passes only with a ``// div:`` comment on its line saying
+                    why it is acceptable (e.g. one narrow division per bank walk). A
+                    dividend known to be a multiple of the divisor (``(ot * 24) / 24``)
+                    folds and is not counted.
 ``lane-reload``     inside an unrolled loop, an array element whose index does not depend
                     on any unrolled lane (a per-row value such as ``token[e][r]``): every
                     lane reads the same element through its own port use. Read it once
@@ -52,6 +57,8 @@ except ImportError:  # pragma: no cover - reported by available()
     ci = None
 
 Finding = tuple[Path, int, str, str]  # path, line, rule, message
+#: A comment on a division's line that states why one division per iteration is fine.
+DIV_NOTE = "// div:"
 
 
 def available() -> str | None:
@@ -284,6 +291,7 @@ class Program:
             if p.kind == "INTERFACE" and ("m_axi" in p.opts or p.opts.get("mode") == "m_axi")
         }
         self._const_cache: dict[str, int | None] = {}
+        self._raw: dict[str, list[str]] = {}
 
     # -- collection ----------------------------------------------------------------
 
@@ -373,6 +381,12 @@ class Program:
                     if lp is not None:
                         lp.pipelined = True
                         lp.ii = p.opts.get("ii", "1")
+
+    def raw_line(self, path: str, line: int) -> str:
+        if path not in self._raw:
+            self._raw[path] = Path(path).read_text(encoding="utf-8", errors="replace").split("\n")
+        lines = self._raw[path]
+        return lines[line - 1] if 0 < line <= len(lines) else ""
 
     def loop_of_line(self, path: str, line: int) -> LoopInfo | None:
         """The innermost loop whose body holds ``line``."""
@@ -638,15 +652,31 @@ class Region:
             return
         if grain(kids[0], frame) % d == 0:
             return  # an exact multiple: (ot * 24) / 24 folds to ot
-        n = math.prod((ln.trip or 2) for ln in lanes)
+        copies = [ln for ln in lanes if ln.key in self.deps(kids[0], frame)]
+        n = math.prod((ln.trip or 2) for ln in copies)
+        path, line = _file(c), c.extent.start.line
+        if n == 1 and DIV_NOTE in self.prog.raw_line(path, line):
+            return  # one division per iteration, its reason stated on the line
+        if n > 1:
+            why = (
+                f"one copy per lane of unrolled {', '.join(f'`{ln.label}`' for ln in copies)} "
+                f"({n} in all): "
+                "compute it once per iteration, outside the lanes (the lanes' offsets are "
+                "constants)"
+            )
+        else:
+            why = (
+                "one per iteration: keep a running counter instead, or state on the line "
+                f"why this one is acceptable (a `{DIV_NOTE}` comment: e.g. its operand "
+                "is narrow)"
+            )
         self.add(
-            _file(c),
-            c.extent.start.line,
+            path,
+            line,
             "const-division",
-            f"run-time `{op} {d}` in a pipelined loop: {d} is not a power of two, so Vitis "
-            "builds a divider or a magic-number multiplier for each copy; compute it once "
-            "outside the loop, keep a running counter, or use a power of two",
-            f"{self.loop.label}" + (f" x{n}" if n > 1 else ""),
+            f"run-time `{op} {d}` in a pipelined loop, {d} not a power of two: Vitis builds a "
+            f"divider or a magic-number multiplier for it; {why}",
+            self.loop.label,
         )
 
     # -- accesses ------------------------------------------------------------------
