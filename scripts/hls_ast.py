@@ -454,6 +454,7 @@ class MemRef:
     subs: tuple = ()  # (expr, frame) subscripts after it
     m_axi: bool = False
     scratch: bool = False  # declared anew in each iteration of the region (not static)
+    readonly: bool = False  # a const / constexpr table (loads of one address merge)
 
 
 _UIDS = itertools.count()
@@ -717,7 +718,17 @@ class Region:
             if partitioned(d):
                 spread |= self.deps(e, f)
         lane_keys = {ln.key for ln in lanes}
-        n = math.prod((ln.trip or 2) for ln in lanes if ln.key not in spread)
+        used: set = set()
+        constant = True
+        for e, f in [*mem.outer, *subs]:
+            used |= self.deps(e, f)
+            constant = constant and f.eval(e) is not None
+        # loads of one address of a constant table merge (nothing can store between them);
+        # a writable array's per-lane loads stay apart
+        copies = [ln for ln in lanes if ln.key not in spread]
+        if mem.readonly:
+            copies = [ln for ln in copies if ln.key in used]
+        n = math.prod((ln.trip or 2) for ln in copies)
         # a second read of the same element by the same code (same call, same subscripts,
         # no write between in the source order counted here) is one load
         sig = (mem.key, tuple((" ".join(_tokens(e)), f.uid) for e, f in [*mem.outer, *subs]))
@@ -731,12 +742,7 @@ class Region:
         self.names[mem.key] = mem.name
         self.sites.setdefault(mem.key, []).append((_file(c), c.extent.start.line))
         # rule: a per-row element re-read in every lane
-        if lanes:
-            used: set = set()
-            constant = True
-            for e, f in [*mem.outer, *subs]:
-                used |= self.deps(e, f)
-                constant = constant and f.eval(e) is not None
+        if lanes and not mem.readonly:
             if not constant and not (used & lane_keys):
                 inner = lanes[-1]
                 self.add(
@@ -794,7 +800,15 @@ class Region:
                     key = f"{_file(ref)}:{ref.location.line}:{name}"
                     if owner is not None:
                         key += f"@{frame.uid}"
-                    return MemRef(key, name, name, owner, scratch=self._scratch(ref, frame))
+                    toks = _tokens(ref)[:3]
+                    return MemRef(
+                        key,
+                        name,
+                        name,
+                        owner,
+                        scratch=self._scratch(ref, frame),
+                        readonly=owner is None and ("const" in toks or "constexpr" in toks),
+                    )
             return None
         if e.kind == K.MEMBER_REF_EXPR:
             kids = list(e.get_children())
@@ -810,6 +824,7 @@ class Region:
                 subs=(),
                 m_axi=base.m_axi,
                 scratch=base.scratch,
+                readonly=base.readonly,
             )
         if e.kind == K.ARRAY_SUBSCRIPT_EXPR:
             kids = list(e.get_children())
@@ -825,6 +840,7 @@ class Region:
                 (*base.subs, (kids[1], frame)),
                 base.m_axi,
                 base.scratch,
+                base.readonly,
             )
         return None
 

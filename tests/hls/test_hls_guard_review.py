@@ -518,3 +518,23 @@ def test_without_libclang_the_guard_says_so_in_one_line(tmp_path, monkeypatch, c
         "hls_guard: the AST rules cannot run: libclang's Python bindings are not installed "
         "(pip install libclang; make venv)"
     ]
+
+
+def test_lane_invariant_loads_of_a_constant_table_merge(tmp_path):
+    """Every copy of a table filled from one constant table entry: the lanes' loads of that
+    entry are one load (nothing can store to a constexpr table between them); the same
+    shape on a writable array is a load per lane."""
+    fill = (
+        "constexpr int TABLE[33] = {1, 2, 3};\n"
+        "void fill(int roms[16][33], int src[33]) {\n"
+        "#pragma HLS ARRAY_PARTITION variable = roms complete dim = 1\n"
+        "entries:\n  for (int i = 0; i < 33; ++i) {\n#pragma HLS PIPELINE II = 1\n"
+        "  copies:\n    for (int u = 0; u < 16; ++u) {\n      roms[u][i] = TABLE[i];\n"
+        "    }\n  }\n}\n"
+    )
+    assert review(tmp_path, fill) == []
+    writable = fill.replace("roms[u][i] = TABLE[i];", "roms[u][i] = src[i];")
+    assert rules(review(tmp_path, writable)) == [
+        ("lane-reload", line_of(writable, "= src[i]")),
+        ("port-budget", line_of(writable, "= src[i]")),
+    ]
