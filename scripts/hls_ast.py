@@ -601,7 +601,9 @@ class Region:
                 lo = eval_tokens(lp.first, frame.value) if lp.first else 0
                 trip = hi - lo if hi is not None and lo is not None else None
             key = (frame.uid, _file(lp.var), lp.var.extent.start.offset) if lp and lp.var else None
-            lane = Lane(key or (frame.uid, _file(c), c.extent.start.offset), trip, lp.label if lp else "")
+            lane = Lane(
+                key or (frame.uid, _file(c), c.extent.start.offset), trip, lp.label if lp else ""
+            )
             if key is not None:
                 self.lane_of[key] = lane
             kids = list(c.get_children())
@@ -611,7 +613,8 @@ class Region:
         if k == K.ARRAY_SUBSCRIPT_EXPR:
             return self.access(c, frame, lanes, 1)
         if k == K.COMPOUND_ASSIGNMENT_OPERATOR or (
-            k == K.UNARY_OPERATOR and any(t in ("++", "--") for t in _tokens(c)[:1] + _tokens(c)[-1:])
+            k == K.UNARY_OPERATOR
+            and any(t in ("++", "--") for t in _tokens(c)[:1] + _tokens(c)[-1:])
         ):
             kids = list(c.get_children())
             target = _strip(kids[0]) if kids else None
@@ -635,7 +638,10 @@ class Region:
 
     def _loop(self, c) -> LoopInfo | None:
         for lp in self.prog.loops.get(_file(c), []):
-            if lp.line == c.extent.start.line and lp.cursor.extent.start.offset == c.extent.start.offset:
+            if (
+                lp.line == c.extent.start.line
+                and lp.cursor.extent.start.offset == c.extent.start.offset
+            ):
                 return lp
         return None
 
@@ -696,9 +702,14 @@ class Region:
             if node is not None:
                 res += self.count(node, frame, lanes)
             return res
-        if mem.m_axi or mem.scratch or c.type.kind in (
-            ci.TypeKind.CONSTANTARRAY,
-            ci.TypeKind.INCOMPLETEARRAY,
+        if (
+            mem.m_axi
+            or mem.scratch
+            or c.type.kind
+            in (
+                ci.TypeKind.CONSTANTARRAY,
+                ci.TypeKind.INCOMPLETEARRAY,
+            )
         ):
             return res  # an m_axi port, an iteration's own array, or a sub-array (no access)
         subs = list(mem.subs) + [(i, frame) for i in idx]
@@ -979,8 +990,8 @@ def callees(prog: Program, c, frame: Frame, region: Region | None):
         for p, a in zip(params, args, strict=False):
             ptoks = _tokens(p)
             if any(t in ("*", "&", "[") for t in ptoks):
-                bind[p.spelling] = region.resolve(a, frame) if region else _resolve_outside(
-                    prog, a, frame
+                bind[p.spelling] = (
+                    region.resolve(a, frame) if region else _resolve_outside(prog, a, frame)
                 )
             if region is not None:
                 deps[p.spelling] = region.deps(a, frame)

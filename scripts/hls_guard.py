@@ -888,8 +888,8 @@ def check_dependence_proofs(src: Source) -> list[Violation]:
                 src.path,
                 i + 1,
                 "dependence-proof",
-                f"DEPENDENCE on `{var or '?'}` declared false with {why} (UG1399 \"pragma HLS "
-                "dependence\": a false dependence that is not false builds wrong hardware); "
+                f'DEPENDENCE on `{var or "?"}` declared false with {why} (UG1399 "pragma HLS '
+                'dependence": a false dependence that is not false builds wrong hardware); '
                 "state why it holds, or give the true distance",
             )
         )

@@ -82,7 +82,9 @@ F1_AFTER = (
         "constexpr int GELU_TABLE[GELU_ENTRIES] = {0, 1, 2};",
         "constexpr int GELU_LANES[LIN_OUT][GELU_ENTRIES] = {};",
     )
-    .replace("inline long gelu(long x) {", "inline long gelu(long x, const int table[GELU_ENTRIES]) {")
+    .replace(
+        "inline long gelu(long x) {", "inline long gelu(long x, const int table[GELU_ENTRIES]) {"
+    )
     .replace("GELU_TABLE[ki", "table[ki")
     .replace(
         "#pragma HLS ARRAY_PARTITION variable = out complete dim = 2\n",
@@ -374,10 +376,11 @@ move_rows_words:
 )
 
 # the fix: one narrow division per walk (reason stated), the lanes' rows from an add
-F9_AFTER = F9_BEFORE.replace(
-    """  return ((c0 / GRAIN) * (GRAIN / G) % (BANKS / G)) * G;
+F9_AFTER = (
+    F9_BEFORE.replace(
+        """  return ((c0 / GRAIN) * (GRAIN / G) % (BANKS / G)) * G;
 }""",
-    """  constexpr int PHASES = BANKS / G;
+        """  constexpr int PHASES = BANKS / G;
   const int m = (c0 / GRAIN) * (GRAIN / G);
   const int q = m / PHASES;  // div: the walk's one division, of a 16-bit column
   return (m - q * PHASES) * G;
@@ -387,13 +390,16 @@ template <int BANKS, int GRAIN>
 inline int bank_row(int c0, int phase) {
   return (c0 - phase) / BANKS;  // div: the walk's row, c0 - phase a multiple of BANKS
 }""",
-).replace(
-    "      const int addr = (c0 + l) / BANKS;",
-    "      const int addr = base + (b < phase ? 1 : 0);",
-).replace(
-    "  const int phase = bank_phase<BANKS, GRAIN>(c0);\n",
-    "  const int phase = bank_phase<BANKS, GRAIN>(c0);\n"
-    "  const int base = bank_row<BANKS, GRAIN>(c0, phase);\n",
+    )
+    .replace(
+        "      const int addr = (c0 + l) / BANKS;",
+        "      const int addr = base + (b < phase ? 1 : 0);",
+    )
+    .replace(
+        "  const int phase = bank_phase<BANKS, GRAIN>(c0);\n",
+        "  const int phase = bank_phase<BANKS, GRAIN>(c0);\n"
+        "  const int base = bank_row<BANKS, GRAIN>(c0, phase);\n",
+    )
 )
 
 
