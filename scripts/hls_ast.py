@@ -57,6 +57,8 @@ except ImportError:  # pragma: no cover - reported by available()
     ci = None
 
 Finding = tuple[Path, int, str, str]  # path, line, rule, message
+#: The in-memory header every file is parsed after (see Program).
+PRELUDE = "/edgemoe-hls-guard/synthesis_prelude.h"
 #: A comment on a division's line that states why one division per iteration is fine.
 DIV_NOTE = "// div:"
 
@@ -258,7 +260,17 @@ class Program:
             inc = Path(f).parent.parent / "include"
             if inc.is_dir():
                 incl.add(str(inc))
-        args = ["-x", "c++", "-std=c++14", "-Wno-unknown-pragmas"]
+        # Parsed as Vitis compiles it: __SYNTHESIS__ defined, so the C-sim-only branches
+        # drop out -- after the ap_types and hls_stream headers, which need it undefined
+        # outside Vitis (a prelude through -include, as an in-memory file).
+        texts = [Path(f).read_text(encoding="utf-8", errors="replace") for f in files]
+        vendor = sorted(
+            {h for t in texts for h in re.findall(r"#\s*include\s*<((?:ap_|hls_)\w+\.h)>", t)}
+        )
+        if any('#include "edgemoe/' in t for t in texts):
+            vendor = sorted({*vendor, "ap_int.h", "hls_stream.h"})
+        prelude = "".join(f"#include <{h}>\n" for h in vendor) + "#define __SYNTHESIS__ 1\n"
+        args = ["-x", "c++", "-std=c++14", "-Wno-unknown-pragmas", "-include", PRELUDE]
         args += [f"-I{d}" for d in sorted(incl)] + [f"-isystem{d}" for d in include_dirs()]
         args += list(extra_args)
         index = ci.Index.create()
@@ -268,7 +280,7 @@ class Program:
         for f in mains + [f for f in files if f not in mains]:
             if os.path.realpath(f) in reached:
                 continue
-            tu = index.parse(str(f), args=args)
+            tu = index.parse(str(f), args=args, unsaved_files=[(PRELUDE, prelude)])
             self.tus.append(tu)
             reached.add(os.path.realpath(f))
             reached |= {os.path.realpath(i.include.name) for i in tu.get_includes()}
@@ -608,6 +620,10 @@ class Region:
                 self.lane_of[key] = lane
             kids = list(c.get_children())
             return _sum(self.count(b, frame, (*lanes, lane)) for b in kids[1:])
+        if k == K.CALL_EXPR and c.spelling.startswith("operator"):
+            return self.operator_call(c, frame, lanes)
+        if k == K.CALL_EXPR and _wrapper(c):
+            return self.count(next(iter(c.get_children())), frame, lanes)
         if k == K.CALL_EXPR:
             return self.call(c, frame, lanes)
         if k == K.ARRAY_SUBSCRIPT_EXPR:
@@ -649,17 +665,33 @@ class Region:
 
     def division(self, c, frame: Frame, lanes: tuple) -> None:
         kids = list(c.get_children())
-        if len(kids) != 2:
-            return
-        op = _operator(c, kids[0])
+        if len(kids) == 2:
+            self.divide(c, _operator(c, kids[0]), kids[0], kids[1], frame, lanes)
+
+    def operator_call(self, c, frame: Frame, lanes: tuple) -> Counter:
+        """An operator of a class type (ap_int, ap_uint): ``a / b``, ``x[i] = v``, ..."""
+        op = c.spelling[len("operator") :]
+        kids = [x for x in c.get_children() if not _names_operator(x)]
+        if op in ("/", "%", "/=", "%=") and len(kids) == 2:
+            self.divide(c, op, kids[0], kids[1], frame, lanes)
+        target = _strip(kids[0]) if kids else None
+        rest = _sum(self.count(x, frame, lanes) for x in kids[1:])
+        if target is not None and target.kind == ci.CursorKind.ARRAY_SUBSCRIPT_EXPR:
+            if op == "=":
+                return rest + self.access(target, frame, lanes, 1, write=True)
+            if op in _UPDATES:
+                return rest + self.access(target, frame, lanes, 2)  # read-modify-write
+        return rest + (self.count(kids[0], frame, lanes) if kids else Counter())
+
+    def divide(self, c, op: str, lhs, rhs, frame: Frame, lanes: tuple) -> None:
         if op not in ("/", "%", "/=", "%="):
             return
-        d = frame.eval(kids[1])
-        if d is None or d <= 0 or d & (d - 1) == 0 or frame.eval(kids[0]) is not None:
+        d = frame.eval(rhs)
+        if d is None or d <= 0 or d & (d - 1) == 0 or frame.eval(lhs) is not None:
             return
-        if grain(kids[0], frame) % d == 0:
+        if grain(lhs, frame) % d == 0:
             return  # an exact multiple: (ot * 24) / 24 folds to ot
-        copies = [ln for ln in lanes if ln.key in self.deps(kids[0], frame)]
+        copies = [ln for ln in lanes if ln.key in self.deps(lhs, frame)]
         n = math.prod((ln.trip or 2) for ln in copies)
         path, line = _file(c), c.extent.start.line
         if n == 1 and DIV_NOTE in self.prog.raw_line(path, line):
@@ -906,6 +938,19 @@ def grain(e, frame: Frame, depth: int = 0) -> int:
     return 1
 
 
+_UPDATES = {"+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", "<<=", ">>=", "++", "--"}
+
+
+def _names_operator(c) -> bool:
+    """The callee reference of an operator call (``operator/``), not an operand."""
+    c = _strip(c)
+    return (
+        c is not None
+        and c.kind == ci.CursorKind.DECL_REF_EXPR
+        and (c.spelling.startswith("operator"))
+    )
+
+
 def _operator(c, lhs) -> str:
     end = lhs.extent.end.offset
     for t in c.get_tokens():
@@ -959,13 +1004,23 @@ def _callee_name_and_targs(c) -> tuple[str, list[list[str]]]:
         if cur:
             targs.append(cur)
         head = head[:j]
-    name = head[-1] if head else c.spelling
-    return (c.spelling or name) if not head else name, targs
+    # the resolved callee's name first: an implicit conversion wraps a call in a call
+    # whose tokens are the inner call's
+    return c.spelling or (head[-1] if head else ""), targs
+
+
+def _wrapper(c) -> bool:
+    """An implicit constructor call around an expression (ap_int's, say): no call of its
+    own, its one child spans it."""
+    kids = list(c.get_children())
+    return not c.spelling and len(kids) == 1 and kids[0].extent.end.offset == c.extent.end.offset
 
 
 def callees(prog: Program, c, frame: Frame, region: Region | None):
     """(definition, frame) of each function a call may reach, arguments bound."""
     K = ci.CursorKind
+    if _wrapper(c):
+        return []
     name, targs = _callee_name_and_targs(c)
     defs = prog.defs.get(name, [])
     args = list(c.get_arguments())
