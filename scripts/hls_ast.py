@@ -1,22 +1,30 @@
 """The HLS guard's rules that need a C++ front end (libclang's Python bindings).
 
 :mod:`hls_guard` runs these beside its regular-expression rules. The sources are parsed
-by clang (C++14, the kernel's include path, the ap_types headers of hls4ml or
-``$XILINX_HLS/include``); ``#pragma HLS`` lines, which clang does not keep, are read from
-the text and tied to the loop or function whose body holds them. From every function no
-other function calls (the top, or each function of a snippet) the call graph is walked
-with each call's arguments bound to the caller's arrays and each template's arguments to
-their values, so an access inside a helper counts against the array the caller passed.
-Inside each pipelined loop (``#pragma HLS PIPELINE``; every loop below it is unrolled,
-UG1399 "pragma HLS pipeline") one iteration is then counted:
+by clang as Vitis compiles them: C++14, the kernel's include path, the ap_types headers
+(hls4ml's copy, or ``$XILINX_HLS/include``), and ``__SYNTHESIS__`` defined after those
+headers, so the C-sim-only branches drop out. ``#pragma HLS`` lines, which clang does not
+keep, are read from the text and tied to the loop or function whose body holds them
+(ARRAY_PARTITION to the array it names: ``variable=buf_a.x`` as the access reaches it,
+or a name declared in the pragma's own function).
 
-``port-budget``     an array that is not completely partitioned is accessed three or more
-                    times per iteration (a RAM or ROM has at most two ports: UG1448
-                    200-885 / 200-880). Accesses in the branches of one ``if``/``?:`` or
-                    in the cases of one ``switch`` share ports (the count takes the
-                    larger branch); accesses in separate statements add up; an access
-                    inside an unrolled loop counts once per lane unless the lane's index
-                    selects the partition (bank) on a partitioned dimension.
+From the top function (without one, from every function nothing calls) the call graph
+is walked with each call's array arguments bound to the caller's arrays and each
+template's arguments to their values, so an access inside a helper counts against the
+array the caller passed, with the caller's partitioning. Inside each pipelined loop
+(``#pragma HLS PIPELINE``; every loop below it is unrolled, UG1399 "pragma HLS
+pipeline") one iteration is counted:
+
+``port-budget``     an array that is not completely partitioned is accessed more than
+                    2 x II times per iteration (a RAM or ROM has at most two ports:
+                    UG1448 200-885 / 200-880). Accesses in the branches of one
+                    ``if``/``?:`` or the cases of one ``switch`` share ports (the larger
+                    branch counts); separate statements add up; a read-modify-write is
+                    two. An access inside an unrolled loop counts once per lane, unless
+                    the lane's index selects the bank on a partitioned dimension, or the
+                    array is a constant table read at an address no lane changes (those
+                    loads merge: nothing can store between them). A second read of the
+                    same element by the same code, no write between, is one load.
 ``const-division``  ``/`` or ``%`` of a run-time value by a constant that is not a power of
                     two: Vitis builds a divider core or a magic-number multiplier per
                     instance, where a power of two is a shift. One whose dividend depends
@@ -25,16 +33,18 @@ UG1399 "pragma HLS pipeline") one iteration is then counted:
                     why it is acceptable (e.g. one narrow division per bank walk). A
                     dividend known to be a multiple of the divisor (``(ot * 24) / 24``)
                     folds and is not counted.
-``lane-reload``     inside an unrolled loop, an array element whose index does not depend
-                    on any unrolled lane (a per-row value such as ``token[e][r]``): every
-                    lane reads the same element through its own port use. Read it once
-                    before the lane loop.
+``lane-reload``     inside an unrolled loop, an element of a writable array whose index
+                    depends on no unrolled lane (a per-row value such as ``token[e][r]``):
+                    each lane loads it again (the loads of a writable array do not merge
+                    across lanes), one port use each. Read it once before the lane loop.
 
-What it does not see, by construction: partitions set on an array outside the scanned
-sources, pointers built by arithmetic, and divisors it cannot evaluate (a template
-metafunction other than ``Gcd<A, B>::value``, a ``constexpr`` function call): those
-accesses and divisions are not counted rather than guessed. Arrays declared inside the
-pipelined region count like any other (no automatic partitioning is assumed).
+Not counted (by construction): m_axi ports (``INTERFACE m_axi``), arrays declared inside
+the pipelined region (new each iteration: with indices that unroll to constants Vitis
+makes them registers), sub-arrays passed on (no access until indexed), pointers built
+by arithmetic, partitions set outside the scanned sources, pipelined functions (only
+pipelined loops are regions), and divisors it cannot evaluate (a template metafunction
+other than ``Gcd<A, B>::value``, a ``constexpr`` function call): those are skipped
+rather than guessed.
 """
 
 from __future__ import annotations
