@@ -432,12 +432,9 @@ class Program:
         toks = self.consts.get(name)
         v = eval_tokens(toks, self.const) if toks else None
         if v is None:
-            v = self._enum(name)
+            v = self.enums.get(name)
         self._const_cache[name] = v
         return v
-
-    def _enum(self, name: str) -> int | None:
-        return self.enums.get(name)
 
     def partitions(self, mem: MemRef) -> list[Partition]:
         """ARRAY_PARTITION pragmas of an array: those naming it as the access reaches it
@@ -906,12 +903,9 @@ class Region:
         if kids and kids[0].kind == ci.CursorKind.MEMBER_REF_EXPR:
             res += self.count(kids[0], frame, lanes)  # obj.method(): the object's accesses
         results = []
-        for callee, sub in self.prog_callees(c, frame, lanes):
+        for callee, sub in callees(self.prog, c, frame, self):
             results.append(_sum(self.count(b, sub, lanes) for b in _body(callee)))
         return res + _max(results)
-
-    def prog_callees(self, c, frame: Frame, lanes: tuple):
-        return callees(self.prog, c, frame, self)
 
 
 def grain(e, frame: Frame, depth: int = 0) -> int:
