@@ -66,16 +66,15 @@ def test_image_major_bit_exact_every_boundary(pname, task):
 
 @pytest.mark.parametrize("pname", ["lean", "edge-moe"])
 def test_expert_major_walks_more_than_one_chunk_bit_exact(pname):
-    """Two images: the expert-major schedule, some expert in two or more chunks.
+    """Two images: the expert-major schedule, some expert in two or more chunks; every
+    layer boundary (debug stops) equal to golden's.
 
     The chunk count is read back from the kernel: it fetches an expert's weights once per
     chunk, so its weight bytes exceed one fetch per used expert by the extra chunks."""
     c, p = cfg(CONFIG), profile(pname)
     qm, bundle, patches = setup(CONFIG, pname, 1, images=2)
-    g = Golden(qm).run(patches, "semseg")
     k = kernel(pname)
-    group = k.run(bundle, patches, 0)
-    assert group.status == 0 and np.array_equal(group.output, g.tokens)
+    g, group = assert_every_boundary(k, qm, bundle, patches, "semseg")
     per_block = chunks(g, 2)
     assert max(max(b) for b in per_block) >= 2, per_block
     counts = expert_counts(g, 2)
