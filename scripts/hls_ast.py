@@ -73,6 +73,10 @@ PRELUDE = "/edgemoe-hls-guard/synthesis_prelude.h"
 DIV_NOTE = "// div:"
 
 
+class ParseError(RuntimeError):
+    """The sources do not parse: the rules would see part of them."""
+
+
 def available() -> str | None:
     """None when the AST rules can run, else why not (one line)."""
     if ci is None:
@@ -291,6 +295,11 @@ class Program:
             if os.path.realpath(f) in reached:
                 continue
             tu = index.parse(str(f), args=args, unsaved_files=[(PRELUDE, prelude)])
+            errors = [d for d in tu.diagnostics if d.severity >= ci.Diagnostic.Error]
+            if errors:
+                d = errors[0]
+                where = f"{d.location.file}:{d.location.line}" if d.location.file else str(f)
+                raise ParseError(f"clang cannot parse {f}: {where}: {d.spelling}")
             self.tus.append(tu)
             reached.add(os.path.realpath(f))
             reached |= {os.path.realpath(i.include.name) for i in tu.get_includes()}

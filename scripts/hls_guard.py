@@ -904,9 +904,11 @@ def check_review(files: Sequence[Path], top: str | None = None) -> list[Violatio
     why = ast.available()
     if why is not None:
         raise GuardError(f"the AST rules cannot run: {why}")
-    for path, line, rule, message in ast.analyse(
-        list(files), lambda p: Source.read(p).directives, top
-    ):
+    try:
+        findings = ast.analyse(list(files), lambda p: Source.read(p).directives, top)
+    except ast.ParseError as e:
+        raise GuardError(str(e)) from None
+    for path, line, rule, message in findings:
         found.append(Violation(path, line, rule, message))
     return found
 

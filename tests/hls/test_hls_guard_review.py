@@ -544,3 +544,14 @@ def test_lane_invariant_loads_of_a_constant_table_merge(tmp_path):
         ("lane-reload", line_of(writable, "= src[i]")),
         ("port-budget", line_of(writable, "= src[i]")),
     ]
+
+
+def test_sources_clang_cannot_parse_fail_with_one_line(tmp_path, capsys):
+    """A guard that saw half the code would pass what it did not see: it stops instead."""
+    (tmp_path / "src").mkdir()
+    bad = tmp_path / "src" / "k.cpp"
+    bad.write_text("void f() {\nrows:\n  for (int i = 0; i < 4; ++i) {\n    g(i);\n  }\n}\n")
+    assert guard.main([str(tmp_path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"hls_guard: clang cannot parse {bad}: {bad}:4: ")
+    assert "undeclared identifier 'g'" in line
