@@ -20,7 +20,6 @@ from edgemoe.host.estimate.traffic import call_reads, ddr_bytes
 from edgemoe.host.export.bundle import layout
 from edgemoe.host.export.hls_params import generate
 from edgemoe.sim import csim
-from edgemoe.sim.golden import Golden
 from tests.conftest import cfg, profile
 from tests.sim.test_csim import assert_every_boundary, expert_counts, setup
 
