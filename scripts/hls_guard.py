@@ -60,9 +60,15 @@ parse the sources with clang through libclang's Python bindings, see ``hls_ast.p
 ``port-budget``     (AST) an array without a complete partition accessed more than
                     2 x II times per iteration of a pipelined loop
 ``const-division``  (AST) a run-time ``/`` or ``%`` by a constant that is not a power of
-                    two inside a pipelined loop (each unrolled copy its own divider)
+                    two inside a pipelined loop: in an unrolled lane (a divider per
+                    lane) always; one per iteration unless a ``// div:`` comment on its
+                    line says why it is acceptable
 ``lane-reload``     (AST) an array element indexed by no unrolled lane (a per-row value)
                     read inside an unrolled loop of a pipelined loop
+
+The AST rules need the project's venv (the pinned ``libclang`` wheel, hls4ml's ap_types
+headers) and g++'s builtin headers; without them, or when clang cannot parse the
+sources, the guard stops with one line and exit status 2 rather than check half.
 """
 
 from __future__ import annotations
