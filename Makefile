@@ -44,15 +44,22 @@ demo: $(STAMP)
 #   HLS_FLOW=tcl      vitis-run --mode hls --tcl hls/run_hls.tcl   (same script, Vitis 2024.2+)
 #   HLS_FLOW=unified  v++ -c / vitis-run --mode hls --config hls/hls_config.cfg
 # e.g. `make hls HLS_STEPS="csynth export"` skips the C-sim and the slow co-sim.
-# Co-simulation runs on HLS_COSIM_CONFIG (default m3vit-mini: 9 tokens, minutes) in a
-# project of its own, built from that config's generated parameter header; the default
-# build's RTL would take hours per image in the simulator. HLS_COSIM_CONFIG=
-# m3vit-tiny-128x256 opts in to co-simulating the default build itself (its project).
+# Co-simulation runs on HLS_COSIM_CONFIG (default m3vit-mini-long) in a project of its
+# own, built from that config's generated parameter header, with HLS_COSIM_IMAGES images
+# (default 2: the expert-major schedule; 1: image-major). m3vit-mini-long reaches what
+# only the default build otherwise reaches: 101 rows per linear-unit pass, more than a
+# weight tile's 96 bus words (a tile buffer is refilled in the pass right after its last
+# read), and an expert queued over more than one expert chunk. It is small (dim 32,
+# 2 blocks): about 74 k cycles for two images by `edgemoe estimate`, about 3x m3vit-mini's
+# one image. The default build's RTL would take hours per image in the simulator:
+# HLS_COSIM_CONFIG=m3vit-tiny-128x256 opts in to co-simulating it (in its own project,
+# with HLS_TB_IMAGES images).
 HLS_FLOW ?= classic
 HLS_STEPS ?= csim csynth cosim export
 HLS_CLOCK_NS ?= 3.333
 HLS_DEFAULT_CONFIG := m3vit-tiny-128x256
-HLS_COSIM_CONFIG ?= m3vit-mini
+HLS_COSIM_CONFIG ?= m3vit-mini-long
+HLS_COSIM_IMAGES ?= 2
 HLS_COSIM_BUILD ?= build/hls_cosim
 HLS_COSIM_SELF = $(filter $(HLS_DEFAULT_CONFIG),$(HLS_COSIM_CONFIG))
 HLS_MAIN_STEPS = $(if $(HLS_COSIM_SELF),$(HLS_STEPS),$(filter-out cosim,$(HLS_STEPS)))
@@ -74,17 +81,18 @@ HLS_ENV = EDGEMOE_HLS_STEPS="$(HLS_MAIN_STEPS)" EDGEMOE_HLS_BUILD="$(abspath $(H
 # The co-sim project: its own parameter header and testbench files, csynth + cosim.
 HLS_COSIM_FILES = $(abspath $(HLS_COSIM_BUILD))/tb
 HLS_COSIM_ARGV = $(HLS_COSIM_FILES)/bundle.bin $(HLS_COSIM_FILES)/images.bin \
-	$(HLS_COSIM_FILES)/output.bin 0 $(HLS_TB_IMAGES) 0 $(HLS_COSIM_FILES)/expected.bin
+	$(HLS_COSIM_FILES)/output.bin 0 $(HLS_COSIM_IMAGES) 0 $(HLS_COSIM_FILES)/expected.bin
 HLS_COSIM_ENV = EDGEMOE_HLS_STEPS="csynth cosim" EDGEMOE_HLS_BUILD="$(abspath $(HLS_COSIM_BUILD))" \
 	EDGEMOE_HLS_CLOCK_NS="$(HLS_CLOCK_NS)" EDGEMOE_TB_ARGV="$(HLS_COSIM_ARGV)" \
-	EDGEMOE_PARAMS_HEADER="$(abspath $(HLS_COSIM_BUILD))/params.h" EDGEMOE_COSIM_IMAGES=$(HLS_TB_IMAGES)
+	EDGEMOE_PARAMS_HEADER="$(abspath $(HLS_COSIM_BUILD))/params.h" \
+	EDGEMOE_COSIM_IMAGES=$(HLS_COSIM_IMAGES)
 HLS_COSIM_TOOL = $(if $(filter classic,$(HLS_FLOW)),vitis_hls -f,vitis-run --mode hls --tcl)
 define hls_cosim
 	mkdir -p $(HLS_COSIM_BUILD)
 	$(BIN)/python -m edgemoe.host.export.hls_params --config $(HLS_COSIM_CONFIG) \
 		--out $(HLS_COSIM_BUILD)/params.h
 	$(BIN)/python -m edgemoe.sim.tbdata --out $(HLS_COSIM_FILES) --config $(HLS_COSIM_CONFIG) \
-		--images $(HLS_TB_IMAGES)
+		--images $(HLS_COSIM_IMAGES)
 	cd $(HLS_COSIM_BUILD) && $(HLS_COSIM_ENV) $(HLS_COSIM_TOOL) $(CURDIR)/hls/run_hls.tcl
 endef
 HLS_COSIM = $(if $(filter cosim,$(HLS_STEPS)),$(if $(HLS_COSIM_SELF),,$(hls_cosim)))

@@ -16,7 +16,9 @@ per synthesised module (pipelined loops are outlined into modules named
   module of the same name with a ``_N`` suffix; a unit that is missing was inlined or
   renamed, and what cannot be counted does not pass);
 * DSP, BRAM_18K or URAM use (``<AreaEstimates><Resources>``) is above ``--max-util``
-  percent (default 85) of ``<AvailableResources>``.
+  percent (default 85) of ``<AvailableResources>``, LUT use above ``--max-lut`` (default
+  75) or FF use above ``--max-ff`` (default 60): past those shares, placement and routing
+  at 300 MHz are unlikely to close, whatever csynth's own clock estimate says.
 
 The target II of a loop comes from ``--ii LOOP=N`` if given, else from the
 "Initiation Interval achieved / target" columns of the module's text report
@@ -41,9 +43,18 @@ CLOCK_TOL_NS = 0.01
 #: Units the design has exactly once (hls/README.md: module hierarchy).
 SINGLE_UNITS = ("linear_unit", "lane_step", "lanes", "attention_lane", "linear_lane")
 #: Resources gated, as csynth.xml names them (older reports say DSP48E).
-GATED_RESOURCES = (("DSP", ("DSP", "DSP48E")), ("BRAM_18K", ("BRAM_18K",)), ("URAM", ("URAM",)))
-#: Highest share of a gated resource, percent.
+GATED_RESOURCES = (
+    ("DSP", ("DSP", "DSP48E")),
+    ("BRAM_18K", ("BRAM_18K",)),
+    ("URAM", ("URAM",)),
+    ("LUT", ("LUT",)),
+    ("FF", ("FF",)),
+)
+#: Highest share of DSP, BRAM_18K and URAM, percent.
 MAX_UTIL_PCT = 85.0
+#: Highest share of LUT and of FF, percent (ZCU104: 230,400 LUT, 460,800 FF).
+MAX_LUT_PCT = 75.0
+MAX_FF_PCT = 60.0
 
 
 @dataclass(frozen=True)
@@ -261,6 +272,8 @@ def check(
     rpt_targets: Mapping[str, Mapping[str, tuple[int | None, int | None]]] | None = None,
     single: Sequence[str] = SINGLE_UNITS,
     max_util_pct: float = MAX_UTIL_PCT,
+    max_lut_pct: float = MAX_LUT_PCT,
+    max_ff_pct: float = MAX_FF_PCT,
 ) -> list[Row]:
     """Rows of the result table; a row with ``ok=False`` is a miss."""
     ii_targets = dict(ii_targets or {})
@@ -330,22 +343,20 @@ def check(
         rows.append(Row(f"instances {unit}", str(n), "1", n == 1, note))
 
     # resources against the part
+    limits = {"LUT": max_lut_pct, "FF": max_ff_pct}
     for label, tags in GATED_RESOURCES:
+        limit = limits.get(label, max_util_pct)
         used = next((top.resources[t] for t in tags if t in top.resources), None)
         avail = next((top.available[t] for t in tags if t in top.available), None)
         if used is None or not avail:
-            rows.append(Row(f"{label} use (%)", "?", f"{max_util_pct:g}", False, "not in report"))
+            rows.append(Row(f"{label} use (%)", "?", f"{limit:g}", False, "not in report"))
             continue
         pct = 100.0 * used / avail
-        rows.append(
-            Row(
-                f"{label} use (%)",
-                f"{pct:.1f}",
-                f"{max_util_pct:g}",
-                pct <= max_util_pct + 1e-9,
-                f"{used:g} of {avail:g}",
-            )
-        )
+        ok = pct <= limit + 1e-9
+        note = f"{used:g} of {avail:g}"
+        if not ok:
+            note += f": over the {limit:g} % limit by {used - avail * limit / 100.0:,.0f}"
+        rows.append(Row(f"{label} use (%)", f"{pct:.1f}", f"{limit:g}", ok, note))
     return rows
 
 
@@ -396,6 +407,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="PCT",
         help="highest DSP / BRAM_18K / URAM use, percent of the part",
     )
+    parser.add_argument(
+        "--max-lut",
+        type=float,
+        default=MAX_LUT_PCT,
+        metavar="PCT",
+        help=f"highest LUT use, percent of the part (default {MAX_LUT_PCT:g})",
+    )
+    parser.add_argument(
+        "--max-ff",
+        type=float,
+        default=MAX_FF_PCT,
+        metavar="PCT",
+        help=f"highest FF use, percent of the part (default {MAX_FF_PCT:g})",
+    )
     ns = parser.parse_args(argv)
     try:
         ii_targets = _parse_ii(ns.ii)
@@ -413,6 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rpt_targets=rpt,
         single=SINGLE_UNITS if ns.single is None else tuple(ns.single),
         max_util_pct=ns.max_util,
+        max_lut_pct=ns.max_lut,
+        max_ff_pct=ns.max_ff,
     )
     top = reports[0]
     print(f"HLS reports: {report_dir} (top {top.module}, part {top.part or '?'})")

@@ -45,8 +45,30 @@ Rules over all the files together (the call graph of the kernel):
                     comment, why the bank is a constant there (e.g. the offset is a
                     multiple of the factor)
 
-The scanner is regex based: comments and string literals are blanked first (line
-numbers kept), then each rule runs on what remains. Standard library only.
+The rules above are regex based: comments and string literals are blanked first (line
+numbers kept), then each rule runs on what remains.
+
+Rules of the HLS review's classes of error (``scan`` and the command line; the AST ones
+parse the sources with clang through libclang's Python bindings, see ``hls_ast.py``):
+
+``dependence-proof`` (text) a ``#pragma HLS DEPENDENCE ... false`` without a stated proof:
+                    a ``// proof:`` comment on the pragma's line, or in the block of
+                    ``//`` lines right above it (other DEPENDENCE pragmas may stand
+                    between), that names the pragma's variable. UG1399 "pragma HLS
+                    dependence": a false dependence that is not false builds wrong
+                    hardware, so the reason it holds is written where it is claimed
+``port-budget``     (AST) an array without a complete partition accessed more than
+                    2 x II times per iteration of a pipelined loop
+``const-division``  (AST) a run-time ``/`` or ``%`` by a constant that is not a power of
+                    two inside a pipelined loop: in an unrolled lane (a divider per
+                    lane) always; one per iteration unless a ``// div:`` comment on its
+                    line says why it is acceptable
+``lane-reload``     (AST) an array element indexed by no unrolled lane (a per-row value)
+                    read inside an unrolled loop of a pipelined loop
+
+The AST rules need the project's venv (the pinned ``libclang`` wheel, hls4ml's ap_types
+headers) and g++'s builtin headers; without them, or when clang cannot parse the
+sources, the guard stops with one line and exit status 2 rather than check half.
 """
 
 from __future__ import annotations
@@ -827,6 +849,92 @@ def check_runtime_banks(sources: Sequence[Source]) -> list[Violation]:
     return list(found.values())
 
 
+# ---------------------------------------------------------------------------
+# DEPENDENCE ... false needs a stated proof.
+
+PROOF_NOTE = "proof:"
+_DEPENDENCE = re.compile(r"^\s*#\s*pragma\s+HLS\s+DEPENDENCE\b(.*)$", re.I)
+_FALSE = re.compile(r"\b(?:dependent\s*=\s*)?false\b", re.I)
+
+
+def check_dependence_proofs(src: Source) -> list[Violation]:
+    """Every ``DEPENDENCE ... false`` has a ``// proof:`` naming its variable (see above)."""
+    found: list[Violation] = []
+    raw = src.raw.split("\n")
+    directives = src.directives.split("\n")
+    for i, line in enumerate(directives):
+        m = _DEPENDENCE.match(line)
+        if not m or not _FALSE.search(m.group(1)):
+            continue
+        var = _pragma_options(m.group(1)).get("variable", "")
+        comment = raw[i].split("//", 1)[1] if "//" in raw[i] else ""
+        block: list[str] = [comment] if PROOF_NOTE in comment else []
+        j = i - 1
+        while not block and j >= 0:
+            text = raw[j].strip()
+            if text.startswith("//"):
+                block.insert(0, text)
+                k = j - 1
+                while k >= 0 and raw[k].strip().startswith("//"):
+                    block.insert(0, raw[k].strip())
+                    k -= 1
+                break
+            if not _DEPENDENCE.match(directives[j]):
+                break
+            j -= 1
+        text = " ".join(block)
+        if PROOF_NOTE not in text:
+            why = "no `// proof:` comment on or right above it"
+        elif var and not re.search(rf"\b{re.escape(var.split('.')[-1])}\b", text):
+            why = f"the `// proof:` above it does not name `{var}`"
+        else:
+            continue
+        found.append(
+            Violation(
+                src.path,
+                i + 1,
+                "dependence-proof",
+                f'DEPENDENCE on `{var or "?"}` declared false with {why} (UG1399 "pragma HLS '
+                'dependence": a false dependence that is not false builds wrong hardware); '
+                "state why it holds, or give the true distance",
+            )
+        )
+    return found
+
+
+def check_review(files: Sequence[Path], top: str | None = None) -> list[Violation]:
+    """The review's classes of error: DEPENDENCE proofs (text) and the AST rules of
+    ``hls_ast`` (port budgets, constant divisions, per-lane reloads)."""
+    found = [v for f in files for v in check_dependence_proofs(Source.read(f))]
+    ast = load_ast()
+    why = ast.available()
+    if why is not None:
+        raise GuardError(f"the AST rules cannot run: {why}")
+    try:
+        findings = ast.analyse(list(files), lambda p: Source.read(p).directives, top)
+    except ast.ParseError as e:
+        raise GuardError(str(e)) from None
+    for path, line, rule, message in findings:
+        found.append(Violation(path, line, rule, message))
+    return found
+
+
+class GuardError(RuntimeError):
+    """The guard cannot check what it was asked to."""
+
+
+def load_ast():
+    """``hls_ast`` beside this script (scripts/ is no package)."""
+    name = "hls_ast"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("hls_ast.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def check_program(sources: Sequence[Source]) -> list[Violation]:
     """The rules over all the files together."""
     return (
@@ -863,16 +971,21 @@ def scan(
     *,
     top_file: Path | None = None,
     kernel: tuple[str, Sequence[ExpectedArg]] | None = None,
+    review: bool = True,
 ) -> list[Violation]:
-    """Scan files and, when ``top_file`` exists, the top function's interface."""
+    """Scan files and, when ``top_file`` exists, the top function's interface; with
+    ``review``, the review rules too (:func:`check_review`, from the top function)."""
     found: list[Violation] = []
     files = source_files(paths)
     for f in files:
         found.extend(scan_file(f))
     found.extend(check_program([Source.read(f) for f in files]))
+    top = None
     if top_file is not None and top_file.is_file():
         top, args = kernel if kernel is not None else load_kernel_args()
         found.extend(check_top_interface(Source.read(top_file), top, args))
+    if review and files:
+        found.extend(check_review(files, top))
     return sorted(found, key=lambda v: (str(v.path), v.line, v.rule))
 
 
@@ -896,7 +1009,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not files:
         print(f"hls_guard: no HLS sources under {', '.join(map(str, ns.paths))}", file=sys.stderr)
         return 0
-    found = scan(ns.paths, top_file=top_file)
+    try:
+        found = scan(ns.paths, top_file=top_file)
+    except GuardError as e:
+        print(f"hls_guard: {e}", file=sys.stderr)
+        return 2
     if top_file is not None and not top_file.is_file():
         msg = f"hls_guard: top file {top_file} not found; interface not checked"
         if ns.require_top:

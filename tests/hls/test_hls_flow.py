@@ -739,15 +739,31 @@ def test_make_n_hls_prints_the_classic_chain():
 
 
 @needs_make
-def test_make_hls_cosimulates_m3vit_mini_with_its_own_header_by_default():
+def test_make_hls_cosimulates_m3vit_mini_long_with_its_own_header_by_default():
+    """The long-rows config (tests/sim/test_long_rows.py), two images: expert-major."""
     lines = make("-n", "hls").stdout.splitlines()
     header = next(ln for ln in lines if "edgemoe.host.export.hls_params" in ln)
-    assert "--config m3vit-mini" in header and "--out build/hls_cosim/params.h" in header
+    assert "--config m3vit-mini-long " in header and "--out build/hls_cosim/params.h" in header
     data = next(ln for ln in lines if "edgemoe.sim.tbdata" in ln and "hls_cosim" in ln)
-    assert "--config m3vit-mini" in data
+    assert "--config m3vit-mini-long " in data and data.endswith("--images 2")
     (cosim,) = [ln for ln in lines if 'EDGEMOE_HLS_STEPS="csynth cosim"' in ln]
     assert 'EDGEMOE_PARAMS_HEADER="' in cosim and "hls_cosim/params.h" in cosim
     assert "hls_cosim/tb/expected.bin" in cosim and "vitis_hls -f" in cosim
+    assert "output.bin 0 2 0 " in cosim and "EDGEMOE_COSIM_IMAGES=2 " in cosim
+    # the default build's own C-sim keeps its one image
+    (tool,) = [ln for ln in lines if "vitis_hls -f" in ln and "hls_cosim" not in ln]
+    assert "output.bin 0 1 0 " in tool and "EDGEMOE_COSIM_IMAGES=1" in tool
+
+
+@needs_make
+def test_make_hls_cosim_config_and_images_are_selectable():
+    run = make("-n", "hls", "HLS_COSIM_CONFIG=m3vit-mini", "HLS_COSIM_IMAGES=1")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    data = next(ln for ln in lines if "edgemoe.sim.tbdata" in ln and "hls_cosim" in ln)
+    assert "--config m3vit-mini " in data and data.endswith("--images 1")
+    (cosim,) = [ln for ln in lines if 'EDGEMOE_HLS_STEPS="csynth cosim"' in ln]
+    assert "output.bin 0 1 0 " in cosim and "EDGEMOE_COSIM_IMAGES=1 " in cosim
 
 
 @needs_make
@@ -776,7 +792,8 @@ def test_make_n_hls_prints_the_unified_chain():
     ]
     assert all("--mode hls" in ln and "--config hls_config.cfg" in ln for ln in main)
     assert '"--hls.csim.argv=vectors"' in main[0]
-    # co-simulation: m3vit-mini's own project, through the Tcl script (one header per config)
+    # co-simulation: m3vit-mini-long's own project, through the Tcl script (one header per
+    # config)
     assert "vitis-run --mode hls --tcl" in cosim and 'EDGEMOE_HLS_STEPS="csynth cosim"' in cosim
     lines = run.stdout.splitlines()
     check = next(i for i, ln in enumerate(lines) if "check_hls_reports.py" in ln)
