@@ -6,6 +6,7 @@
 #ifndef EDGEMOE_BUFFERS_H_
 #define EDGEMOE_BUFFERS_H_
 
+#include "edgemoe/banked.h"
 #include "edgemoe/config.h"
 
 namespace edgemoe {
@@ -18,6 +19,9 @@ constexpr int X_BANKS = LIN_OUT;
 constexpr int H_BANKS = LIN_IN;
 constexpr int WIDE_BANKS = LIN_IN;
 constexpr int PIX_BANKS = LIN_IN;
+static_assert(WIDE_COLS < (1 << BANK_COL_BITS) && PATCH_DIM < (1 << BANK_COL_BITS) &&
+                  OUT_TILES_MAX * LIN_OUT < (1 << BANK_COL_BITS),
+              "every banked row's columns fit the bank walk's narrow division (banked.h)");
 
 /// Per-expert queues of one MoE block (patch reordering).
 struct Routing {
