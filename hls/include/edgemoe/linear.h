@@ -385,9 +385,10 @@ inline int next_tile_buf(int b) {
 ///   reads per half-ROM, a dual-port ROM (rom_2p);
 /// * acc, lane o: one read and one write; bias, bank o: one read; wtile: registers.
 inline void lin_compute(const LinearCall& call, const LinearPlan& pl, hls::stream<WeightWord>& ws,
-                        word_t* output, const word_t* scratch, act_t x[NUM_TOKENS][EMBED_DIM],
-                        act_t h[NUM_TOKENS][EMBED_DIM], act_t wide[NUM_TOKENS][WIDE_COLS],
-                        LaneBuffers& lane, param_t wtile[LIN_TILE_BUFS][LIN_TILE],
+                        hls::stream<word_t>& side_in, hls::stream<word_t>& side_out,
+                        act_t x[NUM_TOKENS][EMBED_DIM], act_t h[NUM_TOKENS][EMBED_DIM],
+                        act_t wide[NUM_TOKENS][WIDE_COLS], LaneBuffers& lane,
+                        param_t wtile[LIN_TILE_BUFS][LIN_TILE],
                         const param_t bias[OUT_TILES_MAX * LIN_OUT]) {
 #pragma HLS INLINE off  // a DATAFLOW process
 // the GELU table, one copy per pair of epilogue lanes, each copy's even and odd entries
@@ -421,7 +422,6 @@ inline void lin_compute(const LinearCall& call, const LinearPlan& pl, hls::strea
   const bool epi_reads_x = reads_x(call.out);
   const bool has_bias = call.b_off != NO_TENSOR;
   const bool gather = call.side == SIDE_GATHER;
-  const ExpertChunk& side = lane.expert_chunk[call.side_expert_chunk];
   const ExpertChunk& chunk = lane.expert_chunk[call.expert & 1];
   // loop control, registered a pass ahead (the carried path is r's compare and a select)
   int r = 0;         // row of the pass
@@ -454,7 +454,6 @@ lin_pass:
 // TILE_WORDS) is left to the tool (no `false` here; UG1399 "pragma HLS dependence").
 #pragma HLS DEPENDENCE variable = wtile inter RAW distance = LIN_MIN_PASS + 1 true
 #pragma HLS DEPENDENCE variable = acc inter RAW distance = LIN_MIN_PASS true  // a pass apart
-#pragma HLS DEPENDENCE variable = output inter false  // a merged word is read and written once
     // No element of x, h or wide is touched by two iterations of one call in a way that
     // orders them (UG1399 "pragma HLS dependence": inter false only where true):
     // x: each (row, column) is read-modified-written once, in one iteration (the epilogue
@@ -497,19 +496,15 @@ lin_pass:
       }
     }
     if (side_now) {  // the side move: rows neither the MACs nor the epilogue touch
-      const uint64_t word = (gather ? side.h_at[sr] : side.x_at[sr]) / WORD_BYTES + sw;
+      const word_t word = side_in.read();
       act_t xs[ROW_LANES];
 #pragma HLS ARRAY_PARTITION variable = xs complete dim = 1  // a bus word's lanes
+      unpack_word<4, true, ROW_LANES>(&word, 0, xs);
       if (gather) {
-        count_words<PORT_SCRATCH>(1, false);
-        unpack_word<4, true, ROW_LANES>(scratch, word, xs);
         store_lanes_at<H_BANKS, ROW_LANES>(h[sr], h_at, ROW_LANES, xs);
       } else {
-        count_words<PORT_OUTPUT>(1, false);
-        unpack_word<4, true, ROW_LANES>(output, word, xs);
         merge_lanes(xq, x_at, xs);
-        count_words<PORT_OUTPUT>(1, true);
-        output[word] = pack_i32<ROW_LANES>(xs, ROW_LANES);
+        side_out.write(pack_i32<ROW_LANES>(xs, ROW_LANES));
       }
       bank_advance<H_BANKS, ROW_LANES>(h_at);
       bank_advance<X_BANKS, ROW_LANES>(x_at);
@@ -607,20 +602,85 @@ lin_pass:
   }
 }
 
-/// The weight stream beside the MACs: two processes joined by a FIFO of weight words, so
-/// the stream is a burst however the passes consume it (the read sits in a loop of its
-/// own, not behind the pass's condition: UG1448 214-232 on conditional accesses).
+/// Side-move words in flight between the row reader and the MACs: two rows, so the next
+/// row's burst is requested while the MACs take the current one.
+constexpr int LIN_SIDE_DEPTH = 2 * ROW_WORDS;
+
+/// The side move's DDR reads (see RowSide): per row, one burst of ROW_WORDS words from a
+/// base known before the row's loop (UG1399 "Preconditions and Limitations of Burst
+/// Transfer"), into the FIFO the MACs take one word per cycle from. Gather and merge read
+/// different bundles, each in a loop of its own (no conditional access: UG1448 214-232).
+/// \param base the rows' first words, copied for this process alone by linear_unit
+inline void lin_side_read(RowSide side, int rows, const uint64_t base[NUM_TOKENS],
+                          const word_t* output, const word_t* scratch,
+                          hls::stream<word_t>& side_in) {
+#pragma HLS INLINE off  // a DATAFLOW process: the one reader of `output` in the region
+lin_side_read_rows:
+  for (int r = 0; r < rows; ++r) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = NUM_TOKENS
+    const uint64_t first = base[r];
+    if (side == SIDE_GATHER) {
+      count_words<PORT_SCRATCH>(ROW_WORDS, false);
+    lin_side_read_gather:
+      for (int w = 0; w < ROW_WORDS; ++w) {
+#pragma HLS PIPELINE II = 1  // a bus word per cycle: one burst per row
+        side_in.write(scratch[first + w]);
+      }
+    } else {
+      count_words<PORT_OUTPUT>(ROW_WORDS, false);
+    lin_side_read_merge:
+      for (int w = 0; w < ROW_WORDS; ++w) {
+#pragma HLS PIPELINE II = 1  // a bus word per cycle: one burst per row
+        side_in.write(output[first + w]);
+      }
+    }
+  }
+}
+
+/// The merge's DDR writes: the merged words the MACs hand over, per row one burst of
+/// ROW_WORDS words to the row's parked x.
+/// \param base the rows' first words (the same as the reader's, a copy of its own)
+inline void lin_side_write(int rows, const uint64_t base[NUM_TOKENS], word_t* output,
+                           hls::stream<word_t>& side_out) {
+#pragma HLS INLINE off  // a DATAFLOW process: the one writer of `output` in the region
+lin_side_write_rows:
+  for (int r = 0; r < rows; ++r) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = NUM_TOKENS
+    const uint64_t first = base[r];
+    count_words<PORT_OUTPUT>(ROW_WORDS, true);
+  lin_side_write_words:
+    for (int w = 0; w < ROW_WORDS; ++w) {
+#pragma HLS PIPELINE II = 1  // a bus word per cycle: one burst per row
+      output[first + w] = side_out.read();
+    }
+  }
+}
+
+/// One linear-unit call as a DATAFLOW region: the weight stream (a burst however the
+/// passes consume it: the read sits in a loop of its own, not behind the pass's condition,
+/// UG1448 214-232), the side move's row reader and writer (per-row bursts), and the MAC
+/// pipeline between them, joined by FIFOs. Each array and bundle has one reading and one
+/// writing process (UG1448 200-992): `output` is read by the side reader and written by
+/// the side writer only.
 inline void lin_stream(const LinearCall& call, const LinearPlan& pl, const word_t* bundle,
                        uint64_t own_off, int own_words, int next_words, word_t* output,
-                       const word_t* scratch, Buffers& buf, LaneBuffers& lane,
-                       param_t wtile[LIN_TILE_BUFS][LIN_TILE],
+                       const word_t* scratch, const uint64_t side_rd[NUM_TOKENS],
+                       const uint64_t side_wr[NUM_TOKENS], int side_rows, Buffers& buf,
+                       LaneBuffers& lane, param_t wtile[LIN_TILE_BUFS][LIN_TILE],
                        const param_t bias[OUT_TILES_MAX * LIN_OUT]) {
 #pragma HLS INLINE off  // the DATAFLOW region stays a module
-#pragma HLS DATAFLOW    // the fetch runs ahead of the MACs by up to the FIFO's depth
+#pragma HLS DATAFLOW    // the fetch and the side reader run ahead of the MACs
   hls::stream<WeightWord> ws;
 #pragma HLS STREAM variable = ws depth = LIN_STREAM_DEPTH  // one tile of words in flight
+  hls::stream<word_t> side_in;
+#pragma HLS STREAM variable = side_in depth = LIN_SIDE_DEPTH  // two rows in flight
+  hls::stream<word_t> side_out;
+#pragma HLS STREAM variable = side_out depth = ROW_WORDS  // a row: the writer's burst
+  const int merge_rows = call.side == SIDE_MERGE ? side_rows : 0;
   lin_fetch_weights(bundle, own_off, own_words, call.next_w_off, next_words, ws);
-  lin_compute(call, pl, ws, output, scratch, buf.x, buf.h, buf.wide, lane, wtile, bias);
+  lin_side_read(call.side, side_rows, side_rd, output, scratch, side_in);
+  lin_compute(call, pl, ws, side_in, side_out, buf.x, buf.h, buf.wide, lane, wtile, bias);
+  lin_side_write(merge_rows, side_wr, output, side_out);
 }
 
 /// ceil(n / SIZE) for a feature count n < 2^BANK_COL_BITS: a narrow division (once per
@@ -722,12 +782,25 @@ lin_first_tiles:
   const int own_tiles = T > LIN_AHEAD ? T - LIN_AHEAD : 0;
   const int n_fetch = own_tiles + pl.handoff;  // passes that fetch
   pl.total = n_fetch * pl.fetching + (T - n_fetch) * pl.plain;
-  pl.side_words =
-      call.side != SIDE_NONE ? lane.expert_chunk[call.side_expert_chunk].rows * ROW_WORDS : 0;
+  // the side move's row bases, one copy per DATAFLOW process that needs them (the reader;
+  // the writer of a merge): read from the expert chunk here, before the region
+  const ExpertChunk& side = lane.expert_chunk[call.side_expert_chunk];
+  const int side_rows = call.side != SIDE_NONE ? side.rows : 0;
+  uint64_t side_rd[NUM_TOKENS];
+  uint64_t side_wr[NUM_TOKENS];
+lin_side_bases:
+  for (int r = 0; r < side_rows; ++r) {
+#pragma HLS PIPELINE II = 1  // one row base per cycle (<= NUM_TOKENS cycles per call)
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = NUM_TOKENS
+    const uint64_t at = call.side == SIDE_GATHER ? side.h_at[r] : side.x_at[r];
+    side_rd[r] = at / WORD_BYTES;
+    side_wr[r] = at / WORD_BYTES;
+  }
+  pl.side_words = side_rows * ROW_WORDS;
   pl.steps = pl.total > pl.side_words ? pl.total : pl.side_words;
   lin_stream(call, pl, bundle, call.w_off + uint64_t(LIN_AHEAD) * TILE_BYTES,
-             own_tiles * TILE_WORDS, pl.handoff * TILE_WORDS, output, scratch, buf, lane, wtile,
-             bias);
+             own_tiles * TILE_WORDS, pl.handoff * TILE_WORDS, output, scratch, side_rd, side_wr,
+             side_rows, buf, lane, wtile, bias);
 }
 
 }  // namespace edgemoe
