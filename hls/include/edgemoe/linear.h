@@ -125,6 +125,11 @@ struct LinearPrefetch {
   int buf;         ///< the tile buffer holding the first of them
 };
 
+/// The shortest distance, in lin_pass iterations, from the write of a tile-buffer element
+/// to its first read (see lin_compute): a fetching pass lasts at least LIN_TILE_WORDS
+/// iterations and the pass between them at least LIN_MIN_PASS.
+constexpr int LIN_WTILE_RAW = LIN_MIN_PASS + 1;
+
 /// Weights in one tile, and in bus words.
 constexpr int LIN_TILE = LIN_IN * LIN_OUT;
 constexpr int LIN_TILE_WORDS = LIN_TILE / (WORD_BYTES / 2);
@@ -380,7 +385,9 @@ inline int next_tile_buf(int b) {
 /// * h / wide / pix, bank i: one read (the MAC row, `lin_fetch`), and h one write (the
 ///   gather's word, through the rotate network);
 /// * the routing queue and the expert chunk: one read each of the row's token and gate
-///   weight (`tok`, `g`), shared by every lane; the side chunk: one read of its row base;
+///   weight (`tok`, `g`), shared by every lane;
+/// * the FIFOs: one weight word in (`ws`), one side word in (`side_in`) and, in a merge, one
+///   merged word out (`side_out`): no m_axi access in this loop;
 /// * GELU_ROM: copy c is read by lanes 2c and 2c + 1, one entry of each half each: two
 ///   reads per half-ROM, a dual-port ROM (rom_2p);
 /// * acc, lane o: one read and one write; bias, bank o: one read; wtile: registers.
@@ -452,7 +459,7 @@ lin_pass:
 // (TILE_WORDS - r) + LIN_MIN_PASS >= LIN_MIN_PASS + 1 iterations later: the true RAW
 // distance. The write-after-read on the buffer pass t - 1 read (distance 1 when rows >
 // TILE_WORDS) is left to the tool (no `false` here; UG1399 "pragma HLS dependence").
-#pragma HLS DEPENDENCE variable = wtile inter RAW distance = LIN_MIN_PASS + 1 true
+#pragma HLS DEPENDENCE variable = wtile inter RAW distance = LIN_WTILE_RAW true
 #pragma HLS DEPENDENCE variable = acc inter RAW distance = LIN_MIN_PASS true  // a pass apart
     // No element of x, h or wide is touched by two iterations of one call in a way that
     // orders them (UG1399 "pragma HLS dependence": inter false only where true):
@@ -611,7 +618,7 @@ constexpr int LIN_SIDE_DEPTH = 2 * ROW_WORDS;
 /// Transfer"), into the FIFO the MACs take one word per cycle from. Gather and merge read
 /// different bundles, each in a loop of its own (no conditional access: UG1448 214-232).
 /// \param base the rows' first words, copied for this process alone by linear_unit
-inline void lin_side_read(RowSide side, int rows, const uint64_t base[NUM_TOKENS],
+inline void lin_side_read(RowSide side, int rows, const uint32_t base[NUM_TOKENS],
                           const word_t* output, const word_t* scratch,
                           hls::stream<word_t>& side_in) {
 #pragma HLS INLINE off  // a DATAFLOW process: the one reader of `output` in the region
@@ -640,7 +647,7 @@ lin_side_read_rows:
 /// The merge's DDR writes: the merged words the MACs hand over, per row one burst of
 /// ROW_WORDS words to the row's parked x.
 /// \param base the rows' first words (the same as the reader's, a copy of its own)
-inline void lin_side_write(int rows, const uint64_t base[NUM_TOKENS], word_t* output,
+inline void lin_side_write(int rows, const uint32_t base[NUM_TOKENS], word_t* output,
                            hls::stream<word_t>& side_out) {
 #pragma HLS INLINE off  // a DATAFLOW process: the one writer of `output` in the region
 lin_side_write_rows:
@@ -664,8 +671,8 @@ lin_side_write_rows:
 /// the side writer only.
 inline void lin_stream(const LinearCall& call, const LinearPlan& pl, const word_t* bundle,
                        uint64_t own_off, int own_words, int next_words, word_t* output,
-                       const word_t* scratch, const uint64_t side_rd[NUM_TOKENS],
-                       const uint64_t side_wr[NUM_TOKENS], int side_rows, Buffers& buf,
+                       const word_t* scratch, const uint32_t side_rd[NUM_TOKENS],
+                       const uint32_t side_wr[NUM_TOKENS], int side_rows, Buffers& buf,
                        LaneBuffers& lane, param_t wtile[LIN_TILE_BUFS][LIN_TILE],
                        const param_t bias[OUT_TILES_MAX * LIN_OUT]) {
 #pragma HLS INLINE off  // the DATAFLOW region stays a module
@@ -786,15 +793,15 @@ lin_first_tiles:
   // the writer of a merge): read from the expert chunk here, before the region
   const ExpertChunk& side = lane.expert_chunk[call.side_expert_chunk];
   const int side_rows = call.side != SIDE_NONE ? side.rows : 0;
-  uint64_t side_rd[NUM_TOKENS];
-  uint64_t side_wr[NUM_TOKENS];
+  uint32_t side_rd[NUM_TOKENS];  // word indices: 2^32 bus words cover 64 GB
+  uint32_t side_wr[NUM_TOKENS];
 lin_side_bases:
   for (int r = 0; r < side_rows; ++r) {
 #pragma HLS PIPELINE II = 1  // one row base per cycle (<= NUM_TOKENS cycles per call)
 #pragma HLS LOOP_TRIPCOUNT min = 0 max = NUM_TOKENS
     const uint64_t at = call.side == SIDE_GATHER ? side.h_at[r] : side.x_at[r];
-    side_rd[r] = at / WORD_BYTES;
-    side_wr[r] = at / WORD_BYTES;
+    side_rd[r] = uint32_t(at / WORD_BYTES);
+    side_wr[r] = uint32_t(at / WORD_BYTES);
   }
   pl.side_words = side_rows * ROW_WORDS;
   pl.steps = pl.total > pl.side_words ? pl.total : pl.side_words;
