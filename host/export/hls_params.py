@@ -319,8 +319,8 @@ def _gelu_rom_section(profile: Profile, t: Tiling) -> list[str]:
     copies = (t.lin_out + 1) // 2
 
     def rows(vals: list[int]) -> str:
-        lines = ["        " + ", ".join(map(str, vals[i : i + 12])) + "," for i in range(0, half, 12)]
-        return "\n".join(lines)
+        chunks = (vals[i : i + 12] for i in range(0, half, 12))
+        return "\n".join("        " + ", ".join(map(str, c)) + "," for c in chunks)
 
     body = "\n".join(
         f"    {{\n      {{\n{rows(even)}\n      }},\n      {{\n{rows(odd)}\n      }},\n    }},"
