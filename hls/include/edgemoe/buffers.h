@@ -43,7 +43,10 @@ struct ExpertChunk {
 /// Activations of one image (URAM/BRAM), banked by column for the linear unit: one of the
 /// two on-chip buffer sets.
 struct Buffers {
-  act_t x[NUM_TOKENS][EMBED_DIM];     ///< residual stream
+  /// residual stream; each of its X_BANKS banks is NUM_TOKENS * EMBED_DIM / X_BANKS deep
+  /// (1,032 for the default build: 8 over a BRAM36's 1K x 36, so 2 BRAM36 a bank; keeping
+  /// the class token's row apart would make it 1,024: hls/README.md, second review F19)
+  act_t x[NUM_TOKENS][EMBED_DIM];
   act_t h[NUM_TOKENS][EMBED_DIM];     ///< LayerNorm output, then attention output
   act_t wide[NUM_TOKENS][WIDE_COLS];  ///< Q/K/V, MLP hidden, gate logits, expert hidden
 };
