@@ -158,6 +158,7 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
         _unit_section(cfg, profile),
         _accumulator_section(cfg, profile),
         _tiling_section(t),
+        _gelu_rom_section(profile, t),
         _bundle_section(cfg, profile, t),
         _block_offset_section(cfg, ents),
         _scale_section(cfg, ents),
@@ -253,7 +254,6 @@ def _unit_section(cfg: ModelConfig, profile: Profile) -> list[str]:
         _array("int32_t", "EXP2_TABLE", tab.exp2),
         _array("int32_t", "RECIP_SEED", tab.recip),
         _array("int32_t", "RSQRT_SEED", tab.rsqrt),
-        _array("int32_t", "GELU_TABLE", tab.gelu),
         "/// The attention lane's own copies of the tables both DATAFLOW processes read (UG1448",
         "/// 214-169: a process reads its own memory, never one another process reads).",
         _array("int32_t", "EXP2_TABLE_ATTN", tab.exp2),
@@ -301,6 +301,38 @@ def _tiling_section(t: Tiling) -> list[str]:
         "/// Query rows each attention row unit serves in turn (its update chain's latency).",
         f"constexpr int ATTN_L = {ATTN_INTERLEAVE};",
         f"constexpr int AXI_BITS = {t.axi_bits};",
+    ]
+
+
+def _gelu_rom_section(profile: Profile, t: Tiling) -> list[str]:
+    """The GELU table as the linear epilogue reads it: one copy per two output lanes.
+
+    Entry ``k`` of the table (``edgemoe.host.contracts.tables``) is ``GELU_ROM[c][k % 2][k // 2]``
+    in every copy ``c``; the odd half is padded with a 0 to the even half's length. Lane ``o``
+    of the epilogue reads copy ``o // 2`` (a dual-port ROM serves two lanes), one entry of
+    each half per output (``gelu.h``), so no ROM is read more often than its ports allow.
+    """
+    table = [int(v) for v in unit_tables(profile).gelu]
+    half = (len(table) + 1) // 2
+    even = table[0::2]
+    odd = table[1::2] + [0] * (half - len(table[1::2]))
+    copies = (t.lin_out + 1) // 2
+
+    def rows(vals: list[int]) -> str:
+        chunks = (vals[i : i + 12] for i in range(0, half, 12))
+        return "\n".join("        " + ", ".join(map(str, c)) + "," for c in chunks)
+
+    body = "\n".join(
+        f"    {{\n      {{\n{rows(even)}\n      }},\n      {{\n{rows(odd)}\n      }},\n    }},"
+        for _ in range(copies)
+    )
+    return [
+        "",
+        "// ---- the GELU table per pair of epilogue lanes (gelu.h) ----",
+        "/// Entry k of the table is GELU_ROM[copy][k % 2][k / 2]; lane o reads copy o / 2.",
+        f"constexpr int GELU_HALF = {half};",
+        f"constexpr int GELU_COPIES = {copies};",
+        f"constexpr int32_t GELU_ROM[GELU_COPIES][2][GELU_HALF] = {{\n{body}\n}};",
     ]
 
 

@@ -5,16 +5,30 @@
 // column c0 + l with a run-time c0 therefore reaches a bank known only at run time, and
 // Vitis has to connect every lane to every bank (and cannot prove two lanes apart: the
 // II misses of UG1448 200-885 / 200-880). These helpers unroll over the *banks* instead:
-// bank b (a compile-time constant) is written or read at the row `(c0 + l) / B` of the
-// one lane l that lands in it, and the lane's value goes through a rotate network (a
-// mux of B / gcd(GRAIN, B) inputs per bank, GRAIN being a known divisor of c0). Every
-// subscript into the buffer is `addr * B + b`: bank b, whatever c0 is.
+// bank b (a compile-time constant) is written or read at the row of the one lane l that
+// lands in it, and the lane's value goes through a rotate network (a mux of
+// B / gcd(GRAIN, B) inputs per bank, GRAIN being a known divisor of c0). Every subscript
+// into the buffer is `addr * B + b`: bank b, whatever c0 is.
+//
+// The row inside bank b needs no division per bank: with c0 = q * B + phase, the lane
+// landing in bank b sits at row q when b >= phase and at row q + 1 when b < phase (it
+// wrapped past the last bank). So a walk divides once, narrow (bank_at: c0 / G by a
+// constant, which folds when the caller forms c0 as n * GRAIN, then one division of that
+// by B / G phases -- a shift when B / G is a power of two), never once per bank.
+// A caller that moves along a row by a constant step keeps a BankAt and advances it
+// (bank_advance: an add and a compare, no division at all).
 // With LANES > B a bank takes ROUNDS = ceil(LANES / B) accesses (the loop's II must allow
 // them; the default build has one round everywhere but the attention head loads, II = 2).
 #ifndef EDGEMOE_BANKED_H_
 #define EDGEMOE_BANKED_H_
 
+#include "edgemoe/fixed.h"
+
 namespace edgemoe {
+
+/// Column bits of any banked row (buffers.h checks every row length against it): the
+/// width of the one division a walk makes.
+constexpr int BANK_COL_BITS = 16;
 
 /// Greatest common divisor at compile time (a template, so no run-time recursion).
 template <int A, int B>
@@ -26,11 +40,37 @@ struct Gcd<A, 0> {
   static constexpr int value = A;
 };
 
-/// c0 % BANKS for a c0 that GRAIN divides, written so that only BANKS / G phases exist.
+/// Where column c0 lies in a row banked cyclic BANKS: c0 = row * BANKS + phase.
+struct BankAt {
+  int row;    ///< c0 / BANKS: the row inside bank b >= phase (b < phase: row + 1)
+  int phase;  ///< c0 % BANKS: the bank of column c0, a multiple of gcd(GRAIN, BANKS)
+};
+
+/// BankAt of a column c0 that GRAIN divides, 0 <= c0 < 2^BANK_COL_BITS: one narrow
+/// division by BANKS / gcd(GRAIN, BANKS); only BANKS / gcd phases exist.
 template <int BANKS, int GRAIN>
-inline int bank_phase(int c0) {
+inline BankAt bank_at(int c0) {
+#pragma HLS INLINE  // part of the caller's walk
   constexpr int G = Gcd<GRAIN, BANKS>::value;
-  return ((c0 / GRAIN) * (GRAIN / G) % (BANKS / G)) * G;
+  constexpr int PHASES = BANKS / G;
+  typedef uint<BANK_COL_BITS> col_t;
+  const col_t m = col_t(c0 / GRAIN) * col_t(GRAIN / G);  // c0 / G: folds for c0 = n * GRAIN
+  const col_t q = m / PHASES;                            // the walk's one division
+  BankAt at;
+  at.row = int(q);
+  at.phase = int(m - q * PHASES) * G;
+  return at;
+}
+
+/// Advance `at` by STEP columns (a constant): an add and a compare, no division.
+template <int BANKS, int STEP>
+inline void bank_advance(BankAt& at) {
+#pragma HLS INLINE
+  static_assert(STEP >= 0 && STEP < BANKS, "one wrap at most");
+  const int p = at.phase + STEP;
+  const bool wrap = p >= BANKS;
+  at.phase = wrap ? p - BANKS : p;
+  at.row = wrap ? at.row + 1 : at.row;
 }
 
 /// Direction of a bank walk: into the row (store_lanes) or out of it (load_lanes).
@@ -56,26 +96,41 @@ struct BankMove<FROM_ROW> {
 };
 
 /// The walk store_lanes and load_lanes share: bank by bank (each bank's index a
-/// constant), the lanes l < n that land in it, moved in direction DIR.
-/// Parameters as store_lanes; R and W carry the constness of the direction.
-template <BankDir DIR, int BANKS, int LANES, int GRAIN, typename R, typename W>
-inline void bank_walk(R* row, int c0, int n, W* vals) {
+/// constant), the lanes l < n that land in it, moved in direction DIR, the row inside the
+/// bank from `at` without a division. R and W carry the constness of the direction.
+template <BankDir DIR, int BANKS, int LANES, typename R, typename W>
+inline void bank_walk(R* row, BankAt at, int n, W* vals) {
+#pragma HLS INLINE  // row is a run-time sub-array of the caller's buffer (x[r], wide[r])
   constexpr int ROUNDS = (LANES + BANKS - 1) / BANKS;
-  const int phase = bank_phase<BANKS, GRAIN>(c0);
 bank_walk_banks:
   for (int b = 0; b < BANKS; ++b) {
 #pragma HLS UNROLL  // one port per bank, its bank index b a constant
-    const int first = b >= phase ? b - phase : b - phase + BANKS;  // bank: the lane for bank b
+    const bool wrapped = b < at.phase;
+    const int first = wrapped ? b - at.phase + BANKS : b - at.phase;  // bank: the lane for b
+    const int base = wrapped ? at.row + 1 : at.row;                   // bank: the row inside bank b
   bank_walk_rounds:
     for (int k = 0; k < ROUNDS; ++k) {
 #pragma HLS UNROLL
       const int l = first + k * BANKS;  // bank: a lane index (the rotate network's select)
       if (l < n && l < LANES) {
-        const int addr = (c0 + l) / BANKS;                    // bank: the row inside bank b
-        BankMove<DIR>::move(row, addr * BANKS + b, vals, l);  // bank: b, a constant
+        BankMove<DIR>::move(row, (base + k) * BANKS + b, vals, l);  // bank: b, a constant
       }
     }
   }
+}
+
+/// row[c0 + l] = vals[l] for l < n, row banked cyclic BANKS, c0 given as its BankAt.
+template <int BANKS, int LANES, typename T, typename V>
+inline void store_lanes_at(T* row, BankAt at, int n, const V vals[LANES]) {
+#pragma HLS INLINE
+  bank_walk<TO_ROW, BANKS, LANES>(row, at, n, vals);
+}
+
+/// vals[l] = row[c0 + l] for l < n, c0 given as its BankAt (see load_lanes).
+template <int BANKS, int LANES, typename T, typename V>
+inline void load_lanes_at(const T* row, BankAt at, int n, V vals[LANES]) {
+#pragma HLS INLINE
+  bank_walk<FROM_ROW, BANKS, LANES>(row, at, n, vals);
 }
 
 /// row[c0 + l] = vals[l] for l < n, row banked cyclic BANKS.
@@ -87,14 +142,16 @@ bank_walk_banks:
 /// \param n values to store, 0..LANES
 template <int BANKS, int LANES, int GRAIN, typename T, typename V>
 inline void store_lanes(T* row, int c0, int n, const V vals[LANES]) {
-  bank_walk<TO_ROW, BANKS, LANES, GRAIN>(row, c0, n, vals);
+#pragma HLS INLINE  // row is a run-time sub-array of the caller's buffer
+  bank_walk<TO_ROW, BANKS, LANES>(row, bank_at<BANKS, GRAIN>(c0), n, vals);
 }
 
 /// vals[l] = row[c0 + l] for l < n (vals[l] for l >= n untouched), row banked cyclic BANKS.
 /// Parameters as store_lanes.
 template <int BANKS, int LANES, int GRAIN, typename T, typename V>
 inline void load_lanes(const T* row, int c0, int n, V vals[LANES]) {
-  bank_walk<FROM_ROW, BANKS, LANES, GRAIN>(row, c0, n, vals);
+#pragma HLS INLINE  // row is a run-time sub-array of the caller's buffer
+  bank_walk<FROM_ROW, BANKS, LANES>(row, bank_at<BANKS, GRAIN>(c0), n, vals);
 }
 
 }  // namespace edgemoe

@@ -6,6 +6,7 @@
 #ifndef EDGEMOE_BUFFERS_H_
 #define EDGEMOE_BUFFERS_H_
 
+#include "edgemoe/banked.h"
 #include "edgemoe/config.h"
 
 namespace edgemoe {
@@ -18,6 +19,9 @@ constexpr int X_BANKS = LIN_OUT;
 constexpr int H_BANKS = LIN_IN;
 constexpr int WIDE_BANKS = LIN_IN;
 constexpr int PIX_BANKS = LIN_IN;
+static_assert(WIDE_COLS < (1 << BANK_COL_BITS) && PATCH_DIM < (1 << BANK_COL_BITS) &&
+                  OUT_TILES_MAX * LIN_OUT < (1 << BANK_COL_BITS),
+              "every banked row's columns fit the bank walk's narrow division (banked.h)");
 
 /// Per-expert queues of one MoE block (patch reordering).
 struct Routing {
@@ -39,7 +43,10 @@ struct ExpertChunk {
 /// Activations of one image (URAM/BRAM), banked by column for the linear unit: one of the
 /// two on-chip buffer sets.
 struct Buffers {
-  act_t x[NUM_TOKENS][EMBED_DIM];     ///< residual stream
+  /// residual stream; each of its X_BANKS banks is NUM_TOKENS * EMBED_DIM / X_BANKS deep
+  /// (1,032 for the default build: 8 over a BRAM36's 1K x 36, so 2 BRAM36 a bank; keeping
+  /// the class token's row apart would make it 1,024: hls/README.md, second review F19)
+  act_t x[NUM_TOKENS][EMBED_DIM];
   act_t h[NUM_TOKENS][EMBED_DIM];     ///< LayerNorm output, then attention output
   act_t wide[NUM_TOKENS][WIDE_COLS];  ///< Q/K/V, MLP hidden, gate logits, expert hidden
 };

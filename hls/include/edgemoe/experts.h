@@ -128,6 +128,7 @@ inline void start_walk(QueueWalk& w) {
 inline int next_expert_chunk(const word_t* scratch, uint64_t out_base, int group,
                              const int count[MAX_GROUP][NUM_EXPERTS], QueueWalk& w,
                              ExpertChunk& ch) {
+#pragma HLS INLINE  // ch is a run-time element of LaneBuffers::expert_chunk (UG1448 200-197)
   int expert = NUM_EXPERTS;
   ch.rows = 0;
 expert_chunk_fill:

@@ -125,6 +125,11 @@ struct LinearPrefetch {
   int buf;         ///< the tile buffer holding the first of them
 };
 
+/// The shortest distance, in lin_pass iterations, from the write of a tile-buffer element
+/// to its first read (see lin_compute): a fetching pass lasts at least LIN_TILE_WORDS
+/// iterations and the pass between them at least LIN_MIN_PASS.
+constexpr int LIN_WTILE_RAW = LIN_MIN_PASS + 1;
+
 /// Weights in one tile, and in bus words.
 constexpr int LIN_TILE = LIN_IN * LIN_OUT;
 constexpr int LIN_TILE_WORDS = LIN_TILE / (WORD_BYTES / 2);
@@ -145,21 +150,22 @@ static_assert(TOKEN_BIAS_W <= ACT_W, "token bias is staged in the activation buf
 
 /// Input element (r, c) of a call, 0 past the last column (padded weights are 0 too).
 /// The caller's c is `it * LIN_IN + i`: bank i of h, wide and pix (all cyclic LIN_IN).
-inline wide_t linear_input(const LinearCall& call, const act_t h[NUM_TOKENS][EMBED_DIM],
-                           const act_t wide[NUM_TOKENS][WIDE_COLS], const LaneBuffers& lane, int r,
-                           int c) {
+/// `hr` is the row of h the call reads (r, or the queued token of IN_H_GATHER: read once
+/// per row by the caller, not once per lane), so each buffer is read by one expression.
+inline act_t linear_input(const LinearCall& call, const act_t h[NUM_TOKENS][EMBED_DIM],
+                          const act_t wide[NUM_TOKENS][WIDE_COLS], const LaneBuffers& lane, int r,
+                          int hr, int c) {
+#pragma HLS INLINE  // a lane of the MAC row: reads bank c % LIN_IN of a run-time row
   if (c >= call.k) {
     return 0;
   }
   switch (call.in) {
     case IN_PIXELS:
-      return wide_t(lane.pix[r][c]);
-    case IN_H:
-      return wide_t(h[r][c]);
-    case IN_H_GATHER:
-      return wide_t(h[lane.routing.token[call.expert][r]][c]);
-    default:
-      return wide_t(wide[r][c]);
+      return act_t(lane.pix[r][c]);  // bank: i (the caller's c = it * LIN_IN + i)
+    case IN_WIDE:
+      return wide[r][c];  // bank: i
+    default:              // IN_H, IN_H_GATHER
+      return h[hr][c];    // bank: i
   }
 }
 
@@ -168,99 +174,149 @@ inline bool writes_wide(LinearOutput out) {
   return out == OUT_QKV || out == OUT_GATE || out == OUT_GELU;
 }
 
-/// The epilogue of one output value. Outputs into x are stored here: column `col` is
-/// `ot * LIN_OUT + o`, bank o of x (cyclic LIN_OUT). Outputs into wide (writes_wide) are
-/// returned: the caller stores the tile's LIN_OUT of them through store_lanes, because
-/// `ot * LIN_OUT + o` is a run-time bank of wide (cyclic LIN_IN).
-inline wide_t linear_output(const LinearCall& call, act_t x[NUM_TOKENS][EMBED_DIM],
-                            const LaneBuffers& lane, int r, int col, wide_t acc, wide_t bias) {
+/// Whether a call's epilogue reads the x element it writes (the addend of OUT_EMBED,
+/// the residual of OUT_PROJ / OUT_RESIDUAL / OUT_EXPERT).
+inline bool reads_x(LinearOutput out) {
+  return out == OUT_EMBED || out == OUT_PROJ || out == OUT_RESIDUAL || out == OUT_EXPERT;
+}
+
+/// The x row a call's epilogue reads and writes for input row r: the staged token bias's
+/// row r + 1 (OUT_EMBED), the queued token (OUT_EXPERT), or r.
+inline int epilogue_row(LinearOutput out, int r, int token) {
+  return out == OUT_EMBED ? r + 1 : out == OUT_EXPERT ? token : r;
+}
+
+/// The epilogue of one output value: a pure function of the lane's sum, its bias, the x
+/// element it adds to (`xold`, read by the caller through the bank's one read port) and
+/// the row's gate weight `g` (read once per row by the caller). Sets `x_new` (stored by
+/// the caller through the bank's one write port when the call writes x) or returns the
+/// value bound for wide.
+/// \param sh the call's shifts (linear_shift, once per call)
+/// \param copy the GELU table copy of this lane (gelu.h)
+inline wide_t linear_output(LinearOutput out, const LinearShift& sh, wide_t acc, wide_t bias,
+                            wide_t xold, prob_t g, int copy, act_t& x_new) {
+#pragma HLS INLINE  // one lane of the unrolled epilogue
   // one sum per output, with the call's own shifts (scale.h): the addend -- the bias, or
   // the token bias staged in x for the embedding -- aligned to the accumulator, then one
   // rounding to the output's fraction bits; only the saturation differs by output
-  const LinearShift sh = linear_shift(
-      call.scale, call.in == IN_PIXELS ? PIXEL_F : ACT_F,
-      call.out == OUT_QKV ? ATTN_QKV_F : (call.out == OUT_GATE ? ATTN_SCORE_F : ACT_F));
-  const wide_t addend = call.out == OUT_EMBED ? wide_t(x[r + 1][col]) : bias;
+  const wide_t addend = out == OUT_EMBED ? xold : bias;
   const wide_t v = scale_round(acc + (addend << sh.addend), sh.out);
   const wide_t y = saturate<ACT_W>(v);
   // an expert output scaled by its gate weight: one PROB_W x ACT_W product for both
   // expert cases
-  const prob_t g = call.out == OUT_EXPERT ? lane.routing.weight[call.expert][r]
-                                          : lane.expert_chunk[call.expert & 1].weight[r];
   const wide_t gated = shift_round(wide_t(g * act_t(y)), PROB_F);
   wide_t to_wide = 0;
-  switch (call.out) {
+  switch (out) {
     case OUT_EMBED:
-      x[r + 1][col] = y;
+      x_new = act_t(y);
       break;
     case OUT_QKV:
       to_wide = saturate<ATTN_QKV_W>(v);
       break;
     case OUT_PROJ:
     case OUT_RESIDUAL:
-      x[r][col] = saturate<ACT_W>(wide_t(x[r][col]) + y);
+      x_new = act_t(saturate<ACT_W>(xold + y));
       break;
     case OUT_GATE:
       to_wide = saturate<ATTN_SCORE_W>(v);
       break;
     case OUT_GELU:
-      to_wide = gelu<ACT_F>(y);
+      to_wide = gelu<ACT_F>(y, copy);
       break;
-    case OUT_EXPERT: {
-      const int t = lane.routing.token[call.expert][r];
-      x[t][col] = saturate<ACT_W>(wide_t(x[t][col]) + gated);
+    case OUT_EXPERT:
+      x_new = act_t(saturate<ACT_W>(xold + gated));
       break;
-    }
     default:  // OUT_DELTA: what OUT_EXPERT adds, kept for the merge
-      x[r][col] = gated;
+      x_new = act_t(gated);
       break;
   }
   return to_wide;
 }
 
-/// Word w of row r of an expert chunk's side move (see RowSide). The word's ROW_LANES columns
-/// start at w * ROW_LANES, a run-time bank of h (cyclic LIN_IN) and of x (cyclic LIN_OUT):
-/// they go through the bank rotate network (banked.h).
-inline void side_word(RowSide side, const ExpertChunk& ch, int r, int w, word_t* output,
-                      const word_t* scratch, act_t x[NUM_TOKENS][EMBED_DIM],
-                      act_t h[NUM_TOKENS][EMBED_DIM]) {
-  const uint64_t at = uint64_t(w) * WORD_BYTES;
-  const int c0 = w * ROW_LANES;
-  act_t xs[ROW_LANES];
-#pragma HLS ARRAY_PARTITION variable = xs complete dim = 1  // a bus word's lanes
-  if (side == SIDE_GATHER) {
-    count_words<PORT_SCRATCH>(1, false);
-    unpack_word<4, true, ROW_LANES>(scratch, (ch.h_at[r] + at) / WORD_BYTES, xs);
-    store_lanes<H_BANKS, ROW_LANES, ROW_LANES>(h[r], c0, ROW_LANES, xs);
-  } else {
-    act_t own[ROW_LANES];
-#pragma HLS ARRAY_PARTITION variable = own complete dim = 1
-    count_words<PORT_OUTPUT>(1, false);
-    unpack_word<4, true, ROW_LANES>(output, (ch.x_at[r] + at) / WORD_BYTES, xs);
-    load_lanes<X_BANKS, ROW_LANES, ROW_LANES>(x[r], c0, ROW_LANES, own);
-  side_merge_lanes:
-    for (int l = 0; l < ROW_LANES; ++l) {
-      xs[l] = saturate<ACT_W>(wide_t(xs[l]) + wide_t(own[l]));
+/// The merge of one side-move word (see RowSide): the parked x's ROW_LANES values `xs`
+/// plus this row's OUT_DELTA values, which the caller read from x's banks into `xq` (bank
+/// b of x holds the lane whose column is b modulo X_BANKS); `at` is the word's first
+/// column. The lanes come out of the banks through the rotate network.
+inline void merge_lanes(const act_t xq[X_BANKS], BankAt at, act_t xs[ROW_LANES]) {
+#pragma HLS INLINE
+  act_t own[ROW_LANES];
+#pragma HLS ARRAY_PARTITION variable = own complete dim = 1  // a bus word's lanes
+merge_banks:
+  for (int b = 0; b < X_BANKS; ++b) {
+#pragma HLS UNROLL  // bank b's value goes to the one lane that lands in it
+    const int l = b < at.phase ? b - at.phase + X_BANKS : b - at.phase;  // bank: lane of b
+    if (l < ROW_LANES) {
+      own[l] = xq[b];  // bank: b, a constant (xq is registers)
     }
-    count_words<PORT_OUTPUT>(1, true);
-    output[(ch.x_at[r] + at) / WORD_BYTES] = pack_i32<ROW_LANES>(xs, ROW_LANES);
+  }
+merge_word_lanes:
+  for (int l = 0; l < ROW_LANES; ++l) {
+    xs[l] = act_t(saturate<ACT_W>(wide_t(xs[l]) + wide_t(own[l])));
   }
 }
 
-/// An expert chunk's side move on its own (nothing computing beside it), a bus word per cycle.
+/// The row inside bank b of x that a side-move word starting at `at` reads (the lane that
+/// lands in bank b wrapped past the last bank: one row on), and whether any lane lands
+/// there.
+inline int merge_row_in_bank(BankAt at, int b, bool& used) {
+#pragma HLS INLINE
+  const bool wrapped = b < at.phase;
+  const int l = wrapped ? b - at.phase + X_BANKS : b - at.phase;  // bank: lane of bank b
+  used = l < ROW_LANES;
+  return wrapped ? at.row + 1 : at.row;
+}
+
+/// An expert chunk's side move on its own (nothing computing beside it): per row, a burst
+/// of ROW_WORDS words from a base known before the row's loop (UG1399 "Preconditions and
+/// Limitations of Burst Transfer": consecutive words, length known before the request).
+/// A merge reads the row's parked x in one loop (adding the row's OUT_DELTA values) and
+/// writes it back in another, so neither loop both reads and writes the bundle.
 inline void move_rows(RowSide side, const ExpertChunk& ch, word_t* output, const word_t* scratch,
                       act_t x[NUM_TOKENS][EMBED_DIM], act_t h[NUM_TOKENS][EMBED_DIM]) {
-  int r = 0;
-  int w = 0;
-move_rows_words:
-  for (int s = 0; s < ch.rows * ROW_WORDS; ++s) {
-#pragma HLS PIPELINE II = 1  // a bus word per cycle
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS * ROW_WORDS
-#pragma HLS DEPENDENCE variable = output inter false  // each word is read and written once
-    side_word(side, ch, r, w, output, scratch, x, h);
-    if (++w == ROW_WORDS) {
-      w = 0;
-      ++r;
+#pragma HLS INLINE           // ch is a run-time element of LaneBuffers::expert_chunk
+  word_t merged[ROW_WORDS];  // one merged row between its read and its write burst
+move_rows_rows:
+  for (int r = 0; r < ch.rows; ++r) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
+    if (side == SIDE_GATHER) {
+      const uint64_t first = ch.h_at[r] / WORD_BYTES;
+      count_words<PORT_SCRATCH>(ROW_WORDS, false);
+      BankAt at = {0, 0};
+    move_rows_gather:
+      for (int w = 0; w < ROW_WORDS; ++w) {
+#pragma HLS PIPELINE II = 1  // a bus word per cycle: one burst per row
+        act_t xs[ROW_LANES];
+#pragma HLS ARRAY_PARTITION variable = xs complete dim = 1
+        unpack_word<4, true, ROW_LANES>(scratch, first + w, xs);
+        store_lanes_at<H_BANKS, ROW_LANES>(h[r], at, ROW_LANES, xs);
+        bank_advance<H_BANKS, ROW_LANES>(at);
+      }
+    } else {
+      const uint64_t first = ch.x_at[r] / WORD_BYTES;
+      count_words<PORT_OUTPUT>(ROW_WORDS, false);
+      count_words<PORT_OUTPUT>(ROW_WORDS, true);
+      BankAt at = {0, 0};
+    move_rows_merge_read:
+      for (int w = 0; w < ROW_WORDS; ++w) {
+#pragma HLS PIPELINE II = 1  // a bus word per cycle: one read burst per row
+        act_t xs[ROW_LANES];
+        act_t own[ROW_LANES];
+#pragma HLS ARRAY_PARTITION variable = xs complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = own complete dim = 1
+        unpack_word<4, true, ROW_LANES>(output, first + w, xs);
+        load_lanes_at<X_BANKS, ROW_LANES>(x[r], at, ROW_LANES, own);
+        bank_advance<X_BANKS, ROW_LANES>(at);
+      move_rows_lanes:
+        for (int l = 0; l < ROW_LANES; ++l) {
+          xs[l] = act_t(saturate<ACT_W>(wide_t(xs[l]) + wide_t(own[l])));
+        }
+        merged[w] = pack_i32<ROW_LANES>(xs, ROW_LANES);
+      }
+    move_rows_merge_write:
+      for (int w = 0; w < ROW_WORDS; ++w) {
+#pragma HLS PIPELINE II = 1  // a bus word per cycle: one write burst per row
+        output[first + w] = merged[w];
+      }
     }
   }
 }
@@ -307,17 +363,51 @@ lin_fetch_parts:
   }
 }
 
+/// Whether the pass over tile t fetches a tile: the tile LIN_AHEAD ahead is this call's
+/// or one of the next call's first `handoff`.
+inline bool lin_fetches(const LinearPlan& pl, int t) {
+  const int g = t + LIN_AHEAD;
+  return g < pl.T || g - pl.T < pl.handoff;
+}
+
+/// The tile buffer after buffer b in the rotation (no `% LIN_TILE_BUFS`: a compare).
+inline int next_tile_buf(int b) {
+  return b + 1 == LIN_TILE_BUFS ? 0 : b + 1;
+}
+
 /// The MAC pipeline of one call (see linear_unit): one pass per weight tile over the rows;
 /// during a pass the tile LIN_AHEAD ahead arrives from the weight stream, one word per
 /// cycle, into its tile buffer.
+///
+/// What each memory sees per iteration (the port budget of II = 1, UG1448 200-885/200-880):
+/// * x, bank b: one read (the epilogue's element, or the merge's OUT_DELTA value: one
+///   address mux, `lin_x_read`) and one write (the epilogue's, `lin_x_write`);
+/// * h / wide / pix, bank i: one read (the MAC row, `lin_fetch`), and h one write (the
+///   gather's word, through the rotate network);
+/// * the routing queue and the expert chunk: one read each of the row's token and gate
+///   weight (`tok`, `g`), shared by every lane;
+/// * the FIFOs: one weight word in (`ws`), one side word in (`side_in`) and, in a merge, one
+///   merged word out (`side_out`): no m_axi access in this loop;
+/// * GELU_ROM: copy c is read by lanes 2c and 2c + 1, one entry of each half each: two
+///   reads per half-ROM, a dual-port ROM (rom_2p);
+/// * acc, lane o: one read and one write; bias, bank o: one read; wtile: registers.
 inline void lin_compute(const LinearCall& call, const LinearPlan& pl, hls::stream<WeightWord>& ws,
-                        word_t* output, const word_t* scratch, act_t x[NUM_TOKENS][EMBED_DIM],
-                        act_t h[NUM_TOKENS][EMBED_DIM], act_t wide[NUM_TOKENS][WIDE_COLS],
-                        LaneBuffers& lane, param_t wtile[LIN_TILE_BUFS][LIN_TILE],
+                        hls::stream<word_t>& side_in, hls::stream<word_t>& side_out,
+                        act_t x[NUM_TOKENS][EMBED_DIM], act_t h[NUM_TOKENS][EMBED_DIM],
+                        act_t wide[NUM_TOKENS][WIDE_COLS], LaneBuffers& lane,
+                        param_t wtile[LIN_TILE_BUFS][LIN_TILE],
                         const param_t bias[OUT_TILES_MAX * LIN_OUT]) {
 #pragma HLS INLINE off  // a DATAFLOW process
+// the GELU table, one copy per pair of epilogue lanes, each copy's even and odd entries
+// apart (gelu.h): 2 * GELU_COPIES ROMs of GELU_HALF entries, each read twice per
+// iteration (UG1399 "pragma HLS array_partition"; "pragma HLS bind_storage": rom_2p)
+#pragma HLS ARRAY_PARTITION variable = GELU_ROM complete dim = 1        // a copy per lane pair
+#pragma HLS ARRAY_PARTITION variable = GELU_ROM complete dim = 2        // even / odd entries
+#pragma HLS BIND_STORAGE variable = GELU_ROM type = rom_2p impl = bram  // two lanes a copy
   constexpr int TILE_WORDS = LIN_TILE_WORDS;
   constexpr int WEIGHTS_PER_WORD = WORD_BYTES / 2;
+  static_assert(X_BANKS == LIN_OUT, "epilogue lane o is bank o of x");
+  static_assert(ROW_LANES <= X_BANKS && ROW_LANES <= H_BANKS, "a side word: one round");
   // the call's accumulators: written before they are read in every call
   lin_acc_t acc[NUM_TOKENS][LIN_OUT];
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 2  // LIN_OUT lanes per cycle
@@ -327,23 +417,50 @@ inline void lin_compute(const LinearCall& call, const LinearPlan& pl, hls::strea
 #pragma HLS ARRAY_PARTITION variable = sums complete dim = 1
   act_t to_wide[LIN_OUT];  // one row's outputs bound for wide, into the rotate network
 #pragma HLS ARRAY_PARTITION variable = to_wide complete dim = 1
-  const int IT = pl.IT;
-  const int T = pl.T;
-  const int b0 = pl.b0;
-  const ExpertChunk& side = lane.expert_chunk[call.side_expert_chunk];
-  int t = 0;
-  int r = 0;
-  int it = 0;
-  int ot = 0;
-  int sr = 0;  // the side move's row and word
+  act_t xq[X_BANKS];  // what each bank of x gave this iteration (its one read)
+#pragma HLS ARRAY_PARTITION variable = xq complete dim = 1
+  act_t x_new[X_BANKS];  // what each bank of x takes (its one write)
+#pragma HLS ARRAY_PARTITION variable = x_new complete dim = 1
+  // per call: the shifts, where outputs go, which side move
+  const LinearShift sh = linear_shift(
+      call.scale, call.in == IN_PIXELS ? PIXEL_F : ACT_F,
+      call.out == OUT_QKV ? ATTN_QKV_F : (call.out == OUT_GATE ? ATTN_SCORE_F : ACT_F));
+  const bool to_x = !writes_wide(call.out);
+  const bool epi_reads_x = reads_x(call.out);
+  const bool has_bias = call.b_off != NO_TENSOR;
+  const bool gather = call.side == SIDE_GATHER;
+  const ExpertChunk& chunk = lane.expert_chunk[call.expert & 1];
+  // loop control, registered a pass ahead (the carried path is r's compare and a select)
+  int r = 0;         // row of the pass
+  int t = 0;         // tile of the pass
+  int it = 0;        // its input tile
+  int ot = 0;        // its output tile
+  int rbuf = pl.b0;  // the tile buffer read: (b0 + t) % LIN_TILE_BUFS
+  int wbuf = pl.b0;  // the tile buffer written: (b0 + t + LIN_AHEAD) % LIN_TILE_BUFS
+lin_buf_ahead:
+  for (int a = 0; a < LIN_AHEAD; ++a) {
+    wbuf = next_tile_buf(wbuf);
+  }
+  bool fetch_now = lin_fetches(pl, 0);
+  bool fetch_next = lin_fetches(pl, 1);
+  int pass_last = (fetch_now ? pl.fetching : pl.plain) - 1;
+  bool first = true;       // it == 0: accumulators start from zero, no clearing pass
+  bool last = pl.IT == 1;  // it == IT - 1: the epilogue runs with the last MACs
+  int sr = 0;              // the side move's row and word
   int sw = 0;
+  BankAt h_at = {0, 0};  // the side word's first column in h's banks and in x's
+  BankAt x_at = {0, 0};
 lin_pass:
   for (int step = 0; step < pl.steps; ++step) {
 #pragma HLS PIPELINE II = 1  // a row of MACs (+ epilogues) and a bus word per port per cycle
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 147456
-#pragma HLS DEPENDENCE variable = wtile inter false  // the tile being written is 2 ahead
+// wtile: the tile written during pass t is read from pass t + LIN_AHEAD on. A write at
+// row r < TILE_WORDS of a fetching pass (>= TILE_WORDS iterations) is read no sooner than
+// (TILE_WORDS - r) + LIN_MIN_PASS >= LIN_MIN_PASS + 1 iterations later: the true RAW
+// distance. The write-after-read on the buffer pass t - 1 read (distance 1 when rows >
+// TILE_WORDS) is left to the tool (no `false` here; UG1399 "pragma HLS dependence").
+#pragma HLS DEPENDENCE variable = wtile inter RAW distance = LIN_WTILE_RAW true
 #pragma HLS DEPENDENCE variable = acc inter RAW distance = LIN_MIN_PASS true  // a pass apart
-#pragma HLS DEPENDENCE variable = output inter false  // a merged word is read and written once
     // No element of x, h or wide is touched by two iterations of one call in a way that
     // orders them (UG1399 "pragma HLS dependence": inter false only where true):
     // x: each (row, column) is read-modified-written once, in one iteration (the epilogue
@@ -356,95 +473,252 @@ lin_pass:
 #pragma HLS DEPENDENCE variable = x inter false
 #pragma HLS DEPENDENCE variable = h inter false
 #pragma HLS DEPENDENCE variable = wide inter false
-    if (step < pl.side_words) {  // the side move: rows neither the MACs nor the epilogue touch
-      side_word(call.side, side, sr, sw, output, scratch, x, h);
+    const bool computing = step < pl.total;
+    const bool row_live = computing && r < call.rows;
+    const bool side_now = step < pl.side_words;
+    const bool merge_now = side_now && !gather;
+    const bool epi_now = row_live && last;
+    // per-row scalars, one read each, shared by every lane (not re-read per lane)
+    int tok = 0;
+    prob_t g = 0;
+    if (row_live) {
+      tok = lane.routing.token[call.expert][r];
+      g = call.out == OUT_EXPERT ? lane.routing.weight[call.expert][r] : chunk.weight[r];
+    }
+    const int xr = epilogue_row(call.out, r, tok);
+    // x: one read per bank -- the epilogue's element (row xr, bank o at row ot inside it)
+    // or, in a merge (whose call never reads x in its epilogue: fc1), the OUT_DELTA value
+    // of the side word's lane in this bank
+  lin_x_read:
+    for (int b = 0; b < X_BANKS; ++b) {
+#pragma HLS UNROLL  // bank b, a constant
+      bool used = false;
+      const int m_addr = merge_row_in_bank(x_at, b, used);
+      const bool epi_rd = epi_now && epi_reads_x && ot * X_BANKS + b < call.o;
+      const int row = merge_now ? sr : xr;
+      const int addr = merge_now ? m_addr : ot;
+      xq[b] = 0;
+      if (merge_now ? used : epi_rd) {
+        xq[b] = x[row][addr * X_BANKS + b];  // bank: b, a constant
+      }
+    }
+    if (side_now) {  // the side move: rows neither the MACs nor the epilogue touch
+      const word_t word = side_in.read();
+      act_t xs[ROW_LANES];
+#pragma HLS ARRAY_PARTITION variable = xs complete dim = 1  // a bus word's lanes
+      unpack_word<4, true, ROW_LANES>(&word, 0, xs);
+      if (gather) {
+        store_lanes_at<H_BANKS, ROW_LANES>(h[sr], h_at, ROW_LANES, xs);
+      } else {
+        merge_lanes(xq, x_at, xs);
+        side_out.write(pack_i32<ROW_LANES>(xs, ROW_LANES));
+      }
+      bank_advance<H_BANKS, ROW_LANES>(h_at);
+      bank_advance<X_BANKS, ROW_LANES>(x_at);
       if (++sw == ROW_WORDS) {
         sw = 0;
         ++sr;
+        h_at.row = 0;
+        h_at.phase = 0;
+        x_at.row = 0;
+        x_at.phase = 0;
       }
     }
-    if (step >= pl.total) {
-      continue;  // only the side move is left
-    }
-    const int g = t + LIN_AHEAD;  // global index of the tile streaming in
-    const int fetch = (g < T || g - T < pl.handoff) ? TILE_WORDS : 0;
-    const int pass = fetch != 0 ? pl.fetching : pl.plain;
-    if (r < fetch) {
-      const WeightWord ww = ws.read();
-    lin_tile_word:
-      for (int l = 0; l < WEIGHTS_PER_WORD; ++l) {
-        // wtile is registers (complete dim 2): r selects which through a decoder, no RAM port
-        wtile[(b0 + g) % LIN_TILE_BUFS][r * WEIGHTS_PER_WORD + l] = ww.w[l];  // bank: registers
+    if (computing) {
+      if (fetch_now && r < TILE_WORDS) {
+        const WeightWord ww = ws.read();
+      lin_tile_word:
+        for (int l = 0; l < WEIGHTS_PER_WORD; ++l) {
+          // wtile is registers (complete dim 2): r selects which through a decoder, no RAM port
+          wtile[wbuf][r * WEIGHTS_PER_WORD + l] = ww.w[l];  // bank: registers
+        }
       }
-    }
-    if (r < call.rows) {
-      const param_t* w = wtile[(b0 + t) % LIN_TILE_BUFS];
-      const bool first = it == 0;      // accumulators start from zero: no clearing pass
-      const bool last = it == IT - 1;  // the epilogue runs in the same pass as the last MACs
-    lin_fetch:
-      for (int i = 0; i < LIN_IN; ++i) {
-        xseg[i] = act_t(linear_input(call, h, wide, lane, r, it * LIN_IN + i));  // bank: i
-      }
-    lin_mac_init:
-      for (int o = 0; o < LIN_OUT; ++o) {
-        sums[o] = first ? lin_acc_t(0) : acc[r][o];
-      }
-    lin_mac_in:
-      for (int i = 0; i < LIN_IN; ++i) {
+      if (row_live) {
+        const param_t* w = wtile[rbuf];
+        const int hr = call.in == IN_H_GATHER ? tok : r;
+      lin_fetch:
+        for (int i = 0; i < LIN_IN; ++i) {
+          xseg[i] = linear_input(call, h, wide, lane, r, hr, it * LIN_IN + i);  // bank: i
+        }
       lin_mac_out:
         for (int o = 0; o < LIN_OUT; ++o) {
-          // ACT_W x 16-bit: one DSP48E2 for the lean profile (27 x 18)
-          sums[o] += lin_acc_t(xseg[i] * w[i * LIN_OUT + o]);
+          // the tile's products first, then the running sum once: the carried path
+          // (acc read -> one add -> acc write) holds one adder, not the tree
+          lin_acc_t dot = 0;
+        lin_mac_in:
+          for (int i = 0; i < LIN_IN; ++i) {
+            // ACT_W x 16-bit: one DSP48E2 for the lean profile (27 x 18)
+            dot += lin_acc_t(xseg[i] * w[i * LIN_OUT + o]);
+          }
+          sums[o] = first ? dot : lin_acc_t(acc[r][o] + dot);
         }
-      }
-      if (!last) {
-      lin_keep:
-        for (int o = 0; o < LIN_OUT; ++o) {
-          acc[r][o] = sums[o];
-        }
-      } else {
-      lin_epilogue:
-        for (int o = 0; o < LIN_OUT; ++o) {
-          const int col = ot * LIN_OUT + o;  // bank: o of x and of the bias (cyclic LIN_OUT)
-          if (col < call.o) {
-            to_wide[o] =
-                act_t(linear_output(call, x, lane, r, col, wide_t(sums[o]),
-                                    call.b_off != NO_TENSOR ? wide_t(bias[col]) : wide_t(0)));
+        if (!last) {
+        lin_keep:
+          for (int o = 0; o < LIN_OUT; ++o) {
+            acc[r][o] = sums[o];
+          }
+        } else {
+        lin_epilogue:
+          for (int o = 0; o < LIN_OUT; ++o) {
+            const int col = ot * LIN_OUT + o;  // bank: o of x and of the bias (cyclic LIN_OUT)
+            x_new[o] = 0;
+            to_wide[o] = 0;
+            if (col < call.o) {
+              to_wide[o] = act_t(linear_output(call.out, sh, wide_t(sums[o]),
+                                               has_bias ? wide_t(bias[col]) : wide_t(0),
+                                               wide_t(xq[o]), g, o / 2, x_new[o]));
+            }
+          }
+          if (to_x) {
+          lin_x_write:
+            for (int o = 0; o < X_BANKS; ++o) {
+              if (ot * X_BANKS + o < call.o) {
+                x[xr][ot * X_BANKS + o] = x_new[o];  // bank: o, a constant: the one write
+              }
+            }
+          } else {
+            const int left = call.o - ot * LIN_OUT;
+            store_lanes<WIDE_BANKS, LIN_OUT, LIN_OUT>(wide[r], ot * LIN_OUT,
+                                                      left < LIN_OUT ? left : LIN_OUT, to_wide);
           }
         }
-        if (writes_wide(call.out)) {
-          const int left = call.o - ot * LIN_OUT;
-          store_lanes<WIDE_BANKS, LIN_OUT, LIN_OUT>(wide[r], ot * LIN_OUT,
-                                                    left < LIN_OUT ? left : LIN_OUT, to_wide);
-        }
       }
-    }
-    // next (tile, row); input tiles run fastest within an output tile
-    if (++r == pass) {
-      r = 0;
-      ++t;
-      if (++it == IT) {
-        it = 0;
-        ++ot;
+      // next (tile, row); input tiles run fastest within an output tile. Everything the
+      // next pass needs was computed a pass ahead: the compare of r is the only carried
+      // logic before the selects.
+      if (r == pass_last) {
+        r = 0;
+        ++t;
+        rbuf = next_tile_buf(rbuf);
+        wbuf = next_tile_buf(wbuf);
+        fetch_now = fetch_next;
+        pass_last = (fetch_next ? pl.fetching : pl.plain) - 1;
+        fetch_next = lin_fetches(pl, t + 1);
+        first = last;  // the next input tile starts an output tile after a last one
+        if (last) {
+          it = 0;
+          ++ot;
+        } else {
+          ++it;
+        }
+        last = it == pl.IT - 1;
+      } else {
+        ++r;
       }
     }
   }
 }
 
-/// The weight stream beside the MACs: two processes joined by a FIFO of weight words, so
-/// the stream is a burst however the passes consume it (the read sits in a loop of its
-/// own, not behind the pass's condition: UG1448 214-232 on conditional accesses).
+/// Side-move words in flight between the row reader and the MACs: two rows, so the next
+/// row's burst is requested while the MACs take the current one.
+constexpr int LIN_SIDE_DEPTH = 2 * ROW_WORDS;
+
+/// The side move's DDR reads (see RowSide): per row, one burst of ROW_WORDS words from a
+/// base known before the row's loop (UG1399 "Preconditions and Limitations of Burst
+/// Transfer"), into the FIFO the MACs take one word per cycle from. Gather and merge read
+/// different bundles, each in a loop of its own (no conditional access: UG1448 214-232).
+/// \param base the rows' first words, copied for this process alone by linear_unit
+inline void lin_side_read(RowSide side, int rows, const uint32_t base[NUM_TOKENS],
+                          const word_t* output, const word_t* scratch,
+                          hls::stream<word_t>& side_in) {
+#pragma HLS INLINE off  // a DATAFLOW process: the one reader of `output` in the region
+lin_side_read_rows:
+  for (int r = 0; r < rows; ++r) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = NUM_TOKENS
+    const uint64_t first = base[r];
+    if (side == SIDE_GATHER) {
+      count_words<PORT_SCRATCH>(ROW_WORDS, false);
+    lin_side_read_gather:
+      for (int w = 0; w < ROW_WORDS; ++w) {
+#pragma HLS PIPELINE II = 1  // a bus word per cycle: one burst per row
+        side_in.write(scratch[first + w]);
+      }
+    } else {
+      count_words<PORT_OUTPUT>(ROW_WORDS, false);
+    lin_side_read_merge:
+      for (int w = 0; w < ROW_WORDS; ++w) {
+#pragma HLS PIPELINE II = 1  // a bus word per cycle: one burst per row
+        side_in.write(output[first + w]);
+      }
+    }
+  }
+}
+
+/// The merge's DDR writes: the merged words the MACs hand over, per row one burst of
+/// ROW_WORDS words to the row's parked x.
+/// \param base the rows' first words (the same as the reader's, a copy of its own)
+inline void lin_side_write(int rows, const uint32_t base[NUM_TOKENS], word_t* output,
+                           hls::stream<word_t>& side_out) {
+#pragma HLS INLINE off  // a DATAFLOW process: the one writer of `output` in the region
+lin_side_write_rows:
+  for (int r = 0; r < rows; ++r) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = NUM_TOKENS
+    const uint64_t first = base[r];
+    count_words<PORT_OUTPUT>(ROW_WORDS, true);
+  lin_side_write_words:
+    for (int w = 0; w < ROW_WORDS; ++w) {
+#pragma HLS PIPELINE II = 1  // a bus word per cycle: one burst per row
+      output[first + w] = side_out.read();
+    }
+  }
+}
+
+/// One linear-unit call as a DATAFLOW region: the weight stream (a burst however the
+/// passes consume it: the read sits in a loop of its own, not behind the pass's condition,
+/// UG1448 214-232), the side move's row reader and writer (per-row bursts), and the MAC
+/// pipeline between them, joined by FIFOs. Each array and bundle has one reading and one
+/// writing process (UG1448 200-992): `output` is read by the side reader and written by
+/// the side writer only.
 inline void lin_stream(const LinearCall& call, const LinearPlan& pl, const word_t* bundle,
                        uint64_t own_off, int own_words, int next_words, word_t* output,
-                       const word_t* scratch, Buffers& buf, LaneBuffers& lane,
-                       param_t wtile[LIN_TILE_BUFS][LIN_TILE],
+                       const word_t* scratch, const uint32_t side_rd[NUM_TOKENS],
+                       const uint32_t side_wr[NUM_TOKENS], int side_rows, Buffers& buf,
+                       LaneBuffers& lane, param_t wtile[LIN_TILE_BUFS][LIN_TILE],
                        const param_t bias[OUT_TILES_MAX * LIN_OUT]) {
 #pragma HLS INLINE off  // the DATAFLOW region stays a module
-#pragma HLS DATAFLOW    // the fetch runs ahead of the MACs by up to the FIFO's depth
+#pragma HLS DATAFLOW    // the fetch and the side reader run ahead of the MACs
   hls::stream<WeightWord> ws;
 #pragma HLS STREAM variable = ws depth = LIN_STREAM_DEPTH  // one tile of words in flight
+  hls::stream<word_t> side_in;
+#pragma HLS STREAM variable = side_in depth = LIN_SIDE_DEPTH  // two rows in flight
+  hls::stream<word_t> side_out;
+#pragma HLS STREAM variable = side_out depth = ROW_WORDS  // a row: the writer's burst
+  const int merge_rows = call.side == SIDE_MERGE ? side_rows : 0;
   lin_fetch_weights(bundle, own_off, own_words, call.next_w_off, next_words, ws);
-  lin_compute(call, pl, ws, output, scratch, buf.x, buf.h, buf.wide, lane, wtile, bias);
+  lin_side_read(call.side, side_rows, side_rd, output, scratch, side_in);
+  lin_compute(call, pl, ws, side_in, side_out, buf.x, buf.h, buf.wide, lane, wtile, bias);
+  lin_side_write(merge_rows, side_wr, output, side_out);
+}
+
+/// ceil(n / SIZE) for a feature count n < 2^BANK_COL_BITS: a narrow division (once per
+/// call, outside the pipeline; a shift when SIZE is a power of two).
+template <int SIZE>
+inline int narrow_ceil_div(int n) {
+  const uint<BANK_COL_BITS> v = n + SIZE - 1;
+  return int(v / SIZE);
+}
+
+/// One weight tile from the bundle into tile buffer `b`: one burst of LIN_TILE_WORDS words
+/// (UG1399 "Preconditions and Limitations of Burst Transfer": base and length known before
+/// the loop). The buffer is an index into wtile's undivided dimension, not a sub-array
+/// handed to a helper (the run-time sub-array argument UG1448 200-197 warns about).
+inline void lin_load_tile(const word_t* bundle, uint64_t off, int b,
+                          param_t wtile[LIN_TILE_BUFS][LIN_TILE]) {
+#pragma HLS INLINE  // a loop of linear_unit, its buffer index a run-time value
+  constexpr int PER_WORD = WORD_BYTES / 2;
+  const uint64_t first = off / WORD_BYTES;
+  count_words<PORT_WEIGHTS>(LIN_TILE_WORDS, false);
+lin_load_tile_words:
+  for (int w = 0; w < LIN_TILE_WORDS; ++w) {
+#pragma HLS PIPELINE II = 1  // a bus word per cycle: one burst
+    param_t vals[PER_WORD];
+#pragma HLS ARRAY_PARTITION variable = vals complete dim = 1
+    unpack_word<2, true, PER_WORD>(bundle, first + w, vals);
+  lin_load_tile_lanes:
+    for (int l = 0; l < PER_WORD; ++l) {
+      wtile[b][w * PER_WORD + l] = vals[l];  // bank: registers (wtile complete dim 2)
+    }
+  }
 }
 
 /// acc[r][o] = sum_i in(r, i) * W[o][i] for r < rows, tile by tile: one pass over the rows
@@ -474,8 +748,8 @@ inline void linear_unit(const LinearCall& call, const word_t* bundle, word_t* ou
 // network (ddr_read_banked), a bus word's 16-bit values starting at a run-time bank
 #pragma HLS ARRAY_PARTITION variable = bias cyclic factor = LIN_OUT dim = 1
   LinearPlan pl;
-  pl.IT = ceil_div(call.k, LIN_IN);
-  const int OT = ceil_div(call.o, LIN_OUT);
+  pl.IT = narrow_ceil_div<LIN_IN>(call.k);
+  const int OT = narrow_ceil_div<LIN_OUT>(call.o);
   pl.T = OT * pl.IT;
   const int T = pl.T;
   const uint64_t TILE_BYTES = uint64_t(TILE) * 2;
@@ -487,10 +761,13 @@ inline void linear_unit(const LinearCall& call, const word_t* bundle, word_t* ou
     pl.b0 = ahead.buf;
     ready = ahead.count;
   }
+  int buf_t = pl.b0;  // the tile buffer of tile t: (b0 + t) % LIN_TILE_BUFS
 lin_first_tiles:
-  for (int t = ready; t < LIN_AHEAD && t < T; ++t) {
-    ddr_read<PORT_WEIGHTS, 2, true>(bundle, call.w_off + uint64_t(t) * TILE_BYTES, TILE,
-                                    wtile[(pl.b0 + t) % LIN_TILE_BUFS]);
+  for (int t = 0; t < LIN_AHEAD && t < T; ++t) {
+    if (t >= ready) {
+      lin_load_tile(bundle, call.w_off + uint64_t(t) * TILE_BYTES, buf_t, wtile);
+    }
+    buf_t = next_tile_buf(buf_t);
   }
   // the whole call's bias, ahead of the pipeline (which has the port for weight words)
   if (call.b_off != NO_TENSOR) {
@@ -503,7 +780,7 @@ lin_first_tiles:
                                                                : LIN_AHEAD;
   ahead.count = pl.handoff;
   ahead.w_off = call.next_w_off;
-  ahead.buf = (pl.b0 + T) % LIN_TILE_BUFS;
+  ahead.buf = int(uint<BANK_COL_BITS>(pl.b0 + T) % LIN_TILE_BUFS);  // once per call, narrow
 
   // one pipeline over every (tile, row): a pass per tile of max(rows, its fetch, the
   // accumulators' read-to-write distance) cycles
@@ -512,12 +789,25 @@ lin_first_tiles:
   const int own_tiles = T > LIN_AHEAD ? T - LIN_AHEAD : 0;
   const int n_fetch = own_tiles + pl.handoff;  // passes that fetch
   pl.total = n_fetch * pl.fetching + (T - n_fetch) * pl.plain;
-  pl.side_words =
-      call.side != SIDE_NONE ? lane.expert_chunk[call.side_expert_chunk].rows * ROW_WORDS : 0;
+  // the side move's row bases, one copy per DATAFLOW process that needs them (the reader;
+  // the writer of a merge): read from the expert chunk here, before the region
+  const ExpertChunk& side = lane.expert_chunk[call.side_expert_chunk];
+  const int side_rows = call.side != SIDE_NONE ? side.rows : 0;
+  uint32_t side_rd[NUM_TOKENS];  // word indices: 2^32 bus words cover 64 GB
+  uint32_t side_wr[NUM_TOKENS];
+lin_side_bases:
+  for (int r = 0; r < side_rows; ++r) {
+#pragma HLS PIPELINE II = 1  // one row base per cycle (<= NUM_TOKENS cycles per call)
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = NUM_TOKENS
+    const uint64_t at = call.side == SIDE_GATHER ? side.h_at[r] : side.x_at[r];
+    side_rd[r] = uint32_t(at / WORD_BYTES);
+    side_wr[r] = uint32_t(at / WORD_BYTES);
+  }
+  pl.side_words = side_rows * ROW_WORDS;
   pl.steps = pl.total > pl.side_words ? pl.total : pl.side_words;
   lin_stream(call, pl, bundle, call.w_off + uint64_t(LIN_AHEAD) * TILE_BYTES,
-             own_tiles * TILE_WORDS, pl.handoff * TILE_WORDS, output, scratch, buf, lane, wtile,
-             bias);
+             own_tiles * TILE_WORDS, pl.handoff * TILE_WORDS, output, scratch, side_rd, side_wr,
+             side_rows, buf, lane, wtile, bias);
 }
 
 }  // namespace edgemoe

@@ -35,11 +35,33 @@ struct ScaleTable {
   uint<16> word[NUM_SCALES];
 };
 
-/// Read the scale table from the bundle: one burst of NUM_SCALES words.
+/// Read the scale table from the bundle: one burst of its bus words into a small local
+/// buffer, then one 16-bit entry a cycle into the table (an unpartitioned LUTRAM / BRAM18
+/// takes one write a cycle; storing a bus word's WORD_BYTES / 2 entries a cycle would need
+/// II = WORD_BYTES / 4 on its two ports, UG1448 200-885). About NUM_SCALES + NUM_SCALES /
+/// 8 cycles plus one m_axi latency, once per kernel call.
 /// \param bundle weight bundle (m_axi)
 /// \param table where it goes
 inline void load_scales(const word_t* bundle, ScaleTable& table) {
-  ddr_read<PORT_WEIGHTS, 2, false>(bundle, OFF_SCALES, NUM_SCALES, table.word);
+  constexpr int PER_WORD = WORD_BYTES / 2;
+  constexpr int WORDS = (NUM_SCALES + PER_WORD - 1) / PER_WORD;
+  static_assert(OFF_SCALES % WORD_BYTES == 0, "the table starts on a bus word");
+  constexpr uint64_t FIRST = OFF_SCALES / WORD_BYTES;
+  count_words<PORT_WEIGHTS>(WORDS, false);
+  word_t words[WORDS];
+load_scales_words:
+  for (int w = 0; w < WORDS; ++w) {
+#pragma HLS PIPELINE II = 1  // a bus word per cycle: one burst
+    words[w] = bundle[FIRST + w];
+  }
+load_scales_entries:
+  for (int e = 0; e < NUM_SCALES; ++e) {
+#pragma HLS PIPELINE II = 1  // one entry written per cycle, one word read
+    uint<16> vals[PER_WORD];
+#pragma HLS ARRAY_PARTITION variable = vals complete dim = 1  // the word's lanes
+    unpack_word<2, false, PER_WORD>(words, uint64_t(e / PER_WORD), vals);
+    table.word[e] = vals[e % PER_WORD];  // bank: registers (PER_WORD a power of two: a mask)
+  }
 }
 
 /// The binary points of scale-table row `at` (SCALE_PATCH, SCALE_AT[block].*, expert_scale_at).
