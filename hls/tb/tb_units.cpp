@@ -50,13 +50,16 @@ int main(int argc, char** argv) {
   const char* unit = argv[1];
   const std::vector<int64_t> in = read_all(argv[2]);
   std::vector<int64_t> out;
+  // one split copy of each exp2 table, as a row unit or an expert lane has (exp2.h)
+  static exp2_entry_t rom[1][2][EXP2_HALF];
   if (!strcmp(unit, "exp2")) {
+    exp2_rom_fill<1>(EXP2_TABLE, rom);
     for (int64_t x : in) {
       wide_t mant, n;
-      exp2_parts<ATTN_SCORE_F>(x, mant, n, EXP2_TABLE);
+      exp2_parts<ATTN_SCORE_F>(x, mant, n, rom[0]);
       out.push_back(mant);
       out.push_back(n);
-      out.push_back(exp2_prob<ATTN_SCORE_F>(x, EXP2_TABLE));
+      out.push_back(exp2_prob<ATTN_SCORE_F>(x, rom[0]));
     }
   } else if (!strcmp(unit, "recip")) {
     for (int64_t s : in) {
@@ -106,6 +109,7 @@ int main(int argc, char** argv) {
     // output of row r reads back its HEAD_DIM first probabilities.
     static act_t v[HEAD_DIM];
     static act_t res[HEAD_DIM];
+    exp2_rom_fill<1>(EXP2_TABLE_ATTN, rom);
     for (size_t r = 0; r + NUM_TOKENS <= in.size(); r += NUM_TOKENS) {
       SoftmaxRow row;
       softmax_row_init(row);
@@ -113,7 +117,7 @@ int main(int argc, char** argv) {
         for (int d = 0; d < HEAD_DIM; ++d) {
           v[d] = (d == j) ? act_t(wide_t(1) << ATTN_QKV_F) : act_t(0);
         }
-        softmax_row_update(row, in[r + j], v);
+        softmax_row_update(row, attn_score_t(in[r + j]), v, rom[0]);
       }
       softmax_row_finish(row, res);
       for (int d = 0; d < HEAD_DIM; ++d) {
