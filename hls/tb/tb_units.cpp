@@ -8,6 +8,7 @@
 //   gelu      x (raw act)                         -> gelu(x)
 //   layernorm gamma[D], beta[D], then tokens x[D] -> normalised tokens
 //   softmax   rows of NUM_TOKENS scores           -> softmax rows (act), V = identity
+//   softmax_v V (NUM_TOKENS x HEAD_DIM), then rows of NUM_TOKENS scores -> softmax rows
 //   scale     acc, addend, table word, in F, out F -> the epilogue's sum before saturation
 //             (scale.h: addend aligned, then rounded by the call's shifts)
 // Built by tests/hls/test_hls_units.py with the parameter header of the build under test;
@@ -118,6 +119,27 @@ int main(int argc, char** argv) {
           v[d] = (d == j) ? act_t(wide_t(1) << ATTN_QKV_F) : act_t(0);
         }
         softmax_row_update(row, attn_score_t(in[r + j]), v, rom[0]);
+      }
+      softmax_row_finish(row, res);
+      for (int d = 0; d < HEAD_DIM; ++d) {
+        out.push_back(res[d]);
+      }
+    }
+  } else if (!strcmp(unit, "softmax_v")) {
+    // V given: NUM_TOKENS rows of HEAD_DIM raw attn_qkv values first, then rows of
+    // NUM_TOKENS scores (the accumulators at the extremes of V)
+    static act_t vv[NUM_TOKENS][HEAD_DIM];
+    static act_t res[HEAD_DIM];
+    exp2_rom_fill<1>(EXP2_TABLE_ATTN, rom);
+    const size_t nv = size_t(NUM_TOKENS) * HEAD_DIM;
+    for (size_t i = 0; i < nv && i < in.size(); ++i) {
+      vv[i / HEAD_DIM][i % HEAD_DIM] = act_t(in[i]);
+    }
+    for (size_t r = nv; r + NUM_TOKENS <= in.size(); r += NUM_TOKENS) {
+      SoftmaxRow row;
+      softmax_row_init(row);
+      for (int j = 0; j < NUM_TOKENS; ++j) {
+        softmax_row_update(row, attn_score_t(in[r + j]), vv[j], rom[0]);
       }
       softmax_row_finish(row, res);
       for (int d = 0; d < HEAD_DIM; ++d) {

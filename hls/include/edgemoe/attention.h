@@ -160,10 +160,10 @@ inline void softmax_finish_part(attn_sum_t sum, const attn_acc_t acc[HEAD_DIM], 
   reciprocal_w<ATTN_SUM_MAG_W>(uint<ATTN_SUM_MAG_W>(sum), y, p, RECIP_SEED_ATTN);
 softmax_normalise:
   for (int i = 0; i < ATTN_FINISH_COLS; ++i) {
-#pragma HLS UNROLL  // ATTN_FINISH_COLS multipliers
-    const int d = part * ATTN_FINISH_COLS + i;
+#pragma HLS UNROLL                              // ATTN_FINISH_COLS multipliers
+    const int d = part * ATTN_FINISH_COLS + i;  // bank: acc is registers, part picks 1 of 2
     if (d < HEAD_DIM) {
-      const attn_acc_t a = acc[d];  // bank: acc is registers; part selects one of two
+      const attn_acc_t a = acc[d];
       // p - ATTN_GUARD in [ATTN_SHIFT_LO, ATTN_SHIFT_HI]: a 3-bit barrel shifter (default)
       const sint<ACC_ATTN_ACC_BITS - ATTN_SHIFT_LO + 1> tw =
           shift_round_in<ACC_ATTN_ACC_BITS, ATTN_SHIFT_LO, ATTN_SHIFT_HI>(a, p - ATTN_GUARD);
@@ -209,7 +209,7 @@ inline attn_score_t attention_score(const act_t q[HEAD_DIM], const act_t k[HEAD_
   sint<ATTN_DOT_W> dot = 0;  // an ATTN_DOT_W-bit adder tree (the bound above)
 attn_dot:
   for (int d = 0; d < HEAD_DIM; ++d) {
-#pragma HLS UNROLL                        // HEAD_DIM MACs per cycle per query row
+#pragma HLS UNROLL                     // HEAD_DIM MACs per cycle per query row
     dot += qkv_t(q[d]) * qkv_t(k[d]);  // ATTN_QKV_W x ATTN_QKV_W: one DSP48E2
   }
   return saturate_to<ATTN_SCORE_W, ATTN_DOT_W - ATTN_DOT_SHIFT + 1>(
@@ -335,8 +335,7 @@ attn_head:
 #pragma HLS UNROLL  // ATTN_P row units, each with its own exp2 ROM copy
           if (q0 + l * ATTN_P + r < NUM_TOKENS) {
             softmax_update(row_m[l][r], row_sum[l][r], row_acc[l][r],
-                           attention_score(q[l][r], kv_k[cur]), kv_v[cur],
-                           exp2_rom[r]);
+                           attention_score(q[l][r], kv_k[cur]), kv_v[cur], exp2_rom[r]);
           }
         }
         if (++l == ATTN_L) {

@@ -146,8 +146,8 @@ struct Bits<0> {
 inline void check_range(wide_t v, wide_t lo, wide_t hi, const char* what) {
 #ifndef __SYNTHESIS__
   if (v < lo || v > hi) {
-    fprintf(stderr, "edgemoe: %s = %lld outside [%lld, %lld]\n", what,
-            static_cast<long long>(v), static_cast<long long>(lo), static_cast<long long>(hi));
+    fprintf(stderr, "edgemoe: %s = %lld outside [%lld, %lld]\n", what, static_cast<long long>(v),
+            static_cast<long long>(lo), static_cast<long long>(hi));
     abort();
   }
 #else
@@ -167,8 +167,8 @@ template <int W, int LO, int HI>
 inline sint<W - LO + 1> shift_round_in(sint<W> v, int s) {
   static_assert(LO >= 1 && HI >= LO && W - LO >= 1, "a right shift within the operand");
   check_range(s, LO, HI, "shift amount");
-  const sint<W - LO + 1> pre = v >> (LO - 1);                // constant: wiring
-  const uint<Bits<HI - LO>::value + 1> amount = s - LO;      // the shifter's select
+  const sint<W - LO + 1> pre = v >> (LO - 1);            // constant: wiring
+  const uint<Bits<HI - LO>::value + 1> amount = s - LO;  // the shifter's select
   const sint<W - LO + 2> q = sint<W - LO + 2>(pre >> amount) + 1;
   return sint<W - LO + 1>(q >> 1);
 }

@@ -31,7 +31,7 @@ struct LnWidths {
   static constexpr int T1 = Bits<uint64_t(D) << (LN_STAT_W - 1)>::value + 1;
   static constexpr int T2 = Bits<uint64_t(D) << (2 * LN_STAT_W - 2)>::value;  // unsigned
   static constexpr int VAR = Bits<(uint64_t(1) << (2 * LN_STAT_W - 2)) + LN_EPS_RAW>::value;
-  static constexpr int MEAN = ACT_W + LN_MEAN_GUARD;      // |mean| <= 2^(MEAN - 1)
+  static constexpr int MEAN = ACT_W + LN_MEAN_GUARD;  // |mean| <= 2^(MEAN - 1)
   static constexpr int CENTRED = ACT_W + LN_MEAN_GUARD + 1;
   static constexpr int PROD = CENTRED + NEWTON_FRAC + 2;  // centred x newton_t
 };
@@ -119,8 +119,8 @@ inline LnStats<D> ln_finish(const LnSums<D>& sums) {
   const uint<2 * Wd::T1> t1sq = sint<Wd::T1>(sums.t1) * sint<Wd::T1>(sums.t1);
   const uint<Bits<D>::value + Wd::T2> a = uint<Bits<D>::value + Wd::T2>(sums.t2) * D - t1sq;
   // var = floor((2a + D^2) / 2D^2) + eps: floor by 2^(2 TWOS + 1), then by ODD^2
-  const uint<Bits<D>::value + Wd::T2 + 1> num_var = (uint<Bits<D>::value + Wd::T2 + 1>(a) << 1) +
-                                                    uint64_t(D) * D;
+  const uint<Bits<D>::value + Wd::T2 + 1> num_var =
+      (uint<Bits<D>::value + Wd::T2 + 1>(a) << 1) + uint64_t(D) * D;
   constexpr int QV = Bits<D>::value + Wd::T2 + 1 - 2 * Dp::TWOS - 1;
   const uint<QV> q_var = num_var >> (2 * Dp::TWOS + 1);
   const wide_t var = wide_t(udiv_const<QV, Dp::ODD * Dp::ODD>(q_var)) + LN_EPS_RAW;
@@ -150,10 +150,9 @@ ln_normalise_lanes:
       // st.shift in [LnShift::LO, LnShift::HI] (LnShift): a bounded barrel shifter
       const sint<LN_NORM_W> z = saturate_to<LN_NORM_W, Wd::PROD - LnShift<D>::LO + 1>(
           shift_round_in<Wd::PROD, LnShift<D>::LO, LnShift<D>::HI>(prod, st.shift));
-      const sint<ACC_W> acc =
-          z * gamma[l] + (sint<16 + LN_NORM_F>(beta[l]) << LN_NORM_F);
-      out[l] = act_t(saturate_to<ACT_W, ACC_W - OUT_SHIFT + 1>(
-          shift_round_const<OUT_SHIFT, ACC_W>(acc)));
+      const sint<ACC_W> acc = z * gamma[l] + (sint<16 + LN_NORM_F>(beta[l]) << LN_NORM_F);
+      out[l] = act_t(
+          saturate_to<ACT_W, ACC_W - OUT_SHIFT + 1>(shift_round_const<OUT_SHIFT, ACC_W>(acc)));
     }
   }
 }

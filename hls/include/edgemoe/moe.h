@@ -42,7 +42,7 @@ moe_clear_queues:
   }
 moe_route_token:
   for (int t = 0; t < NUM_TOKENS; ++t) {
-#pragma HLS PIPELINE II = 1  // one token per cycle
+#pragma HLS PIPELINE II = 1       // one token per cycle
     attn_score_t l[NUM_EXPERTS];  // the logits are raw attn_score (the gate call narrows)
   moe_load:
     for (int e = 0; e < NUM_EXPERTS; ++e) {

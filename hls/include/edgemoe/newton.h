@@ -47,7 +47,7 @@ lead_one_scan:
 template <int W>
 inline wide_t newton_normalise(uint<W> s, int p) {
   const int R = NEWTON_FRAC;
-  const uint<Bits<W>::value> lz = W - 1 - p;  // the shifter's select, 0..W
+  const uint<Bits<W>::value> lz = W - 1 - p;   // the shifter's select, 0..W
   const uint<W + 1> u = uint<W + 1>(s) << lz;  // exact: the top bit is W at most
   return R >= W - 1 ? wide_t(wide_t(u) << (R >= W - 1 ? R - W + 1 : 0))
                     : wide_t(wide_t(u) >> (R >= W - 1 ? 0 : W - 1 - R));
