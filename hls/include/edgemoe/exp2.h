@@ -40,6 +40,7 @@ inline void exp2_rom_fill(const int32_t table[EXP2_ENTRIES],
                           exp2_entry_t roms[COPIES][2][EXP2_HALF]) {
 exp2_rom_fill_entries:
   for (int i = 0; i < EXP2_HALF; ++i) {
+#pragma HLS PIPELINE II = 1  // EXP2_HALF cycles per call if Vitis keeps the copies as RAMs
   exp2_rom_fill_copies:
     for (int u = 0; u < COPIES; ++u) {
 #pragma HLS UNROLL  // every copy's entry i in the same cycle (one write per memory)

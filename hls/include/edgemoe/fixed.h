@@ -88,34 +88,6 @@ inline wide_t narrow(wide_t v) {
   return saturate<W>(shift_round(v, F_IN - F_OUT));
 }
 
-/// a / d rounded half up, for a positive divisor d (exact, any sign of a).
-inline wide_t div_round(wide_t a, wide_t d) {
-  const wide_t num = 2 * a + d;
-  const wide_t den = 2 * d;
-  wide_t q = num / den;  // truncates toward zero
-  if (num % den != 0 && num < 0) {
-    q -= 1;  // floor for negative numerators
-  }
-  return q;
-}
-
-/// Bits of a positive value: position of the leading one plus one (0 for v = 0).
-inline int bit_length(wide_t v) {
-#if EDGEMOE_USE_AP_TYPES
-  int n = 0;
-bit_length_scan:
-  for (int b = 0; b < 63; ++b) {
-#pragma HLS UNROLL  // a priority encoder, one level of logic per bit
-    if ((v >> b) != 0) {
-      n = b + 1;
-    }
-  }
-  return n;
-#else
-  return v == 0 ? 0 : 64 - __builtin_clzll(static_cast<uint64_t>(v));
-#endif
-}
-
 /// |v|
 inline wide_t abs_wide(wide_t v) {
   return v < 0 ? wide_t(-v) : v;

@@ -21,6 +21,9 @@ static_assert(sizeof(RECIP_SEED) == RECIP_ENTRIES * sizeof(int32_t), "table size
 
 /// Widest input of the full-range instances (the normalised value stays below 2^63).
 constexpr int NEWTON_FULL_W = 62;
+/// A Newton-step product: newton_arg_t (NEWTON_FRAC + 4 bits signed) x newton_t
+/// (NEWTON_FRAC + 1 unsigned).
+constexpr int NEWTON_PROD_W = 2 * NEWTON_FRAC + 5;
 
 /// Position of the leading one of a W-bit v >= 1 (bit_length(v) - 1): a W-input priority
 /// encoder.
@@ -70,8 +73,11 @@ inline void reciprocal_w(uint<W> s, wide_t& y, int& p, const int32_t seed[RECIP_
   const wide_t m = newton_normalise<W>(s, p);  // in [1, 2) with R fraction bits
   const int idx = static_cast<int>(m >> (R - L)) - (1 << L);
   const newton_t y0 = newton_t(seed[idx]);
-  const wide_t t = shift_round(wide_t(newton_arg_t(m) * y0), R);
-  y = shift_round(wide_t(y0 * newton_arg_t((wide_t(2) << R) - t)), R);
+  // Newton step at the operands' widths: newton_arg_t x newton_t products (NEWTON_PROD_W)
+  const sint<NEWTON_PROD_W> mt = newton_arg_t(m) * y0;
+  const wide_t t = shift_round_const<NEWTON_FRAC, NEWTON_PROD_W>(mt);
+  const sint<NEWTON_PROD_W> yt = y0 * newton_arg_t((wide_t(2) << R) - t);
+  y = shift_round_const<NEWTON_FRAC, NEWTON_PROD_W>(yt);
 }
 
 /// The full-range reciprocal (1 <= s < 2^NEWTON_FULL_W).
@@ -96,9 +102,12 @@ inline void rsqrt_w(uint<W> v, wide_t& y, int& h) {
   const wide_t m = newton_normalise<W>(v, p);  // R fraction bits
   const int idx = static_cast<int>(m >> (R - L + 1)) - (1 << (L - 1));
   const newton_t y0 = newton_t(RSQRT_SEED[idx]);
-  const wide_t y2 = shift_round(wide_t(y0 * y0), R);
-  const wide_t t = shift_round(wide_t(newton_arg_t(m) * newton_t(y2)), R);
-  y = shift_round(wide_t(y0 * newton_arg_t((wide_t(3) << R) - t)), R + 1);
+  const sint<NEWTON_PROD_W> yy = y0 * y0;  // (0.25, 1]: 2R + 1 bits unsigned
+  const wide_t y2 = shift_round_const<NEWTON_FRAC, NEWTON_PROD_W>(yy);
+  const sint<NEWTON_PROD_W> mt = newton_arg_t(m) * newton_t(y2);
+  const wide_t t = shift_round_const<NEWTON_FRAC, NEWTON_PROD_W>(mt);
+  const sint<NEWTON_PROD_W> yt = y0 * newton_arg_t((wide_t(3) << R) - t);
+  y = shift_round_const<NEWTON_FRAC + 1, NEWTON_PROD_W>(yt);
   h = (p - FRAC) >> 1;
 }
 
