@@ -311,7 +311,7 @@ attn_head:
       }
     attn_first_key:
       for (int part = 0; part < ATTN_L; ++part) {
-#pragma HLS PIPELINE II = 1
+#pragma HLS PIPELINE II = 1  // one part of key 0 a cycle, as in attn_key
         attn_fetch_kv(qkv, 0, h, part, kv_k[0], kv_v[0]);
       }
       // One sweep over the keys: cycle (j, l) updates row l of every unit with key j and

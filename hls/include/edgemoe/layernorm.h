@@ -34,6 +34,8 @@ struct LnWidths {
   static constexpr int MEAN = ACT_W + LN_MEAN_GUARD;  // |mean| <= 2^(MEAN - 1)
   static constexpr int CENTRED = ACT_W + LN_MEAN_GUARD + 1;
   static constexpr int PROD = CENTRED + NEWTON_FRAC + 2;  // centred x newton_t
+  static_assert(D != EMBED_DIM || T1 == ACC_LN_STAT_SUM_BITS,
+                "T1 is the contract's LayerNorm sum (edgemoe.host.contracts.accumulators)");
 };
 
 /// floor(v / 2) for a compile-time int of either sign.
