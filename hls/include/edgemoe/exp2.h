@@ -94,10 +94,10 @@ inline wide_t exp2_prob(wide_t x, const exp2_entry_t rom[2][EXP2_HALF]) {
   static_assert(LO >= 1, "a right shift: the table is more precise than prob");
   wide_t mant, n;
   exp2_parts<FRAC, AW>(x, mant, n, rom);
-  wide_t shift = n + LO;
-  if (shift > HI) {
-    shift = HI;  // beyond this every mantissa rounds to 0
-  }
+  const uint<AW - FRAC> nn = n;  // the integer part of -x: AW - FRAC bits
+  // beyond HI every mantissa rounds to 0
+  const uint<AW - FRAC + 1> shift =
+      nn > HI - LO ? uint<AW - FRAC + 1>(HI) : uint<AW - FRAC + 1>(nn + LO);
   // mant in (0.5, 1]: EXP2_FRAC + 1 bits, sign included EXP2_FRAC + 2; shift in [LO, HI]
   const sint<EXP2_FRAC + 2> m = mant;
   return saturate_unsigned<PROB_W>(

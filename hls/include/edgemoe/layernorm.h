@@ -58,7 +58,8 @@ template <int D>
 struct LnStats {
   sint<LnWidths<D>::MEAN> mean;  ///< round(S1 * 2^GM / D)
   newton_t y;                    ///< rsqrt(var) mantissa, NEWTON_FRAC fraction bits
-  int shift;  ///< right shift taking centred * y to ln_norm, in [LnShift::LO, LnShift::HI]
+  /// right shift taking centred * y to ln_norm, in [LnShift::LO, LnShift::HI]
+  uint<Bits<LnShift<D>::HI>::value> shift;
 };
 
 /// The exact sums of one token at their widths.
@@ -131,7 +132,9 @@ inline LnStats<D> ln_finish(const LnSums<D>& sums) {
   int h;
   rsqrt_w<Wd::VAR, 2 * LN_STAT_F>(uint<Wd::VAR>(var), y, h);
   st.y = newton_t(y);
-  st.shift = ACT_F + GM + NEWTON_FRAC + h - LN_NORM_F;
+  const int shift = ACT_F + GM + NEWTON_FRAC + h - LN_NORM_F;
+  check_range(shift, LnShift<D>::LO, LnShift<D>::HI, "LN shift");
+  st.shift = shift;
   return st;
 }
 
@@ -151,7 +154,7 @@ ln_normalise_lanes:
       const sint<Wd::PROD> prod = centred * st.y;
       // st.shift in [LnShift::LO, LnShift::HI] (LnShift): a bounded barrel shifter
       const sint<LN_NORM_W> z = saturate_to<LN_NORM_W, Wd::PROD - LnShift<D>::LO + 1>(
-          shift_round_in<Wd::PROD, LnShift<D>::LO, LnShift<D>::HI>(prod, st.shift));
+          shift_round_in<Wd::PROD, LnShift<D>::LO, LnShift<D>::HI>(prod, int(st.shift)));
       const sint<ACC_W> acc = z * gamma[l] + (sint<16 + LN_NORM_F>(beta[l]) << LN_NORM_F);
       out[l] = act_t(
           saturate_to<ACT_W, ACC_W - OUT_SHIFT + 1>(shift_round_const<OUT_SHIFT, ACC_W>(acc)));
