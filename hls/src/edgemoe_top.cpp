@@ -34,6 +34,7 @@ uint32_t check_call(const word_t* bundle, uint32_t task, uint32_t num_images, ui
   // Header words (edgemoe.host.bundle): magic, version | profile << 16, config hash,
   // header bytes, payload bytes (2 words), payload CRC32, tiling.
   uint32_t hdr[8];
+#pragma HLS ARRAY_PARTITION variable = hdr complete dim = 1  // 4 words per cycle (F15)
   ddr_read<PORT_WEIGHTS, 4, false>(bundle, 0, 8, hdr);
   const uint32_t magic = hdr[0];
   const uint32_t version = hdr[1] & 0xFFFFu;
@@ -70,6 +71,47 @@ uint32_t check_call(const word_t* bundle, uint32_t task, uint32_t num_images, ui
   return STATUS_OK;
 }
 
+#ifndef __SYNTHESIS__
+/// A value of a W-bit signed format from a counter: a scrambled pattern that uses every bit.
+template <int W>
+wide_t poison_value(uint32_t i) {
+  const uint32_t h = (i + 0x9E3779B9u) * 2654435761u;
+  return wide_t(int64_t(h >> 3) % (int64_t(1) << (W - 1)));  // |v| < 2^(W-1), either sign
+}
+
+/// C-sim only: overwrite the on-chip buffers with a pattern before every call. The
+/// hardware's buffers start with whatever the last call (or, for URAM, power-up) left, so
+/// no result may depend on their contents at entry; with this, every C-sim test checks
+/// that (F18). The queue entries stay valid token ids: only their contents past each
+/// queue's count are ever not written first, and those are never used as an index.
+void poison_buffers(Buffers& a, Buffers& b, LaneBuffers& lane) {
+  uint32_t i = 0;
+  Buffers* sets[2] = {&a, &b};
+  for (Buffers* s : sets) {
+    for (int t = 0; t < NUM_TOKENS; ++t) {
+      for (int c = 0; c < EMBED_DIM; ++c) {
+        s->x[t][c] = act_t(poison_value<ACT_W>(i++));
+        s->h[t][c] = act_t(poison_value<ACT_W>(i++));
+      }
+      for (int c = 0; c < WIDE_COLS; ++c) {
+        s->wide[t][c] = act_t(poison_value<ACT_W>(i++));
+      }
+    }
+  }
+  for (int p = 0; p < NUM_PATCHES; ++p) {
+    for (int c = 0; c < PATCH_DIM; ++c) {
+      lane.pix[p][c] = pixel_t(poison_value<9>(i++) & 0xFF);
+    }
+  }
+  for (int e = 0; e < NUM_EXPERTS; ++e) {
+    for (int t = 0; t < NUM_TOKENS; ++t) {
+      lane.routing.token[e][t] = int((poison_value<16>(i++) & 0x7FFF) % NUM_TOKENS);
+      lane.routing.weight[e][t] = prob_t(poison_value<PROB_W>(i++) & ONE);
+    }
+  }
+}
+#endif
+
 }  // namespace
 
 uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
@@ -100,9 +142,15 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
   }
 
   // On-chip working sets of two images (URAM/BRAM), the linear lane's own buffers and the
-  // linear unit's tile buffers: variables of the top, handed down by reference. The linear
-  // unit reads LIN_IN consecutive columns of a row and writes LIN_OUT consecutive columns
-  // per cycle: the buffers are banked by column (dim 2).
+  // linear unit's tile buffers: static variables of the top (the only statics of the kernel;
+  // no function below the top has one), handed down by reference: plain memories of the
+  // top module. Their C++ zero initial value is put in the bitstream and never restored
+  // (UG1399 "Initialization Behavior"; the URAM of buf_*.wide cannot hold bitstream
+  // content at all: UG573, not checked here), so no result may depend on their contents at
+  // entry, and none does: every element is written before it is read within a call (the
+  // C-sim overwrites them with a pattern before each call to check this: F18). The
+  // linear unit reads LIN_IN consecutive columns of a row and writes LIN_OUT consecutive
+  // columns per cycle: the buffers are banked by column (dim 2).
   static Buffers buf_a;
   static Buffers buf_b;
   static LaneBuffers lane;
@@ -122,6 +170,11 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
 #pragma HLS ARRAY_PARTITION variable = lane.routing.token complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = lane.routing.weight complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = lin_state.wtile complete dim = 2  // a whole tile per cycle
+// load_scales stores a bus word's WORD_BYTES / 2 entries per cycle (F15); scale_of reads one
+#pragma HLS ARRAY_PARTITION variable = lin_state.scales.word cyclic factor = WORD_BYTES / 2 dim = 1
+#ifndef __SYNTHESIS__
+  poison_buffers(buf_a, buf_b, lane);  // nothing may rely on their initial contents (F18)
+#endif
   lin_state.ahead.count = 0;
   load_scales(bundle, lin_state.scales);  // the tensors' binary points, for every call
 

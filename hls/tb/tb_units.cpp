@@ -8,6 +8,7 @@
 //   gelu      x (raw act)                         -> gelu(x)
 //   layernorm gamma[D], beta[D], then tokens x[D] -> normalised tokens
 //   softmax   rows of NUM_TOKENS scores           -> softmax rows (act), V = identity
+//   softmax_v V (NUM_TOKENS x HEAD_DIM), then rows of NUM_TOKENS scores -> softmax rows
 //   scale     acc, addend, table word, in F, out F -> the epilogue's sum before saturation
 //             (scale.h: addend aligned, then rounded by the call's shifts)
 // Built by tests/hls/test_hls_units.py with the parameter header of the build under test;
@@ -50,13 +51,16 @@ int main(int argc, char** argv) {
   const char* unit = argv[1];
   const std::vector<int64_t> in = read_all(argv[2]);
   std::vector<int64_t> out;
+  // one split copy of each exp2 table, as a row unit or an expert lane has (exp2.h)
+  static exp2_entry_t rom[1][2][EXP2_HALF];
   if (!strcmp(unit, "exp2")) {
+    exp2_rom_fill<1>(EXP2_TABLE, rom);
     for (int64_t x : in) {
       wide_t mant, n;
-      exp2_parts<ATTN_SCORE_F>(x, mant, n, EXP2_TABLE);
+      exp2_parts<ATTN_SCORE_F>(x, mant, n, rom[0]);
       out.push_back(mant);
       out.push_back(n);
-      out.push_back(exp2_prob<ATTN_SCORE_F>(x, EXP2_TABLE));
+      out.push_back(exp2_prob<ATTN_SCORE_F>(x, rom[0]));
     }
   } else if (!strcmp(unit, "recip")) {
     for (int64_t s : in) {
@@ -106,6 +110,7 @@ int main(int argc, char** argv) {
     // output of row r reads back its HEAD_DIM first probabilities.
     static act_t v[HEAD_DIM];
     static act_t res[HEAD_DIM];
+    exp2_rom_fill<1>(EXP2_TABLE_ATTN, rom);
     for (size_t r = 0; r + NUM_TOKENS <= in.size(); r += NUM_TOKENS) {
       SoftmaxRow row;
       softmax_row_init(row);
@@ -113,7 +118,28 @@ int main(int argc, char** argv) {
         for (int d = 0; d < HEAD_DIM; ++d) {
           v[d] = (d == j) ? act_t(wide_t(1) << ATTN_QKV_F) : act_t(0);
         }
-        softmax_row_update(row, in[r + j], v);
+        softmax_row_update(row, attn_score_t(in[r + j]), v, rom[0]);
+      }
+      softmax_row_finish(row, res);
+      for (int d = 0; d < HEAD_DIM; ++d) {
+        out.push_back(res[d]);
+      }
+    }
+  } else if (!strcmp(unit, "softmax_v")) {
+    // V given: NUM_TOKENS rows of HEAD_DIM raw attn_qkv values first, then rows of
+    // NUM_TOKENS scores (the accumulators at the extremes of V)
+    static act_t vv[NUM_TOKENS][HEAD_DIM];
+    static act_t res[HEAD_DIM];
+    exp2_rom_fill<1>(EXP2_TABLE_ATTN, rom);
+    const size_t nv = size_t(NUM_TOKENS) * HEAD_DIM;
+    for (size_t i = 0; i < nv && i < in.size(); ++i) {
+      vv[i / HEAD_DIM][i % HEAD_DIM] = act_t(in[i]);
+    }
+    for (size_t r = nv; r + NUM_TOKENS <= in.size(); r += NUM_TOKENS) {
+      SoftmaxRow row;
+      softmax_row_init(row);
+      for (int j = 0; j < NUM_TOKENS; ++j) {
+        softmax_row_update(row, attn_score_t(in[r + j]), vv[j], rom[0]);
       }
       softmax_row_finish(row, res);
       for (int d = 0; d < HEAD_DIM; ++d) {

@@ -23,6 +23,8 @@ using namespace params;  // NOLINT: the parameters read as the kernel's own cons
 typedef sint<ACT_W> act_t;
 /// Q/K/V entering attention; stored in act_t buffers, so it must not be wider.
 typedef sint<ATTN_QKV_W> qkv_t;
+/// An attention score, the running max of a softmax row, a gate logit: raw attn_score.
+typedef sint<ATTN_SCORE_W> attn_score_t;
 /// Probability / gate weight, <= 1.0.
 typedef uint<PROB_W> prob_t;
 /// 16-bit parameter container (weights, biases, LayerNorm gamma/beta).

@@ -112,6 +112,7 @@ inline T word_lane(const word_t& word, int l) {
 /// \param dst destination, n elements
 template <int PORT, int BYTES, bool SIGNED, typename T>
 void ddr_read(const word_t* bus, uint64_t byte_off, int n, T* dst) {
+#pragma HLS INLINE  // dst is often a run-time sub-array (F14): resolved in the caller
   const uint64_t first = byte_off / WORD_BYTES;
   const int words = burst_words<PORT, BYTES>(n, false);
 #if !EDGEMOE_USE_AP_TYPES
@@ -129,7 +130,9 @@ ddr_read_words:
     const word_t word = bus[first + w];
   ddr_read_lanes:
     for (int l = 0; l < PER_WORD; ++l) {
-      const int e = w * PER_WORD + l;  // bank: dst unbanked (ports bound II) or regs
+      // every destination is partitioned cyclic PER_WORD (or finer, or complete) by its
+      // owner, so a word's lanes meet distinct banks (F15)
+      const int e = w * PER_WORD + l;  // bank: e % PER_WORD = l, a constant
       if (e < n) {
         dst[e] = word_lane<BYTES, SIGNED, T>(word, l);
       }
@@ -181,6 +184,7 @@ inline word_t pack_i32(const T vals[PER_WORD], int n) {
 /// Write n 32-bit words of raw values (two's complement) at a word-aligned offset.
 template <int PORT, typename T>
 void ddr_write_i32(word_t* bus, uint64_t byte_off, int n, const T* src) {
+#pragma HLS INLINE  // src is often a run-time sub-array (F14): resolved in the caller
   constexpr int PER_WORD = WORD_BYTES / 4;
   const uint64_t first = byte_off / WORD_BYTES;
   const int words = burst_words<PORT, 4>(n, true);
@@ -196,6 +200,7 @@ ddr_write_words:
 /// whatever the word's first column (banked.h).
 template <int PORT, int BYTES, bool SIGNED, int BANKS, typename T>
 void ddr_read_banked(const word_t* bus, uint64_t byte_off, int n, T* dst) {
+#pragma HLS INLINE  // dst is often a run-time row of a banked buffer (F14)
   constexpr int PER_WORD = WORD_BYTES / BYTES;
   const uint64_t first = byte_off / WORD_BYTES;
   const int words = burst_words<PORT, BYTES>(n, false);
@@ -216,6 +221,7 @@ ddr_read_banked_words:
 /// the bank rotate network (banked.h).
 template <int PORT, int BANKS, typename T>
 void ddr_write_banked(word_t* bus, uint64_t byte_off, int n, const T* src) {
+#pragma HLS INLINE  // src is often a run-time row of a banked buffer (F14)
   constexpr int PER_WORD = WORD_BYTES / 4;
   const uint64_t first = byte_off / WORD_BYTES;
   const int words = burst_words<PORT, 4>(n, true);
@@ -229,6 +235,65 @@ ddr_write_banked_words:
     const int cnt = left < PER_WORD ? left : PER_WORD;
     load_lanes<BANKS, PER_WORD, PER_WORD>(src, w * PER_WORD, cnt, vals);
     bus[first + w] = pack_i32<PER_WORD>(vals, cnt);
+  }
+}
+
+/// ddr_read_banked over `rows` consecutive rows of COLS elements each, stored contiguously
+/// from byte_off (row r at byte_off + r * COLS * BYTES) into dst[r] (banked cyclic BANKS on
+/// its columns): ONE pipelined loop over every word of every row, so the whole block is
+/// one burst and the pipeline fills once, not once per row (F13). The row and the word
+/// in it are counters (a division by the words per row would be a divider).
+template <int PORT, int BYTES, bool SIGNED, int BANKS, int COLS, int STRIDE, typename T>
+void ddr_read_rows_banked(const word_t* bus, uint64_t byte_off, int rows, T (*dst)[STRIDE]) {
+#pragma HLS INLINE  // dst is a buffer of the caller's (F14)
+  static_assert((COLS * BYTES) % WORD_BYTES == 0, "rows are whole bus words");
+  constexpr int PER_WORD = WORD_BYTES / BYTES;
+  constexpr int WPR = COLS / PER_WORD;  // words per row
+  const uint64_t first = byte_off / WORD_BYTES;
+  const int words = rows * WPR;
+  count_words<PORT>(words, false);
+  int r = 0;
+  int w = 0;
+ddr_read_rows_words:
+  for (int i = 0; i < words; ++i) {
+#pragma HLS PIPELINE II = 1  // one bus word per cycle: one burst for the whole block
+#pragma HLS LOOP_TRIPCOUNT min = WPR max = NUM_TOKENS * WPR
+    T vals[PER_WORD];
+#pragma HLS ARRAY_PARTITION variable = vals complete dim = 1  // a bus word's lanes
+    unpack_word<BYTES, SIGNED, PER_WORD>(bus, first + i, vals);
+    store_lanes<BANKS, PER_WORD, PER_WORD>(dst[r], w * PER_WORD, PER_WORD, vals);
+    if (++w == WPR) {
+      w = 0;
+      ++r;
+    }
+  }
+}
+
+/// ddr_write_banked over `rows` consecutive rows of COLS 32-bit values from src[r] (banked
+/// cyclic BANKS on its columns) to one contiguous region: one pipelined loop, one burst (F13).
+template <int PORT, int BANKS, int COLS, int STRIDE, typename T>
+void ddr_write_rows_banked(word_t* bus, uint64_t byte_off, int rows, const T (*src)[STRIDE]) {
+#pragma HLS INLINE  // src is a buffer of the caller's (F14)
+  constexpr int PER_WORD = WORD_BYTES / 4;
+  static_assert(COLS % PER_WORD == 0, "rows are whole bus words");
+  constexpr int WPR = COLS / PER_WORD;
+  const uint64_t first = byte_off / WORD_BYTES;
+  const int words = rows * WPR;
+  count_words<PORT>(words, true);
+  int r = 0;
+  int w = 0;
+ddr_write_rows_words:
+  for (int i = 0; i < words; ++i) {
+#pragma HLS PIPELINE II = 1  // one bus word per cycle: one burst for the whole block
+#pragma HLS LOOP_TRIPCOUNT min = WPR max = NUM_TOKENS * WPR
+    T vals[PER_WORD];
+#pragma HLS ARRAY_PARTITION variable = vals complete dim = 1  // a bus word's lanes
+    load_lanes<BANKS, PER_WORD, PER_WORD>(src[r], w * PER_WORD, PER_WORD, vals);
+    bus[first + i] = pack_i32<PER_WORD>(vals, PER_WORD);
+    if (++w == WPR) {
+      w = 0;
+      ++r;
+    }
   }
 }
 

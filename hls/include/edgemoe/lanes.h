@@ -145,6 +145,12 @@ inline void linear_lane(const word_t* bundle, const word_t* images, word_t* outp
   // expert-major group
   int count[MAX_GROUP][NUM_EXPERTS];
   QueueWalk walk;
+  // ddr_read stores a bus word's WORD_BYTES / 4 entries in one cycle, entry e in lane e % 4:
+  // one bank per lane, so the reads of the queue lengths and of a queue are one burst at
+  // II = 1 (F15; UG1448 200-885); the walk reads one entry a cycle, from any bank
+#pragma HLS ARRAY_PARTITION variable = count cyclic factor = WORD_BYTES / 4 dim = 2
+#pragma HLS ARRAY_PARTITION variable = walk.tok cyclic factor = WORD_BYTES / 4 dim = 1
+#pragma HLS ARRAY_PARTITION variable = walk.weight cyclic factor = WORD_BYTES / 4 dim = 1
   int cur = 0;  // the expert chunk computing
   bool first_expert_chunk = true;
   const int group_size = int(seg.last - seg.first);
@@ -397,6 +403,10 @@ inline void lane_step(const word_t* bundle, const word_t* images, word_t* output
   // Not inlined, so that the ALLOCATION in run_images can share it: UG1399 (ALLOCATION)
   // limits only functions that are not inlined, and a small function may be inlined
   // automatically unless INLINE off says otherwise.
+  // The cost of the sharing (hls/REVIEW2-units.md, F11): the two call sites swap the buffer
+  // sets, so each memory port of h and wide that both lanes use takes a 2:1 mux on its
+  // address/data/enables, and each port the instance reads takes a 2:1 mux on its data
+  // (x, used by the linear lane only, only on its read data): about 9.6 k mux bits.
 #pragma HLS INLINE off
   const bool attend = att.state == SET_ATTN;
   // the linear lane's call after this turn's last qkv: the attending image's proj; with

@@ -25,15 +25,12 @@ struct Run {
   uint64_t out_stride;  ///< output bytes per image
 };
 
-/// Write ROWS rows of COLS raw values (row stride STRIDE, banked cyclic BANKS) to the
-/// output at a word offset.
+/// Write n rows of COLS raw values (row stride STRIDE, banked cyclic BANKS) to the output
+/// at a word offset, back to back: one burst, one pipeline fill (ddr_write_rows_banked).
 template <int COLS, int STRIDE, int BANKS>
 inline void write_rows(word_t* output, uint64_t byte_off, const act_t (*rows)[STRIDE], int n) {
   static_assert((COLS * 4) % WORD_BYTES == 0, "output rows are whole bus words");
-write_rows_loop:
-  for (int t = 0; t < n; ++t) {
-    ddr_write_banked<PORT_OUTPUT, BANKS>(output, byte_off + uint64_t(t) * COLS * 4, COLS, rows[t]);
-  }
+  ddr_write_rows_banked<PORT_OUTPUT, BANKS, COLS, STRIDE>(output, byte_off, n, rows);
 }
 
 /// h = LayerNorm(x) over every token, with the gamma and beta at g_off, b_off.
@@ -55,18 +52,15 @@ inline void layernorm_block(const word_t* bundle, uint64_t g_off, uint64_t b_off
 inline void embed_load(const word_t* bundle, const word_t* images, uint32_t b, Buffers& buf,
                        LaneBuffers& lane) {
   static_assert(PATCH_DIM % WORD_BYTES == 0, "a patch is whole bus words");
-embed_pixels:
-  for (int p = 0; p < NUM_PATCHES; ++p) {
-    ddr_read_banked<PORT_IMAGES, 1, false, PIX_BANKS>(
-        images, (uint64_t(b) * NUM_PATCHES + p) * PATCH_DIM, PATCH_DIM, lane.pix[p]);
-  }
-embed_token_bias:
-  for (int t = 0; t < NUM_TOKENS; ++t) {
-    ddr_read_banked<PORT_WEIGHTS, 4, true, X_BANKS>(
-        bundle, OFF_TOKEN_BIAS + uint64_t(t) * EMBED_DIM * 4, EMBED_DIM, buf.x[t]);
-  }
+  // the image's patches, then the token bias: each a contiguous block read as one burst
+  // by one pipelined loop (F13)
+  ddr_read_rows_banked<PORT_IMAGES, 1, false, PIX_BANKS, PATCH_DIM, PATCH_DIM>(
+      images, uint64_t(b) * NUM_PATCHES * PATCH_DIM, NUM_PATCHES, lane.pix);
+  ddr_read_rows_banked<PORT_WEIGHTS, 4, true, X_BANKS, EMBED_DIM, EMBED_DIM>(bundle, OFF_TOKEN_BIAS,
+                                                                             NUM_TOKENS, buf.x);
 embed_cls:
   for (int c = 0; c < EMBED_DIM; ++c) {
+#pragma HLS PIPELINE II = 1  // one column a cycle: one bank of x read and written
     buf.x[0][c] = narrow<ACT_W, TOKEN_BIAS_F, ACT_F>(buf.x[0][c]);
   }
 }
