@@ -55,7 +55,7 @@ inline BankAt bank_at(int c0) {
   constexpr int PHASES = BANKS / G;
   typedef uint<BANK_COL_BITS> col_t;
   const col_t m = col_t(c0 / GRAIN) * col_t(GRAIN / G);  // c0 / G: folds for c0 = n * GRAIN
-  const col_t q = m / PHASES;                            // the walk's one division
+  const col_t q = m / PHASES;  // div: the walk's one division, BANK_COL_BITS wide, once per walk
   BankAt at;
   at.row = int(q);
   at.phase = int(m - q * PHASES) * G;

@@ -463,12 +463,12 @@ lin_pass:
 #pragma HLS DEPENDENCE variable = acc inter RAW distance = LIN_MIN_PASS true  // a pass apart
     // No element of x, h or wide is touched by two iterations of one call in a way that
     // orders them (UG1399 "pragma HLS dependence": inter false only where true):
-    // x: each (row, column) is read-modified-written once, in one iteration (the epilogue
+    // proof: x: each (row, column) is read-modified-written once, in one iteration (the epilogue
     //    of its output tile; OUT_EXPERT's rows are distinct tokens of one queue); the merge
     //    reads x only in a call that writes wide (fc1), never x.
-    // h: read by IN_H / IN_H_GATHER calls, written only by the gather, which rides on an
+    // proof: h: read by IN_H / IN_H_GATHER calls, written only by the gather, which rides on an
     //    IN_WIDE call (expert fc2).
-    // wide: read by IN_WIDE calls, written only by OUT_QKV / OUT_GATE / OUT_GELU calls,
+    // proof: wide: read by IN_WIDE calls, written only by OUT_QKV / OUT_GATE / OUT_GELU calls,
     //    whose input is h or the pixels.
 #pragma HLS DEPENDENCE variable = x inter false
 #pragma HLS DEPENDENCE variable = h inter false
