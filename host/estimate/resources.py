@@ -1,13 +1,14 @@
 """Resource model of the kernel, operator by operator (ESTIMATES, not synthesis).
 
 Every line of the table counts one C++ construct of ``hls/`` (file and function named on
-the line) as Vitis would build it, in the form the HLS review prescribes for the fixed
-code, as the merged C++ builds it (``hls/README.md``, "What the C++ builds"): GELU ROM
+the line) as Vitis would build it, in the form the merged C++ takes after the second HLS
+review (``hls/README.md``, "What the C++ builds"): GELU ROM
 copies split even / odd, per-unit / per-lane EXP2 ROM halves, one narrow division per
 bank walk, attention / LayerNorm / routing state at its real widths with bounded shift
 amounts (``fixed.h shift_round_in``), LayerNorm's divisions as compare-subtract chains
 (``fixed.h udiv_const``), per-row scalars read once, one read and one write per ``x``
-bank per ``lin_pass`` iteration, the side moves as per-row bursts through FIFOs. Every width and count the lines use comes from one table,
+bank per ``lin_pass`` iteration, the side moves as per-row bursts through FIFOs. Every
+width and count the lines use comes from one table,
 :class:`Operators` (built by :func:`operators` from the config, profile and tiling), so a
 line can be checked, or changed, in one place when the C++ differs.
 
@@ -38,8 +39,8 @@ from dataclasses import asdict, dataclass
 
 from edgemoe.host.contracts.accumulators import accumulator_bits
 from edgemoe.host.contracts.profile import Profile
-from edgemoe.host.contracts.tables import ln_eps_raw
 from edgemoe.host.contracts.scratch import MAX_GROUP
+from edgemoe.host.contracts.tables import ln_eps_raw
 from edgemoe.host.contracts.tiling import Tiling
 from edgemoe.host.export.bundle import scale_entries
 from edgemoe.host.export.hls_params import ATTN_INTERLEAVE, LIN_AHEAD, ln_lanes
