@@ -304,7 +304,10 @@ class Operators:
     # ln_finish's two udiv_const<N, DIV> (mean, variance): (N, DIV)
     ln_divs: tuple[tuple[int, int], ...]
     exp2_w: int  # EXP2_FRAC + 1: mantissa
-    epi_amount: int  # bounded linear_shift amounts: 0..lin_acc_w
+    # linear_output's sum and shifts: wide_t (fixed.h, 64 bits as declared: nothing in
+    # the C++ narrows it) shifted by a shift_t (scale.h, 6 bits: 0..63)
+    epi_w: int
+    epi_amount: int
     # fixed.h shift_round_in<W, LO, HI> as instantiated: (W, LO, HI)
     exp2_shift: tuple[int, int, int]  # exp2.h exp2_prob
     finish_shift: tuple[int, int, int]  # attention.h softmax_finish_part
@@ -450,7 +453,8 @@ def operators(cfg: ModelConfig, profile: Profile, t: Tiling, gelu_rom: str = "br
         ln_var_w=ln_var,
         ln_divs=ln_divs,
         exp2_w=ef + 1,
-        epi_amount=lin_acc,
+        epi_w=64,
+        epi_amount=63,
         exp2_shift=(ef + 2, ef - pf, ef + 2),
         finish_shift=(
             acc["attn_acc"],
@@ -670,7 +674,7 @@ def lines(
     # ---- linear epilogue (per output lane) ----
     U = "linear epilogue"
     L = o.lin_out
-    aw = o.lin_acc_w + 1
+    aw = o.epi_w
     add(
         U,
         "addend select (bias / token bias in x)",
