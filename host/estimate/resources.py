@@ -643,15 +643,15 @@ def lines(
     )
     add(
         U,
-        f"FIFO side_in: {2 * row_words} x {o.axi_bits}b (LIN_SIDE_DEPTH), BRAM",
+        f"FIFO side_in: {2 * row_words} x {o.axi_bits}b (LIN_SIDE_DEPTH), BRAM (as side_out)",
         "linear.h lin_stream (side_in)",
         lut_ff=(60, 32),
         bram36=bram36(2 * row_words, o.axi_bits),
     )
     add(
         U,
-        f"FIFO side_out: {row_words} x {o.axi_bits}b (ROW_WORDS), BRAM (an SRL would be "
-        f"{2 * o.axi_bits * -(-row_words // 32)} LUTs: Vitis's choice, not determined)",
+        f"FIFO side_out: {row_words} x {o.axi_bits}b (ROW_WORDS), BRAM (UG1399 "
+        "config_storage: auto-SRL only up to 1,024 bits; BRAM or LUTRAM is the tool's choice)",
         "linear.h lin_stream (side_out)",
         lut_ff=(60, 32),
         bram36=bram36(row_words, o.axi_bits),
