@@ -117,36 +117,64 @@ DEPTH_RSQRT = 16
 DEPTH_ROUTE = 40  # max tree, exp2, reciprocal, ranks
 
 
-#: The II each pipelined loop is modelled at, and what it rests on (the HLS review's
-#: prediction for the C++ with its fixes; hls/README.md). In ``--json`` as ``loops``;
-#: the cycle counts read the II from here (the row loops' cost is :data:`ROW_OVERHEAD`).
+#: The II each pipelined loop is modelled at, and what limits it (the loops as the
+#: merged C++ writes them; hls/README.md "Pipelined loops"). In ``--json`` as ``loops``;
+#: the cycle counts read the II from here (a burst's latency is :data:`ROW_OVERHEAD`).
 LOOP_II = {
-    "lin_pass": (1, "per-lane GELU ROMs (F1), one read + one write per x bank (F4), "
-                 "per-row scalars read once (F5), acc added after the product tree (F7)"),
-    "lin_fetch_burst": (1, "one burst per part: base fixed, length known"),
-    "attn_key": (1, "EXP2_TABLE_ATTN partitioned per unit (F2); state recurrences within "
-                 "ATTN_L"),
-    "attn_load_queries": (2, "HEAD_DIM columns over the column banks, two ports"),
-    "attn_store": (2, "as attn_load_queries; the finish multipliers shared over 2 cycles"),
-    "attn_first_key": (1, "one part per cycle"),
-    "ln_rows_stats": (1, "LN_LANES lanes, exact integer sums; narrow dividers pipelined"),
-    "ln_rows_normalise": (1, "LN_LANES independent lanes"),
-    "moe_route_token": (1, "EXP2_TABLE partitioned per lane (F3)"),
-    "ddr_read_words": (1, "destinations partitioned to the words per cycle (F15)"),
-    "row loops (load, write, park, resume, gather, merge)": (
-        1, "per row: a burst of its words plus ROW_OVERHEAD cycles of latency and fill (F13)"),
-    "side moves in lin_pass, move_rows": (
-        1, "a burst per row (F12), ROW_OVERHEAD cycles per row"),
+    "lin_pass": (1, "GELU_ROM copies split even / odd: 2 reads per rom_2p (F1); x: one "
+                 "read + one write per bank (F4); per-row scalars once (F5); acc + dot, "
+                 "one 47-bit add within LIN_MIN_PASS (F7); control a pass ahead (F8); "
+                 "wtile RAW distance 9 (F6). Limit: the wtile WAR left to the scheduler"),
+    "lin_fetch_burst": (1, "one burst per part: base fixed, length known; the ws FIFO"),
+    "lin_load_tile_words": (1, "one bus word a cycle into the tile registers"),
+    "lin_side_bases": (1, "one row base a cycle into two local arrays"),
+    "lin_side_read_gather / _merge, lin_side_write_words": (
+        1, "a burst of ROW_WORDS per row; the row loop around it is not pipelined, so a "
+           "row costs ROW_WORDS + ROW_OVERHEAD cycles (~0.4 word a cycle, F12)"),
+    "move_rows_gather / _merge_read / _merge_write": (
+        1, "a burst per row; a merged row pays two bursts (read, then write)"),
+    "load_scales_words, load_scales_entries": (1, "a burst, then one entry a cycle"),
+    "attn_key": (1, "exp2 ROM halves per unit, one read each (F2); row state recurrence "
+                 "within ATTN_L = 20"),
+    "attn_load_queries": (2, "HEAD_DIM = 64 columns over 32 wide banks: 2 reads a bank"),
+    "attn_first_key": (1, "K and V of a column share a bank: 2 reads on ram_2p"),
+    "attn_store": (1, "a row in ATTN_FINISH_PARTS = 2 iterations of 32 columns: one h write "
+                   "a bank, 32 multipliers (F17)"),
+    "exp2_rom_fill_entries": (1, "one write per half a cycle (gone if inferred as ROM)"),
+    "ln_rows_stats": (1, "12 lanes; x 2 phases, one read a bank; sums one adder each; "
+                      "udiv_const chains pipelined (F10)"),
+    "ln_rows_normalise": (1, "12 independent lanes; h one write a bank"),
+    "moe_route_token": (1, "exp2 ROM halves per lane, one read each (F3); count[e] "
+                        "registers"),
+    "ddr_read_words, ddr_write_words": (1, "destinations partitioned >= the words per "
+                                        "cycle (F15)"),
+    "ddr_read_rows_words, ddr_write_rows_words (load, write_rows, resume)": (
+        1, "one flat loop per block of rows: one burst, one latency per block (F13)"),
+    "park_row_words, park_resume_words": (
+        1, "one flat loop per image: one latency per image (F13)"),
+    "park_queues (ddr_write_words)": (
+        2, "4 queue entries a word from a 2-port queue memory (F15, left)"),
+    "embed_cls, ddr_*_banked_words": (1, "one access per bank a cycle"),
 }  # fmt: skip
+
+#: attention.h ATTN_FINISH_PARTS: attn_store iterations per row.
+ATTN_FINISH_PARTS = 2
 
 
 def _ii(loop: str) -> int:
     """The II :data:`LOOP_II` models ``loop`` at."""
-    return LOOP_II[loop][0]
+    return LOOP_II[loop][0] if loop in LOOP_II else LOOP_II[_LOOP_KEY[loop]][0]
 
 
-#: Per-row cost of a row-at-a-time loop (hls/README.md, review F13): one burst per row
-#: inside a loop that is not pipelined pays the m_axi latency and the pipeline fill per row.
+#: Short names the cycle counts use for the LOOP_II rows with several loops.
+_LOOP_KEY = {
+    "park_queues": "park_queues (ddr_write_words)",
+}
+
+
+#: Cost of one burst beyond its words: the m_axi latency and the pipeline fill. Paid per
+#: block of rows by the flat row loops (F13), per row by the side moves and move_rows
+#: (F12: their row loop is not pipelined).
 ROW_FILL = 4
 ROW_OVERHEAD = AXI_READ_LATENCY + ROW_FILL
 
@@ -453,8 +481,9 @@ class _Call:
             + max(header - 32, 0) / self.word
             + cfg.num_patches * cfg.patch_dim / self.word
             + N * D * 4 / self.word
-            # row-at-a-time loops (stages.h load_pixels, load_tokens): a burst per row
-            + (cfg.num_patches + N) * ROW_OVERHEAD
+            # stages.h embed_load: the pixels and the token bias, one flat loop (one
+            # burst) per block
+            + 2 * ROW_OVERHEAD
         )
         self.add("embed", "load", load, header + tr("embed", "load"))
         self.linear(
@@ -475,7 +504,7 @@ class _Call:
                 self.linear(layer, "fc1", N, D, cfg.mlp_hidden, tr(layer, "fc1"), chained=True)
                 self.linear(layer, "fc2", N, cfg.mlp_hidden, D, tr(layer, "fc2"), first_ready=True)
         if not (self.expert_major and cfg.is_moe(cfg.depth - 1)):  # else the experts wrote it
-            write = N * (D * 4 / self.word + ROW_OVERHEAD)  # stages.h write_rows, per row
+            write = N * D * 4 / self.word + ROW_OVERHEAD  # stages.h write_rows: one block
             self.add("output", "write", write, tr("output", "write"))
         return self.est.stages[first:]
 
@@ -495,7 +524,7 @@ class _Call:
             # banks twice), the first key, N keys of ATTN_L cycles, drain, store (II 2)
             rows = p * ATTN_INTERLEAVE
             sweep = (
-                (_ii("attn_load_queries") + _ii("attn_store")) * rows
+                (_ii("attn_load_queries") + ATTN_FINISH_PARTS * _ii("attn_store")) * rows
                 + _ii("attn_key") * ATTN_INTERLEAVE * (N + 1)
                 + DEPTH_SOFTMAX
             )
@@ -525,23 +554,31 @@ class _Call:
         traffic = group_traffic(self.cfg, self.profile, self.t, group)
         for m, i in enumerate(self.moe_blocks):
             layer = f"block{i}"
-            self.park(layer, traffic, len(group))
+            self.park(layer, traffic, [img[m] for img in group])
             self.experts(layer, traffic, self.chunks(group, m), len(group))
 
-    def park(self, layer: str, traffic: dict, images: int) -> None:
-        # Parking sends x (output region) beside h and the queues (scratch) and takes the
-        # next image's x back on the read channel; only the first image's x comes back
-        # on its own. Serial.
+    def park(self, layer: str, traffic: dict, counts: list[list[int]]) -> None:
+        """Parking sends x (output region) beside h and the queues (scratch) and takes the
+        next image's x back on the read channel; only the first image's x comes back on
+        its own. Serial. ``counts[b][e]``: tokens image b queued for expert e."""
+        images = len(counts)
         park = _stage_bytes(traffic, layer, "park")
         bpc = self.s_bpc * park / traffic[(layer, "park", "gmem_scratch")]
-        # park.h park_tokens: per token park_row's two row bursts (x, h), each paying the
-        # m_axi latency and the fill (serial: the cycles add to the bytes' time)
-        rows = images * self.cfg.num_tokens
-        self.add(layer, "park", 2 * rows * ROW_OVERHEAD, park, False, bpc)
+        # park.h park_rows: one flat loop over the image's row words (one latency per
+        # image, F13); park_queues: per used expert two bursts (tokens, weights), each
+        # word of 4 entries at II 2 (its words beyond one a cycle add to the bytes' time)
+        lanes = self.t.axi_bits // 32
+        cyc = 0
+        for q in counts:
+            used = [n for n in q if n]
+            words = 2 * sum(-(-n // lanes) for n in used)
+            cyc += ROW_OVERHEAD + 2 * len(used) * ROW_OVERHEAD
+            cyc += (_ii("park_queues") - 1) * words
+        self.add(layer, "park", cyc, park, False, bpc)
         # the first image of each buffer set comes back on its own
         resume = _stage_bytes(traffic, layer, "resume")
         if resume:
-            back = min(2, images) * self.cfg.num_tokens * ROW_OVERHEAD  # resume_tokens, per row
+            back = min(2, images) * ROW_OVERHEAD  # park.h resume_image: one block each
             self.add(layer, "resume", back, resume, False, self.s_bpc * images / min(2, images))
 
     def chunks(self, group: list[list[list[int]]], m: int) -> list[tuple[int, int]]:
@@ -586,9 +623,12 @@ class _Call:
         hidden = (sum(r for _, r in chunks) - chunks[0][1]) * row  # h gathered meanwhile
         hidden += 2 * (sum(r for _, r in chunks) - chunks[-1][1]) * row  # x merged
         self.add(layer, "rows_moved", 0, hidden, hidden=True)
-        # the last chunk's merge, on its own: x read and written a word per cycle
+        # the last chunk's merge, on its own (linear.h move_rows): per row a read burst
+        # into merged[], then a write burst
         n = chunks[-1][1]
-        self.add(layer, "merge", n * (row_words + ROW_OVERHEAD), 2 * n * row, True, 2 * self.s_bpc)
+        self.add(
+            layer, "merge", n * 2 * (row_words + ROW_OVERHEAD), 2 * n * row, True, 2 * self.s_bpc
+        )
 
 
 def _segments(stages: list[Stage], parks: bool) -> list[list[list[Stage]]]:

@@ -1,11 +1,14 @@
 """Resource model of the kernel, operator by operator (ESTIMATES, not synthesis).
 
 Every line of the table counts one C++ construct of ``hls/`` (file and function named on
-the line) as Vitis would build it, in the form the HLS review prescribes for the fixed
-code (``hls/README.md``): per-lane GELU ROMs, partitioned EXP2 ROMs, one narrow
-division per bank walk, attention / LayerNorm / routing state at its real widths with
-bounded shift amounts, per-row scalars read once, one read and one write per ``x`` bank
-per ``lin_pass`` iteration. Every width and count the lines use comes from one table,
+the line) as Vitis would build it, in the form the merged C++ takes after the second HLS
+review (``hls/README.md``, "What the C++ builds"): GELU ROM
+copies split even / odd, per-unit / per-lane EXP2 ROM halves, one narrow division per
+bank walk, attention / LayerNorm / routing state at its real widths with bounded shift
+amounts (``fixed.h shift_round_in``), LayerNorm's divisions as compare-subtract chains
+(``fixed.h udiv_const``), per-row scalars read once, one read and one write per ``x``
+bank per ``lin_pass`` iteration, the side moves as per-row bursts through FIFOs. Every
+width and count the lines use comes from one table,
 :class:`Operators` (built by :func:`operators` from the config, profile and tiling), so a
 line can be checked, or changed, in one place when the C++ differs.
 
@@ -17,9 +20,14 @@ Costing rules (UltraScale+ fabric; the rates are judgement where no document is 
 * k:1 mux per bit: a LUT6 selects 4:1, two 2:1 muxes with a shared select share a LUT6
   (:func:`mux_luts`);
 * barrel shifter of w bits by a run-time amount in 0..a: ceil(bits(a) / 2) levels of
-  4:1 muxes, w LUTs per level, registered once;
-* division by a constant the C++ cannot reduce to a shift: a pipelined divider core,
-  one w-bit subtractor per quotient bit (w^2 LUTs, 2 w^2 FFs);
+  4:1 muxes, w LUTs per level, registered once (``shift_round_in<W, LO, HI>``: the
+  constant LO - 1 is wiring, the shifter is W - LO + 1 bits by HI - LO + 1 positions);
+* division by a constant the C++ cannot reduce to a shift (the bank walks' one 16-bit
+  division, linear_unit's per-call division): a pipelined divider core, one w-bit
+  subtractor per quotient bit (w^2 LUTs, 2 w^2 FFs) -- the worse of Vitis's two
+  lowerings for LUT (a magic-number multiply would take a DSP instead);
+* ``udiv_const<N, DIV>`` (fixed.h): N unrolled steps of a (bits(DIV) + 1)-bit
+  compare-and-subtract, 2 (bits(DIV) + 1) LUTs a step, a register stage every 4 steps;
 * ROM: BRAM36 by aspect ratio, or LUT-ROM (a LUT6 per 64 entries and bit, per read);
 * 32-deep arrays of state: LUTRAM (RAM32M16: 8 LUTs per 32 x 14 bits).
 """
@@ -32,6 +40,7 @@ from dataclasses import asdict, dataclass
 from edgemoe.host.contracts.accumulators import accumulator_bits
 from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.scratch import MAX_GROUP
+from edgemoe.host.contracts.tables import ln_eps_raw
 from edgemoe.host.contracts.tiling import Tiling
 from edgemoe.host.export.bundle import scale_entries
 from edgemoe.host.export.hls_params import ATTN_INTERLEAVE, LIN_AHEAD, ln_lanes
@@ -48,6 +57,7 @@ UNITS = (
     "linear unit MACs",
     "linear epilogue",
     "weight stream",
+    "side moves",
     "rotate networks",
     "attention units",
     "attention finish",
@@ -139,8 +149,22 @@ def _shifter(w: int, amount_max: int) -> tuple[float, float]:
     return float(w * levels), float(w)
 
 
+def _shift_in(w: int, lo: int, hi: int) -> tuple[float, float]:
+    """fixed.h shift_round_in<W, LO, HI>: a constant pre-shift (wiring), then a barrel
+    shifter of W - LO + 1 bits by HI - LO + 1 positions."""
+    return _shifter(w - lo + 1, hi - lo)
+
+
 def _const_div(w: int) -> tuple[float, float]:
     return float(w * w), float(2 * w * w)
+
+
+def _udiv_const(n: int, div: int) -> tuple[float, float]:
+    """fixed.h udiv_const<N, DIV>: N steps of a (bits(DIV) + 1)-bit compare-and-subtract
+    and its select (2 LUTs a bit), the remainder and the quotient so far registered every
+    4 steps (judgement: about 4 steps of a narrow carry chain per 3.3 ns stage)."""
+    rb = _bits(div) + 1
+    return float(n * 2 * rb), float(-(-n // 4) * (n + rb))
 
 
 def _saturate(w_in: int, w_out: int) -> tuple[float, float]:
@@ -201,8 +225,9 @@ def multipliers(cfg: ModelConfig, profile: Profile, t: Tiling) -> dict[str, list
             (exp2[0], t.p, exp2[2], exp2[3]),
         ],
         "attention finish": [
-            # attn_store at II 2: HEAD_DIM products per row, two cycles each
-            ("mean * 1/S", hd // 2, qkv + u["attn_guard"] + 3, newton),
+            # attn_store at II 1, a row in ATTN_FINISH_PARTS = 2 iterations of
+            # ATTN_FINISH_COLS products: that many multipliers by construction
+            ("mean * 1/S", -(-hd // 2), qkv + u["attn_guard"] + 3, newton),
             *recip,
         ],
         "layernorm": [
@@ -272,17 +297,35 @@ class Operators:
     ln_norm_w: int
     ln_sum_w: int  # ACC_LN_STAT_SUM_BITS (T1)
     ln_centred_w: int  # ACT_W + LN_MEAN_GUARD + 1
-    ln_var_w: int  # D * T2 - T1^2
+    ln_s1_w: int  # layernorm.h LnWidths::S1
+    ln_t2_w: int  # LnWidths::T2 (unsigned)
+    ln_a_w: int  # ln_finish: D * T2 - T1^2, Bits<D> + T2
+    ln_var_w: int  # LnWidths::VAR: rsqrt_w's input (leading-one encoder)
+    # ln_finish's two udiv_const<N, DIV> (mean, variance): (N, DIV)
+    ln_divs: tuple[tuple[int, int], ...]
     exp2_w: int  # EXP2_FRAC + 1: mantissa
-    exp2_amount: int  # bounded shift of exp2_prob: EXP2_FRAC + 2
-    epi_amount: int  # bounded linear_shift amounts: 0..lin_acc_w
-    finish_amount: int  # softmax_finish shift p - ATTN_GUARD: 0..attn_sum_w
-    ln_amount: int  # layernorm normalise shift: 0..ln_centred_w + newton_w
-    route_amount: int  # routing gate shift: 0..newton_w + prob_w
+    # linear_output's sum and shifts: wide_t (fixed.h, 64 bits as declared: nothing in
+    # the C++ narrows it) shifted by a shift_t (scale.h, 6 bits: 0..63)
+    epi_w: int
+    epi_amount: int
+    # fixed.h shift_round_in<W, LO, HI> as instantiated: (W, LO, HI)
+    exp2_shift: tuple[int, int, int]  # exp2.h exp2_prob
+    finish_shift: tuple[int, int, int]  # attention.h softmax_finish_part
+    route_shift: tuple[int, int, int]  # moe.h route_tokens (the gate weight)
+    ln_shift: tuple[int, int, int]  # layernorm.h ln_normalise
+    attn_dot_w: int  # attention.h ATTN_DOT_W: the q.k tree
+    attn_sum_mag_w: int  # attention.h ATTN_SUM_MAG_W: reciprocal_w's input
+    route_sum_w: int  # moe.h ROUTE_SUM_W: the sum and reciprocal_w's input
+    finish_cols: int  # attention.h ATTN_FINISH_COLS: multipliers of attn_store
+    finish_prod_w: int  # attention.h ATTN_FINISH_PROD_W
     # ROMs (params_*.h): entries x declared bits
-    gelu_entries: int
-    rom_w: int  # the tables are int32_t
+    gelu_entries: int  # the table's entries (GELU_ROM holds them as copies of halves)
+    gelu_copies: int  # GELU_COPIES: one per two epilogue lanes
+    gelu_half: int  # GELU_HALF: entries of one even / odd half
+    rom_w: int  # GELU_ROM is int32_t (its values fit 23 bits)
     exp2_entries: int
+    exp2_half: int  # exp2.h EXP2_HALF: one half of a per-unit / per-lane copy
+    seed_w: int  # bits of an exp2 / reciprocal / rsqrt table value (NEWTON_FRAC + 1)
     recip_entries: int
     rsqrt_entries: int
     gelu_rom: str
@@ -307,29 +350,31 @@ class Operators:
     dataflow_control: tuple[int, int] = (1500, 2000)  # handshakes, stream and step control
 
 
-def _walks(t: Tiling, embed: int, wide_cols: int) -> tuple[tuple[str, int, int], ...]:
-    """Bank walks whose bank count is not a power of two (a power of two divides by a
-    shift): x (LIN_OUT banks), LayerNorm gamma / beta (LN_LANES banks), the bias
-    (LIN_OUT)."""
+#: banked.h BANK_COL_BITS: the width of a walk's one division.
+BANK_COL_BITS = 16
+
+
+def _walks(t: Tiling) -> tuple[tuple[str, int, int], ...]:
+    """Bank walks that divide by a number of phases (banks / gcd(grain, banks)) that is
+    not a power of two (a power of two divides by a shift), one BANK_COL_BITS division
+    each (banked.h bank_at; the linear unit's side moves advance a BankAt instead)."""
     out = []
-    x_bits, w_bits = _bits(embed), _bits(wide_cols)
-    for where, banks, bits in (
-        ("linear.h side_word: merge load from x", t.lin_out, x_bits),
-        ("linear.h move_rows: x", t.lin_out, x_bits),
-        ("park.h park_row: x load (2) and store", t.lin_out, x_bits),
-        ("park.h park_row: x load (2) and store", t.lin_out, x_bits),
-        ("park.h park_row: x load (2) and store", t.lin_out, x_bits),
-        ("stages.h embed_load: token bias into x", t.lin_out, x_bits),
-        ("park.h resume_image: x", t.lin_out, x_bits),
-        ("stages.h write_rows: x", t.lin_out, x_bits),
-        ("layernorm.h ln_accumulate_group: x", t.lin_out, x_bits),
-        ("layernorm.h ln_normalise_group: x", t.lin_out, x_bits),
-        ("linear.h linear_unit: bias loader", t.lin_out, w_bits),
-        ("layernorm.h ln_normalise_group: gamma", ln_lanes(t), x_bits),
-        ("layernorm.h ln_normalise_group: beta", ln_lanes(t), x_bits),
+    row = t.axi_bits // 32  # ROW_LANES: 32-bit values of a bus word
+    par = t.axi_bits // 16  # 16-bit parameters of a bus word
+    for where, banks, grain in (
+        ("park.h park_row<true>: x load", t.lin_out, row),
+        ("park.h park_row<true>: x store (the next image resumed)", t.lin_out, row),
+        ("park.h park_row<false>: x load", t.lin_out, row),
+        ("park.h resume_image: x", t.lin_out, row),
+        ("stages.h embed_load: token bias into x", t.lin_out, row),
+        ("stages.h write_rows: x", t.lin_out, row),
+        ("linear.h linear_unit: bias loader", t.lin_out, par),
+        ("stages.h layernorm_block: gamma", ln_lanes(t), par),
+        ("stages.h layernorm_block: beta", ln_lanes(t), par),
     ):
-        if banks & (banks - 1):
-            out.append((where, banks, bits))
+        phases = banks // math.gcd(grain, banks)
+        if phases & (phases - 1):
+            out.append((where, phases, BANK_COL_BITS))
     return tuple(out)
 
 
@@ -346,7 +391,25 @@ def operators(cfg: ModelConfig, profile: Profile, t: Tiling, gelu_rom: str = "br
     ln_stat = f["ln_stat"].width
     ln_t1 = (max(-f["ln_stat"].min_raw, f["ln_stat"].max_raw) * cfg.embed_dim).bit_length() + 1
     ln_centred = act + u["ln_mean_guard"] + 1
-    ln_var = 2 * ln_t1 + _bits(cfg.embed_dim) + 1
+    D, pf = cfg.embed_dim, f["prob"].frac
+    ln_s1 = _bits(D << (act - 1)) + 1
+    ln_t2 = _bits(D << (2 * ln_stat - 2))
+    eps = ln_eps_raw(cfg.ln_eps, profile)
+    ln_var = _bits((1 << (2 * ln_stat - 2)) + eps)
+    twos = (D & -D).bit_length() - 1
+    odd = D >> twos
+    mean_q = ln_s1 + u["ln_mean_guard"] + 2 - twos - 1  # sdiv_floor_odd's Q
+    ln_divs = (
+        (_bits((1 << mean_q) * odd), odd),
+        (_bits(D) + ln_t2 + 1 - 2 * twos - 1, odd * odd),
+    )
+    ln_base = f["act"].frac + u["ln_mean_guard"] + nf - f["ln_norm"].frac
+    ln_prod = ln_centred + nf + 2
+    ln_lo = ln_base + (_bits(eps) - 2 - 2 * f["ln_stat"].frac) // 2
+    ln_hi = ln_base + (ln_var - 1 - 2 * f["ln_stat"].frac) // 2
+    attn_sum_mag = _bits(cfg.num_tokens << pf)
+    route_sum = _bits(cfg.num_experts << pf)
+    ef = u["exp2_frac"]
     newton, newton_arg = nf + 2, nf + 4
     return Operators(
         tokens=cfg.num_tokens,
@@ -384,21 +447,39 @@ def operators(cfg: ModelConfig, profile: Profile, t: Tiling, gelu_rom: str = "br
         ln_norm_w=f["ln_norm"].width,
         ln_sum_w=ln_t1,
         ln_centred_w=ln_centred,
+        ln_s1_w=ln_s1,
+        ln_t2_w=ln_t2,
+        ln_a_w=_bits(D) + ln_t2,
         ln_var_w=ln_var,
-        exp2_w=u["exp2_frac"] + 1,
-        exp2_amount=u["exp2_frac"] + 2,
-        epi_amount=lin_acc,
-        finish_amount=(cfg.num_tokens * (1 << f["prob"].frac)).bit_length(),
-        ln_amount=ln_centred + newton,
-        route_amount=newton + f["prob"].width + 1,
+        ln_divs=ln_divs,
+        exp2_w=ef + 1,
+        epi_w=64,
+        epi_amount=63,
+        exp2_shift=(ef + 2, ef - pf, ef + 2),
+        finish_shift=(
+            acc["attn_acc"],
+            pf - u["attn_guard"],
+            attn_sum_mag - 1 - u["attn_guard"],
+        ),
+        route_shift=(f["prob"].width + nf + 2, nf, nf + route_sum - 1 - pf),
+        ln_shift=(ln_prod, ln_lo, ln_hi),
+        attn_dot_w=_bits(cfg.head_dim << (2 * qkv - 2)) + 1,
+        attn_sum_mag_w=attn_sum_mag,
+        route_sum_w=route_sum,
+        finish_cols=-(-cfg.head_dim // 2),
+        finish_prod_w=qkv + u["attn_guard"] + 3 + nf + 1,
         gelu_entries=u["gelu_range"] * (1 << u["gelu_lut_bits"]) + 1,
+        gelu_copies=-(-t.lin_out // 2),
+        gelu_half=(u["gelu_range"] * (1 << u["gelu_lut_bits"]) + 2) // 2,
         rom_w=32,
         exp2_entries=(1 << u["exp2_lut_bits"]) + 1,
+        exp2_half=((1 << u["exp2_lut_bits"]) + 2) // 2,
+        seed_w=nf + 1,
         recip_entries=1 << u["recip_lut_bits"],
         rsqrt_entries=3 << (u["rsqrt_lut_bits"] - 1),
         gelu_rom=gelu_rom,
         rotate_mux="range",
-        div_walks=_walks(t, cfg.embed_dim, wide_cols),
+        div_walks=_walks(t),
         control_mults=(
             # lanes.h linear_lane: uint64_t(image) * run.out_stride (int sign-extended x
             # uint64_t), three sites
@@ -406,7 +487,7 @@ def operators(cfg: ModelConfig, profile: Profile, t: Tiling, gelu_rom: str = "br
             # linear.h linear_unit: pl.T = OT * IT; pl.total's two products (int x int)
             ("LinearPlan T and total", 3, 32, 32),
         ),
-        loops=72,
+        loops=78,  # labelled loops of hls/ that are not fully unrolled
         addr64=40,
     )
 
@@ -457,7 +538,8 @@ def lines(
         "linear unit": "linear.h lin_compute (lin_mac_in x lin_mac_out)",
         "linear epilogue": "linear.h linear_output, gelu.h gelu",
         "attention units": "attention.h attention_score, softmax_update, exp2.h exp2_parts",
-        "attention finish": "attention.h softmax_finish (attn_store, II 2), newton.h reciprocal",
+        "attention finish": "attention.h softmax_finish_part (attn_store, II 1, "
+        "ATTN_FINISH_COLS products), newton.h reciprocal_w",
         "layernorm": "layernorm.h ln_accumulate / ln_finish / ln_normalise, newton.h rsqrt",
         "routing": "moe.h route_tokens, exp2.h exp2_parts, newton.h reciprocal",
     }
@@ -549,10 +631,50 @@ def lines(
         lut_ff=(64 + 32, 64 + 32),
     )
 
+    # ---- side moves (linear.h lin_stream's readers and writer, move_rows) ----
+    U = "side moves"
+    row_words = o.embed * 4 * 8 // o.axi_bits  # ROW_WORDS
+    add(
+        U,
+        f"side_rd, side_wr: 2 x {o.tokens} x 32b row bases (a BRAM18 each; LUTRAM would be "
+        f"{round(2 * _lutram(o.tokens, 32))} LUTs: Vitis's choice, not determined)",
+        "linear.h linear_unit (side_rd, side_wr)",
+        bram36=2 * min(0.5, bram36(o.tokens, 32)),
+    )
+    add(
+        U,
+        f"FIFO side_in: {2 * row_words} x {o.axi_bits}b (LIN_SIDE_DEPTH), BRAM (as side_out)",
+        "linear.h lin_stream (side_in)",
+        lut_ff=(60, 32),
+        bram36=bram36(2 * row_words, o.axi_bits),
+    )
+    add(
+        U,
+        f"FIFO side_out: {row_words} x {o.axi_bits}b (ROW_WORDS), BRAM (UG1399 "
+        "config_storage: auto-SRL only up to 1,024 bits; BRAM or LUTRAM is the tool's choice)",
+        "linear.h lin_stream (side_out)",
+        lut_ff=(60, 32),
+        bram36=bram36(row_words, o.axi_bits),
+    )
+    add(
+        U,
+        f"move_rows merged: {row_words} x {o.axi_bits}b, LUTRAM",
+        "linear.h move_rows (merged)",
+        1,
+        (_lutram(row_words, o.axi_bits), 0),
+    )
+    add(
+        U,
+        "readers / writer: row and word counters, 64-bit bases (3 loops)",
+        "linear.h lin_side_read, lin_side_write",
+        3,
+        plus(_adder(64), _adder(16)),
+    )
+
     # ---- linear epilogue (per output lane) ----
     U = "linear epilogue"
     L = o.lin_out
-    aw = o.lin_acc_w + 1
+    aw = o.epi_w
     add(
         U,
         "addend select (bias / token bias in x)",
@@ -610,12 +732,25 @@ def lines(
             _saturate(o.act_w + 1, o.act_w),
         ),
     )
+    x_depth = -(-o.embed // o.x_banks)
     add(
         U,
-        "x write data 4:1 (embed, residual, expert, delta) and address 3:1 (r, r + 1, token)",
-        "linear.h linear_output (one read, one write per bank)",
-        L,
-        (o.act_w * mux_luts(4) + _bits(o.tokens * -(-o.embed // o.x_banks)) * mux_luts(3), 0),
+        f"x ports, per bank: read row 4:1 ({_bits(o.tokens)}b: merge row | r | r + 1 | "
+        f"token), in-bank address 2:1 ({_bits(x_depth - 1)}b); write data 4:1 ({o.act_w}b)",
+        "linear.h lin_compute (lin_x_read, lin_x_write: one read, one write per bank)",
+        o.x_banks,
+        (
+            _bits(o.tokens) * mux_luts(4)
+            + _bits(x_depth - 1) * mux_luts(2)
+            + o.act_w * mux_luts(4),
+            0,
+        ),
+    )
+    add(
+        U,
+        f"xq and x_new registers: 2 x {o.x_banks} x {o.act_w}b",
+        "linear.h lin_compute (xq, x_new)",
+        lut_ff=(0, 2 * o.x_banks * o.act_w),
     )
     add(
         U,
@@ -637,21 +772,23 @@ def lines(
         lut_ff=(0, 0),
         bram36=0,
     )
+    roms = 2 * o.gelu_copies
     if o.gelu_rom == "bram":
         add(
             U,
-            f"GELU ROM per lane: {L} x {o.gelu_entries} x {o.rom_w}b, dual port",
-            "gelu.h gelu (GELU_TABLE, a copy per lane)",
-            bram36=L * bram36(o.gelu_entries, o.rom_w),
+            f"GELU_ROM: {o.gelu_copies} copies x (even, odd) = {roms} dual-port ROMs of "
+            f"{o.gelu_half} x {o.rom_w}b, two reads each (lanes 2c, 2c + 1)",
+            "gelu.h gelu, linear.h lin_compute (GELU_ROM, rom_2p)",
+            bram36=roms * bram36(o.gelu_half, o.rom_w),
         )
     else:
-        half = -(-o.gelu_entries // 2)
         add(
             U,
-            f"GELU LUT-ROM per lane: {L} x (even + odd halves of {half}) x {o.rom_w}b",
-            "gelu.h gelu (GELU_TABLE, a copy per lane)",
-            L,
-            (_lutrom(half, o.rom_w) + _lutrom(o.gelu_entries - half, o.rom_w), 0),
+            f"GELU_ROM as LUT-ROM: {roms} halves of {o.gelu_half} x {o.rom_w}b, two read "
+            "ports each",
+            "gelu.h gelu, linear.h lin_compute (GELU_ROM)",
+            roms,
+            (2 * _lutrom(o.gelu_half, o.rom_w), 0),
         )
 
     # ---- rotate networks (banked.h bank_walk) ----
@@ -660,16 +797,22 @@ def lines(
     nets = (
         # (where, banks, lanes, grain, bits, store?)
         ("linear.h lin_compute: epilogue -> wide", o.wide_banks, o.lin_out, o.lin_out, act, True),
-        ("linear.h side_word: gather -> h", o.h_banks, o.row_lanes, o.row_lanes, act, True),
-        ("linear.h side_word: merge <- x", o.x_banks, o.row_lanes, o.row_lanes, act, False),
-        ("linear.h move_rows: <- x / -> h", o.x_banks, o.row_lanes, o.row_lanes, act, False),
+        # the side word's phase advances by ROW_LANES (bank_advance): 6 phases reachable,
+        # but whether Vitis sees the phase as a multiple of 4 could not be determined, so
+        # the merge's select is modelled at the worse 24:1 (rotate_mux "range")
+        ("linear.h lin_compute: gather -> h", o.h_banks, o.row_lanes, o.row_lanes, act, True),
+        ("linear.h merge_lanes: merge <- x", o.x_banks, o.row_lanes, o.row_lanes, act, False),
+        ("linear.h move_rows: <- x", o.x_banks, o.row_lanes, o.row_lanes, act, False),
+        ("linear.h move_rows: -> h", o.h_banks, o.row_lanes, o.row_lanes, act, True),
         ("layernorm.h ln_accumulate_group: <- x", o.x_banks, o.ln_lanes, o.ln_lanes, act, False),
         ("layernorm.h ln_normalise_group: <- x", o.x_banks, o.ln_lanes, o.ln_lanes, act, False),
         ("layernorm.h ln_normalise_group: -> h", o.h_banks, o.ln_lanes, o.ln_lanes, act, True),
-        ("park.h park_row: <- x (2)", o.x_banks, o.row_lanes, o.row_lanes, act, False),
-        ("park.h park_row: <- x (2)", o.x_banks, o.row_lanes, o.row_lanes, act, False),
-        ("park.h park_row: <- h", o.h_banks, o.row_lanes, o.row_lanes, act, False),
-        ("park.h park_row: -> x", o.x_banks, o.row_lanes, o.row_lanes, act, True),
+        # park_row<RESUME> is inlined into park_rows' two flat loops: two copies
+        ("park.h park_row<true>: <- x", o.x_banks, o.row_lanes, o.row_lanes, act, False),
+        ("park.h park_row<false>: <- x", o.x_banks, o.row_lanes, o.row_lanes, act, False),
+        ("park.h park_row<true>: <- h", o.h_banks, o.row_lanes, o.row_lanes, act, False),
+        ("park.h park_row<false>: <- h", o.h_banks, o.row_lanes, o.row_lanes, act, False),
+        ("park.h park_row<true>: -> x", o.x_banks, o.row_lanes, o.row_lanes, act, True),
         ("park.h resume_image: -> x", o.x_banks, o.row_lanes, o.row_lanes, act, True),
         ("stages.h embed_load: token bias -> x", o.x_banks, o.row_lanes, o.row_lanes, act, True),
         ("stages.h write_rows: <- x", o.x_banks, o.row_lanes, o.row_lanes, act, False),
@@ -729,86 +872,83 @@ def lines(
     for where, banks, bits in o.div_walks:
         add(
             U,
-            f"one division by {banks} ({bits}b) and bank_phase per walk",
-            "banked.h bank_walk / bank_phase via " + where,
-            2,
-            _const_div(bits),
+            f"one division by {banks} phases ({bits}b) per walk, remainder by a constant multiply "
+            "and subtract",
+            "banked.h bank_at via " + where,
+            1,
+            plus(_const_div(bits), _adder(bits)),
         )
 
     # ---- attention units (per row unit; attention.h attn_key) ----
     U = "attention units"
     P, hd = o.attn_p, o.head_dim
-    qk_w = 2 * o.attn_qkv_w
-    aa = o.attn_acc_w
+    aa, sc = o.attn_acc_w, o.attn_score_w
     add(
         U,
-        f"{P} q.k trees of {hd} products ({qk_w}b), first level in the DSPs",
+        f"{P} q.k trees of {hd} products (ATTN_DOT_W {o.attn_dot_w}b), first level in the DSPs",
         "attention.h attention_score",
         P,
-        _tree(hd, qk_w, absorbed=1),
+        _tree(hd, o.attn_dot_w, absorbed=1),
     )
     add(
         U,
-        "narrow to the score: rounding add, saturate",
-        "attention.h attention_score (fixed.h narrow)",
+        f"narrow to the score: constant shift, rounding add ({o.attn_dot_w}b), saturate to {sc}b",
+        "attention.h attention_score",
         P,
-        plus(_adder(qk_w + 6), _saturate(qk_w + 6, o.attn_score_w)),
+        plus(_adder(o.attn_dot_w), _saturate(o.attn_dot_w, sc)),
     )
     add(
         U,
-        f"s > m, s - m, |.|, max update ({o.attn_score_w}b)",
+        f"s > m, s - m and |.| ({sc + 1}b), max select (m {sc}b)",
         "attention.h softmax_update",
         P,
-        plus(
-            _adder(o.attn_score_w + 1),
-            _adder(o.attn_score_w + 1),
-            _adder(o.attn_score_w + 1),
-            (o.attn_score_w * 0.5, 0),
-        ),
+        plus(_adder(sc + 1), _adder(sc + 1), _adder(sc + 1), (sc * 0.5, 0)),
     )
+    ew, elo, ehi = o.exp2_shift
     add(
         U,
-        f"exp2: interpolation add, bounded shift (0..{o.exp2_amount}), saturate",
-        "exp2.h exp2_parts / exp2_prob",
+        f"exp2: interpolation add, shift_round_in<{ew},{elo},{ehi}> "
+        f"({ew - elo + 1}b x {ehi - elo + 1} positions), saturate",
+        "exp2.h exp2_prob",
         P,
         plus(
             _adder(o.exp2_w + 1),
-            _adder(o.exp2_w),
-            _shifter(o.exp2_w, o.exp2_amount),
-            _adder(o.exp2_w),
-            _saturate(o.exp2_w, o.prob_w - 1),
+            _shift_in(ew, elo, ehi),
+            _adder(ew - elo + 1),
+            _saturate(ew - elo + 1, o.prob_w - 1),
         ),
     )
     add(
         U,
-        f"EXP2_TABLE_ATTN per unit: LUT-ROM {o.exp2_entries} x {o.rom_w}b, 2 reads",
-        "exp2.h exp2_parts (partitioned per unit)",
-        P,
-        (2 * _lutrom(o.exp2_entries, o.rom_w), 0),
+        f"exp2 ROM halves per unit: {2 * P} LUT-ROMs of {o.exp2_half} x {o.seed_w}b, one read each",
+        "exp2.h exp2_parts, attention.h attention (exp2_rom)",
+        2 * P,
+        (_lutrom(o.exp2_half, o.seed_w), 0),
     )
     add(
         U,
-        f"S update: rounding add + 1, S + e, select ({o.attn_sum_w}b)",
+        f"S update: rounding add, S + e, select ({o.attn_sum_w}b; adders {o.attn_sum_w + 2}b)",
         "attention.h softmax_update",
         P,
-        plus(_adder(o.attn_sum_w), _adder(o.attn_sum_w), (o.attn_sum_w * 0.5, 0)),
+        plus(_adder(o.attn_sum_w + 2), _adder(o.attn_sum_w + 2), (o.attn_sum_w * 0.5, 0)),
     )
     add(
         U,
-        f"{P} x {hd} state updates ({aa}b): operand select, rounding add, + v << PROB_F, "
-        "acc + prod, result select",
-        "attention.h softmax_update softmax_acc",
+        f"{P} x {hd} state updates: operand select ({aa}b), two {aa + 2}b adds (rounding, "
+        f"acc + v << PROB_F), result ({aa}b, registered)",
+        "attention.h softmax_update",
         P * hd,
-        plus((aa * 0.5, 0), _adder(aa), _adder(aa), _adder(aa), (aa * 0.5, aa)),
+        plus((aa * 0.5, 0), _adder(aa + 2), _adder(aa + 2), (0, aa)),
     )
     add(
         U,
-        f"row state in LUTRAM: {P} x {hd} acc + m + S, {o.attn_l} deep",
+        f"row state in LUTRAM: {P} x ({hd} acc {aa}b + m {sc}b + S {o.attn_sum_w}b), "
+        f"{o.attn_l} deep",
         "attention.h attention (row_acc, row_m, row_sum)",
         1,
         (
             P * hd * _lutram(o.attn_l, aa)
-            + P * (_lutram(o.attn_l, o.attn_score_w) + _lutram(o.attn_l, o.attn_sum_w)),
+            + P * (_lutram(o.attn_l, sc) + _lutram(o.attn_l, o.attn_sum_w)),
             0,
         ),
     )
@@ -827,43 +967,55 @@ def lines(
         (2 * hd * act * mux_luts(2), 2 * 2 * hd * act),
     )
 
-    # ---- attention finish (attn_store at II 2) ----
+    # ---- attention finish (attn_store at II 1: a row in two parts of finish_cols) ----
     U = "attention finish"
+    C = o.finish_cols
     add(
         U,
-        f"unit select: {P}:1 of S and {hd} acc ({aa}b)",
-        "attention.h attn_store_units",
+        f"unit select {P}:1 of S and {hd} acc ({aa}b), then the part's {C} of {hd} (2:1)",
+        "attention.h attn_store",
         1,
-        ((hd + 1) * aa * mux_luts(P), (hd + 1) * aa),
+        (
+            (hd + 1) * aa * mux_luts(P) + C * aa * mux_luts(-(-hd // C)),
+            (hd + 1) * aa,
+        ),
+    )
+    fw, flo, fhi = o.finish_shift
+    add(
+        U,
+        f"{C} shift_round_in<{fw},{flo},{fhi}> ({fw - flo + 1}b x {fhi - flo + 1} positions) "
+        "with rounding",
+        "attention.h softmax_finish_part",
+        C,
+        plus(_shift_in(fw, flo, fhi), _adder(fw - flo + 1)),
     )
     add(
         U,
-        f"{hd} shifts acc >> (p - ATTN_GUARD) ({aa}b, 0..{o.finish_amount}) with rounding",
-        "attention.h softmax_finish",
-        hd,
-        plus(_shifter(aa, o.finish_amount), _adder(aa)),
+        f"{C} constant rounds of the {o.finish_prod_w}b product, saturate to {act}b",
+        "attention.h softmax_finish_part",
+        C,
+        plus(_adder(o.finish_prod_w), _saturate(o.finish_prod_w, act)),
     )
+
+    def recip_w(w: int) -> tuple[float, float]:
+        """newton.h reciprocal_w<W>: W-input leading-one encoder, W + 1-bit normaliser
+        (0..W - 1), seed LUT-ROM, the Newton products' rounding adds."""
+        return plus(
+            (w, w),
+            _shifter(w + 1, w - 1),
+            (_lutrom(o.recip_entries, o.seed_w), 0),
+            _adder(o.newton_arg_w),
+            _adder(o.newton_arg_w),
+            _adder(o.newton_w),
+        )
+
     add(
         U,
-        f"{hd} output rounding adds and saturations ({o.attn_mean_w + o.newton_w}b)",
-        "attention.h softmax_finish",
-        hd,
-        plus(_adder(o.attn_mean_w + o.newton_w), _saturate(o.attn_mean_w + o.newton_w, act)),
-    )
-    recip = plus(
-        (o.attn_sum_w, o.attn_sum_w),  # bit_length priority encoder
-        _shifter(o.newton_arg_w, o.attn_sum_w),
-        (_lutrom(o.recip_entries, o.rom_w), 0),
-        _adder(o.newton_arg_w),
-        _adder(o.newton_arg_w),
-        _adder(o.newton_w),
-    )
-    add(
-        U,
-        "reciprocal: bit length, normalise shift, seed LUT-ROM, Newton rounding adds",
-        "newton.h reciprocal (RECIP_SEED_ATTN)",
+        f"reciprocal_w<{o.attn_sum_mag_w}>: encoder, normaliser, seed ROM "
+        f"({o.recip_entries} x {o.seed_w}b), Newton adds",
+        "attention.h softmax_finish_part, newton.h reciprocal_w (RECIP_SEED_ATTN)",
         1,
-        recip,
+        recip_w(o.attn_sum_mag_w),
     )
 
     # ---- layernorm (layernorm.h layernorm_rows) ----
@@ -876,45 +1028,45 @@ def lines(
         Ln,
         plus(_adder(act), _saturate(act, o.ln_stat_w)),
     )
-    s1_w = act + _bits(o.embed)
     add(
         U,
-        f"S1, T1, T2 trees of {Ln} + accumulators",
+        f"S1, T1, T2 trees of {Ln} + accumulators ({o.ln_s1_w}/{o.ln_sum_w}/{o.ln_t2_w}b)",
         "layernorm.h ln_accumulate",
         1,
         plus(
             _tree(Ln, act),
             _tree(Ln, o.ln_stat_w),
             _tree(Ln, 2 * o.ln_stat_w),
-            _adder(s1_w),
+            _adder(o.ln_s1_w),
             _adder(o.ln_sum_w),
-            _adder(o.ln_var_w),
+            _adder(o.ln_t2_w),
         ),
     )
-    gm = o.ln_centred_w - act - 1
+    (mn, md), (vn, vd) = o.ln_divs
     add(
         U,
-        f"mean = div_round(S1 << GM, D): constant divider ({s1_w + gm}b)",
-        "layernorm.h ln_finish",
+        f"mean: shifts, bias, udiv_const<{mn},{md}> ({mn} compare-subtract steps)",
+        "layernorm.h ln_finish, sdiv_floor_odd, fixed.h udiv_const",
         1,
-        _const_div(s1_w + gm),
+        plus(_adder(o.ln_s1_w + 10), _adder(mn), _udiv_const(mn, md)),
     )
     add(
         U,
-        f"var = div_round(D T2 - T1^2, D^2): subtract, constant divider ({o.ln_var_w}b)",
-        "layernorm.h ln_finish",
+        f"variance: D T2 (constant multiply, {o.ln_a_w}b) - T1^2, udiv_const<{vn},{vd}>, + eps",
+        "layernorm.h ln_finish, fixed.h udiv_const",
         1,
-        plus(_adder(o.ln_var_w), _const_div(o.ln_var_w)),
+        plus(_adder(o.ln_a_w), _adder(o.ln_a_w), _adder(o.ln_var_w), _udiv_const(vn, vd)),
     )
     add(
         U,
-        "rsqrt: bit length, normalise shift, seed LUT-ROM, Newton adds",
-        "newton.h rsqrt (RSQRT_SEED)",
+        f"rsqrt_w<{o.ln_var_w}>: {o.ln_var_w}-input encoder, {o.ln_var_w + 1}b normaliser "
+        f"(0..{o.ln_var_w}), seed ROM ({o.rsqrt_entries} x {o.seed_w}b), Newton adds",
+        "layernorm.h ln_finish, newton.h rsqrt_w (RSQRT_SEED)",
         1,
         plus(
             (o.ln_var_w, o.ln_var_w),
-            _shifter(o.newton_arg_w, o.ln_var_w),
-            (_lutrom(o.rsqrt_entries, o.rom_w), 0),
+            _shifter(o.ln_var_w + 1, o.ln_var_w),
+            (_lutrom(o.rsqrt_entries, o.seed_w), 0),
             _adder(o.newton_arg_w),
             _adder(o.newton_arg_w),
             _adder(o.newton_w),
@@ -927,18 +1079,19 @@ def lines(
         "layernorm.h layernorm_rows (st)",
         bram36=bram36(o.tokens, stats_w),
     )
-    prod = o.ln_centred_w + o.newton_w
+    lw, llo, lhi = o.ln_shift
     add(
         U,
-        f"{Ln} lanes: centre, shift ({prod}b, 0..{o.ln_amount}) + round, saturate, "
-        "+ beta, round, saturate",
+        f"{Ln} lanes: centre ({o.ln_centred_w}b), shift_round_in<{lw},{llo},{lhi}> "
+        f"({lw - llo + 1}b x {lhi - llo + 1} positions) + round, saturate, + beta "
+        f"({o.ln_norm_w + 17}b), round, saturate",
         "layernorm.h ln_normalise",
         Ln,
         plus(
             _adder(o.ln_centred_w),
-            _shifter(prod, o.ln_amount),
-            _adder(prod),
-            _saturate(prod, o.ln_norm_w),
+            _shift_in(lw, llo, lhi),
+            _adder(lw - llo + 1),
+            _saturate(lw - llo + 1, o.ln_norm_w),
             _adder(o.ln_norm_w + 17),
             _adder(o.ln_norm_w + 17),
             _saturate(o.ln_norm_w + 17, act),
@@ -947,84 +1100,101 @@ def lines(
 
     # ---- routing (moe.h route_tokens, one token per cycle) ----
     U = "routing"
-    E, sw = o.experts, o.attn_score_w
+    E = o.experts
     add(
         U,
-        f"max of {E} logits ({sw}b): compare-select tree",
-        "moe.h moe_max",
+        f"max of {E} logits ({sc}b): compare-select tree",
+        "moe.h route_tokens",
         E - 1,
-        plus(_adder(sw), (sw * 0.5, 0)),
+        plus(_adder(sc), (sc * 0.5, 0)),
     )
     add(
         U,
-        f"{E} lanes: l - m, exp2 interpolation, bounded shift, saturate",
-        "moe.h moe_exp, exp2.h exp2_prob",
+        f"{E} lanes: l - m, exp2 interpolation, shift_round_in<{ew},{elo},{ehi}>, saturate",
+        "moe.h route_tokens, exp2.h exp2_prob",
         E,
         plus(
-            _adder(sw + 1),
+            _adder(sc + 1),
             _adder(o.exp2_w + 1),
-            _adder(o.exp2_w),
-            _shifter(o.exp2_w, o.exp2_amount),
-            _adder(o.exp2_w),
-            _saturate(o.exp2_w, o.prob_w - 1),
+            _shift_in(ew, elo, ehi),
+            _adder(ew - elo + 1),
+            _saturate(ew - elo + 1, o.prob_w - 1),
         ),
     )
     add(
         U,
-        f"EXP2_TABLE per lane: {E} LUT-ROMs {o.exp2_entries} x {o.rom_w}b, 2 reads",
-        "moe.h moe_exp (partitioned per lane)",
-        E,
-        (2 * _lutrom(o.exp2_entries, o.rom_w), 0),
+        f"exp2 ROM halves per lane: {2 * E} LUT-ROMs of {o.exp2_half} x {o.seed_w}b, one read each",
+        "moe.h route_tokens (exp2_rom), exp2.h exp2_parts",
+        2 * E,
+        (_lutrom(o.exp2_half, o.seed_w), 0),
     )
-    add(U, f"sum of {E} probabilities", "moe.h moe_exp", 1, _tree(E, o.prob_w))
     add(
         U,
-        "reciprocal: bit length, normalise shift, seed LUT-ROM, Newton adds",
-        "newton.h reciprocal (RECIP_SEED)",
+        f"sum of {E} probabilities (ROUTE_SUM_W {o.route_sum_w}b)",
+        "moe.h route_tokens",
         1,
-        recip,
+        _tree(E, o.route_sum_w),
     )
     add(
         U,
-        f"ranks: {E} x {E} comparisons ({sw}b) and counts",
-        "moe.h moe_topk / moe_rank",
+        f"reciprocal_w<{o.route_sum_w}>: encoder, normaliser, seed ROM, Newton adds",
+        "moe.h route_tokens, newton.h reciprocal_w (RECIP_SEED)",
+        1,
+        recip_w(o.route_sum_w),
+    )
+    add(
+        U,
+        f"ranks: {E} x {E} comparisons ({sc}b) and counts",
+        "moe.h route_tokens",
         E * E,
-        (sw / 2 + 2, 1),
+        (sc / 2 + 2, 1),
     )
+    gw, glo, ghi = o.route_shift
     add(
         U,
-        f"{E} gate weights: shift ({o.route_amount}b) + round, clamp to [0, 1]",
-        "moe.h moe_topk",
+        f"{E} gate weights: shift_round_in<{gw},{glo},{ghi}> ({gw - glo + 1}b x "
+        f"{ghi - glo + 1} positions) + round, clamp to [0, 1]",
+        "moe.h route_tokens",
         E,
         plus(
-            _shifter(o.route_amount, o.route_amount),
-            _adder(o.route_amount),
-            _saturate(o.route_amount, o.prob_w),
+            _shift_in(gw, glo, ghi),
+            _adder(gw - glo + 1),
+            _saturate(gw - glo + 1, o.prob_w),
         ),
     )
     add(
         U,
         f"{E} queue counters and writes",
-        "moe.h moe_topk",
+        "moe.h route_tokens",
         E,
         plus(_adder(_bits(o.tokens)), (_bits(o.tokens) * 2, 0)),
     )
 
-    # ---- buffer-set muxes (lanes.h run_images: one lane_step, sets swapped) ----
+    # ---- buffer-set muxes (lanes.h lane_step: one instance, two call sites, sets swapped) ----
+    # Sized by which lane uses which port (the lane_step comment, hls/README.md F11): the
+    # attention lane reads wide on 2 ports (K and V of a column share a bank) and writes h
+    # on 1; the linear lane uses x, h and wide on up to 2 ports each. A signal only one
+    # lane drives reduces to gating; a shared select puts two 2:1 bits in a LUT6_2.
     U = "buffer-set muxes"
     if two_sets:
-        for name, banks, depth in (
-            ("x", o.x_banks, o.tokens * -(-o.embed // o.x_banks)),
-            ("h", o.h_banks, o.tokens * -(-o.embed // o.h_banks)),
-            ("wide", o.wide_banks, o.tokens * -(-o.wide_cols // o.wide_banks)),
+        h_addr = _bits(o.tokens * -(-o.embed // o.h_banks) - 1)
+        w_addr = _bits(o.tokens * -(-o.wide_cols // o.wide_banks) - 1)
+        for name, banks, in_bits, out_bits in (
+            # inputs: 2 sets x 2 ports x (address + ce, plus a gated we); read data: 4 ports
+            ("wide", o.wide_banks, 2 * 2 * (w_addr + 2), 4 * act),
+            # inputs: 2 sets x (address + data + ce + we on the shared port, 2 gated);
+            # read data: 2 ports
+            ("h", o.h_banks, 2 * (h_addr + act + 2 + 2), 2 * act),
+            # the linear lane only: 2 sets x 2 ports x (ce, we); read data: 2 ports
+            ("x", o.x_banks, 2 * 2 * 2, 2 * act),
         ):
-            bits = _bits(depth) + 2 * act + 2  # address, write data, read data, ce / we
             add(
                 U,
-                f"{name}: {banks} banks x 2 ports x 2 sets x {bits}b, 2:1",
-                "lanes.h run_images, lane_step (ALLOCATION limit 1)",
-                banks * 2 * 2,
-                (bits * mux_luts(2), 0),
+                f"{name}: {banks} banks x 2 ports x 2 sets, {in_bits} input + {out_bits} "
+                "read-data bits per bank, 2:1",
+                "lanes.h lane_step (ALLOCATION limit 1 in run_images)",
+                banks,
+                ((in_bits + out_bits) * mux_luts(2), 0),
             )
 
     # ---- on-chip buffers ----
@@ -1072,8 +1242,8 @@ def lines(
     )
     add(
         U,
-        "tables, LN parameters",
-        "stages.h layernorm_block (gamma / beta), newton.h seeds",
+        "LN parameters, bias banks, scale table (judgement: BRAM or LUTRAM)",
+        "stages.h layernorm_block (gamma / beta), linear.h linear_unit (bias)",
         bram36=4,
     )
     add(
@@ -1127,10 +1297,22 @@ def lines(
     )
     add(
         U,
-        f"scale table: {o.scales} x 16b LUTRAM, linear_shift decode",
-        "scale.h ScaleTable, linear_shift",
+        f"scale table: {o.scales} x 16b LUTRAM, linear_shift decode; load_scales' word "
+        f"buffer {-(-o.scales * 16 // o.axi_bits)} x {o.axi_bits}b LUTRAM",
+        "scale.h ScaleTable, linear_shift, load_scales",
         1,
-        (-(-16 * o.scales // 64) + 4 * 16, 64),
+        (
+            -(-16 * o.scales // 64) + 4 * 16 + _lutram(-(-o.scales * 16 // o.axi_bits), o.axi_bits),
+            64,
+        ),
+    )
+    add(
+        U,
+        "per call: one 16-bit division by LIN_OUT (output tiles) and one 16-bit % 3 "
+        "(the hand-off buffer)",
+        "linear.h linear_unit, narrow_ceil_div",
+        2,
+        _const_div(16),
     )
     add(
         U,

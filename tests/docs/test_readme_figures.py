@@ -55,7 +55,7 @@ def _clock_cell(d: dict) -> str:
     "starts, args",
     [
         ("| `edgemoe` default:", []),
-        ("| lean, LIN 32×24, P = 1 (`--p 1`)", ["--p", "1"]),
+        ("| lean, LIN 32×24, P = 2 (`--p 2`)", ["--p", "2"]),
     ],
 )
 def test_build_rows_and_unit_table(tmp_path, readme, starts, args):
@@ -110,7 +110,7 @@ def test_other_rows(tmp_path, readme, starts, args, fmt):
 def test_one_image_rows_at_both_clocks(tmp_path, readme):
     """Each build's 1-image row: its latency at 300 MHz and at the plausible clock."""
     lines = readme.splitlines()
-    for build, args in (("| `edgemoe` default:", []), ("| lean, LIN 32×24, P = 1", ["--p", "1"])):
+    for build, args in (("| `edgemoe` default:", []), ("| lean, LIN 32×24, P = 2", ["--p", "2"])):
         d = _estimate(tmp_path, "--batch", "1", *args)
         at = next(i for i, ln in enumerate(lines) if ln.startswith(build))
         row = lines[at + (2 if not args else 1)]

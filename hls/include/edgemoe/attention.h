@@ -12,7 +12,7 @@
 // report gate (scripts/check_hls_reports.py) fails the build if attn_key misses II = 1.
 // K and V arrive at one row every ATTN_L cycles, whatever ATTN_P is.
 // Each row unit reads its own split copy of the exp2 table (exp2.h), so attn_key's two
-// table reads per unit meet two memories (hls/REVIEW2-units.md, F2); the row state is held
+// table reads per unit meet two memories (hls/README.md, F2); the row state is held
 // at its real widths (F10) and the finish uses ATTN_FINISH_COLS multipliers (F17).
 // Golden: edgemoe.sim.units.softmax_attend and edgemoe.sim.golden.Golden.attention.
 #ifndef EDGEMOE_ATTENTION_H_
@@ -45,7 +45,7 @@ typedef sint<ACC_ATTN_ACC_BITS> attn_acc_t;
 /// bit for the rounding of the rescales, so acc >> (p - ATTN_GUARD) fits this.
 typedef sint<ATTN_QKV_W + ATTN_GUARD + 3> attn_mean_t;
 
-// The row state at its real widths (hls/REVIEW2-units.md, F10), each bound from the formats:
+// The row state at its real widths (hls/README.md, F10), each bound from the formats:
 // - m is a score or the format minimum: ATTN_SCORE_W bits.
 // - S: one key adds at most 1.0 (p <= ONE) and a rescale never grows S
 //   (round(S * e / ONE) <= S for e <= ONE), so after j keys ONE <= S <= j * ONE <=

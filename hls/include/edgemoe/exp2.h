@@ -2,7 +2,7 @@
 // read from EXP2_TABLE and linearly interpolated, then shifted by n.
 // Golden: edgemoe.sim.units.exp2_parts / exp2.
 //
-// ROM ports (hls/REVIEW2-units.md, F2/F3): an interpolation reads entries k and k + 1 of
+// ROM ports (hls/README.md, F2/F3): an interpolation reads entries k and k + 1 of
 // the table, one even and one odd. Each exp2 unit reads its own copy of the table, split
 // by parity (exp2_rom_fill: even entries in one memory, odd in another), so every memory gets
 // exactly one read per unit per cycle and a pipelined caller reaches II = 1 with as many

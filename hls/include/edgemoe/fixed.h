@@ -93,7 +93,7 @@ inline wide_t abs_wide(wide_t v) {
   return v < 0 ? wide_t(-v) : v;
 }
 
-// ---- operators at their real widths (hls/REVIEW2-units.md, F10) ----
+// ---- operators at their real widths (hls/README.md, F10) ----
 //
 // The helpers above work on 64-bit wide_t with any shift amount: Vitis builds what the
 // types say (64-bit adders, 64-bit barrel shifters in both directions for an `int`

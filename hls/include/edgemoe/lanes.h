@@ -403,7 +403,7 @@ inline void lane_step(const word_t* bundle, const word_t* images, word_t* output
   // Not inlined, so that the ALLOCATION in run_images can share it: UG1399 (ALLOCATION)
   // limits only functions that are not inlined, and a small function may be inlined
   // automatically unless INLINE off says otherwise.
-  // The cost of the sharing (hls/REVIEW2-units.md, F11): the two call sites swap the buffer
+  // The cost of the sharing (hls/README.md, F11): the two call sites swap the buffer
   // sets, so each memory port of h and wide that both lanes use takes a 2:1 mux on its
   // address/data/enables, and each port the instance reads takes a 2:1 mux on its data
   // (x, used by the linear lane only, only on its read data): about 9.6 k mux bits.

@@ -1,7 +1,7 @@
 // LayerNorm (DESIGN.md §3.4): one streaming pass for the statistics, rsqrt, then
 // normalise the buffered tokens. Golden: edgemoe.sim.units.layernorm.
 // Every value at its real width, no run-time division, the one run-time shift bounded
-// (hls/REVIEW2-units.md, F10).
+// (hls/README.md, F10).
 #ifndef EDGEMOE_LAYERNORM_H_
 #define EDGEMOE_LAYERNORM_H_
 
@@ -11,7 +11,7 @@
 
 namespace edgemoe {
 
-// Widths (hls/REVIEW2-units.md, F10), from the formats and D, each bound proven here and
+// Widths (hls/README.md, F10), from the formats and D, each bound proven here and
 // checked in the C-sim:
 // - S1 = sum of D act values: |S1| <= D * 2^(ACT_W - 1).
 // - T1 = sum of D ln_stat values: |T1| <= D * 2^(LN_STAT_W - 1) (ACC_LN_STAT_SUM_BITS).

@@ -2,7 +2,7 @@
 // mantissa, a seed from a table, one Newton step.
 // Golden: edgemoe.sim.units.reciprocal / rsqrt.
 //
-// Widths (hls/REVIEW2-units.md, F10): each unit is a template on the width W of its input,
+// Widths (hls/README.md, F10): each unit is a template on the width W of its input,
 // so the leading-one detector is a W-input priority encoder and the normaliser a W-bit
 // left shifter by the leading zeros (0..W): m = floor(s * 2^(R - p)) is the normalised
 // s (leading one at bit W - 1) shifted by the constant R - W + 1, which is wiring. The

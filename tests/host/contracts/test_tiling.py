@@ -16,7 +16,7 @@ def test_the_tiling_word_round_trips():
 
 
 def test_the_tiling_option_parses_lin_in_x_lin_out():
-    assert Tiling.parse(" 32X24 ", 2) == DEFAULT_TILING
+    assert Tiling.parse(" 32X24 ", DEFAULT_TILING.p) == DEFAULT_TILING
     with pytest.raises(ConfigError, match="--tiling '32by32': expected LIN_INxLIN_OUT"):
         Tiling.parse("32by32", 2)
     with pytest.raises(ConfigError, match="lin_in=0"):

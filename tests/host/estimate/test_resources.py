@@ -91,8 +91,10 @@ def test_operator_table_widths_are_the_headers():
     assert o.attn_acc_w == const("ACC_ATTN_ACC_BITS") < 64
     assert o.attn_sum_w == const("ACC_ATTN_SUM_BITS") < 64
     assert o.ln_sum_w == const("ACC_LN_STAT_SUM_BITS")
-    assert o.gelu_entries == entries("GELU_TABLE")
+    assert (o.gelu_copies, o.gelu_half) == (const("GELU_COPIES"), const("GELU_HALF"))
+    assert o.gelu_half == (o.gelu_entries + 1) // 2
     assert o.exp2_entries == entries("EXP2_TABLE") == entries("EXP2_TABLE_ATTN")
+    assert o.exp2_half == (o.exp2_entries + 1) // 2
     assert o.recip_entries == entries("RECIP_SEED") and o.rsqrt_entries == entries("RSQRT_SEED")
     # one division per bank walk, only where the bank count is not a power of two
     assert o.div_walks and all(b & (b - 1) for _, b, _ in o.div_walks)
@@ -108,13 +110,16 @@ def test_a_build_over_a_limit_reports_fits_false_naming_the_resource(tmp_path, c
     assert "over the limit: " in capsys.readouterr().out
     d = json.loads(out.read_text())
     assert d["fits"] is False and "dsp" in d["resources"]["over"]
-    # LUT alone: the default build with its GELU tables as LUT-ROM instead of BRAM
+    # the GELU halves as LUT-ROM instead of BRAM: BRAM down, LUT up
     c, p = cfg(DEFAULT_CONFIG), profile("lean")
     o = operators(c, p, FITTING)
     lean = _res(FITTING, ops=o)
     lutrom = _res(FITTING, ops=dataclasses.replace(o, gelu_rom="lutrom"))
-    assert lean["fits"] and lutrom["over"] == ["lut"]
-    assert lutrom["bram36"] == lean["bram36"] - FITTING.lin_out
+    assert lean["fits"] and lutrom["lut_estimate"] > lean["lut_estimate"]
+    # LUT alone over: the same build with a (hypothetical) 1,500-LUT control per loop
+    fat = _res(FITTING, ops=dataclasses.replace(o, per_loop=(1500, 40)))
+    assert fat["over"] == ["lut"] and not fat["fits"]
+    assert lutrom["bram36"] == lean["bram36"] - o.gelu_copies  # a BRAM18 per half
 
 
 def test_the_fitting_tiling_meets_every_limit():
@@ -125,20 +130,36 @@ def test_the_fitting_tiling_meets_every_limit():
 
 
 def test_review_fixes_are_what_the_model_counts():
-    """The fixed forms: per-lane GELU ROMs (BRAM36 per lane), per-unit / per-lane EXP2
-    ROMs, one division per walk, the set muxes on every bank port of x, h and wide."""
+    """The forms the merged C++ builds: GELU_ROM as LIN_OUT / 2 copies of even / odd
+    halves (a BRAM18 each), exp2 ROM halves per attention unit and routing lane, one
+    16-bit division per bank walk that divides by 6 or 3 phases (none in the linear
+    unit's side moves), the set muxes on every bank of x, h and wide."""
     r = _res()
     lines = r["lines"]
-    gelu = [ln for ln in lines if "GELU_TABLE" in ln["where"]]
-    assert len(gelu) == 1 and gelu[0]["bram36"] == DEFAULT_TILING.lin_out
-    divs = [ln for ln in lines if ln["what"].startswith("one division by")]
+    gelu = [ln for ln in lines if "GELU_ROM" in ln["where"]]
+    assert len(gelu) == 1 and gelu[0]["bram36"] == DEFAULT_TILING.lin_out / 2
     o = operators(cfg(DEFAULT_CONFIG), profile("lean"), DEFAULT_TILING)
-    assert len(divs) == len(o.div_walks)
+    exp2 = [ln for ln in lines if "exp2 ROM halves" in ln["what"]]
+    assert [int(ln["what"].split(": ")[1].split()[0]) for ln in exp2] == [
+        2 * DEFAULT_TILING.p,
+        2 * o.experts,
+    ]
+    divs = [ln for ln in lines if ln["what"].startswith("one division by")]
+    assert len(divs) == len(o.div_walks) == 9  # 6 walks of x by 6 phases, 3 by 3
+    assert sorted({b for _, b, _ in o.div_walks}) == [3, 6]
+    assert not any("linear.h lin_" in w or "move_rows" in w for w, _, _ in o.div_walks)
     sets = [ln for ln in lines if ln["unit"] == "buffer-set muxes"]
     t = DEFAULT_TILING
     ports = 2 * 2 * (t.lin_out + 2 * t.lin_in)  # (x + h + wide banks) x 2 ports x 2 sets
     assert sum(int(re.search(r"(\d+) banks", ln["what"]).group(1)) * 4 for ln in sets) == ports
-    assert r["by_unit"]["buffer-set muxes"]["lut"] > 0.5 * ports * 2 * 22 * mux_luts(2)
+    # the sized count (lanes.h lane_step): 9,568 2:1 mux bits for the default build
+    bits = sum(
+        int(re.search(r"(\d+) banks", ln["what"]).group(1))
+        * sum(int(b) for b in re.findall(r"(\d+) (?:input|read-data)", ln["what"]))
+        for ln in sets
+    )
+    assert bits == 9568
+    assert r["by_unit"]["buffer-set muxes"]["lut"] == bits * mux_luts(2)
     one_set = resources(
         cfg(DEFAULT_CONFIG),
         profile("lean"),
@@ -157,14 +178,23 @@ def test_clock_rule():
     assert plausible_clock({**u, "bram36": 0.9}, target_mhz=150) == 150
 
 
-def test_row_loops_pay_the_m_axi_latency_per_row():
-    """Per-row bursts (park, resume, the first gather, the last merge, the token bias and
-    output rows) cost their words plus the read latency and fill per row."""
+def test_burst_latency_is_paid_per_block_or_per_row_as_the_loops_are_written():
+    """The flat row loops (park_rows, resume_image, write_rows, embed_load) pay the m_axi
+    latency once per block; move_rows' merge pays it twice per row (read, then write)."""
+    from edgemoe.host.estimate.perf import ROW_OVERHEAD
+
     c, p = cfg(DEFAULT_CONFIG), profile("lean")
     e = estimate(c, p, our_design(p, DEFAULT_TILING), DEVICES["zcu104"], batch=16)
     park = [s for s in e.stages if s.name == "park"]
-    assert park and all(s.compute_cycles >= 2 * 16 * c.num_tokens * 64 for s in park)
+    # per image: park_rows' one latency, and two queue bursts per used expert
+    per_image = (1 + 2 * c.num_experts) * ROW_OVERHEAD
+    assert park and all(16 * per_image <= s.compute_cycles < 16 * 2 * per_image for s in park)
     assert all(s.ms == pytest.approx(s.compute_ms + s.memory_ms) for s in park)
+    resume = [s for s in e.stages if s.name == "resume"]
+    assert resume and all(s.compute_cycles == 2 * ROW_OVERHEAD for s in resume)
+    row_words = c.embed_dim * 4 // 16
+    merge = [s for s in e.stages if s.name == "merge"]
+    assert merge and all(s.compute_cycles % (2 * (row_words + ROW_OVERHEAD)) == 0 for s in merge)
 
 
 def test_the_loop_ii_table_drives_the_cycles(monkeypatch):

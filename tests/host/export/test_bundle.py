@@ -136,7 +136,7 @@ def test_each_check_names_what_is_wrong(mini_lean):
     rejects(with_field(data, 1, 2), "format version 2", "binary points", "edgemoe export")
     rejects(with_field(data, 2, 7), "profile id 7", "'lean'")
     rejects(data, "another config or profile", c=cfg(TINY))
-    rejects(data, "tiling", "32x24 p2", "16x32 p8", t=Tiling(16, 32, 8))
+    rejects(data, "tiling", f"32x24 p{t.p}", "16x32 p8", t=Tiling(16, 32, 8))
     rejects(with_field(data, 4, 128), "header size field is 128")
     rejects(data[:60] + b"\x01" + data[61:], "reserved")
     rejects(data[:-64], "truncated")
