@@ -119,6 +119,13 @@ class TaskOutput:
             return self.values[..., 0, :, :]
         return np.moveaxis(self.values, -3, -1)
 
+    @property
+    def label(self) -> str:
+        """The task's name with the unit of its values, where there is one: ``depth (m)``."""
+        from edgemoe.host.app.plots import scalar_label
+
+        return scalar_label(self.spec) if self.kind == "scalar" else self.task
+
     def rgb(self) -> np.ndarray:
         """The map as colours, uint8 ([B,] H, W, 3), as ``edgemoe run`` draws it."""
         from edgemoe.host.app.plots import task_rgb

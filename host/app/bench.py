@@ -47,9 +47,9 @@ import numpy as np
 
 from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_json_atomic
-from edgemoe.host.app.args import HelpFormatter, add_options, parse_task
+from edgemoe.host.app.args import HelpFormatter, add_options, need_torch, parse_task
 from edgemoe.host.contracts.images import random_images
-from edgemoe.host.contracts.profile import load_profile
+from edgemoe.host.contracts.profile import Profile, load_profile
 from edgemoe.host.driver.backends import (
     Capabilities,
     Workload,
@@ -58,7 +58,9 @@ from edgemoe.host.driver.backends import (
     backends_help,
     get_backend,
 )
+from edgemoe.host.export.deployment import WeightSource
 from edgemoe.models.config import ModelConfig, load_config
+from edgemoe.pipeline import float_workload, weight_source
 
 ONNXRUNTIME = "onnxruntime"
 #: ``--backends``'s default; one of these that is not installed is a ``skipped`` row.
@@ -93,6 +95,7 @@ class BenchJob:
     seed: int
     runs: int
     workdir: str
+    source: WeightSource
 
 
 @dataclass
@@ -198,9 +201,7 @@ def _backend_call(job: BenchJob, cfg: ModelConfig, images: np.ndarray, notes: li
     if not capabilities(job.backend).fixed_point:  # a float backend runs the float model
         import torch
 
-        from edgemoe.models.m3vit import random_model
-
-        wl = Workload(cfg, profile, random_model(cfg, job.seed))
+        wl, _ = float_workload(cfg, profile, job.source)
         notes.append(
             f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads "
             "(torch default, not changed)"
@@ -336,16 +337,24 @@ def parse_backends(text: str) -> list[str]:
     return names
 
 
-def _prepare(cfg: ModelConfig, task: str, seed: int, names: list[str], workdir: Path) -> dict:
+def _prepare(
+    cfg: ModelConfig,
+    prof: Profile,
+    task: str,
+    source: WeightSource,
+    names: list[str],
+    workdir: Path,
+) -> dict:
     """Write what the children load: the float weights and the ONNX export."""
     prepare: dict[str, Any] = {}
     if ONNXRUNTIME not in names and not any(_fixed_point(n) for n in names):
         return prepare  # a float backend's child builds its own model
     import torch
 
-    from edgemoe.models.m3vit import normalize, random_model
+    from edgemoe.models.m3vit import normalize
 
-    model = random_model(cfg, seed)
+    model = float_workload(cfg, prof, source)[0].model
+    seed = source.seed
     np.savez(workdir / STATE_FILE, **{k: v.numpy() for k, v in model.state_dict().items()})
     if ONNXRUNTIME in names:
         import onnxruntime as ort
@@ -383,6 +392,12 @@ def _measure_in_child(job: BenchJob) -> tuple[BenchRow, dict[str, Any]]:
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             raw = pool.submit(measure, job).result()
         return _row(job, raw), raw
+    except EdgeMoeError as e:
+        if capabilities(job.backend).drives_board and job.backend not in DEFAULT_BACKENDS:
+            # a board backend asked for by name, off its board: the one-line error
+            raise EdgeMoeError(f"bench --backends {job.backend}: {e}") from None
+        row = BenchRow(status="failed", timed=_timed(job.backend), notes=[_one_line(e)])
+        return row, {}
     except Exception as e:  # a failing backend is a row of the table, not the end of the run
         row = BenchRow(status="failed", timed=_timed(job.backend), notes=[_one_line(e)])
         return row, {}
@@ -425,6 +440,8 @@ def bench_backends(
     runs: int = MIN_RUNS,
     task: str | int | None = None,
     seed: int = 0,
+    checkpoint: str | None = None,
+    random: bool = False,
 ) -> dict[str, Any]:
     """Measure every backend in ``backends``, each in its own child process.
 
@@ -441,7 +458,11 @@ def bench_backends(
     task : str or int, optional
         Task name or id (selects the MoE gates); default the first.
     seed : int
-        Seed of the random model and the image.
+        Seed of the image (and of the ``random`` model).
+    checkpoint : str, optional
+        The weights (default: the config's shipped checkpoint).
+    random : bool
+        The seeded random model instead.
 
     Returns
     -------
@@ -454,12 +475,17 @@ def bench_backends(
     prof = load_profile(profile)
     task_name = parse_task(task, cfg)
     installed = set(backend_names())
+    need_torch()  # every backend here runs the float weights or quantizes them
+    notices: list[str] = []
+    source = weight_source(cfg, checkpoint, seed, random, notices=notices)
+    for n in notices:
+        _progress(f"notice: {n}")
 
     load_before = _loadavg()
     rows: dict[str, BenchRow] = {}
     raw: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="edgemoe-bench-") as tmp:
-        prepare = _prepare(cfg, task_name, seed, backends, Path(tmp))
+        prepare = _prepare(cfg, prof, task_name, source, backends, Path(tmp))
         for name in backends:
             # a default backend that is not installed here is skipped, not an error
             why = _unavailable(name, installed) if name in DEFAULT_BACKENDS else None
@@ -468,7 +494,7 @@ def bench_backends(
                 _progress(f"{name}: skipped ({why})")
                 continue
             _progress(f"{name}: warm-up + {runs} timed runs in a child process")
-            job = BenchJob(name, config, profile, task_name, seed, runs, tmp)
+            job = BenchJob(name, config, profile, task_name, seed, runs, tmp, source)
             rows[name], raw[name] = _measure_in_child(job)
 
     torch_ms = rows["torch"].ms_median if "torch" in rows else None
@@ -481,6 +507,7 @@ def bench_backends(
         "profile": prof.name,
         "task": task_name,
         "seed": seed,
+        "weights": source.describe(),
         "images_per_call": 1,
         "warmup_runs": 1,
         "runs": runs,
@@ -525,6 +552,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"{result['config']} / {result['profile']} / task {result['task']} / backbone, "
         f"1 image per call / median of {result['runs']} runs after 1 warm-up",
+        f"weights: {result['weights']}",
         f"machine: nproc {m['nproc']}, torch threads {m['torch_threads'] or '-'}, "
         f"{m['processor']}, {m['platform']}, load average (1 min) "
         f"{_fmt(m['loadavg_1m_before'], '.2f')} before, {_fmt(m['loadavg_1m_after'], '.2f')} after",
@@ -565,7 +593,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if json_path is not None:
         _check_writable(json_path)
     names = parse_backends(args.backends)
-    result = bench_backends(args.config, args.profile, names, args.runs, args.task, args.seed)
+    result = bench_backends(
+        args.config,
+        args.profile,
+        names,
+        args.runs,
+        args.task,
+        args.seed,
+        args.checkpoint,
+        args.random,
+    )
     print(format_table(result))
     if json_path is not None:
         write_json_atomic(json_path, result)
@@ -584,7 +621,18 @@ def add_parser(sub) -> None:
     )
     add_options(b, "config", "profile")
     b.add_argument("--task", default=None, help="task name or id (default: the first task)")
-    add_options(b, "seed", seed={"help": "seed of the random model and image"})
+    add_options(
+        b,
+        "seed",
+        "checkpoint",
+        seed={"help": "seed of the image (and of the --random model)"},
+        checkpoint={"help": "M3ViT checkpoint (default: the config's shipped trained checkpoint)"},
+    )
+    b.add_argument(
+        "--random",
+        action="store_true",
+        help="the seeded random model instead of the shipped trained weights",
+    )
     b.add_argument("--runs", type=int, default=MIN_RUNS, help=f"timed runs, >= {MIN_RUNS}")
     b.add_argument(
         "--backends",

@@ -39,11 +39,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     out, report_json, report_txt = _output_paths(args.out)
     notices: list[str] = []
     source = weight_source(cfg, args.checkpoint, args.seed, args.random, notices=notices)
-    if args.checkpoint is None and source.checkpoint is not None:
-        notices.append(
-            f"weights: the config's shipped checkpoint {Path(source.checkpoint).name} "
-            "(--checkpoint PATH for others, --random for the seeded random model)"
-        )
 
     wl, loaded = float_workload(cfg, profile, source)
     for n in notices + loaded:
@@ -86,6 +81,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         (report_txt, lambda: write_bytes_atomic(report_txt, text.encode())),
     )
     print(title)
+    if args.checkpoint is None and source.checkpoint is not None:
+        print(
+            f"weights: the config's shipped checkpoint {Path(source.checkpoint).name} "
+            "(the default; --checkpoint PATH for others, --random for the seeded random model)"
+        )
     print(
         f"wrote {out}: {len(data):,} bytes ({len(kernel_image):,} for the kernel, the rest "
         f"the host's heads and description), {meta['bundle_tensors']} tensors, "

@@ -32,7 +32,7 @@ def files(folder) -> list[str]:
 def test_export_mini_random_init(tmp_path, capsys):
     out = tmp_path / "mini.bin"
     code, stdout, err = run(
-        capsys, "--config", MINI, "--profile", "lean", "--seed", "3", "--out", str(out)
+        capsys, "--config", MINI, "--profile", "lean", "--seed", "3", "--random", "--out", str(out)
     )
     assert code == 0, err
     c, p = cfg(MINI), profile("lean")
@@ -173,7 +173,7 @@ def test_non_finite_weights_stop_quantization(tmp_path, capsys, monkeypatch):
     model = random_model(cfg(MINI), 0)
     with torch.no_grad():
         model.blocks[2].mlp.fc2.bias[3] = math.inf
-    monkeypatch.setattr("edgemoe.host.app.export.build_model", lambda *_: (model, []))
+    monkeypatch.setattr("edgemoe.host.app.args.build_model", lambda *_: (model, []))
     code, _, err = run(capsys, "--config", MINI, "--profile", "lean", "--out", str(tmp_path / "b"))
     assert_one_line_error(code, err, "blocks.2.mlp.fc2.bias", "NaN/Inf")
     assert files(tmp_path) == []
