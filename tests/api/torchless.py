@@ -14,26 +14,35 @@ from pathlib import Path
 
 BLOCKED = ("torch", "onnxruntime", "onnx", "onnxscript", "safetensors")
 
-SITECUSTOMIZE = f'''
+SITECUSTOMIZE = '''
+import importlib.machinery
 import sys
 
+BLOCKED = {blocked!r}
+HIDDEN = {hidden!r}
+
 class _Blocked:
-    """The board has no {", ".join(BLOCKED)}."""
+    """The board has none of BLOCKED; HIDDEN is found without files (nothing to locate)."""
 
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {BLOCKED!r}:
+        top = name.split(".")[0]
+        if top in BLOCKED:
             raise ImportError(f"No module named {{name!r}} (blocked: a board-only install)")
+        if top in HIDDEN:
+            return importlib.machinery.ModuleSpec(name, None)
         return None
 
 sys.meta_path.insert(0, _Blocked())
 '''
 
 
-def torchless_env(tmp_path: Path) -> dict[str, str]:
-    """``os.environ`` with a ``PYTHONPATH`` whose ``sitecustomize`` blocks :data:`BLOCKED`."""
+def torchless_env(tmp_path: Path, hidden: tuple[str, ...] = ()) -> dict[str, str]:
+    """``os.environ`` with a ``PYTHONPATH`` whose ``sitecustomize`` blocks :data:`BLOCKED`
+    (and leaves the packages ``hidden`` without files: hls4ml's copy of the HLS headers)."""
     site = tmp_path / "torchless-site"
     site.mkdir(exist_ok=True)
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    text = SITECUSTOMIZE.format(blocked=BLOCKED, hidden=hidden)
+    (site / "sitecustomize.py").write_text(text)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH")) if p)
     return env

@@ -269,3 +269,23 @@ def test_export_calibration_report_and_image_folder(tmp_path, capsys):
         "--calib-images", str(tmp_path / "none"),
     )  # fmt: skip
     assert_one_line_error(code, err, "none", "not a directory")
+
+
+def test_export_defaults_to_the_shipped_checkpoint_like_model_export(tmp_path, capsys):
+    """No weight option: the shipped checkpoint, said so; the file is the one
+    ``Model.export`` writes, byte for byte (two exports of one model)."""
+    import edgemoe
+    from edgemoe.host.export.deployment import read_deployment
+    from edgemoe.models.shipped import shipped_checkpoint
+
+    out = tmp_path / "cli.bin"
+    code, stdout, err = run(capsys, "--config", MINI, "--out", str(out))
+    assert code == 0, err
+    assert "weights: the config's shipped checkpoint m3vit-mini.safetensors" in stdout
+    dep = read_deployment(out.read_bytes())
+    assert dep.source.checkpoint == str(shipped_checkpoint(MINI))
+    assert dep.source.trained_on.startswith("procedural street scenes")
+    api = edgemoe.load(MINI).export(tmp_path / "api.bin")
+    assert api.read_bytes() == out.read_bytes()
+    report = json.loads((tmp_path / "cli.bin.report.json").read_text())
+    assert "trained on procedural street scenes" in report["weights"]
