@@ -360,9 +360,11 @@ class TaskCall:
     routes : list of ndarray bool (B, N, E)
         The chosen experts per MoE block, when asked for.
     stages : dict[str, ndarray]
-        Every layer boundary, when recorded (backends that are not driven; ``eval``).
+        Float values at every layer boundary, when recorded (``verify``, ``eval``).
     times : dict[str, float]
         Wall time per step of this call.
+    saturations : dict[str, int]
+        Values saturated in the datapath per stage kind (backends that report them).
     """
 
     start: int
@@ -373,6 +375,12 @@ class TaskCall:
     routes: list[np.ndarray] = field(default_factory=list)
     stages: dict[str, np.ndarray] = field(default_factory=dict)
     times: dict[str, float] = field(default_factory=dict)
+    saturations: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        """Wall time of the backbone call (every step but the head)."""
+        return sum(v for k, v in self.times.items() if k != "head")
 
 
 class Engine:
@@ -449,12 +457,13 @@ class Engine:
     ) -> TaskCall:
         """The backbone on ``pixels`` (B, H, W, 3) uint8 for ``task``, then its head.
 
-        ``routes``: also the experts chosen (a driver records them from runs stopped at each
-        gate); ``record``: every layer boundary (backends that are not driven).
+        ``routes``: also the experts chosen; ``record``: every layer boundary too (a driver
+        records them from runs stopped at each boundary, ``debug_stop``).
         """
         times: dict[str, float] = {}
         stages: dict[str, np.ndarray] = {}
         chosen: list[np.ndarray] = []
+        saturations: dict[str, int] = {}
         status = 0
         if self.acc is not None:
             acc = self.acc
@@ -464,21 +473,22 @@ class Engine:
             tokens = acc.to_float(res.raw)
             times["unpack"] = times.get("unpack", 0.0) + time.perf_counter() - t
             status = res.status
-            if routes:
-                _, chosen = record_boundaries(
+            if routes or record:
+                stages, chosen = record_boundaries(
                     self.wl,
                     lambda stop: acc.run(pixels, task, stop, self.timeout_s).raw,
-                    gates_only=True,
+                    gates_only=not record,
                 )
         else:
             assert self.backend is not None
             ro = self.backend.run(self.wl, pixels, task, record=routes or record)
             tokens, chosen, stages = ro.tokens, ro.routes, ro.stages
+            saturations = ro.saturations
             times["backbone"] = ro.seconds
         t = time.perf_counter()
         values = task_head_np(tokens, self.wl.state, task, self.wl.cfg)
         times["head"] = time.perf_counter() - t
-        return TaskCall(0, task, tokens, values, status, chosen, stages, times)
+        return TaskCall(0, task, tokens, values, status, chosen, stages, times, saturations)
 
     def calls(
         self, pixels: np.ndarray, tasks: list[str], batch: int, *, routes: bool = False

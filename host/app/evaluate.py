@@ -39,7 +39,7 @@ from edgemoe.host.export.deployment import WeightSource
 from edgemoe.host.export.hls_params import MAX_IMAGES
 from edgemoe.models.config import ModelConfig, load_config
 from edgemoe.models.metrics import DepthAccumulator, confusion, semseg_metrics
-from edgemoe.pipeline import Engine, TaskCall, float_workload, weight_source
+from edgemoe.pipeline import Engine, float_workload, weight_source
 
 FLOAT = "float"  # the profile column of the torch rows
 #: Most held-out scenes one ``eval`` runs (the procedural val split is unbounded).
@@ -205,13 +205,13 @@ def evaluate(
             ref = torch_e.call(data.images, task, record=True)
             usage.add(task, ref.stages)
             acc[("torch", FLOAT, task)].add(ref.values, label, None)
-            seconds[f"torch/{FLOAT}"] += _backbone_seconds(ref)
+            seconds[f"torch/{FLOAT}"] += ref.seconds
             for p in profiles:
                 tokens: dict[str, np.ndarray] = {}
                 for b in fixed:
                     c = engines[(b.name, p.name)].call(data.images, task)
                     tokens[b.name] = c.tokens
-                    seconds[f"{b.name}/{p.name}"] += _backbone_seconds(c)
+                    seconds[f"{b.name}/{p.name}"] += c.seconds
                     acc[(b.name, p.name, task)].add(c.values, label, ref.values)
                 for key, a, b, pname in fixed_pairs:
                     if pname == p.name:
@@ -227,11 +227,6 @@ def evaluate(
         "usage": usage.result(tasks),
         "seconds": seconds,
     }
-
-
-def _backbone_seconds(call: TaskCall) -> float:
-    """A call's wall time without the head (what ``seconds`` reports per backend)."""
-    return sum(v for k, v in call.times.items() if k != "head")
 
 
 def table(result: dict[str, Any]) -> list[str]:

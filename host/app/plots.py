@@ -6,6 +6,7 @@ state, no display needed); plain images are written with Pillow.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -272,7 +273,9 @@ def layer_error_plot(table: list[dict], path: Path, title: str) -> None:
     step = max(1, len(rows) // 24)
     ax.set_xticks(x[::step], [r["stage"] for r in rows][::step], rotation=60, fontsize=6)
     ax.set_ylabel("rel_rms between the pair")
-    ax.set_title(title, fontsize=9)
+    width = int(fig.get_figwidth() * 13)  # characters of 8-point text across the figure
+    wrapped = "\n".join(textwrap.fill(line, width) for line in title.splitlines())
+    ax.set_title(wrapped, fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.savefig(path, format="png")

@@ -23,13 +23,13 @@ from edgemoe.host.app.inputs import load_image_folder
 from edgemoe.host.app.outputs import check_output_file
 from edgemoe.host.contracts.images import random_images, scene_images
 from edgemoe.host.contracts.profile import load_profile
+from edgemoe.host.contracts.tiling import DEFAULT_TILING
 from edgemoe.host.driver.backends import RunOutput, Workload, backends_help, get_backend
 from edgemoe.models.config import ModelConfig, load_config
-from edgemoe.models.heads import task_head_np
-from edgemoe.pipeline import float_workload, weight_source
+from edgemoe.pipeline import Engine, TaskCall, float_workload, weight_source
 
 
-def layer_table(outputs: dict[str, RunOutput]) -> list[dict]:
+def layer_table(outputs: dict[str, TaskCall]) -> list[dict]:
     """rel_rms (routes: agreement) at every recorded boundary, for every pair of backends.
 
     Columns are named ``"a-b"`` for each pair of :func:`pairs`, in the order the
@@ -55,7 +55,7 @@ def pairs(names: list[str]) -> list[tuple[str, str]]:
     return list(itertools.combinations(names, 2))
 
 
-def first_difference(a: RunOutput, b: RunOutput) -> str | None:
+def first_difference(a: TaskCall | RunOutput, b: TaskCall | RunOutput) -> str | None:
     """First layer boundary (in execution order) where two runs differ, else None.
 
     Both runs must have recorded their stages; the final output counts as the
@@ -78,7 +78,7 @@ def with_top_k(cfg: ModelConfig, top_k: int | None) -> ModelConfig:
 
 
 def task_output_check(
-    wl: Workload, images: np.ndarray, task: str, outputs: dict[str, RunOutput]
+    wl: Workload, images: np.ndarray, task: str, outputs: dict[str, TaskCall]
 ) -> dict:
     """Each backend's tokens through the host's head against the float model's ``forward``.
 
@@ -94,10 +94,7 @@ def task_output_check(
 
     with torch.no_grad():
         ref = wl.model(normalize(images, wl.cfg), task).double().numpy()
-    err = {
-        n: float(np.abs(task_head_np(o.tokens, wl.state, task, wl.cfg) - ref).max())
-        for n, o in outputs.items()
-    }
+    err = {n: float(np.abs(o.values - ref).max()) for n, o in outputs.items()}
     return {"norm": f"norms.{task}", "head": f"heads.{task}", "max_abs_vs_forward": err}
 
 
@@ -118,7 +115,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for n in notices + loaded:
         print(f"notice: {n}", file=sys.stderr)
     images, kind = verify_images(cfg, args)
-    outputs = {b.name: b.run(wl, images, task, record=True) for b in backends}
+    # the run path's engines: every layer boundary recorded, the task's head on the host
+    outputs = {
+        b.name: Engine(wl, DEFAULT_TILING, b, max_images=len(images)).call(
+            images, task, record=True
+        )
+        for b in backends
+    }
 
     table = layer_table(outputs)
     print(
@@ -160,7 +163,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         write_json_atomic(Path(args.json), result)
         print(f"wrote {args.json}")
     if args.plot:
-        title = f"{cfg.name} / {profile.name} / task {task} / {source.describe()}"
+        title = f"{cfg.name} / {profile.name} / task {task}\nweights: {source.describe()}"
         write_plot(Path(args.plot), table, title)
         print(f"wrote {args.plot}")
     return 1 if failed else 0

@@ -134,7 +134,7 @@ def test_conversions_and_resizes_say_so(m, scene):
     gray = Image.fromarray(scene).convert("L").resize((100, 50))
     res = m.run(gray, tasks=0, backend="golden")
     assert res.images.shape == scene.shape
-    assert [n.split(",")[0] for n in res.notices] == ["PIL image is L", "PIL image is 100x50"]
+    assert [n.split(",")[0] for n in res.notices] == ["PIL image is L", "PIL image is 100x50 (WxH)"]
     small = np.ascontiguousarray(scene[::2, ::2])
     res = m.run(small, tasks="depth", backend="golden")
     assert res.images.shape == scene.shape and "stretched to" in res.notices[0]
