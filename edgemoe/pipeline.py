@@ -54,14 +54,17 @@ if TYPE_CHECKING:
 TRAINING_DATA = {"procedural": "procedural street scenes"}
 
 
-def flag(name: str) -> str:
-    """How the command line spells an option in a message (``top_k`` -> ``--top-k``)."""
-    return "--" + name.replace("_", "-")
+def flag(name: str, value: object = None) -> str:
+    """How the command line spells an option in a message: ``--top-k``, ``--top-k 3``."""
+    text = "--" + name.replace("_", "-")
+    return text if value is None else f"{text} {value}"
 
 
-def keyword(name: str) -> str:
-    """How the Python API spells an argument in a message (``top_k`` -> ``top_k=``)."""
-    return f"{name}="
+def keyword(name: str, value: object = None) -> str:
+    """How the Python API spells an argument in a message: ``top_k=``, ``top_k=3``."""
+    if value is None:
+        return f"{name}="
+    return f"{name}={value if isinstance(value, int) else str(value)!r}"
 
 
 # ---- weights -------------------------------------------------------------------
@@ -86,7 +89,7 @@ def weight_source(
     checkpoint: str | Path | None = None,
     seed: int = 0,
     random: bool = False,
-    spell: Callable[[str], str] = flag,
+    spell: Callable[..., str] = flag,
     notices: list[str] | None = None,
 ) -> WeightSource:
     """The weights a command or :func:`edgemoe.load` uses: ``checkpoint``, else the config's
@@ -169,7 +172,7 @@ def open_bundle(
     profile: str | Path | None = None,
     top_k: int | None = None,
     host_check: bool = True,
-    spell: Callable[[str], str] = flag,
+    spell: Callable[..., str] = flag,
     name: str = "bundle",
 ) -> Deployment:
     """A bundle file, decoded; a ``config``, ``profile`` or ``top_k`` given must be the
@@ -194,7 +197,7 @@ def open_bundle(
         if config_hash(want, prof) != config_hash(cfg, prof):
             same = " (another definition of that name)" if want.name == cfg.name else ""
             raise EdgeMoeError(
-                f"{spell('config')} {config} disagrees with {name}, which is for config "
+                f"{spell('config', config)} disagrees with {name}, which is for config "
                 f"{cfg.name}{same}: drop {spell('config')}, the bundle names its config"
             )
     if profile is not None:
@@ -202,12 +205,12 @@ def open_bundle(
         if want_p.canonical() != prof.canonical():
             same = " (another definition of that name)" if want_p.name == prof.name else ""
             raise EdgeMoeError(
-                f"{spell('profile')} {profile} disagrees with {name}, which is for profile "
+                f"{spell('profile', profile)} disagrees with {name}, which is for profile "
                 f"{prof.name}{same}: drop {spell('profile')}, the bundle names its profile"
             )
     if top_k is not None and top_k != cfg.top_k:
         raise EdgeMoeError(
-            f"{spell('top_k')} {top_k} disagrees with {name}, exported with top_k "
+            f"{spell('top_k', top_k)} disagrees with {name}, exported with top_k "
             f"{cfg.top_k}: drop {spell('top_k')}, or export again with it"
         )
     dep.meta["name"] = name
@@ -237,7 +240,7 @@ def bundle_weights(
     checkpoint: str | Path | None = None,
     seed: int | None = None,
     random: bool = False,
-    spell: Callable[[str], str] = flag,
+    spell: Callable[..., str] = flag,
 ) -> WeightSource:
     """The weights of a bundle run: the bundle's; a ``checkpoint`` or ``seed`` given must be
     the ones it was exported from.
@@ -254,20 +257,20 @@ def bundle_weights(
         )
     if seed is not None and seed != src.seed:
         raise EdgeMoeError(
-            f"{spell('seed')} {seed} disagrees with {name}, exported from {_source_text(src)}: "
+            f"{spell('seed', seed)} disagrees with {name}, exported from {_source_text(src)}: "
             f"drop {spell('seed')}, the bundle names its weights"
         )
     if checkpoint is None:
         return src
     if src.checkpoint is None:
         raise EdgeMoeError(
-            f"{spell('checkpoint')} {checkpoint}: {name} was exported from "
+            f"{spell('checkpoint', checkpoint)}: {name} was exported from "
             f"{_source_text(src)}, not from a checkpoint"
         )
     digest = checkpoint_digest(checkpoint)
     if digest != src.checkpoint_sha256:
         raise EdgeMoeError(
-            f"{spell('checkpoint')} {checkpoint} (SHA-256 {digest[:12]}…) is not the "
+            f"{spell('checkpoint', checkpoint)} (SHA-256 {digest[:12]}…) is not the "
             f"checkpoint {name} was exported from ({_source_text(src)})"
         )
     return WeightSource(str(checkpoint), digest, src.seed, src.trained_on)
@@ -280,7 +283,7 @@ def _source_text(src: WeightSource) -> str:
 
 
 def bundle_float_model(
-    dep: Deployment, source: WeightSource, why: str, spell: Callable[[str], str] = flag
+    dep: Deployment, source: WeightSource, why: str, spell: Callable[..., str] = flag
 ) -> tuple[Any, list[str]]:
     """The float model a bundle was exported from (torch), checked to be it: for the torch
     backend and comparisons against it, never for running the bundle. Returns the model
@@ -327,7 +330,7 @@ def workload(
     dep: Deployment | None,
     source: WeightSource,
     float_model: bool,
-    spell: Callable[[str], str] = flag,
+    spell: Callable[..., str] = flag,
 ) -> tuple[Workload, list[str]]:
     """What a run runs, and the checkpoint loader's notices: the bundle's workload (the
     float model too only with ``float_model``: torch, comparisons), else the float model's."""
