@@ -325,12 +325,20 @@ def test_a_bundle_runs_without_torch_as_run_bundle_does(tmp_path):
         f"m = edgemoe.load(bundle={str(bundle)!r})\n"
         f"out = m.run({str(image)!r}, backend='csim')\n"
         "assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules\n"
+        "for backend in ('torch', 'pynq'):  # the float model; the board, not here\n"
+        "    try:\n"
+        "        m.run(m.sample_image(), backend=backend)\n"
+        "    except edgemoe.EdgeMoeError as e:\n"
+        "        print(backend, 'refused:', e)\n"
         "print(json.dumps({t: hashlib.sha256(np.ascontiguousarray(o.tokens).tobytes())"
         ".hexdigest() for t, o in out.items()}))\n"
     )
     api = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert api.returncode == 0, api.stderr
-    api_sha = json.loads(api.stdout.strip().splitlines()[-1])
+    lines = api.stdout.strip().splitlines()
+    assert lines[0].startswith("torch refused: ") and "PyTorch is not installed" in lines[0]
+    assert lines[1].startswith("pynq refused: ") and "ZCU104" in lines[1]
+    api_sha = json.loads(lines[-1])
     edgemoe_cli = str(Path(sys.executable).with_name("edgemoe"))
     for path, name in ((bundle, "cli"), (api_bundle, "api")):
         out = tmp_path / f"out-{name}"
