@@ -49,7 +49,7 @@ from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_json_atomic
 from edgemoe.host.app.args import HelpFormatter, add_options, need_torch, parse_task
 from edgemoe.host.contracts.images import random_images
-from edgemoe.host.contracts.profile import Profile, load_profile
+from edgemoe.host.contracts.profile import DEFAULT_PROFILE, Profile, load_profile
 from edgemoe.host.driver.backends import (
     Capabilities,
     Workload,
@@ -59,8 +59,15 @@ from edgemoe.host.driver.backends import (
     get_backend,
 )
 from edgemoe.host.export.deployment import WeightSource
-from edgemoe.models.config import ModelConfig, load_config
-from edgemoe.pipeline import float_workload, weight_source
+from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
+from edgemoe.pipeline import (
+    bundle_weights,
+    bundle_workload,
+    float_workload,
+    open_bundle,
+    weight_source,
+    workload,
+)
 
 ONNXRUNTIME = "onnxruntime"
 #: ``--backends``'s default; one of these that is not installed is a ``skipped`` row.
@@ -96,6 +103,7 @@ class BenchJob:
     runs: int
     workdir: str
     source: WeightSource
+    bundle: str | None = None  # the fixed-point backends run this bundle file
 
 
 @dataclass
@@ -197,15 +205,19 @@ def _ort_call(job: BenchJob, cfg: ModelConfig, images: np.ndarray, notes: list[s
 
 
 def _backend_call(job: BenchJob, cfg: ModelConfig, images: np.ndarray, notes: list[str]):
-    profile = load_profile(job.profile)
+    profile = load_profile(job.profile) if job.bundle is None else None
     if not capabilities(job.backend).fixed_point:  # a float backend runs the float model
         import torch
 
-        wl, _ = float_workload(cfg, profile, job.source)
+        dep = open_bundle(job.bundle) if job.bundle is not None else None
+        wl, _ = workload(cfg, profile or dep.profile, dep, job.source, True)
         notes.append(
             f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads "
             "(torch default, not changed)"
         )
+    elif job.bundle is not None:  # the bundle's kernel image: no float model, no torch
+        wl = bundle_workload(open_bundle(job.bundle))
+        wl.quantized  # noqa: B018 -- unpack now, outside every timed call
     else:
         wl = Workload(cfg, profile, model=None)
         with np.load(Path(job.workdir) / STATE_FILE) as npz:
@@ -229,7 +241,7 @@ def measure(job: BenchJob) -> dict[str, Any]:
         ``warmup_wall_s``, ``setup_s``, ``rss_at_start_mb``, ``peak_rss_mb``,
         ``py_heap_peak_mb`` (or None), ``torch_threads`` (or None) and ``notes``.
     """
-    cfg = load_config(job.config)
+    cfg = open_bundle(job.bundle).cfg if job.bundle is not None else load_config(job.config)
     images = random_images(cfg, 1, job.seed)
     notes: list[str] = []
     rss_start = _proc_status_mb("VmRSS")
@@ -405,6 +417,8 @@ def _measure_in_child(job: BenchJob) -> tuple[BenchRow, dict[str, Any]]:
 
 def _unavailable(name: str, installed: set[str]) -> str | None:
     """Why a backend cannot run here, or None."""
+    if not _fixed_point(name) and not _have_torch():
+        return f"{name} runs the float model and PyTorch is not installed (edgemoe[full])"
     if name == ONNXRUNTIME:
         return None
     if name not in installed:
@@ -414,6 +428,14 @@ def _unavailable(name: str, installed: set[str]) -> str | None:
     except (EdgeMoeError, ImportError, AttributeError) as e:  # still being written
         return f"backend {name!r} cannot be loaded ({_one_line(e)})"
     return None
+
+
+def _have_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _fixed_point(name: str) -> bool:
@@ -434,21 +456,23 @@ def _timed(name: str) -> str:
 
 
 def bench_backends(
-    config: str,
-    profile: str,
+    config: str | None,
+    profile: str | None,
     backends: list[str],
     runs: int = MIN_RUNS,
     task: str | int | None = None,
     seed: int = 0,
     checkpoint: str | None = None,
     random: bool = False,
+    bundle: str | None = None,
 ) -> dict[str, Any]:
     """Measure every backend in ``backends``, each in its own child process.
 
     Parameters
     ----------
-    config, profile : str
-        Config and precision profile, names or YAML paths.
+    config, profile : str or None
+        Config and precision profile, names or YAML paths (default: the bundle's, else
+        the defaults).
     backends : list of str
         Backend names (:func:`parse_backends`); ``onnxruntime`` is the ONNX export
         of the backbone; an optional backend that is not installed becomes a
@@ -463,6 +487,9 @@ def bench_backends(
         The weights (default: the config's shipped checkpoint).
     random : bool
         The seeded random model instead.
+    bundle : str, optional
+        A bundle file: its config, profile and weights; the fixed-point backends run it
+        (no torch), the float ones the model it was exported from.
 
     Returns
     -------
@@ -471,13 +498,19 @@ def bench_backends(
     """
     if runs < MIN_RUNS:
         raise EdgeMoeError(f"--runs must be at least {MIN_RUNS}, got {runs}")
-    cfg = load_config(config)
-    prof = load_profile(profile)
-    task_name = parse_task(task, cfg)
     installed = set(backend_names())
-    need_torch()  # every backend here runs the float weights or quantizes them
     notices: list[str] = []
-    source = weight_source(cfg, checkpoint, seed, random, notices=notices)
+    if bundle is not None:
+        dep = open_bundle(bundle, config=config, profile=profile)
+        cfg, prof = dep.cfg, dep.profile
+        source = bundle_weights(dep, checkpoint, None, random)
+    else:
+        cfg = load_config(config or DEFAULT_CONFIG)
+        prof = load_profile(profile or DEFAULT_PROFILE)
+        source = weight_source(cfg, checkpoint, seed, random, notices=notices)
+    task_name = parse_task(task, cfg)
+    if bundle is None:
+        need_torch()  # the float weights are quantized here (with a bundle: float rows skip)
     for n in notices:
         _progress(f"notice: {n}")
 
@@ -485,7 +518,8 @@ def bench_backends(
     rows: dict[str, BenchRow] = {}
     raw: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="edgemoe-bench-") as tmp:
-        prepare = _prepare(cfg, prof, task_name, source, backends, Path(tmp))
+        float_only = [n for n in backends if n == ONNXRUNTIME] if bundle is not None else backends
+        prepare = _prepare(cfg, prof, task_name, source, float_only, Path(tmp))
         for name in backends:
             # a default backend that is not installed here is skipped, not an error
             why = _unavailable(name, installed) if name in DEFAULT_BACKENDS else None
@@ -494,7 +528,7 @@ def bench_backends(
                 _progress(f"{name}: skipped ({why})")
                 continue
             _progress(f"{name}: warm-up + {runs} timed runs in a child process")
-            job = BenchJob(name, config, profile, task_name, seed, runs, tmp, source)
+            job = BenchJob(name, cfg.name, prof.name, task_name, seed, runs, tmp, source, bundle)
             rows[name], raw[name] = _measure_in_child(job)
 
     torch_ms = rows["torch"].ms_median if "torch" in rows else None
@@ -602,6 +636,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.seed,
         args.checkpoint,
         args.random,
+        args.bundle,
     )
     print(format_table(result))
     if json_path is not None:
@@ -619,7 +654,22 @@ def add_parser(sub) -> None:
         description="Milliseconds per image of every backend on this machine, in one run.",
         formatter_class=HelpFormatter,
     )
-    add_options(b, "config", "profile")
+    add_options(
+        b,
+        "config",
+        "profile",
+        config={"default": None, "help": f"config (default: the bundle's, else {DEFAULT_CONFIG})"},
+        profile={
+            "default": None,
+            "help": f"precision profile (default: the bundle's, else {DEFAULT_PROFILE})",
+        },
+    )
+    b.add_argument(
+        "--bundle",
+        default=None,
+        help="bundle file: the fixed-point backends run it, no torch needed (a board); "
+        "default: the weights quantized here",
+    )
     b.add_argument("--task", default=None, help="task name or id (default: the first task)")
     add_options(
         b,

@@ -103,3 +103,23 @@ def test_csim_without_the_hls_headers_says_what_to_install(tmp_path):
     proc = edgemoe(env, "run", "--bundle", str(bundle), "--out", str(tmp_path / "o"))
     assert_one_line_error(proc.returncode, proc.stderr, "ap_int.h", "install hls4ml")
     assert not (tmp_path / "o").exists()
+
+
+def test_bench_runs_a_bundle_without_torch(tmp_path):
+    """On a board: `bench --bundle` times the fixed-point backends from the bundle alone;
+    the float rows are skipped, saying why."""
+    import json
+
+    bundle = tmp_path / "b.bin"
+    assert main(["export", "--config", MINI, "--out", str(bundle)]) == 0
+    js = tmp_path / "bench.json"
+    proc = edgemoe(
+        torchless_env(tmp_path),
+        *("bench", "--bundle", str(bundle), "--backends", "golden,torch", "--runs", "5"),
+        *("--json", str(js)),
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    rows = json.loads(js.read_text())["backends"]
+    assert rows["golden"]["status"] == "ok" and rows["torch"]["status"] == "skipped"
+    assert "PyTorch is not installed" in rows["torch"]["notes"][0]
+    assert "trained on procedural street scenes" in json.loads(js.read_text())["weights"]
