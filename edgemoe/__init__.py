@@ -1,11 +1,11 @@
 """edgemoe: an FPGA accelerator for the multi-task MoE ViT M3ViT.
 
-The Python API (:mod:`edgemoe.api`) in one import::
+The Python API (:mod:`edgemoe.api`) in one import (from the repository root)::
 
     import edgemoe
 
-    m = edgemoe.load("m3vit-mini", profile="lean", seed=0)
-    out = m.run("street.png", tasks=["semseg", "depth"], backend="csim")
+    m = edgemoe.load("m3vit-tiny-128x256")  # the config's shipped trained weights
+    out = m.run("samples/street.png", tasks=["semseg", "depth"], backend="csim")
     out["semseg"].labels
 
 Subpackages: :mod:`edgemoe.models` (float reference), :mod:`edgemoe.host`

@@ -1,28 +1,27 @@
 """The Python API: a model, its bundle, images in, per-task maps out, on any backend.
 
-One import for notebooks and scripts::
+One import for notebooks and scripts (run from the repository root)::
 
     import edgemoe
 
-    m = edgemoe.load("m3vit-mini", profile="lean", seed=0)    # or checkpoint="m3vit.pth"
-    out = m.run("street.png", tasks=["semseg", "depth"], backend="csim")
-    out["semseg"].labels                                       # (H, W) class ids
-    m.export("mini.bin")
+    m = edgemoe.load("m3vit-tiny-128x256")          # the config's shipped trained weights
+    out = m.run("samples/street.png", tasks=["semseg", "depth"], backend="csim")
+    out["semseg"].labels                              # (H, W) class ids
+    m.export("build/tiny.bin")                        # what `edgemoe export` writes
 
-Everything here is assembled from the functions the command line uses (config
-and profile loading, the float model, quantization and packing, the backend
-registry, the driver, image loading, the host-side light heads); nothing is
-computed a second way. Torch is imported only when a float model is needed.
+    b = edgemoe.load(bundle="build/tiny.bin")         # the bundle alone: no torch needed
+    b.run("samples/street.png", backend="csim")       # (the board: backend="pynq")
 
-Two private functions are where a bundle is read (:func:`_read_bundle`) and
-where a backend's workload is made (:meth:`Model._workload`): a bundle that
-describes itself (config, profile, tiling, the host's final norms and heads)
-plugs in there.
+The run path itself is :mod:`edgemoe.pipeline`, shared with the command line:
+the weights (:func:`~edgemoe.pipeline.weight_source`: the shipped checkpoint
+unless ``checkpoint=`` or ``random=True``), the bundle file
+(:func:`~edgemoe.pipeline.export_bundle`, :func:`~edgemoe.pipeline.open_bundle`)
+and the calls (:class:`~edgemoe.pipeline.Engine`). Torch is imported only when a
+float model is needed: never for a bundle on ``golden``, ``csim`` or ``pynq``.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,19 +38,29 @@ from edgemoe.host.contracts.profile import DEFAULT_PROFILE, Profile, load_profil
 from edgemoe.host.contracts.scratch import MAX_GROUP
 from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
 from edgemoe.host.driver.backends import Workload, backend_names, get_backend
-from edgemoe.host.export.bundle import BundleError, pack, read_bundle, validate, write_bundle
+from edgemoe.host.export.bundle import read_bundle, write_bundle
+from edgemoe.host.export.deployment import Deployment, WeightSource
 from edgemoe.host.export.hls_params import MAX_IMAGES
 from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, TaskSpec, load_config
-from edgemoe.models.heads import HOST_PREFIXES, task_head_np
+from edgemoe.pipeline import (
+    Engine,
+    bundle_weights,
+    bundle_workload,
+    export_bundle,
+    keyword,
+    open_bundle,
+    weight_source,
+    workload,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-    from edgemoe.host.driver.accelerator import Accelerator, Board
+    from edgemoe.host.driver.accelerator import Board
     from edgemoe.host.export.quantize import QuantReport
 
 
-@dataclass
+@dataclass(repr=False)
 class TaskOutput:
     """One task's output for the images of a run.
 
@@ -75,6 +84,12 @@ class TaskOutput:
     spec: TaskSpec
     values: np.ndarray
     tokens: np.ndarray
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskOutput({self.task!r}, {self.kind}, values {self.values.shape}, "
+            f"tokens {self.tokens.shape})"
+        )
 
     @property
     def kind(self) -> str:
@@ -104,6 +119,13 @@ class TaskOutput:
             return self.values[..., 0, :, :]
         return np.moveaxis(self.values, -3, -1)
 
+    @property
+    def label(self) -> str:
+        """The task's name with the unit of its values, where there is one: ``depth (m)``."""
+        from edgemoe.host.app.plots import scalar_label
+
+        return scalar_label(self.spec) if self.kind == "scalar" else self.task
+
     def rgb(self) -> np.ndarray:
         """The map as colours, uint8 ([B,] H, W, 3), as ``edgemoe run`` draws it."""
         from edgemoe.host.app.plots import task_rgb
@@ -113,7 +135,7 @@ class TaskOutput:
         return np.stack([task_rgb(self.spec, v) for v in self.values])
 
 
-@dataclass
+@dataclass(repr=False)
 class Result(Mapping[str, TaskOutput]):
     """The outputs of one :meth:`Model.run`, by task name (``result["semseg"]``).
 
@@ -127,6 +149,9 @@ class Result(Mapping[str, TaskOutput]):
         Wall time per step, summed over tasks and kernel calls.
     notices : list[str]
         What was done to the inputs (mode conversions, resizes).
+    weights : str
+        The weights that made the outputs and what they were trained on
+        (:attr:`Model.weights`).
     """
 
     outputs: dict[str, TaskOutput]
@@ -134,6 +159,12 @@ class Result(Mapping[str, TaskOutput]):
     backend: str
     seconds: dict[str, float] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
+    weights: str = ""
+
+    def __repr__(self) -> str:
+        shape = "x".join(str(n) for n in self.images.shape)
+        tasks = ", ".join(f"{t} ({o.kind})" for t, o in self.outputs.items())
+        return f"Result(images {shape}, backend {self.backend!r}, tasks: {tasks}; {self.weights})"
 
     def __getitem__(self, task: str) -> TaskOutput:
         try:
@@ -150,10 +181,10 @@ class Result(Mapping[str, TaskOutput]):
 
 
 class Model:
-    """A model ready to run and export: config, profile, float weights or a bundle.
+    """A model ready to run and export: config, profile, weights, and a bundle file.
 
-    Made by :func:`load`; the float model, the quantized model and the bundle
-    are each built once, on first use.
+    Made by :func:`load`; the float model (from a checkpoint or the seeded init) or
+    the bundle's workload is built once, on first use, and so is each backend's driver.
 
     Attributes
     ----------
@@ -161,35 +192,38 @@ class Model:
     profile : Profile
     tiling : Tiling
         The kernel build the bundle is packed for.
-    checkpoint : Path or None
-        The float weights' checkpoint (None: random init from ``seed``).
-    seed : int
+    source : WeightSource
+        The weights: a checkpoint (path, SHA-256, what it was trained on) or the seeded
+        random init.
     notices : list[str]
-        The checkpoint loader's notices (what was ignored, mapped, converted).
+        What loading did (the checkpoint loader's notices, a fallback to random init).
     """
 
     def __init__(
         self,
         cfg: ModelConfig,
         profile: Profile,
+        source: WeightSource,
         *,
-        checkpoint: str | Path | None = None,
-        seed: int = 0,
-        bundle: bytes | None = None,
+        deployment: Deployment | None = None,
+        bundle_file: bytes | None = None,
         tiling: Tiling = DEFAULT_TILING,
     ) -> None:
-        self.cfg, self.profile, self.tiling = cfg, profile, tiling
-        self.checkpoint = None if checkpoint is None else Path(checkpoint)
-        self.seed = seed
+        self.cfg, self.profile, self.source = cfg, profile, source
+        self.tiling = deployment.tiling if deployment is not None else tiling
         self.notices: list[str] = []
-        self._given_bundle = bundle
+        self._dep = deployment
+        self._file = bundle_file
         self._wl: Workload | None = None
-        self._accelerators: dict[str, Accelerator] = {}
+        self._float_wl: Workload | None = None
+        self._engines: dict[str, Engine] = {}
 
     def __repr__(self) -> str:
-        weights = f"checkpoint={str(self.checkpoint)!r}" if self.checkpoint else f"seed={self.seed}"
-        given = ", bundle given" if self._given_bundle is not None else ""
-        return f"Model({self.cfg.name!r}, profile={self.profile.name!r}, {weights}{given})"
+        given = ", from a bundle" if self._dep is not None else ""
+        return (
+            f"Model({self.cfg.name!r}, profile={self.profile.name!r}, "
+            f"weights={self.weights!r}{given})"
+        )
 
     # -- what the model is made of -------------------------------------------
     @property
@@ -198,40 +232,58 @@ class Model:
         return self.cfg.task_names
 
     @property
+    def weights(self) -> str:
+        """What the weights are and what they were trained on (figure titles, reports)."""
+        return self.source.describe()
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """The float weights' checkpoint (None: the seeded random init)."""
+        return None if self.source.checkpoint is None else Path(self.source.checkpoint)
+
+    @property
+    def seed(self) -> int:
+        """Seed of the random init (and of the parameters a checkpoint leaves out)."""
+        return self.source.seed
+
+    @property
     def float_model(self) -> Any:
         """The PyTorch model (:class:`edgemoe.models.m3vit.M3ViT`); imports torch."""
-        return self._workload().model
+        return self._float_workload().model
 
     @property
     def bundle(self) -> bytes:
-        """The weight bundle: the one given to :func:`load`, else packed from the model."""
-        if self._given_bundle is not None:
-            return self._given_bundle
-        wl = self._workload()
-        return wl.bundle if self.tiling == DEFAULT_TILING else pack(wl.quantized, self.tiling)
+        """The bundle file: the one given to :func:`load`, else exported from the weights
+        (what ``edgemoe export`` writes for them)."""
+        if self._file is None:
+            self._file = export_bundle(self._workload(), self.tiling, self.source)
+        return self._file
 
     @property
     def quant_report(self) -> QuantReport:
         """Per-tensor quantization report (format, saturations, worst error)."""
-        return self._workload().quantized.report
+        return self._float_workload().quantized.report
 
     def _workload(self) -> Workload:
+        """What the fixed-point backends run: the bundle's, else the float model's."""
         if self._wl is None:
-            from edgemoe.host.app.args import build_model
-
-            ckpt = None if self.checkpoint is None else str(self.checkpoint)
-            model, notices = build_model(self.cfg, self.seed, ckpt)
-            self.notices += notices
-            self._wl = Workload(self.cfg, self.profile, model)
+            self._wl = self._float_workload() if self._dep is None else bundle_workload(self._dep)
         return self._wl
 
-    def _host_params(self) -> dict[str, np.ndarray]:
-        """Each task's final norm and light head (what the host applies after the backbone)."""
-        return {k: v for k, v in self._workload().state.items() if k.startswith(HOST_PREFIXES)}
+    def _float_workload(self) -> Workload:
+        """The float model's workload (torch); of a bundle, the model it was exported from."""
+        if self._float_wl is None:
+            self._float_wl, notices = workload(
+                self.cfg, self.profile, self._dep, self.source, True, keyword
+            )
+            self.notices += notices
+        return self._float_wl
 
     # -- export --------------------------------------------------------------
     def export(self, path: str | Path) -> Path:
-        """Write the weight bundle to ``path`` atomically (never a partial file).
+        """Write the bundle file to ``path`` atomically (never a partial file): the same
+        file ``edgemoe export`` writes for these weights, which ``edgemoe run --bundle``,
+        :func:`load` and the notebook take alone.
 
         Returns
         -------
@@ -333,8 +385,9 @@ class Model:
         Raises
         ------
         EdgeMoeError
-            (one line) an unknown backend or task, a bad image, a bundle that
-            a backend cannot use, a kernel error or timeout.
+            (one line) an unknown backend or task, a bad image, a backend that
+            needs what is not installed (torch, the HLS headers), a kernel error
+            or timeout.
         """
         if board is not None and backend is not None:
             raise EdgeMoeError("give a backend name or a board, not both")
@@ -345,111 +398,74 @@ class Model:
         if timeout_s <= 0:
             raise EdgeMoeError(f"timeout_s must be positive, got {timeout_s}")
         runner = None if board is not None else get_backend(name)
-        driven = runner is None or runner.capabilities.drives_board
-        if self._given_bundle is not None and not driven:
-            raise EdgeMoeError(
-                f"backend {name!r} builds its weights from the float model; a bundle needs a "
-                "driver backend (csim, pynq) or a board"
-            )
         pixels, notices, single = self._images(images, resize)
 
-        wl = self._workload()
-        acc = self._accelerator(name, runner, board, min(batch, len(pixels))) if driven else None
+        engine = self._engine(name, runner, board, min(batch, len(pixels)))
+        engine.timeout_s = timeout_s
         seconds: dict[str, float] = {}
-        tokens = self._backbone(wl, acc, runner, pixels, task_names, batch, timeout_s, seconds)
-        outputs = self._heads(tokens, single, seconds)
-        return Result(outputs, pixels[0] if single else pixels, name, seconds, notices)
-
-    def _backbone(
-        self,
-        wl: Workload,
-        acc: Accelerator | None,
-        runner: Any,
-        pixels: np.ndarray,
-        task_names: list[str],
-        batch: int,
-        timeout_s: float,
-        seconds: dict[str, float],
-    ) -> dict[str, np.ndarray]:
-        """Each task's backbone tokens of ``pixels``, ``batch`` images a call (on the driver
-        where there is one, else the backend); each call's times added to ``seconds``."""
         tokens: dict[str, list[np.ndarray]] = {t: [] for t in task_names}
-        for start in range(0, len(pixels), batch):
-            part = pixels[start : start + batch]  # one kernel call
-            for task in task_names:
-                if acc is not None:
-                    res = acc.run(part, task, timeout_s=timeout_s)
-                    tokens[task].append(acc.to_float(res.raw))
-                    _add(seconds, res.times)
-                else:
-                    ro = runner.run(wl, part, task)
-                    tokens[task].append(ro.tokens)
-                    _add(seconds, {"backbone": ro.seconds})
-        return {t: np.concatenate(parts) for t, parts in tokens.items()}
-
-    def _heads(
-        self, tokens: dict[str, np.ndarray], single: bool, seconds: dict[str, float]
-    ) -> dict[str, TaskOutput]:
-        """Each task's head on the host over its tokens (one image's, when ``single``)."""
-        host = self._host_params()
+        values: dict[str, list[np.ndarray]] = {t: [] for t in task_names}
+        for call in engine.calls(pixels, task_names, batch):
+            tokens[call.task].append(call.tokens)
+            values[call.task].append(call.values)
+            _add(seconds, call.times)
         outputs = {}
-        t0 = time.perf_counter()
-        for task, tok in tokens.items():
-            values = task_head_np(tok, host, task, self.cfg)
+        for t in task_names:
+            tok, val = np.concatenate(tokens[t]), np.concatenate(values[t])
             if single:
-                tok, values = tok[0], values[0]
-            outputs[task] = TaskOutput(task, self.cfg.task_spec(task), values, tok)
-        _add(seconds, {"head": time.perf_counter() - t0})
-        return outputs
+                tok, val = tok[0], val[0]
+            outputs[t] = TaskOutput(t, self.cfg.task_spec(t), val, tok)
+        images_run = pixels[0] if single else pixels
+        return Result(outputs, images_run, name, seconds, notices, self.weights)
 
-    def _accelerator(
-        self, name: str, runner: Any, board: Board | None, max_images: int
-    ) -> Accelerator:
-        """The driver of a backend (or on ``board``), the bundle loaded: made once, reused."""
-        from edgemoe.host.driver.accelerator import Accelerator
-
+    def _engine(self, name: str, runner: Any, board: Board | None, max_images: int) -> Engine:
+        """The engine of a backend (or of ``board``): made once, its driver reused."""
         key = f"board {id(board)}" if board is not None else name
-        acc = self._accelerators.get(key)
-        if acc is None or acc.max_images < max_images:
-            if board is not None:
-                acc = Accelerator(board, self.cfg, self.profile, self.tiling, max_images)
-            else:
-                acc = runner.make_accelerator(self.cfg, self.profile, self.tiling, max_images)
-            acc.load_bundle(self.bundle, host_check=False)  # checked when it was read or packed
-            self._accelerators[key] = acc
-        return acc
+        engine = self._engines.get(key)
+        if engine is None or engine.max_images < max_images:
+            float_only = runner is not None and not runner.capabilities.takes_bundle
+            wl = self._float_workload() if float_only else self._workload()
+            engine = Engine(wl, self.tiling, runner, board=board, max_images=max_images)
+            self._engines[key] = engine
+        return engine
 
 
 def load(
-    config: str | Path = DEFAULT_CONFIG,
+    config: str | Path | None = None,
     *,
-    profile: str | Path = DEFAULT_PROFILE,
+    profile: str | Path | None = None,
     checkpoint: str | Path | None = None,
-    seed: int = 0,
+    seed: int | None = None,
+    random: bool = False,
     bundle: str | Path | bytes | None = None,
     top_k: int | None = None,
 ) -> Model:
-    """A model from a config, a precision profile and its weights.
+    """A model from a config, a precision profile and its weights, or from a bundle file.
 
     Parameters
     ----------
-    config : str or Path
-        A shipped config's name (``m3vit-mini``, ``m3vit-tiny-128x256``) or a YAML path.
-    profile : str or Path
-        A precision profile's name (``lean``, ``edge-moe``) or a YAML path.
+    config : str or Path, optional
+        A shipped config's name (``m3vit-mini``, ``m3vit-tiny-128x256``) or a YAML
+        path. Default: the bundle's, else ``m3vit-tiny-128x256``.
+    profile : str or Path, optional
+        A precision profile's name (``lean``, ``edge-moe``) or a YAML path. Default:
+        the bundle's, else ``lean``.
     checkpoint : str or Path, optional
-        An M3ViT checkpoint (file or folder of per-rank files), loaded and
-        checked now; default: a random init from ``seed``.
-    seed : int
-        Seed of the random init (and of the parameters a checkpoint leaves out).
+        An M3ViT checkpoint (file or folder of per-rank files), loaded and checked
+        now. Default: the config's shipped trained checkpoint.
+    seed : int, optional
+        Seed of the random init (and of the parameters a checkpoint leaves out);
+        default 0, with a bundle the bundle's.
+    random : bool
+        The seeded random model instead of the shipped trained weights.
     bundle : str, Path or bytes, optional
-        A bundle from :meth:`Model.export` or ``edgemoe export`` for this
-        config and profile, checked now; the driver backends (``csim``,
-        ``pynq``) run it instead of packing one. The host's final norms and
-        heads still come from the float weights: pass the checkpoint or seed
-        the bundle was exported from.
+        A bundle file from :meth:`Model.export` or ``edgemoe export``: it names its
+        config, profile, tiling and weights and carries each task's head, so it
+        runs on ``golden``, ``csim`` and ``pynq`` with nothing else (no torch). A
+        ``config``, ``profile``, ``top_k``, ``checkpoint`` or ``seed`` given must be
+        the bundle's.
     top_k : int, optional
-        Experts per token (default: the config's).
+        Experts per token (default: the config's, or the bundle's).
 
     Returns
     -------
@@ -459,14 +475,27 @@ def load(
     ------
     EdgeMoeError
         (one line) an unknown or malformed config or profile, an unreadable or
-        mismatched checkpoint, a corrupt bundle or one for another build.
+        mismatched checkpoint, a corrupt bundle or one that disagrees with an
+        argument.
     """
-    cfg = with_top_k(load_config(config), top_k)
-    prof = load_profile(profile)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32
+    ):
         raise EdgeMoeError(f"seed must be an integer in 0..2**32-1, got {seed!r}")
-    data = None if bundle is None else _read_bundle(bundle, cfg, prof, DEFAULT_TILING)
-    model = Model(cfg, prof, checkpoint=checkpoint, seed=seed, bundle=data)
+    if bundle is not None:
+        data = bundle if isinstance(bundle, bytes | bytearray | memoryview) else read_bundle(bundle)
+        name = "bundle" if data is bundle else f"bundle {bundle}"
+        dep = open_bundle(
+            bytes(data), config=config, profile=profile, top_k=top_k, spell=keyword, name=name
+        )
+        source = bundle_weights(dep, checkpoint, seed, random, spell=keyword)
+        return Model(dep.cfg, dep.profile, source, deployment=dep, bundle_file=bytes(data))
+    cfg = with_top_k(load_config(config or DEFAULT_CONFIG), top_k)
+    prof = load_profile(profile or DEFAULT_PROFILE)
+    notices: list[str] = []
+    source = weight_source(cfg, checkpoint, seed or 0, random, keyword, notices)
+    model = Model(cfg, prof, source)
+    model.notices += notices
     if checkpoint is not None:
         model._workload()  # a bad checkpoint fails here, not at the first run
     return model
@@ -478,21 +507,6 @@ def backends() -> list[str]:
 
 
 # ---- helpers -------------------------------------------------------------------
-
-
-def _read_bundle(
-    source: str | Path | bytes, cfg: ModelConfig, profile: Profile, t: Tiling
-) -> bytes:
-    """A bundle's bytes, checked against (config, profile, tiling)."""
-    if isinstance(source, bytes | bytearray | memoryview):
-        data, name = bytes(source), "bundle"
-    else:
-        data, name = read_bundle(source), f"bundle {source}"
-    try:
-        validate(data, cfg, profile, t)
-    except BundleError as e:
-        raise BundleError(f"{name}: {e}") from None
-    return data
 
 
 def _pixels(image: Any, cfg: ModelConfig, resize: bool, notices: list[str]) -> np.ndarray:

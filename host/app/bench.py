@@ -47,9 +47,9 @@ import numpy as np
 
 from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_json_atomic
-from edgemoe.host.app.args import HelpFormatter, add_options, parse_task
+from edgemoe.host.app.args import HelpFormatter, add_options, need_torch, parse_task
 from edgemoe.host.contracts.images import random_images
-from edgemoe.host.contracts.profile import load_profile
+from edgemoe.host.contracts.profile import DEFAULT_PROFILE, Profile, load_profile
 from edgemoe.host.driver.backends import (
     Capabilities,
     Workload,
@@ -58,7 +58,16 @@ from edgemoe.host.driver.backends import (
     backends_help,
     get_backend,
 )
-from edgemoe.models.config import ModelConfig, load_config
+from edgemoe.host.export.deployment import WeightSource
+from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
+from edgemoe.pipeline import (
+    bundle_weights,
+    bundle_workload,
+    float_workload,
+    open_bundle,
+    weight_source,
+    workload,
+)
 
 ONNXRUNTIME = "onnxruntime"
 #: ``--backends``'s default; one of these that is not installed is a ``skipped`` row.
@@ -93,6 +102,8 @@ class BenchJob:
     seed: int
     runs: int
     workdir: str
+    source: WeightSource
+    bundle: str | None = None  # the fixed-point backends run this bundle file
 
 
 @dataclass
@@ -194,17 +205,19 @@ def _ort_call(job: BenchJob, cfg: ModelConfig, images: np.ndarray, notes: list[s
 
 
 def _backend_call(job: BenchJob, cfg: ModelConfig, images: np.ndarray, notes: list[str]):
-    profile = load_profile(job.profile)
+    profile = load_profile(job.profile) if job.bundle is None else None
     if not capabilities(job.backend).fixed_point:  # a float backend runs the float model
         import torch
 
-        from edgemoe.models.m3vit import random_model
-
-        wl = Workload(cfg, profile, random_model(cfg, job.seed))
+        dep = open_bundle(job.bundle) if job.bundle is not None else None
+        wl, _ = workload(cfg, profile or dep.profile, dep, job.source, True)
         notes.append(
             f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads "
             "(torch default, not changed)"
         )
+    elif job.bundle is not None:  # the bundle's kernel image: no float model, no torch
+        wl = bundle_workload(open_bundle(job.bundle))
+        wl.quantized  # noqa: B018 -- unpack now, outside every timed call
     else:
         wl = Workload(cfg, profile, model=None)
         with np.load(Path(job.workdir) / STATE_FILE) as npz:
@@ -228,7 +241,7 @@ def measure(job: BenchJob) -> dict[str, Any]:
         ``warmup_wall_s``, ``setup_s``, ``rss_at_start_mb``, ``peak_rss_mb``,
         ``py_heap_peak_mb`` (or None), ``torch_threads`` (or None) and ``notes``.
     """
-    cfg = load_config(job.config)
+    cfg = open_bundle(job.bundle).cfg if job.bundle is not None else load_config(job.config)
     images = random_images(cfg, 1, job.seed)
     notes: list[str] = []
     rss_start = _proc_status_mb("VmRSS")
@@ -336,16 +349,24 @@ def parse_backends(text: str) -> list[str]:
     return names
 
 
-def _prepare(cfg: ModelConfig, task: str, seed: int, names: list[str], workdir: Path) -> dict:
+def _prepare(
+    cfg: ModelConfig,
+    prof: Profile,
+    task: str,
+    source: WeightSource,
+    names: list[str],
+    workdir: Path,
+) -> dict:
     """Write what the children load: the float weights and the ONNX export."""
     prepare: dict[str, Any] = {}
     if ONNXRUNTIME not in names and not any(_fixed_point(n) for n in names):
         return prepare  # a float backend's child builds its own model
     import torch
 
-    from edgemoe.models.m3vit import normalize, random_model
+    from edgemoe.models.m3vit import normalize
 
-    model = random_model(cfg, seed)
+    model = float_workload(cfg, prof, source)[0].model
+    seed = source.seed
     np.savez(workdir / STATE_FILE, **{k: v.numpy() for k, v in model.state_dict().items()})
     if ONNXRUNTIME in names:
         import onnxruntime as ort
@@ -383,6 +404,12 @@ def _measure_in_child(job: BenchJob) -> tuple[BenchRow, dict[str, Any]]:
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             raw = pool.submit(measure, job).result()
         return _row(job, raw), raw
+    except EdgeMoeError as e:
+        if capabilities(job.backend).drives_board and job.backend not in DEFAULT_BACKENDS:
+            # a board backend asked for by name, off its board: the one-line error
+            raise EdgeMoeError(f"bench --backends {job.backend}: {e}") from None
+        row = BenchRow(status="failed", timed=_timed(job.backend), notes=[_one_line(e)])
+        return row, {}
     except Exception as e:  # a failing backend is a row of the table, not the end of the run
         row = BenchRow(status="failed", timed=_timed(job.backend), notes=[_one_line(e)])
         return row, {}
@@ -390,6 +417,8 @@ def _measure_in_child(job: BenchJob) -> tuple[BenchRow, dict[str, Any]]:
 
 def _unavailable(name: str, installed: set[str]) -> str | None:
     """Why a backend cannot run here, or None."""
+    if not _fixed_point(name) and not _have_torch():
+        return f"{name} runs the float model and PyTorch is not installed (edgemoe[full])"
     if name == ONNXRUNTIME:
         return None
     if name not in installed:
@@ -399,6 +428,14 @@ def _unavailable(name: str, installed: set[str]) -> str | None:
     except (EdgeMoeError, ImportError, AttributeError) as e:  # still being written
         return f"backend {name!r} cannot be loaded ({_one_line(e)})"
     return None
+
+
+def _have_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _fixed_point(name: str) -> bool:
@@ -419,19 +456,23 @@ def _timed(name: str) -> str:
 
 
 def bench_backends(
-    config: str,
-    profile: str,
+    config: str | None,
+    profile: str | None,
     backends: list[str],
     runs: int = MIN_RUNS,
     task: str | int | None = None,
     seed: int = 0,
+    checkpoint: str | None = None,
+    random: bool = False,
+    bundle: str | None = None,
 ) -> dict[str, Any]:
     """Measure every backend in ``backends``, each in its own child process.
 
     Parameters
     ----------
-    config, profile : str
-        Config and precision profile, names or YAML paths.
+    config, profile : str or None
+        Config and precision profile, names or YAML paths (default: the bundle's, else
+        the defaults).
     backends : list of str
         Backend names (:func:`parse_backends`); ``onnxruntime`` is the ONNX export
         of the backbone; an optional backend that is not installed becomes a
@@ -441,7 +482,14 @@ def bench_backends(
     task : str or int, optional
         Task name or id (selects the MoE gates); default the first.
     seed : int
-        Seed of the random model and the image.
+        Seed of the image (and of the ``random`` model).
+    checkpoint : str, optional
+        The weights (default: the config's shipped checkpoint).
+    random : bool
+        The seeded random model instead.
+    bundle : str, optional
+        A bundle file: its config, profile and weights; the fixed-point backends run it
+        (no torch), the float ones the model it was exported from.
 
     Returns
     -------
@@ -450,16 +498,28 @@ def bench_backends(
     """
     if runs < MIN_RUNS:
         raise EdgeMoeError(f"--runs must be at least {MIN_RUNS}, got {runs}")
-    cfg = load_config(config)
-    prof = load_profile(profile)
-    task_name = parse_task(task, cfg)
     installed = set(backend_names())
+    notices: list[str] = []
+    if bundle is not None:
+        dep = open_bundle(bundle, config=config, profile=profile)
+        cfg, prof = dep.cfg, dep.profile
+        source = bundle_weights(dep, checkpoint, None, random)
+    else:
+        cfg = load_config(config or DEFAULT_CONFIG)
+        prof = load_profile(profile or DEFAULT_PROFILE)
+        source = weight_source(cfg, checkpoint, seed, random, notices=notices)
+    task_name = parse_task(task, cfg)
+    if bundle is None:
+        need_torch()  # the float weights are quantized here (with a bundle: float rows skip)
+    for n in notices:
+        _progress(f"notice: {n}")
 
     load_before = _loadavg()
     rows: dict[str, BenchRow] = {}
     raw: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="edgemoe-bench-") as tmp:
-        prepare = _prepare(cfg, task_name, seed, backends, Path(tmp))
+        float_only = [n for n in backends if n == ONNXRUNTIME] if bundle is not None else backends
+        prepare = _prepare(cfg, prof, task_name, source, float_only, Path(tmp))
         for name in backends:
             # a default backend that is not installed here is skipped, not an error
             why = _unavailable(name, installed) if name in DEFAULT_BACKENDS else None
@@ -468,7 +528,7 @@ def bench_backends(
                 _progress(f"{name}: skipped ({why})")
                 continue
             _progress(f"{name}: warm-up + {runs} timed runs in a child process")
-            job = BenchJob(name, config, profile, task_name, seed, runs, tmp)
+            job = BenchJob(name, cfg.name, prof.name, task_name, seed, runs, tmp, source, bundle)
             rows[name], raw[name] = _measure_in_child(job)
 
     torch_ms = rows["torch"].ms_median if "torch" in rows else None
@@ -481,6 +541,7 @@ def bench_backends(
         "profile": prof.name,
         "task": task_name,
         "seed": seed,
+        "weights": source.describe(),
         "images_per_call": 1,
         "warmup_runs": 1,
         "runs": runs,
@@ -525,6 +586,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"{result['config']} / {result['profile']} / task {result['task']} / backbone, "
         f"1 image per call / median of {result['runs']} runs after 1 warm-up",
+        f"weights: {result['weights']}",
         f"machine: nproc {m['nproc']}, torch threads {m['torch_threads'] or '-'}, "
         f"{m['processor']}, {m['platform']}, load average (1 min) "
         f"{_fmt(m['loadavg_1m_before'], '.2f')} before, {_fmt(m['loadavg_1m_after'], '.2f')} after",
@@ -565,7 +627,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if json_path is not None:
         _check_writable(json_path)
     names = parse_backends(args.backends)
-    result = bench_backends(args.config, args.profile, names, args.runs, args.task, args.seed)
+    result = bench_backends(
+        args.config,
+        args.profile,
+        names,
+        args.runs,
+        args.task,
+        args.seed,
+        args.checkpoint,
+        args.random,
+        args.bundle,
+    )
     print(format_table(result))
     if json_path is not None:
         write_json_atomic(json_path, result)
@@ -582,9 +654,35 @@ def add_parser(sub) -> None:
         description="Milliseconds per image of every backend on this machine, in one run.",
         formatter_class=HelpFormatter,
     )
-    add_options(b, "config", "profile")
+    add_options(
+        b,
+        "config",
+        "profile",
+        config={"default": None, "help": f"config (default: the bundle's, else {DEFAULT_CONFIG})"},
+        profile={
+            "default": None,
+            "help": f"precision profile (default: the bundle's, else {DEFAULT_PROFILE})",
+        },
+    )
+    b.add_argument(
+        "--bundle",
+        default=None,
+        help="bundle file: the fixed-point backends run it, no torch needed (a board); "
+        "default: the weights quantized here",
+    )
     b.add_argument("--task", default=None, help="task name or id (default: the first task)")
-    add_options(b, "seed", seed={"help": "seed of the random model and image"})
+    add_options(
+        b,
+        "seed",
+        "checkpoint",
+        seed={"help": "seed of the image (and of the --random model)"},
+        checkpoint={"help": "M3ViT checkpoint (default: the config's shipped trained checkpoint)"},
+    )
+    b.add_argument(
+        "--random",
+        action="store_true",
+        help="the seeded random model instead of the shipped trained weights",
+    )
     b.add_argument("--runs", type=int, default=MIN_RUNS, help=f"timed runs, >= {MIN_RUNS}")
     b.add_argument(
         "--backends",

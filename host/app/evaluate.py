@@ -25,8 +25,9 @@ import numpy as np
 
 from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_json_atomic
-from edgemoe.host.app.args import add_options, build_model
-from edgemoe.host.contracts.profile import Profile, load_profile
+from edgemoe.host.app.args import HelpFormatter, add_options, int_range
+from edgemoe.host.contracts.profile import DEFAULT_PROFILE, Profile, load_profile
+from edgemoe.host.contracts.tiling import DEFAULT_TILING
 from edgemoe.host.driver.backends import (
     Backend,
     TorchBackend,
@@ -34,11 +35,15 @@ from edgemoe.host.driver.backends import (
     backends_help,
     get_backend,
 )
+from edgemoe.host.export.deployment import WeightSource
+from edgemoe.host.export.hls_params import MAX_IMAGES
 from edgemoe.models.config import ModelConfig, load_config
-from edgemoe.models.heads import task_head_np
 from edgemoe.models.metrics import DepthAccumulator, confusion, semseg_metrics
+from edgemoe.pipeline import Engine, float_workload, weight_source
 
 FLOAT = "float"  # the profile column of the torch rows
+#: Most held-out scenes one ``eval`` runs (the procedural val split is unbounded).
+MAX_EVAL_IMAGES = 100_000
 COVER = 0.9  # routing-weight share that "experts needed" counts up to
 _SEMSEG_KEYS = ("miou", "pixel_acc")
 _DEPTH_KEYS = ("abs_err", "abs_rel", "rmse", "delta1")
@@ -179,7 +184,13 @@ def evaluate(
         raise EdgeMoeError("eval needs at least one precision profile")
     workloads = {p.name: Workload(cfg, p, model) for p in profiles}
     wl0 = workloads[profiles[0].name]  # torch reads only the float model from it
-    state = wl0.state
+    # the run path's engines: the backbone on the backend, the task's head on the host
+    torch_e = Engine(wl0, DEFAULT_TILING, torch_b)
+    engines = {
+        (b.name, p.name): Engine(workloads[p.name], DEFAULT_TILING, b, max_images=batch)
+        for b in fixed
+        for p in profiles
+    }
     columns = [("torch", FLOAT)] + [(b.name, p.name) for b in fixed for p in profiles]
     acc = {(b, p, t): _Accumulator(cfg, t) for b, p in columns for t in tasks}
     usage = _Usage(cfg)
@@ -191,19 +202,17 @@ def evaluate(
         data = source.batch(split, np.arange(start, min(start + batch, n)))
         for task in tasks:
             label = data.labels[task]
-            ref = torch_b.run(wl0, data.images, task, record=True)
+            ref = torch_e.call(data.images, task, record=True)
             usage.add(task, ref.stages)
-            ref_out = task_head_np(ref.tokens, state, task, cfg)
-            acc[("torch", FLOAT, task)].add(ref_out, label, None)
+            acc[("torch", FLOAT, task)].add(ref.values, label, None)
             seconds[f"torch/{FLOAT}"] += ref.seconds
             for p in profiles:
                 tokens: dict[str, np.ndarray] = {}
                 for b in fixed:
-                    r = b.run(workloads[p.name], data.images, task)
-                    tokens[b.name] = r.tokens
-                    seconds[f"{b.name}/{p.name}"] += r.seconds
-                    out = task_head_np(r.tokens, state, task, cfg)
-                    acc[(b.name, p.name, task)].add(out, label, ref_out)
+                    c = engines[(b.name, p.name)].call(data.images, task)
+                    tokens[b.name] = c.tokens
+                    seconds[f"{b.name}/{p.name}"] += c.seconds
+                    acc[(b.name, p.name, task)].add(c.values, label, ref.values)
                 for key, a, b, pname in fixed_pairs:
                     if pname == p.name:
                         same[key] &= bool(np.array_equal(tokens[a], tokens[b]))
@@ -298,17 +307,13 @@ def usage_heatmap(result: dict[str, Any], path: Path, title: str) -> None:
     fig.savefig(path, dpi=120)
 
 
-def _load_model(cfg: ModelConfig, checkpoint: str | None) -> tuple[Any, list[str], str]:
+def _load_model(cfg: ModelConfig, checkpoint: str | None) -> tuple[Any, list[str], WeightSource]:
     """The model to evaluate: ``checkpoint``, or the config's shipped one."""
-    from edgemoe.models.shipped import shipped_checkpoint
-
-    if checkpoint is None:
-        found = shipped_checkpoint(cfg.name)
-        if found is None:
-            raise EdgeMoeError(f"no shipped checkpoint for {cfg.name}: pass --checkpoint")
-        checkpoint = str(found)
-    model, notices = build_model(cfg, 0, checkpoint)
-    return model, notices, checkpoint
+    source = weight_source(cfg, checkpoint)
+    if source.checkpoint is None:
+        raise EdgeMoeError(f"no shipped checkpoint for {cfg.name}: pass --checkpoint")
+    wl, notices = float_workload(cfg, load_profile(DEFAULT_PROFILE), source)
+    return wl.model, notices, source
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -320,16 +325,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise EdgeMoeError("--backends needs at least one backend, e.g. torch,golden")
     backends = [get_backend(n) for n in names]
     profiles = [load_profile(p.strip()) for p in args.profile.split(",") if p.strip()]
-    if args.images < 1:
-        raise EdgeMoeError("--images must be at least 1")
-    if args.batch < 1:
-        raise EdgeMoeError("--batch must be at least 1")
     source = (
         ProceduralScenes(cfg, HELDOUT_SEED)
         if args.data == PROCEDURAL
         else open_source(args.data, cfg)
     )
-    model, notices, ckpt = _load_model(cfg, args.checkpoint)
+    model, notices, weights = _load_model(cfg, args.checkpoint)
+    ckpt = str(weights.checkpoint)
     for n in notices:
         print(f"notice: {n}", file=sys.stderr)
     result = evaluate(
@@ -346,13 +348,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = {
         "config": cfg.name,
         "checkpoint": ckpt,
+        "weights": weights.describe(),
+        "trained_on": weights.trained_on,
         "data": source.name,
         "backends": names,
         "profiles": [p.name for p in profiles],
         **result,
     }
     print(
-        f"{cfg.name} / weights {Path(ckpt).name} / {result['images']} {args.split} scene(s) "
+        f"{cfg.name} / {weights.describe()} / {result['images']} {args.split} scene(s) "
         f"of {source.name}"
     )
     for line in table(result):
@@ -364,7 +368,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         path = Path(args.plot)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            usage_heatmap(result, path, f"{cfg.name} / weights {Path(ckpt).name}")
+            usage_heatmap(result, path, f"{cfg.name} / {weights.describe()}")
         except OSError as e:
             raise EdgeMoeError(f"cannot write {path}: {e.strerror}") from None
         print(f"wrote {args.plot}")
@@ -373,7 +377,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def add_parser(sub) -> None:
     """Add the ``eval`` subcommand to the ``edgemoe`` parser."""
-    e = sub.add_parser("eval", help="task accuracy of a checkpoint per backend, expert usage")
+    e = sub.add_parser(
+        "eval",
+        help="task accuracy of a checkpoint per backend, expert usage",
+        description="Task accuracy (semseg mIoU and pixel accuracy, depth errors) of a "
+        "checkpoint on held-out scenes, per backend and precision profile against torch, "
+        "whether the fixed-point backends agree bit for bit, and the experts each task uses.",
+        formatter_class=HelpFormatter,
+    )
     add_options(
         e,
         "config",
@@ -389,9 +400,13 @@ def add_parser(sub) -> None:
     e.add_argument(
         "--data", default="procedural", help="'procedural' or a preprocessed Cityscapes folder"
     )
-    e.add_argument("--split", default="val", help="split to evaluate (default: val, held out)")
-    e.add_argument("--images", type=int, default=16, help="scenes to evaluate")
-    e.add_argument("--batch", type=int, default=8, help="scenes per backend call")
+    e.add_argument("--split", default="val", help="split to evaluate (val: held out)")
+    e.add_argument(
+        "--images", type=int_range(1, MAX_EVAL_IMAGES), default=16, help="scenes to evaluate"
+    )
+    e.add_argument(
+        "--batch", type=int_range(1, MAX_IMAGES), default=8, help="scenes per backend call"
+    )
     e.add_argument("--json", default=None, help="write every metric as JSON here")
     e.add_argument("--plot", default=None, help="write the expert-usage heatmap (PNG) here")
     e.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -14,13 +14,12 @@ from pathlib import Path
 
 from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_bytes_atomic
-from edgemoe.host.app.args import HelpFormatter, add_options, build_model, parse_tiling
+from edgemoe.host.app.args import HelpFormatter, add_options, parse_tiling
 from edgemoe.host.app.inputs import load_image_folder
 from edgemoe.host.app.outputs import check_output_file
 from edgemoe.host.contracts.images import scene_images
 from edgemoe.host.contracts.profile import config_hash, load_profile
-from edgemoe.host.driver.backends import Workload
-from edgemoe.host.export.bundle import layout, pack, validate, write_bundle
+from edgemoe.host.export.bundle import layout, split_file, validate, write_bundle
 from edgemoe.host.export.calibrate import (
     DEFAULT_CALIB_IMAGES,
     WARN_BITS,
@@ -28,14 +27,9 @@ from edgemoe.host.export.calibrate import (
     CalibrationError,
     calibrate,
 )
-from edgemoe.host.export.deployment import (
-    WeightSource,
-    bundle_file,
-    checkpoint_digest,
-    host_tensors,
-)
-from edgemoe.host.export.quantize import QuantReport, quantize_model
+from edgemoe.host.export.quantize import QuantReport
 from edgemoe.models.config import load_config
+from edgemoe.pipeline import export_bundle, float_workload, weight_source
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -43,19 +37,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile)
     tiling = parse_tiling(args.tiling, args.p)
     out, report_json, report_txt = _output_paths(args.out)
-    digest = checkpoint_digest(args.checkpoint) if args.checkpoint else None
+    notices: list[str] = []
+    source = weight_source(cfg, args.checkpoint, args.seed, args.random, notices=notices)
 
-    model, notices = build_model(cfg, args.seed, args.checkpoint)
-    for n in notices:
+    wl, loaded = float_workload(cfg, profile, source)
+    for n in notices + loaded:
         print(f"notice: {n}", file=sys.stderr)
-    state = Workload(cfg, profile, model).state
-    qm = quantize_model(state, cfg, profile)
-    report = qm.report
-    cal = _calibrate_export(args, model, cfg, profile, report)
-    kernel_image = pack(qm, tiling)
+    report = wl.quantized.report
+    cal = _calibrate_export(args, wl.model, cfg, profile, report)
+    data = export_bundle(wl, tiling, source)
+    kernel_image, _ = split_file(data)
     header = validate(kernel_image, cfg, profile, tiling)
-    source = WeightSource(args.checkpoint, digest, args.seed)
-    data = bundle_file(kernel_image, cfg, profile, tiling, source, host_tensors(state, cfg))
     meta = {
         "config": cfg.name,
         "profile": profile.name,
@@ -67,9 +59,11 @@ def cmd_export(args: argparse.Namespace) -> int:
             "p": tiling.p,
             "axi_bits": tiling.axi_bits,
         },
-        "checkpoint": args.checkpoint,
-        "checkpoint_sha256": digest,
+        "checkpoint": source.checkpoint,
+        "checkpoint_sha256": source.checkpoint_sha256,
         "seed": args.seed,
+        "weights": source.describe(),
+        "trained_on": source.trained_on,
         "bundle": str(out),
         "bundle_bytes": len(data),
         "kernel_image_bytes": len(kernel_image),
@@ -87,6 +81,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         (report_txt, lambda: write_bytes_atomic(report_txt, text.encode())),
     )
     print(title)
+    if args.checkpoint is None and source.checkpoint is not None:
+        print(
+            f"weights: the config's shipped checkpoint {Path(source.checkpoint).name} "
+            "(the default; --checkpoint PATH for others, --random for the seeded random model)"
+        )
     print(
         f"wrote {out}: {len(data):,} bytes ({len(kernel_image):,} for the kernel, the rest "
         f"the host's heads and description), {meta['bundle_tensors']} tensors, "
@@ -194,7 +193,20 @@ def add_parser(sub) -> None:
         "and a quantization report beside it.",
         formatter_class=HelpFormatter,
     )
-    add_options(e, "config", "profile", "checkpoint", "seed")
+    add_options(
+        e,
+        "config",
+        "profile",
+        "checkpoint",
+        "seed",
+        checkpoint={"help": "M3ViT checkpoint (default: the config's shipped trained checkpoint)"},
+        seed={"help": "seed of the random model (--random) and of the calibration scenes"},
+    )
+    e.add_argument(
+        "--random",
+        action="store_true",
+        help="export the seeded random model instead of the shipped trained weights",
+    )
     e.add_argument("--out", default="build/bundle.bin", help="bundle file to write")
     add_options(e, "tiling", "p")
     e.add_argument(

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgemoe.host.contracts.tiling import DEFAULT_TILING
 from edgemoe.host.driver.backends import RunOutput, Workload, get_backend
 from edgemoe.host.export.quantize import LOG2E
 from edgemoe.models.config import ModelConfig
-from edgemoe.models.heads import task_head_np
+from edgemoe.pipeline import Engine, TaskCall
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def routing(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, int, int]:
     return same / total, total, total - same
 
 
-def compare(ref: RunOutput, out: RunOutput) -> PairMetrics:
+def compare(ref: RunOutput | TaskCall, out: RunOutput | TaskCall) -> PairMetrics:
     agree, n, miss = routing(ref.routes, out.routes)
     return PairMetrics(
         max_abs=float(np.abs(out.tokens - ref.tokens).max()),
@@ -194,21 +195,16 @@ def measure(
     task: str,
     backend: str = "golden",
     gt: np.ndarray | None = None,
-    ref: RunOutput | None = None,
-) -> tuple[Fidelity, RunOutput, RunOutput]:
-    """Run torch and ``backend`` on ``images`` and compare (returns both runs too)."""
-    # routes come with the recorded boundaries
+    ref: TaskCall | None = None,
+) -> tuple[Fidelity, TaskCall, TaskCall]:
+    """Run torch and ``backend`` on ``images`` through the run path's engines (every
+    boundary recorded, the task's head on the host) and compare; returns both calls too."""
     if ref is None:
-        ref = get_backend("torch").run(wl, images, task, record=True)
-    out = get_backend(backend).run(wl, images, task, record=True)
+        ref = Engine(wl, DEFAULT_TILING, get_backend("torch")).call(images, task, record=True)
+    engine = Engine(wl, DEFAULT_TILING, get_backend(backend), max_images=len(images))
+    out = engine.call(images, task, record=True)
     m = compare(ref, out)
-    delta = task_delta(
-        wl.cfg,
-        task,
-        task_head_np(ref.tokens, wl.state, task, wl.cfg),
-        task_head_np(out.tokens, wl.state, task, wl.cfg),
-        gt,
-    )
+    delta = task_delta(wl.cfg, task, ref.values, out.values, gt)
     sat = sum(out.saturations.values()) + wl.quantized.report.saturated
     return (
         Fidelity(m.rel_rms, m.cosine, m.routing_agreement, m.routing_mismatches, sat, delta),

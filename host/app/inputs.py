@@ -78,7 +78,7 @@ def _fit(img, size: tuple[int, int], fit: str, what: str, cfg: ModelConfig, noti
 
     W, H = size
     w, h = img.size
-    change = f"{what} is {w}x{h}"
+    change = f"{what} is {w}x{h} (WxH)"  # config names give HxW: say which
     if fit == "stretch":
         aspect = "" if w * H == h * W else " (aspect ratio changed: --fit crop or pad keeps it)"
         notices.append(f"{change}, stretched to {W}x{H} for {cfg.name}{aspect}")

@@ -6,6 +6,7 @@ state, no display needed); plain images are written with Pillow.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,12 @@ def _figure(width_in: float, height_in: float):
     return fig
 
 
+def scalar_label(spec) -> str:
+    """A scalar task's colour-bar label with its unit: ``depth (m)`` (a depth task's ``far``
+    is in metres); the bare name where the config gives no unit."""
+    return f"{spec.name} (m)" if spec.far is not None else spec.name
+
+
 def task_figure(
     path: Path,
     image: np.ndarray,
@@ -213,7 +220,7 @@ def task_figure(
         cmap = colors.ListedColormap(scalar_rgb(np.linspace(0.0, 1.0, 256)[None])[0][0] / 255)
         fig.colorbar(
             ScalarMappable(colors.Normalize(lo, hi), cmap), ax=axes[3], location="left",
-            fraction=0.5, shrink=0.8, label=spec.name,
+            fraction=0.5, shrink=0.8, label=scalar_label(spec),
         )  # fmt: skip
     else:
         axes[3].text(0, 0.5, "unit vector\nx, y, z as\nR, G, B", fontsize=7, va="center")
@@ -241,15 +248,34 @@ def layer_error_plot(table: list[dict], path: Path, title: str) -> None:
     fig = _figure(max(6.0, 0.12 * len(rows) + 2), 3.6)
     ax = fig.subplots()
     x = np.arange(len(rows))
+    # pairs with the same errors at every boundary (torch-golden and torch-csim, when golden
+    # and the C-sim are bit-exact) are one line named after all of them, not one hiding
+    # another; the rest differ in style too, so a line drawn over another still shows
+    lines: dict[bytes, tuple[list[str], np.ndarray]] = {}
     for name in pair_names:
         y = np.array([r.get(name, np.nan) for r in rows], dtype=np.float64)
+        lines.setdefault(y.tobytes(), ([], y))[0].append(name)
+    styles = ("-", "--", ":", "-.")
+    markers = ("o", "s", "^", "x", "d")
+    for i, (names, y) in enumerate(lines.values()):
         exact = bool(np.nanmax(y) == 0) if np.isfinite(y).any() else False
-        label = f"{name} (bit-exact: 0 drawn at {LOG_FLOOR:g})" if exact else name
-        ax.semilogy(x, np.maximum(y, LOG_FLOOR), marker=".", linewidth=1, label=label)
+        label = " = ".join(names)
+        label = f"{label} (bit-exact: 0 drawn at {LOG_FLOOR:g})" if exact else label
+        ax.semilogy(
+            x,
+            np.maximum(y, LOG_FLOOR),
+            linestyle=styles[i % len(styles)],
+            marker=markers[i % len(markers)],
+            markersize=3,
+            linewidth=1,
+            label=label,
+        )
     step = max(1, len(rows) // 24)
     ax.set_xticks(x[::step], [r["stage"] for r in rows][::step], rotation=60, fontsize=6)
     ax.set_ylabel("rel_rms between the pair")
-    ax.set_title(title, fontsize=9)
+    width = int(fig.get_figwidth() * 13)  # characters of 8-point text across the figure
+    wrapped = "\n".join(textwrap.fill(line, width) for line in title.splitlines())
+    ax.set_title(wrapped, fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.savefig(path, format="png")

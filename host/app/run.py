@@ -20,45 +20,36 @@ import numpy as np
 
 from edgemoe.errors import EdgeMoeError
 from edgemoe.files import write_json_atomic
-from edgemoe.host.app.args import (
-    HelpFormatter,
-    add_options,
-    build_model,
-    int_range,
-    parse_tasks,
-    timeout_arg,
-)
+from edgemoe.host.app.args import HelpFormatter, add_options, int_range, parse_tasks, timeout_arg
 from edgemoe.host.app.fidelity import budget_misses, cosine, rel_rms, routing
 from edgemoe.host.app.inputs import FITS, InputImage, load_image
 from edgemoe.host.app.outputs import check_out_dir, publish, staging_dir
 from edgemoe.host.app.plots import blend, save_png, task_figure, task_rgb
 from edgemoe.host.app.verify import with_top_k
 from edgemoe.host.contracts.images import sample_scene
-from edgemoe.host.contracts.profile import DEFAULT_PROFILE, Profile, config_hash, load_profile
+from edgemoe.host.contracts.profile import DEFAULT_PROFILE, Profile, load_profile
 from edgemoe.host.contracts.scratch import MAX_GROUP
 from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
 from edgemoe.host.driver.backends import (
     Backend,
-    RunOutput,
     TorchBackend,
-    Workload,
     backend_capabilities,
     backend_names,
     backends_help,
     get_backend,
-    record_boundaries,
 )
-from edgemoe.host.export.bundle import BundleError, pack, read_bundle, validate
-from edgemoe.host.export.deployment import (
-    Deployment,
-    WeightSource,
-    check_kernel_image,
-    checkpoint_digest,
-    read_deployment,
-)
+from edgemoe.host.export.deployment import Deployment, WeightSource
 from edgemoe.host.export.hls_params import MAX_IMAGES
 from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, load_config
-from edgemoe.models.heads import task_head_np
+from edgemoe.pipeline import (
+    Engine,
+    TaskCall,
+    bundle_weights,
+    check_bundle,
+    open_bundle,
+    weight_source,
+    workload,
+)
 
 
 def _unique_names(images: list[InputImage]) -> None:
@@ -92,21 +83,18 @@ def check_batch(n: int) -> None:
         raise EdgeMoeError(f"--batch must be in 1..{MAX_IMAGES}")
 
 
-# ---- what a run uses: the bundle's settings, or the flags ----------------------
-
-
 def _build(args: argparse.Namespace) -> tuple:
     """(the bundle's deployment or None, config, profile, tiling) of this run: the bundle's
     (a flag must agree), else the flags' with the default tiling."""
     if args.bundle is not None:
-        dep = read_deployment(read_bundle(args.bundle), f"bundle {args.bundle}")
-        cfg, profile, tiling = _bundle_settings(args, dep)
-        if args.top_k is not None and args.top_k != cfg.top_k:
-            raise EdgeMoeError(
-                f"--top-k {args.top_k} disagrees with bundle {args.bundle}, exported with "
-                f"top_k {cfg.top_k}: drop --top-k, or export again with it"
-            )
-        return dep, cfg, profile, tiling
+        dep = open_bundle(
+            args.bundle,
+            config=args.config,
+            profile=args.profile,
+            top_k=args.top_k,
+            host_check=False,  # after the other inputs are checked (or not: --no-host-check)
+        )
+        return dep, dep.cfg, dep.profile, dep.tiling
     cfg = with_top_k(load_config(args.config or DEFAULT_CONFIG), args.top_k)
     profile = load_profile(args.profile or DEFAULT_PROFILE)
     return None, cfg, profile, DEFAULT_TILING
@@ -121,111 +109,6 @@ def _input_images(args: argparse.Namespace, cfg: ModelConfig, seed: int) -> list
         images = [InputImage("sample", "sample scene", sample_scene(cfg, seed))]
     _unique_names(images)
     return images
-
-
-def _check_bundle_image(
-    path: str, dep: Deployment, cfg: ModelConfig, profile: Profile, tiling: Tiling
-) -> None:
-    """The host's check of the bundle's kernel image (what the kernel would refuse)."""
-    try:
-        validate(dep.kernel_image, cfg, profile, tiling)
-    except BundleError as e:
-        raise BundleError(f"bundle {path}: {str(e).removeprefix('bundle ')}") from None
-    check_kernel_image(dep, f"bundle {path}")
-
-
-def _bundle_settings(args: argparse.Namespace, dep: Deployment) -> tuple:
-    """Config, profile and tiling of ``run --bundle``: the bundle's; a flag must agree."""
-    cfg, profile = dep.cfg, dep.profile
-    if args.config is not None:
-        want = load_config(args.config)
-        if config_hash(want, profile) != config_hash(cfg, profile):
-            same = " (another definition of that name)" if want.name == cfg.name else ""
-            raise EdgeMoeError(
-                f"--config {args.config} disagrees with bundle {args.bundle}, which is for "
-                f"config {cfg.name}{same}: drop --config, the bundle names its config"
-            )
-    if args.profile is not None:
-        want = load_profile(args.profile)
-        if want.canonical() != profile.canonical():
-            same = " (another definition of that name)" if want.name == profile.name else ""
-            raise EdgeMoeError(
-                f"--profile {args.profile} disagrees with bundle {args.bundle}, which is for "
-                f"profile {profile.name}{same}: drop --profile, the bundle names its profile"
-            )
-    return cfg, profile, dep.tiling
-
-
-def _weights(args: argparse.Namespace, dep: Deployment | None) -> WeightSource:
-    """The float weights of this run; with a bundle, the ones it was exported from.
-
-    Raises
-    ------
-    EdgeMoeError
-        ``--checkpoint`` or ``--seed`` disagrees with the bundle's weights.
-    """
-    if dep is None:
-        seed = 0 if args.seed is None else args.seed
-        if args.random:
-            if args.checkpoint is not None:
-                raise EdgeMoeError("--random and --checkpoint name two different models: pick one")
-            return WeightSource(None, None, seed)
-        return WeightSource(args.checkpoint, None, seed)
-    if args.random:
-        raise EdgeMoeError("--random: the bundle names its weights (drop --random)")
-    src = dep.source
-    if args.seed is not None and args.seed != src.seed:
-        raise EdgeMoeError(
-            f"--seed {args.seed} disagrees with bundle {args.bundle}, exported from "
-            f"{_source_text(src)}: drop --seed, the bundle names its weights"
-        )
-    if args.checkpoint is not None:
-        if src.checkpoint is None:
-            raise EdgeMoeError(
-                f"--checkpoint {args.checkpoint}: bundle {args.bundle} was exported from "
-                f"{_source_text(src)}, not from a checkpoint"
-            )
-        digest = checkpoint_digest(args.checkpoint)
-        if digest != src.checkpoint_sha256:
-            raise EdgeMoeError(
-                f"--checkpoint {args.checkpoint} (SHA-256 {digest[:12]}…) is not the checkpoint "
-                f"bundle {args.bundle} was exported from ({_source_text(src)})"
-            )
-        return WeightSource(args.checkpoint, digest, src.seed)
-    return src
-
-
-def _source_text(src: WeightSource) -> str:
-    if src.checkpoint is None:
-        return src.describe()
-    return f"checkpoint {src.checkpoint}, SHA-256 {(src.checkpoint_sha256 or '?')[:12]}…"
-
-
-def _float_model(cfg: ModelConfig, src: WeightSource, dep: Deployment | None, bundle: str | None):
-    """The float model of ``src`` (torch); with a bundle, checked to be the bundle's."""
-
-    checkpoint = src.checkpoint
-    if dep is not None and checkpoint is not None and src is dep.source:
-        # the path recorded at export: usable only if it is still that checkpoint
-        path = Path(checkpoint)
-        if not path.exists() or checkpoint_digest(path) != src.checkpoint_sha256:
-            raise EdgeMoeError(
-                f"the float model is needed (torch, --check) and bundle {bundle} was exported "
-                f"from {_source_text(src)}, which is not here: pass --checkpoint PATH"
-            )
-    model, notices = build_model(cfg, src.seed, checkpoint)
-    for n in notices:
-        print(f"notice: {n}", file=sys.stderr)
-    if dep is not None:
-        state = model.state_dict()
-        for name, want in dep.host.items():
-            got = state[name].detach().cpu().numpy() if name in state else None
-            if got is None or got.shape != want.shape or not np.array_equal(got, want):
-                raise EdgeMoeError(
-                    f"the float model ({src.describe()}) is not the one bundle {bundle} was "
-                    f"exported from: {name} differs"
-                )
-    return model
 
 
 def _check_options(args: argparse.Namespace, backend, tiling: Tiling) -> None:
@@ -304,24 +187,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     dep, cfg, profile, tiling = _build(args)
     tasks = parse_tasks(args.task, cfg)
     check_batch(args.batch)
-    if dep is None and args.checkpoint is None and not args.random:
-        # the config's shipped trained weights, when it has them (--random: the seeded init)
-        from edgemoe.models.shipped import shipped_checkpoint
-
-        found = shipped_checkpoint(cfg.name)
-        args.checkpoint = None if found is None else str(found)
     backend = get_backend(args.backend)
     _check_options(args, backend, tiling)
-    source = _weights(args, dep)
+    notices: list[str] = []
+    if dep is not None:
+        source = bundle_weights(dep, args.checkpoint, args.seed, args.random)
+    else:
+        seed = 0 if args.seed is None else args.seed
+        source = weight_source(cfg, args.checkpoint, seed, args.random, notices=notices)
 
     # -- every input checked before any work --------------------------------
     images = _input_images(args, cfg, source.seed)
     out = check_out_dir(args.out, args.force)
     if dep is not None and not args.no_host_check:
-        _check_bundle_image(args.bundle, dep, cfg, profile, tiling)
-    for im in images:
-        for n in im.notices:
-            print(f"notice: {n}", file=sys.stderr)
+        check_bundle(dep)
+    for n in notices + [n for im in images for n in im.notices]:
+        print(f"notice: {n}", file=sys.stderr)
     staging = staging_dir(out)
     try:
         settings = RunSettings(
@@ -349,8 +230,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     t = report["times_s"]
     print(
-        f"{cfg.name} / {profile.name} / top_k {cfg.top_k} / backend {args.backend}: "
-        f"{len(images)} image(s) "
+        f"{cfg.name} / {profile.name} / top_k {cfg.top_k} / backend {args.backend} / "
+        f"{source.describe()}: {len(images)} image(s) "
         f"(up to {args.batch} per call) x {len(tasks)} task(s) -> {out}/  ("
         + ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in t.items())
         + ")"
@@ -411,83 +292,50 @@ class RunSettings:
     host_check: bool
 
 
-@dataclass
-class _TaskCall:
-    """One backbone call on a batch for one task, its head, and torch's (``--check``)."""
-
-    tokens: np.ndarray
-    status: int
-    routes: list[np.ndarray]
-    output: np.ndarray
-    times: dict[str, float]  # of the whole call
-    ref: RunOutput | None = None  # torch's run (tokens and routes), with --check
-    ref_output: np.ndarray | None = None
-
-
 def _run(s: RunSettings, staging: Path, t_start: float) -> dict:
-    """Every image and task of ``s``: outputs rendered into ``staging``; the report."""
-    wl = _workload(s)
-    acc, bundle_sha = _accelerator(s, wl)
-    torch_ref = TorchBackend() if s.check else None
+    """Every image and task of ``s`` through the library's :class:`~edgemoe.pipeline.Engine`:
+    outputs rendered into ``staging``; the report."""
+    float_model = not s.backend.capabilities.takes_bundle or s.check
+    wl, notices = workload(s.cfg, s.profile, s.dep, s.source, float_model)
+    for n in notices:
+        print(f"notice: {n}", file=sys.stderr)
+    max_images = min(s.batch, len(s.images))
+    engine = Engine(wl, s.tiling, s.backend, max_images=max_images, timeout_s=s.timeout_s)
+    torch_ref = Engine(wl, s.tiling, TorchBackend()) if s.check else None
     figures = s.figures and _figures_available()
     weights = s.source.describe()
     subtitle = f"weights: {weights}" + (f" (bundle {Path(s.bundle_path).name})" if s.dep else "")
     budgets = s.profile.budgets_for(s.source.checkpoint is not None)
 
     totals: dict[str, float] = {"setup": time.perf_counter() - t_start}
-    per_image = []
+    per_image: list[dict] = []
     checks = []
     progress = _Progress(len(s.images) * len(s.tasks), len(s.images))
-    for start in range(0, len(s.images), s.batch):
-        batch = s.images[start : start + s.batch]
-        entries = [_image_entry(staging, im, len(batch)) for im in batch]
-        pixels = np.stack([im.pixels for im in batch])
-        for task in s.tasks:
-            call = _call_task(s, wl, acc, torch_ref, pixels, task)
-            share = {k: v / len(batch) for k, v in call.times.items()}  # shared evenly
-            for j, (im, entry) in enumerate(zip(batch, entries, strict=True)):
-                tentry = _image_task(
-                    s, staging, im, j, task, call, share, subtitle, figures, budgets
-                )
-                for k, v in tentry["times_s"].items():
-                    totals[k] = totals.get(k, 0.0) + v
-                if "check" in tentry:
-                    checks.append((im.name, task, tentry["check"]))
-                entry["tasks"][task] = tentry
-                progress.step(f"{im.name} / {task}")
-        per_image += entries
+    pixels = np.stack([im.pixels for im in s.images])
+    for call in engine.calls(pixels, s.tasks, s.batch, routes=s.check):
+        batch = s.images[call.start : call.start + len(call.tokens)]
+        if len(per_image) == call.start:  # the batch's first task: its entries and inputs
+            per_image += [_image_entry(staging, im, len(batch)) for im in batch]
+        ref = None
+        if torch_ref is not None:
+            ref = torch_ref.call(
+                pixels[call.start : call.start + len(batch)], call.task, routes=True
+            )
+        share = {k: v / len(batch) for k, v in call.times.items()}  # shared evenly
+        for j, im in enumerate(batch):
+            tentry = _image_task(s, staging, im, j, call, ref, share, subtitle, figures, budgets)
+            for k, v in tentry["times_s"].items():
+                totals[k] = totals.get(k, 0.0) + v
+            if "check" in tentry:
+                checks.append((im.name, call.task, tentry["check"]))
+            per_image[call.start + j]["tasks"][call.task] = tentry
+            progress.step(f"{im.name} / {call.task}")
     progress.close()
 
-    report = _report(s, weights, bundle_sha, totals, per_image)
+    report = _report(s, weights, engine.bundle_sha256, totals, per_image)
     if s.check:
         report["check"] = _check_report(checks, budgets)
     return report
-
-
-def _workload(s: RunSettings) -> Workload:
-    """The run's workload: the bundle's tensors, or the float model quantized; the float
-    model too where the backend or ``--check`` needs it."""
-    model = None
-    if s.dep is None or not s.backend.capabilities.takes_bundle or s.check:
-        model = _float_model(s.cfg, s.source, s.dep, s.bundle_path)
-    if s.dep is not None:
-        return Workload.from_bundle(s.cfg, s.profile, s.dep.kernel_image, s.dep.host, model)
-    return Workload(s.cfg, s.profile, model)
-
-
-def _accelerator(s: RunSettings, wl: Workload) -> tuple:
-    """(the driver with the bundle loaded, or None; the SHA-256 of the bundle run, if any)."""
-    caps = s.backend.capabilities
-    if caps.drives_board:
-        acc = s.backend.make_accelerator(
-            s.cfg, s.profile, s.tiling, max_images=min(s.batch, len(s.images))
-        )
-        data = s.dep.kernel_image if s.dep is not None else pack(wl.quantized, s.tiling)
-        acc.load_bundle(data, host_check=False)  # checked above (or bypassed on purpose)
-        return acc, acc.bundle_sha256
-    if caps.takes_bundle:
-        return None, hashlib.sha256(wl.bundle).hexdigest()
-    return None, None
 
 
 def _figures_available() -> bool:
@@ -502,7 +350,7 @@ def _figures_available() -> bool:
     return False
 
 
-def _image_entry(staging: Path, im: InputImage, images_per_call: int) -> dict:
+def _image_entry(staging: Path, im: InputImage, images_in_call: int) -> dict:
     """One image's report entry (its tasks filled in later), its input PNG written."""
     input_png = staging / f"{im.name}_input.png"
     save_png(input_png, im.pixels)
@@ -511,43 +359,9 @@ def _image_entry(staging: Path, im: InputImage, images_per_call: int) -> dict:
         "source": im.source,
         "notices": im.notices,
         "input": input_png.name,
-        "images_per_call": images_per_call,
+        "images_in_call": images_in_call,
         "tasks": {},
     }
-
-
-def _call_task(
-    s: RunSettings, wl: Workload, acc, torch_ref, pixels: np.ndarray, task: str
-) -> _TaskCall:
-    """One backbone call on ``pixels`` for ``task`` (the driver's, else the backend's), the
-    head on the host, and with ``torch_ref`` torch's run and head on the same batch."""
-    times: dict[str, float] = {}
-    routes: list[np.ndarray] = []
-    if acc is not None:
-        res = acc.run(pixels, task, timeout_s=s.timeout_s)
-        times.update(res.times)
-        t = time.perf_counter()
-        tokens = acc.to_float(res.raw)
-        times["unpack"] += time.perf_counter() - t
-        status = res.status
-        if torch_ref is not None:  # the routes, from runs stopped at each gate
-            _, routes = record_boundaries(
-                wl,
-                lambda stop, b=pixels, t=task: acc.run(b, t, stop, s.timeout_s).raw,
-                gates_only=True,
-            )
-    else:
-        ro = s.backend.run(wl, pixels, task, record=torch_ref is not None)
-        tokens, status, routes = ro.tokens, 0, ro.routes
-        times["backbone"] = ro.seconds
-    t = time.perf_counter()
-    output = task_head_np(tokens, wl.state, task, s.cfg)
-    times["head"] = time.perf_counter() - t
-    call = _TaskCall(tokens, status, routes, output, times)
-    if torch_ref is not None:
-        call.ref = torch_ref.run(wl, pixels, task, record=True)
-        call.ref_output = task_head_np(call.ref.tokens, wl.state, task, s.cfg)
-    return call
 
 
 def _image_task(
@@ -555,37 +369,44 @@ def _image_task(
     staging: Path,
     im: InputImage,
     j: int,
-    task: str,
-    call: _TaskCall,
+    call: TaskCall,
+    ref: TaskCall | None,
     share: dict[str, float],
     subtitle: str,
     figures: bool,
     budgets: dict[str, float],
 ) -> dict:
-    """Image ``j`` of a call's batch for one task: its files rendered, its share of the
-    call's times, and with ``--check`` its comparison with torch."""
-    spec = s.cfg.task_spec(task)
+    """Image ``j`` of a call's batch for its task: its files rendered, its share of the
+    call's times, and with ``ref`` (torch's call) its comparison with torch."""
+    spec = s.cfg.task_spec(call.task)
     own = dict(share)
     t = time.perf_counter()
-    title = f"{im.name}: {s.cfg.name} / {s.backend_name} / {task}"
-    files = _render(staging, im, spec, call.output[j], title, subtitle, figure=figures)
+    title = f"{im.name}: {s.cfg.name} / {s.backend_name} / {call.task}"
+    files = _render(staging, im, spec, call.values[j], title, subtitle, figure=figures)
     own["render"] = time.perf_counter() - t
-    tentry = {"status": call.status, "files": files, "times_s": own}
-    if call.ref is not None:
-        tentry["check"] = _check_image(call, j, spec, budgets)
+    tokens = np.ascontiguousarray(call.tokens[j])
+    tentry = {
+        "status": call.status,
+        "files": files,
+        # what the accelerator computed, to compare runs bit for bit (float64, row-major)
+        "tokens_sha256": hashlib.sha256(tokens.tobytes()).hexdigest(),
+        "times_s": own,
+    }
+    if ref is not None:
+        tentry["check"] = _check_image(call, ref, j, spec, budgets)
     return tentry
 
 
-def _check_image(call: _TaskCall, j: int, spec, budgets: dict[str, float]) -> dict:
+def _check_image(call: TaskCall, ref: TaskCall, j: int, spec, budgets: dict[str, float]) -> dict:
     """Image ``j``'s ``--check`` entry: its tokens (routing included) and task output."""
     one = slice(j, j + 1)
-    ref_out, output = call.ref_output[one], call.output[one]
+    ref_out, output = ref.values[one], call.values[one]
     c = {
         "tokens": _check_pair(
-            call.ref.tokens[one],
+            ref.tokens[one],
             call.tokens[one],
             budgets,
-            ([r[one] for r in call.ref.routes], [r[one] for r in call.routes]),
+            ([r[one] for r in ref.routes], [r[one] for r in call.routes]),
         ),
         "task_output": _check_pair(ref_out, output, budgets),
     }
@@ -604,9 +425,11 @@ def _report(s: RunSettings, weights: str, bundle_sha, totals: dict, per_image: l
         "tasks": s.tasks,
         "seed": s.source.seed,
         "top_k": s.cfg.top_k,
-        "images_per_call": s.batch,
+        "batch": s.batch,
         "checkpoint": s.source.checkpoint,
+        "checkpoint_sha256": s.source.checkpoint_sha256,
         "weights": weights,
+        "trained_on": s.source.trained_on,
         "bundle": {
             "path": s.bundle_path,
             "sha256": bundle_sha,

@@ -15,7 +15,6 @@ from edgemoe.host.app.args import (
     MAX_VERIFY_IMAGES,
     HelpFormatter,
     add_options,
-    build_model,
     int_range,
     parse_task,
 )
@@ -24,12 +23,13 @@ from edgemoe.host.app.inputs import load_image_folder
 from edgemoe.host.app.outputs import check_output_file
 from edgemoe.host.contracts.images import random_images, scene_images
 from edgemoe.host.contracts.profile import load_profile
+from edgemoe.host.contracts.tiling import DEFAULT_TILING
 from edgemoe.host.driver.backends import RunOutput, Workload, backends_help, get_backend
 from edgemoe.models.config import ModelConfig, load_config
-from edgemoe.models.heads import task_head_np
+from edgemoe.pipeline import Engine, TaskCall, float_workload, weight_source
 
 
-def layer_table(outputs: dict[str, RunOutput]) -> list[dict]:
+def layer_table(outputs: dict[str, TaskCall]) -> list[dict]:
     """rel_rms (routes: agreement) at every recorded boundary, for every pair of backends.
 
     Columns are named ``"a-b"`` for each pair of :func:`pairs`, in the order the
@@ -55,7 +55,7 @@ def pairs(names: list[str]) -> list[tuple[str, str]]:
     return list(itertools.combinations(names, 2))
 
 
-def first_difference(a: RunOutput, b: RunOutput) -> str | None:
+def first_difference(a: TaskCall | RunOutput, b: TaskCall | RunOutput) -> str | None:
     """First layer boundary (in execution order) where two runs differ, else None.
 
     Both runs must have recorded their stages; the final output counts as the
@@ -78,7 +78,7 @@ def with_top_k(cfg: ModelConfig, top_k: int | None) -> ModelConfig:
 
 
 def task_output_check(
-    wl: Workload, images: np.ndarray, task: str, outputs: dict[str, RunOutput]
+    wl: Workload, images: np.ndarray, task: str, outputs: dict[str, TaskCall]
 ) -> dict:
     """Each backend's tokens through the host's head against the float model's ``forward``.
 
@@ -94,10 +94,7 @@ def task_output_check(
 
     with torch.no_grad():
         ref = wl.model(normalize(images, wl.cfg), task).double().numpy()
-    err = {
-        n: float(np.abs(task_head_np(o.tokens, wl.state, task, wl.cfg) - ref).max())
-        for n, o in outputs.items()
-    }
+    err = {n: float(np.abs(o.values - ref).max()) for n, o in outputs.items()}
     return {"norm": f"norms.{task}", "head": f"heads.{task}", "max_abs_vs_forward": err}
 
 
@@ -112,17 +109,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
     caps = {b.name: b.capabilities for b in backends}
     check_output_file(args.json, "--json")
     check_output_file(args.plot, "--plot", ".png")
-    model, notices = build_model(cfg, args.seed, args.checkpoint)
-    for n in notices:
+    notices: list[str] = []
+    source = weight_source(cfg, args.checkpoint, args.seed, args.random, notices=notices)
+    wl, loaded = float_workload(cfg, profile, source)
+    for n in notices + loaded:
         print(f"notice: {n}", file=sys.stderr)
-    wl = Workload(cfg, profile, model)
     images, kind = verify_images(cfg, args)
-    outputs = {b.name: b.run(wl, images, task, record=True) for b in backends}
+    # the run path's engines: every layer boundary recorded, the task's head on the host
+    outputs = {
+        b.name: Engine(wl, DEFAULT_TILING, b, max_images=len(images)).call(
+            images, task, record=True
+        )
+        for b in backends
+    }
 
     table = layer_table(outputs)
     print(
-        f"{cfg.name} / {profile.name} / task {task} / top_k {cfg.top_k} / seed {args.seed} / "
-        f"{len(images)} image(s): {kind}"
+        f"{cfg.name} / {profile.name} / task {task} / top_k {cfg.top_k} / {source.describe()} "
+        f"/ {len(images)} image(s): {kind}"
     )
     _print_layer_table(table)
 
@@ -134,7 +138,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "images": len(images),
         "image_kind": kind,
-        "checkpoint": args.checkpoint,
+        "checkpoint": source.checkpoint,
+        "weights": source.describe(),
+        "trained_on": source.trained_on,
         "weight_saturations": wl.quantized.report.saturated if profile else 0,
         "seconds": {n: o.seconds for n, o in outputs.items()},
         "pairs": {},
@@ -142,7 +148,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     }
     failed = False
     print()
-    budgets = profile.budgets_for(args.checkpoint is not None)
+    budgets = profile.budgets_for(source.checkpoint is not None)
     for a, b in pairs(names):
         entry = _compare_pair(a, b, outputs, caps[a].bit_exact_with(caps[b]), budgets)
         failed |= not entry["within_budget"]
@@ -157,7 +163,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         write_json_atomic(Path(args.json), result)
         print(f"wrote {args.json}")
     if args.plot:
-        write_plot(Path(args.plot), table, f"{cfg.name} / {profile.name} / task {task}")
+        title = f"{cfg.name} / {profile.name} / task {task}\nweights: {source.describe()}"
+        write_plot(Path(args.plot), table, title)
         print(f"wrote {args.plot}")
     return 1 if failed else 0
 
@@ -228,15 +235,16 @@ def add_parser(sub) -> None:
     """The ``verify`` subcommand."""
     v = sub.add_parser(
         "verify",
-        help="compare backends on a seeded model and images",
-        description="Compare every pair of backends on a seeded model and seeded images: "
+        help="compare backends on a model and seeded images",
+        description="Compare every pair of backends on a model (the shipped trained weights "
+        "unless --checkpoint or --random) and seeded images: "
         "the error at every layer boundary and on the final output, against the profile's "
         "budgets (exit 1 when one is missed).",
         formatter_class=HelpFormatter,
     )
     add_options(v, "config", "profile")
     v.add_argument("--task", default=None, help="task name or id (default: the first task)")
-    add_options(v, "seed", seed={"help": "seed of the random model and images"})
+    add_options(v, "seed", seed={"help": "seed of the images (and of the --random model)"})
     v.add_argument(
         "--images",
         type=int_range(1, MAX_VERIFY_IMAGES),
@@ -256,7 +264,16 @@ def add_parser(sub) -> None:
         default="torch,golden",
         help=f"comma-separated backend names, of: {backends_help()}",
     )
-    add_options(v, "checkpoint")
+    add_options(
+        v,
+        "checkpoint",
+        checkpoint={"help": "M3ViT checkpoint (default: the config's shipped trained checkpoint)"},
+    )
+    v.add_argument(
+        "--random",
+        action="store_true",
+        help="the seeded random model instead of the shipped trained weights",
+    )
     v.add_argument(
         "--top-k", type=int, default=None, help="experts per token (default: the config's)"
     )

@@ -58,17 +58,23 @@ class WeightSource:
         :func:`checkpoint_digest` of that checkpoint.
     seed : int
         Seed of the random init (also of the parameters a checkpoint leaves out).
+    trained_on : str or None
+        What the checkpoint was trained on, from its training record (``procedural
+        street scenes, 1500 steps``); None: no record (or random init).
     """
 
     checkpoint: str | None
     checkpoint_sha256: str | None
     seed: int
+    trained_on: str | None = None
 
     def describe(self) -> str:
-        """``checkpoint PATH`` or ``random init, seed N`` (figure subtitles, messages)."""
+        """What the weights are and what they were trained on, for figures, reports and
+        messages: ``checkpoint NAME, trained on …`` or ``random init, seed N (untrained)``."""
         if self.checkpoint is None:
-            return f"random init, seed {self.seed}"
-        return f"checkpoint {Path(self.checkpoint).name}"
+            return f"random init, seed {self.seed} (untrained)"
+        text = f"checkpoint {Path(self.checkpoint).name}"
+        return text + (f", trained on {self.trained_on}" if self.trained_on else "")
 
 
 @dataclass
@@ -136,14 +142,23 @@ def _profile_dict(p: Profile) -> dict[str, Any]:
     }
 
 
+def required_host_keys(cfg: ModelConfig) -> list[str]:
+    """The host tensors every task needs (its final norm and light head): the one list,
+    checked when a bundle is written (:func:`host_tensors`) and read (:func:`read_deployment`)."""
+    return [
+        f"{part}.{task}.{kind}"
+        for task in cfg.task_names
+        for part in ("norms", "heads")
+        for kind in ("weight", "bias")
+    ]
+
+
 def host_tensors(state: dict[str, np.ndarray], cfg: ModelConfig) -> dict[str, np.ndarray]:
     """The host's parameters (:data:`~edgemoe.models.heads.HOST_PREFIXES`) of a state dict."""
     host = {k: np.asarray(v) for k, v in state.items() if k.startswith(HOST_PREFIXES)}
-    for task in cfg.task_names:
-        for part in ("norms", "heads"):
-            for kind in ("weight", "bias"):
-                if f"{part}.{task}.{kind}" not in host:
-                    raise BundleError(f"the model has no {part}.{task}.{kind}")
+    missing = [k for k in required_host_keys(cfg) if k not in host]
+    if missing:
+        raise BundleError(f"the model has no {missing[0]}")
     return host
 
 
@@ -193,6 +208,7 @@ def bundle_file(
             "checkpoint": source.checkpoint,
             "checkpoint_sha256": source.checkpoint_sha256,
             "seed": source.seed,
+            "trained_on": source.trained_on,
             "source": source.describe(),
         },
         "kernel_image_sha256": hashlib.sha256(kernel_image).hexdigest(),
@@ -248,7 +264,9 @@ def read_deployment(data: bytes | bytearray | memoryview, name: str = "bundle") 
         t = meta["tiling"]
         tiling = Tiling(t["lin_in"], t["lin_out"], t["p"], t["axi_bits"])
         w = meta["weights"]
-        source = WeightSource(w["checkpoint"], w["checkpoint_sha256"], int(w["seed"]))
+        source = WeightSource(
+            w["checkpoint"], w["checkpoint_sha256"], int(w["seed"]), w.get("trained_on")
+        )
         host = {}
         for e in meta["host_tensors"]:
             dt = np.dtype(e["dtype"])
@@ -264,13 +282,7 @@ def read_deployment(data: bytes | bytearray | memoryview, name: str = "bundle") 
         raise BundleError(f"{name}: host section is malformed ({e})") from None
     if f"0x{config_hash(cfg, profile):08x}" != meta["config"]["hash"]:
         raise BundleError(f"{name}: host section's config hash does not match its definition")
-    missing = [
-        f"{part}.{task}.{kind}"
-        for task in cfg.task_names
-        for part in ("norms", "heads")
-        for kind in ("weight", "bias")
-        if f"{part}.{task}.{kind}" not in host
-    ]
+    missing = [k for k in required_host_keys(cfg) if k not in host]
     if missing:
         raise BundleError(f"{name}: host section lacks {missing[0]}")
     return Deployment(cfg, profile, tiling, source, host, kernel, kernel_sha, meta)

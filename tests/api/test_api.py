@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -39,22 +40,51 @@ def readme_block() -> str:
     return blocks[0]
 
 
-def test_readme_example_runs_as_written(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    # the example's image, at another size than the config's (it is resized with a notice)
-    Image.fromarray(sample_scene(cfg("m3vit-tiny-128x256"))).save("street.png")
-    code = readme_block()
-    assert len([line for line in code.splitlines() if line.strip()]) <= 5
-    assert code.count("import ") == 1
+def docstring_block(module) -> str:
+    """The ``::`` example of a module's docstring, dedented."""
+    text = module.__doc__.split("::\n", 1)[1]
+    lines = []
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("    "):
+            break
+        lines.append(line[4:])
+    return "\n".join(lines) + "\n"
+
+
+def run_as_written(code: str, root: Path) -> dict:
+    """Execute ``code`` in a scratch copy of the repository root's layout (its relative paths
+    resolve as in the checkout; its outputs stay out of it)."""
+    (root / "samples").symlink_to(ROOT / "samples")
     scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        exec(compile(code, "example", "exec"), scope)
+    finally:
+        os.chdir(cwd)
+    return scope
+
+
+@pytest.mark.slow
+def test_readme_example_runs_as_written(tmp_path):
+    code = readme_block()
+    assert code.count("import ") == 1
+    scope = run_as_written(code, tmp_path)
     out, m = scope["out"], scope["m"]
-    H, W = cfg(MINI).image_size
+    H, W = cfg("m3vit-tiny-128x256").image_size
     assert out["semseg"].labels.shape == (H, W)
     assert out["depth"].map.shape == (H, W)
-    assert any("stretched to" in n for n in out.notices)  # the resize notice
-    data = (tmp_path / "mini-lean.bin").read_bytes()
-    assert data == m.bundle
+    assert "trained on procedural street scenes" in out.weights
+    assert (tmp_path / "build" / "tiny-lean.bin").read_bytes() == m.bundle
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["edgemoe", "edgemoe.api"])
+def test_docstring_examples_run_as_written(tmp_path, module):
+    import importlib
+
+    scope = run_as_written(docstring_block(importlib.import_module(module)), tmp_path)
+    assert scope["out"]["semseg"].labels.shape == cfg("m3vit-tiny-128x256").image_size
 
 
 def test_public_names():
@@ -104,7 +134,7 @@ def test_conversions_and_resizes_say_so(m, scene):
     gray = Image.fromarray(scene).convert("L").resize((100, 50))
     res = m.run(gray, tasks=0, backend="golden")
     assert res.images.shape == scene.shape
-    assert [n.split(",")[0] for n in res.notices] == ["PIL image is L", "PIL image is 100x50"]
+    assert [n.split(",")[0] for n in res.notices] == ["PIL image is L", "PIL image is 100x50 (WxH)"]
     small = np.ascontiguousarray(scene[::2, ::2])
     res = m.run(small, tasks="depth", backend="golden")
     assert res.images.shape == scene.shape and "stretched to" in res.notices[0]
@@ -239,14 +269,88 @@ def test_torch_within_the_profiles_budget(m, scene):
 
 
 def test_export_and_run_a_bundle(m, scene, tmp_path):
+    """``Model.export`` writes the one bundle file; ``load(bundle=...)`` runs it alone."""
+    from edgemoe.host.export.bundle import split_file
+
     path = m.export(tmp_path / "sub" / "mini.bin")
-    assert path.read_bytes() == pack(m._workload().quantized, m.tiling) == m.bundle
+    assert path.read_bytes() == m.bundle
+    kernel, host = split_file(m.bundle)
+    assert bytes(kernel) == pack(m._workload().quantized, m.tiling) and host is not None
+    ref = m.run(scene, backend="golden")
     for source in (path, str(path), path.read_bytes()):
-        b = edgemoe.load(MINI, profile="lean", seed=0, bundle=source)
-        out = b.run(scene, tasks="semseg", backend="csim")
-        assert (out["semseg"].tokens == m.run(scene, "semseg", "golden")["semseg"].tokens).all()
-    with pytest.raises(edgemoe.EdgeMoeError) as e:
-        b.run(scene, backend="golden")
-    one_line(e, "golden", "driver backend")
-    assert "bundle given" in repr(b)
+        b = edgemoe.load(bundle=source)
+        assert b.cfg == m.cfg and b.weights == m.weights and b.bundle == m.bundle
+        for backend in ("csim", "golden"):
+            out = b.run(scene, backend=backend)
+            for t in m.tasks:
+                assert (out[t].tokens == ref[t].tokens).all(), (backend, t)
+                assert (out[t].values == ref[t].values).all(), (backend, t)
+    assert "from a bundle" in repr(b)
+    assert "values (" in repr(out["semseg"]) and len(repr(out)) < 300  # no arrays dumped
     assert m.quant_report.saturated >= 0
+    # the torch backend on a bundle runs the float model it names (checked to be that one)
+    tok = b.run(scene, tasks="semseg", backend="torch")["semseg"].tokens
+    assert (tok == m.run(scene, tasks="semseg", backend="torch")["semseg"].tokens).all()
+
+
+def test_the_shipped_weights_are_the_default_and_named(m):
+    from edgemoe.models.shipped import shipped_checkpoint
+
+    assert m.checkpoint == shipped_checkpoint(MINI)
+    assert m.weights.startswith("checkpoint m3vit-mini.safetensors, trained on procedural")
+    r = edgemoe.load(MINI, random=True, seed=3)
+    assert r.checkpoint is None and r.weights == "random init, seed 3 (untrained)"
+    with pytest.raises(edgemoe.EdgeMoeError) as e:
+        edgemoe.load(MINI, random=True, checkpoint="x.pth")
+    one_line(e, "random=", "checkpoint=")
+
+
+def test_a_bundle_runs_without_torch_as_run_bundle_does(tmp_path):
+    """The board path: an `edgemoe export` bundle through ``load(bundle=...)`` on csim with
+    torch and onnxruntime unimportable gives the tokens of `edgemoe run --bundle`, bit for
+    bit; a ``Model.export`` bundle runs through `edgemoe run --bundle` the same way."""
+    import json
+
+    from edgemoe.host.app.cli import main
+    from tests.api.torchless import torchless_env
+
+    bundle = tmp_path / "cli.bin"
+    assert main(["export", "--config", MINI, "--out", str(bundle)]) == 0
+    api_bundle = edgemoe.load(MINI, random=True, seed=2).export(tmp_path / "api.bin")
+    image = tmp_path / "scene.png"
+    Image.fromarray(sample_scene(cfg(MINI), seed=7)).save(image)
+    env = torchless_env(tmp_path)
+    code = (
+        "import hashlib, json, sys, numpy as np, edgemoe\n"
+        f"m = edgemoe.load(bundle={str(bundle)!r})\n"
+        f"out = m.run({str(image)!r}, backend='csim')\n"
+        "assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules\n"
+        "for backend in ('torch', 'pynq'):  # the float model; the board, not here\n"
+        "    try:\n"
+        "        m.run(m.sample_image(), backend=backend)\n"
+        "    except edgemoe.EdgeMoeError as e:\n"
+        "        print(backend, 'refused:', e)\n"
+        "print(json.dumps({t: hashlib.sha256(np.ascontiguousarray(o.tokens).tobytes())"
+        ".hexdigest() for t, o in out.items()}))\n"
+    )
+    api = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert api.returncode == 0, api.stderr
+    lines = api.stdout.strip().splitlines()
+    assert lines[0].startswith("torch refused: ") and "PyTorch is not installed" in lines[0]
+    assert lines[1].startswith("pynq refused: ") and "ZCU104" in lines[1]
+    api_sha = json.loads(lines[-1])
+    edgemoe_cli = str(Path(sys.executable).with_name("edgemoe"))
+    for path, name in ((bundle, "cli"), (api_bundle, "api")):
+        out = tmp_path / f"out-{name}"
+        argv = [edgemoe_cli, "run", "--bundle", str(path), "--image", str(image)]
+        run = subprocess.run(
+            [*argv, "--out", str(out), "--no-figures"], env=env, capture_output=True, text=True
+        )
+        assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+        report = json.loads((out / "report.json").read_text())
+        shas = {t: e["tokens_sha256"] for t, e in report["images"][0]["tasks"].items()}
+        if name == "cli":
+            assert shas == api_sha
+            assert "trained on procedural street scenes" in report["weights"]
+        else:
+            assert report["weights"] == "random init, seed 2 (untrained)"

@@ -8,6 +8,8 @@ from pathlib import Path
 import nbclient
 import nbformat
 
+from tests.api.torchless import torchless_env
+
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "edgemoe_pynq.ipynb"
 
 
@@ -33,10 +35,16 @@ def test_notebook_is_committed_without_outputs():
     assert "parameters" in cells[0].metadata.get("tags", [])
 
 
-def test_notebook_runs_on_the_virtual_board(tmp_path):
+def test_notebook_runs_from_a_bundle_alone_without_torch(tmp_path):
+    """The board path: an exported bundle and nothing else, torch and onnxruntime blocked,
+    on the virtual board."""
+    from edgemoe.host.app.cli import main
+
+    bundle = tmp_path / "mini.bin"
+    assert main(["export", "--config", "m3vit-mini", "--out", str(bundle)]) == 0
     nb = nbformat.read(NOTEBOOK, as_version=4)
     # papermill's convention: overrides go in a cell right after the tagged one
-    overrides = 'CONFIG = "m3vit-mini"\nBOARD = None'
+    overrides = f"BUNDLE = {str(bundle)!r}\nCONFIG = None\nBOARD = None"
     nb.cells.insert(
         next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])) + 1,
         nbformat.v4.new_code_cell(overrides),
@@ -44,10 +52,15 @@ def test_notebook_runs_on_the_virtual_board(tmp_path):
     client = nbclient.NotebookClient(
         nb,
         km=kernel_manager(tmp_path),
-        timeout=120,
+        timeout=300,
         resources={"metadata": {"path": str(tmp_path)}},
     )
-    client.execute()
+    probe = nbformat.v4.new_code_cell(
+        "import sys\nprint('torch loaded:', 'torch' in sys.modules)\n"
+        "try:\n    import torch\nexcept ImportError:\n    print('torch blocked')"
+    )
+    nb.cells.append(probe)
+    client.execute(env=torchless_env(tmp_path))
     text = "\n".join(
         o.get("text", "") or str(o.get("data", {}).get("text/plain", ""))
         for c in nb.cells
@@ -56,7 +69,10 @@ def test_notebook_runs_on_the_virtual_board(tmp_path):
     )
     assert "board: virtual board" in text
     assert "VirtualBoard" in text
+    assert "weights: checkpoint m3vit-mini.safetensors, trained on procedural street scenes" in text
     assert "semseg: classes" in text and "depth: scalar" in text
+    assert "Result(images 32x64x3" in text and len(text) < 8000  # a summary, not the arrays
     assert "tokens equal to golden: True" in text
+    assert "torch loaded: False" in text and "torch blocked" in text
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 1, "the maps figure is shown inline"

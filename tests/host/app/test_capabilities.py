@@ -86,7 +86,11 @@ def test_verify_follows_the_declared_exact_group(fakes, tmp_path, capsys):
 
 
 def test_bench_rows_follow_the_declared_notes(fakes):
-    job = bench.BenchJob("fake-exact", "m3vit-mini", "lean", "semseg", 0, 5, "/nowhere")
+    from edgemoe.host.export.deployment import WeightSource
+
+    job = bench.BenchJob(
+        "fake-exact", "m3vit-mini", "lean", "semseg", 0, 5, "/nowhere", WeightSource(None, None, 0)
+    )
     raw = {
         "times_s": [0.01] * 5,
         "walls_s": [0.02] * 5,

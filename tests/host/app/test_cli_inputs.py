@@ -287,5 +287,5 @@ def test_figure_subtitle_names_the_weights(tmp_path, capsys, monkeypatch):
         "4", "--random", "--out", str(tmp_path / "o"),
     )  # fmt: skip
     assert code == 0, err
-    assert seen == ["weights: random init, seed 4"]
+    assert seen == ["weights: random init, seed 4 (untrained)"]
     assert (tmp_path / "o" / "sample_depth_figure.png").exists()

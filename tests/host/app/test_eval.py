@@ -88,7 +88,7 @@ def test_mini_eval_every_backend(tmp_path, capsys):
 def test_eval_bad_input(tmp_path, capsys):
     code = main(["eval", "--config", MINI, "--checkpoint", str(tmp_path / "no.safetensors")])
     _, err = capsys.readouterr()
-    assert_one_line_error(code, err, "not found")
+    assert_one_line_error(code, err, "no.safetensors", "no such file")
     code = main(["eval", "--config", MINI, "--backends", "torch,nope"])
     _, err = capsys.readouterr()
     assert_one_line_error(code, err, "unknown backend")

@@ -32,7 +32,7 @@ def files(folder) -> list[str]:
 def test_export_mini_random_init(tmp_path, capsys):
     out = tmp_path / "mini.bin"
     code, stdout, err = run(
-        capsys, "--config", MINI, "--profile", "lean", "--seed", "3", "--out", str(out)
+        capsys, "--config", MINI, "--profile", "lean", "--seed", "3", "--random", "--out", str(out)
     )
     assert code == 0, err
     c, p = cfg(MINI), profile("lean")
@@ -173,7 +173,7 @@ def test_non_finite_weights_stop_quantization(tmp_path, capsys, monkeypatch):
     model = random_model(cfg(MINI), 0)
     with torch.no_grad():
         model.blocks[2].mlp.fc2.bias[3] = math.inf
-    monkeypatch.setattr("edgemoe.host.app.export.build_model", lambda *_: (model, []))
+    monkeypatch.setattr("edgemoe.host.app.args.build_model", lambda *_: (model, []))
     code, _, err = run(capsys, "--config", MINI, "--profile", "lean", "--out", str(tmp_path / "b"))
     assert_one_line_error(code, err, "blocks.2.mlp.fc2.bias", "NaN/Inf")
     assert files(tmp_path) == []
@@ -269,3 +269,23 @@ def test_export_calibration_report_and_image_folder(tmp_path, capsys):
         "--calib-images", str(tmp_path / "none"),
     )  # fmt: skip
     assert_one_line_error(code, err, "none", "not a directory")
+
+
+def test_export_defaults_to_the_shipped_checkpoint_like_model_export(tmp_path, capsys):
+    """No weight option: the shipped checkpoint, said so; the file is the one
+    ``Model.export`` writes, byte for byte (two exports of one model)."""
+    import edgemoe
+    from edgemoe.host.export.deployment import read_deployment
+    from edgemoe.models.shipped import shipped_checkpoint
+
+    out = tmp_path / "cli.bin"
+    code, stdout, err = run(capsys, "--config", MINI, "--out", str(out))
+    assert code == 0, err
+    assert "weights: the config's shipped checkpoint m3vit-mini.safetensors" in stdout
+    dep = read_deployment(out.read_bytes())
+    assert dep.source.checkpoint == str(shipped_checkpoint(MINI))
+    assert dep.source.trained_on.startswith("procedural street scenes")
+    api = edgemoe.load(MINI).export(tmp_path / "api.bin")
+    assert api.read_bytes() == out.read_bytes()
+    report = json.loads((tmp_path / "cli.bin.report.json").read_text())
+    assert "trained on procedural street scenes" in report["weights"]

@@ -39,7 +39,7 @@ def bundles(tmp_path_factory):
         ("tiny", "m3vit-tiny-128x256", "lean"),
     ):
         path = d / f"{name}.bin"
-        assert main(["export", "--config", c, "--profile", p, "--out", str(path)]) == 0
+        assert main(["export", "--config", c, "--profile", p, "--random", "--out", str(path)]) == 0
         out[name] = path
     # two checkpoints and a bundle exported from the first
     for name, seed in (("ckpt_a", 1), ("ckpt_b", 2)):
@@ -83,7 +83,7 @@ def test_run_csim_check_writes_pngs_and_report(tmp_path, capsys, bundles):
     assert report["backend"] == "csim" and report["config"] == MINI and report["profile"] == "lean"
     assert report["status"] == "OK" and report["tasks"] == ["semseg", "depth"]
     assert len(report["bundle"]["sha256"]) == 64 and report["bundle"]["host_check"]
-    assert report["weights"] == "random init, seed 0"
+    assert report["weights"] == "random init, seed 0 (untrained)"
     for step in ("setup", "pack", "flush", "kernel", "invalidate", "unpack", "head", "render"):
         assert report["times_s"][step] >= 0
     assert report["check"]["within_budget"]
@@ -138,8 +138,8 @@ def test_images_per_call_do_not_change_the_outputs(tmp_path, capsys):
         assert code == 0, err
         assert f"3 image(s) (up to {batch} per call)" in stdout and "FAIL" not in stdout
         reports[batch] = json.loads((out / "report.json").read_text())
-        assert reports[batch]["images_per_call"] == int(batch)
-    assert [im["images_per_call"] for im in reports["2"]["images"]] == [2, 2, 1]
+        assert reports[batch]["batch"] == int(batch)
+    assert [im["images_in_call"] for im in reports["2"]["images"]] == [2, 2, 1]
     first, second = (reports["2"]["images"][k]["tasks"]["semseg"]["times_s"] for k in (0, 1))
     assert first["kernel"] == second["kernel"] > 0
     for name in ("im0", "im1", "im2"):

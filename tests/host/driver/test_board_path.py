@@ -42,7 +42,7 @@ BLOCKER = textwrap.dedent(
 def bundle(tmp_path_factory):
     d = tmp_path_factory.mktemp("board")
     path = d / "mini.bin"
-    assert main(["export", "--config", MINI, "--seed", "3", "--out", str(path)]) == 0
+    assert main(["export", "--config", MINI, "--seed", "3", "--random", "--out", str(path)]) == 0
     return path
 
 
@@ -77,7 +77,7 @@ def test_run_bundle_imports_neither_torch_nor_onnxruntime(tmp_path, bundle, back
     assert attempts == [], attempts  # not even tried
     report = json.loads((out / "report.json").read_text())
     assert report["config"] == MINI and report["profile"] == "lean"  # from the bundle
-    assert report["weights"] == "random init, seed 3" and report["seed"] == 3
+    assert report["weights"] == "random init, seed 3 (untrained)" and report["seed"] == 3
     assert (out / "sample_semseg.png").exists()
 
 

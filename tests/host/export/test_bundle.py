@@ -289,7 +289,7 @@ def test_bundle_file_describes_itself(mini_file):
     assert dep.profile.canonical() == profile("lean").canonical()
     assert dep.profile.budgets == profile("lean").budgets
     assert dep.tiling == Tiling()
-    assert dep.source.describe() == "random init, seed 0"
+    assert dep.source.describe() == "random init, seed 0 (untrained)"
     state = model(MINI, 0).state_dict()
     assert sorted(dep.host) == sorted(k for k in state if k.startswith(("norms.", "heads.")))
     for k, v in dep.host.items():
