@@ -48,18 +48,34 @@ html_title = f"edgemoe {release}"
 # is silenced: every other warning fails the build.
 suppress_warnings = ["ref.python"]
 
-_DESIGN = re.compile(r"DESIGN\.md(?:\s*§[\d.]+(?:\s*[-–,]\s*§?[\d.]+)*)?")
+_DESIGN = re.compile(r"DESIGN\.md(?:\s*§(\d+)[\d.]*(?:\s*[-–,]\s*§?[\d.]+)*)?")
+#: The design reference's sections, by number, and the page of this site that covers each.
+_SECTION_PAGE = {
+    "2": "/configs",
+    "3": "/numerics",
+    "4": "/design",
+    "5": "/numerics",
+    "6": "/performance",
+    "7": "/design",
+    "8": "/workflows/synthesis",
+}
+
+
+def _page(m: re.Match) -> str:
+    return f":doc:`{_SECTION_PAGE.get(m.group(1) or '', '/design')}`"
+
+
 _BARS = re.compile(r"(?<![`\\|])\|(?=[^\s|`])([^|`\n]*?[^\s|`\\])\|(?![`|_])")
 
 
 def _docstring(app, what, name, obj, options, lines) -> None:
     """Fit the code's docstrings to this site.
 
-    The docstrings cite the design by section; on this site that is the design page.
+    The docstrings cite the design reference by section; on this site that is a page.
     ``|x|`` in a docstring is an absolute value, not a reStructuredText substitution.
     """
     for i, line in enumerate(lines):
-        line = _DESIGN.sub(":doc:`/design`", line)
+        line = _DESIGN.sub(_page, line)
         lines[i] = _BARS.sub(r"\\|\1\\|", line)
 
 
