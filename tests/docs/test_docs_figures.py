@@ -91,7 +91,11 @@ def test_every_summary_line_parses(ext):
     for ln in lines:
         label, sep, args = ln.partition("|")
         assert sep and label.strip(), ln
-        build_parser().parse_args(["estimate", *args.split()])
+        parsed = build_parser().parse_args(["estimate", *args.split()])
+        stated = re.search(r"\bP = (\d+)", label)
+        if stated:  # a label that states P states the P its arguments give
+            p = DEFAULT_TILING.p if parsed.p is None else parsed.p
+            assert int(stated.group(1)) == p, ln
 
 
 def test_no_hand_typed_latency_on_the_performance_page():
