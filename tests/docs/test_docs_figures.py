@@ -93,7 +93,7 @@ def test_every_summary_line_parses(ext):
         assert sep and label.strip(), ln
         parsed = build_parser().parse_args(["estimate", *args.split()])
         stated = re.search(r"\bP = (\d+)", label)
-        if stated:  # a label that states P states the P its arguments give
+        if stated and "--design" not in args:  # the P of this design's arguments
             p = DEFAULT_TILING.p if parsed.p is None else parsed.p
             assert int(stated.group(1)) == p, ln
 
