@@ -1,4 +1,4 @@
-# edgemoe — set-up, tests, demo. `make demo` and `make test` need only Python 3.11+ and g++.
+# edgemoe — set-up, tests, docs, demo. `make demo` and `make test` need only Python 3.11+ and g++.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HLS_SOURCES := $(shell find hls sim/csrc -name '*.h' -o -name '*.cpp' 2>/dev/null)
 
-.PHONY: all venv test lint format demo clean hls bitstream rtl-test
+.PHONY: all venv test lint format demo docs clean hls bitstream rtl-test
 
 all: test
 
@@ -14,7 +14,7 @@ all: test
 # without its dependencies: we only use the ap_types headers it ships.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,docs]'
 	$(BIN)/pip install --quiet --no-deps hls4ml==1.3.0
 	touch $(STAMP)
 
@@ -31,8 +31,14 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	@if [ -n "$(HLS_SOURCES)" ]; then $(BIN)/clang-format -i $(HLS_SOURCES); fi
 
-test: lint
+test: lint docs
 	$(BIN)/python -m pytest -q
+
+# The documentation site (docs/, MyST Markdown): every warning is an error.
+DOCS_BUILD ?= build/docs
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs $(DOCS_BUILD)
+	@echo "docs: $(DOCS_BUILD)/index.html"
 
 # The default config's sample scene through the driver + virtual board (C-sim), checked vs torch.
 demo: $(STAMP)

@@ -9,7 +9,16 @@ import pytest
 from edgemoe.host.contracts.profile import load_profile
 from edgemoe.models import load_config
 
-SHARED = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared"
+#: Where reference files that the repository does not ship are (the published Edge-MoE
+#: design's ``.hwh`` and argument list): the folder named by ``EDGEMOE_TESTDATA``, or
+#: None, and the tests that need them skip.
+TESTDATA = (
+    __import__("pathlib").Path(__import__("os").environ["EDGEMOE_TESTDATA"])
+    if __import__("os").environ.get("EDGEMOE_TESTDATA")
+    else None
+)
+#: The skip reason of a test that needs a file of TESTDATA.
+TESTDATA_MISSING = "set EDGEMOE_TESTDATA to the folder holding Edge-MoE's edge-moe-zcu102.hwh"
 
 
 @functools.cache

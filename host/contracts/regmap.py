@@ -1,8 +1,8 @@
 """The kernel's s_axilite register map, computed in one place from its argument list.
 
 Vitis HLS lays out an ``s_axilite`` control port with ``ap_ctrl_hs`` as
-follows (DESIGN.md §4.6), checked against real Vivado output (the Edge-MoE
-``.hwh`` in ``../shared/testdata``) and the Vitis HLS generated drivers:
+follows, checked against real Vivado output (the published Edge-MoE design's
+``.hwh``: ``tests/host/contracts/test_regmap.py``) and the Vitis HLS generated drivers:
 
 * ``0x00`` control: ``ap_start`` bit 0, ``ap_done`` bit 1, ``ap_idle`` bit 2,
   ``ap_ready`` bit 3, ``auto_restart`` bit 7;

@@ -1,4 +1,4 @@
-"""Synthesisability guard (scripts/hls_guard.py, DESIGN.md §4.7): the kernel sources
+"""Synthesisability guard (scripts/hls_guard.py, docs/design.md): the kernel sources
 pass it, and every rule fails on a small bad snippet."""
 
 from __future__ import annotations

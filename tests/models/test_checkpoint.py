@@ -218,7 +218,7 @@ def test_empty_directory(tmp_path: Path, target: M3ViT) -> None:
 
 # -- M3ViT's own layout ------------------------------------------------------
 #
-# Written here from the facts of DESIGN.md §2.3 (no third-party code): a directory
+# Written here from the published facts of M3ViT's checkpoints (no third-party code): a directory
 # of ``{rank}.pth``, each ``{'epoch', 'backbone', 'state_dict', 'best_result',
 # 'optimizer'}``; keys ``module.backbone.*`` and ``module.decoders.{task}.*``;
 # rank 0 holds everything plus its E/W experts, ranks > 0 only their experts.

@@ -18,12 +18,12 @@ from edgemoe.host.contracts.kernel import ARGS
 from edgemoe.host.contracts.regmap import kernel_register_map
 from edgemoe.host.contracts.tiling import DEFAULT_TILING
 from edgemoe.sim.rtl import gen_shell, runner
-from tests.conftest import SHARED
+from tests.conftest import TESTDATA, TESTDATA_MISSING
 
-HWH = SHARED / "testdata" / "edge-moe-zcu102.hwh"
+HWH = TESTDATA / "edge-moe-zcu102.hwh" if TESTDATA else None
 HWH_KERNEL = "ViT_compute"
 
-needs_hwh = pytest.mark.skipif(not HWH.exists(), reason=f"{HWH} not present")
+needs_hwh = pytest.mark.skipif(not (HWH and HWH.exists()), reason=TESTDATA_MISSING)
 needs_bench = pytest.mark.skipif(
     importlib.util.find_spec("cocotb") is None
     or importlib.util.find_spec("cocotbext.axi") is None

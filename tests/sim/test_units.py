@@ -1,4 +1,4 @@
-"""Nonlinear units vs float64 over their whole input range (DESIGN.md §3.4 budgets)."""
+"""Nonlinear units vs float64 over their whole input range (their error budgets)."""
 
 import math
 
@@ -9,7 +9,7 @@ from edgemoe.host.contracts.fixedpoint import Fmt
 from edgemoe.sim import units
 from tests.conftest import profile
 
-# Budgets, by name (DESIGN.md §3.4 for the first four; the last two are ours).
+# Budgets, by name (the design's for the first four; the last two are ours).
 EXP2_REL_BUDGET = 1e-4  # on [-24, 0], before the final narrowing to `prob`
 RECIPROCAL_REL_BUDGET = 1e-4
 RSQRT_REL_BUDGET = 1e-4

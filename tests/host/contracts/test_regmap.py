@@ -17,15 +17,15 @@ from edgemoe.host.contracts.regmap import (
     kernel_register_map,
     register_map,
 )
+from tests.conftest import TESTDATA, TESTDATA_MISSING
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-TESTDATA = REPO_ROOT.parent / "shared" / "testdata"
-HWH = TESTDATA / "edge-moe-zcu102.hwh"
-ARGS_JSON = TESTDATA / "edge-moe-zcu102.args.json"
+HWH = TESTDATA / "edge-moe-zcu102.hwh" if TESTDATA else None
+ARGS_JSON = TESTDATA / "edge-moe-zcu102.args.json" if TESTDATA else None
 
 needs_testdata = pytest.mark.skipif(
-    not (HWH.exists() and ARGS_JSON.exists()),
-    reason=f"Edge-MoE .hwh and argument list not found in {TESTDATA}",
+    not (HWH and HWH.exists() and ARGS_JSON.exists()),
+    reason=f"{TESTDATA_MISSING} and edge-moe-zcu102.args.json",
 )
 
 
