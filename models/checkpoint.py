@@ -472,9 +472,8 @@ def _check_decoders(sd: StateDict, cfg: ModelConfig) -> None:
         if not convs:
             continue  # no decoder: an untrained task
         h = spec.head
-        _mismatch(
-            cfg, f"{field}.num_conv", h.num_conv, convs[-1], f"{pre}conv_0 … conv_{convs[-1]}"
-        )
+        got = 4 if len(convs) == 5 else len(convs)  # conv_0 … conv_4: M3ViT's num_conv 4
+        _mismatch(cfg, f"{field}.num_conv", h.num_conv, got, f"{pre}conv_0 … conv_{convs[-1]}")
         for i in convs:
             w = sd[f"{pre}conv_{i}.weight"]
             where = f"{pre}conv_{i}.weight {tuple(w.shape)}"

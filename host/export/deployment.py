@@ -43,7 +43,7 @@ from edgemoe.host.export.bundle import (
 )
 from edgemoe.models.config import ModelConfig
 from edgemoe.models.config import _from_dict as config_from_dict
-from edgemoe.models.heads import HOST_PREFIXES
+from edgemoe.models.heads import host_param_names, host_params
 
 
 @dataclass(frozen=True)
@@ -137,14 +137,12 @@ def _profile_dict(p: Profile) -> dict[str, Any]:
 
 
 def host_tensors(state: dict[str, np.ndarray], cfg: ModelConfig) -> dict[str, np.ndarray]:
-    """The host's parameters (:data:`~edgemoe.models.heads.HOST_PREFIXES`) of a state dict."""
-    host = {k: np.asarray(v) for k, v in state.items() if k.startswith(HOST_PREFIXES)}
-    for task in cfg.task_names:
-        for part in ("norms", "heads"):
-            for kind in ("weight", "bias"):
-                if f"{part}.{task}.{kind}" not in host:
-                    raise BundleError(f"the model has no {part}.{task}.{kind}")
-    return host
+    """The host's parameters of a state dict (:func:`~edgemoe.models.heads.host_params`):
+    norms, light heads, and decoders with each batch norm folded into its conv."""
+    try:
+        return host_params(state, cfg)
+    except KeyError as e:
+        raise BundleError(f"the model has no {e.args[0]}") from None
 
 
 def bundle_file(
@@ -264,13 +262,7 @@ def read_deployment(data: bytes | bytearray | memoryview, name: str = "bundle") 
         raise BundleError(f"{name}: host section is malformed ({e})") from None
     if f"0x{config_hash(cfg, profile):08x}" != meta["config"]["hash"]:
         raise BundleError(f"{name}: host section's config hash does not match its definition")
-    missing = [
-        f"{part}.{task}.{kind}"
-        for task in cfg.task_names
-        for part in ("norms", "heads")
-        for kind in ("weight", "bias")
-        if f"{part}.{task}.{kind}" not in host
-    ]
+    missing = [k for k in host_param_names(cfg) if k not in host]
     if missing:
         raise BundleError(f"{name}: host section lacks {missing[0]}")
     return Deployment(cfg, profile, tiling, source, host, kernel, kernel_sha, meta)
