@@ -419,7 +419,9 @@ def train(
     Returns
     -------
     dict
-        The training record (also written to ``{out}.json``).
+        The training record (also written to ``{out}.json``), with ``rank``: this
+        process's rank (0 in a plain run; in a ``torchrun`` job every rank returns
+        the record rank 0 wrote).
     """
     from tqdm import tqdm
 
@@ -514,8 +516,10 @@ def train(
     if d.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        # a step uses one task's gates and head: the others get no gradient
-        step_module = DistributedDataParallel(step_module, find_unused_parameters=True)
+        # a step of one task uses its gates and head alone: the others get no gradient
+        step_module = DistributedDataParallel(
+            step_module, find_unused_parameters=o.tasks == "sample"
+        )
 
     bar = tqdm(
         total=o.steps,
@@ -589,8 +593,11 @@ def train(
         tap.remove()
     meta["wall_seconds"] += time.perf_counter() - t_run
     if not d.lead:
-        _barrier(d)
-        return {}
+        _barrier(d)  # rank 0 writes the files
+        _finish(d)
+        import json
+
+        return {**json.loads(paths["record"].read_text()), "rank": d.rank}
     _save_state(paths, model, opt, names, meta)
 
     # the shipped artefact: fp16 weights, evaluated as shipped
@@ -605,7 +612,16 @@ def train(
         record["heldout_images"] = min(o.final_eval_images, heldout.size("val") or 10**9)
     write_json_atomic(paths["record"], record)
     _barrier(d)
-    return record
+    _finish(d)
+    return {**record, "rank": d.rank}
+
+
+def _finish(d: _Dist) -> None:
+    """Leave the process group (a plain run has none)."""
+    if d.world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
 
 
 def _barrier(d: _Dist) -> None:
