@@ -59,7 +59,7 @@ from .checkpoint import load_checkpoint_result
 from .config import ModelConfig, load_config
 from .data import HELDOUT_SEED, PROCEDURAL, ProceduralScenes, SceneSource, open_source
 from .m3vit import M3ViT, MoE, normalize
-from .metrics import DepthAccumulator, confusion, semseg_metrics
+from .metrics import DepthAccumulator, DisparityAccumulator, confusion, semseg_metrics
 from .weights import load_weights, read_tensors, save_tensors, save_weights
 
 STATE_FORMAT = 1
@@ -286,7 +286,10 @@ def evaluate(
     device = next(model.parameters()).device
     n = images if source.size(split) is None else min(images, source.size(split) or 0)
     conf = None
-    depth = DepthAccumulator()
+    disparity = getattr(source, "depth_unit", "m") == "disparity"
+    depth: DepthAccumulator | DisparityAccumulator = (
+        DisparityAccumulator() if disparity else DepthAccumulator()
+    )
     for start in range(0, n, batch):
         b = source.batch(split, np.arange(start, min(start + batch, n)))
         x = normalize(b.images, cfg).to(device)
@@ -312,7 +315,10 @@ def _short(metrics: dict[str, dict]) -> dict[str, float]:
     if "semseg" in metrics:
         out["miou"] = round(metrics["semseg"]["miou"], 4)
         out["pixel_acc"] = round(metrics["semseg"]["pixel_acc"], 4)
-    if "depth" in metrics:
+    if "depth" in metrics and "log_rmse" in metrics["depth"]:
+        out["disparity_rmse"] = round(metrics["depth"]["rmse"], 4)
+        out["disparity_log_rmse"] = round(metrics["depth"]["log_rmse"], 4)
+    elif "depth" in metrics:
         out["abs_rel"] = round(metrics["depth"]["abs_rel"], 4)
         out["rmse"] = round(metrics["depth"]["rmse"], 3)
     return out
@@ -449,7 +455,7 @@ def train(
     init_notices: list[str] = []
     if o.init:
         init_notices = load_checkpoint_result(model, o.init).notices
-    if "depth" in cfg.task_names:
+    if "depth" in cfg.task_names and source.depth_unit == "m":
         # start the depth output at a typical depth: the last bias would need
         # thousands of AdamW steps to get there from 0
         far = 0.25 * float(cfg.task_spec("depth").far or 80.0)
