@@ -308,6 +308,33 @@ def pup_head_np(
     return bilinear_upsample_np(x, cfg.image_size)
 
 
+def decoder_macs(cfg: ModelConfig, task: str) -> list[tuple[str, int]]:
+    """Multiply-accumulates of each convolution of ``task``'s decoder, per image.
+
+    Returns
+    -------
+    list of (str, int)
+        ``('conv_i', MACs)`` in order; the light head is one ``('linear', MACs)``.
+    """
+    spec = cfg.task_spec(task)
+    head = spec.head
+    rows, cols = cfg.grid
+    d = cfg.embed_dim
+    if head.kind == "linear":
+        return [("linear", rows * cols * d * spec.channels)]
+    out = []
+    h, w = rows, cols
+    for i in range(head.convs):
+        cin = d if i == 0 else head.channels
+        cout = spec.channels if i == head.convs - 1 else head.channels
+        if i > 0 and head.num_conv == 4 and i < 4:
+            h, w = 2 * h, 2 * w
+        elif i == 1 and head.num_upsample_layer == 2:
+            h = w = 4 * w  # M3ViT's square resize before the classifier
+        out.append((f"conv_{i}", h * w * cin * cout * head.conv_kernel(i) ** 2))
+    return out
+
+
 def host_param_names(cfg: ModelConfig) -> list[str]:
     """The tensors a bundle's host section carries for every task (see :func:`host_params`)."""
     names = []

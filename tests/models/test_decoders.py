@@ -329,3 +329,27 @@ def test_bundle_host_section_carries_the_folded_decoders() -> None:
             want = model.task_output(torch.from_numpy(tokens.astype(np.float32)), task).numpy()
         got = task_head_np(tokens.astype(np.float32), dep.host, task, cfg)
         assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
+def test_cityscapes_head_cost_at_128x256() -> None:
+    from edgemoe.models.heads import decoder_macs
+
+    tiny = load_config("m3vit-tiny-128x256")
+    specs = tuple(
+        dataclasses.replace(s, head=HeadSpec("pup", 4, 4, True, 256, False))
+        for s in tiny.task_specs
+    )
+    cfg = dataclasses.replace(tiny, task_specs=specs)
+    macs = dict(decoder_macs(cfg, "semseg"))
+    assert macs == {
+        "conv_0": 8 * 16 * 256 * 192 * 9,  # 57 M
+        "conv_1": 16 * 32 * 256 * 256 * 9,  # 302 M
+        "conv_2": 32 * 64 * 256 * 256 * 9,  # 1.21 G
+        "conv_3": 64 * 128 * 256 * 256 * 9,  # 4.83 G
+        "conv_4": 64 * 128 * 256 * 7,  # 15 M
+    }
+    assert 6.40e9 < sum(macs.values()) < 6.42e9
+    square = dataclasses.replace(
+        cfg, task_specs=tuple(dataclasses.replace(s, head=VARIANTS["2x2-square"]) for s in specs)
+    )
+    assert dict(decoder_macs(square, "depth"))["conv_1"] == 64 * 64 * CH * 1
