@@ -343,11 +343,11 @@ def _save_state(
     names: dict[int, str],
     meta: dict[str, Any],
 ) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.cpu() for k, v in model.state_dict().items()}
     for p, st in opt.state.items():
         name = names[id(p)]
         for k in ("exp_avg", "exp_avg_sq", "step"):
-            tensors[f"adam.{name}.{k}"] = st[k].reshape(-1) if k == "step" else st[k]
+            tensors[f"adam.{name}.{k}"] = (st[k].reshape(-1) if k == "step" else st[k]).cpu()
     save_tensors(tensors, paths["state"], {"format": "pt"})
     write_json_atomic(paths["state_json"], meta)
 
@@ -372,8 +372,8 @@ def _load_state(
         if f"{key}.step" in tensors:
             opt.state[p] = {
                 "step": tensors[f"{key}.step"].reshape(()).clone(),
-                "exp_avg": tensors[f"{key}.exp_avg"].clone(),
-                "exp_avg_sq": tensors[f"{key}.exp_avg_sq"].clone(),
+                "exp_avg": tensors[f"{key}.exp_avg"].to(p.device, copy=True),
+                "exp_avg_sq": tensors[f"{key}.exp_avg_sq"].to(p.device, copy=True),
             }
     return meta
 
