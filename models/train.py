@@ -82,6 +82,7 @@ class TrainOptions:
     clip: float = 1.0
     tasks: str = "sample"  # 'sample': one task per step; 'both': every task every step
     depth_weight: float = 0.1
+    class_balance: float = 0.0  # semseg class weights (median freq / freq) ** this; 0: none
     balance: float = 0.0
     eval_every: int = -1  # -1: 10 evaluations per run
     eval_images: int = 16
@@ -168,13 +169,18 @@ class _RouteTap:
             h.remove()
 
 
-def task_loss_sum(out: Tensor, label: Tensor, task: str, o: TrainOptions) -> tuple[Tensor, int]:
-    """Summed loss of one task's output ``(B, C, H, W)`` and the labelled pixel count."""
+def task_loss_sum(
+    out: Tensor, label: Tensor, task: str, o: TrainOptions, weight: Tensor | None = None
+) -> tuple[Tensor, int]:
+    """Summed loss of one task's output ``(B, C, H, W)`` and the labelled pixel count.
+
+    ``weight``: per-class weights of the semseg cross-entropy (:func:`class_weights`).
+    """
     if task == "semseg":
         n = int((label >= 0).sum())
         if not n:
             return out.sum() * 0.0, 0
-        return F.cross_entropy(out, label, ignore_index=-1, reduction="sum"), n
+        return F.cross_entropy(out, label, weight, ignore_index=-1, reduction="sum"), n
     if task == "depth":
         valid = label > 0
         n = int(valid.sum())
@@ -182,6 +188,29 @@ def task_loss_sum(out: Tensor, label: Tensor, task: str, o: TrainOptions) -> tup
             return out.sum() * 0.0, 0
         return o.depth_weight * (out[:, 0][valid] - label[valid]).abs().sum(), n
     raise EdgeMoeError(f"no training loss for task {task!r} (known: semseg, depth)")
+
+
+def class_weights(source: SceneSource, cfg: ModelConfig, o: TrainOptions) -> Tensor | None:
+    """Median-frequency class weights ``(median f / f_c) ** class_balance`` of semseg.
+
+    Frequencies are counted on the first 64 training scenes (a pure function of the
+    data), a class never seen there gets the largest weight; ``None`` when
+    ``class_balance`` is 0 or there is no semseg task.
+    """
+    if o.class_balance <= 0 or "semseg" not in source.tasks:
+        return None
+    c = cfg.task_channels("semseg")
+    counts = np.zeros(c, np.float64)
+    for start in range(0, 64, 8):
+        lab = source.batch("train", np.arange(start, start + 8))
+        sem = lab.labels["semseg"]
+        counts += np.bincount(sem[sem >= 0], minlength=c)[:c]
+    freq = counts / counts.sum()
+    seen = freq > 0
+    w = np.ones(c)
+    w[seen] = (np.median(freq[seen]) / freq[seen]) ** o.class_balance
+    w[~seen] = w[seen].max() if seen.any() else 1.0
+    return torch.tensor(w, dtype=torch.float32)
 
 
 def task_loss(out: Tensor, label: Tensor, task: str, o: TrainOptions) -> Tensor:
@@ -451,6 +480,9 @@ def train(
         raise EdgeMoeError(f"--batch {o.batch} does not split over {d.world} processes")
     local = o.batch // d.world
 
+    weights = class_weights(source, cfg, o)
+    if weights is not None:
+        weights = weights.to(d.device)
     model = M3ViT(cfg, seed=o.seed)
     init_notices: list[str] = []
     if o.init:
@@ -485,7 +517,7 @@ def train(
     }
     if resume:
         saved = _load_state(paths, model, opt, names)
-        old = {"init": "", **saved.get("options", {})}
+        old = {"init": "", "class_balance": 0.0, **saved.get("options", {})}
         # A resumed run may be given another length: the cosine decay is re-planned
         # from the saved step on (warmup and evaluation period stay the run's own).
         replan = o.steps != old.get("steps")
@@ -512,6 +544,8 @@ def train(
         meta = saved
     elif init_notices:
         meta["init_notices"] = init_notices
+    if weights is not None:
+        meta["class_weights"] = [round(float(v), 4) for v in weights]
     meta["commands"].append(command)
     if d.world > 1:
         meta.setdefault("world_sizes", []).append(d.world)
@@ -554,7 +588,7 @@ def train(
             counts = []
             for task, out_t in zip(step_tasks, outs, strict=True):
                 label = torch.from_numpy(batch.labels[task]).to(d.device)
-                part, n = task_loss_sum(out_t, label, task, o)
+                part, n = task_loss_sum(out_t, label, task, o, weights)
                 parts.append(part)
                 counts.append(float(n))
             counts = _all_sum(counts, d)
@@ -673,6 +707,7 @@ def _record(
         "replans": meta.get("replans", []),
         "world_sizes": meta.get("world_sizes", [1]),
         "init": o.init,
+        "class_weights": meta.get("class_weights"),
         "init_notices": meta.get("init_notices", []),
         "rank_drift_max": max(meta.get("rank_drift", [0.0])),
         "loss_curve": _curve_summary(meta["losses"], max(1, o.steps // 50)),
