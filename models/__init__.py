@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .config import DEFAULT_CONFIG, ModelConfig, list_configs, load_config
+from .config import DEFAULT_CONFIG, HeadSpec, ModelConfig, list_configs, load_config
 
 _LAZY = {
     "M3ViT": "m3vit",
@@ -18,15 +18,23 @@ _LAZY = {
     "random_model": "m3vit",
     "topk_mask": "m3vit",
     "load_checkpoint": "checkpoint",
+    "load_checkpoint_result": "checkpoint",
+    "LoadResult": "checkpoint",
     "read_state_dict": "checkpoint",
     "save_sharded": "checkpoint",
     "export_onnx": "onnx_export",
     "bilinear_upsample_np": "heads",
     "layer_norm_np": "heads",
     "light_head_np": "heads",
+    "pup_head_np": "heads",
+    "task_head_np": "heads",
+    "fold_decoder": "heads",
+    "host_params": "heads",
+    "host_param_names": "heads",
+    "decoder_macs": "heads",
 }
 
-__all__ = ["DEFAULT_CONFIG", "ModelConfig", "list_configs", "load_config", *_LAZY]
+__all__ = ["DEFAULT_CONFIG", "HeadSpec", "ModelConfig", "list_configs", "load_config", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

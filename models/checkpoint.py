@@ -16,9 +16,17 @@ Accepted sources (DESIGN.md §2.3):
 - such a dict in memory.
 
 Keys are normalised one by one: ``module.`` then ``backbone.`` stripped;
-``decoders.{task}.norm`` becomes the task's final norm ``norms.{task}``; every
-other ``decoders.*`` tensor, ``tam_model*`` and the record's other entries are
-ignored (one notice lists them). Gates may be the project's ``gate.{task}``,
+``decoders.{task}.norm`` becomes the task's final norm ``norms.{task}``. For a
+task whose config head is ``pup`` (M3ViT's ``VisionTransformerUpHead``),
+``decoders.{task}.conv_{i}.*`` and ``decoders.{task}.syncbn_fc_{i}.*`` (batch-norm
+statistics included) fill its decoder, and a decoder of another shape fails naming
+the config field and both values; ``num_batches_tracked``, the training-only
+``decoders.{task}.output_level_*`` (multi-level supervision) and ``tam_model*`` are
+ignored. For a ``linear`` task every ``decoders.*`` tensor but the norm is
+ignored. The record's other entries are ignored too (one notice lists them all).
+A task whose head or decoder is absent altogether is *untrained*:
+:func:`load_checkpoint_result` names such tasks (or refuses them with
+``strict_heads``). Gates may be the project's ``gate.{task}``,
 M3ViT's ``gate.{k}`` (``k`` = the task's position in :data:`M3VIT_TASK_ORDER`
 restricted to the config's tasks, or in the config's ``gate_order``), or one
 shared ``gate.w_gate`` loaded as every task's gate. Task-conditioned gates,
@@ -57,6 +65,10 @@ _TRAILING_INT = re.compile(r"(\d+)$")
 _SHARD_SUFFIXES = (".pth", ".pt", ".tar", ".bin", ".ckpt")
 _WRAPPER_KEYS = ("state_dict", "model")
 _DECODER_NORM = re.compile(r"^decoders\.(\w+)\.norm\.(weight|bias)$")
+_DECODER_PART = re.compile(r"^decoders\.(\w+)\.((?:conv|syncbn_fc)_\d+)\.(\w+)$")
+_TRAINING_ONLY = re.compile(
+    r"^decoders\.(\w+)\.(output_level_\d+\.\w+|syncbn_fc_\d+\.num_batches_tracked)$"
+)
 _GATE = re.compile(r"^blocks\.(\d+)\.mlp\.gate\.(?:(\w+)\.)?w_gate$")
 _NOISE = re.compile(r"^blocks\.\d+\.mlp\.gate\.(?:\w+\.)?w_noise$")
 _MAX_LISTED = 5
@@ -314,10 +326,16 @@ def read_state_dict(
 def _group(key: str) -> str:
     """A readable group name of an ignored key: ``decoders.semseg.*``, ``tam_model*``."""
     parts = key.split(".")
+    if parts[0] == "decoders" and len(parts) > 3 and parts[2].startswith("output_level_"):
+        return f"decoders.{parts[1]}.output_level_*"
+    if parts[0] == "decoders" and len(parts) > 3 and parts[-1] == "num_batches_tracked":
+        return f"decoders.{parts[1]}.*.num_batches_tracked"
     if parts[0] == "decoders" and len(parts) > 2:
         return f"decoders.{parts[1]}.*"
     if parts[0].startswith("tam_model"):
         return "tam_model*"
+    if parts[0] == "heads" and len(parts) > 2:
+        return f"heads.{parts[1]}.* (a light head; the config's head is pup)"
     return f"{parts[0]}.*" if len(parts) > 1 else key
 
 
@@ -356,11 +374,18 @@ def _to_project_names(
             raise CheckpointError(f"checkpoint holds {name} twice (as {original} too)")
         out[name] = v
 
+    pup = {s.name for s in cfg.task_specs if s.head.kind == "pup"} if cfg is not None else set()
     for key, v in sd.items():
         k = key.removeprefix("backbone.")
         m = _DECODER_NORM.match(k)
+        d = _DECODER_PART.match(k)
         if m:
             put(f"norms.{m.group(1)}.{m.group(2)}", v, key)
+        elif d and d.group(1) in pup and not _TRAINING_ONLY.match(k):
+            put(k, v, key)
+        elif k.startswith("heads.") and k.split(".")[1] in pup:
+            # a light head where the config has M3ViT's decoder
+            ignored[_group(k)] = ignored.get(_group(k), 0) + 1
         elif k.startswith("decoders.") or k.startswith("tam_model"):
             ignored[_group(k)] = ignored.get(_group(k), 0) + 1
         elif k in ("norm.weight", "norm.bias"):
@@ -429,9 +454,44 @@ def _to_project_names(
             f"{name} ({n} tensor{'s' * (n != 1)})" if n else name for name, n in ignored.items()
         ]
         notices.insert(
-            0, "ignored what the accelerator and the light heads do not use: " + ", ".join(what)
+            0, "ignored what the accelerator and the task heads do not use: " + ", ".join(what)
         )
     return out, notices
+
+
+def _check_decoders(sd: StateDict, cfg: ModelConfig) -> None:
+    """A ``pup`` decoder of another shape fails naming the config field and both values."""
+    for spec in cfg.task_specs:
+        if spec.head.kind != "pup":
+            continue
+        pre = f"decoders.{spec.name}."
+        field = f"tasks.{spec.name}.head"
+        convs = sorted(
+            int(m.group(1)) for k in sd if (m := re.fullmatch(rf"{pre}conv_(\d+)\.weight", k))
+        )
+        if not convs:
+            continue  # no decoder: an untrained task
+        h = spec.head
+        got = 4 if len(convs) == 5 else len(convs)  # conv_0 … conv_4: M3ViT's num_conv 4
+        _mismatch(cfg, f"{field}.num_conv", h.num_conv, got, f"{pre}conv_0 … conv_{convs[-1]}")
+        for i in convs:
+            w = sd[f"{pre}conv_{i}.weight"]
+            where = f"{pre}conv_{i}.weight {tuple(w.shape)}"
+            if w.ndim != 4:
+                raise CheckpointError(f"checkpoint {where}: not a 2-D convolution")
+            last = i == h.convs - 1
+            if last:
+                _mismatch(cfg, f"tasks.{spec.name}.channels", spec.channels, w.shape[0], where)
+            else:
+                _mismatch(cfg, f"{field}.channels", h.channels, w.shape[0], where)
+            if i == 0:
+                _mismatch(cfg, "embed_dim", cfg.embed_dim, w.shape[1], where)
+                if h.num_conv == 2:
+                    k = "true (3x3)" if w.shape[-1] == 3 else "false (1x1)"
+                    want = "true (3x3)" if h.conv3x3_conv1x1 else "false (1x1)"
+                    _mismatch(cfg, f"{field}.conv3x3_conv1x1", want, k, where)
+            elif not last:
+                _mismatch(cfg, f"{field}.channels", h.channels, w.shape[1], where)
 
 
 def _mismatch(cfg: ModelConfig, field_name: str, want: Any, got: Any, where: str) -> None:
@@ -482,9 +542,48 @@ def _check_config(sd: StateDict, cfg: ModelConfig) -> None:
         _mismatch(cfg, "image_size (tokens)", cfg.num_tokens, pos[1], f"pos_embed {pos}")
 
 
+@dataclass(frozen=True)
+class LoadResult:
+    """What :func:`load_checkpoint_result` did.
+
+    Attributes
+    ----------
+    notices : list[str]
+        One-line notices for the user.
+    untrained : tuple[str, ...]
+        Tasks, in config order, whose head (``heads.{task}``) or decoder
+        (``decoders.{task}``) the checkpoint lacks: left at their initial values.
+        Outputs of these tasks are not results; callers refuse them unless asked.
+    """
+
+    notices: list[str]
+    untrained: tuple[str, ...] = ()
+
+
+def _head_prefixes(cfg: ModelConfig | None, keys: Iterable[str]) -> dict[str, str]:
+    """Task of each head parameter prefix: ``heads.{t}.`` or ``decoders.{t}.``."""
+    if cfg is not None:
+        return {
+            (f"heads.{s.name}." if s.head.kind == "linear" else f"decoders.{s.name}."): s.name
+            for s in cfg.task_specs
+        }
+    return {
+        f"{k.split('.')[0]}.{k.split('.')[1]}.": k.split(".")[1]
+        for k in keys
+        if k.startswith(("heads.", "decoders."))
+    }
+
+
 def load_checkpoint(
     model: nn.Module, source: str | Path | Mapping[str, Any], *, strict_heads: bool = False
 ) -> list[str]:
+    """:func:`load_checkpoint_result`'s notices (same arguments and errors)."""
+    return load_checkpoint_result(model, source, strict_heads=strict_heads).notices
+
+
+def load_checkpoint_result(
+    model: nn.Module, source: str | Path | Mapping[str, Any], *, strict_heads: bool = False
+) -> LoadResult:
     """Load an M3ViT checkpoint (or the project's own) into ``model`` after checking it.
 
     Parameters
@@ -498,15 +597,15 @@ def load_checkpoint(
         ``.safetensors``), a directory of per-rank files, or a dict in memory.
         See the module docstring for the layouts and what is ignored.
     strict_heads : bool
-        Fail when the light task heads (``heads.*``) are missing. By default they
-        keep their current values and a notice says so: M3ViT checkpoints do not
-        have them.
+        Fail when a task's head (``heads.{task}.*``, ``linear``) or decoder
+        (``decoders.{task}.*``, ``pup``) is missing. By default it keeps its
+        current values, a notice says so and the task is listed as untrained.
 
     Returns
     -------
-    list[str]
-        One-line notices for the user: what was ignored, how gates and norms were
-        mapped, shards merged, heads kept, dtypes converted.
+    LoadResult
+        One-line notices for the user (what was ignored, how gates and norms were
+        mapped, shards merged, heads kept, dtypes converted) and the untrained tasks.
 
     Raises
     ------
@@ -520,16 +619,28 @@ def load_checkpoint(
     if cfg is not None:
         _check_config({k.removeprefix("backbone."): v for k, v in rec.tensors.items()}, cfg)
     sd, mapped = _to_project_names(rec.tensors, rec.extras, cfg)
+    if cfg is not None:
+        _check_decoders(sd, cfg)
     notices += mapped
     target = model.state_dict()
     expected = set(target)
 
     missing = [k for k in target if k not in sd]
-    missing_heads = [k for k in missing if k.startswith("heads.")]
-    missing_backbone = [k for k in missing if not k.startswith("heads.")]
-    if missing_backbone or (strict_heads and missing_heads):
-        keys = missing_backbone + (missing_heads if strict_heads else [])
-        raise CheckpointError(f"checkpoint lacks {len(keys)} key(s): {_listing(keys)}")
+    prefixes = _head_prefixes(cfg, target)
+    # a task is untrained when its head is absent altogether; a partial head is an error
+    absent = {
+        t
+        for p, t in prefixes.items()
+        if not any(k.startswith(p) for k in sd) and strict_heads is False
+    }
+    missing_heads = [
+        k for k in missing if any(k.startswith(p) and prefixes[p] in absent for p in prefixes)
+    ]
+    missing_backbone = [k for k in missing if k not in missing_heads]
+    if missing_backbone:
+        raise CheckpointError(
+            f"checkpoint lacks {len(missing_backbone)} key(s): {_listing(missing_backbone)}"
+        )
     unexpected = [k for k in sd if k not in expected]
     if unexpected:
         raise CheckpointError(
@@ -565,13 +676,15 @@ def load_checkpoint(
 
     with torch.no_grad():
         model.load_state_dict(sd, strict=False)
+    untrained: tuple[str, ...] = ()
     if missing_heads:
-        tasks = sorted({k.split(".")[1] for k in missing_heads})
+        names = cfg.task_names if cfg is not None else sorted(absent)
+        untrained = tuple(t for t in names if t in absent)
         notices.append(
-            f"no light head for task(s) {', '.join(tasks)} in the checkpoint: "
-            "left at their initial values"
+            f"no head for task(s) {', '.join(untrained)} in the checkpoint: "
+            "left at their initial values (untrained)"
         )
-    return notices
+    return LoadResult(notices, untrained)
 
 
 def save_sharded(

@@ -19,6 +19,65 @@ DEFAULT_CONFIG = "m3vit-tiny-128x256"
 
 TaskKind = Literal["classes", "scalar", "vector"]
 _TASK_KINDS = ("classes", "scalar", "vector")
+HeadKind = Literal["linear", "pup"]
+_HEAD_KINDS = ("linear", "pup")
+#: The (num_conv, num_upsample_layer) pairs M3ViT's ``VisionTransformerUpHead`` computes.
+PUP_VARIANTS = ((2, 1), (2, 2), (4, 4))
+_PUP_FIELDS = ("num_conv", "num_upsample_layer", "conv3x3_conv1x1", "channels", "align_corners")
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """The decoder of one task: what the host computes after the backbone's tokens.
+
+    Attributes
+    ----------
+    kind : {'linear', 'pup'}
+        ``linear``: the project's light head (final LayerNorm, per-token linear,
+        bilinear to the image). ``pup``: M3ViT's ``VisionTransformerUpHead``
+        (SETR-PUP): final LayerNorm, convolutions with batch norm and ReLU between
+        bilinear upsamplings, then a bilinear resize to the image
+        (:mod:`edgemoe.models.heads`).
+    num_conv : int
+        ``pup``: 2 or 4 convolutions (M3ViT's ``num_conv``).
+    num_upsample_layer : int
+        ``pup``: bilinear upsamplings (M3ViT's ``num_upsampe_layer``): 1 or 2 with
+        two convolutions, 4 with four.
+    conv3x3_conv1x1 : bool
+        ``pup`` with two convolutions: ``conv_0`` is 3×3 (true) or 1×1 (false).
+    channels : int
+        ``pup``: width of the hidden convolutions (256 in M3ViT).
+    align_corners : bool
+        ``pup``: ``align_corners`` of the decoder's own bilinear resizes (M3ViT's
+        configs: false). The final resize to the image never aligns corners.
+    """
+
+    kind: HeadKind = "linear"
+    num_conv: int = 4
+    num_upsample_layer: int = 4
+    conv3x3_conv1x1: bool = True
+    channels: int = 256
+    align_corners: bool = False
+
+    @property
+    def convs(self) -> int:
+        """Number of convolutions (``conv_0 … conv_{n-1}``, the last one the classifier).
+
+        M3ViT's two-conv head has ``conv_0`` and the classifier ``conv_1``; its
+        four-conv head has ``conv_0 … conv_3`` and the classifier ``conv_4``. 0 for
+        ``linear``.
+        """
+        if self.kind != "pup":
+            return 0
+        return self.num_conv + 1 if self.num_conv == 4 else self.num_conv
+
+    def conv_kernel(self, i: int) -> int:
+        """Kernel side of ``conv_{i}`` (3 or 1)."""
+        if i == self.convs - 1:
+            return 1  # the classifier
+        if i == 0 and self.num_conv == 2 and not self.conv3x3_conv1x1:
+            return 1
+        return 3
 
 
 @dataclass(frozen=True)
@@ -39,6 +98,8 @@ class TaskSpec:
         Class names, one per channel (``classes`` tasks only).
     far : float or None
         For a depth task: the value that stands for "very far" (sky), in metres.
+    head : HeadSpec
+        The task's decoder (default: the light ``linear`` head).
     """
 
     name: str
@@ -46,6 +107,7 @@ class TaskSpec:
     kind: TaskKind
     classes: tuple[str, ...] = ()
     far: float | None = None
+    head: HeadSpec = HeadSpec()
 
 
 @dataclass(frozen=True)
@@ -90,7 +152,8 @@ class ModelConfig:
         Each task's kind, class names and depth range, in task-id order. In YAML a
         task is either ``name: channels`` (kind ``scalar`` for one channel, else
         ``classes`` with names ``class 0 …``) or a mapping ``{channels, kind,
-        classes, far}``.
+        classes, far, head}``; ``head`` is ``linear`` or a mapping ``{kind: pup,
+        num_conv, num_upsample_layer, conv3x3_conv1x1, channels, align_corners}``.
     gate_order : tuple[str, ...] or None
         Task names in the order an M3ViT checkpoint indexes its per-task gates
         (``mlp.gate.{k}``). ``None``: M3ViT's fixed order (semseg, human_parts,
@@ -204,17 +267,70 @@ def _spec_dict(t: TaskSpec) -> dict[str, Any]:
         d["classes"] = list(t.classes)
     if t.far is not None:
         d["far"] = t.far
+    if t.head.kind != "linear":
+        d["head"] = dataclasses.asdict(t.head)
     return d
 
 
+def _bool(name: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(f"field {name!r} must be true or false, got {v!r}")
+    return v
+
+
+def _head_spec(name: str, v: Any, source: str) -> HeadSpec:
+    """A task's ``head``: ``linear``, ``pup`` or a mapping ``{kind, …}`` (see HeadSpec)."""
+    where = f"{source}: tasks.{name}.head"
+    if isinstance(v, str):
+        v = {"kind": v}
+    if not isinstance(v, dict):
+        raise ConfigError(f"{where} must be 'linear', 'pup' or a mapping with 'kind'")
+    kind = v.get("kind", "linear")
+    if kind not in _HEAD_KINDS:
+        raise ConfigError(f"{where}.kind must be one of {', '.join(_HEAD_KINDS)}, got {kind!r}")
+    unknown = sorted(set(v) - {"kind", *(_PUP_FIELDS if kind == "pup" else ())})
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)} for kind {kind!r}")
+    if kind == "linear":
+        return HeadSpec()
+    try:
+        spec = HeadSpec(
+            kind="pup",
+            num_conv=_int(f"tasks.{name}.head.num_conv", v.get("num_conv", 4)),
+            num_upsample_layer=_int(
+                f"tasks.{name}.head.num_upsample_layer", v.get("num_upsample_layer", 4)
+            ),
+            conv3x3_conv1x1=_bool(
+                f"tasks.{name}.head.conv3x3_conv1x1", v.get("conv3x3_conv1x1", True)
+            ),
+            channels=_int(f"tasks.{name}.head.channels", v.get("channels", 256)),
+            align_corners=_bool(f"tasks.{name}.head.align_corners", v.get("align_corners", False)),
+        )
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    if (spec.num_conv, spec.num_upsample_layer) not in PUP_VARIANTS:
+        known = ", ".join(f"{c}/{u}" for c, u in PUP_VARIANTS)
+        raise ConfigError(
+            f"{where}: num_conv {spec.num_conv} with num_upsample_layer "
+            f"{spec.num_upsample_layer} is not an M3ViT decoder (num_conv/num_upsample_layer: "
+            f"{known})"
+        )
+    if spec.num_conv == 4 and not spec.conv3x3_conv1x1:
+        raise ConfigError(
+            f"{where}: conv3x3_conv1x1 false needs num_conv 2 (M3ViT's four-conv head is "
+            "3x3 throughout)"
+        )
+    return spec
+
+
 def _task_spec(name: str, v: Any, source: str) -> TaskSpec:
-    """One entry of ``tasks``: ``channels`` or ``{channels, kind, classes, far}``."""
+    """One entry of ``tasks``: ``channels`` or ``{channels, kind, classes, far, head}``."""
     if not isinstance(v, dict):
         ch = _int(f"tasks.{name}", v)
         if ch == 1:
             return TaskSpec(name, ch, "scalar")
         return TaskSpec(name, ch, "classes", tuple(f"class {i}" for i in range(ch)))
-    unknown = sorted(set(v) - {"channels", "kind", "classes", "far"})
+    unknown = sorted(set(v) - {"channels", "kind", "classes", "far", "head"})
     if unknown:
         raise ConfigError(f"{source}: tasks.{name}: unknown field(s) {', '.join(unknown)}")
     if "channels" not in v:
@@ -243,7 +359,8 @@ def _task_spec(name: str, v: Any, source: str) -> TaskSpec:
         if isinstance(far, bool) or not isinstance(far, int | float) or not 0 < far < 1e6:
             raise ConfigError(f"{source}: tasks.{name}.far must be a positive number")
         far = float(far)
-    return TaskSpec(name, ch, kind, classes, far)
+    head = _head_spec(name, v["head"], source) if "head" in v else HeadSpec()
+    return TaskSpec(name, ch, kind, classes, far, head)
 
 
 def _int(name: str, v: Any, lo: int = 1) -> int:

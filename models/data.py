@@ -2,8 +2,10 @@
 
 Both sources hand out the same :class:`Batch`: uint8 images ``(B, H, W, 3)`` (the
 accelerator's pixels) and, per task, per-pixel labels — ``semseg`` as int64 class
-ids in the config's classes with ``-1`` = ignore, ``depth`` as float32 metres
-with ``0`` = invalid.
+ids in the config's classes with ``-1`` = ignore, ``depth`` as float32 with ``0`` =
+invalid, in the source's :attr:`~SceneSource.depth_unit`: metres (``'m'``) for
+procedural scenes, **disparity** (``'disparity'``, inverse depth, unitless as
+MTAN scales it) for the Cityscapes layout, as M3ViT reads and evaluates it.
 
 - :class:`ProceduralScenes` renders :func:`edgemoe.models.scenes.render_scene`;
   scene ``i`` of a split is a pure function of ``(seed, split, i)``, so the
@@ -11,7 +13,8 @@ with ``0`` = invalid.
   needs no data RNG state to resume.
 - :class:`CityscapesNpy` reads the layout M3ViT and MTAN train on:
   ``{root}/{train,val}/image/{i}.npy`` (H×W×3 float in [0, 1]),
-  ``label_7/{i}.npy`` (H×W, −1 = ignore), ``depth/{i}.npy`` (H×W×1, 0 = invalid).
+  ``label_7/{i}.npy`` (H×W, −1 = ignore), ``depth/{i}.npy`` (H×W×1 disparity,
+  0 = invalid).
 
 A broken dataset is a one-line :class:`~edgemoe.errors.DataError`.
 """
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -31,6 +34,8 @@ from .scenes import CATEGORIES, IGNORE, render_scene
 
 SPLITS = ("train", "val")
 PROCEDURAL = "procedural"
+#: What ``depth`` labels hold: metres, or disparity (inverse depth).
+DepthUnit = Literal["m", "disparity"]
 _SPLIT_ID = {"train": 0, "val": 1}
 #: Data seed of the held-out scenes: split ``val`` of :class:`ProceduralScenes` with it.
 HELDOUT_SEED = 0
@@ -63,6 +68,8 @@ class SceneSource(Protocol):
 
     name: str
     tasks: tuple[str, ...]
+    #: Unit of the ``depth`` labels: ``'m'`` or ``'disparity'`` (the metrics follow it).
+    depth_unit: DepthUnit
 
     def size(self, split: str) -> int | None:
         """Number of scenes in ``split`` (``None``: unbounded)."""
@@ -115,6 +122,7 @@ class ProceduralScenes:
     """
 
     name = PROCEDURAL
+    depth_unit: DepthUnit = "m"
 
     def __init__(self, cfg: ModelConfig, seed: int = 0) -> None:
         unknown = [t for t in cfg.task_names if t not in ("semseg", "depth")]
@@ -156,7 +164,9 @@ class CityscapesNpy:
     ----------
     root : str or pathlib.Path
         Holds ``train/`` and ``val/``, each with ``image/``, ``label_7/`` and
-        ``depth/`` of ``{i}.npy`` files numbered from 0.
+        ``depth/`` of ``{i}.npy`` files numbered from 0; ``depth/`` holds
+        disparity (MTAN's preprocessing of Cityscapes' disparity maps), 0 where
+        there is none.
     cfg : ModelConfig
         Images must be ``cfg.image_size``; labels must be in ``-1 .. C-1``.
 
@@ -169,6 +179,7 @@ class CityscapesNpy:
     """
 
     _FOLDERS = {"image": "image", "semseg": "label_7", "depth": "depth"}
+    depth_unit: DepthUnit = "disparity"
 
     def __init__(self, root: str | Path, cfg: ModelConfig) -> None:
         self.root = Path(root)
@@ -258,7 +269,7 @@ class CityscapesNpy:
                     f"{where}/depth/{i}.npy: {dep.dtype} {dep.shape}, expected ({h}, {w}, 1) float"
                 )
             if not np.isfinite(dep).all() or dep.min() < 0:
-                raise DataError(f"{where}/depth/{i}.npy: depth must be finite and >= 0")
+                raise DataError(f"{where}/depth/{i}.npy: disparity must be finite and >= 0")
             labels["depth"] = dep.astype(np.float32)
         image = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
         return image, labels

@@ -1,9 +1,24 @@
-"""Light task head: final LayerNorm, per-token linear, patch grid, bilinear upsample.
+"""Task decoders on the host: what follows the backbone's tokens, in numpy.
 
-The head runs on the host CPU after the accelerator (DESIGN.md §2.2.6), so its
-reference lives here in numpy, importable on the board without torch. The torch
-version used by :class:`edgemoe.models.m3vit.M3ViT` lives in the same file so the
-grid and upsample convention has one definition:
+Two head kinds (a task's ``head`` in the config, :class:`~edgemoe.models.config.HeadSpec`):
+
+- ``linear``: the light head — final LayerNorm, per-token linear, patch grid,
+  bilinear upsample;
+- ``pup``: M3ViT's ``VisionTransformerUpHead`` (SETR-PUP) — final LayerNorm, patch
+  grid, then ``conv_i`` → batch norm → ReLU between bilinear upsamplings, then the
+  resize to the image (the torch reference: :class:`edgemoe.models.m3vit.PupDecoder`).
+  On the host each batch norm is folded into its convolution
+  (:func:`fold_decoder`): ``W' = W·γ/√(σ²+ε)``, ``b' = (b−μ)·γ/√(σ²+ε) + β``.
+
+The decoders run on the host CPU after the accelerator (DESIGN.md §2.2.6), so they
+live here in numpy, importable on the board without torch. A 3×3 convolution is
+nine BLAS matrix products, one per kernel tap, each of the tap's weight slice
+``(C_out, C_in)`` with the shifted input ``(C_in, H·W)`` (:func:`conv2d_np`):
+numpy's ``matmul`` is its bundled OpenBLAS ``sgemm`` (no extra dependency on the
+board), and the shifted slices need 1/9 of an im2col matrix's memory.
+
+The light head's torch version lives in this file too, so the grid and upsample
+convention has one definition:
 
 - the CLS token (row 0) is dropped; patch token ``1 + r * cols + c`` is grid cell
   ``(r, c)`` (row-major, ``rows = H / patch``, ``cols = W / patch``);
@@ -13,15 +28,19 @@ grid and upsample convention has one definition:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import ModelConfig
+from .config import HeadSpec, ModelConfig
 
 #: State-dict prefixes of the parameters the host applies after the accelerator:
-#: each task's final LayerNorm (``norms.{task}``) and light head (``heads.{task}``).
-HOST_PREFIXES = ("norms.", "heads.")
+#: each task's final LayerNorm (``norms.{task}``), light head (``heads.{task}``) or
+#: decoder (``decoders.{task}``: raw convolutions and batch norms, or folded).
+HOST_PREFIXES = ("norms.", "heads.", "decoders.")
+#: Batch-norm epsilon of M3ViT's decoders (SyncBN's default).
+BN_EPS = 1e-5
 
 if TYPE_CHECKING:
     import torch
@@ -51,10 +70,20 @@ def layer_norm_np(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np
     return y.astype(x.dtype, copy=False)
 
 
-def _source_index(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Neighbour indices and weights of half-pixel bilinear resampling along one axis."""
-    scale = in_size / out_size
-    src = (np.arange(out_size, dtype=np.float64) + 0.5) * scale - 0.5
+def _source_index(
+    out_size: int, in_size: int, align_corners: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Neighbour indices and weights of bilinear resampling along one axis.
+
+    ``align_corners=False``: half-pixel centres (source ``(i + ½)·in/out − ½``);
+    true: corner pixels aligned (source ``i·(in − 1)/(out − 1)``), as torch.
+    """
+    if align_corners:
+        scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+        src = np.arange(out_size, dtype=np.float64) * scale
+    else:
+        scale = in_size / out_size
+        src = (np.arange(out_size, dtype=np.float64) + 0.5) * scale - 0.5
     src = np.maximum(src, 0.0)
     i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
     i1 = np.minimum(i0 + 1, in_size - 1)
@@ -62,8 +91,10 @@ def _source_index(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, 
     return i0, i1, frac
 
 
-def bilinear_upsample_np(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize ``(B, C, h, w)`` to ``(B, C, *size)`` like ``align_corners=False`` bilinear.
+def bilinear_upsample_np(
+    x: np.ndarray, size: tuple[int, int], align_corners: bool = False
+) -> np.ndarray:
+    """Resize ``(B, C, h, w)`` to ``(B, C, *size)`` like torch's bilinear ``interpolate``.
 
     Parameters
     ----------
@@ -71,6 +102,8 @@ def bilinear_upsample_np(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         Input maps, shape ``(B, C, h, w)``.
     size : tuple[int, int]
         Output height and width.
+    align_corners : bool
+        torch's ``align_corners`` (default false: half-pixel centres).
 
     Returns
     -------
@@ -78,8 +111,8 @@ def bilinear_upsample_np(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         Resized maps, dtype of ``x``.
     """
     _, _, h, w = x.shape
-    r0, r1, fr = _source_index(size[0], h)
-    c0, c1, fc = _source_index(size[1], w)
+    r0, r1, fr = _source_index(size[0], h, align_corners)
+    c0, c1, fc = _source_index(size[1], w, align_corners)
     x64 = x.astype(np.float64)
     rows = x64[:, :, r0, :] * (1.0 - fr)[:, None] + x64[:, :, r1, :] * fr[:, None]
     out = rows[:, :, :, c0] * (1.0 - fc) + rows[:, :, :, c1] * fc
@@ -140,12 +173,228 @@ def light_head_np(
     return bilinear_upsample_np(grid, cfg.image_size)
 
 
+def conv2d_np(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Stride-1 "same" convolution (cross-correlation, like ``torch.nn.Conv2d``), float32.
+
+    A ``k×k`` kernel (odd ``k``, zero padding ``k // 2``) is ``k²`` BLAS products of
+    the tap's weights ``(C_out, C_in)`` with the shifted input ``(C_in, H·W)``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Input ``(B, C_in, H, W)``.
+    w : numpy.ndarray
+        Kernel ``(C_out, C_in, k, k)``.
+    b : numpy.ndarray
+        Bias ``(C_out,)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(B, C_out, H, W)``.
+    """
+    x = np.asarray(x, np.float32)
+    w = np.asarray(w, np.float32)
+    bsz, cin, h, wd = x.shape
+    cout, cin_w, k, k2 = w.shape
+    if cin_w != cin or k != k2 or k % 2 == 0:
+        raise ValueError(f"conv2d_np: kernel {w.shape} does not fit input {x.shape}")
+    pad = k // 2
+    out = np.empty((bsz, cout, h * wd), np.float32)
+    taps = np.ascontiguousarray(w.transpose(2, 3, 0, 1))  # (k, k, C_out, C_in)
+    for n in range(bsz):
+        xp = np.pad(x[n], ((0, 0), (pad, pad), (pad, pad))) if pad else x[n]
+        acc = np.zeros((cout, h * wd), np.float32)
+        for dy in range(k):
+            for dx in range(k):
+                shifted = np.ascontiguousarray(xp[:, dy : dy + h, dx : dx + wd])
+                acc += taps[dy, dx] @ shifted.reshape(cin, h * wd)
+        out[n] = acc + np.asarray(b, np.float32)[:, None]
+    return out.reshape(bsz, cout, h, wd)
+
+
+def _pup_raw(params: Mapping[str, np.ndarray], task: str, i: int) -> bool:
+    return f"decoders.{task}.syncbn_fc_{i}.running_mean" in params
+
+
+def fold_decoder(params: Mapping[str, Any], task: str, cfg: ModelConfig) -> dict[str, np.ndarray]:
+    """A ``pup`` task's convolutions with each batch norm folded in (float32).
+
+    Parameters
+    ----------
+    params : mapping
+        A float state dict holding ``decoders.{task}.conv_{i}.{weight,bias}`` and
+        ``decoders.{task}.syncbn_fc_{i}.{weight,bias,running_mean,running_var}``.
+    task : str
+        A task whose head kind is ``pup``.
+    cfg : ModelConfig
+        Gives the head's shape.
+
+    Returns
+    -------
+    dict[str, numpy.ndarray]
+        ``decoders.{task}.fused_{i}.weight`` ``(C_out, C_in, k, k)`` and ``.bias``
+        for every convolution ``i`` (the last, without a norm, as it is).
+    """
+    spec = cfg.task_spec(task).head
+    pre = f"decoders.{task}."
+    out: dict[str, np.ndarray] = {}
+    for i in range(spec.convs):
+        w = np.asarray(params[f"{pre}conv_{i}.weight"], np.float64)
+        b = np.asarray(params[f"{pre}conv_{i}.bias"], np.float64)
+        if _pup_raw(params, task, i):
+            bn = f"{pre}syncbn_fc_{i}."
+            scale = np.asarray(params[bn + "weight"], np.float64) / np.sqrt(
+                np.asarray(params[bn + "running_var"], np.float64) + BN_EPS
+            )
+            w = w * scale[:, None, None, None]
+            b = (b - np.asarray(params[bn + "running_mean"], np.float64)) * scale + np.asarray(
+                params[bn + "bias"], np.float64
+            )
+        out[f"{pre}fused_{i}.weight"] = w.astype(np.float32)
+        out[f"{pre}fused_{i}.bias"] = b.astype(np.float32)
+    return out
+
+
+def pup_head_np(
+    tokens: np.ndarray,
+    norm_w: np.ndarray,
+    norm_b: np.ndarray,
+    fused: list[tuple[np.ndarray, np.ndarray]],
+    spec: HeadSpec,
+    cfg: ModelConfig,
+) -> np.ndarray:
+    """M3ViT's ``VisionTransformerUpHead`` in eval mode, batch norms folded, in numpy.
+
+    Parameters
+    ----------
+    tokens : numpy.ndarray
+        Backbone output before the final norm, ``(B, N, D)``.
+    norm_w, norm_b : numpy.ndarray
+        The task's final LayerNorm.
+    fused : list of (weight, bias)
+        ``conv_0 … conv_n`` with their batch norms folded (:func:`fold_decoder`).
+    spec : HeadSpec
+        The decoder variant.
+    cfg : ModelConfig
+        Gives the grid, the image size and the LayerNorm epsilon.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(B, C, H, W)``.
+    """
+    x = layer_norm_np(np.asarray(tokens, dtype=np.float32), norm_w, norm_b, cfg.ln_eps)
+    x = np.ascontiguousarray(tokens_to_grid_np(x, cfg))
+    ac = spec.align_corners
+
+    def block(x: np.ndarray, i: int) -> np.ndarray:
+        return np.maximum(conv2d_np(x, *fused[i]), 0.0)
+
+    def twice(x: np.ndarray) -> np.ndarray:
+        return bilinear_upsample_np(x, (x.shape[-2] * 2, x.shape[-1] * 2), ac)
+
+    x = block(x, 0)
+    if spec.num_conv == 4:
+        for i in (1, 2, 3):
+            x = block(twice(x), i)
+        x = twice(conv2d_np(x, *fused[4]))
+    else:
+        if spec.num_upsample_layer == 2:
+            # M3ViT's single-integer size: a square map of 4 x the grid's width
+            side = x.shape[-1] * 4
+            x = bilinear_upsample_np(x, (side, side), ac)
+        x = bilinear_upsample_np(conv2d_np(x, *fused[1]), cfg.image_size, ac)
+    return bilinear_upsample_np(x, cfg.image_size)
+
+
+def decoder_macs(cfg: ModelConfig, task: str) -> list[tuple[str, int]]:
+    """Multiply-accumulates of each convolution of ``task``'s decoder, per image.
+
+    Returns
+    -------
+    list of (str, int)
+        ``('conv_i', MACs)`` in order; the light head is one ``('linear', MACs)``.
+    """
+    spec = cfg.task_spec(task)
+    head = spec.head
+    rows, cols = cfg.grid
+    d = cfg.embed_dim
+    if head.kind == "linear":
+        return [("linear", rows * cols * d * spec.channels)]
+    out = []
+    h, w = rows, cols
+    for i in range(head.convs):
+        cin = d if i == 0 else head.channels
+        cout = spec.channels if i == head.convs - 1 else head.channels
+        if i > 0 and head.num_conv == 4 and i < 4:
+            h, w = 2 * h, 2 * w
+        elif i == 1 and head.num_upsample_layer == 2:
+            h = w = 4 * w  # M3ViT's square resize before the classifier
+        out.append((f"conv_{i}", h * w * cin * cout * head.conv_kernel(i) ** 2))
+    return out
+
+
+def host_param_names(cfg: ModelConfig) -> list[str]:
+    """The tensors a bundle's host section carries for every task (see :func:`host_params`)."""
+    names = []
+    for s in cfg.task_specs:
+        names += [f"norms.{s.name}.weight", f"norms.{s.name}.bias"]
+        if s.head.kind == "linear":
+            names += [f"heads.{s.name}.weight", f"heads.{s.name}.bias"]
+        else:
+            for i in range(s.head.convs):
+                names += [
+                    f"decoders.{s.name}.fused_{i}.weight",
+                    f"decoders.{s.name}.fused_{i}.bias",
+                ]
+    return names
+
+
+def host_params(state: Mapping[str, Any], cfg: ModelConfig) -> dict[str, np.ndarray]:
+    """The host's tensors of a float state dict: norms, light heads, folded decoders.
+
+    Raises
+    ------
+    KeyError
+        A tensor the config's heads need is missing (its name is the message).
+    """
+    out: dict[str, np.ndarray] = {}
+    for s in cfg.task_specs:
+        if s.head.kind == "pup" and f"decoders.{s.name}.fused_0.weight" not in state:
+            try:
+                out.update(fold_decoder(state, s.name, cfg))
+            except KeyError as e:
+                raise KeyError(e.args[0]) from None
+    for name in host_param_names(cfg):
+        if name not in out:
+            if name not in state:
+                raise KeyError(name)
+            out[name] = np.asarray(state[name])
+    return out
+
+
 def task_head_np(tokens: np.ndarray, params, task: str, cfg: ModelConfig) -> np.ndarray:
     """What the host computes after the accelerator for ``task``: its final norm and head.
 
-    ``params`` is a float state dict or a bundle's host tensors (``norms.{task}.*``,
-    ``heads.{task}.*``); the one place run, verify, eval and the API apply them.
+    ``params`` is a float state dict or a bundle's host tensors (``norms.{task}.*``
+    and ``heads.{task}.*``, or ``decoders.{task}.*`` raw or folded); the one place
+    run, verify, eval and the API apply them. The head kind comes from the config.
     """
+    spec = cfg.task_spec(task).head
+    if spec.kind == "pup":
+        pre = f"decoders.{task}."
+        if f"{pre}fused_0.weight" not in params:
+            params = fold_decoder(params, task, cfg) | {
+                k: params[k] for k in (f"norms.{task}.weight", f"norms.{task}.bias")
+            }
+        fused = [
+            (params[f"{pre}fused_{i}.weight"], params[f"{pre}fused_{i}.bias"])
+            for i in range(spec.convs)
+        ]
+        return pup_head_np(
+            tokens, params[f"norms.{task}.weight"], params[f"norms.{task}.bias"], fused, spec, cfg
+        )
     return light_head_np(
         tokens,
         params[f"norms.{task}.weight"],

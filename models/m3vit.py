@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ModelConfig
+from .config import HeadSpec, ModelConfig
 from .heads import light_head_torch
 
 InitStyle = Literal["m3vit", "trained"]
@@ -254,8 +254,101 @@ class Block(nn.Module):
         return x
 
 
+_BN_EPS = 1e-5
+
+
+class BatchNorm(nn.Module):
+    """M3ViT's ``SyncBN`` (eps 1e-5, momentum 0.1): running statistics in eval mode.
+
+    In training, the batch statistics span every rank of an initialised
+    ``torch.distributed`` group (sums all-reduced, differentiably), so a run on
+    ``N`` processes normalises like one process holding the whole batch. The
+    state dict holds ``weight``, ``bias``, ``running_mean`` and ``running_var``
+    (``num_batches_tracked`` of M3ViT's checkpoints is not used).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = _param(channels)
+        self.bias = _param(channels)
+        self.register_buffer("running_mean", torch.zeros(channels, device="meta"))
+        self.register_buffer("running_var", torch.ones(channels, device="meta"))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return F.batch_norm(
+                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, _BN_EPS
+            )
+        dims = (0, 2, 3)
+        stats = torch.stack([x.sum(dims), (x * x).sum(dims)])
+        count = torch.tensor(float(x.numel() // x.shape[1]))
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            from torch.distributed.nn.functional import all_reduce
+
+            stats = all_reduce(stats)
+            dist.all_reduce(count)
+        mean = stats[0] / count
+        var = (stats[1] / count - mean * mean).clamp_min(0.0)
+        with torch.no_grad():
+            n = float(count)
+            self.running_mean.mul_(0.9).add_(0.1 * mean.detach())
+            self.running_var.mul_(0.9).add_(0.1 * var.detach() * n / max(n - 1.0, 1.0))
+        scale = self.weight / torch.sqrt(var + _BN_EPS)
+        return x * scale.view(1, -1, 1, 1) + (self.bias - mean * scale).view(1, -1, 1, 1)
+
+
+class PupDecoder(nn.Module):
+    """M3ViT's ``VisionTransformerUpHead`` without its LayerNorm (kept in ``norms.{task}``).
+
+    Submodules carry M3ViT's names, so ``decoders.{task}.conv_{i}.*`` and
+    ``decoders.{task}.syncbn_fc_{i}.*`` of its checkpoints load unchanged.
+    """
+
+    def __init__(self, cfg: ModelConfig, spec: HeadSpec, out_channels: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.spec = spec
+        d, c = cfg.embed_dim, spec.channels
+        n = spec.convs
+        for i in range(n):
+            cin = d if i == 0 else c
+            cout = out_channels if i == n - 1 else c
+            k = spec.conv_kernel(i)
+            self.add_module(f"conv_{i}", nn.Conv2d(cin, cout, k, padding=k // 2, device="meta"))
+        for i in range(n - 1):  # every conv but the classifier is followed by a norm
+            self.add_module(f"syncbn_fc_{i}", BatchNorm(c))
+
+    def _block(self, x: Tensor, i: int) -> Tensor:
+        x = getattr(self, f"conv_{i}")(x)
+        return F.relu(getattr(self, f"syncbn_fc_{i}")(x))
+
+    def forward(self, grid: Tensor) -> Tensor:
+        """Decode the normalised token grid ``(B, D, h, w)`` to ``(B, C, H, W)``."""
+        spec, size = self.spec, self.cfg.image_size
+        ac = spec.align_corners
+
+        def up(x: Tensor, to: int | tuple[int, int]) -> Tensor:
+            return F.interpolate(x, size=to, mode="bilinear", align_corners=ac)
+
+        x = self._block(grid, 0)
+        if spec.num_conv == 4:
+            for i in (1, 2, 3):
+                x = self._block(up(x, (x.shape[-2] * 2, x.shape[-1] * 2)), i)
+            x = self.conv_4(x)
+            x = up(x, (x.shape[-2] * 2, x.shape[-1] * 2))
+        else:
+            if spec.num_upsample_layer == 2:
+                # M3ViT passes one integer: a square map of 4 x the grid's width
+                x = up(x, x.shape[-1] * 4)
+            x = up(self.conv_1(x), size)
+        # MultiTaskModel's resize of every decoder output to the input
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
 class M3ViT(nn.Module):
-    """M3ViT backbone with per-task gates, per-task final norms and light task heads.
+    """M3ViT backbone with per-task gates, per-task final norms and task decoders.
 
     Parameters
     ----------
@@ -285,7 +378,17 @@ class M3ViT(nn.Module):
         self.norms = nn.ModuleDict(
             {t: nn.LayerNorm(d, eps=cfg.ln_eps, device="meta") for t in cfg.task_names}
         )
-        self.heads = nn.ModuleDict({t: nn.Linear(d, c, device="meta") for t, c in cfg.tasks})
+        specs = cfg.task_specs
+        self.heads = nn.ModuleDict(
+            {
+                s.name: nn.Linear(d, s.channels, device="meta")
+                for s in specs
+                if s.head.kind == "linear"
+            }
+        )
+        self.decoders = nn.ModuleDict(
+            {s.name: PupDecoder(cfg, s.head, s.channels) for s in specs if s.head.kind == "pup"}
+        )
         self.to_empty(device="cpu")
         init_weights(self, seed)
         self.eval()
@@ -339,10 +442,18 @@ class M3ViT(nn.Module):
         return x
 
     def task_output(self, tokens: Tensor, task: str | int) -> Tensor:
-        """The task's own final norm and light head: ``(B, N, D)`` tokens to ``(B, C, H, W)``."""
+        """The task's own final norm and decoder: ``(B, N, D)`` tokens to ``(B, C, H, W)``."""
         name = self._task_name(task)
-        norm, head = self.norms[name], self.heads[name]
-        return light_head_torch(tokens, norm.weight, norm.bias, head.weight, head.bias, self.cfg)
+        norm = self.norms[name]
+        if name in self.heads:
+            head = self.heads[name]
+            return light_head_torch(
+                tokens, norm.weight, norm.bias, head.weight, head.bias, self.cfg
+            )
+        x = norm(tokens[:, 1:, :])
+        rows, cols = self.cfg.grid
+        grid = x.transpose(1, 2).reshape(x.shape[0], x.shape[-1], rows, cols)
+        return self.decoders[name](grid)
 
     def forward(self, images: Tensor, task: str | int) -> Tensor:
         """Dense prediction of ``task`` for normalised ``images``: ``(B, C, H, W)``."""
@@ -360,11 +471,13 @@ def init_weights(model: M3ViT, seed: int, style: InitStyle = "m3vit") -> M3ViT:
     seed : int
         Seed of a private ``torch.Generator``.
     style : {'m3vit', 'trained'}
-        ``'m3vit'``: M3ViT's own init — truncated normal (std 0.02) for every
-        weight matrix, expert weight, gate, ``cls_token`` and ``pos_embed``; zero
-        biases; LayerNorm scale 1 and shift 0. ``'trained'``: the same plus
-        biases ~ N(0, 0.02), LayerNorm scale ~ 1 + N(0, 0.1) and shift
-        ~ N(0, 0.05), so that tests exercise every parameter.
+        ``'m3vit'``: M3ViT's own init — the decoders' convolutions U(±1/√fan_in)
+        (torch's default, weights and biases), truncated normal (std 0.02) for every
+        other weight matrix, expert weight, gate, ``cls_token`` and ``pos_embed``; zero
+        biases; LayerNorm scale 1 and shift 0 (batch norms too, running mean 0,
+        variance 1). ``'trained'``: the same plus biases ~ N(0, 0.02), norm scale
+        ~ 1 + N(0, 0.1) and shift ~ N(0, 0.05), running means ~ N(0, 0.1) and
+        variances ~ U(0.5, 2), so that tests exercise every parameter.
 
     Returns
     -------
@@ -378,11 +491,28 @@ def init_weights(model: M3ViT, seed: int, style: InitStyle = "m3vit") -> M3ViT:
     norm_params = {
         f"{m}.{p}" if m else p
         for m, mod in model.named_modules()
-        if isinstance(mod, nn.LayerNorm)
+        if isinstance(mod, nn.LayerNorm | BatchNorm)
+        for p in ("weight", "bias")
+    }
+    for mod in model.modules():
+        if isinstance(mod, BatchNorm):
+            mod.running_mean.zero_()
+            mod.running_var.fill_(1.0)
+            if trained:
+                mod.running_mean.normal_(0.0, 0.1, generator=g)
+                mod.running_var.uniform_(0.5, 2.0, generator=g)
+    conv_params = {
+        f"{m}.{p}": mod.weight.shape[1] * mod.weight.shape[2] * mod.weight.shape[3]
+        for m, mod in model.named_modules()
+        if isinstance(mod, nn.Conv2d) and m.startswith("decoders.")
         for p in ("weight", "bias")
     }
     for name, param in model.named_parameters():
-        if name in norm_params and name.endswith(".weight"):
+        if name in conv_params:
+            # the decoders' convolutions keep torch's default (M3ViT does not re-init them)
+            bound = conv_params[name] ** -0.5
+            param.uniform_(-bound, bound, generator=g)
+        elif name in norm_params and name.endswith(".weight"):
             param.fill_(1.0)
             if trained:
                 param.add_(torch.randn(param.shape, generator=g) * 0.1)

@@ -1,10 +1,18 @@
 """Task metrics on per-pixel predictions (numpy; shared by training and ``edgemoe eval``).
 
-Semseg: a confusion matrix over labelled pixels (label ``-1`` ignored) gives
-per-class IoU, mIoU (mean over classes present in labels or predictions) and
-pixel accuracy. Depth, on valid pixels only (label > 0): mean absolute error,
-``abs_rel`` = mean |d − d*| / d*, RMSE and δ<1.25 = the fraction with
-max(d/d*, d*/d) < 1.25 (predictions clamped to at least 1e-3 m for the ratio).
+Semseg: a confusion matrix over labelled pixels (labels ``-1`` and ``255``
+ignored, as M3ViT maps −1 to 255) gives per-class IoU, mIoU and pixel accuracy.
+mIoU is the mean over classes present in labels or predictions, or with
+``absent_as_zero`` M3ViT's mean over every class (an absent class counting 0,
+its ``tp / max(tp + fp + fn, 1e-8)``).
+
+Depth in metres (procedural scenes), on valid pixels only (label > 0): mean
+absolute error, ``abs_rel`` = mean |d − d*| / d*, RMSE and δ<1.25 = the fraction
+with max(d/d*, d*/d) < 1.25 (predictions clamped to at least 1e-3 m for the ratio).
+
+Disparity (M3ViT's Cityscapes ``depth/``: inverse depth, 0 = invalid), as M3ViT
+evaluates it on valid pixels (label ≠ 0), predictions ≤ 0 clamped to 1e-9: RMSE
+= √mean (p − g)² and log-RMSE = √mean (ln g − ln p)², in disparity units.
 """
 
 from __future__ import annotations
@@ -14,15 +22,38 @@ import numpy as np
 _MIN_DEPTH = 1e-3
 
 
+#: Labels that mark a pixel as unlabelled: the project's −1 and M3ViT's 255.
+IGNORE_LABELS = (-1, 255)
+
+
 def confusion(pred: np.ndarray, label: np.ndarray, num_classes: int) -> np.ndarray:
-    """Confusion matrix ``[label, pred]`` of the labelled pixels (int64 ``(C, C)``)."""
-    keep = label >= 0
+    """Confusion matrix ``[label, pred]`` of the labelled pixels (int64 ``(C, C)``).
+
+    Labels in :data:`IGNORE_LABELS` are skipped; any other label outside
+    ``0 .. C-1`` is a ``ValueError``.
+    """
+    label = np.asarray(label)
+    keep = (label >= 0) & (label != 255)
+    if (label[keep] >= num_classes).any():
+        raise ValueError(f"labels outside 0..{num_classes - 1} (ignore: -1, 255)")
     idx = label[keep].astype(np.int64) * num_classes + pred[keep].astype(np.int64)
     return np.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
-def semseg_metrics(conf: np.ndarray, class_names: tuple[str, ...]) -> dict:
+def semseg_metrics(
+    conf: np.ndarray, class_names: tuple[str, ...], *, absent_as_zero: bool = False
+) -> dict:
     """mIoU, per-class IoU and pixel accuracy from a confusion matrix.
+
+    Parameters
+    ----------
+    conf : numpy.ndarray
+        :func:`confusion` (summed over images).
+    class_names : tuple[str, ...]
+        One name per class.
+    absent_as_zero : bool
+        M3ViT's mIoU: the mean over every class, one absent from labels and
+        predictions counting 0 (default: such classes are left out).
 
     Returns
     -------
@@ -37,6 +68,8 @@ def semseg_metrics(conf: np.ndarray, class_names: tuple[str, ...]) -> dict:
         for i, name in enumerate(class_names)
     }
     present = [v for v in iou.values() if v is not None]
+    if absent_as_zero:
+        present = [v or 0.0 for v in iou.values()]
     total = conf.sum()
     return {
         "miou": float(np.mean(present)) if present else 0.0,
@@ -48,6 +81,8 @@ def semseg_metrics(conf: np.ndarray, class_names: tuple[str, ...]) -> dict:
 
 class DepthAccumulator:
     """Sums over valid pixels for :func:`depth_metrics`, batch by batch."""
+
+    UNIT = "m"
 
     def __init__(self) -> None:
         self.n = 0
@@ -84,5 +119,41 @@ class DepthAccumulator:
 def depth_metrics(pred: np.ndarray, label: np.ndarray) -> dict:
     """Depth metrics of one set of predictions (see :class:`DepthAccumulator`)."""
     acc = DepthAccumulator()
+    acc.add(pred, label)
+    return acc.result()
+
+
+class DisparityAccumulator:
+    """Sums over valid pixels for :func:`disparity_metrics`, batch by batch."""
+
+    UNIT = "disparity"
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sq = 0.0
+        self.log_sq = 0.0
+
+    def add(self, pred: np.ndarray, label: np.ndarray) -> None:
+        """Add predicted and labelled disparity of the same shape (label 0 = invalid)."""
+        valid = label != 0
+        g = label[valid].astype(np.float64)
+        p = np.maximum(pred[valid].astype(np.float64), 1e-9)
+        self.n += int(valid.sum())
+        self.sq += float(((p - g) ** 2).sum())
+        self.log_sq += float(((np.log(g) - np.log(p)) ** 2).sum())
+
+    def result(self) -> dict:
+        """``rmse`` and ``log_rmse`` (in :attr:`UNIT`), ``pixels``."""
+        n = max(self.n, 1)
+        return {
+            "rmse": float(np.sqrt(self.sq / n)),
+            "log_rmse": float(np.sqrt(self.log_sq / n)),
+            "pixels": self.n,
+        }
+
+
+def disparity_metrics(pred: np.ndarray, label: np.ndarray) -> dict:
+    """Disparity metrics of one set of predictions (see :class:`DisparityAccumulator`)."""
+    acc = DisparityAccumulator()
     acc.add(pred, label)
     return acc.result()

@@ -36,8 +36,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Cityscapes' 7 categories (``label_7``), in their usual id order.
+#: Cityscapes' 7 categories (``label_7``), in their usual id order: the ``category``
+#: names of cityscapesScripts' ``labels.py`` with category ids 1 … 7 (``void``, id 0,
+#: is the ignore label −1 here, as in MTAN's and M3ViT's ``label_7``).
 CATEGORIES = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
+#: A colour per category. ``labels.py`` colours labels, not categories; each
+#: category takes the colour of its most common label there: road, building, pole,
+#: vegetation, sky, person, car. (cityscapesScripts is not a dependency: these seven
+#: triples are all the project takes from it.)
+CATEGORY_COLOURS = {
+    "flat": (128, 64, 128),
+    "construction": (70, 70, 70),
+    "object": (153, 153, 153),
+    "nature": (107, 142, 35),
+    "sky": (70, 130, 180),
+    "human": (220, 20, 60),
+    "vehicle": (0, 0, 142),
+}
 FLAT, CONSTRUCTION, OBJECT, NATURE, SKY, HUMAN, VEHICLE = range(7)
 #: Label of void / ignored pixels, as in the preprocessed Cityscapes ``label_7``.
 IGNORE = -1

@@ -49,7 +49,7 @@ def read_tensors(path: str | Path) -> dict[str, Tensor]:
 
 def save_weights(model: nn.Module, path: str | Path, dtype: torch.dtype = torch.float16) -> None:
     """Save ``model``'s parameters, cast to ``dtype`` (fp16: the shipped form)."""
-    state = {k: v.to(dtype) for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", dtype) for k, v in model.state_dict().items()}
     save_tensors(state, path, {"format": "pt", "dtype": str(dtype).removeprefix("torch.")})
 
 

@@ -43,7 +43,7 @@ from edgemoe.host.export.bundle import (
 )
 from edgemoe.models.config import ModelConfig
 from edgemoe.models.config import _from_dict as config_from_dict
-from edgemoe.models.heads import HOST_PREFIXES
+from edgemoe.models.heads import host_param_names, host_params
 
 
 @dataclass(frozen=True)
@@ -142,24 +142,13 @@ def _profile_dict(p: Profile) -> dict[str, Any]:
     }
 
 
-def required_host_keys(cfg: ModelConfig) -> list[str]:
-    """The host tensors every task needs (its final norm and light head): the one list,
-    checked when a bundle is written (:func:`host_tensors`) and read (:func:`read_deployment`)."""
-    return [
-        f"{part}.{task}.{kind}"
-        for task in cfg.task_names
-        for part in ("norms", "heads")
-        for kind in ("weight", "bias")
-    ]
-
-
 def host_tensors(state: dict[str, np.ndarray], cfg: ModelConfig) -> dict[str, np.ndarray]:
-    """The host's parameters (:data:`~edgemoe.models.heads.HOST_PREFIXES`) of a state dict."""
-    host = {k: np.asarray(v) for k, v in state.items() if k.startswith(HOST_PREFIXES)}
-    missing = [k for k in required_host_keys(cfg) if k not in host]
-    if missing:
-        raise BundleError(f"the model has no {missing[0]}")
-    return host
+    """The host's parameters of a state dict (:func:`~edgemoe.models.heads.host_params`):
+    norms, light heads, and decoders with each batch norm folded into its conv."""
+    try:
+        return host_params(state, cfg)
+    except KeyError as e:
+        raise BundleError(f"the model has no {e.args[0]}") from None
 
 
 def bundle_file(
@@ -282,7 +271,7 @@ def read_deployment(data: bytes | bytearray | memoryview, name: str = "bundle") 
         raise BundleError(f"{name}: host section is malformed ({e})") from None
     if f"0x{config_hash(cfg, profile):08x}" != meta["config"]["hash"]:
         raise BundleError(f"{name}: host section's config hash does not match its definition")
-    missing = [k for k in required_host_keys(cfg) if k not in host]
+    missing = [k for k in host_param_names(cfg) if k not in host]
     if missing:
         raise BundleError(f"{name}: host section lacks {missing[0]}")
     return Deployment(cfg, profile, tiling, source, host, kernel, kernel_sha, meta)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from edgemoe.errors import CheckpointError
 from edgemoe.host.app.cli import main
-from edgemoe.models.checkpoint import load_checkpoint, save_sharded
+from edgemoe.models.checkpoint import load_checkpoint, load_checkpoint_result, save_sharded
 from edgemoe.models.config import ModelConfig, load_config
 from edgemoe.models.m3vit import M3ViT, random_model
 from tests.conftest import assert_one_line_error
@@ -137,9 +137,15 @@ def test_many_missing_keys_are_abridged(target: M3ViT, source_sd: dict[str, torc
 
 
 def test_missing_heads_strict(target: M3ViT, source_sd: dict[str, torch.Tensor]) -> None:
+    # a head with a part missing is refused; a head absent altogether is an untrained task
     sd = {k: v for k, v in source_sd.items() if k != "heads.depth.bias"}
     _fails(target, sd, "heads.depth.bias", strict_heads=True)
-    assert len(load_checkpoint(target, sd)) == 1
+    _fails(target, sd, "heads.depth.bias")
+    sd = {k: v for k, v in source_sd.items() if not k.startswith("heads.depth.")}
+    _fails(target, sd, "heads.depth.bias", "heads.depth.weight", strict_heads=True)
+    result = load_checkpoint_result(target, sd)
+    assert result.untrained == ("depth",)
+    assert len(result.notices) == 1 and "depth" in result.notices[0]
 
 
 def test_unexpected_key(target: M3ViT, source_sd: dict[str, torch.Tensor]) -> None:

@@ -8,7 +8,7 @@ import pytest
 from edgemoe.errors import DataError
 from edgemoe.host.app.cli import main
 from edgemoe.models.data import CityscapesNpy, ProceduralScenes, open_source
-from edgemoe.models.metrics import confusion, depth_metrics, semseg_metrics
+from edgemoe.models.metrics import confusion, depth_metrics, disparity_metrics, semseg_metrics
 from edgemoe.models.scenes import CATEGORIES, SKY, render_scene
 from tests.conftest import assert_one_line_error, cfg
 
@@ -72,7 +72,12 @@ def test_procedural_needs_cityscapes_categories():
 
 
 def _write_fixture(root, n=(3, 2), size=(32, 64), bad=None):
-    """A preprocessed-Cityscapes folder ({split}/image|label_7|depth/{i}.npy)."""
+    """A folder in MTAN's preprocessed-Cityscapes layout ({split}/image|label_7|depth/{i}.npy).
+
+    As MTAN writes it: images H×W×3 float in [0, 1], label_7 H×W float class ids
+    with −1 void, depth H×W×1 float *disparity* (inverse depth; here in MTAN's
+    range, up to ~0.3) with 0 where there is none.
+    """
     rng = np.random.default_rng(0)
     h, w = size
     for split, count in zip(("train", "val"), n, strict=True):
@@ -81,7 +86,8 @@ def _write_fixture(root, n=(3, 2), size=(32, 64), bad=None):
         for i in range(count):
             img = rng.random((h, w, 3)).astype(np.float32)
             lab = rng.integers(-1, 7, (h, w)).astype(np.float32)
-            dep = (rng.random((h, w, 1)) * 50).astype(np.float32)
+            dep = (rng.random((h, w, 1)) * 0.3).astype(np.float32)
+            dep[rng.random((h, w, 1)) < 0.1] = 0.0  # no disparity there
             if bad == "dtype" and split == "val":
                 img = (img * 255).astype(np.uint8)
             if bad == "size" and split == "train" and i == 0:
@@ -145,3 +151,55 @@ def test_metrics_on_known_maps():
     assert d["abs_rel"] == pytest.approx((0 + 0.2 + 0.4) / 3)
     assert d["rmse"] == pytest.approx(np.sqrt(8 / 3))
     assert d["delta1"] == pytest.approx(2 / 3)
+
+
+def test_metrics_as_m3vit_reports_them():
+    # 255 is ignored like -1 (M3ViT maps -1 to 255); other labels out of range are refused
+    label = np.array([[0, 0, 1, 255], [2, 2, -1, 1]])
+    pred = np.array([[0, 1, 1, 1], [2, 0, 0, 2]])
+    conf = confusion(pred, label, 4)
+    assert conf.sum() == 6
+    with pytest.raises(ValueError, match="outside"):
+        confusion(pred, np.full_like(label, 4), 4)
+    m = semseg_metrics(conf, ("a", "b", "c", "d"), absent_as_zero=True)
+    # M3ViT's mean over every class: class d (absent) counts 0
+    assert m["miou"] == pytest.approx((1 / 3 + 1 / 3 + 1 / 3 + 0) / 4)
+    # disparity on valid pixels (label != 0), predictions <= 0 clamped to 1e-9
+    pred_d = np.array([0.1, 0.2, 0.5, -1.0])
+    gt_d = np.array([0.1, 0.1, 0.0, 0.2])
+    d = disparity_metrics(pred_d, gt_d)
+    assert d["pixels"] == 3
+    assert d["rmse"] == pytest.approx(np.sqrt((0 + 0.01 + (0.2 - 1e-9) ** 2) / 3))
+    log_sq = 0 + np.log(0.5) ** 2 + (np.log(0.2) - np.log(1e-9)) ** 2
+    assert d["log_rmse"] == pytest.approx(np.sqrt(log_sq / 3))
+
+
+def test_mtan_layout_is_disparity_and_procedural_is_metres(tmp_path, mini):
+    from edgemoe.models.m3vit import random_model
+    from edgemoe.models.train import evaluate
+
+    _write_fixture(tmp_path)
+    src = open_source(tmp_path, mini)
+    assert src.depth_unit == "disparity"
+    assert ProceduralScenes(mini).depth_unit == "m"
+    b = src.batch("val", np.array([0, 1]))
+    raw = np.load(tmp_path / "val" / "depth" / "0.npy")[..., 0]
+    assert (b.labels["depth"][0] == raw).all()  # read as it is: disparity, 0 invalid
+    model = random_model(mini, 0)
+    on_files = evaluate(model, src, 2)["depth"]
+    assert set(on_files) == {"rmse", "log_rmse", "pixels"}
+    assert on_files["pixels"] == int((b.labels["depth"] != 0).sum())
+    procedural = evaluate(model, ProceduralScenes(mini), 2)["depth"]
+    assert {"abs_rel", "rmse", "delta1"} <= set(procedural)
+
+
+def test_category_names_and_colours_are_cityscapes():
+    from edgemoe.host.app.plots import NAMED_COLOURS
+    from edgemoe.models.scenes import CATEGORY_COLOURS
+
+    assert tuple(CATEGORY_COLOURS) == CATEGORIES
+    # the representative label's colour in cityscapesScripts' labels.py
+    for category, label in (("flat", "road"), ("human", "person"), ("vehicle", "car")):
+        assert CATEGORY_COLOURS[category] == NAMED_COLOURS[label]
+    for category, colour in CATEGORY_COLOURS.items():
+        assert NAMED_COLOURS[category] == colour

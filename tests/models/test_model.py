@@ -46,11 +46,25 @@ def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
         "cls_token": (1, 1, d),
         "pos_embed": (1, n, d),
     }
-    for task, ch in cfg.tasks:
+    for spec in cfg.task_specs:
+        task, ch, head = spec.name, spec.channels, spec.head
         shapes[f"norms.{task}.weight"] = (d,)
         shapes[f"norms.{task}.bias"] = (d,)
-        shapes[f"heads.{task}.weight"] = (ch, d)
-        shapes[f"heads.{task}.bias"] = (ch,)
+        if head.kind == "linear":
+            shapes[f"heads.{task}.weight"] = (ch, d)
+            shapes[f"heads.{task}.bias"] = (ch,)
+            continue
+        # M3ViT's VisionTransformerUpHead: conv_0 … conv_{n-1}, a SyncBN after all but the last
+        n, hid = (5, head.channels) if head.num_conv == 4 else (2, head.channels)
+        for i in range(n):
+            cin = d if i == 0 else hid
+            cout = ch if i == n - 1 else hid
+            k = 1 if i == n - 1 or (i == 0 and not head.conv3x3_conv1x1) else 3
+            shapes[f"decoders.{task}.conv_{i}.weight"] = (cout, cin, k, k)
+            shapes[f"decoders.{task}.conv_{i}.bias"] = (cout,)
+            if i < n - 1:
+                for p in ("weight", "bias", "running_mean", "running_var"):
+                    shapes[f"decoders.{task}.syncbn_fc_{i}.{p}"] = (hid,)
     for i in range(cfg.depth):
         b = f"blocks.{i}"
         for ln in ("norm1", "norm2"):

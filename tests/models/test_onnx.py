@@ -54,6 +54,26 @@ def test_onnx_matches_torch(tmp_path: Path, mini: ModelConfig, images: torch.Ten
     np.testing.assert_allclose(got, want, atol=ONNX_ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("variant", [(4, 4), (2, 2)])
+def test_onnx_of_m3vit_decoder_matches_torch(
+    tmp_path: Path, mini: ModelConfig, images: torch.Tensor, variant: tuple[int, int]
+) -> None:
+    import dataclasses
+
+    from edgemoe.models.config import HeadSpec
+
+    head = HeadSpec("pup", *variant, True, 16, False)
+    cfg = dataclasses.replace(
+        mini, task_specs=tuple(dataclasses.replace(s, head=head) for s in mini.task_specs)
+    )
+    model = random_model(cfg, seed=9, style="trained")
+    path = export_onnx(model, "depth", tmp_path / "pup.onnx", batch=BATCH)
+    got = run_onnx(path, images)
+    want = torch_out(model, images, "depth")
+    assert got.shape == (BATCH, 1, *mini.image_size)
+    np.testing.assert_allclose(got, want, atol=ONNX_ATOL, rtol=0)
+
+
 def test_onnx_topk_ties_go_to_lower_index(
     tmp_path: Path, mini: ModelConfig, images: torch.Tensor
 ) -> None:

@@ -113,3 +113,30 @@ def test_resume_with_another_length_replans_the_decay(tmp_path, capsys):
     code = main([*ARGS, "--out", str(out), "--resume", "--steps", "15"])
     _, err = capsys.readouterr()
     assert_one_line_error(code, err, "already at step 20")
+
+
+def test_class_weights_favour_rare_classes():
+    from edgemoe.models.data import ProceduralScenes
+    from edgemoe.models.train import class_weights
+
+    mini = cfg("m3vit-mini")
+    src = ProceduralScenes(mini, 0)
+    assert class_weights(src, mini, TrainOptions(config="m3vit-mini")) is None
+    w = class_weights(src, mini, TrainOptions(config="m3vit-mini", class_balance=0.5))
+    again = class_weights(src, mini, TrainOptions(config="m3vit-mini", class_balance=0.5))
+    assert torch.equal(w, again) and w.shape == (7,)
+    classes = mini.task_spec("semseg").classes
+    # thin objects and people are rarer than the road: heavier in the loss
+    assert w[classes.index("object")] > 1 > w[classes.index("flat")]
+    assert w[classes.index("human")] > 1
+
+
+def test_training_with_class_weights_records_them(tmp_path, capsys):
+    from edgemoe.models.train import train
+
+    opts = TrainOptions(
+        config="m3vit-mini", steps=2, batch=2, class_balance=0.5, eval_every=2, eval_images=2,
+        final_eval_images=2,
+    )  # fmt: skip
+    rec = train(opts, tmp_path / "cw", progress=False)
+    assert rec["complete"] and len(rec["class_weights"]) == 7
