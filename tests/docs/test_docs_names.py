@@ -14,11 +14,16 @@ FILES = {"edgemoe.bit", "edgemoe.hwh"}
 _NAME = re.compile(r"(?<![\w./-])edgemoe(?:\.[A-Za-z_]\w*)+")
 
 
+def names_in(texts: list[str]) -> list[str]:
+    """Every distinct ``edgemoe.x.y`` of ``texts``, less the overlay's file names."""
+    return sorted({m.group(0) for text in texts for m in _NAME.finditer(text)} - FILES)
+
+
 def dotted_names() -> list[str]:
     """Every distinct ``edgemoe.x.y`` of the pages and of the site's own Python."""
     texts = [p.read_text() for p in pages()]
     texts += [p.read_text() for p in DOCS.rglob("*.py")]
-    return sorted({m.group(0) for text in texts for m in _NAME.finditer(text)} - FILES)
+    return names_in(texts)
 
 
 def resolve(name: str) -> object:
