@@ -35,7 +35,7 @@ set build      [file normalize [env_or EDGEMOE_HLS_BUILD [file join $repo build 
 set steps      [env_or EDGEMOE_HLS_STEPS "csim csynth cosim export"]
 set tb_argv    [env_or EDGEMOE_TB_ARGV ""]
 # m_axi words are params::AXI_BITS (128) wide and every buffer starts on a word
-# (64-byte tensor alignment, DESIGN.md §4.5), so widen to and align on one word.
+# (64-byte tensor alignment, docs/design.md), so widen to and align on one word.
 set axi_bits   128
 
 foreach step $steps {
@@ -70,7 +70,7 @@ open_solution {*}$reset solution1 -flow_target vivado
 set_part $part
 create_clock -period $clock_ns -name default
 # Pointers: one m_axi adapter per bundle, 64-bit addresses taken from s_axilite
-# registers (DESIGN.md §4.6); DDR on the ZU+ PS is ~60 cycles away at 300 MHz.
+# registers (docs/design.md); DDR on the ZU+ PS is ~60 cycles away at 300 MHz.
 config_interface -m_axi_offset slave -m_axi_addr64 -m_axi_latency 64 \
     -m_axi_max_widen_bitwidth $axi_bits -m_axi_alignment_byte_size [expr {$axi_bits / 8}]
 

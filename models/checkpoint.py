@@ -1,6 +1,6 @@
 """Load M3ViT checkpoints as M3ViT's training writes them, and the project's own.
 
-Accepted sources (DESIGN.md §2.3):
+Accepted sources (docs/configs.md):
 
 - a directory of per-rank files, as FastMoE's expert parallelism and M3ViT's
   ``save_moe_model_to_dir`` write them (``best_model.pth.tar/0.pth … {W-1}.pth``;

@@ -112,7 +112,7 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape of one M3ViT backbone (DESIGN.md §2.1).
+    """Shape of one M3ViT backbone (docs/configs.md).
 
     Attributes
     ----------

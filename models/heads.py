@@ -10,7 +10,7 @@ Two head kinds (a task's ``head`` in the config, :class:`~edgemoe.models.config.
   On the host each batch norm is folded into its convolution
   (:func:`fold_decoder`): ``W' = W·γ/√(σ²+ε)``, ``b' = (b−μ)·γ/√(σ²+ε) + β``.
 
-The decoders run on the host CPU after the accelerator (DESIGN.md §2.2.6), so they
+The decoders run on the host CPU after the accelerator (docs/configs.md), so they
 live here in numpy, importable on the board without torch. A 3×3 convolution is
 nine BLAS matrix products, one per kernel tap, each of the tap's weight slice
 ``(C_out, C_in)`` with the shifted input ``(C_in, H·W)`` (:func:`conv2d_np`):

@@ -1,4 +1,4 @@
-"""Float reference of M3ViT, the multi-task mixture-of-experts ViT (DESIGN.md §2.2).
+"""Float reference of M3ViT, the multi-task mixture-of-experts ViT (docs/configs.md).
 
 Parameter names follow VITA-Group/M3ViT (timm + FastMoE) so its state dicts load
 unchanged; see :mod:`edgemoe.models.checkpoint`. The backbone is what the
@@ -165,7 +165,7 @@ class TaskGate(nn.Module):
 
 
 class MoE(nn.Module):
-    """Task-gated mixture of experts replacing the dense MLP (DESIGN.md §2.2.4)."""
+    """Task-gated mixture of experts replacing the dense MLP (docs/configs.md)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

@@ -22,7 +22,7 @@ per synthesised module (pipelined loops are outlined into modules named
 
 The target II of a loop comes from ``--ii LOOP=N`` if given, else from the
 "Initiation Interval achieved / target" columns of the module's text report
-(``<module>_csynth.rpt``), else ``--default-target-ii`` (1: DESIGN.md §4 targets
+(``<module>_csynth.rpt``), else ``--default-target-ii`` (1: docs/design.md targets
 II = 1 everywhere). Standard library only, so it runs without the project's venv::
 
     python scripts/check_hls_reports.py build/hls --clock-ns 3.333

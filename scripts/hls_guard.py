@@ -1,4 +1,4 @@
-"""Synthesisability guard for the HLS C++ (DESIGN.md §4.7).
+"""Synthesisability guard for the HLS C++ (docs/design.md).
 
 Scans the kernel sources (``hls/src`` and ``hls/include``) for constructs Vitis HLS
 cannot synthesise or that the project rules forbid, and checks the top function's
@@ -19,7 +19,7 @@ Rules (code under ``#ifndef __SYNTHESIS__``, or the ``#else`` of
 ``loop-label``  a ``for``/``while``/``do`` loop without a C++ label right before it
 ``interface``   the top function's arguments differ from ``ARGS``, or an argument
                 (or ``return``) has no ``#pragma HLS INTERFACE ... port=<name>`` of
-                the kind the control contract needs (DESIGN.md §4.6)
+                the kind the control contract needs (docs/design.md)
 
 Rules over all the files together (the call graph of the kernel):
 
@@ -233,7 +233,7 @@ _TOKEN_RULES: tuple[tuple[str, re.Pattern[str], str], ...] = (
             r"erf|erfc|tanh|sinh|cosh|sin|cos|tan|asin|acos|atan|atan2|floor|ceil|round|"
             r"lround|trunc|fabs|fmod|hypot|tgamma|lgamma|fma|ldexp|frexp|recip)\s*\("
         ),
-        "library math function (use the edgemoe units, DESIGN.md §3.4)",
+        "library math function (use the edgemoe units, docs/numerics.md)",
     ),
     ("exception", re.compile(r"\bthrow\b"), "exception thrown"),
     ("exception", re.compile(r"\btry\s*\{"), "exception handler"),

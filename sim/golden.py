@@ -1,8 +1,8 @@
 """Golden model: the accelerator datapath in exact integer arithmetic (numpy).
 
-This is the bit-exact specification of the HLS kernel (Contract A, DESIGN.md
-§3.1): every tensor is a raw fixed-point integer array, every narrowing rounds
-half up and saturates, and the order of operations is the hardware's where it
+This is the bit-exact specification of the HLS kernel (Contract A, docs/numerics.md):
+every tensor is a raw fixed-point integer array, every narrowing rounds half up and
+saturates, and the order of operations is the hardware's where it
 matters (the single-pass softmax sweeps keys in order; MoE experts accumulate
 into the residual in ascending index).
 

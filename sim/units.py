@@ -1,4 +1,4 @@
-"""Nonlinear units of the datapath on raw integers (DESIGN.md §3.4), vectorised.
+"""Nonlinear units of the datapath on raw integers (docs/numerics.md), vectorised.
 
 Each function is the exact integer definition that the HLS C++ implements;
 inputs and outputs are int64 arrays of raw fixed-point values. Shifts round

@@ -5,7 +5,7 @@ A value in format ``fixed<W,I>`` is held as its raw integer ``r`` and means
 format, any shift to fewer fraction bits) rounds half up -- ``floor(x + 1/2)``,
 Vitis HLS ``AP_RND`` -- and saturates to the target width (``AP_SAT``). The HLS
 C++ implements the same two operations on raw integers; golden and C-sim are
-bit-exact because both use exactly these definitions (DESIGN.md §3.3).
+bit-exact because both use exactly these definitions (docs/numerics.md).
 
 A profile may leave a format's binary point to export: ``fixed<W,*>`` is W bits
 wide with a binary point chosen per tensor (:meth:`Fmt.fit`: the fewest integer
@@ -75,7 +75,7 @@ class Fmt:
     def fit(self, x: np.ndarray, default_int_bits: int = 1) -> Fmt:
         """This width with the fewest integer bits that hold every value of ``x``.
 
-        The power-of-two scale of a per-tensor format (DESIGN.md §3.2: the profile
+        The power-of-two scale of a per-tensor format (docs/numerics.md: the profile
         gives the width, export the binary point): no value of ``x`` saturates
         after rounding to nearest, and one integer bit less would saturate one.
         An all-zero ``x`` gets ``default_int_bits``.

@@ -1,4 +1,4 @@
-"""Images in the accelerator's layout: uint8, patch-major (DESIGN.md §4.5)."""
+"""Images in the accelerator's layout: uint8, patch-major (docs/design.md)."""
 
 from __future__ import annotations
 

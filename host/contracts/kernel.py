@@ -36,7 +36,7 @@ ARGS: tuple[Arg, ...] = (
     Arg("bundle", "ptr", "gmem_weights", "weight bundle (header + pre-tiled tensors), read only"),
     Arg("images", "ptr", "gmem_images", "uint8 images, patch-major [num_images][patches][3*p*p]"),
     Arg("output", "ptr", "gmem_output", "raw activations [num_images][tokens][dim], 32-bit words"),
-    Arg("scratch", "ptr", "gmem_scratch", "intermediate activations (DESIGN.md §4.5)"),
+    Arg("scratch", "ptr", "gmem_scratch", "intermediate activations (docs/design.md)"),
     Arg("task", "u32", None, "task id, 0..num_tasks-1"),
     Arg("num_images", "u32", None, "images in this call, 1..MAX_IMAGES"),
     Arg("debug_stop", "u32", None, "0: whole backbone; else stop after one stage (see hls_params)"),

@@ -1,4 +1,4 @@
-"""Precision profiles: the fixed-point format of every stored quantity (DESIGN.md §3.2)."""
+"""Precision profiles: the fixed-point format of every stored quantity (docs/numerics.md)."""
 
 from __future__ import annotations
 
@@ -33,13 +33,13 @@ FORMAT_NAMES = {
     "ln_norm": "(x - mean) * rstd inside LayerNorm",
 }
 
-#: The formats of what the linear unit multiplies and adds (DESIGN.md §4.1): their
+#: The formats of what the linear unit multiplies and adds (docs/design.md): their
 #: binary point may be left to export, ``fixed<W,*>`` -- the profile gives the width,
 #: the bundle each tensor's binary point (its scale table, edgemoe.host.export.bundle), so one
 #: bitstream serves any checkpoint of the config. Every other format is compile-time.
 PER_TENSOR_CLASSES = ("weight", "bias", "attn_bias", "patch_weight", "gate_weight")
 
-#: Internal widths of the nonlinear units (DESIGN.md §3.4), with their allowed ranges.
+#: Internal widths of the nonlinear units (docs/numerics.md), with their allowed ranges.
 UNIT_RANGES = {
     "exp2_lut_bits": (2, 10),
     "exp2_frac": (8, 30),

@@ -50,7 +50,7 @@ WORD = 4
 
 @dataclass(frozen=True)
 class KernelStatus:
-    """One return code of the kernel (DESIGN.md §4.5-4.6)."""
+    """One return code of the kernel (docs/design.md)."""
 
     code: int
     name: str  #: C++ ``STATUS_<name>`` in the parameter header

@@ -1,4 +1,4 @@
-"""The routing rule every numpy implementation shares (DESIGN.md §2.2.4).
+"""The routing rule every numpy implementation shares (docs/configs.md).
 
 Top-k over the gate's experts with ties going to the lower expert index,
 defined by ranks so that it never depends on a sort's tie order: expert ``e``

@@ -1,4 +1,4 @@
-"""Layout of the scratch buffer of the expert-major batched mode (DESIGN.md §4.3, §4.5).
+"""Layout of the scratch buffer of the expert-major batched mode (docs/design.md).
 
 A kernel call of ``num_images > 1`` (and no ``debug_stop``) runs its images in
 groups of up to :data:`MAX_GROUP`. Inside a group, each image runs on chip up to

@@ -1,4 +1,4 @@
-"""Constant tables of the nonlinear units (DESIGN.md §3.4), as raw integers.
+"""Constant tables of the nonlinear units (docs/numerics.md), as raw integers.
 
 They are defined once, here: the golden model indexes these arrays and the
 generated HLS config header carries the same values as literals, so the two

@@ -1,6 +1,6 @@
 """Tile sizes of a build and the pre-tiled weight order the linear unit consumes.
 
-The unified linear unit (DESIGN.md §4.1) does ``LIN_IN x LIN_OUT`` MACs per
+The unified linear unit (docs/design.md) does ``LIN_IN x LIN_OUT`` MACs per
 cycle. A weight matrix ``W (out, in)`` is zero-padded to whole tiles and
 stored tile by tile, output tiles outermost, input tiles inside, each tile
 row-major as ``[i][o]`` (``LIN_IN`` rows of ``LIN_OUT`` weights): the order in

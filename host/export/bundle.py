@@ -1,4 +1,4 @@
-"""The weight bundle: one DDR buffer holding every parameter (DESIGN.md §4.5).
+"""The weight bundle: one DDR buffer holding every parameter (docs/design.md).
 
 Layout: a 64-byte header, then every tensor 64-byte aligned, at offsets that
 are a pure function of (config, profile, tiling). The same :func:`layout` feeds
@@ -22,7 +22,7 @@ are unchanged).
 
 The first tensor is the **scale table** (format version 3): one 16-bit word per
 linear-unit weight tensor, in bundle order (:func:`scale_entries`), holding the
-binary points the kernel's epilogue shifts by (DESIGN.md §4.1)::
+binary points the kernel's epilogue shifts by (docs/design.md)::
 
     bits 0..7   fraction bits of the weight tensor
     bits 8..15  fraction bits of its addend: the bias (the patch embedding: the

@@ -2,7 +2,7 @@
 
 The float model runs on calibration images (procedural scenes by default, a
 folder of real images on request) and every quantity the datapath stores is
-recorded as it will be held, constant folding included (DESIGN.md §3.3): the
+recorded as it will be held, constant folding included (docs/numerics.md): the
 residual stream, LayerNorm outputs and their normalised ``(x - mean) * rstd``,
 Q (``head_dim**-0.5 * log2(e)`` folded in), K (its softmax-invariant bias
 dropped, as :func:`edgemoe.host.export.quantize.quantize_model` does), V, the base-2

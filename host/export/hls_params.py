@@ -452,7 +452,7 @@ def _control_section() -> list[str]:
     """The status codes, the debug stages and the most images a call takes."""
     out = [
         "",
-        "// ---- control (DESIGN.md §4.6) ----",
+        "// ---- control (docs/design.md) ----",
         "/// Return codes (edgemoe.host.regmap.STATUS_TABLE); anything but OK leaves the output",
         "/// untouched.",
     ]

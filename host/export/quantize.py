@@ -1,6 +1,6 @@
 """Float M3ViT parameters -> raw fixed-point tensors of a precision profile.
 
-Constant folding happens here, on the host, never on chip (DESIGN.md §3.3):
+Constant folding happens here, on the host, never on chip (docs/numerics.md):
 
 * pixel normalisation ``(p/255 - mean_c)/std_c`` into the patch-embedding
   weights and bias (the kernel consumes raw ``uint8`` pixels);
@@ -20,7 +20,7 @@ Every tensor is rounded to nearest and saturated; nothing saturates silently:
 overflow and worst rounding error.
 
 Per-tensor binary points (a profile format ``fixed<W,*>``: the linear unit's
-weights and biases, DESIGN.md §4.1): each tensor gets the fewest integer bits
+weights and biases, docs/design.md): each tensor gets the fewest integer bits
 that hold it (:meth:`Fmt.fit`), so a weight tensor cannot saturate and keeps
 every bit of resolution its width allows; each expert's tensors are tensors of
 their own. :func:`choose_linear` adds what the kernel's epilogue relies on: the

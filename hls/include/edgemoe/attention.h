@@ -1,4 +1,4 @@
-// Attention with reordering and single-pass softmax (DESIGN.md §4.2).
+// Attention with reordering and single-pass softmax (docs/design.md).
 //
 // For each head, ATTN_ROWS query rows and their running state stay on chip; K and V
 // are swept once per ATTN_ROWS queries, key by key, every row updating a running

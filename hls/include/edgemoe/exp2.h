@@ -1,4 +1,4 @@
-// exp2 unit for x <= 0 (DESIGN.md §3.4): x = -(n + f), 2^x = 2^-n * 2^-f, with 2^-f
+// exp2 unit for x <= 0 (docs/numerics.md): x = -(n + f), 2^x = 2^-n * 2^-f, with 2^-f
 // read from EXP2_TABLE and linearly interpolated, then shifted by n.
 // Golden: edgemoe.sim.units.exp2_parts / exp2.
 //

@@ -1,4 +1,4 @@
-// The expert schedules of a MoE block (DESIGN.md §4.3), as the linear lane steps through
+// The expert schedules of a MoE block (docs/design.md), as the linear lane steps through
 // them: image-major (one image's used experts in ascending index, each over its whole
 // queue) and expert-major (the queued tokens of a parked group, expert by expert, in
 // expert chunks of up to NUM_TOKENS rows whose h and x move while the unit computes). Each step

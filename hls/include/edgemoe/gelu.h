@@ -1,4 +1,4 @@
-// GELU (DESIGN.md §3.4): GELU(x) = ReLU(x) - delta(|x|), delta(t) = t * Phi(-t)
+// GELU (docs/numerics.md): GELU(x) = ReLU(x) - delta(|x|), delta(t) = t * Phi(-t)
 // tabulated on [0, GELU_RANGE) with linear interpolation; beyond, GELU = ReLU.
 //
 // The table is read twice per output (the entries either side of |x|), by each of the

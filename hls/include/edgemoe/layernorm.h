@@ -1,4 +1,4 @@
-// LayerNorm (DESIGN.md §3.4): one streaming pass for the statistics, rsqrt, then
+// LayerNorm (docs/numerics.md): one streaming pass for the statistics, rsqrt, then
 // normalise the buffered tokens. Golden: edgemoe.sim.units.layernorm.
 // Every value at its real width, no run-time division, the one run-time shift bounded
 // (hls/README.md, F10).

@@ -1,4 +1,4 @@
-// The unified linear unit (DESIGN.md §4.1): ONE engine, a single hardware instance,
+// The unified linear unit (docs/design.md): ONE engine, a single hardware instance,
 // for every matrix product but attention's -- patch embedding, Q/K/V, proj, dense
 // fc1/fc2, the gate, expert fc1/fc2. LIN_IN x LIN_OUT MACs per cycle; weights arrive
 // pre-tiled from DDR (edgemoe.host.contracts.tiling: output tiles outermost, input tiles

@@ -1,4 +1,4 @@
-// Mixture of experts with patch reordering (DESIGN.md §4.3): gate -> softmax ->
+// Mixture of experts with patch reordering (docs/design.md): gate -> softmax ->
 // top-k (ties to the lower expert index) -> per-expert queues of (token, weight) ->
 // only non-empty experts, in ascending index, each over its whole queue: fc1 + GELU,
 // then fc2 scaled by the gate weight and accumulated into the token's residual.

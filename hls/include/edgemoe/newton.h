@@ -1,4 +1,4 @@
-// Reciprocal and reciprocal square root (DESIGN.md §3.4): leading-one detect to a
+// Reciprocal and reciprocal square root (docs/numerics.md): leading-one detect to a
 // mantissa, a seed from a table, one Newton step.
 // Golden: edgemoe.sim.units.reciprocal / rsqrt.
 //

@@ -836,7 +836,7 @@ constexpr uint64_t EXPERT_FC1_B = 147456ull;
 constexpr uint64_t EXPERT_FC2_W = 148224ull;
 constexpr uint64_t EXPERT_FC2_B = 295680ull;
 
-// ---- control (DESIGN.md §4.6) ----
+// ---- control (docs/design.md) ----
 /// Return codes (edgemoe.host.regmap.STATUS_TABLE); anything but OK leaves the output
 /// untouched.
 constexpr uint32_t STATUS_OK = 0;  // the run completed

@@ -1,4 +1,4 @@
-// Per-tensor binary points of the linear unit (DESIGN.md §3.2, §4.1): the profile gives
+// Per-tensor binary points of the linear unit (docs/numerics.md): the profile gives
 // each weight and bias format its width only (fixed<W,*>); export chooses every tensor's
 // binary point and the bundle carries it in its scale table, one 16-bit word per weight
 // tensor: its fraction bits | its addend's (bias, or the per-token bias of the patch
