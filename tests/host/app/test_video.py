@@ -1,0 +1,175 @@
+"""`edgemoe run --video`: a video through golden and csim by a schedule; each frame's tokens
+are the single-image run's bit for bit; bad input is one line and exit 2."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+
+import imageio.v2 as iio
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgemoe.host.app.cli import main
+from edgemoe.host.app.video import Schedule, parse_schedule
+from edgemoe.host.contracts.images import scene_images
+from edgemoe.host.contracts.profile import DEFAULT_PROFILE, load_profile
+from edgemoe.host.contracts.tiling import DEFAULT_TILING
+from edgemoe.host.driver.backends import get_backend
+from edgemoe.pipeline import Engine, float_workload, weight_source
+from tests.conftest import assert_one_line_error, cfg
+
+MINI = "m3vit-mini"
+H, W = cfg(MINI).image_size
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["run", "--config", MINI, "--random", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """Two videos written here: 5 frames at the config's size (lossless frames folder and
+    an mp4), 4 frames of another size (mp4, resized on the way in)."""
+    d = tmp_path_factory.mktemp("videos")
+    a = scene_images(cfg(MINI), 5, 3)
+    iio.mimwrite(d / "a.mp4", list(a), fps=5, macro_block_size=1)
+    (d / "frames").mkdir()
+    for i, f in enumerate(a):
+        Image.fromarray(f).save(d / "frames" / f"f{i:03d}.png")
+    big = np.stack([np.asarray(Image.fromarray(f).resize((2 * W + 16, 2 * H))) for f in a[:4]])
+    iio.mimwrite(d / "b.mp4", list(big), fps=4, macro_block_size=1)
+    return d
+
+
+def decoded(path, at_size: bool) -> list[np.ndarray]:
+    """The frames as the run sees them: decoded, resized (bilinear stretch) if needed."""
+    frames = [np.asarray(f)[..., :3] for f in iio.mimread(path)]
+    if at_size:
+        return frames
+    return [
+        np.asarray(Image.fromarray(f).resize((W, H), Image.Resampling.BILINEAR)) for f in frames
+    ]
+
+
+def single_image_sha(backend: str, frames: list[np.ndarray], tasks: list[list[str]]) -> list[dict]:
+    """Each frame alone (one image per call) for its tasks: SHA-256 of its tokens."""
+    c = cfg(MINI)
+    wl, _ = float_workload(c, load_profile(DEFAULT_PROFILE), weight_source(c, random=True))
+    eng = Engine(wl, DEFAULT_TILING, get_backend(backend), max_images=1)
+    out = []
+    for f, ts in zip(frames, tasks, strict=True):
+        d = {}
+        for t in ts:
+            tok = np.ascontiguousarray(eng.call(f[None], t).tokens[0])
+            d[t] = hashlib.sha256(tok.tobytes()).hexdigest()
+        out.append(d)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("backend", "name", "batch", "at_size"),
+    [("golden", "a.mp4", 4, True), ("csim", "b.mp4", 2, False), ("csim", "frames", 16, True)],
+)
+def test_video_alternate_matches_single_images(
+    capsys, videos, tmp_path, backend, name, batch, at_size
+):
+    out = tmp_path / "out.mp4"
+    argv = ["--video", str(videos / name), "--backend", backend, "--schedule", "alternate"]
+    code, stdout, err = run(capsys, *argv, "--batch", str(batch), "--out", str(out))
+    assert code == 0, err
+    rep = json.loads((tmp_path / "out.json").read_text())
+    src = videos / name
+    frames = (
+        [np.asarray(Image.open(p).convert("RGB")) for p in sorted(src.iterdir())]
+        if src.is_dir()
+        else decoded(src, at_size)
+    )
+    n = len(frames)
+    written = iio.mimread(out)
+    assert len(written) == n == rep["video"]["frames"]
+    assert written[0].shape[:2] == (H + 16, 2 * W)  # input | map, caption strip below
+    seq = [f["tasks"] for f in rep["frames"]]
+    assert seq == [["semseg"] if i % 2 == 0 else ["depth"] for i in range(n)]
+    assert rep["frames_per_task"] == {"semseg": (n + 1) // 2, "depth": n // 2}
+    assert rep["schedule"] == "alternate" and rep["batch"] == batch
+    # batched per task: ceil(frames of a task / batch) calls per task
+    assert rep["task_calls"] == sum(-(-k // batch) for k in rep["frames_per_task"].values())
+    assert rep["fps"]["end_to_end"] > 0 and rep["fps"]["kernel_only"] > 0
+    assert 0 < rep["kernel_busy_fraction"] <= 1
+    want = single_image_sha(backend, frames, seq)
+    assert [f["tokens_sha256"] for f in rep["frames"]] == want
+
+
+def test_schedules():
+    c = cfg(MINI)
+    assert [parse_schedule("alternate", c).tasks(i) for i in range(3)] == [
+        ["semseg"],
+        ["depth"],
+        ["semseg"],
+    ]
+    ev = parse_schedule("every:2", c)
+    assert [ev.tasks(i)[0] for i in range(6)] == ["semseg"] * 2 + ["depth"] * 2 + ["semseg"] * 2
+    assert parse_schedule("both", c).tasks(7) == ["semseg", "depth"]
+    assert parse_schedule("depth", c) == Schedule("depth", ("depth",), 1)
+
+
+def test_both_schedule_two_maps(capsys, videos, tmp_path):
+    out = tmp_path / "both.mp4"
+    code, _, err = run(
+        capsys,
+        "--video",
+        str(videos / "frames"),
+        "--backend",
+        "golden",
+        "--schedule",
+        "both",
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    rep = json.loads((tmp_path / "both.json").read_text())
+    assert rep["frames_per_task"] == {"semseg": 5, "depth": 5}
+    assert all(set(f["tokens_sha256"]) == {"semseg", "depth"} for f in rep["frames"])
+    assert iio.mimread(out)[0].shape[1] == 3 * W
+
+
+def test_bad_input(capsys, videos, tmp_path):
+    out = str(tmp_path / "o.mp4")
+    cases = [
+        (["--video", str(tmp_path / "absent.mp4")], "no such file"),
+        (["--video", str(videos / "a.mp4"), "--schedule", "sometimes"], "unknown schedule"),
+        (["--video", str(videos / "a.mp4"), "--schedule", "every:0"], "every:N"),
+        (["--schedule", "alternate"], "give --video"),
+        (["--video", "7"], "camera"),
+    ]
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all" * 10)
+    cases.append((["--video", str(junk)], "cannot"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases.append((["--video", str(empty)], "no frames"))
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    Image.new("RGB", (W, H)).save(mixed / "0.png")
+    Image.new("RGB", (W + 16, H)).save(mixed / "1.png")
+    cases.append((["--video", str(mixed), "--backend", "golden"], "share a size"))
+    for argv, word in cases:
+        code, _, err = run(capsys, *argv, "--out", out)
+        assert_one_line_error(code, err, word)
+    assert not (tmp_path / "o.json").exists()
+    # an existing output is not replaced without --force
+    (tmp_path / "o.mp4").write_bytes(b"keep")
+    code, _, err = run(capsys, "--video", str(videos / "frames"), "--out", out)
+    assert_one_line_error(code, err, "exists")
+    assert (tmp_path / "o.mp4").read_bytes() == b"keep"
+
+
+def test_missing_extra_names_it(capsys, videos, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
+    code, _, err = run(capsys, "--video", str(videos / "a.mp4"), "--out", str(tmp_path / "o.mp4"))
+    assert_one_line_error(code, err, "edgemoe[video]")
