@@ -173,3 +173,27 @@ def test_missing_extra_names_it(capsys, videos, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
     code, _, err = run(capsys, "--video", str(videos / "a.mp4"), "--out", str(tmp_path / "o.mp4"))
     assert_one_line_error(code, err, "edgemoe[video]")
+
+
+def test_ctrl_c_keeps_the_frames_done(capsys, videos, tmp_path, monkeypatch):
+    """Ctrl-C during the third task call: the video holds the two frames done, and says so."""
+    calls = []
+    real = Engine.call
+
+    def call(self, pixels, task, **kw):
+        calls.append(task)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, pixels, task, **kw)
+
+    monkeypatch.setattr(Engine, "call", call)
+    out = tmp_path / "cut.mp4"
+    argv = ["--video", str(videos / "frames"), "--backend", "golden", "--batch", "1"]
+    code, _, err = run(capsys, *argv, "--out", str(out))
+    assert code == 130
+    assert f"{out} holds 2 frame(s)" in err
+    assert len(iio.mimread(out)) == 2
+    rep = json.loads((tmp_path / "cut.json").read_text())
+    assert rep["video"]["interrupted"] and rep["video"]["frames"] == 2
+    assert [f["tasks"] for f in rep["frames"]] == [["semseg"], ["depth"]]
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
