@@ -544,6 +544,9 @@ def run_video(engine: Engine, s: VideoSettings, cfg: ModelConfig) -> dict:
             "kernel_only": n / kernel_s if kernel_s > 0 else None,
         },
         "kernel_busy_fraction": kernel_s / wall if wall > 0 else 0.0,
+        # every stage's time summed (what one thread doing it all would take) less the wall
+        # time: the host work the pipeline hid behind the kernel
+        "overlap_s": sum(times.values()) + sum(call_times.values()) - wall,
     }
     write_json_atomic(s.report, report)
     if interrupted:
