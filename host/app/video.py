@@ -563,3 +563,50 @@ def _finish_partial(tmp: Path, out: Path, frames: int) -> None:
         tmp.unlink(missing_ok=True)
         return
     tmp.replace(out)
+
+
+# ---- the demo's drive ----------------------------------------------------------
+
+
+def drive_frames(cfg: ModelConfig, frames: int, seed: int, per_street: int = 20) -> np.ndarray:
+    """A seeded procedural drive (frames, H, W, 3) uint8 at the config's size: the camera
+    moving down a street, street after street.
+
+    Each street is one rendered scene (:func:`edgemoe.models.scenes.render_scene`, at
+    twice the config's size); the forward motion over ``per_street`` frames is a zoom
+    toward the scene's principal point (where the street vanishes), 1x to 2x, and the
+    last quarter of a street cross-fades into the next. A zoom has no parallax: near and
+    far things grow at one rate, an approximation of a true fly-through.
+    """
+    from PIL import Image
+
+    from edgemoe.models.scenes import render_scene
+
+    H, W = cfg.image_size
+    far = next((t.far for t in map(cfg.task_spec, cfg.task_names) if t.far), 80.0)
+    streets = -(-frames // per_street) + 1
+    rendered = [
+        render_scene(2 * H, 2 * W, np.random.SeedSequence([seed, k]), far) for k in range(streets)
+    ]
+    fade = max(1, per_street // 4)
+
+    def view(k: int, f: int) -> np.ndarray:
+        sc = rendered[k]
+        img = Image.fromarray(sc.image)
+        zoom = 1.0 + f / per_street  # 1x .. 2x
+        cx, cy = sc.camera.cx, sc.camera.cy
+        w, h = 2 * W / zoom, 2 * H / zoom
+        x0 = min(max(cx - w / 2, 0.0), 2 * W - w)
+        y0 = min(max(cy - h / 2, 0.0), 2 * H - h)
+        box = (x0, y0, x0 + w, y0 + h)
+        return np.asarray(img.resize((W, H), Image.Resampling.BILINEAR, box=box), np.float64)
+
+    out = np.empty((frames, H, W, 3), np.uint8)
+    for i in range(frames):
+        k, f = divmod(i, per_street)
+        px = view(k, f)
+        if f >= per_street - fade:  # the next street fades in
+            a = (f - (per_street - fade) + 1) / (fade + 1)
+            px = (1 - a) * px + a * view(k + 1, 0)
+        out[i] = np.clip(np.round(px), 0, 255).astype(np.uint8)
+    return out
