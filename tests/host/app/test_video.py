@@ -241,6 +241,23 @@ def test_pipelining_hides_the_host_behind_the_kernel(tmp_path, monkeypatch):
     assert t["wall"] <= serial - 0.8 * claimed, t
     assert rep["overlap_s"] >= 0.8 * claimed
     assert rep["kernel_busy_fraction"] >= 0.75
-    print(
-        f"wall {t['wall']:.3f} s, serial {serial:.3f} s, kernel busy {rep['kernel_busy_fraction']:.3f}"
-    )
+    busy = rep["kernel_busy_fraction"]
+    print(f"wall {t['wall']:.3f} s, serial {serial:.3f} s, kernel busy {busy:.3f}")
+
+
+def test_estimate_speaks_in_frames(capsys, tmp_path):
+    """`estimate --schedule`: frames/s from the call time, one backbone pass per task a
+    frame runs; the heads named as the host's."""
+    fps = {}
+    for sched in ("alternate", "both"):
+        j = tmp_path / f"{sched}.json"
+        argv = ["estimate", "--schedule", sched, "--batch", "16", "--json", str(j)]
+        assert main(argv) == 0
+        out, _ = capsys.readouterr()
+        est = json.loads(j.read_text())
+        fps[sched] = est["schedule"]["fps"]
+        assert fps[sched] == pytest.approx(16e3 / est["call_ms"] / (2 if sched == "both" else 1))
+        assert f"schedule {sched}: ESTIMATED" in out and "host" in out
+    assert fps["both"] == pytest.approx(fps["alternate"] / 2)
+    code = main(["estimate", "--schedule", "sometimes"])
+    assert_one_line_error(code, capsys.readouterr()[1], "unknown schedule")
