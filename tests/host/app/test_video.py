@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import sys
 
 import imageio.v2 as iio
@@ -261,3 +262,30 @@ def test_estimate_speaks_in_frames(capsys, tmp_path):
     assert fps["both"] == pytest.approx(fps["alternate"] / 2)
     code = main(["estimate", "--schedule", "sometimes"])
     assert_one_line_error(code, capsys.readouterr()[1], "unknown schedule")
+
+
+def test_sigint_finishes_the_video(videos, tmp_path):
+    """A real SIGINT to `edgemoe run --video`: exit 130, the video holds the frames done and
+    the message says how many."""
+    import subprocess
+    import time
+
+    long = tmp_path / "long.mp4"
+    frames = [np.asarray(f) for f in iio.mimread(videos / "a.mp4")]
+    iio.mimwrite(long, frames * 600, fps=25, macro_block_size=1)  # 3000 frames
+    out = tmp_path / "sig.mp4"
+    argv = [sys.executable, "-m", "edgemoe.host.app.cli", "run", "--config", MINI, "--random"]
+    argv += ["--video", str(long), "--backend", "golden", "--batch", "1", "--out", str(out)]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any("partial" in q.name for q in tmp_path.iterdir()):  # frames being written
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    n = json.loads((tmp_path / "sig.json").read_text())["video"]["frames"]
+    assert 0 < n < 3000
+    assert f"{out} holds {n} frame(s)" in err
+    assert len(iio.mimread(out)) == n
