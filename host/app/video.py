@@ -271,11 +271,11 @@ class VideoWriter:
         import imageio.v2 as iio
 
         self.path, self.frames = path, 0
+        gif = path.suffix.lower() == ".gif"  # Pillow writes GIFs, ffmpeg the rest
         self._w = iio.get_writer(
             str(path),
-            fps=fps,
-            macro_block_size=1,
-            **({} if path.suffix == ".gif" else {"quality": 8}),
+            **({"duration": 1000.0 / fps, "loop": 0} if gif else {"fps": fps}),
+            **({} if gif else {"macro_block_size": 1, "quality": 8}),
         )
 
     def write(self, rgb: np.ndarray) -> None:

@@ -39,6 +39,7 @@ def videos(tmp_path_factory):
     d = tmp_path_factory.mktemp("videos")
     a = scene_images(cfg(MINI), 5, 3)
     iio.mimwrite(d / "a.mp4", list(a), fps=5, macro_block_size=1)
+    iio.mimwrite(d / "a.gif", list(a), duration=200, loop=0)
     (d / "frames").mkdir()
     for i, f in enumerate(a):
         Image.fromarray(f).save(d / "frames" / f"f{i:03d}.png")
@@ -74,7 +75,12 @@ def single_image_sha(backend: str, frames: list[np.ndarray], tasks: list[list[st
 
 @pytest.mark.parametrize(
     ("backend", "name", "batch", "at_size"),
-    [("golden", "a.mp4", 4, True), ("csim", "b.mp4", 2, False), ("csim", "frames", 16, True)],
+    [
+        ("golden", "a.mp4", 4, True),
+        ("golden", "a.gif", 1, True),
+        ("csim", "b.mp4", 2, False),
+        ("csim", "frames", 16, True),
+    ],
 )
 def test_video_alternate_matches_single_images(
     capsys, videos, tmp_path, backend, name, batch, at_size
@@ -120,7 +126,7 @@ def test_schedules():
 
 
 def test_both_schedule_two_maps(capsys, videos, tmp_path):
-    out = tmp_path / "both.mp4"
+    out = tmp_path / "both.gif"
     code, _, err = run(
         capsys,
         "--video",
