@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HLS_SOURCES := $(shell find hls sim/csrc -name '*.h' -o -name '*.cpp' 2>/dev/null)
 
-.PHONY: all venv test lint format demo docs clean hls bitstream rtl-test
+.PHONY: all venv test lint format demo demo-video docs clean hls bitstream rtl-test
 
 all: test
 
@@ -43,6 +43,15 @@ docs: $(STAMP)
 # The default config's sample scene through the driver + virtual board (C-sim), checked vs torch.
 demo: $(STAMP)
 	$(BIN)/edgemoe run --backend csim --check --out demo-out --force
+
+# A seeded procedural drive (4 s at 10 fps, the default config's resolution) through the
+# driver + virtual board (C-sim), semseg and depth alternating frame by frame, 16 frames
+# per call: demo-out/drive.mp4 (input | task map, captioned) and demo-out/drive.json.
+# The video extra (imageio, imageio-ffmpeg) is part of the dev install the stamp makes.
+demo-video: $(STAMP)
+	$(BIN)/python scripts/drive_video.py demo-out/drive-frames --seconds 4 --fps 10 --seed 0
+	time $(BIN)/edgemoe run --video demo-out/drive-frames --backend csim --schedule alternate \
+		--batch 16 --out demo-out/drive.mp4 --force
 
 # ---- Vitis HLS: C-sim -> C-synthesis -> co-sim -> IP export, then the report check ----
 # Needs the Xilinx tools on PATH (source <Xilinx>/Vitis/<version>/settings64.sh).

@@ -31,6 +31,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     )
 
     cfg = load_config(args.config)
+    if args.schedule is not None:
+        from edgemoe.host.app.video import parse_schedule
+
+        parse_schedule(args.schedule, cfg)  # a bad one before any work
     if args.board not in DEVICES:
         raise EdgeMoeError(f"unknown board {args.board!r} (known: {', '.join(DEVICES)})")
     check_output_file(args.json, "--json")
@@ -94,8 +98,14 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"at {slow:g} MHz: {at.latency_ms:.2f} ms per image ({at.call_ms:.1f} per call), "
         f"one image per call {one.call_ms:.2f} ms"
     )
+    frames = None
+    if args.schedule is not None:
+        frames = schedule_fps(args.schedule, cfg, args.batch, est.call_ms, at.call_ms, slow)
+        print(frames["summary"])
     if args.json:
         extra = {"batch_curve": curve, "clock": clock}
+        if frames is not None:
+            extra["schedule"] = frames
         if curve:
             extra["one_image_per_call_ms"] = curve[0]["call_ms"]
         write_json_atomic(Path(args.json), {**est.to_dict(), **extra})
@@ -104,6 +114,38 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         write_file_atomic(Path(args.plot), lambda tmp: plot(est, str(tmp)), "--plot")
         print(f"wrote {args.plot}")
     return 0
+
+
+def schedule_fps(
+    text: str, cfg, batch: int, call_ms: float, plausible_call_ms: float, plausible_mhz: float
+) -> dict:
+    """Frames per second of a ``--schedule`` (as ``run --video`` runs it) from the kernel's
+    call time: frames of one task are batched ``batch`` to a call, a frame costs one
+    backbone pass per task it runs. The task heads run on the host, overlapped with the
+    kernel, and are not counted."""
+    from edgemoe.host.app.video import parse_schedule
+
+    sched = parse_schedule(text, cfg)
+    passes = len(sched.tasks(0))  # backbone passes per frame (both: every task)
+    fps = 1e3 * batch / (call_ms * passes)
+    slow = 1e3 * batch / (plausible_call_ms * passes)
+    which = " and ".join(sched.cycle)
+    summary = (
+        f"schedule {sched.name}: ESTIMATED {fps:.1f} frames/s ({slow:.1f} at the plausible "
+        f"{plausible_mhz:g} MHz), {batch} frame(s) of one task per call, {passes} backbone "
+        f"pass(es) per frame on the FPGA; counts the backbone only: the {which} heads (final "
+        "norm and head) run on the host's CPU, overlapped with the kernel (where they take "
+        "longer per frame than the kernel, the host bounds the rate)"
+    )
+    return {
+        "schedule": sched.name,
+        "batch": batch,
+        "backbone_passes_per_frame": passes,
+        "fps": fps,
+        "fps_plausible_clock": slow,
+        "counts": "backbone on the FPGA; task heads on the host, overlapped, not counted",
+        "summary": summary,
+    }
 
 
 def add_parser(sub) -> None:
@@ -168,6 +210,13 @@ def add_parser(sub) -> None:
         default="bram",
         help="storage of the epilogue lanes' GELU tables in the resource model: one "
         "dual-port BRAM ROM per lane, or LUT-ROM halves (even / odd entries) per lane",
+    )
+    es.add_argument(
+        "--schedule",
+        default=None,
+        help="also the frames per second of a run --video schedule (a task, alternate, "
+        "every:N, both), --batch frames of one task per call; the backbone only (the heads "
+        "run on the host)",
     )
     es.add_argument("--json", default=None, help="write the estimate as JSON here")
     es.add_argument("--plot", default=None, help="stacked bar chart per layer (PNG)")

@@ -51,6 +51,9 @@ from edgemoe.pipeline import (
     workload,
 )
 
+#: ``--out``'s default (a folder; with ``--video``: video-out.mp4).
+OUT_DEFAULT = "run-out"
+
 
 def _unique_names(images: list[InputImage]) -> None:
     seen: dict[str, int] = {}
@@ -185,6 +188,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The ``edgemoe run`` command (see :func:`add_parser`)."""
     t_start = time.perf_counter()
     dep, cfg, profile, tiling = _build(args)
+    if args.video is not None or args.schedule is not None:
+        return _cmd_video(args, dep, cfg, profile, tiling)
     tasks = parse_tasks(args.task, cfg)
     check_batch(args.batch)
     backend = get_backend(args.backend)
@@ -240,6 +245,77 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in report["check"]["summary"]:
             print(line)
         return 0 if report["check"]["within_budget"] else 1
+    return 0
+
+
+def _cmd_video(args: argparse.Namespace, dep, cfg: ModelConfig, profile: Profile, tiling) -> int:
+    """``edgemoe run --video``: see :mod:`edgemoe.host.app.video`."""
+    from edgemoe.host.app import video
+
+    if args.video is None:
+        raise EdgeMoeError("--schedule chooses the task per frame of --video: give --video")
+    for name in ("image", "task", "check"):
+        if getattr(args, name):
+            raise EdgeMoeError(f"--{name} does not apply with --video (--schedule picks tasks)")
+    schedule = video.parse_schedule(args.schedule or "alternate", cfg)
+    check_batch(args.batch)
+    out = Path("video-out.mp4" if args.out == OUT_DEFAULT else args.out)
+    if out.suffix.lower() not in video.VIDEO_SUFFIXES:
+        raise EdgeMoeError(
+            f"--out {args.out}: with --video, a video file ({', '.join(video.VIDEO_SUFFIXES)})"
+        )
+    report = out.with_name(out.stem + ".json")
+    for p in (out, report):
+        if p.exists() and not args.force:
+            raise EdgeMoeError(f"--out: {p} exists (--force replaces it)")
+    if not out.parent.is_dir():
+        raise EdgeMoeError(f"--out {args.out}: no folder {out.parent}")
+    video.need_video_io()
+    backend = get_backend(args.backend)
+    _check_options(args, backend, tiling)
+    notices: list[str] = []
+    if dep is not None:
+        source = bundle_weights(dep, args.checkpoint, args.seed, args.random)
+    else:
+        seed = 0 if args.seed is None else args.seed
+        source = weight_source(cfg, args.checkpoint, seed, args.random, notices=notices)
+    frames = video.open_frames(args.video)
+    if dep is not None and not args.no_host_check:
+        check_bundle(dep)
+    wl, more = workload(cfg, profile, dep, source, not backend.capabilities.takes_bundle)
+    for n in notices + more:
+        print(f"notice: {n}", file=sys.stderr)
+    timeout_s = 600.0 if args.timeout is None else args.timeout
+    engine = Engine(wl, tiling, backend, max_images=args.batch, timeout_s=timeout_s)
+    header = {
+        "backend": args.backend,
+        "config": cfg.name,
+        "profile": profile.name,
+        "tiling": tiling.key,
+        "seed": source.seed,
+        "weights": source.describe(),
+        "bundle_sha256": engine.bundle_sha256,
+    }
+    settings = video.VideoSettings(
+        frames,
+        schedule,
+        args.batch,
+        out,
+        report,
+        args.fit or "stretch",
+        not args.no_resize,
+        args.backend,
+        header,
+    )
+    r = video.run_video(engine, settings, cfg)
+    for n in r["notices"]:
+        print(f"notice: {n}", file=sys.stderr)
+    print(
+        f"{cfg.name} / backend {args.backend} / {source.describe()}: {r['video']['frames']} "
+        f"frame(s), schedule {schedule.name}, up to {args.batch} per call -> {out} + {report.name}"
+        f" ({r['fps']['end_to_end']:.2f} fps end to end, kernel busy "
+        f"{100 * r['kernel_busy_fraction']:.0f}% of the wall time)"
+    )
     return 0
 
 
@@ -566,7 +642,25 @@ def add_parser(sub) -> None:
             "help": "seed of the random model and sample scene (default: the bundle's, else 0)",
         },
     )
-    r.add_argument("--out", default="run-out", help="new or empty folder for the PNGs and report")
+    r.add_argument(
+        "--out",
+        default=OUT_DEFAULT,
+        help="new or empty folder for the PNGs and report; with --video the output video "
+        "(default video-out.mp4), its report beside it (NAME.json)",
+    )
+    r.add_argument(
+        "--video",
+        default=None,
+        metavar="IN",
+        help="run a video instead of images: a video file (mp4, avi, gif, ...), a folder of "
+        "frames (name order) or a camera index (OpenCV); needs pip install 'edgemoe[video]'",
+    )
+    r.add_argument(
+        "--schedule",
+        default=None,
+        help="with --video, the task per frame: a task name, alternate (default), every:N "
+        "(N frames per task in turn) or both (every task on every frame)",
+    )
     r.add_argument(
         "--force", action="store_true", help="write into a non-empty --out (files replaced)"
     )

@@ -125,6 +125,29 @@ class KernelResult:
     times: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class PendingCall:
+    """A kernel call :meth:`Accelerator.start` began; :meth:`Accelerator.wait` finishes it.
+
+    Attributes
+    ----------
+    images : int
+    debug_stop : int
+    started : float
+        ``time.perf_counter()`` when the kernel was started.
+    times : dict[str, float]
+        Steps done so far (``flush``).
+    ended : float or None
+        When its end was seen (set by :meth:`Accelerator.wait`).
+    """
+
+    images: int
+    debug_stop: int
+    started: float
+    times: dict[str, float] = field(default_factory=dict)
+    ended: float | None = None
+
+
 class Accelerator:
     """Drive the ``edgemoe_top`` kernel on a board.
 
@@ -230,38 +253,83 @@ class Accelerator:
         if self.bundle_sha256 is None:
             raise AcceleratorError("no weight bundle loaded (call load_bundle first)")
         task_id = task if isinstance(task, int) else self.cfg.task_id(task)
-        stride, width, stage = stored_layout(self.cfg, debug_stop)
+        _, width, stage = stored_layout(self.cfg, debug_stop)
         times = dict.fromkeys(("pack", "flush", "kernel", "invalidate", "unpack"), 0.0)
         parts = []
         status = 0
         for start in range(0, len(images), self.max_images):
             batch = images[start : start + self.max_images]
             t = time.perf_counter()
-            patches = to_patches(batch, self.cfg)
+            patches = self.pack(batch)
             times["pack"] += _lap(t)
-
-            t = time.perf_counter()
-            self._copy_images(patches)
-            times["flush"] += _lap(t)
-
-            t = time.perf_counter()
-            self._program(task_id, len(batch), debug_stop)
-            self._start()
-            self._wait(timeout_s)
-            status = self.regs_read("ap_return")
-            times["kernel"] += _lap(t)
-            self._check(status)
-
-            t = time.perf_counter()
-            self.output_buf.invalidate()
-            times["invalidate"] += _lap(t)
-
-            t = time.perf_counter()
-            parts.append(self._unpack(len(batch), stride, width))
-            times["unpack"] += _lap(t)
+            res = self.wait(self.start(patches, task_id, debug_stop), timeout_s)
+            for k, v in res.times.items():
+                times[k] += v
+            status = res.status
+            parts.append(res.raw)
         raw = (
             np.concatenate(parts) if parts else np.zeros((0, self.cfg.num_tokens, width), np.int32)
         )
+        return KernelResult(raw, status, stage, times)
+
+    # -- one kernel call in two steps: the host works while the kernel runs ----
+    def pack(self, images: np.ndarray) -> np.ndarray:
+        """Images (B, H, W, 3) uint8, B up to ``max_images``, in the kernel's patch layout
+        (host memory only: may run while the kernel runs another call)."""
+        if len(images) > self.max_images:
+            raise AcceleratorError(
+                f"{len(images)} images in one kernel call, the buffers hold {self.max_images}"
+            )
+        return to_patches(images, self.cfg)
+
+    def start(self, patches: np.ndarray, task: str | int, debug_stop: int = 0) -> PendingCall:
+        """Copy packed images (:meth:`pack`) into the device buffer and start the kernel;
+        :meth:`wait` finishes the call. One call at a time: the buffers are shared.
+
+        Raises
+        ------
+        AcceleratorError
+            No bundle loaded, or the kernel is busy.
+        """
+        if self.bundle_sha256 is None:
+            raise AcceleratorError("no weight bundle loaded (call load_bundle first)")
+        task_id = task if isinstance(task, int) else self.cfg.task_id(task)
+        n = len(patches)
+        t = time.perf_counter()
+        self._copy_images(patches)
+        flush = _lap(t)
+        t = time.perf_counter()
+        self._program(task_id, n, debug_stop)
+        self._start()
+        return PendingCall(n, debug_stop, t, {"flush": flush})
+
+    def wait(self, call: PendingCall, timeout_s: float = 60.0) -> KernelResult:
+        """Wait for the kernel call :meth:`start` began, check it and read its output (a
+        copy: the next call may start at once). ``times["kernel"]`` runs from the start to
+        the poll that saw it done.
+
+        Raises
+        ------
+        KernelTimeout
+            ``ap_done`` not seen within ``timeout_s``.
+        AcceleratorError
+            Non-zero status code, or an AXI error reported by the board.
+        """
+        stride, width, stage = stored_layout(self.cfg, call.debug_stop)
+        times = dict(call.times)
+        self._wait(timeout_s)
+        status = self.regs_read("ap_return")
+        times["kernel"] = _lap(call.started)
+        call.ended = call.started + times["kernel"]
+        self._check(status)
+
+        t = time.perf_counter()
+        self.output_buf.invalidate()
+        times["invalidate"] = _lap(t)
+
+        t = time.perf_counter()
+        raw = self._unpack(call.images, stride, width)
+        times["unpack"] = _lap(t)
         return KernelResult(raw, status, stage, times)
 
     def to_float(self, raw: np.ndarray) -> np.ndarray:
