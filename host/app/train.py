@@ -70,6 +70,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         tasks=args.tasks,
         depth_weight=args.depth_weight,
         balance=args.balance,
+        class_balance=args.class_balance,
+        init=args.init or "",
         eval_every=args.eval_every,
         eval_images=args.eval_images,
         final_eval_images=args.final_eval_images,
@@ -87,6 +89,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         command=command,
         progress=not args.quiet,
     )
+    if rec.get("rank", 0) != 0:  # torchrun: rank 0 alone reports
+        return 0
     state = "complete" if rec["complete"] else f"stopped at step {rec['steps']} (--resume)"
     print(
         f"{rec['config']}: {rec['steps']} steps in {rec['wall_seconds']:.0f} s "
@@ -160,6 +164,18 @@ def add_parser(sub) -> None:
     t.add_argument("--depth-weight", type=float, default=0.1, help="weight of the depth L1 (m)")
     t.add_argument(
         "--balance", type=float, default=0.0, help="weight of the MoE load-balance term (0: off)"
+    )
+    t.add_argument(
+        "--class-balance",
+        type=float,
+        default=0.0,
+        help="semseg class weights (median freq / freq) ** X (0: unweighted)",
+    )
+    t.add_argument(
+        "--init",
+        default=None,
+        metavar="CHECKPOINT",
+        help="start from this checkpoint's backbone, norms and any heads (default: random)",
     )
     t.add_argument(
         "--eval-every", type=int, default=-1, help="held-out evaluation period (default: steps/10)"
