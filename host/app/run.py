@@ -114,6 +114,14 @@ def _input_images(args: argparse.Namespace, cfg: ModelConfig, seed: int) -> list
     return images
 
 
+def _weights(args, dep, cfg, notices: list[str]):
+    """The run's weights: the bundle's, or the float model's source (shipped by default)."""
+    if dep is not None:
+        return bundle_weights(dep, args.checkpoint, args.seed, args.random)
+    seed = 0 if args.seed is None else args.seed
+    return weight_source(cfg, args.checkpoint, seed, args.random, notices=notices)
+
+
 def _check_options(args: argparse.Namespace, backend, tiling: Tiling) -> None:
     """Options that do not apply to this run are errors, not silently ignored."""
     caps = backend.capabilities
@@ -195,11 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     backend = get_backend(args.backend)
     _check_options(args, backend, tiling)
     notices: list[str] = []
-    if dep is not None:
-        source = bundle_weights(dep, args.checkpoint, args.seed, args.random)
-    else:
-        seed = 0 if args.seed is None else args.seed
-        source = weight_source(cfg, args.checkpoint, seed, args.random, notices=notices)
+    source = _weights(args, dep, cfg, notices)
 
     # -- every input checked before any work --------------------------------
     images = _input_images(args, cfg, source.seed)
@@ -274,11 +278,7 @@ def _cmd_video(args: argparse.Namespace, dep, cfg: ModelConfig, profile: Profile
     backend = get_backend(args.backend)
     _check_options(args, backend, tiling)
     notices: list[str] = []
-    if dep is not None:
-        source = bundle_weights(dep, args.checkpoint, args.seed, args.random)
-    else:
-        seed = 0 if args.seed is None else args.seed
-        source = weight_source(cfg, args.checkpoint, seed, args.random, notices=notices)
+    source = _weights(args, dep, cfg, notices)
     frames = video.open_frames(args.video)
     if dep is not None and not args.no_host_check:
         check_bundle(dep)
