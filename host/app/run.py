@@ -646,7 +646,7 @@ def add_parser(sub) -> None:
         "--out",
         default=OUT_DEFAULT,
         help="new or empty folder for the PNGs and report; with --video the output video "
-        "(default video-out.mp4), its report beside it (NAME.json)",
+        "(video-out.mp4 unless given), its report beside it (NAME.json)",
     )
     r.add_argument(
         "--video",

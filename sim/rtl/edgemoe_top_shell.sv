@@ -16,7 +16,7 @@
 
 // One AXI4 master (m_axi bundle) of the shell, moving bytes between the bus and the
 // DPI-C buffer BUF: reads [cmd_first, cmd_last) of the buffer at cmd_base, or writes
-// back every range the kernel wrote. Buffers start on a bus word (DESIGN.md 4.5).
+// back every range the kernel wrote. Buffers start on a bus word (docs/design.md 4.5).
 module edgemoe_shell_axi_master #(
     parameter int BUF = 0  // DPI-C buffer index: the pointer's position among the m_axi args
 ) (
@@ -882,7 +882,7 @@ module edgemoe_top_shell (
       .BUSER(m_axi_gmem_output_BUSER)
   );
 
-  // scratch: intermediate activations (DESIGN.md §4.5)
+  // scratch: intermediate activations (docs/design.md)
   edgemoe_shell_axi_master #(.BUF(3)) u_gmem_scratch (
       .clk(ap_clk),
       .rst_n(ap_rst_n),
