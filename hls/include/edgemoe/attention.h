@@ -126,7 +126,7 @@ softmax_acc:
 #pragma HLS UNROLL  // HEAD_DIM multiply-adds per key
     const sint<ATTN_QKV_W> vd = v[d];
     const sint<ACC_ATTN_ACC_BITS + PROB_W> prod = attn_acc_t(is_new ? acc[d] : attn_acc_t(vd)) * e;
-    // new max: round(acc * e) + v * ONE; else acc + v * e (|v * e| < 2^(ATTN_QKV_W + PROB_F),
+    // larger max: round(acc * e) + v * ONE; else acc + v * e (|v * e| < 2^(ATTN_QKV_W + PROB_F),
     // so prod fits acc's width there); either sum fits ACC_ATTN_ACC_BITS (the bound above)
     const sint<ACC_ATTN_ACC_BITS + 2> rescaled =
         shift_round_const<PROB_F, ACC_ATTN_ACC_BITS + PROB_W>(prod) +
