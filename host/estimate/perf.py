@@ -727,6 +727,20 @@ def plausible_clock(utilisation: dict[str, float], target_mhz: float = 300.0) ->
     return target_mhz
 
 
+def _fit(util: dict[str, float]) -> dict:
+    """The fit verdict of a utilisation: against LIMITS, and the clock it makes plausible."""
+    over = [r for r in RESOURCES if util[r] > LIMITS[r]]
+    return {
+        "utilisation": {k: round(v, 4) for k, v in util.items()},
+        "limits": dict(LIMITS),
+        "over": over,
+        "fits": not over,
+        "fits_rule": ", ".join(f"{k.upper()} <= {100 * v:.0f} %" for k, v in LIMITS.items()),
+        "plausible_clock_mhz": plausible_clock(util),
+        "clock_rule": CLOCK_RULE_TEXT,
+    }
+
+
 def rotate_network_luts(cfg: ModelConfig, profile: Profile, t: Tiling) -> int:
     """LUTs of the bank rotate networks (banked.h bank_walk): the "rotate networks" unit
     of :func:`resources`, the selects and the one division per walk."""
@@ -759,7 +773,6 @@ def resources(
         "uram": device.uram,
     }
     util = {r: total[r] / budget[r] if budget[r] else float(total[r] > 0) for r in RESOURCES}
-    over = [r for r in RESOURCES if util[r] > LIMITS[r]]
     return {
         "estimate": True,
         "dsp48e2": int(total["dsp"]),
@@ -777,13 +790,7 @@ def resources(
         "lines": line_dicts(ls),
         "operators": asdict(ops),
         "budget": budget,
-        "utilisation": {k: round(v, 4) for k, v in util.items()},
-        "limits": dict(LIMITS),
-        "over": over,
-        "fits": not over,
-        "fits_rule": ", ".join(f"{k.upper()} <= {100 * v:.0f} %" for k, v in LIMITS.items()),
-        "plausible_clock_mhz": plausible_clock(util),
-        "clock_rule": CLOCK_RULE_TEXT,
+        **_fit(util),
     }
 
 
@@ -817,7 +824,6 @@ def _published_resources(
         "lut": lut / device.lut,
         "ff": ff / device.ff,
     }
-    over = [r for r in RESOURCES if util[r] > LIMITS[r]]
     return {
         "estimate": True,
         "dsp48e2": int(dsp),
@@ -826,13 +832,7 @@ def _published_resources(
         "uram": 0,
         "lut_estimate": lut,
         "ff_estimate": ff,
-        "utilisation": {k: round(v, 4) for k, v in util.items()},
-        "limits": dict(LIMITS),
-        "over": over,
-        "fits": not over,
-        "fits_rule": ", ".join(f"{k.upper()} <= {100 * v:.0f} %" for k, v in LIMITS.items()),
-        "plausible_clock_mhz": plausible_clock(util),
-        "clock_rule": CLOCK_RULE_TEXT,
+        **_fit(util),
     }
 
 
