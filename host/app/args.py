@@ -100,6 +100,10 @@ SHARED_OPTIONS: dict[str, dict] = {
     "profile": {"default": DEFAULT_PROFILE, "help": "precision profile name or path"},
     "checkpoint": {"default": None, "help": "M3ViT checkpoint instead of random init"},
     "seed": {"type": seed_arg, "default": 0, "help": "seed of the random init"},
+    "random": {
+        "action": "store_true",
+        "help": "the seeded random model instead of the shipped trained weights",
+    },
     "tiling": {
         "default": f"{DEFAULT_TILING.lin_in}x{DEFAULT_TILING.lin_out}",
         "help": "linear-unit tile LIN_INxLIN_OUT (the default is the committed kernel build)",

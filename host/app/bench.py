@@ -678,11 +678,7 @@ def add_parser(sub) -> None:
         seed={"help": "seed of the image (and of the --random model)"},
         checkpoint={"help": "M3ViT checkpoint (default: the config's shipped trained checkpoint)"},
     )
-    b.add_argument(
-        "--random",
-        action="store_true",
-        help="the seeded random model instead of the shipped trained weights",
-    )
+    add_options(b, "random")
     b.add_argument("--runs", type=int, default=MIN_RUNS, help=f"timed runs, >= {MIN_RUNS}")
     b.add_argument(
         "--backends",

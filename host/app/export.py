@@ -202,10 +202,10 @@ def add_parser(sub) -> None:
         checkpoint={"help": "M3ViT checkpoint (default: the config's shipped trained checkpoint)"},
         seed={"help": "seed of the random model (--random) and of the calibration scenes"},
     )
-    e.add_argument(
-        "--random",
-        action="store_true",
-        help="export the seeded random model instead of the shipped trained weights",
+    add_options(
+        e,
+        "random",
+        random={"help": "export the seeded random model instead of the shipped trained weights"},
     )
     e.add_argument("--out", default="build/bundle.bin", help="bundle file to write")
     add_options(e, "tiling", "p")

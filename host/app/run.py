@@ -623,11 +623,7 @@ def add_parser(sub) -> None:
             "--bundle: must be the bundle's)"
         },
     )
-    r.add_argument(
-        "--random",
-        action="store_true",
-        help="the seeded random model instead of the shipped trained weights",
-    )
+    add_options(r, "random")
     r.add_argument(
         "--top-k",
         type=int,

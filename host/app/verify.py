@@ -269,11 +269,7 @@ def add_parser(sub) -> None:
         "checkpoint",
         checkpoint={"help": "M3ViT checkpoint (default: the config's shipped trained checkpoint)"},
     )
-    v.add_argument(
-        "--random",
-        action="store_true",
-        help="the seeded random model instead of the shipped trained weights",
-    )
+    add_options(v, "random")
     v.add_argument(
         "--top-k", type=int, default=None, help="experts per token (default: the config's)"
     )
