@@ -5,7 +5,8 @@ Three task outputs of the same images, each finished by the host's resizes
 
 - ``torch``: the float model end to end;
 - ``host``: golden's backbone tokens through the float host decoder
-  (:func:`edgemoe.models.heads.task_head_np`), what the run pipeline computes today;
+  (:func:`edgemoe.models.heads.task_head_np`, i.e. ``pup_tail_np`` of
+  ``pup_front_np``), what the run pipeline computes today;
 - ``golden``: golden's backbone tokens through the integer decoder.
 
 The task metric (mIoU for a class task, abs_rel for depth) of each against the
@@ -24,7 +25,7 @@ import numpy as np
 from edgemoe.host.contracts.images import to_patches
 from edgemoe.host.driver.backends import Workload
 from edgemoe.models.config import ModelConfig
-from edgemoe.models.heads import host_params, pup_front_np, pup_tail_np, task_head_np
+from edgemoe.models.heads import host_params, pup_front_np, pup_tail_np
 from edgemoe.models.metrics import confusion, depth_metrics, semseg_metrics
 
 from .golden import Golden
@@ -124,7 +125,6 @@ def measure_decoder(
     golden = Golden(wl.quantized)
     raw = golden.run(to_patches(images, cfg), task).tokens
     tokens = wl.profile.act.to_float(raw)
-    host = task_head_np(tokens, hp, task, cfg)
     t0 = time.perf_counter()
     dec = golden.decode(raw, task)
     seconds = time.perf_counter() - t0
@@ -136,6 +136,7 @@ def measure_decoder(
     ]
     norm = (hp[f"norms.{task}.weight"], hp[f"norms.{task}.bias"])
     f_logits = pup_front_np(tokens, *norm, fused, spec, cfg)
+    host = pup_tail_np(f_logits, spec, cfg)  # = task_head_np on golden's tokens
     t_logits = pup_front_np(t_tokens.double().numpy(), *norm, fused, spec, cfg)
     if label is None:
         label = ref.argmax(1) if cfg.task_spec(task).kind == "classes" else ref[:, 0]

@@ -20,6 +20,7 @@ from edgemoe.host.contracts.accumulators import accumulator_bits
 from edgemoe.host.driver.backends import Workload
 from edgemoe.host.export.calibrate import TARGET_BITS, calibrate
 from edgemoe.host.export.quantize import QuantizationError, quantize_model
+from edgemoe.models import DEFAULT_CONFIG
 from edgemoe.models.checkpoint import load_checkpoint
 from edgemoe.models.config import HeadSpec
 from edgemoe.models.data import ProceduralScenes
@@ -299,3 +300,24 @@ def test_calibration_sizes_the_decoder_formats(pname):
     assert classes["decoders.depth.conv_3.w"] == "weight"
     assert classes["decoders.depth.conv_3.b"] == "bias"
     assert classes["decoders.depth.norm.g"] == "ln"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pname", PROFILES)
+def test_tiny_decoder_fidelity(pname):
+    """The shipped tiny with M3ViT's Cityscapes head (6.4 GMAC per task-image): budgets on
+    two held-out scenes per task, zero saturation."""
+    c = cfg(DEFAULT_CONFIG)
+    path = shipped_checkpoint(DEFAULT_CONFIG)
+    if path is None or any(s.head.kind != "pup" for s in c.task_specs):
+        pytest.skip(f"the shipped {DEFAULT_CONFIG} has no pup head yet")
+    model = M3ViT(c, seed=0)
+    load_checkpoint(model, path)
+    wl = Workload(c, profile(pname), model.eval())
+    batch = ProceduralScenes(c).batch("val", np.arange(2))
+    budget = wl.profile.budgets["task_metric_delta"]
+    for task in c.task_names:
+        m = measure_decoder(wl, batch.images, task, batch.labels[task])
+        print(pname, m.to_dict())
+        assert m.delta_torch <= budget and m.delta_host <= budget, m
+        assert m.logits_rel_rms <= LOGITS_REL_RMS[pname] and m.saturations == 0, m
