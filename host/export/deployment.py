@@ -6,8 +6,9 @@ payload) followed by its *host section*, which the kernel never sees::
     host tensors    each task's final LayerNorm and light head, float, 64-byte aligned
     JSON            config and profile (name, hash, full definition), tiling, the
                     weights it was exported from (checkpoint path + SHA-256 and the
-                    tasks whose head it lacked, or the seed of the random init), the kernel image's SHA-256, and the
-                    name, dtype, shape and offset of every host tensor
+                    tasks whose head it lacked, or the seed of the random init), the
+                    kernel image's SHA-256, and the name, dtype, shape and offset of
+                    every host tensor
     footer (32 B)   'EMOEHOST', format version, CRC32 of the two parts above, their sizes
 
 So ``edgemoe run --bundle B`` needs nothing else -- no config or profile flags,

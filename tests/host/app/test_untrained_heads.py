@@ -150,9 +150,7 @@ def test_bundle_carries_untrained_heads_to_the_torch_free_path(tmp_path, ckpts) 
     argv = [edgemoe_cli, "run", "--bundle", str(ckpts["bundle"]), "--backend", "golden"]
     argv += ["--task", "depth", "--no-figures", "--out", str(tmp_path / "o")]
     run = subprocess.run(argv, env=env, capture_output=True, text=True)
-    assert_one_line_error(
-        run.returncode, run.stderr, f"bundle {ckpts['bundle']}", "task(s) depth;"
-    )
+    assert_one_line_error(run.returncode, run.stderr, f"bundle {ckpts['bundle']}", "task(s) depth;")
     code = (
         "import sys, edgemoe\n"
         f"m = edgemoe.load(bundle={str(ckpts['bundle'])!r})\n"
