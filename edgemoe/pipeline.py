@@ -371,6 +371,16 @@ def check_heads(
 
     Parameters
     ----------
+    source : WeightSource
+        The weights as chosen (:func:`weight_source`, :func:`bundle_weights`).
+    wl : Workload
+        Their workload, loaded: it knows the untrained heads.
+    tasks : iterable of str
+        The tasks whose outputs are asked for (empty: only label, never refuse).
+    allowed : bool
+        Untrained heads may run (``--untrained-heads``, ``untrained_heads=True``).
+    spell : callable
+        How messages spell an option (:func:`flag` or :func:`keyword`).
     name : str, optional
         How messages name the weights (a bundle's name); default: the checkpoint.
 
