@@ -418,7 +418,7 @@ class Model:
         pixels, notices, single = self._images(images, resize)
 
         engine = self._engine(name, runner, board, min(batch, len(pixels)))
-        name_it = "the bundle" if self._dep is not None else None
+        name_it = None if self._dep is None else self._dep.meta.get("name", "the bundle")
         self.source = check_heads(
             self.source, engine.wl, task_names, self.untrained_heads, keyword, name_it
         )

@@ -166,7 +166,8 @@ def test_bundle_carries_untrained_heads_to_the_torch_free_path(tmp_path, ckpts) 
     api = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert api.returncode == 0, api.stderr
     lines = api.stdout.strip().splitlines()
-    assert lines[0].startswith("refused: the bundle has no trained head for task(s) semseg;")
+    refused = f"refused: bundle {ckpts['bundle']} has no trained head for task(s) semseg; pass "
+    assert lines[0].startswith(refused + "untrained_heads=True to edgemoe.load")
     assert lines[1].startswith("untrained head | ") and "untrained head: semseg, depth" in lines[1]
     run = subprocess.run([*argv, "--untrained-heads"], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
