@@ -39,7 +39,7 @@ from edgemoe.host.export.deployment import WeightSource
 from edgemoe.host.export.hls_params import MAX_IMAGES
 from edgemoe.models.config import ModelConfig, load_config
 from edgemoe.models.metrics import DepthAccumulator, confusion, semseg_metrics
-from edgemoe.pipeline import Engine, float_workload, weight_source
+from edgemoe.pipeline import Engine, check_heads, float_workload, weight_source
 
 FLOAT = "float"  # the profile column of the torch rows
 #: Most held-out scenes one ``eval`` runs (the procedural val split is unbounded).
@@ -307,13 +307,16 @@ def usage_heatmap(result: dict[str, Any], path: Path, title: str) -> None:
     fig.savefig(path, dpi=120)
 
 
-def _load_model(cfg: ModelConfig, checkpoint: str | None) -> tuple[Any, list[str], WeightSource]:
-    """The model to evaluate: ``checkpoint``, or the config's shipped one."""
+def _load_model(
+    cfg: ModelConfig, checkpoint: str | None, tasks: list[str], untrained_heads: bool = False
+) -> tuple[Any, list[str], WeightSource]:
+    """The model to evaluate: ``checkpoint``, or the config's shipped one; a task of
+    ``tasks`` whose head it lacks is refused unless ``untrained_heads``."""
     source = weight_source(cfg, checkpoint)
     if source.checkpoint is None:
         raise EdgeMoeError(f"no shipped checkpoint for {cfg.name}: pass --checkpoint")
     wl, notices = float_workload(cfg, load_profile(DEFAULT_PROFILE), source)
-    return wl.model, notices, source
+    return wl.model, notices, check_heads(source, wl, tasks, untrained_heads)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -330,7 +333,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.data == PROCEDURAL
         else open_source(args.data, cfg)
     )
-    model, notices, weights = _load_model(cfg, args.checkpoint)
+    tasks = [t for t in cfg.task_names if t in source.tasks]
+    model, notices, weights = _load_model(cfg, args.checkpoint, tasks, args.untrained_heads)
     ckpt = str(weights.checkpoint)
     for n in notices:
         print(f"notice: {n}", file=sys.stderr)
@@ -350,11 +354,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "checkpoint": ckpt,
         "weights": weights.describe(),
         "trained_on": weights.trained_on,
+        # per task: trained or untrained head (the checkpoint lacks it: --untrained-heads)
+        "heads": {t: weights.head(t) for t in tasks},
         "data": source.name,
         "backends": names,
         "profiles": [p.name for p in profiles],
         **result,
     }
+    for row in result["rows"]:
+        row["head"] = weights.head(row["task"])
     print(
         f"{cfg.name} / {weights.describe()} / {result['images']} {args.split} scene(s) "
         f"of {source.name}"
@@ -391,6 +399,7 @@ def add_parser(sub) -> None:
         "checkpoint",
         checkpoint={"help": "weights (default: the config's shipped checkpoint)"},
     )
+    add_options(e, "untrained_heads")
     e.add_argument(
         "--backends",
         default="torch,golden,csim",
