@@ -143,3 +143,22 @@ def test_label_255_reads_as_ignore(tmp_path, mini):
     b = open_source(tmp_path, mini).batch("val", np.array([1]))
     assert (b.labels["semseg"][0] == np.where(lab == 255, -1, lab.astype(np.int64))).all()
     assert (b.labels["semseg"] == -1).any()
+
+
+def test_run_colour_bar_names_the_trained_unit(tmp_path, capsys, monkeypatch):
+    import edgemoe.host.app.run as run_mod
+
+    ck = _constant_checkpoint(tmp_path / "constant.safetensors", DISPARITY)
+    (tmp_path / "constant.json").write_text(json.dumps({"data": str(tmp_path / "data")}))
+    seen = []
+    real = run_mod.task_figure
+
+    def spy(path, image, spec, output, title, subtitle="", unit=None):
+        seen.append(unit)
+        real(path, image, spec, output, title, subtitle, unit)
+
+    monkeypatch.setattr(run_mod, "task_figure", spy)
+    argv = ["run", "--config", MINI, "--backend", "golden", "--checkpoint", ck]
+    code = main([*argv, "--out", str(tmp_path / "o")])
+    assert code == 0, capsys.readouterr()[1]
+    assert seen == [None, "disparity"]  # semseg has no unit; depth is disparity
