@@ -461,7 +461,10 @@ def add_parser(sub) -> None:
         help="task accuracy of a checkpoint per backend, expert usage",
         description="Task accuracy (semseg mIoU and pixel accuracy, depth errors) of a "
         "checkpoint on held-out scenes, per backend and precision profile against torch, "
-        "whether the fixed-point backends agree bit for bit, and the experts each task uses.",
+        "whether the fixed-point backends agree bit for bit, and the experts each task uses. "
+        "Depth is read in the data's unit: metres on procedural scenes (abs err, abs_rel, "
+        "RMSE, δ<1.25); disparity on M3ViT's Cityscapes layout, with M3ViT's metrics "
+        "(disparity RMSE and log-RMSE, mIoU over all 7 classes).",
         formatter_class=HelpFormatter,
     )
     add_options(
@@ -477,7 +480,10 @@ def add_parser(sub) -> None:
     )
     add_options(e, "profile", profile={"help": "precision profile(s), comma-separated"})
     e.add_argument(
-        "--data", default="procedural", help="'procedural' or a preprocessed Cityscapes folder"
+        "--data",
+        default="procedural",
+        help="'procedural' (depth in metres) or a folder in M3ViT's preprocessed Cityscapes "
+        "layout (depth as disparity)",
     )
     e.add_argument("--split", default="val", help="split to evaluate (val: held out)")
     e.add_argument(

@@ -50,10 +50,13 @@ def _eval(capsys, tmp_path, *argv):
 def test_mtan_layout_gets_m3vit_metrics_in_disparity(tmp_path, capsys):
     data = tmp_path / "data"
     _write_fixture(data)
-    # M3ViT's own ignore value beside MTAN's −1: both are left out
-    lab = np.load(data / "val" / "label_7" / "0.npy")
-    lab[:4, :] = 255
-    np.save(data / "val" / "label_7" / "0.npy", lab)
+    # M3ViT's own ignore value beside MTAN's −1: both are left out; class 6 (vehicle) is
+    # nowhere in the labels nor the predictions, and still counts in M3ViT's mean
+    for i in (0, 1):
+        lab = np.load(data / "val" / "label_7" / f"{i}.npy")
+        lab[lab == 6] = 255
+        lab[:4, :] = 255 if i == 0 else lab[:4, :]
+        np.save(data / "val" / "label_7" / f"{i}.npy", lab)
     ck = _constant_checkpoint(tmp_path / "constant.safetensors", DISPARITY)
     result, out = _eval(
         capsys, tmp_path, "--checkpoint", ck, "--data", str(data), "--images", "2",
@@ -68,8 +71,10 @@ def test_mtan_layout_gets_m3vit_metrics_in_disparity(tmp_path, capsys):
     labels = np.stack([np.load(data / "val" / "label_7" / f"{i}.npy") for i in (0, 1)])
     valid = (labels != -1) & (labels != 255)
     # every pixel predicted CLASS: its IoU is its share of the labelled pixels; the other
-    # six classes score 0 and count in M3ViT's mean over all seven
+    # six classes score 0 (vehicle absent: IoU undefined) and count in M3ViT's mean over
+    # all seven (a mean over the classes present would be iou / 6)
     iou = float((labels[valid] == CLASS).sum() / valid.sum())
+    assert not (labels == 6).any() and (labels == 255).sum() > (labels == -1).sum() > 0
 
     assert result["depth_unit"] == "disparity"
     for row in result["rows"]:
@@ -162,3 +167,22 @@ def test_run_colour_bar_names_the_trained_unit(tmp_path, capsys, monkeypatch):
     code = main([*argv, "--out", str(tmp_path / "o")])
     assert code == 0, capsys.readouterr()[1]
     assert seen == [None, "disparity"]  # semseg has no unit; depth is disparity
+
+
+def test_training_heldout_miou_is_m3vits_on_the_cityscapes_layout(tmp_path, mini):
+    from edgemoe.models.train import evaluate
+
+    _write_fixture(tmp_path)
+    for i in (0, 1):  # class 6 absent from the labels (and the predictions)
+        lab = np.load(tmp_path / "val" / "label_7" / f"{i}.npy")
+        np.save(tmp_path / "val" / "label_7" / f"{i}.npy", np.where(lab == 6, -1, lab))
+    model = random_model(mini, 0)
+    with torch.no_grad():
+        model.heads["semseg"].weight.zero_()
+        model.heads["semseg"].bias.zero_()
+        model.heads["semseg"].bias[CLASS] = 5.0
+    m = evaluate(model, open_source(tmp_path, mini), 2)["semseg"]
+    # one class predicted: the other six score 0 and count (vehicle, absent, too), as in
+    # `edgemoe eval`; a mean over the classes present would divide by 6
+    assert m["iou"]["vehicle"] is None
+    assert m["miou"] == pytest.approx(m["iou"]["object"] / 7)
