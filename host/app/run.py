@@ -475,7 +475,8 @@ def _image_task(
     title = f"{im.name}: {s.cfg.name} / {s.backend_name} / {call.task}"
     if s.source.head(call.task) == "untrained head":
         title += " (untrained head)"
-    files = _render(staging, im, spec, call.values[j], title, subtitle, figure=figures)
+    unit = _unit(s, call.task)
+    files = _render(staging, im, spec, call.values[j], title, subtitle, figures, unit)
     own["render"] = time.perf_counter() - t
     tokens = np.ascontiguousarray(call.tokens[j])
     tentry = {
@@ -581,6 +582,7 @@ def _render(
     title: str,
     subtitle: str,
     figure: bool = True,
+    unit: str | None = None,
 ) -> dict:
     colours = task_rgb(spec, output)
     task = spec.name
@@ -592,8 +594,16 @@ def _render(
     save_png(staging / files["overlay"], blend(im.pixels, colours))
     if figure:
         files["figure"] = f"{im.name}_{task}_figure.png"
-        task_figure(staging / files["figure"], im.pixels, spec, output, title, subtitle)
+        task_figure(staging / files["figure"], im.pixels, spec, output, title, subtitle, unit)
     return files
+
+
+def _unit(s: RunSettings, task: str) -> str | None:
+    """The unit of a depth task's output: that of the data the checkpoint was trained on
+    (its record), else None (the figure's default: metres)."""
+    from edgemoe.models.data import trained_depth_unit
+
+    return trained_depth_unit(s.source.checkpoint) if task == "depth" else None
 
 
 def add_parser(sub) -> None:
