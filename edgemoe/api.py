@@ -42,6 +42,7 @@ from edgemoe.host.export.bundle import read_bundle, write_bundle
 from edgemoe.host.export.deployment import Deployment, WeightSource
 from edgemoe.host.export.hls_params import MAX_IMAGES
 from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, TaskSpec, load_config
+from edgemoe.models.data import trained_depth_unit
 from edgemoe.pipeline import (
     Engine,
     bundle_weights,
@@ -83,6 +84,10 @@ class TaskOutput:
         What the task's head is (:meth:`WeightSource.head`): ``trained``, ``untrained
         head`` (the checkpoint lacks it; run only with ``untrained_heads=True``) or
         ``random init``.
+    unit : str or None
+        What a scalar task's values are in: ``m`` or ``disparity``, that of the data
+        the weights were trained on (:func:`edgemoe.models.data.trained_depth_unit`);
+        ``None``: metres for a task with a ``far``.
     """
 
     task: str
@@ -90,6 +95,7 @@ class TaskOutput:
     values: np.ndarray
     tokens: np.ndarray
     head: str = "trained"
+    unit: str | None = None
 
     def __repr__(self) -> str:
         head = "" if self.head == "trained" else f", {self.head}"
@@ -131,7 +137,7 @@ class TaskOutput:
         """The task's name with the unit of its values, where there is one: ``depth (m)``."""
         from edgemoe.host.app.plots import scalar_label
 
-        return scalar_label(self.spec) if self.kind == "scalar" else self.task
+        return scalar_label(self.spec, self.unit) if self.kind == "scalar" else self.task
 
     def rgb(self) -> np.ndarray:
         """The map as colours, uint8 ([B,] H, W, 3), as ``edgemoe run`` draws it."""
@@ -435,7 +441,9 @@ class Model:
             tok, val = np.concatenate(tokens[t]), np.concatenate(values[t])
             if single:
                 tok, val = tok[0], val[0]
-            outputs[t] = TaskOutput(t, self.cfg.task_spec(t), val, tok, self.source.head(t))
+            spec = self.cfg.task_spec(t)
+            unit = trained_depth_unit(self.source.checkpoint) if spec.kind == "scalar" else None
+            outputs[t] = TaskOutput(t, spec, val, tok, self.source.head(t), unit)
         images_run = pixels[0] if single else pixels
         return Result(outputs, images_run, name, seconds, notices, self.weights)
 
