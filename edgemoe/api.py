@@ -42,10 +42,12 @@ from edgemoe.host.export.bundle import read_bundle, write_bundle
 from edgemoe.host.export.deployment import Deployment, WeightSource
 from edgemoe.host.export.hls_params import MAX_IMAGES
 from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, TaskSpec, load_config
+from edgemoe.models.data import trained_depth_unit
 from edgemoe.pipeline import (
     Engine,
     bundle_weights,
     bundle_workload,
+    check_heads,
     export_bundle,
     keyword,
     open_bundle,
@@ -78,17 +80,28 @@ class TaskOutput:
     tokens : ndarray float64 ([B,] N, D)
         The backbone's output tokens (before the final norm): what the
         accelerator computed, bit-exact between fixed-point backends.
+    head : str
+        What the task's head is (:meth:`WeightSource.head`): ``trained``, ``untrained
+        head`` (the checkpoint lacks it; run only with ``untrained_heads=True``) or
+        ``random init``.
+    unit : str or None
+        What a scalar task's values are in: ``m`` or ``disparity``, that of the data
+        the weights were trained on (:func:`edgemoe.models.data.trained_depth_unit`);
+        ``None``: metres for a task with a ``far``.
     """
 
     task: str
     spec: TaskSpec
     values: np.ndarray
     tokens: np.ndarray
+    head: str = "trained"
+    unit: str | None = None
 
     def __repr__(self) -> str:
+        head = "" if self.head == "trained" else f", {self.head}"
         return (
             f"TaskOutput({self.task!r}, {self.kind}, values {self.values.shape}, "
-            f"tokens {self.tokens.shape})"
+            f"tokens {self.tokens.shape}{head})"
         )
 
     @property
@@ -124,7 +137,7 @@ class TaskOutput:
         """The task's name with the unit of its values, where there is one: ``depth (m)``."""
         from edgemoe.host.app.plots import scalar_label
 
-        return scalar_label(self.spec) if self.kind == "scalar" else self.task
+        return scalar_label(self.spec, self.unit) if self.kind == "scalar" else self.task
 
     def rgb(self) -> np.ndarray:
         """The map as colours, uint8 ([B,] H, W, 3), as ``edgemoe run`` draws it."""
@@ -197,6 +210,9 @@ class Model:
         random init.
     notices : list[str]
         What loading did (the checkpoint loader's notices, a fallback to random init).
+    untrained_heads : bool
+        Whether :meth:`run` runs tasks whose head the checkpoint lacks
+        (``load(..., untrained_heads=True)``); their outputs say ``untrained head``.
     """
 
     def __init__(
@@ -208,8 +224,10 @@ class Model:
         deployment: Deployment | None = None,
         bundle_file: bytes | None = None,
         tiling: Tiling = DEFAULT_TILING,
+        untrained_heads: bool = False,
     ) -> None:
         self.cfg, self.profile, self.source = cfg, profile, source
+        self.untrained_heads = untrained_heads
         self.tiling = deployment.tiling if deployment is not None else tiling
         self.notices: list[str] = []
         self._dep = deployment
@@ -277,6 +295,8 @@ class Model:
                 self.cfg, self.profile, self._dep, self.source, True, keyword
             )
             self.notices += notices
+            # the tasks whose head the checkpoint lacks are known now (a bundle names them)
+            self.source = check_heads(self.source, self._float_wl, (), True)
         return self._float_wl
 
     # -- export --------------------------------------------------------------
@@ -384,6 +404,9 @@ class Model:
 
         Raises
         ------
+        UntrainedHeadError
+            A task whose head the checkpoint (or the bundle's) lacks, without
+            ``load(..., untrained_heads=True)``.
         EdgeMoeError
             (one line) an unknown backend or task, a bad image, a backend that
             needs what is not installed (torch, the HLS headers), a kernel error
@@ -401,6 +424,10 @@ class Model:
         pixels, notices, single = self._images(images, resize)
 
         engine = self._engine(name, runner, board, min(batch, len(pixels)))
+        name_it = None if self._dep is None else self._dep.meta.get("name", "the bundle")
+        self.source = check_heads(
+            self.source, engine.wl, task_names, self.untrained_heads, keyword, name_it
+        )
         engine.timeout_s = timeout_s
         seconds: dict[str, float] = {}
         tokens: dict[str, list[np.ndarray]] = {t: [] for t in task_names}
@@ -414,7 +441,9 @@ class Model:
             tok, val = np.concatenate(tokens[t]), np.concatenate(values[t])
             if single:
                 tok, val = tok[0], val[0]
-            outputs[t] = TaskOutput(t, self.cfg.task_spec(t), val, tok)
+            spec = self.cfg.task_spec(t)
+            unit = trained_depth_unit(self.source.checkpoint) if spec.kind == "scalar" else None
+            outputs[t] = TaskOutput(t, spec, val, tok, self.source.head(t), unit)
         images_run = pixels[0] if single else pixels
         return Result(outputs, images_run, name, seconds, notices, self.weights)
 
@@ -439,6 +468,7 @@ def load(
     random: bool = False,
     bundle: str | Path | bytes | None = None,
     top_k: int | None = None,
+    untrained_heads: bool = False,
 ) -> Model:
     """A model from a config, a precision profile and its weights, or from a bundle file.
 
@@ -466,6 +496,11 @@ def load(
         the bundle's.
     top_k : int, optional
         Experts per token (default: the config's, or the bundle's).
+    untrained_heads : bool
+        Let :meth:`Model.run` run tasks whose head the checkpoint (or the bundle's)
+        lacks: left at their initial values, their outputs are labelled ``untrained
+        head``. Without it they raise :class:`~edgemoe.errors.UntrainedHeadError`.
+        ``random=True`` needs no such consent (it says ``random init``).
 
     Returns
     -------
@@ -489,12 +524,19 @@ def load(
             bytes(data), config=config, profile=profile, top_k=top_k, spell=keyword, name=name
         )
         source = bundle_weights(dep, checkpoint, seed, random, spell=keyword)
-        return Model(dep.cfg, dep.profile, source, deployment=dep, bundle_file=bytes(data))
+        return Model(
+            dep.cfg,
+            dep.profile,
+            source,
+            deployment=dep,
+            bundle_file=bytes(data),
+            untrained_heads=untrained_heads,
+        )
     cfg = with_top_k(load_config(config or DEFAULT_CONFIG), top_k)
     prof = load_profile(profile or DEFAULT_PROFILE)
     notices: list[str] = []
     source = weight_source(cfg, checkpoint, seed or 0, random, keyword, notices)
-    model = Model(cfg, prof, source)
+    model = Model(cfg, prof, source, untrained_heads=untrained_heads)
     model.notices += notices
     if checkpoint is not None:
         model._workload()  # a bad checkpoint fails here, not at the first run

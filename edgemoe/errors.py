@@ -15,3 +15,8 @@ class CheckpointError(EdgeMoeError):
 
 class DataError(EdgeMoeError):
     """A dataset is missing, incomplete, or holds arrays of the wrong size or dtype."""
+
+
+class UntrainedHeadError(EdgeMoeError):
+    """A task's head was not in the checkpoint (left at its initial values) and its outputs
+    were asked for without saying that untrained heads are intended."""

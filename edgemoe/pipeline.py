@@ -17,20 +17,22 @@ workload, their bundle file and their backend calls from here:
   drives a board); :meth:`Engine.calls` runs images in batches per task, the
   backbone on the backend and each task's head on the host
   (:func:`edgemoe.models.heads.task_head_np`).
+- :func:`check_heads`: a task whose head the checkpoint lacks is refused unless asked
+  for, and labelled ``untrained head`` when it is.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgemoe.errors import EdgeMoeError
+from edgemoe.errors import EdgeMoeError, UntrainedHeadError
 from edgemoe.host.contracts.profile import Profile, config_hash, load_profile
 from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
 from edgemoe.host.driver.backends import Backend, Workload, record_boundaries
@@ -128,6 +130,8 @@ def float_workload(
     cfg: ModelConfig, profile: Profile, source: WeightSource
 ) -> tuple[Workload, list[str]]:
     """The float model of ``source`` as a workload, and the checkpoint loader's notices.
+    The workload names the tasks whose head the checkpoint lacks
+    (:attr:`Workload.untrained_heads`; :func:`check_heads` refuses or labels them).
 
     Raises
     ------
@@ -137,11 +141,12 @@ def float_workload(
     from edgemoe.host.app.args import build_model
     from edgemoe.models.shipped import CHECKPOINT_DIR
 
-    model, notices = build_model(cfg, source.seed, source.checkpoint)
+    model, loaded = build_model(cfg, source.seed, source.checkpoint)
+    notices = loaded.notices
     if source.checkpoint is not None and Path(source.checkpoint).parent == CHECKPOINT_DIR:
         # the shipped weights are float16 by design: their conversion is no news
         notices = [n for n in notices if not n.startswith("converted float16")]
-    return Workload(cfg, profile, model), notices
+    return Workload(cfg, profile, model, untrained_heads=loaded.untrained), notices
 
 
 def kernel_image(wl: Workload, tiling: Tiling) -> bytes:
@@ -153,12 +158,14 @@ def kernel_image(wl: Workload, tiling: Tiling) -> bytes:
 
 def export_bundle(wl: Workload, tiling: Tiling, source: WeightSource) -> bytes:
     """The bundle file of a float workload: its kernel image for ``tiling`` and the host
-    section (config, profile, tiling, ``source``, each task's final norm and head).
+    section (config, profile, tiling, ``source`` with the tasks whose head the checkpoint
+    lacked, each task's final norm and head).
 
     The one bundle format: ``Model.export`` and ``edgemoe export`` write this; a function
     of the weights and ``source`` alone (two exports of one model are byte-identical).
     """
     host = host_tensors(wl.state, wl.cfg)
+    source = replace(source, untrained_heads=wl.untrained_heads)
     return bundle_file(kernel_image(wl, tiling), wl.cfg, wl.profile, tiling, source, host)
 
 
@@ -273,7 +280,7 @@ def bundle_weights(
             f"{spell('checkpoint', checkpoint)} (SHA-256 {digest[:12]}…) is not the "
             f"checkpoint {name} was exported from ({_source_text(src)})"
         )
-    return WeightSource(str(checkpoint), digest, src.seed, src.trained_on)
+    return WeightSource(str(checkpoint), digest, src.seed, src.trained_on, src.untrained_heads)
 
 
 def _source_text(src: WeightSource) -> str:
@@ -306,7 +313,8 @@ def bundle_float_model(
                 f"the float model is needed ({why}) and {name} was exported from "
                 f"{_source_text(source)}, which is not here: pass {spell('checkpoint')} PATH"
             )
-    model, notices = build_model(dep.cfg, source.seed, source.checkpoint)
+    model, loaded = build_model(dep.cfg, source.seed, source.checkpoint)
+    notices = loaded.notices
     state = model.state_dict()
     for key, want in dep.host.items():
         got = state[key].detach().cpu().numpy() if key in state else None
@@ -321,7 +329,9 @@ def bundle_float_model(
 def bundle_workload(dep: Deployment, model: Any = None) -> Workload:
     """A bundle's workload: its kernel image runs, its host tensors give the heads;
     ``model`` (:func:`bundle_float_model`) only where torch runs too."""
-    return Workload.from_bundle(dep.cfg, dep.profile, dep.kernel_image, dep.host, model)
+    return Workload.from_bundle(
+        dep.cfg, dep.profile, dep.kernel_image, dep.host, model, dep.source.untrained_heads
+    )
 
 
 def workload(
@@ -340,6 +350,56 @@ def workload(
         return bundle_workload(dep), []
     model, notices = bundle_float_model(dep, source, "torch, a comparison with it", spell)
     return bundle_workload(dep, model), notices
+
+
+def check_heads(
+    source: WeightSource,
+    wl: Workload,
+    tasks: Iterable[str],
+    allowed: bool,
+    spell: Callable[..., str] = flag,
+    name: str | None = None,
+) -> WeightSource:
+    """The weights as loaded: ``source`` naming the tasks whose head is untrained
+    (:attr:`Workload.untrained_heads`, from the checkpoint loader or the bundle's record),
+    for titles and reports (:meth:`WeightSource.describe`, :meth:`WeightSource.head`).
+
+    Every caller that shows task outputs (``run``, ``eval``, :meth:`edgemoe.api.Model.run`)
+    passes them through here before any output: a task of ``tasks`` whose head is untrained
+    is refused unless ``allowed`` (``--untrained-heads``, ``untrained_heads=True``). The
+    random init is an explicit request: it lists no untrained head and is never refused.
+
+    Parameters
+    ----------
+    source : WeightSource
+        The weights as chosen (:func:`weight_source`, :func:`bundle_weights`).
+    wl : Workload
+        Their workload, loaded: it knows the untrained heads.
+    tasks : iterable of str
+        The tasks whose outputs are asked for (empty: only label, never refuse).
+    allowed : bool
+        Untrained heads may run (``--untrained-heads``, ``untrained_heads=True``).
+    spell : callable
+        How messages spell an option (:func:`flag` or :func:`keyword`).
+    name : str, optional
+        How messages name the weights (a bundle's name); default: the checkpoint.
+
+    Raises
+    ------
+    UntrainedHeadError
+        One line naming the weights and the tasks, and how to run them anyway.
+    """
+    untrained = tuple(t for t in wl.cfg.task_names if t in wl.untrained_heads)
+    asked = [t for t in wl.cfg.task_names if t in untrained and t in set(tasks)]
+    if asked and not allowed:
+        what = name or f"checkpoint {source.checkpoint}"
+        how = spell("untrained_heads")
+        how += "True to edgemoe.load" if how.endswith("=") else ""
+        raise UntrainedHeadError(
+            f"{what} has no trained head for task(s) {', '.join(asked)}; pass {how} to run "
+            "them anyway"
+        )
+    return replace(source, untrained_heads=untrained)
 
 
 # ---- running -------------------------------------------------------------------

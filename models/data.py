@@ -13,7 +13,7 @@ MTAN scales it) for the Cityscapes layout, as M3ViT reads and evaluates it.
   needs no data RNG state to resume.
 - :class:`CityscapesNpy` reads the layout M3ViT and MTAN train on:
   ``{root}/{train,val}/image/{i}.npy`` (H×W×3 float in [0, 1]),
-  ``label_7/{i}.npy`` (H×W, −1 = ignore), ``depth/{i}.npy`` (H×W×1 disparity,
+  ``label_7/{i}.npy`` (H×W, −1 or 255 = ignore), ``depth/{i}.npy`` (H×W×1 disparity,
   0 = invalid).
 
 A broken dataset is a one-line :class:`~edgemoe.errors.DataError`.
@@ -36,6 +36,13 @@ SPLITS = ("train", "val")
 PROCEDURAL = "procedural"
 #: What ``depth`` labels hold: metres, or disparity (inverse depth).
 DepthUnit = Literal["m", "disparity"]
+#: How tables and colour bars name each depth unit. MTAN's disparity is, by all
+#: appearances, Cityscapes' 16-bit disparity PNG divided by 2**16 (its range 0 … 0.4922
+#: matches the PNGs' 0 … 32257; MTAN does not state it), i.e. about the pixel disparity
+#: of the 2048-wide original divided by 256: a scale, not a physical unit.
+DEPTH_UNIT_LABELS: dict[str, str] = {"m": "m", "disparity": "disparity (MTAN scale)"}
+#: A semseg label M3ViT reads as ignore (it maps MTAN's −1 to it); read as −1 here.
+VOID_255 = 255
 _SPLIT_ID = {"train": 0, "val": 1}
 #: Data seed of the held-out scenes: split ``val`` of :class:`ProceduralScenes` with it.
 HELDOUT_SEED = 0
@@ -53,7 +60,7 @@ class Batch:
         uint8 ``(B, H, W, 3)``.
     labels : dict[str, numpy.ndarray]
         Per task: ``semseg`` int64 ``(B, H, W)`` (−1 ignore), ``depth`` float32
-        ``(B, H, W)`` metres (0 invalid).
+        ``(B, H, W)`` in the source's ``depth_unit`` (0 invalid).
     """
 
     images: np.ndarray
@@ -257,9 +264,13 @@ class CityscapesNpy:
             c = self.cfg.task_channels("semseg")
             if lab.dtype.kind == "f" and not np.array_equal(lab, np.round(lab)):
                 raise DataError(f"{where}/label_7/{i}.npy: class ids must be whole numbers")
+            lab = lab.astype(np.int64)
+            lab[lab == VOID_255] = IGNORE  # M3ViT's ignore value, as its loader writes it
             if lab.min() < IGNORE or lab.max() >= c:
-                raise DataError(f"{where}/label_7/{i}.npy: class ids outside -1..{c - 1}")
-            labels["semseg"] = lab.astype(np.int64)
+                raise DataError(
+                    f"{where}/label_7/{i}.npy: class ids outside -1..{c - 1} (ignore: -1, 255)"
+                )
+            labels["semseg"] = lab
         if "depth" in self.tasks:
             dep = self._load(split, "depth", i)
             if dep.ndim == 3 and dep.shape[-1] == 1:
@@ -280,6 +291,26 @@ class CityscapesNpy:
         items = [self._read(split, int(i) % n) for i in np.asarray(indices).ravel()]
         labels = {t: np.stack([lab[t] for _, lab in items]) for t in self.tasks}
         return Batch(np.stack([img for img, _ in items]), labels)
+
+
+def depth_in(unit: DepthUnit) -> str:
+    """How a sentence says a depth unit: ``in m``, ``as disparity (MTAN scale)``."""
+    return f"in {DEPTH_UNIT_LABELS[unit]}" if unit == "m" else f"as {DEPTH_UNIT_LABELS[unit]}"
+
+
+def depth_unit_of(data: str | Path) -> DepthUnit:
+    """The depth unit of data named as ``train --data`` names it (and its record keeps it):
+    metres for ``'procedural'``, disparity for a directory in the Cityscapes layout."""
+    return ProceduralScenes.depth_unit if str(data) == PROCEDURAL else CityscapesNpy.depth_unit
+
+
+def trained_depth_unit(checkpoint: str | Path | None) -> DepthUnit | None:
+    """The depth unit a checkpoint predicts: that of the data its training record names
+    (``None``: no checkpoint, or no record beside it, e.g. one from M3ViT)."""
+    from .shipped import read_record
+
+    data = read_record(checkpoint).get("data") if checkpoint is not None else None
+    return depth_unit_of(data) if data else None
 
 
 def open_source(data: str | Path, cfg: ModelConfig, seed: int = 0) -> SceneSource:

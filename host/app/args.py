@@ -104,6 +104,11 @@ SHARED_OPTIONS: dict[str, dict] = {
         "action": "store_true",
         "help": "the seeded random model instead of the shipped trained weights",
     },
+    "untrained_heads": {
+        "action": "store_true",
+        "help": "run tasks whose head the checkpoint lacks (left at their initial values; "
+        "refused without this flag); their outputs say 'untrained head'",
+    },
     "tiling": {
         "default": f"{DEFAULT_TILING.lin_in}x{DEFAULT_TILING.lin_out}",
         "help": "linear-unit tile LIN_INxLIN_OUT (the default is the committed kernel build)",
@@ -124,7 +129,8 @@ def add_options(parser: argparse.ArgumentParser, *names: str, **changes: dict) -
     if unknown:
         raise ValueError(f"changes to options not added: {sorted(unknown)}")
     for name in names:
-        parser.add_argument(f"--{name}", **{**SHARED_OPTIONS[name], **changes.get(name, {})})
+        option = "--" + name.replace("_", "-")
+        parser.add_argument(option, **{**SHARED_OPTIONS[name], **changes.get(name, {})})
 
 
 def need_torch() -> None:
@@ -143,20 +149,22 @@ def build_model(cfg, seed: int, checkpoint: str | None):
 
     Returns
     -------
-    tuple[M3ViT, list[str]]
-        The model in eval mode and the checkpoint loader's one-line notices.
+    tuple[M3ViT, LoadResult]
+        The model in eval mode and what loading did: the checkpoint loader's one-line
+        notices and the tasks whose head the checkpoint lacks (none for the random
+        init, an explicit request).
     """
     need_torch()
-    from edgemoe.models.checkpoint import load_checkpoint
+    from edgemoe.models.checkpoint import LoadResult, load_checkpoint_result
     from edgemoe.models.m3vit import M3ViT, random_model
 
     if checkpoint is None:
-        return random_model(cfg, seed), []
+        return random_model(cfg, seed), LoadResult([])
     model = M3ViT(cfg, seed=seed)
     # the project's own weight files (edgemoe train) carry the light heads: require them
     own = str(checkpoint).endswith(".safetensors")
-    notices = load_checkpoint(model, checkpoint, strict_heads=own)
-    return model.eval(), notices
+    loaded = load_checkpoint_result(model, checkpoint, strict_heads=own)
+    return model.eval(), loaded
 
 
 def parse_tiling(text: str, p: int) -> Tiling:

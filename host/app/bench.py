@@ -676,7 +676,11 @@ def add_parser(sub) -> None:
         "seed",
         "checkpoint",
         seed={"help": "seed of the image (and of the --random model)"},
-        checkpoint={"help": "M3ViT checkpoint (default: the config's shipped trained checkpoint)"},
+        checkpoint={
+            "help": "M3ViT checkpoint (default: the config's shipped trained checkpoint); a "
+            "task head it lacks stays at its initial values: bench times the datapath, so it "
+            "needs no --untrained-heads"
+        },
     )
     add_options(b, "random")
     b.add_argument("--runs", type=int, default=MIN_RUNS, help=f"timed runs, >= {MIN_RUNS}")

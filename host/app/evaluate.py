@@ -5,8 +5,15 @@ Held-out scenes go through each backend's backbone (the same
 then through the host's light head (:func:`~edgemoe.models.heads.task_head_np`
 with the task's own final norm), so backends differ only where the datapath
 does. Per backend × profile × task: semseg mIoU, per-class IoU, pixel accuracy
-and the fraction of pixels whose class differs from torch; depth abs error,
-abs_rel, RMSE and δ<1.25 on valid pixels; each with its difference to torch.
+and the fraction of pixels whose class differs from torch; depth on valid pixels;
+each with its difference to torch.
+
+The data says which depth it labels (its ``depth_unit``) and the depth output is
+read in that unit: on procedural scenes (metres) abs error, abs_rel, RMSE (m) and
+δ<1.25, mIoU over the classes present; on M3ViT's Cityscapes layout (disparity,
+MTAN's scale) M3ViT's metrics: disparity RMSE and log-RMSE, mIoU over all classes
+(an absent one counting 0). Labels −1 and 255 are ignored. A checkpoint whose
+training record names data of the other unit is refused.
 
 Expert usage comes from the float model (torch's recorded gates): per task and
 MoE block, the share of routing weight (the top-k gate probabilities, summed
@@ -38,15 +45,36 @@ from edgemoe.host.driver.backends import (
 from edgemoe.host.export.deployment import WeightSource
 from edgemoe.host.export.hls_params import MAX_IMAGES
 from edgemoe.models.config import ModelConfig, load_config
-from edgemoe.models.metrics import DepthAccumulator, confusion, semseg_metrics
-from edgemoe.pipeline import Engine, float_workload, weight_source
+from edgemoe.models.data import DEPTH_UNIT_LABELS, DepthUnit
+from edgemoe.models.metrics import (
+    DepthAccumulator,
+    DisparityAccumulator,
+    confusion,
+    semseg_metrics,
+)
+from edgemoe.pipeline import Engine, check_heads, float_workload, weight_source
 
 FLOAT = "float"  # the profile column of the torch rows
 #: Most held-out scenes one ``eval`` runs (the procedural val split is unbounded).
 MAX_EVAL_IMAGES = 100_000
 COVER = 0.9  # routing-weight share that "experts needed" counts up to
 _SEMSEG_KEYS = ("miou", "pixel_acc")
-_DEPTH_KEYS = ("abs_err", "abs_rel", "rmse", "delta1")
+#: Depth metrics per unit of the data: (key, table heading, format, whether it has the unit).
+_DEPTH_COLUMNS: dict[str, tuple[tuple[str, str, str, bool], ...]] = {
+    "m": (
+        ("abs_err", "abs err", ".3f", True),
+        ("abs_rel", "abs_rel", ".4f", False),
+        ("rmse", "RMSE", ".3f", True),
+        ("delta1", "δ<1.25", ".4f", False),
+    ),
+    "disparity": (("rmse", "RMSE", ".4f", True), ("log_rmse", "log-RMSE", ".4f", False)),
+}
+#: How each depth unit's metrics are defined, for the table's foot and the JSON.
+_DEPTH_NOTES = {
+    "m": "depth in m on valid pixels (label > 0); abs_rel = mean |d − d*| / d*",
+    "disparity": "depth as disparity (MTAN's scale: about Cityscapes' pixel disparity / 256) "
+    "on valid pixels (label ≠ 0), predictions ≤ 0 read as 1e-9; log-RMSE of natural logs",
+}
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -55,12 +83,16 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 class _Accumulator:
-    """Running confusion matrix / depth sums of one (backend, profile, task)."""
+    """Running confusion matrix / depth sums of one (backend, profile, task), in the data's
+    depth unit (disparity: M3ViT's metrics, its mIoU over every class included)."""
 
-    def __init__(self, cfg: ModelConfig, task: str) -> None:
+    def __init__(self, cfg: ModelConfig, task: str, depth_unit: DepthUnit = "m") -> None:
         self.cfg, self.task = cfg, task
         self.conf = np.zeros((cfg.task_channels(task),) * 2, np.int64)
-        self.depth = DepthAccumulator()
+        self.m3vit = depth_unit == "disparity"
+        self.depth: DepthAccumulator | DisparityAccumulator = (
+            DisparityAccumulator() if self.m3vit else DepthAccumulator()
+        )
         self.differ = 0
         self.pixels = 0
 
@@ -76,7 +108,9 @@ class _Accumulator:
 
     def result(self) -> dict[str, Any]:
         if self.task == "semseg":
-            m = semseg_metrics(self.conf, self.cfg.task_spec("semseg").classes)
+            m = semseg_metrics(
+                self.conf, self.cfg.task_spec("semseg").classes, absent_as_zero=self.m3vit
+            )
             if self.pixels:
                 m["class_differs_from_torch"] = self.differ / self.pixels
             return m
@@ -128,16 +162,21 @@ def _fixed_pairs(fixed: list[Backend], profiles: list[Profile]) -> list[tuple[st
     ]
 
 
-def _rows(acc: dict, columns: list[tuple[str, str]], tasks: list[str]) -> list[dict]:
+def _rows(
+    acc: dict, columns: list[tuple[str, str]], tasks: list[str], depth_unit: DepthUnit = "m"
+) -> list[dict]:
     """One row per (backend, profile, task): its metrics and, but for torch, their ``delta``
-    to torch's (per class for the IoU)."""
+    to torch's (per class for the IoU); a depth row names its ``unit``."""
     rows = []
+    depth_keys = tuple(k for k, *_ in _DEPTH_COLUMNS[depth_unit])
     ref_metrics = {t: acc[("torch", FLOAT, t)].result() for t in tasks}
     for b, p in columns:
         for t in tasks:
             m = acc[(b, p, t)].result()
-            keys = _SEMSEG_KEYS if t == "semseg" else _DEPTH_KEYS
+            keys = _SEMSEG_KEYS if t == "semseg" else depth_keys
             row = {"backend": b, "profile": p, "task": t, **m}
+            if t == "depth":
+                row["unit"] = depth_unit
             if b != "torch":
                 row["delta"] = {k: m[k] - ref_metrics[t][k] for k in keys}
                 if t == "semseg":
@@ -170,7 +209,9 @@ def evaluate(
         (the difference of each to torch); ``bit_exact``: per pair of fixed-point
         backends and profile, whether their backbone outputs were identical on
         every scene and task; ``usage``: :class:`_Usage` per task
-        and MoE block; ``images``; ``seconds`` per backend.
+        and MoE block; ``images``; ``seconds`` per backend; ``depth_unit`` (the
+        data's: ``m`` or ``disparity``), ``units`` (how each metric is defined) and
+        ``miou_mean`` (which mean mIoU is).
     """
     from tqdm import tqdm
 
@@ -178,6 +219,7 @@ def evaluate(
     if n < 1:
         raise EdgeMoeError(f"no scenes in split {split!r} of {source.name}")
     tasks = [t for t in cfg.task_names if t in source.tasks]
+    depth_unit: DepthUnit = source.depth_unit
     torch_b = TorchBackend()
     fixed = [b for b in backends if b.capabilities.fixed_point]
     if not profiles:
@@ -192,7 +234,7 @@ def evaluate(
         for p in profiles
     }
     columns = [("torch", FLOAT)] + [(b.name, p.name) for b in fixed for p in profiles]
-    acc = {(b, p, t): _Accumulator(cfg, t) for b, p in columns for t in tasks}
+    acc = {(b, p, t): _Accumulator(cfg, t, depth_unit) for b, p in columns for t in tasks}
     usage = _Usage(cfg)
     seconds = dict.fromkeys((f"{b}/{p}" for b, p in columns), 0.0)
     fixed_pairs = _fixed_pairs(fixed, profiles)
@@ -222,7 +264,17 @@ def evaluate(
     return {
         "images": n,
         "split": split,
-        "rows": _rows(acc, columns, tasks),
+        "depth_unit": depth_unit,
+        "units": {
+            "depth": DEPTH_UNIT_LABELS[depth_unit],
+            "depth_metrics": _DEPTH_NOTES[depth_unit],
+        },
+        "miou_mean": (
+            "mean over every class, an absent one counting 0 (M3ViT's)"
+            if depth_unit == "disparity"
+            else "mean over the classes in the labels or predictions"
+        ),
+        "rows": _rows(acc, columns, tasks, depth_unit),
         "bit_exact": same,
         "usage": usage.result(tasks),
         "seconds": seconds,
@@ -230,12 +282,19 @@ def evaluate(
 
 
 def table(result: dict[str, Any]) -> list[str]:
-    """The eval table as text lines: one row per backend × profile × task."""
+    """The eval table as text lines: one row per backend × profile × task; the depth
+    columns are the data's (metres or disparity), their headings carry the unit."""
+    unit = result.get("depth_unit", "m")
+    depth_cols = _DEPTH_COLUMNS[unit]
+    short = {"m": "m", "disparity": "disp"}[unit]
+    heads = [f"{h} ({short})" if has_unit else h for _, h, _, has_unit in depth_cols]
+    widths = [max(len(h) + 2, 9) for h in heads]
     lines = []
     head = f"{'backend':<12}{'profile':<10}{'task':<8}"
     lines.append(
-        head + f"{'mIoU':>8}{'pix acc':>9}{'cls≠torch':>10}   "
-        f"{'abs err':>8}{'abs_rel':>9}{'RMSE':>8}{'δ<1.25':>8}"
+        head
+        + f"{'mIoU':>8}{'pix acc':>9}{'cls≠torch':>10}   "
+        + "".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True))
     )
     for r in result["rows"]:
         d = r.get("delta", {})
@@ -250,15 +309,21 @@ def table(result: dict[str, Any]) -> list[str]:
             if d:
                 lines.append(f"{'':<30}{d['miou']:>+8.4f}{d['pixel_acc']:>+9.4f}   (Δ to torch)")
         else:
+            cells = zip(depth_cols, widths, strict=True)
             lines.append(
-                lead + f"{'':>27}{r['abs_err']:>8.3f}{r['abs_rel']:>9.4f}{r['rmse']:>8.3f}"
-                f"{r['delta1']:>8.4f}"
+                lead + f"{'':>27}   " + "".join(f"{r[k]:>{w}{f}}" for (k, _, f, _), w in cells)
             )
             if d:
+                cells = zip(depth_cols, widths, strict=True)
                 lines.append(
-                    f"{'':<57}{d['abs_err']:>+8.3f}{d['abs_rel']:>+9.4f}{d['rmse']:>+8.3f}"
-                    f"{d['delta1']:>+8.4f}   (Δ to torch)"
+                    f"{'':<60}"
+                    + "".join(f"{d[k]:>+{w}{f}}" for (k, _, f, _), w in cells)
+                    + "   (Δ to torch)"
                 )
+    if any(r["task"] == "depth" for r in result["rows"]):
+        lines.append(f"units: {_DEPTH_NOTES[unit]}")
+    if "miou_mean" in result and any(r["task"] == "semseg" for r in result["rows"]):
+        lines.append(f"mIoU: {result['miou_mean']}; labels -1 and 255 ignored")
     sem = [r for r in result["rows"] if r["task"] == "semseg" and r["backend"] == "torch"]
     if sem:
         lines.append(
@@ -307,17 +372,27 @@ def usage_heatmap(result: dict[str, Any], path: Path, title: str) -> None:
     fig.savefig(path, dpi=120)
 
 
-def _load_model(cfg: ModelConfig, checkpoint: str | None) -> tuple[Any, list[str], WeightSource]:
-    """The model to evaluate: ``checkpoint``, or the config's shipped one."""
+def _load_model(
+    cfg: ModelConfig, checkpoint: str | None, tasks: list[str], untrained_heads: bool = False
+) -> tuple[Any, list[str], WeightSource]:
+    """The model to evaluate: ``checkpoint``, or the config's shipped one; a task of
+    ``tasks`` whose head it lacks is refused unless ``untrained_heads``."""
     source = weight_source(cfg, checkpoint)
     if source.checkpoint is None:
         raise EdgeMoeError(f"no shipped checkpoint for {cfg.name}: pass --checkpoint")
     wl, notices = float_workload(cfg, load_profile(DEFAULT_PROFILE), source)
-    return wl.model, notices, source
+    return wl.model, notices, check_heads(source, wl, tasks, untrained_heads)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from edgemoe.models.data import HELDOUT_SEED, PROCEDURAL, ProceduralScenes, open_source
+    from edgemoe.models.data import (
+        HELDOUT_SEED,
+        PROCEDURAL,
+        ProceduralScenes,
+        depth_in,
+        open_source,
+        trained_depth_unit,
+    )
 
     cfg = load_config(args.config)
     names = [n.strip() for n in args.backends.split(",") if n.strip()]
@@ -330,8 +405,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.data == PROCEDURAL
         else open_source(args.data, cfg)
     )
-    model, notices, weights = _load_model(cfg, args.checkpoint)
+    tasks = [t for t in cfg.task_names if t in source.tasks]
+    model, notices, weights = _load_model(cfg, args.checkpoint, tasks, args.untrained_heads)
     ckpt = str(weights.checkpoint)
+    predicts = trained_depth_unit(weights.checkpoint)
+    if "depth" in source.tasks and predicts not in (None, source.depth_unit):
+        raise EdgeMoeError(
+            f"checkpoint {ckpt} predicts depth {depth_in(predicts)} (trained on "
+            f"{weights.trained_on}), but {source.name} labels it {depth_in(source.depth_unit)}: "
+            "evaluate a checkpoint trained on data of that kind"
+        )
     for n in notices:
         print(f"notice: {n}", file=sys.stderr)
     result = evaluate(
@@ -350,11 +433,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "checkpoint": ckpt,
         "weights": weights.describe(),
         "trained_on": weights.trained_on,
+        # per task: trained or untrained head (the checkpoint lacks it: --untrained-heads)
+        "heads": {t: weights.head(t) for t in tasks},
         "data": source.name,
         "backends": names,
         "profiles": [p.name for p in profiles],
         **result,
     }
+    for row in result["rows"]:
+        row["head"] = weights.head(row["task"])
     print(
         f"{cfg.name} / {weights.describe()} / {result['images']} {args.split} scene(s) "
         f"of {source.name}"
@@ -382,7 +469,10 @@ def add_parser(sub) -> None:
         help="task accuracy of a checkpoint per backend, expert usage",
         description="Task accuracy (semseg mIoU and pixel accuracy, depth errors) of a "
         "checkpoint on held-out scenes, per backend and precision profile against torch, "
-        "whether the fixed-point backends agree bit for bit, and the experts each task uses.",
+        "whether the fixed-point backends agree bit for bit, and the experts each task uses. "
+        "Depth is read in the data's unit: metres on procedural scenes (abs err, abs_rel, "
+        "RMSE, δ<1.25); disparity on M3ViT's Cityscapes layout, with M3ViT's metrics "
+        "(disparity RMSE and log-RMSE, mIoU over all 7 classes).",
         formatter_class=HelpFormatter,
     )
     add_options(
@@ -391,6 +481,7 @@ def add_parser(sub) -> None:
         "checkpoint",
         checkpoint={"help": "weights (default: the config's shipped checkpoint)"},
     )
+    add_options(e, "untrained_heads")
     e.add_argument(
         "--backends",
         default="torch,golden,csim",
@@ -398,7 +489,10 @@ def add_parser(sub) -> None:
     )
     add_options(e, "profile", profile={"help": "precision profile(s), comma-separated"})
     e.add_argument(
-        "--data", default="procedural", help="'procedural' or a preprocessed Cityscapes folder"
+        "--data",
+        default="procedural",
+        help="'procedural' (depth in metres) or a folder in M3ViT's preprocessed Cityscapes "
+        "layout (depth as disparity)",
     )
     e.add_argument("--split", default="val", help="split to evaluate (val: held out)")
     e.add_argument(

@@ -29,7 +29,7 @@ from edgemoe.host.export.calibrate import (
 )
 from edgemoe.host.export.quantize import QuantReport
 from edgemoe.models.config import load_config
-from edgemoe.pipeline import export_bundle, float_workload, weight_source
+from edgemoe.pipeline import check_heads, export_bundle, float_workload, weight_source
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -41,6 +41,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     source = weight_source(cfg, args.checkpoint, args.seed, args.random, notices=notices)
 
     wl, loaded = float_workload(cfg, profile, source)
+    # a head the checkpoint lacks is exported as it is and recorded in the bundle: run and
+    # eval refuse its task without --untrained-heads
+    source = check_heads(source, wl, (), True)
+    if source.untrained_heads:
+        loaded.append(
+            f"the bundle records the head of task(s) {', '.join(source.untrained_heads)} as "
+            "untrained: run refuses them without --untrained-heads"
+        )
     for n in notices + loaded:
         print(f"notice: {n}", file=sys.stderr)
     report = wl.quantized.report
@@ -199,7 +207,11 @@ def add_parser(sub) -> None:
         "profile",
         "checkpoint",
         "seed",
-        checkpoint={"help": "M3ViT checkpoint (default: the config's shipped trained checkpoint)"},
+        checkpoint={
+            "help": "M3ViT checkpoint (default: the config's shipped trained checkpoint); a "
+            "task head it lacks is exported untrained and the bundle records it (run refuses "
+            "that task without --untrained-heads)"
+        },
         seed={"help": "seed of the random model (--random) and of the calibration scenes"},
     )
     add_options(

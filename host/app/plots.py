@@ -162,10 +162,31 @@ def _figure(width_in: float, height_in: float):
     return fig
 
 
-def scalar_label(spec) -> str:
-    """A scalar task's colour-bar label with its unit: ``depth (m)`` (a depth task's ``far``
-    is in metres); the bare name where the config gives no unit."""
-    return f"{spec.name} (m)" if spec.far is not None else spec.name
+def scalar_label(spec, unit: str | None = None) -> str:
+    """A scalar task's colour-bar label with its unit.
+
+    Parameters
+    ----------
+    spec : edgemoe.models.config.TaskSpec
+    unit : {'m', 'disparity'} or None
+        What the values are in: that of the data the weights were trained on
+        (:func:`edgemoe.models.data.trained_depth_unit`). ``None``: metres for a
+        task with a ``far`` (a depth task's ``far`` is in metres), else no unit.
+
+    Returns
+    -------
+    str
+        ``depth (m)``, ``depth: disparity (MTAN scale)``, or the bare name.
+    """
+    from edgemoe.models.data import DEPTH_UNIT_LABELS
+
+    if unit is None:
+        unit = "m" if spec.far is not None else None
+    if unit is None:
+        return spec.name
+    if unit == "m":
+        return f"{spec.name} (m)"
+    return f"{spec.name}: {DEPTH_UNIT_LABELS.get(unit, unit)}"
 
 
 def task_figure(
@@ -175,6 +196,7 @@ def task_figure(
     output: np.ndarray,
     title: str,
     subtitle: str = "",
+    unit: str | None = None,
 ) -> None:
     """Input, task colour map and overlay side by side, with a legend or colour bar, as PNG.
 
@@ -190,6 +212,8 @@ def task_figure(
     title : str
     subtitle : str
         A second title line (the weights the output came from).
+    unit : str or None
+        The unit of a ``scalar`` output, for its colour bar (see :func:`scalar_label`).
     """
     h, w = image.shape[:2]
     aspect = w / h
@@ -220,7 +244,7 @@ def task_figure(
         cmap = colors.ListedColormap(scalar_rgb(np.linspace(0.0, 1.0, 256)[None])[0][0] / 255)
         fig.colorbar(
             ScalarMappable(colors.Normalize(lo, hi), cmap), ax=axes[3], location="left",
-            fraction=0.5, shrink=0.8, label=scalar_label(spec),
+            fraction=0.5, shrink=0.8, label=scalar_label(spec, unit),
         )  # fmt: skip
     else:
         axes[3].text(0, 0.5, "unit vector\nx, y, z as\nR, G, B", fontsize=7, va="center")

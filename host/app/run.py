@@ -13,7 +13,7 @@ import hashlib
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ from edgemoe.pipeline import (
     TaskCall,
     bundle_weights,
     check_bundle,
+    check_heads,
     open_bundle,
     weight_source,
     workload,
@@ -230,6 +231,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             check=args.check,
             figures=not args.no_figures,
             host_check=not args.no_host_check,
+            untrained_heads=args.untrained_heads,
         )
         report = _run(settings, staging, t_start)
         write_json_atomic(staging / "report.json", report)
@@ -240,7 +242,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     t = report["times_s"]
     print(
         f"{cfg.name} / {profile.name} / top_k {cfg.top_k} / backend {args.backend} / "
-        f"{source.describe()}: {len(images)} image(s) "
+        f"{report['weights']}: {len(images)} image(s) "
         f"(up to {args.batch} per call) x {len(tasks)} task(s) -> {out}/  ("
         + ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in t.items())
         + ")"
@@ -283,6 +285,7 @@ def _cmd_video(args: argparse.Namespace, dep, cfg: ModelConfig, profile: Profile
     if dep is not None and not args.no_host_check:
         check_bundle(dep)
     wl, more = workload(cfg, profile, dep, source, not backend.capabilities.takes_bundle)
+    source = check_heads(source, wl, schedule.cycle, args.untrained_heads, name=_bundle_name(dep))
     for n in notices + more:
         print(f"notice: {n}", file=sys.stderr)
     timeout_s = 600.0 if args.timeout is None else args.timeout
@@ -294,6 +297,7 @@ def _cmd_video(args: argparse.Namespace, dep, cfg: ModelConfig, profile: Profile
         "tiling": tiling.key,
         "seed": source.seed,
         "weights": source.describe(),
+        "heads": {t: source.head(t) for t in schedule.cycle},
         "bundle_sha256": engine.bundle_sha256,
     }
     settings = video.VideoSettings(
@@ -349,6 +353,8 @@ class RunSettings:
         Matplotlib figures wanted (``--no-figures`` unset).
     host_check : bool
         The host checked the bundle's kernel image (``--no-host-check`` unset).
+    untrained_heads : bool
+        Tasks whose head the checkpoint lacks may run (``--untrained-heads``).
     """
 
     cfg: ModelConfig
@@ -366,6 +372,12 @@ class RunSettings:
     check: bool
     figures: bool
     host_check: bool
+    untrained_heads: bool = False
+
+
+def _bundle_name(dep: Deployment | None) -> str | None:
+    """How a refusal names a bundle's weights (None: the checkpoint's name)."""
+    return None if dep is None else dep.meta.get("name", "the bundle")
 
 
 def _run(s: RunSettings, staging: Path, t_start: float) -> dict:
@@ -373,6 +385,9 @@ def _run(s: RunSettings, staging: Path, t_start: float) -> dict:
     outputs rendered into ``staging``; the report."""
     float_model = not s.backend.capabilities.takes_bundle or s.check
     wl, notices = workload(s.cfg, s.profile, s.dep, s.source, float_model)
+    # before any output: a head the checkpoint lacks is refused unless asked for
+    source = check_heads(s.source, wl, s.tasks, s.untrained_heads, name=_bundle_name(s.dep))
+    s = replace(s, source=source)
     for n in notices:
         print(f"notice: {n}", file=sys.stderr)
     max_images = min(s.batch, len(s.images))
@@ -458,11 +473,16 @@ def _image_task(
     own = dict(share)
     t = time.perf_counter()
     title = f"{im.name}: {s.cfg.name} / {s.backend_name} / {call.task}"
-    files = _render(staging, im, spec, call.values[j], title, subtitle, figure=figures)
+    if s.source.head(call.task) == "untrained head":
+        title += " (untrained head)"
+    unit = _unit(s, call.task)
+    files = _render(staging, im, spec, call.values[j], title, subtitle, figures, unit)
     own["render"] = time.perf_counter() - t
     tokens = np.ascontiguousarray(call.tokens[j])
     tentry = {
         "status": call.status,
+        "head": s.source.head(call.task),
+        "title": title,
         "files": files,
         # what the accelerator computed, to compare runs bit for bit (float64, row-major)
         "tokens_sha256": hashlib.sha256(tokens.tobytes()).hexdigest(),
@@ -506,6 +526,8 @@ def _report(s: RunSettings, weights: str, bundle_sha, totals: dict, per_image: l
         "checkpoint_sha256": s.source.checkpoint_sha256,
         "weights": weights,
         "trained_on": s.source.trained_on,
+        # per task: trained, untrained head (the checkpoint lacks it) or random init
+        "heads": {t: s.source.head(t) for t in s.tasks},
         "bundle": {
             "path": s.bundle_path,
             "sha256": bundle_sha,
@@ -560,6 +582,7 @@ def _render(
     title: str,
     subtitle: str,
     figure: bool = True,
+    unit: str | None = None,
 ) -> dict:
     colours = task_rgb(spec, output)
     task = spec.name
@@ -571,8 +594,16 @@ def _render(
     save_png(staging / files["overlay"], blend(im.pixels, colours))
     if figure:
         files["figure"] = f"{im.name}_{task}_figure.png"
-        task_figure(staging / files["figure"], im.pixels, spec, output, title, subtitle)
+        task_figure(staging / files["figure"], im.pixels, spec, output, title, subtitle, unit)
     return files
+
+
+def _unit(s: RunSettings, task: str) -> str | None:
+    """The unit of a depth task's output: that of the data the checkpoint was trained on
+    (its record), else None (the figure's default: metres)."""
+    from edgemoe.models.data import trained_depth_unit
+
+    return trained_depth_unit(s.source.checkpoint) if task == "depth" else None
 
 
 def add_parser(sub) -> None:
@@ -623,7 +654,7 @@ def add_parser(sub) -> None:
             "--bundle: must be the bundle's)"
         },
     )
-    add_options(r, "random")
+    add_options(r, "random", "untrained_heads")
     r.add_argument(
         "--top-k",
         type=int,

@@ -26,7 +26,7 @@ from edgemoe.host.contracts.profile import load_profile
 from edgemoe.host.contracts.tiling import DEFAULT_TILING
 from edgemoe.host.driver.backends import RunOutput, Workload, backends_help, get_backend
 from edgemoe.models.config import ModelConfig, load_config
-from edgemoe.pipeline import Engine, TaskCall, float_workload, weight_source
+from edgemoe.pipeline import Engine, TaskCall, check_heads, float_workload, weight_source
 
 
 def layer_table(outputs: dict[str, TaskCall]) -> list[dict]:
@@ -112,6 +112,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     notices: list[str] = []
     source = weight_source(cfg, args.checkpoint, args.seed, args.random, notices=notices)
     wl, loaded = float_workload(cfg, profile, source)
+    source = check_heads(source, wl, (), True)  # the datapath: untrained heads are labelled
     for n in notices + loaded:
         print(f"notice: {n}", file=sys.stderr)
     images, kind = verify_images(cfg, args)
@@ -267,7 +268,11 @@ def add_parser(sub) -> None:
     add_options(
         v,
         "checkpoint",
-        checkpoint={"help": "M3ViT checkpoint (default: the config's shipped trained checkpoint)"},
+        checkpoint={
+            "help": "M3ViT checkpoint (default: the config's shipped trained checkpoint); a "
+            "task head it lacks stays at its initial values, with a notice: verify compares "
+            "the datapath, so it needs no --untrained-heads"
+        },
     )
     add_options(v, "random")
     v.add_argument(

@@ -393,10 +393,12 @@ def run_video(engine: Engine, s: VideoSettings, cfg: ModelConfig) -> dict:
                 while nxt in got and set(got[nxt]) == set(s.schedule.tasks(nxt)):
                     maps = [task_rgb(cfg.task_spec(k), got[nxt][k]) for k in s.schedule.tasks(nxt)]
                     rate = (nxt + 1) / max(time.perf_counter() - t0, 1e-9)
-                    text = (
-                        f"{'+'.join(s.schedule.tasks(nxt))}  frame {nxt}  {rate:.1f} fps  "
-                        f"{s.backend_name}"
-                    )
+                    heads = s.header.get("heads", {})
+                    names = [
+                        f"{k} (untrained head)" if heads.get(k) == "untrained head" else k
+                        for k in s.schedule.tasks(nxt)
+                    ]
+                    text = f"{'+'.join(names)}  frame {nxt}  {rate:.1f} fps  {s.backend_name}"
                     img = caption(np.concatenate([pixels.pop(nxt), *maps], axis=1), text)
                     times["render"] += time.perf_counter() - t
                     t = time.perf_counter()

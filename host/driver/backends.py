@@ -44,6 +44,9 @@ class Workload:
     model: Any  # edgemoe.models.m3vit.M3ViT (torch is imported lazily); None: from a bundle
     #: A bundle's kernel image when the bundle, not ``model``, is the source of the weights.
     packed: bytes | None = field(default=None, repr=False)
+    #: Tasks whose head the checkpoint lacked (left at their initial values), in config
+    #: order: the checkpoint loader's, or a bundle's record of it.
+    untrained_heads: tuple[str, ...] = ()
 
     @classmethod
     def from_bundle(
@@ -53,6 +56,7 @@ class Workload:
         kernel_image: bytes,
         host: dict[str, np.ndarray],
         model: Any = None,
+        untrained_heads: tuple[str, ...] = (),
     ) -> Workload:
         """A workload whose datapath weights are a bundle's (no float model needed).
 
@@ -67,8 +71,10 @@ class Workload:
             The bundle's final norms and heads: :attr:`state` holds only these.
         model : M3ViT, optional
             The float model the bundle was exported from (``torch``, ``--check``).
+        untrained_heads : tuple of str
+            The tasks whose head the bundle records as untrained.
         """
-        wl = cls(cfg, profile, model, bytes(kernel_image))
+        wl = cls(cfg, profile, model, bytes(kernel_image), tuple(untrained_heads))
         wl.__dict__["state"] = dict(host)
         return wl
 

@@ -5,9 +5,10 @@ payload) followed by its *host section*, which the kernel never sees::
 
     host tensors    each task's final LayerNorm and light head, float, 64-byte aligned
     JSON            config and profile (name, hash, full definition), tiling, the
-                    weights it was exported from (checkpoint path + SHA-256, or the
-                    seed of the random init), the kernel image's SHA-256, and the
-                    name, dtype, shape and offset of every host tensor
+                    weights it was exported from (checkpoint path + SHA-256 and the
+                    tasks whose head it lacked, or the seed of the random init), the
+                    kernel image's SHA-256, and the name, dtype, shape and offset of
+                    every host tensor
     footer (32 B)   'EMOEHOST', format version, CRC32 of the two parts above, their sizes
 
 So ``edgemoe run --bundle B`` needs nothing else -- no config or profile flags,
@@ -61,20 +62,37 @@ class WeightSource:
     trained_on : str or None
         What the checkpoint was trained on, from its training record (``procedural
         street scenes, 1500 steps``); None: no record (or random init).
+    untrained_heads : tuple of str
+        Tasks, in config order, whose head (or decoder) the checkpoint lacks: left at
+        their initial values, so their outputs are not results. Known once the
+        checkpoint is loaded (:func:`edgemoe.pipeline.check_heads`) and recorded in a
+        bundle. Empty for the random init, which :meth:`describe` names as such.
     """
 
     checkpoint: str | None
     checkpoint_sha256: str | None
     seed: int
     trained_on: str | None = None
+    untrained_heads: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """What the weights are and what they were trained on, for figures, reports and
-        messages: ``checkpoint NAME, trained on …`` or ``random init, seed N (untrained)``."""
+        messages: ``checkpoint NAME, trained on …`` (``; untrained head: TASK, …`` where
+        the checkpoint lacks heads) or ``random init, seed N (untrained)``."""
         if self.checkpoint is None:
             return f"random init, seed {self.seed} (untrained)"
         text = f"checkpoint {Path(self.checkpoint).name}"
-        return text + (f", trained on {self.trained_on}" if self.trained_on else "")
+        text += f", trained on {self.trained_on}" if self.trained_on else ""
+        if self.untrained_heads:
+            text += f"; untrained head: {', '.join(self.untrained_heads)}"
+        return text
+
+    def head(self, task: str) -> str:
+        """What ``task``'s head is: ``trained``, ``untrained head`` (the checkpoint lacks
+        it) or ``random init``."""
+        if self.checkpoint is None:
+            return "random init"
+        return "untrained head" if task in self.untrained_heads else "trained"
 
 
 @dataclass
@@ -198,6 +216,7 @@ def bundle_file(
             "checkpoint_sha256": source.checkpoint_sha256,
             "seed": source.seed,
             "trained_on": source.trained_on,
+            "untrained_heads": list(source.untrained_heads),
             "source": source.describe(),
         },
         "kernel_image_sha256": hashlib.sha256(kernel_image).hexdigest(),
@@ -254,8 +273,15 @@ def read_deployment(data: bytes | bytearray | memoryview, name: str = "bundle") 
         tiling = Tiling(t["lin_in"], t["lin_out"], t["p"], t["axi_bits"])
         w = meta["weights"]
         source = WeightSource(
-            w["checkpoint"], w["checkpoint_sha256"], int(w["seed"]), w.get("trained_on")
+            w["checkpoint"],
+            w["checkpoint_sha256"],
+            int(w["seed"]),
+            w.get("trained_on"),
+            tuple(str(t) for t in w.get("untrained_heads", ())),
         )
+        unknown = [t for t in source.untrained_heads if t not in cfg.task_names]
+        if unknown:
+            raise ValueError(f"untrained head of unknown task {unknown[0]!r}")
         host = {}
         for e in meta["host_tensors"]:
             dt = np.dtype(e["dtype"])

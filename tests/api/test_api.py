@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -161,6 +162,19 @@ def test_task_output_kinds(m, scene):
     assert (depth.map == depth.values[0]).all()
     assert seg.rgb().shape == depth.rgb().shape == scene.shape
     assert seg.rgb().dtype == np.uint8
+    # the shipped mini was trained on procedural scenes: metric depth
+    assert depth.unit == "m" and depth.label == "depth (m)"
+
+
+def test_depth_label_follows_the_training_data(m, scene, tmp_path):
+    """A checkpoint trained on MTAN-layout data predicts disparity, and says so."""
+    ckpt = tmp_path / "mtan.safetensors"
+    ckpt.write_bytes(m.checkpoint.read_bytes())
+    rec = json.loads(m.checkpoint.with_suffix(".json").read_text())
+    ckpt.with_suffix(".json").write_text(json.dumps({**rec, "data": str(tmp_path / "mtan")}))
+    depth = edgemoe.load(MINI, checkpoint=ckpt).run(scene, tasks="depth", backend="golden")
+    assert depth["depth"].unit == "disparity"
+    assert depth["depth"].label == "depth: disparity (MTAN scale)"
 
 
 # ---- bad input: one line, an EdgeMoeError subclass ------------------------------------

@@ -664,6 +664,7 @@ def test_run_uses_each_tasks_own_norm(tmp_path: Path, capsys, flat_semseg_dir, b
             backend,
             "--checkpoint",
             str(ck),
+            "--untrained-heads",  # M3ViT's layout carries norms, not the light heads
             "--out",
             str(out),
         ]

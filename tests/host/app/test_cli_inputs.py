@@ -277,9 +277,10 @@ def test_figure_subtitle_names_the_weights(tmp_path, capsys, monkeypatch):
 
     real = run_mod.task_figure
 
-    def spy(path, image, spec, output, title, subtitle=""):
+    def spy(path, image, spec, output, title, subtitle="", unit=None):
         seen.append(subtitle)
-        real(path, image, spec, output, title, subtitle)
+        assert unit is None  # random init: no training data, the colour bar says metres
+        real(path, image, spec, output, title, subtitle, unit)
 
     monkeypatch.setattr(run_mod, "task_figure", spy)
     code, _, err = cli(

@@ -13,6 +13,7 @@ from edgemoe.host.contracts.profile import PER_TENSOR_CLASSES
 from edgemoe.host.contracts.tiling import Tiling
 from edgemoe.host.export.bundle import read_header, unpack, validate
 from edgemoe.host.export.quantize import quantize_model
+from edgemoe.models.checkpoint import LoadResult
 from edgemoe.models.m3vit import random_model
 from tests.conftest import assert_one_line_error, cfg, profile
 
@@ -173,7 +174,8 @@ def test_non_finite_weights_stop_quantization(tmp_path, capsys, monkeypatch):
     model = random_model(cfg(MINI), 0)
     with torch.no_grad():
         model.blocks[2].mlp.fc2.bias[3] = math.inf
-    monkeypatch.setattr("edgemoe.host.app.args.build_model", lambda *_: (model, []))
+    loaded = LoadResult([])
+    monkeypatch.setattr("edgemoe.host.app.args.build_model", lambda *_: (model, loaded))
     code, _, err = run(capsys, "--config", MINI, "--profile", "lean", "--out", str(tmp_path / "b"))
     assert_one_line_error(code, err, "blocks.2.mlp.fc2.bias", "NaN/Inf")
     assert files(tmp_path) == []
