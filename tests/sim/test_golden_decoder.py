@@ -321,3 +321,39 @@ def test_tiny_decoder_fidelity(pname):
         print(pname, m.to_dict())
         assert m.delta_torch <= budget and m.delta_host <= budget, m
         assert m.logits_rel_rms <= LOGITS_REL_RMS[pname] and m.saturations == 0, m
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        HeadSpec("pup", 2, 1, True, 8),
+        HeadSpec("pup", 2, 2, True, 8),
+        HeadSpec("pup", 2, 1, False, 8),
+    ],
+    ids=["2x1", "2x2-square", "2x1-conv1x1"],
+)
+def test_two_convolution_heads_decode_at_the_grid(head):
+    """conv_0 -> ReLU -> the 1x1 classifier at H/16 x W/16; the host's resizes finish it,
+    matching the torch decoder (random trained-style weights, lean)."""
+    from edgemoe.host.contracts.images import scene_images, to_patches
+    from edgemoe.models.heads import pup_tail_np
+
+    base = cfg("m3vit-mini")
+    c = dataclasses.replace(
+        base, task_specs=tuple(dataclasses.replace(s, head=head) for s in base.task_specs)
+    )
+    model = random_model(c, 6, "trained")
+    wl = Workload(c, profile("lean"), model)
+    g = Golden(wl.quantized)
+    images = scene_images(c, 2, 0)
+    raw = g.run(to_patches(images, c), "semseg").tokens
+    d = g.decode(raw, "semseg", record=True)
+    assert list(d.stages) == ["dec.norm", "dec.conv_0", "dec.logits"]
+    assert d.logits.shape == (2, *c.grid, 7)
+    with torch.no_grad():
+        ref = model.task_output(
+            torch.from_numpy(wl.profile.act.to_float(raw)).float(), "semseg"
+        ).numpy()
+    out = pup_tail_np(g.logits_to_float(d.logits), head, c)
+    assert out.shape == ref.shape
+    assert np.linalg.norm(out - ref) / np.linalg.norm(ref) < 2e-3
