@@ -5,6 +5,9 @@ every tensor is a raw fixed-point integer array, every narrowing rounds half up 
 saturates, and the order of operations is the hardware's where it
 matters (the single-pass softmax sweeps keys in order; MoE experts accumulate
 into the residual in ascending index).
+:meth:`Golden.decode` is the same for a ``pup`` task decoder after the backbone:
+its convolutions are linear-unit calls on im2col rows (docs/numerics.md, "The
+task decoder's integer datapath").
 
 Integer matmuls go through float64 BLAS, which is exact while every partial
 sum stays below 2**53; wider operands are split into 16-bit halves whose
