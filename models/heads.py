@@ -9,6 +9,9 @@ Two head kinds (a task's ``head`` in the config, :class:`~edgemoe.models.config.
   resize to the image (the torch reference: :class:`edgemoe.models.m3vit.PupDecoder`).
   On the host each batch norm is folded into its convolution
   (:func:`fold_decoder`): ``W' = W·γ/√(σ²+ε)``, ``b' = (b−μ)·γ/√(σ²+ε) + β``.
+  It is computed in two parts, split where the accelerator's integer decoder
+  (``edgemoe.sim.golden.Golden.decode``) ends: up to the classifier's logits
+  (:func:`pup_front_np`), then the resizes the host always does (:func:`pup_tail_np`).
 
 The decoders run on the host CPU after the accelerator (docs/configs.md), so they
 live here in numpy, importable on the board without torch. A 3×3 convolution is
