@@ -764,7 +764,7 @@ constexpr int32_t GELU_ROM[GELU_COPIES][2][GELU_HALF] = {
 // ---- bundle (edgemoe.host.export.bundle) ----
 constexpr uint32_t BUNDLE_MAGIC = 0x454F4D45u;
 constexpr uint32_t BUNDLE_VERSION = 3;
-constexpr uint32_t CONFIG_HASH = 0x4D37224Du;
+constexpr uint32_t CONFIG_HASH = 0xB70D50E4u;
 constexpr uint32_t TILING_WORD = 0x00011820u;
 constexpr uint32_t HEADER_BYTES = 64;
 constexpr uint64_t BUNDLE_BYTES = 36053568ull;
