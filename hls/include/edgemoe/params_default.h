@@ -768,7 +768,7 @@ constexpr int32_t GELU_ROM[GELU_COPIES][2][GELU_HALF] = {
 // ---- bundle (edgemoe.host.export.bundle) ----
 constexpr uint32_t BUNDLE_MAGIC = 0x454F4D45u;
 constexpr uint32_t BUNDLE_VERSION = 3;
-constexpr uint32_t CONFIG_HASH = 0x916AB845u;
+constexpr uint32_t CONFIG_HASH = 0x58C8C118u;
 constexpr uint32_t TILING_WORD = 0x00011820u;
 constexpr uint32_t HEADER_BYTES = 64;
 constexpr uint64_t BUNDLE_BYTES = 36053568ull;

@@ -15,13 +15,13 @@ from tests.conftest import assert_one_line_error, cfg
 
 TINY = "m3vit-tiny-128x256"
 MINI = "m3vit-mini"
-#: What the shipped tiny checkpoint (1,500 steps) reaches in float on 64 held-out
-#: procedural scenes: mIoU 0.542, abs_rel 0.286 (its training record). The floors sit just
-#: below what it reaches; they are BELOW issue 13's targets (mIoU >= 0.65, abs_rel <= 0.25),
-#: which this checkpoint does not meet (object and human IoU are 0: too thin for the
-#: per-patch light head at 1,500 steps).
-TINY_MIOU = 0.53
-TINY_ABS_REL = 0.30
+#: What the shipped tiny checkpoint (M³ViT's Cityscapes head on both tasks) reaches in
+#: float on 64 held-out procedural scenes (its training record, ``heldout``): mIoU 0.651,
+#: object IoU 0.134, human IoU 0.226, abs_rel 0.182. The floors sit just below; the
+#: targets were mIoU >= 0.65, object and human IoU > 0.10, abs_rel <= 0.25.
+TINY_MIOU = 0.645
+TINY_THIN_IOU = {"object": 0.12, "human": 0.21}
+TINY_ABS_REL = 0.19
 #: Through the fixed-point datapath (lean profile), the task metrics move at most this.
 DATAPATH_DELTA = 0.005
 
@@ -47,7 +47,7 @@ def _row(result, backend, profile, task):
 def test_shipped_checkpoint_is_fp16_under_the_model_names(name):
     path = shipped_checkpoint(name)
     assert path is not None and path.parent == CHECKPOINT_DIR
-    assert path.stat().st_size <= 40 * 2**20
+    assert path.stat().st_size <= 50 * 10**6  # the shipped-weights limit: 50 MB
     tensors = read_tensors(path)
     assert set(tensors) == set(M3ViT(cfg(name)).state_dict())
     assert all(v.dtype == torch.float16 for v in tensors.values())
@@ -102,6 +102,8 @@ def test_tiny_checkpoint_float_accuracy(tmp_path, capsys):
     result, _ = _eval(capsys, tmp_path, "--config", TINY, "--backends", "torch", "--images", "64")
     sem, dep = _row(result, "torch", "float", "semseg"), _row(result, "torch", "float", "depth")
     assert sem["miou"] >= TINY_MIOU, sem
+    for name, floor in TINY_THIN_IOU.items():
+        assert sem["iou"][name] >= floor, sem["iou"]
     assert dep["abs_rel"] <= TINY_ABS_REL, dep
     # every expert is used by some task in every block
     for b in cfg(TINY).moe_blocks:
