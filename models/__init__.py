@@ -27,6 +27,8 @@ _LAZY = {
     "layer_norm_np": "heads",
     "light_head_np": "heads",
     "pup_head_np": "heads",
+    "pup_front_np": "heads",
+    "pup_tail_np": "heads",
     "task_head_np": "heads",
     "fold_decoder": "heads",
     "host_params": "heads",

@@ -9,6 +9,9 @@ Two head kinds (a task's ``head`` in the config, :class:`~edgemoe.models.config.
   resize to the image (the torch reference: :class:`edgemoe.models.m3vit.PupDecoder`).
   On the host each batch norm is folded into its convolution
   (:func:`fold_decoder`): ``W' = W·γ/√(σ²+ε)``, ``b' = (b−μ)·γ/√(σ²+ε) + β``.
+  It is computed in two parts, split where the accelerator's integer decoder
+  (``edgemoe.sim.golden.Golden.decode``) ends: up to the classifier's logits
+  (:func:`pup_front_np`), then the resizes the host always does (:func:`pup_tail_np`).
 
 The decoders run on the host CPU after the accelerator (docs/configs.md), so they
 live here in numpy, importable on the board without torch. A 3×3 convolution is
@@ -217,8 +220,10 @@ def _pup_raw(params: Mapping[str, np.ndarray], task: str, i: int) -> bool:
     return f"decoders.{task}.syncbn_fc_{i}.running_mean" in params
 
 
-def fold_decoder(params: Mapping[str, Any], task: str, cfg: ModelConfig) -> dict[str, np.ndarray]:
-    """A ``pup`` task's convolutions with each batch norm folded in (float32).
+def fold_decoder(
+    params: Mapping[str, Any], task: str, cfg: ModelConfig, dtype: Any = np.float32
+) -> dict[str, np.ndarray]:
+    """A ``pup`` task's convolutions with each batch norm folded in (float32 by default).
 
     Parameters
     ----------
@@ -229,6 +234,8 @@ def fold_decoder(params: Mapping[str, Any], task: str, cfg: ModelConfig) -> dict
         A task whose head kind is ``pup``.
     cfg : ModelConfig
         Gives the head's shape.
+    dtype : numpy dtype
+        Of the result (the folding itself is float64; export quantizes from float64).
 
     Returns
     -------
@@ -251,9 +258,82 @@ def fold_decoder(params: Mapping[str, Any], task: str, cfg: ModelConfig) -> dict
             b = (b - np.asarray(params[bn + "running_mean"], np.float64)) * scale + np.asarray(
                 params[bn + "bias"], np.float64
             )
-        out[f"{pre}fused_{i}.weight"] = w.astype(np.float32)
-        out[f"{pre}fused_{i}.bias"] = b.astype(np.float32)
+        out[f"{pre}fused_{i}.weight"] = w.astype(dtype)
+        out[f"{pre}fused_{i}.bias"] = b.astype(dtype)
     return out
+
+
+def pup_front_np(
+    tokens: np.ndarray,
+    norm_w: np.ndarray,
+    norm_b: np.ndarray,
+    fused: list[tuple[np.ndarray, np.ndarray]],
+    spec: HeadSpec,
+    cfg: ModelConfig,
+    record: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """The part of a ``pup`` decoder the accelerator's datapath computes, in float.
+
+    Final LayerNorm, CLS dropped, the token grid, then ``num_conv 4``: (conv → ReLU →
+    bilinear ×2) ×3, conv → ReLU, the 1×1 classifier, giving logits at ``H/2 × W/2``;
+    ``num_conv 2``: conv → ReLU → the 1×1 classifier at ``H/16 × W/16``. What is left
+    (:func:`pup_tail_np`) is resizing only: a 1×1 convolution commutes with a bilinear
+    resize (a per-pixel affine map and weights that sum to 1), so M3ViT's resize
+    before its classifier (``num_upsample_layer 2``) moves after it.
+
+    Parameters
+    ----------
+    tokens, norm_w, norm_b, fused, spec, cfg
+        As :func:`pup_head_np`.
+    record : dict, optional
+        Filled with the value after each stage, named as the integer datapath's
+        stages (``dec.norm``, ``dec.conv_{i}``, ``dec.up_{i}``, ``dec.logits``).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 logits ``(B, C, h, w)``.
+    """
+    x = layer_norm_np(np.asarray(tokens, dtype=np.float32), norm_w, norm_b, cfg.ln_eps)
+    x = np.ascontiguousarray(tokens_to_grid_np(x, cfg))
+    ac = spec.align_corners
+    n = spec.convs
+
+    def keep(name: str, v: np.ndarray) -> None:
+        if record is not None:
+            record[name] = v
+
+    keep("dec.norm", x)
+    for i in range(n - 1):
+        if i > 0:  # only the four-conv head upsamples between its convolutions
+            x = bilinear_upsample_np(x, (x.shape[-2] * 2, x.shape[-1] * 2), ac)
+            keep(f"dec.up_{i}", x)
+        x = np.maximum(conv2d_np(x, *fused[i]), 0.0)
+        keep(f"dec.conv_{i}", x)
+    x = conv2d_np(x, *fused[n - 1])
+    keep("dec.logits", x)
+    return x
+
+
+def pup_tail_np(logits: np.ndarray, spec: HeadSpec, cfg: ModelConfig) -> np.ndarray:
+    """The host's resizes after :func:`pup_front_np`'s logits, up to the image size.
+
+    ``num_conv 4``: the last bilinear ×2; ``num_conv 2``: M3ViT's square ``4·w``
+    resize (``num_upsample_layer 2``), then the resize to the image (both with the
+    config's ``align_corners``); then ``MultiTaskModel``'s resize to the input
+    (``align_corners`` false; the identity when the size already matches).
+    """
+    x = np.asarray(logits, np.float32)
+    ac = spec.align_corners
+    if spec.num_conv == 4:
+        x = bilinear_upsample_np(x, (x.shape[-2] * 2, x.shape[-1] * 2), ac)
+    else:
+        if spec.num_upsample_layer == 2:
+            # M3ViT's single-integer size: a square map of 4 x the grid's width
+            side = x.shape[-1] * 4
+            x = bilinear_upsample_np(x, (side, side), ac)
+        x = bilinear_upsample_np(x, cfg.image_size, ac)
+    return bilinear_upsample_np(x, cfg.image_size)
 
 
 def pup_head_np(
@@ -265,6 +345,9 @@ def pup_head_np(
     cfg: ModelConfig,
 ) -> np.ndarray:
     """M3ViT's ``VisionTransformerUpHead`` in eval mode, batch norms folded, in numpy.
+
+    :func:`pup_tail_np` of :func:`pup_front_np`: the same split as the accelerator's
+    decoder, so the host's resizes are one definition.
 
     Parameters
     ----------
@@ -284,28 +367,8 @@ def pup_head_np(
     numpy.ndarray
         float32 ``(B, C, H, W)``.
     """
-    x = layer_norm_np(np.asarray(tokens, dtype=np.float32), norm_w, norm_b, cfg.ln_eps)
-    x = np.ascontiguousarray(tokens_to_grid_np(x, cfg))
-    ac = spec.align_corners
-
-    def block(x: np.ndarray, i: int) -> np.ndarray:
-        return np.maximum(conv2d_np(x, *fused[i]), 0.0)
-
-    def twice(x: np.ndarray) -> np.ndarray:
-        return bilinear_upsample_np(x, (x.shape[-2] * 2, x.shape[-1] * 2), ac)
-
-    x = block(x, 0)
-    if spec.num_conv == 4:
-        for i in (1, 2, 3):
-            x = block(twice(x), i)
-        x = twice(conv2d_np(x, *fused[4]))
-    else:
-        if spec.num_upsample_layer == 2:
-            # M3ViT's single-integer size: a square map of 4 x the grid's width
-            side = x.shape[-1] * 4
-            x = bilinear_upsample_np(x, (side, side), ac)
-        x = bilinear_upsample_np(conv2d_np(x, *fused[1]), cfg.image_size, ac)
-    return bilinear_upsample_np(x, cfg.image_size)
+    logits = pup_front_np(tokens, norm_w, norm_b, fused, spec, cfg)
+    return pup_tail_np(logits, spec, cfg)
 
 
 def decoder_macs(cfg: ModelConfig, task: str) -> list[tuple[str, int]]:

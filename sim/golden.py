@@ -5,6 +5,9 @@ every tensor is a raw fixed-point integer array, every narrowing rounds half up 
 saturates, and the order of operations is the hardware's where it
 matters (the single-pass softmax sweeps keys in order; MoE experts accumulate
 into the residual in ascending index).
+:meth:`Golden.decode` is the same for a ``pup`` task decoder after the backbone:
+its convolutions are linear-unit calls on im2col rows (docs/numerics.md, "The
+task decoder's integer datapath").
 
 Integer matmuls go through float64 BLAS, which is exact while every partial
 sum stays below 2**53; wider operands are split into 16-bit halves whose
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgemoe.errors import ConfigError
 from edgemoe.host.contracts.fixedpoint import Fmt, narrow, rshift_round, saturate
 from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.routing import topk_mask
@@ -76,8 +80,9 @@ def linear(
     out: Fmt,
     sat: SatCounter | None = None,
     where: str = "linear",
+    relu: bool = False,
 ) -> np.ndarray:
-    """The unified linear unit: ``narrow(x @ w.T + b)`` into ``out``.
+    """The unified linear unit: ``narrow(x @ w.T + b)`` into ``out`` (``relu``: then ``max(0, ·)``).
 
     The accumulator holds ``fx.frac + fw.frac`` fraction bits -- ``fw`` is the
     tensor's own binary point, so the shifts are per call, as the kernel's
@@ -85,6 +90,10 @@ def linear(
     (bit growth checked by :func:`accumulator_bits`); the bias is aligned to it
     by a left shift of 0..62 bits and the sum narrowed by a right shift of 0..62
     (:func:`edgemoe.host.export.quantize.choose_linear` guarantees both).
+
+    With ``relu`` the narrowed value goes through ``max(0, ·)``; applied to the
+    rounded sum before the saturation it gives the same values, and only the upper
+    rail can then count as a saturation (a negative sum is 0 however large).
     """
     fa = fx.frac + fw.frac
     assert 0 <= fa - out.frac <= MAX_SHIFT, "the epilogue narrows by a right shift"
@@ -92,9 +101,54 @@ def linear(
     if b is not None:
         assert 0 <= fa - fb.frac <= MAX_SHIFT
         acc = acc + (np.asarray(b, dtype=np.int64) << (fa - fb.frac))
-    if sat is None:
-        return narrow(acc, fa, out)
-    return sat.sat(rshift_round(acc, fa - out.frac), out, where)
+    if not relu:
+        if sat is None:
+            return narrow(acc, fa, out)
+        return sat.sat(rshift_round(acc, fa - out.frac), out, where)
+    v = np.maximum(rshift_round(acc, fa - out.frac), 0)
+    return saturate(v, out) if sat is None else sat.sat(v, out, where)
+
+
+#: Elements of one band's im2col rows (int64): bounds golden's memory, not its result.
+IM2COL_BAND = 1 << 22
+
+
+def im2col(x: np.ndarray, k: int, r0: int = 0, r1: int | None = None) -> np.ndarray:
+    """The im2col rows of output rows ``r0 .. r1-1`` of a stride-1 ``k×k`` convolution.
+
+    ``x`` is one raw feature map ``(h, w, C)``, zero-padded by ``k // 2``. The row of
+    output pixel ``(y, x)`` is the concatenation over ``(ky, kx)`` in raster order of
+    input pixel ``(y + ky - k//2, x + kx - k//2)``'s channels (zeros outside the map):
+    ``[ky][kx][c]``, the layout of the convolution's weight rows. Returns int64
+    ``((r1 - r0) * w, k*k*C)``, output pixels row-major.
+    """
+    h, w, c = x.shape
+    r1 = h if r1 is None else r1
+    pad = k // 2
+    xp = np.pad(x, ((pad, pad), (pad, pad), (0, 0))) if pad else x
+    taps = [xp[r0 + ky : r1 + ky, kx : kx + w, :] for ky in range(k) for kx in range(k)]
+    return np.concatenate(taps, axis=-1).reshape((r1 - r0) * w, k * k * c)
+
+
+@dataclass
+class DecodeResult:
+    """Output of one golden decoder call for a batch of one task.
+
+    Attributes
+    ----------
+    logits : ndarray int64 (B, h, w, C)
+        Raw ``dec_out`` logits of the classifier convolution, pixels row-major,
+        channels last (the kernel's output layout): ``h, w = H/2, W/2`` for the
+        four-convolution head, ``H/16, W/16`` for the two-convolution heads.
+    stages : dict[str, ndarray]
+        Raw values after each decoder stage (:meth:`Golden.decode_stages`), when recorded.
+    saturations : dict[str, int]
+        Values saturated per stage.
+    """
+
+    logits: np.ndarray
+    stages: dict[str, np.ndarray] = field(default_factory=dict)
+    saturations: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -264,6 +318,129 @@ class Golden:
         for i in range(self.cfg.depth):
             x = self.block(x, i, task, rec, routes)
         return GoldenResult(x, rec or {}, routes, dict(self.sat))
+
+    # -- the task decoder (a pup head) ----------------------------------------
+    def decode_stages(self, task: str | int) -> list[str]:
+        """The decoder's stage names for ``task``, in execution order.
+
+        ``dec.norm`` (the final LayerNorm on the token grid, CLS dropped, ``act``),
+        ``dec.conv_{i}`` (convolution ``i`` with ReLU, ``dec_feat``), ``dec.up_{i}`` (the
+        bilinear ×2 feeding convolution ``i``, ``dec_feat``), ``dec.logits`` (the
+        classifier, ``dec_out``).
+        """
+        spec = self.cfg.task_spec(self.cfg.task_names[self.cfg.task_id(task)]).head
+        out = ["dec.norm"]
+        for i in range(spec.convs - 1):
+            out += ([f"dec.up_{i}"] if i > 0 else []) + [f"dec.conv_{i}"]
+        return out + ["dec.logits"]
+
+    def conv(
+        self,
+        x: np.ndarray,
+        fx: Fmt,
+        name: str,
+        k: int,
+        out: Fmt,
+        relu: bool,
+        sat: SatCounter,
+        where: str,
+    ) -> np.ndarray:
+        """A stride-1 ``k×k`` convolution of raw maps ``(B, h, w, C_in)``: linear-unit calls
+        on im2col rows (:func:`im2col`), band by band, tensor ``name``'s weights and bias.
+
+        The band split only bounds golden's memory: each output pixel is one row of
+        the linear unit, whatever the band. Returns int64 ``(B, h, w, C_out)``.
+        """
+        w, fw = self.qm.dec(f"{name}.w")
+        b, fb = self.qm.dec(f"{name}.b")
+        B, h, wd, c = x.shape
+        if w.shape[1] != k * k * c:
+            raise ConfigError(
+                f"{name}: weights {w.shape} do not fit a {k}x{k} kernel on {c} channels"
+            )
+        y = np.empty((B, h, wd, w.shape[0]), dtype=np.int64)
+        band = max(1, IM2COL_BAND // (wd * k * k * c))
+        for n in range(B):
+            for r0 in range(0, h, band):
+                r1 = min(h, r0 + band)
+                rows = im2col(x[n], k, r0, r1)
+                y[n, r0:r1] = linear(rows, fx, w, fw, b, fb, out, sat, where, relu).reshape(
+                    r1 - r0, wd, -1
+                )
+        return y
+
+    def decode(self, tokens: np.ndarray, task: str | int, record: bool = False) -> DecodeResult:
+        """The integer decoder of ``task``'s ``pup`` head on raw backbone tokens ``(B, N, D)``.
+
+        The final LayerNorm (the blocks' integer LayerNorm), the CLS token dropped, the
+        patch tokens on the grid row-major ``(B, H/16, W/16, D)``; then each convolution
+        with its batch norm folded (:meth:`conv`; ReLU but for the classifier) and, in
+        the four-convolution head, a bilinear ×2 (:func:`units.upsample2x`) before
+        convolutions 1, 2 and 3. The host finishes with resizes only
+        (:func:`edgemoe.models.heads.pup_tail_np`).
+
+        Raises
+        ------
+        ConfigError
+            The task's head is not ``pup``, or upsamples with ``align_corners`` true
+            (not a fixed ×2 stencil).
+        """
+        cfg, p = self.cfg, self.p
+        name = cfg.task_names[cfg.task_id(task)]
+        spec = cfg.task_spec(name).head
+        if spec.kind != "pup":
+            raise ConfigError(
+                f"task {name}: the datapath decodes pup heads only (its head is {spec.kind})"
+            )
+        if spec.num_conv == 4 and spec.align_corners:
+            raise ConfigError(
+                f"task {name}: the datapath's bilinear x2 is align_corners false "
+                "(the head's align_corners is true)"
+            )
+        pre = f"decoders.{name}"
+        rec: dict | None = {} if record else None
+        sat = SatCounter()
+
+        def keep(stage: str, v: np.ndarray) -> None:
+            if rec is not None:
+                rec[stage] = v.copy()
+
+        tokens = np.asarray(tokens, dtype=np.int64)
+        B, N, D = tokens.shape
+        if N != cfg.num_tokens or D != cfg.embed_dim:
+            raise ValueError(
+                f"expected tokens (B, {cfg.num_tokens}, {cfg.embed_dim}), got {tokens.shape}"
+            )
+        g, _ = self.qm.dec(f"{pre}.norm.g")
+        beta, _ = self.qm.dec(f"{pre}.norm.b")
+        x = units.layernorm(tokens[:, 1:], g, beta, cfg.ln_eps, p)
+        rows, cols = cfg.grid
+        x = x.reshape(B, rows, cols, D)
+        keep("dec.norm", x)
+        n, fin = spec.convs, p.act
+        for i in range(n - 1):
+            if i > 0:
+                x = units.upsample2x(x)
+                keep(f"dec.up_{i}", x)
+            x = self.conv(
+                x,
+                fin,
+                f"{pre}.conv_{i}",
+                spec.conv_kernel(i),
+                p.dec_feat,
+                True,
+                sat,
+                f"dec.conv_{i}",
+            )
+            fin = p.dec_feat
+            keep(f"dec.conv_{i}", x)
+        x = self.conv(x, fin, f"{pre}.conv_{n - 1}", 1, p.dec_out, False, sat, "dec.logits")
+        keep("dec.logits", x)
+        return DecodeResult(x, rec or {}, dict(sat))
+
+    def logits_to_float(self, logits: np.ndarray) -> np.ndarray:
+        """Raw ``dec_out`` logits ``(B, h, w, C)`` as float ``(B, C, h, w)`` (the host's layout)."""
+        return self.p.dec_out.to_float(logits).transpose(0, 3, 1, 2)
 
     def stage_to_float(self, name: str, raw: np.ndarray) -> np.ndarray:
         """The float value a recorded raw stage stands for, folding undone."""

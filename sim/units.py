@@ -206,3 +206,30 @@ def softmax_attend(s: np.ndarray, v: np.ndarray, profile: Profile, sat=None) -> 
     t = shift_round(acc, (ps - G)[..., None])
     out = rshift_round(t * y[..., None], fq.frac + R + G - fa.frac)
     return saturate(out, fa) if sat is None else sat.sat(out, fa, "attn")
+
+
+def upsample2x(x: np.ndarray) -> np.ndarray:
+    """Bilinear ×2 (``align_corners=False``) of raw feature maps ``(B, h, w, C)``, one step.
+
+    ``out[2i+a, 2j+b] = (9·x[i,j] + 3·x[i',j] + 3·x[i,j'] + x[i',j'] + 8) >> 4`` with
+    ``i' = i-1`` for ``a = 0`` and ``i+1`` for ``a = 1``, clamped to ``0 .. h-1`` (the
+    same for ``j'``): torch's half-pixel weights 3/4 and 1/4 per axis, multiplied out
+    to sixteenths and rounded once, half up. A convex combination: the result lies
+    between the smallest and the largest input, so it keeps the input's format and
+    never saturates. Returns int64 ``(B, 2h, 2w, C)``.
+    """
+    x = np.asarray(x, dtype=np.int64)
+
+    def near(v: np.ndarray, axis: int, step: int) -> np.ndarray:
+        n = v.shape[axis]
+        idx = np.clip(np.arange(n) + step, 0, n - 1)
+        return np.take(v, idx, axis=axis)
+
+    b, h, w, c = x.shape
+    out = np.empty((b, 2 * h, 2 * w, c), dtype=np.int64)
+    for a, da in ((0, -1), (1, 1)):
+        xi = near(x, 1, da)  # x[i', j]
+        for bb, db in ((0, -1), (1, 1)):
+            s = 9 * x + 3 * xi + 3 * near(x, 2, db) + near(xi, 2, db)
+            out[:, a::2, bb::2] = (s + 8) >> 4
+    return out

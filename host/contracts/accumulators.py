@@ -40,7 +40,7 @@ def accumulator_bits(cfg: ModelConfig, profile: Profile) -> dict[str, int]:
     one = 1 << f["prob"].frac  # exp2 outputs and gate weights never exceed 1.0
     w, act = mag(f["weight"]), mag(f["act"])
     acc = bound(one, mag(f["attn_qkv"]), N)
-    return {
+    out = {
         "patch_embed": with_addend(mag(f["pixel"]), mag(f["patch_weight"]), cfg.patch_dim),
         "linear_in_dim": with_addend(act, w, D),
         "linear_in_hidden": with_addend(act, w, hidden),
@@ -54,4 +54,32 @@ def accumulator_bits(cfg: ModelConfig, profile: Profile) -> dict[str, int]:
         "ln_center": bound(
             2 * act << profile.units["ln_mean_guard"], 1 << profile.units["newton_frac"], 1
         ),
+    }
+    return out | decoder_accumulator_bits(cfg, profile)
+
+
+def decoder_accumulator_bits(cfg: ModelConfig, profile: Profile) -> dict[str, int]:
+    """The decoder's reductions, when a task has a ``pup`` head (empty otherwise).
+
+    ``dec_conv_first``: ``conv_0`` on the LayerNorm's ``act`` output,
+    ``K = k² · embed_dim``; ``dec_conv``: every later convolution on ``dec_feat``,
+    ``K = k² · channels`` (the longest over tasks); both with the bias within
+    :func:`~edgemoe.host.export.quantize.linear_slack`, like every linear-unit call.
+    ``dec_upsample``: ``9a + 3b + 3c + d + 8`` of the bilinear ×2 unit.
+    """
+    f = profile.formats
+    heads = [s.head for s in cfg.task_specs if s.head.kind == "pup"]
+    if not heads:
+        return {}
+
+    def mag(fmt: Fmt) -> int:
+        return max(-fmt.min_raw, fmt.max_raw)
+
+    w, act, feat = mag(f["weight"]), mag(f["act"]), mag(f["dec_feat"])
+    k_first = max(h.conv_kernel(0) ** 2 * cfg.embed_dim for h in heads)
+    k_rest = max(h.conv_kernel(i) ** 2 * h.channels for h in heads for i in range(1, h.convs))
+    return {
+        "dec_conv_first": (act * w * k_first).bit_length() + 1,
+        "dec_conv": (feat * w * k_rest).bit_length() + 1,
+        "dec_upsample": (16 * feat + 8).bit_length() + 1,
     }

@@ -31,6 +31,8 @@ FORMAT_NAMES = {
     "prob": "exp2 outputs (attention and gate probabilities)",
     "ln_stat": "LayerNorm input as summed for the statistics",
     "ln_norm": "(x - mean) * rstd inside LayerNorm",
+    "dec_feat": "decoder feature maps after ReLU, and their bilinear x2 upsamplings",
+    "dec_out": "decoder logits: the classifier convolution's outputs",
 }
 
 #: The formats of what the linear unit multiplies and adds (docs/design.md): their
@@ -219,8 +221,9 @@ def check_profile(p: Profile) -> None:
                 raise ConfigError(f"field formats.{k} must be unsigned (ufixed)")
         elif not f[k].signed:
             raise ConfigError(f"field formats.{k} must be signed (fixed)")
-    if f["act"].width > 32:
-        raise ConfigError("field formats.act wider than 32 bits does not fit a DDR word")
+    for k in ("act", "dec_feat", "dec_out"):
+        if f[k].width > 32:
+            raise ConfigError(f"field formats.{k} wider than 32 bits does not fit a DDR word")
     if f["prob"].int_bits != 1:
         raise ConfigError("field formats.prob must have 1 integer bit (probabilities <= 1)")
     if f["ln_stat"].int_bits != f["act"].int_bits or f["ln_stat"].frac > f["act"].frac:

@@ -7,7 +7,11 @@ residual stream, LayerNorm outputs and their normalised ``(x - mean) * rstd``,
 Q (``head_dim**-0.5 * log2(e)`` folded in), K (its softmax-invariant bias
 dropped, as :func:`edgemoe.host.export.quantize.quantize_model` does), V, the base-2
 attention scores, attention and projection outputs, GELU inputs, MLP and
-expert outputs, base-2 gate logits, and every folded weight and bias tensor.
+expert outputs, base-2 gate logits, and every folded weight and bias tensor;
+for a task with a ``pup`` head, its decoder as the datapath computes it
+(:func:`edgemoe.models.heads.pup_front_np`, batch norms folded): the final
+LayerNorm's output (``act``), every convolution's output after ReLU and every
+bilinear ×2 (``dec_feat``) and the classifier's logits (``dec_out``).
 
 Each quantity is reported per layer and per class (its format) with its
 headroom ``log2(max representable / max |value|)`` in bits: below
@@ -180,6 +184,8 @@ _CLASS_ORDER = (
     "bias",
     "ln",
     "gate_weight",
+    "dec_feat",
+    "dec_out",
 )
 
 
@@ -211,6 +217,9 @@ def split_scaled(
 
 
 def _tensor_class(name: str) -> str:
+    if name.startswith("decoders."):  # decoders.{task}.norm.g, .conv_{i}.w / .b
+        kind = name.rsplit(".", 1)[-1]
+        return "ln" if kind in ("g", "b") and ".norm." in name else _LINEAR_CLASS[kind]
     if name == "patch.w":
         return "patch_weight"
     if name == "token_bias":
@@ -226,6 +235,9 @@ def _tensor_class(name: str) -> str:
     return "weight" if kind == "w" else "bias"
 
 
+_LINEAR_CLASS = {"w": "weight", "b": "bias"}
+
+
 def runtime_quantities(model, cfg: ModelConfig, profile: Profile, images: np.ndarray, task: str):
     """Run-time quantities of one task on ``images`` (float model, folding applied)."""
     import torch
@@ -235,10 +247,41 @@ def runtime_quantities(model, cfg: ModelConfig, profile: Profile, images: np.nda
     f = profile.formats
     rec: dict = {}
     with torch.no_grad():
-        model.backbone(normalize(images, cfg), task, record=rec)
+        tokens = model.backbone(normalize(images, cfg), task, record=rec)
     out: list[Quantity] = []
     with torch.no_grad():
         _blocks(model, cfg, f, rec, out)
+    if cfg.task_spec(task).head.kind == "pup":
+        out += decoder_quantities(model, cfg, profile, tokens.double().numpy(), task)
+    return out
+
+
+def decoder_quantities(
+    model, cfg: ModelConfig, profile: Profile, tokens: np.ndarray, task: str
+) -> list[Quantity]:
+    """The quantities of ``task``'s ``pup`` decoder on float backbone ``tokens`` (B, N, D).
+
+    Named ``dec.{task}.{stage}`` after the datapath's stages
+    (:meth:`edgemoe.sim.golden.Golden.decode_stages`): ``norm`` in ``act``,
+    ``conv_{i}`` (after ReLU) and ``up_{i}`` in ``dec_feat``, ``logits`` in ``dec_out``.
+    """
+    from edgemoe.models.heads import fold_decoder, pup_front_np
+
+    spec = cfg.task_spec(task).head
+    state = {k: v.detach().double().numpy() for k, v in model.state_dict().items()}
+    fused = fold_decoder(state, task, cfg)
+    convs = [
+        (fused[f"decoders.{task}.fused_{i}.weight"], fused[f"decoders.{task}.fused_{i}.bias"])
+        for i in range(spec.convs)
+    ]
+    rec: dict[str, np.ndarray] = {}
+    norm = (state[f"norms.{task}.weight"], state[f"norms.{task}.bias"])
+    pup_front_np(tokens, *norm, convs, spec, cfg, rec)
+    out = []
+    for stage, v in rec.items():
+        cls = {"dec.norm": "act", "dec.logits": "dec_out"}.get(stage, "dec_feat")
+        name = stage.replace("dec.", f"dec.{task}.", 1)
+        out.append(_measure(name, cls, profile.formats[cls], v))
     return out
 
 

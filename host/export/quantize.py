@@ -46,7 +46,7 @@ from edgemoe.errors import EdgeMoeError
 from edgemoe.host.contracts.fixedpoint import Fmt
 from edgemoe.host.contracts.profile import Profile
 from edgemoe.models.config import ModelConfig
-from edgemoe.models.heads import HOST_PREFIXES
+from edgemoe.models.heads import HOST_PREFIXES, fold_decoder
 
 LOG2E = 1.0 / math.log(2.0)
 #: The longest shift of the linear unit's epilogue (a 6-bit amount): the addend's
@@ -192,6 +192,17 @@ class QuantizedModel:
     classes), each expert's under its bundle name (:meth:`fmt`). The final LayerNorm
     and the task heads stay in float on the host (:attr:`host_params`); :attr:`k_bias` holds each
     block's dropped K bias (float, ``(D,)``), which the datapath never needs.
+
+    The integer decoder of each ``pup`` task (:meth:`edgemoe.sim.golden.Golden.decode`)
+    has its own tensors, :attr:`dec_tensors` and :attr:`dec_formats` (``t`` a task,
+    ``i`` a convolution; the kernel's bundle does not carry them yet)::
+
+        decoders.t.norm.g / .norm.b (D,)              the task's final LayerNorm (ln)
+        decoders.t.conv_i.w (C_out, k*k*C_in)         weight, batch norm folded in
+        decoders.t.conv_i.b (C_out,)                  bias, batch norm folded in
+
+    A convolution's weight row is laid out ``[ky][kx][c_in]``, the order of the
+    im2col rows it multiplies.
     """
 
     cfg: ModelConfig
@@ -201,6 +212,24 @@ class QuantizedModel:
     report: QuantReport
     host_params: dict[str, np.ndarray]
     k_bias: dict[int, np.ndarray] = field(default_factory=dict)
+    dec_tensors: dict[str, np.ndarray] = field(default_factory=dict)
+    dec_formats: dict[str, Fmt] = field(default_factory=dict)
+
+    def dec(self, name: str) -> tuple[np.ndarray, Fmt]:
+        """A decoder tensor and its format (binary point included).
+
+        Raises
+        ------
+        QuantizationError
+            The model has no such decoder tensor (no ``pup`` head for the task, or a
+            model read back from a bundle, which does not carry the decoder yet).
+        """
+        if name not in self.dec_tensors:
+            raise QuantizationError(
+                f"no decoder tensor {name!r} in the quantized model (a pup head's decoder "
+                "is quantized from the float model, not read back from a bundle)"
+            )
+        return self.dec_tensors[name], self.dec_formats[name]
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.tensors[name]
@@ -252,8 +281,13 @@ def quantize_model(
             _moe(q, cfg, i)
         else:
             _dense_mlp(q, i)
+    for spec in cfg.task_specs:
+        if spec.head.kind == "pup":
+            _decoder(q, cfg, spec.name)
     host = {k: _np(v) for k, v in state.items() if k.startswith(HOST_PREFIXES)}
-    return QuantizedModel(cfg, profile, q.tensors, q.formats, q.report, host, q.k_bias)
+    return QuantizedModel(
+        cfg, profile, q.tensors, q.formats, q.report, host, q.k_bias, q.dec_tensors, q.dec_formats
+    )
 
 
 class _Quantizer:
@@ -266,6 +300,8 @@ class _Quantizer:
         self.formats: dict[str, Fmt] = {}
         self.report = QuantReport()
         self.k_bias: dict[int, np.ndarray] = {}
+        self.dec_tensors: dict[str, np.ndarray] = {}
+        self.dec_formats: dict[str, Fmt] = {}
 
     def get(self, name: str) -> np.ndarray:
         """Float parameter ``name`` (M3ViT's name), checked present and finite."""
@@ -277,19 +313,26 @@ class _Quantizer:
             raise QuantizationError(f"parameter {name!r} holds {bad} NaN/Inf value(s)")
         return a
 
-    def put(self, name: str, x: np.ndarray, fmt: Fmt, stack: str | None = None) -> np.ndarray:
-        """Quantize ``x`` as tensor ``name`` (one expert's: stacked under ``stack``)."""
+    def put(
+        self, name: str, x: np.ndarray, fmt: Fmt, stack: str | None = None, dec: bool = False
+    ) -> np.ndarray:
+        """Quantize ``x`` as tensor ``name`` (one expert's: stacked under ``stack``; a
+        decoder's: into :attr:`dec_tensors`)."""
         if fmt.per_tensor:
             fmt = fmt.fit(x)
         raw, nsat, worst = fmt.quantize(x)
         err = np.abs(fmt.to_float(raw) - x)
         if nsat:
             err = np.where(np.abs(x) > fmt.max_value, 0.0, err)
-        if stack is None:
+        if dec:
+            self.dec_tensors[name] = raw
+            self.dec_formats[name] = fmt
+        elif stack is None:
             self.tensors[name] = raw
+            self.formats[name] = fmt
         else:
             self.tensors.setdefault(stack, []).append(raw)
-        self.formats[name] = fmt
+            self.formats[name] = fmt
         self.report.tensors.append(
             TensorReport(
                 name,
@@ -405,6 +448,46 @@ def _dense_mlp(q: _Quantizer, i: int) -> None:
         )
 
 
+def _decoder(q: _Quantizer, cfg: ModelConfig, task: str) -> None:
+    """A ``pup`` task's integer decoder: its final LayerNorm (``ln``) and each convolution
+    with its batch norm folded in (scale into the weights, shift into the bias, in float64),
+    as a linear-unit call on im2col rows: the weight ``(C_out, k·k·C_in)`` in
+    ``[ky][kx][c_in]`` order, binary points chosen per tensor (:func:`choose_linear`) for
+    its input (``act`` for ``conv_0``, which reads the LayerNorm, else ``dec_feat``) and
+    its output (``dec_feat``, or ``dec_out`` for the classifier)."""
+    f, spec, pre = q.f, cfg.task_spec(task).head, f"decoders.{task}"
+    q.put(f"{pre}.norm.g", q.get(f"norms.{task}.weight"), f["ln"], dec=True)
+    q.put(f"{pre}.norm.b", q.get(f"norms.{task}.bias"), f["ln"], dec=True)
+    if f"{pre}.fused_0.weight" in q.state:  # already folded (a bundle's host section)
+        fused = {
+            k: q.get(k)
+            for i in range(spec.convs)
+            for k in (f"{pre}.fused_{i}.weight", f"{pre}.fused_{i}.bias")
+        }
+    else:
+        names = [
+            f"{pre}.{m}_{i}.{p}"
+            for i in range(spec.convs)
+            for m, ps in (
+                ("conv", ("weight", "bias")),
+                ("syncbn_fc", ("weight", "bias", "running_mean", "running_var")),
+            )
+            if m == "conv" or i < spec.convs - 1
+            for p in ps
+        ]
+        fused = fold_decoder({n: q.get(n) for n in names}, task, cfg, np.float64)
+    n = spec.convs
+    for i in range(n):
+        w = fused[f"{pre}.fused_{i}.weight"]
+        w = w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1)  # [ky][kx][c_in]
+        b = fused[f"{pre}.fused_{i}.bias"]
+        fin = f["act"] if i == 0 else f["dec_feat"]
+        fout = f["dec_out"] if i == n - 1 else f["dec_feat"]
+        wf, bf = choose_linear(w, f["weight"], fin, fout, b, f["bias"])
+        q.put(f"{pre}.conv_{i}.w", w, wf, dec=True)
+        q.put(f"{pre}.conv_{i}.b", b, bf, dec=True)
+
+
 def stage_to_float(
     cfg: ModelConfig,
     profile: Profile,
@@ -412,14 +495,19 @@ def stage_to_float(
     raw: np.ndarray,
     k_bias: Mapping[int, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Float meaning of a raw layer-boundary tensor (``embed``, ``block{i}.{stage}``).
+    """Float meaning of a raw layer-boundary tensor (``embed``, ``block{i}.{stage}``,
+    the decoder's ``dec.{stage}``).
 
     The folding done here is undone: Q (first ``embed_dim`` columns of ``qkv``) is
     divided by :func:`q_scale`, the dropped K bias is added back when ``k_bias``
     (:attr:`QuantizedModel.k_bias`) is given, gate logits are divided by
-    ``log2(e)``; routes are returned as they are; everything else is in the
-    ``act`` format.
+    ``log2(e)``; routes are returned as they are; the decoder's ``dec.conv_{i}``
+    and ``dec.up_{i}`` are in ``dec_feat``, ``dec.logits`` in ``dec_out``; everything
+    else is in the ``act`` format.
     """
+    if stage.startswith("dec."):  # the decoder's stages (Golden.decode)
+        cls = {"dec.norm": "act", "dec.logits": "dec_out"}.get(stage, "dec_feat")
+        return profile.formats[cls].to_float(raw)
     kind = stage.rsplit(".", 1)[-1]
     if kind == "route":
         return raw

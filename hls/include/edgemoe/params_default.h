@@ -53,6 +53,10 @@ constexpr int LN_STAT_W = 22;  // fixed<22,9>
 constexpr int LN_STAT_F = 13;
 constexpr int LN_NORM_W = 24;  // fixed<24,8>
 constexpr int LN_NORM_F = 16;
+constexpr int DEC_FEAT_W = 20;  // fixed<20,7>
+constexpr int DEC_FEAT_F = 13;
+constexpr int DEC_OUT_W = 22;  // fixed<22,10>
+constexpr int DEC_OUT_F = 12;
 
 // ---- nonlinear units (edgemoe.host.contracts.tables) ----
 constexpr int EXP2_LUT_BITS = 6;
@@ -764,7 +768,7 @@ constexpr int32_t GELU_ROM[GELU_COPIES][2][GELU_HALF] = {
 // ---- bundle (edgemoe.host.export.bundle) ----
 constexpr uint32_t BUNDLE_MAGIC = 0x454F4D45u;
 constexpr uint32_t BUNDLE_VERSION = 3;
-constexpr uint32_t CONFIG_HASH = 0xB70D50E4u;
+constexpr uint32_t CONFIG_HASH = 0x58C8C118u;
 constexpr uint32_t TILING_WORD = 0x00011820u;
 constexpr uint32_t HEADER_BYTES = 64;
 constexpr uint64_t BUNDLE_BYTES = 36053568ull;

@@ -43,7 +43,7 @@ def _row(result, backend, profile, task):
     return row
 
 
-@pytest.mark.parametrize("name", [MINI, TINY])
+@pytest.mark.parametrize("name", [MINI, "m3vit-mini-pup", TINY])
 def test_shipped_checkpoint_is_fp16_under_the_model_names(name):
     path = shipped_checkpoint(name)
     assert path is not None and path.parent == CHECKPOINT_DIR

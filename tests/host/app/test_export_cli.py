@@ -263,6 +263,8 @@ def test_export_calibration_report_and_image_folder(tmp_path, capsys):
         "prob",
         "ln_stat",
         *PER_TENSOR_CLASSES,
+        "dec_feat",  # the mini's light heads: no decoder on the datapath
+        "dec_out",
     }
     assert "# calibration: 2 image(s)" in out.with_name("b.bin.report.txt").read_text()
 

@@ -10,7 +10,7 @@ from edgemoe.host.contracts.accumulators import accumulator_bits
 from edgemoe.host.contracts.profile import config_hash, list_profiles, load_profile
 from edgemoe.models import list_configs, load_config
 
-CONFIGS = ["m3vit-mini", "m3vit-tiny-128x256", "m3vit-small-512x512"]
+CONFIGS = ["m3vit-mini", "m3vit-mini-pup", "m3vit-tiny-128x256", "m3vit-small-512x512"]
 
 
 def test_shipped_configs_match_design_table():
@@ -131,3 +131,5 @@ def test_lean_linear_unit_fits_dsp48e2(cname):
     bits = accumulator_bits(load_config(cname), p)
     for k in ("patch_embed", "linear_in_dim", "linear_in_hidden", "gate"):
         assert bits[k] <= 48, (k, bits[k])
+    for k in ("dec_conv_first", "dec_conv", "dec_upsample"):  # a config with a pup head
+        assert bits.get(k, 0) <= 48, (k, bits[k])
