@@ -36,6 +36,10 @@ class PairMetrics:
     routing_agreement: float
     routing_decisions: int
     routing_mismatches: int
+    #: rel_rms and cosine over the tokens whose expert sets agree in every MoE block
+    #: (:func:`same_route`): what the rel_rms and cosine budgets apply to
+    rel_rms_same_route: float = 0.0
+    cosine_same_route: float = 1.0
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -63,8 +67,29 @@ def routing(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, int, int]:
     return same / total, total, total - same
 
 
+def same_route(a: list[np.ndarray], b: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """Tokens (``shape``: the tokens' leading axes) whose chosen expert sets agree in
+    every MoE block; all of them where there is no routing."""
+    mask = np.ones(shape, dtype=bool)
+    for x, y in zip(a, b, strict=True):
+        mask &= (x == y).all(-1).reshape(shape)
+    return mask
+
+
+def route_budgeted(
+    ref: np.ndarray, out: np.ndarray, routes: tuple[list[np.ndarray], list[np.ndarray]]
+) -> tuple[float, float]:
+    """rel_rms and cosine of ``out`` against ``ref`` over the tokens whose expert sets
+    agree in every MoE block. A token that takes another expert set (a near-tie gate)
+    has a different output altogether: it is budgeted by the routing agreement, not by
+    rel_rms and cosine, which budget the arithmetic."""
+    keep = same_route(*routes, ref.shape[:-1])
+    return rel_rms(ref[keep], out[keep]), cosine(ref[keep], out[keep])
+
+
 def compare(ref: RunOutput | TaskCall, out: RunOutput | TaskCall) -> PairMetrics:
     agree, n, miss = routing(ref.routes, out.routes)
+    rr_same, cs_same = route_budgeted(ref.tokens, out.tokens, (ref.routes, out.routes))
     return PairMetrics(
         max_abs=float(np.abs(out.tokens - ref.tokens).max()),
         rel_rms=rel_rms(ref.tokens, out.tokens),
@@ -72,6 +97,8 @@ def compare(ref: RunOutput | TaskCall, out: RunOutput | TaskCall) -> PairMetrics
         routing_agreement=agree,
         routing_decisions=n,
         routing_mismatches=miss,
+        rel_rms_same_route=rr_same,
+        cosine_same_route=cs_same,
     )
 
 
@@ -111,8 +138,9 @@ def budget_misses(
 
 
 def within_budget(m: PairMetrics, budgets: dict[str, float]) -> list[str]:
-    """The budgets ``m`` misses (:func:`budget_misses`), empty when all are met."""
-    return budget_misses(budgets, m.rel_rms, m.cosine, m.routing_agreement)
+    """The budgets ``m`` misses (:func:`budget_misses`), empty when all are met: rel_rms
+    and cosine over the tokens that route alike (:func:`route_budgeted`)."""
+    return budget_misses(budgets, m.rel_rms_same_route, m.cosine_same_route, m.routing_agreement)
 
 
 @dataclass(frozen=True)
@@ -122,7 +150,7 @@ class Fidelity:
     Attributes
     ----------
     rel_rms, cosine : float
-        Final backbone tokens.
+        Final backbone tokens, all of them.
     routing_agreement : float
         (token, MoE block) pairs with the same expert set.
     saturations : int
@@ -137,16 +165,20 @@ class Fidelity:
     routing_mismatches: int
     saturations: int
     task_delta: float
+    #: over the tokens that route alike (:func:`route_budgeted`): what the budgets apply to
+    rel_rms_same_route: float = 0.0
+    cosine_same_route: float = 1.0
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
     def missed(self, budgets: dict[str, float]) -> list[str]:
-        """The budgets this misses (:func:`budget_misses`), as readable strings."""
+        """The budgets this misses (:func:`budget_misses`), as readable strings: rel_rms
+        and cosine over the tokens that route alike (:func:`route_budgeted`)."""
         return budget_misses(
             budgets,
-            self.rel_rms,
-            self.cosine,
+            self.rel_rms_same_route,
+            self.cosine_same_route,
             self.routing_agreement,
             self.task_delta,
             self.saturations,
@@ -207,7 +239,16 @@ def measure(
     delta = task_delta(wl.cfg, task, ref.values, out.values, gt)
     sat = sum(out.saturations.values()) + wl.quantized.report.saturated
     return (
-        Fidelity(m.rel_rms, m.cosine, m.routing_agreement, m.routing_mismatches, sat, delta),
+        Fidelity(
+            m.rel_rms,
+            m.cosine,
+            m.routing_agreement,
+            m.routing_mismatches,
+            sat,
+            delta,
+            m.rel_rms_same_route,
+            m.cosine_same_route,
+        ),
         ref,
         out,
     )

@@ -208,8 +208,14 @@ def _compare_pair(
         missed = within_budget(m, budgets)
     entry["within_budget"] = not missed
     verdict = "PASS" if not missed else "FAIL: " + "; ".join(missed)
+    same = (
+        f" (tokens that route alike: rel_rms={m.rel_rms_same_route:.3e})"
+        if m.routing_mismatches
+        else ""
+    )
     print(
-        f"{a} vs {b}: max_abs={m.max_abs:.3e} rel_rms={m.rel_rms:.3e} cosine={m.cosine:.7f} "
+        f"{a} vs {b}: max_abs={m.max_abs:.3e} rel_rms={m.rel_rms:.3e}{same} "
+        f"cosine={m.cosine:.7f} "
         f"routing={m.routing_agreement:.4f} ({m.routing_mismatches}/{m.routing_decisions} "
         f"differ) saturations={entry['saturations']}  {verdict}"
     )

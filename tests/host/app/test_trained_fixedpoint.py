@@ -114,10 +114,14 @@ def test_published_statistics_zero_saturation_and_routing(pname, task):
     assert f.routing_agreement >= PUBLISHED_ROUTING_BUDGET
 
 
-@pytest.mark.parametrize("kind, cname", [("published", TINY), ("trained", TINY)])
-def test_routing_flips_only_on_near_ties(kind, cname):
-    """Every flip is a decision whose margin lies within the measured gate error."""
-    wl = workload(kind, cname, "lean")
+@pytest.mark.parametrize(
+    "kind, cname, pname",
+    [("published", TINY, "lean"), ("trained", TINY, "lean"), ("trained", TINY, "edge-moe")],
+)
+def test_routing_flips_only_on_near_ties(kind, cname, pname):
+    """Every flip is a decision whose margin lies within the measured gate error: what
+    lets the rel_rms and cosine budgets leave flipped tokens to the routing budget."""
+    wl = workload(kind, cname, pname)
     r = routing_margins(wl, heldout(cname))
     assert r["flips_outside_error"] == 0, r["flip_margins"]
     # the gate path's own rounding stays below the error it inherits from upstream
