@@ -79,7 +79,7 @@ def test_run_with_the_flag_says_untrained_head(tmp_path, capsys, ckpts, monkeypa
 
     titles: list[str] = []
 
-    def spy(path, image, spec, output, title, subtitle=""):
+    def spy(path, image, spec, output, title, subtitle="", unit=None):
         titles.append(f"{title}\n{subtitle}")  # drawn by task_figure; not drawn here
 
     monkeypatch.setattr(run_mod, "task_figure", spy)
