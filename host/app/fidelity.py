@@ -69,8 +69,11 @@ def routing(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, int, int]:
 
 def same_route(a: list[np.ndarray], b: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
     """Tokens (``shape``: the tokens' leading axes) whose chosen expert sets agree in
-    every MoE block; all of them where there is no routing."""
+    every MoE block; all of them where there is no routing (or it was not recorded,
+    as :func:`routing` reads it)."""
     mask = np.ones(shape, dtype=bool)
+    if not a or not b:
+        return mask
     for x, y in zip(a, b, strict=True):
         mask &= (x == y).all(-1).reshape(shape)
     return mask
