@@ -42,7 +42,6 @@ from edgemoe.host.export.bundle import read_bundle, write_bundle
 from edgemoe.host.export.deployment import Deployment, WeightSource
 from edgemoe.host.export.hls_params import MAX_IMAGES
 from edgemoe.models.config import DEFAULT_CONFIG, ModelConfig, TaskSpec, load_config
-from edgemoe.models.data import trained_depth_unit
 from edgemoe.pipeline import (
     Engine,
     bundle_weights,
@@ -86,7 +85,7 @@ class TaskOutput:
         ``random init``.
     unit : str or None
         What a scalar task's values are in: ``m`` or ``disparity``, that of the data
-        the weights were trained on (:func:`edgemoe.models.data.trained_depth_unit`);
+        the weights were trained on (:attr:`WeightSource.depth_unit`);
         ``None``: metres for a task with a ``far``.
     """
 
@@ -442,7 +441,7 @@ class Model:
             if single:
                 tok, val = tok[0], val[0]
             spec = self.cfg.task_spec(t)
-            unit = trained_depth_unit(self.source.checkpoint) if spec.kind == "scalar" else None
+            unit = self.source.depth_unit if spec.kind == "scalar" else None
             outputs[t] = TaskOutput(t, spec, val, tok, self.source.head(t), unit)
         images_run = pixels[0] if single else pixels
         return Result(outputs, images_run, name, seconds, notices, self.weights)

@@ -121,8 +121,14 @@ def weight_source(
                 )
             return WeightSource(None, None, seed)
         checkpoint = found
+    from edgemoe.models.data import trained_depth_unit
+
     return WeightSource(
-        str(checkpoint), checkpoint_digest(checkpoint), seed, trained_on(checkpoint)
+        str(checkpoint),
+        checkpoint_digest(checkpoint),
+        seed,
+        trained_on(checkpoint),
+        depth_unit=trained_depth_unit(checkpoint),
     )
 
 
@@ -280,7 +286,7 @@ def bundle_weights(
             f"{spell('checkpoint', checkpoint)} (SHA-256 {digest[:12]}…) is not the "
             f"checkpoint {name} was exported from ({_source_text(src)})"
         )
-    return WeightSource(str(checkpoint), digest, src.seed, src.trained_on, src.untrained_heads)
+    return replace(src, checkpoint=str(checkpoint), checkpoint_sha256=digest)
 
 
 def _source_text(src: WeightSource) -> str:

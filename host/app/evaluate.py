@@ -391,7 +391,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ProceduralScenes,
         depth_in,
         open_source,
-        trained_depth_unit,
     )
 
     cfg = load_config(args.config)
@@ -408,7 +407,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     tasks = [t for t in cfg.task_names if t in source.tasks]
     model, notices, weights = _load_model(cfg, args.checkpoint, tasks, args.untrained_heads)
     ckpt = str(weights.checkpoint)
-    predicts = trained_depth_unit(weights.checkpoint)
+    predicts = weights.depth_unit
     if "depth" in source.tasks and predicts not in (None, source.depth_unit):
         raise EdgeMoeError(
             f"checkpoint {ckpt} predicts depth {depth_in(predicts)} (trained on "

@@ -603,10 +603,8 @@ def _render(
 
 def _unit(s: RunSettings, task: str) -> str | None:
     """The unit of a depth task's output: that of the data the checkpoint was trained on
-    (its record), else None (the figure's default: metres)."""
-    from edgemoe.models.data import trained_depth_unit
-
-    return trained_depth_unit(s.source.checkpoint) if task == "depth" else None
+    (:attr:`WeightSource.depth_unit`), else None (the figure's default: metres)."""
+    return s.source.depth_unit if task == "depth" else None
 
 
 def add_parser(sub) -> None:

@@ -67,6 +67,10 @@ class WeightSource:
         their initial values, so their outputs are not results. Known once the
         checkpoint is loaded (:func:`edgemoe.pipeline.check_heads`) and recorded in a
         bundle. Empty for the random init, which :meth:`describe` names as such.
+    depth_unit : str or None
+        What the checkpoint's depth output is in, ``m`` or ``disparity``: that of the
+        data its training record names (:func:`edgemoe.models.data.trained_depth_unit`),
+        recorded in a bundle; None: no record (readers take metres).
     """
 
     checkpoint: str | None
@@ -74,6 +78,7 @@ class WeightSource:
     seed: int
     trained_on: str | None = None
     untrained_heads: tuple[str, ...] = ()
+    depth_unit: str | None = None
 
     def describe(self) -> str:
         """What the weights are and what they were trained on, for figures, reports and
@@ -217,6 +222,7 @@ def bundle_file(
             "seed": source.seed,
             "trained_on": source.trained_on,
             "untrained_heads": list(source.untrained_heads),
+            "depth_unit": source.depth_unit,
             "source": source.describe(),
         },
         "kernel_image_sha256": hashlib.sha256(kernel_image).hexdigest(),
@@ -278,6 +284,7 @@ def read_deployment(data: bytes | bytearray | memoryview, name: str = "bundle") 
             int(w["seed"]),
             w.get("trained_on"),
             tuple(str(t) for t in w.get("untrained_heads", ())),
+            w.get("depth_unit"),
         )
         unknown = [t for t in source.untrained_heads if t not in cfg.task_names]
         if unknown:

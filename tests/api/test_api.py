@@ -172,9 +172,15 @@ def test_depth_label_follows_the_training_data(m, scene, tmp_path):
     ckpt.write_bytes(m.checkpoint.read_bytes())
     rec = json.loads(m.checkpoint.with_suffix(".json").read_text())
     ckpt.with_suffix(".json").write_text(json.dumps({**rec, "data": str(tmp_path / "mtan")}))
-    depth = edgemoe.load(MINI, checkpoint=ckpt).run(scene, tasks="depth", backend="golden")
+    model = edgemoe.load(MINI, checkpoint=ckpt)
+    depth = model.run(scene, tasks="depth", backend="golden")
     assert depth["depth"].unit == "disparity"
     assert depth["depth"].label == "depth: disparity (MTAN scale)"
+    # the bundle records it: the board reads it without the checkpoint's record
+    bundle = model.export(tmp_path / "mtan.bin")
+    ckpt.with_suffix(".json").unlink()
+    from_bundle = edgemoe.load(bundle=bundle).run(scene, tasks="depth", backend="golden")
+    assert from_bundle["depth"].unit == "disparity"
 
 
 # ---- bad input: one line, an EdgeMoeError subclass ------------------------------------
