@@ -80,23 +80,30 @@ def same_route(a: list[np.ndarray], b: list[np.ndarray], shape: tuple[int, ...])
 
 
 def route_budgeted(
-    ref: np.ndarray, out: np.ndarray, routes: tuple[list[np.ndarray], list[np.ndarray]]
+    ref: np.ndarray,
+    out: np.ndarray,
+    routes: tuple[list[np.ndarray], list[np.ndarray]] | None,
+    every: tuple[float, float],
 ) -> tuple[float, float]:
     """rel_rms and cosine of ``out`` against ``ref`` over the tokens whose expert sets
     agree in every MoE block. A token that takes another expert set (a near-tie gate)
     has a different output altogether: it is budgeted by the routing agreement, not by
-    rel_rms and cosine, which budget the arithmetic."""
-    keep = same_route(*routes, ref.shape[:-1])
+    rel_rms and cosine, which budget the arithmetic. ``every``: the two over all tokens,
+    returned as they are where every token routes alike (or there are no ``routes``)."""
+    keep = np.ones(ref.shape[:-1], bool) if routes is None else same_route(*routes, ref.shape[:-1])
+    if keep.all():
+        return every
     return rel_rms(ref[keep], out[keep]), cosine(ref[keep], out[keep])
 
 
 def compare(ref: RunOutput | TaskCall, out: RunOutput | TaskCall) -> PairMetrics:
     agree, n, miss = routing(ref.routes, out.routes)
-    rr_same, cs_same = route_budgeted(ref.tokens, out.tokens, (ref.routes, out.routes))
+    rr, cs = rel_rms(ref.tokens, out.tokens), cosine(ref.tokens, out.tokens)
+    rr_same, cs_same = route_budgeted(ref.tokens, out.tokens, (ref.routes, out.routes), (rr, cs))
     return PairMetrics(
         max_abs=float(np.abs(out.tokens - ref.tokens).max()),
-        rel_rms=rel_rms(ref.tokens, out.tokens),
-        cosine=cosine(ref.tokens, out.tokens),
+        rel_rms=rr,
+        cosine=cs,
         routing_agreement=agree,
         routing_decisions=n,
         routing_mismatches=miss,

@@ -76,7 +76,7 @@ def _check_pair(
     agreement = None if routes is None else routing(*routes)[0]
     # rel_rms and cosine are budgeted over the tokens that route alike (a flipped
     # token is the routing budget's); reported over all tokens
-    rb, cb = (rr, cs) if routes is None else route_budgeted(ref, out, routes)
+    rb, cb = route_budgeted(ref, out, routes, (rr, cs))
     missed = budget_misses(budgets, rb, cb, agreement)
     entry = {"rel_rms": rr, "cosine": cs, "within_budget": not missed}
     if missed:
@@ -476,15 +476,16 @@ def _image_task(
     own = dict(share)
     t = time.perf_counter()
     title = f"{im.name}: {s.cfg.name} / {s.backend_name} / {call.task}"
-    if s.source.head(call.task) == "untrained head":
-        title += " (untrained head)"
+    head = s.source.head(call.task)
+    if head == "untrained head":
+        title += f" ({head})"
     unit = _unit(s, call.task)
     files = _render(staging, im, spec, call.values[j], title, subtitle, figures, unit)
     own["render"] = time.perf_counter() - t
     tokens = np.ascontiguousarray(call.tokens[j])
     tentry = {
         "status": call.status,
-        "head": s.source.head(call.task),
+        "head": head,
         "title": title,
         "files": files,
         # what the accelerator computed, to compare runs bit for bit (float64, row-major)
