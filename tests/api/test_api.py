@@ -332,7 +332,7 @@ def test_a_bundle_runs_without_torch_as_run_bundle_does(tmp_path):
     import json
 
     from edgemoe.host.app.cli import main
-    from tests.api.torchless import torchless_env
+    from tests.api.torchless import run_python, torchless_env
 
     bundle = tmp_path / "cli.bin"
     assert main(["export", "--config", MINI, "--out", str(bundle)]) == 0
@@ -353,9 +353,7 @@ def test_a_bundle_runs_without_torch_as_run_bundle_does(tmp_path):
         "print(json.dumps({t: hashlib.sha256(np.ascontiguousarray(o.tokens).tobytes())"
         ".hexdigest() for t, o in out.items()}))\n"
     )
-    api = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert api.returncode == 0, api.stderr
-    lines = api.stdout.strip().splitlines()
+    lines = run_python(code, env)
     assert lines[0].startswith("torch refused: ") and "PyTorch is not installed" in lines[0]
     assert lines[1].startswith("pynq refused: ") and "ZCU104" in lines[1]
     api_sha = json.loads(lines[-1])

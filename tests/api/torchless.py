@@ -10,6 +10,8 @@ it from its first import on.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 BLOCKED = ("torch", "onnxruntime", "onnx", "onnxscript", "safetensors")
@@ -46,3 +48,11 @@ def torchless_env(tmp_path: Path, hidden: tuple[str, ...] = ()) -> dict[str, str
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH")) if p)
     return env
+
+
+def run_python(code: str, env: dict[str, str]) -> list[str]:
+    """Run ``code`` in a child Python with ``env`` (:func:`torchless_env`); it must exit 0.
+    Returns its stdout lines."""
+    child = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr
+    return child.stdout.strip().splitlines()

@@ -115,18 +115,20 @@ def test_conv_is_a_linear_unit_call_on_im2col_rows(k):
     assert np.array_equal(band, rows[6 : 3 * 6])
 
 
+#: M3ViT's two-convolution heads (8 channels): 2/1, 2/2 (the square resize), 2/1 with a
+#: 1x1 conv_0
+TWO_CONV_HEADS = [
+    HeadSpec("pup", 2, 1, True, 8),
+    HeadSpec("pup", 2, 2, True, 8),
+    HeadSpec("pup", 2, 1, False, 8),
+]
+TWO_CONV_IDS = ["2x1", "2x2-square", "2x1-conv1x1"]
+
+
 # -- the split between the datapath and the host ------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "head",
-    [
-        HeadSpec("pup", 2, 1, True, 8),
-        HeadSpec("pup", 2, 2, True, 8),
-        HeadSpec("pup", 2, 1, False, 8),
-    ],
-    ids=["2x1", "2x2-square", "2x1-conv1x1"],
-)
+@pytest.mark.parametrize("head", TWO_CONV_HEADS, ids=TWO_CONV_IDS)
 def test_classifier_commutes_with_the_hosts_resizes(head):
     """conv_0 -> ReLU -> conv_1 at H/16 and then the resizes equals M3ViT's order (resize,
     then the 1x1 classifier): a per-pixel affine map commutes with bilinear weights that sum
@@ -323,15 +325,7 @@ def test_tiny_decoder_fidelity(pname):
         assert m.logits_rel_rms <= LOGITS_REL_RMS[pname] and m.saturations == 0, m
 
 
-@pytest.mark.parametrize(
-    "head",
-    [
-        HeadSpec("pup", 2, 1, True, 8),
-        HeadSpec("pup", 2, 2, True, 8),
-        HeadSpec("pup", 2, 1, False, 8),
-    ],
-    ids=["2x1", "2x2-square", "2x1-conv1x1"],
-)
+@pytest.mark.parametrize("head", TWO_CONV_HEADS, ids=TWO_CONV_IDS)
 def test_two_convolution_heads_decode_at_the_grid(head):
     """conv_0 -> ReLU -> the 1x1 classifier at H/16 x W/16; the host's resizes finish it,
     matching the torch decoder (random trained-style weights, lean)."""

@@ -140,7 +140,7 @@ def test_api_refuses_without_the_keyword(ckpts) -> None:
 
 
 def test_bundle_carries_untrained_heads_to_the_torch_free_path(tmp_path, ckpts) -> None:
-    from tests.api.torchless import torchless_env
+    from tests.api.torchless import run_python, torchless_env
 
     dep = read_deployment(read_bundle(ckpts["bundle"]))
     assert dep.source.untrained_heads == ("semseg", "depth")
@@ -163,9 +163,7 @@ def test_bundle_carries_untrained_heads_to_the_torch_free_path(tmp_path, ckpts) 
         "assert 'torch' not in sys.modules\n"
         "print(r['semseg'].head, '|', r.weights)\n"
     )
-    api = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert api.returncode == 0, api.stderr
-    lines = api.stdout.strip().splitlines()
+    lines = run_python(code, env)
     refused = f"refused: bundle {ckpts['bundle']} has no trained head for task(s) semseg; pass "
     assert lines[0].startswith(refused + "untrained_heads=True to edgemoe.load")
     assert lines[1].startswith("untrained head | ") and "untrained head: semseg, depth" in lines[1]
