@@ -71,6 +71,13 @@ class HeadSpec:
             return 0
         return self.num_conv + 1 if self.num_conv == 4 else self.num_conv
 
+    @property
+    def on_datapath(self) -> bool:
+        """Whether the accelerator's datapath decodes this head (``Golden.decode`` and the
+        kernel): a ``pup`` head, whose four-convolution variant upsamples with
+        ``align_corners`` false (the fixed ×2 stencil). Any other head is the host's."""
+        return self.kind == "pup" and not (self.num_conv == 4 and self.align_corners)
+
     def conv_kernel(self, i: int) -> int:
         """Kernel side of ``conv_{i}`` (3 or 1)."""
         if i == self.convs - 1:

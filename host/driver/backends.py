@@ -120,6 +120,11 @@ class RunOutput:
         Values saturated in the datapath, per stage kind (empty for float).
     seconds : float
         Wall time of the run.
+    logits : ndarray float64 (B, C, h, w) or None
+        The task decoder's logits, where the backend ran it on the datapath (the task's
+        head :attr:`~edgemoe.models.config.HeadSpec.on_datapath`); None: the host
+        decodes the tokens. With ``record``, ``stages`` holds the decoder's boundaries
+        (``dec.*``) too, channels first like these.
     """
 
     tokens: np.ndarray
@@ -127,6 +132,7 @@ class RunOutput:
     routes: list[np.ndarray] = field(default_factory=list)
     saturations: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    logits: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
