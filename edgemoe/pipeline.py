@@ -50,7 +50,7 @@ from edgemoe.models.config import ModelConfig, load_config
 from edgemoe.models.heads import decoder_front_np, pup_tail_np, task_head_np
 
 if TYPE_CHECKING:
-    from edgemoe.host.driver.accelerator import Accelerator, Board
+    from edgemoe.host.driver.accelerator import Accelerator, Board, KernelResult
 
 #: What the ``data`` of a training record means, for the outputs that name the weights.
 TRAINING_DATA = {"procedural": "procedural street scenes"}
@@ -546,8 +546,7 @@ class Engine:
             res = acc.run(pixels, task, timeout_s=self.timeout_s)
             times.update(res.times)
             t = time.perf_counter()
-            tokens = acc.to_float(res.raw)
-            logits = None
+            tokens, logits = self.kernel_outputs(res)
             times["unpack"] = times.get("unpack", 0.0) + time.perf_counter() - t
             status = res.status
             if routes or record:
@@ -567,6 +566,19 @@ class Engine:
         values, logits = self._head(tokens, logits, task, stages if record else None)
         times["head"] = time.perf_counter() - t
         return TaskCall(0, task, tokens, values, status, chosen, stages, times, saturations, logits)
+
+    def kernel_outputs(self, res: KernelResult) -> tuple[np.ndarray, np.ndarray | None]:
+        """A whole kernel call's output as floats: the backbone's tokens and, where the
+        kernel decoded the task, its decoder's logits ``(B, C, h, w)`` (else None)."""
+        assert self.acc is not None
+        return self.acc.to_float(res.raw), None
+
+    def task_values(
+        self, tokens: np.ndarray, logits: np.ndarray | None, task: str
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The host's part of ``task``'s head on one call's outputs: the task's values
+        ``(B, C, H, W)`` and the decoder's logits (None: a head the datapath never runs)."""
+        return self._head(tokens, logits, task, None)
 
     def _head(
         self,
