@@ -23,6 +23,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from edgemoe.host.estimate.perf import (
         DEVICES,
         batch_curve,
+        decoder_table,
+        end_to_end,
         estimate,
         our_design,
         plot,
@@ -98,6 +100,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"at {slow:g} MHz: {at.latency_ms:.2f} ms per image ({at.call_ms:.1f} per call), "
         f"one image per call {one.call_ms:.2f} ms"
     )
+    e2e = end_to_end(cfg, profile, design, device, args.clock_mhz, args.task, gelu_rom=rom)
+    if e2e is not None:
+        print(decoder_table(e2e))
     frames = None
     if args.schedule is not None:
         frames = schedule_fps(args.schedule, cfg, args.batch, est.call_ms, at.call_ms, slow)
@@ -108,6 +113,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             extra["schedule"] = frames
         if curve:
             extra["one_image_per_call_ms"] = curve[0]["call_ms"]
+        if e2e is not None:
+            extra["decoder"] = e2e
+            extra["end_to_end_ms_per_task_image"] = e2e["ms_per_task_image"]
+            extra["floor_ms_per_task_image"] = e2e["floor"]["ms_per_task_image"]
         write_json_atomic(Path(args.json), {**est.to_dict(), **extra})
         print(f"wrote {args.json}")
     if args.plot:
@@ -217,6 +226,12 @@ def add_parser(sub) -> None:
         help="also the frames per second of a run --video schedule (a task, alternate, "
         "every:N, both), --batch frames of one task per call; the backbone only (the heads "
         "run on the host)",
+    )
+    es.add_argument(
+        "--task",
+        default=None,
+        help="the task whose pup decoder the end-to-end figures count (default: the "
+        "config's first task with a pup head)",
     )
     es.add_argument("--json", default=None, help="write the estimate as JSON here")
     es.add_argument("--plot", default=None, help="stacked bar chart per layer (PNG)")
