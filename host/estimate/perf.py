@@ -1078,7 +1078,8 @@ def end_to_end(
     dec_macs = sum(p.macs for p in plan)
     macs = backbone_macs(cfg) + dec_macs
     dsp = res["dsp48e2"]
-    floor_ms = macs / (dsp * clk)
+    per_mac = design.dsp_per_mac  # DSP48E2 a MAC takes at the profile's widths
+    floor_ms = macs / (dsp / per_mac * clk)
     big = rows[max(batches)]
     built = big["ms_per_task_image"]
     lin = t.lin_in * t.lin_out
@@ -1089,14 +1090,14 @@ def end_to_end(
         p = estimate_plan(cfg, task, t, **kw)
         return bb + _decoder_ms(cfg, profile, design, device, clock_mhz, max(batches), p, mac_rate)
 
-    idle = sum(res["dsp48e2_by_unit"].get(u, 0) for u in ATTN_UNITS)
+    idle = sum(res["dsp48e2_by_unit"].get(u, 0) for u in ATTN_UNITS) // per_mac
     singles = {
         "band loads and stores beside compute (the other buffer set's lane)": what_if(
             io_overlaps=True
         ),
         "the classifier on the last convolution's band, on chip": what_if(fuse_classifier=True),
         "16-bit feature maps in DDR": what_if(fmap_bytes=2),
-        f"the attention units' {idle} idle DSPs as decoder MACs (+{idle} MAC/cycle)": what_if(
+        f"the attention units' idle DSPs as decoder MACs (+{idle} MAC/cycle)": what_if(
             mac_rate=lin + idle
         ),
     }
@@ -1118,8 +1119,10 @@ def end_to_end(
     next_step = (
         f"the decoder's {dec_macs / 1e9:.2f} GMAC take {dec_macs / (lin * clk):.2f} ms on the "
         f"linear unit's {lin} MACs a cycle at full rate; its convolutions and classifier "
-        f"take {conv_ms:.2f} ms with their band I/O and tile fills. The floor counts every "
-        f"DSP48E2 of the build ({dsp}) as a MAC a cycle. Next steps, largest gain first: "
+        f"take {conv_ms:.2f} ms with their band I/O and tile fills. The floor counts the "
+        f"{dsp} DSP48E2 of the build as {dsp // per_mac} MACs a cycle"
+        + (f" ({per_mac} a MAC at these widths)" if per_mac > 1 else "")
+        + ". Next steps, largest gain first: "
         + "; ".join(f"{k} (saves {built - singles[k]:.2f} ms)" for k in ranked)
     )
     return {
@@ -1133,12 +1136,16 @@ def end_to_end(
         "plan": "edgemoe.host.estimate.decoder.estimate_plan (the estimate's own: "
         "edgemoe.host.contracts.decoder did not exist when it was written)",
         "stages": stages,
+        "stages_note": "cycles, ms and DDR bytes of one task-image at 1 image per call (the "
+        "norm reads the tokens back from DDR after an expert-major call: per_call)",
         "per_call": {str(b): r for b, r in rows.items()},
         "ms_per_task_image": {str(b): r["ms_per_task_image"] for b, r in rows.items()},
         "macs_per_task_image": {"backbone": backbone_macs(cfg), "decoder": dec_macs},
         "floor": {
             "ms_per_task_image": floor_ms,
-            "rule": f"all MACs ({macs / 1e9:.3f} G) / ({dsp} DSP48E2 x {clock_mhz:g} MHz)",
+            "rule": f"all MACs ({macs / 1e9:.3f} G) / ({dsp} DSP48E2"
+            + (f" / {per_mac} a MAC" if per_mac > 1 else "")
+            + f" x {clock_mhz:g} MHz)",
             "linear_unit_ms": macs / (lin * clk),
         },
         "target": {
