@@ -210,3 +210,24 @@ def test_task_must_have_a_pup_head(capsys):
         estimate_plan(cfg("m3vit-mini"), "semseg", DEFAULT_TILING)
     assert main(["estimate", "--config", "m3vit-mini", "--task", "semseg"]) != 0
     assert "pup" in capsys.readouterr().err
+
+
+def test_hls_readme_decoder_row_is_the_estimate(tmp_path):
+    """hls/README.md "Resources per unit": the decoder's row and the total are the model's."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[3] / "hls" / "README.md").read_text()
+    out = tmp_path / "e.json"
+    assert main(["estimate", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())["resources"]
+    row = r["by_unit"]["decoder"]
+    assert (
+        f"| decoder | {row['lut']:,} | {row['ff']:,} | {row['dsp']} | {row['bram36']:g} | "
+        f"{row['uram']} |" in text
+    )
+    u = r["utilisation"]
+    assert (
+        f"| **total** | **{r['lut_estimate']:,}** ({100 * u['lut']:.1f} %) | "
+        f"**{r['ff_estimate']:,}** ({100 * u['ff']:.1f} %) | **{r['dsp48e2']:,}** "
+        f"({100 * u['dsp']:.1f} %) | **{r['bram36']:g}** ({100 * u['bram36']:.1f} %) |" in text
+    )
