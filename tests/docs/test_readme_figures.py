@@ -43,7 +43,7 @@ def test_estimate_rows(tmp_path, readme):
         f"{one['latency_ms']:.2f}"
     )
     c = one["clock"]
-    assert _cell(readme, "| estimated clock after place and route") == (
+    assert _cell(readme, "| estimated clock after place and route: backbone") == (
         f"{c['latency_ms']:.2f} ms at {c['plausible_mhz']:g} MHz"
     )
     # end to end: the backbone at that many per call plus the decoder, per task-image
@@ -68,6 +68,10 @@ def test_estimate_rows(tmp_path, readme):
         == (dec["target"]["verdict"])
     )
     assert dec["target"]["ms_per_task_image"] == 35 and dec["target"]["batch"] == 16
+    slow = many["clock"]
+    assert _cell(
+        readme, "| estimated clock after place and route: ms per task-image end to end, 16 "
+    ) == (f"{slow['end_to_end_ms_per_task_image']['16']:.2f} ms at {slow['plausible_mhz']:g} MHz")
     r, u = many["resources"], many["resources"]["utilisation"]
     assert _cell(readme, "| estimated resources with the decoder: LUT / DSP48E2 / BRAM36 |") == (
         f"{r['lut_estimate']:,} ({100 * u['lut']:.0f} %) / "
