@@ -129,7 +129,7 @@ def test_macs_are_the_models(name, task):
 
 
 def test_tiny_decoder_macs_and_ring():
-    """The shipped tiny: 6.41 GMAC per task-image (conv_3 4.83 G), as DESIGN.md counts; the
+    """The shipped tiny: 6.41 GMAC per task-image (conv_3 4.83 G); the
     largest ring (3 rows of 128 x 256) fits one buffer set's wide banks."""
     plan = _plan(DEFAULT_CONFIG)
     by = {s.name: s for s in plan}
