@@ -33,6 +33,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     )
 
     cfg = load_config(args.config)
+    if args.task is not None:
+        from edgemoe.host.estimate.decoder import pup_task
+
+        pup_task(cfg, args.task)  # a task without a pup head before any work
     if args.schedule is not None:
         from edgemoe.host.app.video import parse_schedule
 
