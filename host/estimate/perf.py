@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.scratch import MAX_GROUP, batched, row_bytes
 from edgemoe.host.contracts.tiling import Tiling, tiles
-from edgemoe.host.estimate.decoder import estimate_plan, pup_task
+from edgemoe.host.estimate.decoder import estimate_plan, pup_task, ring_capacity
 from edgemoe.host.estimate.resources import (
     LIMITS,
     RESOURCES,
@@ -1083,6 +1083,13 @@ def end_to_end(
                 "ddr_read_bytes": p.bands * p.weight_bytes + p.load_bytes,
                 "ddr_write_bytes": p.store_bytes,
                 "ring_values": p.ring_values,
+                "ring_in": (
+                    ""
+                    if not p.ring_values
+                    else "wide banks (reused)"
+                    if p.ring_values <= ring_capacity(cfg)
+                    else "a ring of its own (BRAM)"
+                ),
                 "io_overlaps": p.io_overlaps,
             }
         )

@@ -166,6 +166,8 @@ def test_end_to_end_floor_and_target():
     assert e["floor"]["ms_per_task_image"] < together <= min(opts.values())
     assert e["floor"]["device_ms_per_task_image"] < e["floor"]["ms_per_task_image"]
     assert "Next steps" in e["next_step"]
+    rings = {s["name"]: s["ring_in"] for s in e["stages"]}
+    assert rings["dec.conv_3"] == "wide banks (reused)" and rings["dec.up_3"] == ""
 
 
 def test_cli_json_exposes_the_decoder(tmp_path):
