@@ -29,18 +29,10 @@ class GoldenBackend:
         patches = to_patches(images, wl.cfg)
         t0 = time.perf_counter()
         res = golden.run(patches, task, record=record)
-        raw_stages, saturations = res.stages, dict(res.saturations)
-        dec = None
-        if wl.cfg.task_spec(task).head.on_datapath:  # the decoder runs on the datapath too
-            dec = golden.decode(res.tokens, task, record=record)
-            raw_stages = raw_stages | dec.stages
-            for k, n in dec.saturations.items():
-                saturations[k] = saturations.get(k, 0) + n
         dt = time.perf_counter() - t0
-        stages = {k: golden.stage_to_float(k, v) for k, v in raw_stages.items()}
+        stages = {k: golden.stage_to_float(k, v) for k, v in res.stages.items()}
         tokens = wl.profile.act.to_float(res.tokens)
-        logits = None if dec is None else golden.logits_to_float(dec.logits)
-        return RunOutput(tokens, stages, res.routes, saturations, dt, logits)
+        return RunOutput(tokens, stages, res.routes, res.saturations, dt)
 
 
 class CSimDirectBackend:

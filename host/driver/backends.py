@@ -214,26 +214,19 @@ class TorchBackend:
     name = "torch"
     capabilities = Capabilities.float_model(
         "the float model, PyTorch",
-        timed="normalise + backbone, float32, sparse MoE (TorchBackend); where the "
-        "datapath decodes the task, its decoder up to the logits too (float32, numpy)",
+        timed="normalise + backbone, float32, sparse MoE (TorchBackend)",
         setup="torch imported and the random model built in the child",
     )
 
     def run(self, wl: Workload, images: np.ndarray, task: str, record: bool = False) -> RunOutput:
         import torch
 
-        from edgemoe.models.heads import decoder_front_np
         from edgemoe.models.m3vit import normalize
 
         rec: dict | None = {} if record else None
-        dec_rec: dict | None = {} if record else None
         t0 = time.perf_counter()
         with torch.no_grad():
             tokens = wl.model.backbone(normalize(images, wl.cfg), task, record=rec)
-        tokens = tokens.double().numpy()
-        logits = None
-        if wl.cfg.task_spec(task).head.on_datapath:  # what the datapath computes, in float
-            logits = decoder_front_np(tokens, wl.state, task, wl.cfg, record=dec_rec)
         dt = time.perf_counter() - t0
         stages = {}
         routes = []
@@ -242,8 +235,7 @@ class TorchBackend:
             stages[k] = a if a.dtype == bool else a.astype(np.float64)
             if k.endswith(".route"):
                 routes.append(a)
-        stages |= {k: v.astype(np.float64) for k, v in (dec_rec or {}).items()}
-        return RunOutput(tokens, stages, routes, {}, dt, logits)
+        return RunOutput(tokens.double().numpy(), stages, routes, {}, dt)
 
 
 def record_boundaries(
