@@ -436,8 +436,8 @@ class TaskCall:
         Values saturated in the datapath per stage kind (backends that report them).
     logits : ndarray (B, C, h, w) or None
         The task decoder's logits where the task's head
-        :attr:`~edgemoe.models.config.HeadSpec.on_datapath`: the datapath's (a fixed-point
-        backend), or the float decoder's on the tokens (torch); ``values`` is the host's
+        :attr:`~edgemoe.models.config.HeadSpec.on_datapath`: the backend's, where it ran
+        the decoder, else the host's float decoder on the tokens; ``values`` is the host's
         resizes of them (:func:`~edgemoe.models.heads.pup_tail_np`). None: another head,
         all of it on the host.
     """
@@ -568,8 +568,9 @@ class Engine:
         return TaskCall(0, task, tokens, values, status, chosen, stages, times, saturations, logits)
 
     def kernel_outputs(self, res: KernelResult) -> tuple[np.ndarray, np.ndarray | None]:
-        """A whole kernel call's output as floats: the backbone's tokens and, where the
-        kernel decoded the task, its decoder's logits ``(B, C, h, w)`` (else None)."""
+        """A whole kernel call's output as floats: the backbone's tokens, and the
+        decoder's logits ``(B, C, h, w)`` where the kernel decodes the task (None: it
+        does not yet, the host decodes)."""
         assert self.acc is not None
         return self.acc.to_float(res.raw), None
 

@@ -73,9 +73,11 @@ class HeadSpec:
 
     @property
     def on_datapath(self) -> bool:
-        """Whether the accelerator's datapath decodes this head (``Golden.decode`` and the
-        kernel): a ``pup`` head, whose four-convolution variant upsamples with
-        ``align_corners`` false (the fixed ×2 stencil). Any other head is the host's."""
+        """Whether the datapath's integer decoder covers this head (its specification,
+        ``Golden.decode``): a ``pup`` head, whose four-convolution variant upsamples with
+        ``align_corners`` false (the fixed ×2 stencil). The kernel does not run the
+        decoder yet: today the host decodes every head, this one in two parts, the float
+        counterpart of that decoder up to its logits, then the resizes."""
         return self.kind == "pup" and not (self.num_conv == 4 and self.align_corners)
 
     def conv_kernel(self, i: int) -> int:

@@ -480,9 +480,10 @@ def task_head_np(tokens: np.ndarray, params, task: str, cfg: ModelConfig) -> np.
 
     ``params`` is a float state dict or a bundle's host tensors (``norms.{task}.*``
     and ``heads.{task}.*``, or ``decoders.{task}.*`` raw or folded). The head kind
-    comes from the config. Where the accelerator decodes the task (a ``pup`` head
-    :attr:`~edgemoe.models.config.HeadSpec.on_datapath`), the host's part is
-    :func:`pup_tail_np` of the kernel's logits, and this is its float reference.
+    comes from the config. A ``pup`` head is :func:`pup_tail_np` of
+    :func:`pup_front_np`; where the head is
+    :attr:`~edgemoe.models.config.HeadSpec.on_datapath`, the front is the float
+    counterpart of the datapath's integer decoder (``Golden.decode``).
     """
     spec = cfg.task_spec(task).head
     if spec.kind == "pup":

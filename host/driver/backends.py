@@ -121,10 +121,11 @@ class RunOutput:
     seconds : float
         Wall time of the run.
     logits : ndarray float64 (B, C, h, w) or None
-        The task decoder's logits, where the backend ran it on the datapath (the task's
-        head :attr:`~edgemoe.models.config.HeadSpec.on_datapath`); None: the host
-        decodes the tokens. With ``record``, ``stages`` holds the decoder's boundaries
-        (``dec.*``) too, channels first like these.
+        The task decoder's logits, where the backend ran it (a head
+        :attr:`~edgemoe.models.config.HeadSpec.on_datapath`); None: the host decodes
+        the tokens, as it does for every backend until the kernel decodes. With
+        ``record``, ``stages`` then holds the decoder's boundaries (``dec.*``) too,
+        channels first like these.
     """
 
     tokens: np.ndarray
