@@ -47,10 +47,10 @@ from edgemoe.host.export.deployment import (
     read_deployment,
 )
 from edgemoe.models.config import ModelConfig, load_config
-from edgemoe.models.heads import task_head_np
+from edgemoe.models.heads import decoder_front_np, pup_tail_np, task_head_np
 
 if TYPE_CHECKING:
-    from edgemoe.host.driver.accelerator import Accelerator, Board
+    from edgemoe.host.driver.accelerator import Accelerator, Board, KernelResult
 
 #: What the ``data`` of a training record means, for the outputs that name the weights.
 TRAINING_DATA = {"procedural": "procedural street scenes"}
@@ -434,6 +434,12 @@ class TaskCall:
         Wall time per step of this call.
     saturations : dict[str, int]
         Values saturated in the datapath per stage kind (backends that report them).
+    logits : ndarray (B, C, h, w) or None
+        The task decoder's logits where the task's head
+        :attr:`~edgemoe.models.config.HeadSpec.on_datapath`: the backend's, where it ran
+        the decoder, else the host's float decoder on the tokens; ``values`` is the host's
+        resizes of them (:func:`~edgemoe.models.heads.pup_tail_np`). None: another head,
+        all of it on the host.
     """
 
     start: int
@@ -445,6 +451,7 @@ class TaskCall:
     stages: dict[str, np.ndarray] = field(default_factory=dict)
     times: dict[str, float] = field(default_factory=dict)
     saturations: dict[str, int] = field(default_factory=dict)
+    logits: np.ndarray | None = None
 
     @property
     def seconds(self) -> float:
@@ -539,7 +546,7 @@ class Engine:
             res = acc.run(pixels, task, timeout_s=self.timeout_s)
             times.update(res.times)
             t = time.perf_counter()
-            tokens = acc.to_float(res.raw)
+            tokens, logits = self.kernel_outputs(res)
             times["unpack"] = times.get("unpack", 0.0) + time.perf_counter() - t
             status = res.status
             if routes or record:
@@ -554,10 +561,46 @@ class Engine:
             tokens, chosen, stages = ro.tokens, ro.routes, ro.stages
             saturations = ro.saturations
             times["backbone"] = ro.seconds
+            logits = ro.logits
         t = time.perf_counter()
-        values = task_head_np(tokens, self.wl.state, task, self.wl.cfg)
+        values, logits = self._head(tokens, logits, task, stages if record else None)
         times["head"] = time.perf_counter() - t
-        return TaskCall(0, task, tokens, values, status, chosen, stages, times, saturations)
+        return TaskCall(0, task, tokens, values, status, chosen, stages, times, saturations, logits)
+
+    def kernel_outputs(self, res: KernelResult) -> tuple[np.ndarray, np.ndarray | None]:
+        """A whole kernel call's output as floats: the backbone's tokens, and the
+        decoder's logits ``(B, C, h, w)`` where the kernel decodes the task (None: it
+        does not yet, the host decodes)."""
+        assert self.acc is not None
+        return self.acc.to_float(res.raw), None
+
+    def task_values(
+        self, tokens: np.ndarray, logits: np.ndarray | None, task: str
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The host's part of ``task``'s head on one call's outputs: the task's values
+        ``(B, C, H, W)`` and the decoder's logits (None: a head the datapath never runs)."""
+        return self._head(tokens, logits, task, None)
+
+    def _head(
+        self,
+        tokens: np.ndarray,
+        logits: np.ndarray | None,
+        task: str,
+        record: dict[str, np.ndarray] | None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The host's part of ``task``'s head: the resizes of the datapath's ``logits``; or,
+        without them, the float decoder up to logits (its boundaries into ``record``, as the
+        datapath records them) and the resizes; or a head the datapath never runs."""
+        cfg = self.wl.cfg
+        spec = cfg.task_spec(task).head
+        if not spec.on_datapath:
+            return task_head_np(tokens, self.wl.state, task, cfg), None
+        if logits is None:
+            rec: dict[str, np.ndarray] | None = {} if record is not None else None
+            logits = decoder_front_np(tokens, self.wl.state, task, cfg, record=rec)
+            if record is not None and rec:
+                record.update({k: v.astype(np.float64) for k, v in rec.items()})
+        return pup_tail_np(logits, spec, cfg), logits
 
     def calls(
         self, pixels: np.ndarray, tasks: list[str], batch: int, *, routes: bool = False

@@ -29,6 +29,8 @@ _LAZY = {
     "pup_head_np": "heads",
     "pup_front_np": "heads",
     "pup_tail_np": "heads",
+    "pup_params": "heads",
+    "decoder_front_np": "heads",
     "task_head_np": "heads",
     "fold_decoder": "heads",
     "host_params": "heads",

@@ -71,6 +71,15 @@ class HeadSpec:
             return 0
         return self.num_conv + 1 if self.num_conv == 4 else self.num_conv
 
+    @property
+    def on_datapath(self) -> bool:
+        """Whether the datapath's integer decoder covers this head (its specification,
+        ``Golden.decode``): a ``pup`` head, whose four-convolution variant upsamples with
+        ``align_corners`` false (the fixed ×2 stencil). The kernel does not run the
+        decoder yet: today the host decodes every head, this one in two parts, the float
+        counterpart of that decoder up to its logits, then the resizes."""
+        return self.kind == "pup" and not (self.num_conv == 4 and self.align_corners)
+
     def conv_kernel(self, i: int) -> int:
         """Kernel side of ``conv_{i}`` (3 or 1)."""
         if i == self.convs - 1:

@@ -437,27 +437,57 @@ def host_params(state: Mapping[str, Any], cfg: ModelConfig) -> dict[str, np.ndar
     return out
 
 
+def pup_params(
+    params, task: str, cfg: ModelConfig
+) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """A ``pup`` task's final norm and folded convolutions from ``params`` (a float state
+    dict, or a bundle's host tensors with ``decoders.{task}.*`` raw or folded).
+
+    Returns
+    -------
+    norm_w, norm_b : numpy.ndarray
+    fused : list of (weight, bias)
+        ``conv_0 … conv_n``, batch norms folded (:func:`fold_decoder`).
+    """
+    spec = cfg.task_spec(task).head
+    pre = f"decoders.{task}."
+    norm = (f"norms.{task}.weight", f"norms.{task}.bias")
+    if f"{pre}fused_0.weight" not in params:
+        params = fold_decoder(params, task, cfg) | {k: params[k] for k in norm}
+    fused = [
+        (params[f"{pre}fused_{i}.weight"], params[f"{pre}fused_{i}.bias"])
+        for i in range(spec.convs)
+    ]
+    return params[norm[0]], params[norm[1]], fused
+
+
+def decoder_front_np(
+    tokens: np.ndarray,
+    params,
+    task: str,
+    cfg: ModelConfig,
+    record: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """The float counterpart of the datapath's decoder for ``task`` (its head
+    :attr:`~edgemoe.models.config.HeadSpec.on_datapath`): :func:`pup_front_np` with the
+    task's parameters, logits ``(B, C, h, w)``; :func:`pup_tail_np` finishes them."""
+    spec = cfg.task_spec(task).head
+    return pup_front_np(tokens, *pup_params(params, task, cfg), spec, cfg, record=record)
+
+
 def task_head_np(tokens: np.ndarray, params, task: str, cfg: ModelConfig) -> np.ndarray:
-    """What the host computes after the accelerator for ``task``: its final norm and head.
+    """What the host computes after the backbone for ``task``: its final norm and head.
 
     ``params`` is a float state dict or a bundle's host tensors (``norms.{task}.*``
-    and ``heads.{task}.*``, or ``decoders.{task}.*`` raw or folded); the one place
-    run, verify, eval and the API apply them. The head kind comes from the config.
+    and ``heads.{task}.*``, or ``decoders.{task}.*`` raw or folded). The head kind
+    comes from the config. A ``pup`` head is :func:`pup_tail_np` of
+    :func:`pup_front_np`; where the head is
+    :attr:`~edgemoe.models.config.HeadSpec.on_datapath`, the front is the float
+    counterpart of the datapath's integer decoder (``Golden.decode``).
     """
     spec = cfg.task_spec(task).head
     if spec.kind == "pup":
-        pre = f"decoders.{task}."
-        if f"{pre}fused_0.weight" not in params:
-            params = fold_decoder(params, task, cfg) | {
-                k: params[k] for k in (f"norms.{task}.weight", f"norms.{task}.bias")
-            }
-        fused = [
-            (params[f"{pre}fused_{i}.weight"], params[f"{pre}fused_{i}.bias"])
-            for i in range(spec.convs)
-        ]
-        return pup_head_np(
-            tokens, params[f"norms.{task}.weight"], params[f"norms.{task}.bias"], fused, spec, cfg
-        )
+        return pup_head_np(tokens, *pup_params(params, task, cfg), spec, cfg)
     return light_head_np(
         tokens,
         params[f"norms.{task}.weight"],

@@ -25,7 +25,7 @@ import numpy as np
 from edgemoe.host.contracts.images import to_patches
 from edgemoe.host.driver.backends import Workload
 from edgemoe.models.config import ModelConfig
-from edgemoe.models.heads import host_params, pup_front_np, pup_tail_np
+from edgemoe.models.heads import host_params, pup_front_np, pup_params, pup_tail_np
 from edgemoe.models.metrics import confusion, depth_metrics, semseg_metrics
 
 from .golden import Golden
@@ -130,11 +130,7 @@ def measure_decoder(
     seconds = time.perf_counter() - t0
     logits = golden.logits_to_float(dec.logits)
     out = pup_tail_np(logits, spec, cfg)
-    fused = [
-        (hp[f"decoders.{task}.fused_{i}.weight"], hp[f"decoders.{task}.fused_{i}.bias"])
-        for i in range(spec.convs)
-    ]
-    norm = (hp[f"norms.{task}.weight"], hp[f"norms.{task}.bias"])
+    *norm, fused = pup_params(hp, task, cfg)
     f_logits = pup_front_np(tokens, *norm, fused, spec, cfg)
     host = pup_tail_np(f_logits, spec, cfg)  # = task_head_np on golden's tokens
     t_logits = pup_front_np(t_tokens.double().numpy(), *norm, fused, spec, cfg)

@@ -440,7 +440,7 @@ class Golden:
 
     def logits_to_float(self, logits: np.ndarray) -> np.ndarray:
         """Raw ``dec_out`` logits ``(B, h, w, C)`` as float ``(B, C, h, w)`` (the host's layout)."""
-        return self.p.dec_out.to_float(logits).transpose(0, 3, 1, 2)
+        return self.stage_to_float("dec.logits", logits)
 
     def stage_to_float(self, name: str, raw: np.ndarray) -> np.ndarray:
         """The float value a recorded raw stage stands for, folding undone."""

@@ -23,6 +23,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from edgemoe.host.estimate.perf import (
         DEVICES,
         batch_curve,
+        decoder_table,
+        end_to_end,
         estimate,
         our_design,
         plot,
@@ -31,6 +33,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     )
 
     cfg = load_config(args.config)
+    if args.task is not None:
+        from edgemoe.host.estimate.decoder import pup_task
+
+        pup_task(cfg, args.task)  # a task without a pup head before any work
     if args.schedule is not None:
         from edgemoe.host.app.video import parse_schedule
 
@@ -98,6 +104,19 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"at {slow:g} MHz: {at.latency_ms:.2f} ms per image ({at.call_ms:.1f} per call), "
         f"one image per call {one.call_ms:.2f} ms"
     )
+    e2e = end_to_end(cfg, profile, design, device, args.clock_mhz, args.task, gelu_rom=rom)
+    if e2e is not None:
+        print(decoder_table(e2e))
+        if slow < args.clock_mhz:  # the end-to-end figures at the plausible clock too
+            at_slow = end_to_end(cfg, profile, design, device, slow, args.task, gelu_rom=rom)
+            clock["end_to_end_ms_per_task_image"] = at_slow["ms_per_task_image"]
+            print(
+                f"end to end at the plausible {slow:g} MHz: "
+                + ", ".join(
+                    f"{b} per call {ms:.2f} ms" for b, ms in at_slow["ms_per_task_image"].items()
+                )
+                + " per task-image"
+            )
     frames = None
     if args.schedule is not None:
         frames = schedule_fps(args.schedule, cfg, args.batch, est.call_ms, at.call_ms, slow)
@@ -108,6 +127,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             extra["schedule"] = frames
         if curve:
             extra["one_image_per_call_ms"] = curve[0]["call_ms"]
+        if e2e is not None:
+            extra["decoder"] = e2e
+            extra["end_to_end_ms_per_task_image"] = e2e["ms_per_task_image"]
+            extra["floor_ms_per_task_image"] = e2e["floor"]["ms_per_task_image"]
         write_json_atomic(Path(args.json), {**est.to_dict(), **extra})
         print(f"wrote {args.json}")
     if args.plot:
@@ -217,6 +240,12 @@ def add_parser(sub) -> None:
         help="also the frames per second of a run --video schedule (a task, alternate, "
         "every:N, both), --batch frames of one task per call; the backbone only (the heads "
         "run on the host)",
+    )
+    es.add_argument(
+        "--task",
+        default=None,
+        help="the task whose pup decoder the end-to-end figures count (default: the "
+        "config's first task with a pup head)",
     )
     es.add_argument("--json", default=None, help="write the estimate as JSON here")
     es.add_argument("--plot", default=None, help="stacked bar chart per layer (PNG)")

@@ -58,14 +58,24 @@ def pairs(names: list[str]) -> list[tuple[str, str]]:
 def first_difference(a: TaskCall | RunOutput, b: TaskCall | RunOutput) -> str | None:
     """First layer boundary (in execution order) where two runs differ, else None.
 
-    Both runs must have recorded their stages; the final output counts as the
-    last boundary (``output``).
+    Both runs must have recorded their stages; the final tokens count as the last
+    backbone boundary (``output``), the decoder's logits as the last of all
+    (``dec.logits``, where the datapath decodes the task).
     """
     for stage, x in a.stages.items():
         y = b.stages.get(stage)
         if y is not None and not np.array_equal(x, y):
             return stage
-    return None if np.array_equal(a.tokens, b.tokens) else "output"
+    if not np.array_equal(a.tokens, b.tokens):
+        return "output"
+    return None if same_logits(a, b) else "dec.logits"
+
+
+def same_logits(a: TaskCall | RunOutput, b: TaskCall | RunOutput) -> bool:
+    """Whether two runs' decoder logits are identical (both absent counts as identical)."""
+    if a.logits is None or b.logits is None:
+        return a.logits is None and b.logits is None
+    return bool(np.array_equal(a.logits, b.logits))
 
 
 def with_top_k(cfg: ModelConfig, top_k: int | None) -> ModelConfig:
@@ -80,13 +90,15 @@ def with_top_k(cfg: ModelConfig, top_k: int | None) -> ModelConfig:
 def task_output_check(
     wl: Workload, images: np.ndarray, task: str, outputs: dict[str, TaskCall]
 ) -> dict:
-    """Each backend's tokens through the host's head against the float model's ``forward``.
+    """Each backend's task output against the float model's ``forward``: its tokens
+    through the host's head, or, where the datapath decodes the task, its decoder's
+    logits through the host's resizes.
 
     Returns
     -------
     dict
-        ``norm`` and ``head`` (the parameters the host applied) and
-        ``max_abs_vs_forward`` per backend: max |host(tokens) - model(images, task)|.
+        ``norm`` and ``head`` (the parameters applied) and ``max_abs_vs_forward`` per
+        backend: max |output - model(images, task)|.
     """
     import torch
 
@@ -95,7 +107,8 @@ def task_output_check(
     with torch.no_grad():
         ref = wl.model(normalize(images, wl.cfg), task).double().numpy()
     err = {n: float(np.abs(o.values - ref).max()) for n, o in outputs.items()}
-    return {"norm": f"norms.{task}", "head": f"heads.{task}", "max_abs_vs_forward": err}
+    head = "decoders" if wl.cfg.task_spec(task).head.kind == "pup" else "heads"
+    return {"norm": f"norms.{task}", "head": f"{head}.{task}", "max_abs_vs_forward": err}
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -157,7 +170,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     head = task_output_check(wl, images, task, outputs)
     result["task_output"] = head
     print(
-        f"task output on the host ({head['norm']}, {head['head']}) vs torch forward: "
+        f"task output ({head['norm']}, {head['head']}) vs torch forward: "
         + ", ".join(f"{n} max_abs={e:.3e}" for n, e in head["max_abs_vs_forward"].items())
     )
     if args.json:
@@ -197,7 +210,10 @@ def _compare_pair(
         b: sum(outputs[b].saturations.values()),
     }
     if bit_exact:
-        entry["bit_exact"] = bool(np.array_equal(outputs[a].tokens, outputs[b].tokens))
+        entry["bit_exact"] = bool(
+            np.array_equal(outputs[a].tokens, outputs[b].tokens)
+            and same_logits(outputs[a], outputs[b])
+        )
         entry["first_difference"] = first_difference(outputs[a], outputs[b])
         missed = (
             []

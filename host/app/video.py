@@ -31,7 +31,6 @@ from edgemoe.host.app.inputs import image_pixels
 from edgemoe.host.app.plots import task_rgb
 from edgemoe.host.driver.accelerator import KernelResult, PendingCall
 from edgemoe.models.config import ModelConfig
-from edgemoe.models.heads import task_head_np
 from edgemoe.pipeline import Engine
 
 #: What to install for ``--video``.
@@ -447,9 +446,9 @@ def run_video(engine: Engine, s: VideoSettings, cfg: ModelConfig) -> dict:
 
     def host_side(task: str, idx: list[int], res: KernelResult) -> None:
         t = time.perf_counter()
-        tokens = acc.to_float(res.raw)
+        tokens, logits = engine.kernel_outputs(res)
         t1 = time.perf_counter()
-        values = task_head_np(tokens, engine.wl.state, task, cfg)
+        values, _ = engine.task_values(tokens, logits, task)
         add_times({"unpack": t1 - t, "head": time.perf_counter() - t1})
         finished(task, idx, tokens, values)
 

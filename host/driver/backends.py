@@ -120,6 +120,12 @@ class RunOutput:
         Values saturated in the datapath, per stage kind (empty for float).
     seconds : float
         Wall time of the run.
+    logits : ndarray float64 (B, C, h, w) or None
+        The task decoder's logits, where the backend ran it (a head
+        :attr:`~edgemoe.models.config.HeadSpec.on_datapath`); None: the host decodes
+        the tokens, as it does for every backend until the kernel decodes. With
+        ``record``, ``stages`` then holds the decoder's boundaries (``dec.*``) too,
+        channels first like these.
     """
 
     tokens: np.ndarray
@@ -127,6 +133,7 @@ class RunOutput:
     routes: list[np.ndarray] = field(default_factory=list)
     saturations: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    logits: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

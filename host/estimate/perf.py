@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.scratch import MAX_GROUP, batched, row_bytes
 from edgemoe.host.contracts.tiling import Tiling, tiles
+from edgemoe.host.estimate.decoder import estimate_plan, pup_task, ring_capacity
 from edgemoe.host.estimate.resources import (
     LIMITS,
     RESOURCES,
@@ -928,3 +929,293 @@ def plot(est: Estimate, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# ---- the task decoder (edgemoe.host.estimate.decoder) ----
+
+#: The units whose DSP48E2 sit idle while the decoder runs (no attention then): the what-if
+#: of :func:`end_to_end` counts each as a MAC a cycle added to the linear unit's; the
+#: kernel as built does not use them.
+ATTN_UNITS = ("attention units", "attention finish")
+
+
+def backbone_macs(cfg: ModelConfig) -> int:
+    """Multiply-accumulates of one image's backbone (top-k experts per token)."""
+    N, D, hd = cfg.num_tokens, cfg.embed_dim, cfg.head_dim
+    macs = cfg.num_patches * cfg.patch_dim * D
+    for i in range(cfg.depth):
+        macs += N * D * 3 * D + 2 * cfg.num_heads * N * N * hd + N * D * D
+        if cfg.is_moe(i):
+            macs += N * D * cfg.num_experts + cfg.top_k * N * 2 * D * cfg.expert_hidden
+        else:
+            macs += 2 * N * D * cfg.mlp_hidden
+    return macs
+
+
+def decoder_stages(
+    cfg: ModelConfig,
+    profile: Profile,
+    design: Design,
+    device: Device,
+    clock_mhz: float,
+    batch: int,
+    plan: list,
+    mac_rate: int | None = None,
+) -> list[Stage]:
+    """The decoder's stages of one task-image, from its ``plan`` (decoder.estimate_plan).
+
+    A convolution band is one linear-unit call (:func:`_linear_cycles`: a pass per weight
+    tile of max(pixels, LIN_TILE_WORDS) cycles, the weights streamed beside it) and its
+    loads and stores (a bus word a cycle, :data:`ROW_OVERHEAD` a burst run), one after the
+    other unless the plan says they overlap. The ×2 reads the low-resolution rows (a word
+    a cycle) and writes LIN_IN values a cycle into the ring. ``mac_rate``: a what-if linear
+    unit of that many MACs a cycle (the passes shortened in proportion).
+    """
+    call = _Call(cfg, profile, design, device, clock_mhz, batch)
+    t, word = design.tiling, call.word
+    scale = t.lin_in * t.lin_out / mac_rate if mac_rate else 1.0
+    for s in plan:
+        io_words = (s.load_bytes + s.store_bytes) / word
+        io = io_words + s.bursts * ROW_OVERHEAD
+        if s.kind == "norm":
+            N = cfg.num_tokens
+            # after an expert-major call the final tokens are in the output regions
+            tokens = N * row_bytes(cfg, t) if call.expert_major else 0
+            cyc = call.ln_cycles(sum(s.band_pixels)) + s.weight_bytes / word + ROW_OVERHEAD
+            if tokens:
+                cyc += tokens / word + ROW_OVERHEAD
+            call.add("decoder", s.name, cyc, s.weight_bytes + tokens, True, call.s_bpc)
+            continue
+        if s.kind == "upsample":
+            write = sum(s.band_pixels) * s.c_out / t.lin_in
+            cyc = (max(io, write) if s.io_overlaps else io + write) + DEPTH_EPILOGUE
+            call.add("decoder", s.name, cyc, s.load_bytes, True, call.s_bpc)
+            continue
+        cyc = 0.0
+        for p in s.band_pixels:
+            compute = _linear_cycles(design, p, s.k, s.o) * scale
+            band_io = io / s.bands
+            cyc += max(compute, band_io) if s.io_overlaps else compute + band_io
+        weights = s.bands * s.weight_bytes
+        fmap = s.load_bytes + s.store_bytes
+        # weights on the weight port, maps on the output / scratch port: the busier one
+        busy = max(weights / call.w_bpc, fmap / call.s_bpc)
+        call.add("decoder", s.name, cyc, s.ddr_bytes, True, s.ddr_bytes / busy)
+    return call.est.stages
+
+
+#: The issue's target (issue 24): end to end per task-image at 16 per call, default build.
+TARGET_MS = 35.0
+TARGET_BATCH = 16
+
+
+def _head_channels(cfg: ModelConfig, channels: int) -> ModelConfig:
+    """``cfg`` with every ``pup`` head ``channels`` wide (a what-if of :func:`end_to_end`)."""
+    from dataclasses import replace
+
+    specs = tuple(
+        replace(s, head=replace(s.head, channels=channels)) if s.head.kind == "pup" else s
+        for s in cfg.task_specs
+    )
+    return cfg.replace(task_specs=specs)
+
+
+def _decoder_ms(cfg, profile, design, device, clock_mhz, batch, plan, mac_rate=None) -> float:
+    st = decoder_stages(cfg, profile, design, device, clock_mhz, batch, plan, mac_rate)
+    return sum(s.ms for s in st)
+
+
+def end_to_end(
+    cfg: ModelConfig,
+    profile: Profile,
+    design: Design,
+    device: Device,
+    clock_mhz: float = 300.0,
+    task: str | None = None,
+    batches: tuple[int, ...] = (1, TARGET_BATCH),
+    gelu_rom: str = "bram",
+) -> dict | None:
+    """ESTIMATED backbone + decoder per task-image (one image, one task) at each of
+    ``batches`` images per call, the decoder's stages, the physical floor and the what-ifs
+    toward it; None when no task of ``cfg`` has a ``pup`` head (or for the published
+    design, which has no decoder)."""
+    task = pup_task(cfg, task)
+    if task is None or design.activations_in_ddr:
+        return None
+    t = design.tiling
+    plan = estimate_plan(cfg, task, t)
+    res = resources(cfg, profile, design, device, gelu_rom)
+    clk = clock_mhz * 1e3  # cycles per ms
+    rows = {}
+    for b in batches:
+        backbone = estimate(cfg, profile, design, device, clock_mhz, batch=b, gelu_rom=gelu_rom)
+        dec = decoder_stages(cfg, profile, design, device, clock_mhz, b, plan)
+        dec_ms = sum(s.ms for s in dec)
+        rows[b] = {
+            "batch": b,
+            "backbone_ms": backbone.latency_ms,
+            "decoder_ms": dec_ms,
+            "ms_per_task_image": backbone.latency_ms + dec_ms,
+            "decoder_ddr_bytes": sum(s.ddr_bytes for s in dec),
+        }
+    by_name = {s.name: s for s in decoder_stages(cfg, profile, design, device, clock_mhz, 1, plan)}
+    stages = []
+    for p in plan:
+        s = by_name[p.name]
+        stages.append(
+            {
+                "name": p.name,
+                "kind": p.kind,
+                "map": [p.h, p.w],
+                "c_in": p.c_in,
+                "c_out": p.c_out,
+                "kernel": p.kernel,
+                "bands": p.bands,
+                "pixels_per_call": max(p.band_pixels),
+                "k": p.k,
+                "o": p.o,
+                "tiles_per_call": tiles(p.k, t.lin_in) * tiles(p.o, t.lin_out) if p.k else 0,
+                "macs": p.macs,
+                "cycles": s.compute_cycles,
+                "ms": s.ms,
+                "bound": s.bound,
+                "ddr_weight_bytes": p.bands * p.weight_bytes,
+                "ddr_read_bytes": p.bands * p.weight_bytes + p.load_bytes,
+                "ddr_write_bytes": p.store_bytes,
+                "ring_values": p.ring_values,
+                "ring_in": (
+                    ""
+                    if not p.ring_values
+                    else "wide banks (reused)"
+                    if p.ring_values <= ring_capacity(cfg)
+                    else "a ring of its own (BRAM)"
+                ),
+                "io_overlaps": p.io_overlaps,
+            }
+        )
+    dec_macs = sum(p.macs for p in plan)
+    macs = backbone_macs(cfg) + dec_macs
+    dsp = res["dsp48e2"]
+    per_mac = design.dsp_per_mac  # DSP48E2 a MAC takes at the profile's widths
+    floor_ms = macs / (dsp / per_mac * clk)
+    big = rows[max(batches)]
+    built = big["ms_per_task_image"]
+    lin = t.lin_in * t.lin_out
+    bb = big["backbone_ms"]
+
+    def what_if(**kw) -> float:
+        mac_rate = kw.pop("mac_rate", None)
+        c = kw.pop("cfg", cfg)
+        p = estimate_plan(c, task, t, **kw)
+        return bb + _decoder_ms(c, profile, design, device, clock_mhz, max(batches), p, mac_rate)
+
+    half = cfg.task_spec(task).head.channels // 2
+
+    idle = sum(res["dsp48e2_by_unit"].get(u, 0) for u in ATTN_UNITS) // per_mac
+    singles = {
+        "band loads and stores beside compute (the other buffer set's lane)": what_if(
+            io_overlaps=True
+        ),
+        "the classifier on the last convolution's band, on chip": what_if(fuse_classifier=True),
+        "16-bit feature maps in DDR": what_if(fmap_bytes=2),
+        f"the attention units' idle DSPs as decoder MACs (+{idle} MAC/cycle)": what_if(
+            mac_rate=lin + idle
+        ),
+    }
+    combined = "the four above together"
+    narrow = f"a decoder {half} channels wide instead of {2 * half} (not M3ViT's head: retrained)"
+    options = {
+        **singles,
+        combined: what_if(
+            io_overlaps=True, fuse_classifier=True, fmap_bytes=2, mac_rate=lin + idle
+        ),
+        narrow: what_if(cfg=_head_channels(cfg, half)),
+    }
+    meets = built <= TARGET_MS
+    verdict = (
+        f"meets the {TARGET_MS:g} ms target at {max(batches)} per call"
+        if meets
+        else f"misses the {TARGET_MS:g} ms target at {max(batches)} per call by "
+        f"{built - TARGET_MS:.2f} ms"
+    )
+    conv_ms = sum(s["ms"] for s in stages if s["kind"] in ("conv", "classifier"))
+    ranked = sorted(singles, key=singles.get)
+    next_step = (
+        f"the decoder's {dec_macs / 1e9:.2f} GMAC take {dec_macs / (lin * clk):.2f} ms on the "
+        f"linear unit's {lin} MACs a cycle at full rate; its convolutions and classifier "
+        f"take {conv_ms:.2f} ms with their band I/O and tile fills. The floor counts the "
+        f"{dsp} DSP48E2 of the build as {dsp // per_mac} MACs a cycle"
+        + (f" ({per_mac} a MAC at these widths)" if per_mac > 1 else "")
+        + ". Next steps, largest gain first: "
+        + "; ".join(f"{k} (saves {built - singles[k]:.2f} ms)" for k in ranked)
+        + f"; all four: {options[combined]:.2f} ms. Changing the model instead: {narrow}, "
+        f"{options[narrow]:.2f} ms"
+    )
+    return {
+        "estimate": True,
+        "task": task,
+        "note": (
+            "per task-image: one image's backbone for one task (latency_ms of that many "
+            "per call) plus its decoder, in the same kernel call; the decoder streams its "
+            "weights once per band, so more images per call do not share them"
+        ),
+        "plan": "edgemoe.host.estimate.decoder.estimate_plan (the estimate's own: "
+        "edgemoe.host.contracts.decoder did not exist when it was written)",
+        "stages": stages,
+        "stages_note": "cycles, ms and DDR bytes of one task-image at 1 image per call (the "
+        "norm reads the tokens back from DDR after an expert-major call: per_call)",
+        "per_call": {str(b): r for b, r in rows.items()},
+        "ms_per_task_image": {str(b): r["ms_per_task_image"] for b, r in rows.items()},
+        "macs_per_task_image": {"backbone": backbone_macs(cfg), "decoder": dec_macs},
+        "floor": {
+            "ms_per_task_image": floor_ms,
+            "device_ms_per_task_image": macs / (device.dsp / per_mac * clk),
+            "device_rule": f"the same over all {device.dsp} DSP48E2 of the {device.part}",
+            "rule": f"all MACs ({macs / 1e9:.3f} G) / ({dsp} DSP48E2"
+            + (f" / {per_mac} a MAC" if per_mac > 1 else "")
+            + f" x {clock_mhz:g} MHz)",
+            "linear_unit_ms": macs / (lin * clk),
+        },
+        "target": {
+            "ms_per_task_image": TARGET_MS,
+            "batch": max(batches),
+            "meets": meets,
+            "gap_ms": max(0.0, built - TARGET_MS),
+            "verdict": verdict,
+        },
+        "options_ms_per_task_image": options,
+        "options_note": (
+            f"what-ifs, each ms per task-image at {max(batches)} per call with the rest as "
+            "built; the idle DSPs shorten the passes in proportion to the MAC rate (the "
+            "operand selects and adder trees that would feed them are not counted)"
+        ),
+        "next_step": next_step,
+        "fits": res["fits"],
+    }
+
+
+def decoder_table(e2e: dict) -> str:
+    """The decoder's stages and the end-to-end figures of :func:`end_to_end`, as printed."""
+    out = [
+        f"decoder of task {e2e['task']} (ESTIMATE), per task-image:",
+        f"{'stage':<11} {'map':>8} {'bands':>5} {'px/call':>7} {'k':>5} {'o':>4} "
+        f"{'GMAC':>6} {'cycles':>10} {'ms':>7} {'DDR rd MB':>9} {'DDR wr MB':>9}",
+    ]
+    for s in e2e["stages"]:
+        hw = f"{s['map'][0]}x{s['map'][1]}"
+        out.append(
+            f"{s['name']:<11} {hw:>8} {s['bands']:>5} {s['pixels_per_call']:>7} {s['k']:>5} "
+            f"{s['o']:>4} {s['macs'] / 1e9:>6.3f} {s['cycles']:>10,} {s['ms']:>7.3f} "
+            f"{s['ddr_read_bytes'] / 1e6:>9.3f} {s['ddr_write_bytes'] / 1e6:>9.3f}"
+        )
+    for b, r in e2e["per_call"].items():
+        out.append(
+            f"end to end, {b} per call: backbone {r['backbone_ms']:.2f} + decoder "
+            f"{r['decoder_ms']:.2f} = {r['ms_per_task_image']:.2f} ms per task-image"
+        )
+    f, tg = e2e["floor"], e2e["target"]
+    out.append(f"physical floor: {f['ms_per_task_image']:.2f} ms per task-image ({f['rule']})")
+    out.append(f"target: {tg['verdict']}")
+    out += [f"  what-if {k}: {v:.2f} ms" for k, v in e2e["options_ms_per_task_image"].items()]
+    out.append(f"next step: {e2e['next_step']}")
+    return "\n".join(out)

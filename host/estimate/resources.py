@@ -63,6 +63,7 @@ UNITS = (
     "attention finish",
     "layernorm",
     "routing",
+    "decoder",
     "buffer-set muxes",
     "on-chip buffers",
     "m_axi",
@@ -1320,6 +1321,154 @@ def lines(
         "linear.h lin_stream, lanes.h lane_step",
         1,
         o.dataflow_control,
+    )
+    out += decoder_lines(cfg, profile, t, o)
+    return out
+
+
+#: The ``where`` of a decoder line whose construct the kernel's C++ does not have yet (the
+#: decoder is being put on the kernel): counted as the plan describes it, a judgement.
+PENDING = "the decoder's C++, not in hls/ yet: judgement"
+
+#: Loops the decoder adds (judgement, until its C++ is read): stages, bands, the band's
+#: calls, the ring fill, the x2 rows and columns, the band store and the logits store.
+DECODER_LOOPS = 8
+#: 64-bit address adds the decoder adds: the map read, the map write, the logits write,
+#: the stage's weights.
+DECODER_ADDR64 = 4
+
+
+def decoder_lines(cfg: ModelConfig, profile: Profile, t: Tiling, o: Operators) -> list[Line]:
+    """What the task decoder adds to the kernel (unit ``decoder``), for the plan the
+    estimate models (edgemoe.host.estimate.decoder.estimate_plan, largest over the
+    config's ``pup`` tasks); none when no task has a ``pup`` head. The linear unit, its
+    weight stream and epilogue, the LayerNorm and the m_axi ports are the backbone's."""
+    from edgemoe.host.estimate.decoder import estimate_plan, ring_capacity
+
+    plans = [estimate_plan(cfg, s.name, t) for s in cfg.task_specs if s.head.kind == "pup"]
+    if not plans:
+        return []
+    stages = [s for plan in plans for s in plan]
+    out: list[Line] = []
+    U = "decoder"
+    fw = profile.formats["dec_feat"].width
+    up_w = fw + 5  # docs/numerics.md: the x2 sum needs 5 bits more than dec_feat
+    lanes = o.lin_in
+    w_addr = _bits(o.tokens * -(-o.wide_cols // o.wide_banks) - 1)
+    max_w = max(s.w for s in stages)
+    pix_w = _bits(max_w + 1)  # a map coordinate, one beyond each edge
+    out.append(
+        Line(
+            U,
+            f"im2col address: tap and channel-block counters, pixel + tap ({pix_w + 1}b adds), "
+            f"4 edge compares (zero padding), ring-row wrap, bank address "
+            f"((ring row x w + x) x C / {o.lin_in} + block: 2 run-time 17x17b products, "
+            f"2 adds of {w_addr}b)",
+            f"linear.h linear_input (its conv input kind: {PENDING})",
+            lut=3 * 2 * 16 + 2 * (pix_w + 1) + 4 * (pix_w + 1) + 2 * 8 + 2 * w_addr,
+            ff=3 * 16 + 2 * (pix_w + 1) + 4 + 8 + 2 * w_addr,
+            dsp=2 * mult_dsps(17, 17),
+        )
+    )
+    out.append(
+        Line(
+            U,
+            f"wide banks' address: the im2col address as one more source (2:1 of {w_addr}b) "
+            f"on {o.wide_banks} banks; zero padding gates the {lanes} input lanes",
+            "linear.h linear_input (IN_WIDE read at the ring address)",
+            lut=o.wide_banks * w_addr * mux_luts(2) + lanes,
+        )
+    )
+    out.append(
+        Line(
+            U,
+            f"epilogue: ReLU and saturation to dec_feat ({fw}b) on {o.lin_out} lanes",
+            f"linear.h linear_output (its decoder output kinds: {PENDING})",
+            lut=o.lin_out * (_saturate(o.act_w, fw)[0] + fw * 0.5),
+            ff=o.lin_out * fw,
+        )
+    )
+    up = [s for s in stages if s.kind == "upsample"]
+    if up:
+        lut, ff = _adder(up_w)
+        out.append(
+            Line(
+                U,
+                f"x2 unit: {lanes} lanes of 9a + 3(b + c) + d + 8 >> 4 (4 adds of {up_w}b, "
+                f"constant multiplies as shift-adds), 2 neighbour selects ({fw}b)",
+                f"the bilinear x2 of units.upsample2x ({PENDING})",
+                lut=lanes * (4 * lut + 2 * fw * mux_luts(2)),
+                ff=lanes * (2 * ff + fw),
+            )
+        )
+        out.append(
+            Line(
+                U,
+                f"x2 indices: row and column counters, clamps (4 compares of {pix_w}b), "
+                "line-buffer addresses",
+                f"the bilinear x2 ({PENDING})",
+                lut=4 * 16 + 4 * pix_w + 2 * w_addr,
+                ff=4 * 16 + 2 * w_addr,
+            )
+        )
+        row = max(s.w // 2 * s.c_in for s in up)  # one low-resolution row
+        if row <= o.tokens * o.embed:
+            out.append(
+                Line(
+                    U,
+                    f"x2 line buffers: 2 low-resolution rows of {row} values in the buffer "
+                    f"set's x and h ({o.tokens} x {o.embed} each, idle during the decoder)",
+                    f"buffers.h Buffers x, h (reused: {PENDING})",
+                )
+            )
+        else:
+            out.append(
+                Line(
+                    U,
+                    f"x2 line buffers: 2 low-resolution rows of {row} x {fw}b, {lanes} banks",
+                    f"the bilinear x2's own buffers, the rows exceeding x and h ({PENDING})",
+                    bram36=lanes * bram36(-(-2 * row // lanes), fw),
+                )
+            )
+    ring = max(s.ring_values for s in stages)
+    if ring <= ring_capacity(cfg):
+        out.append(
+            Line(
+                U,
+                f"ring of input map rows: up to {ring} values in one buffer set's wide banks "
+                f"({ring_capacity(cfg)} values)",
+                f"buffers.h Buffers wide (reused: {PENDING})",
+            )
+        )
+    else:
+        out.append(
+            Line(
+                U,
+                f"ring of input map rows: {ring} x {max(fw, o.act_w)}b in {lanes} banks of its "
+                f"own (exceeds the wide banks' {ring_capacity(cfg)} values)",
+                f"the decoder's ring ({PENDING})",
+                bram36=lanes * bram36(-(-ring // lanes), max(fw, o.act_w)),
+            )
+        )
+    out.append(
+        Line(
+            U,
+            f"band store FIFO: {AXI_BURST} x {o.axi_bits}b (outputs packed to bus words)",
+            f"the map and logits store ({PENDING})",
+            lut=60 + o.axi_bits * mux_luts(2),
+            ff=2 * 16 + o.axi_bits,
+            bram36=bram36(AXI_BURST, o.axi_bits),
+        )
+    )
+    out.append(
+        Line(
+            U,
+            f"{DECODER_LOOPS} loops (counter, bound, FSM state) and {DECODER_ADDR64} 64-bit "
+            "address adds",
+            f"the stage and band loops ({PENDING})",
+            lut=DECODER_LOOPS * o.per_loop[0] + DECODER_ADDR64 * 64,
+            ff=DECODER_LOOPS * o.per_loop[1] + DECODER_ADDR64 * 64,
+        )
     )
     return out
 

@@ -503,11 +503,13 @@ def stage_to_float(
     (:attr:`QuantizedModel.k_bias`) is given, gate logits are divided by
     ``log2(e)``; routes are returned as they are; the decoder's ``dec.conv_{i}``
     and ``dec.up_{i}`` are in ``dec_feat``, ``dec.logits`` in ``dec_out``; everything
-    else is in the ``act`` format.
+    else is in the ``act`` format. The decoder's maps, raw channels last
+    ``(B, h, w, C)`` as the datapath stores them, come back channels first
+    ``(B, C, h, w)``, the host's layout (:func:`edgemoe.models.heads.pup_front_np`).
     """
     if stage.startswith("dec."):  # the decoder's stages (Golden.decode)
         cls = {"dec.norm": "act", "dec.logits": "dec_out"}.get(stage, "dec_feat")
-        return profile.formats[cls].to_float(raw)
+        return profile.formats[cls].to_float(raw).transpose(0, 3, 1, 2)
     kind = stage.rsplit(".", 1)[-1]
     if kind == "route":
         return raw

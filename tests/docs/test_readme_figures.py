@@ -36,18 +36,44 @@ def _cell(readme: str, starts: str) -> str:
 def test_estimate_rows(tmp_path, readme):
     many = _estimate(tmp_path)  # the default: one expert-major group of 16 images
     one = _estimate(tmp_path, "--batch", "1")
-    assert _cell(readme, "| estimated ms per image at 300 MHz, 16 images per call |") == (
+    assert _cell(readme, "| estimated backbone ms per image at 300 MHz, 16 images per call |") == (
         f"{many['latency_ms']:.2f}"
     )
-    assert _cell(readme, "| estimated ms per image at 300 MHz, 1 image per call |") == (
+    assert _cell(readme, "| estimated backbone ms per image at 300 MHz, 1 image per call |") == (
         f"{one['latency_ms']:.2f}"
     )
     c = one["clock"]
-    assert _cell(readme, "| estimated clock after place and route") == (
+    assert _cell(readme, "| estimated clock after place and route: backbone") == (
         f"{c['latency_ms']:.2f} ms at {c['plausible_mhz']:g} MHz"
     )
+    # end to end: the backbone at that many per call plus the decoder, per task-image
+    dec = many["decoder"]
+    for b, label in (("16", "16 images per call"), ("1", "1 image per call")):
+        row = dec["per_call"][b]
+        assert many["end_to_end_ms_per_task_image"][b] == row["ms_per_task_image"]
+        assert _cell(
+            readme, f"| estimated ms per task-image at 300 MHz, backbone + decoder, {label} |"
+        ) == (
+            f"{row['backbone_ms']:.2f} + {row['decoder_ms']:.2f} = {row['ms_per_task_image']:.2f}"
+        )
+    assert dec["per_call"]["1"]["backbone_ms"] == one["latency_ms"]
+    macs = sum(dec["macs_per_task_image"].values())
+    floor = (
+        f"| physical floor per task-image at 300 MHz: {macs / 1e9:.3f} GMAC over "
+        f"{many['resources']['dsp48e2']:,} DSP48E2 |"
+    )
+    assert _cell(readme, floor) == f"{many['floor_ms_per_task_image']:.2f}"
+    assert (
+        _cell(readme, "| target ≤ 35 ms per task-image at 16 images per call |")
+        == (dec["target"]["verdict"])
+    )
+    assert dec["target"]["ms_per_task_image"] == 35 and dec["target"]["batch"] == 16
+    slow = many["clock"]
+    assert _cell(
+        readme, "| estimated clock after place and route: ms per task-image end to end, 16 "
+    ) == (f"{slow['end_to_end_ms_per_task_image']['16']:.2f} ms at {slow['plausible_mhz']:g} MHz")
     r, u = many["resources"], many["resources"]["utilisation"]
-    assert _cell(readme, "| estimated resources: LUT / DSP48E2 / BRAM36 |") == (
+    assert _cell(readme, "| estimated resources with the decoder: LUT / DSP48E2 / BRAM36 |") == (
         f"{r['lut_estimate']:,} ({100 * u['lut']:.0f} %) / "
         f"{r['dsp48e2']:,} ({100 * u['dsp']:.0f} %) / "
         f"{r['bram36']:g} ({100 * u['bram36']:.0f} %)"

@@ -16,7 +16,14 @@ from edgemoe.host.estimate.perf import (
     plausible_clock,
     resources,
 )
-from edgemoe.host.estimate.resources import LIMITS, RESOURCES, UNITS, mux_luts, operators
+from edgemoe.host.estimate.resources import (
+    LIMITS,
+    PENDING,
+    RESOURCES,
+    UNITS,
+    mux_luts,
+    operators,
+)
 from edgemoe.host.export.hls_params import generate
 from edgemoe.models import DEFAULT_CONFIG
 from tests.conftest import cfg, profile
@@ -61,12 +68,15 @@ def test_default_build_json_has_the_unit_table_the_limits_and_fits(tmp_path, cap
 
 
 def test_every_line_names_a_construct_that_exists_in_the_cpp():
-    """'file function' on every line: the file is in hls/ and names the function."""
+    """'file function' on every line: the file is in hls/ and names the function. Only the
+    decoder's lines may name a construct its C++ does not have yet, and say so."""
     files = {p.name: p.read_text() for d in HLS for p in d.iterdir() if p.suffix in (".h", ".cpp")}
     r = _res()
     for ln in r["lines"]:
         pairs = re.findall(r"(\w+\.(?:h|cpp)) (\w+)", ln["where"])
-        assert pairs or "every loop label" in ln["where"], ln
+        pending = PENDING in ln["where"]
+        assert not pending or ln["unit"] == "decoder", ln
+        assert pairs or pending or "every loop label" in ln["where"], ln
         for f, name in pairs:
             assert f in files, ln["where"]
             assert re.search(rf"\b{name}\b", files[f]), f"{name} not in {f}: {ln['what']}"
