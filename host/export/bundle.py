@@ -65,7 +65,7 @@ from edgemoe.host.export.quantize import QuantizedModel
 from edgemoe.models.config import ModelConfig
 
 MAGIC = int.from_bytes(b"EMOE", "little")
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: the pup decoders' tensors after the blocks' (issue 24)
 #: The scale table's name in the layout (the first tensor after the header).
 SCALES = "scales"
 HEADER_BYTES = 64
@@ -143,6 +143,28 @@ def _tensor_specs(cfg: ModelConfig, profile: Profile, t: Tiling):
             yield f"{pre}.fc1.b", (H,), "bias", False
             yield f"{pre}.fc2.w", (D, H), "weight", True
             yield f"{pre}.fc2.b", (D,), "bias", False
+    yield from _decoder_specs(cfg)
+
+
+def _decoder_specs(cfg: ModelConfig):
+    """The ``pup`` decoders' tensors, after the blocks' (task order): the final
+    LayerNorm's γ and β, then each convolution's batch-norm-folded weights
+    ``(C_out, k·k·C_in)`` (tiled like a linear tensor) and bias."""
+    for task in cfg.task_names:
+        head = cfg.task_spec(task).head
+        if head.kind != "pup":
+            continue
+        pre = f"decoders.{task}"
+        yield f"{pre}.norm.g", (cfg.embed_dim,), "ln", False
+        yield f"{pre}.norm.b", (cfg.embed_dim,), "ln", False
+        c_in = cfg.embed_dim
+        for i in range(head.convs):
+            last = i == head.convs - 1
+            c_out = cfg.task_channels(task) if last else head.channels
+            k = head.conv_kernel(i)
+            yield f"{pre}.conv_{i}.w", (c_out, k * k * c_in), "weight", True
+            yield f"{pre}.conv_{i}.b", (c_out,), "bias", False
+            c_in = c_out
 
 
 def scale_entries(cfg: ModelConfig) -> list[tuple[str, str | None]]:
@@ -163,6 +185,8 @@ def scale_entries(cfg: ModelConfig) -> list[tuple[str, str | None]]:
                 rows += [(f"{ex}.fc1.w", f"{ex}.fc1.b"), (f"{ex}.fc2.w", f"{ex}.fc2.b")]
         else:
             rows += [(f"{pre}.fc1.w", f"{pre}.fc1.b"), (f"{pre}.fc2.w", f"{pre}.fc2.b")]
+    # the decoders' convolutions last, so the backbone's rows keep their indices
+    rows += [(n, n[:-2] + ".b") for n, _, _, tiled in _decoder_specs(cfg) if tiled]
     return rows
 
 
@@ -170,8 +194,8 @@ def scale_table(qm: QuantizedModel) -> np.ndarray:
     """The scale table's words of a quantized model (see the module docstring)."""
     words = []
     for w, add in scale_entries(qm.cfg):
-        fw = qm.formats[w].frac
-        fa = 0 if add is None else qm.formats[add].frac
+        fw = _format(qm, w).frac
+        fa = 0 if add is None else _format(qm, add).frac
         if not (0 <= fw < 256 and 0 <= fa < 256):
             raise BundleError(f"{w}: binary points {fw}, {fa} do not fit the scale table")
         words.append(fw | fa << 8)
@@ -215,7 +239,13 @@ def _expert_tensor(name: str) -> tuple[str, int] | None:
     return f"{pre}.experts.{tail}", int(e)
 
 
+def _format(qm: QuantizedModel, name: str):
+    return qm.dec(name)[1] if _is_dec(name) else qm.formats[name]
+
+
 def _tensor(qm: QuantizedModel, name: str) -> np.ndarray:
+    if _is_dec(name):
+        return qm.dec(name)[0]
     expert = _expert_tensor(name)
     if expert is not None:
         stack, e = expert
@@ -436,17 +466,28 @@ def _kernel_image(
 def unpack(
     data: bytes | bytearray | memoryview, cfg: ModelConfig, profile: Profile, t: Tiling
 ) -> dict[str, np.ndarray]:
-    """The raw integer tensors of a bundle, after :func:`validate`.
+    """The raw integer tensors of a bundle's backbone, after :func:`validate`.
 
     Inverse of :func:`pack`: weights untiled, padding dropped, expert tensors
     stacked back to ``(E, ...)`` under ``blocks.i.experts.fc1.w`` and so on,
-    so the result equals ``QuantizedModel.tensors`` (int64 arrays).
+    so the result equals ``QuantizedModel.tensors`` (int64 arrays); the decoders'
+    tensors (``QuantizedModel.dec_tensors``): :func:`unpack_model`.
 
     Raises
     ------
     BundleError
         As :func:`validate`.
     """
+    return {k: v for k, v in _unpack_all(data, cfg, profile, t).items() if not _is_dec(k)}
+
+
+def _is_dec(name: str) -> bool:
+    return name.startswith("decoders.")
+
+
+def _unpack_all(
+    data: bytes | bytearray | memoryview, cfg: ModelConfig, profile: Profile, t: Tiling
+) -> dict[str, np.ndarray]:
     data = _kernel_image(data, cfg, profile, t)
     entries = layout(cfg, profile, t)[1:]  # the scale table: read_scales
     specs = list(_tensor_specs(cfg, profile, t))
@@ -485,7 +526,8 @@ def unpack_model(
     """
     from edgemoe.host.export.quantize import QuantReport
 
-    tensors = unpack(data, cfg, profile, t)
+    tensors = _unpack_all(data, cfg, profile, t)
+    dec = {n: tensors.pop(n) for n in list(tensors) if _is_dec(n)}
     formats = {}
     for name, _, fmt_name, _ in _tensor_specs(cfg, profile, t):
         formats[name] = profile.formats[fmt_name]
@@ -497,7 +539,10 @@ def unpack_model(
         formats[w] = formats[w].with_frac(int(word) & 0xFF)
         if add is not None and formats[add].per_tensor:
             formats[add] = formats[add].with_frac(int(word) >> 8)
-    return QuantizedModel(cfg, profile, tensors, formats, QuantReport(), {})
+    dec_formats = {n: formats.pop(n) for n in list(formats) if _is_dec(n)}
+    return QuantizedModel(
+        cfg, profile, tensors, formats, QuantReport(), {}, dec_tensors=dec, dec_formats=dec_formats
+    )
 
 
 def read_scales(

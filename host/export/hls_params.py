@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from edgemoe.host.contracts import decoder as dp
 from edgemoe.host.contracts.profile import (
     DEFAULT_PROFILE,
     FORMAT_NAMES,
@@ -163,6 +164,7 @@ def generate(cfg: ModelConfig, profile: Profile, t: Tiling = DEFAULT_TILING) -> 
         _block_offset_section(cfg, ents),
         _scale_section(cfg, ents),
         _expert_section(cfg, ents),
+        _decoder_section(cfg, ents, t),
         _control_section(),
         _scratch_section(cfg, t),
     ]
@@ -422,6 +424,83 @@ def _scale_section(cfg: ModelConfig, ents: dict) -> list[str]:
         ]
         gates = [rows_at.get(f"{pre}.gate.{task}.w", 0) for task in cfg.task_names]
         out.append("    {" + ", ".join(map(str, vals)) + ", {" + ", ".join(map(str, gates)) + "}},")
+    out.append("};")
+    return out
+
+
+#: DecConv's fields (one convolution of a task's decoder), in order.
+DEC_CONV_FIELDS = (
+    "w_off", "b_off", "scale", "k", "c_in", "c_out", "h", "w", "src_h", "src_w", "fused_up",
+    "relu", "band", "bands", "k_tiles", "o_tiles", "src_map", "dst_map", "stop", "up_stop",
+)  # fmt: skip
+
+
+def _decoder_section(cfg: ModelConfig, ents: dict, t: Tiling) -> list[str]:
+    """The task decoders' plan (:mod:`edgemoe.host.contracts.decoder`): tensor offsets,
+    scale rows, map shapes, bands, ping-pong maps and debug-stop codes."""
+    plans = dp.decoder_plans(cfg, t)
+    rows_at = {wname: k for k, (wname, _) in enumerate(scale_entries(cfg))}
+    most = max((sum(s.kind in (dp.CONV, dp.LOGITS) for s in p.stages) for p in plans), default=0)
+    out = [
+        "",
+        "// ---- task decoders (edgemoe.host.contracts.decoder; issue 24) ----",
+        f"constexpr int DEC_MAX_CONVS = {max(1, most)};",
+        f"constexpr uint32_t DEC_TOKENS_STOP = {dp.tokens_stop_code(cfg)};",
+        f"constexpr uint64_t DEC_MAP_OFF[2] = {{{plans[0].map_offsets[0]}ull, "
+        f"{max(p.map_offsets[1] for p in plans)}ull}};",
+        f"constexpr uint64_t DEC_SCRATCH_BYTES = {dp.decoder_scratch_bytes(cfg, t)}ull;",
+        "/// One convolution: bundle offsets, scale row, shapes (after any fused x2), the",
+        "/// band plan and debug-stop codes (up_stop: its fused x2's, 0 if none).",
+        "struct DecConv {",
+        *[f"  {'uint64_t' if f.endswith('_off') else 'int'} {f};" for f in DEC_CONV_FIELDS],
+        "};",
+        "struct DecTask {",
+        "  int convs;  ///< 0: no pup decoder (the tokens are the output)",
+        "  uint64_t norm_g, norm_b;",
+        "  int norm_stop, out_h, out_w, out_c;",
+        "  DecConv conv[DEC_MAX_CONVS];",
+        "};",
+        "constexpr DecTask DECODER[NUM_TASKS] = {",
+    ]
+    for plan in plans:
+        convs = [s for s in plan.stages if s.kind in (dp.CONV, dp.LOGITS)]
+        if not convs:
+            out.append("    {0, 0ull, 0ull, 0, 0, 0, 0, {}},")
+            continue
+        pre = f"decoders.{plan.task}"
+        rows = []
+        for i, s in enumerate(convs):
+            up = f"dec.up_{i}"
+            vals = {
+                "w_off": f"{ents[s.tensor + '.w'].offset}ull",
+                "b_off": f"{ents[s.tensor + '.b'].offset}ull",
+                "scale": rows_at[s.tensor + ".w"],
+                "k": s.k,
+                "c_in": s.in_shape[2],
+                "c_out": s.shape[2],
+                "h": s.shape[0],
+                "w": s.shape[1],
+                "src_h": s.src_shape[0],
+                "src_w": s.src_shape[1],
+                "fused_up": int(s.fused_up),
+                "relu": int(s.relu),
+                "band": s.band_pixels,
+                "bands": len(s.bands),
+                "k_tiles": s.k_tiles,
+                "o_tiles": s.o_tiles,
+                "src_map": s.src_map,
+                "dst_map": s.dst_map,
+                "stop": s.code,
+                "up_stop": plan.stage(up).code if s.fused_up else 0,
+            }
+            rows.append("{" + ", ".join(str(vals[f]) for f in DEC_CONV_FIELDS) + "}")
+        oh, ow, oc = plan.out_shape
+        out.append(
+            f"    {{{len(convs)}, {ents[pre + '.norm.g'].offset}ull, "
+            f"{ents[pre + '.norm.b'].offset}ull, {plan.stage('dec.norm').code}, {oh}, {ow}, {oc},"
+        )
+        out += ["     {" + rows[0] + ","] + [f"      {r}," for r in rows[1:]]
+        out[-1] = out[-1] + "}},"
     out.append("};")
     return out
 

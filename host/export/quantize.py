@@ -195,7 +195,7 @@ class QuantizedModel:
 
     The integer decoder of each ``pup`` task (:meth:`edgemoe.sim.golden.Golden.decode`)
     has its own tensors, :attr:`dec_tensors` and :attr:`dec_formats` (``t`` a task,
-    ``i`` a convolution; the kernel's bundle does not carry them yet)::
+    ``i`` a convolution; the bundle carries them after the blocks' tensors, format 4)::
 
         decoders.t.norm.g / .norm.b (D,)              the task's final LayerNorm (ln)
         decoders.t.conv_i.w (C_out, k*k*C_in)         weight, batch norm folded in
@@ -221,13 +221,11 @@ class QuantizedModel:
         Raises
         ------
         QuantizationError
-            The model has no such decoder tensor (no ``pup`` head for the task, or a
-            model read back from a bundle, which does not carry the decoder yet).
+            The model has no such decoder tensor (no ``pup`` head for the task).
         """
         if name not in self.dec_tensors:
             raise QuantizationError(
-                f"no decoder tensor {name!r} in the quantized model (a pup head's decoder "
-                "is quantized from the float model, not read back from a bundle)"
+                f"no decoder tensor {name!r} in the quantized model (only a pup head has a decoder)"
             )
         return self.dec_tensors[name], self.dec_formats[name]
 

@@ -315,3 +315,27 @@ def test_bundle_file_damage_is_one_line(mini_file):
     flipped[len(image) + 10] ^= 1
     rejects(bytes(flipped), "host section CRC32")
     rejects(b"PK\x03\x04" + data[4:], "not an edgemoe bundle")
+
+
+@pytest.mark.parametrize("cfg_name", ["m3vit-mini-pup", TINY])
+def test_decoder_tensors_round_trip(cfg_name):
+    """Format version 4: each pup task's decoder tensors (norm, BN-folded convolutions,
+    tiled like the linear tensors) and their binary points come back exactly."""
+    from edgemoe.host.export.bundle import layout, read_scales, scale_entries
+
+    qm = quantized(cfg_name, "lean")
+    assert qm.dec_tensors  # the configs' pup heads
+    c, p, t = qm.cfg, qm.profile, Tiling(24, 20, 4)
+    data = pack(qm, t)
+    assert len(data) == bundle_bytes(c, p, t)
+    back = unpack_model(data, c, p, t)
+    assert_same_tensors(back.tensors, qm.tensors)
+    assert_same_tensors(back.dec_tensors, qm.dec_tensors)
+    assert back.dec_formats == qm.dec_formats
+    assert_same_tensors(unpack(data, c, p, t), qm.tensors)  # the backbone only
+    tiled = {e.name for e in layout(c, p, t) if e.tiled and e.name.startswith("decoders.")}
+    assert tiled == {n for n in qm.dec_tensors if n.endswith(".w")}
+    words = dict(zip((w for w, _ in scale_entries(c)), read_scales(data, c, p, t), strict=True))
+    for w in tiled:
+        b = w[:-2] + ".b"
+        assert words[w] == qm.dec_formats[w].frac | qm.dec_formats[b].frac << 8
