@@ -164,6 +164,11 @@ def test_end_to_end_floor_and_target():
     assert len(opts) == 4
     assert all(e["floor"]["ms_per_task_image"] < v < built for v in opts.values())
     assert e["floor"]["ms_per_task_image"] < together <= min(opts.values())
+    # the chosen next build: the two I/O changes together beat each alone
+    ch = e["chosen"]
+    io = [v for k, v in opts.items() if "beside compute" in k or "classifier" in k]
+    assert len(io) == 2 and together <= ch["ms_per_task_image"] < min(io)
+    assert ch["meets_target"] and ch["ms_per_task_image"] <= 35.0  # the tiny, 16 per call
     assert e["floor"]["device_ms_per_task_image"] < e["floor"]["ms_per_task_image"]
     assert "Next steps" in e["next_step"]
     rings = {s["name"]: s["ring_in"] for s in e["stages"]}
