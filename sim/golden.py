@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgemoe.errors import ConfigError
+from edgemoe.host.contracts import decoder as decoder_contract
 from edgemoe.host.contracts.fixedpoint import Fmt, narrow, rshift_round, saturate
 from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.routing import topk_mask
@@ -326,13 +327,11 @@ class Golden:
         ``dec.norm`` (the final LayerNorm on the token grid, CLS dropped, ``act``),
         ``dec.conv_{i}`` (convolution ``i`` with ReLU, ``dec_feat``), ``dec.up_{i}`` (the
         bilinear ×2 feeding convolution ``i``, ``dec_feat``), ``dec.logits`` (the
-        classifier, ``dec_out``).
+        classifier, ``dec_out``). The list is the decoder contract's
+        (:func:`edgemoe.host.contracts.decoder.stage_names`), whose debug stops the
+        kernel numbers in this order.
         """
-        spec = self.cfg.task_spec(self.cfg.task_names[self.cfg.task_id(task)]).head
-        out = ["dec.norm"]
-        for i in range(spec.convs - 1):
-            out += ([f"dec.up_{i}"] if i > 0 else []) + [f"dec.conv_{i}"]
-        return out + ["dec.logits"]
+        return decoder_contract.stage_names(self.cfg, task)
 
     def conv(
         self,

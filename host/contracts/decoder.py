@@ -186,7 +186,8 @@ def tokens_stop_code(cfg: ModelConfig) -> int:
 
 
 def stage_names(cfg: ModelConfig, task: str | int) -> list[str]:
-    """The decoder's stages of ``task`` in golden's ``decode_stages`` order."""
+    """The decoder's stages of ``task`` in execution order (golden's ``decode_stages``
+    returns this list); empty for a head that is not ``pup``."""
     spec = cfg.task_spec(cfg.task_names[cfg.task_id(task)]).head
     if spec.kind != "pup":
         return []
