@@ -563,7 +563,7 @@ class Engine:
             times["backbone"] = ro.seconds
             logits = ro.logits
         t = time.perf_counter()
-        values, logits = self._head(tokens, logits, task, stages if record else None)
+        values, logits = self.task_values(tokens, logits, task, stages if record else None)
         times["head"] = time.perf_counter() - t
         return TaskCall(0, task, tokens, values, status, chosen, stages, times, saturations, logits)
 
@@ -575,22 +575,17 @@ class Engine:
         return self.acc.to_float(res.raw), None
 
     def task_values(
-        self, tokens: np.ndarray, logits: np.ndarray | None, task: str
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The host's part of ``task``'s head on one call's outputs: the task's values
-        ``(B, C, H, W)`` and the decoder's logits (None: a head the datapath never runs)."""
-        return self._head(tokens, logits, task, None)
-
-    def _head(
         self,
         tokens: np.ndarray,
         logits: np.ndarray | None,
         task: str,
-        record: dict[str, np.ndarray] | None,
+        record: dict[str, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The host's part of ``task``'s head: the resizes of the datapath's ``logits``; or,
-        without them, the float decoder up to logits (its boundaries into ``record``, as the
-        datapath records them) and the resizes; or a head the datapath never runs."""
+        """The host's part of ``task``'s head on one call's outputs: the task's values
+        ``(B, C, H, W)`` and the decoder's logits (None: a head the datapath never runs).
+        The values are the resizes of the backend's ``logits``; or, without them, of the
+        float decoder's up to logits (its boundaries into ``record``, as the datapath
+        records them); or a head the datapath never runs."""
         cfg = self.wl.cfg
         spec = cfg.task_spec(task).head
         if not spec.on_datapath:
