@@ -7,33 +7,40 @@ parameter header, the driver and the estimate must agree on:
 
 * the stages, in golden's ``decode_stages`` order (``dec.norm``, ``dec.conv_0``,
   ``dec.up_1``, ``dec.conv_1``, ..., ``dec.logits``), their map shapes and formats;
-* per convolution, the linear-unit calls: one call per *band* of output pixels
-  (at most ``num_tokens`` output pixels, the linear unit's rows, spread evenly;
-  :data:`MIN_BAND_PIXELS` is what keeps a pass MAC-bound), ``k_tiles x o_tiles``
-  weight tiles each, a pass of ``max(rows, tile_words)`` cycles; the weights stream
-  once per band;
-* per band, the input map rows it needs (the 3x3 halo, and for a fused bilinear x2
-  the source rows of its stencil), the rows it loads new (the ring keeps the rows
-  the previous band already loaded) and the DDR words it reads and writes;
+* per convolution, its *bands*: rectangles of output pixels tiling the map row-major
+  (as many whole map rows as the linear unit's ``num_tokens`` rows take, narrowed
+  until the band's window fits the ring), ``k_tiles x o_tiles`` weight tiles each
+  (each tap's input channels padded to whole input tiles, :func:`padded_channels`, so
+  an input tile reads one tap of one pixel), a pass of ``max(rows, tile_words)``
+  cycles; one linear-unit call per band and output-channel chunk
+  (:func:`chunk_width`: the outputs land in ``x`` before they are stored); the
+  weights stream once per band;
+* per band, its window: the input rows and columns its 3x3 halo needs (and for a
+  fused bilinear x2 the source rows and columns of the stencil), loaded into the
+  *ring* in one buffer set's ``wide``: window row ``u`` at ``wide`` rows
+  ``(u % RPS) * WC ..`` of column slot ``u // RPS`` (``WC`` the window's width,
+  ``RPS = num_tokens // WC`` window rows per slot, slots of ``c_pad`` columns);
+  conv_0 reads the token grid in place in ``h``;
 * the DDR layout of the feature maps: two ping-pong maps in the scratch region
   (the decoder runs after the backbone, so the expert-major slots are free), each
-  pixel a row of 32-bit words padded to whole bus words, pixels row-major;
-* the output layout (raw ``dec_out`` logits, channels last) and the debug-stop
-  codes of the decoder's stages.
+  stored *chunk-planar* (:func:`map_words`): one plane per output-channel chunk,
+  pixels row-major, each pixel's chunk padded to whole bus words;
+* the output region (:func:`output_words`): the logits (raw ``dec_out``, channels
+  last, one chunk) or a debug stop's stage, chunk-planar (``dec.norm``: the grid's
+  token rows); the debug-stop codes of the decoder's stages.
 
-Version 1 of the plan (this module) fuses every bilinear x2 into the band load of
-the convolution that reads it: the DDR map is the previous convolution's output at
-half size, and the upsampled rows exist only in the on-chip ring. The serial
-schedule is load band -> compute band -> store band; the estimate counts the three
-one after the other unless it models the overlap itself.
-
-Status: the kernel does not implement this plan yet (issue 24, step "HLS"); the
-plan is the contract the header, the estimate and the kernel are written against.
+Every bilinear x2 is fused into the band load of the convolution that reads it: the
+DDR map is the previous convolution's output at half size; a window row is the
+blend of its two source rows (:func:`up_source_rows`), computed as it is loaded.
+The kernel's schedule is serial (load band -> compute band -> store band) and keeps
+no ring between bands: every band loads its whole window (``Band.read_words``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 from edgemoe.errors import ConfigError
 from edgemoe.host.contracts.tiling import Tiling, tiles
@@ -75,27 +82,31 @@ def up_source_rows(u: int, h_src: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Band:
-    """One linear-unit call of a convolution: output pixels ``[p0, p1)`` (row-major).
+    """One band of a convolution: output rows ``[y0, y0 + rows)`` by columns
+    ``[x0, x0 + cols)``, one linear-unit call per channel chunk (its pixels are the
+    unit's rows, row-major).
 
     Attributes
     ----------
     in_rows : tuple[int, ...]
-        DDR map rows (source rows, before any fused x2) the band's window needs.
-    new_rows : tuple[int, ...]
-        Those not held in the ring from the previous band: the rows loaded.
+        DDR map rows (source rows, before any fused x2) the band's window reads.
     read_words, write_words, weight_words : int
-        Bus words the band reads (new map rows), writes (its output pixels) and
-        streams as weights (every tile of the convolution, once per band).
+        Bus words the band reads (its window, every band anew), writes (its output
+        pixels) and streams as weights (every tile of the convolution, once per band).
     """
 
-    p0: int
-    p1: int
-    pixels: int
+    y0: int
+    x0: int
+    rows: int
+    cols: int
     in_rows: tuple[int, ...]
-    new_rows: tuple[int, ...]
     read_words: int
     write_words: int
     weight_words: int
+
+    @property
+    def pixels(self) -> int:
+        return self.rows * self.cols
 
 
 @dataclass(frozen=True)
@@ -205,39 +216,147 @@ def stop_code(cfg: ModelConfig, task: str | int, stage: str) -> int:
     return tokens_stop_code(cfg) + 1 + names.index(stage)
 
 
-def _bands(
-    h: int, w: int, k: int, fused: bool, h_src: int, w_src: int, c_in: int, c_out: int,
-    weight_words: int, t: Tiling, cap: int,
-) -> tuple[Band, ...]:  # fmt: skip
-    """Bands of ``cap`` output pixels at most (the linear unit's rows), spread evenly;
-    a band may start and end inside a map row."""
-    total = h * w
-    nb = -(-total // cap)
-    size = -(-total // nb)
-    held: set[int] = set()
-    out = []
-    halo = k // 2
-    for p0 in range(0, total, size):
-        p1 = min(total, p0 + size)
-        need = [u for u in range(p0 // w - halo, (p1 - 1) // w + halo + 1) if 0 <= u < h]
-        if fused:
-            src = sorted({s for u in need for s in up_source_rows(u, h_src)})
-        else:
-            src = need
-        new = [s for s in src if s not in held]
-        held = set(src)
-        out.append(
-            Band(
-                p0,
-                p1,
-                p1 - p0,
-                tuple(src),
-                tuple(new),
-                len(new) * w_src * pixel_words(c_in, t),
-                (p1 - p0) * pixel_words(c_out, t),
-                weight_words,
-            )
+def chunk_width(cfg: ModelConfig, t: Tiling) -> int:
+    """Output channels of one linear-unit call of a convolution: the most whole output
+    tiles that fit a row of the buffer ``x`` (``embed_dim`` values), where the call's
+    outputs land before they are stored."""
+    cw = (cfg.embed_dim // t.lin_out) * t.lin_out
+    if cw == 0:
+        raise ConfigError(
+            f"embed_dim {cfg.embed_dim} is narrower than an output tile ({t.lin_out}): "
+            "the decoder's outputs do not fit x"
         )
+    return cw
+
+
+def chunks(cfg: ModelConfig, channels: int, t: Tiling) -> list[tuple[int, int]]:
+    """The channel chunks ``(first, width)`` of a map of ``channels``: one linear-unit
+    call each per band, one plane each in DDR (:func:`map_words`)."""
+    cw = chunk_width(cfg, t)
+    return [(c0, min(cw, channels - c0)) for c0 in range(0, channels, cw)]
+
+
+def _pad(n: int, t: Tiling) -> int:
+    lanes = t.axi_bits // 32
+    return -(-n // lanes) * lanes
+
+
+def map_words(cfg: ModelConfig, shape: tuple[int, int, int], t: Tiling) -> int:
+    """32-bit words of a map ``(h, w, c)`` stored chunk-planar: chunk ``k``'s plane
+    holds every pixel row-major, each pixel its chunk's channels padded to whole bus
+    words; the planes back to back in chunk order."""
+    h, w, c = shape
+    return h * w * sum(_pad(n, t) for _, n in chunks(cfg, c, t))
+
+
+def pack_map(cfg: ModelConfig, values: np.ndarray, t: Tiling) -> np.ndarray:
+    """A map ``(h, w, c)`` of raw values as its chunk-planar words (:func:`map_words`)."""
+    h, w, c = values.shape
+    planes = []
+    for c0, n in chunks(cfg, c, t):
+        plane = np.zeros((h * w, _pad(n, t)), dtype=np.int64)
+        plane[:, :n] = values[:, :, c0 : c0 + n].reshape(h * w, n)
+        planes.append(plane.reshape(-1))
+    return np.concatenate(planes)
+
+
+def unpack_map(
+    cfg: ModelConfig, words: np.ndarray, shape: tuple[int, int, int], t: Tiling
+) -> np.ndarray:
+    """Inverse of :func:`pack_map`: the first :func:`map_words` words as ``(h, w, c)``."""
+    h, w, c = shape
+    out = np.empty((h, w, c), dtype=np.int64)
+    at = 0
+    for c0, n in chunks(cfg, c, t):
+        pw = _pad(n, t)
+        plane = np.asarray(words[at : at + h * w * pw], dtype=np.int64).reshape(h * w, pw)
+        out[:, :, c0 : c0 + n] = plane[:, :n].reshape(h, w, n)
+        at += h * w * pw
+    return out
+
+
+def padded_channels(c: int, t: Tiling) -> int:
+    """A convolution's input channels per tap in its weight rows (whole input tiles),
+    so each input tile of the linear unit reads one tap of one pixel."""
+    return -(-c // t.lin_in) * t.lin_in
+
+
+def wide_cols(cfg: ModelConfig) -> int:
+    """Columns of a buffer set's ``wide`` (``WIDE_COLS``, config.h)."""
+    return max(3 * cfg.embed_dim, cfg.mlp_hidden, cfg.expert_hidden)
+
+
+def _window(
+    y0: int, x0: int, rows: int, cols: int, h: int, w: int, halo: int
+) -> tuple[int, int, int, int]:
+    return max(0, y0 - halo), min(h, y0 + rows + halo), max(0, x0 - halo), min(w, x0 + cols + halo)
+
+
+def _up_cols(wx0: int, wx1: int, w_src: int) -> tuple[int, int]:
+    """Source columns ``[js0, js1)`` of up-sampled columns ``[wx0, wx1)``."""
+    return max(0, (wx0 >> 1) - 1), min(w_src, ((wx1 - 1) >> 1) + 2)
+
+
+def _fits(
+    cfg: ModelConfig, rows: int, cols: int, h: int, w: int, k: int, fused: bool,
+    w_src: int, c_in: int, t: Tiling,
+) -> bool:  # fmt: skip
+    """Whether a band's worst window fits the ring in ``wide`` (and, with a fused x2,
+    its source rows' blend in ``x``)."""
+    halo = k // 2
+    wr, wc = min(h, rows + 2 * halo), min(w, cols + 2 * halo)
+    n = cfg.num_tokens
+    if wc > n:
+        return False
+    slots = wide_cols(cfg) // padded_channels(c_in, t)
+    if (n // wc) * slots < wr:
+        return False
+    if fused:
+        js0, js1 = _up_cols(0, wc, w_src)
+        if (js1 - js0) * len(chunks(cfg, c_in, t)) > n:
+            return False
+    return True
+
+
+def _bands(
+    cfg: ModelConfig, h: int, w: int, k: int, fused: bool, h_src: int, w_src: int,
+    c_in: int, c_out: int, weight_words: int, t: Tiling, from_grid: bool,
+) -> tuple[Band, ...]:  # fmt: skip
+    """Rectangular bands, row-major: as many whole map rows as the linear unit's rows
+    (``num_tokens``) take, narrowed until the band's window fits the ring."""
+    cap = cfg.num_tokens
+    if from_grid:
+        rows, cols = h, w  # conv_0: the whole token grid, read in place from h
+    else:
+        cols = min(w, cap)
+        rows = max(1, min(h, cap // cols))
+        while not _fits(cfg, rows, cols, h, w, k, fused, w_src, c_in, t):
+            if rows > 1:
+                rows -= 1
+            elif cols > 1:
+                cols -= 1
+            else:
+                raise ConfigError(
+                    f"a {k}x{k} convolution over {h}x{w}x{c_in} does not fit the ring in wide"
+                )
+    halo = k // 2
+    pw_in = sum(_pad(n, t) for _, n in chunks(cfg, c_in, t)) * 32 // t.axi_bits
+    pw_out = sum(_pad(n, t) for _, n in chunks(cfg, c_out, t)) * 32 // t.axi_bits
+    out = []
+    for y0 in range(0, h, rows):
+        for x0 in range(0, w, cols):
+            r, c = min(rows, h - y0), min(cols, w - x0)
+            wy0, wy1, wx0, wx1 = _window(y0, x0, r, c, h, w, halo)
+            if fused:
+                src = sorted({s for u in range(wy0, wy1) for s in up_source_rows(u, h_src)})
+                js0, js1 = _up_cols(wx0, wx1, w_src)
+                # each window row reads its two source rows (the kernel keeps no ring
+                # between bands yet)
+                read = 2 * (wy1 - wy0) * (js1 - js0) * pw_in
+            else:
+                src = list(range(wy0, wy1))
+                read = 0 if from_grid else (wy1 - wy0) * (wx1 - wx0) * pw_in
+            out.append(Band(y0, x0, r, c, tuple(src), read, r * c * pw_out, weight_words))
     return tuple(out)
 
 
@@ -249,7 +368,6 @@ def decoder_plan(cfg: ModelConfig, task: str | int, t: Tiling) -> DecoderPlan:
         return DecoderPlan(name, (), (0, 0), 0, (0, 0, 0), 0)
     if spec.num_conv == 4 and spec.align_corners:
         raise ConfigError(f"task {name}: the datapath's bilinear x2 is align_corners false")
-    cap = cfg.num_tokens
     gh, gw = cfg.grid
     d = cfg.embed_dim
     tw = tile_words(t)
@@ -272,10 +390,10 @@ def decoder_plan(cfg: ModelConfig, task: str | int, t: Tiling) -> DecoderPlan:
                 Stage(f"dec.up_{i}", UP, stop_code(cfg, name, f"dec.up_{i}"), (h, w, c), "dec_feat")
             )
         K = k * k * c
-        kt, ot = tiles(K, t.lin_in), tiles(c_out, t.lin_out)
+        kt, ot = k * k * padded_channels(c, t) // t.lin_in, tiles(c_out, t.lin_out)
         dst_map = -1 if last else (0 if src_map != 0 else 1)
         sname = "dec.logits" if last else f"dec.conv_{i}"
-        bands = _bands(h, w, k, fused, h_src, w_src, c, c_out, kt * ot * tw, t, cap)
+        bands = _bands(cfg, h, w, k, fused, h_src, w_src, c, c_out, kt * ot * tw, t, i == 0)
         stages.append(
             Stage(
                 sname,
@@ -298,12 +416,12 @@ def decoder_plan(cfg: ModelConfig, task: str | int, t: Tiling) -> DecoderPlan:
             )
         )
         if not last:
-            largest = max(largest, h * w * pixel_words(c_out, t) * (t.axi_bits // 8))
+            largest = max(largest, 4 * map_words(cfg, (h, w, c_out), t))
         src_map = dst_map
         c = c_out
     m = _align(largest)
     out_shape = (h, w, c)
-    out_words = h * w * pixel_words(c, t) * (t.axi_bits // 32)
+    out_words = map_words(cfg, out_shape, t)
     return DecoderPlan(name, tuple(stages), (0, m), 2 * m, out_shape, out_words)
 
 
@@ -316,3 +434,35 @@ def decoder_scratch_bytes(cfg: ModelConfig, t: Tiling) -> int:
     """Scratch the decoder of any task needs (the host's scratch is the larger of this
     and the expert-major slots, :func:`scratch.scratch_bytes`)."""
     return max((p.scratch_bytes for p in decoder_plans(cfg, t)), default=0)
+
+
+def decodes(cfg: ModelConfig, task: str | int, debug_stop: int) -> bool:
+    """Whether a call of ``task`` with ``debug_stop`` runs the task's decoder: a ``pup``
+    task, with no stop or a decoder stage's."""
+    if not stage_names(cfg, task):
+        return False
+    return debug_stop == 0 or debug_stop > tokens_stop_code(cfg)
+
+
+def stage_words(cfg: ModelConfig, stage: Stage, t: Tiling) -> int:
+    """32-bit words per image a decoder stage's output takes in the output region:
+    ``dec.norm`` as token rows (the grid's pixels, ``embed_dim`` words each), every
+    other stage's map chunk-planar (:func:`map_words`)."""
+    if stage.kind == NORM:
+        h, w, d = stage.shape
+        return h * w * _pad(d, t)
+    return map_words(cfg, stage.shape, t)
+
+
+def output_words(cfg: ModelConfig, task: str | int, debug_stop: int, t: Tiling) -> int:
+    """32-bit words per image of a decoding call's output region (its stride): the
+    stage's output, and at least the final tokens (expert-major calls park each image's
+    residual stream there before the decoder runs)."""
+    plan = decoder_plan(cfg, task, t)
+    stage = plan.stages[-1]
+    if debug_stop:
+        match = [s for s in plan.stages if s.code == debug_stop]
+        if not match:
+            raise ConfigError(f"task {plan.task}: no decoder stage has debug stop {debug_stop}")
+        stage = match[0]
+    return max(cfg.num_tokens * _pad(cfg.embed_dim, t), stage_words(cfg, stage, t))

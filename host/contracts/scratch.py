@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgemoe.host.contracts.decoder import decoder_scratch_bytes
 from edgemoe.host.contracts.tiling import Tiling
 from edgemoe.models.config import ModelConfig
 
@@ -73,5 +74,8 @@ def batched(cfg: ModelConfig, num_images: int, debug_stop: int = 0) -> bool:
 
 
 def scratch_bytes(cfg: ModelConfig, t: Tiling, max_images: int) -> int:
-    """Scratch a caller must provide for calls of up to ``max_images`` images."""
-    return scratch_layout(cfg, t).slot * max(1, min(max_images, MAX_GROUP))
+    """Scratch a caller must provide for calls of up to ``max_images`` images: the
+    expert-major slots, or the task decoders' two feature maps if larger (the decoder
+    runs after the backbone, so they share the buffer)."""
+    slots = scratch_layout(cfg, t).slot * max(1, min(max_images, MAX_GROUP))
+    return max(slots, decoder_scratch_bytes(cfg, t))

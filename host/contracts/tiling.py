@@ -118,6 +118,27 @@ def untile_weight(flat: np.ndarray, shape: tuple[int, int], t: Tiling) -> np.nda
     return blocks.reshape(ot * t.lin_out, it * t.lin_in)[:o, :k]
 
 
+def tile_conv_weight(w: np.ndarray, taps: int, t: Tiling) -> np.ndarray:
+    """A convolution's weights ``(out, taps·C)`` (im2col order: tap-major) tiled as a
+    linear tensor of ``taps·C'`` inputs, each tap's ``C`` channels zero-padded to
+    ``C'`` = whole input tiles: every input tile of the unit then reads one tap."""
+    o, k = w.shape
+    c = k // taps
+    cp = tiles(c, t.lin_in) * t.lin_in
+    pad = np.zeros((o, taps, cp), dtype=w.dtype)
+    pad[:, :, :c] = w.reshape(o, taps, c)
+    return tile_weight(pad.reshape(o, taps * cp), t)
+
+
+def untile_conv_weight(flat: np.ndarray, shape: tuple[int, int, int], t: Tiling) -> np.ndarray:
+    """Inverse of :func:`tile_conv_weight` for logical ``shape`` ``(out, taps, C)``:
+    ``(out, taps·C)``."""
+    o, taps, c = shape
+    cp = tiles(c, t.lin_in) * t.lin_in
+    a = untile_weight(flat, (o, taps * cp), t).reshape(o, taps, cp)
+    return a[:, :, :c].reshape(o, taps * c)
+
+
 def pad_vector(b: np.ndarray, t: Tiling) -> np.ndarray:
     """A bias ``(out,)`` padded to whole output tiles."""
     out = np.zeros(tiles(len(b), t.lin_out) * t.lin_out, dtype=b.dtype)

@@ -55,8 +55,10 @@ from edgemoe.host.contracts.profile import Profile, config_hash
 from edgemoe.host.contracts.tiling import (
     Tiling,
     pad_vector,
+    tile_conv_weight,
     tile_weight,
     tiles,
+    untile_conv_weight,
     untile_weight,
     word_sizes,
     word_text,
@@ -65,7 +67,8 @@ from edgemoe.host.export.quantize import QuantizedModel
 from edgemoe.models.config import ModelConfig
 
 MAGIC = int.from_bytes(b"EMOE", "little")
-FORMAT_VERSION = 4  # 4: the pup decoders' tensors after the blocks' (issue 24)
+# 4: the pup decoders' tensors after the blocks'; 5: their taps padded to input tiles (issue 24)
+FORMAT_VERSION = 5
 #: The scale table's name in the layout (the first tensor after the header).
 SCALES = "scales"
 HEADER_BYTES = 64
@@ -149,7 +152,9 @@ def _tensor_specs(cfg: ModelConfig, profile: Profile, t: Tiling):
 def _decoder_specs(cfg: ModelConfig):
     """The ``pup`` decoders' tensors, after the blocks' (task order): the final
     LayerNorm's γ and β, then each convolution's batch-norm-folded weights
-    ``(C_out, k·k·C_in)`` (tiled like a linear tensor) and bias."""
+    (logical shape ``(C_out, k·k, C_in)``: stored as a linear tensor of
+    ``k·k·C_in'`` inputs, each tap's channels padded to whole input tiles,
+    :func:`~edgemoe.host.contracts.tiling.tile_conv_weight`) and bias."""
     for task in cfg.task_names:
         head = cfg.task_spec(task).head
         if head.kind != "pup":
@@ -162,7 +167,7 @@ def _decoder_specs(cfg: ModelConfig):
             last = i == head.convs - 1
             c_out = cfg.task_channels(task) if last else head.channels
             k = head.conv_kernel(i)
-            yield f"{pre}.conv_{i}.w", (c_out, k * k * c_in), "weight", True
+            yield f"{pre}.conv_{i}.w", (c_out, k * k, c_in), "weight", True
             yield f"{pre}.conv_{i}.b", (c_out,), "bias", False
             c_in = c_out
 
@@ -204,7 +209,12 @@ def scale_table(qm: QuantizedModel) -> np.ndarray:
 
 def _stored_count(shape: tuple[int, ...], tiled: bool, t: Tiling) -> int:
     if tiled:
-        o, k = shape
+        # a convolution (out, taps, C): each tap's channels padded to whole input tiles
+        o, k = (
+            shape
+            if len(shape) == 2
+            else (shape[0], shape[1] * tiles(shape[2], t.lin_in) * t.lin_in)
+        )
         return tiles(o, t.lin_out) * t.lin_out * tiles(k, t.lin_in) * t.lin_in
     if len(shape) == 1:
         return tiles(shape[0], t.lin_out) * t.lin_out
@@ -264,9 +274,12 @@ def pack(qm: QuantizedModel, t: Tiling) -> bytes:
             flat = scale_table(qm)
         else:
             a = _tensor(qm, e.name)
-            flat = (
-                tile_weight(a, t) if e.tiled else (pad_vector(a, t) if a.ndim == 1 else a.ravel())
-            )
+            if e.tiled and len(e.shape) == 3:
+                flat = tile_conv_weight(a, e.shape[1], t)
+            elif e.tiled:
+                flat = tile_weight(a, t)
+            else:
+                flat = pad_vector(a, t) if a.ndim == 1 else a.ravel()
         dt = np.int16 if e.elem_bytes == 2 else np.int32
         buf[e.offset : e.offset + e.nbytes] = flat.astype(np.dtype(dt).newbyteorder("<")).tobytes()
     payload = bytes(buf[HEADER_BYTES:])
@@ -497,7 +510,9 @@ def _unpack_all(
         signed = profile.formats[fmt_name].signed
         code = ("i" if signed else "u") + str(e.elem_bytes)
         flat = np.frombuffer(data, dtype=np.dtype("<" + code), count=e.count, offset=e.offset)
-        if e.tiled:
+        if e.tiled and len(e.shape) == 3:
+            a = untile_conv_weight(flat, e.shape, t)
+        elif e.tiled:
             a = untile_weight(flat, e.shape, t)
         else:
             a = flat[: int(np.prod(e.shape))].reshape(e.shape)

@@ -430,8 +430,9 @@ def _scale_section(cfg: ModelConfig, ents: dict) -> list[str]:
 
 #: DecConv's fields (one convolution of a task's decoder), in order.
 DEC_CONV_FIELDS = (
-    "w_off", "b_off", "scale", "k", "c_in", "c_out", "h", "w", "src_h", "src_w", "fused_up",
-    "relu", "band", "bands", "k_tiles", "o_tiles", "src_map", "dst_map", "stop", "up_stop",
+    "w_off", "b_off", "scale", "k", "c_in", "c_pad", "c_out", "h", "w", "src_h", "src_w",
+    "fused_up", "relu", "band_rows", "band_cols", "k_tiles", "o_tiles", "src_map", "dst_map",
+    "stop", "up_stop", "out_words", "up_words",
 )  # fmt: skip
 
 
@@ -449,15 +450,19 @@ def _decoder_section(cfg: ModelConfig, ents: dict, t: Tiling) -> list[str]:
         f"constexpr uint64_t DEC_MAP_OFF[2] = {{{plans[0].map_offsets[0]}ull, "
         f"{max(p.map_offsets[1] for p in plans)}ull}};",
         f"constexpr uint64_t DEC_SCRATCH_BYTES = {dp.decoder_scratch_bytes(cfg, t)}ull;",
-        "/// One convolution: bundle offsets, scale row, shapes (after any fused x2), the",
-        "/// band plan and debug-stop codes (up_stop: its fused x2's, 0 if none).",
+        "/// One convolution: bundle offsets, scale row, shapes (after any fused x2), input",
+        "/// channels per tap in the weight rows (c_pad), the band (rows x cols; the bands",
+        "/// tile the map row-major), debug-stop codes (up_stop: its fused x2's, 0 if none)",
+        "/// and the words per image its stage's output and its x2's take in the output.",
+        f"constexpr int DEC_CHUNK = {dp.chunk_width(cfg, t) if most else t.lin_out};"
+        "  // output channels per call",
         "struct DecConv {",
         *[f"  {'uint64_t' if f.endswith('_off') else 'int'} {f};" for f in DEC_CONV_FIELDS],
         "};",
         "struct DecTask {",
         "  int convs;  ///< 0: no pup decoder (the tokens are the output)",
         "  uint64_t norm_g, norm_b;",
-        "  int norm_stop, out_h, out_w, out_c;",
+        "  int norm_stop, norm_words, out_h, out_w, out_c;",
         "  DecConv conv[DEC_MAX_CONVS];",
         "};",
         "constexpr DecTask DECODER[NUM_TASKS] = {",
@@ -465,7 +470,7 @@ def _decoder_section(cfg: ModelConfig, ents: dict, t: Tiling) -> list[str]:
     for plan in plans:
         convs = [s for s in plan.stages if s.kind in (dp.CONV, dp.LOGITS)]
         if not convs:
-            out.append("    {0, 0ull, 0ull, 0, 0, 0, 0, {}},")
+            out.append("    {0, 0ull, 0ull, 0, 0, 0, 0, 0, {}},")
             continue
         pre = f"decoders.{plan.task}"
         rows = []
@@ -477,6 +482,7 @@ def _decoder_section(cfg: ModelConfig, ents: dict, t: Tiling) -> list[str]:
                 "scale": rows_at[s.tensor + ".w"],
                 "k": s.k,
                 "c_in": s.in_shape[2],
+                "c_pad": dp.padded_channels(s.in_shape[2], t),
                 "c_out": s.shape[2],
                 "h": s.shape[0],
                 "w": s.shape[1],
@@ -484,20 +490,23 @@ def _decoder_section(cfg: ModelConfig, ents: dict, t: Tiling) -> list[str]:
                 "src_w": s.src_shape[1],
                 "fused_up": int(s.fused_up),
                 "relu": int(s.relu),
-                "band": s.band_pixels,
-                "bands": len(s.bands),
+                "band_rows": s.bands[0].rows,
+                "band_cols": s.bands[0].cols,
                 "k_tiles": s.k_tiles,
                 "o_tiles": s.o_tiles,
                 "src_map": s.src_map,
                 "dst_map": s.dst_map,
                 "stop": s.code,
                 "up_stop": plan.stage(up).code if s.fused_up else 0,
+                "out_words": dp.stage_words(cfg, s, t),
+                "up_words": dp.stage_words(cfg, plan.stage(up), t) if s.fused_up else 0,
             }
             rows.append("{" + ", ".join(str(vals[f]) for f in DEC_CONV_FIELDS) + "}")
         oh, ow, oc = plan.out_shape
         out.append(
             f"    {{{len(convs)}, {ents[pre + '.norm.g'].offset}ull, "
-            f"{ents[pre + '.norm.b'].offset}ull, {plan.stage('dec.norm').code}, {oh}, {ow}, {oc},"
+            f"{ents[pre + '.norm.b'].offset}ull, {plan.stage('dec.norm').code}, "
+            f"{dp.stage_words(cfg, plan.stage('dec.norm'), t)}, {oh}, {ow}, {oc},"
         )
         out += ["     {" + rows[0] + ","] + [f"      {r}," for r in rows[1:]]
         out[-1] = out[-1] + "}},"

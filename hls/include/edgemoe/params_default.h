@@ -767,7 +767,7 @@ constexpr int32_t GELU_ROM[GELU_COPIES][2][GELU_HALF] = {
 
 // ---- bundle (edgemoe.host.export.bundle) ----
 constexpr uint32_t BUNDLE_MAGIC = 0x454F4D45u;
-constexpr uint32_t BUNDLE_VERSION = 4;
+constexpr uint32_t BUNDLE_VERSION = 5;
 constexpr uint32_t CONFIG_HASH = 0x58C8C118u;
 constexpr uint32_t TILING_WORD = 0x00011820u;
 constexpr uint32_t HEADER_BYTES = 64;
@@ -845,14 +845,18 @@ constexpr int DEC_MAX_CONVS = 5;
 constexpr uint32_t DEC_TOKENS_STOP = 86;
 constexpr uint64_t DEC_MAP_OFF[2] = {0ull, 8388608ull};
 constexpr uint64_t DEC_SCRATCH_BYTES = 16777216ull;
-/// One convolution: bundle offsets, scale row, shapes (after any fused x2), the
-/// band plan and debug-stop codes (up_stop: its fused x2's, 0 if none).
+/// One convolution: bundle offsets, scale row, shapes (after any fused x2), input
+/// channels per tap in the weight rows (c_pad), the band (rows x cols; the bands
+/// tile the map row-major), debug-stop codes (up_stop: its fused x2's, 0 if none)
+/// and the words per image its stage's output and its x2's take in the output.
+constexpr int DEC_CHUNK = 192;  // output channels per call
 struct DecConv {
   uint64_t w_off;
   uint64_t b_off;
   int scale;
   int k;
   int c_in;
+  int c_pad;
   int c_out;
   int h;
   int w;
@@ -860,34 +864,36 @@ struct DecConv {
   int src_w;
   int fused_up;
   int relu;
-  int band;
-  int bands;
+  int band_rows;
+  int band_cols;
   int k_tiles;
   int o_tiles;
   int src_map;
   int dst_map;
   int stop;
   int up_stop;
+  int out_words;
+  int up_words;
 };
 struct DecTask {
   int convs;  ///< 0: no pup decoder (the tokens are the output)
   uint64_t norm_g, norm_b;
-  int norm_stop, out_h, out_w, out_c;
+  int norm_stop, norm_words, out_h, out_w, out_c;
   DecConv conv[DEC_MAX_CONVS];
 };
 constexpr DecTask DECODER[NUM_TASKS] = {
-    {5, 36053568ull, 36053952ull, 87, 64, 128, 7,
-     {{36054336ull, 36966720ull, 241, 3, 192, 256, 8, 16, 8, 16, 0, 1, 128, 1, 54, 11, -1, 0, 88, 0},
-      {36967296ull, 38183808ull, 242, 3, 256, 256, 16, 32, 8, 16, 1, 1, 128, 4, 72, 11, 0, 1, 90, 89},
-      {38184384ull, 39400896ull, 243, 3, 256, 256, 32, 64, 16, 32, 1, 1, 128, 16, 72, 11, 1, 0, 92, 91},
-      {39401472ull, 40617984ull, 244, 3, 256, 256, 64, 128, 32, 64, 1, 1, 128, 64, 72, 11, 0, 1, 94, 93},
-      {40618560ull, 40630848ull, 245, 1, 256, 7, 64, 128, 64, 128, 0, 0, 128, 64, 8, 1, 1, -1, 95, 0},}},
-    {5, 40630912ull, 40631296ull, 87, 64, 128, 1,
-     {{40631680ull, 41544064ull, 246, 3, 192, 256, 8, 16, 8, 16, 0, 1, 128, 1, 54, 11, -1, 0, 88, 0},
-      {41544640ull, 42761152ull, 247, 3, 256, 256, 16, 32, 8, 16, 1, 1, 128, 4, 72, 11, 0, 1, 90, 89},
-      {42761728ull, 43978240ull, 248, 3, 256, 256, 32, 64, 16, 32, 1, 1, 128, 16, 72, 11, 1, 0, 92, 91},
-      {43978816ull, 45195328ull, 249, 3, 256, 256, 64, 128, 32, 64, 1, 1, 128, 64, 72, 11, 0, 1, 94, 93},
-      {45195904ull, 45208192ull, 250, 1, 256, 1, 64, 128, 64, 128, 0, 0, 128, 64, 8, 1, 1, -1, 95, 0},}},
+    {5, 36053568ull, 36053952ull, 87, 24576, 64, 128, 7,
+     {{36054336ull, 36966720ull, 241, 3, 192, 192, 256, 8, 16, 8, 16, 0, 1, 8, 16, 54, 11, -1, 0, 88, 0, 32768, 0},
+      {36967296ull, 38183808ull, 242, 3, 256, 256, 256, 16, 32, 8, 16, 1, 1, 4, 32, 72, 11, 0, 1, 90, 89, 131072, 131072},
+      {38184384ull, 39400896ull, 243, 3, 256, 256, 256, 32, 64, 16, 32, 1, 1, 2, 64, 72, 11, 1, 0, 92, 91, 524288, 524288},
+      {39401472ull, 40617984ull, 244, 3, 256, 256, 256, 64, 128, 32, 64, 1, 1, 1, 128, 72, 11, 0, 1, 94, 93, 2097152, 2097152},
+      {40618560ull, 40630848ull, 245, 1, 256, 256, 7, 64, 128, 64, 128, 0, 0, 1, 128, 8, 1, 1, -1, 95, 0, 65536, 0},}},
+    {5, 40630912ull, 40631296ull, 87, 24576, 64, 128, 1,
+     {{40631680ull, 41544064ull, 246, 3, 192, 192, 256, 8, 16, 8, 16, 0, 1, 8, 16, 54, 11, -1, 0, 88, 0, 32768, 0},
+      {41544640ull, 42761152ull, 247, 3, 256, 256, 256, 16, 32, 8, 16, 1, 1, 4, 32, 72, 11, 0, 1, 90, 89, 131072, 131072},
+      {42761728ull, 43978240ull, 248, 3, 256, 256, 256, 32, 64, 16, 32, 1, 1, 2, 64, 72, 11, 1, 0, 92, 91, 524288, 524288},
+      {43978816ull, 45195328ull, 249, 3, 256, 256, 256, 64, 128, 32, 64, 1, 1, 1, 128, 72, 11, 0, 1, 94, 93, 2097152, 2097152},
+      {45195904ull, 45208192ull, 250, 1, 256, 256, 1, 64, 128, 64, 128, 0, 0, 1, 128, 8, 1, 1, -1, 95, 0, 32768, 0},}},
 };
 
 // ---- control (docs/design.md) ----

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from edgemoe.host.contracts import decoder as dp
@@ -36,29 +37,69 @@ def test_stages_follow_golden_order_and_shapes(name: str) -> None:
 
 @pytest.mark.parametrize("name", CONFIGS)
 @pytest.mark.parametrize("tiling", [DEFAULT_TILING, Tiling(8, 8, 1, 64)])
-def test_bands_cover_each_map_once_with_their_window(name: str, tiling: Tiling) -> None:
+def test_bands_cover_each_map_once_and_their_windows_fit(name: str, tiling: Tiling) -> None:
     cfg = load_config(name)
+    n = cfg.num_tokens
     for task in cfg.task_names:
         plan = dp.decoder_plan(cfg, task, tiling)
         for s in plan.stages:
             if s.kind not in (dp.CONV, dp.LOGITS):
                 continue
             h, w, c = s.shape
-            covered = [p for b in s.bands for p in range(b.p0, b.p1)]
-            assert covered == list(range(h * w))
-            assert all(b.pixels <= cfg.num_tokens for b in s.bands)
-            loaded: set[int] = set()
+            covered = sorted(
+                (y, x)
+                for b in s.bands
+                for y in range(b.y0, b.y0 + b.rows)
+                for x in range(b.x0, b.x0 + b.cols)
+            )
+            assert covered == [(y, x) for y in range(h) for x in range(w)]
+            assert all(b.pixels <= n for b in s.bands)
+            cp = dp.padded_channels(s.in_shape[2], tiling)
+            assert s.k_tiles == s.k * s.k * cp // tiling.lin_in
+            halo = s.k // 2
             for b in s.bands:
-                rows = range(b.p0 // w - s.k // 2, (b.p1 - 1) // w + s.k // 2 + 1)
-                need = {u for u in rows if 0 <= u < h}
+                rows = range(max(0, b.y0 - halo), min(h, b.y0 + b.rows + halo))
+                need = set(rows)
                 if s.fused_up:
                     need = {r for u in need for r in dp.up_source_rows(u, s.src_shape[0])}
                 assert set(b.in_rows) == need
-                assert set(b.new_rows) <= need and need - set(b.new_rows) <= loaded
-                loaded = need
                 assert b.weight_words == s.k_tiles * s.o_tiles * dp.tile_words(tiling)
-            # every source row is read at least once, and the ring reads fewer than a window
-            assert sum(len(b.new_rows) for b in s.bands) >= s.src_shape[0]
+                if s.name == "dec.conv_0":
+                    continue  # read in place from the token grid in h
+                # the window's rows fit the ring in wide: whole rows of WC pixels per
+                # n-row column slot of cp channels
+                wc = min(w, b.x0 + b.cols + halo) - max(0, b.x0 - halo)
+                slots = dp.wide_cols(cfg) // cp
+                assert (n // wc) * slots >= len(rows)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_maps_pack_chunk_planar_and_back(name: str) -> None:
+    cfg = load_config(name)
+    rng = np.random.default_rng(0)
+    for c in (1, 7, cfg.embed_dim, 2 * cfg.embed_dim + 3):
+        v = rng.integers(-(2**19), 2**19, size=(3, 5, c))
+        words = dp.pack_map(cfg, v, DEFAULT_TILING)
+        assert len(words) == dp.map_words(cfg, v.shape, DEFAULT_TILING)
+        np.testing.assert_array_equal(dp.unpack_map(cfg, words, v.shape, DEFAULT_TILING), v)
+        cw = dp.chunk_width(cfg, DEFAULT_TILING)
+        # the first plane holds the first chunk's channels of every pixel, row-major
+        first = min(c, cw)
+        lanes = DEFAULT_TILING.axi_bits // 32
+        pw = -(-first // lanes) * lanes
+        np.testing.assert_array_equal(words[:pw][:first], v[0, 0, :first])
+        np.testing.assert_array_equal(words[pw : pw + first], v[0, 1, :first])
+
+
+def test_output_words_hold_the_tokens_and_the_stage() -> None:
+    cfg = load_config("m3vit-tiny-128x256")
+    t = DEFAULT_TILING
+    tokens = cfg.num_tokens * cfg.embed_dim
+    plan = dp.decoder_plan(cfg, "semseg", t)
+    assert dp.output_words(cfg, "semseg", 0, t) == plan.out_words == 64 * 128 * 8
+    assert dp.output_words(cfg, "semseg", plan.stage("dec.norm").code, t) == tokens
+    assert dp.output_words(cfg, "semseg", plan.stage("dec.up_3").code, t) == 64 * 128 * 256
+    assert dp.decodes(cfg, "semseg", 0) and not dp.decodes(cfg, "semseg", dp.tokens_stop_code(cfg))
 
 
 def test_tiny_macs_and_maps() -> None:
