@@ -25,9 +25,10 @@ parameter header, the driver and the estimate must agree on:
   (the decoder runs after the backbone, so the expert-major slots are free), each
   stored *chunk-planar* (:func:`map_words`): one plane per output-channel chunk,
   pixels row-major, each pixel's chunk padded to whole bus words;
-* the output region (:func:`output_words`): the logits (raw ``dec_out``, channels
-  last, one chunk) or a debug stop's stage, chunk-planar (``dec.norm``: the grid's
-  token rows); the debug-stop codes of the decoder's stages.
+* the output region of a decoding call (:func:`output_words`): per image the final
+  tokens (as a call without the decoder returns them), then the logits (raw
+  ``dec_out``, channels last, one chunk) or a debug stop's stage, chunk-planar
+  (``dec.norm``: the grid's token rows); the debug-stop codes of the decoder's stages.
 
 Every bilinear x2 is fused into the band load of the convolution that reads it: the
 DDR map is the previous convolution's output at half size; a window row is the
@@ -454,10 +455,17 @@ def stage_words(cfg: ModelConfig, stage: Stage, t: Tiling) -> int:
     return map_words(cfg, stage.shape, t)
 
 
+def tokens_words(cfg: ModelConfig, t: Tiling) -> int:
+    """32-bit words of an image's final tokens at the start of its output region (a
+    decoding call writes them, then the stage's output after them)."""
+    return cfg.num_tokens * _pad(cfg.embed_dim, t)
+
+
 def output_words(cfg: ModelConfig, task: str | int, debug_stop: int, t: Tiling) -> int:
     """32-bit words per image of a decoding call's output region (its stride): the
-    stage's output, and at least the final tokens (expert-major calls park each image's
-    residual stream there before the decoder runs)."""
+    final tokens (:func:`tokens_words`; expert-major calls also park each image's
+    residual stream there), then the stage's output (:func:`stage_words`; the logits
+    for ``debug_stop`` 0)."""
     plan = decoder_plan(cfg, task, t)
     stage = plan.stages[-1]
     if debug_stop:
@@ -465,4 +473,4 @@ def output_words(cfg: ModelConfig, task: str | int, debug_stop: int, t: Tiling) 
         if not match:
             raise ConfigError(f"task {plan.task}: no decoder stage has debug stop {debug_stop}")
         stage = match[0]
-    return max(cfg.num_tokens * _pad(cfg.embed_dim, t), stage_words(cfg, stage, t))
+    return tokens_words(cfg, t) + stage_words(cfg, stage, t)

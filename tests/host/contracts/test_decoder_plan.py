@@ -96,9 +96,12 @@ def test_output_words_hold_the_tokens_and_the_stage() -> None:
     t = DEFAULT_TILING
     tokens = cfg.num_tokens * cfg.embed_dim
     plan = dp.decoder_plan(cfg, "semseg", t)
-    assert dp.output_words(cfg, "semseg", 0, t) == plan.out_words == 64 * 128 * 8
-    assert dp.output_words(cfg, "semseg", plan.stage("dec.norm").code, t) == tokens
-    assert dp.output_words(cfg, "semseg", plan.stage("dec.up_3").code, t) == 64 * 128 * 256
+    assert dp.tokens_words(cfg, t) == tokens
+    assert plan.out_words == 64 * 128 * 8
+    assert dp.output_words(cfg, "semseg", 0, t) == tokens + plan.out_words
+    assert dp.output_words(cfg, "semseg", plan.stage("dec.norm").code, t) == tokens + 128 * 192
+    up3 = plan.stage("dec.up_3").code
+    assert dp.output_words(cfg, "semseg", up3, t) == tokens + 64 * 128 * 256
     assert dp.decodes(cfg, "semseg", 0) and not dp.decodes(cfg, "semseg", dp.tokens_stop_code(cfg))
 
 
