@@ -17,8 +17,10 @@ own. The child reports:
   for the numpy-based backends (numpy reports its buffers to tracemalloc;
   torch's and onnxruntime's allocators do not, so theirs is not given).
 
-What every backend computes is the backbone (tokens before the final norm),
-which is what the accelerator computes; no task head is timed.
+What every backend computes is what the accelerator computes: the backbone
+(tokens before the final norm) and, where the datapath decodes the task (a
+``pup`` head), its decoder up to the logits; the host's resizes after them are
+not timed.
 
 ``host`` never imports ``sim``: the numpy and C-sim backends are found by name
 through the backend registry, like everywhere else.
