@@ -11,7 +11,7 @@ from edgemoe.host.contracts.tiling import DEFAULT_TILING
 from edgemoe.host.driver.backends import Capabilities, RunOutput, Workload, record_boundaries
 from edgemoe.host.export.quantize import stage_to_float
 
-from .csim import CSim, CSimError
+from .csim import CSim, CSimError, CSimRun
 from .golden import Golden
 
 
@@ -68,19 +68,20 @@ class CSimDirectBackend:
         bundle = wl.bundle
         patches = to_patches(images, cfg)
         tid = cfg.task_id(task)
+
+        def call(stop: int = 0) -> CSimRun:
+            run = kernel.run(bundle, patches, tid, debug_stop=stop)
+            if run.status != 0:
+                raise CSimError(f"kernel returned status {run.status} (debug_stop {stop})")
+            return run
+
         t0 = time.perf_counter()
-        full = kernel.run(bundle, patches, tid)
+        full = call()
         dt = time.perf_counter() - t0
-        if full.status != 0:
-            raise CSimError(f"kernel returned status {full.status}")
         stages: dict[str, np.ndarray] = {}
         routes: list[np.ndarray] = []
         if record:
-            stages, routes = record_boundaries(
-                wl,
-                lambda stop: kernel.run(bundle, patches, tid, debug_stop=stop).values,
-                task=task,
-            )
+            stages, routes = record_boundaries(wl, lambda stop: call(stop).values, task=task)
         tokens = prof.act.to_float(full.output.astype(np.int64))
         logits = None
         if full.logits is not None:
