@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgemoe.errors import EdgeMoeError
+from edgemoe.errors import ConfigError, EdgeMoeError
+from edgemoe.host.contracts import decoder as dp
 from edgemoe.host.contracts.kernel import ARGS
 from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.scratch import scratch_bytes
@@ -319,7 +320,16 @@ class CSim:
         n = b if num_images is None else num_images
         if 0 < n <= MAX_IMAGES and n > b:
             raise CSimError(f"num_images={n} but the image buffer holds {b}")
-        stride, width, _ = stored_layout(cfg, debug_stop)  # a bad stop: the kernel refuses it
+        if 0 <= task < len(cfg.task_names) and debug_stop >= dp.tokens_stop_code(cfg):
+            # the tokens of a task with a decoder, or a decoder stage (a bad stop: refused)
+            stride, width = cfg.num_tokens * cfg.embed_dim, cfg.embed_dim
+        else:
+            stride, width, _ = stored_layout(cfg, debug_stop)  # a bad stop: the kernel refuses it
+        if 0 <= task < len(cfg.task_names) and dp.decodes(cfg, task, debug_stop):
+            try:
+                stride = dp.output_words(cfg, task, debug_stop, self.tiling)
+            except ConfigError:
+                pass  # a stop the task's decoder does not have: the kernel refuses it
         if output is None:
             output = np.zeros((max(b, 1), stride), dtype=np.int32)
         if output.shape[-1] < stride or output.dtype != np.int32:
