@@ -48,10 +48,13 @@ class Options:
         A band's loads and stores run beside its compute (the other buffer set's lane).
     ring_reuse : bool
         A band keeps the window rows it shares with the band before it in the same
-        column strip and loads only the new ones.
+        column strip and loads only the new ones (with the contract's row-major bands
+        this helps only bands as wide as the map).
     fuse_classifier : bool
         The classifier runs on the last convolution's band on chip: that map is neither
-        stored nor loaded back.
+        stored nor loaded back. (Its input is every chunk of the band's outputs, more
+        than ``x`` holds when the map is wider than a chunk: the buffer or the partial
+        sums across chunks that needs are not counted.)
     fmap_bytes : int
         Bytes of a feature-map value or logit in DDR (4 as built: 32-bit lanes).
     mac_rate : int | None

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from itertools import combinations
 
 from edgemoe.host.contracts.decoder import DecoderPlan
 from edgemoe.host.contracts.profile import Profile
@@ -1032,6 +1033,7 @@ def decoder_stages(
         for b in bands:
             ld = b.load_words + b.load_bursts * ROW_OVERHEAD
             if b.blend_cycles:
+                # the blend loop's fill: its depth taken as the epilogue's (judgement)
                 ld += b.blend_cycles + b.blend_runs * DEPTH_EPILOGUE
             st = b.store_words + b.store_bursts * ROW_OVERHEAD
             cc = sum(
@@ -1080,8 +1082,6 @@ def _chosen(options: dict[str, float], fields: dict[str, dict], needs_macs: str)
     what-ifs, one that meets it with no new MAC hardware if any does (else with the idle
     DSPs), the fewest changes, then the fastest; if none meets, the fastest of all,
     said so."""
-    from itertools import combinations
-
     names = list(fields)
     combos = [c for r in range(1, len(names) + 1) for c in combinations(names, r)]
 
@@ -1200,8 +1200,6 @@ def end_to_end(
         macs_what: {"mac_rate": lin + idle},
     }
     singles = {k: what_if(**v) for k, v in fields.items()}
-    from itertools import combinations
-
     every = {}
     for r in range(1, len(fields) + 1):
         for c in combinations(fields, r):

@@ -331,3 +331,21 @@ def test_hls_readme_decoder_row_is_the_estimate(tmp_path):
         f"**{r['ff_estimate']:,}** ({100 * u['ff']:.1f} %) | **{r['dsp48e2']:,}** "
         f"({100 * u['dsp']:.1f} %) | **{r['bram36']:g}** ({100 * u['bram36']:.1f} %) |" in text
     )
+
+
+def test_chosen_says_when_nothing_meets_the_target():
+    """The chosen build is not forced: with no combination under the target it is the
+    fastest, marked as missing; otherwise no new MAC hardware first, then fewest."""
+    from edgemoe.host.estimate.perf import _chosen
+
+    fields = {"a": {}, "b": {}, "macs": {}}
+    every = {"a": 50.0, "b": 45.0, "macs": 40.0, "a + b": 39.0, "a + macs": 37.0}
+    every |= {"b + macs": 36.0, "a + b + macs": 35.5}
+    ch = _chosen(every, fields, "macs")
+    assert (ch["what"], ch["meets_target"], ch["new_mac_hardware"]) == ("a + b + macs", False, True)
+    assert "NONE meets" in ch["rule"]
+    every |= {"a + b": 34.9, "b + macs": 20.0, "a + macs": 30.0}
+    ch = _chosen(every, fields, "macs")
+    assert (ch["what"], ch["meets_target"], ch["new_mac_hardware"]) == ("a + b", True, False)
+    every["a + b"] = 35.1  # only builds with the idle DSPs meet: the fewest changes, fastest
+    assert _chosen(every, fields, "macs")["what"] == "b + macs"
