@@ -14,6 +14,7 @@ from edgemoe.host.contracts.decoder import chunks, decoder_plan, wide_cols
 from edgemoe.host.contracts.tiling import DEFAULT_TILING
 from edgemoe.host.estimate.decoder import Options, band_costs, plan, pup_task, window
 from edgemoe.host.estimate.perf import (
+    AS_BUILT,
     DEVICES,
     TARGET_MS,
     backbone_macs,
@@ -243,15 +244,17 @@ def test_end_to_end_floor_target_and_chosen():
     assert all(e["floor"]["ms_per_task_image"] < v < built for v in opts.values())
     assert e["floor"]["ms_per_task_image"] < together <= min(opts.values())
     # the chosen build: by its rule over every combination of the what-ifs
-    every, ch = e["combinations_ms_per_task_image"], e["chosen"]
-    assert len(every) == 2**5 - 1 and every[ch["what"]] == ch["ms_per_task_image"]
+    every, ch = dict(e["combinations_ms_per_task_image"]), e["chosen"]
+    assert len(every) == 2**5 - 1
+    every[AS_BUILT] = built
+    assert every[ch["what"]] == ch["ms_per_task_image"]
     meeting = {k: v for k, v in every.items() if v <= TARGET_MS}
     assert ch["meets_target"] == bool(meeting) == (ch["ms_per_task_image"] <= TARGET_MS)
     if meeting:
         macs_hw = next(k for k in opts if "idle DSPs" in k)
 
         def key(k):
-            return (macs_hw in k, k.count(" + "), every[k])
+            return (macs_hw in k, 0 if k == AS_BUILT else 1 + k.count(" + "), every[k])
 
         assert key(ch["what"]) == min(key(k) for k in meeting)
     assert ch["new_mac_hardware"] == any("idle DSPs" in o for o in ch["options"])
@@ -341,11 +344,13 @@ def test_chosen_says_when_nothing_meets_the_target():
     fields = {"a": {}, "b": {}, "macs": {}}
     every = {"a": 50.0, "b": 45.0, "macs": 40.0, "a + b": 39.0, "a + macs": 37.0}
     every |= {"b + macs": 36.0, "a + b + macs": 35.5}
-    ch = _chosen(every, fields, "macs")
+    ch = _chosen(60.0, every, fields, "macs")
     assert (ch["what"], ch["meets_target"], ch["new_mac_hardware"]) == ("a + b + macs", False, True)
     assert "NONE meets" in ch["rule"]
     every |= {"a + b": 34.9, "b + macs": 20.0, "a + macs": 30.0}
-    ch = _chosen(every, fields, "macs")
+    ch = _chosen(60.0, every, fields, "macs")
     assert (ch["what"], ch["meets_target"], ch["new_mac_hardware"]) == ("a + b", True, False)
     every["a + b"] = 35.1  # only builds with the idle DSPs meet: the fewest changes, fastest
-    assert _chosen(every, fields, "macs")["what"] == "b + macs"
+    assert _chosen(60.0, every, fields, "macs")["what"] == "b + macs"
+    ch = _chosen(34.0, every, fields, "macs")  # the kernel as built meets it: no change
+    assert (ch["what"], ch["options"], ch["ms_per_task_image"]) == (AS_BUILT, [], 34.0)
