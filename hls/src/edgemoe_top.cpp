@@ -59,6 +59,13 @@ uint32_t check_call(const word_t* bundle, uint32_t task, uint32_t num_images, ui
   if (num_images == 0 || num_images > MAX_IMAGES) {
     return STATUS_BAD_IMAGE_COUNT;
   }
+  const DecTask& dtask = DECODER[task];
+  if (debug_stop >= DEC_TOKENS_STOP) {
+    // the backbone's tokens of a task with a decoder, or one of its stages
+    const int convs = dtask.convs;
+    const uint32_t last = convs > 0 ? uint32_t(dtask.conv[convs - 1].stop) : 0;
+    return convs > 0 && debug_stop <= last ? STATUS_OK : STATUS_BAD_DEBUG_STOP;
+  }
   if (debug_stop > uint32_t(1 + DEPTH * STAGES_PER_BLOCK)) {
     return STATUS_BAD_DEBUG_STOP;
   }
@@ -180,10 +187,28 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
 
   Run run;
   run.task = task;
-  run.stop = debug_stop == 0 ? NO_STOP : int(debug_stop) - 1;
+  run.stop = debug_stop == 0 || debug_stop >= DEC_TOKENS_STOP ? NO_STOP : int(debug_stop) - 1;
   run.out_stride = run.stop == NO_STOP ? uint64_t(NUM_TOKENS) * EMBED_DIM * 4
                                        : uint64_t(NUM_TOKENS) * MAX_STAGE_WIDTH * 4;
-  const bool expert_major = num_images > 1 && run.stop == NO_STOP && NUM_MOE_BLOCKS > 0;
+  // a decoding call: each image's region holds its final tokens, then the stage's output
+  // (edgemoe.host.contracts.decoder.output_words)
+  const DecTask& dtask = DECODER[task];
+  run.decode = dtask.convs > 0 && (debug_stop == 0 || debug_stop > DEC_TOKENS_STOP);
+  run.dec_stop = run.decode ? debug_stop : 0;
+  if (run.decode) {
+    int words = debug_stop == uint32_t(dtask.norm_stop) ? dtask.norm_words : 0;
+  dec_stage_words:
+    for (int i = 0; i < DEC_MAX_CONVS; ++i) {
+      const DecConv& cv = dtask.conv[i];
+      const bool last = i + 1 == dtask.convs;
+      if (i < dtask.convs) {
+        words = (debug_stop == 0 && last) || debug_stop == uint32_t(cv.stop) ? cv.out_words : words;
+        words = cv.fused_up && debug_stop == uint32_t(cv.up_stop) ? cv.up_words : words;
+      }
+    }
+    run.out_stride = DEC_TOKENS_BYTES + uint64_t(words) * 4;
+  }
+  const bool expert_major = num_images > 1 && debug_stop == 0 && NUM_MOE_BLOCKS > 0;
   const uint32_t per_group = expert_major ? uint32_t(MAX_GROUP) : num_images;
 
 group_loop:

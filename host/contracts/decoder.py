@@ -474,3 +474,26 @@ def output_words(cfg: ModelConfig, task: str | int, debug_stop: int, t: Tiling) 
             raise ConfigError(f"task {plan.task}: no decoder stage has debug stop {debug_stop}")
         stage = match[0]
     return tokens_words(cfg, t) + stage_words(cfg, stage, t)
+
+
+def window_rows(plan: DecoderPlan) -> int:
+    """Rows of the largest band window of a plan (conv_0's is the token grid)."""
+    most = 0
+    for s in plan.stages:
+        halo = s.k // 2
+        for b in s.bands:
+            if s.name == "dec.conv_0":
+                most = max(most, s.shape[0])
+            else:
+                most = max(most, min(s.shape[0], b.y0 + b.rows + halo) - max(0, b.y0 - halo))
+    return most
+
+
+def max_output_words(cfg: ModelConfig, task: str | int, t: Tiling) -> int:
+    """The most :func:`output_words` any decoding call of ``task`` needs (0: no decoder)."""
+    plan = decoder_plan(cfg, task, t)
+    if not plan.stages:
+        return 0
+    return max(
+        [output_words(cfg, task, 0, t)] + [output_words(cfg, task, s.code, t) for s in plan.stages]
+    )

@@ -1,31 +1,20 @@
-"""The task decoder's plan as the estimate models it (ESTIMATES, not synthesis).
+"""The task decoder as the estimate counts it (ESTIMATES, not synthesis).
 
-M³ViT's ``pup`` decoder (docs/numerics.md "The task decoder's integer datapath",
-``edgemoe.sim.golden.Golden.decode``) on the kernel: the final LayerNorm on the token
-grid, each convolution as calls of the unified linear unit over bands of feature-map
-pixels (im2col rows read from a ring of input map rows on chip), a bilinear ×2 before
-convolutions 1, 2 and 3 of the four-convolution head, feature maps in DDR between
-convolutions, the classifier's logits to DDR (DESIGN.md §2.6).
+The plan is the kernel's decoder contract, ``edgemoe.host.contracts.decoder.decoder_plan``
+(v1): its stages, bands (rectangles of output pixels), weight tiles (taps padded to
+whole input tiles, ``k_tiles x o_tiles``), output chunks (:func:`~contracts.decoder.chunks`,
+one linear-unit call per band and chunk) and DDR words (``Band.read_words`` /
+``write_words`` / ``weight_words``). This module adds only what the cycle model
+(:func:`edgemoe.host.estimate.perf.decoder_stages`) needs beyond those words, per band:
+the burst runs of its loads and stores, the cycles of the fused bilinear x2 into the
+ring, each chunk call's output channels and bias words; and the what-ifs
+(:class:`Options`) that change them.
 
-THIS IS THE ESTIMATE'S OWN PLAN (:func:`estimate_plan`), written before the kernel's
-decoder contract (``edgemoe.host.contracts.decoder.decoder_plan``) existed: per stage the
-linear-unit calls (pixels per call, ``K``, ``O``), the bands, the DDR bytes per band and
-whether its DDR I/O overlaps compute. The cycle and resource model
-(:mod:`edgemoe.host.estimate.perf`) reads only these fields, so pointing it at the
-kernel's plan is a change here. What it assumes of the C++ it has not seen:
-
-* a call covers at most ``NUM_TOKENS`` pixels (``linear.h linear_unit``'s accumulators are
-  ``acc[NUM_TOKENS][LIN_OUT]``): a band is the most whole map rows that fit, else a part
-  of a map row;
-* the weights stream once per band (a pass per tile, max(pixels, LIN_TILE_WORDS) cycles);
-* the ring of input map rows (band rows + k - 1) lives in one buffer set's ``wide`` banks
-  when it fits (``NUM_TOKENS x WIDE_COLS`` values), else in a ring of its own
-  (:attr:`DecoderStage.ring_values`, counted in BRAM by the resource model);
-* the ×2 runs as the next convolution's band load: it reads the low-resolution rows from
-  DDR once and writes the high-resolution rows into the ring (no ×2 map in DDR);
-* feature maps and logits cross DDR as 32-bit values (:data:`FMAP_BYTES`), pixels
-  row-major, channels last, so a band of whole map rows is one burst run;
-* as built, a band's loads and stores do not overlap its compute (``io_overlaps``).
+As built (v1, the contract's serial schedule): a band loads its whole window (for a
+fused x2, two source rows per window row, one burst each per chunk plane, then the
+blend into the ring ``LIN_OUT`` channels a cycle), then per output chunk one
+linear-unit call and the chunk's store (one burst per band row); nothing overlaps, no
+window row is kept for the next band.
 """
 
 from __future__ import annotations
@@ -33,198 +22,195 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgemoe.errors import ConfigError
+from edgemoe.host.contracts.decoder import (
+    CONV,
+    LOGITS,
+    Band,
+    DecoderPlan,
+    Stage,
+    chunks,
+    decoder_plan,
+)
 from edgemoe.host.contracts.tiling import Tiling, tiles
 from edgemoe.models.config import ModelConfig
 
-#: Bytes of one feature-map value or logit in DDR (dec_feat / dec_out in a 32-bit lane, as
-#: the backbone's token rows: contracts.scratch.row_bytes).
-FMAP_BYTES = 4
-#: Bytes of a weight or bias value in DDR (``weight`` / ``bias`` are 16-bit in every
-#: profile).
+#: Bytes of a weight or bias value in DDR (16-bit in every profile).
 WEIGHT_BYTES = 2
 
 
 @dataclass(frozen=True)
-class DecoderStage:
-    """One decoder stage of one task-image.
+class Options:
+    """What-ifs on the decoder as built (every field at its default: the kernel v1).
 
     Attributes
     ----------
-    name : str
-        golden's stage name (``dec.norm``, ``dec.up_i``, ``dec.conv_i``, ``dec.logits``).
-    kind : str
-        ``norm``, ``upsample``, ``conv`` or ``classifier``.
-    h, w : int
-        The output map.
-    c_in, c_out : int
-        Channels in and out.
-    kernel : int
-        Convolution side (3 or 1; 0 for norm and upsample).
-    band_pixels : tuple[int, ...]
-        Pixels of each band, in order: one linear-unit call per band (``rows`` of the
-        call); for the ×2, the high-resolution pixels it writes into the ring per band.
-    k, o : int
-        The linear-unit call's input and output widths (``k·k·C_in``, ``C_out``).
-    weight_bytes : int
-        Weights and bias of one call (pre-tiled to whole LIN_IN x LIN_OUT tiles), read
-        once per band.
-    load_bytes, store_bytes : int
-        Feature-map (or token) bytes read and written, whole stage.
-    bursts : int
-        Burst runs of those loads and stores (each pays the m_axi latency).
-    macs : int
-        Multiply-accumulates of the stage (im2col zeros included: the unit multiplies them).
-    ring_values : int
-        Values of the on-chip ring of input map rows the stage reads (0: none).
     io_overlaps : bool
-        Loads and stores run beside the compute.
+        A band's loads and stores run beside its compute (the other buffer set's lane).
+    ring_reuse : bool
+        A band keeps the window rows it shares with the band before it in the same
+        column strip and loads only the new ones (with the contract's row-major bands
+        this helps only bands as wide as the map).
+    fuse_classifier : bool
+        The classifier runs on the last convolution's band on chip: that map is neither
+        stored nor loaded back. (Its input is every chunk of the band's outputs, more
+        than ``x`` holds when the map is wider than a chunk: the buffer or the partial
+        sums across chunks that needs are not counted.)
+    fmap_bytes : int
+        Bytes of a feature-map value or logit in DDR (4 as built: 32-bit lanes).
+    mac_rate : int | None
+        MACs a cycle of the linear unit (None: ``LIN_IN x LIN_OUT``); the passes are
+        shortened in proportion.
     """
 
-    name: str
-    kind: str
-    h: int
-    w: int
-    c_in: int
-    c_out: int
-    kernel: int
-    band_pixels: tuple[int, ...]
-    k: int
-    o: int
-    weight_bytes: int
-    load_bytes: int
-    store_bytes: int
-    bursts: int
-    macs: int
-    ring_values: int
     io_overlaps: bool = False
-
-    @property
-    def bands(self) -> int:
-        return len(self.band_pixels)
-
-    @property
-    def ddr_bytes(self) -> int:
-        return self.bands * self.weight_bytes + self.load_bytes + self.store_bytes
+    ring_reuse: bool = False
+    fuse_classifier: bool = False
+    fmap_bytes: int = 4
+    mac_rate: int | None = None
 
 
-def _ceil_to(n: int, m: int) -> int:
-    return -(-n // m) * m
+BUILT = Options()
 
 
-def call_weight_bytes(k: int, o: int, t: Tiling) -> int:
-    """Bytes of one convolution's weights and bias as the linear unit streams them: whole
-    LIN_IN x LIN_OUT tiles, the bias padded to whole output tiles and bus words."""
-    word = t.axi_bits // 8
-    w = tiles(k, t.lin_in) * tiles(o, t.lin_out) * t.lin_in * t.lin_out * WEIGHT_BYTES
-    b = _ceil_to(tiles(o, t.lin_out) * t.lin_out * WEIGHT_BYTES, word)
-    return w + b
+@dataclass(frozen=True)
+class BandCost:
+    """One band of a convolution as the cycle model reads it.
 
+    Attributes
+    ----------
+    pixels : int
+        Output pixels: the linear unit's rows in each of its calls.
+    calls : tuple[int, ...]
+        Output channels of each chunk call, in order.
+    load_words, load_bursts : int
+        Bus words and burst runs of the window load.
+    blend_cycles, blend_runs : int
+        Cycles of the fused x2 writing the window into the ring (``LIN_OUT`` channels
+        a cycle per window pixel) and its pipelined loops (one per window row and
+        chunk); 0 without one.
+    store_words, store_bursts : int
+        Bus words and burst runs of the outputs' stores (every chunk).
+    weight_words : int
+        Bus words of weight tiles (once per band) and biases (once per call).
+    """
 
-def _bands(h: int, w: int, max_pixels: int) -> tuple[tuple[int, ...], int]:
-    """Band pixels over an h x w map, and the map rows a band spans (1 when a band is
-    part of a row)."""
-    if w <= max_pixels:
-        r = max(1, min(h, max_pixels // w))
-        return tuple(min(r, h - y) * w for y in range(0, h, r)), r
-    part = tuple(min(max_pixels, w - x) for x in range(0, w, max_pixels))
-    return part * h, 1
+    pixels: int
+    calls: tuple[int, ...]
+    load_words: int
+    load_bursts: int
+    blend_cycles: int
+    blend_runs: int
+    store_words: int
+    store_bursts: int
+    weight_words: int
 
 
 def pup_task(cfg: ModelConfig, task: str | None = None) -> str | None:
-    """``task`` (checked to have a ``pup`` head), or the config's first task with one;
-    None when no task has (the light heads run on the host)."""
+    """``task`` (checked to have a head the datapath decodes,
+    :attr:`~edgemoe.models.config.HeadSpec.on_datapath`), or the config's first task
+    with one; None when no task has (the light heads run on the host)."""
     if task is not None:
-        spec = cfg.task_spec(task)
-        if spec.head.kind != "pup":
+        head = cfg.task_spec(task).head
+        if not head.on_datapath:
             raise ConfigError(
-                f"task {task}: the kernel decodes pup heads only (its head is {spec.head.kind})"
+                f"task {task}: the kernel decodes pup heads with the fixed x2 only (its head "
+                f"is {head.kind}{', align_corners' if head.kind == 'pup' else ''})"
             )
         return task
-    return next((s.name for s in cfg.task_specs if s.head.kind == "pup"), None)
+    return next((s.name for s in cfg.task_specs if s.head.on_datapath), None)
 
 
-def estimate_plan(
-    cfg: ModelConfig,
-    task: str,
-    t: Tiling,
-    fmap_bytes: int = FMAP_BYTES,
-    io_overlaps: bool = False,
-    fuse_classifier: bool = False,
-) -> list[DecoderStage]:
-    """The decoder's stages for one task-image of ``task`` (see the module docstring).
+def plan(cfg: ModelConfig, task: str, t: Tiling) -> DecoderPlan:
+    """The kernel's decoder plan of ``task`` (:func:`pup_task` checks it first)."""
+    return decoder_plan(cfg, pup_task(cfg, task), t)
 
-    ``fmap_bytes``, ``io_overlaps`` and ``fuse_classifier`` (the classifier applied to the
-    last convolution's band on chip: no store of that map, no load back) are what-ifs;
-    the defaults are the design the estimate assumes is built.
-    """
-    spec = cfg.task_spec(task)
-    head = spec.head
-    if head.kind != "pup":
-        raise ConfigError(f"task {task}: the kernel decodes pup heads only")
+
+def window(stage: Stage, band: Band) -> tuple[int, int]:
+    """Rows and columns of a band's window (its 3x3 halo clipped to the map, after any
+    fused x2): the contract's window, whose words ``Band.read_words`` counts."""
+    h, w, _ = stage.in_shape
+    halo = stage.k // 2
+    rows = min(h, band.y0 + band.rows + halo) - max(0, band.y0 - halo)
+    cols = min(w, band.x0 + band.cols + halo) - max(0, band.x0 - halo)
+    return rows, cols
+
+
+def _window_rows(stage: Stage, band: Band) -> range:
+    h = stage.in_shape[0]
+    halo = stage.k // 2
+    return range(max(0, band.y0 - halo), min(h, band.y0 + band.rows + halo))
+
+
+def _pixel_words(cfg: ModelConfig, channels: int, t: Tiling, value_bytes: int) -> int:
+    """Bus words of one pixel over every chunk plane of a map of ``channels``."""
     word = t.axi_bits // 8
-    N, D = cfg.num_tokens, cfg.embed_dim
-    h, w = cfg.grid
-    out: list[DecoderStage] = []
-    # the final LayerNorm on the patch tokens: gamma and beta, and the tokens (in DDR
-    # after an expert-major call; the model adds their load there)
-    ln = 2 * _ceil_to(WEIGHT_BYTES * D, word)
-    out.append(DecoderStage("dec.norm", "norm", h, w, D, D, 0, (h * w,), 0, 0, ln, 0, 0, 0, 0, 0))
-    c = D
-    n = head.convs
-    for i in range(n):
-        last = i == n - 1
-        kk = head.conv_kernel(i)
-        c_out = spec.channels if last else head.channels
-        if i > 0 and head.num_conv == 4 and not last:
-            # the x2 feeding conv_i: low-resolution rows read once, written to the ring
-            lo_h, lo_w = h, w
-            h, w = 2 * h, 2 * w
-            pixels, _ = _bands(h, w, N)
-            read = lo_h * lo_w * c * fmap_bytes
-            out.append(
-                DecoderStage(
-                    f"dec.up_{i}", "upsample", h, w, c, c, 0, pixels, 0, 0, 0, read, 0, lo_h, 0, 0
-                )
-            )
-        pixels, rows = _bands(h, w, N)
-        k_in = kk * kk * c
-        ring = (rows + kk - 1) * w * c if kk > 1 else 0
-        if last:
-            kind, name = "classifier", "dec.logits"
-            # its input is the previous convolution's map, back from DDR (unless fused)
-            load = 0 if fuse_classifier else h * w * c * fmap_bytes
-            store = sum(_ceil_to(p * c_out * fmap_bytes, word) for p in pixels)
-            bursts = len(pixels) * (1 if load == 0 else 2)
+    return sum(-(-n * value_bytes // word) for _, n in chunks(cfg, channels, t))
+
+
+def band_costs(
+    cfg: ModelConfig, stage: Stage, t: Tiling, opts: Options = BUILT, fused_next: bool = False
+) -> list[BandCost]:
+    """The :class:`BandCost` of each band of a convolution ``stage`` of the contract.
+
+    ``fused_next``: the stage is the last convolution before the classifier and
+    ``opts.fuse_classifier`` holds (its map is not stored).
+    """
+    if stage.kind not in (CONV, LOGITS):
+        return []
+    word = t.axi_bits // 8
+    _, _, c_in = stage.in_shape
+    c_out = stage.shape[2]
+    in_chunks = len(chunks(cfg, c_in, t))
+    # words per pixel as built (32-bit values) and with the what-if's value width
+    pw_in, pw_in_opt = (_pixel_words(cfg, c_in, t, b) for b in (4, opts.fmap_bytes))
+    pw_out, pw_out_opt = (_pixel_words(cfg, c_out, t, b) for b in (4, opts.fmap_bytes))
+    out_chunks = [n for _, n in chunks(cfg, c_out, t)]
+    bias = sum(-(-tiles(n, t.lin_out) * t.lin_out * WEIGHT_BYTES // word) for n in out_chunks)
+    from_grid = stage.src_map < 0
+    skip_load = stage.kind == LOGITS and opts.fuse_classifier
+    out: list[BandCost] = []
+    prev: Band | None = None
+    for b in stage.bands:
+        wr, wc = window(stage, b)
+        rows = _window_rows(stage, b)
+        new = len(rows)
+        if opts.ring_reuse and prev is not None and (prev.x0, prev.cols) == (b.x0, b.cols):
+            new = len(set(rows) - set(_window_rows(stage, prev)))
+        prev = b
+        if from_grid or skip_load:
+            load, bursts, blend, runs = 0, 0, 0, 0
         else:
-            kind, name = "conv", f"dec.conv_{i}"
-            load = 0  # the ring: from the norm (conv_0) or the x2 (see dec.up_i)
-            store = 0 if (fuse_classifier and i == n - 2) else h * w * c_out * fmap_bytes
-            bursts = len(pixels) if store else 0
+            # the contract's words: every window row the same (its source rows' columns)
+            if b.read_words % (wr * pw_in):
+                raise ConfigError(f"{stage.name}: band words not whole window rows")
+            per_row = b.read_words // wr * pw_in_opt // pw_in
+            load = new * per_row
+            reads = 2 if stage.fused_up else 1  # a fused x2 reads two source rows a row
+            bursts = new * reads * in_chunks
+            groups = sum(tiles(n, t.lin_out) for _, n in chunks(cfg, c_in, t))
+            blend = new * wc * groups if stage.fused_up else 0
+            runs = new * in_chunks if stage.fused_up else 0
+        if fused_next:
+            store, s_bursts = 0, 0
+        else:
+            store = b.write_words * pw_out_opt // pw_out
+            s_bursts = b.rows * len(out_chunks)
         out.append(
-            DecoderStage(
-                name,
-                kind,
-                h,
-                w,
-                c,
-                c_out,
-                kk,
-                pixels,
-                k_in,
-                c_out,
-                call_weight_bytes(k_in, c_out, t),
+            BandCost(
+                b.pixels,
+                tuple(out_chunks),
                 load,
-                store,
                 bursts,
-                h * w * k_in * c_out,
-                ring,
-                io_overlaps,
+                blend,
+                runs,
+                store,
+                s_bursts,
+                b.weight_words + bias,
             )
         )
-        c = c_out
     return out
 
 
-def ring_capacity(cfg: ModelConfig) -> int:
-    """Values one buffer set's ``wide`` banks hold (``NUM_TOKENS x WIDE_COLS``)."""
-    return cfg.num_tokens * max(3 * cfg.embed_dim, cfg.mlp_hidden, cfg.expert_hidden)
+def conv_stages(p: DecoderPlan) -> list[Stage]:
+    """The plan's convolutions and classifier, in order."""
+    return [s for s in p.stages if s.kind in (CONV, LOGITS)]

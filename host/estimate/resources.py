@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from edgemoe.errors import ConfigError
 from edgemoe.host.contracts.accumulators import accumulator_bits
 from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.scratch import MAX_GROUP
@@ -1339,23 +1340,25 @@ DECODER_ADDR64 = 4
 
 
 def decoder_lines(cfg: ModelConfig, profile: Profile, t: Tiling, o: Operators) -> list[Line]:
-    """What the task decoder adds to the kernel (unit ``decoder``), for the plan the
-    estimate models (edgemoe.host.estimate.decoder.estimate_plan, largest over the
-    config's ``pup`` tasks); none when no task has a ``pup`` head. The linear unit, its
-    weight stream and epilogue, the LayerNorm and the m_axi ports are the backbone's."""
-    from edgemoe.host.estimate.decoder import estimate_plan, ring_capacity
+    """What the task decoder adds to the kernel (unit ``decoder``), for the kernel's
+    decoder plans (edgemoe.host.contracts.decoder.decoder_plan, largest over the
+    config's tasks the datapath decodes); none when no task has such a head. The linear
+    unit, its weight stream and epilogue, the LayerNorm and the m_axi ports are the
+    backbone's."""
+    from edgemoe.host.contracts.decoder import decoder_plan, padded_channels, wide_cols
+    from edgemoe.host.estimate.decoder import window
 
-    plans = [estimate_plan(cfg, s.name, t) for s in cfg.task_specs if s.head.kind == "pup"]
+    plans = [decoder_plan(cfg, s.name, t) for s in cfg.task_specs if s.head.on_datapath]
     if not plans:
         return []
-    stages = [s for plan in plans for s in plan]
+    stages = [s for plan in plans for s in plan.stages]
     out: list[Line] = []
     U = "decoder"
     fw = profile.formats["dec_feat"].width
     up_w = fw + 5  # docs/numerics.md: the x2 sum needs 5 bits more than dec_feat
     lanes = o.lin_in
     w_addr = _bits(o.tokens * -(-o.wide_cols // o.wide_banks) - 1)
-    max_w = max(s.w for s in stages)
+    max_w = max(s.shape[1] for s in stages)
     pix_w = _bits(max_w + 1)  # a map coordinate, one beyond each edge
     out.append(
         Line(
@@ -1388,7 +1391,7 @@ def decoder_lines(cfg: ModelConfig, profile: Profile, t: Tiling, o: Operators) -
             ff=o.lin_out * fw,
         )
     )
-    up = [s for s in stages if s.kind == "upsample"]
+    up = [s for s in stages if s.fused_up]
     if up:
         lut, ff = _adder(up_w)
         out.append(
@@ -1411,7 +1414,7 @@ def decoder_lines(cfg: ModelConfig, profile: Profile, t: Tiling, o: Operators) -
                 ff=4 * 16 + 2 * w_addr,
             )
         )
-        row = max(s.w // 2 * s.c_in for s in up)  # one low-resolution row
+        row = max(s.src_shape[1] * s.src_shape[2] for s in up)  # one low-resolution row
         if row <= o.tokens * o.embed:
             out.append(
                 Line(
@@ -1430,26 +1433,25 @@ def decoder_lines(cfg: ModelConfig, profile: Profile, t: Tiling, o: Operators) -
                     bram36=lanes * bram36(-(-2 * row // lanes), fw),
                 )
             )
-    ring = max(s.ring_values for s in stages)
-    if ring <= ring_capacity(cfg):
-        out.append(
-            Line(
-                U,
-                f"ring of input map rows: up to {ring} values in one buffer set's wide banks "
-                f"({ring_capacity(cfg)} values)",
-                f"buffers.h Buffers wide (reused: {PENDING})",
-            )
+    # the ring: the largest window (rows x columns x c_pad); the contract narrows a band
+    # until its window fits one buffer set's wide banks
+    ring = max(
+        window(s, b)[0] * window(s, b)[1] * padded_channels(s.in_shape[2], t)
+        for s in stages
+        for b in s.bands
+        if s.src_map >= 0
+    )
+    capacity = cfg.num_tokens * wide_cols(cfg)
+    if ring > capacity:
+        raise ConfigError(f"the decoder's window of {ring} values exceeds wide ({capacity})")
+    out.append(
+        Line(
+            U,
+            f"ring of window rows: up to {ring} values in one buffer set's wide banks "
+            f"({capacity} values)",
+            f"buffers.h Buffers wide (reused: {PENDING})",
         )
-    else:
-        out.append(
-            Line(
-                U,
-                f"ring of input map rows: {ring} x {max(fw, o.act_w)}b in {lanes} banks of its "
-                f"own (exceeds the wide banks' {ring_capacity(cfg)} values)",
-                f"the decoder's ring ({PENDING})",
-                bram36=lanes * bram36(-(-ring // lanes), max(fw, o.act_w)),
-            )
-        )
+    )
     out.append(
         Line(
             U,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from edgemoe.host.contracts import decoder as dp
 from edgemoe.host.contracts.kernel import ARGS
 from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.scratch import MAX_GROUP, batched, row_bytes
@@ -154,13 +155,55 @@ def group_traffic(
     return out
 
 
+def decoder_traffic(
+    cfg: ModelConfig, t: Tiling, task: str | int, resume: bool
+) -> dict[tuple[str, str, str], int]:
+    """DDR bytes of one image's task decoder (the decoder contract's plan,
+    :mod:`edgemoe.host.contracts.decoder`) by (stage, kind, bundle)::
+
+        norm     2 * ceil_w(2 D)                    its gamma and beta
+        conv_i   per band and output chunk: the chunk's weight tiles and its bias
+                 (ceil_w(2 * its tiles' outputs)); per band: its window (scratch, the
+                 Band's read_words) and its outputs (scratch, or the output region for
+                 the logits: write_words)
+        resume   N * ceil_w(4 D) when the image's final tokens come back from its
+                 output region (an expert-major call: the decoder runs past the last
+                 block)
+    """
+    word = t.axi_bits // 8
+    plan = dp.decoder_plan(cfg, task, t)
+    out: dict[tuple[str, str, str], int] = {}
+
+    def add(key: tuple[str, str, str], n: int) -> None:
+        out[key] = out.get(key, 0) + n
+
+    if resume:
+        add(("dec.norm", "resume", "gmem_output"), cfg.num_tokens * row_bytes(cfg, t))
+    add(("dec.norm", "norm", "gmem_weights"), 2 * _ceil_words(2 * cfg.embed_dim, t))
+    tile = t.lin_in * t.lin_out * 2
+    for s in plan.stages:
+        if not s.bands:
+            continue
+        per_band = 0
+        for _, n in dp.chunks(cfg, s.shape[2], t):
+            ot = -(-n // t.lin_out)
+            per_band += s.k_tiles * ot * tile + _ceil_words(2 * ot * t.lin_out, t)
+        add((s.name, "conv", "gmem_weights"), per_band * len(s.bands))
+        add((s.name, "window", "gmem_scratch"), sum(b.read_words for b in s.bands) * word)
+        dst = "gmem_output" if s.kind == dp.LOGITS else "gmem_scratch"
+        add((s.name, "write", dst), sum(b.write_words for b in s.bands) * word)
+    return out
+
+
 def ddr_bytes(
     cfg: ModelConfig,
     profile: Profile,
     t: Tiling,
     counts: Sequence[Sequence[Sequence[int]]],
+    task: str | int | None = None,
 ) -> tuple[dict[str, int], dict[str, int]]:
-    """Bytes read and written per bundle by one whole call (``debug_stop = 0``).
+    """Bytes read and written per bundle by one whole call (``debug_stop = 0``) of
+    ``task``: with a ``pup`` head, each image's decoder too (:func:`decoder_traffic`).
 
     Parameters
     ----------
@@ -187,6 +230,9 @@ def ddr_bytes(
             image_traffic(cfg, profile, t, [{e for e, n in enumerate(q) if n} for q in img])
             for img in counts
         ]
+    if task is not None and dp.decodes(cfg, task, 0):
+        resume = batched(cfg, len(counts)) and cfg.is_moe(cfg.depth - 1)
+        parts += [decoder_traffic(cfg, t, task, resume) for _ in counts]
     for part in parts:
         for (_, stage, bundle), n in part.items():
             (written if stage in WRITE_STAGES else read)[bundle] += n

@@ -70,6 +70,8 @@ ATTN_INTERLEAVE = 20
 #: covers the first four; attention.h: the accumulators). The other bounds of
 #: ``accumulator_bits`` are checked by the tests, not read by the kernel.
 KERNEL_ACCUMULATORS = ("patch_embed", "linear_in_dim", "linear_in_hidden", "gate", "attn_acc")
+#: The decoder's reductions the linear unit's accumulator also covers (config.h).
+DECODER_ACCUMULATORS = ("dec_conv_first", "dec_conv")
 
 
 def ln_lanes(t: Tiling) -> int:
@@ -219,10 +221,10 @@ def max_output_words(
     those only when such a stop is asked for)."""
     words = [output_layout(cfg, 0)[0], output_layout(cfg, 1)[0]]
     for task in cfg.task_names:
-        codes = [0]
         if decoder_stops:
-            codes += [dp.stop_code(cfg, task, s) for s in dp.stage_names(cfg, task)]
-        words += [output_layout(cfg, c, task, t)[0] for c in codes]
+            words.append(dp.max_output_words(cfg, task, t))
+        else:
+            words.append(output_layout(cfg, 0, task, t)[0])
     return max(words)
 
 
@@ -373,6 +375,10 @@ def _accumulator_section(cfg: ModelConfig, profile: Profile) -> list[str]:
     ]
     acc = accumulator_bits(cfg, profile)
     out += [f"constexpr int ACC_{_cname(k)}_BITS = {acc[k]};" for k in KERNEL_ACCUMULATORS]
+    out += [
+        "/// The task decoders' convolutions on the linear unit (0: no pup decoder).",
+        *[f"constexpr int ACC_{_cname(k)}_BITS = {acc.get(k, 0)};" for k in DECODER_ACCUMULATORS],
+    ]
     one = 1 << profile.formats["prob"].frac
     st = profile.formats["ln_stat"]
     ln_t1 = (max(-st.min_raw, st.max_raw) * cfg.embed_dim).bit_length() + 1
@@ -540,6 +546,8 @@ def _decoder_section(cfg: ModelConfig, ents: dict, t: Tiling) -> list[str]:
     plans = dp.decoder_plans(cfg, t)
     rows_at = {wname: k for k, (wname, _) in enumerate(scale_entries(cfg))}
     most = max((sum(s.kind in (dp.CONV, dp.LOGITS) for s in p.stages) for p in plans), default=0)
+    win_rows = max(1, max((dp.window_rows(p) for p in plans), default=1))
+    out_words = max((dp.max_output_words(cfg, p.task, t) for p in plans), default=0)
     out = [
         "",
         "// ---- task decoders (edgemoe.host.contracts.decoder; issue 24) ----",
@@ -548,6 +556,10 @@ def _decoder_section(cfg: ModelConfig, ents: dict, t: Tiling) -> list[str]:
         f"constexpr uint64_t DEC_MAP_OFF[2] = {{{plans[0].map_offsets[0]}ull, "
         f"{max(p.map_offsets[1] for p in plans)}ull}};",
         f"constexpr uint64_t DEC_SCRATCH_BYTES = {dp.decoder_scratch_bytes(cfg, t)}ull;",
+        "/// Rows of the largest band window (conv_0's: the token grid), and the most words",
+        "/// per image a decoding call's output takes (tokens + its largest stage).",
+        f"constexpr int DEC_WIN_ROWS = {win_rows};",
+        f"constexpr uint64_t DEC_OUTPUT_WORDS = {out_words}ull;",
         "/// One convolution: bundle offsets, scale row, shapes (after any fused x2), input",
         "/// channels per tap in the weight rows (c_pad), the band (rows x cols; the bands",
         "/// tile the map row-major), debug-stop codes (up_stop: its fused x2's, 0 if none)",

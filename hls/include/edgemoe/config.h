@@ -44,7 +44,10 @@ constexpr int LIN_ACC_W_A =
     ACC_PATCH_EMBED_BITS > ACC_LINEAR_IN_DIM_BITS ? ACC_PATCH_EMBED_BITS : ACC_LINEAR_IN_DIM_BITS;
 constexpr int LIN_ACC_W_B =
     ACC_LINEAR_IN_HIDDEN_BITS > ACC_GATE_BITS ? ACC_LINEAR_IN_HIDDEN_BITS : ACC_GATE_BITS;
-constexpr int LIN_ACC_W = LIN_ACC_W_A > LIN_ACC_W_B ? LIN_ACC_W_A : LIN_ACC_W_B;
+constexpr int LIN_ACC_W_C =
+    ACC_DEC_CONV_FIRST_BITS > ACC_DEC_CONV_BITS ? ACC_DEC_CONV_FIRST_BITS : ACC_DEC_CONV_BITS;
+constexpr int LIN_ACC_W_AB = LIN_ACC_W_A > LIN_ACC_W_B ? LIN_ACC_W_A : LIN_ACC_W_B;
+constexpr int LIN_ACC_W = LIN_ACC_W_AB > LIN_ACC_W_C ? LIN_ACC_W_AB : LIN_ACC_W_C;
 typedef sint<LIN_ACC_W> lin_acc_t;
 /// A Newton mantissa (reciprocal, rsqrt): in (0.5, 1] with NEWTON_FRAC fraction bits.
 typedef uint<NEWTON_FRAC + 1> newton_t;
@@ -55,6 +58,7 @@ typedef sint<NEWTON_FRAC + 4> newton_arg_t;
 static_assert(ATTN_QKV_W <= ACT_W, "Q/K/V live in activation buffers");
 static_assert(ATTN_SCORE_W <= ACT_W, "gate logits live in activation buffers");
 static_assert(ACT_W <= 32, "output words are 32-bit");
+static_assert(DEC_FEAT_W <= ACT_W && DEC_OUT_W <= ACT_W, "decoder maps live in activation buffers");
 static_assert(WEIGHT_W <= 16 && BIAS_W <= 16 && ATTN_BIAS_W <= 16, "16-bit containers");
 static_assert(LN_W <= 16 && PATCH_WEIGHT_W <= 16 && GATE_WEIGHT_W <= 16, "16-bit containers");
 static_assert(TOKEN_BIAS_W <= 32, "32-bit container");

@@ -29,8 +29,15 @@ constexpr int COSIM_IMAGES = EDGEMOE_COSIM_IMAGES;
 constexpr int COSIM_GROUP = COSIM_IMAGES < MAX_GROUP ? COSIM_IMAGES : MAX_GROUP;
 constexpr int DEPTH_WEIGHTS = int((BUNDLE_BYTES + WORD_BYTES - 1) / WORD_BYTES);
 constexpr int DEPTH_IMAGES = COSIM_IMAGES * NUM_PATCHES * PATCH_DIM / WORD_BYTES;
-constexpr int DEPTH_OUTPUT = COSIM_IMAGES * NUM_TOKENS * MAX_STAGE_WIDTH * 4 / WORD_BYTES;
-constexpr int DEPTH_SCRATCH = int(COSIM_GROUP * SCRATCH_SLOT / WORD_BYTES);
+constexpr uint64_t COSIM_OUT_BYTES =
+    uint64_t(NUM_TOKENS) * MAX_STAGE_WIDTH * 4 > DEC_OUTPUT_WORDS * 4
+        ? uint64_t(NUM_TOKENS) * MAX_STAGE_WIDTH * 4
+        : DEC_OUTPUT_WORDS * 4;  // a decoding call's region
+constexpr int DEPTH_OUTPUT = int(COSIM_IMAGES * COSIM_OUT_BYTES / WORD_BYTES);
+constexpr uint64_t COSIM_SCRATCH_BYTES = COSIM_GROUP * SCRATCH_SLOT > DEC_SCRATCH_BYTES
+                                             ? COSIM_GROUP * SCRATCH_SLOT
+                                             : DEC_SCRATCH_BYTES;  // or the decoder's maps
+constexpr int DEPTH_SCRATCH = int(COSIM_SCRATCH_BYTES / WORD_BYTES);
 
 // The m_axi adapters' bursts (UG1399 "Controlling AXI4 Burst Behavior"): outstanding
 // requests x burst length words cover the ~64-cycle DDR latency (4 x 64 = 256 words in

@@ -125,8 +125,8 @@ inline void start_walk(QueueWalk& w) {
 /// The next expert chunk of the walk: queued tokens of one expert, image by image, until
 /// NUM_TOKENS rows or the expert's last entry.
 /// \return the expert chunk's expert, NUM_EXPERTS when the walk is done (ch.rows == 0)
-inline int next_expert_chunk(const word_t* scratch, uint64_t out_base, int group,
-                             const int count[MAX_GROUP][NUM_EXPERTS], QueueWalk& w,
+inline int next_expert_chunk(const word_t* scratch, uint64_t out_base, uint64_t out_stride,
+                             int group, const int count[MAX_GROUP][NUM_EXPERTS], QueueWalk& w,
                              ExpertChunk& ch) {
 #pragma HLS INLINE  // ch is a run-time element of LaneBuffers::expert_chunk (UG1448 200-197)
   int expert = NUM_EXPERTS;
@@ -148,7 +148,9 @@ expert_chunk_fill:
     }
     if (w.j < w.n) {
       const uint64_t row = uint64_t(w.tok[w.j]) * SCRATCH_ROW;
-      ch.x_at[ch.rows] = out_base + uint64_t(w.b) * NUM_TOKENS * SCRATCH_ROW + row;
+      // image b's region (a decoding call's is longer than its tokens: Run::out_stride);
+      // b < MAX_GROUP, a narrow multiply
+      ch.x_at[ch.rows] = out_base + uint64_t(uint<8>(w.b)) * out_stride + row;
       ch.h_at[ch.rows] = uint64_t(w.b) * SCRATCH_SLOT + SCRATCH_H + row;
       ch.weight[ch.rows] = w.weight[w.j];
       ++ch.rows;

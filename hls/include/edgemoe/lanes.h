@@ -17,6 +17,7 @@
 #include "edgemoe/buffers.h"
 #include "edgemoe/config.h"
 #include "edgemoe/ddr.h"
+#include "edgemoe/decoder.h"
 #include "edgemoe/experts.h"
 #include "edgemoe/linear.h"
 #include "edgemoe/moe.h"
@@ -104,6 +105,10 @@ enum LanePc {
   PC_GROUP_FC1,    ///< expert chunk cur: fc1 + GELU, merging cur ^ 1 meanwhile
   PC_GROUP_FC2,    ///< expert chunk cur: fc2 scaled, gathering the next meanwhile
   PC_GROUP_MERGE,  ///< the last expert chunk's merge
+  PC_DEC_NORM,     ///< the task decoder's LayerNorm (after the final tokens are written)
+  PC_DEC_BAND,     ///< its convolution dec.conv's band at (dec.y0, dec.x0): the window
+  PC_DEC_CONV,     ///< chunk dec.chunk of the band on the linear unit
+  PC_DEC_STORE,    ///< that chunk to its map (or the output); the next chunk or band
 };
 
 /// What PC_WRITE sends to the output.
@@ -153,6 +158,14 @@ inline void linear_lane(const word_t* bundle, const word_t* images, word_t* outp
 #pragma HLS ARRAY_PARTITION variable = walk.weight cyclic factor = WORD_BYTES / 4 dim = 1
   int cur = 0;  // the expert chunk computing
   bool first_expert_chunk = true;
+  // the task decoder
+  const DecTask& dtask = DECODER[run.task];
+  const uint64_t dec_out = DEC_TOKENS_BYTES;  // the stage's place in the image's region
+  DecState dec = {0, 0, 0, 0};
+  ConvWindow win;  // the band being computed and its window (registers: the table's few rows)
+#pragma HLS ARRAY_PARTITION variable = win.rowbase complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = win.colbase complete dim = 1
+  int band_rows = 0;
   const int group_size = int(seg.last - seg.first);
   const uint64_t group_out = uint64_t(seg.first) * run.out_stride;
 
@@ -278,8 +291,85 @@ lane_steps:
             write_rows<NUM_EXPERTS, WIDE_COLS, WIDE_BANKS>(output, out_off, buf.wide, NUM_TOKENS);
             break;
         }
-        pc = PC_IMAGE_DONE;
+        // a decoding call: the final tokens stay at the start of the region, the decoder's
+        // output follows them
+        pc = run.decode ? PC_DEC_NORM : PC_IMAGE_DONE;
         break;
+      case PC_DEC_NORM:
+        norm = true;
+        ln_g = dtask.norm_g;
+        ln_b = dtask.norm_b;
+        dec.conv = 0;
+        dec.y0 = 0;
+        dec.x0 = 0;
+        dec.chunk = 0;
+        pc = run.dec_stop == uint32_t(dtask.norm_stop) ? PC_DEC_STORE : PC_DEC_BAND;
+        break;
+      case PC_DEC_BAND: {
+        const DecConv& cv = dtask.conv[dec.conv];
+        dec_window(cv, dec.conv == 0, dec.y0, dec.x0, win, band_rows);
+        if (dec.conv > 0) {
+          dec_load_window(scratch, cv, win, band_rows, buf.x, buf.h, buf.wide);
+        }
+        dec.chunk = 0;
+        pc = cv.fused_up && run.dec_stop == uint32_t(cv.up_stop) ? PC_DEC_STORE : PC_DEC_CONV;
+        break;
+      }
+      case PC_DEC_CONV: {
+        const DecConv& cv = dtask.conv[dec.conv];
+        call = dec_conv_call(cv, dec.conv == 0, dec.conv + 1 == dtask.convs, win, band_rows,
+                             dec.chunk);
+        call.scale = scale_of(lin.scales, cv.scale);
+        compute = true;
+        pc = PC_DEC_STORE;
+        break;
+      }
+      case PC_DEC_STORE: {
+        // what the step before left: the LayerNorm's grid, a band's upsampled window, or a
+        // chunk of a band's outputs in x
+        const DecConv& cv = dtask.conv[dec.conv];
+        const bool at_norm = run.dec_stop == uint32_t(dtask.norm_stop);
+        const bool at_up = !at_norm && cv.fused_up && run.dec_stop == uint32_t(cv.up_stop);
+        const bool last = dec.conv + 1 == dtask.convs;
+        const bool to_output = last || run.dec_stop == uint32_t(cv.stop);
+        if (at_norm) {
+          dec_store_norm(output, out_off + dec_out, buf.h);
+          pc = PC_IMAGE_DONE;
+          break;
+        }
+        if (at_up) {
+          dec_store_ring(output, out_off + dec_out, cv, win, band_rows, buf.wide);
+        } else if (to_output) {
+          dec_store_band<PORT_OUTPUT>(output, out_off + dec_out, cv, win, band_rows, dec.chunk,
+                                      buf.x);
+        } else {
+          dec_store_band<PORT_SCRATCH>(scratch, DEC_MAP_OFF[cv.dst_map], cv, win, band_rows,
+                                       dec.chunk, buf.x);
+        }
+        // the next chunk, band, convolution, or the end
+        const int chunks = (cv.c_out + DEC_CHUNK - 1) / DEC_CHUNK;
+        if (!at_up && dec.chunk + 1 < chunks) {
+          dec.chunk += 1;
+          pc = PC_DEC_CONV;
+          break;
+        }
+        dec.x0 += cv.band_cols;
+        if (dec.x0 >= cv.w) {
+          dec.x0 = 0;
+          dec.y0 += cv.band_rows;
+        }
+        if (dec.y0 < cv.h) {
+          pc = PC_DEC_BAND;
+        } else if (last || to_output || at_up) {
+          pc = PC_IMAGE_DONE;  // the stage the call returns is out
+        } else {
+          dec.conv += 1;
+          dec.y0 = 0;
+          dec.x0 = 0;
+          pc = PC_DEC_BAND;
+        }
+        break;
+      }
       case PC_IMAGE_DONE: {
         bool resumed = false;
         if (parks) {
@@ -305,7 +395,11 @@ lane_steps:
           if (!s.on_chip) {
             resume_image(output, out_off, buf);
           }
-          pc = PC_HEAD;
+          // from past the last block: a decoding call's images, their final tokens back
+          // from their output regions (expert-major), go on to the decoder
+          const bool decode = seg.from == DEPTH;
+          s.block = decode ? DEPTH - 1 : s.block;
+          pc = decode ? PC_DEC_NORM : PC_HEAD;
         }
         break;
       case PC_EMBED:
@@ -325,7 +419,8 @@ lane_steps:
         }
         start_walk(walk);
         cur = 0;
-        e = next_expert_chunk(scratch, group_out, group_size, count, walk, lane.expert_chunk[cur]);
+        e = next_expert_chunk(scratch, group_out, run.out_stride, group_size, count, walk,
+                              lane.expert_chunk[cur]);
         move = SIDE_GATHER;  // nothing to hide it behind
         move_expert_chunk = cur;
         pc = e < NUM_EXPERTS ? PC_GROUP_FC1 : PC_GROUP_MERGE;
@@ -341,8 +436,8 @@ lane_steps:
       case PC_GROUP_FC2: {
         // the next expert chunk (this expert's next, or the next expert's first) and its weights;
         // fc2 of expert chunk cur gathers its h meanwhile
-        const int next = next_expert_chunk(scratch, group_out, group_size, count, walk,
-                                           lane.expert_chunk[cur ^ 1]);
+        const int next = next_expert_chunk(scratch, group_out, run.out_stride, group_size, count,
+                                           walk, lane.expert_chunk[cur ^ 1]);
         call = expert_chunk_fc2_call(blk, e, lane.expert_chunk[cur].rows, cur, next);
         call.scale = scale_of(lin.scales, expert_scale_at(group, e, true));
         compute = true;
@@ -451,14 +546,16 @@ segment_steps:
     }
     a_linear = !a_linear;
     if (idle) {
-      if (parked + 1 == DEPTH) {
+      if (parked + 1 == DEPTH && !run.decode) {
         break;  // the last block: the experts left the final tokens in the output regions
       }
+      // (a decoding call: the images come back from past the last block for the decoder)
       // the images go on from the block after, starting again with set a's linear turn
       seg.from = parked + 1;
       parked = NOT_PARKED;
-      a = {SET_LOAD, first, seg.from, false};
-      b = {first + 1 < last ? SET_LOAD : SET_IDLE, first + 1, seg.from, false};
+      const int block = seg.from < DEPTH ? seg.from : DEPTH - 1;  // a valid BLOCK index
+      a = {SET_LOAD, first, block, false};
+      b = {first + 1 < last ? SET_LOAD : SET_IDLE, first + 1, block, false};
       a_linear = true;
     }
   }

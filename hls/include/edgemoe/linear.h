@@ -33,6 +33,8 @@ enum LinearInput {
   IN_H,         ///< h: LayerNorm or attention output
   IN_H_GATHER,  ///< h rows listed in an expert queue
   IN_WIDE,      ///< wide: MLP or expert hidden rows
+  IN_GRID,      ///< a decoder convolution's im2col rows from the token grid in h (conv_0)
+  IN_RING,      ///< a decoder convolution's im2col rows from its band's window in wide
 };
 
 /// What a linear-unit call does with a finished output.
@@ -46,6 +48,31 @@ enum LinearOutput {
   OUT_EXPERT,    ///< x[token] += round(g * narrow(acc + bias))  (expert fc2)
   OUT_DELTA,     ///< x[r] = round(g * narrow(acc + bias))  (expert fc2, expert-major: x is
                  ///< free while the images are parked; the merge adds it to the token's x)
+  OUT_CONV,      ///< x[r] = ReLU(narrow(acc + bias)) to dec_feat  (a decoder convolution)
+  OUT_LOGITS,    ///< x[r] = narrow(acc + bias) to dec_out  (the decoder's classifier)
+};
+
+/// A decoder convolution's band as the unit reads it (IN_GRID, IN_RING; decoder.h builds
+/// it). Row r of the call is band pixel (by, bx) = (r / cols, r % cols), kept as counters;
+/// input tile `it` is tap (ky, kx) = ((it / cp_tiles) / k, (it / cp_tiles) % k) and
+/// channels (it % cp_tiles) * LIN_IN.., also counters. The tap reads map pixel
+/// (gy, gx) = (y0 + by + ky - k / 2, x0 + bx + kx - k / 2), 0 outside the map or past
+/// c_in, from row rowbase[gy - wy0] + gx - wx0 of h (IN_GRID) or wide (IN_RING), column
+/// colbase[gy - wy0] + channel: every column base is a multiple of LIN_IN, so lane i
+/// reads bank i, as for every other input kind.
+struct ConvWindow {
+  int k;                      ///< kernel size (1 or 3)
+  int c_in;                   ///< input channels; the rest of each tap's c_pad reads 0
+  int cp_tiles;               ///< c_pad / LIN_IN: input tiles per tap
+  int h;                      ///< map rows
+  int w;                      ///< map columns
+  int y0;                     ///< the band's first row
+  int x0;                     ///< its first column
+  int cols;                   ///< its width
+  int wy0;                    ///< the window's first row
+  int wx0;                    ///< its first column
+  int rowbase[DEC_WIN_ROWS];  ///< buffer row of each window row's first pixel
+  int colbase[DEC_WIN_ROWS];  ///< buffer column of its first channel (a multiple of LIN_IN)
 };
 
 /// Token rows a call moves over the output and scratch ports while it computes
@@ -85,6 +112,7 @@ struct LinearCall {
   RowSide side;           ///< rows moved meanwhile (OUT_DELTA: `expert` names the expert chunk)
   int side_expert_chunk;  ///< which of LaneBuffers::expert_chunk they are
   TensorScale scale;      ///< binary points of the weights and the addend (scale table)
+  ConvWindow win;         ///< IN_GRID / IN_RING: the band and its window
 };
 
 /// A call reading `in` and finishing with `out`, every other field empty: no rows, no
@@ -103,6 +131,22 @@ inline LinearCall linear_call(LinearInput in, LinearOutput out) {
   c.next_tiles = 0;
   c.side = SIDE_NONE;
   c.side_expert_chunk = 0;
+  // no convolution: an empty map (no tap inside it) of one-pixel bands
+  c.win.k = 1;
+  c.win.c_in = 0;
+  c.win.cp_tiles = 1;
+  c.win.h = 0;
+  c.win.w = 0;
+  c.win.y0 = 0;
+  c.win.x0 = 0;
+  c.win.cols = 1;
+  c.win.wy0 = 0;
+  c.win.wx0 = 0;
+linear_call_window:
+  for (int u = 0; u < DEC_WIN_ROWS; ++u) {
+    c.win.rowbase[u] = 0;
+    c.win.colbase[u] = 0;
+  }
   return c;
 }
 
@@ -148,24 +192,27 @@ struct LinearState {
 
 static_assert(TOKEN_BIAS_W <= ACT_W, "token bias is staged in the activation buffer");
 
-/// Input element (r, c) of a call, 0 past the last column (padded weights are 0 too).
-/// The caller's c is `it * LIN_IN + i`: bank i of h, wide and pix (all cyclic LIN_IN).
-/// `hr` is the row of h the call reads (r, or the queued token of IN_H_GATHER: read once
-/// per row by the caller, not once per lane), so each buffer is read by one expression.
+/// Input element of a call at column c of a row: 0 where `live` is false (past the last
+/// column -- padded weights are 0 too -- or, for a convolution, outside the map).
+/// The caller's c is `base + i` with base a multiple of LIN_IN: bank i of h, wide and pix
+/// (all cyclic LIN_IN). `hr` and `wr` are the rows of h and wide the call reads (r; the
+/// queued token of IN_H_GATHER; a convolution's window pixel: computed once per row by
+/// the caller, not once per lane), so each buffer is read by one expression.
 inline act_t linear_input(const LinearCall& call, const act_t h[NUM_TOKENS][EMBED_DIM],
                           const act_t wide[NUM_TOKENS][WIDE_COLS], const LaneBuffers& lane, int r,
-                          int hr, int c) {
+                          int hr, int wr, int c, bool live) {
 #pragma HLS INLINE  // a lane of the MAC row: reads bank c % LIN_IN of a run-time row
-  if (c >= call.k) {
+  if (!live) {
     return 0;
   }
   switch (call.in) {
     case IN_PIXELS:
       return act_t(lane.pix[r][c]);  // bank: i (the caller's c = it * LIN_IN + i)
     case IN_WIDE:
-      return wide[r][c];  // bank: i
-    default:              // IN_H, IN_H_GATHER
-      return h[hr][c];    // bank: i
+    case IN_RING:
+      return wide[wr][c];  // bank: i
+    default:               // IN_H, IN_H_GATHER, IN_GRID
+      return h[hr][c];     // bank: i
   }
 }
 
@@ -225,6 +272,12 @@ inline wide_t linear_output(LinearOutput out, const LinearShift& sh, wide_t acc,
       break;
     case OUT_EXPERT:
       x_new = act_t(saturate<ACT_W>(xold + gated));
+      break;
+    case OUT_CONV:  // ReLU on the rounded sum, then the upper rail only (golden's linear)
+      x_new = act_t(saturate<DEC_FEAT_W>(v < 0 ? wide_t(0) : v));
+      break;
+    case OUT_LOGITS:
+      x_new = act_t(saturate<DEC_OUT_W>(v));
       break;
     default:  // OUT_DELTA: what OUT_EXPERT adds, kept for the merge
       x_new = act_t(gated);
@@ -422,9 +475,17 @@ inline void lin_compute(const LinearCall& call, const LinearPlan& pl, hls::strea
   act_t x_new[X_BANKS];  // what each bank of x takes (its one write)
 #pragma HLS ARRAY_PARTITION variable = x_new complete dim = 1
   // per call: the shifts, where outputs go, which side move
-  const LinearShift sh = linear_shift(
-      call.scale, call.in == IN_PIXELS ? PIXEL_F : ACT_F,
-      call.out == OUT_QKV ? ATTN_QKV_F : (call.out == OUT_GATE ? ATTN_SCORE_F : ACT_F));
+  const int in_frac = call.in == IN_PIXELS ? PIXEL_F : call.in == IN_RING ? DEC_FEAT_F : ACT_F;
+  const int out_frac = call.out == OUT_QKV      ? ATTN_QKV_F
+                       : call.out == OUT_GATE   ? ATTN_SCORE_F
+                       : call.out == OUT_CONV   ? DEC_FEAT_F
+                       : call.out == OUT_LOGITS ? DEC_OUT_F
+                                                : ACT_F;
+  const LinearShift sh = linear_shift(call.scale, in_frac, out_frac);
+  // a convolution's geometry (IN_GRID / IN_RING), per call
+  const bool conv = call.in == IN_GRID || call.in == IN_RING;
+  const ConvWindow& win = call.win;
+  const int halo = win.k >> 1;
   const bool to_x = !writes_wide(call.out);
   const bool epi_reads_x = reads_x(call.out);
   const bool has_bias = call.b_off != NO_TENSOR;
@@ -446,7 +507,12 @@ lin_buf_ahead:
   int pass_last = (fetch_now ? pl.fetching : pl.plain) - 1;
   bool first = true;       // it == 0: accumulators start from zero, no clearing pass
   bool last = pl.IT == 1;  // it == IT - 1: the epilogue runs with the last MACs
-  int sr = 0;              // the side move's row and word
+  int by = 0;              // a convolution's band pixel of row r (r = by * cols + bx)
+  int bx = 0;
+  int ky = 0;  // and the tap and channel tile of input tile it
+  int kx = 0;
+  int cb = 0;
+  int sr = 0;  // the side move's row and word
   int sw = 0;
   BankAt h_at = {0, 0};  // the side word's first column in h's banks and in x's
   BankAt x_at = {0, 0};
@@ -466,10 +532,11 @@ lin_pass:
     // proof: x: each (row, column) is read-modified-written once, in one iteration (the epilogue
     //    of its output tile; OUT_EXPERT's rows are distinct tokens of one queue); the merge
     //    reads x only in a call that writes wide (fc1), never x.
-    // proof: h: read by IN_H / IN_H_GATHER calls, written only by the gather, which rides on an
-    //    IN_WIDE call (expert fc2).
-    // proof: wide: read by IN_WIDE calls, written only by OUT_QKV / OUT_GATE / OUT_GELU calls,
-    //    whose input is h or the pixels.
+    // proof: h: read by IN_H / IN_H_GATHER / IN_GRID calls, written only by the gather, which
+    //    rides on an IN_WIDE call (expert fc2).
+    // proof: wide: read by IN_WIDE / IN_RING calls, written only by OUT_QKV / OUT_GATE /
+    //    OUT_GELU calls, whose input is h or the pixels.
+    // proof: x: OUT_CONV / OUT_LOGITS write each (row, column) once and read none.
 #pragma HLS DEPENDENCE variable = x inter false
 #pragma HLS DEPENDENCE variable = h inter false
 #pragma HLS DEPENDENCE variable = wide inter false
@@ -535,10 +602,21 @@ lin_pass:
       }
       if (row_live) {
         const param_t* w = wtile[rbuf];
-        const int hr = call.in == IN_H_GATHER ? tok : r;
+        // a convolution's tap of this row: the map pixel, inside the map or not, and
+        // where its window holds it (adds, compares and a DEC_WIN_ROWS-way select)
+        const int gy = win.y0 + by + ky - halo;
+        const int gx = win.x0 + bx + kx - halo;
+        const bool inside = gy >= 0 && gy < win.h && gx >= 0 && gx < win.w;
+        const int u = inside ? gy - win.wy0 : 0;
+        const int ring_row = win.rowbase[u] + gx - win.wx0;
+        const int chan = cb * LIN_IN;  // the tap's first channel of this input tile
+        const int base = conv ? win.colbase[u] + chan : it * LIN_IN;
+        const int hr = conv ? ring_row : call.in == IN_H_GATHER ? tok : r;
+        const int wr = conv ? ring_row : r;
       lin_fetch:
         for (int i = 0; i < LIN_IN; ++i) {
-          xseg[i] = linear_input(call, h, wide, lane, r, hr, it * LIN_IN + i);  // bank: i
+          const bool live = conv ? inside && chan + i < win.c_in : it * LIN_IN + i < call.k;
+          xseg[i] = linear_input(call, h, wide, lane, r, hr, wr, base + i, live);  // bank: i
         }
       lin_mac_out:
         for (int o = 0; o < LIN_OUT; ++o) {
@@ -588,6 +666,8 @@ lin_pass:
       // logic before the selects.
       if (r == pass_last) {
         r = 0;
+        by = 0;
+        bx = 0;
         ++t;
         rbuf = next_tile_buf(rbuf);
         wbuf = next_tile_buf(wbuf);
@@ -598,12 +678,24 @@ lin_pass:
         if (last) {
           it = 0;
           ++ot;
+          ky = 0;
+          kx = 0;
+          cb = 0;
         } else {
           ++it;
+          // the next tap's channel tile: counters, no division
+          const bool tap_done = cb + 1 == win.cp_tiles;
+          const bool row_done = tap_done && kx + 1 == win.k;
+          cb = tap_done ? 0 : cb + 1;
+          kx = tap_done ? (row_done ? 0 : kx + 1) : kx;
+          ky = row_done ? ky + 1 : ky;
         }
         last = it == pl.IT - 1;
       } else {
         ++r;
+        const bool wrap = bx + 1 == win.cols;  // the band's next pixel
+        bx = wrap ? 0 : bx + 1;
+        by = wrap ? by + 1 : by;
       }
     }
   }

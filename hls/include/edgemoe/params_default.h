@@ -140,6 +140,9 @@ constexpr int ACC_LINEAR_IN_DIM_BITS = 45;
 constexpr int ACC_LINEAR_IN_HIDDEN_BITS = 47;
 constexpr int ACC_GATE_BITS = 45;
 constexpr int ACC_ATTN_ACC_BITS = 42;
+/// The task decoders' convolutions on the linear unit (0: no pup decoder).
+constexpr int ACC_DEC_CONV_FIRST_BITS = 48;
+constexpr int ACC_DEC_CONV_BITS = 47;
 /// LayerNorm's T1: the sum of a token's ln_stat values.
 constexpr int ACC_LN_STAT_SUM_BITS = 30;
 /// The softmax running sum: at most one 1.0 per key.
@@ -845,6 +848,10 @@ constexpr int DEC_MAX_CONVS = 5;
 constexpr uint32_t DEC_TOKENS_STOP = 86;
 constexpr uint64_t DEC_MAP_OFF[2] = {0ull, 8388608ull};
 constexpr uint64_t DEC_SCRATCH_BYTES = 16777216ull;
+/// Rows of the largest band window (conv_0's: the token grid), and the most words
+/// per image a decoding call's output takes (tokens + its largest stage).
+constexpr int DEC_WIN_ROWS = 8;
+constexpr uint64_t DEC_OUTPUT_WORDS = 2121920ull;
 /// One convolution: bundle offsets, scale row, shapes (after any fused x2), input
 /// channels per tap in the weight rows (c_pad), the band (rows x cols; the bands
 /// tile the map row-major), debug-stop codes (up_stop: its fused x2's, 0 if none)

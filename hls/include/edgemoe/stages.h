@@ -23,6 +23,9 @@ struct Run {
   int stop;  ///< NO_STOP, or debug_stop - 1: 0 the embedding, 1 + STAGES_PER_BLOCK * i + s
              ///< stage s of block i
   uint64_t out_stride;  ///< output bytes per image
+  bool decode;          ///< the task's decoder runs after the backbone (a pup task, no stop
+                        ///< or a decoder stage's)
+  uint32_t dec_stop;    ///< that stage's debug_stop, 0 for the logits
 };
 
 /// Write n rows of COLS raw values (row stride STRIDE, banked cyclic BANKS) to the output

@@ -1,0 +1,355 @@
+// The task decoder (M3ViT's pup head) on the linear lane: after an image's backbone, the
+// final LayerNorm (the lane's LayerNorm unit), then each convolution band by band as
+// linear-unit calls on im2col rows (IN_GRID for conv_0, which reads the token grid in
+// place in h; IN_RING for the others, which read their band's window from a ring in
+// wide), each bilinear x2 fused into the band load of the convolution after it, and the
+// 1x1 classifier's logits to the output region. This file holds the band geometry and
+// the band loads and stores; the steps are the linear lane's (lanes.h: PC_DEC_*), so the
+// one linear unit computes every convolution.
+//
+// Layout contract: edgemoe.host.contracts.decoder (bands, the ring, chunk-planar maps in
+// the scratch buffer, the output region). Golden: edgemoe.sim.golden.Golden.decode.
+// Contract: bit-exact.
+#ifndef EDGEMOE_DECODER_H_
+#define EDGEMOE_DECODER_H_
+
+#include "edgemoe/banked.h"
+#include "edgemoe/buffers.h"
+#include "edgemoe/config.h"
+#include "edgemoe/ddr.h"
+#include "edgemoe/linear.h"
+
+namespace edgemoe {
+
+/// Bytes of an image's final tokens at the start of a decoding call's output region: the
+/// stage's output follows them (contracts.decoder.tokens_words).
+constexpr uint64_t DEC_TOKENS_BYTES = uint64_t(NUM_TOKENS) * EMBED_DIM * 4;
+
+static_assert(DEC_CHUNK % LIN_OUT == 0 && DEC_CHUNK <= EMBED_DIM,
+              "a chunk is whole output tiles of a row of x");
+static_assert(DEC_CHUNK % ROW_LANES == 0, "a full chunk is whole bus words per pixel");
+static_assert((ROW_LANES & (ROW_LANES - 1)) == 0, "words per pixel: a shift");
+
+/// Bus words of one pixel of a chunk of n channels.
+inline int chunk_words(int n) {
+  return (n + ROW_LANES - 1) / ROW_LANES;  // a shift: ROW_LANES is a power of two
+}
+
+/// Advance `at` by STEP columns of a row banked cyclic BANKS, STEP any constant: an add
+/// and a compare (bank_advance takes STEP < BANKS only).
+template <int BANKS, int STEP>
+inline void bank_step(BankAt& at) {
+#pragma HLS INLINE
+  const int p = at.phase + STEP % BANKS;
+  const bool wrap = p >= BANKS;
+  at.phase = wrap ? p - BANKS : p;
+  at.row = at.row + STEP / BANKS + (wrap ? 1 : 0);
+}
+
+/// Where the linear lane is in a task's decoder: convolution `conv`, the band at (y0, x0),
+/// output chunk `chunk` of it (channels chunk * DEC_CHUNK ..).
+struct DecState {
+  int conv;
+  int y0;
+  int x0;
+  int chunk;
+};
+
+/// Rows, columns and the window of the band at (y0, x0) of convolution `cv` (the first
+/// reads the token grid, the others their ring), as the linear unit reads it; `rows`
+/// returns the band's rows. The ring: window row u at rows (u % RPS) * WC .. of column
+/// slot u / RPS (WC the window's width, RPS = NUM_TOKENS / WC), found by counters.
+inline void dec_window(const DecConv& cv, bool first, int y0, int x0, ConvWindow& win, int& rows) {
+  const int halo = cv.k >> 1;
+  rows = cv.band_rows < cv.h - y0 ? cv.band_rows : cv.h - y0;
+  const int cols = cv.band_cols < cv.w - x0 ? cv.band_cols : cv.w - x0;
+  win.k = cv.k;
+  win.c_in = cv.c_in;
+  win.cp_tiles = cv.c_pad / LIN_IN;  // once per band; LIN_IN divides c_pad (a shift when 2^n)
+  win.h = cv.h;
+  win.w = cv.w;
+  win.y0 = y0;
+  win.x0 = x0;
+  win.cols = cols;
+  win.wy0 = y0 - halo > 0 ? y0 - halo : 0;
+  win.wx0 = x0 - halo > 0 ? x0 - halo : 0;
+  const int wx1 = x0 + cols + halo < cv.w ? x0 + cols + halo : cv.w;
+  const int wc = first ? cv.w : wx1 - win.wx0;
+  int row = first ? 1 : 0;  // the grid's pixel (y, x) is token 1 + y * w + x
+  int col = 0;
+dec_window_rows:
+  for (int u = 0; u < DEC_WIN_ROWS; ++u) {
+#pragma HLS UNROLL  // DEC_WIN_ROWS registers each (the MAC row's select)
+    const bool next_slot = !first && row + wc > NUM_TOKENS;
+    row = next_slot ? 0 : row;
+    col = next_slot ? col + cv.c_pad : col;
+    win.rowbase[u] = row;
+    win.colbase[u] = col;
+    row += wc;
+  }
+}
+
+/// Byte offset of plane `chunk` of a map of h x w pixels (chunk-planar: every plane before
+/// it is a full chunk).
+inline uint64_t dec_plane(int h, int w, int chunk) {
+  return uint64_t(h) * uint64_t(w) * uint64_t(chunk) * (DEC_CHUNK * 4);
+}
+
+/// One map row's pixels [x0, x0 + n) of one chunk plane (n_ch channels) from DDR into
+/// buffer rows `first_row + j` (j < n) at columns col0.., banked cyclic BANKS: one burst,
+/// each bus word's lanes through the bank rotate network.
+template <int PORT, int BANKS, int STRIDE>
+inline void dec_read_pixels(const word_t* bus, uint64_t byte_off, int n, int n_ch, int first_row,
+                            int col0, act_t buf[NUM_TOKENS][STRIDE]) {
+#pragma HLS INLINE  // buf is a buffer of the caller's
+  const int pw = chunk_words(n_ch);
+  const int words = n * pw;
+  const uint64_t first = byte_off / WORD_BYTES;
+  count_words<PORT>(words, false);
+  const BankAt at0 = bank_at<BANKS, ROW_LANES>(col0);  // once per burst
+  BankAt at = at0;
+  int j = 0;
+  int g = 0;
+dec_read_pixels_words:
+  for (int i = 0; i < words; ++i) {
+#pragma HLS PIPELINE II = 1  // a bus word per cycle: one burst
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS * DEC_CHUNK / ROW_LANES
+    act_t vals[ROW_LANES];
+#pragma HLS ARRAY_PARTITION variable = vals complete dim = 1  // a bus word's lanes
+    unpack_word<4, true, ROW_LANES>(bus, first + i, vals);
+    const int left = n_ch - g * ROW_LANES;
+    store_lanes_at<BANKS, ROW_LANES>(buf[first_row + j], at, left < ROW_LANES ? left : ROW_LANES,
+                                     vals);
+    bank_advance<BANKS, ROW_LANES>(at);
+    if (++g == pw) {
+      g = 0;
+      ++j;
+      at = at0;
+    }
+  }
+}
+
+/// The band's window into the ring (wide): for each window row, each chunk plane of the
+/// source map in one burst per row and chunk. Without a fused x2 the window's pixels go
+/// straight to the ring; with one, the two source rows of each window row (its own and
+/// its neighbour, contracts.decoder.up_source_rows) go to x and h, one pixel per buffer
+/// row, and the x2 is computed from them into the ring, LIN_OUT channels a cycle:
+/// out(2j + b) = (9 x[j] + 3 h[j] + 3 x[j'] + h[j'] + 8) >> 4 (units.upsample2x), j' the
+/// column neighbour on b's side, clamped.
+inline void dec_load_window(const word_t* scratch, const DecConv& cv, const ConvWindow& win,
+                            int rows, act_t x[NUM_TOKENS][EMBED_DIM],
+                            act_t h[NUM_TOKENS][EMBED_DIM], act_t wide[NUM_TOKENS][WIDE_COLS]) {
+  const int halo = cv.k >> 1;
+  const int wy1 = win.y0 + rows + halo < cv.h ? win.y0 + rows + halo : cv.h;
+  const int wx1 = win.x0 + win.cols + halo < cv.w ? win.x0 + win.cols + halo : cv.w;
+  const int wc = wx1 - win.wx0;
+  const uint64_t src = DEC_MAP_OFF[cv.src_map];
+  const int chunks = (cv.c_in + DEC_CHUNK - 1) / DEC_CHUNK;  // a few per call: 1 or 2
+  // a fused x2's source columns [js0, js1) (contracts.decoder._up_cols)
+  const int js0 = (win.wx0 >> 1) - 1 > 0 ? (win.wx0 >> 1) - 1 : 0;
+  const int js1 = ((wx1 - 1) >> 1) + 2 < cv.src_w ? ((wx1 - 1) >> 1) + 2 : cv.src_w;
+  const int sw = js1 - js0;
+dec_load_rows:
+  for (int u = 0; u < wy1 - win.wy0; ++u) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = DEC_WIN_ROWS
+    const int gy = win.wy0 + u;
+    const int ring = win.rowbase[u];
+    int stage = 0;  // x / h row of chunk ch's first source pixel
+  dec_load_chunks:
+    for (int ch = 0; ch < chunks; ++ch) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 2
+      const int c0 = ch * DEC_CHUNK;
+      const int n_ch = cv.c_in - c0 < DEC_CHUNK ? cv.c_in - c0 : DEC_CHUNK;
+      const int pw = chunk_words(n_ch);
+      if (!cv.fused_up) {
+        const uint64_t at = src + dec_plane(cv.src_h, cv.src_w, ch) +
+                            (uint64_t(gy) * cv.src_w + win.wx0) * pw * WORD_BYTES;
+        dec_read_pixels<PORT_SCRATCH, WIDE_BANKS, WIDE_COLS>(scratch, at, wc, n_ch, ring,
+                                                             win.colbase[u] + c0, wide);
+      } else {
+        const int i = gy >> 1;
+        const int i2n = (gy & 1) ? i + 1 : i - 1;
+        const int i2 = i2n < 0 ? 0 : i2n >= cv.src_h ? cv.src_h - 1 : i2n;
+        const uint64_t plane = src + dec_plane(cv.src_h, cv.src_w, ch);
+        dec_read_pixels<PORT_SCRATCH, X_BANKS, EMBED_DIM>(
+            scratch, plane + (uint64_t(i) * cv.src_w + js0) * pw * WORD_BYTES, sw, n_ch, stage, 0,
+            x);
+        dec_read_pixels<PORT_SCRATCH, H_BANKS, EMBED_DIM>(
+            scratch, plane + (uint64_t(i2) * cv.src_w + js0) * pw * WORD_BYTES, sw, n_ch, stage, 0,
+            h);
+        // the window row's pixels of this chunk, LIN_OUT channels a cycle
+        const int groups = (n_ch + LIN_OUT - 1) / LIN_OUT;  // at most DEC_CHUNK / LIN_OUT
+        const BankAt at0 = bank_at<WIDE_BANKS, LIN_IN>(win.colbase[u] + c0);
+        BankAt at = at0;
+        int v = 0;
+        int g = 0;
+      dec_up_words:
+        for (int n = 0; n < wc * groups; ++n) {
+#pragma HLS PIPELINE II = 1  // two reads per bank of x and of h, one rotate into wide
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS * DEC_CHUNK / LIN_OUT
+          const int gx = win.wx0 + v;
+          const int j = gx >> 1;
+          const int jn_raw = (gx & 1) ? j + 1 : j - 1;
+          const int jn = jn_raw < 0 ? 0 : jn_raw >= cv.src_w ? cv.src_w - 1 : jn_raw;
+          const int ra = stage + j - js0;
+          const int rb = stage + jn - js0;
+          act_t hb[LIN_OUT];
+          act_t hd[LIN_OUT];
+          act_t out[LIN_OUT];
+#pragma HLS ARRAY_PARTITION variable = hb complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = hd complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = out complete dim = 1
+          const BankAt hat = bank_at<H_BANKS, LIN_OUT>(g * LIN_OUT);  // g < 8: a small table
+          load_lanes_at<H_BANKS, LIN_OUT>(h[ra], hat, LIN_OUT, hb);
+          load_lanes_at<H_BANKS, LIN_OUT>(h[rb], hat, LIN_OUT, hd);
+        dec_up_lanes:
+          for (int o = 0; o < LIN_OUT; ++o) {
+            const int c = g * LIN_OUT + o;  // bank: o of x (X_BANKS = LIN_OUT)
+            const wide_t a = wide_t(x[ra][c]);
+            const wide_t cc = wide_t(x[rb][c]);
+            out[o] = act_t((9 * a + 3 * wide_t(hb[o]) + 3 * cc + wide_t(hd[o]) + 8) >> 4);
+          }
+          const int left = n_ch - g * LIN_OUT;
+          store_lanes_at<WIDE_BANKS, LIN_OUT>(wide[ring + v], at, left < LIN_OUT ? left : LIN_OUT,
+                                              out);
+          bank_step<WIDE_BANKS, LIN_OUT>(at);
+          if (++g == groups) {
+            g = 0;
+            ++v;
+            at = at0;
+          }
+        }
+      }
+      stage += sw;
+    }
+  }
+}
+
+/// One chunk of the band's outputs (x rows 0.., row-major over the band) to a chunk-planar
+/// map at `base` (the scratch map, or the stage's place in the output region): one burst
+/// per band row, each pixel's chunk from x through the bank rotate network.
+template <int PORT>
+inline void dec_store_band(word_t* bus, uint64_t base, const DecConv& cv, const ConvWindow& win,
+                           int rows, int chunk, const act_t x[NUM_TOKENS][EMBED_DIM]) {
+  const int c0 = chunk * DEC_CHUNK;
+  const int n_ch = cv.c_out - c0 < DEC_CHUNK ? cv.c_out - c0 : DEC_CHUNK;
+  const int pw = chunk_words(n_ch);
+  const uint64_t plane = base + dec_plane(cv.h, cv.w, chunk);
+  int p = 0;  // the band pixel: x row
+dec_store_rows:
+  for (int yr = 0; yr < rows; ++yr) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
+    const uint64_t first =
+        (plane + (uint64_t(win.y0 + yr) * cv.w + win.x0) * pw * WORD_BYTES) / WORD_BYTES;
+    const int words = win.cols * pw;
+    count_words<PORT>(words, true);
+    BankAt at = {0, 0};
+    int g = 0;
+  dec_store_words:
+    for (int i = 0; i < words; ++i) {
+#pragma HLS PIPELINE II = 1  // a bus word per cycle: one burst per band row
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS * DEC_CHUNK / ROW_LANES
+      act_t vals[ROW_LANES];
+#pragma HLS ARRAY_PARTITION variable = vals complete dim = 1
+      const int left = n_ch - g * ROW_LANES;
+      const int n = left < ROW_LANES ? left : ROW_LANES;
+      load_lanes_at<X_BANKS, ROW_LANES>(x[p], at, n, vals);
+      bus[first + i] = pack_i32<ROW_LANES>(vals, n);
+      bank_advance<X_BANKS, ROW_LANES>(at);
+      if (++g == pw) {
+        g = 0;
+        ++p;
+        at.row = 0;
+        at.phase = 0;
+      }
+    }
+  }
+}
+
+/// A debug stop at a fused x2: the band's own pixels of the upsampled map, from the ring
+/// to the output region (chunk-planar, c_in channels).
+inline void dec_store_ring(word_t* output, uint64_t base, const DecConv& cv, const ConvWindow& win,
+                           int rows, const act_t wide[NUM_TOKENS][WIDE_COLS]) {
+  const int chunks = (cv.c_in + DEC_CHUNK - 1) / DEC_CHUNK;
+dec_store_ring_rows:
+  for (int yr = 0; yr < rows; ++yr) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
+    const int u = win.y0 + yr - win.wy0;
+    const int ring = win.rowbase[u] + win.x0 - win.wx0;
+  dec_store_ring_chunks:
+    for (int ch = 0; ch < chunks; ++ch) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 2
+      const int c0 = ch * DEC_CHUNK;
+      const int n_ch = cv.c_in - c0 < DEC_CHUNK ? cv.c_in - c0 : DEC_CHUNK;
+      const int pw = chunk_words(n_ch);
+      const uint64_t first = (base + dec_plane(cv.h, cv.w, ch) +
+                              (uint64_t(win.y0 + yr) * cv.w + win.x0) * pw * WORD_BYTES) /
+                             WORD_BYTES;
+      const int words = win.cols * pw;
+      count_words<PORT_OUTPUT>(words, true);
+      const BankAt at0 = bank_at<WIDE_BANKS, ROW_LANES>(win.colbase[u] + c0);
+      BankAt at = at0;
+      int p = 0;
+      int g = 0;
+    dec_store_ring_words:
+      for (int i = 0; i < words; ++i) {
+#pragma HLS PIPELINE II = 1  // a bus word per cycle: one burst per row and chunk
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS * DEC_CHUNK / ROW_LANES
+        act_t vals[ROW_LANES];
+#pragma HLS ARRAY_PARTITION variable = vals complete dim = 1
+        const int left = n_ch - g * ROW_LANES;
+        const int n = left < ROW_LANES ? left : ROW_LANES;
+        load_lanes_at<WIDE_BANKS, ROW_LANES>(wide[ring + p], at, n, vals);
+        output[first + i] = pack_i32<ROW_LANES>(vals, n);
+        bank_advance<WIDE_BANKS, ROW_LANES>(at);
+        if (++g == pw) {
+          g = 0;
+          ++p;
+          at = at0;
+        }
+      }
+    }
+  }
+}
+
+/// A debug stop at the decoder's LayerNorm: the grid's tokens (h rows 1..) to the output
+/// region, one burst.
+inline void dec_store_norm(word_t* output, uint64_t base, const act_t h[NUM_TOKENS][EMBED_DIM]) {
+  constexpr int WORDS = NUM_PATCHES * ROW_WORDS;
+  const uint64_t first = base / WORD_BYTES;
+  count_words<PORT_OUTPUT>(WORDS, true);
+  int t = 1;
+  int w = 0;
+dec_store_norm_words:
+  for (int i = 0; i < WORDS; ++i) {
+#pragma HLS PIPELINE II = 1  // a bus word per cycle: one burst
+    act_t vals[ROW_LANES];
+#pragma HLS ARRAY_PARTITION variable = vals complete dim = 1
+    load_lanes<H_BANKS, ROW_LANES, ROW_LANES>(h[t], w * ROW_LANES, ROW_LANES, vals);
+    output[first + i] = pack_i32<ROW_LANES>(vals, ROW_LANES);
+    if (++w == ROW_WORDS) {
+      w = 0;
+      ++t;
+    }
+  }
+}
+
+/// The linear-unit call of chunk `chunk` of a band: its output tiles' weights (tiled
+/// output tiles outermost, so a chunk's are contiguous) and bias, into x.
+inline LinearCall dec_conv_call(const DecConv& cv, bool first, bool last, const ConvWindow& win,
+                                int rows, int chunk) {
+  LinearCall c = linear_call(first ? IN_GRID : IN_RING, last ? OUT_LOGITS : OUT_CONV);
+  const int c0 = chunk * DEC_CHUNK;
+  c.k = cv.k_tiles * LIN_IN;
+  c.o = cv.c_out - c0 < DEC_CHUNK ? cv.c_out - c0 : DEC_CHUNK;
+  c.rows = rows * win.cols;
+  constexpr uint64_t TILE_BYTES = uint64_t(LIN_IN) * LIN_OUT * 2;
+  c.w_off = cv.w_off + uint64_t(chunk) * (DEC_CHUNK / LIN_OUT) * cv.k_tiles * TILE_BYTES;
+  c.b_off = cv.b_off + uint64_t(c0) * 2;
+  c.win = win;
+  return c;
+}
+
+}  // namespace edgemoe
+
+#endif  // EDGEMOE_DECODER_H_
