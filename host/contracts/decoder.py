@@ -220,9 +220,14 @@ def stop_code(cfg: ModelConfig, task: str | int, stage: str) -> int:
 def chunk_width(cfg: ModelConfig, t: Tiling) -> int:
     """Output channels of one linear-unit call of a convolution: the most whole output
     tiles that fit a row of the buffer ``x`` (``embed_dim`` values), where the call's
-    outputs land before they are stored."""
+    outputs land before they are stored, and whose bias and pixel words start on bus
+    words."""
     cw = (cfg.embed_dim // t.lin_out) * t.lin_out
-    if cw == 0:
+    # a chunk's bias (16-bit) and its pixels' words (32-bit) start on whole bus words
+    word = t.axi_bits // 8
+    while cw > 0 and ((2 * cw) % word or (4 * cw) % word):
+        cw -= t.lin_out
+    if cw <= 0:
         raise ConfigError(
             f"embed_dim {cfg.embed_dim} is narrower than an output tile ({t.lin_out}): "
             "the decoder's outputs do not fit x"

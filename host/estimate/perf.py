@@ -162,6 +162,12 @@ LOOP_II = {
     "park_queues (ddr_write_words)": (
         2, "4 queue entries a word from a 2-port queue memory (F15, left)"),
     "embed_cls, ddr_*_banked_words": (1, "one access per bank a cycle"),
+    "dec_read_pixels_words": (1, "a burst per window row and chunk; one write a bank of "
+                              "wide, x or h through the rotate network"),
+    "dec_up_words": (1, "x and h two reads a bank (rows j, j'), wide one write a bank; "
+                     "UP_LANES = 8 channels a cycle; no recurrence"),
+    "dec_store_words, dec_store_ring_words, dec_store_norm_words": (
+        1, "a burst per band row (and chunk); one read a bank of x, wide or h"),
 }  # fmt: skip
 
 #: attention.h ATTN_FINISH_PARTS: attn_store iterations per row.

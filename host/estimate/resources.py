@@ -1327,24 +1327,26 @@ def lines(
     return out
 
 
-#: The ``where`` of a decoder line whose construct the kernel's C++ does not have yet (the
-#: decoder is being put on the kernel): counted as the plan describes it, a judgement.
-PENDING = "the decoder's C++, not in hls/ yet: judgement"
-
-#: Loops the decoder adds (judgement, until its C++ is read): stages, bands, the band's
-#: calls, the ring fill, the x2 rows and columns, the band store and the logits store.
-DECODER_LOOPS = 8
-#: 64-bit address adds the decoder adds: the map read, the map write, the logits write,
-#: the stage's weights.
-DECODER_ADDR64 = 4
+#: Loops the decoder's C++ adds (hls/include/edgemoe/decoder.h; each inlined template
+#: copy its own loop): the window read (3 copies: ring, x, h), the window's rows and
+#: chunks, the x2 blend, the band store (2 copies: scratch, output, each rows + words),
+#: the up-stop store (rows, chunks, words) and the norm-stop store.
+DECODER_LOOPS = 14
+#: 64-bit byte-address computations, one per burst site: the window reads (3), the band
+#: stores (2), the up-stop and norm-stop stores.
+DECODER_ADDR64 = 7
+#: Run-time products in those addresses (pixel index x words per pixel, map rows x
+#: columns of a plane): 17 x 17 bits or less, once per burst, not in a pipeline.
+DECODER_ADDR_PRODUCTS = 10
 
 
 def decoder_lines(cfg: ModelConfig, profile: Profile, t: Tiling, o: Operators) -> list[Line]:
-    """What the task decoder adds to the kernel (unit ``decoder``), for the kernel's
-    decoder plans (edgemoe.host.contracts.decoder.decoder_plan, largest over the
-    config's tasks the datapath decodes); none when no task has such a head. The linear
-    unit, its weight stream and epilogue, the LayerNorm and the m_axi ports are the
-    backbone's."""
+    """What the task decoder adds to the kernel (unit ``decoder``), as its C++ builds it
+    (hls/include/edgemoe/decoder.h, the decoder steps of lanes.h, the IN_GRID / IN_RING
+    input and OUT_CONV / OUT_LOGITS epilogue of linear.h) for the decoder contract's
+    plans (edgemoe.host.contracts.decoder.decoder_plan, largest over the config's tasks
+    the datapath decodes); none when no task has such a head. The linear unit, its weight
+    stream and epilogue adders, the LayerNorm and the m_axi ports are the backbone's."""
     from edgemoe.host.contracts.decoder import decoder_plan, padded_channels, wide_cols
     from edgemoe.host.estimate.decoder import window
 
@@ -1355,40 +1357,54 @@ def decoder_lines(cfg: ModelConfig, profile: Profile, t: Tiling, o: Operators) -
     out: list[Line] = []
     U = "decoder"
     fw = profile.formats["dec_feat"].width
-    up_w = fw + 5  # docs/numerics.md: the x2 sum needs 5 bits more than dec_feat
+    act = o.act_w
+    up_w = act + 5  # 9a + 3b + 3c + d + 8 on act-wide values (docs/numerics.md)
     lanes = o.lin_in
+    up_lanes = math.gcd(math.gcd(o.x_banks, o.h_banks), o.wide_banks)
     w_addr = _bits(o.tokens * -(-o.wide_cols // o.wide_banks) - 1)
     max_w = max(s.shape[1] for s in stages)
     pix_w = _bits(max_w + 1)  # a map coordinate, one beyond each edge
+    win_rows = max(1, max(window(s, b)[0] for s in stages for b in s.bands))
+    C = "linear.h lin_compute (IN_GRID / IN_RING)"
     out.append(
         Line(
             U,
-            f"im2col address: tap and channel-block counters, pixel + tap ({pix_w + 1}b adds), "
-            f"4 edge compares (zero padding), ring-row wrap, bank address "
-            f"((ring row x w + x) x C / {o.lin_in} + block: 2 run-time 17x17b products, "
-            f"2 adds of {w_addr}b)",
-            f"linear.h linear_input (its conv input kind: {PENDING})",
-            lut=3 * 2 * 16 + 2 * (pix_w + 1) + 4 * (pix_w + 1) + 2 * 8 + 2 * w_addr,
-            ff=3 * 16 + 2 * (pix_w + 1) + 4 + 8 + 2 * w_addr,
-            dsp=2 * mult_dsps(17, 17),
+            f"im2col address: band-pixel and tap counters (5), pixel + tap ({pix_w + 1}b adds), "
+            f"4 edge compares (zero padding), a {win_rows}-way select of the window row's "
+            f"ring row and column base, 2 adds of {w_addr}b; no product",
+            C,
+            lut=2 * 16 + 3 * 8 + 7 * (pix_w + 1) + 2 * 12 * mux_luts(win_rows) + 2 * w_addr,
+            ff=2 * 16 + 3 * 8 + 4 * (pix_w + 1) + 2 * w_addr,
         )
     )
     out.append(
         Line(
             U,
-            f"wide banks' address: the im2col address as one more source (2:1 of {w_addr}b) "
-            f"on {o.wide_banks} banks; zero padding gates the {lanes} input lanes",
-            "linear.h linear_input (IN_WIDE read at the ring address)",
-            lut=o.wide_banks * w_addr * mux_luts(2) + lanes,
+            f"h and wide banks' row and column: the window's as one more source (2:1 of "
+            f"{w_addr}b) on {o.h_banks} + {o.wide_banks} banks; the {lanes} input lanes' "
+            "zero padding by channel (a compare each)",
+            C,
+            lut=(o.h_banks + o.wide_banks) * w_addr * mux_luts(2) + lanes * 4,
         )
     )
     out.append(
         Line(
             U,
-            f"epilogue: ReLU and saturation to dec_feat ({fw}b) on {o.lin_out} lanes",
-            f"linear.h linear_output (its decoder output kinds: {PENDING})",
-            lut=o.lin_out * (_saturate(o.act_w, fw)[0] + fw * 0.5),
+            f"epilogue: ReLU and saturation to dec_feat ({fw}b), saturation to dec_out, on "
+            f"{o.lin_out} lanes",
+            "linear.h linear_output (OUT_CONV, OUT_LOGITS)",
+            lut=o.lin_out * (2 * _saturate(o.act_w, fw)[0] + fw * 0.5),
             ff=o.lin_out * fw,
+        )
+    )
+    out.append(
+        Line(
+            U,
+            f"ConvWindow: {win_rows} ring rows and column bases in registers, the band's "
+            "origin and sizes",
+            "decoder.h dec_window, linear.h ConvWindow (ARRAY_PARTITION complete)",
+            lut=2 * win_rows * 12 * mux_luts(2),
+            ff=2 * win_rows * 12 + 8 * 16,
         )
     )
     up = [s for s in stages if s.fused_up]
@@ -1397,44 +1413,33 @@ def decoder_lines(cfg: ModelConfig, profile: Profile, t: Tiling, o: Operators) -
         out.append(
             Line(
                 U,
-                f"x2 unit: {lanes} lanes of 9a + 3(b + c) + d + 8 >> 4 (4 adds of {up_w}b, "
-                f"constant multiplies as shift-adds), 2 neighbour selects ({fw}b)",
-                f"the bilinear x2 of units.upsample2x ({PENDING})",
-                lut=lanes * (4 * lut + 2 * fw * mux_luts(2)),
-                ff=lanes * (2 * ff + fw),
+                f"x2 blend: {up_lanes} lanes (gcd of the x, h and wide banks) of "
+                f"9a + 3b + 3c + d + 8 >> 4 (4 adds of {up_w}b, the constants as shift-adds)",
+                "decoder.h dec_load_window (dec_up_words)",
+                lut=up_lanes * 4 * lut,
+                ff=up_lanes * (2 * ff + act),
             )
         )
         out.append(
             Line(
                 U,
-                f"x2 indices: row and column counters, clamps (4 compares of {pix_w}b), "
-                "line-buffer addresses",
-                f"the bilinear x2 ({PENDING})",
+                f"x2 indices: window column, source column and its neighbour (2 clamps of "
+                f"{pix_w}b), the two staging rows",
+                "decoder.h dec_load_window (dec_up_words)",
                 lut=4 * 16 + 4 * pix_w + 2 * w_addr,
                 ff=4 * 16 + 2 * w_addr,
             )
         )
         row = max(s.src_shape[1] * s.src_shape[2] for s in up)  # one low-resolution row
-        if row <= o.tokens * o.embed:
-            out.append(
-                Line(
-                    U,
-                    f"x2 line buffers: 2 low-resolution rows of {row} values in the buffer "
-                    f"set's x and h ({o.tokens} x {o.embed} each, idle during the decoder)",
-                    f"buffers.h Buffers x, h (reused: {PENDING})",
-                )
+        out.append(
+            Line(
+                U,
+                f"x2 staging: a window row's two source rows (up to {row} values each) in "
+                f"the buffer set's x and h ({o.tokens} x {o.embed} each, idle during the "
+                "decoder's later convolutions)",
+                "decoder.h dec_load_window: buffers.h Buffers x, h (reused)",
             )
-        else:
-            out.append(
-                Line(
-                    U,
-                    f"x2 line buffers: 2 low-resolution rows of {row} x {fw}b, {lanes} banks",
-                    f"the bilinear x2's own buffers, the rows exceeding x and h ({PENDING})",
-                    bram36=lanes * bram36(-(-2 * row // lanes), fw),
-                )
-            )
-    # the ring: the largest window (rows x columns x c_pad); the contract narrows a band
-    # until its window fits one buffer set's wide banks
+        )
     ring = max(
         window(s, b)[0] * window(s, b)[1] * padded_channels(s.in_shape[2], t)
         for s in stages
@@ -1449,27 +1454,46 @@ def decoder_lines(cfg: ModelConfig, profile: Profile, t: Tiling, o: Operators) -
             U,
             f"ring of window rows: up to {ring} values in one buffer set's wide banks "
             f"({capacity} values)",
-            f"buffers.h Buffers wide (reused: {PENDING})",
+            "decoder.h dec_load_window: buffers.h Buffers wide (reused)",
         )
     )
+    # the decoder's bank walks (banked.h bank_walk), counted as the rotate networks are
+    # ("range": a load lane from any bank, a store bank from any lane)
+    rl = o.row_lanes
+    nets = (
+        ("dec_read_pixels -> wide", o.wide_banks, rl, True),
+        ("dec_read_pixels -> x", o.x_banks, rl, True),
+        ("dec_read_pixels -> h", o.h_banks, rl, True),
+        ("dec_up_words <- x (2)", o.x_banks, 2 * up_lanes, False),
+        ("dec_up_words <- h (2)", o.h_banks, 2 * up_lanes, False),
+        ("dec_up_words -> wide", o.wide_banks, up_lanes, True),
+        ("dec_store_band <- x (2 copies)", o.x_banks, 2 * rl, False),
+        ("dec_store_ring <- wide", o.wide_banks, rl, False),
+        ("dec_store_norm <- h", o.h_banks, rl, False),
+    )
+    for where, banks, n_lanes, store in nets:
+        k = min(n_lanes, banks) if store else banks
+        n = banks if store else n_lanes
+        out.append(
+            Line(
+                U,
+                f"{'store' if store else 'load'} {n_lanes} lanes / {banks} banks: {k}:1 x "
+                f"{act}b per {'bank' if store else 'lane'}",
+                "banked.h bank_walk via decoder.h " + where,
+                lut=n * act * mux_luts(k),
+                ff=n * act if k > 4 else 0,
+            )
+        )
     out.append(
         Line(
             U,
-            f"band store FIFO: {AXI_BURST} x {o.axi_bits}b (outputs packed to bus words)",
-            f"the map and logits store ({PENDING})",
-            lut=60 + o.axi_bits * mux_luts(2),
-            ff=2 * 16 + o.axi_bits,
-            bram36=bram36(AXI_BURST, o.axi_bits),
-        )
-    )
-    out.append(
-        Line(
-            U,
-            f"{DECODER_LOOPS} loops (counter, bound, FSM state) and {DECODER_ADDR64} 64-bit "
-            "address adds",
-            f"the stage and band loops ({PENDING})",
-            lut=DECODER_LOOPS * o.per_loop[0] + DECODER_ADDR64 * 64,
-            ff=DECODER_LOOPS * o.per_loop[1] + DECODER_ADDR64 * 64,
+            f"{DECODER_LOOPS} loops (counter, bound, FSM state), {DECODER_ADDR64} 64-bit "
+            f"burst addresses, {DECODER_ADDR_PRODUCTS} address products (17 x 17b, once per "
+            "burst), the decoder's steps in the linear lane (4 states, the band counters)",
+            "lanes.h PC_DEC_BAND, decoder.h dec_store_band",
+            lut=DECODER_LOOPS * o.per_loop[0] + DECODER_ADDR64 * 64 + 4 * 16 + 200,
+            ff=DECODER_LOOPS * o.per_loop[1] + DECODER_ADDR64 * 64 + 4 * 16 + 120,
+            dsp=DECODER_ADDR_PRODUCTS * mult_dsps(17, 17),
         )
     )
     return out

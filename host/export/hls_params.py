@@ -552,6 +552,7 @@ def _decoder_section(cfg: ModelConfig, ents: dict, t: Tiling) -> list[str]:
         "",
         "// ---- task decoders (edgemoe.host.contracts.decoder; issue 24) ----",
         f"constexpr int DEC_MAX_CONVS = {max(1, most)};",
+        f"constexpr bool DEC_ANY = {'true' if most else 'false'};  // a task has a decoder",
         f"constexpr uint32_t DEC_TOKENS_STOP = {dp.tokens_stop_code(cfg)};",
         f"constexpr uint64_t DEC_MAP_OFF[2] = {{{plans[0].map_offsets[0]}ull, "
         f"{max(p.map_offsets[1] for p in plans)}ull}};",

@@ -63,15 +63,18 @@ uint32_t read_u32(const std::vector<uint8_t>& v, size_t at) {
   return x;
 }
 
-/// Bytes of the output buffer a run may touch: one full-width output region per image.
+/// Bytes of the output buffer a run may touch: per image the largest output region, a
+/// full-width debug stage or a decoding call's tokens and stage (ddr.h COSIM_OUT_BYTES).
 uint64_t output_bytes(uint32_t n) {
-  return uint64_t(n) * edgemoe::NUM_TOKENS * edgemoe::MAX_STAGE_WIDTH * 4;
+  return uint64_t(n) * edgemoe::COSIM_OUT_BYTES;
 }
 
-/// Bytes of scratch an expert-major run parks its group in (edgemoe.host.contracts.scratch).
+/// Bytes of scratch a run may touch: the slots an expert-major run parks its group in, or
+/// the task decoder's two maps if larger (edgemoe.host.contracts.scratch.scratch_bytes).
 uint64_t scratch_bytes(uint32_t n) {
-  return uint64_t(n < uint32_t(edgemoe::MAX_GROUP) ? n : edgemoe::MAX_GROUP) *
-         edgemoe::SCRATCH_SLOT;
+  const uint64_t slots = uint64_t(n < uint32_t(edgemoe::MAX_GROUP) ? n : edgemoe::MAX_GROUP) *
+                         edgemoe::SCRATCH_SLOT;
+  return slots > edgemoe::DEC_SCRATCH_BYTES ? slots : edgemoe::DEC_SCRATCH_BYTES;
 }
 
 }  // namespace

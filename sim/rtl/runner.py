@@ -203,6 +203,8 @@ def run_cocotb_bench(
         os.environ.update(old)
     res = BenchResult(seconds=time.monotonic() - t0)
     for case in ET.parse(xml).getroot().iter("testcase"):
+        if case.find("skipped") is not None:
+            continue  # a test the bench's config has nothing for (no decoder)
         failed = case.find("failure") is not None or case.find("error") is not None
         (res.failed if failed else res.passed).append(str(case.get("name")))
     if report.exists():

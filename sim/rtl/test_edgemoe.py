@@ -28,6 +28,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
+from edgemoe.host.contracts import decoder as dp
 from edgemoe.host.contracts.images import random_images, to_patches
 from edgemoe.host.contracts.kernel import ARGS
 from edgemoe.host.contracts.profile import load_profile
@@ -199,7 +200,10 @@ class Bench:
         """One kernel call, driven the way the PYNQ driver drives it."""
         cfg = load_config(CONFIG)
         n = len(patches) if num_images is None else num_images
-        stride, _ = output_layout(cfg, debug_stop)
+        if dp.decodes(cfg, task, debug_stop):  # the task's decoder: tokens, then its stage
+            stride = dp.output_words(cfg, task, debug_stop, DEFAULT_TILING)
+        else:
+            stride, _ = output_layout(cfg, debug_stop)
         out_bytes = len(patches) * stride * 4
         self.ram["bundle"].write(BASE["bundle"], bundle)
         self.ram["images"].write(BASE["images"], np.ascontiguousarray(patches).tobytes())
@@ -324,3 +328,35 @@ async def debug_stop_writes_only_the_stage(dut):
     assert np.array_equal(tokens(run, cfg, want.shape[-1]), want)
     rest = run.output[:, cfg.num_tokens * want.shape[-1] :]
     assert (rest.view(np.uint8) == SENTINEL).all(), "bytes outside the stage were written"
+
+
+#: Whether the bench's config has a task the kernel decodes (M3ViT's pup head).
+DECODES = any(dp.decodes(load_config(CONFIG), t, 0) for t in load_config(CONFIG).task_names)
+
+
+@cocotb.test(skip=not DECODES)
+async def decoder_call_bit_exact(dut):
+    """Two images of a task with M3ViT's decoder (expert-major, the decoder after the last
+    block): the tokens and the logits == golden, bit for bit; then a debug stop after the
+    last x2 (the largest stage) on one image."""
+    bench = Bench(dut)
+    await bench.reset()
+    cfg, qm, patches = inputs(2, 11)
+    task = next(t for t in cfg.task_names if dp.decodes(cfg, t, 0))
+    g = Golden(qm)
+    want_tokens = g.run(patches, task).tokens
+    dec = g.decode(want_tokens, task, record=True)
+    run = await bench.run(bundle_of(CONFIG, PROFILE), patches, cfg.task_id(task))
+    record("decoder_call", run)
+    assert run.status == STATUS["OK"]
+    assert np.array_equal(tokens(run, cfg, cfg.embed_dim), want_tokens)
+    plan = dp.decoder_plan(cfg, task, DEFAULT_TILING)
+    at = dp.tokens_words(cfg, DEFAULT_TILING)
+    got = np.stack([dp.unpack_map(cfg, o[at:], plan.out_shape, DEFAULT_TILING) for o in run.output])
+    assert np.array_equal(got, dec.logits)
+    stage = [s for s in plan.stages if s.kind == dp.UP][-1]
+    run = await bench.run(bundle_of(CONFIG, PROFILE), patches[:1], cfg.task_id(task), stage.code)
+    record("decoder_debug_stop", run)
+    assert run.status == STATUS["OK"]
+    got = dp.unpack_map(cfg, run.output[0, at:], stage.shape, DEFAULT_TILING)
+    assert np.array_equal(got, dec.stages[stage.name][0])

@@ -15,7 +15,7 @@ import pytest
 
 from edgemoe.host.contracts import decoder as dp
 from edgemoe.host.contracts.images import random_images, to_patches
-from edgemoe.host.contracts.tiling import DEFAULT_TILING
+from edgemoe.host.contracts.tiling import DEFAULT_TILING, Tiling
 from edgemoe.host.export.bundle import pack
 from edgemoe.host.export.quantize import quantize_model
 from edgemoe.models import DEFAULT_CONFIG
@@ -50,27 +50,29 @@ def setup(cname: str, pname: str, seed: int, images: int, trained: bool = False)
     return qm, pack(qm, DEFAULT_TILING), to_patches(imgs, c)
 
 
-def stage_out(c, r: csim.CSimRun, stage: dp.Stage) -> np.ndarray:
+def stage_out(c, r: csim.CSimRun, stage: dp.Stage, t: Tiling = DEFAULT_TILING) -> np.ndarray:
     """A decoding call's stage, per image, from the output buffer (tokens first)."""
-    at = dp.tokens_words(c, DEFAULT_TILING)
-    words = r.buffer[:, at : at + dp.stage_words(c, stage, DEFAULT_TILING)]
+    at = dp.tokens_words(c, t)
+    words = r.buffer[:, at : at + dp.stage_words(c, stage, t)]
     if stage.kind == dp.NORM:
         return words.reshape(len(words), *stage.shape).astype(np.int64)
-    return np.stack([dp.unpack_map(c, w, stage.shape, DEFAULT_TILING) for w in words])
+    return np.stack([dp.unpack_map(c, w, stage.shape, t) for w in words])
 
 
-def assert_decodes(k: csim.CSim, qm, bundle, patches, task, stops: bool) -> None:
+def assert_decodes(
+    k: csim.CSim, qm, bundle, patches, task, stops: bool, t: Tiling = DEFAULT_TILING
+) -> None:
     """Tokens and logits of a decoding call equal golden's; with `stops`, every decoder
     stage through its debug stop too."""
     c = k.cfg
     g = Golden(qm)
     tokens = g.run(patches, task).tokens
     dec = g.decode(tokens, task, record=stops)
-    plan = dp.decoder_plan(c, task, DEFAULT_TILING)
+    plan = dp.decoder_plan(c, task, t)
     r = k.run(bundle, patches, c.task_id(task))
     assert r.status == 0
     assert np.array_equal(r.output, tokens), "the tokens before the decoder"
-    assert np.array_equal(stage_out(c, r, plan.stages[-1]), dec.logits), "the logits"
+    assert np.array_equal(stage_out(c, r, plan.stages[-1], t), dec.logits), "the logits"
     if not stops:
         return
     assert list(dec.stages) == [s.name for s in plan.stages]
@@ -98,6 +100,17 @@ def test_mini_pup_expert_major_call_decodes_every_image(pname):
     qm, bundle, patches = setup(MINI_PUP, pname, 1, 3)
     for task in ("semseg", "depth"):
         assert_decodes(kernel(MINI_PUP, pname), qm, bundle, patches, task, stops=False)
+
+
+@pytest.mark.parametrize("t", [Tiling(8, 16, 4), Tiling(24, 12, 3)], ids=lambda t: t.key)
+def test_mini_pup_other_tilings(t):
+    """Other tiles of the linear unit: the taps padded to other input tiles, other
+    chunks, banks and x2 lanes; every stage."""
+    c, p = cfg(MINI_PUP), profile("lean")
+    qm = quantize_model(state(model(MINI_PUP, 3)), c, p)
+    patches = to_patches(random_images(c, 1, 3), c)
+    k = csim.CSim(c, p, t)
+    assert_decodes(k, qm, pack(qm, t), patches, "semseg", stops=True, t=t)
 
 
 def test_mini_pup_trained_weights_on_scenes():

@@ -155,6 +155,20 @@ def test_cocotb_bench_on_the_shell():
     assert res.report["mismatched_bundle"]["status"] == 3
 
 
+@needs_bench
+def test_cocotb_bench_decoder_call_on_the_shell():
+    """M3ViT's decoder in one call over real AXI (m3vit-mini-pup): tokens and logits, and a
+    decoder debug stop, equal golden's."""
+    res = runner.run_cocotb_bench(
+        "shell", "m3vit-mini-pup", "lean", testcase="decoder_call_bit_exact"
+    )
+    _report(res)
+    assert not res.failed, res.log
+    assert res.passed == ["decoder_call_bit_exact"], res.log
+    axi = res.report["decoder_call"]["axi"]
+    assert axi["gmem_scratch"]["write_bursts"] > 0  # the maps between convolutions
+
+
 @pytest.mark.rtl
 def test_cocotb_bench_on_exported_rtl():
     rtl = runner.find_exported_rtl()

@@ -101,7 +101,7 @@ struct BankMove<FROM_ROW> {
 template <BankDir DIR, int BANKS, int LANES, typename R, typename W>
 inline void bank_walk(R* row, BankAt at, int n, W* vals) {
 #pragma HLS INLINE  // row is a run-time sub-array of the caller's buffer (x[r], wide[r])
-  constexpr int ROUNDS = (LANES + BANKS - 1) / BANKS;
+  constexpr int ROUNDS = (LANES + BANKS - 1) / BANKS;  // div: constexpr, no hardware
 bank_walk_banks:
   for (int b = 0; b < BANKS; ++b) {
 #pragma HLS UNROLL  // one port per bank, its bank index b a constant

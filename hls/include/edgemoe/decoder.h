@@ -25,10 +25,12 @@ namespace edgemoe {
 /// stage's output follows them (contracts.decoder.tokens_words).
 constexpr uint64_t DEC_TOKENS_BYTES = uint64_t(NUM_TOKENS) * EMBED_DIM * 4;
 
-static_assert(DEC_CHUNK % LIN_OUT == 0 && DEC_CHUNK <= EMBED_DIM,
+// (a build without a decoder never runs these steps: DEC_CHUNK is a placeholder there)
+static_assert(!DEC_ANY || (DEC_CHUNK % LIN_OUT == 0 && DEC_CHUNK <= EMBED_DIM),
               "a chunk is whole output tiles of a row of x");
-static_assert(DEC_CHUNK % ROW_LANES == 0, "a full chunk is whole bus words per pixel");
+static_assert(!DEC_ANY || DEC_CHUNK % ROW_LANES == 0, "a full chunk is whole bus words per pixel");
 static_assert((ROW_LANES & (ROW_LANES - 1)) == 0, "words per pixel: a shift");
+static_assert(!DEC_ANY || (DEC_CHUNK * 2) % WORD_BYTES == 0, "a chunk's bias starts on a bus word");
 
 /// Bus words of one pixel of a chunk of n channels.
 inline int chunk_words(int n) {
@@ -44,6 +46,44 @@ inline void bank_step(BankAt& at) {
   const bool wrap = p >= BANKS;
   at.phase = wrap ? p - BANKS : p;
   at.row = at.row + STEP / BANKS + (wrap ? 1 : 0);
+}
+
+/// Channels the bilinear x2 blends a cycle: the banks of x, h and wide all cycle through
+/// the same UP_LANES-aligned groups, so a lane's value comes from one bank of each among
+/// BANKS / UP_LANES (the rotate networks of banked.h on phases that UP_LANES divides).
+constexpr int UP_LANES = Gcd<X_BANKS, Gcd<H_BANKS, WIDE_BANKS>::value>::value;
+
+/// A walk over UP_LANES-wide column groups of a row banked cyclic BANKS: the group's first
+/// column is row * BANKS + k * UP_LANES, k < BANKS / UP_LANES (a counter; the phase a
+/// constant multiple of it, so each bank sees one lane per phase).
+template <int BANKS>
+struct LaneWalk {
+  int row;
+  int k;
+  BankAt at() const {
+#pragma HLS INLINE
+    BankAt a;
+    a.row = row;
+    a.phase = k * UP_LANES;
+    return a;
+  }
+  void next() {
+#pragma HLS INLINE
+    const bool wrap = k + 1 == BANKS / UP_LANES;
+    k = wrap ? 0 : k + 1;
+    row = wrap ? row + 1 : row;
+  }
+};
+
+/// The LaneWalk of column c0 (a multiple of UP_LANES): one narrow division, once per walk.
+template <int BANKS>
+inline LaneWalk<BANKS> lane_walk(int c0) {
+#pragma HLS INLINE
+  const BankAt a = bank_at<BANKS, UP_LANES>(c0);
+  LaneWalk<BANKS> w;
+  w.row = a.row;
+  w.k = a.phase / UP_LANES;  // a constant divisor of the phase: a shift or a small table
+  return w;
 }
 
 /// Where the linear lane is in a task's decoder: convolution `conv`, the band at (y0, x0),
@@ -133,7 +173,7 @@ dec_read_pixels_words:
 /// source map in one burst per row and chunk. Without a fused x2 the window's pixels go
 /// straight to the ring; with one, the two source rows of each window row (its own and
 /// its neighbour, contracts.decoder.up_source_rows) go to x and h, one pixel per buffer
-/// row, and the x2 is computed from them into the ring, LIN_OUT channels a cycle:
+/// row, and the x2 is computed from them into the ring, UP_LANES channels a cycle:
 /// out(2j + b) = (9 x[j] + 3 h[j] + 3 x[j'] + h[j'] + 8) >> 4 (units.upsample2x), j' the
 /// column neighbour on b's side, clamped.
 inline void dec_load_window(const word_t* scratch, const DecConv& cv, const ConvWindow& win,
@@ -177,46 +217,56 @@ dec_load_rows:
         dec_read_pixels<PORT_SCRATCH, H_BANKS, EMBED_DIM>(
             scratch, plane + (uint64_t(i2) * cv.src_w + js0) * pw * WORD_BYTES, sw, n_ch, stage, 0,
             h);
-        // the window row's pixels of this chunk, LIN_OUT channels a cycle
-        const int groups = (n_ch + LIN_OUT - 1) / LIN_OUT;  // at most DEC_CHUNK / LIN_OUT
-        const BankAt at0 = bank_at<WIDE_BANKS, LIN_IN>(win.colbase[u] + c0);
-        BankAt at = at0;
+        // the window row's pixels of this chunk, UP_LANES channels a cycle
+        const int groups = (n_ch + UP_LANES - 1) / UP_LANES;  // at most DEC_CHUNK / UP_LANES
+        const LaneWalk<WIDE_BANKS> wide0 = lane_walk<WIDE_BANKS>(win.colbase[u] + c0);
+        LaneWalk<WIDE_BANKS> to = wide0;
+        LaneWalk<X_BANKS> xw = {0, 0};
+        LaneWalk<H_BANKS> hw = {0, 0};
         int v = 0;
         int g = 0;
       dec_up_words:
         for (int n = 0; n < wc * groups; ++n) {
-#pragma HLS PIPELINE II = 1  // two reads per bank of x and of h, one rotate into wide
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS * DEC_CHUNK / LIN_OUT
+#pragma HLS PIPELINE II = 1  // two reads per bank of x and of h, one write per bank of wide
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS * DEC_CHUNK / UP_LANES
           const int gx = win.wx0 + v;
           const int j = gx >> 1;
           const int jn_raw = (gx & 1) ? j + 1 : j - 1;
           const int jn = jn_raw < 0 ? 0 : jn_raw >= cv.src_w ? cv.src_w - 1 : jn_raw;
           const int ra = stage + j - js0;
           const int rb = stage + jn - js0;
-          act_t hb[LIN_OUT];
-          act_t hd[LIN_OUT];
-          act_t out[LIN_OUT];
+          act_t xa[UP_LANES];  // source row i at column j, and at j'
+          act_t xc[UP_LANES];
+          act_t hb[UP_LANES];  // its neighbour row i' at j and j'
+          act_t hd[UP_LANES];
+          act_t out[UP_LANES];
+#pragma HLS ARRAY_PARTITION variable = xa complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = xc complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = hb complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = hd complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = out complete dim = 1
-          const BankAt hat = bank_at<H_BANKS, LIN_OUT>(g * LIN_OUT);  // g < 8: a small table
-          load_lanes_at<H_BANKS, LIN_OUT>(h[ra], hat, LIN_OUT, hb);
-          load_lanes_at<H_BANKS, LIN_OUT>(h[rb], hat, LIN_OUT, hd);
+          load_lanes_at<X_BANKS, UP_LANES>(x[ra], xw.at(), UP_LANES, xa);
+          load_lanes_at<X_BANKS, UP_LANES>(x[rb], xw.at(), UP_LANES, xc);
+          load_lanes_at<H_BANKS, UP_LANES>(h[ra], hw.at(), UP_LANES, hb);
+          load_lanes_at<H_BANKS, UP_LANES>(h[rb], hw.at(), UP_LANES, hd);
         dec_up_lanes:
-          for (int o = 0; o < LIN_OUT; ++o) {
-            const int c = g * LIN_OUT + o;  // bank: o of x (X_BANKS = LIN_OUT)
-            const wide_t a = wide_t(x[ra][c]);
-            const wide_t cc = wide_t(x[rb][c]);
-            out[o] = act_t((9 * a + 3 * wide_t(hb[o]) + 3 * cc + wide_t(hd[o]) + 8) >> 4);
+          for (int l = 0; l < UP_LANES; ++l) {
+            const wide_t sum =
+                9 * wide_t(xa[l]) + 3 * wide_t(hb[l]) + 3 * wide_t(xc[l]) + wide_t(hd[l]) + 8;
+            out[l] = act_t(sum >> 4);  // floor: units.upsample2x
           }
-          const int left = n_ch - g * LIN_OUT;
-          store_lanes_at<WIDE_BANKS, LIN_OUT>(wide[ring + v], at, left < LIN_OUT ? left : LIN_OUT,
-                                              out);
-          bank_step<WIDE_BANKS, LIN_OUT>(at);
+          const int left = n_ch - g * UP_LANES;
+          store_lanes_at<WIDE_BANKS, UP_LANES>(wide[ring + v], to.at(),
+                                               left < UP_LANES ? left : UP_LANES, out);
+          to.next();
+          xw.next();
+          hw.next();
           if (++g == groups) {
             g = 0;
             ++v;
-            at = at0;
+            to = wide0;
+            xw = {0, 0};
+            hw = {0, 0};
           }
         }
       }

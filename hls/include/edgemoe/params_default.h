@@ -845,6 +845,7 @@ constexpr uint64_t EXPERT_FC2_B = 295680ull;
 
 // ---- task decoders (edgemoe.host.contracts.decoder; issue 24) ----
 constexpr int DEC_MAX_CONVS = 5;
+constexpr bool DEC_ANY = true;  // a task has a decoder
 constexpr uint32_t DEC_TOKENS_STOP = 86;
 constexpr uint64_t DEC_MAP_OFF[2] = {0ull, 8388608ull};
 constexpr uint64_t DEC_SCRATCH_BYTES = 16777216ull;

@@ -18,7 +18,6 @@ from edgemoe.host.estimate.perf import (
 )
 from edgemoe.host.estimate.resources import (
     LIMITS,
-    PENDING,
     RESOURCES,
     UNITS,
     mux_luts,
@@ -74,9 +73,7 @@ def test_every_line_names_a_construct_that_exists_in_the_cpp():
     r = _res()
     for ln in r["lines"]:
         pairs = re.findall(r"(\w+\.(?:h|cpp)) (\w+)", ln["where"])
-        pending = PENDING in ln["where"]
-        assert not pending or ln["unit"] == "decoder", ln
-        assert pairs or pending or "every loop label" in ln["where"], ln
+        assert pairs or "every loop label" in ln["where"], ln
         for f, name in pairs:
             assert f in files, ln["where"]
             assert re.search(rf"\b{name}\b", files[f]), f"{name} not in {f}: {ln['what']}"
