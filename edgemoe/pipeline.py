@@ -552,8 +552,9 @@ class Engine:
             if routes or record:
                 stages, chosen = record_boundaries(
                     self.wl,
-                    lambda stop: acc.run(pixels, task, stop, self.timeout_s).raw,
+                    lambda stop: acc.run(pixels, task, stop, self.timeout_s).values,
                     gates_only=not record,
+                    task=task,
                 )
         else:
             assert self.backend is not None
@@ -569,10 +570,11 @@ class Engine:
 
     def kernel_outputs(self, res: KernelResult) -> tuple[np.ndarray, np.ndarray | None]:
         """A whole kernel call's output as floats: the backbone's tokens, and the
-        decoder's logits ``(B, C, h, w)`` where the kernel decodes the task (None: it
-        does not yet, the host decodes)."""
+        decoder's logits ``(B, C, h, w)`` where the kernel decoded the task (None: a
+        head the kernel does not run; :meth:`task_values` runs it on the host)."""
         assert self.acc is not None
-        return self.acc.to_float(res.raw), None
+        logits = None if res.logits is None else self.acc.logits_to_float(res.logits)
+        return self.acc.to_float(res.raw), logits
 
     def task_values(
         self,

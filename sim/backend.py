@@ -9,8 +9,9 @@ import numpy as np
 from edgemoe.host.contracts.images import to_patches
 from edgemoe.host.contracts.tiling import DEFAULT_TILING
 from edgemoe.host.driver.backends import Capabilities, RunOutput, Workload, record_boundaries
+from edgemoe.host.export.quantize import stage_to_float
 
-from .csim import CSim, CSimError
+from .csim import CSim, CSimError, CSimRun
 from .golden import Golden
 
 
@@ -20,7 +21,8 @@ class GoldenBackend:
     name = "golden"
     capabilities = Capabilities.datapath(
         "the bit-exact integer model of the datapath, numpy",
-        timed="Golden.run on patches (bit-exact integer model, numpy)",
+        timed="Golden.run on patches, then Golden.decode where the datapath decodes the "
+        "task (bit-exact integer model, numpy)",
         heap_traced=True,
     )
 
@@ -29,10 +31,18 @@ class GoldenBackend:
         patches = to_patches(images, wl.cfg)
         t0 = time.perf_counter()
         res = golden.run(patches, task, record=record)
+        raw_stages, saturations = res.stages, dict(res.saturations)
+        dec = None
+        if wl.cfg.task_spec(task).head.on_datapath:  # the decoder runs on the datapath too
+            dec = golden.decode(res.tokens, task, record=record)
+            raw_stages = raw_stages | dec.stages
+            for k, n in dec.saturations.items():
+                saturations[k] = saturations.get(k, 0) + n
         dt = time.perf_counter() - t0
-        stages = {k: golden.stage_to_float(k, v) for k, v in res.stages.items()}
+        stages = {k: golden.stage_to_float(k, v) for k, v in raw_stages.items()}
         tokens = wl.profile.act.to_float(res.tokens)
-        return RunOutput(tokens, stages, res.routes, res.saturations, dt)
+        logits = None if dec is None else golden.logits_to_float(dec.logits)
+        return RunOutput(tokens, stages, res.routes, saturations, dt, logits)
 
 
 class CSimDirectBackend:
@@ -58,15 +68,22 @@ class CSimDirectBackend:
         bundle = wl.bundle
         patches = to_patches(images, cfg)
         tid = cfg.task_id(task)
+
+        def call(stop: int = 0) -> CSimRun:
+            run = kernel.run(bundle, patches, tid, debug_stop=stop)
+            if run.status != 0:
+                raise CSimError(f"kernel returned status {run.status} (debug_stop {stop})")
+            return run
+
         t0 = time.perf_counter()
-        full = kernel.run(bundle, patches, tid)
+        full = call()
         dt = time.perf_counter() - t0
-        if full.status != 0:
-            raise CSimError(f"kernel returned status {full.status}")
         stages: dict[str, np.ndarray] = {}
         routes: list[np.ndarray] = []
         if record:
-            stages, routes = record_boundaries(
-                wl, lambda stop: kernel.run(bundle, patches, tid, debug_stop=stop).output
-            )
-        return RunOutput(prof.act.to_float(full.output.astype(np.int64)), stages, routes, {}, dt)
+            stages, routes = record_boundaries(wl, lambda stop: call(stop).values, task=task)
+        tokens = prof.act.to_float(full.output.astype(np.int64))
+        logits = None
+        if full.logits is not None:
+            logits = stage_to_float(cfg, prof, "dec.logits", full.logits)
+        return RunOutput(tokens, stages, routes, {}, dt, logits)

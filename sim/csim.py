@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgemoe.errors import ConfigError, EdgeMoeError
-from edgemoe.host.contracts import decoder as dp
+from edgemoe.errors import EdgeMoeError
 from edgemoe.host.contracts.kernel import ARGS
 from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.scratch import scratch_bytes
@@ -252,11 +251,18 @@ class CSimRun:
     status : int
         The kernel's return code.
     output : ndarray int32 (num_images, tokens, width)
-        What the kernel stored: the backbone tokens, or the debug stage.
+        The token rows the kernel stored: the backbone tokens (also of a call that
+        decodes), or a backbone debug stage.
     buffer : ndarray int32 (num_images, words per image)
         The whole output buffer.
     ddr_read, ddr_written : dict[str, int]
         Bytes per m_axi bundle.
+    stage : str
+        What the call stored last (:func:`~edgemoe.host.driver.accelerator.stored_layout`):
+        ``"tokens"``, ``"dec.logits"`` for a whole run that decodes, or the debug stage.
+    decoded : ndarray int64 (num_images, h, w, C) or None
+        Where the call decoded (a ``pup`` task; no stop or a decoder stage's): the raw
+        values of the decoder stage ``stage`` stored after the tokens.
     """
 
     status: int
@@ -264,6 +270,19 @@ class CSimRun:
     buffer: np.ndarray
     ddr_read: dict[str, int]
     ddr_written: dict[str, int]
+    stage: str = "tokens"
+    decoded: np.ndarray | None = None
+
+    @property
+    def logits(self) -> np.ndarray | None:
+        """The decoder's raw ``dec_out`` logits ``(num_images, h, w, C)``, channels last,
+        where the call decoded to the end (else None)."""
+        return self.decoded if self.stage == "dec.logits" else None
+
+    @property
+    def values(self) -> np.ndarray:
+        """The raw values of ``stage``: the decoded map, else the token rows."""
+        return self.output if self.decoded is None else self.decoded
 
 
 class CSim:
@@ -308,28 +327,24 @@ class CSim:
         task : int
             Task id register (the kernel checks its range).
         debug_stop : int
-            0, or :func:`edgemoe.host.export.hls_params.debug_stop_code` of a stage.
+            0, or :func:`edgemoe.host.export.hls_params.debug_stop_code` of a stage (of
+            ``task``: a ``pup`` task's decoder stages and ``tokens`` stop too).
         num_images : int, optional
             The register value, default ``B``; 0 or more than ``B`` tests the kernel's
             checks (more than ``B`` is refused here unless the kernel rejects it).
         output : int32 (B, words per image), optional
-            The output buffer; left untouched on a bad status.
+            The output buffer; left untouched on a bad status. Words per image: the
+            call's stride (:func:`~edgemoe.host.driver.accelerator.stored_layout`; a call
+            that decodes stores the tokens, then the logits or a decoder stage).
         """
         cfg = self.cfg
         b = len(patches)
         n = b if num_images is None else num_images
         if 0 < n <= MAX_IMAGES and n > b:
             raise CSimError(f"num_images={n} but the image buffer holds {b}")
-        if 0 <= task < len(cfg.task_names) and debug_stop >= dp.tokens_stop_code(cfg):
-            # the tokens of a task with a decoder, or a decoder stage (a bad stop: refused)
-            stride, width = cfg.num_tokens * cfg.embed_dim, cfg.embed_dim
-        else:
-            stride, width, _ = stored_layout(cfg, debug_stop)  # a bad stop: the kernel refuses it
-        if 0 <= task < len(cfg.task_names) and dp.decodes(cfg, task, debug_stop):
-            try:
-                stride = dp.output_words(cfg, task, debug_stop, self.tiling)
-            except ConfigError:
-                pass  # a stop the task's decoder does not have: the kernel refuses it
+        # a bad stop or task: the kernel refuses it, the layout of a plain whole run
+        layout = stored_layout(cfg, debug_stop, task, self.tiling)
+        stride = layout.stride
         if output is None:
             output = np.zeros((max(b, 1), stride), dtype=np.int32)
         if output.shape[-1] < stride or output.dtype != np.int32:
@@ -353,13 +368,21 @@ class CSim:
         )
         if not np.shares_memory(out, output):
             output[...] = out.reshape(output.shape)
-        view = output[:, : cfg.num_tokens * width].reshape(len(output), cfg.num_tokens, width)
+        # image i at i * stride words, whatever the rows of ``output`` hold
+        words = output.reshape(-1)[: len(output) * stride].reshape(len(output), stride)
+        width = layout.width
+        view = words[:, : cfg.num_tokens * width].reshape(len(output), cfg.num_tokens, width)
+        decoded = None
+        if status == 0 and layout.decoded is not None:
+            decoded = layout.unpack(cfg, words)[1]
         return CSimRun(
             int(status),
             view,
             output,
             {k: int(counters[i]) for i, k in enumerate(BUNDLES)},
             {k: int(counters[4 + i]) for i, k in enumerate(BUNDLES)},
+            layout.stage,
+            decoded,
         )
 
 

@@ -257,7 +257,7 @@ class VirtualBoard:
         n = a["num_images"]
         image_bytes = cfg.num_patches * cfg.patch_dim
         valid_n = 1 <= n <= MAX_IMAGES
-        stride, _, _ = stored_layout(cfg, a["debug_stop"])
+        stride = stored_layout(cfg, a["debug_stop"], a["task"], self.tiling).stride
         size = bundle_bytes(cfg, self.profile, self.tiling)
         bundle = self.ddr.resolve(a["bundle"], size, "gmem_weights")
         self.ddr.resolve(

@@ -17,8 +17,10 @@ own. The child reports:
   for the numpy-based backends (numpy reports its buffers to tracemalloc;
   torch's and onnxruntime's allocators do not, so theirs is not given).
 
-What every backend computes is the backbone (tokens before the final norm),
-which is what the accelerator computes; no task head is timed.
+What every backend computes is what the accelerator computes: the backbone
+(tokens before the final norm) and, where the datapath decodes the task (a
+``pup`` head), its decoder up to the logits; the host's resizes after them are
+not timed.
 
 ``host`` never imports ``sim``: the numpy and C-sim backends are found by name
 through the backend registry, like everywhere else.
@@ -545,7 +547,7 @@ def bench_backends(
         "images_per_call": 1,
         "warmup_runs": 1,
         "runs": runs,
-        "computed": "backbone tokens (before the final norm, no head), one image per call",
+        "computed": _computed(cfg, task_name),
         "timing": "ms per image from each backend's own timer, median/min/max of the timed runs",
         "memory": (
             "peak_rss_mb: whole-process peak RSS (VmHWM) of each backend's own spawned child "
@@ -568,6 +570,16 @@ def bench_backends(
     }
 
 
+def _computed(cfg: ModelConfig, task: str) -> str:
+    """What the timers cover for ``task``: the accelerator's part of it."""
+    if cfg.task_spec(task).head.on_datapath:
+        return (
+            "backbone tokens and the task decoder up to its logits (onnxruntime: the "
+            "backbone only), no resizes, one image per call"
+        )
+    return "backbone tokens (before the final norm, no head), one image per call"
+
+
 def _loadavg() -> float | None:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
@@ -584,8 +596,8 @@ def format_table(result: dict[str, Any]) -> str:
     """The human-readable table of a :func:`bench_backends` result."""
     m = result["machine"]
     lines = [
-        f"{result['config']} / {result['profile']} / task {result['task']} / backbone, "
-        f"1 image per call / median of {result['runs']} runs after 1 warm-up",
+        f"{result['config']} / {result['profile']} / task {result['task']} / "
+        f"{result['computed']} / median of {result['runs']} runs after 1 warm-up",
         f"weights: {result['weights']}",
         f"machine: nproc {m['nproc']}, torch threads {m['torch_threads'] or '-'}, "
         f"{m['processor']}, {m['platform']}, load average (1 min) "

@@ -52,7 +52,7 @@ from edgemoe.models.metrics import (
     confusion,
     semseg_metrics,
 )
-from edgemoe.pipeline import Engine, check_heads, float_workload, weight_source
+from edgemoe.pipeline import Engine, TaskCall, check_heads, float_workload, weight_source
 
 FLOAT = "float"  # the profile column of the torch rows
 #: Most held-out scenes one ``eval`` runs (the procedural val split is unbounded).
@@ -151,6 +151,15 @@ class _Usage:
         return out
 
 
+def _same_outputs(a: TaskCall, b: TaskCall) -> bool:
+    """Whether two fixed-point runs agree bit for bit: their tokens, and their decoder's
+    logits (both absent where the datapath does not decode the task)."""
+    if (a.logits is None) != (b.logits is None):
+        return False
+    same = a.logits is None or np.array_equal(a.logits, b.logits)
+    return bool(same and np.array_equal(a.tokens, b.tokens))
+
+
 def _fixed_pairs(fixed: list[Backend], profiles: list[Profile]) -> list[tuple[str, str, str, str]]:
     """Each pair of fixed-point backends under each profile: (its key, a's name, b's, the
     profile's), in the order of the report's ``bit_exact``."""
@@ -207,7 +216,8 @@ def evaluate(
     dict
         ``rows``: one per (backend, profile, task) with the metrics and ``delta``
         (the difference of each to torch); ``bit_exact``: per pair of fixed-point
-        backends and profile, whether their backbone outputs were identical on
+        backends and profile, whether their datapath outputs (the backbone's tokens, and
+        the decoder's logits where the datapath decodes the task) were identical on
         every scene and task; ``usage``: :class:`_Usage` per task
         and MoE block; ``images``; ``seconds`` per backend; ``depth_unit`` (the
         data's: ``m`` or ``disparity``), ``units`` (how each metric is defined) and
@@ -249,15 +259,15 @@ def evaluate(
             acc[("torch", FLOAT, task)].add(ref.values, label, None)
             seconds[f"torch/{FLOAT}"] += ref.seconds
             for p in profiles:
-                tokens: dict[str, np.ndarray] = {}
+                outs: dict[str, TaskCall] = {}
                 for b in fixed:
                     c = engines[(b.name, p.name)].call(data.images, task)
-                    tokens[b.name] = c.tokens
+                    outs[b.name] = c
                     seconds[f"{b.name}/{p.name}"] += c.seconds
                     acc[(b.name, p.name, task)].add(c.values, label, ref.values)
                 for key, a, b, pname in fixed_pairs:
                     if pname == p.name:
-                        same[key] &= bool(np.array_equal(tokens[a], tokens[b]))
+                        same[key] &= _same_outputs(outs[a], outs[b])
         bar.update(len(data))
     bar.close()
 
@@ -333,7 +343,7 @@ def table(result: dict[str, Any]) -> list[str]:
             )
         )
     for pair, ok in result.get("bit_exact", {}).items():
-        lines.append(f"{pair}: backbone outputs {'bit-exact' if ok else 'DIFFER'}")
+        lines.append(f"{pair}: datapath outputs {'bit-exact' if ok else 'DIFFER'}")
     for task, blocks in result["usage"].items():
         need = ", ".join(f"b{b} {u['experts_90']}" for b, u in blocks.items())
         unused = sum(u["unused"] for u in blocks.values())

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from edgemoe.errors import EdgeMoeError
+from edgemoe.host.contracts import decoder as dp
 from edgemoe.host.contracts.images import to_patches
 from edgemoe.host.contracts.profile import Profile
 from edgemoe.host.contracts.regmap import (
@@ -42,8 +43,11 @@ from edgemoe.host.export.bundle import bundle_bytes, pack, validate
 from edgemoe.host.export.hls_params import (
     MAX_IMAGES,
     debug_stage_name,
+    decoded_stage,
+    max_output_words,
     output_layout,
 )
+from edgemoe.host.export.quantize import stage_to_float
 from edgemoe.models.config import ModelConfig
 
 STATUS_NAMES = {v: k for k, v in STATUS.items()}
@@ -108,21 +112,40 @@ class KernelResult:
     Attributes
     ----------
     raw : ndarray int32 (B, tokens, width)
-        What the kernel stored: raw ``act`` words of the backbone output, or of
-        the debug stage.
+        The token rows the kernel stored: raw ``act`` words of the backbone output (also
+        of a call that decodes), or of a backbone debug stage.
     status : int
         The kernel's return code (0 here: other codes raise).
     stage : str
-        ``"tokens"`` for a whole run, else the debug stage name.
+        What the call stored last (:func:`stored_layout`): ``"tokens"`` for a whole run
+        of a task the kernel does not decode (and the ``tokens`` stop of one it does),
+        ``"dec.logits"`` for a whole run of one it decodes, else the debug stage name.
     times : dict[str, float]
         Seconds per step, summed over the batches (kernel calls): ``pack``, ``flush``, ``kernel``,
         ``invalidate``, ``unpack``.
+    decoded : ndarray int64 (B, h, w, C) or None
+        Where the call decoded (a ``pup`` task, no stop or a decoder stage's): the raw
+        values of the decoder stage ``stage`` after the tokens, pixels row-major,
+        channels last (``dec.norm``: the grid's tokens, CLS dropped).
     """
 
     raw: np.ndarray
     status: int
     stage: str
     times: dict[str, float] = field(default_factory=dict)
+    decoded: np.ndarray | None = None
+
+    @property
+    def logits(self) -> np.ndarray | None:
+        """The decoder's raw ``dec_out`` logits ``(B, h, w, C)``, where the call decoded
+        to the end (None: another stage, or a task the kernel does not decode)."""
+        return self.decoded if self.stage == "dec.logits" else None
+
+    @property
+    def values(self) -> np.ndarray:
+        """The raw values of ``stage``: the decoded map where the call decoded, else the
+        token rows (what :func:`~edgemoe.host.driver.backends.record_boundaries` reads)."""
+        return self.raw if self.decoded is None else self.decoded
 
 
 @dataclass
@@ -133,6 +156,8 @@ class PendingCall:
     ----------
     images : int
     debug_stop : int
+    task : int
+        The task id register (its layout: :func:`stored_layout`).
     started : float
         ``time.perf_counter()`` when the kernel was started.
     times : dict[str, float]
@@ -143,6 +168,7 @@ class PendingCall:
 
     images: int
     debug_stop: int
+    task: int
     started: float
     times: dict[str, float] = field(default_factory=dict)
     ended: float | None = None
@@ -180,8 +206,10 @@ class Accelerator:
         self.poll_interval_s = poll_interval_s
         self.regs: RegisterMap = kernel_register_map()
         self._image_bytes = cfg.num_patches * cfg.patch_dim
-        # the largest output row: a debug stop of the widest stage
-        self._out_words = max(output_layout(cfg, 0)[0], output_layout(cfg, 1)[0])
+        # the largest output region of a whole run (any task, the logits after the tokens
+        # where the kernel decodes) or of a backbone debug stop; a decoder stop's larger
+        # maps grow the buffer when one is asked for (_ensure_output)
+        self._out_words = max_output_words(cfg, tiling)
         self.bundle_buf = board.allocate(bundle_bytes(cfg, profile, tiling))
         self.images_buf = board.allocate(max_images * self._image_bytes)
         self.output_buf = board.allocate(max_images * self._out_words * 4)
@@ -253,9 +281,9 @@ class Accelerator:
         if self.bundle_sha256 is None:
             raise AcceleratorError("no weight bundle loaded (call load_bundle first)")
         task_id = task if isinstance(task, int) else self.cfg.task_id(task)
-        _, width, stage = stored_layout(self.cfg, debug_stop)
+        layout = stored_layout(self.cfg, debug_stop, task_id, self.tiling)
         times = dict.fromkeys(("pack", "flush", "kernel", "invalidate", "unpack"), 0.0)
-        parts = []
+        parts, maps = [], []
         status = 0
         for start in range(0, len(images), self.max_images):
             batch = images[start : start + self.max_images]
@@ -267,10 +295,18 @@ class Accelerator:
                 times[k] += v
             status = res.status
             parts.append(res.raw)
+            maps.append(res.decoded)
         raw = (
-            np.concatenate(parts) if parts else np.zeros((0, self.cfg.num_tokens, width), np.int32)
+            np.concatenate(parts)
+            if parts
+            else np.zeros((0, self.cfg.num_tokens, layout.width), np.int32)
         )
-        return KernelResult(raw, status, stage, times)
+        decoded = None
+        if layout.decoded is not None:
+            decoded = (
+                np.concatenate(maps) if maps else np.zeros((0, *layout.decoded.shape), np.int64)
+            )
+        return KernelResult(raw, status, layout.stage, times, decoded)
 
     # -- one kernel call in two steps: the host works while the kernel runs ----
     def pack(self, images: np.ndarray) -> np.ndarray:
@@ -295,13 +331,14 @@ class Accelerator:
             raise AcceleratorError("no weight bundle loaded (call load_bundle first)")
         task_id = task if isinstance(task, int) else self.cfg.task_id(task)
         n = len(patches)
+        self._ensure_output(stored_layout(self.cfg, debug_stop, task_id, self.tiling).stride)
         t = time.perf_counter()
         self._copy_images(patches)
         flush = _lap(t)
         t = time.perf_counter()
         self._program(task_id, n, debug_stop)
         self._start()
-        return PendingCall(n, debug_stop, t, {"flush": flush})
+        return PendingCall(n, debug_stop, task_id, t, {"flush": flush})
 
     def wait(self, call: PendingCall, timeout_s: float = 60.0) -> KernelResult:
         """Wait for the kernel call :meth:`start` began, check it and read its output (a
@@ -315,7 +352,7 @@ class Accelerator:
         AcceleratorError
             Non-zero status code, or an AXI error reported by the board.
         """
-        stride, width, stage = stored_layout(self.cfg, call.debug_stop)
+        layout = stored_layout(self.cfg, call.debug_stop, call.task, self.tiling)
         times = dict(call.times)
         self._wait(timeout_s)
         status = self.regs_read("ap_return")
@@ -328,13 +365,19 @@ class Accelerator:
         times["invalidate"] = _lap(t)
 
         t = time.perf_counter()
-        raw = self._unpack(call.images, stride, width)
+        words = self.output_buf.array[: call.images * layout.stride * 4].view("<i4")
+        raw, decoded = layout.unpack(self.cfg, words.reshape(call.images, layout.stride))
         times["unpack"] = _lap(t)
-        return KernelResult(raw, status, stage, times)
+        return KernelResult(raw, status, layout.stage, times, decoded)
 
     def to_float(self, raw: np.ndarray) -> np.ndarray:
         """Backbone tokens as float64 (the profile's ``act`` format)."""
         return self.profile.act.to_float(raw.astype(np.int64))
+
+    def logits_to_float(self, logits: np.ndarray) -> np.ndarray:
+        """The decoder's raw logits ``(B, h, w, C)`` (:attr:`KernelResult.logits`) as
+        float64 ``(B, C, h, w)``, the host's layout (the profile's ``dec_out`` format)."""
+        return stage_to_float(self.cfg, self.profile, "dec.logits", logits)
 
     # -- steps ---------------------------------------------------------------
     def _copy_images(self, patches: np.ndarray) -> None:
@@ -397,32 +440,91 @@ class Accelerator:
             hint = STATUS_HINTS.get(name, "unknown status code")
             raise AcceleratorError(f"kernel returned status {status} ({name}): {hint}")
 
-    def _unpack(self, n: int, stride: int, width: int) -> np.ndarray:
-        # image i starts at i * stride words (DESIGN.md §4.5; a debug stop uses the widest row)
-        words = self.output_buf.array[: n * stride * 4].view("<i4").reshape(n, stride)
-        tok = self.cfg.num_tokens
-        return words[:, : tok * width].reshape(n, tok, width).copy()
+    def _ensure_output(self, stride: int) -> None:
+        """Grow the output buffer where a call stores more per image than it holds (a
+        decoder stage's debug stop: its maps are the largest); once, for every later
+        call."""
+        if stride > self._out_words:
+            self._out_words = stride
+            self.output_buf = self.board.allocate(self.max_images * stride * 4)
 
 
 def _lap(t0: float) -> float:
     return time.perf_counter() - t0
 
 
-def stored_layout(cfg: ModelConfig, debug_stop: int) -> tuple[int, int, str]:
-    """What the kernel stores for ``debug_stop``: (words per image, words per token, stage).
+@dataclass(frozen=True)
+class StoredLayout:
+    """What the kernel stores for one call, per image (:func:`stored_layout`).
 
-    The stage is ``"tokens"`` for a whole run. A code the kernel refuses
-    (``BAD_DEBUG_STOP``) gets the whole run's layout (the buffers stay sized and the
-    kernel writes nothing) and the stage ``"debug_stop N"``: the one place of that rule,
-    for the driver, the C-sim and the virtual board.
+    Attributes
+    ----------
+    stride : int
+        32-bit words per image (image ``b`` at ``b * stride``).
+    width : int
+        Words per token of the token rows at the start of an image's region.
+    stage : str
+        ``"tokens"``, a debug stage's name, or ``"debug_stop N"`` for a code the kernel
+        refuses; ``"dec.logits"`` for a whole run that decodes.
+    decoded : Stage or None
+        Where the call decodes, the decoder stage stored after the final tokens, at
+        word :func:`~edgemoe.host.contracts.decoder.tokens_words`.
+    tiling : Tiling
+        The build (the decoder's bus-word padding).
+    """
+
+    stride: int
+    width: int
+    stage: str
+    decoded: dp.Stage | None = None
+    tiling: Tiling = DEFAULT_TILING
+
+    def unpack(self, cfg: ModelConfig, words: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """An output region ``(B, stride)`` of int32 words as (the token rows ``(B, tokens,
+        width)`` int32, a copy; the decoded stage's raw values ``(B, h, w, C)`` int64, or
+        None where the call does not decode)."""
+        n, tok = len(words), cfg.num_tokens
+        raw = np.array(words[:, : tok * self.width]).reshape(n, tok, self.width)
+        stage = self.decoded
+        if stage is None:
+            return raw, None
+        t = self.tiling
+        at, size = dp.tokens_words(cfg, t), dp.stage_words(cfg, stage, t)
+        region = np.asarray(words[:, at : at + size], dtype=np.int64)
+        h, w, c = stage.shape
+        if stage.kind == dp.NORM:  # the grid's token rows, each padded to whole bus words
+            rows = region.reshape(n, h * w, size // (h * w))
+            return raw, rows[:, :, :c].reshape(n, h, w, c).copy()
+        return raw, np.stack([dp.unpack_map(cfg, r, stage.shape, t) for r in region])
+
+
+def stored_layout(
+    cfg: ModelConfig,
+    debug_stop: int,
+    task: str | int | None = None,
+    tiling: Tiling = DEFAULT_TILING,
+) -> StoredLayout:
+    """What the kernel stores for a call of ``task`` with ``debug_stop``
+    (:func:`edgemoe.host.export.hls_params.output_layout`).
+
+    A call of a task the kernel decodes (a ``pup`` head; no stop or a decoder stage's)
+    stores the final tokens, then the stage (:attr:`StoredLayout.decoded`). A code the
+    kernel refuses (``BAD_DEBUG_STOP``; or a task id it refuses) gets the whole run's
+    layout of a task it does not decode (the buffers stay sized and the kernel writes
+    nothing) and the stage ``"debug_stop N"``: the one place of that rule, for the
+    driver, the C-sim and the virtual board.
     """
     try:
-        stride, width = output_layout(cfg, debug_stop)
-        stage = "tokens" if debug_stop == 0 else debug_stage_name(cfg, debug_stop)
+        stride, width = output_layout(cfg, debug_stop, task, tiling)
+        dec = decoded_stage(cfg, debug_stop, task, tiling)
+        if dec is not None:
+            stage = dec.name
+        else:
+            stage = "tokens" if debug_stop == 0 else debug_stage_name(cfg, debug_stop, task)
     except ValueError:
         stride, width = output_layout(cfg, 0)
-        stage = f"debug_stop {debug_stop}"
-    return stride, width, stage
+        return StoredLayout(stride, width, f"debug_stop {debug_stop}", None, tiling)
+    return StoredLayout(stride, width, stage, dec, tiling)
 
 
 class DriverBackend:
@@ -471,10 +573,11 @@ class DriverBackend:
         res = acc.run(images, task, timeout_s=self.timeout_s)
         dt = time.perf_counter() - t0
         tokens = acc.to_float(res.raw)
+        logits = None if res.logits is None else acc.logits_to_float(res.logits)
         stages: dict[str, np.ndarray] = {}
         routes: list[np.ndarray] = []
         if record:
             stages, routes = record_boundaries(
-                wl, lambda stop: acc.run(images, task, stop, self.timeout_s).raw
+                wl, lambda stop: acc.run(images, task, stop, self.timeout_s).values, task=task
             )
-        return RunOutput(tokens, stages, routes, {}, dt)
+        return RunOutput(tokens, stages, routes, {}, dt, logits)

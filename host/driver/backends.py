@@ -122,10 +122,10 @@ class RunOutput:
         Wall time of the run.
     logits : ndarray float64 (B, C, h, w) or None
         The task decoder's logits, where the backend ran it (a head
-        :attr:`~edgemoe.models.config.HeadSpec.on_datapath`); None: the host decodes
-        the tokens, as it does for every backend until the kernel decodes. With
-        ``record``, ``stages`` then holds the decoder's boundaries (``dec.*``) too,
-        channels first like these.
+        :attr:`~edgemoe.models.config.HeadSpec.on_datapath`: the datapath's on a
+        fixed-point backend, the float decoder's on torch); None: another head, which
+        the host runs on the tokens. With ``record``, ``stages`` then holds the
+        decoder's boundaries (``dec.*``) too, channels first like these.
     """
 
     tokens: np.ndarray
@@ -215,19 +215,26 @@ class TorchBackend:
     name = "torch"
     capabilities = Capabilities.float_model(
         "the float model, PyTorch",
-        timed="normalise + backbone, float32, sparse MoE (TorchBackend)",
+        timed="normalise + backbone, float32, sparse MoE (TorchBackend); where the "
+        "datapath decodes the task, its decoder up to the logits too (float32, numpy)",
         setup="torch imported and the random model built in the child",
     )
 
     def run(self, wl: Workload, images: np.ndarray, task: str, record: bool = False) -> RunOutput:
         import torch
 
+        from edgemoe.models.heads import decoder_front_np
         from edgemoe.models.m3vit import normalize
 
         rec: dict | None = {} if record else None
+        dec_rec: dict | None = {} if record else None
         t0 = time.perf_counter()
         with torch.no_grad():
             tokens = wl.model.backbone(normalize(images, wl.cfg), task, record=rec)
+        tokens = tokens.double().numpy()
+        logits = None
+        if wl.cfg.task_spec(task).head.on_datapath:  # what the datapath computes, in float
+            logits = decoder_front_np(tokens, wl.state, task, wl.cfg, record=dec_rec)
         dt = time.perf_counter() - t0
         stages = {}
         routes = []
@@ -236,11 +243,15 @@ class TorchBackend:
             stages[k] = a if a.dtype == bool else a.astype(np.float64)
             if k.endswith(".route"):
                 routes.append(a)
-        return RunOutput(tokens.double().numpy(), stages, routes, {}, dt)
+        stages |= {k: v.astype(np.float64) for k, v in (dec_rec or {}).items()}
+        return RunOutput(tokens, stages, routes, {}, dt, logits)
 
 
 def record_boundaries(
-    wl: Workload, run_stop: Callable[[int], np.ndarray], gates_only: bool = False
+    wl: Workload,
+    run_stop: Callable[[int], np.ndarray],
+    gates_only: bool = False,
+    task: str | None = None,
 ) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
     """Every layer boundary of a kernel run, each from a run stopped there (``debug_stop``).
 
@@ -249,9 +260,14 @@ def record_boundaries(
     wl : Workload
         Its config, profile and key bias scale (to turn raw words into floats).
     run_stop : callable
-        ``debug_stop`` code -> the raw int words the kernel stored ``(B, tokens, width)``.
+        ``debug_stop`` code -> the raw int values the kernel stored for that stage: the
+        token rows ``(B, tokens, width)`` of a backbone stage, the map ``(B, h, w, C)`` of
+        a decoder stage (:attr:`~edgemoe.host.driver.accelerator.KernelResult.values`).
     gates_only : bool
         Only the MoE gates (what the routes need: ``run --check``).
+    task : str, optional
+        The task run: where the kernel decodes it (a ``pup`` head), its decoder's stages
+        (``dec.*``, channels first like the host's) follow the backbone's.
 
     Returns
     -------
@@ -264,10 +280,10 @@ def record_boundaries(
     cfg = wl.cfg
     stages: dict[str, np.ndarray] = {}
     routes: list[np.ndarray] = []
-    for name in debug_boundaries(cfg):
+    for name in debug_boundaries(cfg, task):
         if gates_only and not name.endswith(".gate"):
             continue
-        raw = np.asarray(run_stop(debug_stop_code(cfg, name))).astype(np.int64)
+        raw = np.asarray(run_stop(debug_stop_code(cfg, name, task))).astype(np.int64)
         stages[name] = stage_to_float(cfg, wl.profile, name, raw, wl.quantized.k_bias)
         if name.endswith(".gate"):
             mask = topk_mask(raw, cfg.top_k)

@@ -79,37 +79,81 @@ def ln_lanes(t: Tiling) -> int:
     return min(t.lin_in, t.lin_out, LN_LANES_MAX)
 
 
-def debug_boundaries(cfg: ModelConfig) -> list[str]:
-    """Every layer boundary a debug stop can return, in execution order."""
+#: The debug stop that returns a ``pup`` task's final tokens alone
+#: (:func:`edgemoe.host.contracts.decoder.tokens_stop_code`): what ``debug_stop`` 0
+#: returns for a task whose head the kernel does not run.
+TOKENS_STAGE = "tokens"
+
+
+def _decoder_task(cfg: ModelConfig, task: str | int | None) -> str | None:
+    """The name of ``task`` where the kernel decodes it (a ``pup`` head), else None (no
+    task, a raw id out of range: the kernel refuses it, or another head)."""
+    if task is None or (isinstance(task, int) and not 0 <= task < len(cfg.task_names)):
+        return None
+    name = cfg.task_names[cfg.task_id(task)]
+    return name if dp.stage_names(cfg, name) else None
+
+
+def debug_boundaries(cfg: ModelConfig, task: str | int | None = None) -> list[str]:
+    """Every layer boundary a debug stop can return, in execution order: the backbone's,
+    then, for a ``task`` the kernel decodes, its decoder's stages (``dec.norm`` ..
+    ``dec.logits``, golden's ``decode_stages``)."""
     names = ["embed"]
     for i in range(cfg.depth):
         for s in DEBUG_STAGES:
             if s != "gate" or cfg.is_moe(i):
                 names.append(f"block{i}.{s}")
-    return names
+    dec = _decoder_task(cfg, task)
+    return names + (dp.stage_names(cfg, dec) if dec else [])
 
 
-def debug_stop_code(cfg: ModelConfig, stage: str) -> int:
+def debug_stop_code(cfg: ModelConfig, stage: str, task: str | int | None = None) -> int:
     """``debug_stop`` value that ends a run after ``stage``.
 
     ``"embed"`` -> 1; ``"block{i}.{s}"`` -> ``2 + i * len(DEBUG_STAGES) + index(s)``;
-    0 runs the whole backbone.
+    0 runs the whole backbone (and the task's decoder, where the kernel decodes it). For
+    a ``task`` with a ``pup`` head also :data:`TOKENS_STAGE` (its final tokens alone,
+    :func:`~edgemoe.host.contracts.decoder.tokens_stop_code`) and its decoder's stages
+    ``"dec.*"`` (:func:`~edgemoe.host.contracts.decoder.stop_code`).
+
+    Raises
+    ------
+    ValueError
+        No such stage (for that task).
     """
     if stage == "embed":
         return 1
-    blk, s = stage.split(".")
-    i = int(blk.removeprefix("block"))
-    if not 0 <= i < cfg.depth or s not in DEBUG_STAGES:
+    if stage == TOKENS_STAGE or stage.startswith("dec."):
+        dec = _decoder_task(cfg, task)
+        if dec is None:
+            raise ValueError(f"no stage {stage!r}: only a task with a pup head has it")
+        if stage == TOKENS_STAGE:
+            return dp.tokens_stop_code(cfg)
+        if stage not in dp.stage_names(cfg, dec):
+            raise ValueError(f"no stage {stage!r} in the decoder of task {dec}")
+        return dp.stop_code(cfg, dec, stage)
+    blk, _, s = stage.partition(".")
+    i = int(blk.removeprefix("block")) if blk.removeprefix("block").isdigit() else -1
+    if not blk.startswith("block") or not 0 <= i < cfg.depth or s not in DEBUG_STAGES:
         raise ValueError(f"no stage {stage!r}")
     if s == "gate" and not cfg.is_moe(i):
         raise ValueError(f"block {i} has no gate")
     return 2 + i * len(DEBUG_STAGES) + DEBUG_STAGES.index(s)
 
 
-def debug_stage_name(cfg: ModelConfig, code: int) -> str:
+def debug_stage_name(cfg: ModelConfig, code: int, task: str | int | None = None) -> str:
     """Inverse of :func:`debug_stop_code` (``ValueError`` for 0 or an invalid code)."""
     if code == 1:
         return "embed"
+    dec = _decoder_task(cfg, task)
+    if dec is not None and code >= dp.tokens_stop_code(cfg):
+        if code == dp.tokens_stop_code(cfg):
+            return TOKENS_STAGE
+        names = dp.stage_names(cfg, dec)
+        k = code - dp.tokens_stop_code(cfg) - 1
+        if k >= len(names):
+            raise ValueError(f"debug_stop {code} out of range for task {dec}")
+        return names[k]
     s = code - 2
     if s < 0 or s >= cfg.depth * len(DEBUG_STAGES):
         raise ValueError(f"debug_stop {code} out of range")
@@ -118,16 +162,70 @@ def debug_stage_name(cfg: ModelConfig, code: int) -> str:
     return name
 
 
-def output_layout(cfg: ModelConfig, debug_stop: int = 0) -> tuple[int, int]:
-    """(words per image in the output buffer, words per token of what is stored).
+def decoded_stage(
+    cfg: ModelConfig, debug_stop: int, task: str | int | None, t: Tiling = DEFAULT_TILING
+) -> dp.Stage | None:
+    """The decoder stage a call stores after the final tokens: the logits for
+    ``debug_stop`` 0, the stage of a decoder stop; None where the call does not decode
+    (another head, a backbone or the tokens stop, no task or one the kernel refuses).
 
-    A whole run stores ``[tokens][embed_dim]`` per image; a debug stop stores the
-    stage's ``[tokens][width]`` at a stride of ``tokens * MAX_STAGE_WIDTH`` words.
+    Raises
+    ------
+    ValueError
+        A code above the tokens stop that the task's decoder does not have.
     """
+    dec = _decoder_task(cfg, task)
+    if dec is None or not dp.decodes(cfg, dec, debug_stop):
+        return None
+    plan = dp.decoder_plan(cfg, dec, t)
     if debug_stop == 0:
+        return plan.stages[-1]
+    return plan.stage(debug_stage_name(cfg, debug_stop, dec))
+
+
+def output_layout(
+    cfg: ModelConfig,
+    debug_stop: int = 0,
+    task: str | int | None = None,
+    t: Tiling = DEFAULT_TILING,
+) -> tuple[int, int]:
+    """(words per image in the output buffer, words per token of the token rows stored).
+
+    A whole run stores ``[tokens][embed_dim]`` per image; a backbone debug stop stores
+    the stage's ``[tokens][width]`` at a stride of ``tokens * MAX_STAGE_WIDTH`` words. A
+    call that decodes (a ``task`` with a ``pup`` head, :func:`decoded_stage`) stores the
+    final tokens ``[tokens][embed_dim]``, then its stage's output
+    (:func:`~edgemoe.host.contracts.decoder.output_words` per image); its
+    :data:`TOKENS_STAGE` stop stores what a whole run of another head does.
+
+    Raises
+    ------
+    ValueError
+        A code the kernel refuses (for ``task``).
+    """
+    stage = decoded_stage(cfg, debug_stop, task, t)
+    if stage is not None:
+        return dp.output_words(cfg, task, debug_stop, t), cfg.embed_dim
+    if debug_stop == 0 or debug_stage_name(cfg, debug_stop, task) == TOKENS_STAGE:
         return cfg.num_tokens * cfg.embed_dim, cfg.embed_dim
-    width = debug_stage_width(cfg, debug_stage_name(cfg, debug_stop))
+    width = debug_stage_width(cfg, debug_stage_name(cfg, debug_stop, task))
     return cfg.num_tokens * _max_stage_width(cfg), width
+
+
+def max_output_words(
+    cfg: ModelConfig, t: Tiling = DEFAULT_TILING, decoder_stops: bool = False
+) -> int:
+    """The most words per image a call of any task stores: a whole run (the logits after
+    the tokens where the kernel decodes), a backbone debug stop and, with
+    ``decoder_stops``, a decoder stage's stop (the largest maps: the driver allocates
+    those only when such a stop is asked for)."""
+    words = [output_layout(cfg, 0)[0], output_layout(cfg, 1)[0]]
+    for task in cfg.task_names:
+        if decoder_stops:
+            words.append(dp.max_output_words(cfg, task, t))
+        else:
+            words.append(output_layout(cfg, 0, task, t)[0])
+    return max(words)
 
 
 def _max_stage_width(cfg: ModelConfig) -> int:

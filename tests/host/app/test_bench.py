@@ -90,3 +90,11 @@ def test_missing_optional_backend_is_a_skipped_row(monkeypatch):
     assert row["status"] == "skipped" and "not installed" in row["notes"][0]
     assert row["ms_median"] is None and row["ratio_to_torch"] is None
     assert "skipped" in bench.format_table(result)
+
+
+def test_what_is_timed_names_the_decoder_where_the_datapath_decodes():
+    from tests.conftest import cfg
+
+    pup = bench._computed(cfg("m3vit-mini-pup"), "semseg")
+    assert "decoder up to its logits" in pup and "onnxruntime: the backbone only" in pup
+    assert "decoder" not in bench._computed(cfg("m3vit-mini"), "semseg")

@@ -81,7 +81,7 @@ def test_mini_eval_every_backend(tmp_path, capsys):
             u = usage[task][str(b)]
             assert sum(u["weight_share"]) == pytest.approx(1.0, abs=1e-4)
             assert 1 <= u["experts_90"] <= cfg(MINI).num_experts
-    assert "golden-csim/lean: backbone outputs bit-exact" in out
+    assert "golden-csim/lean: datapath outputs bit-exact" in out
     assert Image.open(plot).size[0] > 200
 
 
