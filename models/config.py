@@ -75,9 +75,9 @@ class HeadSpec:
     def on_datapath(self) -> bool:
         """Whether the datapath's integer decoder covers this head (its specification,
         ``Golden.decode``): a ``pup`` head, whose four-convolution variant upsamples with
-        ``align_corners`` false (the fixed ×2 stencil). The kernel does not run the
-        decoder yet: today the host decodes every head, this one in two parts, the float
-        counterpart of that decoder up to its logits, then the resizes."""
+        ``align_corners`` false (the fixed ×2 stencil). The kernel runs this decoder up to
+        the logits (hls/include/edgemoe/decoder.h); the host finishes with the resizes. A
+        backend without it (torch) runs the float counterpart up to the logits."""
         return self.kind == "pup" and not (self.num_conv == 4 and self.align_corners)
 
     def conv_kernel(self, i: int) -> int:

@@ -1,7 +1,8 @@
 """Input files for the Vitis csim/cosim testbench (hls/tb/tb_top.cpp).
 
 Writes ``bundle.bin``, ``images.bin`` (uint8, patch-major) and ``expected.bin``
-(the golden model's int32 output) for one seeded model and ``--images`` images
+(the golden model's int32 output: the tokens, and for a task with M³ViT's decoder
+each image's logits after its tokens, chunk-planar) for one seeded model and ``--images`` images
 (default 1: the image-major schedule; 2 or more: the expert-major one), so that
 ``make hls`` can run the C++ testbench with a bit-exact check against golden.
 
@@ -15,6 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from edgemoe.host.contracts import decoder as dp
 from edgemoe.host.contracts.images import random_images, to_patches
 from edgemoe.host.contracts.profile import DEFAULT_PROFILE, load_profile
 from edgemoe.host.contracts.tiling import DEFAULT_TILING
@@ -36,7 +40,17 @@ def write(out: Path, config: str, profile: str, task: int, seed: int, images: in
     out.mkdir(parents=True, exist_ok=True)
     (out / "bundle.bin").write_bytes(pack(qm, DEFAULT_TILING))
     patches.tofile(out / "images.bin")
-    Golden(qm).run(patches, task).tokens.astype("<i4").tofile(out / "expected.bin")
+    g = Golden(qm)
+    tokens = g.run(patches, task).tokens
+    if dp.decodes(cfg, task, 0):  # per image: the tokens, then the decoder's logits
+        logits = g.decode(tokens, task).logits
+        words = [
+            np.concatenate([t.reshape(-1), dp.pack_map(cfg, lg, DEFAULT_TILING)])
+            for t, lg in zip(tokens, logits, strict=True)
+        ]
+        np.concatenate(words).astype("<i4").tofile(out / "expected.bin")
+    else:
+        tokens.astype("<i4").tofile(out / "expected.bin")
     files = {
         n: str((out / f"{n}.bin").resolve()) for n in ("bundle", "images", "output", "expected")
     }

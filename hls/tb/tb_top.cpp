@@ -64,13 +64,15 @@ int main(int argc, char** argv) {
   const uint32_t task = strtoul(argv[4], 0, 10);
   const uint32_t num_images = strtoul(argv[5], 0, 10);
   const uint32_t debug_stop = strtoul(argv[6], 0, 10);
-  const size_t per_image = size_t(NUM_TOKENS) * MAX_STAGE_WIDTH * 4;
+  const size_t per_image = size_t(COSIM_OUT_BYTES);  // the largest output region
   const size_t images_in_buffer = num_images ? num_images : 1;
   const size_t out_words = images_in_buffer * per_image / WORD_BYTES + 1;
   std::vector<word_t> output(out_words < DEPTH_OUTPUT ? DEPTH_OUTPUT : out_words, word_t(0));
   // expert-major calls park up to MAX_GROUP images in scratch (edgemoe.host.contracts.scratch)
   const size_t group = images_in_buffer < size_t(MAX_GROUP) ? images_in_buffer : MAX_GROUP;
-  const size_t scratch_words = group * SCRATCH_SLOT / WORD_BYTES + 1;
+  const size_t slots = group * SCRATCH_SLOT;  // or the decoder's two maps, if larger
+  const size_t scratch_words =
+      (slots > size_t(DEC_SCRATCH_BYTES) ? slots : size_t(DEC_SCRATCH_BYTES)) / WORD_BYTES + 1;
   std::vector<word_t> scratch(scratch_words < DEPTH_SCRATCH ? DEPTH_SCRATCH : scratch_words,
                               word_t(0));
 
@@ -90,9 +92,16 @@ int main(int argc, char** argv) {
   // output region of NUM_TOKENS x MAX_STAGE_WIDTH words.
   const int width = stage_width(debug_stop);
   const size_t row_bytes = size_t(width) * 4;
-  const size_t region_bytes = debug_stop == 0 ? size_t(NUM_TOKENS) * EMBED_DIM * 4
-                                              : size_t(NUM_TOKENS) * MAX_STAGE_WIDTH * 4;
-  const size_t image_bytes = size_t(NUM_TOKENS) * row_bytes;
+  // A task with M3ViT's decoder: each region holds the final tokens, then the logits
+  // (edgemoe.host.contracts.decoder.output_words), all of which the testbench keeps.
+  const DecTask& dtask = DECODER[task < uint32_t(NUM_TASKS) ? task : 0];
+  const bool decodes = task < uint32_t(NUM_TASKS) && dtask.convs > 0 && debug_stop == 0;
+  const size_t dec_bytes =
+      decodes ? size_t(DEC_TOKENS_BYTES) + size_t(dtask.conv[dtask.convs - 1].out_words) * 4 : 0;
+  const size_t region_bytes = decodes           ? dec_bytes
+                              : debug_stop == 0 ? size_t(NUM_TOKENS) * EMBED_DIM * 4
+                                                : size_t(NUM_TOKENS) * MAX_STAGE_WIDTH * 4;
+  const size_t image_bytes = decodes ? dec_bytes : size_t(NUM_TOKENS) * row_bytes;
   const size_t out_bytes = status == STATUS_OK ? size_t(num_images) * image_bytes : 0;
   std::vector<unsigned char> stored(out_bytes);
   const unsigned char* raw = reinterpret_cast<const unsigned char*>(output.data());

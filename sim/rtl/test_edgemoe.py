@@ -200,10 +200,7 @@ class Bench:
         """One kernel call, driven the way the PYNQ driver drives it."""
         cfg = load_config(CONFIG)
         n = len(patches) if num_images is None else num_images
-        if dp.decodes(cfg, task, debug_stop):  # the task's decoder: tokens, then its stage
-            stride = dp.output_words(cfg, task, debug_stop, DEFAULT_TILING)
-        else:
-            stride, _ = output_layout(cfg, debug_stop)
+        stride, _ = output_layout(cfg, debug_stop, task)  # a decoding call: tokens, stage
         out_bytes = len(patches) * stride * 4
         self.ram["bundle"].write(BASE["bundle"], bundle)
         self.ram["images"].write(BASE["images"], np.ascontiguousarray(patches).tobytes())

@@ -335,16 +335,15 @@ def test_first_difference_names_the_first_boundary():
     assert first_difference(g, c) == "block2.attn"
 
 
+@pytest.mark.parametrize("cname", ["m3vit-mini", "m3vit-mini-pup"])
 @pytest.mark.parametrize("images", [1, 3])
-def test_make_hls_testbench_data_passes_the_testbench(tmp_path, images):
+def test_make_hls_testbench_data_passes_the_testbench(tmp_path, images, cname):
     """The files `make hls` hands the Vitis testbench (edgemoe.sim.tbdata) pass it bit-exactly,
-    in both schedules."""
+    in both schedules; with M3ViT's decoder (mini-pup) the logits after each image's tokens."""
     from edgemoe.sim import tbdata
 
-    argv = tbdata.write(tmp_path / "data", "m3vit-mini", "lean", task=1, seed=3, images=images)
-    exe = csim.build_testbench(
-        "tb_top", cfg("m3vit-mini"), profile("lean"), tmp_path, with_kernel=True
-    )
+    argv = tbdata.write(tmp_path / "data", cname, "lean", task=1, seed=3, images=images)
+    exe = csim.build_testbench("tb_top", cfg(cname), profile("lean"), tmp_path, with_kernel=True)
     run = subprocess.run([str(exe), *argv], capture_output=True, text=True)
     assert run.returncode == 0 and "bit-exact" in run.stdout, run.stdout + run.stderr
 
