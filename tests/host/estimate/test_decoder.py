@@ -354,3 +354,27 @@ def test_chosen_says_when_nothing_meets_the_target():
     assert _chosen(60.0, every, fields, "macs")["what"] == "b + macs"
     ch = _chosen(34.0, every, fields, "macs")  # the kernel as built meets it: no change
     assert (ch["what"], ch["options"], ch["ms_per_task_image"]) == (AS_BUILT, [], 34.0)
+
+
+@pytest.mark.parametrize("name", [PUP, DEFAULT_CONFIG])
+def test_decoder_ddr_bytes_are_the_kernels(name):
+    """The estimate's decoder DDR bytes per stage equal the closed form the C-sim's counters
+    are tested against (traffic.decoder_traffic; tests/sim/test_csim.py)."""
+    from edgemoe.host.estimate.traffic import decoder_traffic
+
+    c, p = cfg(name), profile("lean")
+    d = our_design(p, DEFAULT_TILING)
+    for task in c.task_names:
+        closed = decoder_traffic(c, DEFAULT_TILING, task, resume=False)
+        st = decoder_stages(c, p, d, DEVICES["zcu104"], 300.0, 1, _plan(name, task), Options())
+        for s in st:
+            weights = _part(closed, s.name, "conv") + _part(closed, s.name, "norm")
+            assert (s.weight_bytes, s.read_bytes, s.write_bytes) == (
+                weights,
+                _part(closed, s.name, "window"),
+                _part(closed, s.name, "write"),
+            ), s.name
+
+
+def _part(closed: dict, stage: str, kind: str) -> int:
+    return sum(n for (n_s, k, _), n in closed.items() if n_s == stage and k == kind)
