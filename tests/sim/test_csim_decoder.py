@@ -88,8 +88,9 @@ def assert_decodes(
 @pytest.mark.parametrize("pname", ["lean", "edge-moe"])
 @pytest.mark.parametrize("task", ["semseg", "depth"])
 def test_mini_pup_every_decoder_stage_bit_exact(pname, task):
-    """One image (image-major), every stage through its debug stop."""
-    qm, bundle, patches = setup(MINI_PUP, pname, 0, 1)
+    """Every stage through its debug stop, two images (a debug stop runs image-major: one
+    image decodes on the linear lane while the other's backbone runs beside it)."""
+    qm, bundle, patches = setup(MINI_PUP, pname, 0, 2)
     assert_decodes(kernel(MINI_PUP, pname), qm, bundle, patches, task, stops=True)
 
 
