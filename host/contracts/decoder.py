@@ -17,10 +17,11 @@ parameter header, the driver and the estimate must agree on:
   weights stream once per band;
 * per band, its window: the input rows and columns its 3x3 halo needs (and for a
   fused bilinear x2 the source rows and columns of the stencil), loaded into the
-  *ring* in one buffer set's ``wide``: window row ``u`` at ``wide`` rows
-  ``(u % RPS) * WC ..`` of column slot ``u // RPS`` (``WC`` the window's width,
-  ``RPS = num_tokens // WC`` window rows per slot, slots of ``c_pad`` columns);
-  conv_0 reads the token grid in place in ``h``;
+  *ring* in one buffer set's ``wide``: input row ``gy`` at ring row
+  ``k = gy % ring_rows``, i.e. ``wide`` rows ``(k % RPS) * WC ..`` of column slot
+  ``k // RPS`` (``WC`` the band's window width, ``RPS = num_tokens // WC`` for the
+  widest window, slots of ``c_pad`` columns); conv_0 reads the token grid in place in
+  ``h``;
 * the DDR layout of the feature maps: two ping-pong maps in the scratch region
   (the decoder runs after the backbone, so the expert-major slots are free), each
   stored *chunk-planar* (:func:`map_words`): one plane per output-channel chunk,
@@ -33,8 +34,11 @@ parameter header, the driver and the estimate must agree on:
 Every bilinear x2 is fused into the band load of the convolution that reads it: the
 DDR map is the previous convolution's output at half size; a window row is the
 blend of its two source rows (:func:`up_source_rows`), computed as it is loaded.
-The kernel's schedule is serial (load band -> compute band -> store band) and keeps
-no ring between bands: every band loads its whole window (``Band.read_words``).
+The kernel's schedule is serial (load band -> compute band -> store band). The ring
+places input row ``gy`` at ring row ``gy % ring_rows``, so a band as wide as the map
+keeps the rows its window shares with the previous band's and loads only the rows
+below it (``Band.load_rows``, ``Band.read_words``); a narrower band loads its whole
+window.
 """
 
 from __future__ import annotations
@@ -90,10 +94,16 @@ class Band:
     Attributes
     ----------
     in_rows : tuple[int, ...]
-        DDR map rows (source rows, before any fused x2) the band's window reads.
+        DDR map rows (source rows, before any fused x2) the band's window needs.
+    load_rows : tuple[int, ...]
+        The window's rows (of the convolution's input map, after any fused x2) the band
+        loads into the ring: all of them, but for a band as wide as the map after
+        another of the same convolution, only those below the previous band's window
+        (the ring keeps the rest).
     read_words, write_words, weight_words : int
-        Bus words the band reads (its window, every band anew), writes (its output
-        pixels) and streams as weights (every tile of the convolution, once per band).
+        Bus words the band reads (its load rows: each a burst per chunk, or with a fused
+        x2 its two source rows), writes (its output pixels) and streams as weights
+        (every tile of the convolution, once per band).
     """
 
     y0: int
@@ -101,6 +111,7 @@ class Band:
     rows: int
     cols: int
     in_rows: tuple[int, ...]
+    load_rows: tuple[int, ...]
     read_words: int
     write_words: int
     weight_words: int
@@ -138,6 +149,8 @@ class Stage:
     bands: tuple[Band, ...] = ()
     src_map: int = -1  # ping-pong map read (0/1), -1: the on-chip token grid
     dst_map: int = -1  # ping-pong map written, -1: the output region
+    ring_rps: int = 0  # window rows per column slot of the ring in wide
+    ring_rows: int = 0  # window rows the ring holds: input row gy sits at gy % ring_rows
 
     @property
     def band_pixels(self) -> int:
@@ -327,9 +340,10 @@ def _fits(
 def _bands(
     cfg: ModelConfig, h: int, w: int, k: int, fused: bool, h_src: int, w_src: int,
     c_in: int, c_out: int, weight_words: int, t: Tiling, from_grid: bool,
-) -> tuple[Band, ...]:  # fmt: skip
+) -> tuple[tuple[Band, ...], int, int]:  # fmt: skip
     """Rectangular bands, row-major: as many whole map rows as the linear unit's rows
-    (``num_tokens``) take, narrowed until the band's window fits the ring."""
+    (``num_tokens``) take, narrowed until the band's window fits the ring; and the ring's
+    window rows per column slot and in all (0, 0 for the token grid)."""
     cap = cfg.num_tokens
     if from_grid:
         rows, cols = h, w  # conv_0: the whole token grid, read in place from h
@@ -348,22 +362,33 @@ def _bands(
     halo = k // 2
     pw_in = sum(_pad(n, t) for _, n in chunks(cfg, c_in, t)) * 32 // t.axi_bits
     pw_out = sum(_pad(n, t) for _, n in chunks(cfg, c_out, t)) * 32 // t.axi_bits
+    rps = 0 if from_grid else cfg.num_tokens // min(w, cols + 2 * halo)
+    ring = rps * (wide_cols(cfg) // padded_channels(c_in, t))
+    if h > 255 or ring > 255:
+        raise ConfigError(
+            f"a {h}-row map or a ring of {ring} rows: the kernel counts rows in 8 bits"
+        )
     out = []
+    loaded = 0  # the first input row below the previous full-width band's window
     for y0 in range(0, h, rows):
         for x0 in range(0, w, cols):
             r, c = min(rows, h - y0), min(cols, w - x0)
             wy0, wy1, wx0, wx1 = _window(y0, x0, r, c, h, w, halo)
+            load = list(range(max(wy0, loaded) if c == w else wy0, wy1))
+            loaded = wy1 if c == w else 0
             if fused:
                 src = sorted({s for u in range(wy0, wy1) for s in up_source_rows(u, h_src)})
                 js0, js1 = _up_cols(wx0, wx1, w_src)
-                # each window row reads its two source rows (the kernel keeps no ring
-                # between bands yet)
-                read = 2 * (wy1 - wy0) * (js1 - js0) * pw_in
+                read = 2 * len(load) * (js1 - js0) * pw_in  # two source rows a window row
             else:
                 src = list(range(wy0, wy1))
-                read = 0 if from_grid else (wy1 - wy0) * (wx1 - wx0) * pw_in
-            out.append(Band(y0, x0, r, c, tuple(src), read, r * c * pw_out, weight_words))
-    return tuple(out)
+                read = 0 if from_grid else len(load) * (wx1 - wx0) * pw_in
+            if from_grid:
+                load = []
+            out.append(
+                Band(y0, x0, r, c, tuple(src), tuple(load), read, r * c * pw_out, weight_words)
+            )
+    return tuple(out), rps, ring
 
 
 def decoder_plan(cfg: ModelConfig, task: str | int, t: Tiling) -> DecoderPlan:
@@ -399,7 +424,9 @@ def decoder_plan(cfg: ModelConfig, task: str | int, t: Tiling) -> DecoderPlan:
         kt, ot = k * k * padded_channels(c, t) // t.lin_in, tiles(c_out, t.lin_out)
         dst_map = -1 if last else (0 if src_map != 0 else 1)
         sname = "dec.logits" if last else f"dec.conv_{i}"
-        bands = _bands(cfg, h, w, k, fused, h_src, w_src, c, c_out, kt * ot * tw, t, i == 0)
+        bands, rps, ring = _bands(
+            cfg, h, w, k, fused, h_src, w_src, c, c_out, kt * ot * tw, t, i == 0
+        )
         stages.append(
             Stage(
                 sname,
@@ -419,6 +446,8 @@ def decoder_plan(cfg: ModelConfig, task: str | int, t: Tiling) -> DecoderPlan:
                 bands,
                 src_map,
                 dst_map,
+                rps,
+                ring,
             )
         )
         if not last:

@@ -10,15 +10,17 @@ the burst runs of its loads and stores, the cycles of the fused bilinear x2 into
 ring, each chunk call's output channels and bias words; and the what-ifs
 (:class:`Options`) that change them.
 
-As built (v1, the contract's serial schedule): a band loads its whole window (for a
-fused x2, two source rows per window row, one burst each per chunk plane, then the
-blend into the ring ``LIN_OUT`` channels a cycle), then per output chunk one
-linear-unit call and the chunk's store (one burst per band row); nothing overlaps, no
-window row is kept for the next band.
+As built (v1, the contract's serial schedule): a band loads its window's rows into the
+ring (for a fused x2, two source rows per window row, one burst each per chunk plane,
+then the blend into the ring ``gcd(LIN_OUT, LIN_IN)`` channels a cycle, decoder.h
+UP_LANES; a band as wide as the map after another loads only the rows below the
+previous band's window, ``Band.load_rows``), then per output chunk one linear-unit call
+and the chunk's store (one burst per band row); nothing overlaps.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from edgemoe.errors import ConfigError
@@ -49,7 +51,8 @@ class Options:
     ring_reuse : bool
         A band keeps the window rows it shares with the band before it in the same
         column strip and loads only the new ones (with the contract's row-major bands
-        this helps only bands as wide as the map).
+        this helps only bands as wide as the map). As built (``Band.load_rows``); False
+        is the kernel before it.
     fuse_classifier : bool
         The classifier runs on the last convolution's band on chip: that map is neither
         stored nor loaded back. (Its input is every chunk of the band's outputs, more
@@ -63,7 +66,7 @@ class Options:
     """
 
     io_overlaps: bool = False
-    ring_reuse: bool = False
+    ring_reuse: bool = True
     fuse_classifier: bool = False
     fmap_bytes: int = 4
     mac_rate: int | None = None
@@ -169,25 +172,25 @@ def band_costs(
     from_grid = stage.src_map < 0
     skip_load = stage.kind == LOGITS and opts.fuse_classifier
     out: list[BandCost] = []
-    prev: Band | None = None
+    per_row = 0
     for b in stage.bands:
         wr, wc = window(stage, b)
-        rows = _window_rows(stage, b)
-        new = len(rows)
-        if opts.ring_reuse and prev is not None and (prev.x0, prev.cols) == (b.x0, b.cols):
-            new = len(set(rows) - set(_window_rows(stage, prev)))
-        prev = b
+        # as built the contract's load rows; without ring reuse the whole window
+        new = len(b.load_rows) if opts.ring_reuse else len(_window_rows(stage, b))
         if from_grid or skip_load:
             load, bursts, blend, runs = 0, 0, 0, 0
         else:
-            # the contract's words: every window row the same (its source rows' columns)
-            if b.read_words % (wr * pw_in):
-                raise ConfigError(f"{stage.name}: band words not whole window rows")
-            per_row = b.read_words // wr * pw_in_opt // pw_in
+            # the contract's words: every loaded row the same (its source rows' columns);
+            # a band that loads no row keeps the last band's (same geometry)
+            if b.load_rows:
+                if b.read_words % len(b.load_rows):
+                    raise ConfigError(f"{stage.name}: band words not whole window rows")
+                per_row = b.read_words // len(b.load_rows) * pw_in_opt // pw_in
             load = new * per_row
             reads = 2 if stage.fused_up else 1  # a fused x2 reads two source rows a row
             bursts = new * reads * in_chunks
-            groups = sum(tiles(n, t.lin_out) for _, n in chunks(cfg, c_in, t))
+            up = math.gcd(t.lin_out, t.lin_in)  # decoder.h UP_LANES: the x2's lanes
+            groups = sum(tiles(n, up) for _, n in chunks(cfg, c_in, t))
             blend = new * wc * groups if stage.fused_up else 0
             runs = new * in_chunks if stage.fused_up else 0
         if fused_next:

@@ -1207,9 +1207,6 @@ def end_to_end(
     macs_what = f"the attention units' idle DSPs as decoder MACs (+{idle} MAC/cycle)"
     fields = {
         "band loads and stores beside compute (the other buffer set's lane)": {"io_overlaps": True},
-        "window rows kept in the ring for the next band (only new rows loaded)": {
-            "ring_reuse": True
-        },
         "the classifier on the last convolution's band, on chip": {"fuse_classifier": True},
         "16-bit feature maps in DDR": {"fmap_bytes": 2},
         macs_what: {"mac_rate": lin + idle},
@@ -1240,8 +1237,8 @@ def end_to_end(
     next_step = (
         f"the decoder's {dec_macs / 1e9:.2f} GMAC take {dec_macs / (lin * clk):.2f} ms on the "
         f"linear unit's {lin} MACs a cycle at full rate; its convolutions and classifier "
-        f"take {conv_ms:.2f} ms as built (serial v1: each band loads its whole window, then "
-        f"one call and one store per output chunk). The floor counts the "
+        f"take {conv_ms:.2f} ms as built (serial v1: each band loads its window's new rows "
+        f"into the ring, then one call and one store per output chunk). The floor counts the "
         f"{dsp} DSP48E2 of the build as {dsp // per_mac} MACs a cycle"
         + (f" ({per_mac} a MAC at these widths)" if per_mac > 1 else "")
         + ". Next steps, largest gain first: "
@@ -1258,8 +1255,9 @@ def end_to_end(
             "weights once per band, so more images per call do not share them"
         ),
         "plan": "edgemoe.host.contracts.decoder.decoder_plan (the kernel's decoder contract "
-        "v1: rectangular bands, each loading its whole window, one linear-unit call and "
-        "one store per band and output chunk, run serially as the kernel is built)",
+        "v1: rectangular bands, each loading its window's new rows into the ring, one "
+        "linear-unit call and one store per band and output chunk, run serially as the "
+        "kernel is built)",
         "stages": stages,
         "stages_note": "cycles, ms and DDR bytes of one task-image at 1 image per call (the "
         "norm reads the tokens back from DDR after an expert-major call: per_call); "

@@ -1401,10 +1401,11 @@ def decoder_lines(cfg: ModelConfig, profile: Profile, t: Tiling, o: Operators) -
         Line(
             U,
             f"ConvWindow: {win_rows} ring rows and column bases in registers, the band's "
-            "origin and sizes",
+            f"origin and sizes; per band 3 8-bit divisions (the ring's first row) and "
+            f"{2 * win_rows} 8 x 8 products (the table)",
             "decoder.h dec_window, linear.h ConvWindow (ARRAY_PARTITION complete)",
-            lut=2 * win_rows * 12 * mux_luts(2),
-            ff=2 * win_rows * 12 + 8 * 16,
+            lut=2 * win_rows * 12 * mux_luts(2) + 3 * 8 * 8 + 2 * win_rows * 64,
+            ff=2 * win_rows * 12 + 8 * 16 + 3 * 8,
         )
     )
     up = [s for s in stages if s.fused_up]

@@ -536,7 +536,7 @@ def _scale_section(cfg: ModelConfig, ents: dict) -> list[str]:
 DEC_CONV_FIELDS = (
     "w_off", "b_off", "scale", "k", "c_in", "c_pad", "c_out", "h", "w", "src_h", "src_w",
     "fused_up", "relu", "band_rows", "band_cols", "k_tiles", "o_tiles", "src_map", "dst_map",
-    "stop", "up_stop", "out_words", "up_words",
+    "stop", "up_stop", "out_words", "up_words", "ring_rps", "ring_rows",
 )  # fmt: skip
 
 
@@ -611,6 +611,8 @@ def _decoder_section(cfg: ModelConfig, ents: dict, t: Tiling) -> list[str]:
                 "up_stop": plan.stage(up).code if s.fused_up else 0,
                 "out_words": dp.stage_words(cfg, s, t),
                 "up_words": dp.stage_words(cfg, plan.stage(up), t) if s.fused_up else 0,
+                "ring_rps": s.ring_rps,
+                "ring_rows": s.ring_rows,
             }
             rows.append("{" + ", ".join(str(vals[f]) for f in DEC_CONV_FIELDS) + "}")
         oh, ow, oc = plan.out_shape

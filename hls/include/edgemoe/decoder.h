@@ -93,12 +93,15 @@ struct DecState {
   int y0;
   int x0;
   int chunk;
+  int loaded;  ///< the first input row below the previous full-width band's window (0: none)
 };
 
 /// Rows, columns and the window of the band at (y0, x0) of convolution `cv` (the first
 /// reads the token grid, the others their ring), as the linear unit reads it; `rows`
-/// returns the band's rows. The ring: window row u at rows (u % RPS) * WC .. of column
-/// slot u / RPS (WC the window's width, RPS = NUM_TOKENS / WC), found by counters.
+/// returns the band's rows. The ring: input row gy at ring row k = gy % ring_rows, i.e.
+/// rows (k % ring_rps) * WC .. of column slot k / ring_rps (WC the window's width), so a
+/// row a band shares with the band before it stays where it is; the table's entries are
+/// counters from the window's first row (one narrow division and remainder per band).
 inline void dec_window(const DecConv& cv, bool first, int y0, int x0, ConvWindow& win, int& rows) {
   const int halo = cv.k >> 1;
   rows = cv.band_rows < cv.h - y0 ? cv.band_rows : cv.h - y0;
@@ -115,17 +118,23 @@ inline void dec_window(const DecConv& cv, bool first, int y0, int x0, ConvWindow
   win.wx0 = x0 - halo > 0 ? x0 - halo : 0;
   const int wx1 = x0 + cols + halo < cv.w ? x0 + cols + halo : cv.w;
   const int wc = first ? cv.w : wx1 - win.wx0;
-  int row = first ? 1 : 0;  // the grid's pixel (y, x) is token 1 + y * w + x
-  int col = 0;
+  // the window's first row in the ring: ring row k0, row idx of column slot `slot`
+  typedef uint<8> small_t;  // map rows and ring rows (< 256: contracts.decoder checks)
+  const int rps = first ? 1 : cv.ring_rps;
+  const int ring = first ? 1 : cv.ring_rows;
+  const int k0 = int(small_t(win.wy0) % small_t(ring));  // div: 8-bit, once per band
+  int slot = int(small_t(k0) / small_t(rps));            // div: 8-bit, once per band
+  int idx = k0 - slot * rps;
+  const int slots = int(small_t(ring) / small_t(rps));  // div: 8-bit, once per band
 dec_window_rows:
   for (int u = 0; u < DEC_WIN_ROWS; ++u) {
 #pragma HLS UNROLL  // DEC_WIN_ROWS registers each (the MAC row's select)
-    const bool next_slot = !first && row + wc > NUM_TOKENS;
-    row = next_slot ? 0 : row;
-    col = next_slot ? col + cv.c_pad : col;
-    win.rowbase[u] = row;
-    win.colbase[u] = col;
-    row += wc;
+    // 8-bit products, once per band (grid: token 1 + y * w + x)
+    win.rowbase[u] = first ? 1 + u * cv.w : idx * wc;
+    win.colbase[u] = first ? 0 : slot * cv.c_pad;
+    const bool slot_done = idx + 1 == rps;
+    idx = slot_done ? 0 : idx + 1;
+    slot = slot_done ? (slot + 1 == slots ? 0 : slot + 1) : slot;
   }
 }
 
@@ -169,7 +178,8 @@ dec_read_pixels_words:
   }
 }
 
-/// The band's window into the ring (wide): for each window row, each chunk plane of the
+/// The band's window into the ring (wide), its rows from input row `from` on (a band as
+/// wide as the map after another keeps the rows they share): for each row, each chunk plane of the
 /// source map in one burst per row and chunk. Without a fused x2 the window's pixels go
 /// straight to the ring; with one, the two source rows of each window row (its own and
 /// its neighbour, contracts.decoder.up_source_rows) go to x and h, one pixel per buffer
@@ -177,7 +187,7 @@ dec_read_pixels_words:
 /// out(2j + b) = (9 x[j] + 3 h[j] + 3 x[j'] + h[j'] + 8) >> 4 (units.upsample2x), j' the
 /// column neighbour on b's side, clamped.
 inline void dec_load_window(const word_t* scratch, const DecConv& cv, const ConvWindow& win,
-                            int rows, act_t x[NUM_TOKENS][EMBED_DIM],
+                            int rows, int from, act_t x[NUM_TOKENS][EMBED_DIM],
                             act_t h[NUM_TOKENS][EMBED_DIM], act_t wide[NUM_TOKENS][WIDE_COLS]) {
   const int halo = cv.k >> 1;
   const int wy1 = win.y0 + rows + halo < cv.h ? win.y0 + rows + halo : cv.h;
@@ -189,8 +199,10 @@ inline void dec_load_window(const word_t* scratch, const DecConv& cv, const Conv
   const int js0 = (win.wx0 >> 1) - 1 > 0 ? (win.wx0 >> 1) - 1 : 0;
   const int js1 = ((wx1 - 1) >> 1) + 2 < cv.src_w ? ((wx1 - 1) >> 1) + 2 : cv.src_w;
   const int sw = js1 - js0;
+  // the window's rows from `from` on (the ring holds the ones above it)
+  const int first_row = from > win.wy0 ? from - win.wy0 : 0;
 dec_load_rows:
-  for (int u = 0; u < wy1 - win.wy0; ++u) {
+  for (int u = first_row; u < wy1 - win.wy0; ++u) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = DEC_WIN_ROWS
     const int gy = win.wy0 + u;
     const int ring = win.rowbase[u];

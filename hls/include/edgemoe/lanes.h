@@ -161,7 +161,7 @@ inline void linear_lane(const word_t* bundle, const word_t* images, word_t* outp
   // the task decoder
   const DecTask& dtask = DECODER[run.task];
   const uint64_t dec_out = DEC_TOKENS_BYTES;  // the stage's place in the image's region
-  DecState dec = {0, 0, 0, 0};
+  DecState dec = {0, 0, 0, 0, 0};
   ConvWindow win;  // the band being computed and its window (registers: the table's few rows)
 #pragma HLS ARRAY_PARTITION variable = win.rowbase complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = win.colbase complete dim = 1
@@ -303,14 +303,19 @@ lane_steps:
         dec.y0 = 0;
         dec.x0 = 0;
         dec.chunk = 0;
+        dec.loaded = 0;
         pc = run.dec_stop == uint32_t(dtask.norm_stop) ? PC_DEC_STORE : PC_DEC_BAND;
         break;
       case PC_DEC_BAND: {
         const DecConv& cv = dtask.conv[dec.conv];
         dec_window(cv, dec.conv == 0, dec.y0, dec.x0, win, band_rows);
         if (dec.conv > 0) {
-          dec_load_window(scratch, cv, win, band_rows, buf.x, buf.h, buf.wide);
+          dec_load_window(scratch, cv, win, band_rows, dec.loaded, buf.x, buf.h, buf.wide);
         }
+        // a band as wide as the map leaves its window's rows in the ring for the next
+        const int halo = cv.k >> 1;
+        const int wy1 = dec.y0 + band_rows + halo < cv.h ? dec.y0 + band_rows + halo : cv.h;
+        dec.loaded = cv.band_cols == cv.w ? wy1 : 0;
         dec.chunk = 0;
         pc = cv.fused_up && run.dec_stop == uint32_t(cv.up_stop) ? PC_DEC_STORE : PC_DEC_CONV;
         break;
@@ -366,6 +371,7 @@ lane_steps:
           dec.conv += 1;
           dec.y0 = 0;
           dec.x0 = 0;
+          dec.loaded = 0;
           pc = PC_DEC_BAND;
         }
         break;

@@ -71,6 +71,14 @@ def test_bands_cover_each_map_once_and_their_windows_fit(name: str, tiling: Tili
                 wc = min(w, b.x0 + b.cols + halo) - max(0, b.x0 - halo)
                 slots = dp.wide_cols(cfg) // cp
                 assert (n // wc) * slots >= len(rows)
+                assert s.ring_rows >= len(rows) and s.ring_rps * wc <= n
+            if s.name != "dec.conv_0":
+                # full-width bands load only the rows below the previous band's window;
+                # together the bands load every input row of the map at least once
+                loads = [r for b in s.bands for r in b.load_rows]
+                assert set(loads) == set(range(h))
+                if all(b.cols == w for b in s.bands):
+                    assert sorted(loads) == list(range(h)), "each row loaded once"
 
 
 @pytest.mark.parametrize("name", CONFIGS)
