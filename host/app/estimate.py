@@ -105,10 +105,13 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         f"one image per call {one.call_ms:.2f} ms"
     )
     e2e = end_to_end(cfg, profile, design, device, args.clock_mhz, args.task, gelu_rom=rom)
+    dec_ms = dec_slow = 0.0  # the decoder per task-image, where the kernel decodes
     if e2e is not None:
         print(decoder_table(e2e))
+        dec_ms = dec_slow = _decoder_ms(e2e, args.batch)
         if slow < args.clock_mhz:  # the end-to-end figures at the plausible clock too
             at_slow = end_to_end(cfg, profile, design, device, slow, args.task, gelu_rom=rom)
+            dec_slow = _decoder_ms(at_slow, args.batch)
             clock["end_to_end_ms_per_task_image"] = at_slow["ms_per_task_image"]
             print(
                 f"end to end at the plausible {slow:g} MHz: "
@@ -119,7 +122,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             )
     frames = None
     if args.schedule is not None:
-        frames = schedule_fps(args.schedule, cfg, args.batch, est.call_ms, at.call_ms, slow)
+        frames = schedule_fps(
+            args.schedule, cfg, args.batch, est.call_ms, at.call_ms, slow, dec_ms, dec_slow
+        )
         print(frames["summary"])
     if args.json:
         extra = {"batch_curve": curve, "clock": clock}
@@ -139,26 +144,52 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decoder_ms(e2e: dict, batch: int) -> float:
+    """The decoder's ms per task-image of an end-to-end estimate at ``batch`` images per
+    call (the nearest batch it has: the decoder streams its weights per band, so the
+    batch barely changes it)."""
+    per = e2e["per_call"]
+    key = min(per, key=lambda b: abs(int(b) - batch))
+    return per[key]["decoder_ms"]
+
+
 def schedule_fps(
-    text: str, cfg, batch: int, call_ms: float, plausible_call_ms: float, plausible_mhz: float
+    text: str,
+    cfg,
+    batch: int,
+    call_ms: float,
+    plausible_call_ms: float,
+    plausible_mhz: float,
+    decoder_ms: float = 0.0,
+    plausible_decoder_ms: float = 0.0,
 ) -> dict:
     """Frames per second of a ``--schedule`` (as ``run --video`` runs it) from the kernel's
     call time: frames of one task are batched ``batch`` to a call, a frame costs one
-    backbone pass per task it runs. The task heads run on the host, overlapped with the
-    kernel, and are not counted."""
+    backbone pass per task it runs, and for a task whose head the kernel decodes
+    (``HeadSpec.on_datapath``) its decoder, ``decoder_ms`` per task-image. The host's
+    part (the resizes, a light head) overlaps the kernel and is not counted."""
     from edgemoe.host.app.video import parse_schedule
 
     sched = parse_schedule(text, cfg)
-    passes = len(sched.tasks(0))  # backbone passes per frame (both: every task)
-    fps = 1e3 * batch / (call_ms * passes)
-    slow = 1e3 * batch / (plausible_call_ms * passes)
+    tasks = sched.tasks(0)
+    passes = len(tasks)  # backbone passes per frame (both: every task)
+    decoded = sum(cfg.task_spec(t).head.on_datapath for t in sched.cycle) / len(sched.cycle)
+    decoded *= passes  # decoder runs per frame, over the schedule's cycle
+    fps = 1e3 / (call_ms * passes / batch + decoded * decoder_ms)
+    slow = 1e3 / (plausible_call_ms * passes / batch + decoded * plausible_decoder_ms)
     which = " and ".join(sched.cycle)
     summary = (
         f"schedule {sched.name}: ESTIMATED {fps:.1f} frames/s ({slow:.1f} at the plausible "
         f"{plausible_mhz:g} MHz), {batch} frame(s) of one task per call, {passes} backbone "
-        f"pass(es) per frame on the FPGA; counts the backbone only: the {which} heads (final "
-        "norm and head) run on the host's CPU, overlapped with the kernel (where they take "
-        "longer per frame than the kernel, the host bounds the rate)"
+        f"pass(es) per frame on the FPGA"
+        + (
+            f" and {decoded:g} decoder run(s) of {decoder_ms:.2f} ms (the {which} tasks' heads "
+            "the kernel decodes)"
+            if decoded
+            else ""
+        )
+        + "; the host's part of the heads (resizes, a light head) overlaps the kernel and is "
+        "not counted (where it takes longer per frame than the kernel, the host bounds the rate)"
     )
     return {
         "schedule": sched.name,
@@ -166,7 +197,9 @@ def schedule_fps(
         "backbone_passes_per_frame": passes,
         "fps": fps,
         "fps_plausible_clock": slow,
-        "counts": "backbone on the FPGA; task heads on the host, overlapped, not counted",
+        "decoder_ms_per_task_image": decoder_ms,
+        "counts": "backbone and the decoders the kernel runs, on the FPGA; the host's part of "
+        "the heads overlapped, not counted",
         "summary": summary,
     }
 

@@ -254,7 +254,7 @@ def test_pipelining_hides_the_host_behind_the_kernel(tmp_path, monkeypatch):
 
 def test_estimate_speaks_in_frames(capsys, tmp_path):
     """`estimate --schedule`: frames/s from the call time, one backbone pass per task a
-    frame runs; the heads named as the host's."""
+    frame runs, and the kernel's decoder per task-image for the tiny's pup heads."""
     fps = {}
     for sched in ("alternate", "both"):
         j = tmp_path / f"{sched}.json"
@@ -263,8 +263,11 @@ def test_estimate_speaks_in_frames(capsys, tmp_path):
         out, _ = capsys.readouterr()
         est = json.loads(j.read_text())
         fps[sched] = est["schedule"]["fps"]
-        assert fps[sched] == pytest.approx(16e3 / est["call_ms"] / (2 if sched == "both" else 1))
-        assert f"schedule {sched}: ESTIMATED" in out and "host" in out
+        n = 2 if sched == "both" else 1
+        dec = est["decoder"]["per_call"]["16"]["decoder_ms"]
+        assert est["schedule"]["decoder_ms_per_task_image"] == dec > 0
+        assert fps[sched] == pytest.approx(1e3 / (n * (est["call_ms"] / 16 + dec)))
+        assert f"schedule {sched}: ESTIMATED" in out and "decoder run" in out
     assert fps["both"] == pytest.approx(fps["alternate"] / 2)
     code = main(["estimate", "--schedule", "sometimes"])
     assert_one_line_error(code, capsys.readouterr()[1], "unknown schedule")
