@@ -51,12 +51,6 @@ from edgemoe.errors import ConfigError
 from edgemoe.host.contracts.tiling import Tiling, tiles
 from edgemoe.models.config import ModelConfig
 
-#: A band should keep the linear unit's pass at least one weight tile long (a pass
-#: lasts ``max(rows, LIN_TILE_WORDS)`` cycles): 96 in the default 32x24 build.
-MIN_BAND_PIXELS = 96
-#: The linear unit's rows are buffer rows: at most ``num_tokens`` of the config (the
-#: backbone's row count), checked by :func:`decoder_plan`.
-WORD_BYTES_VALUE = 4  # one map value per 32-bit word (as the token rows)
 ALIGN = 64
 
 #: Stage kinds.
@@ -67,10 +61,12 @@ def _align(n: int, a: int = ALIGN) -> int:
     return -(-n // a) * a
 
 
-def pixel_words(channels: int, t: Tiling) -> int:
-    """Bus words of one map pixel in DDR (32-bit values, whole bus words)."""
-    per = t.axi_bits // 32
-    return -(-channels // per)
+def pixel_words(cfg: ModelConfig, channels: int, t: Tiling, value_bytes: int = 4) -> int:
+    """Bus words of one pixel of a chunk-planar map of ``channels`` (:func:`map_words`):
+    each chunk's values whole bus words (32-bit as the kernel stores them;
+    ``value_bytes`` for a what-if)."""
+    word = t.axi_bits // 8
+    return sum(-(-n * value_bytes // word) for _, n in chunks(cfg, channels, t))
 
 
 def tile_words(t: Tiling) -> int:
@@ -311,6 +307,13 @@ def _window(
     return max(0, y0 - halo), min(h, y0 + rows + halo), max(0, x0 - halo), min(w, x0 + cols + halo)
 
 
+def window(stage: Stage, band: Band) -> tuple[int, int, int, int]:
+    """A band's window ``(wy0, wy1, wx0, wx1)`` in its convolution's input map (after any
+    fused x2): the band with its halo, clipped to the map."""
+    h, w, _ = stage.in_shape
+    return _window(band.y0, band.x0, band.rows, band.cols, h, w, stage.k // 2)
+
+
 def _up_cols(wx0: int, wx1: int, w_src: int) -> tuple[int, int]:
     """Source columns ``[js0, js1)`` of up-sampled columns ``[wx0, wx1)``."""
     return max(0, (wx0 >> 1) - 1), min(w_src, ((wx1 - 1) >> 1) + 2)
@@ -360,8 +363,7 @@ def _bands(
                     f"a {k}x{k} convolution over {h}x{w}x{c_in} does not fit the ring in wide"
                 )
     halo = k // 2
-    pw_in = sum(_pad(n, t) for _, n in chunks(cfg, c_in, t)) * 32 // t.axi_bits
-    pw_out = sum(_pad(n, t) for _, n in chunks(cfg, c_out, t)) * 32 // t.axi_bits
+    pw_in, pw_out = pixel_words(cfg, c_in, t), pixel_words(cfg, c_out, t)
     rps = 0 if from_grid else cfg.num_tokens // min(w, cols + 2 * halo)
     ring = rps * (wide_cols(cfg) // padded_channels(c_in, t))
     if h > 255 or ring > 255:
@@ -514,12 +516,9 @@ def window_rows(plan: DecoderPlan) -> int:
     """Rows of the largest band window of a plan (conv_0's is the token grid)."""
     most = 0
     for s in plan.stages:
-        halo = s.k // 2
         for b in s.bands:
-            if s.name == "dec.conv_0":
-                most = max(most, s.shape[0])
-            else:
-                most = max(most, min(s.shape[0], b.y0 + b.rows + halo) - max(0, b.y0 - halo))
+            wy0, wy1, _, _ = window(s, b)
+            most = max(most, s.shape[0] if s.name == "dec.conv_0" else wy1 - wy0)
     return most
 
 

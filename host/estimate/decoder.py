@@ -32,7 +32,9 @@ from edgemoe.host.contracts.decoder import (
     Stage,
     chunks,
     decoder_plan,
+    pixel_words,
 )
+from edgemoe.host.contracts.decoder import window as contract_window
 from edgemoe.host.contracts.tiling import Tiling, tiles
 from edgemoe.models.config import ModelConfig
 
@@ -131,23 +133,8 @@ def plan(cfg: ModelConfig, task: str, t: Tiling) -> DecoderPlan:
 def window(stage: Stage, band: Band) -> tuple[int, int]:
     """Rows and columns of a band's window (its 3x3 halo clipped to the map, after any
     fused x2): the contract's window, whose words ``Band.read_words`` counts."""
-    h, w, _ = stage.in_shape
-    halo = stage.k // 2
-    rows = min(h, band.y0 + band.rows + halo) - max(0, band.y0 - halo)
-    cols = min(w, band.x0 + band.cols + halo) - max(0, band.x0 - halo)
-    return rows, cols
-
-
-def _window_rows(stage: Stage, band: Band) -> range:
-    h = stage.in_shape[0]
-    halo = stage.k // 2
-    return range(max(0, band.y0 - halo), min(h, band.y0 + band.rows + halo))
-
-
-def _pixel_words(cfg: ModelConfig, channels: int, t: Tiling, value_bytes: int) -> int:
-    """Bus words of one pixel over every chunk plane of a map of ``channels``."""
-    word = t.axi_bits // 8
-    return sum(-(-n * value_bytes // word) for _, n in chunks(cfg, channels, t))
+    wy0, wy1, wx0, wx1 = contract_window(stage, band)
+    return wy1 - wy0, wx1 - wx0
 
 
 def band_costs(
@@ -165,8 +152,8 @@ def band_costs(
     c_out = stage.shape[2]
     in_chunks = len(chunks(cfg, c_in, t))
     # words per pixel as built (32-bit values) and with the what-if's value width
-    pw_in, pw_in_opt = (_pixel_words(cfg, c_in, t, b) for b in (4, opts.fmap_bytes))
-    pw_out, pw_out_opt = (_pixel_words(cfg, c_out, t, b) for b in (4, opts.fmap_bytes))
+    pw_in, pw_in_opt = (pixel_words(cfg, c_in, t, b) for b in (4, opts.fmap_bytes))
+    pw_out, pw_out_opt = (pixel_words(cfg, c_out, t, b) for b in (4, opts.fmap_bytes))
     out_chunks = [n for _, n in chunks(cfg, c_out, t)]
     bias = sum(-(-tiles(n, t.lin_out) * t.lin_out * WEIGHT_BYTES // word) for n in out_chunks)
     from_grid = stage.src_map < 0
@@ -176,7 +163,7 @@ def band_costs(
     for b in stage.bands:
         wr, wc = window(stage, b)
         # as built the contract's load rows; without ring reuse the whole window
-        new = len(b.load_rows) if opts.ring_reuse else len(_window_rows(stage, b))
+        new = len(b.load_rows) if opts.ring_reuse else wr
         if from_grid or skip_load:
             load, bursts, blend, runs = 0, 0, 0, 0
         else:
