@@ -116,8 +116,9 @@ inline void dec_window(const DecConv& cv, bool first, int y0, int x0, ConvWindow
   win.cols = cols;
   win.wy0 = y0 - halo > 0 ? y0 - halo : 0;
   win.wx0 = x0 - halo > 0 ? x0 - halo : 0;
-  const int wx1 = x0 + cols + halo < cv.w ? x0 + cols + halo : cv.w;
-  const int wc = first ? cv.w : wx1 - win.wx0;
+  win.wy1 = y0 + rows + halo < cv.h ? y0 + rows + halo : cv.h;
+  win.wx1 = x0 + cols + halo < cv.w ? x0 + cols + halo : cv.w;
+  const int wc = first ? cv.w : win.wx1 - win.wx0;
   // the window's first row in the ring: ring row k0, row idx of column slot `slot`
   typedef uint<8> small_t;  // map rows and ring rows (< 256: contracts.decoder checks)
   const int rps = first ? 1 : cv.ring_rps;
@@ -187,11 +188,10 @@ dec_read_pixels_words:
 /// out(2j + b) = (9 x[j] + 3 h[j] + 3 x[j'] + h[j'] + 8) >> 4 (units.upsample2x), j' the
 /// column neighbour on b's side, clamped.
 inline void dec_load_window(const word_t* scratch, const DecConv& cv, const ConvWindow& win,
-                            int rows, int from, act_t x[NUM_TOKENS][EMBED_DIM],
+                            int from, act_t x[NUM_TOKENS][EMBED_DIM],
                             act_t h[NUM_TOKENS][EMBED_DIM], act_t wide[NUM_TOKENS][WIDE_COLS]) {
-  const int halo = cv.k >> 1;
-  const int wy1 = win.y0 + rows + halo < cv.h ? win.y0 + rows + halo : cv.h;
-  const int wx1 = win.x0 + win.cols + halo < cv.w ? win.x0 + win.cols + halo : cv.w;
+  const int wy1 = win.wy1;
+  const int wx1 = win.wx1;
   const int wc = wx1 - win.wx0;
   const uint64_t src = DEC_MAP_OFF[cv.src_map];
   const int chunks = (cv.c_in + DEC_CHUNK - 1) / DEC_CHUNK;  // a few per call: 1 or 2

@@ -310,12 +310,10 @@ lane_steps:
         const DecConv& cv = dtask.conv[dec.conv];
         dec_window(cv, dec.conv == 0, dec.y0, dec.x0, win, band_rows);
         if (dec.conv > 0) {
-          dec_load_window(scratch, cv, win, band_rows, dec.loaded, buf.x, buf.h, buf.wide);
+          dec_load_window(scratch, cv, win, dec.loaded, buf.x, buf.h, buf.wide);
         }
         // a band as wide as the map leaves its window's rows in the ring for the next
-        const int halo = cv.k >> 1;
-        const int wy1 = dec.y0 + band_rows + halo < cv.h ? dec.y0 + band_rows + halo : cv.h;
-        dec.loaded = cv.band_cols == cv.w ? wy1 : 0;
+        dec.loaded = cv.band_cols == cv.w ? win.wy1 : 0;
         dec.chunk = 0;
         pc = cv.fused_up && run.dec_stop == uint32_t(cv.up_stop) ? PC_DEC_STORE : PC_DEC_CONV;
         break;

@@ -71,6 +71,8 @@ struct ConvWindow {
   int cols;                   ///< its width
   int wy0;                    ///< the window's first row
   int wx0;                    ///< its first column
+  int wy1;                    ///< the row past its last (the band's loads, the ring's reuse)
+  int wx1;                    ///< the column past its last
   int rowbase[DEC_WIN_ROWS];  ///< buffer row of each window row's first pixel
   int colbase[DEC_WIN_ROWS];  ///< buffer column of its first channel (a multiple of LIN_IN)
 };
@@ -142,6 +144,8 @@ inline LinearCall linear_call(LinearInput in, LinearOutput out) {
   c.win.cols = 1;
   c.win.wy0 = 0;
   c.win.wx0 = 0;
+  c.win.wy1 = 0;
+  c.win.wx1 = 0;
 linear_call_window:
   for (int u = 0; u < DEC_WIN_ROWS; ++u) {
     c.win.rowbase[u] = 0;
