@@ -166,7 +166,7 @@ LOOP_II = {
                               "wide, x or h through the rotate network"),
     "dec_up_words": (1, "x and h two reads a bank (rows j, j'), wide one write a bank; "
                      "UP_LANES = 8 channels a cycle; no recurrence"),
-    "dec_store_words, dec_store_ring_words, dec_store_norm_words": (
+    "dec_write_pixels_words, dec_store_norm_words": (
         1, "a burst per band row (and chunk); one read a bank of x, wide or h"),
 }  # fmt: skip
 

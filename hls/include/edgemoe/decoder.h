@@ -287,9 +287,43 @@ dec_load_rows:
   }
 }
 
+/// n pixels of n_ch channels from buffer rows `first_row + j` (j < n), columns col0..,
+/// banked cyclic BANKS, to DDR from a word-aligned byte offset: one burst, each bus word's
+/// lanes through the bank rotate network (the twin of dec_read_pixels).
+template <int PORT, int BANKS, int STRIDE>
+inline void dec_write_pixels(word_t* bus, uint64_t byte_off, int n, int n_ch, int first_row,
+                             int col0, const act_t buf[NUM_TOKENS][STRIDE]) {
+#pragma HLS INLINE  // buf is a buffer of the caller's
+  const int pw = chunk_words(n_ch);
+  const int words = n * pw;
+  const uint64_t first = byte_off / WORD_BYTES;
+  count_words<PORT>(words, true);
+  const BankAt at0 = bank_at<BANKS, ROW_LANES>(col0);  // once per burst
+  BankAt at = at0;
+  int j = 0;
+  int g = 0;
+dec_write_pixels_words:
+  for (int i = 0; i < words; ++i) {
+#pragma HLS PIPELINE II = 1  // a bus word per cycle: one burst
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS * DEC_CHUNK / ROW_LANES
+    act_t vals[ROW_LANES];
+#pragma HLS ARRAY_PARTITION variable = vals complete dim = 1  // a bus word's lanes
+    const int left = n_ch - g * ROW_LANES;
+    const int cnt = left < ROW_LANES ? left : ROW_LANES;
+    load_lanes_at<BANKS, ROW_LANES>(buf[first_row + j], at, cnt, vals);
+    bus[first + i] = pack_i32<ROW_LANES>(vals, cnt);
+    bank_advance<BANKS, ROW_LANES>(at);
+    if (++g == pw) {
+      g = 0;
+      ++j;
+      at = at0;
+    }
+  }
+}
+
 /// One chunk of the band's outputs (x rows 0.., row-major over the band) to a chunk-planar
 /// map at `base` (the scratch map, or the stage's place in the output region): one burst
-/// per band row, each pixel's chunk from x through the bank rotate network.
+/// per band row.
 template <int PORT>
 inline void dec_store_band(word_t* bus, uint64_t base, const DecConv& cv, const ConvWindow& win,
                            int rows, int chunk, const act_t x[NUM_TOKENS][EMBED_DIM]) {
@@ -297,34 +331,11 @@ inline void dec_store_band(word_t* bus, uint64_t base, const DecConv& cv, const 
   const int n_ch = cv.c_out - c0 < DEC_CHUNK ? cv.c_out - c0 : DEC_CHUNK;
   const int pw = chunk_words(n_ch);
   const uint64_t plane = base + dec_plane(cv.h, cv.w, chunk);
-  int p = 0;  // the band pixel: x row
 dec_store_rows:
   for (int yr = 0; yr < rows; ++yr) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
-    const uint64_t first =
-        (plane + (uint64_t(win.y0 + yr) * cv.w + win.x0) * pw * WORD_BYTES) / WORD_BYTES;
-    const int words = win.cols * pw;
-    count_words<PORT>(words, true);
-    BankAt at = {0, 0};
-    int g = 0;
-  dec_store_words:
-    for (int i = 0; i < words; ++i) {
-#pragma HLS PIPELINE II = 1  // a bus word per cycle: one burst per band row
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS * DEC_CHUNK / ROW_LANES
-      act_t vals[ROW_LANES];
-#pragma HLS ARRAY_PARTITION variable = vals complete dim = 1
-      const int left = n_ch - g * ROW_LANES;
-      const int n = left < ROW_LANES ? left : ROW_LANES;
-      load_lanes_at<X_BANKS, ROW_LANES>(x[p], at, n, vals);
-      bus[first + i] = pack_i32<ROW_LANES>(vals, n);
-      bank_advance<X_BANKS, ROW_LANES>(at);
-      if (++g == pw) {
-        g = 0;
-        ++p;
-        at.row = 0;
-        at.phase = 0;
-      }
-    }
+    const uint64_t at = plane + (uint64_t(win.y0 + yr) * cv.w + win.x0) * pw * WORD_BYTES;
+    dec_write_pixels<PORT, X_BANKS, EMBED_DIM>(bus, at, win.cols, n_ch, yr * win.cols, 0, x);
   }
 }
 
@@ -344,32 +355,10 @@ dec_store_ring_rows:
       const int c0 = ch * DEC_CHUNK;
       const int n_ch = cv.c_in - c0 < DEC_CHUNK ? cv.c_in - c0 : DEC_CHUNK;
       const int pw = chunk_words(n_ch);
-      const uint64_t first = (base + dec_plane(cv.h, cv.w, ch) +
-                              (uint64_t(win.y0 + yr) * cv.w + win.x0) * pw * WORD_BYTES) /
-                             WORD_BYTES;
-      const int words = win.cols * pw;
-      count_words<PORT_OUTPUT>(words, true);
-      const BankAt at0 = bank_at<WIDE_BANKS, ROW_LANES>(win.colbase[u] + c0);
-      BankAt at = at0;
-      int p = 0;
-      int g = 0;
-    dec_store_ring_words:
-      for (int i = 0; i < words; ++i) {
-#pragma HLS PIPELINE II = 1  // a bus word per cycle: one burst per row and chunk
-#pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS * DEC_CHUNK / ROW_LANES
-        act_t vals[ROW_LANES];
-#pragma HLS ARRAY_PARTITION variable = vals complete dim = 1
-        const int left = n_ch - g * ROW_LANES;
-        const int n = left < ROW_LANES ? left : ROW_LANES;
-        load_lanes_at<WIDE_BANKS, ROW_LANES>(wide[ring + p], at, n, vals);
-        output[first + i] = pack_i32<ROW_LANES>(vals, n);
-        bank_advance<WIDE_BANKS, ROW_LANES>(at);
-        if (++g == pw) {
-          g = 0;
-          ++p;
-          at = at0;
-        }
-      }
+      const uint64_t at = base + dec_plane(cv.h, cv.w, ch) +
+                          (uint64_t(win.y0 + yr) * cv.w + win.x0) * pw * WORD_BYTES;
+      dec_write_pixels<PORT_OUTPUT, WIDE_BANKS, WIDE_COLS>(output, at, win.cols, n_ch, ring,
+                                                           win.colbase[u] + c0, wide);
     }
   }
 }
