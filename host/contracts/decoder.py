@@ -34,7 +34,9 @@ parameter header, the driver and the estimate must agree on:
 Every bilinear x2 is fused into the band load of the convolution that reads it: the
 DDR map is the previous convolution's output at half size; a window row is the
 blend of its two source rows (:func:`up_source_rows`), computed as it is loaded.
-The kernel's schedule is serial (load band -> compute band -> store band). The ring
+The kernel's schedule is serial (load band -> compute band -> store band); where the
+plan allows (:func:`fusable`, ``DecoderPlan.fused``) the classifier runs inside the
+last convolution's bands, so a call to the logits never stores that map. The ring
 places input row ``gy`` at ring row ``gy % ring_rows``, so a band as wide as the map
 keeps the rows its window shares with the previous band's and loads only the rows
 below it (``Band.load_rows``, ``Band.read_words``); a narrower band loads its whole
@@ -67,6 +69,17 @@ def pixel_words(cfg: ModelConfig, channels: int, t: Tiling, value_bytes: int = 4
     ``value_bytes`` for a what-if)."""
     word = t.axi_bits // 8
     return sum(-(-n * value_bytes // word) for _, n in chunks(cfg, channels, t))
+
+
+def band_weight_words(cfg: ModelConfig, stage: Stage, t: Tiling) -> int:
+    """Bus words of weights a band of ``stage`` streams: its weight tiles (once per band)
+    and, per output chunk, that chunk's bias padded to whole output tiles (once per call,
+    from a bus word: decoder.h ``dec_conv_call``)."""
+    word = t.axi_bits // 8
+    bias = sum(
+        -(-tiles(n, t.lin_out) * t.lin_out * 2 // word) for _, n in chunks(cfg, stage.shape[2], t)
+    )
+    return stage.bands[0].weight_words + bias if stage.bands else 0
 
 
 def tile_words(t: Tiling) -> int:
@@ -179,6 +192,10 @@ class DecoderPlan:
         32-bit word per value, pixel rows of ``pixel_words(C)`` bus words.
     out_words : int
         32-bit words per image of the logits in the output region.
+    fused : bool
+        The classifier runs inside the last convolution's bands (:func:`fusable`): a
+        call that decodes to the logits neither stores that convolution's map nor
+        loads it back; a debug stop at it or before runs every stage on its own.
     """
 
     task: str
@@ -187,6 +204,7 @@ class DecoderPlan:
     scratch_bytes: int
     out_shape: tuple[int, int, int]
     out_words: int
+    fused: bool = False
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:
@@ -459,7 +477,41 @@ def decoder_plan(cfg: ModelConfig, task: str | int, t: Tiling) -> DecoderPlan:
     m = _align(largest)
     out_shape = (h, w, c)
     out_words = map_words(cfg, out_shape, t)
-    return DecoderPlan(name, tuple(stages), (0, m), 2 * m, out_shape, out_words)
+    fused = fusable(cfg, stages, t)
+    return DecoderPlan(name, tuple(stages), (0, m), 2 * m, out_shape, out_words, fused)
+
+
+def fusable(cfg: ModelConfig, stages: list[Stage], t: Tiling) -> bool:
+    """Whether the kernel fuses the classifier into the last convolution's bands.
+
+    Each band of that convolution then leaves its outputs on chip: its first output
+    chunk (``chunk_width`` channels, whole input tiles) in ``h``, its second in ``x``;
+    the second is copied into the ring slot of the band's first window row (which no
+    later band reads), and the classifier's 1x1 call reads its input tiles from ``h``
+    and then from that slot. That holds when the convolution is 3x3 over one-row,
+    full-width bands with one window row per ring slot and at least three slots, its
+    outputs are two chunks whose first is whole input tiles and fits ``h``, a slot
+    holds the classifier's input channels, and the classifier's bands are the same.
+    """
+    convs = [s for s in stages if s.kind in (CONV, LOGITS)]
+    if len(convs) < 3 or convs[-1].kind != LOGITS:
+        return False
+    last, cls = convs[-2], convs[-1]
+    h, w, c_out = last.shape
+    parts = chunks(cfg, c_out, t)
+    return (
+        last.src_map >= 0
+        and last.k == 3
+        and cls.k == 1
+        and all(b.rows == 1 and b.cols == w for b in last.bands)
+        and [(b.y0, b.rows, b.cols) for b in cls.bands] == [(b.y0, 1, w) for b in last.bands]
+        and last.ring_rps == 1
+        and last.ring_rows >= 3
+        and len(parts) == 2
+        and parts[0][1] % t.lin_in == 0
+        and parts[0][1] <= cfg.embed_dim
+        and padded_channels(last.in_shape[2], t) >= padded_channels(c_out, t)
+    )
 
 
 def decoder_plans(cfg: ModelConfig, t: Tiling) -> list[DecoderPlan]:

@@ -165,7 +165,8 @@ def decoder_traffic(
         conv_i   per band and output chunk: the chunk's weight tiles and its bias
                  (ceil_w(2 * its tiles' outputs)); per band: its window (scratch, the
                  Band's read_words) and its outputs (scratch, or the output region for
-                 the logits: write_words)
+                 the logits: write_words); with a fused classifier (plan.fused) the
+                 last convolution writes nothing and the classifier reads nothing
         resume   N * ceil_w(4 D) when the image's final tokens come back from its
                  output region (an expert-major call: the decoder runs past the last
                  block)
@@ -180,18 +181,17 @@ def decoder_traffic(
     if resume:
         add(("dec.norm", "resume", "gmem_output"), cfg.num_tokens * row_bytes(cfg, t))
     add(("dec.norm", "norm", "gmem_weights"), 2 * _ceil_words(2 * cfg.embed_dim, t))
-    tile = t.lin_in * t.lin_out * 2
-    for s in plan.stages:
-        if not s.bands:
-            continue
-        per_band = 0
-        for _, n in dp.chunks(cfg, s.shape[2], t):
-            ot = -(-n // t.lin_out)
-            per_band += s.k_tiles * ot * tile + _ceil_words(2 * ot * t.lin_out, t)
+    convs = [s for s in plan.stages if s.bands]
+    for s in convs:
+        per_band = dp.band_weight_words(cfg, s, t) * word
         add((s.name, "conv", "gmem_weights"), per_band * len(s.bands))
-        add((s.name, "window", "gmem_scratch"), sum(b.read_words for b in s.bands) * word)
-        dst = "gmem_output" if s.kind == dp.LOGITS else "gmem_scratch"
-        add((s.name, "write", dst), sum(b.write_words for b in s.bands) * word)
+        # a fused classifier (plan.fused) reads its input on chip, so the convolution
+        # before it stores nothing
+        if not (plan.fused and s.kind == dp.LOGITS):
+            add((s.name, "window", "gmem_scratch"), sum(b.read_words for b in s.bands) * word)
+        if not (plan.fused and s is convs[-2]):
+            dst = "gmem_output" if s.kind == dp.LOGITS else "gmem_scratch"
+            add((s.name, "write", dst), sum(b.write_words for b in s.bands) * word)
     return out
 
 

@@ -574,6 +574,7 @@ def _decoder_section(cfg: ModelConfig, ents: dict, t: Tiling) -> list[str]:
         "  int convs;  ///< 0: no pup decoder (the tokens are the output)",
         "  uint64_t norm_g, norm_b;",
         "  int norm_stop, norm_words, out_h, out_w, out_c;",
+        "  int fused;  ///< the classifier runs inside the last convolution's bands",
         "  DecConv conv[DEC_MAX_CONVS];",
         "};",
         "constexpr DecTask DECODER[NUM_TASKS] = {",
@@ -581,7 +582,7 @@ def _decoder_section(cfg: ModelConfig, ents: dict, t: Tiling) -> list[str]:
     for plan in plans:
         convs = [s for s in plan.stages if s.kind in (dp.CONV, dp.LOGITS)]
         if not convs:
-            out.append("    {0, 0ull, 0ull, 0, 0, 0, 0, 0, {}},")
+            out.append("    {0, 0ull, 0ull, 0, 0, 0, 0, 0, 0, {}},")
             continue
         pre = f"decoders.{plan.task}"
         rows = []
@@ -619,7 +620,8 @@ def _decoder_section(cfg: ModelConfig, ents: dict, t: Tiling) -> list[str]:
         out.append(
             f"    {{{len(convs)}, {ents[pre + '.norm.g'].offset}ull, "
             f"{ents[pre + '.norm.b'].offset}ull, {plan.stage('dec.norm').code}, "
-            f"{dp.stage_words(cfg, plan.stage('dec.norm'), t)}, {oh}, {ow}, {oc},"
+            f"{dp.stage_words(cfg, plan.stage('dec.norm'), t)}, {oh}, {ow}, {oc}, "
+            f"{int(plan.fused)},"
         )
         out += ["     {" + rows[0] + ","] + [f"      {r}," for r in rows[1:]]
         out[-1] = out[-1] + "}},"

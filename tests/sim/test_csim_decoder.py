@@ -121,6 +121,17 @@ def test_mini_pup_trained_weights_on_scenes():
         assert_decodes(kernel(MINI_PUP, "lean"), qm, bundle, patches, task, stops=True)
 
 
+def test_tiny_fused_classifier_at_a_tiling_of_two_epilogue_rounds():
+    """LIN 8 x 16: the fused classifier's OUT_CONV_H writes h in two rounds a bank
+    (LIN_OUT > H_BANKS), its h tiles are 24 of 8 channels."""
+    t = Tiling(8, 16, 4)
+    c = cfg(DEFAULT_CONFIG)
+    assert dp.decoder_plan(c, 0, t).fused
+    qm, _, patches = setup(DEFAULT_CONFIG, "lean", 0, 1)
+    k = csim.CSim(c, profile("lean"), t)
+    assert_decodes(k, qm, pack(qm, t), patches, 0, stops=False, t=t)
+
+
 @pytest.mark.parametrize("task", ["semseg", "depth"])
 def test_tiny_decoder_bit_exact(task):
     """The tiny's whole decoder (6.4 GMAC a task-image; about 4 s of C-sim here)."""
@@ -128,15 +139,20 @@ def test_tiny_decoder_bit_exact(task):
     assert_decodes(kernel(DEFAULT_CONFIG, "lean"), qm, bundle, patches, task, stops=False)
 
 
-def test_tiny_decoder_debug_stop_after_the_last_upsampling():
-    """The largest stage (64 x 128 x 256) through its debug stop."""
+def test_tiny_decoder_debug_stops_at_the_last_convolution():
+    """The largest stage (64 x 128 x 256) through its debug stops: the x2 before conv_3,
+    and conv_3 itself, which a call to the logits never stores (its plan fuses the
+    classifier into conv_3's bands: the tiny logits tests) but a stop at it does."""
     qm, bundle, patches = setup(DEFAULT_CONFIG, "lean", 2, 1)
     c = cfg(DEFAULT_CONFIG)
     g = Golden(qm)
     dec = g.decode(g.run(patches, 0).tokens, 0, record=True)
-    s = dp.decoder_plan(c, 0, DEFAULT_TILING).stage("dec.up_3")
-    r = kernel(DEFAULT_CONFIG, "lean").run(bundle, patches, 0, debug_stop=s.code)
-    assert r.status == 0 and np.array_equal(stage_out(c, r, s), dec.stages["dec.up_3"])
+    plan = dp.decoder_plan(c, 0, DEFAULT_TILING)
+    assert plan.fused
+    for name in ("dec.up_3", "dec.conv_3"):
+        s = plan.stage(name)
+        r = kernel(DEFAULT_CONFIG, "lean").run(bundle, patches, 0, debug_stop=s.code)
+        assert r.status == 0 and np.array_equal(stage_out(c, r, s), dec.stages[name]), name
 
 
 def test_tokens_stop_returns_the_backbone_tokens():

@@ -119,6 +119,34 @@ bank_walk_banks:
   }
 }
 
+/// The rotate network of a store on its own: for each bank b (a constant) and round k,
+/// entry k * BANKS + b: the value bound for it (`vals[l]`, l the lane landing there),
+/// whether one lands (`en`) and the row inside the bank (`row`), for lanes l < n from
+/// column c0 (its BankAt); rounds past the lanes' own (OUT_ROUNDS is the caller's array
+/// size) land nothing. One network can then feed the same-shaped banks of more than one
+/// buffer.
+template <int BANKS, int LANES, int OUT_ROUNDS, typename V>
+inline void bank_route(BankAt at, int n, const V vals[LANES], V out[OUT_ROUNDS * BANKS],
+                       bool en[OUT_ROUNDS * BANKS], int row[OUT_ROUNDS * BANKS]) {
+#pragma HLS INLINE
+  static_assert(OUT_ROUNDS * BANKS >= LANES, "every lane has a round");
+bank_route_banks:
+  for (int b = 0; b < BANKS; ++b) {
+#pragma HLS UNROLL  // bank b, a constant
+    const bool wrapped = b < at.phase;
+    const int first = wrapped ? b - at.phase + BANKS : b - at.phase;  // bank: the lane for b
+  bank_route_rounds:
+    for (int k = 0; k < OUT_ROUNDS; ++k) {
+#pragma HLS UNROLL
+      const int l = first + k * BANKS;  // bank: a lane index (the rotate network's select)
+      const int e = k * BANKS + b;
+      row[e] = (wrapped ? at.row + 1 : at.row) + k;
+      en[e] = l < n && l < LANES;
+      out[e] = en[e] ? vals[l] : V(0);  // bank: the rotate network's select
+    }
+  }
+}
+
 /// row[c0 + l] = vals[l] for l < n, row banked cyclic BANKS, c0 given as its BankAt.
 template <int BANKS, int LANES, typename T, typename V>
 inline void store_lanes_at(T* row, BankAt at, int n, const V vals[LANES]) {

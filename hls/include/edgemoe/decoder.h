@@ -118,6 +118,7 @@ inline void dec_window(const DecConv& cv, bool first, int y0, int x0, ConvWindow
   win.wx0 = x0 - halo > 0 ? x0 - halo : 0;
   win.wy1 = y0 + rows + halo < cv.h ? y0 + rows + halo : cv.h;
   win.wx1 = x0 + cols + halo < cv.w ? x0 + cols + halo : cv.w;
+  win.h_tiles = 0;
   const int wc = first ? cv.w : win.wx1 - win.wx0;
   // the window's first row in the ring: ring row k0, row idx of column slot `slot`
   typedef uint<8> small_t;  // map rows and ring rows (< 256: contracts.decoder checks)
@@ -187,8 +188,12 @@ dec_read_pixels_words:
 /// row, and the x2 is computed from them into the ring, UP_LANES channels a cycle:
 /// out(2j + b) = (9 x[j] + 3 h[j] + 3 x[j'] + h[j'] + 8) >> 4 (units.upsample2x), j' the
 /// column neighbour on b's side, clamped.
+/// `copy` (the fused classifier, `cv` the classifier, `win` dec_fuse_window's): no DDR; the
+/// x2's loop copies the band's second chunk (x row v, its c_in - DEC_CHUNK channels) into
+/// the window's ring slot (wide row v, after the first chunk's columns) instead of
+/// blending, so the copy adds no rotate network of its own.
 inline void dec_load_window(const word_t* scratch, const DecConv& cv, const ConvWindow& win,
-                            int from, act_t x[NUM_TOKENS][EMBED_DIM],
+                            int from, bool copy, act_t x[NUM_TOKENS][EMBED_DIM],
                             act_t h[NUM_TOKENS][EMBED_DIM], act_t wide[NUM_TOKENS][WIDE_COLS]) {
   const int wy1 = win.wy1;
   const int wx1 = win.wx1;
@@ -208,12 +213,12 @@ dec_load_rows:
     const int ring = win.rowbase[u];
     int stage = 0;  // x / h row of chunk ch's first source pixel
   dec_load_chunks:
-    for (int ch = 0; ch < chunks; ++ch) {
+    for (int ch = copy ? 1 : 0; ch < chunks; ++ch) {  // a copy: the second chunk only
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = 2
       const int c0 = ch * DEC_CHUNK;
       const int n_ch = cv.c_in - c0 < DEC_CHUNK ? cv.c_in - c0 : DEC_CHUNK;
       const int pw = chunk_words(n_ch);
-      if (!cv.fused_up) {
+      if (!cv.fused_up && !copy) {
         const uint64_t at = src + dec_plane(cv.src_h, cv.src_w, ch) +
                             (uint64_t(gy) * cv.src_w + win.wx0) * pw * WORD_BYTES;
         dec_read_pixels<PORT_SCRATCH, WIDE_BANKS, WIDE_COLS>(scratch, at, wc, n_ch, ring,
@@ -223,12 +228,14 @@ dec_load_rows:
         const int i2n = (gy & 1) ? i + 1 : i - 1;
         const int i2 = i2n < 0 ? 0 : i2n >= cv.src_h ? cv.src_h - 1 : i2n;
         const uint64_t plane = src + dec_plane(cv.src_h, cv.src_w, ch);
-        dec_read_pixels<PORT_SCRATCH, X_BANKS, EMBED_DIM>(
-            scratch, plane + (uint64_t(i) * cv.src_w + js0) * pw * WORD_BYTES, sw, n_ch, stage, 0,
-            x);
-        dec_read_pixels<PORT_SCRATCH, H_BANKS, EMBED_DIM>(
-            scratch, plane + (uint64_t(i2) * cv.src_w + js0) * pw * WORD_BYTES, sw, n_ch, stage, 0,
-            h);
+        if (!copy) {
+          dec_read_pixels<PORT_SCRATCH, X_BANKS, EMBED_DIM>(
+              scratch, plane + (uint64_t(i) * cv.src_w + js0) * pw * WORD_BYTES, sw, n_ch, stage, 0,
+              x);
+          dec_read_pixels<PORT_SCRATCH, H_BANKS, EMBED_DIM>(
+              scratch, plane + (uint64_t(i2) * cv.src_w + js0) * pw * WORD_BYTES, sw, n_ch, stage,
+              0, h);
+        }
         // the window row's pixels of this chunk, UP_LANES channels a cycle
         const int groups = (n_ch + UP_LANES - 1) / UP_LANES;  // at most DEC_CHUNK / UP_LANES
         const LaneWalk<WIDE_BANKS> wide0 = lane_walk<WIDE_BANKS>(win.colbase[u] + c0);
@@ -245,8 +252,8 @@ dec_load_rows:
           const int j = gx >> 1;
           const int jn_raw = (gx & 1) ? j + 1 : j - 1;
           const int jn = jn_raw < 0 ? 0 : jn_raw >= cv.src_w ? cv.src_w - 1 : jn_raw;
-          const int ra = stage + j - js0;
-          const int rb = stage + jn - js0;
+          const int ra = copy ? v : stage + j - js0;  // a copy: x row v, the band's pixel
+          const int rb = copy ? v : stage + jn - js0;
           act_t xa[UP_LANES];  // source row i at column j, and at j'
           act_t xc[UP_LANES];
           act_t hb[UP_LANES];  // its neighbour row i' at j and j'
@@ -265,7 +272,7 @@ dec_load_rows:
           for (int l = 0; l < UP_LANES; ++l) {
             const wide_t sum =
                 9 * wide_t(xa[l]) + 3 * wide_t(hb[l]) + 3 * wide_t(xc[l]) + wide_t(hd[l]) + 8;
-            out[l] = act_t(sum >> 4);  // floor: units.upsample2x
+            out[l] = copy ? xa[l] : act_t(sum >> 4);  // floor: units.upsample2x
           }
           const int left = n_ch - g * UP_LANES;
           store_lanes_at<WIDE_BANKS, UP_LANES>(wide[ring + v], to.at(),
@@ -383,6 +390,23 @@ dec_store_norm_words:
       ++t;
     }
   }
+}
+
+/// The fused classifier (contracts.decoder.fusable): the last convolution's band at row y0
+/// (one row, the whole map: `cv` is that convolution) left its first output chunk in h and
+/// its second in x. `win` becomes the classifier's 1x1 window over the band: its first
+/// DEC_CHUNK / LIN_IN channel tiles from h, the rest from the ring slot of the band's
+/// first window row, which no later band reads (its next load overwrites it), where
+/// dec_load_window's copy mode puts the second chunk.
+inline void dec_fuse_window(const DecConv& cv, const DecConv& cls, int y0, ConvWindow& win) {
+  int rows = 0;
+  dec_window(cls, false, y0, 0, win, rows);
+  typedef uint<8> small_t;                           // ring rows (< 256: contracts.decoder checks)
+  const int k = y0 > 0 ? y0 - 1 : cv.ring_rows - 1;  // the dead ring row (one a slot)
+  const int slot = int(small_t(k) % small_t(cv.ring_rows));  // div: 8-bit, once per band
+  win.rowbase[0] = 0;
+  win.colbase[0] = slot * cv.c_pad;
+  win.h_tiles = DEC_CHUNK / LIN_IN;
 }
 
 /// The linear-unit call of chunk `chunk` of a band: its output tiles' weights (tiled

@@ -109,6 +109,7 @@ enum LanePc {
   PC_DEC_BAND,     ///< its convolution dec.conv's band at (dec.y0, dec.x0): the window
   PC_DEC_CONV,     ///< chunk dec.chunk of the band on the linear unit
   PC_DEC_STORE,    ///< that chunk to its map (or the output); the next chunk or band
+  PC_DEC_FUSE,     ///< the fused classifier of the last convolution's band (decoder.h)
 };
 
 /// What PC_WRITE sends to the output.
@@ -166,6 +167,13 @@ inline void linear_lane(const word_t* bundle, const word_t* images, word_t* outp
 #pragma HLS ARRAY_PARTITION variable = win.rowbase complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = win.colbase complete dim = 1
   int band_rows = 0;
+  // a call that decodes to the logits runs the classifier inside the last convolution's
+  // bands when the plan fuses it (contracts.decoder.fusable); a debug stop before does not
+  const int fused_conv = dtask.fused && (run.dec_stop == 0 ||
+                                         run.dec_stop == uint32_t(dtask.conv[dtask.convs - 1].stop))
+                             ? dtask.convs - 2
+                             : -1;
+  bool logits_ready = false;  // the fused classifier's logits are in x
   const int group_size = int(seg.last - seg.first);
   const uint64_t group_out = uint64_t(seg.first) * run.out_stride;
 
@@ -182,6 +190,10 @@ lane_steps:
     uint64_t ln_b = 0;
     RowSide move = SIDE_NONE;  // this step's side move on its own (expert-major)
     int move_expert_chunk = 0;
+    bool load = false;  // this step's band window load (or the fused classifier's copy)
+    bool load_copy = false;
+    int load_conv = 0;
+    int load_from = 0;
     switch (pc) {
       case PC_TAIL:
         if (stop == here + STAGE_ATTN) {
@@ -309,9 +321,9 @@ lane_steps:
       case PC_DEC_BAND: {
         const DecConv& cv = dtask.conv[dec.conv];
         dec_window(cv, dec.conv == 0, dec.y0, dec.x0, win, band_rows);
-        if (dec.conv > 0) {
-          dec_load_window(scratch, cv, win, dec.loaded, buf.x, buf.h, buf.wide);
-        }
+        load = dec.conv > 0;
+        load_conv = dec.conv;
+        load_from = dec.loaded;
         // a band as wide as the map leaves its window's rows in the ring for the next
         dec.loaded = cv.band_cols == cv.w ? win.wy1 : 0;
         dec.chunk = 0;
@@ -322,8 +334,26 @@ lane_steps:
         const DecConv& cv = dtask.conv[dec.conv];
         call = dec_conv_call(cv, dec.conv == 0, dec.conv + 1 == dtask.convs, win, band_rows,
                              dec.chunk);
+        if (dec.conv == fused_conv && dec.chunk == 0) {
+          call.out = OUT_CONV_H;  // the first chunk stays in h for the classifier
+        }
         call.scale = scale_of(lin.scales, cv.scale);
         compute = true;
+        pc = PC_DEC_STORE;
+        break;
+      }
+      case PC_DEC_FUSE: {
+        // the band's second chunk beside its first, then the classifier over both
+        const DecConv& cls = dtask.conv[dec.conv + 1];
+        dec_fuse_window(dtask.conv[dec.conv], cls, dec.y0, win);
+        load = true;  // the copy, before the call
+        load_copy = true;
+        load_conv = dec.conv + 1;
+        load_from = 0;
+        call = dec_conv_call(cls, false, true, win, 1, 0);
+        call.scale = scale_of(lin.scales, cls.scale);
+        compute = true;
+        logits_ready = true;
         pc = PC_DEC_STORE;
         break;
       }
@@ -335,12 +365,20 @@ lane_steps:
         const bool at_up = !at_norm && cv.fused_up && run.dec_stop == uint32_t(cv.up_stop);
         const bool last = dec.conv + 1 == dtask.convs;
         const bool to_output = last || run.dec_stop == uint32_t(cv.stop);
+        const bool fusing = dec.conv == fused_conv;  // its outputs stay on chip
+        const bool logits = logits_ready;
+        logits_ready = false;
         if (at_norm) {
           dec_store_norm(output, out_off + dec_out, buf.h);
           pc = PC_IMAGE_DONE;
           break;
         }
-        if (at_up) {
+        if (logits) {
+          dec_store_band<PORT_OUTPUT>(output, out_off + dec_out, dtask.conv[dec.conv + 1], win, 1,
+                                      0, buf.x);
+        } else if (fusing) {
+          // nothing stored: the band's chunks are in h and x for the classifier
+        } else if (at_up) {
           dec_store_ring(output, out_off + dec_out, cv, win, band_rows, buf.wide);
         } else if (to_output) {
           dec_store_band<PORT_OUTPUT>(output, out_off + dec_out, cv, win, band_rows, dec.chunk,
@@ -351,9 +389,13 @@ lane_steps:
         }
         // the next chunk, band, convolution, or the end
         const int chunks = (cv.c_out + DEC_CHUNK - 1) / DEC_CHUNK;
-        if (!at_up && dec.chunk + 1 < chunks) {
+        if (!at_up && !logits && dec.chunk + 1 < chunks) {
           dec.chunk += 1;
           pc = PC_DEC_CONV;
+          break;
+        }
+        if (fusing && !logits) {
+          pc = PC_DEC_FUSE;
           break;
         }
         dec.x0 += cv.band_cols;
@@ -363,7 +405,7 @@ lane_steps:
         }
         if (dec.y0 < cv.h) {
           pc = PC_DEC_BAND;
-        } else if (last || to_output || at_up) {
+        } else if (last || to_output || at_up || fusing) {
           pc = PC_IMAGE_DONE;  // the stage the call returns is out
         } else {
           dec.conv += 1;
@@ -463,6 +505,10 @@ lane_steps:
     }
     if (move != SIDE_NONE) {
       move_rows(move, lane.expert_chunk[move_expert_chunk], output, scratch, buf.x, buf.h);
+    }
+    if (load) {  // before the call: the fused classifier reads what its copy wrote
+      dec_load_window(scratch, dtask.conv[load_conv], win, load_from, load_copy, buf.x, buf.h,
+                      buf.wide);
     }
     if (compute) {
       linear_unit(call, bundle, output, scratch, buf, lane, lin.ahead, lin.wtile);

@@ -50,6 +50,8 @@ enum LinearOutput {
                  ///< free while the images are parked; the merge adds it to the token's x)
   OUT_CONV,      ///< x[r] = ReLU(narrow(acc + bias)) to dec_feat  (a decoder convolution)
   OUT_LOGITS,    ///< x[r] = narrow(acc + bias) to dec_out  (the decoder's classifier)
+  OUT_CONV_H,    ///< h[r] = as OUT_CONV (a convolution's first chunk when the classifier
+                 ///< is fused: it stays on chip, in h, through the rotate network)
 };
 
 /// A decoder convolution's band as the unit reads it (IN_GRID, IN_RING; decoder.h builds
@@ -59,7 +61,8 @@ enum LinearOutput {
 /// (gy, gx) = (y0 + by + ky - k / 2, x0 + bx + kx - k / 2), 0 outside the map or past
 /// c_in, from row rowbase[gy - wy0] + gx - wx0 of h (IN_GRID) or wide (IN_RING), column
 /// colbase[gy - wy0] + channel: every column base is a multiple of LIN_IN, so lane i
-/// reads bank i, as for every other input kind.
+/// reads bank i, as for every other input kind. The fused classifier (k = 1) reads its
+/// first h_tiles channel tiles from h instead, row r, columns from 0 (decoder.h).
 struct ConvWindow {
   int k;                      ///< kernel size (1 or 3)
   int c_in;                   ///< input channels; the rest of each tap's c_pad reads 0
@@ -75,6 +78,8 @@ struct ConvWindow {
   int wx1;                    ///< the column past its last
   int rowbase[DEC_WIN_ROWS];  ///< buffer row of each window row's first pixel
   int colbase[DEC_WIN_ROWS];  ///< buffer column of its first channel (a multiple of LIN_IN)
+  int h_tiles;                ///< channel tiles of a tap read from h row r (0 but the fused
+                              ///< classifier's)
 };
 
 /// Token rows a call moves over the output and scratch ports while it computes
@@ -146,6 +151,7 @@ inline LinearCall linear_call(LinearInput in, LinearOutput out) {
   c.win.wx0 = 0;
   c.win.wy1 = 0;
   c.win.wx1 = 0;
+  c.win.h_tiles = 0;
 linear_call_window:
   for (int u = 0; u < DEC_WIN_ROWS; ++u) {
     c.win.rowbase[u] = 0;
@@ -202,14 +208,15 @@ static_assert(TOKEN_BIAS_W <= ACT_W, "token bias is staged in the activation buf
 /// (all cyclic LIN_IN). `hr` and `wr` are the rows of h and wide the call reads (r; the
 /// queued token of IN_H_GATHER; a convolution's window pixel: computed once per row by
 /// the caller, not once per lane), so each buffer is read by one expression.
-inline act_t linear_input(const LinearCall& call, const act_t h[NUM_TOKENS][EMBED_DIM],
+/// `in` is the call's row source, or IN_H for the fused classifier's h tiles.
+inline act_t linear_input(LinearInput in, const act_t h[NUM_TOKENS][EMBED_DIM],
                           const act_t wide[NUM_TOKENS][WIDE_COLS], const LaneBuffers& lane, int r,
                           int hr, int wr, int c, bool live) {
 #pragma HLS INLINE  // a lane of the MAC row: reads bank c % LIN_IN of a run-time row
   if (!live) {
     return 0;
   }
-  switch (call.in) {
+  switch (in) {
     case IN_PIXELS:
       return act_t(lane.pix[r][c]);  // bank: i (the caller's c = it * LIN_IN + i)
     case IN_WIDE:
@@ -223,6 +230,11 @@ inline act_t linear_input(const LinearCall& call, const act_t h[NUM_TOKENS][EMBE
 /// Whether a call's outputs go to wide (through the bank rotate network) rather than x.
 inline bool writes_wide(LinearOutput out) {
   return out == OUT_QKV || out == OUT_GATE || out == OUT_GELU;
+}
+
+/// Whether they go to h (through a rotate network of the same shape: H_BANKS == WIDE_BANKS).
+inline bool writes_h(LinearOutput out) {
+  return out == OUT_CONV_H;
 }
 
 /// Whether a call's epilogue reads the x element it writes (the addend of OUT_EMBED,
@@ -279,6 +291,9 @@ inline wide_t linear_output(LinearOutput out, const LinearShift& sh, wide_t acc,
       break;
     case OUT_CONV:  // ReLU on the rounded sum, then the upper rail only (golden's linear)
       x_new = act_t(saturate<DEC_FEAT_W>(v < 0 ? wide_t(0) : v));
+      break;
+    case OUT_CONV_H:  // the same value, bound for h
+      to_wide = saturate<DEC_FEAT_W>(v < 0 ? wide_t(0) : v);
       break;
     case OUT_LOGITS:
       x_new = act_t(saturate<DEC_OUT_W>(v));
@@ -474,6 +489,18 @@ inline void lin_compute(const LinearCall& call, const LinearPlan& pl, hls::strea
 #pragma HLS ARRAY_PARTITION variable = sums complete dim = 1
   act_t to_wide[LIN_OUT];  // one row's outputs bound for wide, into the rotate network
 #pragma HLS ARRAY_PARTITION variable = to_wide complete dim = 1
+  static_assert(H_BANKS == WIDE_BANKS, "the epilogue's rotate network feeds h and wide alike");
+  // out of the rotate network, per round k and bank b (entry k * WIDE_BANKS + b): the
+  // value, whether one lands, its row inside the bank (one round in the default build)
+  constexpr int EPI_ROUNDS = (LIN_OUT + WIDE_BANKS - 1) / WIDE_BANKS;
+  constexpr int EPI_SLOTS = EPI_ROUNDS * WIDE_BANKS;
+  static_assert(ROW_LANES <= H_BANKS, "the gather's word: one round");
+  act_t rot[EPI_SLOTS];
+  bool rot_en[EPI_SLOTS];
+  int rot_row[EPI_SLOTS];
+#pragma HLS ARRAY_PARTITION variable = rot complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = rot_en complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = rot_row complete dim = 1
   act_t xq[X_BANKS];  // what each bank of x gave this iteration (its one read)
 #pragma HLS ARRAY_PARTITION variable = xq complete dim = 1
   act_t x_new[X_BANKS];  // what each bank of x takes (its one write)
@@ -483,6 +510,7 @@ inline void lin_compute(const LinearCall& call, const LinearPlan& pl, hls::strea
   const int out_frac = call.out == OUT_QKV      ? ATTN_QKV_F
                        : call.out == OUT_GATE   ? ATTN_SCORE_F
                        : call.out == OUT_CONV   ? DEC_FEAT_F
+                       : call.out == OUT_CONV_H ? DEC_FEAT_F
                        : call.out == OUT_LOGITS ? DEC_OUT_F
                                                 : ACT_F;
   const LinearShift sh = linear_shift(call.scale, in_frac, out_frac);
@@ -490,7 +518,8 @@ inline void lin_compute(const LinearCall& call, const LinearPlan& pl, hls::strea
   const bool conv = call.in == IN_GRID || call.in == IN_RING;
   const ConvWindow& win = call.win;
   const int halo = win.k >> 1;
-  const bool to_x = !writes_wide(call.out);
+  const bool to_x = !writes_wide(call.out) && !writes_h(call.out);
+  const bool to_h = writes_h(call.out);
   const bool epi_reads_x = reads_x(call.out);
   const bool has_bias = call.b_off != NO_TENSOR;
   const bool gather = call.side == SIDE_GATHER;
@@ -536,8 +565,9 @@ lin_pass:
     // proof: x: each (row, column) is read-modified-written once, in one iteration (the epilogue
     //    of its output tile; OUT_EXPERT's rows are distinct tokens of one queue); the merge
     //    reads x only in a call that writes wide (fc1), never x.
-    // proof: h: read by IN_H / IN_H_GATHER / IN_GRID calls, written only by the gather, which
-    //    rides on an IN_WIDE call (expert fc2).
+    // proof: h: read by IN_H / IN_H_GATHER / IN_GRID calls and the fused classifier's h
+    //    tiles, written only by the gather, which rides on an IN_WIDE call (expert fc2), and
+    //    by OUT_CONV_H, an IN_RING call without h tiles.
     // proof: wide: read by IN_WIDE / IN_RING calls, written only by OUT_QKV / OUT_GATE /
     //    OUT_GELU calls, whose input is h or the pixels.
     // proof: x: OUT_CONV / OUT_LOGITS write each (row, column) once and read none.
@@ -573,13 +603,28 @@ lin_pass:
         xq[b] = x[row][addr * X_BANKS + b];  // bank: b, a constant
       }
     }
+    // h's one write this iteration (the gather's word or an OUT_CONV_H row's lanes, never
+    // both in one call): bank b's value, whether, its row inside the bank; h row h_row
+    act_t hv[EPI_SLOTS];
+    bool hen[EPI_SLOTS];
+    int hbank_row[EPI_SLOTS];
+#pragma HLS ARRAY_PARTITION variable = hv complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = hen complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = hbank_row complete dim = 1
+  lin_h_none:
+    for (int b = 0; b < EPI_SLOTS; ++b) {
+      hen[b] = false;
+      hv[b] = 0;
+      hbank_row[b] = 0;
+    }
+    int h_row = sr;
     if (side_now) {  // the side move: rows neither the MACs nor the epilogue touch
       const word_t word = side_in.read();
       act_t xs[ROW_LANES];
 #pragma HLS ARRAY_PARTITION variable = xs complete dim = 1  // a bus word's lanes
       unpack_word<4, true, ROW_LANES>(&word, 0, xs);
       if (gather) {
-        store_lanes_at<H_BANKS, ROW_LANES>(h[sr], h_at, ROW_LANES, xs);
+        bank_route<H_BANKS, ROW_LANES, EPI_ROUNDS>(h_at, ROW_LANES, xs, hv, hen, hbank_row);
       } else {
         merge_lanes(xq, x_at, xs);
         side_out.write(pack_i32<ROW_LANES>(xs, ROW_LANES));
@@ -614,13 +659,16 @@ lin_pass:
         const int u = inside ? gy - win.wy0 : 0;
         const int ring_row = win.rowbase[u] + gx - win.wx0;
         const int chan = cb * LIN_IN;  // the tap's first channel of this input tile
-        const int base = conv ? win.colbase[u] + chan : it * LIN_IN;
-        const int hr = conv ? ring_row : call.in == IN_H_GATHER ? tok : r;
+        // the fused classifier's first channel tiles: h row r (a compare of a counter)
+        const bool tile_h = cb < win.h_tiles;
+        const LinearInput src = tile_h ? IN_H : call.in;
+        const int base = tile_h ? chan : conv ? win.colbase[u] + chan : it * LIN_IN;
+        const int hr = tile_h ? r : conv ? ring_row : call.in == IN_H_GATHER ? tok : r;
         const int wr = conv ? ring_row : r;
       lin_fetch:
         for (int i = 0; i < LIN_IN; ++i) {
           const bool live = conv ? inside && chan + i < win.c_in : it * LIN_IN + i < call.k;
-          xseg[i] = linear_input(call, h, wide, lane, r, hr, wr, base + i, live);  // bank: i
+          xseg[i] = linear_input(src, h, wide, lane, r, hr, wr, base + i, live);  // bank: i
         }
       lin_mac_out:
         for (int o = 0; o < LIN_OUT; ++o) {
@@ -659,9 +707,23 @@ lin_pass:
               }
             }
           } else {
+            // one rotate network for wide and, OUT_CONV_H, h (H_BANKS == WIDE_BANKS): bank b
+            // of the one it writes takes rot[b]
             const int left = call.o - ot * LIN_OUT;
-            store_lanes<WIDE_BANKS, LIN_OUT, LIN_OUT>(wide[r], ot * LIN_OUT,
-                                                      left < LIN_OUT ? left : LIN_OUT, to_wide);
+            bank_route<WIDE_BANKS, LIN_OUT, EPI_ROUNDS>(bank_at<WIDE_BANKS, LIN_OUT>(ot * LIN_OUT),
+                                                        left < LIN_OUT ? left : LIN_OUT, to_wide,
+                                                        rot, rot_en, rot_row);
+          lin_wide_write:
+            for (int b = 0; b < EPI_SLOTS; ++b) {
+              if (to_h) {  // to h's one write below
+                hv[b] = rot[b];
+                hen[b] = rot_en[b];
+                hbank_row[b] = rot_row[b];
+              } else if (rot_en[b]) {
+                wide[r][rot_row[b] * WIDE_BANKS + b % WIDE_BANKS] = rot[b];  // bank: b % BANKS
+              }
+            }
+            h_row = to_h ? r : h_row;
           }
         }
       }
@@ -700,6 +762,13 @@ lin_pass:
         const bool wrap = bx + 1 == win.cols;  // the band's next pixel
         bx = wrap ? 0 : bx + 1;
         by = wrap ? by + 1 : by;
+      }
+    }
+  lin_h_write:
+    for (int b = 0; b < EPI_SLOTS; ++b) {
+      if (hen[b]) {
+        // bank: b % H_BANKS, a constant: h's one write a bank and round
+        h[h_row][hbank_row[b] * H_BANKS + b % H_BANKS] = hv[b];
       }
     }
   }

@@ -132,3 +132,24 @@ def test_linear_head_has_no_plan() -> None:
     for task in cfg.task_names:
         if cfg.task_spec(task).head.kind != "pup":
             assert dp.decoder_plan(cfg, task, DEFAULT_TILING).stages == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "tiling", "fused"),
+    [
+        ("m3vit-tiny-128x256", DEFAULT_TILING, True),  # one-row full-width conv_3 bands
+        ("m3vit-tiny-128x256", Tiling(24, 12, 3), False),  # 264-column slots: 62-pixel bands
+        ("m3vit-tiny-128x256", Tiling(8, 16, 4), True),
+        ("m3vit-mini-pup", DEFAULT_TILING, False),  # 9 token rows: bands narrower than the map
+    ],
+)
+def test_classifier_fuses_where_the_band_fits(name: str, tiling: Tiling, fused: bool) -> None:
+    cfg = load_config(name)
+    plan = dp.decoder_plan(cfg, 0, tiling)
+    assert plan.fused == fused == dp.fusable(cfg, list(plan.stages), tiling)
+    if fused:  # the conditions the kernel's dec_fuse_window relies on
+        last = [s for s in plan.stages if s.kind == dp.CONV][-1]
+        assert last.ring_rps == 1 and last.ring_rows >= 3
+        assert all(b.rows == 1 and b.cols == last.shape[1] for b in last.bands)
+        first, second = dp.chunks(cfg, last.shape[2], tiling)
+        assert first[1] % tiling.lin_in == 0 and first[1] <= cfg.embed_dim
