@@ -30,6 +30,8 @@ from edgemoe.host.contracts.decoder import (
     Band,
     DecoderPlan,
     Stage,
+    band_weight_words,
+    chunk_width,
     chunks,
     decoder_plan,
     pixel_words,
@@ -57,9 +59,10 @@ class Options:
         is the kernel before it.
     fuse_classifier : bool
         The classifier runs on the last convolution's band on chip: that map is neither
-        stored nor loaded back. (Its input is every chunk of the band's outputs, more
-        than ``x`` holds when the map is wider than a chunk: the buffer or the partial
-        sums across chunks that needs are not counted.)
+        stored nor loaded back. As built where the plan fuses it
+        (``DecoderPlan.fused``: the band's chunks in ``h`` and ``x``, the second copied
+        into the ring, counted); True forces it for a plan that does not (a what-if:
+        the buffer the band's outputs need beyond ``x`` is then not counted).
     fmap_bytes : int
         Bytes of a feature-map value or logit in DDR (4 as built: 32-bit lanes).
     mac_rate : int | None
@@ -92,7 +95,8 @@ class BandCost:
     blend_cycles, blend_runs : int
         Cycles of the fused x2 writing the window into the ring (``LIN_OUT`` channels
         a cycle per window pixel) and its pipelined loops (one per window row and
-        chunk); 0 without one.
+        chunk); for a fused classifier, its copy of the band's second chunk into the
+        ring (one loop); 0 without either.
     store_words, store_bursts : int
         Bus words and burst runs of the outputs' stores (every chunk).
     weight_words : int
@@ -138,16 +142,21 @@ def window(stage: Stage, band: Band) -> tuple[int, int]:
 
 
 def band_costs(
-    cfg: ModelConfig, stage: Stage, t: Tiling, opts: Options = BUILT, fused_next: bool = False
+    cfg: ModelConfig,
+    stage: Stage,
+    t: Tiling,
+    opts: Options = BUILT,
+    fused_next: bool = False,
+    fused: bool = False,
 ) -> list[BandCost]:
     """The :class:`BandCost` of each band of a convolution ``stage`` of the contract.
 
-    ``fused_next``: the stage is the last convolution before the classifier and
-    ``opts.fuse_classifier`` holds (its map is not stored).
+    ``fused_next``: the stage is the last convolution before a fused classifier (its map
+    is not stored). ``fused``: the stage is that classifier as the kernel builds it
+    (``DecoderPlan.fused``: its input on chip, the copy of the second chunk counted).
     """
     if stage.kind not in (CONV, LOGITS):
         return []
-    word = t.axi_bits // 8
     _, _, c_in = stage.in_shape
     c_out = stage.shape[2]
     in_chunks = len(chunks(cfg, c_in, t))
@@ -155,9 +164,11 @@ def band_costs(
     pw_in, pw_in_opt = (pixel_words(cfg, c_in, t, b) for b in (4, opts.fmap_bytes))
     pw_out, pw_out_opt = (pixel_words(cfg, c_out, t, b) for b in (4, opts.fmap_bytes))
     out_chunks = [n for _, n in chunks(cfg, c_out, t)]
-    bias = sum(-(-tiles(n, t.lin_out) * t.lin_out * WEIGHT_BYTES // word) for n in out_chunks)
+    weights = band_weight_words(cfg, stage, t)  # the contract's: tiles and chunk biases
     from_grid = stage.src_map < 0
-    skip_load = stage.kind == LOGITS and opts.fuse_classifier
+    skip_load = stage.kind == LOGITS and (opts.fuse_classifier or fused)
+    up = math.gcd(t.lin_out, t.lin_in)  # decoder.h UP_LANES: the x2's and the copy's lanes
+    copied = c_in - chunk_width(cfg, t) if fused else 0  # the second chunk, x -> ring
     out: list[BandCost] = []
     per_row = 0
     for b in stage.bands:
@@ -166,6 +177,8 @@ def band_costs(
         new = len(b.load_rows) if opts.ring_reuse else wr
         if from_grid or skip_load:
             load, bursts, blend, runs = 0, 0, 0, 0
+            if copied > 0:  # dec_fuse_classifier's copy: a pixel's groups a cycle each
+                blend, runs = b.pixels * tiles(copied, up), 1
         else:
             # the contract's words: every loaded row the same (its source rows' columns);
             # a band that loads no row keeps the last band's (same geometry)
@@ -176,7 +189,6 @@ def band_costs(
             load = new * per_row
             reads = 2 if stage.fused_up else 1  # a fused x2 reads two source rows a row
             bursts = new * reads * in_chunks
-            up = math.gcd(t.lin_out, t.lin_in)  # decoder.h UP_LANES: the x2's lanes
             groups = sum(tiles(n, up) for _, n in chunks(cfg, c_in, t))
             blend = new * wc * groups if stage.fused_up else 0
             runs = new * in_chunks if stage.fused_up else 0
@@ -195,7 +207,7 @@ def band_costs(
                 runs,
                 store,
                 s_bursts,
-                b.weight_words + bias,
+                weights,
             )
         )
     return out

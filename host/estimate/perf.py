@@ -165,7 +165,8 @@ LOOP_II = {
     "dec_read_pixels_words": (1, "a burst per window row and chunk; one write a bank of "
                               "wide, x or h through the rotate network"),
     "dec_up_words": (1, "x and h two reads a bank (rows j, j'), wide one write a bank; "
-                     "UP_LANES = 8 channels a cycle; no recurrence"),
+                     "UP_LANES = 8 channels a cycle; no recurrence; also the fused "
+                     "classifier's copy"),
     "dec_write_pixels_words, dec_store_norm_words": (
         1, "a burst per band row (and chunk); one read a bank of x, wide or h"),
 }  # fmt: skip
@@ -999,8 +1000,10 @@ def decoder_stages(
     (:func:`_linear_cycles`: a pass per weight tile of max(pixels, LIN_TILE_WORDS)
     cycles, filled and drained once per call, its first two tiles and bias fetched
     first) and the chunk's store (a burst per band row). As built these run one after
-    the other; with ``opts.io_overlaps`` the band's loads and stores run beside its
-    calls. ``dec.up_i`` has no cycles of its own: its work is ``dec.conv_i``'s band
+    the other; with ``opts.io_overlaps`` (the two buffer sets in turn) band i's calls run
+    beside band i - 1's store and band i + 1's load, a convolution's first load and
+    last store exposed (pass ``ring_reuse=False`` too: the other set's ring holds the
+    band before the last). ``dec.up_i`` has no cycles of its own: its work is ``dec.conv_i``'s band
     load.
     """
     call = _Call(cfg, profile, design, device, clock_mhz, batch)
@@ -1032,10 +1035,13 @@ def decoder_stages(
         if s.kind == "up":
             add(s.name, 0, 0, 0, 0)  # fused into the next convolution's band load
             continue
-        fused_next = opts.fuse_classifier and len(convs) > 1 and s is convs[-2]
+        fuse = (opts.fuse_classifier or plan.fused) and len(convs) > 1
+        fused_next = fuse and s is convs[-2]
         load = calls = store = cyc = 0.0
         n_calls = 0
-        bands = band_costs(cfg, s, t, opts, fused_next)
+        fused_here = plan.fused and s is convs[-1]
+        bands = band_costs(cfg, s, t, opts, fused_next, fused_here)
+        parts = []  # (load, call, store) per band
         for b in bands:
             ld = b.load_words + b.load_bursts * ROW_OVERHEAD
             if b.blend_cycles:
@@ -1047,7 +1053,20 @@ def decoder_stages(
             )
             load, calls, store = load + ld, calls + cc, store + st
             n_calls += len(b.calls)
-            cyc += max(cc, ld + st) if opts.io_overlaps else cc + ld + st
+            if fused_here:  # the classifier's copy is the linear lane's own work
+                cc, ld = cc + ld, 0.0
+            parts.append((ld, cc, st))
+        if not opts.io_overlaps:
+            cyc = sum(ld + cc + st for ld, cc, st in parts)
+        elif parts:
+            # the two buffer sets in turn: band i computes on one while the other stores
+            # band i - 1 and loads band i + 1; a convolution's first load and last store
+            # wait (the next one reads this one's map)
+            n = len(parts)
+            cyc = parts[0][0] + parts[-1][2]
+            for i, (_, cc, _) in enumerate(parts):
+                io = (parts[i + 1][0] if i + 1 < n else 0) + (parts[i - 1][2] if i else 0)
+                cyc += max(cc, io)
         add(
             s.name,
             cyc,
@@ -1206,11 +1225,16 @@ def end_to_end(
     idle = sum(res["dsp48e2_by_unit"].get(u, 0) for u in ATTN_UNITS) // per_mac
     macs_what = f"the attention units' idle DSPs as decoder MACs (+{idle} MAC/cycle)"
     fields = {
-        "band loads and stores beside compute (the other buffer set's lane)": {"io_overlaps": True},
+        "band loads and stores beside compute (the other buffer set's lane)": {
+            "io_overlaps": True,
+            "ring_reuse": False,
+        },
         "the classifier on the last convolution's band, on chip": {"fuse_classifier": True},
         "16-bit feature maps in DDR": {"fmap_bytes": 2},
         macs_what: {"mac_rate": lin + idle},
     }
+    if plan.fused:  # built: not a what-if
+        del fields["the classifier on the last convolution's band, on chip"]
     singles = {k: what_if(**v) for k, v in fields.items()}
     every = {}
     for r in range(1, len(fields) + 1):

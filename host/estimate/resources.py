@@ -1472,6 +1472,7 @@ def decoder_lines(cfg: ModelConfig, profile: Profile, t: Tiling, o: Operators) -
         ("dec_store_ring <- wide", o.wide_banks, rl, False),
         ("dec_store_norm <- h", o.h_banks, rl, False),
     )
+    fused = any(plan.fused for plan in plans)
     for where, banks, n_lanes, store in nets:
         k = min(n_lanes, banks) if store else banks
         n = banks if store else n_lanes
@@ -1483,6 +1484,32 @@ def decoder_lines(cfg: ModelConfig, profile: Profile, t: Tiling, o: Operators) -
                 "banked.h bank_walk via decoder.h " + where,
                 lut=n * act * mux_luts(k),
                 ff=n * act if k > 4 else 0,
+            )
+        )
+    if fused:
+        h_addr = _bits(o.tokens * -(-o.embed // o.h_banks) - 1)
+        out.append(
+            Line(
+                U,
+                f"fused classifier, OUT_CONV_H: the epilogue's one rotate network (banked.h "
+                f"bank_route, counted with the wide store) feeds h's {o.h_banks} banks too: "
+                f"h's write port a 2:1 of the gather's data ({act}b) and address ({h_addr}b) "
+                "a bank; the h tiles' select (a compare of the channel-tile counter)",
+                "linear.h lin_compute (OUT_CONV_H, lin_wide_write, ConvWindow.h_tiles)",
+                lut=o.h_banks * (act + h_addr) * mux_luts(2) + 16,
+                ff=8,
+            )
+        )
+        out.append(
+            Line(
+                U,
+                "fused classifier: the dead ring slot (an 8-bit remainder), the 1x1 window, "
+                f"one step more (PC_DEC_FUSE); its copy rides on the x2's loop and networks "
+                f"(dec_load_window's copy mode): the output's 2:1 on {up_lanes} lanes of "
+                f"{act}b, the two staging rows' 2:1 ({w_addr}b each)",
+                "lanes.h PC_DEC_FUSE, decoder.h dec_fuse_window, dec_load_window (copy)",
+                lut=8 * 8 + 2 * 16 + (up_lanes * act + 2 * w_addr) * mux_luts(2),
+                ff=2 * 16,
             )
         )
     out.append(

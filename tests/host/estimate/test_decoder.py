@@ -178,9 +178,13 @@ def test_mini_pup_ddr_bytes_are_the_hand_count():
 
 
 def test_io_beside_compute_takes_the_longer_per_band():
+    """The two buffer sets in turn: band i's calls beside band i - 1's store and band
+    i + 1's load; the first load and the last store exposed."""
     over, built = _stages(io_overlaps=True)["dec.conv_1"], _stages()["dec.conv_1"]
-    io = [r * CONV1_ROW + 32 + BURST for r in (2, 3, 3, 2)]
-    assert over.compute_cycles == sum(max(CALL8, x) for x in io)
+    ld, st = [r * CONV1_ROW for r in (2, 3, 3, 2)], 32 + BURST
+    io = [ld[i + 1] if i < 3 else 0 for i in range(4)]
+    io = [x + (st if i else 0) for i, x in enumerate(io)]
+    assert over.compute_cycles == ld[0] + sum(max(CALL8, x) for x in io) + st
     assert over.compute_cycles < built.compute_cycles
     assert (over.load_cycles, over.store_cycles) == (built.load_cycles, built.store_cycles)
 
@@ -241,14 +245,17 @@ def test_end_to_end_floor_target_and_chosen():
     built = many["ms_per_task_image"]
     opts = dict(e["options_ms_per_task_image"])
     narrow = next(k for k in opts if "channels wide" in k)
-    together = opts.pop("the 4 above together")
+    # the what-ifs: the four, less the fused classifier where the plan fuses it (built)
+    n = 4 - decoder_plan(c, e["task"], DEFAULT_TILING).fused
+    assert n == 3  # the tiny fuses its classifier
+    together = opts.pop(f"the {n} above together")
     assert opts.pop(narrow) < built  # fewer MACs: below the floor of M3ViT's head is fine
-    assert len(opts) == 4
+    assert len(opts) == n
     assert all(e["floor"]["ms_per_task_image"] < v < built for v in opts.values())
     assert e["floor"]["ms_per_task_image"] < together <= min(opts.values())
     # the chosen build: by its rule over every combination of the what-ifs
     every, ch = dict(e["combinations_ms_per_task_image"]), e["chosen"]
-    assert len(every) == 2**4 - 1
+    assert len(every) == 2**n - 1
     every[AS_BUILT] = built
     assert every[ch["what"]] == ch["ms_per_task_image"]
     meeting = {k: v for k, v in every.items() if v <= TARGET_MS}
@@ -381,3 +388,17 @@ def test_decoder_ddr_bytes_are_the_kernels(name):
 
 def _part(closed: dict, stage: str, kind: str) -> int:
     return sum(n for (n_s, k, _), n in closed.items() if n_s == stage and k == kind)
+
+
+def test_fused_classifier_as_built():
+    """The tiny's plan fuses the classifier into conv_3's bands: conv_3 stores nothing,
+    the classifier loads nothing, and its band copy (64 channels, 8 a cycle) is counted."""
+    c, p = cfg(DEFAULT_CONFIG), profile("lean")
+    e = end_to_end(c, p, our_design(p, DEFAULT_TILING), DEVICES["zcu104"])
+    st = {s["name"]: s for s in e["stages"]}
+    assert st["dec.conv_3"]["ddr_write_bytes"] == 0 and st["dec.conv_3"]["store_cycles"] == 0
+    logits = st["dec.logits"]
+    assert logits["ddr_read_bytes"] == logits["ddr_weight_bytes"]
+    copy = 64 * 128 * (256 - 192) // 8  # bands x pixels x groups of the second chunk
+    assert copy <= logits["load_cycles"] < copy + 64 * 64
+    assert not decoder_plan(cfg("m3vit-mini-pup"), 0, DEFAULT_TILING).fused
