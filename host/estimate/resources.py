@@ -1458,34 +1458,39 @@ def decoder_lines(cfg: ModelConfig, profile: Profile, t: Tiling, o: Operators) -
             "decoder.h dec_load_window: buffers.h Buffers wide (reused)",
         )
     )
-    # the decoder's bank walks (banked.h bank_walk), counted as the rotate networks are
-    # ("range": a load lane from any bank, a store bank from any lane)
+    # the decoder's bank walks (banked.h bank_walk_phased): the select is written per
+    # phase (PHASES = banks / grain values), so a load lane takes a PHASES:1 select over
+    # constant banks and a store bank takes one lane per phase that lands in it
+    # (ceil(lanes / grain): 1 for these walks, a wire); plus each bank's row step (row or
+    # row + 1) on its address
     rl = o.row_lanes
     nets = (
-        ("dec_read_pixels -> wide", o.wide_banks, rl, True),
-        ("dec_read_pixels -> x", o.x_banks, rl, True),
-        ("dec_read_pixels -> h", o.h_banks, rl, True),
-        ("dec_up_words <- x (2)", o.x_banks, 2 * up_lanes, False),
-        ("dec_up_words <- h (2)", o.h_banks, 2 * up_lanes, False),
-        ("dec_up_words -> wide", o.wide_banks, up_lanes, True),
-        ("dec_store_band <- x (2 copies)", o.x_banks, 2 * rl, False),
-        ("dec_store_ring <- wide", o.wide_banks, rl, False),
-        ("dec_store_norm <- h", o.h_banks, rl, False),
+        ("dec_read_pixels -> wide", o.wide_banks, rl, rl, True),
+        ("dec_read_pixels -> x", o.x_banks, rl, rl, True),
+        ("dec_read_pixels -> h", o.h_banks, rl, rl, True),
+        ("dec_up_words <- x (2)", o.x_banks, 2 * up_lanes, up_lanes, False),
+        ("dec_up_words <- h (2)", o.h_banks, 2 * up_lanes, up_lanes, False),
+        ("dec_up_words -> wide", o.wide_banks, up_lanes, up_lanes, True),
+        ("dec_write_pixels <- x (2 copies)", o.x_banks, 2 * rl, rl, False),
+        ("dec_write_pixels <- wide", o.wide_banks, rl, rl, False),
+        ("dec_store_norm <- h", o.h_banks, rl, rl, False),
     )
-    fused = any(plan.fused for plan in plans)
-    for where, banks, n_lanes, store in nets:
-        k = min(n_lanes, banks) if store else banks
+    for where, banks, n_lanes, grain, store in nets:
+        phases = banks // math.gcd(grain, banks)
+        k = -(-min(n_lanes, grain) // grain) if store else phases
         n = banks if store else n_lanes
+        addr = _bits(o.tokens * -(-o.wide_cols // banks))
         out.append(
             Line(
                 U,
-                f"{'store' if store else 'load'} {n_lanes} lanes / {banks} banks: {k}:1 x "
-                f"{act}b per {'bank' if store else 'lane'}",
-                "banked.h bank_walk via decoder.h " + where,
-                lut=n * act * mux_luts(k),
+                f"{'store' if store else 'load'} {n_lanes} lanes / {banks} banks, {phases} "
+                f"phases: {k}:1 x {act}b per {'bank' if store else 'lane'}, bank addresses",
+                "banked.h bank_walk_phased via decoder.h " + where,
+                lut=n * act * mux_luts(k) + banks * addr,
                 ff=n * act if k > 4 else 0,
             )
         )
+    fused = any(plan.fused for plan in plans)
     if fused:
         h_addr = _bits(o.tokens * -(-o.embed // o.h_banks) - 1)
         out.append(

@@ -147,6 +147,35 @@ bank_route_banks:
   }
 }
 
+/// The walk of bank_walk for a phase known to be a multiple of G (a divisor of BANKS): only PHASES
+/// = BANKS / G phases exist, and the select is written per phase -- for each bank, each phase p (a
+/// constant after unrolling) moves one constant lane -- so each bank (store) or lane (load) takes a
+/// PHASES:1 select on `k` = phase / G (a shift for the default build's G = 4 and 8) instead of a
+/// select indexed by a run-time lane or bank number (which Vitis sizes by the index's range). The
+/// phase's one row step is the same.
+template <BankDir DIR, int BANKS, int LANES, int G, typename R, typename W>
+inline void bank_walk_phased(R* row, BankAt at, int n, W* vals) {
+#pragma HLS INLINE  // row is a run-time sub-array of the caller's buffer
+  static_assert(BANKS % G == 0, "G divides BANKS");
+  static_assert(LANES <= BANKS, "one round");
+  constexpr int PHASES = BANKS / G;
+  typedef uint<BANK_COL_BITS> col_t;
+  const int k = int(col_t(at.phase) / col_t(G));  // div: by a constant (a shift when G = 2^n)
+bank_walk_phased_banks:
+  for (int b = 0; b < BANKS; ++b) {
+#pragma HLS UNROLL  // one port per bank, its bank index b a constant
+  bank_walk_phased_phases:
+    for (int p = 0; p < PHASES; ++p) {
+#pragma HLS UNROLL  // phase p * G, a constant: the lane landing in bank b is a constant
+      const bool wrapped = b < p * G;
+      const int l = wrapped ? b - p * G + BANKS : b - p * G;  // a constant
+      if (k == p && l < LANES && l < n) {
+        BankMove<DIR>::move(row, (wrapped ? at.row + 1 : at.row) * BANKS + b, vals, l);
+      }
+    }
+  }
+}
+
 /// row[c0 + l] = vals[l] for l < n, row banked cyclic BANKS, c0 given as its BankAt.
 template <int BANKS, int LANES, typename T, typename V>
 inline void store_lanes_at(T* row, BankAt at, int n, const V vals[LANES]) {

@@ -169,8 +169,8 @@ dec_read_pixels_words:
 #pragma HLS ARRAY_PARTITION variable = vals complete dim = 1  // a bus word's lanes
     unpack_word<4, true, ROW_LANES>(bus, first + i, vals);
     const int left = n_ch - g * ROW_LANES;
-    store_lanes_at<BANKS, ROW_LANES>(buf[first_row + j], at, left < ROW_LANES ? left : ROW_LANES,
-                                     vals);
+    bank_walk_phased<TO_ROW, BANKS, ROW_LANES, ROW_LANES>(
+        buf[first_row + j], at, left < ROW_LANES ? left : ROW_LANES, vals);
     bank_advance<BANKS, ROW_LANES>(at);
     if (++g == pw) {
       g = 0;
@@ -264,10 +264,10 @@ dec_load_rows:
 #pragma HLS ARRAY_PARTITION variable = hb complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = hd complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = out complete dim = 1
-          load_lanes_at<X_BANKS, UP_LANES>(x[ra], xw.at(), UP_LANES, xa);
-          load_lanes_at<X_BANKS, UP_LANES>(x[rb], xw.at(), UP_LANES, xc);
-          load_lanes_at<H_BANKS, UP_LANES>(h[ra], hw.at(), UP_LANES, hb);
-          load_lanes_at<H_BANKS, UP_LANES>(h[rb], hw.at(), UP_LANES, hd);
+          bank_walk_phased<FROM_ROW, X_BANKS, UP_LANES, UP_LANES>(x[ra], xw.at(), UP_LANES, xa);
+          bank_walk_phased<FROM_ROW, X_BANKS, UP_LANES, UP_LANES>(x[rb], xw.at(), UP_LANES, xc);
+          bank_walk_phased<FROM_ROW, H_BANKS, UP_LANES, UP_LANES>(h[ra], hw.at(), UP_LANES, hb);
+          bank_walk_phased<FROM_ROW, H_BANKS, UP_LANES, UP_LANES>(h[rb], hw.at(), UP_LANES, hd);
         dec_up_lanes:
           for (int l = 0; l < UP_LANES; ++l) {
             const wide_t sum =
@@ -275,8 +275,8 @@ dec_load_rows:
             out[l] = copy ? xa[l] : act_t(sum >> 4);  // floor: units.upsample2x
           }
           const int left = n_ch - g * UP_LANES;
-          store_lanes_at<WIDE_BANKS, UP_LANES>(wide[ring + v], to.at(),
-                                               left < UP_LANES ? left : UP_LANES, out);
+          bank_walk_phased<TO_ROW, WIDE_BANKS, UP_LANES, UP_LANES>(
+              wide[ring + v], to.at(), left < UP_LANES ? left : UP_LANES, out);
           to.next();
           xw.next();
           hw.next();
@@ -317,7 +317,7 @@ dec_write_pixels_words:
 #pragma HLS ARRAY_PARTITION variable = vals complete dim = 1  // a bus word's lanes
     const int left = n_ch - g * ROW_LANES;
     const int cnt = left < ROW_LANES ? left : ROW_LANES;
-    load_lanes_at<BANKS, ROW_LANES>(buf[first_row + j], at, cnt, vals);
+    bank_walk_phased<FROM_ROW, BANKS, ROW_LANES, ROW_LANES>(buf[first_row + j], at, cnt, vals);
     bus[first + i] = pack_i32<ROW_LANES>(vals, cnt);
     bank_advance<BANKS, ROW_LANES>(at);
     if (++g == pw) {
@@ -378,16 +378,20 @@ inline void dec_store_norm(word_t* output, uint64_t base, const act_t h[NUM_TOKE
   count_words<PORT_OUTPUT>(WORDS, true);
   int t = 1;
   int w = 0;
+  BankAt at = {0, 0};  // word w's first column, 4 w, in h's banks
 dec_store_norm_words:
   for (int i = 0; i < WORDS; ++i) {
 #pragma HLS PIPELINE II = 1  // a bus word per cycle: one burst
     act_t vals[ROW_LANES];
 #pragma HLS ARRAY_PARTITION variable = vals complete dim = 1
-    load_lanes<H_BANKS, ROW_LANES, ROW_LANES>(h[t], w * ROW_LANES, ROW_LANES, vals);
+    bank_walk_phased<FROM_ROW, H_BANKS, ROW_LANES, ROW_LANES>(h[t], at, ROW_LANES, vals);
     output[first + i] = pack_i32<ROW_LANES>(vals, ROW_LANES);
+    bank_advance<H_BANKS, ROW_LANES>(at);
     if (++w == ROW_WORDS) {
       w = 0;
       ++t;
+      at.row = 0;
+      at.phase = 0;
     }
   }
 }
