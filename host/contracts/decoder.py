@@ -428,7 +428,7 @@ def decoder_plan(cfg: ModelConfig, task: str | int, t: Tiling) -> DecoderPlan:
     h, w, c = gh, gw, d
     n = spec.convs
     src_map = -1
-    largest = 0
+    stored: list[int] = []  # bytes of each convolution's map in scratch
     for i in range(n):
         last = i == n - 1
         k = spec.conv_kernel(i)
@@ -471,13 +471,15 @@ def decoder_plan(cfg: ModelConfig, task: str | int, t: Tiling) -> DecoderPlan:
             )
         )
         if not last:
-            largest = max(largest, 4 * map_words(cfg, (h, w, c_out), t))
+            stored.append(4 * map_words(cfg, (h, w, c_out), t))
         src_map = dst_map
         c = c_out
-    m = _align(largest)
     out_shape = (h, w, c)
     out_words = map_words(cfg, out_shape, t)
     fused = fusable(cfg, stages, t)
+    # a fused plan never stores the last convolution's map in scratch (a call to the
+    # logits keeps it on chip; a debug stop at it writes the output region)
+    m = _align(max(stored[:-1] if fused else stored, default=0))
     return DecoderPlan(name, tuple(stages), (0, m), 2 * m, out_shape, out_words, fused)
 
 

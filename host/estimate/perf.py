@@ -1262,7 +1262,13 @@ def end_to_end(
         f"the decoder's {dec_macs / 1e9:.2f} GMAC take {dec_macs / (lin * clk):.2f} ms on the "
         f"linear unit's {lin} MACs a cycle at full rate; its convolutions and classifier "
         f"take {conv_ms:.2f} ms as built (serial v1: each band loads its window's new rows "
-        f"into the ring, then one call and one store per output chunk). The floor counts the "
+        f"into the ring, then one call and one store per output chunk"
+        + (
+            "; the classifier runs inside the last convolution's bands, whose map is never stored"
+            if plan.fused
+            else ""
+        )
+        + "). The floor counts the "
         f"{dsp} DSP48E2 of the build as {dsp // per_mac} MACs a cycle"
         + (f" ({per_mac} a MAC at these widths)" if per_mac > 1 else "")
         + ". Next steps, largest gain first: "
