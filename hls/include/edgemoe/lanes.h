@@ -373,16 +373,17 @@ lane_steps:
           pc = PC_IMAGE_DONE;
           break;
         }
-        if (logits) {
-          dec_store_band<PORT_OUTPUT>(output, out_off + dec_out, dtask.conv[dec.conv + 1], win, 1,
-                                      0, buf.x);
+        // (a fusing convolution's up stop never fuses, and it is neither the last nor a stop)
+        if (at_up) {
+          dec_store_ring(output, out_off + dec_out, cv, win, band_rows, buf.wide);
+        } else if (logits || to_output) {
+          // the stage's chunk, or the fused classifier's logits (its one chunk; the band's one
+          // row): one call site of the output store
+          dec_store_band<PORT_OUTPUT>(output, out_off + dec_out,
+                                      logits ? dtask.conv[dec.conv + 1] : cv, win, band_rows,
+                                      logits ? 0 : dec.chunk, buf.x);
         } else if (fusing) {
           // nothing stored: the band's chunks are in h and x for the classifier
-        } else if (at_up) {
-          dec_store_ring(output, out_off + dec_out, cv, win, band_rows, buf.wide);
-        } else if (to_output) {
-          dec_store_band<PORT_OUTPUT>(output, out_off + dec_out, cv, win, band_rows, dec.chunk,
-                                      buf.x);
         } else {
           dec_store_band<PORT_SCRATCH>(scratch, DEC_MAP_OFF[cv.dst_map], cv, win, band_rows,
                                        dec.chunk, buf.x);
