@@ -4,7 +4,8 @@ g++ builds a shared library from exactly the sources Vitis synthesises
 (``hls/src``, ``hls/include``) plus a thin C entry point, with the parameter
 header generated for the requested (config, profile, tiling). Libraries are
 cached by a hash of the sources, the header and the flags; numpy buffers hold
-the DDR images (bundle, images, output, scratch) and ctypes passes pointers.
+the DDR images (bundle, images, output, scratch; ``maps`` is the scratch buffer
+again, as on the board) and ctypes passes pointers.
 
 ``ap_types=True`` builds with exact-width ``ap_int`` arithmetic (what synthesis
 computes); the default uses native 64-bit integers, which is much faster and
@@ -304,6 +305,11 @@ class CSim:
         )
         if lib.edgemoe_csim_word_bytes() != tiling.axi_bits // 8:
             raise CSimError("ap_uint word layout is not plain little-endian limbs")
+        if lib.edgemoe_csim_ports() != len(BUNDLES):
+            raise CSimError(
+                f"the kernel counts {lib.edgemoe_csim_ports()} m_axi bundles, "
+                f"contracts.kernel.ARGS has {len(BUNDLES)} ({', '.join(BUNDLES)})"
+            )
         self.ap_types = bool(lib.edgemoe_csim_ap_types())
         self._lib = lib
 
@@ -355,7 +361,7 @@ class CSim:
         imgs = _aligned(np.ascontiguousarray(patches, dtype=np.uint8).reshape(-1))
         out = _aligned(output.reshape(-1))
         scratch = _aligned(np.zeros(scratch_bytes(cfg, self.tiling, n), dtype=np.uint8))
-        counters = (ctypes.c_uint64 * 8)()
+        counters = (ctypes.c_uint64 * (2 * len(BUNDLES)))()  # read, then written, per bundle
         status = self._lib.edgemoe_csim_run(
             bund.ctypes.data,
             imgs.ctypes.data,
@@ -380,7 +386,7 @@ class CSim:
             view,
             output,
             {k: int(counters[i]) for i, k in enumerate(BUNDLES)},
-            {k: int(counters[4 + i]) for i, k in enumerate(BUNDLES)},
+            {k: int(counters[len(BUNDLES) + i]) for i, k in enumerate(BUNDLES)},
             layout.stage,
             decoded,
         )

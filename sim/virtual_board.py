@@ -4,16 +4,17 @@ It offers the calls the driver makes on a real PYNQ board (``allocate`` ->
 buffers with ``device_address``/``flush``/``invalidate``; ``ip.read``/``ip.write``
 on the control port), so :class:`edgemoe.host.driver.accelerator.Accelerator` runs on it
 unchanged. Writing ``ap_start`` latches the argument registers, resolves the
-four pointers in the simulated DDR and runs the C-sim on those very buffers in
-a worker thread, while the control register behaves as Vitis HLS's
-``ap_ctrl_hs`` does: ``ap_start`` reads 1 until the core takes the call,
-``ap_idle`` is clear while it runs, ``ap_done`` (and ``ap_ready``) clear on read,
-``ap_return`` holds the status code.
+pointers in the simulated DDR (``maps`` must repeat ``scratch``: one buffer on two
+masters) and runs the C-sim on those very buffers in a worker thread, while the
+control register behaves as Vitis HLS's ``ap_ctrl_hs`` does: ``ap_start`` reads 1
+until the core takes the call, ``ap_idle`` is clear while it runs, ``ap_done`` (and
+``ap_ready``) clear on read, ``ap_return`` holds the status code.
 
 Fault injection: ``hang=True`` makes a core that takes the call and never
 finishes (the driver's timeout path). A pointer outside every allocated buffer
 is recorded as an AXI decode error (:meth:`VirtualBoard.bus_errors`) and the
-call ends without running the kernel.
+call ends without running the kernel, and so is a ``maps`` address other than
+``scratch``'s.
 """
 
 from __future__ import annotations
@@ -263,6 +264,11 @@ class VirtualBoard:
         self.ddr.resolve(
             a["scratch"], scratch_bytes(cfg, self.tiling, n if valid_n else 1), "gmem_scratch"
         )
+        if a["maps"] != a["scratch"]:
+            raise AxiError(
+                f"gmem_maps: address 0x{a['maps']:08x} is not the scratch buffer's "
+                f"0x{a['scratch']:08x} (maps must repeat scratch's address)"
+            )
         if valid_n:
             images = self.ddr.resolve(a["images"], n * image_bytes, "gmem_images")
             out = self.ddr.resolve(a["output"], n * stride * 4, "gmem_output")

@@ -122,7 +122,7 @@ void poison_buffers(Buffers& a, Buffers& b, LaneBuffers& lane) {
 }  // namespace
 
 uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
-                     uint32_t task, uint32_t num_images, uint32_t debug_stop) {
+                     uint32_t task, uint32_t num_images, uint32_t debug_stop, word_t* maps) {
 // Each bundle its own adapter (UG1399 "pragma HLS interface"): depth for co-simulation,
 // bursts and outstanding requests per direction (see AXI_BURST in ddr.h); the weights
 // and images are only read, so their write side is the smallest the adapter allows.
@@ -138,10 +138,17 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
 #pragma HLS INTERFACE m_axi port = scratch offset = slave bundle = gmem_scratch depth = \
     DEPTH_SCRATCH latency = 64 max_read_burst_length = AXI_BURST num_read_outstanding = \
         AXI_OUTSTANDING max_write_burst_length = AXI_BURST num_write_outstanding = AXI_OUTSTANDING
+// The task decoder's feature maps: the scratch buffer again (the host writes the same address),
+// on a master of its own so that the decoder's band loads and stores can be a DATAFLOW process
+// beside the linear unit (UG1448 200-992: one process per argument); scratch's settings.
+#pragma HLS INTERFACE m_axi port = maps offset = slave bundle = gmem_maps depth =       \
+    DEPTH_SCRATCH latency = 64 max_read_burst_length = AXI_BURST num_read_outstanding = \
+        AXI_OUTSTANDING max_write_burst_length = AXI_BURST num_write_outstanding = AXI_OUTSTANDING
 #pragma HLS INTERFACE s_axilite port = task
 #pragma HLS INTERFACE s_axilite port = num_images
 #pragma HLS INTERFACE s_axilite port = debug_stop
 #pragma HLS INTERFACE s_axilite port = return
+  (void)maps;  // the decoder's band I/O process uses it (next change)
 
   const uint32_t status = check_call(bundle, task, num_images, debug_stop);
   if (status != STATUS_OK) {

@@ -76,16 +76,19 @@ int main(int argc, char** argv) {
   std::vector<word_t> scratch(scratch_words < DEPTH_SCRATCH ? DEPTH_SCRATCH : scratch_words,
                               word_t(0));
 
+  // maps is the scratch buffer again, as the host programs it (edgemoe.host.contracts.kernel)
   const uint32_t status = edgemoe_top(bundle.data(), images.data(), output.data(), scratch.data(),
-                                      task, num_images, debug_stop);
+                                      task, num_images, debug_stop, scratch.data());
   const DdrCounters& c = ddr_counters();
   printf("status %u\n", status);
-  printf("ddr_read weights %llu images %llu output %llu scratch %llu\n",
-         (unsigned long long)c.read[0], (unsigned long long)c.read[1],
-         (unsigned long long)c.read[2], (unsigned long long)c.read[3]);
-  printf("ddr_written weights %llu images %llu output %llu scratch %llu\n",
-         (unsigned long long)c.written[0], (unsigned long long)c.written[1],
-         (unsigned long long)c.written[2], (unsigned long long)c.written[3]);
+  printf("ddr_read weights %llu images %llu output %llu scratch %llu maps %llu\n",
+         (unsigned long long)c.read[PORT_WEIGHTS], (unsigned long long)c.read[PORT_IMAGES],
+         (unsigned long long)c.read[PORT_OUTPUT], (unsigned long long)c.read[PORT_SCRATCH],
+         (unsigned long long)c.read[PORT_MAPS]);
+  printf("ddr_written weights %llu images %llu output %llu scratch %llu maps %llu\n",
+         (unsigned long long)c.written[PORT_WEIGHTS], (unsigned long long)c.written[PORT_IMAGES],
+         (unsigned long long)c.written[PORT_OUTPUT], (unsigned long long)c.written[PORT_SCRATCH],
+         (unsigned long long)c.written[PORT_MAPS]);
 
   // A whole run leaves num_images x tokens x dim words (expert-major calls also park x
   // there on the way); a debug stop leaves its stage's rows at the start of each image's

@@ -40,6 +40,15 @@ ARGS: tuple[Arg, ...] = (
     Arg("task", "u32", None, "task id, 0..num_tasks-1"),
     Arg("num_images", "u32", None, "images in this call, 1..MAX_IMAGES"),
     Arg("debug_stop", "u32", None, "0: whole backbone; else stop after one stage (see hls_params)"),
+    # last, so that the registers before it keep their offsets; the same buffer as scratch
+    # on a master of its own, so that the decoder's band loads and stores can run in a
+    # DATAFLOW process of their own (UG1448 200-992: one process per argument)
+    Arg(
+        "maps",
+        "ptr",
+        "gmem_maps",
+        "the task decoder's feature maps: the scratch buffer's address again (its own AXI master)",
+    ),
 )
 #: The return value is a u32 status code (``hls_params.STATUS``).
 RETURNS = "u32"

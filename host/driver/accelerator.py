@@ -404,6 +404,8 @@ class Accelerator:
         self.regs_write("task", task_id)
         self.regs_write("num_images", num_images)
         self.regs_write("debug_stop", debug_stop)
+        # the task decoder's feature maps: the scratch buffer again, on a master of its own
+        self.regs_write("maps", self.scratch_buf.device_address)
 
     def _start(self) -> None:
         ctrl = self.board.ip.read(CTRL)

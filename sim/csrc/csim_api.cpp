@@ -20,8 +20,15 @@ EDGEMOE_API int edgemoe_csim_ap_types() {
   return EDGEMOE_USE_AP_TYPES;
 }
 
-/// Run the kernel. counters receives 8 values: bytes read per bundle (weights,
-/// images, output, scratch), then bytes written per bundle.
+/// m_axi bundles the kernel counts DDR bytes on (edgemoe::NUM_PORTS), in pointer order.
+EDGEMOE_API int edgemoe_csim_ports() {
+  return edgemoe::NUM_PORTS;
+}
+
+/// Run the kernel; `scratch` is also its `maps` argument (the host hands the kernel the
+/// scratch buffer's address twice: edgemoe.host.contracts.kernel). counters receives
+/// 2 * NUM_PORTS values: bytes read per bundle (weights, images, output, scratch, maps),
+/// then bytes written per bundle.
 EDGEMOE_API uint32_t edgemoe_csim_run(const void* bundle, const void* images, void* output,
                                       void* scratch, uint32_t task, uint32_t num_images,
                                       uint32_t debug_stop, uint64_t* counters) {
@@ -30,7 +37,7 @@ EDGEMOE_API uint32_t edgemoe_csim_run(const void* bundle, const void* images, vo
   const uint32_t status = edgemoe_top(
       static_cast<const edgemoe::word_t*>(bundle), static_cast<const edgemoe::word_t*>(images),
       static_cast<edgemoe::word_t*>(output), static_cast<edgemoe::word_t*>(scratch), task,
-      num_images, debug_stop);
+      num_images, debug_stop, static_cast<edgemoe::word_t*>(scratch));
   for (int p = 0; p < edgemoe::NUM_PORTS; ++p) {
     counters[p] = c.read[p];
     counters[edgemoe::NUM_PORTS + p] = c.written[p];

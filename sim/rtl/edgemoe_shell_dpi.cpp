@@ -6,7 +6,9 @@
 // one shared library with the kernel sources (edgemoe.sim.rtl.runner.build_shell_library).
 //
 // Buffer indices follow the m_axi pointers of edgemoe.host.contracts.kernel.ARGS:
-// 0 weight bundle, 1 images, 2 output, 3 scratch (= edgemoe::Port).
+// 0 weight bundle, 1 images, 2 output, 3 scratch, 4 maps (= edgemoe::Port). maps is the
+// scratch buffer on a master of its own: the kernel gets the scratch buffer for both, so
+// what it writes through either goes back through scratch's master to that one buffer.
 #include <stdint.h>
 #include <string.h>
 
@@ -125,7 +127,7 @@ long long edgemoe_shell_fetch_bytes(int buf, int num_images) {
                                 WORD_BYTES))
                  : 0;
     default:
-      return 0;  // output and scratch are written, not read
+      return 0;  // output and scratch are written, not read; maps is scratch
   }
 }
 
@@ -149,7 +151,8 @@ int edgemoe_shell_run(int task, int num_images, int debug_stop) {
   reserve(m.buf[edgemoe::PORT_IMAGES],
           valid_image_count(n) ? uint64_t(n) * edgemoe::NUM_PATCHES * edgemoe::PATCH_DIM : 1);
   const uint64_t out_size[NUM_PORTS] = {0, 0, valid_image_count(n) ? output_bytes(n) : 1,
-                                        valid_image_count(n) ? scratch_bytes(n) : 64};
+                                        valid_image_count(n) ? scratch_bytes(n) : 64,
+                                        0};  // maps: the kernel writes them into scratch
   std::vector<uint8_t> fill[2][NUM_PORTS];
   uint32_t status[2];
   for (int pass = 0; pass < 2; ++pass) {
@@ -215,7 +218,8 @@ int edgemoe_shell_get(int buf, long long word, uint32_t* data) {
   return strb;
 }
 
-/// The kernel's own DDR traffic in the last run: bytes read per bundle (0..3), then written.
+/// The kernel's own DDR traffic in the last run: bytes read per bundle (0..NUM_PORTS - 1),
+/// then written.
 long long edgemoe_shell_kernel_bytes(int index) {
   return static_cast<long long>(memory().counters[index]);
 }

@@ -460,7 +460,52 @@ module edgemoe_top_shell (
     output logic m_axi_gmem_scratch_BREADY,
     input  logic [1:0] m_axi_gmem_scratch_BRESP,
     input  logic m_axi_gmem_scratch_BID,
-    input  logic m_axi_gmem_scratch_BUSER
+    input  logic m_axi_gmem_scratch_BUSER,
+    output logic m_axi_gmem_maps_AWVALID,
+    input  logic m_axi_gmem_maps_AWREADY,
+    output logic [63:0] m_axi_gmem_maps_AWADDR,
+    output logic m_axi_gmem_maps_AWID,
+    output logic [7:0] m_axi_gmem_maps_AWLEN,
+    output logic [2:0] m_axi_gmem_maps_AWSIZE,
+    output logic [1:0] m_axi_gmem_maps_AWBURST,
+    output logic [1:0] m_axi_gmem_maps_AWLOCK,
+    output logic [3:0] m_axi_gmem_maps_AWCACHE,
+    output logic [2:0] m_axi_gmem_maps_AWPROT,
+    output logic [3:0] m_axi_gmem_maps_AWQOS,
+    output logic [3:0] m_axi_gmem_maps_AWREGION,
+    output logic m_axi_gmem_maps_AWUSER,
+    output logic m_axi_gmem_maps_WVALID,
+    input  logic m_axi_gmem_maps_WREADY,
+    output logic [127:0] m_axi_gmem_maps_WDATA,
+    output logic [15:0] m_axi_gmem_maps_WSTRB,
+    output logic m_axi_gmem_maps_WLAST,
+    output logic m_axi_gmem_maps_WID,
+    output logic m_axi_gmem_maps_WUSER,
+    output logic m_axi_gmem_maps_ARVALID,
+    input  logic m_axi_gmem_maps_ARREADY,
+    output logic [63:0] m_axi_gmem_maps_ARADDR,
+    output logic m_axi_gmem_maps_ARID,
+    output logic [7:0] m_axi_gmem_maps_ARLEN,
+    output logic [2:0] m_axi_gmem_maps_ARSIZE,
+    output logic [1:0] m_axi_gmem_maps_ARBURST,
+    output logic [1:0] m_axi_gmem_maps_ARLOCK,
+    output logic [3:0] m_axi_gmem_maps_ARCACHE,
+    output logic [2:0] m_axi_gmem_maps_ARPROT,
+    output logic [3:0] m_axi_gmem_maps_ARQOS,
+    output logic [3:0] m_axi_gmem_maps_ARREGION,
+    output logic m_axi_gmem_maps_ARUSER,
+    input  logic m_axi_gmem_maps_RVALID,
+    output logic m_axi_gmem_maps_RREADY,
+    input  logic [127:0] m_axi_gmem_maps_RDATA,
+    input  logic m_axi_gmem_maps_RLAST,
+    input  logic m_axi_gmem_maps_RID,
+    input  logic m_axi_gmem_maps_RUSER,
+    input  logic [1:0] m_axi_gmem_maps_RRESP,
+    input  logic m_axi_gmem_maps_BVALID,
+    output logic m_axi_gmem_maps_BREADY,
+    input  logic [1:0] m_axi_gmem_maps_BRESP,
+    input  logic m_axi_gmem_maps_BID,
+    input  logic m_axi_gmem_maps_BUSER
 );
 
   // ---- s_axilite register map (edgemoe.host.contracts.regmap.kernel_register_map) ----
@@ -481,13 +526,16 @@ module edgemoe_top_shell (
   localparam logic [ADDR_W-1:0] ADDR_TASK_DATA_0 = 7'h48;
   localparam logic [ADDR_W-1:0] ADDR_NUM_IMAGES_DATA_0 = 7'h50;
   localparam logic [ADDR_W-1:0] ADDR_DEBUG_STOP_DATA_0 = 7'h58;
-  localparam int NBUF = 4;  // m_axi bundles = DPI-C buffers, in ARGS order
+  localparam logic [ADDR_W-1:0] ADDR_MAPS_DATA_0 = 7'h60;
+  localparam logic [ADDR_W-1:0] ADDR_MAPS_DATA_1 = 7'h64;
+  localparam int NBUF = 5;  // m_axi bundles = DPI-C buffers, in ARGS order
 
   // Argument registers (host-written) and their copies taken at ap_start.
   logic [63:0] arg_bundle, run_bundle;
   logic [63:0] arg_images, run_images;
   logic [63:0] arg_output, run_output;
   logic [63:0] arg_scratch, run_scratch;
+  logic [63:0] arg_maps, run_maps;
   logic [31:0] arg_task, run_task;
   logic [31:0] arg_num_images, run_num_images;
   logic [31:0] arg_debug_stop, run_debug_stop;
@@ -589,6 +637,7 @@ module edgemoe_top_shell (
       arg_task <= '0;
       arg_num_images <= '0;
       arg_debug_stop <= '0;
+      arg_maps <= '0;
     end else begin
       // Host reads: ap_done and ap_ready are clear-on-read.
       if (ar_hs) begin
@@ -612,6 +661,8 @@ module edgemoe_top_shell (
           ADDR_OUTPUT_DATA_1: s_axi_control_RDATA <= arg_output[63:32];
           ADDR_SCRATCH_DATA_0: s_axi_control_RDATA <= arg_scratch[31:0];
           ADDR_SCRATCH_DATA_1: s_axi_control_RDATA <= arg_scratch[63:32];
+          ADDR_MAPS_DATA_0: s_axi_control_RDATA <= arg_maps[31:0];
+          ADDR_MAPS_DATA_1: s_axi_control_RDATA <= arg_maps[63:32];
           ADDR_TASK_DATA_0: s_axi_control_RDATA <= arg_task;
           ADDR_NUM_IMAGES_DATA_0: s_axi_control_RDATA <= arg_num_images;
           ADDR_DEBUG_STOP_DATA_0: s_axi_control_RDATA <= arg_debug_stop;
@@ -637,6 +688,8 @@ module edgemoe_top_shell (
           ADDR_OUTPUT_DATA_1: arg_output[63:32] <= strobe(arg_output[63:32]);
           ADDR_SCRATCH_DATA_0: arg_scratch[31:0] <= strobe(arg_scratch[31:0]);
           ADDR_SCRATCH_DATA_1: arg_scratch[63:32] <= strobe(arg_scratch[63:32]);
+          ADDR_MAPS_DATA_0: arg_maps[31:0] <= strobe(arg_maps[31:0]);
+          ADDR_MAPS_DATA_1: arg_maps[63:32] <= strobe(arg_maps[63:32]);
           ADDR_TASK_DATA_0: arg_task <= strobe(arg_task);
           ADDR_NUM_IMAGES_DATA_0: arg_num_images <= strobe(arg_num_images);
           ADDR_DEBUG_STOP_DATA_0: arg_debug_stop <= strobe(arg_debug_stop);
@@ -656,6 +709,7 @@ module edgemoe_top_shell (
           run_task <= arg_task;
           run_num_images <= arg_num_images;
           run_debug_stop <= arg_debug_stop;
+          run_maps <= arg_maps;
           ap_idle <= 1'b0;
           edgemoe_shell_begin();
           buf_id <= 0;
@@ -938,6 +992,64 @@ module edgemoe_top_shell (
       .BRESP(m_axi_gmem_scratch_BRESP),
       .BID(m_axi_gmem_scratch_BID),
       .BUSER(m_axi_gmem_scratch_BUSER)
+  );
+
+  // maps: the task decoder's feature maps: the scratch buffer's address again (its own AXI master)
+  edgemoe_shell_axi_master #(.BUF(4)) u_gmem_maps (
+      .clk(ap_clk),
+      .rst_n(ap_rst_n),
+      .cmd_read(cmd_read[4]),
+      .cmd_write(cmd_write[4]),
+      .cmd_base(run_maps),
+      .cmd_first(cmd_first),
+      .cmd_last(cmd_last),
+      .busy(busy[4]),
+      .bus_error(bus_error[4]),
+      .AWVALID(m_axi_gmem_maps_AWVALID),
+      .AWREADY(m_axi_gmem_maps_AWREADY),
+      .AWADDR(m_axi_gmem_maps_AWADDR),
+      .AWID(m_axi_gmem_maps_AWID),
+      .AWLEN(m_axi_gmem_maps_AWLEN),
+      .AWSIZE(m_axi_gmem_maps_AWSIZE),
+      .AWBURST(m_axi_gmem_maps_AWBURST),
+      .AWLOCK(m_axi_gmem_maps_AWLOCK),
+      .AWCACHE(m_axi_gmem_maps_AWCACHE),
+      .AWPROT(m_axi_gmem_maps_AWPROT),
+      .AWQOS(m_axi_gmem_maps_AWQOS),
+      .AWREGION(m_axi_gmem_maps_AWREGION),
+      .AWUSER(m_axi_gmem_maps_AWUSER),
+      .WVALID(m_axi_gmem_maps_WVALID),
+      .WREADY(m_axi_gmem_maps_WREADY),
+      .WDATA(m_axi_gmem_maps_WDATA),
+      .WSTRB(m_axi_gmem_maps_WSTRB),
+      .WLAST(m_axi_gmem_maps_WLAST),
+      .WID(m_axi_gmem_maps_WID),
+      .WUSER(m_axi_gmem_maps_WUSER),
+      .ARVALID(m_axi_gmem_maps_ARVALID),
+      .ARREADY(m_axi_gmem_maps_ARREADY),
+      .ARADDR(m_axi_gmem_maps_ARADDR),
+      .ARID(m_axi_gmem_maps_ARID),
+      .ARLEN(m_axi_gmem_maps_ARLEN),
+      .ARSIZE(m_axi_gmem_maps_ARSIZE),
+      .ARBURST(m_axi_gmem_maps_ARBURST),
+      .ARLOCK(m_axi_gmem_maps_ARLOCK),
+      .ARCACHE(m_axi_gmem_maps_ARCACHE),
+      .ARPROT(m_axi_gmem_maps_ARPROT),
+      .ARQOS(m_axi_gmem_maps_ARQOS),
+      .ARREGION(m_axi_gmem_maps_ARREGION),
+      .ARUSER(m_axi_gmem_maps_ARUSER),
+      .RVALID(m_axi_gmem_maps_RVALID),
+      .RREADY(m_axi_gmem_maps_RREADY),
+      .RDATA(m_axi_gmem_maps_RDATA),
+      .RLAST(m_axi_gmem_maps_RLAST),
+      .RID(m_axi_gmem_maps_RID),
+      .RUSER(m_axi_gmem_maps_RUSER),
+      .RRESP(m_axi_gmem_maps_RRESP),
+      .BVALID(m_axi_gmem_maps_BVALID),
+      .BREADY(m_axi_gmem_maps_BREADY),
+      .BRESP(m_axi_gmem_maps_BRESP),
+      .BID(m_axi_gmem_maps_BID),
+      .BUSER(m_axi_gmem_maps_BUSER)
   );
 
 endmodule

@@ -4,7 +4,8 @@ One bench for two devices under test (``edgemoe.sim.rtl.runner``): the transacti
 level shell (CI) and the Verilog Vitis HLS exports (marker ``rtl``). An
 ``AxiLiteMaster`` drives ``s_axi_control`` at the offsets of
 :func:`edgemoe.host.contracts.regmap.kernel_register_map`; one ``AxiRam`` per m_axi bundle
-holds that bundle's buffer at a 64-bit address above 4 GB. Every run packs the
+holds that bundle's buffer at a 64-bit address above 4 GB (``maps``'s memory is
+``scratch``'s, at the same address: one buffer on two masters). Every run packs the
 bundle with :func:`edgemoe.host.export.bundle.pack`, starts the kernel, waits for the
 interrupt (ap_done), and compares the output buffer with golden bit for bit.
 
@@ -57,8 +58,12 @@ CLOCK_NS = 10
 TIMEOUT_MS = 50
 REGS = kernel_register_map()
 POINTERS = [a for a in ARGS if a.kind == "ptr"]
-#: Each buffer at its own address above 4 GB, so both address words are exercised.
+#: Each buffer at its own address above 4 GB, so both address words are exercised; the
+#: decoder's maps are the scratch buffer again (edgemoe.host.contracts.kernel).
 BASE = {a.name: 0x8_0000_0000 + i * 0x1000_0000 for i, a in enumerate(POINTERS)}
+BASE["maps"] = BASE["scratch"]
+#: A master whose memory is another's (its buffer at the same address).
+SHARES = {"maps": "scratch"}
 #: Bytes each memory model spans (sparse): 64 GB holds every base above.
 RAM_BYTES = 1 << 36
 #: Bytes the output buffer is pre-filled with: a byte the kernel must not write keeps it.
@@ -120,7 +125,8 @@ def random_pauses(seed: int, p: float):
 
 
 class Bench:
-    """The kernel's surroundings: clock, reset, host control port, one memory per bundle."""
+    """The kernel's surroundings: clock, reset, host control port, one memory per bundle
+    (``maps`` and ``scratch`` share one)."""
 
     def __init__(self, dut):
         self.dut = dut
@@ -135,12 +141,14 @@ class Bench:
         self.ram: dict[str, AxiRam] = {}
         self.traffic: dict[str, Traffic] = {}
         for a in POINTERS:
+            shared = self.ram[SHARES[a.name]].mem if a.name in SHARES else None
             ram = AxiRam(
                 axi_bus(dut, f"m_axi_{a.bundle}"),
                 dut.ap_clk,
                 dut.ap_rst_n,
                 reset_active_level=False,
                 size=RAM_BYTES,
+                mem=shared,
             )
             ram.read_if.log.setLevel("WARNING")
             ram.write_if.log.setLevel("WARNING")

@@ -13,7 +13,14 @@
 namespace edgemoe {
 
 /// m_axi bundles, in the order of the top function's pointer arguments.
-enum Port { PORT_WEIGHTS = 0, PORT_IMAGES = 1, PORT_OUTPUT = 2, PORT_SCRATCH = 3, NUM_PORTS = 4 };
+enum Port {
+  PORT_WEIGHTS = 0,
+  PORT_IMAGES = 1,
+  PORT_OUTPUT = 2,
+  PORT_SCRATCH = 3,
+  PORT_MAPS = 4,
+  NUM_PORTS = 5
+};
 
 constexpr int WORD_BYTES = AXI_BITS / 8;
 

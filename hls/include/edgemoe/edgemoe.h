@@ -20,9 +20,10 @@
 #include "edgemoe/scale.h"
 #include "edgemoe/stages.h"
 
-/// The top function (hls/src/edgemoe_top.cpp); the return value is a status code.
+/// The top function (hls/src/edgemoe_top.cpp); the return value is a status code. `maps`
+/// points at the scratch buffer again (the task decoder's feature maps, on their own master).
 uint32_t edgemoe_top(const edgemoe::word_t* bundle, const edgemoe::word_t* images,
                      edgemoe::word_t* output, edgemoe::word_t* scratch, uint32_t task,
-                     uint32_t num_images, uint32_t debug_stop);
+                     uint32_t num_images, uint32_t debug_stop, edgemoe::word_t* maps);
 
 #endif  // EDGEMOE_EDGEMOE_H_

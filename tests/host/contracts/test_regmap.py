@@ -134,7 +134,8 @@ def test_our_register_map():
     assert rmap.offset("task") == 0x48
     assert rmap.offset("num_images") == 0x50
     assert rmap.offset("debug_stop") == 0x58
-    assert rmap.end == 0x60 and rmap.addr_width == 7
+    assert rmap["maps"].parts == (("maps_1", 0x60), ("maps_2", 0x64))  # appended last
+    assert rmap.end == 0x6C and rmap.addr_width == 7
     assert [r.name for r in rmap.registers[1:]] == [a.name for a in ARGS]
     # the same list without a return value sits 8 bytes lower
     void = register_map(ARGS, has_return=False)

@@ -105,6 +105,7 @@ def test_registers_programmed_at_regmap_offsets():
         "task": 1,
         "num_images": 2,
         "debug_stop": 1,
+        "maps": acc.scratch_buf.device_address,  # the scratch buffer again
     }
     for name, value in want.items():
         for i, (_, off) in enumerate(regs[name].parts):
@@ -194,6 +195,24 @@ def test_bad_address_is_an_axi_error_not_a_crash():
     with pytest.raises(AcceleratorError, match="AXI bus error: gmem_images.*DECERR"):
         acc.run(random_images(cfg(MINI), 1, seed=0), "semseg")
     assert board.ip.read(CTRL) & AP_IDLE  # the board is usable again
+
+
+def test_maps_at_another_address_than_scratch_is_refused():
+    """The decoder's maps are the scratch buffer on a second master: the virtual board
+    refuses any other address, as a one-line bus error, without running the kernel."""
+    acc, board = accelerator()
+    acc.load_bundle(bundle())
+    program = acc._program
+
+    def program_maps_elsewhere(*args):
+        program(*args)
+        acc.regs_write("maps", acc.output_buf.device_address)  # a buffer, but not scratch
+
+    acc._program = program_maps_elsewhere
+    with pytest.raises(AcceleratorError, match="AXI bus error: gmem_maps.*not the scratch"):
+        acc.run(random_images(cfg(MINI), 1, seed=0), "semseg")
+    assert board.calls[-1].ddr_read == {}  # the kernel never ran
+    assert board.ip.read(CTRL) & AP_IDLE
 
 
 def test_pynq_backend_errors_cleanly_off_board():
