@@ -10,6 +10,7 @@
 // scratch buffer on a master of its own: the kernel gets the scratch buffer for both, so
 // what it writes through either goes back through scratch's master to that one buffer.
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <utility>
@@ -33,6 +34,8 @@ struct ShellMemory {
   std::vector<std::pair<uint64_t, uint64_t>> written[NUM_PORTS];
   /// Per-byte strobes of the written words (1: the kernel wrote this byte).
   std::vector<uint8_t> strobe[NUM_PORTS];
+  /// Each buffer's address, as the host programmed it.
+  uint64_t base[NUM_PORTS];
   uint64_t counters[2 * NUM_PORTS];
 };
 
@@ -95,6 +98,11 @@ void edgemoe_shell_begin() {
   }
 }
 
+/// ap_start: the address of a buffer (maps must repeat scratch's).
+void edgemoe_shell_base(int buf, long long addr) {
+  memory().base[buf] = uint64_t(addr);
+}
+
 /// Bytes to fetch first: the bundle's header (its length is in it); nothing elsewhere.
 long long edgemoe_shell_head_bytes(int buf) {
   return buf == edgemoe::PORT_WEIGHTS ? edgemoe::HEADER_BYTES : 0;
@@ -143,9 +151,16 @@ void edgemoe_shell_put(int buf, long long word, const uint32_t* data) {
 /// Scratch starts empty: the kernel reads back only what it parked there itself.
 /// The kernel runs twice, over outputs pre-filled with 0x00 and with 0xFF: a byte
 /// it wrote reads the same after both runs, a byte it left alone does not. Those
-/// bytes (and nothing else) are written back, as the real kernel would.
+/// bytes (and nothing else) are written back, as the real kernel would. A maps address
+/// other than scratch's runs nothing and returns -1 (no kernel status), with a line on stderr.
 int edgemoe_shell_run(int task, int num_images, int debug_stop) {
   ShellMemory& m = memory();
+  if (m.base[edgemoe::PORT_MAPS] != m.base[edgemoe::PORT_SCRATCH]) {
+    fprintf(stderr, "edgemoe shell: maps at 0x%llx is not the scratch buffer's 0x%llx\n",
+            (unsigned long long)m.base[edgemoe::PORT_MAPS],
+            (unsigned long long)m.base[edgemoe::PORT_SCRATCH]);
+    return -1;
+  }
   const uint32_t n = uint32_t(num_images);
   reserve(m.buf[edgemoe::PORT_WEIGHTS], edgemoe::BUNDLE_BYTES);
   reserve(m.buf[edgemoe::PORT_IMAGES],

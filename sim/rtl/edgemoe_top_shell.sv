@@ -7,7 +7,8 @@
 // m_axi bundle; the computation is the kernel's C-sim (sim/rtl/edgemoe_shell_dpi.cpp).
 // On ap_start it reads each input buffer whole (the bundle's length from its header),
 // runs the kernel, then writes back the bytes the kernel wrote. One burst at a time
-// per bundle, at most 256 beats, never across a 4 KB boundary.
+// per bundle, at most 256 beats, never across a 4 KB boundary. maps is the scratch
+// buffer on a second master: the DPI-C side refuses another address.
 `timescale 1ns / 1ps
 
 // verilator lint_off UNUSEDSIGNAL
@@ -542,6 +543,7 @@ module edgemoe_top_shell (
   logic [31:0] ap_return;
 
   import "DPI-C" function void edgemoe_shell_begin();
+  import "DPI-C" function void edgemoe_shell_base(input int buf_id, input longint addr);
   import "DPI-C" function longint edgemoe_shell_head_bytes(input int buf_id);
   import "DPI-C" function longint edgemoe_shell_fetch_bytes(input int buf_id,
                                                             input int num_images);
@@ -712,6 +714,12 @@ module edgemoe_top_shell (
           run_maps <= arg_maps;
           ap_idle <= 1'b0;
           edgemoe_shell_begin();
+          // every buffer's address: the C side knows which two masters share a buffer
+          edgemoe_shell_base(0, longint'(arg_bundle));
+          edgemoe_shell_base(1, longint'(arg_images));
+          edgemoe_shell_base(2, longint'(arg_output));
+          edgemoe_shell_base(3, longint'(arg_scratch));
+          edgemoe_shell_base(4, longint'(arg_maps));
           buf_id <= 0;
           state <= S_HEAD;
         end

@@ -216,11 +216,15 @@ def _top(args: tuple[Arg, ...], data_bits: int, rm: RegisterMap) -> str:
             f"          ADDR_{a.name.upper()}_DATA_0: s_axi_control_RDATA <= arg_{a.name};"
         )
     latch = [f"          run_{a.name} <= arg_{a.name};" for a in args]
+    bases = [
+        f"          edgemoe_shell_base({i}, longint'(arg_{a.name}));" for i, a in enumerate(ptrs)
+    ]
     resets = [f"      arg_{a.name} <= '0;" for a in args]
     body = (
         body.replace("@WRITE_CASES@", "\n".join(write_cases))
         .replace("@READ_CASES@", "\n".join(read_cases))
         .replace("@LATCH_ARGS@", "\n".join(latch))
+        .replace("@BASES@", "\n".join(bases))
         .replace("@RESET_ARGS@", "\n".join(resets))
     )
     run_args = ", ".join(f"run_{a.name}" for a in scalars)
@@ -273,7 +277,8 @@ HEADER_SV = """\
 // m_axi bundle; the computation is the kernel's C-sim (sim/rtl/edgemoe_shell_dpi.cpp).
 // On ap_start it reads each input buffer whole (the bundle's length from its header),
 // runs the kernel, then writes back the bytes the kernel wrote. One burst at a time
-// per bundle, at most 256 beats, never across a 4 KB boundary.
+// per bundle, at most 256 beats, never across a 4 KB boundary. maps is the scratch
+// buffer on a second master: the DPI-C side refuses another address.
 `timescale 1ns / 1ps
 
 // verilator lint_off UNUSEDSIGNAL
@@ -531,6 +536,7 @@ endmodule
 
 TOP_BODY_SV = """\
   import "DPI-C" function void edgemoe_shell_begin();
+  import "DPI-C" function void edgemoe_shell_base(input int buf_id, input longint addr);
   import "DPI-C" function longint edgemoe_shell_head_bytes(input int buf_id);
   import "DPI-C" function longint edgemoe_shell_fetch_bytes(input int buf_id,
                                                             input int num_images);
@@ -663,6 +669,8 @@ TOP_BODY_SV = """\
 @LATCH_ARGS@
           ap_idle <= 1'b0;
           edgemoe_shell_begin();
+          // every buffer's address: the C side knows which two masters share a buffer
+@BASES@
           buf_id <= 0;
           state <= S_HEAD;
         end

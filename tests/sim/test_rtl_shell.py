@@ -7,6 +7,7 @@ marker.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import re
 import shutil
@@ -17,6 +18,7 @@ import pytest
 from edgemoe.host.contracts.kernel import ARGS
 from edgemoe.host.contracts.regmap import kernel_register_map
 from edgemoe.host.contracts.tiling import DEFAULT_TILING
+from edgemoe.host.export.hls_params import STATUS
 from edgemoe.sim.rtl import gen_shell, runner
 from tests.conftest import TESTDATA, TESTDATA_MISSING
 
@@ -130,6 +132,20 @@ def test_register_offsets_in_the_shell_are_the_register_map():
 def test_shell_says_what_it_is():
     head = gen_shell.SHELL_SV.read_text()[:1200]
     assert "TRANSACTION-LEVEL SHELL" in head and "NOT synthesised RTL" in head
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ missing")
+def test_shell_runs_only_with_maps_at_the_scratch_address():
+    """The DPI-C side hands the kernel the scratch buffer as maps too, so it refuses a maps
+    address other than scratch's (-1, no kernel status) and runs the kernel otherwise."""
+    lib = ctypes.CDLL(str(runner.build_shell_library("m3vit-mini", "lean")))
+    lib.edgemoe_shell_base.argtypes = [ctypes.c_int, ctypes.c_longlong]
+    ptrs = [a.name for a in gen_shell.pointer_args()]
+    for maps, status in ((0x9000_0000, -1), (0x8000_0000, STATUS["BAD_MAGIC"])):
+        lib.edgemoe_shell_begin()
+        for i, name in enumerate(ptrs):
+            lib.edgemoe_shell_base(i, {"scratch": 0x8000_0000, "maps": maps}.get(name, i << 28))
+        assert lib.edgemoe_shell_run(0, 1, 0) == status  # no bundle fetched: a bad magic
 
 
 def _report(res: runner.BenchResult) -> None:
