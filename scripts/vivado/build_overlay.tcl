@@ -15,11 +15,12 @@
 #
 # Block design: Zynq UltraScale+ PS with the ZCU104 board preset; the kernel's
 # s_axi_control on M_AXI_HPM0_FPD; each m_axi bundle through its own SmartConnect
-# to its own HP port; one PL clock for everything. The board part is looked up in the
-# installed board files (get_board_parts -latest_file_version, UG835), the PL clock the
-# PS really makes (IOPLL / integer divisors) is read back and printed, synthesis runs
-# first and its utilisation is checked before placement, then implementation with a
-# performance strategy. Exits non-zero when the board files are missing, a run fails,
+# to its own HP port, but gmem_maps, which shares gmem_scratch's (below); one PL clock
+# for everything. The board part is looked up in the installed board files
+# (get_board_parts -latest_file_version, UG835), the PL clock the PS really makes
+# (IOPLL / integer divisors) is read back and printed, synthesis runs first and its
+# utilisation is checked before placement, then implementation with a performance
+# strategy. Exits non-zero when the board files are missing, a run fails,
 # utilisation is over the limit or timing is missed (WNS or WHS below zero).
 
 proc env_or {name default} {
@@ -44,10 +45,16 @@ set pl_mhz     [env_or EDGEMOE_PL_MHZ 300]
 set jobs       [env_or EDGEMOE_JOBS 4]
 set strategy   [env_or EDGEMOE_IMPL_STRATEGY Performance_ExplorePostRoutePhysOpt]
 set max_util   [env_or EDGEMOE_MAX_UTIL 85]
-# The kernel's m_axi bundles, in the order of edgemoe.host.contracts.kernel.ARGS, and the HP
-# port each one gets (S_AXI_HP<n>_FPD = the PS's S_AXI_GP<n+2>).
+# The kernel's m_axi bundles with an HP port of their own, in the order of
+# edgemoe.host.contracts.kernel.ARGS, and the HP port each one gets (S_AXI_HP<n>_FPD = the
+# PS's S_AXI_GP<n+2>).
 set bundles    {gmem_weights gmem_images gmem_output gmem_scratch}
 set hp_ports   {0 1 2 3}
+# Bundles on another one's SmartConnect (a further slave interface) and HP port: guest ->
+# host. gmem_maps (the task decoder's feature maps) addresses the scratch buffer again, so
+# it goes where gmem_scratch goes; the two take turns on that port (the SmartConnect
+# arbitrates where they overlap).
+set shared     [dict create gmem_maps gmem_scratch]
 
 if {$ip_repo eq "" || ![file exists [file join $ip_repo component.xml]]} {
     fail "no exported IP in '$ip_repo' (set EDGEMOE_IP_REPO; run `make hls` first)"
@@ -107,10 +114,10 @@ connect_bd_net $clk [get_bd_pins edgemoe_top_0/ap_clk]
 connect_bd_net $aresetn [get_bd_pins edgemoe_top_0/ap_rst_n]
 connect_bd_net [get_bd_pins edgemoe_top_0/interrupt] [get_bd_pins zynq_ultra_ps_e_0/pl_ps_irq0]
 
-# A SmartConnect with one slave and one master, clocked and reset with the PL.
-proc smartconnect {name} {
+# A SmartConnect with num_si slaves and one master, clocked and reset with the PL.
+proc smartconnect {name {num_si 1}} {
     create_bd_cell -type ip -vlnv xilinx.com:ip:smartconnect $name
-    set_property -dict [list CONFIG.NUM_SI 1 CONFIG.NUM_MI 1] [get_bd_cells $name]
+    set_property -dict [list CONFIG.NUM_SI $num_si CONFIG.NUM_MI 1] [get_bd_cells $name]
     connect_bd_net [get_bd_pins zynq_ultra_ps_e_0/pl_clk0] [get_bd_pins $name/aclk]
     connect_bd_net [get_bd_pins proc_sys_reset_0/peripheral_aresetn] [get_bd_pins $name/aresetn]
 }
@@ -123,11 +130,24 @@ connect_bd_intf_net [get_bd_intf_pins sc_control/M00_AXI] \
     [get_bd_intf_pins edgemoe_top_0/s_axi_control]
 connect_bd_net $clk [get_bd_pins zynq_ultra_ps_e_0/maxihpm0_fpd_aclk]
 
-# Data: m_axi_<bundle> -> its own SmartConnect -> its own HP port.
+# Data: m_axi_<bundle> -> its own SmartConnect -> its own HP port; a shared bundle on the
+# next slave interface of its host's SmartConnect (assign_bd_address maps its address
+# space to the same HP port's DDR as its host's).
 foreach bundle $bundles hp $hp_ports {
-    smartconnect sc_$bundle
+    set guests {}
+    dict for {guest host} $shared {
+        if {$host eq $bundle} {
+            lappend guests $guest
+        }
+    }
+    smartconnect sc_$bundle [expr {1 + [llength $guests]}]
     connect_bd_intf_net [get_bd_intf_pins edgemoe_top_0/m_axi_$bundle] \
         [get_bd_intf_pins sc_$bundle/S00_AXI]
+    set si 0
+    foreach guest $guests {
+        connect_bd_intf_net [get_bd_intf_pins edgemoe_top_0/m_axi_$guest] \
+            [get_bd_intf_pins sc_$bundle/[format S%02d_AXI [incr si]]]
+    }
     connect_bd_intf_net [get_bd_intf_pins sc_$bundle/M00_AXI] \
         [get_bd_intf_pins zynq_ultra_ps_e_0/S_AXI_HP${hp}_FPD]
     connect_bd_net $clk [get_bd_pins zynq_ultra_ps_e_0/saxihp${hp}_fpd_aclk]

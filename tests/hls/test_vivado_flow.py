@@ -135,12 +135,17 @@ def test_block_design_for_the_zcu104(tmp_path):
     assert "zynq_ultra_ps_e_0/M_AXI_HPM0_FPD" in text
     assert "edgemoe_top_0/s_axi_control" in text
     bundles = [a.bundle for a in ARGS if a.kind == "ptr"]
-    for hp, bundle in enumerate(bundles):
+    own = [b for b in bundles if b != "gmem_maps"]
+    for hp, bundle in enumerate(own):
         # its own SmartConnect, its own HP port
         assert f"-vlnv xilinx.com:ip:smartconnect sc_{bundle}" in text
         assert f"edgemoe_top_0/m_axi_{bundle} sc_{bundle}/S00_AXI" in text
         assert f"sc_{bundle}/M00_AXI zynq_ultra_ps_e_0/S_AXI_HP{hp}_FPD" in text
         assert f"CONFIG.PSU__USE__S_AXI_GP{hp + 2} 1" in text
+    # the decoder's maps are the scratch buffer again: a second slave of its SmartConnect
+    assert "edgemoe_top_0/m_axi_gmem_maps sc_gmem_scratch/S01_AXI" in text
+    assert "{CONFIG.NUM_SI 2 CONFIG.NUM_MI 1} sc_gmem_scratch" in text
+    assert "sc_gmem_maps" not in text and f"S_AXI_HP{len(own)}_FPD" not in text
     assert "launch_runs impl_1 -to_step write_bitstream" in text
     overlay = tmp_path / "overlay"
     assert (overlay / "edgemoe.bit").exists() and (overlay / "edgemoe.hwh").exists()
