@@ -10,7 +10,7 @@ per synthesised module (pipelined loops are outlined into modules named
   report was synthesised for another period than the one asked for;
 * a pipelined loop's achieved II (``<PipelineII>``) is above its target II;
 * a unit that the design has exactly once (``--single``, default: the linear unit and
-  the lane pair: ``linear_unit``, ``lane_step``, ``lanes``, ``attention_lane``,
+  the lane pair: ``linear_unit``, ``lane_step``, ``lanes``, ``side_lane``,
   ``linear_lane``) appears more than once -- or not at all -- among the instances of
   the top's ``<RTLDesignHierarchy>`` (a copy is a second instance of the module, or a
   module of the same name with a ``_N`` suffix; a unit that is missing was inlined or
@@ -41,7 +41,7 @@ from pathlib import Path
 #: Tolerance when comparing periods: reports print 2-3 decimals (3.333 -> "3.33").
 CLOCK_TOL_NS = 0.01
 #: Units the design has exactly once (hls/README.md: module hierarchy).
-SINGLE_UNITS = ("linear_unit", "lane_step", "lanes", "attention_lane", "linear_lane")
+SINGLE_UNITS = ("linear_unit", "lane_step", "lanes", "side_lane", "linear_lane")
 #: Resources gated, as csynth.xml names them (older reports say DSP48E).
 GATED_RESOURCES = (
     ("DSP", ("DSP", "DSP48E")),

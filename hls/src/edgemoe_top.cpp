@@ -139,8 +139,9 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
     DEPTH_SCRATCH latency = 64 max_read_burst_length = AXI_BURST num_read_outstanding = \
         AXI_OUTSTANDING max_write_burst_length = AXI_BURST num_write_outstanding = AXI_OUTSTANDING
 // The task decoder's feature maps: the scratch buffer again (the host writes the same address),
-// on a master of its own so that the decoder's band loads and stores can be a DATAFLOW process
-// beside the linear unit (UG1448 200-992: one process per argument); scratch's settings.
+// on a master of its own: the decoder's band loads and stores run in the side lane, a DATAFLOW
+// process beside the linear lane, which keeps scratch (UG1448 200-992: one process per
+// argument); scratch's settings.
 #pragma HLS INTERFACE m_axi port = maps offset = slave bundle = gmem_maps depth =       \
     DEPTH_SCRATCH latency = 64 max_read_burst_length = AXI_BURST num_read_outstanding = \
         AXI_OUTSTANDING max_write_burst_length = AXI_BURST num_write_outstanding = AXI_OUTSTANDING
@@ -148,7 +149,6 @@ uint32_t edgemoe_top(const word_t* bundle, const word_t* images, word_t* output,
 #pragma HLS INTERFACE s_axilite port = num_images
 #pragma HLS INTERFACE s_axilite port = debug_stop
 #pragma HLS INTERFACE s_axilite port = return
-  (void)maps;  // the decoder's band I/O process uses it (next change)
 
   const uint32_t status = check_call(bundle, task, num_images, debug_stop);
   if (status != STATUS_OK) {
@@ -222,8 +222,8 @@ group_loop:
   for (uint32_t g0 = 0; g0 < num_images; g0 += per_group) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_IMAGES / MAX_GROUP
     const uint32_t last = num_images - g0 < per_group ? num_images : g0 + per_group;
-    run_images(bundle, images, output, scratch, run, g0, last, expert_major, buf_a, buf_b, lane,
-               lin_state);
+    run_images(bundle, images, output, scratch, maps, run, g0, last, expert_major, buf_a, buf_b,
+               lane, lin_state);
   }
   return STATUS_OK;
 }

@@ -31,16 +31,20 @@ parameter header, the driver and the estimate must agree on:
   ``dec_out``, channels last, one chunk) or a debug stop's stage, chunk-planar
   (``dec.norm``: the grid's token rows); the debug-stop codes of the decoder's stages.
 
-Every bilinear x2 is fused into the band load of the convolution that reads it: the
-DDR map is the previous convolution's output at half size; a window row is the
-blend of its two source rows (:func:`up_source_rows`), computed as it is loaded.
-The kernel's schedule is serial (load band -> compute band -> store band); where the
-plan allows (:func:`fusable`, ``DecoderPlan.fused``) the classifier runs inside the
-last convolution's bands, so a call to the logits never stores that map. The ring
-places input row ``gy`` at ring row ``gy % ring_rows``, so a band as wide as the map
-keeps the rows its window shares with the previous band's and loads only the rows
-below it (``Band.load_rows``, ``Band.read_words``); a narrower band loads its whole
-window.
+Every bilinear x2 is fused into the band load of the convolution that reads it: the DDR
+map is the previous convolution's output at half size; a window row is the blend of its
+two source rows (:func:`up_source_rows`), computed as it is loaded. Per image the
+schedule is load band -> compute band -> store band; the kernel decodes two images at
+once, one on each buffer set, one's band computing while the other's is stored and its
+next window loaded (``scratch`` holds a pair of maps per set,
+:func:`decoder_scratch_bytes`). A convolution between the first and the returned one
+keeps a band's outputs on chip until its store (the first chunk in ``h``, the second in
+``x``), so it has at most two chunks (checked). Where the plan allows (:func:`fusable`,
+``DecoderPlan.fused``) the classifier runs inside the last convolution's bands, so a
+call to the logits never stores that map. The ring places input row ``gy`` at ring row
+``gy % ring_rows``, so a band as wide as the map keeps the rows its window shares with
+the previous band's and loads only the rows below it (``Band.load_rows``,
+``Band.read_words``); a narrower band loads its whole window.
 """
 
 from __future__ import annotations
@@ -186,7 +190,8 @@ class DecoderPlan:
     map_offsets : tuple[int, int]
         Byte offsets of the two ping-pong feature maps in the scratch region.
     scratch_bytes : int
-        Scratch the decoder needs (one image at a time).
+        Scratch one image's decoder needs (its two maps; the kernel decodes two images at
+        once, :func:`decoder_scratch_bytes`).
     out_shape : tuple[int, int, int]
         The logits ``(h, w, C)``, raw ``dec_out``, pixels row-major, channels last, one
         32-bit word per value, pixel rows of ``pixel_words(C)`` bus words.
@@ -441,6 +446,12 @@ def decoder_plan(cfg: ModelConfig, task: str | int, t: Tiling) -> DecoderPlan:
                 Stage(f"dec.up_{i}", UP, stop_code(cfg, name, f"dec.up_{i}"), (h, w, c), "dec_feat")
             )
         K = k * k * c
+        if 0 < i < n - 1 and len(chunks(cfg, c_out, t)) > 2:
+            raise ConfigError(
+                f"task {name}: conv_{i}'s {c_out} channels take more than two calls of "
+                f"{chunk_width(cfg, t)} a band; the kernel keeps a band's outputs in h and x "
+                "until the side lane stores them (at most two)"
+            )
         kt, ot = k * k * padded_channels(c, t) // t.lin_in, tiles(c_out, t.lin_out)
         dst_map = -1 if last else (0 if src_map != 0 else 1)
         sname = "dec.logits" if last else f"dec.conv_{i}"
@@ -521,10 +532,22 @@ def decoder_plans(cfg: ModelConfig, t: Tiling) -> list[DecoderPlan]:
     return [decoder_plan(cfg, i, t) for i in range(len(cfg.task_names))]
 
 
-def decoder_scratch_bytes(cfg: ModelConfig, t: Tiling) -> int:
-    """Scratch the decoder of any task needs (the host's scratch is the larger of this
-    and the expert-major slots, :func:`scratch.scratch_bytes`)."""
+#: Images the kernel decodes at once: one on each on-chip buffer set, band by band in
+#: turn (one's bands on the linear unit while the side lane moves the other's), each with
+#: its own pair of maps.
+DECODING_SETS = 2
+
+
+def decoder_set_bytes(cfg: ModelConfig, t: Tiling) -> int:
+    """Scratch one image's decoder needs, for any task (its pair of maps; the kernel's
+    ``DEC_SET_BYTES``: buffer set b's maps follow set a's)."""
     return max((p.scratch_bytes for p in decoder_plans(cfg, t)), default=0)
+
+
+def decoder_scratch_bytes(cfg: ModelConfig, t: Tiling) -> int:
+    """Scratch the decoder needs: :data:`DECODING_SETS` images' maps (the host's scratch
+    is the larger of this and the expert-major slots, :func:`scratch.scratch_bytes`)."""
+    return DECODING_SETS * decoder_set_bytes(cfg, t)
 
 
 def decodes(cfg: ModelConfig, task: str | int, debug_stop: int) -> bool:

@@ -163,10 +163,12 @@ def decoder_traffic(
 
         norm     2 * ceil_w(2 D)                    its gamma and beta
         conv_i   per band and output chunk: the chunk's weight tiles and its bias
-                 (ceil_w(2 * its tiles' outputs)); per band: its window (scratch, the
-                 Band's read_words) and its outputs (scratch, or the output region for
-                 the logits: write_words); with a fused classifier (plan.fused) the
-                 last convolution writes nothing and the classifier reads nothing
+                 (ceil_w(2 * its tiles' outputs)); per band: its window (the maps
+                 port, the side lane's: the Band's read_words) and its outputs
+                 (write_words: conv_0's through scratch, the linear lane's; the others'
+                 through maps; the logits to the output region); with a fused
+                 classifier (plan.fused) the last convolution writes nothing and the
+                 classifier reads nothing
         resume   N * ceil_w(4 D) when the image's final tokens come back from its
                  output region (an expert-major call: the decoder runs past the last
                  block)
@@ -188,9 +190,15 @@ def decoder_traffic(
         # a fused classifier (plan.fused) reads its input on chip, so the convolution
         # before it stores nothing
         if not (plan.fused and s.kind == dp.LOGITS):
-            add((s.name, "window", "gmem_scratch"), sum(b.read_words for b in s.bands) * word)
+            add((s.name, "window", "gmem_maps"), sum(b.read_words for b in s.bands) * word)
         if not (plan.fused and s is convs[-2]):
-            dst = "gmem_output" if s.kind == dp.LOGITS else "gmem_scratch"
+            dst = (
+                "gmem_output"
+                if s.kind == dp.LOGITS
+                else "gmem_scratch"
+                if s.src_map < 0  # conv_0: the linear lane stores it
+                else "gmem_maps"
+            )
             add((s.name, "write", dst), sum(b.write_words for b in s.bands) * word)
     return out
 

@@ -556,6 +556,9 @@ def _decoder_section(cfg: ModelConfig, ents: dict, t: Tiling) -> list[str]:
         f"constexpr uint32_t DEC_TOKENS_STOP = {dp.tokens_stop_code(cfg)};",
         f"constexpr uint64_t DEC_MAP_OFF[2] = {{{plans[0].map_offsets[0]}ull, "
         f"{max(p.map_offsets[1] for p in plans)}ull}};",
+        "/// One image's maps (buffer set b's follow set a's), and both sets' (the scratch the",
+        "/// decoder needs).",
+        f"constexpr uint64_t DEC_SET_BYTES = {dp.decoder_set_bytes(cfg, t)}ull;",
         f"constexpr uint64_t DEC_SCRATCH_BYTES = {dp.decoder_scratch_bytes(cfg, t)}ull;",
         "/// Rows of the largest band window (conv_0's: the token grid), and the most words",
         "/// per image a decoding call's output takes (tokens + its largest stage).",

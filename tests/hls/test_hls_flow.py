@@ -130,7 +130,7 @@ def hierarchy_xml(linear_units: int = 1, lane_steps: int = 1) -> str:
     )
     lane = instance_xml(
         "lanes",
-        instance_xml("attention_lane", instance_xml(f"{TOP}_Pipeline_attn_key"))
+        instance_xml("side_lane", instance_xml(f"{TOP}_Pipeline_attn_key"))
         + instance_xml("linear_lane", units),
     )
     steps = "".join(instance_xml("lane_step", lane, n=i) for i in range(lane_steps))
@@ -378,9 +378,7 @@ def test_the_written_report_is_csynth_xml_shaped(tmp_path):
     top = reports.parse_csynth_xml(report / "csynth.xml")
     assert top.resources["DSP"] == 256 and top.available["DSP"] == ZCU104["DSP"]
     assert top.instances is not None and top.instances.count("linear_unit") == 1
-    assert {"run_images", "lane_step", "lanes", "attention_lane", "linear_lane"} <= set(
-        top.instances
-    )
+    assert {"run_images", "lane_step", "lanes", "side_lane", "linear_lane"} <= set(top.instances)
 
 
 def test_one_instance_of_each_single_unit_passes(tmp_path):
@@ -398,7 +396,7 @@ def test_one_instance_of_each_single_unit_passes(tmp_path):
         (lambda: hierarchy_xml(linear_units=2), "linear_unit", "built more than once"),
         (lambda: hierarchy_xml(linear_units=0), "linear_unit", "inlined or renamed"),
         (lambda: hierarchy_xml(lane_steps=2), "lane_step", "built more than once"),
-        (lambda: hierarchy_xml(lane_steps=2), "attention_lane", "built more than once"),
+        (lambda: hierarchy_xml(lane_steps=2), "side_lane", "built more than once"),
         (lambda: "", "linear_unit", "no RTLDesignHierarchy"),
     ],
 )

@@ -172,8 +172,9 @@ def test_ddr_bytes_equal_closed_form(cname, images):
     if images == 1:  # image-major: every weight once per image, scratch untouched but
         # for the task decoder's maps
         dec = decoder_traffic(c, DEFAULT_TILING, "depth", False) if dp.decodes(c, 1, 0) else {}
-        maps = sum(n for (_, _, b), n in dec.items() if b == "gmem_scratch")
-        assert r.ddr_read["gmem_scratch"] + r.ddr_written["gmem_scratch"] == maps
+        for port in ("gmem_scratch", "gmem_maps"):
+            maps = sum(n for (_, _, b), n in dec.items() if b == port)
+            assert r.ddr_read[port] + r.ddr_written[port] == maps
         assert r.ddr_read["gmem_weights"] > 0.5 * len(bundle) / (1 + c.num_experts / 4)
 
 

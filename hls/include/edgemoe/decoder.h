@@ -188,17 +188,21 @@ dec_read_pixels_words:
 /// row, and the x2 is computed from them into the ring, UP_LANES channels a cycle:
 /// out(2j + b) = (9 x[j] + 3 h[j] + 3 x[j'] + h[j'] + 8) >> 4 (units.upsample2x), j' the
 /// column neighbour on b's side, clamped.
+/// The source map is at `maps` + DEC_MAP_OFF (the buffer set's pair of maps in scratch),
+/// read through PORT.
 /// `copy` (the fused classifier, `cv` the classifier, `win` dec_fuse_window's): no DDR; the
 /// x2's loop copies the band's second chunk (x row v, its c_in - DEC_CHUNK channels) into
 /// the window's ring slot (wide row v, after the first chunk's columns) instead of
 /// blending, so the copy adds no rotate network of its own.
-inline void dec_load_window(const word_t* scratch, const DecConv& cv, const ConvWindow& win,
-                            int from, bool copy, act_t x[NUM_TOKENS][EMBED_DIM],
-                            act_t h[NUM_TOKENS][EMBED_DIM], act_t wide[NUM_TOKENS][WIDE_COLS]) {
+template <int PORT>
+inline void dec_load_window(const word_t* bus, uint64_t maps, const DecConv& cv,
+                            const ConvWindow& win, int from, bool copy,
+                            act_t x[NUM_TOKENS][EMBED_DIM], act_t h[NUM_TOKENS][EMBED_DIM],
+                            act_t wide[NUM_TOKENS][WIDE_COLS]) {
   const int wy1 = win.wy1;
   const int wx1 = win.wx1;
   const int wc = wx1 - win.wx0;
-  const uint64_t src = DEC_MAP_OFF[cv.src_map];
+  const uint64_t src = maps + DEC_MAP_OFF[cv.src_map];
   const int chunks = (cv.c_in + DEC_CHUNK - 1) / DEC_CHUNK;  // a few per call: 1 or 2
   // a fused x2's source columns [js0, js1) (contracts.decoder._up_cols)
   const int js0 = (win.wx0 >> 1) - 1 > 0 ? (win.wx0 >> 1) - 1 : 0;
@@ -221,20 +225,19 @@ dec_load_rows:
       if (!cv.fused_up && !copy) {
         const uint64_t at = src + dec_plane(cv.src_h, cv.src_w, ch) +
                             (uint64_t(gy) * cv.src_w + win.wx0) * pw * WORD_BYTES;
-        dec_read_pixels<PORT_SCRATCH, WIDE_BANKS, WIDE_COLS>(scratch, at, wc, n_ch, ring,
-                                                             win.colbase[u] + c0, wide);
+        dec_read_pixels<PORT, WIDE_BANKS, WIDE_COLS>(bus, at, wc, n_ch, ring, win.colbase[u] + c0,
+                                                     wide);
       } else {
         const int i = gy >> 1;
         const int i2n = (gy & 1) ? i + 1 : i - 1;
         const int i2 = i2n < 0 ? 0 : i2n >= cv.src_h ? cv.src_h - 1 : i2n;
         const uint64_t plane = src + dec_plane(cv.src_h, cv.src_w, ch);
         if (!copy) {
-          dec_read_pixels<PORT_SCRATCH, X_BANKS, EMBED_DIM>(
-              scratch, plane + (uint64_t(i) * cv.src_w + js0) * pw * WORD_BYTES, sw, n_ch, stage, 0,
-              x);
-          dec_read_pixels<PORT_SCRATCH, H_BANKS, EMBED_DIM>(
-              scratch, plane + (uint64_t(i2) * cv.src_w + js0) * pw * WORD_BYTES, sw, n_ch, stage,
-              0, h);
+          dec_read_pixels<PORT, X_BANKS, EMBED_DIM>(
+              bus, plane + (uint64_t(i) * cv.src_w + js0) * pw * WORD_BYTES, sw, n_ch, stage, 0, x);
+          dec_read_pixels<PORT, H_BANKS, EMBED_DIM>(
+              bus, plane + (uint64_t(i2) * cv.src_w + js0) * pw * WORD_BYTES, sw, n_ch, stage, 0,
+              h);
         }
         // the window row's pixels of this chunk, UP_LANES channels a cycle
         const int groups = (n_ch + UP_LANES - 1) / UP_LANES;  // at most DEC_CHUNK / UP_LANES
@@ -328,10 +331,11 @@ dec_write_pixels_words:
   }
 }
 
-/// One chunk of the band's outputs (x rows 0.., row-major over the band) to a chunk-planar
-/// map at `base` (the scratch map, or the stage's place in the output region): one burst
-/// per band row.
-template <int PORT>
+/// One chunk of the band's outputs (rows 0.. of `x`, row-major over the band: x, or h
+/// for the first chunk the side lane stores, banked cyclic BANKS) to a chunk-planar map at
+/// `base` (a map in scratch, or the stage's place in the output region): one burst per
+/// band row.
+template <int PORT, int BANKS>
 inline void dec_store_band(word_t* bus, uint64_t base, const DecConv& cv, const ConvWindow& win,
                            int rows, int chunk, const act_t x[NUM_TOKENS][EMBED_DIM]) {
   const int c0 = chunk * DEC_CHUNK;
@@ -342,7 +346,7 @@ dec_store_rows:
   for (int yr = 0; yr < rows; ++yr) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
     const uint64_t at = plane + (uint64_t(win.y0 + yr) * cv.w + win.x0) * pw * WORD_BYTES;
-    dec_write_pixels<PORT, X_BANKS, EMBED_DIM>(bus, at, win.cols, n_ch, yr * win.cols, 0, x);
+    dec_write_pixels<PORT, BANKS, EMBED_DIM>(bus, at, win.cols, n_ch, yr * win.cols, 0, x);
   }
 }
 
@@ -394,6 +398,44 @@ dec_store_norm_words:
       at.phase = 0;
     }
   }
+}
+
+/// The band I/O a buffer set's image waits for between two of its bands (the side lane's
+/// turn, lanes.h): the band it computed last, whose output chunks are on chip (the first in
+/// h, the second in x: OUT_CONV_H, OUT_CONV), to its convolution's map, then the window of
+/// its next band into its ring. Built by lane_step from the set's state, outside the
+/// DATAFLOW region, so the side lane reads no table of its own.
+struct DecIo {
+  bool store;  ///< a band's outputs wait to be stored
+  DecConv st;  ///< that band's convolution
+  int st_y0;   ///< and its place
+  int st_x0;
+  DecConv ld;  ///< the next band's convolution (never conv_0: it reads the token grid)
+  int ld_y0;   ///< its place
+  int ld_x0;
+  int ld_from;    ///< the first window row not already in the ring (DecState::loaded)
+  uint64_t maps;  ///< the buffer set's pair of maps (byte offset in scratch)
+};
+
+/// The side lane's decoder turn (DecIo) on its buffer set, through the maps port: the stored
+/// band's chunks from h and x, then the next band's window into the ring (the x2's source
+/// rows staged in x and h, which the store has emptied).
+inline void decoder_io(const DecIo& io, word_t* maps, act_t x[NUM_TOKENS][EMBED_DIM],
+                       act_t h[NUM_TOKENS][EMBED_DIM], act_t wide[NUM_TOKENS][WIDE_COLS]) {
+  ConvWindow win;  // registers: the table's few rows
+#pragma HLS ARRAY_PARTITION variable = win.rowbase complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = win.colbase complete dim = 1
+  int rows = 0;
+  if (io.store) {
+    const uint64_t map = io.maps + DEC_MAP_OFF[io.st.dst_map];
+    dec_window(io.st, false, io.st_y0, io.st_x0, win, rows);
+    dec_store_band<PORT_MAPS, H_BANKS>(maps, map, io.st, win, rows, 0, h);
+    if (io.st.c_out > DEC_CHUNK) {  // at most two chunks (contracts.decoder checks)
+      dec_store_band<PORT_MAPS, X_BANKS>(maps, map, io.st, win, rows, 1, x);
+    }
+  }
+  dec_window(io.ld, false, io.ld_y0, io.ld_x0, win, rows);
+  dec_load_window<PORT_MAPS>(maps, io.maps, io.ld, win, io.ld_from, false, x, h, wide);
 }
 
 /// The fused classifier (contracts.decoder.fusable): the last convolution's band at row y0

@@ -3,10 +3,13 @@
 // for the other's image (everything but attention: LayerNorm, the linear unit, routing,
 // parking, loading). Turns alternate, so while one image attends, the other's proj, MLP
 // and next Q, K, V run on the linear unit. Every image still runs its stages in order on
-// its own buffers; only the two images' stages interleave.
+// its own buffers; only the two images' stages interleave. The task decoder runs the same
+// way: an image's bands are linear-lane turns, and between two of them the side lane's
+// turn stores the band's outputs and loads the next band's window (decoder_io), so while
+// one image's band computes the other's moves.
 //
 // Module hierarchy (hls/README.md): run_images -> lane_step (ONE instance, two call
-// sites) -> lanes (DATAFLOW) -> attention_lane | linear_lane; the linear lane is a
+// sites) -> lanes (DATAFLOW) -> side_lane | linear_lane; the linear lane is a
 // sequencer whose one loop holds the only call of linear_unit (ONE engine by
 // construction) and of every other unit of the lane.
 // Golden: edgemoe.sim.golden.Golden.run. Contract: bit-exact.
@@ -33,10 +36,12 @@ constexpr int NO_GROUP = -1;
 
 /// Where a buffer set's image is.
 enum SetState {
-  SET_IDLE,  ///< no image left for this buffer set
-  SET_LOAD,  ///< its next image is to be loaded (embedded, or its parked x read back)
-  SET_ATTN,  ///< the attention of `block` comes next (the attention lane)
-  SET_TAIL,  ///< the rest of `block` comes next (the linear lane)
+  SET_IDLE,    ///< no image left for this buffer set
+  SET_LOAD,    ///< its next image is to be loaded (embedded, or its parked x read back)
+  SET_ATTN,    ///< the attention of `block` comes next (the attention lane)
+  SET_TAIL,    ///< the rest of `block` comes next (the linear lane)
+  SET_DEC,     ///< its decoder's next band comes next (the linear lane): its window is in the ring
+  SET_DEC_IO,  ///< its decoder's band I/O comes next (the side lane: DecIo)
 };
 
 /// One on-chip buffer set as the scheduler sees it: the image it holds and where that
@@ -46,7 +51,26 @@ struct BufferSet {
   uint32_t image;  ///< the image of the call in the set
   int block;       ///< its block
   bool on_chip;    ///< SET_LOAD: its x came back while the image before it parked
+  uint64_t maps;   ///< its image's pair of decoder maps in scratch (set b's after set a's)
+  DecState dec;    ///< SET_DEC / SET_DEC_IO: its decoder's next band
+  bool dec_store;  ///< SET_DEC_IO: the band it computed last waits to be stored
+  DecState done;   ///< that band (conv, y0, x0)
 };
+
+/// A buffer set at the start of a segment: `state` for `image`, from `block`; `maps` set
+/// a's or set b's decoder maps.
+inline BufferSet buffer_set(SetState state, uint32_t image, int block, uint64_t maps) {
+  BufferSet s;
+  s.state = state;
+  s.image = image;
+  s.block = block;
+  s.on_chip = false;
+  s.maps = maps;
+  s.dec = {0, 0, 0, 0, 0};
+  s.dec_store = false;
+  s.done = s.dec;
+  return s;
+}
 
 /// The part of a call the buffer sets run: images [first, last) from block `from` (from the
 /// pixels when 0, else from their parked x) up to the routing of a MoE block when
@@ -74,6 +98,14 @@ struct ProjAhead {
 /// The weights of that proj, NO_TENSOR for none; `own` is the lane's own image's block.
 inline uint64_t proj_ahead(const ProjAhead& a, int own) {
   return a.kind == AHEAD_NONE ? NO_TENSOR : BLOCK[a.kind == AHEAD_OWN ? own : a.block].proj_w;
+}
+
+/// Whether the bands of decoder convolution `conv` keep their outputs on chip (the first
+/// chunk in h, the second in x) for the side lane to store (decoder_io) or the fused
+/// classifier: every convolution between conv_0 (whose calls read the token grid in h) and
+/// the one the call returns (which goes to the output region from x, a chunk at a time).
+inline bool dec_keeps(const Run& run, const DecTask& dtask, int conv) {
+  return conv > 0 && conv + 1 < dtask.convs && run.dec_stop != uint32_t(dtask.conv[conv].stop);
 }
 
 /// The buffer set's next image: every second image of the segment.
@@ -142,6 +174,7 @@ inline void linear_lane(const word_t* bundle, const word_t* images, word_t* outp
   const int stop = run.stop;
   int pc = group != NO_GROUP     ? PC_GROUP
            : s.state == SET_TAIL ? PC_TAIL
+           : s.state == SET_DEC  ? PC_DEC_BAND
            : s.state == SET_LOAD ? PC_LOAD
                                  : PC_END;
   bool from_load = pc == PC_LOAD;  // a stop while loading leaves the next image to a turn
@@ -159,10 +192,11 @@ inline void linear_lane(const word_t* bundle, const word_t* images, word_t* outp
 #pragma HLS ARRAY_PARTITION variable = walk.weight cyclic factor = WORD_BYTES / 4 dim = 1
   int cur = 0;  // the expert chunk computing
   bool first_expert_chunk = true;
-  // the task decoder
+  // the task decoder: one band a turn; between two, the side lane's turn stores the band and
+  // loads the next one's window into this set's ring (decoder_io)
   const DecTask& dtask = DECODER[run.task];
   const uint64_t dec_out = DEC_TOKENS_BYTES;  // the stage's place in the image's region
-  DecState dec = {0, 0, 0, 0, 0};
+  DecState& dec = s.dec;
   ConvWindow win;  // the band being computed and its window (registers: the table's few rows)
 #pragma HLS ARRAY_PARTITION variable = win.rowbase complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = win.colbase complete dim = 1
@@ -190,10 +224,7 @@ lane_steps:
     uint64_t ln_b = 0;
     RowSide move = SIDE_NONE;  // this step's side move on its own (expert-major)
     int move_expert_chunk = 0;
-    bool load = false;  // this step's band window load (or the fused classifier's copy)
-    bool load_copy = false;
-    int load_conv = 0;
-    int load_from = 0;
+    bool copy = false;  // this step's copy of the fused classifier's second chunk
     switch (pc) {
       case PC_TAIL:
         if (stop == here + STAGE_ATTN) {
@@ -320,10 +351,9 @@ lane_steps:
         break;
       case PC_DEC_BAND: {
         const DecConv& cv = dtask.conv[dec.conv];
+        // its window is in the ring (the side lane's turn before: decoder_io), or conv_0's
+        // is the token grid in h
         dec_window(cv, dec.conv == 0, dec.y0, dec.x0, win, band_rows);
-        load = dec.conv > 0;
-        load_conv = dec.conv;
-        load_from = dec.loaded;
         // a band as wide as the map leaves its window's rows in the ring for the next
         dec.loaded = cv.band_cols == cv.w ? win.wy1 : 0;
         dec.chunk = 0;
@@ -334,8 +364,10 @@ lane_steps:
         const DecConv& cv = dtask.conv[dec.conv];
         call = dec_conv_call(cv, dec.conv == 0, dec.conv + 1 == dtask.convs, win, band_rows,
                              dec.chunk);
-        if (dec.conv == fused_conv && dec.chunk == 0) {
-          call.out = OUT_CONV_H;  // the first chunk stays in h for the classifier
+        if (dec_keeps(run, dtask, dec.conv) && dec.chunk == 0) {
+          // the first chunk stays in h (for the side lane's store, or the fused classifier),
+          // the second in x
+          call.out = OUT_CONV_H;
         }
         call.scale = scale_of(lin.scales, cv.scale);
         compute = true;
@@ -346,10 +378,7 @@ lane_steps:
         // the band's second chunk beside its first, then the classifier over both
         const DecConv& cls = dtask.conv[dec.conv + 1];
         dec_fuse_window(dtask.conv[dec.conv], cls, dec.y0, win);
-        load = true;  // the copy, before the call
-        load_copy = true;
-        load_conv = dec.conv + 1;
-        load_from = 0;
+        copy = true;  // the copy, before the call
         call = dec_conv_call(cls, false, true, win, 1, 0);
         call.scale = scale_of(lin.scales, cls.scale);
         compute = true;
@@ -365,7 +394,8 @@ lane_steps:
         const bool at_up = !at_norm && cv.fused_up && run.dec_stop == uint32_t(cv.up_stop);
         const bool last = dec.conv + 1 == dtask.convs;
         const bool to_output = last || run.dec_stop == uint32_t(cv.stop);
-        const bool fusing = dec.conv == fused_conv;  // its outputs stay on chip
+        const bool fusing = dec.conv == fused_conv;          // its outputs stay on chip
+        const bool keeps = dec_keeps(run, dtask, dec.conv);  // for the side lane, or fusing
         const bool logits = logits_ready;
         logits_ready = false;
         if (at_norm) {
@@ -379,14 +409,15 @@ lane_steps:
         } else if (logits || to_output) {
           // the stage's chunk, or the fused classifier's logits (its one chunk; the band's one
           // row): one call site of the output store
-          dec_store_band<PORT_OUTPUT>(output, out_off + dec_out,
-                                      logits ? dtask.conv[dec.conv + 1] : cv, win, band_rows,
-                                      logits ? 0 : dec.chunk, buf.x);
-        } else if (fusing) {
-          // nothing stored: the band's chunks are in h and x for the classifier
-        } else {
-          dec_store_band<PORT_SCRATCH>(scratch, DEC_MAP_OFF[cv.dst_map], cv, win, band_rows,
-                                       dec.chunk, buf.x);
+          dec_store_band<PORT_OUTPUT, X_BANKS>(output, out_off + dec_out,
+                                               logits ? dtask.conv[dec.conv + 1] : cv, win,
+                                               band_rows, logits ? 0 : dec.chunk, buf.x);
+        } else if (keeps) {
+          // nothing stored now: the band's chunks are in h and x, for the classifier or the
+          // side lane's turn
+        } else {  // conv_0 (its calls read the grid in h): each chunk from x, in turn
+          dec_store_band<PORT_SCRATCH, X_BANKS>(scratch, s.maps + DEC_MAP_OFF[cv.dst_map], cv, win,
+                                                band_rows, dec.chunk, buf.x);
         }
         // the next chunk, band, convolution, or the end
         const int chunks = (cv.c_out + DEC_CHUNK - 1) / DEC_CHUNK;
@@ -399,22 +430,27 @@ lane_steps:
           pc = PC_DEC_FUSE;
           break;
         }
+        s.done = dec;  // the band just computed
+        s.dec_store = keeps && !fusing && !at_up;
         dec.x0 += cv.band_cols;
         if (dec.x0 >= cv.w) {
           dec.x0 = 0;
           dec.y0 += cv.band_rows;
         }
-        if (dec.y0 < cv.h) {
-          pc = PC_DEC_BAND;
-        } else if (last || to_output || at_up || fusing) {
+        const bool conv_done = dec.y0 >= cv.h;
+        if (conv_done && (last || to_output || at_up || fusing)) {
           pc = PC_IMAGE_DONE;  // the stage the call returns is out
-        } else {
+          break;
+        }
+        if (conv_done) {
           dec.conv += 1;
           dec.y0 = 0;
           dec.x0 = 0;
           dec.loaded = 0;
-          pc = PC_DEC_BAND;
         }
+        // the next band's window (and this one's outputs) in the side lane's turn
+        s.state = SET_DEC_IO;
+        pc = PC_END;
         break;
       }
       case PC_IMAGE_DONE: {
@@ -507,9 +543,9 @@ lane_steps:
     if (move != SIDE_NONE) {
       move_rows(move, lane.expert_chunk[move_expert_chunk], output, scratch, buf.x, buf.h);
     }
-    if (load) {  // before the call: the fused classifier reads what its copy wrote
-      dec_load_window(scratch, dtask.conv[load_conv], win, load_from, load_copy, buf.x, buf.h,
-                      buf.wide);
+    if (copy) {  // before the call: the fused classifier reads what its copy wrote (no DDR)
+      dec_load_window<PORT_SCRATCH>(scratch, s.maps, dtask.conv[dec.conv + 1], win, 0, true, buf.x,
+                                    buf.h, buf.wide);
     }
     if (compute) {
       linear_unit(call, bundle, output, scratch, buf, lane, lin.ahead, lin.wtile);
@@ -517,53 +553,83 @@ lane_steps:
   }
 }
 
-/// The attention lane: attention of the image in these buffers, if it is its turn.
-inline void attention_lane(bool attend, const act_t wide[NUM_TOKENS][WIDE_COLS],
-                           act_t h[NUM_TOKENS][EMBED_DIM]) {
+/// The side lane: the attention of the image in these buffers, if it is its turn, or its
+/// decoder's band I/O between two of its bands (decoder_io, through the maps port).
+inline void side_lane(bool attend, bool dec_io, const DecIo& io, word_t* maps,
+                      act_t wide[NUM_TOKENS][WIDE_COLS], act_t h[NUM_TOKENS][EMBED_DIM],
+                      act_t x[NUM_TOKENS][EMBED_DIM]) {
 #pragma HLS INLINE off  // the lane is a DATAFLOW process: a module of its own
   if (attend) {
     attention(wide, h);
+  } else if (dec_io) {
+    decoder_io(io, maps, x, h, wide);
   }
 }
 
 /// The two lanes side by side: they share no buffer, no port and no table (each reads its
-/// own ROM copies), so each array of the region has one process that reads or writes it.
-inline void lanes(bool attend, const act_t att_wide[NUM_TOKENS][WIDE_COLS],
-                  act_t att_h[NUM_TOKENS][EMBED_DIM], const word_t* bundle, const word_t* images,
-                  word_t* output, word_t* scratch, const Run& run, const Segment& seg,
-                  const ProjAhead& ahead, int group, BufferSet& lin, int& parked, Buffers& lin_buf,
-                  LaneBuffers& lane, LinearState& lin_state) {
+/// own ROM copies; the side lane's decoder entries come in `io`), so each array and each
+/// m_axi argument of the region has one process that reads or writes it (the side lane
+/// maps, the linear lane the others: UG1448 200-992).
+inline void lanes(bool attend, bool dec_io, const DecIo& io, act_t att_wide[NUM_TOKENS][WIDE_COLS],
+                  act_t att_h[NUM_TOKENS][EMBED_DIM], act_t att_x[NUM_TOKENS][EMBED_DIM],
+                  const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
+                  word_t* maps, const Run& run, const Segment& seg, const ProjAhead& ahead,
+                  int group, BufferSet& lin, int& parked, Buffers& lin_buf, LaneBuffers& lane,
+                  LinearState& lin_state) {
 #pragma HLS INLINE off  // the DATAFLOW region stays a module (UG1399 "pragma HLS dataflow")
-#pragma HLS DATAFLOW    // one image attends while the other uses the linear unit
-  attention_lane(attend, att_wide, att_h);
+#pragma HLS DATAFLOW    // one image attends or moves its bands while the other uses the linear unit
+  side_lane(attend, dec_io, io, maps, att_wide, att_h, att_x);
   linear_lane(bundle, images, output, scratch, run, seg, ahead, group, lin, parked, lin_buf, lane,
               lin_state);
+}
+
+/// The side lane's decoder turn of buffer set `s` (SET_DEC_IO): the band it computed last
+/// (if its outputs wait) and the next one, with their table entries.
+inline DecIo dec_io_of(const Run& run, const BufferSet& s) {
+  const DecTask& dtask = DECODER[run.task];
+  DecIo io;
+  io.store = s.dec_store;
+  io.st = dtask.conv[s.done.conv];
+  io.st_y0 = s.done.y0;
+  io.st_x0 = s.done.x0;
+  io.ld = dtask.conv[s.dec.conv];
+  io.ld_y0 = s.dec.y0;
+  io.ld_x0 = s.dec.x0;
+  io.ld_from = s.dec.loaded;
+  io.maps = s.maps;
+  return io;
 }
 
 /// One step: buffer set `att` attends (if that is its turn) beside set `lin`'s linear turn (or,
 /// with group != NO_GROUP, the group's expert-major MoE).
 inline void lane_step(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
-                      const Run& run, const Segment& seg, int group, BufferSet& att,
+                      word_t* maps, const Run& run, const Segment& seg, int group, BufferSet& att,
                       Buffers& att_buf, BufferSet& lin, Buffers& lin_buf, int& parked,
                       LaneBuffers& lane, LinearState& lin_state) {
   // Not inlined, so that the ALLOCATION in run_images can share it: UG1399 (ALLOCATION)
   // limits only functions that are not inlined, and a small function may be inlined
   // automatically unless INLINE off says otherwise.
   // The cost of the sharing (hls/README.md, F11): the two call sites swap the buffer
-  // sets, so each memory port of h and wide that both lanes use takes a 2:1 mux on its
-  // address/data/enables, and each port the instance reads takes a 2:1 mux on its data
-  // (x, used by the linear lane only, only on its read data): about 9.6 k mux bits.
+  // sets, so each memory port of x, h and wide that both lanes use (the side lane's
+  // decoder turn uses all three) takes a 2:1 mux on its address/enables (and data on the
+  // port both write), and each port the instance reads a 2:1 mux on its data: about
+  // 16.2 k mux bits.
 #pragma HLS INLINE off
   const bool attend = att.state == SET_ATTN;
+  const bool dec_io = att.state == SET_DEC_IO;
+  const DecIo io = dec_io_of(run, att);
   // the linear lane's call after this turn's last qkv: the attending image's proj; with
   // the other set idle, this set's own proj (after its own attention)
   ProjAhead ahead;
   ahead.kind = attend ? AHEAD_ATTENDING : att.state == SET_IDLE ? AHEAD_OWN : AHEAD_NONE;
   ahead.block = att.block;
-  lanes(attend, att_buf.wide, att_buf.h, bundle, images, output, scratch, run, seg, ahead, group,
-        lin, parked, lin_buf, lane, lin_state);
+  lanes(attend, dec_io, io, att_buf.wide, att_buf.h, att_buf.x, bundle, images, output, scratch,
+        maps, run, seg, ahead, group, lin, parked, lin_buf, lane, lin_state);
   if (attend) {
     att.state = SET_TAIL;
+  }
+  if (dec_io) {
+    att.state = SET_DEC;  // its next band's window is in its ring
   }
 }
 
@@ -572,12 +638,12 @@ inline void lane_step(const word_t* bundle, const word_t* images, word_t* output
 /// routing of the next MoE block and park; then a step with both sets idle runs that
 /// block's experts over the group on the linear lane; then the images go on from there.
 inline void run_images(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
-                       const Run& run, uint32_t first, uint32_t last, bool park, Buffers& buf_a,
-                       Buffers& buf_b, LaneBuffers& lane, LinearState& lin_state) {
+                       word_t* maps, const Run& run, uint32_t first, uint32_t last, bool park,
+                       Buffers& buf_a, Buffers& buf_b, LaneBuffers& lane, LinearState& lin_state) {
 #pragma HLS ALLOCATION function instances = lane_step limit = 1  // one pair of lanes, swapped
   Segment seg = {first, last, 0, park};
-  BufferSet a = {SET_LOAD, first, 0, false};
-  BufferSet b = {first + 1 < last ? SET_LOAD : SET_IDLE, first + 1, 0, false};
+  BufferSet a = buffer_set(SET_LOAD, first, 0, 0);
+  BufferSet b = buffer_set(first + 1 < last ? SET_LOAD : SET_IDLE, first + 1, 0, DEC_SET_BYTES);
   int parked = NOT_PARKED;
   bool a_linear = true;  // whose turn the linear lane is
 segment_steps:
@@ -589,11 +655,11 @@ segment_steps:
     }
     const int group = idle ? parked : NO_GROUP;  // the parked group's experts (in buf_a)
     if (a_linear || idle) {
-      lane_step(bundle, images, output, scratch, run, seg, group, b, buf_b, a, buf_a, parked, lane,
-                lin_state);
+      lane_step(bundle, images, output, scratch, maps, run, seg, group, b, buf_b, a, buf_a, parked,
+                lane, lin_state);
     } else {
-      lane_step(bundle, images, output, scratch, run, seg, group, a, buf_a, b, buf_b, parked, lane,
-                lin_state);
+      lane_step(bundle, images, output, scratch, maps, run, seg, group, a, buf_a, b, buf_b, parked,
+                lane, lin_state);
     }
     a_linear = !a_linear;
     if (idle) {
@@ -605,8 +671,8 @@ segment_steps:
       seg.from = parked + 1;
       parked = NOT_PARKED;
       const int block = seg.from < DEPTH ? seg.from : DEPTH - 1;  // a valid BLOCK index
-      a = {SET_LOAD, first, block, false};
-      b = {first + 1 < last ? SET_LOAD : SET_IDLE, first + 1, block, false};
+      a = buffer_set(SET_LOAD, first, block, 0);
+      b = buffer_set(first + 1 < last ? SET_LOAD : SET_IDLE, first + 1, block, DEC_SET_BYTES);
       a_linear = true;
     }
   }

@@ -848,7 +848,10 @@ constexpr int DEC_MAX_CONVS = 5;
 constexpr bool DEC_ANY = true;  // a task has a decoder
 constexpr uint32_t DEC_TOKENS_STOP = 86;
 constexpr uint64_t DEC_MAP_OFF[2] = {0ull, 2097152ull};
-constexpr uint64_t DEC_SCRATCH_BYTES = 4194304ull;
+/// One image's maps (buffer set b's follow set a's), and both sets' (the scratch the
+/// decoder needs).
+constexpr uint64_t DEC_SET_BYTES = 4194304ull;
+constexpr uint64_t DEC_SCRATCH_BYTES = 8388608ull;
 /// Rows of the largest band window (conv_0's: the token grid), and the most words
 /// per image a decoding call's output takes (tokens + its largest stage).
 constexpr int DEC_WIN_ROWS = 8;

@@ -125,7 +125,9 @@ def test_tiny_macs_and_maps() -> None:
     assert (
         plan.map_offsets == (0, 32 * 64 * 256 * 4) and plan.scratch_bytes == 2 * plan.map_offsets[1]
     )
-    assert dp.decoder_scratch_bytes(cfg, DEFAULT_TILING) == plan.scratch_bytes
+    assert dp.decoder_set_bytes(cfg, DEFAULT_TILING) == plan.scratch_bytes
+    # two images decode at once, one on each buffer set, each with its own maps
+    assert dp.decoder_scratch_bytes(cfg, DEFAULT_TILING) == 2 * plan.scratch_bytes
 
 
 def test_linear_head_has_no_plan() -> None:
