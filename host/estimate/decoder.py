@@ -10,12 +10,14 @@ the burst runs of its loads and stores, the cycles of the fused bilinear x2 into
 ring, each chunk call's output channels and bias words; and the what-ifs
 (:class:`Options`) that change them.
 
-As built (v1, the contract's serial schedule): a band loads its window's rows into the
-ring (for a fused x2, two source rows per window row, one burst each per chunk plane,
-then the blend into the ring ``gcd(LIN_OUT, LIN_IN)`` channels a cycle, decoder.h
-UP_LANES; a band as wide as the map after another loads only the rows below the
-previous band's window, ``Band.load_rows``), then per output chunk one linear-unit call
-and the chunk's store (one burst per band row); nothing overlaps.
+As built (v1): a band loads its window's rows into the ring (for a fused x2, two source
+rows per window row, one burst each per chunk plane, then the blend into the ring
+``gcd(LIN_OUT, LIN_IN)`` channels a cycle, decoder.h UP_LANES; a band as wide as the map
+after another loads only the rows below the previous band's window, ``Band.load_rows``),
+then per output chunk one linear-unit call, then the chunks' stores (one burst per band
+row). The load and the stores are the side lane's turn between two of an image's bands,
+the calls the linear lane's; two images decode at once, so one's calls run beside the
+other's loads and stores (:func:`edgemoe.host.estimate.perf.decoder_stages`).
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ class Options:
     Attributes
     ----------
     io_overlaps : bool
-        A band's loads and stores run beside its compute (the other buffer set's lane).
+        As built: the two buffer sets decode two images at once, one image's band on the
+        linear unit beside the side lane's store and load for the other's (False: every
+        image's band loads, calls and stores one after the other, the kernel before).
     ring_reuse : bool
         A band keeps the window rows it shares with the band before it in the same
         column strip and loads only the new ones (with the contract's row-major bands
@@ -70,7 +74,7 @@ class Options:
         shortened in proportion.
     """
 
-    io_overlaps: bool = False
+    io_overlaps: bool = True
     ring_reuse: bool = True
     fuse_classifier: bool = False
     fmap_bytes: int = 4

@@ -191,6 +191,10 @@ _LOOP_KEY = {
 #: (F12: their row loop is not pipelined).
 ROW_FILL = 4
 ROW_OVERHEAD = AXI_READ_LATENCY + ROW_FILL
+#: Cycles of one decoder step beyond its turns' work: the DATAFLOW region's start and
+#: done handshakes and the turn's set-up (the band's window: a few 8-bit divisions). A
+#: judgement, not a measured figure.
+DEC_STEP_CYCLES = 32
 
 _mult_dsps = mult_dsps
 
@@ -999,27 +1003,38 @@ def decoder_stages(
     pipeline fill per window row and chunk), then per output chunk one linear-unit call
     (:func:`_linear_cycles`: a pass per weight tile of max(pixels, LIN_TILE_WORDS)
     cycles, filled and drained once per call, its first two tiles and bias fetched
-    first) and the chunk's store (a burst per band row). As built these run one after
-    the other; with ``opts.io_overlaps`` (the two buffer sets in turn) band i's calls run
-    beside band i - 1's store and band i + 1's load, a convolution's first load and
-    last store exposed (pass ``ring_reuse=False`` too: the other set's ring holds the
-    band before the last). ``dec.up_i`` has no cycles of its own: its work is ``dec.conv_i``'s band
-    load.
+    first) and the chunk's store (a burst per band row). ``dec.up_i`` has no cycles of
+    its own: its work is ``dec.conv_i``'s band load.
+
+    As built (lanes.h) a band is one linear-lane turn (its calls; conv_0's stores, the
+    output stage's and the fused classifier's copy, call and logits store in it too),
+    and between two bands of an image the side lane's turn stores the band's kept
+    outputs and loads the next band's window (``decoder_io``). The two buffer sets
+    decode two images at once: each step runs one image's band beside the other's side
+    turn, so a band costs, per image, the mean of max(its calls, the side turn before
+    it) and max(its calls, the side turn after it), plus :data:`DEC_STEP_CYCLES` a step;
+    an image without a partner (one per call, the odd one out) runs its turns one after
+    the other. ``opts.io_overlaps`` False: every image so (the kernel before).
     """
     call = _Call(cfg, profile, design, device, clock_mhz, batch)
     t, word = design.tiling, call.word
     scale = t.lin_in * t.lin_out / opts.mac_rate if opts.mac_rate else 1.0
     out: list[DecoderStage] = []
+    # images of the call decoded beside a partner (the two buffer sets), per image
+    paired = 2 * (batch // 2) / batch if opts.io_overlaps else 0.0
 
     def add(name: str, cyc: float, w: int, r: int, wr: int, **kw) -> None:
         ddr = w + r + wr
-        # weights on the weight port, maps on the scratch / output port: the busier one
+        # weights on the weight port, maps on the scratch / maps / output port: the busier
         busy = max(w / call.w_bpc, (r + wr) / call.s_bpc)
         call.add("decoder", name, cyc, ddr, True, ddr / busy if busy else call.s_bpc)
         s = call.est.stages[-1]
         out.append(DecoderStage(**asdict(s), weight_bytes=w, read_bytes=r, write_bytes=wr, **kw))
 
     convs = dec_conv_stages(plan)
+    fuse = (opts.fuse_classifier or plan.fused) and len(convs) > 1
+    rows: list[tuple] = []  # (stage, fixed cycles or None, DDR bytes, totals)
+    turns: list[dict] = []  # one per band: load (side, before), work (linear), store (side, after)
     for s in plan.stages:
         if s.kind == "norm":
             D = cfg.embed_dim
@@ -1030,19 +1045,20 @@ def decoder_stages(
             cyc = call.ln_cycles(h * w) + gb / word + ROW_OVERHEAD
             if tokens:
                 cyc += tokens / word + ROW_OVERHEAD
-            add(s.name, cyc, gb, tokens, 0)
+            rows.append((s, cyc, (gb, tokens, 0), {}))
             continue
         if s.kind == "up":
-            add(s.name, 0, 0, 0, 0)  # fused into the next convolution's band load
+            rows.append((s, 0, (0, 0, 0), {}))  # fused into the next convolution's band load
             continue
-        fuse = (opts.fuse_classifier or plan.fused) and len(convs) > 1
         fused_next = fuse and s is convs[-2]
-        load = calls = store = cyc = 0.0
-        n_calls = 0
         fused_here = plan.fused and s is convs[-1]
+        # the side lane stores a band's outputs for every convolution but conv_0 (its calls
+        # read the grid in h) and the one the call returns (to the output, from x)
+        side_store = s.src_map >= 0 and s is not convs[-1]
         bands = band_costs(cfg, s, t, opts, fused_next, fused_here)
-        parts = []  # (load, call, store) per band
-        for b in bands:
+        load = calls = store = 0.0
+        n_calls = 0
+        for k, b in enumerate(bands):
             ld = b.load_words + b.load_bursts * ROW_OVERHEAD
             if b.blend_cycles:
                 # the blend loop's fill: its depth taken as the epilogue's (judgement)
@@ -1053,31 +1069,46 @@ def decoder_stages(
             )
             load, calls, store = load + ld, calls + cc, store + st
             n_calls += len(b.calls)
-            if fused_here:  # the classifier's copy is the linear lane's own work
-                cc, ld = cc + ld, 0.0
-            parts.append((ld, cc, st))
-        if not opts.io_overlaps:
-            cyc = sum(ld + cc + st for ld, cc, st in parts)
-        elif parts:
-            # the two buffer sets in turn: band i computes on one while the other stores
-            # band i - 1 and loads band i + 1; a convolution's first load and last store
-            # wait (the next one reads this one's map)
-            n = len(parts)
-            cyc = parts[0][0] + parts[-1][2]
-            for i, (_, cc, _) in enumerate(parts):
-                io = (parts[i + 1][0] if i + 1 < n else 0) + (parts[i - 1][2] if i else 0)
-                cyc += max(cc, io)
-        add(
-            s.name,
-            cyc,
-            word * sum(b.weight_words for b in bands),
+            if fused_here:  # the copy, call and store: the last convolution's band's turn
+                turns[-len(bands) + k]["extra"].append((s.name, ld + cc + st))
+                continue
+            side = st if side_store else 0.0
+            turns.append(
+                {"stage": s.name, "load": ld, "work": cc + st - side, "store": side, "extra": []}
+            )
+        weights = word * sum(b.weight_words for b in bands)
+        reads, writes = (
             word * sum(b.load_words for b in bands),
             word * sum(b.store_words for b in bands),
-            load_cycles=round(load),
-            call_cycles=round(calls),
-            store_cycles=round(store),
-            calls=n_calls,
         )
+        rows.append(
+            (
+                s,
+                None,
+                (weights, reads, writes),
+                {
+                    "load_cycles": round(load),
+                    "call_cycles": round(calls),
+                    "store_cycles": round(store),
+                    "calls": n_calls,
+                },
+            )
+        )
+    # each turn's cycles per image: its stage takes the turn but its fused parts' work
+    cycles: dict[str, float] = {}
+    for i, u in enumerate(turns):
+        work = u["work"] + sum(c for _, c in u["extra"])
+        before = (turns[i - 1]["store"] if i else 0.0) + u["load"]
+        after = u["store"] + (turns[i + 1]["load"] if i + 1 < len(turns) else 0.0)
+        alone = u["load"] + work + u["store"]
+        beside = (max(work, before) + max(work, after)) / 2
+        cyc = paired * beside + (1 - paired) * alone + 2 * DEC_STEP_CYCLES
+        for name, c in u["extra"]:
+            cycles[name] = cycles.get(name, 0.0) + c
+            cyc -= c
+        cycles[u["stage"]] = cycles.get(u["stage"], 0.0) + cyc
+    for s, cyc, (w, r, wr), kw in rows:
+        add(s.name, cycles.get(s.name, 0.0) if cyc is None else cyc, w, r, wr, **kw)
     return out
 
 
@@ -1173,6 +1204,7 @@ def end_to_end(
             "decoder_ddr_bytes": sum(s.ddr_bytes for s in dec),
         }
     by_name = {s.name: s for s in decoder_stages(cfg, profile, design, device, clock_mhz, 1, plan)}
+    pair = {s.name: s for s in decoder_stages(cfg, profile, design, device, clock_mhz, 2, plan)}
     stages = []
     for p in plan.stages:
         s = by_name[p.name]
@@ -1196,6 +1228,7 @@ def end_to_end(
                 "tiles_per_band": p.k_tiles * p.o_tiles,
                 "macs": p.macs,
                 "cycles": s.compute_cycles,
+                "cycles_paired": pair[p.name].compute_cycles,
                 "load_cycles": s.load_cycles,
                 "call_cycles": s.call_cycles,
                 "store_cycles": s.store_cycles,
@@ -1225,10 +1258,6 @@ def end_to_end(
     idle = sum(res["dsp48e2_by_unit"].get(u, 0) for u in ATTN_UNITS) // per_mac
     macs_what = f"the attention units' idle DSPs as decoder MACs (+{idle} MAC/cycle)"
     fields = {
-        "band loads and stores beside compute (the other buffer set's lane)": {
-            "io_overlaps": True,
-            "ring_reuse": False,
-        },
         "the classifier on the last convolution's band, on chip": {"fuse_classifier": True},
         "16-bit feature maps in DDR": {"fmap_bytes": 2},
         macs_what: {"mac_rate": lin + idle},
@@ -1261,8 +1290,10 @@ def end_to_end(
     next_step = (
         f"the decoder's {dec_macs / 1e9:.2f} GMAC take {dec_macs / (lin * clk):.2f} ms on the "
         f"linear unit's {lin} MACs a cycle at full rate; its convolutions and classifier "
-        f"take {conv_ms:.2f} ms as built (serial v1: each band loads its window's new rows "
-        f"into the ring, then one call and one store per output chunk"
+        f"take {conv_ms:.2f} ms as built at one image per call, "
+        f"{big['decoder_ms']:.2f} ms per task-image at {max(batches)} (two images at once, "
+        "one on each buffer set: one image's band on the linear unit while the side lane "
+        "stores the other's last band and loads its next window into its ring"
         + (
             "; the classifier runs inside the last convolution's bands, whose map is never stored"
             if plan.fused
@@ -1286,13 +1317,16 @@ def end_to_end(
         ),
         "plan": "edgemoe.host.contracts.decoder.decoder_plan (the kernel's decoder contract "
         "v1: rectangular bands, each loading its window's new rows into the ring, one "
-        "linear-unit call and one store per band and output chunk, run serially as the "
-        "kernel is built)",
+        "linear-unit call and one store per band and output chunk; as built two images "
+        "decode at once, one's band on the linear unit beside the side lane's store and "
+        "load for the other's)",
         "stages": stages,
         "stages_note": "cycles, ms and DDR bytes of one task-image at 1 image per call (the "
         "norm reads the tokens back from DDR after an expert-major call: per_call); "
-        "cycles = load_cycles + call_cycles + store_cycles (serial); a dec.up_i stage is "
-        "fused into its convolution's band load (its cycles and bytes are counted there)",
+        "cycles = load_cycles + call_cycles + store_cycles + two steps a band (nothing "
+        "overlaps with one image); cycles_paired: the same stage with two images at once "
+        "(more than one per call); a dec.up_i stage is fused into its convolution's band "
+        "load (its cycles and bytes are counted there)",
         "per_call": {str(b): r for b, r in rows.items()},
         "ms_per_task_image": {str(b): r["ms_per_task_image"] for b, r in rows.items()},
         "macs_per_task_image": {"backbone": backbone_macs(cfg), "decoder": dec_macs},
@@ -1329,10 +1363,11 @@ def end_to_end(
 def decoder_table(e2e: dict) -> str:
     """The decoder's stages and the end-to-end figures of :func:`end_to_end`, as printed."""
     out = [
-        f"decoder of task {e2e['task']} (ESTIMATE; the kernel's serial v1 plan), per task-image:",
+        f"decoder of task {e2e['task']} (ESTIMATE; the kernel's v1 plan), per task-image; "
+        "cycles: one image per call, paired: two images at once (more per call):",
         f"{'stage':<11} {'map':>8} {'bands':>5} {'calls':>5} {'px/call':>7} {'k':>5} "
         f"{'o':>4} {'GMAC':>6} {'load cyc':>10} {'call cyc':>10} {'store cyc':>10} "
-        f"{'cycles':>10} {'ms':>7} {'DDR rd MB':>9} {'DDR wr MB':>9}",
+        f"{'cycles':>10} {'paired':>10} {'ms':>7} {'DDR rd MB':>9} {'DDR wr MB':>9}",
     ]
     for s in e2e["stages"]:
         hw = f"{s['map'][0]}x{s['map'][1]}"
@@ -1343,7 +1378,7 @@ def decoder_table(e2e: dict) -> str:
             f"{s['name']:<11} {hw:>8} {s['bands']:>5} {s['calls']:>5} "
             f"{s['pixels_per_call']:>7} {s['k']:>5} {s['o']:>4} {s['macs'] / 1e9:>6.3f} "
             f"{s['load_cycles']:>10,} {s['call_cycles']:>10,} {s['store_cycles']:>10,} "
-            f"{s['cycles']:>10,} {s['ms']:>7.3f} "
+            f"{s['cycles']:>10,} {s['cycles_paired']:>10,} {s['ms']:>7.3f} "
             f"{s['ddr_read_bytes'] / 1e6:>9.3f} {s['ddr_write_bytes'] / 1e6:>9.3f}"
         )
     for b, r in e2e["per_call"].items():

@@ -76,12 +76,14 @@ UNITS = (
 # Behavior").
 AXI_BURST = 64
 AXI_OUTSTANDING = 4
-#: (port, reads, writes) of the four bundles.
+#: (port, reads, writes) of the five bundles (maps: the decoder's band I/O in the side
+#: lane, the scratch buffer again).
 AXI_PORTS = (
     ("weights", True, False),
     ("images", True, False),
     ("output", True, True),
     ("scratch", True, True),
+    ("maps", True, True),
 )
 
 
@@ -1174,21 +1176,24 @@ def lines(
 
     # ---- buffer-set muxes (lanes.h lane_step: one instance, two call sites, sets swapped) ----
     # Sized by which lane uses which port (the lane_step comment, hls/README.md F11): the
-    # attention lane reads wide on 2 ports (K and V of a column share a bank) and writes h
-    # on 1; the linear lane uses x, h and wide on up to 2 ports each. A signal only one
+    # side lane reads wide on 2 ports (attention: K and V of a column share a bank) and
+    # writes it on 1 (the decoder's ring), reads h and x on 2 ports (the x2's two source
+    # columns; the band store) and writes each on 1 (attention's output; the x2's staging
+    # rows); the linear lane uses x, h and wide on up to 2 ports each. A signal only one
     # lane drives reduces to gating; a shared select puts two 2:1 bits in a LUT6_2.
     U = "buffer-set muxes"
     if two_sets:
         h_addr = _bits(o.tokens * -(-o.embed // o.h_banks) - 1)
+        x_addr = _bits(o.tokens * -(-o.embed // o.x_banks) - 1)
         w_addr = _bits(o.tokens * -(-o.wide_cols // o.wide_banks) - 1)
         for name, banks, in_bits, out_bits in (
-            # inputs: 2 sets x 2 ports x (address + ce, plus a gated we); read data: 4 ports
-            ("wide", o.wide_banks, 2 * 2 * (w_addr + 2), 4 * act),
-            # inputs: 2 sets x (address + data + ce + we on the shared port, 2 gated);
-            # read data: 2 ports
-            ("h", o.h_banks, 2 * (h_addr + act + 2 + 2), 2 * act),
-            # the linear lane only: 2 sets x 2 ports x (ce, we); read data: 2 ports
-            ("x", o.x_banks, 2 * 2 * 2, 2 * act),
+            # inputs: 2 sets x 2 ports x (address + ce + we) and the write data on the
+            # port both lanes write; read data: 4 ports
+            ("wide", o.wide_banks, 2 * 2 * (w_addr + 2) + 2 * act, 4 * act),
+            # inputs: 2 sets x 2 ports x (address + ce + we) and the write data on the
+            # shared write port; read data: 4 ports
+            ("h", o.h_banks, 2 * 2 * (h_addr + 2) + 2 * act, 4 * act),
+            ("x", o.x_banks, 2 * 2 * (x_addr + 2) + 2 * act, 4 * act),
         ):
             add(
                 U,
@@ -1275,7 +1280,7 @@ def lines(
         )
     add(
         U,
-        "s_axilite: 7 arguments (64b pointers), ap_ctrl_hs, ap_return",
+        "s_axilite: 8 arguments (64b pointers), ap_ctrl_hs, ap_return",
         "edgemoe_top.cpp edgemoe_top (INTERFACE s_axilite)",
         1,
         o.axilite,
@@ -1328,16 +1333,19 @@ def lines(
 
 
 #: Loops the decoder's C++ adds (hls/include/edgemoe/decoder.h; each inlined template
-#: copy its own loop): the window read (3 copies: ring, x, h), the window's rows and
-#: chunks, the x2 blend, the band store (2 copies: scratch, output, each rows + words),
-#: the up-stop store (rows, chunks, words) and the norm-stop store.
-DECODER_LOOPS = 14
+#: copy its own loop): in the side lane (decoder_io) the window read (3 copies: ring, x,
+#: h), the window's rows and chunks, the x2 blend, the band store (2 copies: from h and
+#: from x, each rows + words); in the linear lane the band store (2 copies: scratch for
+#: conv_0, output, each rows + words), the fused classifier's copy (dec_load_window's
+#: copy mode: rows, chunks, the blend loop), the up-stop store (rows, chunks, words) and
+#: the norm-stop store.
+DECODER_LOOPS = 21
 #: 64-bit byte-address computations, one per burst site: the window reads (3), the band
-#: stores (2), the up-stop and norm-stop stores.
-DECODER_ADDR64 = 7
+#: stores (4), the up-stop and norm-stop stores.
+DECODER_ADDR64 = 9
 #: Run-time products in those addresses (pixel index x words per pixel, map rows x
 #: columns of a plane): 17 x 17 bits or less, once per burst, not in a pipeline.
-DECODER_ADDR_PRODUCTS = 10
+DECODER_ADDR_PRODUCTS = 12
 
 
 def decoder_lines(cfg: ModelConfig, profile: Profile, t: Tiling, o: Operators) -> list[Line]:
@@ -1400,12 +1408,25 @@ def decoder_lines(cfg: ModelConfig, profile: Profile, t: Tiling, o: Operators) -
     out.append(
         Line(
             U,
-            f"ConvWindow: {win_rows} ring rows and column bases in registers, the band's "
+            f"ConvWindow, 3 copies (the linear lane's band; the side lane's store and load "
+            f"bands): {win_rows} ring rows and column bases in registers, the band's "
             f"origin and sizes; per band 3 8-bit divisions (the ring's first row) and "
             f"{2 * win_rows} 8 x 8 products (the table)",
-            "decoder.h dec_window, linear.h ConvWindow (ARRAY_PARTITION complete)",
-            lut=2 * win_rows * 12 * mux_luts(2) + 3 * 8 * 8 + 2 * win_rows * 64,
-            ff=2 * win_rows * 12 + 8 * 16 + 3 * 8,
+            "decoder.h dec_window (linear_lane PC_DEC_BAND, decoder_io), linear.h ConvWindow "
+            "(ARRAY_PARTITION complete)",
+            lut=3 * (2 * win_rows * 12 * mux_luts(2) + 3 * 8 * 8 + 2 * win_rows * 64),
+            ff=3 * (2 * win_rows * 12 + 8 * 16 + 3 * 8),
+        )
+    )
+    out.append(
+        Line(
+            U,
+            "the side lane's decoder turn (DecIo): two convolutions' table entries (2 x 25 "
+            "fields), the two bands' places and the ring's first new row, registered at the "
+            "step's start; the set's decoder state (two bands' counters) in each BufferSet",
+            "lanes.h dec_io_of, lane_step; decoder.h DecIo",
+            lut=2 * 25 * 16 * mux_luts(2) + 64,
+            ff=2 * (2 * 64 + 23 * 32) + 2 * 10 * 32,
         )
     )
     up = [s for s in stages if s.fused_up]
@@ -1471,7 +1492,8 @@ def decoder_lines(cfg: ModelConfig, profile: Profile, t: Tiling, o: Operators) -
         ("dec_up_words <- x (2)", o.x_banks, 2 * up_lanes, up_lanes, False),
         ("dec_up_words <- h (2)", o.h_banks, 2 * up_lanes, up_lanes, False),
         ("dec_up_words -> wide", o.wide_banks, up_lanes, up_lanes, True),
-        ("dec_write_pixels <- x (2 copies)", o.x_banks, 2 * rl, rl, False),
+        ("dec_write_pixels <- x (3 copies: scratch, maps, output)", o.x_banks, 3 * rl, rl, False),
+        ("dec_write_pixels <- h (the side lane's first chunk)", o.h_banks, rl, rl, False),
         ("dec_write_pixels <- wide", o.wide_banks, rl, rl, False),
         ("dec_store_norm <- h", o.h_banks, rl, rl, False),
     )
@@ -1505,16 +1527,21 @@ def decoder_lines(cfg: ModelConfig, profile: Profile, t: Tiling, o: Operators) -
                 ff=8,
             )
         )
+        x_phases = o.x_banks // math.gcd(up_lanes, o.x_banks)
         out.append(
             Line(
                 U,
                 "fused classifier: the dead ring slot (an 8-bit remainder), the 1x1 window, "
-                f"one step more (PC_DEC_FUSE); its copy rides on the x2's loop and networks "
-                f"(dec_load_window's copy mode): the output's 2:1 on {up_lanes} lanes of "
-                f"{act}b, the two staging rows' 2:1 ({w_addr}b each)",
+                "one step more (PC_DEC_FUSE); its copy is the linear lane's own instance of "
+                f"the x2's loop in copy mode (dec_load_window, copy a constant): a load of "
+                f"{up_lanes} lanes from x ({x_phases}:1 x {act}b a lane) and a store of "
+                f"{up_lanes} lanes into wide (a wire a bank), bank addresses",
                 "lanes.h PC_DEC_FUSE, decoder.h dec_fuse_window, dec_load_window (copy)",
-                lut=8 * 8 + 2 * 16 + (up_lanes * act + 2 * w_addr) * mux_luts(2),
-                ff=2 * 16,
+                lut=8 * 8
+                + 2 * 16
+                + up_lanes * act * mux_luts(x_phases)
+                + (o.x_banks + o.wide_banks) * w_addr,
+                ff=2 * 16 + (up_lanes * act if x_phases > 4 else 0),
             )
         )
     out.append(
@@ -1522,8 +1549,9 @@ def decoder_lines(cfg: ModelConfig, profile: Profile, t: Tiling, o: Operators) -
             U,
             f"{DECODER_LOOPS} loops (counter, bound, FSM state), {DECODER_ADDR64} 64-bit "
             f"burst addresses, {DECODER_ADDR_PRODUCTS} address products (17 x 17b, once per "
-            "burst), the decoder's steps in the linear lane (4 states, the band counters)",
-            "lanes.h PC_DEC_BAND, decoder.h dec_store_band",
+            "burst), the decoder's steps in the linear lane (4 states, the band counters) "
+            "and the side lane's turn (2 states)",
+            "lanes.h PC_DEC_BAND, side_lane, decoder.h dec_store_band, decoder_io",
             lut=DECODER_LOOPS * o.per_loop[0] + DECODER_ADDR64 * 64 + 4 * 16 + 200,
             ff=DECODER_LOOPS * o.per_loop[1] + DECODER_ADDR64 * 64 + 4 * 16 + 120,
             dsp=DECODER_ADDR_PRODUCTS * mult_dsps(17, 17),

@@ -159,13 +159,16 @@ def test_review_fixes_are_what_the_model_counts():
     t = DEFAULT_TILING
     ports = 2 * 2 * (t.lin_out + 2 * t.lin_in)  # (x + h + wide banks) x 2 ports x 2 sets
     assert sum(int(re.search(r"(\d+) banks", ln["what"]).group(1)) * 4 for ln in sets) == ports
-    # the sized count (lanes.h lane_step): 9,568 2:1 mux bits for the default build
+    # the sized count (lanes.h lane_step): 16,192 2:1 mux bits for the default build; per
+    # bank 2 sets x 2 ports x (address + ce + we), the write data on the shared write port,
+    # read data on 4 ports (22-bit act; addresses of 12, 10 and 11 bits)
+    assert 32 * (4 * 14 + 6 * 22) + 32 * (4 * 12 + 6 * 22) + 24 * (4 * 13 + 6 * 22) == 16192
     bits = sum(
         int(re.search(r"(\d+) banks", ln["what"]).group(1))
         * sum(int(b) for b in re.findall(r"(\d+) (?:input|read-data)", ln["what"]))
         for ln in sets
     )
-    assert bits == 9568
+    assert bits == 16192
     assert r["by_unit"]["buffer-set muxes"]["lut"] == bits * mux_luts(2)
     one_set = resources(
         cfg(DEFAULT_CONFIG),
