@@ -61,7 +61,7 @@ struct DdrCounters {
 };
 
 inline DdrCounters& ddr_counters() {
-  static DdrCounters counters = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+  static DdrCounters counters = {{0, 0, 0, 0, 0}, {0, 0, 0, 0, 0}};
   return counters;
 }
 #endif

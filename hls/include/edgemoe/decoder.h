@@ -193,7 +193,8 @@ dec_read_pixels_words:
 /// `copy` (the fused classifier, `cv` the classifier, `win` dec_fuse_window's): no DDR; the
 /// x2's loop copies the band's second chunk (x row v, its c_in - DEC_CHUNK channels) into
 /// the window's ring slot (wide row v, after the first chunk's columns) instead of
-/// blending, so the copy adds no rotate network of its own.
+/// blending (the linear lane's own instance, `copy` a constant there: its DDR reads and
+/// the blend's h reads are dead code).
 template <int PORT>
 inline void dec_load_window(const word_t* bus, uint64_t maps, const DecConv& cv,
                             const ConvWindow& win, int from, bool copy,
@@ -331,13 +332,13 @@ dec_write_pixels_words:
   }
 }
 
-/// One chunk of the band's outputs (rows 0.. of `x`, row-major over the band: x, or h
+/// One chunk of the band's outputs (rows 0.. of `src`, row-major over the band: x, or h
 /// for the first chunk the side lane stores, banked cyclic BANKS) to a chunk-planar map at
 /// `base` (a map in scratch, or the stage's place in the output region): one burst per
 /// band row.
 template <int PORT, int BANKS>
 inline void dec_store_band(word_t* bus, uint64_t base, const DecConv& cv, const ConvWindow& win,
-                           int rows, int chunk, const act_t x[NUM_TOKENS][EMBED_DIM]) {
+                           int rows, int chunk, const act_t src[NUM_TOKENS][EMBED_DIM]) {
   const int c0 = chunk * DEC_CHUNK;
   const int n_ch = cv.c_out - c0 < DEC_CHUNK ? cv.c_out - c0 : DEC_CHUNK;
   const int pw = chunk_words(n_ch);
@@ -346,7 +347,7 @@ dec_store_rows:
   for (int yr = 0; yr < rows; ++yr) {
 #pragma HLS LOOP_TRIPCOUNT min = 1 max = NUM_TOKENS
     const uint64_t at = plane + (uint64_t(win.y0 + yr) * cv.w + win.x0) * pw * WORD_BYTES;
-    dec_write_pixels<PORT, BANKS, EMBED_DIM>(bus, at, win.cols, n_ch, yr * win.cols, 0, x);
+    dec_write_pixels<PORT, BANKS, EMBED_DIM>(bus, at, win.cols, n_ch, yr * win.cols, 0, src);
   }
 }
 

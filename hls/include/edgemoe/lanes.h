@@ -38,7 +38,7 @@ constexpr int NO_GROUP = -1;
 enum SetState {
   SET_IDLE,    ///< no image left for this buffer set
   SET_LOAD,    ///< its next image is to be loaded (embedded, or its parked x read back)
-  SET_ATTN,    ///< the attention of `block` comes next (the attention lane)
+  SET_ATTN,    ///< the attention of `block` comes next (the side lane)
   SET_TAIL,    ///< the rest of `block` comes next (the linear lane)
   SET_DEC,     ///< its decoder's next band comes next (the linear lane): its window is in the ring
   SET_DEC_IO,  ///< its decoder's band I/O comes next (the side lane: DecIo)
@@ -544,7 +544,7 @@ lane_steps:
       move_rows(move, lane.expert_chunk[move_expert_chunk], output, scratch, buf.x, buf.h);
     }
     if (copy) {  // before the call: the fused classifier reads what its copy wrote (no DDR)
-      dec_load_window<PORT_SCRATCH>(scratch, s.maps, dtask.conv[dec.conv + 1], win, 0, true, buf.x,
+      dec_load_window<PORT_SCRATCH>(scratch, 0, dtask.conv[dec.conv + 1], win, 0, true, buf.x,
                                     buf.h, buf.wide);
     }
     if (compute) {
@@ -634,7 +634,7 @@ inline void lane_step(const word_t* bundle, const word_t* images, word_t* output
 }
 
 /// Images [first, last) of a call on the two buffer sets: step k gives the linear lane to set
-/// k % 2 and the attention lane to the other. Expert-major (`park`): the images run to the
+/// k % 2 and the side lane to the other. Expert-major (`park`): the images run to the
 /// routing of the next MoE block and park; then a step with both sets idle runs that
 /// block's experts over the group on the linear lane; then the images go on from there.
 inline void run_images(const word_t* bundle, const word_t* images, word_t* output, word_t* scratch,
